@@ -1,0 +1,38 @@
+//! The mapping files compiled into the binary, so the hub runs with no files beside it.
+//! A configured `mappings_dir` replaces them with files read at start, which a
+//! municipality can edit without recompiling. A test checks that this list matches the
+//! files in `mappings/`.
+
+/// (vendor, file name, text) of every built-in mapping file.
+pub const FILES: &[(&str, &str, &str)] = &[
+    (
+        "combine",
+        "decision.in.toml",
+        include_str!("../../mappings/combine/decision.in.toml"),
+    ),
+    (
+        "combine",
+        "order_ack.out.toml",
+        include_str!("../../mappings/combine/order_ack.out.toml"),
+    ),
+    (
+        "combine",
+        "plan_notice.out.toml",
+        include_str!("../../mappings/combine/plan_notice.out.toml"),
+    ),
+    (
+        "phoniro",
+        "order.out.toml",
+        include_str!("../../mappings/phoniro/order.out.toml"),
+    ),
+    (
+        "phoniro",
+        "order_ack.in.toml",
+        include_str!("../../mappings/phoniro/order_ack.in.toml"),
+    ),
+    (
+        "phoniro",
+        "plan_notice.in.toml",
+        include_str!("../../mappings/phoniro/plan_notice.in.toml"),
+    ),
+];

@@ -1,0 +1,193 @@
+//! carehub's vendor adapters: the explicit registry of vendors and how each is reached.
+//!
+//! An adapter here is small on purpose. What a vendor's payloads say lives in its mapping
+//! files (`mappings/<vendor>/`, compiled in by [`builtin`] or read from a folder); how its
+//! bytes travel is a shared transport ([`transport`]); what is left per vendor is its
+//! configuration keys and which transport it uses. The set of vendors is closed and
+//! explicit: [`VendorConfig`] is an enum and [`VendorConfig::parse`] one `match`, so an
+//! unknown vendor is a clear configuration error, never a plugin lookup. The rules every
+//! adapter follows are in `ADAPTERS.md`.
+//!
+//! # Layout
+//! - [`combine`], [`phoniro`]: one module per vendor.
+//! - [`transport`]: HTTP today; SOAP and SFTP join it.
+//! - [`builtin`]: the mapping files compiled into the binary.
+
+pub mod builtin;
+pub mod combine;
+pub mod phoniro;
+pub mod transport;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use carehub_core::adapter::{System, SystemRole, Transport};
+use carehub_core::mapping::{MappingFileError, MappingSet};
+
+pub use combine::CombineConfig;
+pub use phoniro::PhoniroConfig;
+
+/// The vendors carehub knows, by the name used in configuration.
+pub const VENDORS: &[&str] = &[combine::VENDOR, phoniro::VENDOR];
+
+/// A system's vendor-specific configuration.
+#[derive(Debug, Clone)]
+pub enum VendorConfig {
+    Combine(CombineConfig),
+    Phoniro(PhoniroConfig),
+}
+
+impl VendorConfig {
+    /// Reads a vendor's keys of a `[[systems]]` table (without `name` and `vendor`).
+    pub fn parse(vendor: &str, keys: toml::Table) -> Result<VendorConfig, String> {
+        fn typed<T: serde::de::DeserializeOwned>(keys: toml::Table) -> Result<T, String> {
+            T::deserialize(toml::Value::Table(keys)).map_err(|e| e.message().to_owned())
+        }
+        match vendor {
+            combine::VENDOR => typed(keys).map(VendorConfig::Combine),
+            phoniro::VENDOR => typed(keys).map(VendorConfig::Phoniro),
+            other => Err(format!(
+                "unknown vendor '{other}', known: {}",
+                VENDORS.join(", ")
+            )),
+        }
+    }
+
+    pub fn vendor(&self) -> &'static str {
+        match self {
+            VendorConfig::Combine(_) => combine::VENDOR,
+            VendorConfig::Phoniro(_) => phoniro::VENDOR,
+        }
+    }
+
+    pub fn role(&self) -> SystemRole {
+        match self {
+            VendorConfig::Combine(_) => combine::ROLE,
+            VendorConfig::Phoniro(_) => phoniro::ROLE,
+        }
+    }
+
+    /// What is wrong with the values (checked without IO).
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            VendorConfig::Combine(c) => c.problems(),
+            VendorConfig::Phoniro(c) => c.problems(),
+        }
+    }
+
+    fn transport(&self, client: &reqwest::Client) -> Arc<dyn Transport> {
+        match self {
+            VendorConfig::Combine(c) => Arc::new(c.transport(client)),
+            VendorConfig::Phoniro(c) => Arc::new(c.transport(client)),
+        }
+    }
+}
+
+/// Builds a configured system.
+pub fn build_system(
+    name: &str,
+    config: &VendorConfig,
+    mappings: Arc<MappingSet>,
+    client: &reqwest::Client,
+) -> System {
+    System {
+        name: name.to_owned(),
+        vendor: config.vendor(),
+        role: config.role(),
+        mappings,
+        transport: config.transport(client),
+    }
+}
+
+/// A vendor's mappings: from `dir/<vendor>/` when a mappings folder is configured, else
+/// the built-in files.
+pub fn load_mappings(
+    vendor: &str,
+    dir: Option<&Path>,
+) -> Result<MappingSet, Vec<MappingFileError>> {
+    match dir {
+        Some(dir) => MappingSet::load_dir(vendor, &dir.join(vendor)),
+        None => MappingSet::from_sources(
+            vendor,
+            builtin::FILES
+                .iter()
+                .filter(|(v, _, _)| *v == vendor)
+                .map(|(_, name, text)| (*name, *text)),
+        ),
+    }
+}
+
+/// Checks that a configured address is an absolute http(s) URL.
+pub(crate) fn check_url(key: &str, value: &str) -> Vec<String> {
+    match value.split_once("://") {
+        Some(("http" | "https", rest)) if !rest.is_empty() && !rest.starts_with('/') => Vec::new(),
+        _ => vec![format!(
+            "{key} must be an http:// or https:// URL, got '{value}'"
+        )],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builtin_list_matches_the_mapping_folder() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mappings");
+        let mut on_disk = Vec::new();
+        for vendor in std::fs::read_dir(&root).expect("mappings folder") {
+            let vendor = vendor.expect("entry").path();
+            if !vendor.is_dir() {
+                continue;
+            }
+            for file in std::fs::read_dir(&vendor).expect("vendor folder") {
+                let file = file.expect("entry").path();
+                if file.extension().and_then(|e| e.to_str()) == Some("toml") {
+                    let v = vendor
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .expect("name")
+                        .to_owned();
+                    let f = file
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .expect("name")
+                        .to_owned();
+                    on_disk.push((v, f));
+                }
+            }
+        }
+        on_disk.sort();
+        let mut built_in: Vec<(String, String)> = builtin::FILES
+            .iter()
+            .map(|(v, f, _)| ((*v).to_owned(), (*f).to_owned()))
+            .collect();
+        built_in.sort();
+        assert_eq!(
+            on_disk, built_in,
+            "adapters/src/builtin.rs must list every file under mappings/"
+        );
+    }
+
+    #[test]
+    fn an_unknown_vendor_names_the_known_ones() {
+        let e = VendorConfig::parse("visma", toml::Table::new()).expect_err("unknown");
+        assert_eq!(e, "unknown vendor 'visma', known: combine, phoniro");
+    }
+
+    #[test]
+    fn every_vendor_has_builtin_mappings_that_load() {
+        for vendor in VENDORS {
+            let set = load_mappings(vendor, None).unwrap_or_else(|e| panic!("{vendor}: {e:?}"));
+            assert!(!set.mappings.is_empty(), "{vendor}");
+        }
+    }
+
+    #[test]
+    fn urls_are_checked_without_io() {
+        assert!(check_url("u", "https://x.example/a").is_empty());
+        assert!(check_url("u", "http://127.0.0.1:8080").is_empty());
+        assert_eq!(check_url("u", "ftp://x").len(), 1);
+        assert_eq!(check_url("u", "x.example").len(), 1);
+    }
+}

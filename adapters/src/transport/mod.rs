@@ -1,0 +1,3 @@
+//! Transports shared by vendors: how bytes travel, independent of what they say.
+
+pub mod http;

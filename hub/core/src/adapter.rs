@@ -1,0 +1,192 @@
+//! The adapter contract (see `ADAPTERS.md` at the repository root for the rules in
+//! MUST/SHOULD words).
+//!
+//! A configured system is a [`System`]: a vendor's [`MappingSet`] (data) and a
+//! [`Transport`] (code, shared between vendors that speak the same protocol). Decoding and
+//! encoding are the same for every vendor, so an adapter is mostly its mapping files; what
+//! differs is only how bytes travel. Transports classify every failure as transient (a retry
+//! may help) or permanent, and the one delivery loop in [`crate::outbox`] acts on that.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use carehub_model::{ErrorCode, Message, MessageType, ValidationError};
+use serde_json::Value;
+
+use crate::mapping::{Decoded, MappingSet, Rendered};
+
+/// What a system is to the municipality.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SystemRole {
+    /// A case-management system (verksamhetssystem): sends decisions, receives acks and plans.
+    CaseManagement,
+    /// A provider's time-registration system: receives orders, sends acks, plans and visits.
+    ProviderSystem,
+}
+
+impl SystemRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SystemRole::CaseManagement => "case_management",
+            SystemRole::ProviderSystem => "provider_system",
+        }
+    }
+}
+
+/// One outbound message, as the delivery loop hands it to a transport.
+#[derive(Debug, Clone, Copy)]
+pub struct Envelope<'a> {
+    pub message_type: &'a str,
+    pub content_type: &'a str,
+    /// Where to, relative to the system's address (from the mapping's `endpoint`).
+    pub endpoint: Option<&'a str>,
+    pub body: &'a [u8],
+    /// The same on every attempt of this message: receivers drop repeats by it.
+    pub idempotency_key: &'a str,
+}
+
+/// What the receiving system answered to a delivery it took.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryReceipt {
+    pub status: Option<u16>,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// A delivery that did not go through, and whether trying again can help.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct DeliveryError {
+    pub transient: bool,
+    pub status: Option<u16>,
+    pub message: String,
+    /// What the receiver answered, if anything (kept in the message log).
+    pub body: Vec<u8>,
+}
+
+impl fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if self.transient {
+            "transient"
+        } else {
+            "permanent"
+        };
+        match self.status {
+            Some(s) => write!(f, "{kind}: status {s}: {}", self.message),
+            None => write!(f, "{kind}: {}", self.message),
+        }
+    }
+}
+
+impl DeliveryError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        DeliveryError {
+            transient: true,
+            status: None,
+            message: message.into(),
+            body: Vec::new(),
+        }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        DeliveryError {
+            transient: false,
+            status: None,
+            message: message.into(),
+            body: Vec::new(),
+        }
+    }
+
+    /// Whether a retry can help.
+    pub fn is_transient(&self) -> bool {
+        self.transient
+    }
+
+    /// The code this failure is logged with.
+    pub fn code(&self) -> ErrorCode {
+        if self.transient {
+            ErrorCode::DeliveryFailed
+        } else {
+            ErrorCode::DeliveryRefused
+        }
+    }
+}
+
+/// How bytes reach a system. One implementation per protocol, shared by vendors.
+#[async_trait]
+pub trait Transport: Send + Sync {
+    /// One delivery attempt. Must not retry by itself: retries belong to the outbox.
+    async fn deliver(&self, envelope: &Envelope<'_>) -> Result<DeliveryReceipt, DeliveryError>;
+    /// Reaches the system without changing anything, for `carehub check`; says what it saw.
+    async fn check(&self) -> Result<String, DeliveryError>;
+}
+
+/// A configured system: name, vendor, role, mappings and transport.
+pub struct System {
+    pub name: String,
+    pub vendor: &'static str,
+    pub role: SystemRole,
+    pub mappings: Arc<MappingSet>,
+    pub transport: Arc<dyn Transport>,
+}
+
+impl fmt::Debug for System {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("System")
+            .field("name", &self.name)
+            .field("vendor", &self.vendor)
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+impl System {
+    /// Decodes a payload this system sent and validates the canonical message.
+    pub fn decode(
+        &self,
+        body: &[u8],
+    ) -> Result<(Decoded, Message), (Option<Decoded>, ValidationError)> {
+        let text = std::str::from_utf8(body).map_err(|_| {
+            (
+                None,
+                ValidationError::new(ErrorCode::MalformedPayload, "the payload is not UTF-8 text"),
+            )
+        })?;
+        let decoded = self.mappings.decode(text).map_err(|e| (None, e))?;
+        match Message::from_canonical(decoded.message_type, decoded.canonical.clone()) {
+            Ok(m) => Ok((decoded, m)),
+            Err(e) => Err((Some(decoded), e)),
+        }
+    }
+
+    /// Renders a canonical context for this system.
+    pub fn encode(&self, kind: MessageType, context: &Value) -> Result<Rendered, ValidationError> {
+        self.mappings.encode(kind, context)
+    }
+}
+
+/// The configured systems by name.
+#[derive(Debug, Default, Clone)]
+pub struct Registry {
+    systems: BTreeMap<String, Arc<System>>,
+}
+
+impl Registry {
+    pub fn new(systems: impl IntoIterator<Item = System>) -> Self {
+        Registry {
+            systems: systems
+                .into_iter()
+                .map(|s| (s.name.clone(), Arc::new(s)))
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<System>> {
+        self.systems.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<System>> {
+        self.systems.values()
+    }
+}

@@ -1,0 +1,26 @@
+//! carehub's engine: everything between a vendor's bytes and the store, with no HTTP server
+//! and no vendor-specific code.
+//!
+//! What it is: the adapter contract every vendor integration follows, the one mapping
+//! engine that reads `mappings/<vendor>/*.toml`, the flows that turn a decision into an
+//! order and carry acknowledgements back, the one delivery loop for all outbound traffic,
+//! the hash-chained message log and the store it lives in. What it is not: it does not
+//! know how a vendor's bytes travel (that is `carehub-adapters`) nor how the hub is served
+//! or configured (that is the `carehub` binary).
+//!
+//! # Layout
+//! - [`adapter`]: the contract: [`adapter::System`], [`adapter::Transport`], errors that say
+//!   whether a retry can help, the registry of configured systems.
+//! - [`mapping`]: the declarative mapping engine and its safe XML tree.
+//! - [`pipeline`]: the flows (SPEC §4.1): [`pipeline::Hub::receive`].
+//! - [`outbox`]: retries, backoff, dead letters, replay.
+//! - [`store`]: the [`store::Store`] trait and the SQLite backend; [`log`]: the hash chain.
+//! - [`metrics`]: Prometheus counters and gauges.
+
+pub mod adapter;
+pub mod log;
+pub mod mapping;
+pub mod metrics;
+pub mod outbox;
+pub mod pipeline;
+pub mod store;

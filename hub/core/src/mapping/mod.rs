@@ -1,0 +1,1127 @@
+//! The mapping engine: one engine, every vendor, mappings as data.
+//!
+//! A vendor's payloads are translated to and from canonical messages by declarative files
+//! under `mappings/<vendor>/`, one file per message and direction. A file names the
+//! canonical message, the direction (`in`: vendor to hub, `out`: hub to vendor), the format
+//! (XML or JSON), how to recognise the payload (root element, or a JSON field's value), and
+//! a list of fields: a vendor path, a canonical path and the transforms between them (type,
+//! date format, id prefix, code table, default, constant). Each file carries sample payloads
+//! with their expected canonical form, and [`MappingSet::run_samples`] checks them all; the
+//! format is documented for municipal IT in `mappings/README.md`.
+//!
+//! The engine does not know what a decision is: it turns vendor trees into canonical JSON
+//! and back. Typing and validation of the result belong to the model
+//! ([`carehub_model::Message::from_canonical`]), so a mapping cannot smuggle in an invalid
+//! identifier.
+//!
+//! Paths: vendor paths use `/` between element or key names, `@name` for an XML attribute,
+//! and `.` for the current node; canonical paths use `.` between JSON keys.
+
+pub mod xml;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use carehub_model::{ErrorCode, Message, MessageType, ValidationError};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use self::xml::Element;
+
+/// Which way a mapping translates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Vendor payload to canonical message.
+    In,
+    /// Canonical message to vendor payload.
+    Out,
+}
+
+/// The vendor-side encoding of a payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Xml,
+    Json,
+}
+
+/// How a field's text becomes a canonical value and back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    #[default]
+    String,
+    Integer,
+    /// A calendar date; `format` is a strftime pattern, `%Y-%m-%d` by default.
+    Date,
+    /// An instant; RFC 3339 by default, or a strftime `format` read as UTC.
+    Datetime,
+    Boolean,
+}
+
+/// One field of a mapping. A field with `fields` of its own is a list: the vendor path
+/// selects repeated elements (or a JSON array), the canonical path holds an array, and the
+/// inner fields map each item.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Field {
+    #[serde(default)]
+    pub vendor: Option<String>,
+    #[serde(default)]
+    pub canonical: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: FieldType,
+    #[serde(default)]
+    pub format: Option<String>,
+    /// Added on the way in, removed on the way out (`combine:` namespaces a source id).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// A code table: vendor code to canonical value (reversed on the way out).
+    #[serde(default)]
+    pub table: Option<String>,
+    #[serde(default)]
+    pub optional: bool,
+    /// Used when the source side is absent.
+    #[serde(default)]
+    pub default: Option<String>,
+    /// A constant: written to the target side without reading the source side.
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub fields: Vec<Field>,
+}
+
+/// How an inbound JSON payload is recognised: the scalar at `path` equals `value`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    pub path: String,
+    pub value: String,
+}
+
+/// A sample payload and what it must translate to: a canonical JSON text, or the error
+/// code it must be refused with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sample {
+    pub name: String,
+    pub vendor: String,
+    #[serde(default)]
+    pub canonical: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// One mapping file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    #[serde(skip)]
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(deserialize_with = "de_message_type")]
+    pub message: MessageType,
+    pub direction: Direction,
+    pub format: Format,
+    /// XML: the root element's local name.
+    #[serde(default)]
+    pub root: Option<String>,
+    /// XML: the root element's namespace; inbound documents must use it (any prefix).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// JSON in: how to recognise the payload.
+    #[serde(default, rename = "match")]
+    pub matcher: Option<Match>,
+    /// Out: where the payload goes, relative to the system's address (a URL path, a file
+    /// name pattern); the transport decides what it means.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub fields: Vec<Field>,
+    #[serde(default)]
+    pub tables: BTreeMap<String, BTreeMap<String, String>>,
+    #[serde(default)]
+    pub samples: Vec<Sample>,
+}
+
+fn de_message_type<'de, D: serde::Deserializer<'de>>(d: D) -> Result<MessageType, D::Error> {
+    let s = String::deserialize(d)?;
+    MessageType::parse(&s).ok_or_else(|| {
+        let known: Vec<_> = MessageType::ALL.iter().map(|t| t.as_str()).collect();
+        serde::de::Error::custom(format!(
+            "unknown message '{s}', known: {}",
+            known.join(", ")
+        ))
+    })
+}
+
+/// A mapping file that could not be loaded, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {reason}")]
+pub struct MappingFileError {
+    pub file: String,
+    pub reason: String,
+}
+
+/// A sample that did not translate as its file says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampleFailure {
+    pub mapping: String,
+    pub sample: String,
+    pub reason: String,
+}
+
+impl fmt::Display for SampleFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} / {}: {}", self.mapping, self.sample, self.reason)
+    }
+}
+
+/// A vendor payload translated to canonical JSON.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub mapping: String,
+    pub message_type: MessageType,
+    pub canonical: Value,
+}
+
+/// A canonical message rendered for a vendor.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub mapping: String,
+    pub body: Vec<u8>,
+    pub content_type: String,
+    pub endpoint: Option<String>,
+}
+
+/// All mappings of one vendor.
+#[derive(Debug, Clone)]
+pub struct MappingSet {
+    pub vendor: String,
+    pub mappings: Vec<Mapping>,
+}
+
+impl MappingSet {
+    /// Parses and checks mapping files given as (file name, text). Every problem in every
+    /// file is reported, not just the first.
+    pub fn from_sources<'a>(
+        vendor: &str,
+        files: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<MappingSet, Vec<MappingFileError>> {
+        let mut mappings = Vec::new();
+        let mut errors = Vec::new();
+        for (file, text) in files {
+            let label = format!("{vendor}/{file}");
+            match toml::from_str::<Mapping>(text) {
+                Ok(mut m) => {
+                    m.name = label.clone();
+                    let problems = m.check();
+                    if problems.is_empty() {
+                        mappings.push(m);
+                    } else {
+                        errors.extend(problems.into_iter().map(|reason| MappingFileError {
+                            file: label.clone(),
+                            reason,
+                        }));
+                    }
+                }
+                Err(e) => errors.push(MappingFileError {
+                    file: label,
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        for (i, a) in mappings.iter().enumerate() {
+            for b in &mappings[i + 1..] {
+                if a.direction == Direction::Out
+                    && b.direction == Direction::Out
+                    && a.message == b.message
+                {
+                    errors.push(MappingFileError {
+                        file: b.name.clone(),
+                        reason: format!(
+                            "a second outbound mapping for {} (first: {})",
+                            b.message, a.name
+                        ),
+                    });
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(MappingSet {
+                vendor: vendor.to_owned(),
+                mappings,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Loads every `*.toml` file of `dir` (a vendor's folder under `mappings/`).
+    pub fn load_dir(vendor: &str, dir: &Path) -> Result<MappingSet, Vec<MappingFileError>> {
+        let err = |reason: String| {
+            vec![MappingFileError {
+                file: dir.display().to_string(),
+                reason,
+            }]
+        };
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| err(format!("cannot read folder: {e}")))?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| err(e.to_string()))?.path();
+            if path.extension().and_then(|e| e.to_str()) == Some("toml") {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("?")
+                    .to_owned();
+                files.push((name, text));
+            }
+        }
+        files.sort();
+        MappingSet::from_sources(vendor, files.iter().map(|(n, t)| (n.as_str(), t.as_str())))
+    }
+
+    /// The outbound mapping for a message type, if the vendor receives that type.
+    pub fn outbound(&self, kind: MessageType) -> Option<&Mapping> {
+        self.mappings
+            .iter()
+            .find(|m| m.direction == Direction::Out && m.message == kind)
+    }
+
+    /// The message types this vendor sends to the hub.
+    pub fn inbound_types(&self) -> Vec<MessageType> {
+        let mut v: Vec<_> = self
+            .mappings
+            .iter()
+            .filter(|m| m.direction == Direction::In)
+            .map(|m| m.message)
+            .collect();
+        v.dedup();
+        v
+    }
+
+    /// Translates an inbound payload (UTF-8 text) to canonical JSON: recognises which
+    /// message it is, then applies that mapping's fields.
+    pub fn decode(&self, text: &str) -> Result<Decoded, ValidationError> {
+        let trimmed = text.trim_start_matches('\u{feff}').trim_start();
+        if trimmed.starts_with('<') {
+            let root = xml::parse(text)?;
+            let mapping = self
+                .mappings
+                .iter()
+                .find(|m| {
+                    m.direction == Direction::In
+                        && m.format == Format::Xml
+                        && m.root.as_deref() == Some(root.name.as_str())
+                        && (m.namespace.is_none() || m.namespace == root.namespace)
+                })
+                .ok_or_else(|| {
+                    ValidationError::new(
+                        ErrorCode::UnknownMessageType,
+                        format!(
+                            "no {} mapping reads an XML <{}>{}",
+                            self.vendor,
+                            root.name,
+                            root.namespace
+                                .as_deref()
+                                .map(|n| format!(" in namespace {n}"))
+                                .unwrap_or_default()
+                        ),
+                    )
+                })?;
+            let canonical = decode_fields(Node::Xml(&root), &mapping.fields, mapping)?;
+            Ok(Decoded {
+                mapping: mapping.name.clone(),
+                message_type: mapping.message,
+                canonical,
+            })
+        } else if trimmed.starts_with('{') || trimmed.starts_with('[') {
+            let value: Value = serde_json::from_str(trimmed).map_err(|e| {
+                ValidationError::new(
+                    ErrorCode::MalformedPayload,
+                    format!("not well-formed JSON: {e}"),
+                )
+            })?;
+            let candidates: Vec<&Mapping> = self
+                .mappings
+                .iter()
+                .filter(|m| m.direction == Direction::In && m.format == Format::Json)
+                .collect();
+            let mapping = candidates
+                .iter()
+                .find(|m| match &m.matcher {
+                    Some(mt) => {
+                        scalar(Node::Json(&value), &mt.path).as_deref() == Some(mt.value.as_str())
+                    }
+                    None => candidates.len() == 1,
+                })
+                .ok_or_else(|| {
+                    ValidationError::new(
+                        ErrorCode::UnknownMessageType,
+                        format!("no {} mapping recognises this JSON message", self.vendor),
+                    )
+                })?;
+            let canonical = decode_fields(Node::Json(&value), &mapping.fields, mapping)?;
+            Ok(Decoded {
+                mapping: mapping.name.clone(),
+                message_type: mapping.message,
+                canonical,
+            })
+        } else {
+            Err(ValidationError::new(
+                ErrorCode::MalformedPayload,
+                "the payload is neither XML nor JSON",
+            ))
+        }
+    }
+
+    /// Renders a canonical context (`{"order": {...}, ...}`) as the vendor's payload for
+    /// `kind`.
+    pub fn encode(&self, kind: MessageType, context: &Value) -> Result<Rendered, ValidationError> {
+        let mapping = self.outbound(kind).ok_or_else(|| {
+            ValidationError::new(
+                ErrorCode::MessageNotAllowed,
+                format!("{} has no outbound mapping for {kind}", self.vendor),
+            )
+        })?;
+        let (body, default_type) = match mapping.format {
+            Format::Xml => {
+                let mut root = Element::new(mapping.root.clone().unwrap_or_default());
+                root.namespace = mapping.namespace.clone();
+                encode_fields(
+                    &mut Target::Xml(&mut root),
+                    context,
+                    &mapping.fields,
+                    mapping,
+                )?;
+                (xml::write(&root), "application/xml; charset=utf-8")
+            }
+            Format::Json => {
+                let mut out = Value::Object(Map::new());
+                encode_fields(
+                    &mut Target::Json(&mut out),
+                    context,
+                    &mapping.fields,
+                    mapping,
+                )?;
+                let body = serde_json::to_vec(&out).map_err(|e| {
+                    ValidationError::new(ErrorCode::Internal, format!("cannot write JSON: {e}"))
+                })?;
+                (body, "application/json")
+            }
+        };
+        Ok(Rendered {
+            mapping: mapping.name.clone(),
+            body,
+            content_type: mapping
+                .content_type
+                .clone()
+                .unwrap_or_else(|| default_type.to_owned()),
+            endpoint: mapping.endpoint.clone(),
+        })
+    }
+
+    /// Runs every sample of every mapping; returns what failed (nothing, when all is well).
+    pub fn run_samples(&self) -> (usize, Vec<SampleFailure>) {
+        let mut count = 0;
+        let mut failures = Vec::new();
+        for m in &self.mappings {
+            for s in &m.samples {
+                count += 1;
+                if let Err(reason) = self.run_sample(m, s) {
+                    failures.push(SampleFailure {
+                        mapping: m.name.clone(),
+                        sample: s.name.clone(),
+                        reason,
+                    });
+                }
+            }
+        }
+        (count, failures)
+    }
+
+    fn run_sample(&self, m: &Mapping, s: &Sample) -> Result<(), String> {
+        match m.direction {
+            Direction::In => {
+                let result = self.decode(&s.vendor).and_then(|d| {
+                    if d.mapping != m.name {
+                        return Err(ValidationError::new(
+                            ErrorCode::UnknownMessageType,
+                            format!("recognised as {} instead", d.mapping),
+                        ));
+                    }
+                    // Compare the typed message's own JSON: the canonical form after
+                    // normalisation (12-digit personal identity numbers and so on).
+                    Message::from_canonical(d.message_type, d.canonical)
+                        .map(|m| serde_json::to_value(&m).unwrap_or(Value::Null))
+                });
+                match (result, &s.error, &s.canonical) {
+                    (Ok(got), None, Some(want)) => {
+                        let want: Value = serde_json::from_str(want)
+                            .map_err(|e| format!("its canonical is not JSON: {e}"))?;
+                        if got == want {
+                            Ok(())
+                        } else {
+                            Err(format!("canonical differs:\n  got  {got}\n  want {want}"))
+                        }
+                    }
+                    (Ok(got), Some(code), _) => {
+                        Err(format!("expected {code}, got canonical {got}"))
+                    }
+                    (Err(e), Some(code), _) if e.code.as_str() == code => Ok(()),
+                    (Err(e), _, _) => Err(format!("refused: {e}")),
+                    (Ok(_), None, None) => Err("a sample needs `canonical` or `error`".into()),
+                }
+            }
+            Direction::Out => {
+                let want = s
+                    .canonical
+                    .as_deref()
+                    .ok_or("an outbound sample needs `canonical`")?;
+                let context: Value = serde_json::from_str(want)
+                    .map_err(|e| format!("its canonical is not JSON: {e}"))?;
+                let rendered = self
+                    .encode(m.message, &context)
+                    .map_err(|e| format!("cannot render: {e}"))?;
+                let got =
+                    String::from_utf8(rendered.body).map_err(|_| "rendered text is not UTF-8")?;
+                let same = match m.format {
+                    Format::Xml => {
+                        let a = xml::parse(&got)
+                            .map_err(|e| format!("rendered XML does not parse: {e}"))?;
+                        let b = xml::parse(&s.vendor)
+                            .map_err(|e| format!("sample XML does not parse: {e}"))?;
+                        a.same_as(&b)
+                    }
+                    Format::Json => {
+                        let a: Value = serde_json::from_str(&got).map_err(|e| e.to_string())?;
+                        let b: Value = serde_json::from_str(&s.vendor)
+                            .map_err(|e| format!("sample JSON does not parse: {e}"))?;
+                        a == b
+                    }
+                };
+                if same {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "rendered payload differs:\n  got  {got}\n  want {}",
+                        s.vendor.trim()
+                    ))
+                }
+            }
+        }
+    }
+}
+
+impl Mapping {
+    /// Semantic checks beyond the file's syntax.
+    fn check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.format == Format::Xml && self.root.is_none() {
+            problems.push("an XML mapping needs `root`".to_owned());
+        }
+        if self.format == Format::Json && self.direction == Direction::In && self.matcher.is_none()
+        {
+            // Allowed only as the vendor's single JSON inbound mapping; checked at decode.
+        }
+        self.check_fields(&self.fields, &mut problems);
+        problems
+    }
+
+    fn check_fields(&self, fields: &[Field], problems: &mut Vec<String>) {
+        for f in fields {
+            let label = f
+                .vendor
+                .as_deref()
+                .or(f.canonical.as_deref())
+                .unwrap_or("?");
+            let (source, target) = match self.direction {
+                Direction::In => (&f.vendor, &f.canonical),
+                Direction::Out => (&f.canonical, &f.vendor),
+            };
+            if target.is_none() {
+                problems.push(format!(
+                    "field {label}: needs a {} path",
+                    match self.direction {
+                        Direction::In => "canonical",
+                        Direction::Out => "vendor",
+                    }
+                ));
+            }
+            if source.is_none() && f.value.is_none() {
+                problems.push(format!(
+                    "field {label}: needs a source path or a constant `value`"
+                ));
+            }
+            if let Some(t) = &f.table {
+                if !self.tables.contains_key(t) {
+                    problems.push(format!("field {label}: no table named '{t}'"));
+                }
+            }
+            if !f.fields.is_empty() {
+                self.check_fields(&f.fields, problems);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading vendor trees
+
+#[derive(Clone, Copy)]
+enum Node<'a> {
+    Xml(&'a Element),
+    Json(&'a Value),
+}
+
+fn segments(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter(|s| !s.is_empty() && *s != ".")
+}
+
+/// The nodes a path selects (a JSON array along the way is flattened).
+fn select<'a>(node: Node<'a>, path: &str) -> Vec<Node<'a>> {
+    let mut current = vec![node];
+    for seg in segments(path) {
+        let mut next = Vec::new();
+        for n in current {
+            match n {
+                Node::Xml(e) => {
+                    next.extend(e.children.iter().filter(|c| c.name == seg).map(Node::Xml))
+                }
+                Node::Json(v) => match v.get(seg) {
+                    Some(Value::Array(items)) => next.extend(items.iter().map(Node::Json)),
+                    Some(child) => next.push(Node::Json(child)),
+                    None => {}
+                },
+            }
+        }
+        current = next;
+    }
+    current
+}
+
+/// The text a path selects; empty text counts as absent.
+fn scalar(node: Node<'_>, path: &str) -> Option<String> {
+    let (elements, attr) = match path.rsplit_once('/') {
+        Some((head, last)) if last.starts_with('@') => (head, Some(&last[1..])),
+        None if path.starts_with('@') => ("", Some(&path[1..])),
+        _ => (path, None),
+    };
+    let first = select(node, elements).into_iter().next()?;
+    let text = match (first, attr) {
+        (Node::Xml(e), Some(a)) => e.attr(a)?.to_owned(),
+        (Node::Xml(e), None) => e.text.clone(),
+        (Node::Json(_), Some(_)) => return None,
+        (Node::Json(v), None) => match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => return None,
+        },
+    };
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+fn decode_fields(node: Node<'_>, fields: &[Field], m: &Mapping) -> Result<Value, ValidationError> {
+    let mut out = Value::Object(Map::new());
+    for f in fields {
+        let Some(target) = f.canonical.as_deref() else {
+            continue;
+        };
+        if !f.fields.is_empty() {
+            let path = f.vendor.as_deref().unwrap_or(".");
+            let items = select(node, path);
+            if items.is_empty() && !f.optional {
+                return Err(ValidationError::new(
+                    ErrorCode::MissingField,
+                    format!("{path}: at least one is required"),
+                ));
+            }
+            let list = items
+                .into_iter()
+                .map(|item| decode_fields(item, &f.fields, m))
+                .collect::<Result<Vec<_>, _>>()?;
+            set_path(&mut out, target, Value::Array(list));
+            continue;
+        }
+        let raw = match (&f.value, &f.vendor) {
+            (Some(v), _) => Some(v.clone()),
+            (None, Some(path)) => scalar(node, path).or_else(|| f.default.clone()),
+            (None, None) => f.default.clone(),
+        };
+        let Some(raw) = raw else {
+            if f.optional {
+                continue;
+            }
+            return Err(ValidationError::new(
+                ErrorCode::MissingField,
+                format!("{} is required", f.vendor.as_deref().unwrap_or(target)),
+            ));
+        };
+        set_path(&mut out, target, convert_in(f, raw, m)?);
+    }
+    Ok(out)
+}
+
+fn convert_in(f: &Field, raw: String, m: &Mapping) -> Result<Value, ValidationError> {
+    let label = f
+        .vendor
+        .as_deref()
+        .or(f.canonical.as_deref())
+        .unwrap_or("?");
+    let mut s = raw;
+    if let Some(t) = &f.table {
+        let table = m.tables.get(t).ok_or_else(|| {
+            ValidationError::new(
+                ErrorCode::Internal,
+                format!("mapping {} lacks table {t}", m.name),
+            )
+        })?;
+        s = table.get(&s).cloned().ok_or_else(|| {
+            let shown: String = s.chars().take(32).collect();
+            ValidationError::new(
+                ErrorCode::InvalidValue,
+                format!("{label}: unknown code '{shown}' (table {t})"),
+            )
+        })?;
+    }
+    if let Some(p) = &f.prefix {
+        s = format!("{p}{s}");
+    }
+    Ok(match f.kind {
+        FieldType::String => Value::String(s),
+        FieldType::Integer => s.parse::<i64>().map(Value::from).map_err(|_| {
+            ValidationError::new(
+                ErrorCode::InvalidValue,
+                format!("{label}: not a whole number"),
+            )
+        })?,
+        FieldType::Boolean => match s.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "ja" => Value::Bool(true),
+            "false" | "0" | "no" | "nej" => Value::Bool(false),
+            _ => {
+                return Err(ValidationError::new(
+                    ErrorCode::InvalidValue,
+                    format!("{label}: not a yes/no value"),
+                ))
+            }
+        },
+        FieldType::Date => {
+            let fmt = f.format.as_deref().unwrap_or("%Y-%m-%d");
+            let d = NaiveDate::parse_from_str(&s, fmt).map_err(|_| {
+                ValidationError::new(
+                    ErrorCode::InvalidDate,
+                    format!("{label}: not a date of the form {fmt}"),
+                )
+            })?;
+            Value::String(d.format("%Y-%m-%d").to_string())
+        }
+        FieldType::Datetime => {
+            let at: DateTime<Utc> = match f.format.as_deref() {
+                Some(fmt) => NaiveDateTime::parse_from_str(&s, fmt)
+                    .map(|n| n.and_utc())
+                    .map_err(|_| {
+                        ValidationError::new(
+                            ErrorCode::InvalidDate,
+                            format!("{label}: not a time of the form {fmt}"),
+                        )
+                    })?,
+                None => DateTime::parse_from_rfc3339(&s)
+                    .map(|d| d.with_timezone(&Utc))
+                    .map_err(|_| {
+                        ValidationError::new(
+                            ErrorCode::InvalidDate,
+                            format!("{label}: not an RFC 3339 time"),
+                        )
+                    })?,
+            };
+            Value::String(at.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing vendor trees
+
+enum Target<'a> {
+    Xml(&'a mut Element),
+    Json(&'a mut Value),
+}
+
+fn encode_fields(
+    target: &mut Target<'_>,
+    ctx: &Value,
+    fields: &[Field],
+    m: &Mapping,
+) -> Result<(), ValidationError> {
+    for f in fields {
+        let Some(path) = f.vendor.as_deref() else {
+            continue;
+        };
+        let source = f
+            .canonical
+            .as_deref()
+            .and_then(|c| get_path(ctx, c))
+            .filter(|v| !v.is_null());
+        if !f.fields.is_empty() {
+            let items = match source {
+                Some(Value::Array(items)) => items.as_slice(),
+                Some(_) => {
+                    return Err(ValidationError::new(
+                        ErrorCode::InvalidValue,
+                        format!("{path}: canonical value is not a list"),
+                    ))
+                }
+                None if f.optional => continue,
+                None => return Err(missing_out(f)),
+            };
+            for item in items {
+                match target {
+                    Target::Xml(el) => {
+                        let child = xml_push(el, path);
+                        encode_fields(&mut Target::Xml(child), item, &f.fields, m)?;
+                    }
+                    Target::Json(v) => {
+                        let child = json_push(v, path);
+                        encode_fields(&mut Target::Json(child), item, &f.fields, m)?;
+                    }
+                }
+            }
+            continue;
+        }
+        let text = match (&f.value, source) {
+            (Some(v), _) => Some((v.clone(), false)),
+            (None, Some(v)) => Some(convert_out(f, v, m)?),
+            (None, None) => f.default.clone().map(|d| (d, false)),
+        };
+        let Some((text, typed)) = text else {
+            if f.optional {
+                continue;
+            }
+            return Err(missing_out(f));
+        };
+        match target {
+            Target::Xml(el) => xml_set(el, path, text),
+            Target::Json(v) => {
+                let value = match (typed, f.kind) {
+                    (true, FieldType::Integer) => text
+                        .parse::<i64>()
+                        .map(Value::from)
+                        .unwrap_or(Value::String(text)),
+                    (true, FieldType::Boolean) => Value::Bool(text == "true"),
+                    _ => Value::String(text),
+                };
+                json_set(v, path, value)
+            }
+        }
+    }
+    Ok(())
+}
+
+fn missing_out(f: &Field) -> ValidationError {
+    ValidationError::new(
+        ErrorCode::MissingField,
+        format!(
+            "canonical {} is required for {}",
+            f.canonical.as_deref().unwrap_or("?"),
+            f.vendor.as_deref().unwrap_or("?")
+        ),
+    )
+}
+
+/// Canonical value to vendor text. The flag says whether the text keeps its canonical type
+/// (a JSON target writes numbers and booleans as such); a code table makes it text.
+fn convert_out(f: &Field, v: &Value, m: &Mapping) -> Result<(String, bool), ValidationError> {
+    let label = f.canonical.as_deref().unwrap_or("?");
+    let bad = |what: &str| {
+        ValidationError::new(
+            ErrorCode::InvalidValue,
+            format!("canonical {label}: {what}"),
+        )
+    };
+    let mut s = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        _ => return Err(bad("not a single value")),
+    };
+    match f.kind {
+        FieldType::Date => {
+            let d = NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|_| bad("not a date"))?;
+            s = d
+                .format(f.format.as_deref().unwrap_or("%Y-%m-%d"))
+                .to_string();
+        }
+        FieldType::Datetime => {
+            let d = DateTime::parse_from_rfc3339(&s)
+                .map_err(|_| bad("not a time"))?
+                .with_timezone(&Utc);
+            s = match f.format.as_deref() {
+                Some(fmt) => d.format(fmt).to_string(),
+                None => d.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            };
+        }
+        _ => {}
+    }
+    if let Some(p) = &f.prefix {
+        if let Some(rest) = s.strip_prefix(p.as_str()) {
+            s = rest.to_owned();
+        }
+    }
+    let mut typed = true;
+    if let Some(t) = &f.table {
+        let table = m
+            .tables
+            .get(t)
+            .ok_or_else(|| bad("mapping lacks its table"))?;
+        s = table
+            .iter()
+            .find(|(_, canonical)| **canonical == s)
+            .map(|(vendor, _)| vendor.clone())
+            .ok_or_else(|| bad(&format!("no code in table {t} for '{s}'")))?;
+        typed = false;
+    }
+    Ok((s, typed))
+}
+
+fn xml_walk<'a>(el: &'a mut Element, segs: &[&str]) -> &'a mut Element {
+    match segs.split_first() {
+        None => el,
+        Some((first, rest)) => xml_walk(el.child_mut_or_insert(first), rest),
+    }
+}
+
+fn xml_set(root: &mut Element, path: &str, text: String) {
+    let segs: Vec<&str> = segments(path).collect();
+    match segs.split_last() {
+        Some((last, head)) if last.starts_with('@') => {
+            xml_walk(root, head).set_attr(&last[1..], text)
+        }
+        _ => xml_walk(root, &segs).text = text,
+    }
+}
+
+fn xml_push<'a>(root: &'a mut Element, path: &str) -> &'a mut Element {
+    let segs: Vec<&str> = segments(path).collect();
+    match segs.split_last() {
+        Some((last, head)) => xml_walk(root, head).push_child(last),
+        None => root,
+    }
+}
+
+fn json_walk<'a>(v: &'a mut Value, segs: &[&str]) -> &'a mut Value {
+    match segs.split_first() {
+        None => v,
+        Some((first, rest)) => {
+            if !v.is_object() {
+                *v = Value::Object(Map::new());
+            }
+            let map = match v {
+                Value::Object(map) => map,
+                _ => unreachable!("made an object above"),
+            };
+            json_walk(map.entry(first.to_string()).or_insert(Value::Null), rest)
+        }
+    }
+}
+
+fn json_set(root: &mut Value, path: &str, value: Value) {
+    let segs: Vec<&str> = segments(path).collect();
+    *json_walk(root, &segs) = value;
+}
+
+fn json_push<'a>(root: &'a mut Value, path: &str) -> &'a mut Value {
+    let segs: Vec<&str> = segments(path).collect();
+    let slot = json_walk(root, &segs);
+    if !slot.is_array() {
+        *slot = Value::Array(Vec::new());
+    }
+    match slot {
+        Value::Array(items) => {
+            items.push(Value::Object(Map::new()));
+            let last = items.len() - 1;
+            &mut items[last]
+        }
+        _ => unreachable!("made an array above"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Canonical paths
+
+/// The value at a dotted canonical path.
+pub fn get_path<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.')
+        .filter(|s| !s.is_empty())
+        .try_fold(v, |v, seg| v.get(seg))
+}
+
+fn set_path(root: &mut Value, path: &str, value: Value) {
+    let segs: Vec<&str> = path.split('.').filter(|s| !s.is_empty()).collect();
+    *json_walk(root, &segs) = value;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DECISION: &str = r#"
+message = "decision"
+direction = "in"
+format = "xml"
+root = "Beslut"
+namespace = "urn:x"
+
+[[fields]]
+vendor = "Id"
+canonical = "id"
+prefix = "sys:"
+
+[[fields]]
+vendor = "Items/Item"
+canonical = "items"
+  [[fields.fields]]
+  vendor = "@code"
+  canonical = "category"
+  table = "cat"
+  [[fields.fields]]
+  vendor = "Minutes"
+  canonical = "minutes"
+  type = "integer"
+
+[[fields]]
+vendor = "From"
+canonical = "from"
+type = "date"
+format = "%Y%m%d"
+
+[tables.cat]
+A = "alpha"
+"#;
+
+    fn set(text: &str) -> MappingSet {
+        MappingSet::from_sources("t", [("decision.toml", text)]).expect("loads")
+    }
+
+    #[test]
+    fn xml_decodes_through_paths_tables_and_types() {
+        let d = set(DECISION)
+            .decode(r#"<p:Beslut xmlns:p="urn:x"><p:Id>7</p:Id><p:Items><p:Item code="A"><p:Minutes> 30 </p:Minutes></p:Item></p:Items><p:From>20261101</p:From></p:Beslut>"#)
+            .expect("decodes");
+        assert_eq!(
+            d.canonical,
+            serde_json::json!({"id": "sys:7", "items": [{"category": "alpha", "minutes": 30}], "from": "2026-11-01"})
+        );
+    }
+
+    #[test]
+    fn decode_errors_are_coded() {
+        let s = set(DECISION);
+        let e = s.decode(r#"<Beslut xmlns="urn:x"><Items><Item code="A"><Minutes>1</Minutes></Item></Items><From>20261101</From></Beslut>"#);
+        assert_eq!(e.expect_err("missing id").code, ErrorCode::MissingField);
+        let e = s.decode(r#"<Beslut xmlns="urn:x"><Id>1</Id><Items><Item code="Z"><Minutes>1</Minutes></Item></Items><From>20261101</From></Beslut>"#);
+        assert_eq!(e.expect_err("unknown code").code, ErrorCode::InvalidValue);
+        let e = s.decode(r#"<Beslut xmlns="urn:x"><Id>1</Id><Items><Item code="A"><Minutes>x</Minutes></Item></Items><From>20261101</From></Beslut>"#);
+        assert_eq!(e.expect_err("not a number").code, ErrorCode::InvalidValue);
+        let e = s.decode(r#"<Beslut xmlns="urn:x"><Id>1</Id><Items><Item code="A"><Minutes>1</Minutes></Item></Items><From>2026-11-01</From></Beslut>"#);
+        assert_eq!(e.expect_err("bad date").code, ErrorCode::InvalidDate);
+        let e = s.decode(r#"<Beslut xmlns="urn:other"><Id>1</Id></Beslut>"#);
+        assert_eq!(
+            e.expect_err("other namespace").code,
+            ErrorCode::UnknownMessageType
+        );
+        assert_eq!(
+            s.decode("hello").expect_err("text").code,
+            ErrorCode::MalformedPayload
+        );
+        assert_eq!(
+            s.decode("{\"a\":").expect_err("json").code,
+            ErrorCode::MalformedPayload
+        );
+    }
+
+    #[test]
+    fn out_mappings_render_json_with_types_and_reverse_tables() {
+        let text = r#"
+message = "order"
+direction = "out"
+format = "json"
+endpoint = "orders"
+
+[[fields]]
+vendor = "kind"
+value = "order"
+
+[[fields]]
+vendor = "orderId"
+canonical = "order.id"
+prefix = "O-"
+
+[[fields]]
+vendor = "services"
+canonical = "order.services"
+  [[fields.fields]]
+  vendor = "activity"
+  canonical = "category"
+  table = "cat"
+  [[fields.fields]]
+  vendor = "minutes"
+  canonical = "minutes"
+  type = "integer"
+
+[[fields]]
+vendor = "dates/start"
+canonical = "order.start"
+type = "date"
+format = "%d/%m/%Y"
+
+[[fields]]
+vendor = "note"
+canonical = "order.note"
+optional = true
+
+[tables.cat]
+HOME = "service"
+"#;
+        let s = MappingSet::from_sources("t", [("order.toml", text)]).expect("loads");
+        let ctx = serde_json::json!({"order": {"id": "O-12", "services": [{"category": "service", "minutes": 480}], "start": "2026-11-01"}});
+        let r = s.encode(MessageType::Order, &ctx).expect("renders");
+        let v: Value = serde_json::from_slice(&r.body).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!({"kind": "order", "orderId": "12", "services": [{"activity": "HOME", "minutes": 480}], "dates": {"start": "01/11/2026"}})
+        );
+        assert_eq!(r.endpoint.as_deref(), Some("orders"));
+    }
+
+    #[test]
+    fn every_problem_in_a_mapping_file_is_reported() {
+        let bad = r#"
+message = "decision"
+direction = "in"
+format = "xml"
+
+[[fields]]
+vendor = "A"
+table = "missing"
+"#;
+        let errors =
+            MappingSet::from_sources("t", [("bad.toml", bad), ("worse.toml", "message = 'nope'")])
+                .expect_err("bad files");
+        assert!(errors.len() >= 4, "{errors:?}");
+        assert!(errors.iter().any(|e| e.reason.contains("root")));
+        assert!(errors.iter().any(|e| e.reason.contains("table")));
+        assert!(errors.iter().any(|e| e.file == "t/worse.toml"));
+    }
+}

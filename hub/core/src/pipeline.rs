@@ -1,0 +1,636 @@
+//! The flows (SPEC §4.1): what the hub does with a message a system sent it.
+//!
+//! [`Hub::receive`] decodes the payload with the sending system's mappings, validates it,
+//! works out everything it changes (the decision, the order, the outbound messages) and
+//! commits all of it, with the inbound message's log entry, in one durable store commit.
+//! Only then does it answer; a refused message is logged as `rejected` with its code before
+//! the refusal is answered. Outbound messages are rendered here, once, and stored in the
+//! outbox exactly as they will be sent; the delivery loop ([`crate::outbox`]) sends them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use carehub_model::{
+    Deadlines, Decision, ErrorCode, Message, MessageType, Order, OrderAck, OrgNumber, PlanNotice,
+    ValidationError,
+};
+use chrono::{Local, Utc};
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+use crate::adapter::{Registry, System, SystemRole};
+use crate::mapping::Decoded;
+use crate::metrics::Metrics;
+use crate::store::{
+    now_ts, order_status, status, DecisionRecord, NewDelivery, NewLogEntry, Op, OrderRecord, Store,
+    StoreError,
+};
+
+/// Where orders for a provider go.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub provider_name: String,
+    /// The name of the provider's time-registration system.
+    pub system: String,
+}
+
+/// The answer to a message the hub took: it is durably logged under `message_id`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Receipt {
+    pub message_id: i64,
+    /// `accepted`, or `duplicate` when the same message was taken before.
+    pub status: &'static str,
+    pub message_type: MessageType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+}
+
+/// A message the hub refused: a stable code, a reason, and the log entry that records the
+/// refusal when it got far enough to be logged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct Rejection {
+    pub code: ErrorCode,
+    pub message: String,
+    pub message_id: Option<i64>,
+}
+
+impl Rejection {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Rejection {
+            code,
+            message: message.into(),
+            message_id: None,
+        }
+    }
+}
+
+/// Who is sending, as authentication established it.
+#[derive(Debug, Clone)]
+pub enum Sender {
+    /// A case-management system, an administrator, or an internal caller.
+    Trusted,
+    /// A provider's system, bound to the provider's organisation number.
+    Provider(OrgNumber),
+}
+
+/// The hub's flows over a store and the configured systems.
+pub struct Hub {
+    pub store: Arc<dyn Store>,
+    pub registry: Arc<Registry>,
+    pub routes: BTreeMap<String, Route>,
+    pub deadlines: Deadlines,
+    pub metrics: Arc<Metrics>,
+    /// Woken whenever something was written to the outbox.
+    pub outbox_notify: Arc<Notify>,
+}
+
+/// The hub's order id for a decision: stable, so a decision can never yield two orders.
+pub fn order_id_for(decision_id: &str) -> String {
+    let digest = Sha256::digest(decision_id.as_bytes());
+    format!("O-{}", hex::encode_upper(&digest[..8]))
+}
+
+fn content_hash(canonical: &str) -> String {
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+fn store_unavailable(e: StoreError) -> Rejection {
+    warn!(error = %e, "store commit failed");
+    Rejection::new(
+        ErrorCode::Unavailable,
+        "the hub could not record the message; send it again later",
+    )
+}
+
+struct Inbound<'a> {
+    system: &'a System,
+    body: Vec<u8>,
+    content_type: String,
+    decoded: Option<Decoded>,
+}
+
+impl Inbound<'_> {
+    fn entry(&self, status: &'static str) -> NewLogEntry {
+        NewLogEntry {
+            system: self.system.name.clone(),
+            vendor: self.system.vendor.to_owned(),
+            direction: "in",
+            message_type: self
+                .decoded
+                .as_ref()
+                .map(|d| d.message_type.as_str().to_owned())
+                .unwrap_or_else(|| "unknown".to_owned()),
+            content_type: self.content_type.clone(),
+            payload: self.body.clone(),
+            canonical: self.decoded.as_ref().map(|d| d.canonical.to_string()),
+            status,
+            ..NewLogEntry::default()
+        }
+    }
+}
+
+impl Hub {
+    /// Takes a payload `system` sent. Answers only after the message (and everything it
+    /// caused) is durably stored.
+    pub async fn receive(
+        &self,
+        system: &str,
+        body: Vec<u8>,
+        content_type: Option<&str>,
+        sender: &Sender,
+    ) -> Result<Receipt, Rejection> {
+        let sys = self
+            .registry
+            .get(system)
+            .ok_or_else(|| {
+                Rejection::new(
+                    ErrorCode::UnknownSystem,
+                    format!("no system named '{system}' is configured"),
+                )
+            })?
+            .clone();
+        let mut inbound = Inbound {
+            system: &sys,
+            content_type: content_type
+                .unwrap_or("application/octet-stream")
+                .to_owned(),
+            body,
+            decoded: None,
+        };
+        let message = match sys.decode(&inbound.body) {
+            Ok((decoded, message)) => {
+                inbound.decoded = Some(decoded);
+                message
+            }
+            Err((decoded, e)) => {
+                inbound.decoded = decoded;
+                return Err(self
+                    .reject(&inbound, e.code, e.reason, Default::default())
+                    .await);
+            }
+        };
+        match (message, sys.role) {
+            (Message::Decision(d), SystemRole::CaseManagement) => {
+                self.on_decision(&inbound, d).await
+            }
+            (Message::OrderAck(a), SystemRole::ProviderSystem) => {
+                self.on_ack(&inbound, a, sender).await
+            }
+            (Message::PlanNotice(p), SystemRole::ProviderSystem) => {
+                self.on_plan(&inbound, p, sender).await
+            }
+            (m, role) => {
+                let reason = format!(
+                    "a {} system does not send {} messages",
+                    role.as_str(),
+                    m.message_type()
+                );
+                Err(self
+                    .reject(
+                        &inbound,
+                        ErrorCode::MessageNotAllowed,
+                        reason,
+                        Default::default(),
+                    )
+                    .await)
+            }
+        }
+    }
+
+    /// Logs the inbound message as rejected and builds the refusal.
+    async fn reject(
+        &self,
+        inbound: &Inbound<'_>,
+        code: ErrorCode,
+        reason: String,
+        corr: Correlation,
+    ) -> Rejection {
+        let mut entry = inbound.entry(status::REJECTED);
+        entry.error_code = Some(code.as_str().to_owned());
+        entry.error_message = Some(reason.clone());
+        corr.apply(&mut entry);
+        self.metrics.rejection(&inbound.system.name, code.as_str());
+        self.metrics.message(
+            &inbound.system.name,
+            "in",
+            &entry.message_type,
+            status::REJECTED,
+        );
+        info!(system = %inbound.system.name, code = code.as_str(), "message rejected");
+        match self.store.commit(vec![Op::AppendLog(entry)]).await {
+            Ok(results) => Rejection {
+                code,
+                message: reason,
+                message_id: logged_id(&results),
+            },
+            Err(e) => store_unavailable(e),
+        }
+    }
+
+    async fn duplicate(
+        &self,
+        inbound: &Inbound<'_>,
+        kind: MessageType,
+        corr: Correlation,
+    ) -> Result<Receipt, Rejection> {
+        let mut entry = inbound.entry(status::DUPLICATE);
+        corr.apply(&mut entry);
+        let results = self
+            .store
+            .commit(vec![Op::AppendLog(entry)])
+            .await
+            .map_err(store_unavailable)?;
+        self.metrics
+            .message(&inbound.system.name, "in", kind.as_str(), status::DUPLICATE);
+        debug!(system = %inbound.system.name, "duplicate message");
+        Ok(Receipt {
+            message_id: logged_id(&results).unwrap_or_default(),
+            status: status::DUPLICATE,
+            message_type: kind,
+            decision_id: corr.decision_id,
+            order_id: corr.order_id,
+        })
+    }
+
+    async fn on_decision(&self, inbound: &Inbound<'_>, d: Decision) -> Result<Receipt, Rejection> {
+        let order_id = order_id_for(d.id.as_str());
+        let corr = Correlation {
+            decision_id: Some(d.id.as_str().to_owned()),
+            order_id: Some(order_id.clone()),
+            client: Some(d.client.expose().to_owned()),
+            provider: Some(d.provider.as_str().to_owned()),
+        };
+        let canonical = serde_json::to_string(&d)
+            .map_err(|e| Rejection::new(ErrorCode::Internal, e.to_string()))?;
+        let hash = content_hash(&canonical);
+        for _ in 0..2 {
+            if let Some(existing) = self
+                .store
+                .decision(d.id.as_str())
+                .await
+                .map_err(store_unavailable)?
+            {
+                if existing.content_hash == hash {
+                    return self.duplicate(inbound, MessageType::Decision, corr).await;
+                }
+                let reason = format!(
+                    "decision {} was received before with different content",
+                    d.id
+                );
+                return Err(self
+                    .reject(inbound, ErrorCode::DecisionConflict, reason, corr)
+                    .await);
+            }
+            let Some(route) = self.routes.get(d.provider.as_str()) else {
+                let reason = format!(
+                    "no provider with organisation number {} is configured",
+                    d.provider
+                );
+                return Err(self
+                    .reject(inbound, ErrorCode::UnknownProvider, reason, corr)
+                    .await);
+            };
+            let target = self.registry.get(&route.system).ok_or_else(|| {
+                Rejection::new(
+                    ErrorCode::Internal,
+                    "the provider's system is not configured",
+                )
+            })?;
+            let order_date = d
+                .decided_at
+                .map(|t| t.with_timezone(&Local).date_naive())
+                .unwrap_or_else(|| Local::now().date_naive());
+            let order = Order::from_decision(order_id.clone(), &d, order_date, self.deadlines);
+            let context = json!({ "order": order, "decision": d });
+            let rendered = match target.encode(MessageType::Order, &context) {
+                Ok(r) => r,
+                Err(e) => return Err(self.cannot_render(inbound, target, e, corr).await),
+            };
+            let key = format!("{order_id}:order");
+            let mut inbound_entry = inbound.entry(status::ACCEPTED);
+            corr.apply(&mut inbound_entry);
+            let mut out_entry = outbound_entry(
+                target,
+                MessageType::Order,
+                &rendered.content_type,
+                &rendered.body,
+                &key,
+            );
+            out_entry.canonical = serde_json::to_string(&order).ok();
+            corr.apply(&mut out_entry);
+            let ops = vec![
+                Op::AppendLog(inbound_entry),
+                Op::InsertDecision(DecisionRecord {
+                    id: d.id.as_str().to_owned(),
+                    system: inbound.system.name.clone(),
+                    content_hash: hash.clone(),
+                    client: d.client.expose().to_owned(),
+                    provider: d.provider.as_str().to_owned(),
+                    canonical: canonical.clone(),
+                    received_at: now_ts(),
+                }),
+                Op::InsertOrder(Box::new(OrderRecord {
+                    order: order.clone(),
+                    source_system: inbound.system.name.clone(),
+                    provider_system: target.name.clone(),
+                    status: order_status::QUEUED.to_owned(),
+                    created_at: now_ts(),
+                    delivered_at: None,
+                    ack_status: None,
+                    ack_reason: None,
+                    acked_at: None,
+                    plan_established_on: None,
+                    plan_received_at: None,
+                })),
+                Op::AppendLog(out_entry),
+                Op::Enqueue(NewDelivery {
+                    system: target.name.clone(),
+                    message_type: MessageType::Order.as_str().to_owned(),
+                    order_id: Some(order_id.clone()),
+                    idempotency_key: key,
+                    content_type: rendered.content_type.clone(),
+                    endpoint: rendered.endpoint.clone(),
+                    body: rendered.body,
+                }),
+            ];
+            match self.store.commit(ops).await {
+                Ok(results) => {
+                    self.outbox_notify.notify_one();
+                    self.metrics
+                        .message(&inbound.system.name, "in", "decision", status::ACCEPTED);
+                    self.metrics
+                        .message(&target.name, "out", "order", status::QUEUED);
+                    info!(system = %inbound.system.name, order = %order_id, to = %target.name, "decision accepted, order queued");
+                    return Ok(Receipt {
+                        message_id: logged_id(&results).unwrap_or_default(),
+                        status: status::ACCEPTED,
+                        message_type: MessageType::Decision,
+                        decision_id: corr.decision_id,
+                        order_id: corr.order_id,
+                    });
+                }
+                // Another request stored the same decision between our look-up and our
+                // commit: look again, and answer as for a repeat.
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(store_unavailable(e)),
+            }
+        }
+        Err(Rejection::new(
+            ErrorCode::Unavailable,
+            "the decision is being stored concurrently; send it again",
+        ))
+    }
+
+    /// Looks up the order an ack or plan refers to and checks the sender may speak for it.
+    async fn order_for(
+        &self,
+        inbound: &Inbound<'_>,
+        order_id: &str,
+        sender: &Sender,
+    ) -> Result<(OrderRecord, Arc<System>), Rejection> {
+        let corr = Correlation {
+            order_id: Some(order_id.to_owned()),
+            ..Correlation::default()
+        };
+        let Some(record) = self
+            .store
+            .order(order_id)
+            .await
+            .map_err(store_unavailable)?
+        else {
+            let reason = format!("no order with id {order_id}");
+            return Err(self
+                .reject(inbound, ErrorCode::UnknownOrder, reason, corr)
+                .await);
+        };
+        let corr = Correlation::of(&record);
+        if let Sender::Provider(org) = sender {
+            if org != &record.order.provider {
+                let reason = "the order belongs to another provider".to_owned();
+                return Err(self
+                    .reject(inbound, ErrorCode::Forbidden, reason, corr)
+                    .await);
+            }
+        }
+        if record.provider_system != inbound.system.name {
+            let reason = format!("order {order_id} was sent to another system");
+            return Err(self
+                .reject(inbound, ErrorCode::UnknownOrder, reason, corr)
+                .await);
+        }
+        let Some(source) = self.registry.get(&record.source_system).cloned() else {
+            let reason = format!(
+                "the order's case-management system '{}' is no longer configured",
+                record.source_system
+            );
+            return Err(self
+                .reject(inbound, ErrorCode::UnknownSystem, reason, corr)
+                .await);
+        };
+        Ok((record, source))
+    }
+
+    async fn on_ack(
+        &self,
+        inbound: &Inbound<'_>,
+        ack: OrderAck,
+        sender: &Sender,
+    ) -> Result<Receipt, Rejection> {
+        let (record, source) = self.order_for(inbound, &ack.order_id, sender).await?;
+        let context = json!({ "ack": ack, "order": record.order });
+        self.forward(
+            inbound,
+            &record,
+            &source,
+            MessageType::OrderAck,
+            context,
+            Op::RecordAck(ack),
+        )
+        .await
+    }
+
+    async fn on_plan(
+        &self,
+        inbound: &Inbound<'_>,
+        plan: PlanNotice,
+        sender: &Sender,
+    ) -> Result<Receipt, Rejection> {
+        let (record, source) = self.order_for(inbound, &plan.order_id, sender).await?;
+        let context = json!({ "plan": plan, "order": record.order });
+        self.forward(
+            inbound,
+            &record,
+            &source,
+            MessageType::PlanNotice,
+            context,
+            Op::RecordPlan(plan),
+        )
+        .await
+    }
+
+    /// Records a provider's message on its order and queues it for the case-management
+    /// system the decision came from.
+    async fn forward(
+        &self,
+        inbound: &Inbound<'_>,
+        record: &OrderRecord,
+        source: &System,
+        kind: MessageType,
+        context: serde_json::Value,
+        record_op: Op,
+    ) -> Result<Receipt, Rejection> {
+        let corr = Correlation::of(record);
+        let rendered = match source.encode(kind, &context) {
+            Ok(r) => r,
+            Err(e) => return Err(self.cannot_render(inbound, source, e, corr).await),
+        };
+        let key = format!("{}:{}", record.order.id, kind.as_str());
+        let mut inbound_entry = inbound.entry(status::ACCEPTED);
+        corr.apply(&mut inbound_entry);
+        let mut out_entry =
+            outbound_entry(source, kind, &rendered.content_type, &rendered.body, &key);
+        out_entry.canonical = context
+            .get(match kind {
+                MessageType::OrderAck => "ack",
+                _ => "plan",
+            })
+            .map(|v| v.to_string());
+        corr.apply(&mut out_entry);
+        let ops = vec![
+            Op::AppendLog(inbound_entry),
+            record_op,
+            Op::AppendLog(out_entry),
+            Op::Enqueue(NewDelivery {
+                system: source.name.clone(),
+                message_type: kind.as_str().to_owned(),
+                order_id: Some(record.order.id.clone()),
+                idempotency_key: key,
+                content_type: rendered.content_type.clone(),
+                endpoint: rendered.endpoint.clone(),
+                body: rendered.body,
+            }),
+        ];
+        match self.store.commit(ops).await {
+            Ok(results) => {
+                self.outbox_notify.notify_one();
+                self.metrics
+                    .message(&inbound.system.name, "in", kind.as_str(), status::ACCEPTED);
+                self.metrics
+                    .message(&source.name, "out", kind.as_str(), status::QUEUED);
+                info!(system = %inbound.system.name, order = %record.order.id, kind = kind.as_str(), to = %source.name, "forwarded to case management");
+                Ok(Receipt {
+                    message_id: logged_id(&results).unwrap_or_default(),
+                    status: status::ACCEPTED,
+                    message_type: kind,
+                    decision_id: corr.decision_id,
+                    order_id: corr.order_id,
+                })
+            }
+            // The same acknowledgement or plan notice was queued before.
+            Err(StoreError::Conflict(_)) => self.duplicate(inbound, kind, corr).await,
+            Err(e) => Err(store_unavailable(e)),
+        }
+    }
+
+    async fn cannot_render(
+        &self,
+        inbound: &Inbound<'_>,
+        target: &System,
+        e: ValidationError,
+        corr: Correlation,
+    ) -> Rejection {
+        warn!(system = %target.name, code = e.code.as_str(), "cannot render for the receiving system");
+        let reason = format!(
+            "the message cannot be rendered for {}: {}",
+            target.name, e.reason
+        );
+        self.reject(inbound, ErrorCode::InvalidValue, reason, corr)
+            .await
+    }
+
+    /// Puts dead letters (all, or these) back in the outbox.
+    pub async fn replay(
+        &self,
+        ids: Option<Vec<i64>>,
+    ) -> Result<Vec<crate::store::Delivery>, StoreError> {
+        let results = self.store.commit(vec![Op::Requeue { ids }]).await?;
+        self.outbox_notify.notify_one();
+        Ok(results
+            .into_iter()
+            .find_map(|r| match r {
+                crate::store::OpResult::Requeued(d) => Some(d),
+                _ => None,
+            })
+            .unwrap_or_default())
+    }
+
+    /// Today in the municipality's calendar, for deadlines.
+    pub fn today() -> chrono::NaiveDate {
+        Local::now().date_naive()
+    }
+
+    /// Now, in store format (for callers that stamp things).
+    pub fn now() -> chrono::DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// The correlation ids a log entry carries.
+#[derive(Debug, Clone, Default)]
+struct Correlation {
+    decision_id: Option<String>,
+    order_id: Option<String>,
+    client: Option<String>,
+    provider: Option<String>,
+}
+
+impl Correlation {
+    fn of(record: &OrderRecord) -> Self {
+        Correlation {
+            decision_id: Some(record.order.decision_id.as_str().to_owned()),
+            order_id: Some(record.order.id.clone()),
+            client: Some(record.order.client.expose().to_owned()),
+            provider: Some(record.order.provider.as_str().to_owned()),
+        }
+    }
+
+    fn apply(&self, e: &mut NewLogEntry) {
+        e.decision_id.clone_from(&self.decision_id);
+        e.order_id.clone_from(&self.order_id);
+        e.client.clone_from(&self.client);
+        e.provider.clone_from(&self.provider);
+    }
+}
+
+fn outbound_entry(
+    target: &System,
+    kind: MessageType,
+    content_type: &str,
+    body: &[u8],
+    key: &str,
+) -> NewLogEntry {
+    NewLogEntry {
+        system: target.name.clone(),
+        vendor: target.vendor.to_owned(),
+        direction: "out",
+        message_type: kind.as_str().to_owned(),
+        content_type: content_type.to_owned(),
+        payload: body.to_vec(),
+        status: status::QUEUED,
+        delivery_key: Some(key.to_owned()),
+        ..NewLogEntry::default()
+    }
+}
+
+fn logged_id(results: &[crate::store::OpResult]) -> Option<i64> {
+    results.iter().find_map(|r| match r {
+        crate::store::OpResult::Logged(id) => Some(*id),
+        _ => None,
+    })
+}

@@ -1,0 +1,373 @@
+//! The store: the message log, decisions, orders and the outbox, behind one trait.
+//!
+//! The pipeline never talks SQL. It describes what a message changes as a list of [`Op`]s
+//! and hands them to [`Store::commit`], which applies them atomically and durably: the
+//! inbound log entry, the decision, the order, the outbound log entry and the outbox row of
+//! one decision land together or not at all, and the sender is acknowledged only after the
+//! commit returned. A PostgreSQL backend implements the same trait; nothing above this
+//! module changes.
+//!
+//! [`sqlite::SqliteStore`] is the embedded backend: WAL, `synchronous=FULL`, one writer
+//! thread that group-commits whatever requests have queued up while the previous commit
+//! was syncing, so many concurrent senders share one fsync.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use carehub_model::{Order, OrderAck, PlanNotice};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+
+pub use crate::log::ChainReport;
+use crate::log::ChainVerifier;
+
+/// Failures of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed (IO, corruption, a constraint the caller did not expect).
+    #[error("store backend: {0}")]
+    Backend(String),
+    /// A unique key already exists (a decision id, an idempotency key).
+    #[error("already stored: {0}")]
+    Conflict(String),
+    /// An op names a row that does not exist.
+    #[error("not found: {0}")]
+    Missing(String),
+    /// The store is shutting down.
+    #[error("the store is closed")]
+    Closed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// Formats an instant the way the store keeps it: UTC, microseconds, fixed width.
+pub fn ts(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// The current instant in store format.
+pub fn now_ts() -> String {
+    ts(Utc::now())
+}
+
+/// Log entry statuses.
+pub mod status {
+    /// An inbound message the hub took.
+    pub const ACCEPTED: &str = "accepted";
+    /// An inbound message the hub refused, with its error code.
+    pub const REJECTED: &str = "rejected";
+    /// An inbound message the hub had already taken.
+    pub const DUPLICATE: &str = "duplicate";
+    /// An outbound message written to the outbox.
+    pub const QUEUED: &str = "queued";
+    /// A delivery attempt the receiver acknowledged.
+    pub const DELIVERED: &str = "delivered";
+    /// A delivery attempt that failed and will be retried.
+    pub const RETRYING: &str = "retrying";
+    /// A delivery given up on (attempts exhausted or a permanent error).
+    pub const DEAD_LETTER: &str = "dead_letter";
+    /// A dead letter put back in the outbox by `carehub replay`.
+    pub const REQUEUED: &str = "requeued";
+}
+
+/// An entry to append to the message log.
+#[derive(Debug, Clone, Default)]
+pub struct NewLogEntry {
+    pub system: String,
+    pub vendor: String,
+    /// `in` or `out`.
+    pub direction: &'static str,
+    pub message_type: String,
+    pub content_type: String,
+    pub payload: Vec<u8>,
+    pub canonical: Option<String>,
+    pub status: &'static str,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub decision_id: Option<String>,
+    pub order_id: Option<String>,
+    pub client: Option<String>,
+    pub provider: Option<String>,
+    pub delivery_key: Option<String>,
+}
+
+/// An entry of the message log as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogEntry {
+    pub seq: i64,
+    pub at: String,
+    pub system: String,
+    pub vendor: String,
+    pub direction: String,
+    pub message_type: String,
+    pub content_type: String,
+    #[serde(skip)]
+    pub payload: Vec<u8>,
+    pub canonical: Option<String>,
+    pub status: String,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub decision_id: Option<String>,
+    pub order_id: Option<String>,
+    pub client: Option<String>,
+    pub provider: Option<String>,
+    pub delivery_key: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// A decision as stored.
+#[derive(Debug, Clone)]
+pub struct DecisionRecord {
+    pub id: String,
+    pub system: String,
+    pub content_hash: String,
+    pub client: String,
+    pub provider: String,
+    pub canonical: String,
+    pub received_at: String,
+}
+
+/// Where an order stands.
+pub mod order_status {
+    pub const QUEUED: &str = "queued";
+    pub const DELIVERED: &str = "delivered";
+    pub const DEAD_LETTER: &str = "dead_letter";
+    pub const ACCEPTED: &str = "accepted";
+    pub const REJECTED: &str = "rejected";
+}
+
+/// An order with its routing and its lifecycle so far.
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderRecord {
+    pub order: Order,
+    /// The case-management system the decision came from (acks go back there).
+    pub source_system: String,
+    /// The provider's time-registration system the order goes to.
+    pub provider_system: String,
+    pub status: String,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+    pub ack_status: Option<String>,
+    pub ack_reason: Option<String>,
+    pub acked_at: Option<String>,
+    pub plan_established_on: Option<String>,
+    pub plan_received_at: Option<String>,
+}
+
+impl OrderRecord {
+    /// Why the order is overdue on `today`, if it is: not confirmed by its execute-by date,
+    /// or no plan by its plan-due date.
+    pub fn overdue_reasons(&self, today: NaiveDate) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.acked_at.is_none() && self.order.execute_by < today {
+            v.push("not_confirmed");
+        }
+        if self.plan_established_on.is_none()
+            && self.order.plan_due < today
+            && self.ack_status.as_deref() != Some(order_status::REJECTED)
+        {
+            v.push("plan_missing");
+        }
+        v
+    }
+}
+
+/// Outbox states.
+pub mod delivery_state {
+    pub const PENDING: &str = "pending";
+    pub const DELIVERED: &str = "delivered";
+    pub const DEAD: &str = "dead";
+}
+
+/// Something to send, as written to the outbox.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub system: String,
+    pub message_type: String,
+    pub order_id: Option<String>,
+    /// The same on every attempt and every replay, so the receiver can drop repeats.
+    pub idempotency_key: String,
+    pub content_type: String,
+    pub endpoint: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// A row of the outbox.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    pub id: i64,
+    pub system: String,
+    pub message_type: String,
+    pub order_id: Option<String>,
+    pub idempotency_key: String,
+    pub content_type: String,
+    pub endpoint: Option<String>,
+    #[serde(skip)]
+    pub body: Vec<u8>,
+    pub state: String,
+    pub attempts: u32,
+    pub next_attempt_at: String,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+}
+
+/// The result of one delivery attempt.
+#[derive(Debug, Clone)]
+pub enum AttemptOutcome {
+    Delivered,
+    Retry {
+        next_attempt_at: String,
+        error: String,
+    },
+    Dead {
+        error: String,
+    },
+}
+
+/// One change to the store; a request's ops are applied together.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Appends to the message log; yields [`OpResult::Logged`].
+    AppendLog(NewLogEntry),
+    /// Stores a decision; [`StoreError::Conflict`] if its id exists.
+    InsertDecision(DecisionRecord),
+    /// Stores a new order.
+    InsertOrder(Box<OrderRecord>),
+    /// Writes a delivery to the outbox; [`StoreError::Conflict`] if its idempotency key
+    /// exists (the same message was queued before).
+    Enqueue(NewDelivery),
+    /// Records the provider's answer on the order.
+    RecordAck(OrderAck),
+    /// Records the plan notice on the order.
+    RecordPlan(PlanNotice),
+    /// Records an attempt's result on a delivery (and its order, for order deliveries).
+    Attempted { id: i64, outcome: AttemptOutcome },
+    /// Leases up to `limit` due deliveries to `owner`; yields [`OpResult::Claimed`].
+    ClaimDue {
+        owner: String,
+        lease_until: String,
+        limit: usize,
+    },
+    /// Puts dead letters (all, or those with these ids) back in the outbox and logs a
+    /// `requeued` entry for each; yields [`OpResult::Requeued`].
+    Requeue { ids: Option<Vec<i64>> },
+    /// Records a read of the message log.
+    RecordRead {
+        subject: String,
+        role: String,
+        what: String,
+    },
+}
+
+/// What an op yielded, in the order of the ops.
+#[derive(Debug, Clone)]
+pub enum OpResult {
+    Done,
+    Logged(i64),
+    Claimed(Vec<Delivery>),
+    Requeued(Vec<Delivery>),
+}
+
+/// Filters for reading the message log. Unset fields do not filter.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    pub client: Option<String>,
+    pub provider: Option<String>,
+    pub order_id: Option<String>,
+    pub decision_id: Option<String>,
+    pub message_type: Option<String>,
+    pub system: Option<String>,
+    pub status: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// Only entries after this sequence number (for paging).
+    pub after_seq: Option<i64>,
+    pub limit: usize,
+    /// Also load payloads (off for listings).
+    pub with_payload: bool,
+}
+
+/// Filters for listing orders.
+#[derive(Debug, Clone, Default)]
+pub struct OrderFilter {
+    pub provider: Option<String>,
+    pub status: Option<String>,
+    /// Only orders overdue on this date.
+    pub overdue_on: Option<NaiveDate>,
+    pub limit: usize,
+}
+
+/// Filters for listing deliveries.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub state: Option<String>,
+    pub order_id: Option<String>,
+    pub limit: usize,
+}
+
+/// Overdue orders by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OverdueCounts {
+    pub not_confirmed: u64,
+    pub plan_missing: u64,
+}
+
+/// Counts of the outbox by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OutboxCounts {
+    pub pending: u64,
+    pub delivered: u64,
+    pub dead: u64,
+}
+
+/// The store contract. Implementations must make [`Store::commit`] atomic and durable
+/// before it returns, keep the message log's hash chain intact across processes, and never
+/// update or delete a log entry.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies `ops` atomically and durably; results in op order.
+    async fn commit(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, StoreError>;
+    async fn log_entry(&self, seq: i64) -> Result<Option<LogEntry>, StoreError>;
+    /// Entries in sequence order.
+    async fn log_entries(&self, filter: LogFilter) -> Result<Vec<LogEntry>, StoreError>;
+    async fn decision(&self, id: &str) -> Result<Option<DecisionRecord>, StoreError>;
+    async fn order(&self, id: &str) -> Result<Option<OrderRecord>, StoreError>;
+    async fn orders(&self, filter: OrderFilter) -> Result<Vec<OrderRecord>, StoreError>;
+    async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<Delivery>, StoreError>;
+    /// When the earliest pending delivery falls due.
+    async fn next_due(&self) -> Result<Option<String>, StoreError>;
+    async fn overdue_counts(&self, today: NaiveDate) -> Result<OverdueCounts, StoreError>;
+    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
+    /// A cheap round trip, for readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Recomputes the whole hash chain, a page at a time.
+pub async fn verify_chain(store: &dyn Store) -> Result<ChainReport, StoreError> {
+    let mut verifier = ChainVerifier::default();
+    let mut after = 0;
+    loop {
+        let page = store
+            .log_entries(LogFilter {
+                after_seq: Some(after),
+                limit: 2000,
+                with_payload: true,
+                ..LogFilter::default()
+            })
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for e in &page {
+            if !verifier.push(e) {
+                return Ok(verifier.finish());
+            }
+        }
+    }
+    Ok(verifier.finish())
+}

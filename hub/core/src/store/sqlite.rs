@@ -1,0 +1,777 @@
+//! The embedded SQLite backend.
+//!
+//! One writer thread owns the only write connection. Requests queue on a channel; the
+//! writer takes whatever has queued (up to [`MAX_BATCH`]), applies each request inside its
+//! own savepoint so one failing request does not spoil the others, and commits them all
+//! with one fsync (`synchronous=FULL` in WAL mode: a commit that returned survives a crash
+//! or power cut). This is group commit: under load, many senders share one sync.
+//!
+//! Every batch starts with `BEGIN IMMEDIATE` and reads the chain head inside that
+//! transaction, so two processes on one database file (a server and `carehub replay`)
+//! still extend one chain. Reads use a small pool of separate connections on the blocking
+//! thread pool; WAL lets them run beside the writer.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use carehub_model::{AckStatus, Order};
+use chrono::NaiveDate;
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot};
+
+use super::*;
+use crate::log::{entry_hash, GENESIS};
+
+/// Most requests one commit takes.
+pub const MAX_BATCH: usize = 1024;
+
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+
+struct WriteRequest {
+    ops: Vec<Op>,
+    reply: oneshot::Sender<Result<Vec<OpResult>, StoreError>>,
+}
+
+/// The SQLite store. Cheap to clone; all clones share the writer and the reader pool.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: mpsc::Sender<WriteRequest>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: PathBuf,
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;",
+    )?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: usize = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Backend(format!(
+            "the database is at schema version {version}, newer than this carehub ({}): upgrade carehub",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        tx.execute_batch(sql)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and runs pending migrations.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let mut conn = open_connection(path)?;
+        migrate(&mut conn)?;
+        let (tx, rx) = mpsc::channel::<WriteRequest>(8192);
+        std::thread::Builder::new()
+            .name("carehub-store-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
+        Ok(SqliteStore {
+            writer: tx,
+            readers: Arc::new(Mutex::new(Vec::new())),
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.lock().map_err(|_| StoreError::Closed)?.pop();
+            let conn = match conn {
+                Some(c) => c,
+                None => open_connection(&path)?,
+            };
+            let result = f(&conn);
+            if let Ok(mut p) = pool.lock() {
+                if p.len() < 8 {
+                    p.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
+    }
+}
+
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriteRequest>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        apply_batch(&mut conn, batch);
+    }
+}
+
+fn apply_batch(conn: &mut Connection, batch: Vec<WriteRequest>) {
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            for r in batch {
+                let _ = r.reply.send(Err(StoreError::Backend(e.to_string())));
+            }
+            return;
+        }
+    };
+    let head = match chain_head(&tx) {
+        Ok(h) => h,
+        Err(e) => {
+            let msg = e.to_string();
+            for r in batch {
+                let _ = r.reply.send(Err(StoreError::Backend(msg.clone())));
+            }
+            return;
+        }
+    };
+    let mut chain = head;
+    let mut replies = Vec::with_capacity(batch.len());
+    for req in batch {
+        let saved = chain.clone();
+        let result = tx
+            .execute_batch("SAVEPOINT request")
+            .map_err(StoreError::from)
+            .and_then(|_| {
+                let mut results = Vec::with_capacity(req.ops.len());
+                for op in req.ops {
+                    results.push(apply_op(&tx, &mut chain, op)?);
+                }
+                Ok(results)
+            });
+        let result = match result {
+            Ok(r) => tx
+                .execute_batch("RELEASE request")
+                .map(|_| r)
+                .map_err(StoreError::from),
+            Err(e) => {
+                chain = saved;
+                let _ = tx.execute_batch("ROLLBACK TO request; RELEASE request");
+                Err(e)
+            }
+        };
+        replies.push((req.reply, result));
+    }
+    match tx.commit() {
+        Ok(()) => {
+            for (reply, result) in replies {
+                let _ = reply.send(result);
+            }
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            for (reply, _) in replies {
+                let _ = reply.send(Err(StoreError::Backend(format!("commit failed: {msg}"))));
+            }
+        }
+    }
+}
+
+/// The last entry's sequence number and hash.
+fn chain_head(conn: &Connection) -> Result<(i64, String), rusqlite::Error> {
+    Ok(conn
+        .query_row(
+            "SELECT seq, hash FROM message_log ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+        .unwrap_or((0, GENESIS.to_owned())))
+}
+
+fn append_log(
+    conn: &Connection,
+    chain: &mut (i64, String),
+    e: NewLogEntry,
+) -> Result<i64, StoreError> {
+    let entry = LogEntry {
+        seq: chain.0 + 1,
+        at: now_ts(),
+        system: e.system,
+        vendor: e.vendor,
+        direction: e.direction.to_owned(),
+        message_type: e.message_type,
+        content_type: e.content_type,
+        payload: e.payload,
+        canonical: e.canonical,
+        status: e.status.to_owned(),
+        error_code: e.error_code,
+        error_message: e.error_message,
+        decision_id: e.decision_id,
+        order_id: e.order_id,
+        client: e.client,
+        provider: e.provider,
+        delivery_key: e.delivery_key,
+        prev_hash: chain.1.clone(),
+        hash: String::new(),
+    };
+    let hash = entry_hash(&entry.prev_hash, &entry);
+    conn.prepare_cached(
+        "INSERT INTO message_log (seq, at, system, vendor, direction, message_type, content_type,
+            payload, canonical, status, error_code, error_message, decision_id, order_id, client,
+            provider, delivery_key, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+    )?
+    .execute(params![
+        entry.seq,
+        entry.at,
+        entry.system,
+        entry.vendor,
+        entry.direction,
+        entry.message_type,
+        entry.content_type,
+        entry.payload,
+        entry.canonical,
+        entry.status,
+        entry.error_code,
+        entry.error_message,
+        entry.decision_id,
+        entry.order_id,
+        entry.client,
+        entry.provider,
+        entry.delivery_key,
+        entry.prev_hash,
+        hash,
+    ])?;
+    *chain = (entry.seq, hash);
+    Ok(entry.seq)
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+        || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpResult, StoreError> {
+    match op {
+        Op::AppendLog(e) => Ok(OpResult::Logged(append_log(conn, chain, e)?)),
+        Op::InsertDecision(d) => {
+            conn.prepare_cached(
+                "INSERT INTO decisions (id, system, content_hash, client, provider, canonical, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![d.id, d.system, d.content_hash, d.client, d.provider, d.canonical, d.received_at])
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!("decision {}", d.id))
+                } else {
+                    e.into()
+                }
+            })?;
+            Ok(OpResult::Done)
+        }
+        Op::InsertOrder(o) => {
+            let canonical =
+                serde_json::to_string(&o.order).map_err(|e| StoreError::Backend(e.to_string()))?;
+            conn.prepare_cached(
+                "INSERT INTO orders (id, decision_id, source_system, provider, provider_system, client,
+                    execute_by, plan_due, canonical, created_at, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                o.order.id,
+                o.order.decision_id.as_str(),
+                o.source_system,
+                o.order.provider.as_str(),
+                o.provider_system,
+                o.order.client.expose(),
+                o.order.execute_by.to_string(),
+                o.order.plan_due.to_string(),
+                canonical,
+                o.created_at,
+                o.status,
+            ])
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!("order {}", o.order.id))
+                } else {
+                    e.into()
+                }
+            })?;
+            Ok(OpResult::Done)
+        }
+        Op::Enqueue(d) => {
+            let now = now_ts();
+            conn.prepare_cached(
+                "INSERT INTO outbox (system, message_type, order_id, idempotency_key, content_type, endpoint,
+                    body, state, next_attempt_at, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8)",
+            )?
+            .execute(params![d.system, d.message_type, d.order_id, d.idempotency_key, d.content_type, d.endpoint, d.body, now])
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!("delivery {}", d.idempotency_key))
+                } else {
+                    e.into()
+                }
+            })?;
+            Ok(OpResult::Done)
+        }
+        Op::RecordAck(ack) => {
+            let status = match ack.status {
+                AckStatus::Accepted => order_status::ACCEPTED,
+                AckStatus::Rejected => order_status::REJECTED,
+            };
+            let n = conn
+                .prepare_cached(
+                    "UPDATE orders SET status = ?2, ack_status = ?3, ack_reason = ?4, acked_at = ?5 WHERE id = ?1",
+                )?
+                .execute(params![ack.order_id, status, ack.status.as_str(), ack.reason, ts(ack.at)])?;
+            if n == 0 {
+                return Err(StoreError::Missing(format!("order {}", ack.order_id)));
+            }
+            Ok(OpResult::Done)
+        }
+        Op::RecordPlan(plan) => {
+            let n = conn
+                .prepare_cached("UPDATE orders SET plan_established_on = ?2, plan_received_at = ?3 WHERE id = ?1")?
+                .execute(params![plan.order_id, plan.established_on.to_string(), now_ts()])?;
+            if n == 0 {
+                return Err(StoreError::Missing(format!("order {}", plan.order_id)));
+            }
+            Ok(OpResult::Done)
+        }
+        Op::Attempted { id, outcome } => {
+            let now = now_ts();
+            let (state, next, error, delivered) = match outcome {
+                AttemptOutcome::Delivered => (
+                    delivery_state::DELIVERED,
+                    now.clone(),
+                    None,
+                    Some(now.clone()),
+                ),
+                AttemptOutcome::Retry {
+                    next_attempt_at,
+                    error,
+                } => (delivery_state::PENDING, next_attempt_at, Some(error), None),
+                AttemptOutcome::Dead { error } => {
+                    (delivery_state::DEAD, now.clone(), Some(error), None)
+                }
+            };
+            let row: Option<(String, Option<String>)> = conn
+                .prepare_cached(
+                    "UPDATE outbox SET state = ?2, attempts = attempts + 1, next_attempt_at = ?3,
+                        last_error = COALESCE(?4, last_error), delivered_at = ?5, lease_owner = NULL, lease_until = NULL
+                     WHERE id = ?1 RETURNING message_type, order_id",
+                )?
+                .query_row(params![id, state, next, error, delivered], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((message_type, order_id)) = row else {
+                return Err(StoreError::Missing(format!("delivery {id}")));
+            };
+            let order_state = match state {
+                delivery_state::DELIVERED => Some(order_status::DELIVERED),
+                delivery_state::DEAD => Some(order_status::DEAD_LETTER),
+                _ => None,
+            };
+            if let (Some(order_id), Some(s), "order") =
+                (order_id, order_state, message_type.as_str())
+            {
+                // An acknowledgement may overtake the delivery record: never move an
+                // acknowledged order back, but do remember when it was delivered.
+                conn.prepare_cached(
+                    "UPDATE orders SET status = CASE WHEN acked_at IS NULL THEN ?2 ELSE status END,
+                        delivered_at = COALESCE(delivered_at, ?3)
+                     WHERE id = ?1",
+                )?
+                .execute(params![order_id, s, delivered])?;
+            }
+            Ok(OpResult::Done)
+        }
+        Op::ClaimDue {
+            owner,
+            lease_until,
+            limit,
+        } => {
+            let now = now_ts();
+            let mut stmt = conn.prepare_cached(&format!(
+                "UPDATE outbox SET lease_owner = ?1, lease_until = ?2
+                 WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?3
+                              AND (lease_until IS NULL OR lease_until < ?3)
+                              ORDER BY next_attempt_at, id LIMIT {limit})
+                 RETURNING {DELIVERY_COLUMNS}"
+            ))?;
+            let mut rows = stmt
+                .query_map(params![owner, lease_until, now], delivery_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.sort_by_key(|d| d.id);
+            Ok(OpResult::Claimed(rows))
+        }
+        Op::Requeue { ids } => {
+            let now = now_ts();
+            let dead: Vec<Delivery> = {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM outbox WHERE state = 'dead' ORDER BY id"
+                ))?;
+                let rows = stmt
+                    .query_map([], delivery_row)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                rows.into_iter()
+                    .filter(|d| ids.as_ref().is_none_or(|ids| ids.contains(&d.id)))
+                    .collect()
+            };
+            let mut requeued = Vec::with_capacity(dead.len());
+            for mut d in dead {
+                conn.prepare_cached(
+                    "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?2,
+                        lease_owner = NULL, lease_until = NULL WHERE id = ?1",
+                )?
+                .execute(params![d.id, now])?;
+                if let Some(order_id) = &d.order_id {
+                    if d.message_type == "order" {
+                        conn.prepare_cached(
+                            "UPDATE orders SET status = 'queued' WHERE id = ?1 AND status = 'dead_letter'",
+                        )?
+                        .execute(params![order_id])?;
+                    }
+                }
+                append_log(
+                    conn,
+                    chain,
+                    NewLogEntry {
+                        system: d.system.clone(),
+                        vendor: String::new(),
+                        direction: "out",
+                        message_type: d.message_type.clone(),
+                        content_type: d.content_type.clone(),
+                        payload: Vec::new(),
+                        status: status::REQUEUED,
+                        order_id: d.order_id.clone(),
+                        delivery_key: Some(d.idempotency_key.clone()),
+                        ..NewLogEntry::default()
+                    },
+                )?;
+                d.state = delivery_state::PENDING.to_owned();
+                d.attempts = 0;
+                d.next_attempt_at = now.clone();
+                requeued.push(d);
+            }
+            Ok(OpResult::Requeued(requeued))
+        }
+        Op::RecordRead {
+            subject,
+            role,
+            what,
+        } => {
+            conn.prepare_cached(
+                "INSERT INTO log_reads (at, subject, role, what) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![now_ts(), subject, role, what])?;
+            Ok(OpResult::Done)
+        }
+    }
+}
+
+const DELIVERY_COLUMNS: &str =
+    "id, system, message_type, order_id, idempotency_key, content_type, endpoint, body,
+    state, attempts, next_attempt_at, last_error, created_at, delivered_at";
+
+fn delivery_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        id: r.get(0)?,
+        system: r.get(1)?,
+        message_type: r.get(2)?,
+        order_id: r.get(3)?,
+        idempotency_key: r.get(4)?,
+        content_type: r.get(5)?,
+        endpoint: r.get(6)?,
+        body: r.get(7)?,
+        state: r.get(8)?,
+        attempts: r.get(9)?,
+        next_attempt_at: r.get(10)?,
+        last_error: r.get(11)?,
+        created_at: r.get(12)?,
+        delivered_at: r.get(13)?,
+    })
+}
+
+const LOG_COLUMNS: &str = "seq, at, system, vendor, direction, message_type, content_type, canonical, status,
+    error_code, error_message, decision_id, order_id, client, provider, delivery_key, prev_hash, hash";
+
+fn log_row(r: &Row<'_>, with_payload: bool) -> rusqlite::Result<LogEntry> {
+    Ok(LogEntry {
+        seq: r.get(0)?,
+        at: r.get(1)?,
+        system: r.get(2)?,
+        vendor: r.get(3)?,
+        direction: r.get(4)?,
+        message_type: r.get(5)?,
+        content_type: r.get(6)?,
+        canonical: r.get(7)?,
+        status: r.get(8)?,
+        error_code: r.get(9)?,
+        error_message: r.get(10)?,
+        decision_id: r.get(11)?,
+        order_id: r.get(12)?,
+        client: r.get(13)?,
+        provider: r.get(14)?,
+        delivery_key: r.get(15)?,
+        prev_hash: r.get(16)?,
+        hash: r.get(17)?,
+        payload: if with_payload { r.get(18)? } else { Vec::new() },
+    })
+}
+
+const ORDER_COLUMNS: &str =
+    "canonical, source_system, provider_system, status, created_at, delivered_at,
+    ack_status, ack_reason, acked_at, plan_established_on, plan_received_at";
+
+fn order_row(r: &Row<'_>) -> rusqlite::Result<OrderRecord> {
+    let canonical: String = r.get(0)?;
+    let order: Order = serde_json::from_str(&canonical).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(OrderRecord {
+        order,
+        source_system: r.get(1)?,
+        provider_system: r.get(2)?,
+        status: r.get(3)?,
+        created_at: r.get(4)?,
+        delivered_at: r.get(5)?,
+        ack_status: r.get(6)?,
+        ack_reason: r.get(7)?,
+        acked_at: r.get(8)?,
+        plan_established_on: r.get(9)?,
+        plan_received_at: r.get(10)?,
+    })
+}
+
+const OVERDUE_SQL: &str = "((acked_at IS NULL AND execute_by < ?1)
+    OR (plan_established_on IS NULL AND plan_due < ?1 AND COALESCE(ack_status, '') <> 'rejected'))";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn commit(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(WriteRequest { ops, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn log_entry(&self, seq: i64) -> Result<Option<LogEntry>, StoreError> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {LOG_COLUMNS}, payload FROM message_log WHERE seq = ?1"),
+                [seq],
+                |r| log_row(r, true),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn log_entries(&self, f: LogFilter) -> Result<Vec<LogEntry>, StoreError> {
+        self.read(move |c| {
+            let mut sql = format!(
+                "SELECT {LOG_COLUMNS}{} FROM message_log WHERE 1=1",
+                if f.with_payload { ", payload" } else { "" }
+            );
+            let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+            let mut add = |col: &str, op: &str, v: &Option<String>| {
+                if let Some(v) = v {
+                    args.push(Box::new(v.clone()));
+                    sql.push_str(&format!(" AND {col} {op} ?{}", args.len()));
+                }
+            };
+            add("client", "=", &f.client);
+            add("provider", "=", &f.provider);
+            add("order_id", "=", &f.order_id);
+            add("decision_id", "=", &f.decision_id);
+            add("message_type", "=", &f.message_type);
+            add("system", "=", &f.system);
+            add("status", "=", &f.status);
+            add("at", ">=", &f.since);
+            add("at", "<", &f.until);
+            if let Some(after) = f.after_seq {
+                args.push(Box::new(after));
+                sql.push_str(&format!(" AND seq > ?{}", args.len()));
+            }
+            sql.push_str(&format!(" ORDER BY seq LIMIT {}", f.limit.clamp(1, 10_000)));
+            let mut stmt = c.prepare(&sql)?;
+            let refs: Vec<&dyn rusqlite::ToSql> = args.iter().map(|a| a.as_ref()).collect();
+            let rows = stmt
+                .query_map(refs.as_slice(), |r| log_row(r, f.with_payload))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn decision(&self, id: &str) -> Result<Option<DecisionRecord>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT id, system, content_hash, client, provider, canonical, received_at FROM decisions WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(DecisionRecord {
+                        id: r.get(0)?,
+                        system: r.get(1)?,
+                        content_hash: r.get(2)?,
+                        client: r.get(3)?,
+                        provider: r.get(4)?,
+                        canonical: r.get(5)?,
+                        received_at: r.get(6)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn order(&self, id: &str) -> Result<Option<OrderRecord>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?1"),
+                [id],
+                order_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn orders(&self, f: OrderFilter) -> Result<Vec<OrderRecord>, StoreError> {
+        self.read(move |c| {
+            let mut sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE 1=1");
+            let mut args: Vec<String> = Vec::new();
+            if let Some(day) = f.overdue_on {
+                args.push(day.to_string());
+                sql.push_str(&format!(" AND {OVERDUE_SQL}"));
+            }
+            if let Some(p) = &f.provider {
+                args.push(p.clone());
+                sql.push_str(&format!(" AND provider = ?{}", args.len()));
+            }
+            if let Some(s) = &f.status {
+                args.push(s.clone());
+                sql.push_str(&format!(" AND status = ?{}", args.len()));
+            }
+            sql.push_str(&format!(
+                " ORDER BY created_at, id LIMIT {}",
+                f.limit.clamp(1, 10_000)
+            ));
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args.iter()), order_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn deliveries(&self, f: DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
+        self.read(move |c| {
+            let mut sql = format!("SELECT {DELIVERY_COLUMNS} FROM outbox WHERE 1=1");
+            let mut args: Vec<String> = Vec::new();
+            if let Some(s) = &f.state {
+                args.push(s.clone());
+                sql.push_str(&format!(" AND state = ?{}", args.len()));
+            }
+            if let Some(o) = &f.order_id {
+                args.push(o.clone());
+                sql.push_str(&format!(" AND order_id = ?{}", args.len()));
+            }
+            sql.push_str(&format!(" ORDER BY id LIMIT {}", f.limit.clamp(1, 10_000)));
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args.iter()), delivery_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn next_due(&self) -> Result<Option<String>, StoreError> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    async fn overdue_counts(&self, today: NaiveDate) -> Result<OverdueCounts, StoreError> {
+        self.read(move |c| {
+            let day = today.to_string();
+            let not_confirmed: u64 = c.query_row(
+                "SELECT COUNT(*) FROM orders WHERE acked_at IS NULL AND execute_by < ?1",
+                [&day],
+                |r| r.get(0),
+            )?;
+            let plan_missing: u64 = c.query_row(
+                "SELECT COUNT(*) FROM orders WHERE plan_established_on IS NULL AND plan_due < ?1
+                 AND COALESCE(ack_status, '') <> 'rejected'",
+                [&day],
+                |r| r.get(0),
+            )?;
+            Ok(OverdueCounts {
+                not_confirmed,
+                plan_missing,
+            })
+        })
+        .await
+    }
+
+    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        self.read(|c| {
+            let mut counts = OutboxCounts::default();
+            let mut stmt = c.prepare("SELECT state, COUNT(*) FROM outbox GROUP BY state")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+            for row in rows {
+                let (state, n) = row?;
+                match state.as_str() {
+                    delivery_state::PENDING => counts.pending = n,
+                    delivery_state::DELIVERED => counts.delivered = n,
+                    delivery_state::DEAD => counts.dead = n,
+                    _ => {}
+                }
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        if self.writer.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        self.read(|c| {
+            Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .map(|_| ())?)
+        })
+        .await
+    }
+}

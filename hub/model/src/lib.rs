@@ -1,0 +1,24 @@
+//! carehub's canonical model.
+//!
+//! Every vendor payload is translated into these types on the way in and out of them on the
+//! way out, so the rest of the hub speaks one language. The crate is pure: serde and
+//! validation, no IO, no clock reads except where a caller asks for "today".
+//!
+//! Identifiers are validated when they are constructed (parse, don't validate): a
+//! [`PersonalIdentityNumber`] that exists is a valid one, normalised to 12 digits. Invalid
+//! input is a [`ValidationError`] with a stable [`ErrorCode`]. Personal identity numbers
+//! print as `**REDACTED**` in `Debug` and `Display`, so they cannot leak into operational
+//! logs by accident; [`PersonalIdentityNumber::expose`] is the one way to the digits.
+//!
+//! # Layout
+//! - [`error`]: the stable error codes and [`ValidationError`].
+//! - [`id`]: personal identity numbers, organisation numbers, HSA-ids, NFC tag UIDs, source ids.
+//! - [`message`]: decisions, orders, acknowledgements, plan notices and the [`Message`] enum.
+
+pub mod error;
+pub mod id;
+pub mod message;
+
+pub use error::{ErrorCode, ValidationError};
+pub use id::{HsaId, OrgNumber, PersonalIdentityNumber, SourceId, TagUid};
+pub use message::*;

@@ -1,0 +1,364 @@
+//! Canonical entities and messages (SPEC §3).
+//!
+//! These are what a mapping produces from a vendor payload and what it renders a vendor
+//! payload from. Field names are snake_case in their JSON form, which is also the form the
+//! message log stores as a message's "canonical" column and the form mapping samples are
+//! written in.
+
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ErrorCode, ValidationError};
+use crate::id::{OrgNumber, PersonalIdentityNumber, SourceId};
+
+/// The kinds of canonical message. The wire names (`as_str`) are stable: mapping files,
+/// the message log and the API use them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageType {
+    Decision,
+    Order,
+    OrderAck,
+    PlanNotice,
+}
+
+impl MessageType {
+    pub const ALL: [MessageType; 4] = [
+        MessageType::Decision,
+        MessageType::Order,
+        MessageType::OrderAck,
+        MessageType::PlanNotice,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageType::Decision => "decision",
+            MessageType::Order => "order",
+            MessageType::OrderAck => "order_ack",
+            MessageType::PlanNotice => "plan_notice",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MessageType> {
+        MessageType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for MessageType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The canonical service categories a decision grants (SoL insatser).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceCategory {
+    /// Serviceinsatser: cleaning, laundry, shopping.
+    Service,
+    /// Personlig omvårdnad.
+    PersonalCare,
+    /// Matdistribution, måltider.
+    Meals,
+    /// Trygghetslarm.
+    SafetyAlarm,
+    /// Ledsagning.
+    Escort,
+    /// Avlösning.
+    Relief,
+}
+
+/// One granted service of a decision or order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// The code the case-management system uses for the service (kept for traceability).
+    pub code: String,
+    pub category: ServiceCategory,
+    /// Granted minutes per calendar month.
+    pub minutes_per_month: u32,
+}
+
+/// A care decision (biståndsbeslut) as the case officer made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    /// Namespaced by the system that issued it: `combine:DEC-2026-0001`.
+    pub id: SourceId,
+    pub client: PersonalIdentityNumber,
+    /// The case officer's id in the case-management system (not a personal identity number).
+    pub case_officer: String,
+    /// The provider the client chose.
+    pub provider: OrgNumber,
+    pub valid_from: NaiveDate,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_to: Option<NaiveDate>,
+    pub services: Vec<Service>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<DateTime<Utc>>,
+}
+
+impl Decision {
+    /// Checks what the field types alone cannot: at least one service, positive minutes, a
+    /// validity period that is not reversed.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if self.services.is_empty() {
+            return Err(ValidationError::new(
+                ErrorCode::MissingField,
+                "services: a decision grants at least one service",
+            ));
+        }
+        if let Some(s) = self.services.iter().find(|s| s.minutes_per_month == 0) {
+            return Err(ValidationError::new(
+                ErrorCode::InvalidValue,
+                format!("services: service {} grants 0 minutes per month", s.code),
+            ));
+        }
+        if self.case_officer.trim().is_empty() {
+            return Err(ValidationError::new(
+                ErrorCode::MissingField,
+                "case_officer is empty",
+            ));
+        }
+        if let Some(to) = self.valid_to {
+            if to < self.valid_from {
+                return Err(ValidationError::new(
+                    ErrorCode::InvalidDate,
+                    "valid_to is before valid_from",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Deadlines the municipality sets for an order, in days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deadlines {
+    /// Days from the order date within which the provider must execute (confirm) the order.
+    pub execute_days: u32,
+    /// Days from the order's start within which the implementation plan must be established.
+    pub plan_days: u32,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            execute_days: 14,
+            plan_days: 14,
+        }
+    }
+}
+
+/// An order (beställning, uppdrag) to a provider, derived from a decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Order {
+    /// The hub's order id, `O-` and 16 hex digits, derived from the decision id.
+    pub id: String,
+    pub decision_id: SourceId,
+    pub provider: OrgNumber,
+    pub client: PersonalIdentityNumber,
+    pub services: Vec<Service>,
+    pub start_date: NaiveDate,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_date: Option<NaiveDate>,
+    /// The order date plus the execute deadline.
+    pub execute_by: NaiveDate,
+    /// The start date plus the plan deadline.
+    pub plan_due: NaiveDate,
+}
+
+impl Order {
+    /// Derives the order for `decision`, placed on `order_date` (the decision's date, or
+    /// the day the hub received it). The order starts when the decision becomes valid, or on
+    /// the order date if that is later.
+    pub fn from_decision(
+        id: String,
+        decision: &Decision,
+        order_date: NaiveDate,
+        deadlines: Deadlines,
+    ) -> Order {
+        let start_date = decision.valid_from.max(order_date);
+        Order {
+            id,
+            decision_id: decision.id.clone(),
+            provider: decision.provider.clone(),
+            client: decision.client.clone(),
+            services: decision.services.clone(),
+            start_date,
+            end_date: decision.valid_to,
+            execute_by: add_days(order_date, deadlines.execute_days),
+            plan_due: add_days(start_date, deadlines.plan_days),
+        }
+    }
+}
+
+fn add_days(date: NaiveDate, days: u32) -> NaiveDate {
+    date.checked_add_days(Days::new(u64::from(days)))
+        .unwrap_or(NaiveDate::MAX)
+}
+
+/// Whether the provider took the order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckStatus {
+    Accepted,
+    Rejected,
+}
+
+impl AckStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AckStatus::Accepted => "accepted",
+            AckStatus::Rejected => "rejected",
+        }
+    }
+}
+
+/// The provider's answer to an order (kvittens, verkställighet).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderAck {
+    pub order_id: String,
+    pub status: AckStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// The provider established the implementation plan (genomförandeplan).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanNotice {
+    pub order_id: String,
+    pub established_on: NaiveDate,
+}
+
+/// A canonical message of any type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Message {
+    Decision(Decision),
+    Order(Order),
+    OrderAck(OrderAck),
+    PlanNotice(PlanNotice),
+}
+
+impl Message {
+    pub fn message_type(&self) -> MessageType {
+        match self {
+            Message::Decision(_) => MessageType::Decision,
+            Message::Order(_) => MessageType::Order,
+            Message::OrderAck(_) => MessageType::OrderAck,
+            Message::PlanNotice(_) => MessageType::PlanNotice,
+        }
+    }
+
+    /// Builds the typed message of `kind` from its canonical JSON form, validating every
+    /// identifier and the message's own invariants. Errors carry the code of the first
+    /// problem found and the path of the field.
+    pub fn from_canonical(
+        kind: MessageType,
+        value: serde_json::Value,
+    ) -> Result<Message, ValidationError> {
+        fn typed<T: serde::de::DeserializeOwned>(
+            value: serde_json::Value,
+        ) -> Result<T, ValidationError> {
+            T::deserialize(value).map_err(|e| {
+                let text = e.to_string();
+                if text.starts_with("missing field") {
+                    ValidationError::new(ErrorCode::MissingField, text)
+                } else {
+                    ValidationError::from_message(&text)
+                }
+            })
+        }
+        let message = match kind {
+            MessageType::Decision => {
+                let d: Decision = typed(value)?;
+                d.validate()?;
+                Message::Decision(d)
+            }
+            MessageType::Order => Message::Order(typed(value)?),
+            MessageType::OrderAck => Message::OrderAck(typed(value)?),
+            MessageType::PlanNotice => Message::PlanNotice(typed(value)?),
+        };
+        Ok(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn decision_json() -> serde_json::Value {
+        json!({
+            "id": "combine:DEC-2026-0001",
+            "client": "193601016987",
+            "case_officer": "hl-117",
+            "provider": "5599000014",
+            "valid_from": "2026-11-01",
+            "valid_to": "2027-10-31",
+            "services": [
+                {"code": "SERV", "category": "service", "minutes_per_month": 480},
+                {"code": "PO", "category": "personal_care", "minutes_per_month": 1800}
+            ]
+        })
+    }
+
+    #[test]
+    fn a_valid_decision_builds() {
+        let m = Message::from_canonical(MessageType::Decision, decision_json()).expect("valid");
+        assert_eq!(m.message_type(), MessageType::Decision);
+    }
+
+    #[test]
+    fn an_invalid_client_is_coded() {
+        let mut v = decision_json();
+        v["client"] = json!("193601016988");
+        let e = Message::from_canonical(MessageType::Decision, v).expect_err("bad luhn");
+        assert_eq!(e.code, ErrorCode::InvalidPersonalIdentityNumber);
+    }
+
+    #[test]
+    fn a_missing_field_is_coded() {
+        let mut v = decision_json();
+        v.as_object_mut().expect("object").remove("provider");
+        let e = Message::from_canonical(MessageType::Decision, v).expect_err("missing");
+        assert_eq!(e.code, ErrorCode::MissingField);
+        assert!(e.reason.contains("provider"), "{}", e.reason);
+    }
+
+    #[test]
+    fn reversed_validity_is_refused() {
+        let mut v = decision_json();
+        v["valid_to"] = json!("2026-10-01");
+        let e = Message::from_canonical(MessageType::Decision, v).expect_err("reversed");
+        assert_eq!(e.code, ErrorCode::InvalidDate);
+    }
+
+    #[test]
+    fn order_deadlines_follow_the_order_date_and_start() {
+        let Message::Decision(d) =
+            Message::from_canonical(MessageType::Decision, decision_json()).expect("valid")
+        else {
+            unreachable!()
+        };
+        let order_date = NaiveDate::from_ymd_opt(2026, 10, 20).expect("date");
+        let o = Order::from_decision("O-1".into(), &d, order_date, Deadlines::default());
+        assert_eq!(
+            o.start_date,
+            NaiveDate::from_ymd_opt(2026, 11, 1).expect("date")
+        );
+        assert_eq!(
+            o.execute_by,
+            NaiveDate::from_ymd_opt(2026, 11, 3).expect("date")
+        );
+        assert_eq!(
+            o.plan_due,
+            NaiveDate::from_ymd_opt(2026, 11, 15).expect("date")
+        );
+    }
+}
