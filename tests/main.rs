@@ -1,1 +1,14 @@
+//! carehub's integration tests: the real HTTP API over loopback, vendors played by
+//! wiremock, a real SQLite file, and the real binary where a test needs a process (crash
+//! recovery, `audit verify`, `replay`). One module per capability; helpers in `support`.
 
+mod support;
+
+mod audit;
+mod auth;
+mod crash;
+mod delivery;
+mod flow;
+mod mappings;
+mod operations;
+mod rejections;

@@ -203,6 +203,33 @@ impl Hub {
         }
     }
 
+    /// Refuses a message whose body was not read (too large, unreadable), logging the
+    /// refusal with an empty payload.
+    pub async fn refuse_unread(
+        &self,
+        system: &str,
+        content_type: Option<&str>,
+        code: ErrorCode,
+        reason: String,
+    ) -> Rejection {
+        let Some(sys) = self.registry.get(system).cloned() else {
+            return Rejection::new(
+                ErrorCode::UnknownSystem,
+                format!("no system named '{system}' is configured"),
+            );
+        };
+        let inbound = Inbound {
+            system: &sys,
+            body: Vec::new(),
+            content_type: content_type
+                .unwrap_or("application/octet-stream")
+                .to_owned(),
+            decoded: None,
+        };
+        self.reject(&inbound, code, reason, Correlation::default())
+            .await
+    }
+
     /// Logs the inbound message as rejected and builds the refusal.
     async fn reject(
         &self,

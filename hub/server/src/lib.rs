@@ -1,1 +1,29 @@
+//! The `carehub` binary's library: everything the command line, the demo and the
+//! integration tests share.
+//!
+//! # Layout
+//! - [`config`]: `carehub.toml`, parsed and validated without IO, every error at once.
+//! - [`auth`]: bearer tokens and roles.
+//! - [`api`]: the HTTP API (axum), its error answers and the OpenAPI document.
+//! - [`server`]: assembling the hub from its configuration and serving it.
+//! - [`cli`]: the commands: `serve`, `check`, `token`, `audit verify`, `replay`, `demo`, `bench`.
+//! - [`demo`]: the demo municipality with in-process mock vendors.
+//! - [`bench`]: throughput and latency benchmarks.
 
+/// Prints a line to standard output, ignoring a closed pipe (`carehub ... | head` must not
+/// panic).
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+pub mod api;
+pub mod auth;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod server;

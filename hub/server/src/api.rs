@@ -1,0 +1,938 @@
+//! The HTTP API (SPEC §8): messages in, the message log, orders and their traces,
+//! deliveries, health, metrics and the OpenAPI document.
+//!
+//! Every error is `{ "code", "message" }` with a code from [`ErrorCode`] that never changes
+//! meaning; internal details are logged, never answered. [`app`] builds the router from a
+//! state, so tests can drive it without a socket.
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use carehub_core::pipeline::{Hub, Rejection, Sender};
+use carehub_core::store::{
+    DeliveryFilter, LogEntry, LogFilter, Op, OrderFilter, OrderRecord, StoreError,
+};
+use carehub_model::{ErrorCode, OrgNumber, PersonalIdentityNumber};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracing::error;
+use utoipa::{OpenApi, ToSchema};
+
+use crate::auth::{Caller, Role};
+use crate::server::AppState;
+
+/// An error answer.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub message_id: Option<i64>,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// A stable code, e.g. `INVALID_PERSONAL_IDENTITY_NUMBER`.
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// The message-log entry that records the refusal, when it was logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<i64>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+            message_id: None,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        status_of(self.code)
+    }
+}
+
+/// The HTTP status for a code.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::MalformedPayload | ErrorCode::DtdForbidden | ErrorCode::BadRequest => {
+            StatusCode::BAD_REQUEST
+        }
+        ErrorCode::UnknownMessageType
+        | ErrorCode::MissingField
+        | ErrorCode::InvalidValue
+        | ErrorCode::InvalidDate
+        | ErrorCode::InvalidPersonalIdentityNumber
+        | ErrorCode::InvalidOrgNumber
+        | ErrorCode::InvalidHsaId
+        | ErrorCode::InvalidTagUid
+        | ErrorCode::UnknownProvider
+        | ErrorCode::UnknownOrder
+        | ErrorCode::MessageNotAllowed => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::DecisionConflict => StatusCode::CONFLICT,
+        ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::NotFound | ErrorCode::UnknownSystem => StatusCode::NOT_FOUND,
+        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Internal | ErrorCode::DeliveryFailed | ErrorCode::DeliveryRefused => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                code: self.code.as_str().to_owned(),
+                message: self.message,
+                message_id: self.message_id,
+            }),
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> Self {
+        ApiError {
+            code: r.code,
+            message: r.message,
+            message_id: r.message_id,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        error!(error = %e, "store failure");
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "the store is not available; try again later",
+        )
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The router.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/systems/{system}/messages", post(post_message))
+        .route("/v1/messages", get(list_messages))
+        .route("/v1/messages/{id}", get(get_message))
+        .route("/v1/orders", get(list_orders))
+        .route("/v1/orders/{id}", get(get_order))
+        .route("/v1/orders/{id}/trace", get(order_trace))
+        .route("/v1/deliveries", get(list_deliveries))
+        .route("/v1/deliveries/replay", post(replay))
+        .route("/v1/audit/verify", get(audit_verify))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
+        .with_state(state)
+}
+
+// ---------------------------------------------------------------------------------------
+// Messages in
+
+/// The receipt for a message the hub took.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReceiptBody {
+    /// The message-log entry that holds the message.
+    pub message_id: i64,
+    /// `accepted`, or `duplicate` when the same message was taken before.
+    pub status: String,
+    pub message_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+}
+
+/// Send a system's native payload to the hub.
+///
+/// The payload is logged durably before this answers. A refused payload is logged as
+/// rejected with its code, and the answer names the log entry.
+#[utoipa::path(post, path = "/v1/systems/{system}/messages", tag = "messages",
+    params(("system" = String, Path, description = "The configured system's name")),
+    request_body(content = String, description = "The vendor's payload (XML or JSON, per its profile)", content_type = "application/xml"),
+    responses(
+        (status = 202, description = "Taken and durably logged", body = ReceiptBody),
+        (status = 200, description = "A repeat of a message taken before", body = ReceiptBody),
+        (status = 400, description = "MALFORMED_PAYLOAD, DTD_FORBIDDEN", body = ErrorBody),
+        (status = 401, description = "UNAUTHENTICATED", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN", body = ErrorBody),
+        (status = 404, description = "UNKNOWN_SYSTEM", body = ErrorBody),
+        (status = 409, description = "DECISION_CONFLICT", body = ErrorBody),
+        (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorBody),
+        (status = 422, description = "UNKNOWN_MESSAGE_TYPE, MISSING_FIELD, INVALID_*, UNKNOWN_PROVIDER, UNKNOWN_ORDER, MESSAGE_NOT_ALLOWED", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE: not logged, send again", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn post_message(
+    State(state): State<AppState>,
+    Path(system): Path<String>,
+    caller: Caller,
+    request: Request,
+) -> ApiResult<Response> {
+    let hub = &state.hub;
+    let sys = hub
+        .registry
+        .get(&system)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::UnknownSystem,
+                format!("no system named '{system}' is configured"),
+            )
+        })?
+        .clone();
+    let sender = match caller.0.role {
+        Role::Admin => Sender::Trusted,
+        Role::CaseManagement if sys.role == carehub_core::adapter::SystemRole::CaseManagement => {
+            Sender::Trusted
+        }
+        Role::ProviderSystem if sys.role == carehub_core::adapter::SystemRole::ProviderSystem => {
+            let org = caller
+                .0
+                .provider()
+                .and_then(|o| OrgNumber::parse(o).ok())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::Unauthenticated,
+                        "a provider_system token must carry a valid org",
+                    )
+                })?;
+            Sender::Provider(org)
+        }
+        role => {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "the role {} may not send as the {} system {system}",
+                    role.as_str(),
+                    sys.role.as_str()
+                ),
+            ))
+        }
+    };
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = match to_bytes(request.into_body(), state.max_body).await {
+        Ok(b) => b,
+        Err(_) => {
+            let reason = format!(
+                "the body is larger than {} bytes (or was cut off)",
+                state.max_body
+            );
+            return Err(hub
+                .refuse_unread(
+                    &system,
+                    content_type.as_deref(),
+                    ErrorCode::PayloadTooLarge,
+                    reason,
+                )
+                .await
+                .into());
+        }
+    };
+    let receipt = hub
+        .receive(&system, body.to_vec(), content_type.as_deref(), &sender)
+        .await?;
+    let status = if receipt.status == "duplicate" {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((
+        status,
+        Json(ReceiptBody {
+            message_id: receipt.message_id,
+            status: receipt.status.to_owned(),
+            message_type: receipt.message_type.as_str().to_owned(),
+            decision_id: receipt.decision_id,
+            order_id: receipt.order_id,
+        }),
+    )
+        .into_response())
+}
+
+// ---------------------------------------------------------------------------------------
+// The message log
+
+/// A message-log entry.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MessageView {
+    pub id: i64,
+    pub at: String,
+    pub system: String,
+    pub vendor: String,
+    /// `in` or `out`.
+    pub direction: String,
+    pub message_type: String,
+    pub content_type: String,
+    /// accepted, rejected, duplicate, queued, delivered, retrying, dead_letter, requeued.
+    pub status: String,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub decision_id: Option<String>,
+    pub order_id: Option<String>,
+    /// The client's personal identity number (the log is where it may appear).
+    pub client: Option<String>,
+    pub provider: Option<String>,
+    pub delivery_key: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+    /// What the hub made of the message.
+    #[schema(value_type = Object)]
+    pub canonical: Option<Value>,
+    /// The raw bytes, as text (`payload_encoding` = `utf-8`) or base64.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_encoding: Option<String>,
+}
+
+impl MessageView {
+    fn from(e: LogEntry, with_payload: bool) -> Self {
+        let (payload, payload_encoding) = if with_payload {
+            match String::from_utf8(e.payload) {
+                Ok(s) => (Some(s), Some("utf-8".to_owned())),
+                Err(b) => (
+                    Some(base64::engine::general_purpose::STANDARD.encode(b.into_bytes())),
+                    Some("base64".to_owned()),
+                ),
+            }
+        } else {
+            (None, None)
+        };
+        MessageView {
+            id: e.seq,
+            at: e.at,
+            system: e.system,
+            vendor: e.vendor,
+            direction: e.direction,
+            message_type: e.message_type,
+            content_type: e.content_type,
+            status: e.status,
+            error_code: e.error_code,
+            error_message: e.error_message,
+            decision_id: e.decision_id,
+            order_id: e.order_id,
+            client: e.client,
+            provider: e.provider,
+            delivery_key: e.delivery_key,
+            prev_hash: e.prev_hash,
+            hash: e.hash,
+            canonical: e.canonical.and_then(|c| serde_json::from_str(&c).ok()),
+            payload,
+            payload_encoding,
+        }
+    }
+}
+
+/// Filters for `GET /v1/messages`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct MessageQuery {
+    /// A client's personal identity number, in any accepted form.
+    pub client: Option<String>,
+    /// A provider's organisation number.
+    pub provider: Option<String>,
+    pub order: Option<String>,
+    pub decision: Option<String>,
+    /// A message type: decision, order, order_ack, plan_notice.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub message_type: Option<String>,
+    pub system: Option<String>,
+    pub status: Option<String>,
+    /// From this instant (RFC 3339, UTC).
+    pub since: Option<String>,
+    /// Before this instant.
+    pub until: Option<String>,
+    /// Entries after this id (paging).
+    pub after: Option<i64>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<usize>,
+}
+
+/// A page of the message log.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MessagePage {
+    pub messages: Vec<MessageView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<i64>,
+}
+
+fn bad_request(msg: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::BadRequest, msg)
+}
+
+fn instant(s: &Option<String>, key: &str) -> ApiResult<Option<String>> {
+    match s {
+        None => Ok(None),
+        Some(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .map(|d| Some(carehub_core::store::ts(d.with_timezone(&chrono::Utc))))
+            .map_err(|_| bad_request(format!("{key}: not an RFC 3339 instant"))),
+    }
+}
+
+fn org_param(s: &Option<String>) -> ApiResult<Option<String>> {
+    s.as_deref()
+        .map(|o| {
+            OrgNumber::parse(o)
+                .map(|o| o.as_str().to_owned())
+                .map_err(|e| ApiError::new(e.code, e.reason))
+        })
+        .transpose()
+}
+
+/// Records who read the log.
+async fn record_read(hub: &Hub, caller: &Caller, what: String) -> ApiResult<()> {
+    hub.store
+        .commit(vec![Op::RecordRead {
+            subject: caller.0.sub.clone(),
+            role: caller.0.role.as_str().to_owned(),
+            what,
+        }])
+        .await?;
+    Ok(())
+}
+
+/// Read the message log.
+///
+/// A provider's token sees only entries about its own organisation. Every read is recorded.
+#[utoipa::path(get, path = "/v1/messages", tag = "messages", params(MessageQuery),
+    responses((status = 200, body = MessagePage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_messages(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<MessageQuery>,
+) -> ApiResult<Json<MessagePage>> {
+    let client = q
+        .client
+        .as_deref()
+        .map(|c| {
+            PersonalIdentityNumber::parse(c)
+                .map(|p| p.expose().to_owned())
+                .map_err(|e| ApiError::new(e.code, e.reason))
+        })
+        .transpose()?;
+    let mut provider = org_param(&q.provider)?;
+    if let Some(own) = caller.0.provider() {
+        if provider.as_deref().is_some_and(|p| p != own) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "a provider reads only its own messages",
+            ));
+        }
+        provider = Some(own.to_owned());
+    }
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let filter = LogFilter {
+        client,
+        provider,
+        order_id: q.order.clone(),
+        decision_id: q.decision.clone(),
+        message_type: q.message_type.clone(),
+        system: q.system.clone(),
+        status: q.status.clone(),
+        since: instant(&q.since, "since")?,
+        until: instant(&q.until, "until")?,
+        after_seq: q.after,
+        limit,
+        with_payload: false,
+    };
+    record_read(&state.hub, &caller, format!("list messages {filter:?}")).await?;
+    let entries = state.hub.store.log_entries(filter).await?;
+    let next_after = (entries.len() == limit)
+        .then(|| entries.last().map(|e| e.seq))
+        .flatten();
+    Ok(Json(MessagePage {
+        messages: entries
+            .into_iter()
+            .map(|e| MessageView::from(e, false))
+            .collect(),
+        next_after,
+    }))
+}
+
+/// One message-log entry, with its raw payload.
+#[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages",
+    params(("id" = i64, Path, description = "The entry's id")),
+    responses((status = 200, body = MessageView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_message(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<MessageView>> {
+    record_read(&state.hub, &caller, format!("message {id}")).await?;
+    let entry = state
+        .hub
+        .store
+        .log_entry(id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no message {id}")))?;
+    if let Some(own) = caller.0.provider() {
+        if entry.provider.as_deref() != Some(own) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "the message concerns another provider",
+            ));
+        }
+    }
+    Ok(Json(MessageView::from(entry, true)))
+}
+
+// ---------------------------------------------------------------------------------------
+// Orders
+
+/// An order, where it stands, and whether it is overdue.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OrderView {
+    #[schema(value_type = Object)]
+    pub order: Value,
+    pub source_system: String,
+    pub provider_system: String,
+    /// queued, delivered, dead_letter, accepted, rejected.
+    pub status: String,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+    pub ack_status: Option<String>,
+    pub ack_reason: Option<String>,
+    pub acked_at: Option<String>,
+    pub plan_established_on: Option<String>,
+    pub plan_received_at: Option<String>,
+    /// not_confirmed (no ack by execute_by), plan_missing (no plan by plan_due).
+    pub overdue: Vec<String>,
+}
+
+impl OrderView {
+    fn from(r: OrderRecord) -> Self {
+        let today = Hub::today();
+        OrderView {
+            overdue: r
+                .overdue_reasons(today)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            order: serde_json::to_value(&r.order).unwrap_or(Value::Null),
+            source_system: r.source_system,
+            provider_system: r.provider_system,
+            status: r.status,
+            created_at: r.created_at,
+            delivered_at: r.delivered_at,
+            ack_status: r.ack_status,
+            ack_reason: r.ack_reason,
+            acked_at: r.acked_at,
+            plan_established_on: r.plan_established_on,
+            plan_received_at: r.plan_received_at,
+        }
+    }
+}
+
+/// Filters for `GET /v1/orders`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct OrderQuery {
+    /// Only orders past a deadline (no ack by execute-by, or no plan by plan-due).
+    pub overdue: Option<bool>,
+    pub provider: Option<String>,
+    pub status: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// Orders.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OrderList {
+    pub orders: Vec<OrderView>,
+}
+
+/// List orders; `overdue=true` lists those past a deadline.
+#[utoipa::path(get, path = "/v1/orders", tag = "orders", params(OrderQuery),
+    responses((status = 200, body = OrderList), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_orders(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<OrderQuery>,
+) -> ApiResult<Json<OrderList>> {
+    let mut provider = org_param(&q.provider)?;
+    if let Some(own) = caller.0.provider() {
+        if provider.as_deref().is_some_and(|p| p != own) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "a provider lists only its own orders",
+            ));
+        }
+        provider = Some(own.to_owned());
+    }
+    let filter = OrderFilter {
+        provider,
+        status: q.status.clone(),
+        overdue_on: q.overdue.unwrap_or(false).then(Hub::today),
+        limit: q.limit.unwrap_or(1000).clamp(1, 10_000),
+    };
+    let orders = state.hub.store.orders(filter).await?;
+    Ok(Json(OrderList {
+        orders: orders.into_iter().map(OrderView::from).collect(),
+    }))
+}
+
+async fn order_for(state: &AppState, caller: &Caller, id: &str) -> ApiResult<OrderRecord> {
+    let record = state
+        .hub
+        .store
+        .order(id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no order {id}")))?;
+    if let Some(own) = caller.0.provider() {
+        if record.order.provider.as_str() != own {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "the order belongs to another provider",
+            ));
+        }
+    }
+    Ok(record)
+}
+
+/// One order.
+#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders",
+    params(("id" = String, Path, description = "The order id")),
+    responses((status = 200, body = OrderView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_order(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<OrderView>> {
+    Ok(Json(OrderView::from(
+        order_for(&state, &caller, &id).await?,
+    )))
+}
+
+/// One step of an order's life.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TraceStep {
+    /// The message-log entry.
+    pub message_id: i64,
+    pub at: String,
+    /// What happened, in words.
+    pub step: String,
+    pub direction: String,
+    pub system: String,
+    pub message_type: String,
+    pub status: String,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// An outbox row.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryView {
+    pub id: i64,
+    pub system: String,
+    pub message_type: String,
+    pub order_id: Option<String>,
+    pub idempotency_key: String,
+    /// pending, delivered, dead.
+    pub state: String,
+    pub attempts: u32,
+    pub next_attempt_at: String,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+}
+
+impl From<carehub_core::store::Delivery> for DeliveryView {
+    fn from(d: carehub_core::store::Delivery) -> Self {
+        DeliveryView {
+            id: d.id,
+            system: d.system,
+            message_type: d.message_type,
+            order_id: d.order_id,
+            idempotency_key: d.idempotency_key,
+            state: d.state,
+            attempts: d.attempts,
+            next_attempt_at: d.next_attempt_at,
+            last_error: d.last_error,
+            created_at: d.created_at,
+            delivered_at: d.delivered_at,
+        }
+    }
+}
+
+/// The lifecycle of an order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Trace {
+    pub order: OrderView,
+    pub steps: Vec<TraceStep>,
+    pub deliveries: Vec<DeliveryView>,
+}
+
+fn describe_step(e: &LogEntry) -> String {
+    let what = e.message_type.replace('_', " ");
+    match (e.direction.as_str(), e.status.as_str()) {
+        ("in", "accepted") => format!("{what} received from {}", e.system),
+        ("in", "duplicate") => format!(
+            "{what} received again from {} (a repeat, not acted on)",
+            e.system
+        ),
+        ("in", "rejected") => format!(
+            "{what} from {} rejected ({})",
+            e.system,
+            e.error_code.as_deref().unwrap_or("?")
+        ),
+        ("out", "queued") => format!("{what} queued for {}", e.system),
+        ("out", "delivered") => format!("{what} delivered to {}", e.system),
+        ("out", "retrying") => format!("{what} delivery to {} failed, will retry", e.system),
+        ("out", "dead_letter") => format!("{what} delivery to {} dead-lettered", e.system),
+        ("out", "requeued") => format!("{what} for {} requeued by replay", e.system),
+        (d, s) => format!("{what} {d} {s} ({})", e.system),
+    }
+}
+
+/// The lifecycle of an order: decision, deliveries, acknowledgement, plan.
+#[utoipa::path(get, path = "/v1/orders/{id}/trace", tag = "orders",
+    params(("id" = String, Path, description = "The order id")),
+    responses((status = 200, body = Trace), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn order_trace(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Trace>> {
+    let record = order_for(&state, &caller, &id).await?;
+    record_read(&state.hub, &caller, format!("trace {id}")).await?;
+    let entries = state
+        .hub
+        .store
+        .log_entries(LogFilter {
+            order_id: Some(id.clone()),
+            limit: 10_000,
+            ..LogFilter::default()
+        })
+        .await?;
+    let deliveries = state
+        .hub
+        .store
+        .deliveries(DeliveryFilter {
+            order_id: Some(id.clone()),
+            limit: 1000,
+            ..DeliveryFilter::default()
+        })
+        .await?;
+    let steps = entries
+        .iter()
+        .map(|e| TraceStep {
+            message_id: e.seq,
+            at: e.at.clone(),
+            step: describe_step(e),
+            direction: e.direction.clone(),
+            system: e.system.clone(),
+            message_type: e.message_type.clone(),
+            status: e.status.clone(),
+            error_code: e.error_code.clone(),
+            error_message: e.error_message.clone(),
+        })
+        .collect();
+    Ok(Json(Trace {
+        order: OrderView::from(record),
+        steps,
+        deliveries: deliveries.into_iter().map(DeliveryView::from).collect(),
+    }))
+}
+
+// ---------------------------------------------------------------------------------------
+// Deliveries and audit
+
+/// Filters for `GET /v1/deliveries`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct DeliveryQuery {
+    /// pending, delivered or dead.
+    pub state: Option<String>,
+    pub order: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// Outbox rows.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryList {
+    pub deliveries: Vec<DeliveryView>,
+}
+
+/// The outbox (`state=dead` lists dead letters).
+#[utoipa::path(get, path = "/v1/deliveries", tag = "deliveries", params(DeliveryQuery),
+    responses((status = 200, body = DeliveryList), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<DeliveryQuery>,
+) -> ApiResult<Json<DeliveryList>> {
+    caller.require(&[Role::Admin, Role::Auditor])?;
+    let rows = state
+        .hub
+        .store
+        .deliveries(DeliveryFilter {
+            state: q.state,
+            order_id: q.order,
+            limit: q.limit.unwrap_or(1000).clamp(1, 10_000),
+        })
+        .await?;
+    Ok(Json(DeliveryList {
+        deliveries: rows.into_iter().map(DeliveryView::from).collect(),
+    }))
+}
+
+/// Which dead letters to replay.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct ReplayRequest {
+    /// Delivery ids; all dead letters when absent.
+    pub ids: Option<Vec<i64>>,
+}
+
+/// Put dead letters back in the outbox (admin).
+#[utoipa::path(post, path = "/v1/deliveries/replay", tag = "deliveries", request_body = ReplayRequest,
+    responses((status = 200, body = DeliveryList), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn replay(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Option<Json<ReplayRequest>>,
+) -> ApiResult<Json<DeliveryList>> {
+    caller.require(&[Role::Admin])?;
+    let ids = body.and_then(|Json(r)| r.ids);
+    let rows = state.hub.replay(ids).await?;
+    Ok(Json(DeliveryList {
+        deliveries: rows.into_iter().map(DeliveryView::from).collect(),
+    }))
+}
+
+/// The result of recomputing the message log's hash chain.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChainView {
+    pub ok: bool,
+    pub entries: u64,
+    /// The last entry's hash: keep it to detect a later truncation.
+    pub head: String,
+    pub first_bad_entry: Option<i64>,
+    pub reason: Option<String>,
+}
+
+/// Recompute the message log's hash chain (auditor, admin).
+#[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
+    responses((status = 200, body = ChainView), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn audit_verify(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<ChainView>> {
+    caller.require(&[Role::Admin, Role::Auditor])?;
+    record_read(&state.hub, &caller, "verify chain".into()).await?;
+    let r = carehub_core::store::verify_chain(state.hub.store.as_ref()).await?;
+    Ok(Json(ChainView {
+        ok: r.first_bad.is_none(),
+        entries: r.entries,
+        head: r.head,
+        first_bad_entry: r.first_bad.as_ref().map(|(s, _)| *s),
+        reason: r.first_bad.map(|(_, why)| why),
+    }))
+}
+
+// ---------------------------------------------------------------------------------------
+// Operations
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "alive")))]
+async fn healthz() -> Json<Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Readiness: the store answers and the delivery loop runs.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "ready"), (status = 503, body = ErrorBody)))]
+async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    state.hub.store.ping().await?;
+    if !state
+        .delivery_running
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "the delivery loop is not running",
+        ));
+    }
+    Ok(Json(serde_json::json!({ "status": "ready" })))
+}
+
+/// Prometheus metrics (OpenMetrics text).
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "metrics", content_type = "application/openmetrics-text")))]
+async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
+    let overdue = state.hub.store.overdue_counts(Hub::today()).await?;
+    let outbox = state.hub.store.outbox_counts().await?;
+    let text = state.hub.metrics.render(overdue, outbox);
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+    );
+    Ok((headers, Body::from(text)).into_response())
+}
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document, generated from the handlers above.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "carehub", description = "The integration hub for Swedish municipal home care. Errors are {code, message} with stable codes."),
+    paths(post_message, list_messages, get_message, list_orders, get_order, order_trace, list_deliveries, replay, audit_verify, healthz, readyz, metrics),
+    components(schemas(ErrorBody, ReceiptBody, MessageView, MessagePage, OrderView, OrderList, Trace, TraceStep, DeliveryView, DeliveryList, ReplayRequest, ChainView)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "OpenAPI 3.1")))]
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,256 @@
+//! Bearer tokens (JWT, HS256) and the roles of SPEC §9.
+//!
+//! A token names a role; a `provider_system` token also carries the provider's
+//! organisation number and sees only that provider's orders and messages. Tokens are issued
+//! by `carehub token` from the configured key. Failures never say more than "missing",
+//! "malformed or not ours" or "expired".
+
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use carehub_model::{ErrorCode, OrgNumber};
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::api::ApiError;
+use crate::server::AppState;
+
+pub const ISSUER: &str = "carehub";
+
+/// Who a caller is to the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[clap(rename_all = "snake_case")]
+pub enum Role {
+    /// A case-management system: sends decisions, reads orders.
+    CaseManagement,
+    /// A provider's system: sends acks, plans and visits for its own organisation only.
+    ProviderSystem,
+    /// Reads the message log and verifies it; sends nothing.
+    Auditor,
+    /// Everything, including replaying dead letters.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::CaseManagement => "case_management",
+            Role::ProviderSystem => "provider_system",
+            Role::Auditor => "auditor",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// The claims of a carehub token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+    pub iat: u64,
+    pub exp: u64,
+    pub iss: String,
+}
+
+impl Claims {
+    /// The provider a `provider_system` token is bound to.
+    pub fn provider(&self) -> Option<&str> {
+        match self.role {
+            Role::ProviderSystem => self.org.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Issues and verifies tokens with one key.
+#[derive(Clone)]
+pub struct Auth {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Auth(**REDACTED**)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("a provider_system token needs --org (the provider's organisation number)")]
+    ProviderNeedsOrg,
+    #[error("only provider_system tokens carry an organisation number")]
+    OrgNotAllowed,
+    #[error("{0}")]
+    InvalidOrg(String),
+    #[error("cannot sign the token: {0}")]
+    Sign(#[from] jsonwebtoken::errors::Error),
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Auth {
+    pub fn new(secret: &str) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.leeway = 30;
+        Auth {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+        }
+    }
+
+    /// Issues a token for `role` (and `org`, for a provider's system).
+    pub fn issue(
+        &self,
+        subject: &str,
+        role: Role,
+        org: Option<&str>,
+        ttl: Duration,
+    ) -> Result<String, TokenError> {
+        let org = match (role, org) {
+            (Role::ProviderSystem, None) => return Err(TokenError::ProviderNeedsOrg),
+            (Role::ProviderSystem, Some(o)) => Some(
+                OrgNumber::parse(o)
+                    .map_err(|e| TokenError::InvalidOrg(e.to_string()))?
+                    .as_str()
+                    .to_owned(),
+            ),
+            (_, Some(_)) => return Err(TokenError::OrgNotAllowed),
+            (_, None) => None,
+        };
+        let iat = now_secs();
+        let claims = Claims {
+            sub: subject.to_owned(),
+            role,
+            org,
+            iat,
+            exp: iat + ttl.as_secs(),
+            iss: ISSUER.into(),
+        };
+        Ok(encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
+            let why = match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token has expired",
+                _ => "the token is malformed or not signed by this hub",
+            };
+            ApiError::new(ErrorCode::Unauthenticated, why)
+        })?;
+        let claims = data.claims;
+        if claims.role == Role::ProviderSystem && claims.org.is_none() {
+            return Err(ApiError::new(
+                ErrorCode::Unauthenticated,
+                "a provider_system token must carry org",
+            ));
+        }
+        Ok(claims)
+    }
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Claims);
+
+impl Caller {
+    /// Refuses the request unless the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.0.role) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("the role {} may not do this", self.0.role.as_str()),
+            ))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "send Authorization: Bearer <token>",
+                )
+            })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "the Authorization header is not a bearer token",
+                )
+            })?;
+        state.auth.verify(token.trim()).map(Caller)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_forgeries_fail() {
+        let a = Auth::new("0123456789abcdef0123456789abcdef");
+        let t = a
+            .issue(
+                "p",
+                Role::ProviderSystem,
+                Some("559900-0014"),
+                Duration::from_secs(60),
+            )
+            .expect("issue");
+        let c = a.verify(&t).expect("verify");
+        assert_eq!(c.provider(), Some("5599000014"));
+        let other = Auth::new("another-secret-another-secret-xx");
+        assert_eq!(
+            other.verify(&t).expect_err("forged").code,
+            ErrorCode::Unauthenticated
+        );
+        assert!(matches!(
+            a.issue("p", Role::ProviderSystem, None, Duration::from_secs(1)),
+            Err(TokenError::ProviderNeedsOrg)
+        ));
+        assert!(matches!(
+            a.issue(
+                "p",
+                Role::Auditor,
+                Some("5599000014"),
+                Duration::from_secs(1)
+            ),
+            Err(TokenError::OrgNotAllowed)
+        ));
+    }
+}

@@ -1,0 +1,356 @@
+//! The command line (SPEC §8): `carehub demo | serve | check | token | audit verify | replay | bench`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use carehub_core::store::sqlite::SqliteStore;
+use carehub_core::store::{DeliveryFilter, Store};
+use clap::{Parser, Subcommand};
+
+use crate::auth::{Auth, Role};
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "carehub",
+    version,
+    about = "The integration hub for Swedish municipal home care"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the demo municipality end to end on an embedded database; no setup needed.
+    Demo {
+        /// Keep the database here instead of in a temporary folder.
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// Keep the hub (and the mock vendors) running afterwards, for a look.
+        #[arg(long)]
+        serve: bool,
+    },
+    /// Run the hub.
+    Serve {
+        #[arg(long, default_value = "carehub.toml")]
+        config: PathBuf,
+    },
+    /// Validate the configuration (every problem at once), run the mapping samples, then
+    /// reach every configured system.
+    Check {
+        #[arg(long, default_value = "carehub.toml")]
+        config: PathBuf,
+    },
+    /// Issue a bearer token signed with the configured key.
+    Token {
+        #[arg(long, value_enum)]
+        role: Role,
+        /// The provider's organisation number (provider_system tokens only).
+        #[arg(long)]
+        org: Option<String>,
+        /// Who the token is for (shown in the log of reads).
+        #[arg(long, default_value = "carehub-cli")]
+        subject: String,
+        /// Lifetime in minutes (default: the configuration's, else 480).
+        #[arg(long)]
+        ttl_minutes: Option<u64>,
+        #[arg(long, default_value = "carehub.toml")]
+        config: PathBuf,
+    },
+    /// Auditing the message log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Resend dead letters (all, or those named) and report how each ended.
+    Replay {
+        #[arg(long, default_value = "carehub.toml")]
+        config: PathBuf,
+        /// A delivery id to replay; repeat for several. All dead letters when absent.
+        #[arg(long = "id")]
+        ids: Vec<i64>,
+        /// Only list the dead letters.
+        #[arg(long)]
+        list: bool,
+    },
+    /// Measure throughput and latency (see BENCHMARKS.md).
+    Bench {
+        #[command(subcommand)]
+        command: crate::bench::BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the message log's hash chain and name the first entry that does not match.
+    Verify {
+        #[arg(long)]
+        db: PathBuf,
+    },
+}
+
+/// Sets up operational logging (stderr; `CAREHUB_LOG` filters, default `info`).
+pub fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAREHUB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn load_config(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("{}: {e}", path.display());
+        ExitCode::from(2)
+    })
+}
+
+/// Runs a command; the exit code says how it went (0 ok, 1 failed, 2 bad configuration).
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Demo { db, serve } => {
+            init_tracing("warn");
+            crate::demo::run(crate::demo::DemoOptions { db, serve }).await
+        }
+        Command::Serve { config } => {
+            init_tracing("info");
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            serve(config).await
+        }
+        Command::Check { config } => {
+            init_tracing("warn");
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            check(config).await
+        }
+        Command::Token {
+            role,
+            org,
+            subject,
+            ttl_minutes,
+            config,
+        } => {
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let ttl = ttl_minutes
+                .map(|m| Duration::from_secs(m * 60))
+                .unwrap_or(config.token_ttl());
+            let token = Auth::new(&config.jwt_secret).issue(&subject, role, org.as_deref(), ttl)?;
+            crate::out!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { db },
+        } => audit_verify(&db).await,
+        Command::Replay { config, ids, list } => {
+            init_tracing("warn");
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            replay(config, ids, list).await
+        }
+        Command::Bench { command } => {
+            init_tracing("error");
+            crate::bench::run(command).await
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let runtime = crate::server::build(&config)?;
+    let listener = tokio::net::TcpListener::bind(&config.hub.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.hub.listen))?;
+    let hub = crate::server::start(runtime, listener).await?;
+    let stop = hub.shutdown_handle();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    });
+    hub.wait().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn check(config: Config) -> anyhow::Result<ExitCode> {
+    crate::out!(
+        "configuration: ok ({} systems, {} providers)",
+        config.systems.len(),
+        config.providers.len()
+    );
+    let mappings = match crate::server::load_mappings(&config) {
+        Ok(m) => m,
+        Err(e) => {
+            crate::out!("mappings: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let mut failed = false;
+    for (vendor, set) in &mappings {
+        let (n, failures) = set.run_samples();
+        if failures.is_empty() {
+            crate::out!(
+                "mappings {vendor}: {} files, {n} samples pass",
+                set.mappings.len()
+            );
+        } else {
+            failed = true;
+            crate::out!("mappings {vendor}: {} of {n} samples fail", failures.len());
+            for f in failures {
+                crate::out!("  - {f}");
+            }
+        }
+    }
+    let registry = crate::server::registry(&config)?;
+    for sys in registry.iter() {
+        match tokio::time::timeout(Duration::from_secs(10), sys.transport.check()).await {
+            Ok(Ok(what)) => crate::out!("system {} ({}): {what}", sys.name, sys.vendor),
+            Ok(Err(e)) => {
+                failed = true;
+                crate::out!("system {} ({}): FAILED: {e}", sys.name, sys.vendor);
+            }
+            Err(_) => {
+                failed = true;
+                crate::out!(
+                    "system {} ({}): FAILED: no answer within 10 s",
+                    sys.name,
+                    sys.vendor
+                );
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn audit_verify(db: &Path) -> anyhow::Result<ExitCode> {
+    if !db.is_file() {
+        eprintln!("{}: no such database file", db.display());
+        return Ok(ExitCode::from(2));
+    }
+    let store = SqliteStore::open(db).with_context(|| format!("cannot open {}", db.display()))?;
+    let report = carehub_core::store::verify_chain(&store).await?;
+    match report.first_bad {
+        None => {
+            crate::out!(
+                "ok: the message log's hash chain verifies ({} entries)",
+                report.entries
+            );
+            crate::out!("head: {}", report.head);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some((seq, why)) => {
+            crate::out!("FAILED: entry {seq} does not match: {why}");
+            crate::out!(
+                "({} entries checked up to and including it)",
+                report.entries
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn replay(config: Config, ids: Vec<i64>, list: bool) -> anyhow::Result<ExitCode> {
+    let runtime = crate::server::build(&config)?;
+    let store: Arc<dyn Store> = runtime.state.hub.store.clone();
+    let dead = store
+        .deliveries(DeliveryFilter {
+            state: Some("dead".into()),
+            limit: 10_000,
+            ..DeliveryFilter::default()
+        })
+        .await?;
+    let chosen: Vec<_> = dead
+        .into_iter()
+        .filter(|d| ids.is_empty() || ids.contains(&d.id))
+        .collect();
+    if chosen.is_empty() {
+        crate::out!(
+            "no dead letters{}",
+            if ids.is_empty() {
+                ""
+            } else {
+                " with those ids"
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for d in &chosen {
+        crate::out!(
+            "dead letter {}: {} to {} (order {}), {} attempts, last error: {}",
+            d.id,
+            d.message_type,
+            d.system,
+            d.order_id.as_deref().unwrap_or("-"),
+            d.attempts,
+            d.last_error.as_deref().unwrap_or("-")
+        );
+    }
+    if list {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let ids: Vec<i64> = chosen.iter().map(|d| d.id).collect();
+    let requeued = runtime.state.hub.replay(Some(ids.clone())).await?;
+    crate::out!("requeued {} deliveries; delivering", requeued.len());
+    let results = runtime.delivery.drain(&ids).await?;
+    let mut failed = false;
+    for d in results {
+        if d.state == "delivered" {
+            crate::out!(
+                "delivery {}: delivered after {} attempt(s)",
+                d.id,
+                d.attempts
+            );
+        } else {
+            failed = true;
+            crate::out!(
+                "delivery {}: {} again: {}",
+                d.id,
+                d.state,
+                d.last_error.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

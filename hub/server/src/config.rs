@@ -1,0 +1,433 @@
+//! `carehub.toml`: parse and validate without touching the network.
+//!
+//! [`Config::parse`] reads the whole file and reports every problem at once, each with the
+//! key it concerns, so municipal IT fixes a config in one round. Reaching the configured
+//! systems is a separate step (`carehub check`). The format is documented by the example
+//! `carehub.toml` at the repository root.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use carehub_adapters::VendorConfig;
+use carehub_core::adapter::SystemRole;
+use carehub_core::outbox::RetryPolicy;
+use carehub_model::{Deadlines, OrgNumber};
+use serde::Deserialize;
+
+/// Everything wrong with a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} problem(s) in the configuration:\n  - {}", .0.len(), .0.join("\n  - "))]
+pub struct ConfigErrors(pub Vec<String>);
+
+/// `[hub]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubSection {
+    /// Address and port the HTTP API listens on.
+    pub listen: String,
+    /// The SQLite database file (relative to the config file).
+    pub database: PathBuf,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// A folder with `<vendor>/*.toml` mapping files that replace the built-in ones.
+    pub mappings_dir: Option<PathBuf>,
+}
+
+impl Default for HubSection {
+    fn default() -> Self {
+        HubSection {
+            listen: "127.0.0.1:8080".into(),
+            database: "carehub.db".into(),
+            max_body_bytes: 1024 * 1024,
+            mappings_dir: None,
+        }
+    }
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// The HS256 key for bearer tokens, inline (at least 32 bytes).
+    pub jwt_secret: Option<String>,
+    /// ... or read from this file.
+    pub jwt_secret_file: Option<PathBuf>,
+    /// ... or from this environment variable.
+    pub jwt_secret_env: Option<String>,
+    /// Lifetime of tokens `carehub token` issues, in minutes (default 480).
+    pub token_ttl_minutes: Option<u64>,
+}
+
+/// `[delivery]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliverySection {
+    pub max_attempts: u32,
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    pub timeout_ms: u64,
+    pub max_in_flight: usize,
+}
+
+impl Default for DeliverySection {
+    fn default() -> Self {
+        let p = RetryPolicy::default();
+        DeliverySection {
+            max_attempts: p.max_attempts,
+            initial_backoff_ms: p.initial_backoff.as_millis() as u64,
+            max_backoff_ms: p.max_backoff.as_millis() as u64,
+            timeout_ms: p.timeout.as_millis() as u64,
+            max_in_flight: 64,
+        }
+    }
+}
+
+/// `[deadlines]`
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeadlineSection {
+    pub execute_days: u32,
+    pub plan_days: u32,
+}
+
+impl Default for DeadlineSection {
+    fn default() -> Self {
+        let d = Deadlines::default();
+        DeadlineSection {
+            execute_days: d.execute_days,
+            plan_days: d.plan_days,
+        }
+    }
+}
+
+/// One `[[systems]]` entry.
+#[derive(Debug, Clone)]
+pub struct SystemConfig {
+    pub name: String,
+    pub vendor: VendorConfig,
+}
+
+/// One `[[providers]]` entry: a provider and the system its orders go to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub org: String,
+    pub name: String,
+    pub system: String,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub hub: HubSection,
+    pub auth: AuthSection,
+    pub jwt_secret: String,
+    pub delivery: DeliverySection,
+    pub deadlines: DeadlineSection,
+    pub systems: Vec<SystemConfig>,
+    pub providers: Vec<ProviderConfig>,
+}
+
+fn section<T: serde::de::DeserializeOwned + Default>(
+    table: &mut toml::Table,
+    key: &str,
+    errors: &mut Vec<String>,
+) -> T {
+    match table.remove(key) {
+        None => T::default(),
+        Some(v) => T::deserialize(v).unwrap_or_else(|e| {
+            errors.push(format!("[{key}]: {}", e.message()));
+            T::default()
+        }),
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+impl Config {
+    /// Reads and validates a configuration file. Relative paths in it are taken relative to
+    /// the file's folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors(vec![format!("cannot read {}: {e}", path.display())]))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, base)
+    }
+
+    /// Parses and validates configuration text.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigErrors> {
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigErrors(vec![e.to_string()]))?;
+        let mut errors = Vec::new();
+        let mut hub: HubSection = section(&mut table, "hub", &mut errors);
+        let mut auth: AuthSection = section(&mut table, "auth", &mut errors);
+        let delivery: DeliverySection = section(&mut table, "delivery", &mut errors);
+        let deadlines: DeadlineSection = section(&mut table, "deadlines", &mut errors);
+
+        if hub.listen.parse::<std::net::SocketAddr>().is_err() {
+            errors.push(format!(
+                "[hub] listen: '{}' is not an address:port",
+                hub.listen
+            ));
+        }
+        if hub.max_body_bytes < 1024 {
+            errors.push("[hub] max_body_bytes: at least 1024".into());
+        }
+        hub.database = base.join(&hub.database);
+        hub.mappings_dir = hub.mappings_dir.map(|d| base.join(d));
+        if delivery.max_attempts == 0 {
+            errors.push("[delivery] max_attempts: at least 1".into());
+        }
+        if delivery.timeout_ms == 0 || delivery.max_in_flight == 0 {
+            errors.push("[delivery] timeout_ms and max_in_flight must be positive".into());
+        }
+        if delivery.initial_backoff_ms > delivery.max_backoff_ms {
+            errors.push("[delivery] initial_backoff_ms is larger than max_backoff_ms".into());
+        }
+
+        auth.jwt_secret_file = auth.jwt_secret_file.map(|f| base.join(f));
+        let jwt_secret = match (
+            &auth.jwt_secret,
+            &auth.jwt_secret_file,
+            &auth.jwt_secret_env,
+        ) {
+            (Some(s), None, None) => s.clone(),
+            (None, Some(f), None) => std::fs::read_to_string(f)
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|e| {
+                    errors.push(format!(
+                        "[auth] jwt_secret_file: cannot read {}: {e}",
+                        f.display()
+                    ));
+                    String::new()
+                }),
+            (None, None, Some(var)) => std::env::var(var).unwrap_or_else(|_| {
+                errors.push(format!(
+                    "[auth] jwt_secret_env: the environment variable {var} is not set"
+                ));
+                String::new()
+            }),
+            (None, None, None) => {
+                errors
+                    .push("[auth]: set one of jwt_secret, jwt_secret_file, jwt_secret_env".into());
+                String::new()
+            }
+            _ => {
+                errors.push(
+                    "[auth]: set only one of jwt_secret, jwt_secret_file, jwt_secret_env".into(),
+                );
+                String::new()
+            }
+        };
+        if !jwt_secret.is_empty() && jwt_secret.len() < 32 {
+            errors.push("[auth]: the JWT secret must be at least 32 bytes".into());
+        }
+
+        let mut systems = Vec::new();
+        let mut names = BTreeSet::new();
+        match table.remove("systems") {
+            None => errors.push("[[systems]]: no systems are configured".into()),
+            Some(toml::Value::Array(items)) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    let toml::Value::Table(mut t) = item else {
+                        errors.push(format!("[[systems]] #{}: not a table", i + 1));
+                        continue;
+                    };
+                    let name = match t.remove("name") {
+                        Some(toml::Value::String(n)) => n,
+                        _ => {
+                            errors.push(format!("[[systems]] #{}: needs name = \"...\"", i + 1));
+                            continue;
+                        }
+                    };
+                    let label = format!("[[systems]] {name}");
+                    if !is_name(&name) {
+                        errors.push(format!(
+                            "{label}: a name is lowercase letters, digits, '-' and '_'"
+                        ));
+                    }
+                    if !names.insert(name.clone()) {
+                        errors.push(format!("{label}: the name is used twice"));
+                    }
+                    let vendor = match t.remove("vendor") {
+                        Some(toml::Value::String(v)) => v,
+                        _ => {
+                            errors.push(format!(
+                                "{label}: needs vendor = \"...\" (one of {})",
+                                carehub_adapters::VENDORS.join(", ")
+                            ));
+                            continue;
+                        }
+                    };
+                    match VendorConfig::parse(&vendor, t) {
+                        Ok(v) => {
+                            errors
+                                .extend(v.problems().into_iter().map(|p| format!("{label}: {p}")));
+                            systems.push(SystemConfig { name, vendor: v });
+                        }
+                        Err(e) => errors.push(format!("{label}: {e}")),
+                    }
+                }
+            }
+            Some(_) => errors.push("systems: write each system as a [[systems]] table".into()),
+        }
+
+        let providers: Vec<ProviderConfig> = match table.remove("providers") {
+            None => Vec::new(),
+            Some(v) => Vec::<ProviderConfig>::deserialize(v).unwrap_or_else(|e| {
+                errors.push(format!("[[providers]]: {}", e.message()));
+                Vec::new()
+            }),
+        };
+        let mut orgs = BTreeSet::new();
+        for p in &providers {
+            let label = format!("[[providers]] {}", p.name);
+            match OrgNumber::parse(&p.org) {
+                Ok(org) => {
+                    if !orgs.insert(org.as_str().to_owned()) {
+                        errors.push(format!(
+                            "{label}: organisation number {org} is configured twice"
+                        ));
+                    }
+                }
+                Err(e) => errors.push(format!("{label}: org: {}", e.reason)),
+            }
+            match systems.iter().find(|s| s.name == p.system) {
+                None => errors.push(format!("{label}: system '{}' is not configured", p.system)),
+                Some(s) if s.vendor.role() != SystemRole::ProviderSystem => errors.push(format!(
+                    "{label}: system '{}' is a {} system; orders go to a provider system",
+                    p.system,
+                    s.vendor.role().as_str()
+                )),
+                Some(_) => {}
+            }
+        }
+
+        for key in table.keys() {
+            errors.push(format!("unknown key or section '{key}' (known: hub, auth, delivery, deadlines, systems, providers)"));
+        }
+        if errors.is_empty() {
+            Ok(Config {
+                hub,
+                auth,
+                jwt_secret,
+                delivery,
+                deadlines,
+                systems,
+                providers,
+            })
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.delivery.max_attempts,
+            initial_backoff: Duration::from_millis(self.delivery.initial_backoff_ms),
+            max_backoff: Duration::from_millis(self.delivery.max_backoff_ms),
+            timeout: Duration::from_millis(self.delivery.timeout_ms),
+        }
+    }
+
+    pub fn deadlines(&self) -> Deadlines {
+        Deadlines {
+            execute_days: self.deadlines.execute_days,
+            plan_days: self.deadlines.plan_days,
+        }
+    }
+
+    pub fn token_ttl(&self) -> Duration {
+        Duration::from_secs(self.auth.token_ttl_minutes.unwrap_or(480) * 60)
+    }
+
+    /// Provider routes by normalised organisation number.
+    pub fn routes(&self) -> BTreeMap<String, carehub_core::pipeline::Route> {
+        self.providers
+            .iter()
+            .filter_map(|p| {
+                let org = OrgNumber::parse(&p.org).ok()?;
+                Some((
+                    org.as_str().to_owned(),
+                    carehub_core::pipeline::Route {
+                        provider_name: p.name.clone(),
+                        system: p.system.clone(),
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[hub]
+database = "x.db"
+[auth]
+jwt_secret = "0123456789abcdef0123456789abcdef"
+[[systems]]
+name = "combine"
+vendor = "combine"
+callback_url = "http://127.0.0.1:1/cb"
+[[systems]]
+name = "phoniro"
+vendor = "phoniro"
+base_url = "http://127.0.0.1:2"
+[[providers]]
+org = "559900-0014"
+name = "Omsorg AB"
+system = "phoniro"
+"#;
+
+    #[test]
+    fn a_good_config_parses_with_paths_relative_to_its_folder() {
+        let c = Config::parse(GOOD, Path::new("/etc/carehub")).expect("valid");
+        assert_eq!(c.hub.database, PathBuf::from("/etc/carehub/x.db"));
+        assert_eq!(c.routes().keys().collect::<Vec<_>>(), vec!["5599000014"]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let bad = r#"
+[hub]
+listen = "nowhere"
+colour = "blue"
+[[systems]]
+name = "Combine One"
+vendor = "combine"
+callback_url = "combine.example"
+[[systems]]
+name = "x"
+vendor = "visma"
+[[providers]]
+org = "5599000015"
+name = "Bad AB"
+system = "missing"
+[extra]
+"#;
+        let e = Config::parse(bad, Path::new(".")).expect_err("invalid");
+        let all = e.0.join("\n");
+        for needle in [
+            "colour",
+            "jwt_secret",
+            "lowercase",
+            "callback_url",
+            "unknown vendor 'visma', known: combine, phoniro",
+            "SE-R-013",
+            "'missing' is not configured",
+            "extra",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+    }
+}

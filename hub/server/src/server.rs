@@ -1,0 +1,200 @@
+//! Assembling and running the hub: store, systems, flows, delivery loop, HTTP server.
+//!
+//! [`build`] turns a validated [`Config`] into a [`Runtime`]; [`start`] serves it on a
+//! listener the caller bound (tests and the demo bind `127.0.0.1:0`) and returns a handle
+//! that stops it gracefully. `carehub serve`, the demo, the benchmarks and the integration
+//! tests all start the hub through here.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use carehub_core::adapter::Registry;
+use carehub_core::mapping::MappingSet;
+use carehub_core::metrics::Metrics;
+use carehub_core::outbox::DeliveryLoop;
+use carehub_core::pipeline::Hub;
+use carehub_core::store::sqlite::SqliteStore;
+use carehub_core::store::Store;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::auth::Auth;
+use crate::config::Config;
+
+/// What every request handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub hub: Arc<Hub>,
+    pub auth: Arc<Auth>,
+    pub max_body: usize,
+    pub delivery_running: Arc<AtomicBool>,
+}
+
+/// A hub assembled from its configuration, not yet serving.
+pub struct Runtime {
+    pub state: AppState,
+    pub delivery: Arc<DeliveryLoop>,
+}
+
+/// The HTTP client every outbound HTTP transport shares.
+pub fn http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(config.retry_policy().timeout)
+        .user_agent(concat!("carehub/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("cannot build the HTTP client")
+}
+
+/// Loads the mappings of every vendor the configuration uses.
+pub fn load_mappings(config: &Config) -> anyhow::Result<BTreeMap<&'static str, Arc<MappingSet>>> {
+    let mut sets = BTreeMap::new();
+    let mut problems = Vec::new();
+    for s in &config.systems {
+        let vendor = s.vendor.vendor();
+        if sets.contains_key(vendor) {
+            continue;
+        }
+        match carehub_adapters::load_mappings(vendor, config.hub.mappings_dir.as_deref()) {
+            Ok(set) => {
+                sets.insert(vendor, Arc::new(set));
+            }
+            Err(errors) => problems.extend(errors.into_iter().map(|e| e.to_string())),
+        }
+    }
+    if problems.is_empty() {
+        Ok(sets)
+    } else {
+        anyhow::bail!(
+            "mapping files have problems:\n  - {}",
+            problems.join("\n  - ")
+        )
+    }
+}
+
+/// The configured systems.
+pub fn registry(config: &Config) -> anyhow::Result<Registry> {
+    let client = http_client(config)?;
+    let mappings = load_mappings(config)?;
+    Ok(Registry::new(config.systems.iter().map(|s| {
+        let set = mappings[s.vendor.vendor()].clone();
+        carehub_adapters::build_system(&s.name, &s.vendor, set, &client)
+    })))
+}
+
+/// Opens the store and assembles the hub.
+pub fn build(config: &Config) -> anyhow::Result<Runtime> {
+    let store = SqliteStore::open(&config.hub.database)
+        .with_context(|| format!("cannot open the database {}", config.hub.database.display()))?;
+    build_with_store(config, Arc::new(store))
+}
+
+/// Assembles the hub over a given store.
+pub fn build_with_store(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Runtime> {
+    let registry = Arc::new(registry(config)?);
+    let metrics = Arc::new(Metrics::default());
+    let notify = Arc::new(Notify::new());
+    let hub = Arc::new(Hub {
+        store: store.clone(),
+        registry: registry.clone(),
+        routes: config.routes(),
+        deadlines: config.deadlines(),
+        metrics: metrics.clone(),
+        outbox_notify: notify.clone(),
+    });
+    let delivery = Arc::new(DeliveryLoop {
+        store,
+        registry,
+        policy: config.retry_policy(),
+        metrics,
+        notify,
+        owner: format!("pid{}-{:08x}", std::process::id(), fastrand::u32(..)),
+        max_in_flight: config.delivery.max_in_flight,
+    });
+    let state = AppState {
+        hub,
+        auth: Arc::new(Auth::new(&config.jwt_secret)),
+        max_body: config.hub.max_body_bytes,
+        delivery_running: Arc::new(AtomicBool::new(false)),
+    };
+    Ok(Runtime { state, delivery })
+}
+
+/// A hub serving HTTP and delivering its outbox.
+pub struct RunningHub {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    delivery: JoinHandle<()>,
+}
+
+impl RunningHub {
+    /// The base URL of the API.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops taking requests, lets in-flight requests and deliveries finish, and returns.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        let _ = self.delivery.await;
+    }
+
+    /// Resolves when the server stops (for `carehub serve`).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let result = self.server.await;
+        let _ = self.shutdown.send(true);
+        let _ = self.delivery.await;
+        result
+            .context("the server task failed")?
+            .context("the server failed")
+    }
+
+    /// A handle that stops this hub when sent `true`.
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Serves `runtime` on `listener` and starts its delivery loop.
+pub async fn start(
+    runtime: Runtime,
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<RunningHub> {
+    let addr = listener
+        .local_addr()
+        .context("the listener has no address")?;
+    let (tx, rx) = watch::channel(false);
+    let state = runtime.state.clone();
+    let running = state.delivery_running.clone();
+    let delivery_rx = rx.clone();
+    let delivery_loop = runtime.delivery.clone();
+    let delivery = tokio::spawn(async move {
+        running.store(true, Ordering::SeqCst);
+        delivery_loop.run(delivery_rx).await;
+        running.store(false, Ordering::SeqCst);
+    });
+    let app = crate::api::app(state.clone());
+    let mut server_rx = rx;
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = server_rx.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    info!(%addr, "carehub listening");
+    Ok(RunningHub {
+        addr,
+        state,
+        shutdown: tx,
+        server,
+        delivery,
+    })
+}

@@ -1,0 +1,111 @@
+//! Health, readiness, metrics, the OpenAPI document, `carehub check` and the demo.
+
+use reqwest::StatusCode;
+use wiremock::MockServer;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn health_readiness_metrics_and_openapi_answer() {
+    let phoniro = MockServer::start().await;
+    let hub = TestHub::start(&phoniro.uri(), &phoniro.uri()).await;
+    let (status, body) = hub.get("/healthz", None).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    let (status, body) = hub.get("/readyz", None).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ready"))
+    );
+    let resp = hub
+        .http
+        .get(format!("{}/metrics", hub.url))
+        .send()
+        .await
+        .expect("metrics");
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap_or("")
+        .starts_with("application/openmetrics-text"));
+    let text = resp.text().await.expect("text");
+    assert!(
+        text.contains("carehub_outbox{state=\"pending\"} 0"),
+        "{text}"
+    );
+    let (status, doc) = hub.get("/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    for p in [
+        "/v1/systems/{system}/messages",
+        "/v1/messages",
+        "/v1/messages/{id}",
+        "/v1/orders/{id}/trace",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(doc["paths"].get(p).is_some(), "openapi lacks {p}");
+    }
+    assert!(doc["components"]["schemas"].get("ErrorBody").is_some());
+    assert!(doc["components"]["securitySchemes"].get("bearer").is_some());
+    let (status, body) = hub.get("/v1/nothing", None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("NOT_FOUND"))
+    );
+}
+
+#[tokio::test]
+async fn check_reaches_every_system_and_reports_every_config_problem() {
+    let up = MockServer::start().await;
+    let hub = TestHub::start(&up.uri(), "http://127.0.0.1:9").await;
+    let out = carehub(&["check", "--config", hub.config_path.to_str().expect("path")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "combine is unreachable: {stdout}"
+    );
+    assert!(
+        stdout.contains("configuration: ok (2 systems, 2 providers)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("mappings combine: 3 files, 9 samples pass"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("system phoniro (phoniro): reachable"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("system combine (combine): FAILED: transient: cannot connect"),
+        "{stdout}"
+    );
+
+    let bad = hub.dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[hub]\nlisten = 5\n[[systems]]\nname = \"a\"\nvendor = \"visma\"\n",
+    )
+    .expect("write");
+    let out = carehub(&["check", "--config", bad.to_str().expect("path")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("unknown vendor 'visma', known: combine, phoniro"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("jwt_secret"), "{stderr}");
+    assert!(stderr.contains("[hub]"), "{stderr}");
+}
+
+#[test]
+fn the_example_configuration_passes_its_own_validation() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../carehub.toml");
+    let config = carehub_server::config::Config::load(&path).expect("the example config is valid");
+    assert!(config
+        .routes()
+        .get("5599000014")
+        .is_some_and(|r| r.system == "phoniro-ekero"));
+}

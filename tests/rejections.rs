@@ -1,0 +1,216 @@
+//! Bad input: each gets its coded error, is logged as rejected where it got far enough to
+//! be logged, and nothing panics.
+
+use reqwest::StatusCode;
+use wiremock::MockServer;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn bad_input_gets_coded_errors_and_is_logged_as_rejected() {
+    let phoniro = MockServer::start().await;
+    let combine = MockServer::start().await;
+    let hub = TestHub::start(&phoniro.uri(), &combine.uri()).await;
+    let cm = hub.case_management();
+    let pnrs = test_pnrs();
+
+    let bad_pnr = SPEC_DECISION.replace("19360101-6987", "19360101-6988");
+    let dtd = format!(
+        "<?xml version=\"1.0\"?>\n<!DOCTYPE Beslut [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]>\n{}",
+        SPEC_DECISION.replace("hl-117", "&xxe;")
+    );
+    let laughs = "<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;&lol;&lol;\">]><lolz>&lol2;</lolz>";
+    let unknown_provider = decision_xml("DEC-NOPE", &pnrs[5], "5560123456", None);
+    let cases: Vec<(&str, String, StatusCode, &str)> = vec![
+        (
+            "malformed XML",
+            "<Beslut xmlns=\"urn:carehub:vendor:combine:1\"><BeslutsId>1</Beslut>".into(),
+            StatusCode::BAD_REQUEST,
+            "MALFORMED_PAYLOAD",
+        ),
+        (
+            "neither XML nor JSON",
+            "hello".into(),
+            StatusCode::BAD_REQUEST,
+            "MALFORMED_PAYLOAD",
+        ),
+        (
+            "unknown message type",
+            "<Faktura xmlns=\"urn:carehub:vendor:combine:1\"/>".into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "UNKNOWN_MESSAGE_TYPE",
+        ),
+        (
+            "invalid personal identity number",
+            bad_pnr,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_PERSONAL_IDENTITY_NUMBER",
+        ),
+        (
+            "a DTD with an external entity",
+            dtd,
+            StatusCode::BAD_REQUEST,
+            "DTD_FORBIDDEN",
+        ),
+        (
+            "entity expansion",
+            laughs.into(),
+            StatusCode::BAD_REQUEST,
+            "DTD_FORBIDDEN",
+        ),
+        (
+            "a provider with no route",
+            unknown_provider,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "UNKNOWN_PROVIDER",
+        ),
+        (
+            "an order confirmation from case management",
+            phoniro_ack("O-1", "ACCEPTED"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "UNKNOWN_MESSAGE_TYPE",
+        ),
+    ];
+    let mut logged = Vec::new();
+    for (what, body, status, code) in &cases {
+        let (got, answer) = hub.post("combine", body.clone(), Some(&cm)).await;
+        assert_eq!(got, *status, "{what}: {answer}");
+        assert_eq!(answer["code"], *code, "{what}: {answer}");
+        assert!(
+            answer["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}"
+        );
+        let id = answer["message_id"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{what}: the refusal names its log entry"));
+        logged.push((id, *code));
+    }
+
+    // Raw bytes that are not UTF-8 at all.
+    let resp = hub
+        .http
+        .post(format!("{}/v1/systems/combine/messages", hub.url))
+        .bearer_auth(&cm)
+        .body(vec![0x3c, 0xff, 0xfe, 0x3e])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let answer: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(answer["code"], "MALFORMED_PAYLOAD");
+
+    // A body over the limit (64 KiB in tests).
+    let big = format!(
+        "<Beslut xmlns=\"urn:carehub:vendor:combine:1\">{}</Beslut>",
+        "x".repeat(100 * 1024)
+    );
+    let (got, answer) = hub.post("combine", big, Some(&cm)).await;
+    assert_eq!(got, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert_eq!(answer["code"], "PAYLOAD_TOO_LARGE");
+    logged.push((
+        answer["message_id"].as_i64().expect("logged"),
+        "PAYLOAD_TOO_LARGE",
+    ));
+
+    // Missing and forged tokens: refused before anything is read, with their code.
+    let (got, answer) = hub.post("combine", SPEC_DECISION, None).await;
+    assert_eq!(got, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer["code"], "UNAUTHENTICATED");
+    let forged = carehub_server::auth::Auth::new("some-other-secret-some-other-secret")
+        .issue(
+            "mallory",
+            carehub_server::auth::Role::Admin,
+            None,
+            std::time::Duration::from_secs(60),
+        )
+        .expect("token");
+    let (got, answer) = hub.post("combine", SPEC_DECISION, Some(&forged)).await;
+    assert_eq!(got, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer["code"], "UNAUTHENTICATED");
+    let (got, answer) = hub.post("combine", SPEC_DECISION, Some("not.a.jwt")).await;
+    assert_eq!(got, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer["code"], "UNAUTHENTICATED");
+    // An unknown system.
+    let (got, answer) = hub.post("treserva", SPEC_DECISION, Some(&cm)).await;
+    assert_eq!(got, StatusCode::NOT_FOUND);
+    assert_eq!(answer["code"], "UNKNOWN_SYSTEM");
+    // A role that may not send as this system.
+    let (got, answer) = hub
+        .post("combine", SPEC_DECISION, Some(&hub.provider(PROVIDER_A)))
+        .await;
+    assert_eq!(got, StatusCode::FORBIDDEN);
+    assert_eq!(answer["code"], "FORBIDDEN");
+
+    // Every refusal that was logged is in the log as rejected, with its code and raw bytes.
+    let admin = hub.admin();
+    for (id, code) in &logged {
+        let (status, entry) = hub.get(&format!("/v1/messages/{id}"), Some(&admin)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(entry["status"], "rejected", "{entry}");
+        assert_eq!(entry["error_code"], *code, "{entry}");
+        assert_eq!(entry["direction"], "in");
+    }
+    let (_, page) = hub
+        .get("/v1/messages?status=rejected&limit=1000", Some(&admin))
+        .await;
+    assert_eq!(
+        page["messages"].as_array().map(Vec::len),
+        Some(logged.len() + 1),
+        "{page}"
+    );
+    // Nothing was accepted, nothing queued, and the hub still answers.
+    let (_, orders) = hub.get("/v1/orders", Some(&admin)).await;
+    assert_eq!(orders["orders"].as_array().map(Vec::len), Some(0));
+    let (status, _) = hub.get("/readyz", None).await;
+    assert_eq!(status, StatusCode::OK);
+    // The chain covers the rejections too.
+    let (_, chain) = hub.get("/v1/audit/verify", Some(&admin)).await;
+    assert_eq!(chain["ok"], true, "{chain}");
+}
+
+#[tokio::test]
+async fn acks_for_unknown_or_foreign_orders_are_refused() {
+    let phoniro = MockServer::start().await;
+    let combine = MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(200))
+        .mount(&phoniro)
+        .await;
+    let hub = TestHub::start(&phoniro.uri(), &combine.uri()).await;
+    let (got, answer) = hub
+        .post(
+            "phoniro",
+            phoniro_ack("O-0000000000000000", "ACCEPTED"),
+            Some(&hub.provider(PROVIDER_A)),
+        )
+        .await;
+    assert_eq!(got, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer["code"], "UNKNOWN_ORDER");
+
+    hub.post("combine", SPEC_DECISION, Some(&hub.case_management()))
+        .await;
+    let order = order_id("DEC-2026-0001");
+    // Provider B may not confirm provider A's order.
+    let (got, answer) = hub
+        .post(
+            "phoniro",
+            phoniro_ack(&order, "ACCEPTED"),
+            Some(&hub.provider(PROVIDER_B)),
+        )
+        .await;
+    assert_eq!(got, StatusCode::FORBIDDEN, "{answer}");
+    assert_eq!(answer["code"], "FORBIDDEN");
+    assert!(
+        answer["message_id"].as_i64().is_some(),
+        "the attempt is logged"
+    );
+    let (got, answer) = hub
+        .post(
+            "phoniro",
+            "{\"type\":\"orderConfirmation\",\"orderId\":\"x\"}",
+            Some(&hub.provider(PROVIDER_A)),
+        )
+        .await;
+    assert_eq!(got, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer["code"], "MISSING_FIELD");
+}

@@ -1,0 +1,272 @@
+//! Helpers for the integration tests: a hub on 127.0.0.1:0 over a real SQLite file in a
+//! temporary folder, tokens, HTTP calls, polling, and test data drawn from Skatteverket's
+//! test personal identity numbers.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use carehub_server::auth::{Auth, Role};
+use carehub_server::config::Config;
+use carehub_server::server::{self, RunningHub};
+use reqwest::StatusCode;
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+/// The provider of the SPEC sample decision, routed to the `phoniro` system.
+pub const PROVIDER_A: &str = "5599000014";
+/// A second provider on the same Phoniro system.
+pub const PROVIDER_B: &str = "5566778899";
+
+/// Settings a test may change.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub max_attempts: u32,
+    pub max_body_bytes: usize,
+    pub listen: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_attempts: 5,
+            max_body_bytes: 64 * 1024,
+            listen: "127.0.0.1:0".into(),
+        }
+    }
+}
+
+/// A configuration text for a hub with one Combine and one Phoniro system.
+pub fn config_text(db: &Path, phoniro_url: &str, combine_url: &str, o: &Options) -> String {
+    format!(
+        r#"
+[hub]
+listen = "{listen}"
+database = "{db}"
+max_body_bytes = {max_body}
+
+[auth]
+jwt_secret = "{SECRET}"
+
+[delivery]
+max_attempts = {attempts}
+initial_backoff_ms = 20
+max_backoff_ms = 200
+timeout_ms = 2000
+max_in_flight = 32
+
+[[systems]]
+name = "combine"
+vendor = "combine"
+callback_url = "{combine_url}/callback"
+
+[[systems]]
+name = "phoniro"
+vendor = "phoniro"
+base_url = "{phoniro_url}/api"
+api_key = "phoniro-test-key"
+
+[[providers]]
+org = "{PROVIDER_A}"
+name = "Hemtjänst Norr AB"
+system = "phoniro"
+
+[[providers]]
+org = "{PROVIDER_B}"
+name = "Omsorgshuset AB"
+system = "phoniro"
+"#,
+        listen = o.listen,
+        db = db.display(),
+        max_body = o.max_body_bytes,
+        attempts = o.max_attempts,
+    )
+}
+
+/// A hub running in this process.
+pub struct TestHub {
+    pub hub: Option<RunningHub>,
+    pub url: String,
+    pub dir: TempDir,
+    pub db: PathBuf,
+    pub config_path: PathBuf,
+    pub http: reqwest::Client,
+    auth: Auth,
+}
+
+impl TestHub {
+    pub async fn start(phoniro_url: &str, combine_url: &str) -> TestHub {
+        TestHub::start_with(phoniro_url, combine_url, Options::default()).await
+    }
+
+    pub async fn start_with(phoniro_url: &str, combine_url: &str, o: Options) -> TestHub {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("carehub.db");
+        let config_path = dir.path().join("carehub.toml");
+        std::fs::write(&config_path, config_text(&db, phoniro_url, combine_url, &o))
+            .expect("write config");
+        let config = Config::load(&config_path).expect("valid config");
+        let runtime = server::build(&config).expect("build");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let hub = server::start(runtime, listener).await.expect("start");
+        TestHub {
+            url: hub.url(),
+            hub: Some(hub),
+            dir,
+            db,
+            config_path,
+            http: reqwest::Client::new(),
+            auth: Auth::new(SECRET),
+        }
+    }
+
+    /// Stops the hub (the database stays).
+    pub async fn stop(&mut self) {
+        if let Some(h) = self.hub.take() {
+            h.stop().await;
+        }
+    }
+
+    pub fn token(&self, role: Role, org: Option<&str>) -> String {
+        self.auth
+            .issue("test", role, org, Duration::from_secs(600))
+            .expect("token")
+    }
+
+    pub fn case_management(&self) -> String {
+        self.token(Role::CaseManagement, None)
+    }
+
+    pub fn admin(&self) -> String {
+        self.token(Role::Admin, None)
+    }
+
+    pub fn provider(&self, org: &str) -> String {
+        self.token(Role::ProviderSystem, Some(org))
+    }
+
+    pub async fn post(
+        &self,
+        system: &str,
+        body: impl Into<Vec<u8>>,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}/v1/systems/{system}/messages", self.url))
+            .body(body.into());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("post");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut req = self.http.get(format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("get");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The order's trace (as admin).
+    pub async fn trace(&self, order_id: &str) -> Value {
+        let (status, body) = self
+            .get(&format!("/v1/orders/{order_id}/trace"), Some(&self.admin()))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Polls the order until its status is `want`.
+    pub async fn wait_for_order_status(&self, order_id: &str, want: &str) -> Value {
+        let admin = self.admin();
+        eventually(&format!("order {order_id} becomes {want}"), || async {
+            let (status, body) = self
+                .get(&format!("/v1/orders/{order_id}"), Some(&admin))
+                .await;
+            (status == StatusCode::OK && body["status"] == want).then_some(body)
+        })
+        .await
+    }
+}
+
+/// Polls `f` every 20 ms until it yields something, for at most 20 seconds.
+pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Skatteverket's test personal identity numbers shipped in `data/`.
+pub fn test_pnrs() -> Vec<String> {
+    include_str!("../../data/skatteverket-testpersonnummer.txt")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The SPEC §5 sample decision, verbatim.
+pub const SPEC_DECISION: &str = r#"<Beslut xmlns="urn:carehub:vendor:combine:1">
+  <BeslutsId>DEC-2026-0001</BeslutsId>
+  <Personnummer>19360101-6987</Personnummer>
+  <Handlaggare>hl-117</Handlaggare>
+  <Utforare orgnr="5599000014"/>
+  <GiltigFrom>2026-11-01</GiltigFrom><GiltigTom>2027-10-31</GiltigTom>
+  <Insats kod="SERV" kategori="Service"><MinuterPerManad>480</MinuterPerManad></Insats>
+  <Insats kod="PO" kategori="Personlig omvardnad"><MinuterPerManad>1800</MinuterPerManad></Insats>
+</Beslut>"#;
+
+/// A Combine decision.
+pub fn decision_xml(id: &str, pnr: &str, provider: &str, decided_at: Option<&str>) -> String {
+    let decided = decided_at
+        .map(|t| format!("<Beslutstidpunkt>{t}</Beslutstidpunkt>"))
+        .unwrap_or_default();
+    format!(
+        r#"<Beslut xmlns="urn:carehub:vendor:combine:1"><BeslutsId>{id}</BeslutsId><Personnummer>{pnr}</Personnummer><Handlaggare>hl-1</Handlaggare><Utforare orgnr="{provider}"/><GiltigFrom>2026-11-01</GiltigFrom>{decided}<Insats kod="SERV"><MinuterPerManad>480</MinuterPerManad></Insats></Beslut>"#
+    )
+}
+
+/// The hub's order id for a Combine decision id.
+pub fn order_id(decision: &str) -> String {
+    carehub_core::pipeline::order_id_for(&format!("combine:{decision}"))
+}
+
+/// A Phoniro order confirmation.
+pub fn phoniro_ack(order_id: &str, status: &str) -> String {
+    format!(
+        r#"{{"type":"orderConfirmation","orderId":"{order_id}","status":"{status}","confirmedAt":"2026-11-02T08:15:00Z"}}"#
+    )
+}
+
+/// A Phoniro plan notice.
+pub fn phoniro_plan(order_id: &str, on: &str) -> String {
+    format!(r#"{{"type":"carePlanEstablished","orderId":"{order_id}","establishedDate":"{on}"}}"#)
+}
+
+/// Runs the `carehub` binary to completion.
+pub fn carehub(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_carehub"))
+        .args(args)
+        .env("CAREHUB_LOG", "warn")
+        .output()
+        .expect("run carehub")
+}
