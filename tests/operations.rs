@@ -109,3 +109,29 @@ fn the_example_configuration_passes_its_own_validation() {
         .get("5599000014")
         .is_some_and(|r| r.system == "phoniro-ekero"));
 }
+
+#[test]
+fn the_demo_runs_end_to_end() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("demo.db");
+    let out = carehub(&["demo", "--db", db.to_str().expect("path")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for line in [
+        "accepted and logged before the answer: 36",
+        "422 INVALID_PERSONAL_IDENTITY_NUMBER",
+        "400 DTD_FORBIDDEN",
+        "422 UNKNOWN_PROVIDER",
+        "200 duplicate",
+        "phoniro-soder  8 orders: 0 delivered at once, 0 after a retry, 8 dead-lettered",
+        "resends the 8 dead letters",
+        "delivered 8, still dead 0; phoniro-soder took 8 orders for 8 replayed",
+        "not confirmed in time 4",
+        "audit verify: ok",
+    ] {
+        assert!(stdout.contains(line), "the demo's output lacks {line:?}:\n{stdout}");
+    }
+    // The database it kept verifies on its own.
+    let verify = carehub(&["audit", "verify", "--db", db.to_str().expect("path")]);
+    assert!(verify.status.success(), "{verify:?}");
+}

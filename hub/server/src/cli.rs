@@ -116,7 +116,8 @@ fn load_config(path: &Path) -> Result<Config, ExitCode> {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo { db, serve } => {
-            init_tracing("warn");
+            // The demo's output is its narrative; `CAREHUB_LOG=info` shows the hub's log too.
+            init_tracing("error");
             crate::demo::run(crate::demo::DemoOptions { db, serve }).await
         }
         Command::Serve { config } => {
