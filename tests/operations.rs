@@ -116,7 +116,11 @@ fn the_demo_runs_end_to_end() {
     let db = dir.path().join("demo.db");
     let out = carehub(&["demo", "--db", db.to_str().expect("path")]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for line in [
         "accepted and logged before the answer: 36",
         "422 INVALID_PERSONAL_IDENTITY_NUMBER",
@@ -129,7 +133,10 @@ fn the_demo_runs_end_to_end() {
         "not confirmed in time 4",
         "audit verify: ok",
     ] {
-        assert!(stdout.contains(line), "the demo's output lacks {line:?}:\n{stdout}");
+        assert!(
+            stdout.contains(line),
+            "the demo's output lacks {line:?}:\n{stdout}"
+        );
     }
     // The database it kept verifies on its own.
     let verify = carehub(&["audit", "verify", "--db", db.to_str().expect("path")]);

@@ -775,3 +775,60 @@ impl Store for SqliteStore {
         .await
     }
 }
+
+/// The benchmark's ceiling: the rows one decision writes (two log entries, the decision,
+/// the order, the outbox row), inserted by a bare loop on a fresh database with the same
+/// durability (WAL, `synchronous=FULL`), committing every `per_commit` decisions. Returns
+/// the elapsed time for `decisions` decisions. No hashing, no parsing, no HTTP: only SQLite.
+pub fn bare_insert_loop(
+    path: &Path,
+    decisions: usize,
+    per_commit: usize,
+    payload: &[u8],
+) -> Result<Duration, StoreError> {
+    {
+        let mut conn = open_connection(path)?;
+        migrate(&mut conn)?;
+    }
+    let mut conn = open_connection(path)?;
+    let hash = "0".repeat(64);
+    let started = std::time::Instant::now();
+    let mut done = 0;
+    while done < decisions {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for i in done..(done + per_commit).min(decisions) {
+            let id = format!("bench:DEC-{i}");
+            let order = format!("O-{i:016}");
+            let now = now_ts();
+            for (seq, dir) in [(2 * i as i64 + 1, "in"), (2 * i as i64 + 2, "out")] {
+                tx.prepare_cached(
+                    "INSERT INTO message_log (seq, at, system, vendor, direction, message_type, content_type, payload,
+                        canonical, status, decision_id, order_id, client, provider, prev_hash, hash)
+                     VALUES (?1, ?2, 'combine', 'combine', ?3, 'decision', 'application/xml', ?4, '{}', 'accepted',
+                        ?5, ?6, '193601016987', '5599000014', ?7, ?7)",
+                )?
+                .execute(params![seq, now, dir, payload, id, order, hash])?;
+            }
+            tx.prepare_cached(
+                "INSERT INTO decisions (id, system, content_hash, client, provider, canonical, received_at)
+                 VALUES (?1, 'combine', ?2, '193601016987', '5599000014', '{}', ?3)",
+            )?
+            .execute(params![id, hash, now])?;
+            tx.prepare_cached(
+                "INSERT INTO orders (id, decision_id, source_system, provider, provider_system, client, execute_by,
+                    plan_due, canonical, created_at, status)
+                 VALUES (?1, ?2, 'combine', '5599000014', 'phoniro', '193601016987', '2026-12-01', '2026-12-01', '{}', ?3, 'queued')",
+            )?
+            .execute(params![order, id, now])?;
+            tx.prepare_cached(
+                "INSERT INTO outbox (system, message_type, order_id, idempotency_key, content_type, body, state,
+                    next_attempt_at, created_at)
+                 VALUES ('phoniro', 'order', ?1, ?1, 'application/json', ?2, 'pending', ?3, ?3)",
+            )?
+            .execute(params![order, payload, now])?;
+        }
+        tx.commit()?;
+        done = (done + per_commit).min(decisions);
+    }
+    Ok(started.elapsed())
+}
