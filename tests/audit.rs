@@ -9,27 +9,18 @@ use crate::support::*;
 #[tokio::test]
 async fn audit_verify_passes_untouched_and_names_a_tampered_entry() {
     let phoniro = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&phoniro)
-        .await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&phoniro).await;
     let mut hub = TestHub::start(&phoniro.uri(), &phoniro.uri()).await;
     let pnrs = test_pnrs();
     let cm = hub.case_management();
     for i in 0..5 {
-        let (s, _) = hub
-            .post(
-                "combine",
-                decision_xml(&format!("DEC-{i}"), &pnrs[200 + i], PROVIDER_A, None),
-                Some(&cm),
-            )
-            .await;
+        let (s, _) =
+            hub.post("combine", decision_xml(&format!("DEC-{i}"), &pnrs[200 + i], PROVIDER_A, None), Some(&cm)).await;
         assert_eq!(s, StatusCode::ACCEPTED);
     }
     hub.post("combine", "<broken", Some(&cm)).await;
     for i in 0..5 {
-        hub.wait_for_order_status(&order_id(&format!("DEC-{i}")), "delivered")
-            .await;
+        hub.wait_for_order_status(&order_id(&format!("DEC-{i}")), "delivered").await;
     }
     hub.stop().await;
     let db = hub.db.to_str().expect("path").to_owned();
@@ -37,41 +28,24 @@ async fn audit_verify_passes_untouched_and_names_a_tampered_entry() {
     let ok = carehub(&["audit", "verify", "--db", &db]);
     let stdout = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success(), "{stdout}");
-    assert!(
-        stdout.contains("ok: the message log's hash chain verifies (16 entries)"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("ok: the message log's hash chain verifies (16 entries)"), "{stdout}");
 
     // The database refuses to change a log entry...
     let conn = rusqlite::Connection::open(&hub.db).expect("open");
-    let refused = conn.execute(
-        "UPDATE message_log SET status = 'accepted' WHERE seq = 7",
-        [],
-    );
+    let refused = conn.execute("UPDATE message_log SET status = 'accepted' WHERE seq = 7", []);
     assert!(refused.is_err(), "the append-only trigger holds");
     // ...so a tamperer drops the trigger and flips one byte of entry 7's payload.
-    conn.execute_batch("DROP TRIGGER message_log_no_update")
-        .expect("drop trigger");
-    let mut payload: Vec<u8> = conn
-        .query_row("SELECT payload FROM message_log WHERE seq = 7", [], |r| {
-            r.get(0)
-        })
-        .expect("payload");
+    conn.execute_batch("DROP TRIGGER message_log_no_update").expect("drop trigger");
+    let mut payload: Vec<u8> =
+        conn.query_row("SELECT payload FROM message_log WHERE seq = 7", [], |r| r.get(0)).expect("payload");
     payload[10] ^= 0x01;
-    conn.execute(
-        "UPDATE message_log SET payload = ?1 WHERE seq = 7",
-        [payload],
-    )
-    .expect("tamper");
+    conn.execute("UPDATE message_log SET payload = ?1 WHERE seq = 7", [payload]).expect("tamper");
     drop(conn);
 
     let bad = carehub(&["audit", "verify", "--db", &db]);
     let stdout = String::from_utf8_lossy(&bad.stdout);
     assert_eq!(bad.status.code(), Some(1), "{stdout}");
-    assert!(
-        stdout.contains("FAILED: entry 7 does not match"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("FAILED: entry 7 does not match"), "{stdout}");
 
     // Removing an entry is found at the entry after the gap.
     let conn = rusqlite::Connection::open(&hub.db).expect("open");
@@ -79,10 +53,7 @@ async fn audit_verify_passes_untouched_and_names_a_tampered_entry() {
         .expect("delete");
     drop(conn);
     let bad = carehub(&["audit", "verify", "--db", &db]);
-    assert!(
-        String::from_utf8_lossy(&bad.stdout).contains("FAILED: entry 8 does not match"),
-        "{bad:?}"
-    );
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("FAILED: entry 8 does not match"), "{bad:?}");
 
     let missing = carehub(&["audit", "verify", "--db", "/nonexistent/carehub.db"]);
     assert_eq!(missing.status.code(), Some(2));

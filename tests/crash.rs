@@ -34,9 +34,7 @@ fn serve(config: &std::path::Path) -> (Child, String) {
             }
         }
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("carehub serve reports its address");
+    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("carehub serve reports its address");
     (child, format!("http://{addr}"))
 }
 
@@ -44,34 +42,17 @@ fn serve(config: &std::path::Path) -> (Child, String) {
 async fn sigkill_after_acknowledging_loses_nothing() {
     const N: usize = 40;
     let phoniro = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/api/orders"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&phoniro)
-        .await;
+    Mock::given(method("POST")).and(path("/api/orders")).respond_with(ResponseTemplate::new(503)).mount(&phoniro).await;
     let dir = tempfile::tempdir().expect("dir");
     let db = dir.path().join("carehub.db");
     let config = dir.path().join("carehub.toml");
-    let options = Options {
-        max_attempts: 1000,
-        ..Options::default()
-    };
-    std::fs::write(
-        &config,
-        config_text(&db, &phoniro.uri(), &phoniro.uri(), &options),
-    )
-    .expect("config");
+    let options = Options { max_attempts: 1000, ..Options::default() };
+    std::fs::write(&config, config_text(&db, &phoniro.uri(), &phoniro.uri(), &options)).expect("config");
 
     let (mut child, url) = serve(&config);
     let auth = carehub_server::auth::Auth::new(SECRET);
-    let token = auth
-        .issue(
-            "t",
-            carehub_server::auth::Role::CaseManagement,
-            None,
-            Duration::from_secs(600),
-        )
-        .expect("token");
+    let token =
+        auth.issue("t", carehub_server::auth::Role::CaseManagement, None, Duration::from_secs(600)).expect("token");
     let http = reqwest::Client::new();
     let pnrs = test_pnrs();
     let mut tasks = tokio::task::JoinSet::new();
@@ -101,27 +82,11 @@ async fn sigkill_after_acknowledging_loses_nothing() {
 
     // Phoniro recovers; the restarted hub delivers every order it had acknowledged.
     phoniro.reset().await;
-    Mock::given(method("POST"))
-        .and(path("/api/orders"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&phoniro)
-        .await;
+    Mock::given(method("POST")).and(path("/api/orders")).respond_with(ResponseTemplate::new(200)).mount(&phoniro).await;
     let (mut child, url) = serve(&config);
-    let admin = auth
-        .issue(
-            "t",
-            carehub_server::auth::Role::Admin,
-            None,
-            Duration::from_secs(600),
-        )
-        .expect("token");
+    let admin = auth.issue("t", carehub_server::auth::Role::Admin, None, Duration::from_secs(600)).expect("token");
     let delivered = eventually("every order is delivered after the restart", || async {
-        let r = http
-            .get(format!("{url}/v1/orders?status=delivered"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .ok()?;
+        let r = http.get(format!("{url}/v1/orders?status=delivered")).bearer_auth(&admin).send().await.ok()?;
         let body: serde_json::Value = r.json().await.ok()?;
         let n = body["orders"].as_array()?.len();
         (n == N).then_some(n)
@@ -129,9 +94,7 @@ async fn sigkill_after_acknowledging_loses_nothing() {
     .await;
     assert_eq!(delivered, N);
     let log: serde_json::Value = http
-        .get(format!(
-            "{url}/v1/messages?type=decision&status=accepted&limit=1000"
-        ))
+        .get(format!("{url}/v1/messages?type=decision&status=accepted&limit=1000"))
         .bearer_auth(&admin)
         .send()
         .await
@@ -139,11 +102,7 @@ async fn sigkill_after_acknowledging_loses_nothing() {
         .json()
         .await
         .expect("json");
-    assert_eq!(
-        log["messages"].as_array().map(Vec::len),
-        Some(N),
-        "all acknowledged decisions are in the log"
-    );
+    assert_eq!(log["messages"].as_array().map(Vec::len), Some(N), "all acknowledged decisions are in the log");
 
     let requests = phoniro.received_requests().await.expect("recorded");
     let mut ids: Vec<String> = requests
@@ -159,10 +118,7 @@ async fn sigkill_after_acknowledging_loses_nothing() {
     let total = ids.len();
     ids.dedup();
     assert_eq!(ids.len(), N, "every order reached Phoniro");
-    assert_eq!(
-        total, N,
-        "each order reached Phoniro once after the restart"
-    );
+    assert_eq!(total, N, "each order reached Phoniro once after the restart");
 
     child.kill().expect("kill");
     child.wait().expect("reap");

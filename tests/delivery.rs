@@ -26,9 +26,7 @@ async fn two_503s_then_200_delivers_once_with_one_idempotency_key() {
         .mount(&phoniro)
         .await;
     let hub = TestHub::start(&phoniro.uri(), &combine.uri()).await;
-    let (status, _) = hub
-        .post("combine", SPEC_DECISION, Some(&hub.case_management()))
-        .await;
+    let (status, _) = hub.post("combine", SPEC_DECISION, Some(&hub.case_management())).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let order = order_id("DEC-2026-0001");
     hub.wait_for_order_status(&order, "delivered").await;
@@ -37,32 +35,16 @@ async fn two_503s_then_200_delivers_once_with_one_idempotency_key() {
     assert_eq!(requests.len(), 3, "two failures and one success");
     let keys: Vec<String> = requests
         .iter()
-        .map(|r| {
-            r.headers
-                .get("idempotency-key")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned()
-        })
+        .map(|r| r.headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned())
         .collect();
     assert_eq!(keys, vec![format!("{order}:order"); 3]);
     let bodies: Vec<&Vec<u8>> = requests.iter().map(|r| &r.body).collect();
-    assert!(
-        bodies.windows(2).all(|w| w[0] == w[1]),
-        "every attempt sends the same bytes"
-    );
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "every attempt sends the same bytes");
 
     let trace = hub.trace(&order).await;
-    let statuses: Vec<&str> = trace["steps"]
-        .as_array()
-        .expect("steps")
-        .iter()
-        .filter_map(|s| s["status"].as_str())
-        .collect();
-    assert_eq!(
-        statuses,
-        vec!["accepted", "queued", "retrying", "retrying", "delivered"]
-    );
+    let statuses: Vec<&str> =
+        trace["steps"].as_array().expect("steps").iter().filter_map(|s| s["status"].as_str()).collect();
+    assert_eq!(statuses, vec!["accepted", "queued", "retrying", "retrying", "delivered"]);
     assert_eq!(trace["deliveries"][0]["attempts"], 3);
 }
 
@@ -76,42 +58,17 @@ async fn a_provider_down_for_good_is_dead_lettered_and_replay_delivers_once() {
         .expect(3)
         .mount(&phoniro)
         .await;
-    let mut hub = TestHub::start_with(
-        &phoniro.uri(),
-        &combine.uri(),
-        Options {
-            max_attempts: 3,
-            ..Options::default()
-        },
-    )
-    .await;
-    let (status, _) = hub
-        .post("combine", SPEC_DECISION, Some(&hub.case_management()))
-        .await;
+    let mut hub =
+        TestHub::start_with(&phoniro.uri(), &combine.uri(), Options { max_attempts: 3, ..Options::default() }).await;
+    let (status, _) = hub.post("combine", SPEC_DECISION, Some(&hub.case_management())).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let order = order_id("DEC-2026-0001");
     hub.wait_for_order_status(&order, "dead_letter").await;
-    let (_, dead) = hub
-        .get("/v1/deliveries?state=dead", Some(&hub.admin()))
-        .await;
-    assert_eq!(
-        dead["deliveries"].as_array().map(Vec::len),
-        Some(1),
-        "{dead}"
-    );
-    let metrics = hub
-        .http
-        .get(format!("{}/metrics", hub.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    assert!(
-        metrics.contains(r#"carehub_outbox{state="dead"} 1"#),
-        "{metrics}"
-    );
+    let (_, dead) = hub.get("/v1/deliveries?state=dead", Some(&hub.admin())).await;
+    assert_eq!(dead["deliveries"].as_array().map(Vec::len), Some(1), "{dead}");
+    let metrics =
+        hub.http.get(format!("{}/metrics", hub.url)).send().await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains(r#"carehub_outbox{state="dead"} 1"#), "{metrics}");
     hub.stop().await;
     phoniro.verify().await;
 
@@ -127,37 +84,17 @@ async fn a_provider_down_for_good_is_dead_lettered_and_replay_delivers_once() {
     let config = hub.config_path.to_str().expect("path").to_owned();
     let listed = carehub(&["replay", "--config", &config, "--list"]);
     assert!(listed.status.success());
-    assert!(
-        String::from_utf8_lossy(&listed.stdout).contains("dead letter 1: order to phoniro"),
-        "{listed:?}"
-    );
-    assert!(
-        phoniro
-            .received_requests()
-            .await
-            .unwrap_or_default()
-            .is_empty(),
-        "--list sends nothing"
-    );
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("dead letter 1: order to phoniro"), "{listed:?}");
+    assert!(phoniro.received_requests().await.unwrap_or_default().is_empty(), "--list sends nothing");
 
     let out = carehub(&["replay", "--config", &config]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("delivery 1: delivered after 1 attempt(s)"),
-        "{stdout}"
-    );
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("delivery 1: delivered after 1 attempt(s)"), "{stdout}");
     let requests = phoniro.received_requests().await.expect("recorded");
     assert_eq!(requests.len(), 1);
     assert_eq!(
-        requests[0]
-            .headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok()),
+        requests[0].headers.get("idempotency-key").and_then(|v| v.to_str().ok()),
         Some(format!("{order}:order").as_str())
     );
 
@@ -179,23 +116,14 @@ async fn a_permanent_refusal_is_dead_lettered_without_retrying() {
         .mount(&phoniro)
         .await;
     let hub = TestHub::start(&phoniro.uri(), &combine.uri()).await;
-    hub.post("combine", SPEC_DECISION, Some(&hub.case_management()))
-        .await;
+    hub.post("combine", SPEC_DECISION, Some(&hub.case_management())).await;
     let order = order_id("DEC-2026-0001");
     hub.wait_for_order_status(&order, "dead_letter").await;
     let trace = hub.trace(&order).await;
-    let last = trace["steps"]
-        .as_array()
-        .and_then(|s| s.last().cloned())
-        .expect("a step");
+    let last = trace["steps"].as_array().and_then(|s| s.last().cloned()).expect("a step");
     assert_eq!(last["status"], "dead_letter");
     assert_eq!(last["error_code"], "DELIVERY_REFUSED");
     // The receiver's answer is kept in the log.
-    let (_, entry) = hub
-        .get(
-            &format!("/v1/messages/{}", last["message_id"]),
-            Some(&hub.admin()),
-        )
-        .await;
+    let (_, entry) = hub.get(&format!("/v1/messages/{}", last["message_id"]), Some(&hub.admin())).await;
     assert_eq!(entry["payload"], "unknown activity");
 }

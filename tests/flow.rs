@@ -55,9 +55,7 @@ async fn a_decision_reaches_phoniro_once_and_the_answers_reach_combine() {
         .mount(&combine)
         .await;
 
-    let (status, receipt) = hub
-        .post("combine", SPEC_DECISION, Some(&hub.case_management()))
-        .await;
+    let (status, receipt) = hub.post("combine", SPEC_DECISION, Some(&hub.case_management())).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
     assert_eq!(receipt["status"], "accepted");
     assert_eq!(receipt["order_id"], order.as_str());
@@ -66,21 +64,9 @@ async fn a_decision_reaches_phoniro_once_and_the_answers_reach_combine() {
 
     // Phoniro confirms and reports the plan; both travel back to Combine as XML.
     let phoniro_token = hub.provider(PROVIDER_A);
-    let (status, body) = hub
-        .post(
-            "phoniro",
-            phoniro_ack(&order, "ACCEPTED"),
-            Some(&phoniro_token),
-        )
-        .await;
+    let (status, body) = hub.post("phoniro", phoniro_ack(&order, "ACCEPTED"), Some(&phoniro_token)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let (status, body) = hub
-        .post(
-            "phoniro",
-            phoniro_plan(&order, "2026-11-10"),
-            Some(&phoniro_token),
-        )
-        .await;
+    let (status, body) = hub.post("phoniro", phoniro_plan(&order, "2026-11-10"), Some(&phoniro_token)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
 
     let received = eventually("both callbacks reach Combine", || async {
@@ -88,10 +74,7 @@ async fn a_decision_reaches_phoniro_once_and_the_answers_reach_combine() {
         (r.len() >= 2).then_some(r)
     })
     .await;
-    let mut bodies: Vec<String> = received
-        .iter()
-        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
-        .collect();
+    let mut bodies: Vec<String> = received.iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect();
     bodies.sort();
     let ack = carehub_core::mapping::xml::parse(&bodies[1]).expect("ack is XML");
     let want_ack = carehub_core::mapping::xml::parse(&format!(
@@ -106,30 +89,19 @@ async fn a_decision_reaches_phoniro_once_and_the_answers_reach_combine() {
     .expect("expected");
     assert!(plan.same_as(&want_plan), "plan: {}", bodies[0]);
     for r in &received {
-        assert!(
-            r.headers.get("idempotency-key").is_some(),
-            "callbacks carry an idempotency key"
-        );
+        assert!(r.headers.get("idempotency-key").is_some(), "callbacks carry an idempotency key");
     }
 
     // Wait until both callbacks are recorded as delivered, then read the trace.
     let admin = hub.admin();
     let trace = eventually("the trace shows both callbacks delivered", || async {
         let t = hub.trace(&order).await;
-        let delivered = t["steps"]
-            .as_array()?
-            .iter()
-            .filter(|s| s["status"] == "delivered")
-            .count();
+        let delivered = t["steps"].as_array()?.iter().filter(|s| s["status"] == "delivered").count();
         (delivered == 3).then_some(t)
     })
     .await;
-    let steps: Vec<String> = trace["steps"]
-        .as_array()
-        .expect("steps")
-        .iter()
-        .map(|s| s["step"].as_str().unwrap_or("").to_owned())
-        .collect();
+    let steps: Vec<String> =
+        trace["steps"].as_array().expect("steps").iter().map(|s| s["step"].as_str().unwrap_or("").to_owned()).collect();
     let want = [
         "decision received from combine",
         "order queued for phoniro",
@@ -142,10 +114,7 @@ async fn a_decision_reaches_phoniro_once_and_the_answers_reach_combine() {
         "plan notice delivered to combine",
     ];
     for w in want {
-        assert!(
-            steps.iter().any(|s| s == w),
-            "trace lacks '{w}': {steps:#?}"
-        );
+        assert!(steps.iter().any(|s| s == w), "trace lacks '{w}': {steps:#?}");
     }
     assert_eq!(trace["order"]["status"], "accepted");
     assert_eq!(trace["order"]["plan_established_on"], "2026-11-10");
@@ -173,8 +142,7 @@ async fn a_repeated_decision_is_acknowledged_as_a_duplicate_and_sent_once() {
     assert_eq!(s2, StatusCode::OK);
     assert_eq!(r2["status"], "duplicate");
     assert_eq!(r1["order_id"], r2["order_id"]);
-    hub.wait_for_order_status(&order_id("DEC-2026-0001"), "delivered")
-        .await;
+    hub.wait_for_order_status(&order_id("DEC-2026-0001"), "delivered").await;
 
     // The same id with other content is a conflict, not a second order.
     let changed = SPEC_DECISION.replace("480", "600");
@@ -190,12 +158,8 @@ async fn a_repeated_decision_is_acknowledged_as_a_duplicate_and_sent_once() {
         .mount(&combine)
         .await;
     let p = hub.provider(PROVIDER_A);
-    let (a1, _) = hub
-        .post("phoniro", phoniro_ack(&order, "ACCEPTED"), Some(&p))
-        .await;
-    let (a2, b2) = hub
-        .post("phoniro", phoniro_ack(&order, "ACCEPTED"), Some(&p))
-        .await;
+    let (a1, _) = hub.post("phoniro", phoniro_ack(&order, "ACCEPTED"), Some(&p)).await;
+    let (a2, b2) = hub.post("phoniro", phoniro_ack(&order, "ACCEPTED"), Some(&p)).await;
     assert_eq!(a1, StatusCode::ACCEPTED);
     assert_eq!(a2, StatusCode::OK);
     assert_eq!(b2["status"], "duplicate");
@@ -210,34 +174,16 @@ async fn a_repeated_decision_is_acknowledged_as_a_duplicate_and_sent_once() {
 async fn overdue_orders_are_listed_and_counted_in_metrics() {
     let phoniro = MockServer::start().await;
     let combine = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/api/orders"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&phoniro)
-        .await;
+    Mock::given(method("POST")).and(path("/api/orders")).respond_with(ResponseTemplate::new(200)).mount(&phoniro).await;
     let hub = TestHub::start(&phoniro.uri(), &combine.uri()).await;
     let pnrs = test_pnrs();
     let token = hub.case_management();
     // Decided 40 days ago and never confirmed: past its execute-by and its plan-due.
-    let old = (chrono::Utc::now() - chrono::Duration::days(40))
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
-    let (s, _) = hub
-        .post(
-            "combine",
-            decision_xml("DEC-OLD", &pnrs[100], PROVIDER_A, Some(&old)),
-            Some(&token),
-        )
-        .await;
+    let old = (chrono::Utc::now() - chrono::Duration::days(40)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let (s, _) = hub.post("combine", decision_xml("DEC-OLD", &pnrs[100], PROVIDER_A, Some(&old)), Some(&token)).await;
     assert_eq!(s, StatusCode::ACCEPTED);
     // Decided today: not overdue.
-    let (s, _) = hub
-        .post(
-            "combine",
-            decision_xml("DEC-NEW", &pnrs[101], PROVIDER_A, None),
-            Some(&token),
-        )
-        .await;
+    let (s, _) = hub.post("combine", decision_xml("DEC-NEW", &pnrs[101], PROVIDER_A, None), Some(&token)).await;
     assert_eq!(s, StatusCode::ACCEPTED);
 
     let (status, list) = hub.get("/v1/orders?overdue=true", Some(&hub.admin())).await;
@@ -245,49 +191,19 @@ async fn overdue_orders_are_listed_and_counted_in_metrics() {
     let orders = list["orders"].as_array().expect("orders");
     assert_eq!(orders.len(), 1, "{list}");
     assert_eq!(orders[0]["order"]["id"], order_id("DEC-OLD").as_str());
-    let reasons: Vec<&str> = orders[0]["overdue"]
-        .as_array()
-        .expect("reasons")
-        .iter()
-        .filter_map(|v| v.as_str())
-        .collect();
-    assert!(
-        reasons.contains(&"not_confirmed") && reasons.contains(&"plan_missing"),
-        "{reasons:?}"
-    );
+    let reasons: Vec<&str> =
+        orders[0]["overdue"].as_array().expect("reasons").iter().filter_map(|v| v.as_str()).collect();
+    assert!(reasons.contains(&"not_confirmed") && reasons.contains(&"plan_missing"), "{reasons:?}");
 
-    let metrics = hub
-        .http
-        .get(format!("{}/metrics", hub.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    assert!(
-        metrics.contains(r#"carehub_orders_overdue{kind="not_confirmed"} 1"#),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains(r#"carehub_orders_overdue{kind="plan_missing"} 1"#),
-        "{metrics}"
-    );
+    let metrics =
+        hub.http.get(format!("{}/metrics", hub.url)).send().await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains(r#"carehub_orders_overdue{kind="not_confirmed"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"carehub_orders_overdue{kind="plan_missing"} 1"#), "{metrics}");
 
     // Once confirmed, it is no longer unconfirmed.
     let p = hub.provider(PROVIDER_A);
-    Mock::given(method("POST"))
-        .and(path("/callback"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&combine)
-        .await;
-    let (s, _) = hub
-        .post(
-            "phoniro",
-            phoniro_ack(&order_id("DEC-OLD"), "ACCEPTED"),
-            Some(&p),
-        )
-        .await;
+    Mock::given(method("POST")).and(path("/callback")).respond_with(ResponseTemplate::new(200)).mount(&combine).await;
+    let (s, _) = hub.post("phoniro", phoniro_ack(&order_id("DEC-OLD"), "ACCEPTED"), Some(&p)).await;
     assert_eq!(s, StatusCode::ACCEPTED);
     let (_, list) = hub.get("/v1/orders?overdue=true", Some(&hub.admin())).await;
     let reasons = list["orders"][0]["overdue"].clone();

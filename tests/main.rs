@@ -12,3 +12,4 @@ mod flow;
 mod mappings;
 mod operations;
 mod rejections;
+mod tls;

@@ -16,11 +16,7 @@ fn every_mapping_sample_passes() {
             assert!(
                 failures.is_empty(),
                 "{vendor}: {}",
-                failures
-                    .iter()
-                    .map(|f| f.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                failures.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("\n")
             );
             assert!(n > 0, "{vendor} has samples");
             total += n;
@@ -33,16 +29,9 @@ fn every_mapping_sample_passes() {
 fn a_broken_sample_is_reported() {
     let text = include_str!("../mappings/combine/decision.in.toml")
         .replace("\"minutes_per_month\": 1800", "\"minutes_per_month\": 1801");
-    let set = carehub_core::mapping::MappingSet::from_sources(
-        "combine",
-        [("decision.in.toml", text.as_str())],
-    )
-    .expect("loads");
+    let set = carehub_core::mapping::MappingSet::from_sources("combine", [("decision.in.toml", text.as_str())])
+        .expect("loads");
     let (_, failures) = set.run_samples();
     assert_eq!(failures.len(), 1);
-    assert!(
-        failures[0].reason.contains("canonical differs"),
-        "{}",
-        failures[0]
-    );
+    assert!(failures[0].reason.contains("canonical differs"), "{}", failures[0]);
 }

@@ -10,30 +10,13 @@ async fn health_readiness_metrics_and_openapi_answer() {
     let phoniro = MockServer::start().await;
     let hub = TestHub::start(&phoniro.uri(), &phoniro.uri()).await;
     let (status, body) = hub.get("/healthz", None).await;
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (StatusCode::OK, Some("ok"))
-    );
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")));
     let (status, body) = hub.get("/readyz", None).await;
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (StatusCode::OK, Some("ready"))
-    );
-    let resp = hub
-        .http
-        .get(format!("{}/metrics", hub.url))
-        .send()
-        .await
-        .expect("metrics");
-    assert!(resp.headers()["content-type"]
-        .to_str()
-        .unwrap_or("")
-        .starts_with("application/openmetrics-text"));
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ready")));
+    let resp = hub.http.get(format!("{}/metrics", hub.url)).send().await.expect("metrics");
+    assert!(resp.headers()["content-type"].to_str().unwrap_or("").starts_with("application/openmetrics-text"));
     let text = resp.text().await.expect("text");
-    assert!(
-        text.contains("carehub_outbox{state=\"pending\"} 0"),
-        "{text}"
-    );
+    assert!(text.contains("carehub_outbox{state=\"pending\"} 0"), "{text}");
     let (status, doc) = hub.get("/openapi.json", None).await;
     assert_eq!(status, StatusCode::OK);
     for p in [
@@ -49,10 +32,7 @@ async fn health_readiness_metrics_and_openapi_answer() {
     assert!(doc["components"]["schemas"].get("ErrorBody").is_some());
     assert!(doc["components"]["securitySchemes"].get("bearer").is_some());
     let (status, body) = hub.get("/v1/nothing", None).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("NOT_FOUND"))
-    );
+    assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("NOT_FOUND")));
 }
 
 #[tokio::test]
@@ -61,41 +41,18 @@ async fn check_reaches_every_system_and_reports_every_config_problem() {
     let hub = TestHub::start(&up.uri(), "http://127.0.0.1:9").await;
     let out = carehub(&["check", "--config", hub.config_path.to_str().expect("path")]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "combine is unreachable: {stdout}"
-    );
-    assert!(
-        stdout.contains("configuration: ok (2 systems, 2 providers)"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("mappings combine: 3 files, 9 samples pass"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("system phoniro (phoniro): reachable"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("system combine (combine): FAILED: transient: cannot connect"),
-        "{stdout}"
-    );
+    assert_eq!(out.status.code(), Some(1), "combine is unreachable: {stdout}");
+    assert!(stdout.contains("configuration: ok (2 systems, 2 providers)"), "{stdout}");
+    assert!(stdout.contains("mappings combine: 3 files, 9 samples pass"), "{stdout}");
+    assert!(stdout.contains("system phoniro (phoniro): reachable"), "{stdout}");
+    assert!(stdout.contains("system combine (combine): FAILED: transient: cannot connect"), "{stdout}");
 
     let bad = hub.dir.path().join("bad.toml");
-    std::fs::write(
-        &bad,
-        "[hub]\nlisten = 5\n[[systems]]\nname = \"a\"\nvendor = \"visma\"\n",
-    )
-    .expect("write");
+    std::fs::write(&bad, "[hub]\nlisten = 5\n[[systems]]\nname = \"a\"\nvendor = \"visma\"\n").expect("write");
     let out = carehub(&["check", "--config", bad.to_str().expect("path")]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr.contains("unknown vendor 'visma', known: combine, phoniro"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("unknown vendor 'visma', known: combine, phoniro"), "{stderr}");
     assert!(stderr.contains("jwt_secret"), "{stderr}");
     assert!(stderr.contains("[hub]"), "{stderr}");
 }
@@ -104,10 +61,7 @@ async fn check_reaches_every_system_and_reports_every_config_problem() {
 fn the_example_configuration_passes_its_own_validation() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../carehub.toml");
     let config = carehub_server::config::Config::load(&path).expect("the example config is valid");
-    assert!(config
-        .routes()
-        .get("5599000014")
-        .is_some_and(|r| r.system == "phoniro-ekero"));
+    assert!(config.routes().get("5599000014").is_some_and(|r| r.system == "phoniro-ekero"));
 }
 
 #[test]
@@ -116,11 +70,7 @@ fn the_demo_runs_end_to_end() {
     let db = dir.path().join("demo.db");
     let out = carehub(&["demo", "--db", db.to_str().expect("path")]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     for line in [
         "accepted and logged before the answer: 36",
         "422 INVALID_PERSONAL_IDENTITY_NUMBER",
@@ -133,10 +83,7 @@ fn the_demo_runs_end_to_end() {
         "not confirmed in time 4",
         "audit verify: ok",
     ] {
-        assert!(
-            stdout.contains(line),
-            "the demo's output lacks {line:?}:\n{stdout}"
-        );
+        assert!(stdout.contains(line), "the demo's output lacks {line:?}:\n{stdout}");
     }
     // The database it kept verifies on its own.
     let verify = carehub(&["audit", "verify", "--db", db.to_str().expect("path")]);

@@ -28,12 +28,7 @@ async fn bad_input_gets_coded_errors_and_is_logged_as_rejected() {
             StatusCode::BAD_REQUEST,
             "MALFORMED_PAYLOAD",
         ),
-        (
-            "neither XML nor JSON",
-            "hello".into(),
-            StatusCode::BAD_REQUEST,
-            "MALFORMED_PAYLOAD",
-        ),
+        ("neither XML nor JSON", "hello".into(), StatusCode::BAD_REQUEST, "MALFORMED_PAYLOAD"),
         (
             "unknown message type",
             "<Faktura xmlns=\"urn:carehub:vendor:combine:1\"/>".into(),
@@ -46,24 +41,9 @@ async fn bad_input_gets_coded_errors_and_is_logged_as_rejected() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "INVALID_PERSONAL_IDENTITY_NUMBER",
         ),
-        (
-            "a DTD with an external entity",
-            dtd,
-            StatusCode::BAD_REQUEST,
-            "DTD_FORBIDDEN",
-        ),
-        (
-            "entity expansion",
-            laughs.into(),
-            StatusCode::BAD_REQUEST,
-            "DTD_FORBIDDEN",
-        ),
-        (
-            "a provider with no route",
-            unknown_provider,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "UNKNOWN_PROVIDER",
-        ),
+        ("a DTD with an external entity", dtd, StatusCode::BAD_REQUEST, "DTD_FORBIDDEN"),
+        ("entity expansion", laughs.into(), StatusCode::BAD_REQUEST, "DTD_FORBIDDEN"),
+        ("a provider with no route", unknown_provider, StatusCode::UNPROCESSABLE_ENTITY, "UNKNOWN_PROVIDER"),
         (
             "an order confirmation from case management",
             phoniro_ack("O-1", "ACCEPTED"),
@@ -76,13 +56,8 @@ async fn bad_input_gets_coded_errors_and_is_logged_as_rejected() {
         let (got, answer) = hub.post("combine", body.clone(), Some(&cm)).await;
         assert_eq!(got, *status, "{what}: {answer}");
         assert_eq!(answer["code"], *code, "{what}: {answer}");
-        assert!(
-            answer["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "{what}"
-        );
-        let id = answer["message_id"]
-            .as_i64()
-            .unwrap_or_else(|| panic!("{what}: the refusal names its log entry"));
+        assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}");
+        let id = answer["message_id"].as_i64().unwrap_or_else(|| panic!("{what}: the refusal names its log entry"));
         logged.push((id, *code));
     }
 
@@ -100,29 +75,18 @@ async fn bad_input_gets_coded_errors_and_is_logged_as_rejected() {
     assert_eq!(answer["code"], "MALFORMED_PAYLOAD");
 
     // A body over the limit (64 KiB in tests).
-    let big = format!(
-        "<Beslut xmlns=\"urn:carehub:vendor:combine:1\">{}</Beslut>",
-        "x".repeat(100 * 1024)
-    );
+    let big = format!("<Beslut xmlns=\"urn:carehub:vendor:combine:1\">{}</Beslut>", "x".repeat(100 * 1024));
     let (got, answer) = hub.post("combine", big, Some(&cm)).await;
     assert_eq!(got, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
     assert_eq!(answer["code"], "PAYLOAD_TOO_LARGE");
-    logged.push((
-        answer["message_id"].as_i64().expect("logged"),
-        "PAYLOAD_TOO_LARGE",
-    ));
+    logged.push((answer["message_id"].as_i64().expect("logged"), "PAYLOAD_TOO_LARGE"));
 
     // Missing and forged tokens: refused before anything is read, with their code.
     let (got, answer) = hub.post("combine", SPEC_DECISION, None).await;
     assert_eq!(got, StatusCode::UNAUTHORIZED);
     assert_eq!(answer["code"], "UNAUTHENTICATED");
     let forged = carehub_server::auth::Auth::new("some-other-secret-some-other-secret")
-        .issue(
-            "mallory",
-            carehub_server::auth::Role::Admin,
-            None,
-            std::time::Duration::from_secs(60),
-        )
+        .issue("mallory", carehub_server::auth::Role::Admin, None, std::time::Duration::from_secs(60))
         .expect("token");
     let (got, answer) = hub.post("combine", SPEC_DECISION, Some(&forged)).await;
     assert_eq!(got, StatusCode::UNAUTHORIZED);
@@ -135,9 +99,7 @@ async fn bad_input_gets_coded_errors_and_is_logged_as_rejected() {
     assert_eq!(got, StatusCode::NOT_FOUND);
     assert_eq!(answer["code"], "UNKNOWN_SYSTEM");
     // A role that may not send as this system.
-    let (got, answer) = hub
-        .post("combine", SPEC_DECISION, Some(&hub.provider(PROVIDER_A)))
-        .await;
+    let (got, answer) = hub.post("combine", SPEC_DECISION, Some(&hub.provider(PROVIDER_A))).await;
     assert_eq!(got, StatusCode::FORBIDDEN);
     assert_eq!(answer["code"], "FORBIDDEN");
 
@@ -150,14 +112,8 @@ async fn bad_input_gets_coded_errors_and_is_logged_as_rejected() {
         assert_eq!(entry["error_code"], *code, "{entry}");
         assert_eq!(entry["direction"], "in");
     }
-    let (_, page) = hub
-        .get("/v1/messages?status=rejected&limit=1000", Some(&admin))
-        .await;
-    assert_eq!(
-        page["messages"].as_array().map(Vec::len),
-        Some(logged.len() + 1),
-        "{page}"
-    );
+    let (_, page) = hub.get("/v1/messages?status=rejected&limit=1000", Some(&admin)).await;
+    assert_eq!(page["messages"].as_array().map(Vec::len), Some(logged.len() + 1), "{page}");
     // Nothing was accepted, nothing queued, and the hub still answers.
     let (_, orders) = hub.get("/v1/orders", Some(&admin)).await;
     assert_eq!(orders["orders"].as_array().map(Vec::len), Some(0));
@@ -177,39 +133,20 @@ async fn acks_for_unknown_or_foreign_orders_are_refused() {
         .mount(&phoniro)
         .await;
     let hub = TestHub::start(&phoniro.uri(), &combine.uri()).await;
-    let (got, answer) = hub
-        .post(
-            "phoniro",
-            phoniro_ack("O-0000000000000000", "ACCEPTED"),
-            Some(&hub.provider(PROVIDER_A)),
-        )
-        .await;
+    let (got, answer) =
+        hub.post("phoniro", phoniro_ack("O-0000000000000000", "ACCEPTED"), Some(&hub.provider(PROVIDER_A))).await;
     assert_eq!(got, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(answer["code"], "UNKNOWN_ORDER");
 
-    hub.post("combine", SPEC_DECISION, Some(&hub.case_management()))
-        .await;
+    hub.post("combine", SPEC_DECISION, Some(&hub.case_management())).await;
     let order = order_id("DEC-2026-0001");
     // Provider B may not confirm provider A's order.
-    let (got, answer) = hub
-        .post(
-            "phoniro",
-            phoniro_ack(&order, "ACCEPTED"),
-            Some(&hub.provider(PROVIDER_B)),
-        )
-        .await;
+    let (got, answer) = hub.post("phoniro", phoniro_ack(&order, "ACCEPTED"), Some(&hub.provider(PROVIDER_B))).await;
     assert_eq!(got, StatusCode::FORBIDDEN, "{answer}");
     assert_eq!(answer["code"], "FORBIDDEN");
-    assert!(
-        answer["message_id"].as_i64().is_some(),
-        "the attempt is logged"
-    );
+    assert!(answer["message_id"].as_i64().is_some(), "the attempt is logged");
     let (got, answer) = hub
-        .post(
-            "phoniro",
-            "{\"type\":\"orderConfirmation\",\"orderId\":\"x\"}",
-            Some(&hub.provider(PROVIDER_A)),
-        )
+        .post("phoniro", "{\"type\":\"orderConfirmation\",\"orderId\":\"x\"}", Some(&hub.provider(PROVIDER_A)))
         .await;
     assert_eq!(got, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(answer["code"], "MISSING_FIELD");

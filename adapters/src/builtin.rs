@@ -5,34 +5,10 @@
 
 /// (vendor, file name, text) of every built-in mapping file.
 pub const FILES: &[(&str, &str, &str)] = &[
-    (
-        "combine",
-        "decision.in.toml",
-        include_str!("../../mappings/combine/decision.in.toml"),
-    ),
-    (
-        "combine",
-        "order_ack.out.toml",
-        include_str!("../../mappings/combine/order_ack.out.toml"),
-    ),
-    (
-        "combine",
-        "plan_notice.out.toml",
-        include_str!("../../mappings/combine/plan_notice.out.toml"),
-    ),
-    (
-        "phoniro",
-        "order.out.toml",
-        include_str!("../../mappings/phoniro/order.out.toml"),
-    ),
-    (
-        "phoniro",
-        "order_ack.in.toml",
-        include_str!("../../mappings/phoniro/order_ack.in.toml"),
-    ),
-    (
-        "phoniro",
-        "plan_notice.in.toml",
-        include_str!("../../mappings/phoniro/plan_notice.in.toml"),
-    ),
+    ("combine", "decision.in.toml", include_str!("../../mappings/combine/decision.in.toml")),
+    ("combine", "order_ack.out.toml", include_str!("../../mappings/combine/order_ack.out.toml")),
+    ("combine", "plan_notice.out.toml", include_str!("../../mappings/combine/plan_notice.out.toml")),
+    ("phoniro", "order.out.toml", include_str!("../../mappings/phoniro/order.out.toml")),
+    ("phoniro", "order_ack.in.toml", include_str!("../../mappings/phoniro/order_ack.in.toml")),
+    ("phoniro", "plan_notice.in.toml", include_str!("../../mappings/phoniro/plan_notice.in.toml")),
 ];

@@ -46,10 +46,7 @@ impl VendorConfig {
         match vendor {
             combine::VENDOR => typed(keys).map(VendorConfig::Combine),
             phoniro::VENDOR => typed(keys).map(VendorConfig::Phoniro),
-            other => Err(format!(
-                "unknown vendor '{other}', known: {}",
-                VENDORS.join(", ")
-            )),
+            other => Err(format!("unknown vendor '{other}', known: {}", VENDORS.join(", "))),
         }
     }
 
@@ -84,12 +81,7 @@ impl VendorConfig {
 }
 
 /// Builds a configured system.
-pub fn build_system(
-    name: &str,
-    config: &VendorConfig,
-    mappings: Arc<MappingSet>,
-    client: &reqwest::Client,
-) -> System {
+pub fn build_system(name: &str, config: &VendorConfig, mappings: Arc<MappingSet>, client: &reqwest::Client) -> System {
     System {
         name: name.to_owned(),
         vendor: config.vendor(),
@@ -101,18 +93,12 @@ pub fn build_system(
 
 /// A vendor's mappings: from `dir/<vendor>/` when a mappings folder is configured, else
 /// the built-in files.
-pub fn load_mappings(
-    vendor: &str,
-    dir: Option<&Path>,
-) -> Result<MappingSet, Vec<MappingFileError>> {
+pub fn load_mappings(vendor: &str, dir: Option<&Path>) -> Result<MappingSet, Vec<MappingFileError>> {
     match dir {
         Some(dir) => MappingSet::load_dir(vendor, &dir.join(vendor)),
         None => MappingSet::from_sources(
             vendor,
-            builtin::FILES
-                .iter()
-                .filter(|(v, _, _)| *v == vendor)
-                .map(|(_, name, text)| (*name, *text)),
+            builtin::FILES.iter().filter(|(v, _, _)| *v == vendor).map(|(_, name, text)| (*name, *text)),
         ),
     }
 }
@@ -121,9 +107,7 @@ pub fn load_mappings(
 pub(crate) fn check_url(key: &str, value: &str) -> Vec<String> {
     match value.split_once("://") {
         Some(("http" | "https", rest)) if !rest.is_empty() && !rest.starts_with('/') => Vec::new(),
-        _ => vec![format!(
-            "{key} must be an http:// or https:// URL, got '{value}'"
-        )],
+        _ => vec![format!("{key} must be an http:// or https:// URL, got '{value}'")],
     }
 }
 
@@ -143,30 +127,17 @@ mod tests {
             for file in std::fs::read_dir(&vendor).expect("vendor folder") {
                 let file = file.expect("entry").path();
                 if file.extension().and_then(|e| e.to_str()) == Some("toml") {
-                    let v = vendor
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .expect("name")
-                        .to_owned();
-                    let f = file
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .expect("name")
-                        .to_owned();
+                    let v = vendor.file_name().and_then(|n| n.to_str()).expect("name").to_owned();
+                    let f = file.file_name().and_then(|n| n.to_str()).expect("name").to_owned();
                     on_disk.push((v, f));
                 }
             }
         }
         on_disk.sort();
-        let mut built_in: Vec<(String, String)> = builtin::FILES
-            .iter()
-            .map(|(v, f, _)| ((*v).to_owned(), (*f).to_owned()))
-            .collect();
+        let mut built_in: Vec<(String, String)> =
+            builtin::FILES.iter().map(|(v, f, _)| ((*v).to_owned(), (*f).to_owned())).collect();
         built_in.sort();
-        assert_eq!(
-            on_disk, built_in,
-            "adapters/src/builtin.rs must list every file under mappings/"
-        );
+        assert_eq!(on_disk, built_in, "adapters/src/builtin.rs must list every file under mappings/");
     }
 
     #[test]

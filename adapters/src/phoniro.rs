@@ -30,10 +30,6 @@ impl PhoniroConfig {
     }
 
     pub fn transport(&self, client: &reqwest::Client) -> HttpTransport {
-        HttpTransport::new(
-            client.clone(),
-            &self.base_url,
-            self.api_key.as_ref().map(|k| format!("Bearer {k}")),
-        )
+        HttpTransport::new(client.clone(), &self.base_url, self.api_key.as_ref().map(|k| format!("Bearer {k}")))
     }
 }

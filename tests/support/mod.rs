@@ -27,26 +27,45 @@ pub struct Options {
     pub max_attempts: u32,
     pub max_body_bytes: usize,
     pub listen: String,
+    /// Serve HTTPS with the test certificates in `certs/`, and accept the test systems'
+    /// client certificates.
+    pub tls: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            max_attempts: 5,
-            max_body_bytes: 64 * 1024,
-            listen: "127.0.0.1:0".into(),
-        }
+        Options { max_attempts: 5, max_body_bytes: 64 * 1024, listen: "127.0.0.1:0".into(), tls: false }
     }
+}
+
+/// A file of the test certificates in `certs/`.
+pub fn cert_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../certs").join(name)
 }
 
 /// A configuration text for a hub with one Combine and one Phoniro system.
 pub fn config_text(db: &Path, phoniro_url: &str, combine_url: &str, o: &Options) -> String {
+    let (tls, combine_cert, phoniro_cert) = if o.tls {
+        (
+            format!(
+                "[hub.tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\n",
+                cert_file("hub.pem").display(),
+                cert_file("hub.key").display(),
+                cert_file("ca.pem").display()
+            ),
+            "client_cert_name = \"combine-ekero.systems.carehub.test\"",
+            "client_cert_name = \"phoniro-ekero.systems.carehub.test\"",
+        )
+    } else {
+        (String::new(), "", "")
+    };
     format!(
         r#"
 [hub]
 listen = "{listen}"
 database = "{db}"
 max_body_bytes = {max_body}
+{tls}
 
 [auth]
 jwt_secret = "{SECRET}"
@@ -62,12 +81,14 @@ max_in_flight = 32
 name = "combine"
 vendor = "combine"
 callback_url = "{combine_url}/callback"
+{combine_cert}
 
 [[systems]]
 name = "phoniro"
 vendor = "phoniro"
 base_url = "{phoniro_url}/api"
 api_key = "phoniro-test-key"
+{phoniro_cert}
 
 [[providers]]
 org = "{PROVIDER_A}"
@@ -106,13 +127,10 @@ impl TestHub {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("carehub.db");
         let config_path = dir.path().join("carehub.toml");
-        std::fs::write(&config_path, config_text(&db, phoniro_url, combine_url, &o))
-            .expect("write config");
+        std::fs::write(&config_path, config_text(&db, phoniro_url, combine_url, &o)).expect("write config");
         let config = Config::load(&config_path).expect("valid config");
         let runtime = server::build(&config).expect("build");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let hub = server::start(runtime, listener).await.expect("start");
         TestHub {
             url: hub.url(),
@@ -133,9 +151,7 @@ impl TestHub {
     }
 
     pub fn token(&self, role: Role, org: Option<&str>) -> String {
-        self.auth
-            .issue("test", role, org, Duration::from_secs(600))
-            .expect("token")
+        self.auth.issue("test", role, org, Duration::from_secs(600)).expect("token")
     }
 
     pub fn case_management(&self) -> String {
@@ -150,16 +166,8 @@ impl TestHub {
         self.token(Role::ProviderSystem, Some(org))
     }
 
-    pub async fn post(
-        &self,
-        system: &str,
-        body: impl Into<Vec<u8>>,
-        token: Option<&str>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .post(format!("{}/v1/systems/{system}/messages", self.url))
-            .body(body.into());
+    pub async fn post(&self, system: &str, body: impl Into<Vec<u8>>, token: Option<&str>) -> (StatusCode, Value) {
+        let mut req = self.http.post(format!("{}/v1/systems/{system}/messages", self.url)).body(body.into());
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -180,20 +188,27 @@ impl TestHub {
 
     /// The order's trace (as admin).
     pub async fn trace(&self, order_id: &str) -> Value {
-        let (status, body) = self
-            .get(&format!("/v1/orders/{order_id}/trace"), Some(&self.admin()))
-            .await;
+        let (status, body) = self.get(&format!("/v1/orders/{order_id}/trace"), Some(&self.admin())).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body
+    }
+
+    /// Polls the order until its status is `want`, over `http`.
+    pub async fn wait_for_order_status_with(&self, http: &reqwest::Client, order_id: &str, want: &str) -> Value {
+        let admin = self.admin();
+        eventually(&format!("order {order_id} becomes {want}"), || async {
+            let resp = http.get(format!("{}/v1/orders/{order_id}", self.url)).bearer_auth(&admin).send().await.ok()?;
+            let body: Value = resp.json().await.ok()?;
+            (body["status"] == want).then_some(body)
+        })
+        .await
     }
 
     /// Polls the order until its status is `want`.
     pub async fn wait_for_order_status(&self, order_id: &str, want: &str) -> Value {
         let admin = self.admin();
         eventually(&format!("order {order_id} becomes {want}"), || async {
-            let (status, body) = self
-                .get(&format!("/v1/orders/{order_id}"), Some(&admin))
-                .await;
+            let (status, body) = self.get(&format!("/v1/orders/{order_id}"), Some(&admin)).await;
             (status == StatusCode::OK && body["status"] == want).then_some(body)
         })
         .await
@@ -218,10 +233,7 @@ where
 
 /// Skatteverket's test personal identity numbers shipped in `data/`.
 pub fn test_pnrs() -> Vec<String> {
-    include_str!("../../data/skatteverket-testpersonnummer.txt")
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    include_str!("../../data/skatteverket-testpersonnummer.txt").lines().map(str::to_owned).collect()
 }
 
 /// The SPEC §5 sample decision, verbatim.
@@ -237,9 +249,7 @@ pub const SPEC_DECISION: &str = r#"<Beslut xmlns="urn:carehub:vendor:combine:1">
 
 /// A Combine decision.
 pub fn decision_xml(id: &str, pnr: &str, provider: &str, decided_at: Option<&str>) -> String {
-    let decided = decided_at
-        .map(|t| format!("<Beslutstidpunkt>{t}</Beslutstidpunkt>"))
-        .unwrap_or_default();
+    let decided = decided_at.map(|t| format!("<Beslutstidpunkt>{t}</Beslutstidpunkt>")).unwrap_or_default();
     format!(
         r#"<Beslut xmlns="urn:carehub:vendor:combine:1"><BeslutsId>{id}</BeslutsId><Personnummer>{pnr}</Personnummer><Handlaggare>hl-1</Handlaggare><Utforare orgnr="{provider}"/><GiltigFrom>2026-11-01</GiltigFrom>{decided}<Insats kod="SERV"><MinuterPerManad>480</MinuterPerManad></Insats></Beslut>"#
     )

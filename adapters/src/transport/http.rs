@@ -25,11 +25,7 @@ pub struct HttpTransport {
 
 impl HttpTransport {
     pub fn new(client: reqwest::Client, base_url: &str, authorization: Option<String>) -> Self {
-        HttpTransport {
-            client,
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            authorization,
-        }
+        HttpTransport { client, base_url: base_url.trim_end_matches('/').to_owned(), authorization }
     }
 
     /// The address for an endpoint.
@@ -58,28 +54,13 @@ impl Transport for HttpTransport {
         if let Some(auth) = &self.authorization {
             request = request.header(AUTHORIZATION, auth);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| DeliveryError::transient(describe(&e)))?;
+        let response = request.send().await.map_err(|e| DeliveryError::transient(describe(&e)))?;
         let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let mut body = response
-            .bytes()
-            .await
-            .map(|b| b.to_vec())
-            .unwrap_or_default();
+        let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let mut body = response.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
         body.truncate(MAX_ANSWER);
         if (200..300).contains(&status) {
-            Ok(DeliveryReceipt {
-                status: Some(status),
-                content_type,
-                body,
-            })
+            Ok(DeliveryReceipt { status: Some(status), content_type, body })
         } else {
             Err(DeliveryError {
                 transient: is_transient_status(status),
@@ -91,17 +72,9 @@ impl Transport for HttpTransport {
     }
 
     async fn check(&self) -> Result<String, DeliveryError> {
-        let response = self
-            .client
-            .get(&self.base_url)
-            .send()
-            .await
-            .map_err(|e| DeliveryError::transient(describe(&e)))?;
-        Ok(format!(
-            "reachable, answered {} to GET {}",
-            response.status().as_u16(),
-            self.base_url
-        ))
+        let response =
+            self.client.get(&self.base_url).send().await.map_err(|e| DeliveryError::transient(describe(&e)))?;
+        Ok(format!("reachable, answered {} to GET {}", response.status().as_u16(), self.base_url))
     }
 }
 

@@ -67,11 +67,7 @@ pub struct DeliveryError {
 
 impl fmt::Display for DeliveryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = if self.transient {
-            "transient"
-        } else {
-            "permanent"
-        };
+        let kind = if self.transient { "transient" } else { "permanent" };
         match self.status {
             Some(s) => write!(f, "{kind}: status {s}: {}", self.message),
             None => write!(f, "{kind}: {}", self.message),
@@ -81,21 +77,11 @@ impl fmt::Display for DeliveryError {
 
 impl DeliveryError {
     pub fn transient(message: impl Into<String>) -> Self {
-        DeliveryError {
-            transient: true,
-            status: None,
-            message: message.into(),
-            body: Vec::new(),
-        }
+        DeliveryError { transient: true, status: None, message: message.into(), body: Vec::new() }
     }
 
     pub fn permanent(message: impl Into<String>) -> Self {
-        DeliveryError {
-            transient: false,
-            status: None,
-            message: message.into(),
-            body: Vec::new(),
-        }
+        DeliveryError { transient: false, status: None, message: message.into(), body: Vec::new() }
     }
 
     /// Whether a retry can help.
@@ -143,16 +129,9 @@ impl fmt::Debug for System {
 
 impl System {
     /// Decodes a payload this system sent and validates the canonical message.
-    pub fn decode(
-        &self,
-        body: &[u8],
-    ) -> Result<(Decoded, Message), (Option<Decoded>, ValidationError)> {
-        let text = std::str::from_utf8(body).map_err(|_| {
-            (
-                None,
-                ValidationError::new(ErrorCode::MalformedPayload, "the payload is not UTF-8 text"),
-            )
-        })?;
+    pub fn decode(&self, body: &[u8]) -> Result<(Decoded, Message), (Option<Decoded>, ValidationError)> {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| (None, ValidationError::new(ErrorCode::MalformedPayload, "the payload is not UTF-8 text")))?;
         let decoded = self.mappings.decode(text).map_err(|e| (None, e))?;
         match Message::from_canonical(decoded.message_type, decoded.canonical.clone()) {
             Ok(m) => Ok((decoded, m)),
@@ -174,12 +153,7 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(systems: impl IntoIterator<Item = System>) -> Self {
-        Registry {
-            systems: systems
-                .into_iter()
-                .map(|s| (s.name.clone(), Arc::new(s)))
-                .collect(),
-        }
+        Registry { systems: systems.into_iter().map(|s| (s.name.clone(), Arc::new(s))).collect() }
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<System>> {

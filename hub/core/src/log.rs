@@ -73,11 +73,7 @@ impl Default for ChainVerifier {
     fn default() -> Self {
         ChainVerifier {
             prev: GENESIS.to_owned(),
-            report: ChainReport {
-                entries: 0,
-                head: GENESIS.to_owned(),
-                first_bad: None,
-            },
+            report: ChainReport { entries: 0, head: GENESIS.to_owned(), first_bad: None },
         }
     }
 }
@@ -90,8 +86,11 @@ impl ChainVerifier {
         }
         self.report.entries += 1;
         if e.prev_hash != self.prev {
-            self.report.first_bad =
-                Some((e.seq, "its prev_hash does not match the previous entry's hash (an entry before it was removed or changed)".into()));
+            self.report.first_bad = Some((
+                e.seq,
+                "its prev_hash does not match the previous entry's hash (an entry before it was removed or changed)"
+                    .into(),
+            ));
             return false;
         }
         let want = entry_hash(&self.prev, e);

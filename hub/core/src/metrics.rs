@@ -57,17 +57,9 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("carehub");
         let messages = Family::<MessageLabels, Counter>::default();
-        registry.register(
-            "messages",
-            "Messages logged, by system, direction, type and status",
-            messages.clone(),
-        );
+        registry.register("messages", "Messages logged, by system, direction, type and status", messages.clone());
         let rejections = Family::<RejectionLabels, Counter>::default();
-        registry.register(
-            "rejections",
-            "Inbound messages refused, by system and error code",
-            rejections.clone(),
-        );
+        registry.register("rejections", "Inbound messages refused, by system and error code", rejections.clone());
         let deliveries = Family::<DeliveryLabels, Counter>::default();
         registry.register(
             "delivery_attempts",
@@ -81,19 +73,8 @@ impl Default for Metrics {
             overdue.clone(),
         );
         let outbox = Family::<StateLabels, Gauge>::default();
-        registry.register(
-            "outbox",
-            "Outbox rows by state (pending, delivered, dead)",
-            outbox.clone(),
-        );
-        Metrics {
-            registry,
-            messages,
-            rejections,
-            deliveries,
-            overdue,
-            outbox,
-        }
+        registry.register("outbox", "Outbox rows by state (pending, delivered, dead)", outbox.clone());
+        Metrics { registry, messages, rejections, deliveries, overdue, outbox }
     }
 }
 
@@ -110,46 +91,20 @@ impl Metrics {
     }
 
     pub fn rejection(&self, system: &str, code: &str) {
-        self.rejections
-            .get_or_create(&RejectionLabels {
-                system: system.to_owned(),
-                code: code.to_owned(),
-            })
-            .inc();
+        self.rejections.get_or_create(&RejectionLabels { system: system.to_owned(), code: code.to_owned() }).inc();
     }
 
     pub fn delivery(&self, system: &str, outcome: &str) {
-        self.deliveries
-            .get_or_create(&DeliveryLabels {
-                system: system.to_owned(),
-                outcome: outcome.to_owned(),
-            })
-            .inc();
+        self.deliveries.get_or_create(&DeliveryLabels { system: system.to_owned(), outcome: outcome.to_owned() }).inc();
     }
 
     /// Renders the text exposition format, with the store-derived gauges set first.
     pub fn render(&self, overdue: OverdueCounts, outbox: OutboxCounts) -> String {
         let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        self.overdue
-            .get_or_create(&KindLabels {
-                kind: "not_confirmed".into(),
-            })
-            .set(gauge(overdue.not_confirmed));
-        self.overdue
-            .get_or_create(&KindLabels {
-                kind: "plan_missing".into(),
-            })
-            .set(gauge(overdue.plan_missing));
-        for (state, n) in [
-            ("pending", outbox.pending),
-            ("delivered", outbox.delivered),
-            ("dead", outbox.dead),
-        ] {
-            self.outbox
-                .get_or_create(&StateLabels {
-                    state: state.into(),
-                })
-                .set(gauge(n));
+        self.overdue.get_or_create(&KindLabels { kind: "not_confirmed".into() }).set(gauge(overdue.not_confirmed));
+        self.overdue.get_or_create(&KindLabels { kind: "plan_missing".into() }).set(gauge(overdue.plan_missing));
+        for (state, n) in [("pending", outbox.pending), ("delivered", outbox.delivered), ("dead", outbox.dead)] {
+            self.outbox.get_or_create(&StateLabels { state: state.into() }).set(gauge(n));
         }
         let mut out = String::new();
         // Writing into a String cannot fail.

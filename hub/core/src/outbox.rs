@@ -22,8 +22,7 @@ use tracing::{info, warn};
 use crate::adapter::{DeliveryError, Envelope, Registry};
 use crate::metrics::Metrics;
 use crate::store::{
-    status, ts, AttemptOutcome, Delivery, DeliveryFilter, NewLogEntry, Op, OpResult, Store,
-    StoreError,
+    status, ts, AttemptOutcome, Delivery, DeliveryFilter, NewLogEntry, Op, OpResult, Store, StoreError,
 };
 
 /// How long a lease outlives an attempt's timeout.
@@ -59,10 +58,7 @@ impl RetryPolicy {
     /// lockstep.
     pub fn backoff(&self, attempts: u32) -> Duration {
         let exp = attempts.saturating_sub(1).min(30);
-        let base = self
-            .initial_backoff
-            .saturating_mul(1u32 << exp)
-            .min(self.max_backoff);
+        let base = self.initial_backoff.saturating_mul(1u32 << exp).min(self.max_backoff);
         let half = base / 2;
         half + half.mul_f64(fastrand::f64())
     }
@@ -91,11 +87,7 @@ impl DeliveryLoop {
                 break;
             }
             let free = permits.available_permits();
-            let claimed = if free == 0 {
-                Ok(Vec::new())
-            } else {
-                self.claim(free.min(256)).await
-            };
+            let claimed = if free == 0 { Ok(Vec::new()) } else { self.claim(free.min(256)).await };
             let n = match claimed {
                 Ok(batch) => {
                     let n = batch.len();
@@ -119,11 +111,7 @@ impl DeliveryLoop {
             if n > 0 && n == free.min(256) {
                 continue;
             }
-            let wait = if free == 0 {
-                Duration::from_millis(20)
-            } else {
-                self.idle_wait().await
-            };
+            let wait = if free == 0 { Duration::from_millis(20) } else { self.idle_wait().await };
             tokio::select! {
                 _ = self.notify.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
@@ -150,15 +138,11 @@ impl DeliveryLoop {
     }
 
     async fn claim(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
-        let lease = chrono::Duration::from_std(self.policy.timeout + LEASE_MARGIN)
-            .unwrap_or(chrono::Duration::seconds(30));
+        let lease =
+            chrono::Duration::from_std(self.policy.timeout + LEASE_MARGIN).unwrap_or(chrono::Duration::seconds(30));
         let results = self
             .store
-            .commit(vec![Op::ClaimDue {
-                owner: self.owner.clone(),
-                lease_until: ts(Utc::now() + lease),
-                limit,
-            }])
+            .commit(vec![Op::ClaimDue { owner: self.owner.clone(), lease_until: ts(Utc::now() + lease), limit }])
             .await?;
         Ok(results
             .into_iter()
@@ -198,18 +182,12 @@ impl DeliveryLoop {
             self.run_once().await?;
             let rows: Vec<Delivery> = self
                 .store
-                .deliveries(DeliveryFilter {
-                    limit: 10_000,
-                    ..DeliveryFilter::default()
-                })
+                .deliveries(DeliveryFilter { limit: 10_000, ..DeliveryFilter::default() })
                 .await?
                 .into_iter()
                 .filter(|d| ids.contains(&d.id))
                 .collect();
-            if rows
-                .iter()
-                .all(|d| d.state != crate::store::delivery_state::PENDING)
-            {
+            if rows.iter().all(|d| d.state != crate::store::delivery_state::PENDING) {
                 return Ok(rows);
             }
             tokio::time::sleep(self.idle_wait().await).await;
@@ -220,10 +198,7 @@ impl DeliveryLoop {
     async fn deliver(&self, d: Delivery) {
         let attempt = d.attempts + 1;
         let result = match self.registry.get(&d.system) {
-            None => Err((
-                DeliveryError::permanent(format!("system '{}' is not configured", d.system)),
-                "",
-            )),
+            None => Err((DeliveryError::permanent(format!("system '{}' is not configured", d.system)), "")),
             Some(sys) => {
                 let envelope = Envelope {
                     message_type: &d.message_type,
@@ -232,16 +207,11 @@ impl DeliveryLoop {
                     body: &d.body,
                     idempotency_key: &d.idempotency_key,
                 };
-                match tokio::time::timeout(self.policy.timeout, sys.transport.deliver(&envelope))
-                    .await
-                {
+                match tokio::time::timeout(self.policy.timeout, sys.transport.deliver(&envelope)).await {
                     Ok(Ok(receipt)) => Ok((receipt, sys.vendor)),
                     Ok(Err(e)) => Err((e, sys.vendor)),
                     Err(_) => Err((
-                        DeliveryError::transient(format!(
-                            "no answer within {} ms",
-                            self.policy.timeout.as_millis()
-                        )),
+                        DeliveryError::transient(format!("no answer within {} ms", self.policy.timeout.as_millis())),
                         sys.vendor,
                     )),
                 }
@@ -271,20 +241,14 @@ impl DeliveryLoop {
                 entry.error_message = Some(format!("attempt {attempt}: {e}"));
                 if e.is_transient() && attempt < self.policy.max_attempts {
                     let wait = self.policy.backoff(attempt);
-                    let next = Utc::now()
-                        + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1));
+                    let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1));
                     entry.status = status::RETRYING;
                     warn!(system = %d.system, delivery = d.id, attempt, retry_in_ms = wait.as_millis() as u64, error = %e, "delivery failed, will retry");
-                    AttemptOutcome::Retry {
-                        next_attempt_at: ts(next),
-                        error: e.to_string(),
-                    }
+                    AttemptOutcome::Retry { next_attempt_at: ts(next), error: e.to_string() }
                 } else {
                     entry.status = status::DEAD_LETTER;
                     warn!(system = %d.system, delivery = d.id, attempt, error = %e, "delivery dead-lettered");
-                    AttemptOutcome::Dead {
-                        error: e.to_string(),
-                    }
+                    AttemptOutcome::Dead { error: e.to_string() }
                 }
             }
         };

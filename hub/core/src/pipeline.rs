@@ -11,8 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use carehub_model::{
-    Deadlines, Decision, ErrorCode, Message, MessageType, Order, OrderAck, OrgNumber, PlanNotice,
-    ValidationError,
+    Deadlines, Decision, ErrorCode, Message, MessageType, Order, OrderAck, OrgNumber, PlanNotice, ValidationError,
 };
 use chrono::{Local, Utc};
 use serde::Serialize;
@@ -25,8 +24,7 @@ use crate::adapter::{Registry, System, SystemRole};
 use crate::mapping::Decoded;
 use crate::metrics::Metrics;
 use crate::store::{
-    now_ts, order_status, status, DecisionRecord, NewDelivery, NewLogEntry, Op, OrderRecord, Store,
-    StoreError,
+    now_ts, order_status, status, DecisionRecord, NewDelivery, NewLogEntry, Op, OrderRecord, Store, StoreError,
 };
 
 /// Where orders for a provider go.
@@ -62,11 +60,7 @@ pub struct Rejection {
 
 impl Rejection {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Rejection {
-            code,
-            message: message.into(),
-            message_id: None,
-        }
+        Rejection { code, message: message.into(), message_id: None }
     }
 }
 
@@ -102,10 +96,7 @@ fn content_hash(canonical: &str) -> String {
 
 fn store_unavailable(e: StoreError) -> Rejection {
     warn!(error = %e, "store commit failed");
-    Rejection::new(
-        ErrorCode::Unavailable,
-        "the hub could not record the message; send it again later",
-    )
+    Rejection::new(ErrorCode::Unavailable, "the hub could not record the message; send it again later")
 }
 
 struct Inbound<'a> {
@@ -149,17 +140,12 @@ impl Hub {
             .registry
             .get(system)
             .ok_or_else(|| {
-                Rejection::new(
-                    ErrorCode::UnknownSystem,
-                    format!("no system named '{system}' is configured"),
-                )
+                Rejection::new(ErrorCode::UnknownSystem, format!("no system named '{system}' is configured"))
             })?
             .clone();
         let mut inbound = Inbound {
             system: &sys,
-            content_type: content_type
-                .unwrap_or("application/octet-stream")
-                .to_owned(),
+            content_type: content_type.unwrap_or("application/octet-stream").to_owned(),
             body,
             decoded: None,
         };
@@ -170,35 +156,16 @@ impl Hub {
             }
             Err((decoded, e)) => {
                 inbound.decoded = decoded;
-                return Err(self
-                    .reject(&inbound, e.code, e.reason, Default::default())
-                    .await);
+                return Err(self.reject(&inbound, e.code, e.reason, Default::default()).await);
             }
         };
         match (message, sys.role) {
-            (Message::Decision(d), SystemRole::CaseManagement) => {
-                self.on_decision(&inbound, d).await
-            }
-            (Message::OrderAck(a), SystemRole::ProviderSystem) => {
-                self.on_ack(&inbound, a, sender).await
-            }
-            (Message::PlanNotice(p), SystemRole::ProviderSystem) => {
-                self.on_plan(&inbound, p, sender).await
-            }
+            (Message::Decision(d), SystemRole::CaseManagement) => self.on_decision(&inbound, d).await,
+            (Message::OrderAck(a), SystemRole::ProviderSystem) => self.on_ack(&inbound, a, sender).await,
+            (Message::PlanNotice(p), SystemRole::ProviderSystem) => self.on_plan(&inbound, p, sender).await,
             (m, role) => {
-                let reason = format!(
-                    "a {} system does not send {} messages",
-                    role.as_str(),
-                    m.message_type()
-                );
-                Err(self
-                    .reject(
-                        &inbound,
-                        ErrorCode::MessageNotAllowed,
-                        reason,
-                        Default::default(),
-                    )
-                    .await)
+                let reason = format!("a {} system does not send {} messages", role.as_str(), m.message_type());
+                Err(self.reject(&inbound, ErrorCode::MessageNotAllowed, reason, Default::default()).await)
             }
         }
     }
@@ -213,49 +180,28 @@ impl Hub {
         reason: String,
     ) -> Rejection {
         let Some(sys) = self.registry.get(system).cloned() else {
-            return Rejection::new(
-                ErrorCode::UnknownSystem,
-                format!("no system named '{system}' is configured"),
-            );
+            return Rejection::new(ErrorCode::UnknownSystem, format!("no system named '{system}' is configured"));
         };
         let inbound = Inbound {
             system: &sys,
             body: Vec::new(),
-            content_type: content_type
-                .unwrap_or("application/octet-stream")
-                .to_owned(),
+            content_type: content_type.unwrap_or("application/octet-stream").to_owned(),
             decoded: None,
         };
-        self.reject(&inbound, code, reason, Correlation::default())
-            .await
+        self.reject(&inbound, code, reason, Correlation::default()).await
     }
 
     /// Logs the inbound message as rejected and builds the refusal.
-    async fn reject(
-        &self,
-        inbound: &Inbound<'_>,
-        code: ErrorCode,
-        reason: String,
-        corr: Correlation,
-    ) -> Rejection {
+    async fn reject(&self, inbound: &Inbound<'_>, code: ErrorCode, reason: String, corr: Correlation) -> Rejection {
         let mut entry = inbound.entry(status::REJECTED);
         entry.error_code = Some(code.as_str().to_owned());
         entry.error_message = Some(reason.clone());
         corr.apply(&mut entry);
         self.metrics.rejection(&inbound.system.name, code.as_str());
-        self.metrics.message(
-            &inbound.system.name,
-            "in",
-            &entry.message_type,
-            status::REJECTED,
-        );
+        self.metrics.message(&inbound.system.name, "in", &entry.message_type, status::REJECTED);
         info!(system = %inbound.system.name, code = code.as_str(), "message rejected");
         match self.store.commit(vec![Op::AppendLog(entry)]).await {
-            Ok(results) => Rejection {
-                code,
-                message: reason,
-                message_id: logged_id(&results),
-            },
+            Ok(results) => Rejection { code, message: reason, message_id: logged_id(&results) },
             Err(e) => store_unavailable(e),
         }
     }
@@ -268,13 +214,8 @@ impl Hub {
     ) -> Result<Receipt, Rejection> {
         let mut entry = inbound.entry(status::DUPLICATE);
         corr.apply(&mut entry);
-        let results = self
-            .store
-            .commit(vec![Op::AppendLog(entry)])
-            .await
-            .map_err(store_unavailable)?;
-        self.metrics
-            .message(&inbound.system.name, "in", kind.as_str(), status::DUPLICATE);
+        let results = self.store.commit(vec![Op::AppendLog(entry)]).await.map_err(store_unavailable)?;
+        self.metrics.message(&inbound.system.name, "in", kind.as_str(), status::DUPLICATE);
         debug!(system = %inbound.system.name, "duplicate message");
         Ok(Receipt {
             message_id: logged_id(&results).unwrap_or_default(),
@@ -293,46 +234,26 @@ impl Hub {
             client: Some(d.client.expose().to_owned()),
             provider: Some(d.provider.as_str().to_owned()),
         };
-        let canonical = serde_json::to_string(&d)
-            .map_err(|e| Rejection::new(ErrorCode::Internal, e.to_string()))?;
+        let canonical = serde_json::to_string(&d).map_err(|e| Rejection::new(ErrorCode::Internal, e.to_string()))?;
         let hash = content_hash(&canonical);
         for _ in 0..2 {
-            if let Some(existing) = self
-                .store
-                .decision(d.id.as_str())
-                .await
-                .map_err(store_unavailable)?
-            {
+            if let Some(existing) = self.store.decision(d.id.as_str()).await.map_err(store_unavailable)? {
                 if existing.content_hash == hash {
                     return self.duplicate(inbound, MessageType::Decision, corr).await;
                 }
-                let reason = format!(
-                    "decision {} was received before with different content",
-                    d.id
-                );
-                return Err(self
-                    .reject(inbound, ErrorCode::DecisionConflict, reason, corr)
-                    .await);
+                let reason = format!("decision {} was received before with different content", d.id);
+                return Err(self.reject(inbound, ErrorCode::DecisionConflict, reason, corr).await);
             }
             let Some(route) = self.routes.get(d.provider.as_str()) else {
-                let reason = format!(
-                    "no provider with organisation number {} is configured",
-                    d.provider
-                );
-                return Err(self
-                    .reject(inbound, ErrorCode::UnknownProvider, reason, corr)
-                    .await);
+                let reason = format!("no provider with organisation number {} is configured", d.provider);
+                return Err(self.reject(inbound, ErrorCode::UnknownProvider, reason, corr).await);
             };
-            let target = self.registry.get(&route.system).ok_or_else(|| {
-                Rejection::new(
-                    ErrorCode::Internal,
-                    "the provider's system is not configured",
-                )
-            })?;
-            let order_date = d
-                .decided_at
-                .map(|t| t.with_timezone(&Local).date_naive())
-                .unwrap_or_else(|| Local::now().date_naive());
+            let target = self
+                .registry
+                .get(&route.system)
+                .ok_or_else(|| Rejection::new(ErrorCode::Internal, "the provider's system is not configured"))?;
+            let order_date =
+                d.decided_at.map(|t| t.with_timezone(&Local).date_naive()).unwrap_or_else(|| Local::now().date_naive());
             let order = Order::from_decision(order_id.clone(), &d, order_date, self.deadlines);
             let context = json!({ "order": order, "decision": d });
             let rendered = match target.encode(MessageType::Order, &context) {
@@ -342,13 +263,8 @@ impl Hub {
             let key = format!("{order_id}:order");
             let mut inbound_entry = inbound.entry(status::ACCEPTED);
             corr.apply(&mut inbound_entry);
-            let mut out_entry = outbound_entry(
-                target,
-                MessageType::Order,
-                &rendered.content_type,
-                &rendered.body,
-                &key,
-            );
+            let mut out_entry =
+                outbound_entry(target, MessageType::Order, &rendered.content_type, &rendered.body, &key);
             out_entry.canonical = serde_json::to_string(&order).ok();
             corr.apply(&mut out_entry);
             let ops = vec![
@@ -389,10 +305,8 @@ impl Hub {
             match self.store.commit(ops).await {
                 Ok(results) => {
                     self.outbox_notify.notify_one();
-                    self.metrics
-                        .message(&inbound.system.name, "in", "decision", status::ACCEPTED);
-                    self.metrics
-                        .message(&target.name, "out", "order", status::QUEUED);
+                    self.metrics.message(&inbound.system.name, "in", "decision", status::ACCEPTED);
+                    self.metrics.message(&target.name, "out", "order", status::QUEUED);
                     info!(system = %inbound.system.name, order = %order_id, to = %target.name, "decision accepted, order queued");
                     return Ok(Receipt {
                         message_id: logged_id(&results).unwrap_or_default(),
@@ -408,10 +322,7 @@ impl Hub {
                 Err(e) => return Err(store_unavailable(e)),
             }
         }
-        Err(Rejection::new(
-            ErrorCode::Unavailable,
-            "the decision is being stored concurrently; send it again",
-        ))
+        Err(Rejection::new(ErrorCode::Unavailable, "the decision is being stored concurrently; send it again"))
     }
 
     /// Looks up the order an ack or plan refers to and checks the sender may speak for it.
@@ -421,84 +332,40 @@ impl Hub {
         order_id: &str,
         sender: &Sender,
     ) -> Result<(OrderRecord, Arc<System>), Rejection> {
-        let corr = Correlation {
-            order_id: Some(order_id.to_owned()),
-            ..Correlation::default()
-        };
-        let Some(record) = self
-            .store
-            .order(order_id)
-            .await
-            .map_err(store_unavailable)?
-        else {
+        let corr = Correlation { order_id: Some(order_id.to_owned()), ..Correlation::default() };
+        let Some(record) = self.store.order(order_id).await.map_err(store_unavailable)? else {
             let reason = format!("no order with id {order_id}");
-            return Err(self
-                .reject(inbound, ErrorCode::UnknownOrder, reason, corr)
-                .await);
+            return Err(self.reject(inbound, ErrorCode::UnknownOrder, reason, corr).await);
         };
         let corr = Correlation::of(&record);
         if let Sender::Provider(org) = sender {
             if org != &record.order.provider {
                 let reason = "the order belongs to another provider".to_owned();
-                return Err(self
-                    .reject(inbound, ErrorCode::Forbidden, reason, corr)
-                    .await);
+                return Err(self.reject(inbound, ErrorCode::Forbidden, reason, corr).await);
             }
         }
         if record.provider_system != inbound.system.name {
             let reason = format!("order {order_id} was sent to another system");
-            return Err(self
-                .reject(inbound, ErrorCode::UnknownOrder, reason, corr)
-                .await);
+            return Err(self.reject(inbound, ErrorCode::UnknownOrder, reason, corr).await);
         }
         let Some(source) = self.registry.get(&record.source_system).cloned() else {
-            let reason = format!(
-                "the order's case-management system '{}' is no longer configured",
-                record.source_system
-            );
-            return Err(self
-                .reject(inbound, ErrorCode::UnknownSystem, reason, corr)
-                .await);
+            let reason =
+                format!("the order's case-management system '{}' is no longer configured", record.source_system);
+            return Err(self.reject(inbound, ErrorCode::UnknownSystem, reason, corr).await);
         };
         Ok((record, source))
     }
 
-    async fn on_ack(
-        &self,
-        inbound: &Inbound<'_>,
-        ack: OrderAck,
-        sender: &Sender,
-    ) -> Result<Receipt, Rejection> {
+    async fn on_ack(&self, inbound: &Inbound<'_>, ack: OrderAck, sender: &Sender) -> Result<Receipt, Rejection> {
         let (record, source) = self.order_for(inbound, &ack.order_id, sender).await?;
         let context = json!({ "ack": ack, "order": record.order });
-        self.forward(
-            inbound,
-            &record,
-            &source,
-            MessageType::OrderAck,
-            context,
-            Op::RecordAck(ack),
-        )
-        .await
+        self.forward(inbound, &record, &source, MessageType::OrderAck, context, Op::RecordAck(ack)).await
     }
 
-    async fn on_plan(
-        &self,
-        inbound: &Inbound<'_>,
-        plan: PlanNotice,
-        sender: &Sender,
-    ) -> Result<Receipt, Rejection> {
+    async fn on_plan(&self, inbound: &Inbound<'_>, plan: PlanNotice, sender: &Sender) -> Result<Receipt, Rejection> {
         let (record, source) = self.order_for(inbound, &plan.order_id, sender).await?;
         let context = json!({ "plan": plan, "order": record.order });
-        self.forward(
-            inbound,
-            &record,
-            &source,
-            MessageType::PlanNotice,
-            context,
-            Op::RecordPlan(plan),
-        )
-        .await
+        self.forward(inbound, &record, &source, MessageType::PlanNotice, context, Op::RecordPlan(plan)).await
     }
 
     /// Records a provider's message on its order and queues it for the case-management
@@ -520,8 +387,7 @@ impl Hub {
         let key = format!("{}:{}", record.order.id, kind.as_str());
         let mut inbound_entry = inbound.entry(status::ACCEPTED);
         corr.apply(&mut inbound_entry);
-        let mut out_entry =
-            outbound_entry(source, kind, &rendered.content_type, &rendered.body, &key);
+        let mut out_entry = outbound_entry(source, kind, &rendered.content_type, &rendered.body, &key);
         out_entry.canonical = context
             .get(match kind {
                 MessageType::OrderAck => "ack",
@@ -546,10 +412,8 @@ impl Hub {
         match self.store.commit(ops).await {
             Ok(results) => {
                 self.outbox_notify.notify_one();
-                self.metrics
-                    .message(&inbound.system.name, "in", kind.as_str(), status::ACCEPTED);
-                self.metrics
-                    .message(&source.name, "out", kind.as_str(), status::QUEUED);
+                self.metrics.message(&inbound.system.name, "in", kind.as_str(), status::ACCEPTED);
+                self.metrics.message(&source.name, "out", kind.as_str(), status::QUEUED);
                 info!(system = %inbound.system.name, order = %record.order.id, kind = kind.as_str(), to = %source.name, "forwarded to case management");
                 Ok(Receipt {
                     message_id: logged_id(&results).unwrap_or_default(),
@@ -573,19 +437,12 @@ impl Hub {
         corr: Correlation,
     ) -> Rejection {
         warn!(system = %target.name, code = e.code.as_str(), "cannot render for the receiving system");
-        let reason = format!(
-            "the message cannot be rendered for {}: {}",
-            target.name, e.reason
-        );
-        self.reject(inbound, ErrorCode::InvalidValue, reason, corr)
-            .await
+        let reason = format!("the message cannot be rendered for {}: {}", target.name, e.reason);
+        self.reject(inbound, ErrorCode::InvalidValue, reason, corr).await
     }
 
     /// Puts dead letters (all, or these) back in the outbox.
-    pub async fn replay(
-        &self,
-        ids: Option<Vec<i64>>,
-    ) -> Result<Vec<crate::store::Delivery>, StoreError> {
+    pub async fn replay(&self, ids: Option<Vec<i64>>) -> Result<Vec<crate::store::Delivery>, StoreError> {
         let results = self.store.commit(vec![Op::Requeue { ids }]).await?;
         self.outbox_notify.notify_one();
         Ok(results
@@ -635,13 +492,7 @@ impl Correlation {
     }
 }
 
-fn outbound_entry(
-    target: &System,
-    kind: MessageType,
-    content_type: &str,
-    body: &[u8],
-    key: &str,
-) -> NewLogEntry {
+fn outbound_entry(target: &System, kind: MessageType, content_type: &str, body: &[u8], key: &str) -> NewLogEntry {
     NewLogEntry {
         system: target.name.clone(),
         vendor: target.vendor.to_owned(),

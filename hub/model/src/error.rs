@@ -149,10 +149,7 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn new(code: ErrorCode, reason: impl Into<String>) -> Self {
-        ValidationError {
-            code,
-            reason: reason.into(),
-        }
+        ValidationError { code, reason: reason.into() }
     }
 
     /// Recovers a coded error from a message of the form `... CODE: reason ...`, as serde
@@ -161,9 +158,7 @@ impl ValidationError {
     pub fn from_message(message: &str) -> Self {
         for (idx, _) in message.match_indices(": ") {
             let head = &message[..idx];
-            let start = head
-                .rfind(|c: char| !(c.is_ascii_uppercase() || c == '_'))
-                .map_or(0, |i| i + 1);
+            let start = head.rfind(|c: char| !(c.is_ascii_uppercase() || c == '_')).map_or(0, |i| i + 1);
             if let Some(code) = ErrorCode::parse(&head[start..]) {
                 let rest = &message[idx + 2..];
                 return ValidationError::new(code, rest);
@@ -191,9 +186,6 @@ mod tests {
         let back = ValidationError::from_message(&wrapped);
         assert_eq!(back.code, ErrorCode::InvalidOrgNumber);
         assert!(back.reason.starts_with("check digit"));
-        assert_eq!(
-            ValidationError::from_message("nonsense").code,
-            ErrorCode::InvalidValue
-        );
+        assert_eq!(ValidationError::from_message("nonsense").code, ErrorCode::InvalidValue);
     }
 }

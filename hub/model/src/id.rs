@@ -59,9 +59,7 @@ pub fn luhn_check_digit(payload: &[u8]) -> u8 {
 /// not valid.
 pub fn luhn_valid(digits: &[u8]) -> bool {
     match digits.split_last() {
-        Some((&check, payload)) if digits.iter().all(|&d| d <= 9) => {
-            luhn_check_digit(payload) == check
-        }
+        Some((&check, payload)) if digits.iter().all(|&d| d <= 9) => luhn_check_digit(payload) == check,
         _ => false,
     }
 }
@@ -122,10 +120,7 @@ struct ParseVisitor<T> {
 
 impl<T> ParseVisitor<T> {
     fn new(expecting: &'static str) -> Self {
-        ParseVisitor {
-            expecting,
-            marker: PhantomData,
-        }
+        ParseVisitor { expecting, marker: PhantomData }
     }
 }
 
@@ -194,9 +189,7 @@ impl PersonalIdentityNumber {
         for &b in s.as_bytes() {
             match b {
                 b'0'..=b'9' => {
-                    let slot = digits
-                        .get_mut(count)
-                        .ok_or_else(|| invalid_pin("expected 10 or 12 digits"))?;
+                    let slot = digits.get_mut(count).ok_or_else(|| invalid_pin("expected 10 or 12 digits"))?;
                     *slot = b - b'0';
                     count += 1;
                 }
@@ -215,13 +208,9 @@ impl PersonalIdentityNumber {
         let plus = match separator {
             None => false,
             Some((_, at)) if at != count - 4 => {
-                return Err(invalid_pin(
-                    "the separator must stand before the last four digits",
-                ))
+                return Err(invalid_pin("the separator must stand before the last four digits"))
             }
-            Some((b'+', _)) if count == 12 => {
-                return Err(invalid_pin("'+' is only allowed in the 10-digit form"))
-            }
+            Some((b'+', _)) if count == 12 => return Err(invalid_pin("'+' is only allowed in the 10-digit form")),
             Some((b, _)) => b == b'+',
         };
 
@@ -230,16 +219,9 @@ impl PersonalIdentityNumber {
         short.copy_from_slice(&digits[count - 10..count]);
         let month = two_digits(short[2], short[3]);
         let day_field = two_digits(short[4], short[5]);
-        let day = if day_field > 60 {
-            day_field - 60
-        } else {
-            day_field
-        };
+        let day = if day_field > 60 { day_field - 60 } else { day_field };
         let year: i32 = if count == 12 {
-            i32::from(digits[0]) * 1000
-                + i32::from(digits[1]) * 100
-                + i32::from(digits[2]) * 10
-                + i32::from(digits[3])
+            i32::from(digits[0]) * 1000 + i32::from(digits[1]) * 100 + i32::from(digits[2]) * 10 + i32::from(digits[3])
         } else {
             let yy = i32::from(short[0]) * 10 + i32::from(short[1]);
             let mut year = today.year().div_euclid(100) * 100 + yy;
@@ -255,18 +237,14 @@ impl PersonalIdentityNumber {
             return Err(invalid_pin("not a calendar date"));
         }
 
-        let birth_date = NaiveDate::from_ymd_opt(year, month, day)
-            .ok_or_else(|| invalid_pin("not a calendar date"))?;
+        let birth_date = NaiveDate::from_ymd_opt(year, month, day).ok_or_else(|| invalid_pin("not a calendar date"))?;
         if !luhn_valid(&short) {
             return Err(invalid_pin("check digit does not match"));
         }
 
         let mut normalised = format!("{year:04}");
         normalised.extend(short[2..].iter().map(|&d| char::from(b'0' + d)));
-        Ok(PersonalIdentityNumber {
-            digits: normalised,
-            birth_date,
-        })
+        Ok(PersonalIdentityNumber { digits: normalised, birth_date })
     }
 
     /// The 12 digits `YYYYMMDDNNNC`. This is personal data: do not log it.
@@ -297,11 +275,7 @@ impl fmt::Display for PersonalIdentityNumber {
     }
 }
 
-string_identifier!(
-    PersonalIdentityNumber,
-    expose,
-    "a Swedish personal identity number"
-);
+string_identifier!(PersonalIdentityNumber, expose, "a Swedish personal identity number");
 
 // ---------------------------------------------------------------------------------------
 // Organisation number
@@ -335,14 +309,11 @@ impl OrgNumber {
         if bytes.len() == 12 && bytes.starts_with(b"16") {
             bytes = &bytes[2..];
         }
-        let digits: [u8; 10] =
-            digit_values(bytes).ok_or_else(|| invalid_org("must be 10 digits (SE-R-004)"))?;
+        let digits: [u8; 10] = digit_values(bytes).ok_or_else(|| invalid_org("must be 10 digits (SE-R-004)"))?;
         if !luhn_valid(&digits) {
             return Err(invalid_org("check digit does not match (SE-R-013)"));
         }
-        Ok(OrgNumber(
-            digits.iter().map(|&d| char::from(b'0' + d)).collect(),
-        ))
+        Ok(OrgNumber(digits.iter().map(|&d| char::from(b'0' + d)).collect()))
     }
 
     /// The 10 digits.
@@ -397,25 +368,17 @@ impl HsaId {
         }
         let (country, rest) = bytes.split_at(bytes.len().min(2));
         if country.len() != 2 || !country.iter().all(u8::is_ascii_uppercase) {
-            return Err(invalid_hsa(
-                "must start with a two-letter uppercase country code",
-            ));
+            return Err(invalid_hsa("must start with a two-letter uppercase country code"));
         }
         let (org, rest) = rest.split_at(rest.len().min(10));
         if org.len() != 10 || !org.iter().all(u8::is_ascii_digit) {
-            return Err(invalid_hsa(
-                "the country code must be followed by a 10-digit organisation number",
-            ));
+            return Err(invalid_hsa("the country code must be followed by a 10-digit organisation number"));
         }
         let Some((b'-', suffix)) = rest.split_first() else {
-            return Err(invalid_hsa(
-                "the organisation number must be followed by '-'",
-            ));
+            return Err(invalid_hsa("the organisation number must be followed by '-'"));
         };
         if suffix.is_empty() || !suffix.iter().all(u8::is_ascii_alphanumeric) {
-            return Err(invalid_hsa(
-                "'-' must be followed by one or more ASCII letters or digits",
-            ));
+            return Err(invalid_hsa("'-' must be followed by one or more ASCII letters or digits"));
         }
         Ok(HsaId(s.to_owned()))
     }
@@ -481,9 +444,7 @@ impl TagUid {
             return Err(invalid_tag("must be hexadecimal"));
         }
         if !matches!(hex.len(), 8 | 14 | 20) {
-            return Err(invalid_tag(
-                "expected 4, 7 or 10 bytes (8, 14 or 20 hex digits)",
-            ));
+            return Err(invalid_tag("expected 4, 7 or 10 bytes (8, 14 or 20 hex digits)"));
         }
         Ok(TagUid(hex.to_ascii_uppercase()))
     }
@@ -541,37 +502,23 @@ impl SourceId {
     /// A source id from its two parts, taken as they are. Errors are
     /// [`ErrorCode::InvalidValue`].
     pub fn new(system: &str, local: &str) -> Result<Self, ValidationError> {
-        if system.is_empty()
-            || !system
-                .bytes()
-                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
-        {
-            return Err(invalid_source(
-                "source id: the system must be one or more of a-z, 0-9, '_' and '-'",
-            ));
+        if system.is_empty() || !system.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-')) {
+            return Err(invalid_source("source id: the system must be one or more of a-z, 0-9, '_' and '-'"));
         }
-        if local.is_empty()
-            || local.len() > SOURCE_LOCAL_MAX_LEN
-            || !local.bytes().all(|b| b.is_ascii_graphic())
-        {
+        if local.is_empty() || local.len() > SOURCE_LOCAL_MAX_LEN || !local.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(invalid_source(
                 "source id: the local part must be 1 to 128 printable ASCII characters \
                  without whitespace",
             ));
         }
-        Ok(SourceId {
-            text: format!("{system}:{local}"),
-            system_len: system.len(),
-        })
+        Ok(SourceId { text: format!("{system}:{local}"), system_len: system.len() })
     }
 
     /// Parses `system:local` (surrounding whitespace trimmed), splitting at the first `:`.
     /// Errors are [`ErrorCode::InvalidValue`].
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
-        let (system, local) = s
-            .trim()
-            .split_once(':')
-            .ok_or_else(|| invalid_source("source id: expected system:local"))?;
+        let (system, local) =
+            s.trim().split_once(':').ok_or_else(|| invalid_source("source id: expected system:local"))?;
         Self::new(system, local)
     }
 
@@ -653,25 +600,14 @@ mod tests {
         let display = format!("{p}");
         assert_eq!(debug, "PersonalIdentityNumber(**REDACTED**)");
         assert_eq!(display, "**REDACTED**");
-        assert!(!debug
-            .chars()
-            .chain(display.chars())
-            .any(|c| c.is_ascii_digit()));
-        assert!(!format!("{:?}", Some(&p))
-            .chars()
-            .any(|c| c.is_ascii_digit()));
+        assert!(!debug.chars().chain(display.chars()).any(|c| c.is_ascii_digit()));
+        assert!(!format!("{:?}", Some(&p)).chars().any(|c| c.is_ascii_digit()));
     }
 
     #[test]
     fn errors_never_quote_the_input() {
-        for input in [
-            "19360101-6988",
-            "19361301-6987",
-            "1936010169",
-            "19360101_6987",
-        ] {
-            let e = PersonalIdentityNumber::parse_at(input, date(2026, 11, 22))
-                .expect_err("an invalid number");
+        for input in ["19360101-6988", "19361301-6987", "1936010169", "19360101_6987"] {
+            let e = PersonalIdentityNumber::parse_at(input, date(2026, 11, 22)).expect_err("an invalid number");
             assert_eq!(e.code, ErrorCode::InvalidPersonalIdentityNumber);
             assert!(!e.to_string().chars().any(|c| c.is_ascii_digit()), "{e}");
         }
@@ -688,18 +624,11 @@ mod tests {
 
     #[test]
     fn deserializing_an_invalid_number_carries_the_code() {
-        let e = serde_json::from_str::<PersonalIdentityNumber>("\"19360101-6988\"")
-            .expect_err("an invalid number");
+        let e = serde_json::from_str::<PersonalIdentityNumber>("\"19360101-6988\"").expect_err("an invalid number");
         let message = e.to_string();
-        assert!(
-            message.contains("INVALID_PERSONAL_IDENTITY_NUMBER"),
-            "{message}"
-        );
+        assert!(message.contains("INVALID_PERSONAL_IDENTITY_NUMBER"), "{message}");
         assert!(!message.contains("6988"), "{message}");
-        assert_eq!(
-            ValidationError::from_message(&message).code,
-            ErrorCode::InvalidPersonalIdentityNumber
-        );
+        assert_eq!(ValidationError::from_message(&message).code, ErrorCode::InvalidPersonalIdentityNumber);
     }
 
     #[test]
@@ -725,10 +654,7 @@ mod tests {
 
         let json = serde_json::to_string(&a).expect("serializes");
         assert_eq!(json, "\"5599000014\"");
-        assert_eq!(
-            serde_json::from_str::<OrgNumber>(&json).expect("deserializes"),
-            a
-        );
+        assert_eq!(serde_json::from_str::<OrgNumber>(&json).expect("deserializes"), a);
         let e = serde_json::from_str::<OrgNumber>("\"5599000015\"").expect_err("invalid");
         assert!(e.to_string().contains("INVALID_ORG_NUMBER"));
     }
@@ -738,14 +664,8 @@ mod tests {
         let id = HsaId::parse("SE2321000131-P000000123456").expect("valid");
         assert_eq!(id.as_str(), "SE2321000131-P000000123456");
         assert_eq!(format!("{id}"), "SE2321000131-P000000123456");
-        assert_eq!(
-            HsaId::parse(" SE2321000131-E1 ").expect("valid").as_str(),
-            "SE2321000131-E1"
-        );
-        assert_eq!(
-            "SE2321000131-abc".parse::<HsaId>().expect("valid").as_str(),
-            "SE2321000131-abc"
-        );
+        assert_eq!(HsaId::parse(" SE2321000131-E1 ").expect("valid").as_str(), "SE2321000131-E1");
+        assert_eq!("SE2321000131-abc".parse::<HsaId>().expect("valid").as_str(), "SE2321000131-abc");
 
         for bad in [
             "",
@@ -764,10 +684,7 @@ mod tests {
         assert!(HsaId::parse("SE2321000131-P00000000012345678").is_ok());
 
         let json = serde_json::to_string(&id).expect("serializes");
-        assert_eq!(
-            serde_json::from_str::<HsaId>(&json).expect("deserializes"),
-            id
-        );
+        assert_eq!(serde_json::from_str::<HsaId>(&json).expect("deserializes"), id);
         assert!(serde_json::from_str::<HsaId>("\"SE123\"")
             .expect_err("invalid")
             .to_string()
@@ -780,33 +697,13 @@ mod tests {
         assert_eq!(t.as_str(), "04A21BC35D8081");
         assert_eq!(t.bytes_len(), 7);
         assert_eq!(TagUid::parse("04 A2 1B C3").expect("valid").bytes_len(), 4);
-        assert_eq!(
-            TagUid::parse("04-A2-1B-C3-5D-80-81-00-11-22")
-                .expect("valid")
-                .bytes_len(),
-            10
-        );
-        for bad in [
-            "",
-            "04A21B",
-            "04:A2:1B:C3:5D",
-            "04:A2-1B:C3",
-            "04:A21B:C3",
-            "04A2:1BC3",
-            "0G:A2:1B:C3",
-        ] {
-            assert_eq!(
-                TagUid::parse(bad).expect_err(bad).code,
-                ErrorCode::InvalidTagUid,
-                "{bad}"
-            );
+        assert_eq!(TagUid::parse("04-A2-1B-C3-5D-80-81-00-11-22").expect("valid").bytes_len(), 10);
+        for bad in ["", "04A21B", "04:A2:1B:C3:5D", "04:A2-1B:C3", "04:A21B:C3", "04A2:1BC3", "0G:A2:1B:C3"] {
+            assert_eq!(TagUid::parse(bad).expect_err(bad).code, ErrorCode::InvalidTagUid, "{bad}");
         }
         let json = serde_json::to_string(&t).expect("serializes");
         assert_eq!(json, "\"04A21BC35D8081\"");
-        assert_eq!(
-            serde_json::from_str::<TagUid>(&json).expect("deserializes"),
-            t
-        );
+        assert_eq!(serde_json::from_str::<TagUid>(&json).expect("deserializes"), t);
     }
 
     #[test]
@@ -822,29 +719,14 @@ mod tests {
 
         let long = "x".repeat(128);
         assert!(SourceId::new("sys", &long).is_ok());
-        for bad in [
-            "combine",
-            ":x",
-            "combine:",
-            "Combine:x",
-            "com bine:x",
-            "combine:a b",
-            "combine:é",
-        ] {
-            assert_eq!(
-                SourceId::parse(bad).expect_err(bad).code,
-                ErrorCode::InvalidValue,
-                "{bad}"
-            );
+        for bad in ["combine", ":x", "combine:", "Combine:x", "com bine:x", "combine:a b", "combine:é"] {
+            assert_eq!(SourceId::parse(bad).expect_err(bad).code, ErrorCode::InvalidValue, "{bad}");
         }
         assert!(SourceId::new("sys", &format!("{long}x")).is_err());
 
         let json = serde_json::to_string(&s).expect("serializes");
         assert_eq!(json, "\"combine:DEC-2026-0001\"");
-        assert_eq!(
-            serde_json::from_str::<SourceId>(&json).expect("deserializes"),
-            s
-        );
+        assert_eq!(serde_json::from_str::<SourceId>(&json).expect("deserializes"), s);
         assert!(serde_json::from_str::<SourceId>("\"nocolon\"")
             .expect_err("invalid")
             .to_string()

@@ -23,12 +23,8 @@ pub enum MessageType {
 }
 
 impl MessageType {
-    pub const ALL: [MessageType; 4] = [
-        MessageType::Decision,
-        MessageType::Order,
-        MessageType::OrderAck,
-        MessageType::PlanNotice,
-    ];
+    pub const ALL: [MessageType; 4] =
+        [MessageType::Decision, MessageType::Order, MessageType::OrderAck, MessageType::PlanNotice];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -115,17 +111,11 @@ impl Decision {
             ));
         }
         if self.case_officer.trim().is_empty() {
-            return Err(ValidationError::new(
-                ErrorCode::MissingField,
-                "case_officer is empty",
-            ));
+            return Err(ValidationError::new(ErrorCode::MissingField, "case_officer is empty"));
         }
         if let Some(to) = self.valid_to {
             if to < self.valid_from {
-                return Err(ValidationError::new(
-                    ErrorCode::InvalidDate,
-                    "valid_to is before valid_from",
-                ));
+                return Err(ValidationError::new(ErrorCode::InvalidDate, "valid_to is before valid_from"));
             }
         }
         Ok(())
@@ -143,10 +133,7 @@ pub struct Deadlines {
 
 impl Default for Deadlines {
     fn default() -> Self {
-        Deadlines {
-            execute_days: 14,
-            plan_days: 14,
-        }
+        Deadlines { execute_days: 14, plan_days: 14 }
     }
 }
 
@@ -173,12 +160,7 @@ impl Order {
     /// Derives the order for `decision`, placed on `order_date` (the decision's date, or
     /// the day the hub received it). The order starts when the decision becomes valid, or on
     /// the order date if that is later.
-    pub fn from_decision(
-        id: String,
-        decision: &Decision,
-        order_date: NaiveDate,
-        deadlines: Deadlines,
-    ) -> Order {
+    pub fn from_decision(id: String, decision: &Decision, order_date: NaiveDate, deadlines: Deadlines) -> Order {
         let start_date = decision.valid_from.max(order_date);
         Order {
             id,
@@ -195,8 +177,7 @@ impl Order {
 }
 
 fn add_days(date: NaiveDate, days: u32) -> NaiveDate {
-    date.checked_add_days(Days::new(u64::from(days)))
-        .unwrap_or(NaiveDate::MAX)
+    date.checked_add_days(Days::new(u64::from(days))).unwrap_or(NaiveDate::MAX)
 }
 
 /// Whether the provider took the order.
@@ -258,13 +239,8 @@ impl Message {
     /// Builds the typed message of `kind` from its canonical JSON form, validating every
     /// identifier and the message's own invariants. Errors carry the code of the first
     /// problem found and the path of the field.
-    pub fn from_canonical(
-        kind: MessageType,
-        value: serde_json::Value,
-    ) -> Result<Message, ValidationError> {
-        fn typed<T: serde::de::DeserializeOwned>(
-            value: serde_json::Value,
-        ) -> Result<T, ValidationError> {
+    pub fn from_canonical(kind: MessageType, value: serde_json::Value) -> Result<Message, ValidationError> {
+        fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ValidationError> {
             T::deserialize(value).map_err(|e| {
                 let text = e.to_string();
                 if text.starts_with("missing field") {
@@ -341,24 +317,14 @@ mod tests {
 
     #[test]
     fn order_deadlines_follow_the_order_date_and_start() {
-        let Message::Decision(d) =
-            Message::from_canonical(MessageType::Decision, decision_json()).expect("valid")
+        let Message::Decision(d) = Message::from_canonical(MessageType::Decision, decision_json()).expect("valid")
         else {
             unreachable!()
         };
         let order_date = NaiveDate::from_ymd_opt(2026, 10, 20).expect("date");
         let o = Order::from_decision("O-1".into(), &d, order_date, Deadlines::default());
-        assert_eq!(
-            o.start_date,
-            NaiveDate::from_ymd_opt(2026, 11, 1).expect("date")
-        );
-        assert_eq!(
-            o.execute_by,
-            NaiveDate::from_ymd_opt(2026, 11, 3).expect("date")
-        );
-        assert_eq!(
-            o.plan_due,
-            NaiveDate::from_ymd_opt(2026, 11, 15).expect("date")
-        );
+        assert_eq!(o.start_date, NaiveDate::from_ymd_opt(2026, 11, 1).expect("date"));
+        assert_eq!(o.execute_by, NaiveDate::from_ymd_opt(2026, 11, 3).expect("date"));
+        assert_eq!(o.plan_due, NaiveDate::from_ymd_opt(2026, 11, 15).expect("date"));
     }
 }

@@ -6,10 +6,8 @@ use chrono::{Datelike, Days, NaiveDate};
 use proptest::prelude::*;
 
 /// Skatteverket's official test personal identity numbers, one 12-digit number a line.
-const TEST_NUMBERS: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../data/skatteverket-testpersonnummer.txt"
-));
+const TEST_NUMBERS: &str =
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/skatteverket-testpersonnummer.txt"));
 
 /// The fixed reference date of these tests.
 fn today() -> NaiveDate {
@@ -31,16 +29,8 @@ fn forms(twelve: &str) -> Vec<String> {
     let year: i32 = twelve[..4].parse().expect("digits");
     let month: u32 = twelve[4..6].parse().expect("digits");
     let day_field: u32 = twelve[6..8].parse().expect("digits");
-    let day = if day_field > 60 {
-        day_field - 60
-    } else {
-        day_field
-    };
-    let separator = if under_100(year, month, day) {
-        '-'
-    } else {
-        '+'
-    };
+    let day = if day_field > 60 { day_field - 60 } else { day_field };
+    let separator = if under_100(year, month, day) { '-' } else { '+' };
     let mut forms = vec![
         twelve.to_owned(),
         format!("{}-{}", &twelve[..8], &twelve[8..]),
@@ -59,11 +49,7 @@ fn digits_of(s: &str) -> Vec<u8> {
 #[test]
 fn every_skatteverket_test_number_parses_in_every_form() {
     let mut count = 0;
-    for line in TEST_NUMBERS
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-    {
+    for line in TEST_NUMBERS.lines().map(str::trim).filter(|l| !l.is_empty()) {
         count += 1;
         for form in forms(line) {
             match parse(&form) {
@@ -87,10 +73,7 @@ fn the_century_of_a_ten_digit_form_follows_today() {
     // Born tomorrow's date: last century.
     let check = luhn_check_digit(&[2, 6, 1, 1, 2, 3, 0, 0, 2]);
     let p = parse(&format!("261123-002{check}")).expect("valid");
-    assert_eq!(
-        p.birth_date(),
-        NaiveDate::from_ymd_opt(1926, 11, 23).expect("a date")
-    );
+    assert_eq!(p.birth_date(), NaiveDate::from_ymd_opt(1926, 11, 23).expect("a date"));
     assert!(p.birth_date() < t);
     assert!(parse(&format!("19261123+002{check}")).is_err());
 }
@@ -114,11 +97,7 @@ fn birth_date() -> impl Strategy<Value = NaiveDate> {
 /// The 12 digits for a birth date, coordination flag and serial, with its check digit.
 fn number(date: NaiveDate, coordination: bool, serial: u32) -> String {
     let day = date.day() + if coordination { 60 } else { 0 };
-    let nine = format!(
-        "{:02}{:02}{day:02}{serial:03}",
-        date.year() % 100,
-        date.month()
-    );
+    let nine = format!("{:02}{:02}{day:02}{serial:03}", date.year() % 100, date.month());
     let check = luhn_check_digit(&digits_of(&nine));
     format!("{}{nine}{check}", date.year() / 100)
 }

@@ -13,16 +13,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use carehub_core::pipeline::{Hub, Rejection, Sender};
-use carehub_core::store::{
-    DeliveryFilter, LogEntry, LogFilter, Op, OrderFilter, OrderRecord, StoreError,
-};
+use carehub_core::store::{DeliveryFilter, LogEntry, LogFilter, Op, OrderFilter, OrderRecord, StoreError};
 use carehub_model::{ErrorCode, OrgNumber, PersonalIdentityNumber};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::error;
 use utoipa::{OpenApi, ToSchema};
 
-use crate::auth::{Caller, Role};
+use crate::auth::{Caller, Role, SystemCaller};
 use crate::server::AppState;
 
 /// An error answer.
@@ -47,11 +45,7 @@ pub struct ErrorBody {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError {
-            code,
-            message: message.into(),
-            message_id: None,
-        }
+        ApiError { code, message: message.into(), message_id: None }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -62,9 +56,7 @@ impl ApiError {
 /// The HTTP status for a code.
 pub fn status_of(code: ErrorCode) -> StatusCode {
     match code {
-        ErrorCode::MalformedPayload | ErrorCode::DtdForbidden | ErrorCode::BadRequest => {
-            StatusCode::BAD_REQUEST
-        }
+        ErrorCode::MalformedPayload | ErrorCode::DtdForbidden | ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
         ErrorCode::UnknownMessageType
         | ErrorCode::MissingField
         | ErrorCode::InvalidValue
@@ -93,18 +85,11 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let mut response = (
             status,
-            Json(ErrorBody {
-                code: self.code.as_str().to_owned(),
-                message: self.message,
-                message_id: self.message_id,
-            }),
+            Json(ErrorBody { code: self.code.as_str().to_owned(), message: self.message, message_id: self.message_id }),
         )
             .into_response();
         if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -112,21 +97,14 @@ impl IntoResponse for ApiError {
 
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
-        ApiError {
-            code: r.code,
-            message: r.message,
-            message_id: r.message_id,
-        }
+        ApiError { code: r.code, message: r.message, message_id: r.message_id }
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         error!(error = %e, "store failure");
-        ApiError::new(
-            ErrorCode::Unavailable,
-            "the store is not available; try again later",
-        )
+        ApiError::new(ErrorCode::Unavailable, "the store is not available; try again later")
     }
 }
 
@@ -192,80 +170,58 @@ pub struct ReceiptBody {
 async fn post_message(
     State(state): State<AppState>,
     Path(system): Path<String>,
-    caller: Caller,
+    caller: SystemCaller,
     request: Request,
 ) -> ApiResult<Response> {
     let hub = &state.hub;
     let sys = hub
         .registry
         .get(&system)
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::UnknownSystem,
-                format!("no system named '{system}' is configured"),
-            )
-        })?
+        .ok_or_else(|| ApiError::new(ErrorCode::UnknownSystem, format!("no system named '{system}' is configured")))?
         .clone();
-    let sender = match caller.0.role {
-        Role::Admin => Sender::Trusted,
-        Role::CaseManagement if sys.role == carehub_core::adapter::SystemRole::CaseManagement => {
-            Sender::Trusted
+    let claims = match caller {
+        SystemCaller::Certificate(name) if name == system => None,
+        SystemCaller::Certificate(name) => {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("the client certificate of {name} may send only as {name}"),
+            ))
         }
-        Role::ProviderSystem if sys.role == carehub_core::adapter::SystemRole::ProviderSystem => {
-            let org = caller
-                .0
-                .provider()
-                .and_then(|o| OrgNumber::parse(o).ok())
-                .ok_or_else(|| {
-                    ApiError::new(
-                        ErrorCode::Unauthenticated,
-                        "a provider_system token must carry a valid org",
-                    )
+        SystemCaller::Token(claims) => Some(claims),
+    };
+    let sender = match claims.as_ref().map(|c| c.role) {
+        // The system itself, by its client certificate: it may speak for every provider it
+        // serves; the pipeline checks each order was sent to this system.
+        None => Sender::Trusted,
+        Some(Role::Admin) => Sender::Trusted,
+        Some(Role::CaseManagement) if sys.role == carehub_core::adapter::SystemRole::CaseManagement => Sender::Trusted,
+        Some(Role::ProviderSystem) if sys.role == carehub_core::adapter::SystemRole::ProviderSystem => {
+            let org =
+                claims.as_ref().and_then(|c| c.provider()).and_then(|o| OrgNumber::parse(o).ok()).ok_or_else(|| {
+                    ApiError::new(ErrorCode::Unauthenticated, "a provider_system token must carry a valid org")
                 })?;
             Sender::Provider(org)
         }
-        role => {
+        Some(role) => {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
-                format!(
-                    "the role {} may not send as the {} system {system}",
-                    role.as_str(),
-                    sys.role.as_str()
-                ),
+                format!("the role {} may not send as the {} system {system}", role.as_str(), sys.role.as_str()),
             ))
         }
     };
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let body = match to_bytes(request.into_body(), state.max_body).await {
         Ok(b) => b,
         Err(_) => {
-            let reason = format!(
-                "the body is larger than {} bytes (or was cut off)",
-                state.max_body
-            );
+            let reason = format!("the body is larger than {} bytes (or was cut off)", state.max_body);
             return Err(hub
-                .refuse_unread(
-                    &system,
-                    content_type.as_deref(),
-                    ErrorCode::PayloadTooLarge,
-                    reason,
-                )
+                .refuse_unread(&system, content_type.as_deref(), ErrorCode::PayloadTooLarge, reason)
                 .await
                 .into());
         }
     };
-    let receipt = hub
-        .receive(&system, body.to_vec(), content_type.as_deref(), &sender)
-        .await?;
-    let status = if receipt.status == "duplicate" {
-        StatusCode::OK
-    } else {
-        StatusCode::ACCEPTED
-    };
+    let receipt = hub.receive(&system, body.to_vec(), content_type.as_deref(), &sender).await?;
+    let status = if receipt.status == "duplicate" { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((
         status,
         Json(ReceiptBody {
@@ -320,10 +276,9 @@ impl MessageView {
         let (payload, payload_encoding) = if with_payload {
             match String::from_utf8(e.payload) {
                 Ok(s) => (Some(s), Some("utf-8".to_owned())),
-                Err(b) => (
-                    Some(base64::engine::general_purpose::STANDARD.encode(b.into_bytes())),
-                    Some("base64".to_owned()),
-                ),
+                Err(b) => {
+                    (Some(base64::engine::general_purpose::STANDARD.encode(b.into_bytes())), Some("base64".to_owned()))
+                }
             }
         } else {
             (None, None)
@@ -401,22 +356,14 @@ fn instant(s: &Option<String>, key: &str) -> ApiResult<Option<String>> {
 
 fn org_param(s: &Option<String>) -> ApiResult<Option<String>> {
     s.as_deref()
-        .map(|o| {
-            OrgNumber::parse(o)
-                .map(|o| o.as_str().to_owned())
-                .map_err(|e| ApiError::new(e.code, e.reason))
-        })
+        .map(|o| OrgNumber::parse(o).map(|o| o.as_str().to_owned()).map_err(|e| ApiError::new(e.code, e.reason)))
         .transpose()
 }
 
 /// Records who read the log.
 async fn record_read(hub: &Hub, caller: &Caller, what: String) -> ApiResult<()> {
     hub.store
-        .commit(vec![Op::RecordRead {
-            subject: caller.0.sub.clone(),
-            role: caller.0.role.as_str().to_owned(),
-            what,
-        }])
+        .commit(vec![Op::RecordRead { subject: caller.0.sub.clone(), role: caller.0.role.as_str().to_owned(), what }])
         .await?;
     Ok(())
 }
@@ -436,18 +383,13 @@ async fn list_messages(
         .client
         .as_deref()
         .map(|c| {
-            PersonalIdentityNumber::parse(c)
-                .map(|p| p.expose().to_owned())
-                .map_err(|e| ApiError::new(e.code, e.reason))
+            PersonalIdentityNumber::parse(c).map(|p| p.expose().to_owned()).map_err(|e| ApiError::new(e.code, e.reason))
         })
         .transpose()?;
     let mut provider = org_param(&q.provider)?;
     if let Some(own) = caller.0.provider() {
         if provider.as_deref().is_some_and(|p| p != own) {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "a provider reads only its own messages",
-            ));
+            return Err(ApiError::new(ErrorCode::Forbidden, "a provider reads only its own messages"));
         }
         provider = Some(own.to_owned());
     }
@@ -468,16 +410,8 @@ async fn list_messages(
     };
     record_read(&state.hub, &caller, format!("list messages {filter:?}")).await?;
     let entries = state.hub.store.log_entries(filter).await?;
-    let next_after = (entries.len() == limit)
-        .then(|| entries.last().map(|e| e.seq))
-        .flatten();
-    Ok(Json(MessagePage {
-        messages: entries
-            .into_iter()
-            .map(|e| MessageView::from(e, false))
-            .collect(),
-        next_after,
-    }))
+    let next_after = (entries.len() == limit).then(|| entries.last().map(|e| e.seq)).flatten();
+    Ok(Json(MessagePage { messages: entries.into_iter().map(|e| MessageView::from(e, false)).collect(), next_after }))
 }
 
 /// One message-log entry, with its raw payload.
@@ -499,10 +433,7 @@ async fn get_message(
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no message {id}")))?;
     if let Some(own) = caller.0.provider() {
         if entry.provider.as_deref() != Some(own) {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "the message concerns another provider",
-            ));
+            return Err(ApiError::new(ErrorCode::Forbidden, "the message concerns another provider"));
         }
     }
     Ok(Json(MessageView::from(entry, true)))
@@ -535,11 +466,7 @@ impl OrderView {
     fn from(r: OrderRecord) -> Self {
         let today = Hub::today();
         OrderView {
-            overdue: r
-                .overdue_reasons(today)
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
+            overdue: r.overdue_reasons(today).into_iter().map(str::to_owned).collect(),
             order: serde_json::to_value(&r.order).unwrap_or(Value::Null),
             source_system: r.source_system,
             provider_system: r.provider_system,
@@ -583,10 +510,7 @@ async fn list_orders(
     let mut provider = org_param(&q.provider)?;
     if let Some(own) = caller.0.provider() {
         if provider.as_deref().is_some_and(|p| p != own) {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "a provider lists only its own orders",
-            ));
+            return Err(ApiError::new(ErrorCode::Forbidden, "a provider lists only its own orders"));
         }
         provider = Some(own.to_owned());
     }
@@ -597,24 +521,15 @@ async fn list_orders(
         limit: q.limit.unwrap_or(1000).clamp(1, 10_000),
     };
     let orders = state.hub.store.orders(filter).await?;
-    Ok(Json(OrderList {
-        orders: orders.into_iter().map(OrderView::from).collect(),
-    }))
+    Ok(Json(OrderList { orders: orders.into_iter().map(OrderView::from).collect() }))
 }
 
 async fn order_for(state: &AppState, caller: &Caller, id: &str) -> ApiResult<OrderRecord> {
-    let record = state
-        .hub
-        .store
-        .order(id)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no order {id}")))?;
+    let record =
+        state.hub.store.order(id).await?.ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no order {id}")))?;
     if let Some(own) = caller.0.provider() {
         if record.order.provider.as_str() != own {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "the order belongs to another provider",
-            ));
+            return Err(ApiError::new(ErrorCode::Forbidden, "the order belongs to another provider"));
         }
     }
     Ok(record)
@@ -630,9 +545,7 @@ async fn get_order(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<OrderView>> {
-    Ok(Json(OrderView::from(
-        order_for(&state, &caller, &id).await?,
-    )))
+    Ok(Json(OrderView::from(order_for(&state, &caller, &id).await?)))
 }
 
 /// One step of an order's life.
@@ -698,15 +611,8 @@ fn describe_step(e: &LogEntry) -> String {
     let what = e.message_type.replace('_', " ");
     match (e.direction.as_str(), e.status.as_str()) {
         ("in", "accepted") => format!("{what} received from {}", e.system),
-        ("in", "duplicate") => format!(
-            "{what} received again from {} (a repeat, not acted on)",
-            e.system
-        ),
-        ("in", "rejected") => format!(
-            "{what} from {} rejected ({})",
-            e.system,
-            e.error_code.as_deref().unwrap_or("?")
-        ),
+        ("in", "duplicate") => format!("{what} received again from {} (a repeat, not acted on)", e.system),
+        ("in", "rejected") => format!("{what} from {} rejected ({})", e.system, e.error_code.as_deref().unwrap_or("?")),
         ("out", "queued") => format!("{what} queued for {}", e.system),
         ("out", "delivered") => format!("{what} delivered to {}", e.system),
         ("out", "retrying") => format!("{what} delivery to {} failed, will retry", e.system),
@@ -721,30 +627,18 @@ fn describe_step(e: &LogEntry) -> String {
     params(("id" = String, Path, description = "The order id")),
     responses((status = 200, body = Trace), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn order_trace(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Trace>> {
+async fn order_trace(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Trace>> {
     let record = order_for(&state, &caller, &id).await?;
     record_read(&state.hub, &caller, format!("trace {id}")).await?;
     let entries = state
         .hub
         .store
-        .log_entries(LogFilter {
-            order_id: Some(id.clone()),
-            limit: 10_000,
-            ..LogFilter::default()
-        })
+        .log_entries(LogFilter { order_id: Some(id.clone()), limit: 10_000, ..LogFilter::default() })
         .await?;
     let deliveries = state
         .hub
         .store
-        .deliveries(DeliveryFilter {
-            order_id: Some(id.clone()),
-            limit: 1000,
-            ..DeliveryFilter::default()
-        })
+        .deliveries(DeliveryFilter { order_id: Some(id.clone()), limit: 1000, ..DeliveryFilter::default() })
         .await?;
     let steps = entries
         .iter()
@@ -804,9 +698,7 @@ async fn list_deliveries(
             limit: q.limit.unwrap_or(1000).clamp(1, 10_000),
         })
         .await?;
-    Ok(Json(DeliveryList {
-        deliveries: rows.into_iter().map(DeliveryView::from).collect(),
-    }))
+    Ok(Json(DeliveryList { deliveries: rows.into_iter().map(DeliveryView::from).collect() }))
 }
 
 /// Which dead letters to replay.
@@ -828,9 +720,7 @@ async fn replay(
     caller.require(&[Role::Admin])?;
     let ids = body.and_then(|Json(r)| r.ids);
     let rows = state.hub.replay(ids).await?;
-    Ok(Json(DeliveryList {
-        deliveries: rows.into_iter().map(DeliveryView::from).collect(),
-    }))
+    Ok(Json(DeliveryList { deliveries: rows.into_iter().map(DeliveryView::from).collect() }))
 }
 
 /// The result of recomputing the message log's hash chain.
@@ -875,14 +765,8 @@ async fn healthz() -> Json<Value> {
     responses((status = 200, description = "ready"), (status = 503, body = ErrorBody)))]
 async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     state.hub.store.ping().await?;
-    if !state
-        .delivery_running
-        .load(std::sync::atomic::Ordering::SeqCst)
-    {
-        return Err(ApiError::new(
-            ErrorCode::Unavailable,
-            "the delivery loop is not running",
-        ));
+    if !state.delivery_running.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::new(ErrorCode::Unavailable, "the delivery loop is not running"));
     }
     Ok(Json(serde_json::json!({ "status": "ready" })))
 }
@@ -896,9 +780,7 @@ async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static(
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        ),
+        header::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     Ok((headers, Body::from(text)).into_response())
 }
@@ -911,12 +793,7 @@ impl utoipa::Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
     }
 }

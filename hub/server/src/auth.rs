@@ -93,10 +93,7 @@ pub enum TokenError {
 }
 
 fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 impl Auth {
@@ -113,38 +110,18 @@ impl Auth {
     }
 
     /// Issues a token for `role` (and `org`, for a provider's system).
-    pub fn issue(
-        &self,
-        subject: &str,
-        role: Role,
-        org: Option<&str>,
-        ttl: Duration,
-    ) -> Result<String, TokenError> {
+    pub fn issue(&self, subject: &str, role: Role, org: Option<&str>, ttl: Duration) -> Result<String, TokenError> {
         let org = match (role, org) {
             (Role::ProviderSystem, None) => return Err(TokenError::ProviderNeedsOrg),
-            (Role::ProviderSystem, Some(o)) => Some(
-                OrgNumber::parse(o)
-                    .map_err(|e| TokenError::InvalidOrg(e.to_string()))?
-                    .as_str()
-                    .to_owned(),
-            ),
+            (Role::ProviderSystem, Some(o)) => {
+                Some(OrgNumber::parse(o).map_err(|e| TokenError::InvalidOrg(e.to_string()))?.as_str().to_owned())
+            }
             (_, Some(_)) => return Err(TokenError::OrgNotAllowed),
             (_, None) => None,
         };
         let iat = now_secs();
-        let claims = Claims {
-            sub: subject.to_owned(),
-            role,
-            org,
-            iat,
-            exp: iat + ttl.as_secs(),
-            iss: ISSUER.into(),
-        };
-        Ok(encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &self.encoding,
-        )?)
+        let claims = Claims { sub: subject.to_owned(), role, org, iat, exp: iat + ttl.as_secs(), iss: ISSUER.into() };
+        Ok(encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?)
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
@@ -157,10 +134,7 @@ impl Auth {
         })?;
         let claims = data.claims;
         if claims.role == Role::ProviderSystem && claims.org.is_none() {
-            return Err(ApiError::new(
-                ErrorCode::Unauthenticated,
-                "a provider_system token must carry org",
-            ));
+            return Err(ApiError::new(ErrorCode::Unauthenticated, "a provider_system token must carry org"));
         }
         Ok(claims)
     }
@@ -176,44 +150,54 @@ impl Caller {
         if roles.contains(&self.0.role) {
             Ok(())
         } else {
-            Err(ApiError::new(
-                ErrorCode::Forbidden,
-                format!("the role {} may not do this", self.0.role.as_str()),
-            ))
+            Err(ApiError::new(ErrorCode::Forbidden, format!("the role {} may not do this", self.0.role.as_str())))
         }
     }
+}
+
+fn bearer(parts: &Parts, state: &AppState) -> Option<Result<Claims, ApiError>> {
+    let header = parts.headers.get(axum::http::header::AUTHORIZATION)?;
+    let token = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")));
+    Some(match token {
+        Some(t) => state.auth.verify(t.trim()),
+        None => Err(ApiError::new(ErrorCode::Unauthenticated, "the Authorization header is not a bearer token")),
+    })
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::Unauthenticated,
-                    "send Authorization: Bearer <token>",
-                )
-            })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::Unauthenticated,
-                    "the Authorization header is not a bearer token",
-                )
-            })?;
-        state.auth.verify(token.trim()).map(Caller)
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match bearer(parts, state) {
+            Some(claims) => claims.map(Caller),
+            None => Err(ApiError::new(ErrorCode::Unauthenticated, "send Authorization: Bearer <token>")),
+        }
+    }
+}
+
+/// Who sends a message: a bearer token's holder, or a system that presented its client
+/// certificate (mutual TLS). Only the message endpoint accepts the latter.
+#[derive(Debug, Clone)]
+pub enum SystemCaller {
+    Token(Claims),
+    /// The configured system the verified client certificate names.
+    Certificate(String),
+}
+
+impl FromRequestParts<AppState> for SystemCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(claims) = bearer(parts, state) {
+            return claims.map(SystemCaller::Token);
+        }
+        match parts.extensions.get::<crate::tls::PeerSystem>() {
+            Some(crate::tls::PeerSystem(Some(system))) => Ok(SystemCaller::Certificate(system.clone())),
+            _ => Err(ApiError::new(
+                ErrorCode::Unauthenticated,
+                "send Authorization: Bearer <token>, or a client certificate of a configured system",
+            )),
+        }
     }
 }
 
@@ -224,32 +208,17 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_forgeries_fail() {
         let a = Auth::new("0123456789abcdef0123456789abcdef");
-        let t = a
-            .issue(
-                "p",
-                Role::ProviderSystem,
-                Some("559900-0014"),
-                Duration::from_secs(60),
-            )
-            .expect("issue");
+        let t = a.issue("p", Role::ProviderSystem, Some("559900-0014"), Duration::from_secs(60)).expect("issue");
         let c = a.verify(&t).expect("verify");
         assert_eq!(c.provider(), Some("5599000014"));
         let other = Auth::new("another-secret-another-secret-xx");
-        assert_eq!(
-            other.verify(&t).expect_err("forged").code,
-            ErrorCode::Unauthenticated
-        );
+        assert_eq!(other.verify(&t).expect_err("forged").code, ErrorCode::Unauthenticated);
         assert!(matches!(
             a.issue("p", Role::ProviderSystem, None, Duration::from_secs(1)),
             Err(TokenError::ProviderNeedsOrg)
         ));
         assert!(matches!(
-            a.issue(
-                "p",
-                Role::Auditor,
-                Some("5599000014"),
-                Duration::from_secs(1)
-            ),
+            a.issue("p", Role::Auditor, Some("5599000014"), Duration::from_secs(1)),
             Err(TokenError::OrgNotAllowed)
         ));
     }

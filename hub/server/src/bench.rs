@@ -41,11 +41,7 @@ pub enum BenchCommand {
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
-        BenchCommand::Decisions {
-            clients,
-            seconds,
-            dir,
-        } => decisions(clients, seconds, dir).await,
+        BenchCommand::Decisions { clients, seconds, dir } => decisions(clients, seconds, dir).await,
     }
 }
 
@@ -93,15 +89,8 @@ async fn one_run(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let hub = server::start(runtime, listener).await?;
     let url = format!("{}/v1/systems/combine/messages", hub.url());
-    let token = Auth::new(SECRET).issue(
-        "bench",
-        Role::CaseManagement,
-        None,
-        Duration::from_secs(3600),
-    )?;
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(clients)
-        .build()?;
+    let token = Auth::new(SECRET).issue("bench", Role::CaseManagement, None, Duration::from_secs(3600))?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
 
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -149,9 +138,7 @@ async fn one_run(
     hub.stop().await;
     all.sort();
     let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default()
     };
     Ok(Run {
         clients,
@@ -164,19 +151,16 @@ async fn one_run(
     })
 }
 
-async fn decisions(
-    clients: Vec<usize>,
-    seconds: u64,
-    dir: Option<PathBuf>,
-) -> anyhow::Result<ExitCode> {
-    let temp = tempfile::tempdir_in(dir.as_deref().unwrap_or(&std::env::temp_dir()))
-        .context("cannot create a folder")?;
-    let pnrs: Arc<Vec<&'static str>> = Arc::new(
-        include_str!("../../../data/skatteverket-testpersonnummer.txt")
-            .lines()
-            .collect(),
+async fn decisions(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let temp =
+        tempfile::tempdir_in(dir.as_deref().unwrap_or(&std::env::temp_dir())).context("cannot create a folder")?;
+    let pnrs: Arc<Vec<&'static str>> =
+        Arc::new(include_str!("../../../data/skatteverket-testpersonnummer.txt").lines().collect());
+    out!(
+        "carehub bench decisions: {} cores, {seconds} s per run after a 2 s warm-up, databases in {}",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        temp.path().display()
     );
-    out!("carehub bench decisions: {} cores, {seconds} s per run after a 2 s warm-up, databases in {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), temp.path().display());
     out!("");
     out!(
         "{:>8} {:>10} {:>12} {:>9} {:>9} {:>9} {:>7}",

@@ -14,11 +14,7 @@ use crate::auth::{Auth, Role};
 use crate::config::Config;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "carehub",
-    version,
-    about = "The integration hub for Swedish municipal home care"
-)]
+#[command(name = "carehub", version, about = "The integration hub for Swedish municipal home care")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -136,27 +132,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             check(config).await
         }
-        Command::Token {
-            role,
-            org,
-            subject,
-            ttl_minutes,
-            config,
-        } => {
+        Command::Token { role, org, subject, ttl_minutes, config } => {
             let config = match load_config(&config) {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
-            let ttl = ttl_minutes
-                .map(|m| Duration::from_secs(m * 60))
-                .unwrap_or(config.token_ttl());
+            let ttl = ttl_minutes.map(|m| Duration::from_secs(m * 60)).unwrap_or(config.token_ttl());
             let token = Auth::new(&config.jwt_secret).issue(&subject, role, org.as_deref(), ttl)?;
             crate::out!("{token}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit {
-            command: AuditCommand::Verify { db },
-        } => audit_verify(&db).await,
+        Command::Audit { command: AuditCommand::Verify { db } } => audit_verify(&db).await,
         Command::Replay { config, ids, list } => {
             init_tracing("warn");
             let config = match load_config(&config) {
@@ -191,11 +177,10 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -208,11 +193,7 @@ async fn shutdown_signal() {
 }
 
 async fn check(config: Config) -> anyhow::Result<ExitCode> {
-    crate::out!(
-        "configuration: ok ({} systems, {} providers)",
-        config.systems.len(),
-        config.providers.len()
-    );
+    crate::out!("configuration: ok ({} systems, {} providers)", config.systems.len(), config.providers.len());
     let mappings = match crate::server::load_mappings(&config) {
         Ok(m) => m,
         Err(e) => {
@@ -224,15 +205,24 @@ async fn check(config: Config) -> anyhow::Result<ExitCode> {
     for (vendor, set) in &mappings {
         let (n, failures) = set.run_samples();
         if failures.is_empty() {
-            crate::out!(
-                "mappings {vendor}: {} files, {n} samples pass",
-                set.mappings.len()
-            );
+            crate::out!("mappings {vendor}: {} files, {n} samples pass", set.mappings.len());
         } else {
             failed = true;
             crate::out!("mappings {vendor}: {} of {n} samples fail", failures.len());
             for f in failures {
                 crate::out!("  - {f}");
+            }
+        }
+    }
+    if let Some(section) = &config.hub.tls {
+        match crate::tls::Tls::load(section, &config) {
+            Ok(_) => crate::out!(
+                "tls: ok{}",
+                if section.client_ca.is_some() { ", client certificates accepted (mutual TLS)" } else { "" }
+            ),
+            Err(e) => {
+                failed = true;
+                crate::out!("tls: FAILED: {e:#}");
             }
         }
     }
@@ -246,19 +236,11 @@ async fn check(config: Config) -> anyhow::Result<ExitCode> {
             }
             Err(_) => {
                 failed = true;
-                crate::out!(
-                    "system {} ({}): FAILED: no answer within 10 s",
-                    sys.name,
-                    sys.vendor
-                );
+                crate::out!("system {} ({}): FAILED: no answer within 10 s", sys.name, sys.vendor);
             }
         }
     }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 async fn audit_verify(db: &Path) -> anyhow::Result<ExitCode> {
@@ -270,19 +252,13 @@ async fn audit_verify(db: &Path) -> anyhow::Result<ExitCode> {
     let report = carehub_core::store::verify_chain(&store).await?;
     match report.first_bad {
         None => {
-            crate::out!(
-                "ok: the message log's hash chain verifies ({} entries)",
-                report.entries
-            );
+            crate::out!("ok: the message log's hash chain verifies ({} entries)", report.entries);
             crate::out!("head: {}", report.head);
             Ok(ExitCode::SUCCESS)
         }
         Some((seq, why)) => {
             crate::out!("FAILED: entry {seq} does not match: {why}");
-            crate::out!(
-                "({} entries checked up to and including it)",
-                report.entries
-            );
+            crate::out!("({} entries checked up to and including it)", report.entries);
             Ok(ExitCode::FAILURE)
         }
     }
@@ -292,25 +268,11 @@ async fn replay(config: Config, ids: Vec<i64>, list: bool) -> anyhow::Result<Exi
     let runtime = crate::server::build(&config)?;
     let store: Arc<dyn Store> = runtime.state.hub.store.clone();
     let dead = store
-        .deliveries(DeliveryFilter {
-            state: Some("dead".into()),
-            limit: 10_000,
-            ..DeliveryFilter::default()
-        })
+        .deliveries(DeliveryFilter { state: Some("dead".into()), limit: 10_000, ..DeliveryFilter::default() })
         .await?;
-    let chosen: Vec<_> = dead
-        .into_iter()
-        .filter(|d| ids.is_empty() || ids.contains(&d.id))
-        .collect();
+    let chosen: Vec<_> = dead.into_iter().filter(|d| ids.is_empty() || ids.contains(&d.id)).collect();
     if chosen.is_empty() {
-        crate::out!(
-            "no dead letters{}",
-            if ids.is_empty() {
-                ""
-            } else {
-                " with those ids"
-            }
-        );
+        crate::out!("no dead letters{}", if ids.is_empty() { "" } else { " with those ids" });
         return Ok(ExitCode::SUCCESS);
     }
     for d in &chosen {
@@ -334,24 +296,11 @@ async fn replay(config: Config, ids: Vec<i64>, list: bool) -> anyhow::Result<Exi
     let mut failed = false;
     for d in results {
         if d.state == "delivered" {
-            crate::out!(
-                "delivery {}: delivered after {} attempt(s)",
-                d.id,
-                d.attempts
-            );
+            crate::out!("delivery {}: delivered after {} attempt(s)", d.id, d.attempts);
         } else {
             failed = true;
-            crate::out!(
-                "delivery {}: {} again: {}",
-                d.id,
-                d.state,
-                d.last_error.as_deref().unwrap_or("-")
-            );
+            crate::out!("delivery {}: {} again: {}", d.id, d.state, d.last_error.as_deref().unwrap_or("-"));
         }
     }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

@@ -32,6 +32,23 @@ pub struct HubSection {
     pub max_body_bytes: usize,
     /// A folder with `<vendor>/*.toml` mapping files that replace the built-in ones.
     pub mappings_dir: Option<PathBuf>,
+    /// Serve HTTPS (and, with `client_ca`, accept client certificates).
+    pub tls: Option<TlsSection>,
+}
+
+/// `[hub.tls]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// The hub's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM, PKCS#8, SEC1 or PKCS#1).
+    pub key: PathBuf,
+    /// A CA (PEM) whose client certificates authenticate systems (mutual TLS). A system
+    /// is named by its `client_cert_name`. Clients without a certificate still connect
+    /// and use bearer tokens.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Default for HubSection {
@@ -41,6 +58,7 @@ impl Default for HubSection {
             database: "carehub.db".into(),
             max_body_bytes: 1024 * 1024,
             mappings_dir: None,
+            tls: None,
         }
     }
 }
@@ -94,10 +112,7 @@ pub struct DeadlineSection {
 impl Default for DeadlineSection {
     fn default() -> Self {
         let d = Deadlines::default();
-        DeadlineSection {
-            execute_days: d.execute_days,
-            plan_days: d.plan_days,
-        }
+        DeadlineSection { execute_days: d.execute_days, plan_days: d.plan_days }
     }
 }
 
@@ -106,6 +121,8 @@ impl Default for DeadlineSection {
 pub struct SystemConfig {
     pub name: String,
     pub vendor: VendorConfig,
+    /// The DNS name in the system's client certificate (mutual TLS), if it uses one.
+    pub client_cert_name: Option<String>,
 }
 
 /// One `[[providers]]` entry: a provider and the system its orders go to.
@@ -146,8 +163,7 @@ fn section<T: serde::de::DeserializeOwned + Default>(
 fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 impl Config {
@@ -162,9 +178,7 @@ impl Config {
 
     /// Parses and validates configuration text.
     pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigErrors> {
-        let mut table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| ConfigErrors(vec![e.to_string()]))?;
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigErrors(vec![e.to_string()]))?;
         let mut errors = Vec::new();
         let mut hub: HubSection = section(&mut table, "hub", &mut errors);
         let mut auth: AuthSection = section(&mut table, "auth", &mut errors);
@@ -172,16 +186,18 @@ impl Config {
         let deadlines: DeadlineSection = section(&mut table, "deadlines", &mut errors);
 
         if hub.listen.parse::<std::net::SocketAddr>().is_err() {
-            errors.push(format!(
-                "[hub] listen: '{}' is not an address:port",
-                hub.listen
-            ));
+            errors.push(format!("[hub] listen: '{}' is not an address:port", hub.listen));
         }
         if hub.max_body_bytes < 1024 {
             errors.push("[hub] max_body_bytes: at least 1024".into());
         }
         hub.database = base.join(&hub.database);
         hub.mappings_dir = hub.mappings_dir.map(|d| base.join(d));
+        if let Some(tls) = &mut hub.tls {
+            tls.cert = base.join(&tls.cert);
+            tls.key = base.join(&tls.key);
+            tls.client_ca = tls.client_ca.as_ref().map(|c| base.join(c));
+        }
         if delivery.max_attempts == 0 {
             errors.push("[delivery] max_attempts: at least 1".into());
         }
@@ -193,36 +209,22 @@ impl Config {
         }
 
         auth.jwt_secret_file = auth.jwt_secret_file.map(|f| base.join(f));
-        let jwt_secret = match (
-            &auth.jwt_secret,
-            &auth.jwt_secret_file,
-            &auth.jwt_secret_env,
-        ) {
+        let jwt_secret = match (&auth.jwt_secret, &auth.jwt_secret_file, &auth.jwt_secret_env) {
             (Some(s), None, None) => s.clone(),
-            (None, Some(f), None) => std::fs::read_to_string(f)
-                .map(|s| s.trim().to_owned())
-                .unwrap_or_else(|e| {
-                    errors.push(format!(
-                        "[auth] jwt_secret_file: cannot read {}: {e}",
-                        f.display()
-                    ));
-                    String::new()
-                }),
+            (None, Some(f), None) => std::fs::read_to_string(f).map(|s| s.trim().to_owned()).unwrap_or_else(|e| {
+                errors.push(format!("[auth] jwt_secret_file: cannot read {}: {e}", f.display()));
+                String::new()
+            }),
             (None, None, Some(var)) => std::env::var(var).unwrap_or_else(|_| {
-                errors.push(format!(
-                    "[auth] jwt_secret_env: the environment variable {var} is not set"
-                ));
+                errors.push(format!("[auth] jwt_secret_env: the environment variable {var} is not set"));
                 String::new()
             }),
             (None, None, None) => {
-                errors
-                    .push("[auth]: set one of jwt_secret, jwt_secret_file, jwt_secret_env".into());
+                errors.push("[auth]: set one of jwt_secret, jwt_secret_file, jwt_secret_env".into());
                 String::new()
             }
             _ => {
-                errors.push(
-                    "[auth]: set only one of jwt_secret, jwt_secret_file, jwt_secret_env".into(),
-                );
+                errors.push("[auth]: set only one of jwt_secret, jwt_secret_file, jwt_secret_env".into());
                 String::new()
             }
         };
@@ -249,13 +251,21 @@ impl Config {
                     };
                     let label = format!("[[systems]] {name}");
                     if !is_name(&name) {
-                        errors.push(format!(
-                            "{label}: a name is lowercase letters, digits, '-' and '_'"
-                        ));
+                        errors.push(format!("{label}: a name is lowercase letters, digits, '-' and '_'"));
                     }
                     if !names.insert(name.clone()) {
                         errors.push(format!("{label}: the name is used twice"));
                     }
+                    let client_cert_name = match t.remove("client_cert_name") {
+                        None => None,
+                        Some(toml::Value::String(n)) if rustls_pki_types::ServerName::try_from(n.as_str()).is_ok() => {
+                            Some(n)
+                        }
+                        Some(_) => {
+                            errors.push(format!("{label}: client_cert_name must be a DNS name"));
+                            None
+                        }
+                    };
                     let vendor = match t.remove("vendor") {
                         Some(toml::Value::String(v)) => v,
                         _ => {
@@ -268,9 +278,8 @@ impl Config {
                     };
                     match VendorConfig::parse(&vendor, t) {
                         Ok(v) => {
-                            errors
-                                .extend(v.problems().into_iter().map(|p| format!("{label}: {p}")));
-                            systems.push(SystemConfig { name, vendor: v });
+                            errors.extend(v.problems().into_iter().map(|p| format!("{label}: {p}")));
+                            systems.push(SystemConfig { name, vendor: v, client_cert_name });
                         }
                         Err(e) => errors.push(format!("{label}: {e}")),
                     }
@@ -292,9 +301,7 @@ impl Config {
             match OrgNumber::parse(&p.org) {
                 Ok(org) => {
                     if !orgs.insert(org.as_str().to_owned()) {
-                        errors.push(format!(
-                            "{label}: organisation number {org} is configured twice"
-                        ));
+                        errors.push(format!("{label}: organisation number {org} is configured twice"));
                     }
                 }
                 Err(e) => errors.push(format!("{label}: org: {}", e.reason)),
@@ -310,19 +317,18 @@ impl Config {
             }
         }
 
+        if systems.iter().any(|s| s.client_cert_name.is_some())
+            && hub.tls.as_ref().is_none_or(|t| t.client_ca.is_none())
+        {
+            errors.push("[[systems]] client_cert_name needs [hub.tls] client_ca to verify client certificates".into());
+        }
         for key in table.keys() {
-            errors.push(format!("unknown key or section '{key}' (known: hub, auth, delivery, deadlines, systems, providers)"));
+            errors.push(format!(
+                "unknown key or section '{key}' (known: hub, auth, delivery, deadlines, systems, providers)"
+            ));
         }
         if errors.is_empty() {
-            Ok(Config {
-                hub,
-                auth,
-                jwt_secret,
-                delivery,
-                deadlines,
-                systems,
-                providers,
-            })
+            Ok(Config { hub, auth, jwt_secret, delivery, deadlines, systems, providers })
         } else {
             Err(ConfigErrors(errors))
         }
@@ -338,10 +344,7 @@ impl Config {
     }
 
     pub fn deadlines(&self) -> Deadlines {
-        Deadlines {
-            execute_days: self.deadlines.execute_days,
-            plan_days: self.deadlines.plan_days,
-        }
+        Deadlines { execute_days: self.deadlines.execute_days, plan_days: self.deadlines.plan_days }
     }
 
     pub fn token_ttl(&self) -> Duration {
@@ -356,10 +359,7 @@ impl Config {
                 let org = OrgNumber::parse(&p.org).ok()?;
                 Some((
                     org.as_str().to_owned(),
-                    carehub_core::pipeline::Route {
-                        provider_name: p.name.clone(),
-                        system: p.system.clone(),
-                    },
+                    carehub_core::pipeline::Route { provider_name: p.name.clone(), system: p.system.clone() },
                 ))
             })
             .collect()
@@ -394,6 +394,25 @@ system = "phoniro"
         let c = Config::parse(GOOD, Path::new("/etc/carehub")).expect("valid");
         assert_eq!(c.hub.database, PathBuf::from("/etc/carehub/x.db"));
         assert_eq!(c.routes().keys().collect::<Vec<_>>(), vec!["5599000014"]);
+    }
+
+    #[test]
+    fn client_certificates_need_a_client_ca() {
+        let text = GOOD.replace(
+            "callback_url = \"http://127.0.0.1:1/cb\"",
+            "callback_url = \"http://127.0.0.1:1/cb\"\nclient_cert_name = \"combine.example\"",
+        );
+        let e = Config::parse(&text, Path::new(".")).expect_err("no client_ca");
+        assert!(e.0.iter().any(|p| p.contains("client_ca")), "{e}");
+        let with_ca =
+            text.replace("[auth]", "[hub.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nclient_ca = \"ca.pem\"\n[auth]");
+        let c = Config::parse(
+            &with_ca.replace("[hub]\ndatabase = \"x.db\"\n", "[hub]\ndatabase = \"x.db\"\n"),
+            Path::new("/etc/carehub"),
+        );
+        let c = c.expect("valid with a client CA");
+        assert_eq!(c.hub.tls.as_ref().and_then(|t| t.client_ca.clone()), Some(PathBuf::from("/etc/carehub/ca.pem")));
+        assert_eq!(c.systems[0].client_cert_name.as_deref(), Some("combine.example"));
     }
 
     #[test]

@@ -44,24 +44,9 @@ struct Provider {
 }
 
 const PROVIDERS: &[Provider] = &[
-    Provider {
-        org: "5599000014",
-        name: "Hemtjänst Norr AB",
-        system: "phoniro-norr",
-        decisions: 16,
-    },
-    Provider {
-        org: "5566778899",
-        name: "Omsorgshuset i Ekerö AB",
-        system: "phoniro-norr",
-        decisions: 12,
-    },
-    Provider {
-        org: "5560123456",
-        name: "Södra Vård & Omsorg AB",
-        system: "phoniro-soder",
-        decisions: 8,
-    },
+    Provider { org: "5599000014", name: "Hemtjänst Norr AB", system: "phoniro-norr", decisions: 16 },
+    Provider { org: "5566778899", name: "Omsorgshuset i Ekerö AB", system: "phoniro-norr", decisions: 12 },
+    Provider { org: "5560123456", name: "Södra Vård & Omsorg AB", system: "phoniro-soder", decisions: 8 },
 ];
 
 /// What a mock Phoniro does with the orders it gets.
@@ -88,25 +73,15 @@ async fn phoniro_orders(State(p): State<Arc<MockPhoniro>>, body: Bytes) -> Statu
         return StatusCode::BAD_REQUEST;
     };
     let id = order["orderId"].as_str().unwrap_or_default().to_owned();
-    let first_time = p
-        .seen
-        .lock()
-        .map(|mut s| s.insert(id.clone()))
-        .unwrap_or(false);
+    let first_time = p.seen.lock().map(|mut s| s.insert(id.clone())).unwrap_or(false);
     if p.flaky && first_time && n % 4 == 1 {
         return StatusCode::SERVICE_UNAVAILABLE;
     }
     p.orders.fetch_add(1, Ordering::SeqCst);
     // Answer like a provider would, a moment later: most orders are confirmed and get a
     // plan; "late" decisions are never answered; one provider turns one order down.
-    let reference = order["externalReference"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let org = order["provider"]["organisationNumber"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let reference = order["externalReference"].as_str().unwrap_or_default().to_owned();
+    let org = order["provider"]["organisationNumber"].as_str().unwrap_or_default().to_owned();
     let this = p.clone();
     tokio::spawn(async move {
         if reference.contains("-LATE-") {
@@ -115,11 +90,7 @@ async fn phoniro_orders(State(p): State<Arc<MockPhoniro>>, body: Bytes) -> Statu
         tokio::time::sleep(Duration::from_millis(20)).await;
         let rejected = reference.ends_with("-007");
         let status = if rejected { "REJECTED" } else { "ACCEPTED" };
-        let reason = if rejected {
-            r#","reason":"Ingen kapacitet i området just nu""#
-        } else {
-            ""
-        };
+        let reason = if rejected { r#","reason":"Ingen kapacitet i området just nu""# } else { "" };
         let ack = format!(
             r#"{{"type":"orderConfirmation","orderId":"{id}","status":"{status}"{reason},"confirmedAt":"{}"}}"#,
             chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
@@ -170,9 +141,7 @@ async fn combine_callback(State(c): State<Arc<MockCombine>>, body: Bytes) -> Sta
 }
 
 async fn serve_mock(router: Router) -> anyhow::Result<String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("cannot bind a mock vendor")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot bind a mock vendor")?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
@@ -222,13 +191,7 @@ base_url = "{soder}/api"
     text
 }
 
-fn decision(
-    id: &str,
-    pnr: &str,
-    provider: &str,
-    decided: Option<&str>,
-    services: &[(&str, u32)],
-) -> String {
+fn decision(id: &str, pnr: &str, provider: &str, decided: Option<&str>, services: &[(&str, u32)]) -> String {
     let mut s = format!(
         "<Beslut xmlns=\"urn:carehub:vendor:combine:1\">\n  <BeslutsId>{id}</BeslutsId>\n  <Personnummer>{}-{}</Personnummer>\n  <Handlaggare>hl-{}</Handlaggare>\n  <Utforare orgnr=\"{provider}\"/>\n  <GiltigFrom>2026-11-01</GiltigFrom><GiltigTom>2027-10-31</GiltigTom>\n",
         &pnr[..8],
@@ -239,9 +202,7 @@ fn decision(
         s.push_str(&format!("  <Beslutstidpunkt>{d}</Beslutstidpunkt>\n"));
     }
     for (code, minutes) in services {
-        s.push_str(&format!(
-            "  <Insats kod=\"{code}\"><MinuterPerManad>{minutes}</MinuterPerManad></Insats>\n"
-        ));
+        s.push_str(&format!("  <Insats kod=\"{code}\"><MinuterPerManad>{minutes}</MinuterPerManad></Insats>\n"));
     }
     s.push_str("</Beslut>\n");
     s
@@ -260,20 +221,12 @@ fn clients() -> Vec<&'static str> {
 pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let temp = tempfile::tempdir().context("cannot create a temporary folder")?;
-    let db = options
-        .db
-        .clone()
-        .unwrap_or_else(|| temp.path().join("carehub-demo.db"));
+    let db = options.db.clone().unwrap_or_else(|| temp.path().join("carehub-demo.db"));
     let auth = Auth::new(SECRET);
     let ttl = Duration::from_secs(8 * 3600);
     let tokens: BTreeMap<String, String> = PROVIDERS
         .iter()
-        .map(|p| {
-            Ok((
-                p.org.to_owned(),
-                auth.issue(p.system, Role::ProviderSystem, Some(p.org), ttl)?,
-            ))
-        })
+        .map(|p| Ok((p.org.to_owned(), auth.issue(p.system, Role::ProviderSystem, Some(p.org), ttl)?)))
         .collect::<anyhow::Result<_>>()?;
     let http = reqwest::Client::new();
     let mock = |name: &'static str, flaky: bool, down: bool| {
@@ -299,28 +252,15 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
             .with_state(combine.clone()),
     )
     .await?;
-    let norr_url = serve_mock(
-        Router::new()
-            .route("/api/orders", post(phoniro_orders))
-            .with_state(norr.clone()),
-    )
-    .await?;
-    let soder_url = serve_mock(
-        Router::new()
-            .route("/api/orders", post(phoniro_orders))
-            .with_state(soder.clone()),
-    )
-    .await?;
+    let norr_url =
+        serve_mock(Router::new().route("/api/orders", post(phoniro_orders)).with_state(norr.clone())).await?;
+    let soder_url =
+        serve_mock(Router::new().route("/api/orders", post(phoniro_orders)).with_state(soder.clone())).await?;
 
-    let config = Config::parse(
-        &config_text(&db, &combine_url, &norr_url, &soder_url),
-        std::path::Path::new("."),
-    )
-    .map_err(|e| anyhow::anyhow!("the demo configuration is invalid: {e}"))?;
+    let config = Config::parse(&config_text(&db, &combine_url, &norr_url, &soder_url), std::path::Path::new("."))
+        .map_err(|e| anyhow::anyhow!("the demo configuration is invalid: {e}"))?;
     let runtime = server::build(&config)?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("cannot bind the hub")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot bind the hub")?;
     let hub = server::start(runtime, listener).await?;
     let url = hub.url();
     for p in [&norr, &soder] {
@@ -335,27 +275,22 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     out!(
         "  hub            {url}   database {}{}",
         db.display(),
-        if options.db.is_none() {
-            " (temporary)"
-        } else {
-            ""
-        }
+        if options.db.is_none() { " (temporary)" } else { "" }
     );
     out!("  combine-ekero  {combine_url}   case management (mock Combine)");
-    out!("  phoniro-norr   {norr_url}   time registration for {} and {} (mock Phoniro, a flaky gateway)", PROVIDERS[0].name, PROVIDERS[1].name);
     out!(
-        "  phoniro-soder  {soder_url}   time registration for {} (mock Phoniro, DOWN)",
-        PROVIDERS[2].name
+        "  phoniro-norr   {norr_url}   time registration for {} and {} (mock Phoniro, a flaky gateway)",
+        PROVIDERS[0].name,
+        PROVIDERS[1].name
     );
+    out!("  phoniro-soder  {soder_url}   time registration for {} (mock Phoniro, DOWN)", PROVIDERS[2].name);
     out!("");
 
     // 1. Decisions from Combine, over HTTP.
     let run = chrono::Utc::now().format("%y%m%d%H%M%S").to_string();
     let clients = clients();
     let cm_token = auth.issue("combine-ekero", Role::CaseManagement, None, ttl)?;
-    let month_ago = (chrono::Utc::now() - chrono::Duration::days(30))
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
+    let month_ago = (chrono::Utc::now() - chrono::Duration::days(30)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let service_sets: [&[(&str, u32)]; 4] = [
         &[("SERV", 480), ("PO", 1800)],
         &[("SERV", 240)],
@@ -368,21 +303,11 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
         for _ in 0..p.decisions {
             n += 1;
             let late = n % 9 == 0;
-            let id = if late {
-                format!("DEC-{run}-LATE-{n:03}")
-            } else {
-                format!("DEC-{run}-{n:03}")
-            };
+            let id = if late { format!("DEC-{run}-LATE-{n:03}") } else { format!("DEC-{run}-{n:03}") };
             let decided = (late || n % 5 == 0).then_some(month_ago.as_str());
             batch.push((
                 format!("decision {id}"),
-                decision(
-                    &id,
-                    clients[n % clients.len()],
-                    p.org,
-                    decided,
-                    service_sets[n % 4],
-                ),
+                decision(&id, clients[n % clients.len()], p.org, decided, service_sets[n % 4]),
             ));
         }
     }
@@ -394,33 +319,15 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     };
     batch.push((
         "a mistyped personal identity number".into(),
-        decision(
-            &format!("DEC-{run}-901"),
-            &bad_pnr,
-            PROVIDERS[0].org,
-            None,
-            service_sets[1],
-        ),
+        decision(&format!("DEC-{run}-901"), &bad_pnr, PROVIDERS[0].org, None, service_sets[1]),
     ));
     batch.push((
         "a provider with no contract in Ekerö".into(),
-        decision(
-            &format!("DEC-{run}-902"),
-            clients[1],
-            "5599000022",
-            None,
-            service_sets[1],
-        ),
+        decision(&format!("DEC-{run}-902"), clients[1], "5599000022", None, service_sets[1]),
     ));
     batch.push((
         "an unknown service code".into(),
-        decision(
-            &format!("DEC-{run}-903"),
-            clients[2],
-            PROVIDERS[0].org,
-            None,
-            &[("GOLF", 60)],
-        ),
+        decision(&format!("DEC-{run}-903"), clients[2], PROVIDERS[0].org, None, &[("GOLF", 60)]),
     ));
     batch.push((
         "no personal identity number".into(),
@@ -428,14 +335,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     ));
     batch.push((
         "a file cut off in transfer".into(),
-        decision(
-            &format!("DEC-{run}-905"),
-            clients[3],
-            PROVIDERS[0].org,
-            None,
-            service_sets[0],
-        )[..150]
-            .to_owned(),
+        decision(&format!("DEC-{run}-905"), clients[3], PROVIDERS[0].org, None, service_sets[0])[..150].to_owned(),
     ));
     batch.push((
         "an XML bomb (entity expansion)".into(),
@@ -473,11 +373,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
                 .send()
                 .await;
             match resp {
-                Ok(r) => (
-                    what,
-                    r.status().as_u16(),
-                    r.json::<Value>().await.unwrap_or(Value::Null),
-                ),
+                Ok(r) => (what, r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null)),
                 Err(e) => (what, 0, Value::String(e.to_string())),
             }
         });
@@ -489,55 +385,35 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     let accepted = receipts.iter().filter(|r| r.1 == 202).count();
     out!("   accepted and logged before the answer: {accepted}");
     for (what, status, body) in receipts.iter().filter(|r| r.1 != 202) {
-        let code = body["code"]
-            .as_str()
-            .or(body["status"].as_str())
-            .unwrap_or("?");
+        let code = body["code"].as_str().or(body["status"].as_str()).unwrap_or("?");
         out!("   {status} {code:<34} {what}");
     }
     out!("");
 
     // 2. Deliveries: wait until the outbox has settled (the down provider dead-letters).
     settle(store.as_ref(), &combine, Duration::from_secs(30)).await;
-    let deliveries = store
-        .deliveries(DeliveryFilter {
-            limit: 10_000,
-            ..DeliveryFilter::default()
-        })
-        .await?;
-    let orders_out: Vec<_> = deliveries
-        .iter()
-        .filter(|d| d.message_type == "order")
-        .collect();
+    let deliveries = store.deliveries(DeliveryFilter { limit: 10_000, ..DeliveryFilter::default() }).await?;
+    let orders_out: Vec<_> = deliveries.iter().filter(|d| d.message_type == "order").collect();
     out!("2. Orders to the providers' systems (one delivery loop: backoff with jitter, one idempotency key per order)");
     for sys in ["phoniro-norr", "phoniro-soder"] {
         let mine: Vec<_> = orders_out.iter().filter(|d| d.system == sys).collect();
-        let first = mine
-            .iter()
-            .filter(|d| d.state == "delivered" && d.attempts == 1)
-            .count();
-        let retried = mine
-            .iter()
-            .filter(|d| d.state == "delivered" && d.attempts > 1)
-            .count();
+        let first = mine.iter().filter(|d| d.state == "delivered" && d.attempts == 1).count();
+        let retried = mine.iter().filter(|d| d.state == "delivered" && d.attempts > 1).count();
         let dead = mine.iter().filter(|d| d.state == "dead").count();
-        out!("   {sys:<14} {} orders: {first} delivered at once, {retried} after a retry, {dead} dead-lettered", mine.len());
+        out!(
+            "   {sys:<14} {} orders: {first} delivered at once, {retried} after a retry, {dead} dead-lettered",
+            mine.len()
+        );
     }
     out!("");
 
     // 3. The outage ends; replay.
     soder.down.store(false, Ordering::SeqCst);
     let requeued = hub.state.hub.replay(None).await?;
-    out!(
-        "3. phoniro-soder is back; `carehub replay` resends the {} dead letters",
-        requeued.len()
-    );
+    out!("3. phoniro-soder is back; `carehub replay` resends the {} dead letters", requeued.len());
     settle(store.as_ref(), &combine, Duration::from_secs(30)).await;
     let after: Vec<_> = store
-        .deliveries(DeliveryFilter {
-            limit: 10_000,
-            ..DeliveryFilter::default()
-        })
+        .deliveries(DeliveryFilter { limit: 10_000, ..DeliveryFilter::default() })
         .await?
         .into_iter()
         .filter(|d| requeued.iter().any(|r| r.id == d.id))
@@ -552,12 +428,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     out!("");
 
     // 4. Answers back to Combine.
-    let orders = store
-        .orders(OrderFilter {
-            limit: 10_000,
-            ..OrderFilter::default()
-        })
-        .await?;
+    let orders = store.orders(OrderFilter { limit: 10_000, ..OrderFilter::default() }).await?;
     let by_status = |s: &str| orders.iter().filter(|o| o.status == s).count();
     out!("4. Providers answer through Phoniro; the hub carries it back to Combine as XML");
     out!(
@@ -565,10 +436,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
         by_status("accepted"),
         by_status("rejected"),
         by_status("delivered"),
-        orders
-            .iter()
-            .filter(|o| o.plan_established_on.is_some())
-            .count()
+        orders.iter().filter(|o| o.plan_established_on.is_some()).count()
     );
     out!(
         "   Combine received {} acknowledgements (Kvittens) and {} plan notices (Genomforandeplan)",
@@ -579,27 +447,14 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
 
     // 5. Deadlines.
     let today = carehub_core::pipeline::Hub::today();
-    let overdue = store
-        .orders(OrderFilter {
-            overdue_on: Some(today),
-            limit: 10_000,
-            ..OrderFilter::default()
-        })
-        .await?;
+    let overdue =
+        store.orders(OrderFilter { overdue_on: Some(today), limit: 10_000, ..OrderFilter::default() }).await?;
     let counts = store.overdue_counts(today).await?;
     out!("5. Deadlines (14 days to confirm, 14 days to a plan): GET /v1/orders?overdue=true");
-    out!(
-        "   not confirmed in time {}, plan missing {}",
-        counts.not_confirmed,
-        counts.plan_missing
-    );
+    out!("   not confirmed in time {}, plan missing {}", counts.not_confirmed, counts.plan_missing);
     for o in overdue.iter().take(6) {
         let why = o.overdue_reasons(today).join(", ");
-        let provider = PROVIDERS
-            .iter()
-            .find(|p| p.org == o.order.provider.as_str())
-            .map(|p| p.name)
-            .unwrap_or("?");
+        let provider = PROVIDERS.iter().find(|p| p.org == o.order.provider.as_str()).map(|p| p.name).unwrap_or("?");
         out!(
             "   {}  {:<26} execute by {}  plan due {}  {why}",
             o.order.id,
@@ -615,13 +470,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
 
     // 6. The log.
     let report = carehub_core::store::verify_chain(store.as_ref()).await?;
-    let rejected = store
-        .log_entries(LogFilter {
-            status: Some("rejected".into()),
-            limit: 10_000,
-            ..LogFilter::default()
-        })
-        .await?;
+    let rejected =
+        store.log_entries(LogFilter { status: Some("rejected".into()), limit: 10_000, ..LogFilter::default() }).await?;
     out!(
         "6. The message log: {} entries, hash-chained; {} rejections kept with their codes",
         report.entries,
@@ -642,10 +492,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
         out!("  curl -s -H \"Authorization: Bearer $TOKEN\" '{url}/v1/orders?overdue=true'");
         out!(
             "  curl -s -H \"Authorization: Bearer $TOKEN\" {url}/v1/orders/{}/trace",
-            orders
-                .first()
-                .map(|o| o.order.id.as_str())
-                .unwrap_or("O-...")
+            orders.first().map(|o| o.order.id.as_str()).unwrap_or("O-...")
         );
         out!("  curl -s {url}/metrics");
         let _ = tokio::signal::ctrl_c().await;
@@ -654,11 +501,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     }
     hub.stop().await;
     drop(temp);
-    Ok(if report.first_bad.is_none() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if report.first_bad.is_none() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// Waits until nothing is pending in the outbox and Combine's callbacks stop changing.
@@ -669,10 +512,7 @@ async fn settle(store: &dyn Store, combine: &MockCombine, limit: Duration) {
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let pending = store.outbox_counts().await.map(|c| c.pending).unwrap_or(1);
-        let now = (
-            combine.acks.load(Ordering::SeqCst),
-            combine.plans.load(Ordering::SeqCst),
-        );
+        let now = (combine.acks.load(Ordering::SeqCst), combine.plans.load(Ordering::SeqCst));
         if pending == 0 && now == last {
             quiet += 1;
             if quiet >= 4 {

@@ -6,6 +6,7 @@
 //! - [`auth`]: bearer tokens and roles.
 //! - [`api`]: the HTTP API (axum), its error answers and the OpenAPI document.
 //! - [`server`]: assembling the hub from its configuration and serving it.
+//! - [`tls`]: HTTPS and systems authenticated by client certificates.
 //! - [`cli`]: the commands: `serve`, `check`, `token`, `audit verify`, `replay`, `demo`, `bench`.
 //! - [`demo`]: the demo municipality with in-process mock vendors.
 //! - [`bench`]: throughput and latency benchmarks.
@@ -27,3 +28,4 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod server;
+pub mod tls;

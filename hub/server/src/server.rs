@@ -38,6 +38,8 @@ pub struct AppState {
 pub struct Runtime {
     pub state: AppState,
     pub delivery: Arc<DeliveryLoop>,
+    /// HTTPS settings, when `[hub.tls]` is configured.
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 /// The HTTP client every outbound HTTP transport shares.
@@ -69,10 +71,7 @@ pub fn load_mappings(config: &Config) -> anyhow::Result<BTreeMap<&'static str, A
     if problems.is_empty() {
         Ok(sets)
     } else {
-        anyhow::bail!(
-            "mapping files have problems:\n  - {}",
-            problems.join("\n  - ")
-        )
+        anyhow::bail!("mapping files have problems:\n  - {}", problems.join("\n  - "))
     }
 }
 
@@ -121,12 +120,17 @@ pub fn build_with_store(config: &Config, store: Arc<dyn Store>) -> anyhow::Resul
         max_body: config.hub.max_body_bytes,
         delivery_running: Arc::new(AtomicBool::new(false)),
     };
-    Ok(Runtime { state, delivery })
+    let tls = match &config.hub.tls {
+        Some(section) => Some(Arc::new(crate::tls::Tls::load(section, config)?)),
+        None => None,
+    };
+    Ok(Runtime { state, delivery, tls })
 }
 
 /// A hub serving HTTP and delivering its outbox.
 pub struct RunningHub {
     pub addr: SocketAddr,
+    pub scheme: &'static str,
     pub state: AppState,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
@@ -136,7 +140,7 @@ pub struct RunningHub {
 impl RunningHub {
     /// The base URL of the API.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Stops taking requests, lets in-flight requests and deliveries finish, and returns.
@@ -151,9 +155,7 @@ impl RunningHub {
         let result = self.server.await;
         let _ = self.shutdown.send(true);
         let _ = self.delivery.await;
-        result
-            .context("the server task failed")?
-            .context("the server failed")
+        result.context("the server task failed")?.context("the server failed")
     }
 
     /// A handle that stops this hub when sent `true`.
@@ -163,13 +165,8 @@ impl RunningHub {
 }
 
 /// Serves `runtime` on `listener` and starts its delivery loop.
-pub async fn start(
-    runtime: Runtime,
-    listener: tokio::net::TcpListener,
-) -> anyhow::Result<RunningHub> {
-    let addr = listener
-        .local_addr()
-        .context("the listener has no address")?;
+pub async fn start(runtime: Runtime, listener: tokio::net::TcpListener) -> anyhow::Result<RunningHub> {
+    let addr = listener.local_addr().context("the listener has no address")?;
     let (tx, rx) = watch::channel(false);
     let state = runtime.state.clone();
     let running = state.delivery_running.clone();
@@ -182,19 +179,20 @@ pub async fn start(
     });
     let app = crate::api::app(state.clone());
     let mut server_rx = rx;
+    let tls = runtime.tls.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = server_rx.wait_for(|stop| *stop).await;
-            })
-            .await
+        match tls {
+            Some(tls) => tls.serve(listener, app, server_rx).await,
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = server_rx.wait_for(|stop| *stop).await;
+                    })
+                    .await
+            }
+        }
     });
-    info!(%addr, "carehub listening");
-    Ok(RunningHub {
-        addr,
-        state,
-        shutdown: tx,
-        server,
-        delivery,
-    })
+    let scheme = if runtime.tls.is_some() { "https" } else { "http" };
+    info!(%addr, scheme, "carehub listening");
+    Ok(RunningHub { addr, scheme, state, shutdown: tx, server, delivery })
 }

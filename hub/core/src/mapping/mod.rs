@@ -154,10 +154,7 @@ fn de_message_type<'de, D: serde::Deserializer<'de>>(d: D) -> Result<MessageType
     let s = String::deserialize(d)?;
     MessageType::parse(&s).ok_or_else(|| {
         let known: Vec<_> = MessageType::ALL.iter().map(|t| t.as_str()).collect();
-        serde::de::Error::custom(format!(
-            "unknown message '{s}', known: {}",
-            known.join(", ")
-        ))
+        serde::de::Error::custom(format!("unknown message '{s}', known: {}", known.join(", ")))
     })
 }
 
@@ -225,39 +222,26 @@ impl MappingSet {
                     if problems.is_empty() {
                         mappings.push(m);
                     } else {
-                        errors.extend(problems.into_iter().map(|reason| MappingFileError {
-                            file: label.clone(),
-                            reason,
-                        }));
+                        errors.extend(
+                            problems.into_iter().map(|reason| MappingFileError { file: label.clone(), reason }),
+                        );
                     }
                 }
-                Err(e) => errors.push(MappingFileError {
-                    file: label,
-                    reason: e.to_string(),
-                }),
+                Err(e) => errors.push(MappingFileError { file: label, reason: e.to_string() }),
             }
         }
         for (i, a) in mappings.iter().enumerate() {
             for b in &mappings[i + 1..] {
-                if a.direction == Direction::Out
-                    && b.direction == Direction::Out
-                    && a.message == b.message
-                {
+                if a.direction == Direction::Out && b.direction == Direction::Out && a.message == b.message {
                     errors.push(MappingFileError {
                         file: b.name.clone(),
-                        reason: format!(
-                            "a second outbound mapping for {} (first: {})",
-                            b.message, a.name
-                        ),
+                        reason: format!("a second outbound mapping for {} (first: {})", b.message, a.name),
                     });
                 }
             }
         }
         if errors.is_empty() {
-            Ok(MappingSet {
-                vendor: vendor.to_owned(),
-                mappings,
-            })
+            Ok(MappingSet { vendor: vendor.to_owned(), mappings })
         } else {
             Err(errors)
         }
@@ -265,25 +249,15 @@ impl MappingSet {
 
     /// Loads every `*.toml` file of `dir` (a vendor's folder under `mappings/`).
     pub fn load_dir(vendor: &str, dir: &Path) -> Result<MappingSet, Vec<MappingFileError>> {
-        let err = |reason: String| {
-            vec![MappingFileError {
-                file: dir.display().to_string(),
-                reason,
-            }]
-        };
-        let entries =
-            std::fs::read_dir(dir).map_err(|e| err(format!("cannot read folder: {e}")))?;
+        let err = |reason: String| vec![MappingFileError { file: dir.display().to_string(), reason }];
+        let entries = std::fs::read_dir(dir).map_err(|e| err(format!("cannot read folder: {e}")))?;
         let mut files = Vec::new();
         for entry in entries {
             let path = entry.map_err(|e| err(e.to_string()))?.path();
             if path.extension().and_then(|e| e.to_str()) == Some("toml") {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
-                let name = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or("?")
-                    .to_owned();
+                let text =
+                    std::fs::read_to_string(&path).map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_owned();
                 files.push((name, text));
             }
         }
@@ -293,19 +267,12 @@ impl MappingSet {
 
     /// The outbound mapping for a message type, if the vendor receives that type.
     pub fn outbound(&self, kind: MessageType) -> Option<&Mapping> {
-        self.mappings
-            .iter()
-            .find(|m| m.direction == Direction::Out && m.message == kind)
+        self.mappings.iter().find(|m| m.direction == Direction::Out && m.message == kind)
     }
 
     /// The message types this vendor sends to the hub.
     pub fn inbound_types(&self) -> Vec<MessageType> {
-        let mut v: Vec<_> = self
-            .mappings
-            .iter()
-            .filter(|m| m.direction == Direction::In)
-            .map(|m| m.message)
-            .collect();
+        let mut v: Vec<_> = self.mappings.iter().filter(|m| m.direction == Direction::In).map(|m| m.message).collect();
         v.dedup();
         v
     }
@@ -332,37 +299,21 @@ impl MappingSet {
                             "no {} mapping reads an XML <{}>{}",
                             self.vendor,
                             root.name,
-                            root.namespace
-                                .as_deref()
-                                .map(|n| format!(" in namespace {n}"))
-                                .unwrap_or_default()
+                            root.namespace.as_deref().map(|n| format!(" in namespace {n}")).unwrap_or_default()
                         ),
                     )
                 })?;
             let canonical = decode_fields(Node::Xml(&root), &mapping.fields, mapping)?;
-            Ok(Decoded {
-                mapping: mapping.name.clone(),
-                message_type: mapping.message,
-                canonical,
-            })
+            Ok(Decoded { mapping: mapping.name.clone(), message_type: mapping.message, canonical })
         } else if trimmed.starts_with('{') || trimmed.starts_with('[') {
-            let value: Value = serde_json::from_str(trimmed).map_err(|e| {
-                ValidationError::new(
-                    ErrorCode::MalformedPayload,
-                    format!("not well-formed JSON: {e}"),
-                )
-            })?;
-            let candidates: Vec<&Mapping> = self
-                .mappings
-                .iter()
-                .filter(|m| m.direction == Direction::In && m.format == Format::Json)
-                .collect();
+            let value: Value = serde_json::from_str(trimmed)
+                .map_err(|e| ValidationError::new(ErrorCode::MalformedPayload, format!("not well-formed JSON: {e}")))?;
+            let candidates: Vec<&Mapping> =
+                self.mappings.iter().filter(|m| m.direction == Direction::In && m.format == Format::Json).collect();
             let mapping = candidates
                 .iter()
                 .find(|m| match &m.matcher {
-                    Some(mt) => {
-                        scalar(Node::Json(&value), &mt.path).as_deref() == Some(mt.value.as_str())
-                    }
+                    Some(mt) => scalar(Node::Json(&value), &mt.path).as_deref() == Some(mt.value.as_str()),
                     None => candidates.len() == 1,
                 })
                 .ok_or_else(|| {
@@ -372,16 +323,9 @@ impl MappingSet {
                     )
                 })?;
             let canonical = decode_fields(Node::Json(&value), &mapping.fields, mapping)?;
-            Ok(Decoded {
-                mapping: mapping.name.clone(),
-                message_type: mapping.message,
-                canonical,
-            })
+            Ok(Decoded { mapping: mapping.name.clone(), message_type: mapping.message, canonical })
         } else {
-            Err(ValidationError::new(
-                ErrorCode::MalformedPayload,
-                "the payload is neither XML nor JSON",
-            ))
+            Err(ValidationError::new(ErrorCode::MalformedPayload, "the payload is neither XML nor JSON"))
         }
     }
 
@@ -398,35 +342,21 @@ impl MappingSet {
             Format::Xml => {
                 let mut root = Element::new(mapping.root.clone().unwrap_or_default());
                 root.namespace = mapping.namespace.clone();
-                encode_fields(
-                    &mut Target::Xml(&mut root),
-                    context,
-                    &mapping.fields,
-                    mapping,
-                )?;
+                encode_fields(&mut Target::Xml(&mut root), context, &mapping.fields, mapping)?;
                 (xml::write(&root), "application/xml; charset=utf-8")
             }
             Format::Json => {
                 let mut out = Value::Object(Map::new());
-                encode_fields(
-                    &mut Target::Json(&mut out),
-                    context,
-                    &mapping.fields,
-                    mapping,
-                )?;
-                let body = serde_json::to_vec(&out).map_err(|e| {
-                    ValidationError::new(ErrorCode::Internal, format!("cannot write JSON: {e}"))
-                })?;
+                encode_fields(&mut Target::Json(&mut out), context, &mapping.fields, mapping)?;
+                let body = serde_json::to_vec(&out)
+                    .map_err(|e| ValidationError::new(ErrorCode::Internal, format!("cannot write JSON: {e}")))?;
                 (body, "application/json")
             }
         };
         Ok(Rendered {
             mapping: mapping.name.clone(),
             body,
-            content_type: mapping
-                .content_type
-                .clone()
-                .unwrap_or_else(|| default_type.to_owned()),
+            content_type: mapping.content_type.clone().unwrap_or_else(|| default_type.to_owned()),
             endpoint: mapping.endpoint.clone(),
         })
     }
@@ -439,11 +369,7 @@ impl MappingSet {
             for s in &m.samples {
                 count += 1;
                 if let Err(reason) = self.run_sample(m, s) {
-                    failures.push(SampleFailure {
-                        mapping: m.name.clone(),
-                        sample: s.name.clone(),
-                        reason,
-                    });
+                    failures.push(SampleFailure { mapping: m.name.clone(), sample: s.name.clone(), reason });
                 }
             }
         }
@@ -467,56 +393,43 @@ impl MappingSet {
                 });
                 match (result, &s.error, &s.canonical) {
                     (Ok(got), None, Some(want)) => {
-                        let want: Value = serde_json::from_str(want)
-                            .map_err(|e| format!("its canonical is not JSON: {e}"))?;
+                        let want: Value =
+                            serde_json::from_str(want).map_err(|e| format!("its canonical is not JSON: {e}"))?;
                         if got == want {
                             Ok(())
                         } else {
                             Err(format!("canonical differs:\n  got  {got}\n  want {want}"))
                         }
                     }
-                    (Ok(got), Some(code), _) => {
-                        Err(format!("expected {code}, got canonical {got}"))
-                    }
+                    (Ok(got), Some(code), _) => Err(format!("expected {code}, got canonical {got}")),
                     (Err(e), Some(code), _) if e.code.as_str() == code => Ok(()),
                     (Err(e), _, _) => Err(format!("refused: {e}")),
                     (Ok(_), None, None) => Err("a sample needs `canonical` or `error`".into()),
                 }
             }
             Direction::Out => {
-                let want = s
-                    .canonical
-                    .as_deref()
-                    .ok_or("an outbound sample needs `canonical`")?;
-                let context: Value = serde_json::from_str(want)
-                    .map_err(|e| format!("its canonical is not JSON: {e}"))?;
-                let rendered = self
-                    .encode(m.message, &context)
-                    .map_err(|e| format!("cannot render: {e}"))?;
-                let got =
-                    String::from_utf8(rendered.body).map_err(|_| "rendered text is not UTF-8")?;
+                let want = s.canonical.as_deref().ok_or("an outbound sample needs `canonical`")?;
+                let context: Value =
+                    serde_json::from_str(want).map_err(|e| format!("its canonical is not JSON: {e}"))?;
+                let rendered = self.encode(m.message, &context).map_err(|e| format!("cannot render: {e}"))?;
+                let got = String::from_utf8(rendered.body).map_err(|_| "rendered text is not UTF-8")?;
                 let same = match m.format {
                     Format::Xml => {
-                        let a = xml::parse(&got)
-                            .map_err(|e| format!("rendered XML does not parse: {e}"))?;
-                        let b = xml::parse(&s.vendor)
-                            .map_err(|e| format!("sample XML does not parse: {e}"))?;
+                        let a = xml::parse(&got).map_err(|e| format!("rendered XML does not parse: {e}"))?;
+                        let b = xml::parse(&s.vendor).map_err(|e| format!("sample XML does not parse: {e}"))?;
                         a.same_as(&b)
                     }
                     Format::Json => {
                         let a: Value = serde_json::from_str(&got).map_err(|e| e.to_string())?;
-                        let b: Value = serde_json::from_str(&s.vendor)
-                            .map_err(|e| format!("sample JSON does not parse: {e}"))?;
+                        let b: Value =
+                            serde_json::from_str(&s.vendor).map_err(|e| format!("sample JSON does not parse: {e}"))?;
                         a == b
                     }
                 };
                 if same {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "rendered payload differs:\n  got  {got}\n  want {}",
-                        s.vendor.trim()
-                    ))
+                    Err(format!("rendered payload differs:\n  got  {got}\n  want {}", s.vendor.trim()))
                 }
             }
         }
@@ -530,8 +443,7 @@ impl Mapping {
         if self.format == Format::Xml && self.root.is_none() {
             problems.push("an XML mapping needs `root`".to_owned());
         }
-        if self.format == Format::Json && self.direction == Direction::In && self.matcher.is_none()
-        {
+        if self.format == Format::Json && self.direction == Direction::In && self.matcher.is_none() {
             // Allowed only as the vendor's single JSON inbound mapping; checked at decode.
         }
         self.check_fields(&self.fields, &mut problems);
@@ -540,11 +452,7 @@ impl Mapping {
 
     fn check_fields(&self, fields: &[Field], problems: &mut Vec<String>) {
         for f in fields {
-            let label = f
-                .vendor
-                .as_deref()
-                .or(f.canonical.as_deref())
-                .unwrap_or("?");
+            let label = f.vendor.as_deref().or(f.canonical.as_deref()).unwrap_or("?");
             let (source, target) = match self.direction {
                 Direction::In => (&f.vendor, &f.canonical),
                 Direction::Out => (&f.canonical, &f.vendor),
@@ -559,9 +467,7 @@ impl Mapping {
                 ));
             }
             if source.is_none() && f.value.is_none() {
-                problems.push(format!(
-                    "field {label}: needs a source path or a constant `value`"
-                ));
+                problems.push(format!("field {label}: needs a source path or a constant `value`"));
             }
             if let Some(t) = &f.table {
                 if !self.tables.contains_key(t) {
@@ -595,9 +501,7 @@ fn select<'a>(node: Node<'a>, path: &str) -> Vec<Node<'a>> {
         let mut next = Vec::new();
         for n in current {
             match n {
-                Node::Xml(e) => {
-                    next.extend(e.children.iter().filter(|c| c.name == seg).map(Node::Xml))
-                }
+                Node::Xml(e) => next.extend(e.children.iter().filter(|c| c.name == seg).map(Node::Xml)),
                 Node::Json(v) => match v.get(seg) {
                     Some(Value::Array(items)) => next.extend(items.iter().map(Node::Json)),
                     Some(child) => next.push(Node::Json(child)),
@@ -643,15 +547,10 @@ fn decode_fields(node: Node<'_>, fields: &[Field], m: &Mapping) -> Result<Value,
             let path = f.vendor.as_deref().unwrap_or(".");
             let items = select(node, path);
             if items.is_empty() && !f.optional {
-                return Err(ValidationError::new(
-                    ErrorCode::MissingField,
-                    format!("{path}: at least one is required"),
-                ));
+                return Err(ValidationError::new(ErrorCode::MissingField, format!("{path}: at least one is required")));
             }
-            let list = items
-                .into_iter()
-                .map(|item| decode_fields(item, &f.fields, m))
-                .collect::<Result<Vec<_>, _>>()?;
+            let list =
+                items.into_iter().map(|item| decode_fields(item, &f.fields, m)).collect::<Result<Vec<_>, _>>()?;
             set_path(&mut out, target, Value::Array(list));
             continue;
         }
@@ -675,25 +574,16 @@ fn decode_fields(node: Node<'_>, fields: &[Field], m: &Mapping) -> Result<Value,
 }
 
 fn convert_in(f: &Field, raw: String, m: &Mapping) -> Result<Value, ValidationError> {
-    let label = f
-        .vendor
-        .as_deref()
-        .or(f.canonical.as_deref())
-        .unwrap_or("?");
+    let label = f.vendor.as_deref().or(f.canonical.as_deref()).unwrap_or("?");
     let mut s = raw;
     if let Some(t) = &f.table {
-        let table = m.tables.get(t).ok_or_else(|| {
-            ValidationError::new(
-                ErrorCode::Internal,
-                format!("mapping {} lacks table {t}", m.name),
-            )
-        })?;
+        let table = m
+            .tables
+            .get(t)
+            .ok_or_else(|| ValidationError::new(ErrorCode::Internal, format!("mapping {} lacks table {t}", m.name)))?;
         s = table.get(&s).cloned().ok_or_else(|| {
             let shown: String = s.chars().take(32).collect();
-            ValidationError::new(
-                ErrorCode::InvalidValue,
-                format!("{label}: unknown code '{shown}' (table {t})"),
-            )
+            ValidationError::new(ErrorCode::InvalidValue, format!("{label}: unknown code '{shown}' (table {t})"))
         })?;
     }
     if let Some(p) = &f.prefix {
@@ -701,50 +591,30 @@ fn convert_in(f: &Field, raw: String, m: &Mapping) -> Result<Value, ValidationEr
     }
     Ok(match f.kind {
         FieldType::String => Value::String(s),
-        FieldType::Integer => s.parse::<i64>().map(Value::from).map_err(|_| {
-            ValidationError::new(
-                ErrorCode::InvalidValue,
-                format!("{label}: not a whole number"),
-            )
-        })?,
+        FieldType::Integer => s
+            .parse::<i64>()
+            .map(Value::from)
+            .map_err(|_| ValidationError::new(ErrorCode::InvalidValue, format!("{label}: not a whole number")))?,
         FieldType::Boolean => match s.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "ja" => Value::Bool(true),
             "false" | "0" | "no" | "nej" => Value::Bool(false),
-            _ => {
-                return Err(ValidationError::new(
-                    ErrorCode::InvalidValue,
-                    format!("{label}: not a yes/no value"),
-                ))
-            }
+            _ => return Err(ValidationError::new(ErrorCode::InvalidValue, format!("{label}: not a yes/no value"))),
         },
         FieldType::Date => {
             let fmt = f.format.as_deref().unwrap_or("%Y-%m-%d");
             let d = NaiveDate::parse_from_str(&s, fmt).map_err(|_| {
-                ValidationError::new(
-                    ErrorCode::InvalidDate,
-                    format!("{label}: not a date of the form {fmt}"),
-                )
+                ValidationError::new(ErrorCode::InvalidDate, format!("{label}: not a date of the form {fmt}"))
             })?;
             Value::String(d.format("%Y-%m-%d").to_string())
         }
         FieldType::Datetime => {
             let at: DateTime<Utc> = match f.format.as_deref() {
-                Some(fmt) => NaiveDateTime::parse_from_str(&s, fmt)
-                    .map(|n| n.and_utc())
-                    .map_err(|_| {
-                        ValidationError::new(
-                            ErrorCode::InvalidDate,
-                            format!("{label}: not a time of the form {fmt}"),
-                        )
-                    })?,
-                None => DateTime::parse_from_rfc3339(&s)
-                    .map(|d| d.with_timezone(&Utc))
-                    .map_err(|_| {
-                        ValidationError::new(
-                            ErrorCode::InvalidDate,
-                            format!("{label}: not an RFC 3339 time"),
-                        )
-                    })?,
+                Some(fmt) => NaiveDateTime::parse_from_str(&s, fmt).map(|n| n.and_utc()).map_err(|_| {
+                    ValidationError::new(ErrorCode::InvalidDate, format!("{label}: not a time of the form {fmt}"))
+                })?,
+                None => DateTime::parse_from_rfc3339(&s).map(|d| d.with_timezone(&Utc)).map_err(|_| {
+                    ValidationError::new(ErrorCode::InvalidDate, format!("{label}: not an RFC 3339 time"))
+                })?,
             };
             Value::String(at.to_rfc3339_opts(SecondsFormat::AutoSi, true))
         }
@@ -759,21 +629,12 @@ enum Target<'a> {
     Json(&'a mut Value),
 }
 
-fn encode_fields(
-    target: &mut Target<'_>,
-    ctx: &Value,
-    fields: &[Field],
-    m: &Mapping,
-) -> Result<(), ValidationError> {
+fn encode_fields(target: &mut Target<'_>, ctx: &Value, fields: &[Field], m: &Mapping) -> Result<(), ValidationError> {
     for f in fields {
         let Some(path) = f.vendor.as_deref() else {
             continue;
         };
-        let source = f
-            .canonical
-            .as_deref()
-            .and_then(|c| get_path(ctx, c))
-            .filter(|v| !v.is_null());
+        let source = f.canonical.as_deref().and_then(|c| get_path(ctx, c)).filter(|v| !v.is_null());
         if !f.fields.is_empty() {
             let items = match source {
                 Some(Value::Array(items)) => items.as_slice(),
@@ -815,10 +676,7 @@ fn encode_fields(
             Target::Xml(el) => xml_set(el, path, text),
             Target::Json(v) => {
                 let value = match (typed, f.kind) {
-                    (true, FieldType::Integer) => text
-                        .parse::<i64>()
-                        .map(Value::from)
-                        .unwrap_or(Value::String(text)),
+                    (true, FieldType::Integer) => text.parse::<i64>().map(Value::from).unwrap_or(Value::String(text)),
                     (true, FieldType::Boolean) => Value::Bool(text == "true"),
                     _ => Value::String(text),
                 };
@@ -844,12 +702,7 @@ fn missing_out(f: &Field) -> ValidationError {
 /// (a JSON target writes numbers and booleans as such); a code table makes it text.
 fn convert_out(f: &Field, v: &Value, m: &Mapping) -> Result<(String, bool), ValidationError> {
     let label = f.canonical.as_deref().unwrap_or("?");
-    let bad = |what: &str| {
-        ValidationError::new(
-            ErrorCode::InvalidValue,
-            format!("canonical {label}: {what}"),
-        )
-    };
+    let bad = |what: &str| ValidationError::new(ErrorCode::InvalidValue, format!("canonical {label}: {what}"));
     let mut s = match v {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
@@ -859,14 +712,10 @@ fn convert_out(f: &Field, v: &Value, m: &Mapping) -> Result<(String, bool), Vali
     match f.kind {
         FieldType::Date => {
             let d = NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|_| bad("not a date"))?;
-            s = d
-                .format(f.format.as_deref().unwrap_or("%Y-%m-%d"))
-                .to_string();
+            s = d.format(f.format.as_deref().unwrap_or("%Y-%m-%d")).to_string();
         }
         FieldType::Datetime => {
-            let d = DateTime::parse_from_rfc3339(&s)
-                .map_err(|_| bad("not a time"))?
-                .with_timezone(&Utc);
+            let d = DateTime::parse_from_rfc3339(&s).map_err(|_| bad("not a time"))?.with_timezone(&Utc);
             s = match f.format.as_deref() {
                 Some(fmt) => d.format(fmt).to_string(),
                 None => d.to_rfc3339_opts(SecondsFormat::AutoSi, true),
@@ -881,10 +730,7 @@ fn convert_out(f: &Field, v: &Value, m: &Mapping) -> Result<(String, bool), Vali
     }
     let mut typed = true;
     if let Some(t) = &f.table {
-        let table = m
-            .tables
-            .get(t)
-            .ok_or_else(|| bad("mapping lacks its table"))?;
+        let table = m.tables.get(t).ok_or_else(|| bad("mapping lacks its table"))?;
         s = table
             .iter()
             .find(|(_, canonical)| **canonical == s)
@@ -905,9 +751,7 @@ fn xml_walk<'a>(el: &'a mut Element, segs: &[&str]) -> &'a mut Element {
 fn xml_set(root: &mut Element, path: &str, text: String) {
     let segs: Vec<&str> = segments(path).collect();
     match segs.split_last() {
-        Some((last, head)) if last.starts_with('@') => {
-            xml_walk(root, head).set_attr(&last[1..], text)
-        }
+        Some((last, head)) if last.starts_with('@') => xml_walk(root, head).set_attr(&last[1..], text),
         _ => xml_walk(root, &segs).text = text,
     }
 }
@@ -962,9 +806,7 @@ fn json_push<'a>(root: &'a mut Value, path: &str) -> &'a mut Value {
 
 /// The value at a dotted canonical path.
 pub fn get_path<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.')
-        .filter(|s| !s.is_empty())
-        .try_fold(v, |v, seg| v.get(seg))
+    path.split('.').filter(|s| !s.is_empty()).try_fold(v, |v, seg| v.get(seg))
 }
 
 fn set_path(root: &mut Value, path: &str, value: Value) {
@@ -1037,18 +879,9 @@ A = "alpha"
         let e = s.decode(r#"<Beslut xmlns="urn:x"><Id>1</Id><Items><Item code="A"><Minutes>1</Minutes></Item></Items><From>2026-11-01</From></Beslut>"#);
         assert_eq!(e.expect_err("bad date").code, ErrorCode::InvalidDate);
         let e = s.decode(r#"<Beslut xmlns="urn:other"><Id>1</Id></Beslut>"#);
-        assert_eq!(
-            e.expect_err("other namespace").code,
-            ErrorCode::UnknownMessageType
-        );
-        assert_eq!(
-            s.decode("hello").expect_err("text").code,
-            ErrorCode::MalformedPayload
-        );
-        assert_eq!(
-            s.decode("{\"a\":").expect_err("json").code,
-            ErrorCode::MalformedPayload
-        );
+        assert_eq!(e.expect_err("other namespace").code, ErrorCode::UnknownMessageType);
+        assert_eq!(s.decode("hello").expect_err("text").code, ErrorCode::MalformedPayload);
+        assert_eq!(s.decode("{\"a\":").expect_err("json").code, ErrorCode::MalformedPayload);
     }
 
     #[test]
@@ -1116,9 +949,8 @@ format = "xml"
 vendor = "A"
 table = "missing"
 "#;
-        let errors =
-            MappingSet::from_sources("t", [("bad.toml", bad), ("worse.toml", "message = 'nope'")])
-                .expect_err("bad files");
+        let errors = MappingSet::from_sources("t", [("bad.toml", bad), ("worse.toml", "message = 'nope'")])
+            .expect_err("bad files");
         assert!(errors.len() >= 4, "{errors:?}");
         assert!(errors.iter().any(|e| e.reason.contains("root")));
         assert!(errors.iter().any(|e| e.reason.contains("table")));

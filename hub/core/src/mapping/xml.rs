@@ -30,10 +30,7 @@ pub struct Element {
 
 impl Element {
     pub fn new(name: impl Into<String>) -> Self {
-        Element {
-            name: name.into(),
-            ..Element::default()
-        }
+        Element { name: name.into(), ..Element::default() }
     }
 
     /// The first child with this local name.
@@ -47,10 +44,7 @@ impl Element {
     }
 
     pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// The first child with this name, created at the end (in this element's namespace)
@@ -95,11 +89,7 @@ impl Element {
             && a == b
             && self.text.trim() == other.text.trim()
             && self.children.len() == other.children.len()
-            && self
-                .children
-                .iter()
-                .zip(&other.children)
-                .all(|(x, y)| x.same_as(y))
+            && self.children.iter().zip(&other.children).all(|(x, y)| x.same_as(y))
     }
 }
 
@@ -115,9 +105,7 @@ pub fn parse(text: &str) -> Result<Element, ValidationError> {
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     loop {
-        let (ns, event) = reader
-            .read_resolved_event()
-            .map_err(|e| malformed(format!("not well-formed XML: {e}")))?;
+        let (ns, event) = reader.read_resolved_event().map_err(|e| malformed(format!("not well-formed XML: {e}")))?;
         match event {
             Event::DocType(_) => {
                 return Err(ValidationError::new(
@@ -146,9 +134,7 @@ pub fn parse(text: &str) -> Result<Element, ValidationError> {
                 attach(&mut stack, &mut root, el);
             }
             Event::Text(t) => {
-                let s = t
-                    .unescape()
-                    .map_err(|e| malformed(format!("bad text or entity reference: {e}")))?;
+                let s = t.unescape().map_err(|e| malformed(format!("bad text or entity reference: {e}")))?;
                 match stack.last_mut() {
                     Some(top) => top.text.push_str(&s),
                     None if s.trim().is_empty() => {}
@@ -185,10 +171,7 @@ fn element(ns: ResolveResult<'_>, start: &BytesStart<'_>) -> Result<Element, Val
         ResolveResult::Bound(n) => Some(utf8(n.as_ref())?.to_owned()),
         ResolveResult::Unbound => None,
         ResolveResult::Unknown(p) => {
-            return Err(malformed(format!(
-                "undeclared namespace prefix '{}'",
-                utf8_lossy(&p)
-            )))
+            return Err(malformed(format!("undeclared namespace prefix '{}'", utf8_lossy(&p))))
         }
     };
     let name = utf8(start.local_name().as_ref())?.to_owned();
@@ -199,18 +182,10 @@ fn element(ns: ResolveResult<'_>, start: &BytesStart<'_>) -> Result<Element, Val
             continue;
         }
         let key = utf8(attr.key.local_name().as_ref())?.to_owned();
-        let value = attr
-            .unescape_value()
-            .map_err(|e| malformed(format!("bad attribute value: {e}")))?;
+        let value = attr.unescape_value().map_err(|e| malformed(format!("bad attribute value: {e}")))?;
         attrs.push((key, value.into_owned()));
     }
-    Ok(Element {
-        name,
-        namespace,
-        attrs,
-        children: Vec::new(),
-        text: String::new(),
-    })
+    Ok(Element { name, namespace, attrs, children: Vec::new(), text: String::new() })
 }
 
 fn utf8(bytes: &[u8]) -> Result<&str, ValidationError> {
@@ -260,8 +235,9 @@ mod tests {
     #[test]
     fn prefixes_resolve_to_the_same_namespace() {
         let a = parse(r#"<Beslut xmlns="urn:x"><Id>1</Id></Beslut>"#).expect("a");
-        let b = parse("\u{feff}<?xml version=\"1.0\"?>\r\n<c:Beslut xmlns:c=\"urn:x\">\r\n <c:Id>1</c:Id>\r\n</c:Beslut>")
-            .expect("b");
+        let b =
+            parse("\u{feff}<?xml version=\"1.0\"?>\r\n<c:Beslut xmlns:c=\"urn:x\">\r\n <c:Id>1</c:Id>\r\n</c:Beslut>")
+                .expect("b");
         assert!(a.same_as(&b));
         assert_eq!(b.namespace.as_deref(), Some("urn:x"));
         assert_eq!(b.child("Id").map(|e| e.text.as_str()), Some("1"));
@@ -275,30 +251,15 @@ mod tests {
 
     #[test]
     fn undeclared_entities_and_broken_documents_are_malformed() {
-        for bad in [
-            "<r>&x;</r>",
-            "<r><a></r>",
-            "",
-            "<r/><s/>",
-            "text",
-            "<r>",
-            "<p:r/>",
-        ] {
-            assert_eq!(
-                parse(bad).expect_err(bad).code,
-                ErrorCode::MalformedPayload,
-                "{bad}"
-            );
+        for bad in ["<r>&x;</r>", "<r><a></r>", "", "<r/><s/>", "text", "<r>", "<p:r/>"] {
+            assert_eq!(parse(bad).expect_err(bad).code, ErrorCode::MalformedPayload, "{bad}");
         }
     }
 
     #[test]
     fn deep_nesting_is_refused_without_overflow() {
         let doc = "<a>".repeat(100_000);
-        assert_eq!(
-            parse(&doc).expect_err("deep").code,
-            ErrorCode::MalformedPayload
-        );
+        assert_eq!(parse(&doc).expect_err("deep").code, ErrorCode::MalformedPayload);
     }
 
     #[test]

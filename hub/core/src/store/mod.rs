@@ -221,13 +221,8 @@ pub struct Delivery {
 #[derive(Debug, Clone)]
 pub enum AttemptOutcome {
     Delivered,
-    Retry {
-        next_attempt_at: String,
-        error: String,
-    },
-    Dead {
-        error: String,
-    },
+    Retry { next_attempt_at: String, error: String },
+    Dead { error: String },
 }
 
 /// One change to the store; a request's ops are applied together.
@@ -249,20 +244,12 @@ pub enum Op {
     /// Records an attempt's result on a delivery (and its order, for order deliveries).
     Attempted { id: i64, outcome: AttemptOutcome },
     /// Leases up to `limit` due deliveries to `owner`; yields [`OpResult::Claimed`].
-    ClaimDue {
-        owner: String,
-        lease_until: String,
-        limit: usize,
-    },
+    ClaimDue { owner: String, lease_until: String, limit: usize },
     /// Puts dead letters (all, or those with these ids) back in the outbox and logs a
     /// `requeued` entry for each; yields [`OpResult::Requeued`].
     Requeue { ids: Option<Vec<i64>> },
     /// Records a read of the message log.
-    RecordRead {
-        subject: String,
-        role: String,
-        what: String,
-    },
+    RecordRead { subject: String, role: String, what: String },
 }
 
 /// What an op yielded, in the order of the ops.
@@ -354,12 +341,7 @@ pub async fn verify_chain(store: &dyn Store) -> Result<ChainReport, StoreError> 
     let mut after = 0;
     loop {
         let page = store
-            .log_entries(LogFilter {
-                after_seq: Some(after),
-                limit: 2000,
-                with_payload: true,
-                ..LogFilter::default()
-            })
+            .log_entries(LogFilter { after_seq: Some(after), limit: 2000, with_payload: true, ..LogFilter::default() })
             .await?;
         let Some(last) = page.last() else { break };
         after = last.seq;

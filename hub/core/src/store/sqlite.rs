@@ -81,11 +81,7 @@ impl SqliteStore {
             .name("carehub-store-writer".into())
             .spawn(move || writer_loop(conn, rx))
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
-        Ok(SqliteStore {
-            writer: tx,
-            readers: Arc::new(Mutex::new(Vec::new())),
-            path: path.to_owned(),
-        })
+        Ok(SqliteStore { writer: tx, readers: Arc::new(Mutex::new(Vec::new())), path: path.to_owned() })
     }
 
     pub fn path(&self) -> &Path {
@@ -155,21 +151,15 @@ fn apply_batch(conn: &mut Connection, batch: Vec<WriteRequest>) {
     let mut replies = Vec::with_capacity(batch.len());
     for req in batch {
         let saved = chain.clone();
-        let result = tx
-            .execute_batch("SAVEPOINT request")
-            .map_err(StoreError::from)
-            .and_then(|_| {
-                let mut results = Vec::with_capacity(req.ops.len());
-                for op in req.ops {
-                    results.push(apply_op(&tx, &mut chain, op)?);
-                }
-                Ok(results)
-            });
+        let result = tx.execute_batch("SAVEPOINT request").map_err(StoreError::from).and_then(|_| {
+            let mut results = Vec::with_capacity(req.ops.len());
+            for op in req.ops {
+                results.push(apply_op(&tx, &mut chain, op)?);
+            }
+            Ok(results)
+        });
         let result = match result {
-            Ok(r) => tx
-                .execute_batch("RELEASE request")
-                .map(|_| r)
-                .map_err(StoreError::from),
+            Ok(r) => tx.execute_batch("RELEASE request").map(|_| r).map_err(StoreError::from),
             Err(e) => {
                 chain = saved;
                 let _ = tx.execute_batch("ROLLBACK TO request; RELEASE request");
@@ -196,20 +186,12 @@ fn apply_batch(conn: &mut Connection, batch: Vec<WriteRequest>) {
 /// The last entry's sequence number and hash.
 fn chain_head(conn: &Connection) -> Result<(i64, String), rusqlite::Error> {
     Ok(conn
-        .query_row(
-            "SELECT seq, hash FROM message_log ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .query_row("SELECT seq, hash FROM message_log ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
         .unwrap_or((0, GENESIS.to_owned())))
 }
 
-fn append_log(
-    conn: &Connection,
-    chain: &mut (i64, String),
-    e: NewLogEntry,
-) -> Result<i64, StoreError> {
+fn append_log(conn: &Connection, chain: &mut (i64, String), e: NewLogEntry) -> Result<i64, StoreError> {
     let entry = LogEntry {
         seq: chain.0 + 1,
         at: now_ts(),
@@ -287,8 +269,7 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpRe
             Ok(OpResult::Done)
         }
         Op::InsertOrder(o) => {
-            let canonical =
-                serde_json::to_string(&o.order).map_err(|e| StoreError::Backend(e.to_string()))?;
+            let canonical = serde_json::to_string(&o.order).map_err(|e| StoreError::Backend(e.to_string()))?;
             conn.prepare_cached(
                 "INSERT INTO orders (id, decision_id, source_system, provider, provider_system, client,
                     execute_by, plan_due, canonical, created_at, status)
@@ -323,7 +304,16 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpRe
                     body, state, next_attempt_at, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8)",
             )?
-            .execute(params![d.system, d.message_type, d.order_id, d.idempotency_key, d.content_type, d.endpoint, d.body, now])
+            .execute(params![
+                d.system,
+                d.message_type,
+                d.order_id,
+                d.idempotency_key,
+                d.content_type,
+                d.endpoint,
+                d.body,
+                now
+            ])
             .map_err(|e| {
                 if is_unique_violation(&e) {
                     StoreError::Conflict(format!("delivery {}", d.idempotency_key))
@@ -360,19 +350,11 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpRe
         Op::Attempted { id, outcome } => {
             let now = now_ts();
             let (state, next, error, delivered) = match outcome {
-                AttemptOutcome::Delivered => (
-                    delivery_state::DELIVERED,
-                    now.clone(),
-                    None,
-                    Some(now.clone()),
-                ),
-                AttemptOutcome::Retry {
-                    next_attempt_at,
-                    error,
-                } => (delivery_state::PENDING, next_attempt_at, Some(error), None),
-                AttemptOutcome::Dead { error } => {
-                    (delivery_state::DEAD, now.clone(), Some(error), None)
+                AttemptOutcome::Delivered => (delivery_state::DELIVERED, now.clone(), None, Some(now.clone())),
+                AttemptOutcome::Retry { next_attempt_at, error } => {
+                    (delivery_state::PENDING, next_attempt_at, Some(error), None)
                 }
+                AttemptOutcome::Dead { error } => (delivery_state::DEAD, now.clone(), Some(error), None),
             };
             let row: Option<(String, Option<String>)> = conn
                 .prepare_cached(
@@ -390,9 +372,7 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpRe
                 delivery_state::DEAD => Some(order_status::DEAD_LETTER),
                 _ => None,
             };
-            if let (Some(order_id), Some(s), "order") =
-                (order_id, order_state, message_type.as_str())
-            {
+            if let (Some(order_id), Some(s), "order") = (order_id, order_state, message_type.as_str()) {
                 // An acknowledgement may overtake the delivery record: never move an
                 // acknowledged order back, but do remember when it was delivered.
                 conn.prepare_cached(
@@ -404,11 +384,7 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpRe
             }
             Ok(OpResult::Done)
         }
-        Op::ClaimDue {
-            owner,
-            lease_until,
-            limit,
-        } => {
+        Op::ClaimDue { owner, lease_until, limit } => {
             let now = now_ts();
             let mut stmt = conn.prepare_cached(&format!(
                 "UPDATE outbox SET lease_owner = ?1, lease_until = ?2
@@ -417,9 +393,8 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpRe
                               ORDER BY next_attempt_at, id LIMIT {limit})
                  RETURNING {DELIVERY_COLUMNS}"
             ))?;
-            let mut rows = stmt
-                .query_map(params![owner, lease_until, now], delivery_row)?
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut rows =
+                stmt.query_map(params![owner, lease_until, now], delivery_row)?.collect::<Result<Vec<_>, _>>()?;
             rows.sort_by_key(|d| d.id);
             Ok(OpResult::Claimed(rows))
         }
@@ -429,12 +404,8 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpRe
                 let mut stmt = conn.prepare_cached(&format!(
                     "SELECT {DELIVERY_COLUMNS} FROM outbox WHERE state = 'dead' ORDER BY id"
                 ))?;
-                let rows = stmt
-                    .query_map([], delivery_row)?
-                    .collect::<Result<Vec<_>, _>>()?;
-                rows.into_iter()
-                    .filter(|d| ids.as_ref().is_none_or(|ids| ids.contains(&d.id)))
-                    .collect()
+                let rows = stmt.query_map([], delivery_row)?.collect::<Result<Vec<_>, _>>()?;
+                rows.into_iter().filter(|d| ids.as_ref().is_none_or(|ids| ids.contains(&d.id))).collect()
             };
             let mut requeued = Vec::with_capacity(dead.len());
             for mut d in dead {
@@ -474,22 +445,15 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpRe
             }
             Ok(OpResult::Requeued(requeued))
         }
-        Op::RecordRead {
-            subject,
-            role,
-            what,
-        } => {
-            conn.prepare_cached(
-                "INSERT INTO log_reads (at, subject, role, what) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![now_ts(), subject, role, what])?;
+        Op::RecordRead { subject, role, what } => {
+            conn.prepare_cached("INSERT INTO log_reads (at, subject, role, what) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![now_ts(), subject, role, what])?;
             Ok(OpResult::Done)
         }
     }
 }
 
-const DELIVERY_COLUMNS: &str =
-    "id, system, message_type, order_id, idempotency_key, content_type, endpoint, body,
+const DELIVERY_COLUMNS: &str = "id, system, message_type, order_id, idempotency_key, content_type, endpoint, body,
     state, attempts, next_attempt_at, last_error, created_at, delivered_at";
 
 fn delivery_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
@@ -538,15 +502,13 @@ fn log_row(r: &Row<'_>, with_payload: bool) -> rusqlite::Result<LogEntry> {
     })
 }
 
-const ORDER_COLUMNS: &str =
-    "canonical, source_system, provider_system, status, created_at, delivered_at,
+const ORDER_COLUMNS: &str = "canonical, source_system, provider_system, status, created_at, delivered_at,
     ack_status, ack_reason, acked_at, plan_established_on, plan_received_at";
 
 fn order_row(r: &Row<'_>) -> rusqlite::Result<OrderRecord> {
     let canonical: String = r.get(0)?;
-    let order: Order = serde_json::from_str(&canonical).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })?;
+    let order: Order = serde_json::from_str(&canonical)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))?;
     Ok(OrderRecord {
         order,
         source_system: r.get(1)?,
@@ -569,20 +531,15 @@ const OVERDUE_SQL: &str = "((acked_at IS NULL AND execute_by < ?1)
 impl Store for SqliteStore {
     async fn commit(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.writer
-            .send(WriteRequest { ops, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.writer.send(WriteRequest { ops, reply }).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn log_entry(&self, seq: i64) -> Result<Option<LogEntry>, StoreError> {
         self.read(move |c| {
-            Ok(c.query_row(
-                &format!("SELECT {LOG_COLUMNS}, payload FROM message_log WHERE seq = ?1"),
-                [seq],
-                |r| log_row(r, true),
-            )
+            Ok(c.query_row(&format!("SELECT {LOG_COLUMNS}, payload FROM message_log WHERE seq = ?1"), [seq], |r| {
+                log_row(r, true)
+            })
             .optional()?)
         })
         .await
@@ -617,9 +574,8 @@ impl Store for SqliteStore {
             sql.push_str(&format!(" ORDER BY seq LIMIT {}", f.limit.clamp(1, 10_000)));
             let mut stmt = c.prepare(&sql)?;
             let refs: Vec<&dyn rusqlite::ToSql> = args.iter().map(|a| a.as_ref()).collect();
-            let rows = stmt
-                .query_map(refs.as_slice(), |r| log_row(r, f.with_payload))?
-                .collect::<Result<Vec<_>, _>>()?;
+            let rows =
+                stmt.query_map(refs.as_slice(), |r| log_row(r, f.with_payload))?.collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
         .await
@@ -651,12 +607,7 @@ impl Store for SqliteStore {
     async fn order(&self, id: &str) -> Result<Option<OrderRecord>, StoreError> {
         let id = id.to_owned();
         self.read(move |c| {
-            Ok(c.query_row(
-                &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?1"),
-                [id],
-                order_row,
-            )
-            .optional()?)
+            Ok(c.query_row(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?1"), [id], order_row).optional()?)
         })
         .await
     }
@@ -677,14 +628,10 @@ impl Store for SqliteStore {
                 args.push(s.clone());
                 sql.push_str(&format!(" AND status = ?{}", args.len()));
             }
-            sql.push_str(&format!(
-                " ORDER BY created_at, id LIMIT {}",
-                f.limit.clamp(1, 10_000)
-            ));
+            sql.push_str(&format!(" ORDER BY created_at, id LIMIT {}", f.limit.clamp(1, 10_000)));
             let mut stmt = c.prepare(&sql)?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(args.iter()), order_row)?
-                .collect::<Result<Vec<_>, _>>()?;
+            let rows =
+                stmt.query_map(rusqlite::params_from_iter(args.iter()), order_row)?.collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
         .await
@@ -714,11 +661,7 @@ impl Store for SqliteStore {
 
     async fn next_due(&self) -> Result<Option<String>, StoreError> {
         self.read(|c| {
-            Ok(c.query_row(
-                "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'",
-                [],
-                |r| r.get(0),
-            )?)
+            Ok(c.query_row("SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'", [], |r| r.get(0))?)
         })
         .await
     }
@@ -726,21 +669,17 @@ impl Store for SqliteStore {
     async fn overdue_counts(&self, today: NaiveDate) -> Result<OverdueCounts, StoreError> {
         self.read(move |c| {
             let day = today.to_string();
-            let not_confirmed: u64 = c.query_row(
-                "SELECT COUNT(*) FROM orders WHERE acked_at IS NULL AND execute_by < ?1",
-                [&day],
-                |r| r.get(0),
-            )?;
+            let not_confirmed: u64 =
+                c.query_row("SELECT COUNT(*) FROM orders WHERE acked_at IS NULL AND execute_by < ?1", [&day], |r| {
+                    r.get(0)
+                })?;
             let plan_missing: u64 = c.query_row(
                 "SELECT COUNT(*) FROM orders WHERE plan_established_on IS NULL AND plan_due < ?1
                  AND COALESCE(ack_status, '') <> 'rejected'",
                 [&day],
                 |r| r.get(0),
             )?;
-            Ok(OverdueCounts {
-                not_confirmed,
-                plan_missing,
-            })
+            Ok(OverdueCounts { not_confirmed, plan_missing })
         })
         .await
     }
@@ -768,11 +707,7 @@ impl Store for SqliteStore {
         if self.writer.is_closed() {
             return Err(StoreError::Closed);
         }
-        self.read(|c| {
-            Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-                .map(|_| ())?)
-        })
-        .await
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map(|_| ())?)).await
     }
 }
 
