@@ -12,20 +12,28 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::*;
 
-/// Starts `carehub serve` and returns it with the address it listens on.
-fn serve(config: &std::path::Path) -> (Child, String) {
+type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Starts `carehub serve` and returns it with the address it listens on and the lines of
+/// its operational log (stderr, at debug level) as they come.
+fn serve(config: &std::path::Path) -> (Child, String, Lines) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_carehub"))
         .args(["serve", "--config", config.to_str().expect("path")])
-        .env("CAREHUB_LOG", "info")
+        .env("CAREHUB_LOG", "debug")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn carehub serve");
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
+    let lines = Lines::default();
+    let kept = lines.clone();
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(mut l) = kept.lock() {
+                l.push(line.clone());
+            }
             if !sent {
                 if let Some(addr) = line.split("addr=").nth(1) {
                     let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_owned());
@@ -35,7 +43,7 @@ fn serve(config: &std::path::Path) -> (Child, String) {
         }
     });
     let addr = rx.recv_timeout(Duration::from_secs(30)).expect("carehub serve reports its address");
-    (child, format!("http://{addr}"))
+    (child, format!("http://{addr}"), lines)
 }
 
 #[tokio::test]
@@ -49,7 +57,7 @@ async fn sigkill_after_acknowledging_loses_nothing() {
     let options = Options { max_attempts: 1000, ..Options::default() };
     std::fs::write(&config, config_text(&db, &phoniro.uri(), &phoniro.uri(), &options)).expect("config");
 
-    let (mut child, url) = serve(&config);
+    let (mut child, url, log1) = serve(&config);
     let auth = carehub_server::auth::Auth::new(SECRET);
     let token =
         auth.issue("t", carehub_server::auth::Role::CaseManagement, None, Duration::from_secs(600)).expect("token");
@@ -83,7 +91,7 @@ async fn sigkill_after_acknowledging_loses_nothing() {
     // Phoniro recovers; the restarted hub delivers every order it had acknowledged.
     phoniro.reset().await;
     Mock::given(method("POST")).and(path("/api/orders")).respond_with(ResponseTemplate::new(200)).mount(&phoniro).await;
-    let (mut child, url) = serve(&config);
+    let (mut child, url, log2) = serve(&config);
     let admin = auth.issue("t", carehub_server::auth::Role::Admin, None, Duration::from_secs(600)).expect("token");
     let delivered = eventually("every order is delivered after the restart", || async {
         let r = http.get(format!("{url}/v1/orders?status=delivered")).bearer_auth(&admin).send().await.ok()?;
@@ -122,6 +130,17 @@ async fn sigkill_after_acknowledging_loses_nothing() {
 
     child.kill().expect("kill");
     child.wait().expect("reap");
+
+    // The operational log (at debug level, across both runs) never carries a personal
+    // identity number, in any form, although every request and order carried one.
+    let lines: Vec<String> = [log1, log2].iter().flat_map(|l| l.lock().map(|l| l.clone()).unwrap_or_default()).collect();
+    assert!(lines.len() > 2 * N, "the log says something ({} lines)", lines.len());
+    for pnr in &pnrs[1000..1000 + N] {
+        let ten = &pnr[2..];
+        for line in &lines {
+            assert!(!line.contains(pnr.as_str()) && !line.contains(ten), "a personal identity number in the log: {line}");
+        }
+    }
     let verify = carehub(&["audit", "verify", "--db", db.to_str().expect("path")]);
     assert!(verify.status.success(), "{verify:?}");
 }
