@@ -133,12 +133,16 @@ async fn sigkill_after_acknowledging_loses_nothing() {
 
     // The operational log (at debug level, across both runs) never carries a personal
     // identity number, in any form, although every request and order carried one.
-    let lines: Vec<String> = [log1, log2].iter().flat_map(|l| l.lock().map(|l| l.clone()).unwrap_or_default()).collect();
+    let lines: Vec<String> =
+        [log1, log2].iter().flat_map(|l| l.lock().map(|l| l.clone()).unwrap_or_default()).collect();
     assert!(lines.len() > 2 * N, "the log says something ({} lines)", lines.len());
     for pnr in &pnrs[1000..1000 + N] {
         let ten = &pnr[2..];
         for line in &lines {
-            assert!(!line.contains(pnr.as_str()) && !line.contains(ten), "a personal identity number in the log: {line}");
+            assert!(
+                !line.contains(pnr.as_str()) && !line.contains(ten),
+                "a personal identity number in the log: {line}"
+            );
         }
     }
     let verify = carehub(&["audit", "verify", "--db", db.to_str().expect("path")]);

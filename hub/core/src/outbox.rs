@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{watch, Notify, Semaphore};
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use crate::adapter::{DeliveryError, Envelope, Registry};
 use crate::metrics::Metrics;
@@ -96,10 +96,15 @@ impl DeliveryLoop {
                             break;
                         };
                         let this = self.clone();
-                        tokio::spawn(async move {
-                            this.deliver(d).await;
-                            drop(permit);
-                        });
+                        let span =
+                            tracing::info_span!("delivery", id = d.id, system = %d.system, kind = %d.message_type);
+                        tokio::spawn(
+                            async move {
+                                this.deliver(d).await;
+                                drop(permit);
+                            }
+                            .instrument(span),
+                        );
                     }
                     n
                 }

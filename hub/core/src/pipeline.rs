@@ -13,12 +13,12 @@ use std::sync::Arc;
 use carehub_model::{
     Deadlines, Decision, ErrorCode, Message, MessageType, Order, OrderAck, OrgNumber, PlanNotice, ValidationError,
 };
-use chrono::{Local, Utc};
+use chrono::Local;
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::adapter::{Registry, System, SystemRole};
 use crate::mapping::Decoded;
@@ -130,6 +130,17 @@ impl Hub {
     /// Takes a payload `system` sent. Answers only after the message (and everything it
     /// caused) is durably stored.
     pub async fn receive(
+        &self,
+        system: &str,
+        body: Vec<u8>,
+        content_type: Option<&str>,
+        sender: &Sender,
+    ) -> Result<Receipt, Rejection> {
+        let span = tracing::info_span!("message", system, bytes = body.len());
+        self.receive_in_span(system, body, content_type, sender).instrument(span).await
+    }
+
+    async fn receive_in_span(
         &self,
         system: &str,
         body: Vec<u8>,
@@ -457,11 +468,6 @@ impl Hub {
     /// Today in the municipality's calendar, for deadlines.
     pub fn today() -> chrono::NaiveDate {
         Local::now().date_naive()
-    }
-
-    /// Now, in store format (for callers that stamp things).
-    pub fn now() -> chrono::DateTime<Utc> {
-        Utc::now()
     }
 }
 

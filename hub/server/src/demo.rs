@@ -302,9 +302,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     for p in PROVIDERS {
         for _ in 0..p.decisions {
             n += 1;
-            let late = n % 9 == 0;
+            let late = n.is_multiple_of(9);
             let id = if late { format!("DEC-{run}-LATE-{n:03}") } else { format!("DEC-{run}-{n:03}") };
-            let decided = (late || n % 5 == 0).then_some(month_ago.as_str());
+            let decided = (late || n.is_multiple_of(5)).then_some(month_ago.as_str());
             batch.push((
                 format!("decision {id}"),
                 decision(&id, clients[n % clients.len()], p.org, decided, service_sets[n % 4]),
