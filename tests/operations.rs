@@ -58,10 +58,15 @@ async fn check_reaches_every_system_and_reports_every_config_problem() {
 }
 
 #[test]
-fn the_example_configuration_passes_its_own_validation() {
+fn the_example_configuration_is_accepted_by_check() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../carehub.toml");
     let config = carehub_server::config::Config::load(&path).expect("the example config is valid");
     assert!(config.routes().get("5599000014").is_some_and(|r| r.system == "phoniro-ekero"));
+    let out = carehub(&["check", "--offline", "--config", path.to_str().expect("path")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("configuration: ok (2 systems, 2 providers)"), "{stdout}");
+    assert!(stdout.contains("systems: not contacted (--offline)"), "{stdout}");
 }
 
 #[test]
