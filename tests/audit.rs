@@ -30,30 +30,37 @@ async fn audit_verify_passes_untouched_and_names_a_tampered_entry() {
     assert!(ok.status.success(), "{stdout}");
     assert!(stdout.contains("ok: the message log's hash chain verifies (16 entries)"), "{stdout}");
 
-    // The database refuses to change a log entry...
+    // The target: the third decision as received (its entry number depends on how the
+    // deliveries interleaved).
     let conn = rusqlite::Connection::open(&hub.db).expect("open");
-    let refused = conn.execute("UPDATE message_log SET status = 'accepted' WHERE seq = 7", []);
+    let target: i64 = conn
+        .query_row("SELECT seq FROM message_log WHERE direction = 'in' ORDER BY seq LIMIT 1 OFFSET 2", [], |r| r.get(0))
+        .expect("an entry");
+    // The database refuses to change a log entry...
+    let refused = conn.execute("UPDATE message_log SET status = 'accepted' WHERE seq = ?1", [target]);
     assert!(refused.is_err(), "the append-only trigger holds");
-    // ...so a tamperer drops the trigger and flips one byte of entry 7's payload.
+    // ...so a tamperer drops the trigger and flips one byte of the entry's payload.
     conn.execute_batch("DROP TRIGGER message_log_no_update").expect("drop trigger");
     let mut payload: Vec<u8> =
-        conn.query_row("SELECT payload FROM message_log WHERE seq = 7", [], |r| r.get(0)).expect("payload");
+        conn.query_row("SELECT payload FROM message_log WHERE seq = ?1", [target], |r| r.get(0)).expect("payload");
     payload[10] ^= 0x01;
-    conn.execute("UPDATE message_log SET payload = ?1 WHERE seq = 7", [payload]).expect("tamper");
+    conn.execute("UPDATE message_log SET payload = ?1 WHERE seq = ?2", rusqlite::params![payload, target])
+        .expect("tamper");
     drop(conn);
 
     let bad = carehub(&["audit", "verify", "--db", &db]);
     let stdout = String::from_utf8_lossy(&bad.stdout);
     assert_eq!(bad.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("FAILED: entry 7 does not match"), "{stdout}");
+    assert!(stdout.contains(&format!("FAILED: entry {target} does not match")), "{stdout}");
 
     // Removing an entry is found at the entry after the gap.
     let conn = rusqlite::Connection::open(&hub.db).expect("open");
-    conn.execute_batch("UPDATE message_log SET payload = payload WHERE 0; DROP TRIGGER message_log_no_delete; DELETE FROM message_log WHERE seq = 7;")
-        .expect("delete");
+    conn.execute_batch("DROP TRIGGER message_log_no_delete").expect("drop trigger");
+    conn.execute("DELETE FROM message_log WHERE seq = ?1", [target]).expect("delete");
     drop(conn);
     let bad = carehub(&["audit", "verify", "--db", &db]);
-    assert!(String::from_utf8_lossy(&bad.stdout).contains("FAILED: entry 8 does not match"), "{bad:?}");
+    let after = target + 1;
+    assert!(String::from_utf8_lossy(&bad.stdout).contains(&format!("FAILED: entry {after} does not match")), "{bad:?}");
 
     let missing = carehub(&["audit", "verify", "--db", "/nonexistent/carehub.db"]);
     assert_eq!(missing.status.code(), Some(2));

@@ -13,3 +13,4 @@ mod mappings;
 mod operations;
 mod rejections;
 mod tls;
+mod treserva;

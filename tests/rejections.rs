@@ -95,7 +95,7 @@ async fn bad_input_gets_coded_errors_and_is_logged_as_rejected() {
     assert_eq!(got, StatusCode::UNAUTHORIZED);
     assert_eq!(answer["code"], "UNAUTHENTICATED");
     // An unknown system.
-    let (got, answer) = hub.post("treserva", SPEC_DECISION, Some(&cm)).await;
+    let (got, answer) = hub.post("procapita", SPEC_DECISION, Some(&cm)).await;
     assert_eq!(got, StatusCode::NOT_FOUND);
     assert_eq!(answer["code"], "UNKNOWN_SYSTEM");
     // A role that may not send as this system.

@@ -11,4 +11,7 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("phoniro", "order.out.toml", include_str!("../../mappings/phoniro/order.out.toml")),
     ("phoniro", "order_ack.in.toml", include_str!("../../mappings/phoniro/order_ack.in.toml")),
     ("phoniro", "plan_notice.in.toml", include_str!("../../mappings/phoniro/plan_notice.in.toml")),
+    ("treserva", "decision.in.toml", include_str!("../../mappings/treserva/decision.in.toml")),
+    ("treserva", "order_ack.out.toml", include_str!("../../mappings/treserva/order_ack.out.toml")),
+    ("treserva", "plan_notice.out.toml", include_str!("../../mappings/treserva/plan_notice.out.toml")),
 ];

@@ -17,6 +17,7 @@ pub mod builtin;
 pub mod combine;
 pub mod phoniro;
 pub mod transport;
+pub mod treserva;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,14 +27,16 @@ use carehub_core::mapping::{MappingFileError, MappingSet};
 
 pub use combine::CombineConfig;
 pub use phoniro::PhoniroConfig;
+pub use treserva::TreservaConfig;
 
 /// The vendors carehub knows, by the name used in configuration.
-pub const VENDORS: &[&str] = &[combine::VENDOR, phoniro::VENDOR];
+pub const VENDORS: &[&str] = &[combine::VENDOR, treserva::VENDOR, phoniro::VENDOR];
 
 /// A system's vendor-specific configuration.
 #[derive(Debug, Clone)]
 pub enum VendorConfig {
     Combine(CombineConfig),
+    Treserva(TreservaConfig),
     Phoniro(PhoniroConfig),
 }
 
@@ -45,6 +48,7 @@ impl VendorConfig {
         }
         match vendor {
             combine::VENDOR => typed(keys).map(VendorConfig::Combine),
+            treserva::VENDOR => typed(keys).map(VendorConfig::Treserva),
             phoniro::VENDOR => typed(keys).map(VendorConfig::Phoniro),
             other => Err(format!("unknown vendor '{other}', known: {}", VENDORS.join(", "))),
         }
@@ -53,6 +57,7 @@ impl VendorConfig {
     pub fn vendor(&self) -> &'static str {
         match self {
             VendorConfig::Combine(_) => combine::VENDOR,
+            VendorConfig::Treserva(_) => treserva::VENDOR,
             VendorConfig::Phoniro(_) => phoniro::VENDOR,
         }
     }
@@ -60,6 +65,7 @@ impl VendorConfig {
     pub fn role(&self) -> SystemRole {
         match self {
             VendorConfig::Combine(_) => combine::ROLE,
+            VendorConfig::Treserva(_) => treserva::ROLE,
             VendorConfig::Phoniro(_) => phoniro::ROLE,
         }
     }
@@ -68,6 +74,7 @@ impl VendorConfig {
     pub fn problems(&self) -> Vec<String> {
         match self {
             VendorConfig::Combine(c) => c.problems(),
+            VendorConfig::Treserva(c) => c.problems(),
             VendorConfig::Phoniro(c) => c.problems(),
         }
     }
@@ -75,6 +82,7 @@ impl VendorConfig {
     fn transport(&self, client: &reqwest::Client) -> Arc<dyn Transport> {
         match self {
             VendorConfig::Combine(c) => Arc::new(c.transport(client)),
+            VendorConfig::Treserva(c) => Arc::new(c.transport(client)),
             VendorConfig::Phoniro(c) => Arc::new(c.transport(client)),
         }
     }
@@ -101,6 +109,12 @@ pub fn load_mappings(vendor: &str, dir: Option<&Path>) -> Result<MappingSet, Vec
             builtin::FILES.iter().filter(|(v, _, _)| *v == vendor).map(|(_, name, text)| (*name, *text)),
         ),
     }
+}
+
+/// An HTTP Basic `Authorization` header value.
+pub(crate) fn basic_auth(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
 }
 
 /// Checks that a configured address is an absolute http(s) URL.
@@ -143,7 +157,7 @@ mod tests {
     #[test]
     fn an_unknown_vendor_names_the_known_ones() {
         let e = VendorConfig::parse("visma", toml::Table::new()).expect_err("unknown");
-        assert_eq!(e, "unknown vendor 'visma', known: combine, phoniro");
+        assert_eq!(e, "unknown vendor 'visma', known: combine, treserva, phoniro");
     }
 
     #[test]

@@ -84,6 +84,13 @@ callback_url = "{combine_url}/callback"
 {combine_cert}
 
 [[systems]]
+name = "treserva"
+vendor = "treserva"
+endpoint_url = "{combine_url}/treserva"
+username = "carehub"
+password = "treserva-test-password"
+
+[[systems]]
 name = "phoniro"
 vendor = "phoniro"
 base_url = "{phoniro_url}/api"
@@ -246,6 +253,22 @@ pub const SPEC_DECISION: &str = r#"<Beslut xmlns="urn:carehub:vendor:combine:1">
   <Insats kod="SERV" kategori="Service"><MinuterPerManad>480</MinuterPerManad></Insats>
   <Insats kod="PO" kategori="Personlig omvardnad"><MinuterPerManad>1800</MinuterPerManad></Insats>
 </Beslut>"#;
+
+/// A Treserva decision, as a SOAP call.
+pub fn treserva_decision(id: &str, pnr: &str, provider: &str) -> String {
+    format!(
+        r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:tre="urn:carehub:vendor:treserva:1">
+  <soapenv:Body>
+    <tre:RegistreraBeslut><tre:Beslut>
+      <tre:Id>{id}</tre:Id><tre:Klient><tre:Personnr>{pnr}</tre:Personnr></tre:Klient>
+      <tre:Handlaggare>anna.l</tre:Handlaggare><tre:Utforare><tre:Orgnr>{provider}</tre:Orgnr></tre:Utforare>
+      <tre:Period><tre:From>2026-11-01</tre:From></tre:Period>
+      <tre:Insatser><tre:Insats><tre:Kod>HT-SERV</tre:Kod><tre:Tid>480</tre:Tid></tre:Insats></tre:Insatser>
+    </tre:Beslut></tre:RegistreraBeslut>
+  </soapenv:Body>
+</soapenv:Envelope>"#
+    )
+}
 
 /// A Combine decision.
 pub fn decision_xml(id: &str, pnr: &str, provider: &str, decided_at: Option<&str>) -> String {

@@ -21,11 +21,19 @@ pub struct HttpTransport {
     base_url: String,
     /// The `Authorization` header value, if the system wants one.
     authorization: Option<String>,
+    /// SOAP 1.1: send `SOAPAction`, and classify failures by the fault's code.
+    soap: bool,
 }
 
 impl HttpTransport {
     pub fn new(client: reqwest::Client, base_url: &str, authorization: Option<String>) -> Self {
-        HttpTransport { client, base_url: base_url.trim_end_matches('/').to_owned(), authorization }
+        HttpTransport { client, base_url: base_url.trim_end_matches('/').to_owned(), authorization, soap: false }
+    }
+
+    /// The same, speaking SOAP 1.1.
+    pub fn soap(mut self) -> Self {
+        self.soap = true;
+        self
     }
 
     /// The address for an endpoint.
@@ -54,21 +62,32 @@ impl Transport for HttpTransport {
         if let Some(auth) = &self.authorization {
             request = request.header(AUTHORIZATION, auth);
         }
+        if self.soap {
+            request = request.header("SOAPAction", format!("\"{}\"", env.action.unwrap_or("")));
+        }
         let response = request.send().await.map_err(|e| DeliveryError::transient(describe(&e)))?;
         let status = response.status().as_u16();
         let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let mut body = response.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
         body.truncate(MAX_ANSWER);
         if (200..300).contains(&status) {
-            Ok(DeliveryReceipt { status: Some(status), content_type, body })
-        } else {
-            Err(DeliveryError {
-                transient: is_transient_status(status),
-                status: Some(status),
-                message: format!("{} answered {status}", self.base_url),
-                body,
-            })
+            return Ok(DeliveryReceipt { status: Some(status), content_type, body });
         }
+        // SOAP 1.1 answers every fault with 500: the fault's code says who is at fault.
+        if let Some(fault) = self.soap.then(|| super::soap::parse_fault(&body)).flatten() {
+            return Err(DeliveryError {
+                transient: fault.is_transient(),
+                status: Some(status),
+                message: format!("{} answered a SOAP {} fault: {}", self.base_url, fault.code, fault.message),
+                body,
+            });
+        }
+        Err(DeliveryError {
+            transient: is_transient_status(status),
+            status: Some(status),
+            message: format!("{} answered {status}", self.base_url),
+            body,
+        })
     }
 
     async fn check(&self) -> Result<String, DeliveryError> {

@@ -1,3 +1,4 @@
 //! Transports shared by vendors: how bytes travel, independent of what they say.
 
 pub mod http;
+pub mod soap;

@@ -45,6 +45,8 @@ pub struct Envelope<'a> {
     pub body: &'a [u8],
     /// The same on every attempt of this message: receivers drop repeats by it.
     pub idempotency_key: &'a str,
+    /// SOAP 1.1's `SOAPAction`, for SOAP messages.
+    pub action: Option<&'a str>,
 }
 
 /// What the receiving system answered to a delivery it took.
@@ -130,13 +132,19 @@ impl fmt::Debug for System {
 impl System {
     /// Decodes a payload this system sent and validates the canonical message.
     pub fn decode(&self, body: &[u8]) -> Result<(Decoded, Message), (Option<Decoded>, ValidationError)> {
-        let text = std::str::from_utf8(body)
-            .map_err(|_| (None, ValidationError::new(ErrorCode::MalformedPayload, "the payload is not UTF-8 text")))?;
-        let decoded = self.mappings.decode(text).map_err(|e| (None, e))?;
+        let decoded = self.mappings.decode_bytes(body).map_err(|e| (None, e))?;
         match Message::from_canonical(decoded.message_type, decoded.canonical.clone()) {
             Ok(m) => Ok((decoded, m)),
             Err(e) => Err((Some(decoded), e)),
         }
+    }
+
+    /// Whether the system calls the hub with SOAP 1.1 (some inbound mapping expects an
+    /// envelope): its answers are then SOAP responses and faults.
+    pub fn speaks_soap(&self) -> bool {
+        self.mappings.mappings.iter().any(|m| {
+            m.direction == crate::mapping::Direction::In && m.envelope == Some(crate::mapping::EnvelopeKind::Soap11)
+        })
     }
 
     /// Renders a canonical context for this system.

@@ -211,6 +211,7 @@ impl DeliveryLoop {
                     endpoint: d.endpoint.as_deref(),
                     body: &d.body,
                     idempotency_key: &d.idempotency_key,
+                    action: d.action.as_deref(),
                 };
                 match tokio::time::timeout(self.policy.timeout, sys.transport.deliver(&envelope)).await {
                     Ok(Ok(receipt)) => Ok((receipt, sys.vendor)),

@@ -311,6 +311,7 @@ impl Hub {
                     content_type: rendered.content_type.clone(),
                     endpoint: rendered.endpoint.clone(),
                     body: rendered.body,
+                    action: rendered.action,
                 }),
             ];
             match self.store.commit(ops).await {
@@ -418,6 +419,7 @@ impl Hub {
                 content_type: rendered.content_type.clone(),
                 endpoint: rendered.endpoint.clone(),
                 body: rendered.body,
+                action: rendered.action,
             }),
         ];
         match self.store.commit(ops).await {

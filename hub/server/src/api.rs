@@ -113,7 +113,7 @@ type ApiResult<T> = Result<T, ApiError>;
 /// The router.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/v1/systems/{system}/messages", post(post_message))
+        .route("/v1/systems/{system}/messages", post(post_message).get(get_wsdl))
         .route("/v1/messages", get(list_messages))
         .route("/v1/messages/{id}", get(get_message))
         .route("/v1/orders", get(list_orders))
@@ -134,7 +134,7 @@ pub fn app(state: AppState) -> Router {
 // Messages in
 
 /// The receipt for a message the hub took.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ReceiptBody {
     /// The message-log entry that holds the message.
     pub message_id: i64,
@@ -170,16 +170,36 @@ pub struct ReceiptBody {
 async fn post_message(
     State(state): State<AppState>,
     Path(system): Path<String>,
-    caller: SystemCaller,
+    caller: Result<SystemCaller, ApiError>,
     request: Request,
-) -> ApiResult<Response> {
+) -> Response {
+    let Some(sys) = state.hub.registry.get(&system).cloned() else {
+        return ApiError::new(ErrorCode::UnknownSystem, format!("no system named '{system}' is configured"))
+            .into_response();
+    };
+    let result = take_message(&state, &sys, caller, request).await;
+    if sys.speaks_soap() {
+        return soap_answer(&sys, result);
+    }
+    match result {
+        Ok(receipt) => {
+            let status = if receipt.status == "duplicate" { StatusCode::OK } else { StatusCode::ACCEPTED };
+            (status, Json(receipt)).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Authorises the sender, reads the body within the limit, and hands it to the hub.
+async fn take_message(
+    state: &AppState,
+    sys: &carehub_core::adapter::System,
+    caller: Result<SystemCaller, ApiError>,
+    request: Request,
+) -> ApiResult<ReceiptBody> {
     let hub = &state.hub;
-    let sys = hub
-        .registry
-        .get(&system)
-        .ok_or_else(|| ApiError::new(ErrorCode::UnknownSystem, format!("no system named '{system}' is configured")))?
-        .clone();
-    let claims = match caller {
+    let system = sys.name.as_str();
+    let claims = match caller? {
         SystemCaller::Certificate(name) if name == system => None,
         SystemCaller::Certificate(name) => {
             return Err(ApiError::new(
@@ -215,24 +235,86 @@ async fn post_message(
         Err(_) => {
             let reason = format!("the body is larger than {} bytes (or was cut off)", state.max_body);
             return Err(hub
-                .refuse_unread(&system, content_type.as_deref(), ErrorCode::PayloadTooLarge, reason)
+                .refuse_unread(system, content_type.as_deref(), ErrorCode::PayloadTooLarge, reason)
                 .await
                 .into());
         }
     };
-    let receipt = hub.receive(&system, body.to_vec(), content_type.as_deref(), &sender).await?;
-    let status = if receipt.status == "duplicate" { StatusCode::OK } else { StatusCode::ACCEPTED };
-    Ok((
-        status,
-        Json(ReceiptBody {
-            message_id: receipt.message_id,
-            status: receipt.status.to_owned(),
-            message_type: receipt.message_type.as_str().to_owned(),
-            decision_id: receipt.decision_id,
-            order_id: receipt.order_id,
-        }),
-    )
-        .into_response())
+    let receipt = hub.receive(system, body.to_vec(), content_type.as_deref(), &sender).await?;
+    Ok(ReceiptBody {
+        message_id: receipt.message_id,
+        status: receipt.status.to_owned(),
+        message_type: receipt.message_type.as_str().to_owned(),
+        decision_id: receipt.decision_id,
+        order_id: receipt.order_id,
+    })
+}
+
+/// A SOAP system's answer: the `...Response` envelope, or a fault with the error code
+/// (`Client` when the message was at fault, `Server` when the hub was). Faults go out with
+/// status 500 as SOAP 1.1 asks, except authentication failures, which keep 401 and 403.
+fn soap_answer(sys: &carehub_core::adapter::System, result: ApiResult<ReceiptBody>) -> Response {
+    use carehub_adapters::transport::soap;
+    let xml = |status: StatusCode, body: String| {
+        (status, [(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
+    };
+    match result {
+        Ok(r) => {
+            let mapping =
+                sys.mappings.mappings.iter().find(|m| {
+                    m.direction == carehub_core::mapping::Direction::In && m.message.as_str() == r.message_type
+                });
+            let root = mapping.and_then(|m| m.root.as_deref()).unwrap_or("Message");
+            let ns = mapping.and_then(|m| m.namespace.as_deref());
+            let receipt = soap::SoapReceipt {
+                message_id: r.message_id,
+                status: &r.status,
+                decision_id: r.decision_id.as_deref(),
+                order_id: r.order_id.as_deref(),
+            };
+            xml(StatusCode::OK, soap::response(root, ns, &receipt))
+        }
+        Err(e) => {
+            let status = e.status();
+            let client = status.is_client_error();
+            let http = match status {
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => status,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            xml(http, soap::fault(client, e.code.as_str(), &e.message, e.message_id))
+        }
+    }
+}
+
+/// `?wsdl` on a SOAP system's message endpoint.
+#[derive(Debug, Deserialize)]
+pub struct WsdlQuery {
+    wsdl: Option<String>,
+}
+
+/// The WSDL of a SOAP system's endpoint (`GET /v1/systems/{system}/messages?wsdl`).
+#[utoipa::path(get, path = "/v1/systems/{system}/messages", tag = "messages",
+    params(("system" = String, Path, description = "A SOAP system's name"), ("wsdl" = String, Query, description = "present")),
+    responses((status = 200, description = "WSDL 1.1", content_type = "text/xml"), (status = 404, body = ErrorBody)))]
+async fn get_wsdl(
+    State(state): State<AppState>,
+    Path(system): Path<String>,
+    Query(q): Query<WsdlQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let sys = state
+        .hub
+        .registry
+        .get(&system)
+        .filter(|s| s.speaks_soap())
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("'{system}' is not a SOAP system")))?;
+    if q.wsdl.is_none() {
+        return Err(ApiError::new(ErrorCode::BadRequest, "send messages with POST; GET ?wsdl describes the endpoint"));
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let location = format!("{}://{host}/v1/systems/{system}/messages", state.scheme);
+    let wsdl = carehub_adapters::transport::soap::wsdl(&system, &location, &sys.mappings);
+    Ok(([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], wsdl).into_response())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -802,7 +884,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "carehub", description = "The integration hub for Swedish municipal home care. Errors are {code, message} with stable codes."),
-    paths(post_message, list_messages, get_message, list_orders, get_order, order_trace, list_deliveries, replay, audit_verify, healthz, readyz, metrics),
+    paths(post_message, get_wsdl, list_messages, get_message, list_orders, get_order, order_trace, list_deliveries, replay, audit_verify, healthz, readyz, metrics),
     components(schemas(ErrorBody, ReceiptBody, MessageView, MessagePage, OrderView, OrderList, Trace, TraceStep, DeliveryView, DeliveryList, ReplayRequest, ChainView)),
     modifiers(&BearerAuth)
 )]

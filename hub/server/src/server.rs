@@ -32,6 +32,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub max_body: usize,
     pub delivery_running: Arc<AtomicBool>,
+    /// `https` when served over TLS (for URLs the hub writes about itself).
+    pub scheme: &'static str,
 }
 
 /// A hub assembled from its configuration, not yet serving.
@@ -119,6 +121,7 @@ pub fn build_with_store(config: &Config, store: Arc<dyn Store>) -> anyhow::Resul
         auth: Arc::new(Auth::new(&config.jwt_secret)),
         max_body: config.hub.max_body_bytes,
         delivery_running: Arc::new(AtomicBool::new(false)),
+        scheme: if config.hub.tls.is_some() { "https" } else { "http" },
     };
     let tls = match &config.hub.tls {
         Some(section) => Some(Arc::new(crate::tls::Tls::load(section, config)?)),

@@ -17,6 +17,7 @@
 //! Paths: vendor paths use `/` between element or key names, `@name` for an XML attribute,
 //! and `.` for the current node; canonical paths use `.` between JSON keys.
 
+pub mod text;
 pub mod xml;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,17 @@ pub enum Direction {
     In,
     /// Canonical message to vendor payload.
     Out,
+}
+
+/// SOAP 1.1's envelope namespace.
+pub const SOAP11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+
+/// An envelope around the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvelopeKind {
+    /// SOAP 1.1: the payload is the one element in `Envelope/Body`.
+    Soap11,
 }
 
 /// The vendor-side encoding of a payload.
@@ -142,6 +154,16 @@ pub struct Mapping {
     pub endpoint: Option<String>,
     #[serde(default)]
     pub content_type: Option<String>,
+    /// The text encoding: `utf-8` (default), `iso-8859-1`, `windows-1252`. Inbound, a byte
+    /// order mark or an XML declaration in the payload takes precedence.
+    #[serde(default)]
+    pub encoding: Option<String>,
+    /// An envelope around the payload (`soap11`).
+    #[serde(default)]
+    pub envelope: Option<EnvelopeKind>,
+    /// Out: the action the transport announces (SOAP 1.1's `SOAPAction` header).
+    #[serde(default)]
+    pub action: Option<String>,
     #[serde(default)]
     pub fields: Vec<Field>,
     #[serde(default)]
@@ -195,6 +217,8 @@ pub struct Rendered {
     pub body: Vec<u8>,
     pub content_type: String,
     pub endpoint: Option<String>,
+    /// SOAP 1.1's `SOAPAction`, for SOAP messages.
+    pub action: Option<String>,
 }
 
 /// All mappings of one vendor.
@@ -277,12 +301,31 @@ impl MappingSet {
         v
     }
 
-    /// Translates an inbound payload (UTF-8 text) to canonical JSON: recognises which
-    /// message it is, then applies that mapping's fields.
+    /// The encoding inbound payloads are read in when they do not say: the first legacy
+    /// encoding an inbound mapping declares, else UTF-8.
+    pub fn inbound_encoding(&self) -> &'static encoding_rs::Encoding {
+        self.mappings
+            .iter()
+            .filter(|m| m.direction == Direction::In)
+            .filter_map(|m| m.encoding.as_deref().and_then(text::encoding))
+            .find(|e| *e != encoding_rs::UTF_8)
+            .unwrap_or(encoding_rs::UTF_8)
+    }
+
+    /// Translates an inbound payload's bytes: decodes the text (see [`text::decode`]), then
+    /// [`MappingSet::decode`].
+    pub fn decode_bytes(&self, bytes: &[u8]) -> Result<Decoded, ValidationError> {
+        let text = text::decode(bytes, self.inbound_encoding())?;
+        self.decode(&text)
+    }
+
+    /// Translates an inbound payload (text) to canonical JSON: recognises which message it
+    /// is, then applies that mapping's fields.
     pub fn decode(&self, text: &str) -> Result<Decoded, ValidationError> {
         let trimmed = text.trim_start_matches('\u{feff}').trim_start();
         if trimmed.starts_with('<') {
-            let root = xml::parse(text)?;
+            let document = xml::parse(text)?;
+            let (root, enveloped) = unwrap_soap(&document)?;
             let mapping = self
                 .mappings
                 .iter()
@@ -291,19 +334,21 @@ impl MappingSet {
                         && m.format == Format::Xml
                         && m.root.as_deref() == Some(root.name.as_str())
                         && (m.namespace.is_none() || m.namespace == root.namespace)
+                        && (m.envelope == Some(EnvelopeKind::Soap11)) == enveloped
                 })
                 .ok_or_else(|| {
                     ValidationError::new(
                         ErrorCode::UnknownMessageType,
                         format!(
-                            "no {} mapping reads an XML <{}>{}",
+                            "no {} mapping reads {}<{}>{}",
                             self.vendor,
+                            if enveloped { "a SOAP envelope holding " } else { "an XML " },
                             root.name,
                             root.namespace.as_deref().map(|n| format!(" in namespace {n}")).unwrap_or_default()
                         ),
                     )
                 })?;
-            let canonical = decode_fields(Node::Xml(&root), &mapping.fields, mapping)?;
+            let canonical = decode_fields(Node::Xml(root), &mapping.fields, mapping)?;
             Ok(Decoded { mapping: mapping.name.clone(), message_type: mapping.message, canonical })
         } else if trimmed.starts_with('{') || trimmed.starts_with('[') {
             let value: Value = serde_json::from_str(trimmed)
@@ -338,26 +383,35 @@ impl MappingSet {
                 format!("{} has no outbound mapping for {kind}", self.vendor),
             )
         })?;
-        let (body, default_type) = match mapping.format {
+        let label = mapping.encoding.clone().unwrap_or_else(|| "UTF-8".to_owned()).to_ascii_uppercase();
+        let enc = text::encoding(&label).unwrap_or(encoding_rs::UTF_8);
+        let (text, default_type) = match mapping.format {
             Format::Xml => {
                 let mut root = Element::new(mapping.root.clone().unwrap_or_default());
                 root.namespace = mapping.namespace.clone();
                 encode_fields(&mut Target::Xml(&mut root), context, &mapping.fields, mapping)?;
-                (xml::write(&root), "application/xml; charset=utf-8")
+                let root = match mapping.envelope {
+                    Some(EnvelopeKind::Soap11) => soap_envelope(root),
+                    None => root,
+                };
+                let kind = if mapping.envelope.is_some() { "text/xml" } else { "application/xml" };
+                (xml::write(&root, &label), format!("{kind}; charset={}", label.to_ascii_lowercase()))
             }
             Format::Json => {
                 let mut out = Value::Object(Map::new());
                 encode_fields(&mut Target::Json(&mut out), context, &mapping.fields, mapping)?;
-                let body = serde_json::to_vec(&out)
+                let body = serde_json::to_string(&out)
                     .map_err(|e| ValidationError::new(ErrorCode::Internal, format!("cannot write JSON: {e}")))?;
-                (body, "application/json")
+                (body, "application/json".to_owned())
             }
         };
+        let body = text::encode(&text, enc)?;
         Ok(Rendered {
             mapping: mapping.name.clone(),
             body,
-            content_type: mapping.content_type.clone().unwrap_or_else(|| default_type.to_owned()),
+            content_type: mapping.content_type.clone().unwrap_or(default_type),
             endpoint: mapping.endpoint.clone(),
+            action: mapping.action.clone(),
         })
     }
 
@@ -412,7 +466,8 @@ impl MappingSet {
                 let context: Value =
                     serde_json::from_str(want).map_err(|e| format!("its canonical is not JSON: {e}"))?;
                 let rendered = self.encode(m.message, &context).map_err(|e| format!("cannot render: {e}"))?;
-                let got = String::from_utf8(rendered.body).map_err(|_| "rendered text is not UTF-8")?;
+                let enc = m.encoding.as_deref().and_then(text::encoding).unwrap_or(encoding_rs::UTF_8);
+                let got = text::decode(&rendered.body, enc).map_err(|e| format!("rendered text: {e}"))?.into_owned();
                 let same = match m.format {
                     Format::Xml => {
                         let a = xml::parse(&got).map_err(|e| format!("rendered XML does not parse: {e}"))?;
@@ -443,8 +498,13 @@ impl Mapping {
         if self.format == Format::Xml && self.root.is_none() {
             problems.push("an XML mapping needs `root`".to_owned());
         }
-        if self.format == Format::Json && self.direction == Direction::In && self.matcher.is_none() {
-            // Allowed only as the vendor's single JSON inbound mapping; checked at decode.
+        if let Some(label) = &self.encoding {
+            if text::encoding(label).is_none() {
+                problems.push(format!("unknown encoding '{label}' (use utf-8, iso-8859-1 or windows-1252)"));
+            }
+        }
+        if self.envelope.is_some() && self.format != Format::Xml {
+            problems.push("an envelope needs format = \"xml\"".to_owned());
         }
         self.check_fields(&self.fields, &mut problems);
         problems
@@ -479,6 +539,35 @@ impl Mapping {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// SOAP 1.1 envelopes
+
+/// The payload element of a SOAP 1.1 envelope (and `true`), or the document itself.
+fn unwrap_soap(document: &Element) -> Result<(&Element, bool), ValidationError> {
+    if document.name != "Envelope" || document.namespace.as_deref() != Some(SOAP11) {
+        return Ok((document, false));
+    }
+    let body = document
+        .children
+        .iter()
+        .find(|c| c.name == "Body" && c.namespace.as_deref() == Some(SOAP11))
+        .ok_or_else(|| ValidationError::new(ErrorCode::MalformedPayload, "a SOAP envelope without a Body"))?;
+    match body.children.as_slice() {
+        [payload] => Ok((payload, true)),
+        [] => Err(ValidationError::new(ErrorCode::MalformedPayload, "an empty SOAP Body")),
+        _ => Err(ValidationError::new(ErrorCode::MalformedPayload, "a SOAP Body with more than one element")),
+    }
+}
+
+/// Wraps a payload element in a SOAP 1.1 envelope.
+pub fn soap_envelope(payload: Element) -> Element {
+    let mut envelope = Element::new("Envelope");
+    envelope.namespace = Some(SOAP11.to_owned());
+    let body = envelope.push_child("Body");
+    body.children.push(payload);
+    envelope
 }
 
 // ---------------------------------------------------------------------------------------

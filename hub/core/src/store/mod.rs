@@ -195,6 +195,8 @@ pub struct NewDelivery {
     pub content_type: String,
     pub endpoint: Option<String>,
     pub body: Vec<u8>,
+    /// For the transport: SOAP 1.1's `SOAPAction`.
+    pub action: Option<String>,
 }
 
 /// A row of the outbox.
@@ -215,6 +217,7 @@ pub struct Delivery {
     pub last_error: Option<String>,
     pub created_at: String,
     pub delivered_at: Option<String>,
+    pub action: Option<String>,
 }
 
 /// The result of one delivery attempt.

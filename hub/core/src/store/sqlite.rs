@@ -27,7 +27,8 @@ use crate::log::{entry_hash, GENESIS};
 /// Most requests one commit takes.
 pub const MAX_BATCH: usize = 1024;
 
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("migrations/0001_init.sql"), include_str!("migrations/0002_outbox_action.sql")];
 
 struct WriteRequest {
     ops: Vec<Op>,
@@ -301,8 +302,8 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpRe
             let now = now_ts();
             conn.prepare_cached(
                 "INSERT INTO outbox (system, message_type, order_id, idempotency_key, content_type, endpoint,
-                    body, state, next_attempt_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8)",
+                    body, state, next_attempt_at, created_at, action)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, ?9)",
             )?
             .execute(params![
                 d.system,
@@ -312,7 +313,8 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpRe
                 d.content_type,
                 d.endpoint,
                 d.body,
-                now
+                now,
+                d.action
             ])
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -454,7 +456,7 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpRe
 }
 
 const DELIVERY_COLUMNS: &str = "id, system, message_type, order_id, idempotency_key, content_type, endpoint, body,
-    state, attempts, next_attempt_at, last_error, created_at, delivered_at";
+    state, attempts, next_attempt_at, last_error, created_at, delivered_at, action";
 
 fn delivery_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
     Ok(Delivery {
@@ -472,6 +474,7 @@ fn delivery_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
         last_error: r.get(11)?,
         created_at: r.get(12)?,
         delivered_at: r.get(13)?,
+        action: r.get(14)?,
     })
 }
 

@@ -1,0 +1,102 @@
+//! Bytes to text and back, in the encodings vendors use.
+//!
+//! Older systems write ISO-8859-1 or Windows-1252 (Procapita's XML, ParaGå's CSV); newer
+//! ones UTF-8, sometimes with a byte order mark. Inbound, what the bytes say about
+//! themselves wins: a byte order mark, then an XML encoding declaration; otherwise the
+//! mapping's declared encoding. Outbound, text is written in the mapping's encoding, and a
+//! character that encoding cannot hold is an error rather than a silent `?`.
+
+use std::borrow::Cow;
+
+use carehub_model::{ErrorCode, ValidationError};
+use encoding_rs::Encoding;
+
+/// The encoding for a label such as `utf-8`, `iso-8859-1` or `windows-1252`.
+pub fn encoding(label: &str) -> Option<&'static Encoding> {
+    Encoding::for_label(label.trim().as_bytes())
+}
+
+/// The encoding named by an XML declaration at the start of `bytes`, if any.
+fn xml_declared(bytes: &[u8]) -> Option<&'static Encoding> {
+    let head = &bytes[..bytes.len().min(200)];
+    let head =
+        std::str::from_utf8(head).unwrap_or_else(|e| std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or(""));
+    let decl = head.trim_start().strip_prefix("<?xml")?;
+    let decl = &decl[..decl.find("?>")?];
+    let at = decl.find("encoding")?;
+    let rest = decl[at + "encoding".len()..].trim_start().strip_prefix('=')?.trim_start();
+    let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let value = &rest[1..rest[1..].find(quote)? + 1];
+    encoding(value)
+}
+
+/// Decodes an inbound payload. `fallback` is the mapping's declared encoding, used when the
+/// bytes carry neither a byte order mark nor an XML declaration, and are not valid UTF-8.
+pub fn decode<'a>(bytes: &'a [u8], fallback: &'static Encoding) -> Result<Cow<'a, str>, ValidationError> {
+    if let Some((enc, bom)) = Encoding::for_bom(bytes) {
+        return strict(enc, &bytes[bom..]);
+    }
+    if let Some(enc) = xml_declared(bytes) {
+        return strict(enc, bytes);
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Ok(Cow::Borrowed(s)),
+        Err(_) if fallback != encoding_rs::UTF_8 => strict(fallback, bytes),
+        Err(_) => Err(ValidationError::new(ErrorCode::MalformedPayload, "the payload is not UTF-8 text")),
+    }
+}
+
+fn strict<'a>(enc: &'static Encoding, bytes: &'a [u8]) -> Result<Cow<'a, str>, ValidationError> {
+    enc.decode_without_bom_handling_and_without_replacement(bytes).ok_or_else(|| {
+        ValidationError::new(ErrorCode::MalformedPayload, format!("the payload is not valid {} text", enc.name()))
+    })
+}
+
+/// Encodes outbound text; refuses characters the encoding cannot hold.
+pub fn encode(text: &str, enc: &'static Encoding) -> Result<Vec<u8>, ValidationError> {
+    if enc == encoding_rs::UTF_8 {
+        return Ok(text.as_bytes().to_vec());
+    }
+    let (bytes, _, unmappable) = enc.encode(text);
+    if unmappable {
+        return Err(ValidationError::new(
+            ErrorCode::InvalidValue,
+            format!("the message has characters that {} cannot hold", enc.name()),
+        ));
+    }
+    Ok(bytes.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declarations_and_boms_win_over_the_fallback() {
+        let latin1 = b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><a>\xe5\xe4\xf6\xe9</a>";
+        assert_eq!(
+            decode(latin1, encoding_rs::UTF_8).expect("latin1"),
+            "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><a>åäöé</a>"
+        );
+        let bom = "\u{feff}<a>åäö</a>".as_bytes();
+        assert_eq!(decode(bom, encoding_rs::WINDOWS_1252).expect("bom"), "<a>åäö</a>");
+        let bare = b"Namn;Ort\r\n\xc5sa;G\xe4vle\r\n";
+        assert_eq!(decode(bare, encoding_rs::WINDOWS_1252).expect("cp1252"), "Namn;Ort\r\nÅsa;Gävle\r\n");
+        assert_eq!(decode(bare, encoding_rs::UTF_8).expect_err("not utf-8").code, ErrorCode::MalformedPayload);
+    }
+
+    #[test]
+    fn swedish_characters_round_trip_byte_for_byte() {
+        for label in ["iso-8859-1", "windows-1252"] {
+            let enc = encoding(label).expect("known");
+            let bytes = encode("Åsa Öberg, Gärdet, café", enc).expect("encodable");
+            assert_eq!(bytes, b"\xc5sa \xd6berg, G\xe4rdet, caf\xe9");
+            assert_eq!(decode(&bytes, enc).expect("decodes"), "Åsa Öberg, Gärdet, café");
+        }
+        assert!(encode("€ is fine in 1252", encoding("windows-1252").expect("known")).is_ok());
+        assert_eq!(
+            encode("Ωmega", encoding("iso-8859-1").expect("known")).expect_err("greek").code,
+            ErrorCode::InvalidValue
+        );
+    }
+}
