@@ -42,7 +42,7 @@ async fn check_reaches_every_system_and_reports_every_config_problem() {
     let out = carehub(&["check", "--config", hub.config_path.to_str().expect("path")]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "combine is unreachable: {stdout}");
-    assert!(stdout.contains("configuration: ok (3 systems, 2 providers)"), "{stdout}");
+    assert!(stdout.contains("configuration: ok (5 systems, 3 providers)"), "{stdout}");
     assert!(stdout.contains("mappings treserva: 3 files, 6 samples pass"), "{stdout}");
     assert!(stdout.contains("mappings combine: 3 files, 9 samples pass"), "{stdout}");
     assert!(stdout.contains("system phoniro (phoniro): reachable"), "{stdout}");
@@ -53,7 +53,10 @@ async fn check_reaches_every_system_and_reports_every_config_problem() {
     let out = carehub(&["check", "--config", bad.to_str().expect("path")]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr.contains("unknown vendor 'visma', known: combine, treserva, phoniro"), "{stderr}");
+    assert!(
+        stderr.contains("unknown vendor 'visma', known: combine, treserva, lifecare, phoniro, lifecare-mobil"),
+        "{stderr}"
+    );
     assert!(stderr.contains("jwt_secret"), "{stderr}");
     assert!(stderr.contains("[hub]"), "{stderr}");
 }

@@ -20,7 +20,7 @@ async fn bad_input_gets_coded_errors_and_is_logged_as_rejected() {
         SPEC_DECISION.replace("hl-117", "&xxe;")
     );
     let laughs = "<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;&lol;&lol;\">]><lolz>&lol2;</lolz>";
-    let unknown_provider = decision_xml("DEC-NOPE", &pnrs[5], "5560123456", None);
+    let unknown_provider = decision_xml("DEC-NOPE", &pnrs[5], "5599000022", None);
     let cases: Vec<(&str, String, StatusCode, &str)> = vec![
         (
             "malformed XML",

@@ -14,4 +14,19 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("treserva", "decision.in.toml", include_str!("../../mappings/treserva/decision.in.toml")),
     ("treserva", "order_ack.out.toml", include_str!("../../mappings/treserva/order_ack.out.toml")),
     ("treserva", "plan_notice.out.toml", include_str!("../../mappings/treserva/plan_notice.out.toml")),
+    ("lifecare", "decision.in.toml", include_str!("../../mappings/lifecare/decision.in.toml")),
+    ("lifecare", "order_ack.out.toml", include_str!("../../mappings/lifecare/order_ack.out.toml")),
+    ("lifecare", "plan_notice.out.toml", include_str!("../../mappings/lifecare/plan_notice.out.toml")),
+    ("lifecare-mobil", "order.out.toml", include_str!("../../mappings/lifecare-mobil/order.out.toml")),
+    (
+        "lifecare-mobil",
+        "order_ack.accepted.in.toml",
+        include_str!("../../mappings/lifecare-mobil/order_ack.accepted.in.toml"),
+    ),
+    (
+        "lifecare-mobil",
+        "order_ack.rejected.in.toml",
+        include_str!("../../mappings/lifecare-mobil/order_ack.rejected.in.toml"),
+    ),
+    ("lifecare-mobil", "plan_notice.in.toml", include_str!("../../mappings/lifecare-mobil/plan_notice.in.toml")),
 ];

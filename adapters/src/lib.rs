@@ -15,6 +15,7 @@
 
 pub mod builtin;
 pub mod combine;
+pub mod lifecare;
 pub mod phoniro;
 pub mod transport;
 pub mod treserva;
@@ -26,18 +27,22 @@ use carehub_core::adapter::{System, SystemRole, Transport};
 use carehub_core::mapping::{MappingFileError, MappingSet};
 
 pub use combine::CombineConfig;
+pub use lifecare::LifecareConfig;
 pub use phoniro::PhoniroConfig;
 pub use treserva::TreservaConfig;
 
 /// The vendors carehub knows, by the name used in configuration.
-pub const VENDORS: &[&str] = &[combine::VENDOR, treserva::VENDOR, phoniro::VENDOR];
+pub const VENDORS: &[&str] =
+    &[combine::VENDOR, treserva::VENDOR, lifecare::VENDOR, phoniro::VENDOR, lifecare::MOBIL_VENDOR];
 
 /// A system's vendor-specific configuration.
 #[derive(Debug, Clone)]
 pub enum VendorConfig {
     Combine(CombineConfig),
     Treserva(TreservaConfig),
+    Lifecare(LifecareConfig),
     Phoniro(PhoniroConfig),
+    LifecareMobil(LifecareConfig),
 }
 
 impl VendorConfig {
@@ -49,6 +54,8 @@ impl VendorConfig {
         match vendor {
             combine::VENDOR => typed(keys).map(VendorConfig::Combine),
             treserva::VENDOR => typed(keys).map(VendorConfig::Treserva),
+            lifecare::VENDOR => typed(keys).map(VendorConfig::Lifecare),
+            lifecare::MOBIL_VENDOR => typed(keys).map(VendorConfig::LifecareMobil),
             phoniro::VENDOR => typed(keys).map(VendorConfig::Phoniro),
             other => Err(format!("unknown vendor '{other}', known: {}", VENDORS.join(", "))),
         }
@@ -58,6 +65,8 @@ impl VendorConfig {
         match self {
             VendorConfig::Combine(_) => combine::VENDOR,
             VendorConfig::Treserva(_) => treserva::VENDOR,
+            VendorConfig::Lifecare(_) => lifecare::VENDOR,
+            VendorConfig::LifecareMobil(_) => lifecare::MOBIL_VENDOR,
             VendorConfig::Phoniro(_) => phoniro::VENDOR,
         }
     }
@@ -66,6 +75,8 @@ impl VendorConfig {
         match self {
             VendorConfig::Combine(_) => combine::ROLE,
             VendorConfig::Treserva(_) => treserva::ROLE,
+            VendorConfig::Lifecare(_) => lifecare::ROLE,
+            VendorConfig::LifecareMobil(_) => lifecare::MOBIL_ROLE,
             VendorConfig::Phoniro(_) => phoniro::ROLE,
         }
     }
@@ -75,6 +86,7 @@ impl VendorConfig {
         match self {
             VendorConfig::Combine(c) => c.problems(),
             VendorConfig::Treserva(c) => c.problems(),
+            VendorConfig::Lifecare(c) | VendorConfig::LifecareMobil(c) => c.problems(),
             VendorConfig::Phoniro(c) => c.problems(),
         }
     }
@@ -83,6 +95,7 @@ impl VendorConfig {
         match self {
             VendorConfig::Combine(c) => Arc::new(c.transport(client)),
             VendorConfig::Treserva(c) => Arc::new(c.transport(client)),
+            VendorConfig::Lifecare(c) | VendorConfig::LifecareMobil(c) => Arc::new(c.transport(client)),
             VendorConfig::Phoniro(c) => Arc::new(c.transport(client)),
         }
     }
@@ -157,7 +170,7 @@ mod tests {
     #[test]
     fn an_unknown_vendor_names_the_known_ones() {
         let e = VendorConfig::parse("visma", toml::Table::new()).expect_err("unknown");
-        assert_eq!(e, "unknown vendor 'visma', known: combine, treserva, phoniro");
+        assert_eq!(e, "unknown vendor 'visma', known: combine, treserva, lifecare, phoniro, lifecare-mobil");
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
 pub const PROVIDER_A: &str = "5599000014";
 /// A second provider on the same Phoniro system.
 pub const PROVIDER_B: &str = "5566778899";
+/// A provider on Lifecare Mobil Hemtjänst (`lifecare-mobil`).
+pub const PROVIDER_C: &str = "5560123456";
 
 /// Settings a test may change.
 #[derive(Debug, Clone)]
@@ -96,6 +98,27 @@ vendor = "phoniro"
 base_url = "{phoniro_url}/api"
 api_key = "phoniro-test-key"
 {phoniro_cert}
+
+[[systems]]
+name = "lifecare"
+vendor = "lifecare"
+base_url = "{combine_url}/lifecare/api"
+token_url = "{combine_url}/lifecare/oauth/token"
+client_id = "carehub"
+client_secret = "lifecare-secret"
+
+[[systems]]
+name = "lifecare-mobil"
+vendor = "lifecare-mobil"
+base_url = "{phoniro_url}/lcmh/api"
+token_url = "{phoniro_url}/lcmh/oauth/token"
+client_id = "carehub"
+client_secret = "lcmh-secret"
+
+[[providers]]
+org = "{PROVIDER_C}"
+name = "Södra Vård & Omsorg AB"
+system = "lifecare-mobil"
 
 [[providers]]
 org = "{PROVIDER_A}"

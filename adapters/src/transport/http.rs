@@ -4,6 +4,8 @@
 //! other statuses are a permanent refusal (the receiver read the message and will not take
 //! it, so sending it again cannot help). Connection failures and timeouts are transient.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use carehub_core::adapter::{DeliveryError, DeliveryReceipt, Envelope, Transport};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -21,13 +23,27 @@ pub struct HttpTransport {
     base_url: String,
     /// The `Authorization` header value, if the system wants one.
     authorization: Option<String>,
+    /// Bearer tokens from an OAuth 2.0 token endpoint (instead of `authorization`).
+    tokens: Option<Arc<super::oauth::TokenSource>>,
     /// SOAP 1.1: send `SOAPAction`, and classify failures by the fault's code.
     soap: bool,
 }
 
 impl HttpTransport {
     pub fn new(client: reqwest::Client, base_url: &str, authorization: Option<String>) -> Self {
-        HttpTransport { client, base_url: base_url.trim_end_matches('/').to_owned(), authorization, soap: false }
+        HttpTransport {
+            client,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            authorization,
+            tokens: None,
+            soap: false,
+        }
+    }
+
+    /// The same, authenticating with bearer tokens from `tokens`.
+    pub fn with_tokens(mut self, tokens: super::oauth::TokenSource) -> Self {
+        self.tokens = Some(Arc::new(tokens));
+        self
     }
 
     /// The same, speaking SOAP 1.1.
@@ -53,19 +69,38 @@ pub fn is_transient_status(status: u16) -> bool {
 #[async_trait]
 impl Transport for HttpTransport {
     async fn deliver(&self, env: &Envelope<'_>) -> Result<DeliveryReceipt, DeliveryError> {
-        let mut request = self
-            .client
-            .post(self.url(env.endpoint))
-            .header(CONTENT_TYPE, env.content_type)
-            .header(IDEMPOTENCY_HEADER, env.idempotency_key)
-            .body(env.body.to_vec());
-        if let Some(auth) = &self.authorization {
-            request = request.header(AUTHORIZATION, auth);
-        }
-        if self.soap {
-            request = request.header("SOAPAction", format!("\"{}\"", env.action.unwrap_or("")));
-        }
-        let response = request.send().await.map_err(|e| DeliveryError::transient(describe(&e)))?;
+        let send = |token: Option<&str>| {
+            let mut request = self
+                .client
+                .post(self.url(env.endpoint))
+                .header(CONTENT_TYPE, env.content_type)
+                .header(IDEMPOTENCY_HEADER, env.idempotency_key)
+                .body(env.body.to_vec());
+            match (token, &self.authorization) {
+                (Some(t), _) => request = request.bearer_auth(t),
+                (None, Some(auth)) => request = request.header(AUTHORIZATION, auth),
+                (None, None) => {}
+            }
+            if self.soap {
+                request = request.header("SOAPAction", format!("\"{}\"", env.action.unwrap_or("")));
+            }
+            request.send()
+        };
+        let response = match &self.tokens {
+            None => send(None).await.map_err(|e| DeliveryError::transient(describe(&e)))?,
+            Some(tokens) => {
+                let token = tokens.token().await?;
+                let first = send(Some(&token)).await.map_err(|e| DeliveryError::transient(describe(&e)))?;
+                if first.status() == reqwest::StatusCode::UNAUTHORIZED {
+                    // Revoked or expired early: one new token, one more try, same attempt.
+                    tokens.invalidate(&token).await;
+                    let fresh = tokens.token().await?;
+                    send(Some(&fresh)).await.map_err(|e| DeliveryError::transient(describe(&e)))?
+                } else {
+                    first
+                }
+            }
+        };
         let status = response.status().as_u16();
         let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let mut body = response.bytes().await.map(|b| b.to_vec()).unwrap_or_default();

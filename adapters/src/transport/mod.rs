@@ -1,4 +1,5 @@
 //! Transports shared by vendors: how bytes travel, independent of what they say.
 
 pub mod http;
+pub mod oauth;
 pub mod soap;

@@ -438,7 +438,7 @@ system = "missing"
             "jwt_secret",
             "lowercase",
             "callback_url",
-            "unknown vendor 'visma', known: combine, treserva, phoniro",
+            "unknown vendor 'visma', known: combine, treserva, lifecare, phoniro, lifecare-mobil",
             "SE-R-013",
             "'missing' is not configured",
             "extra",
