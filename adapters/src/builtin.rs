@@ -29,4 +29,11 @@ pub const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../mappings/lifecare-mobil/order_ack.rejected.in.toml"),
     ),
     ("lifecare-mobil", "plan_notice.in.toml", include_str!("../../mappings/lifecare-mobil/plan_notice.in.toml")),
+    ("procapita", "decision.in.toml", include_str!("../../mappings/procapita/decision.in.toml")),
+    ("procapita", "order_ack.out.toml", include_str!("../../mappings/procapita/order_ack.out.toml")),
+    ("procapita", "plan_notice.out.toml", include_str!("../../mappings/procapita/plan_notice.out.toml")),
+    ("procapita", "receipt.out.toml", include_str!("../../mappings/procapita/receipt.out.toml")),
+    ("paraga", "order.out.toml", include_str!("../../mappings/paraga/order.out.toml")),
+    ("paraga", "order_ack.in.toml", include_str!("../../mappings/paraga/order_ack.in.toml")),
+    ("paraga", "plan_notice.in.toml", include_str!("../../mappings/paraga/plan_notice.in.toml")),
 ];

@@ -9,37 +9,43 @@
 //! adapter follows are in `ADAPTERS.md`.
 //!
 //! # Layout
-//! - [`combine`], [`phoniro`]: one module per vendor.
-//! - [`transport`]: HTTP today; SOAP and SFTP join it.
+//! - [`combine`], [`treserva`], [`procapita`], [`lifecare`], [`phoniro`]: one module per
+//!   vendor (Lifecare's module covers Lifecare Mobil Hemtjänst too).
+//! - [`transport`]: HTTP (with SOAP 1.1 and OAuth tokens) and SFTP.
 //! - [`builtin`]: the mapping files compiled into the binary.
 
 pub mod builtin;
 pub mod combine;
 pub mod lifecare;
 pub mod phoniro;
+pub mod procapita;
 pub mod transport;
 pub mod treserva;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
-use carehub_core::adapter::{System, SystemRole, Transport};
+use carehub_core::adapter::{Inbox, System, SystemRole, Transport};
 use carehub_core::mapping::{MappingFileError, MappingSet};
 
 pub use combine::CombineConfig;
 pub use lifecare::LifecareConfig;
 pub use phoniro::PhoniroConfig;
+pub use transport::sftp::SftpConfig;
+use transport::sftp::{SftpClient, SftpInbox, SftpTransport};
 pub use treserva::TreservaConfig;
 
 /// The vendors carehub knows, by the name used in configuration.
 pub const VENDORS: &[&str] =
-    &[combine::VENDOR, treserva::VENDOR, lifecare::VENDOR, phoniro::VENDOR, lifecare::MOBIL_VENDOR];
+    &[combine::VENDOR, treserva::VENDOR, procapita::VENDOR, lifecare::VENDOR, phoniro::VENDOR, lifecare::MOBIL_VENDOR];
 
 /// A system's vendor-specific configuration.
 #[derive(Debug, Clone)]
 pub enum VendorConfig {
     Combine(CombineConfig),
     Treserva(TreservaConfig),
+    Procapita(SftpConfig),
     Lifecare(LifecareConfig),
     Phoniro(PhoniroConfig),
     LifecareMobil(LifecareConfig),
@@ -54,6 +60,7 @@ impl VendorConfig {
         match vendor {
             combine::VENDOR => typed(keys).map(VendorConfig::Combine),
             treserva::VENDOR => typed(keys).map(VendorConfig::Treserva),
+            procapita::VENDOR => typed(keys).map(VendorConfig::Procapita),
             lifecare::VENDOR => typed(keys).map(VendorConfig::Lifecare),
             lifecare::MOBIL_VENDOR => typed(keys).map(VendorConfig::LifecareMobil),
             phoniro::VENDOR => typed(keys).map(VendorConfig::Phoniro),
@@ -65,6 +72,7 @@ impl VendorConfig {
         match self {
             VendorConfig::Combine(_) => combine::VENDOR,
             VendorConfig::Treserva(_) => treserva::VENDOR,
+            VendorConfig::Procapita(_) => procapita::VENDOR,
             VendorConfig::Lifecare(_) => lifecare::VENDOR,
             VendorConfig::LifecareMobil(_) => lifecare::MOBIL_VENDOR,
             VendorConfig::Phoniro(_) => phoniro::VENDOR,
@@ -75,6 +83,7 @@ impl VendorConfig {
         match self {
             VendorConfig::Combine(_) => combine::ROLE,
             VendorConfig::Treserva(_) => treserva::ROLE,
+            VendorConfig::Procapita(_) => procapita::ROLE,
             VendorConfig::Lifecare(_) => lifecare::ROLE,
             VendorConfig::LifecareMobil(_) => lifecare::MOBIL_ROLE,
             VendorConfig::Phoniro(_) => phoniro::ROLE,
@@ -86,29 +95,51 @@ impl VendorConfig {
         match self {
             VendorConfig::Combine(c) => c.problems(),
             VendorConfig::Treserva(c) => c.problems(),
+            VendorConfig::Procapita(c) => c.problems(),
             VendorConfig::Lifecare(c) | VendorConfig::LifecareMobil(c) => c.problems(),
             VendorConfig::Phoniro(c) => c.problems(),
         }
     }
 
-    fn transport(&self, client: &reqwest::Client) -> Arc<dyn Transport> {
+    /// Resolves file paths in the configuration (an SFTP private key) against the
+    /// configuration file's folder.
+    pub fn relative_to(self, base: &Path) -> Self {
         match self {
-            VendorConfig::Combine(c) => Arc::new(c.transport(client)),
-            VendorConfig::Treserva(c) => Arc::new(c.transport(client)),
-            VendorConfig::Lifecare(c) | VendorConfig::LifecareMobil(c) => Arc::new(c.transport(client)),
-            VendorConfig::Phoniro(c) => Arc::new(c.transport(client)),
+            VendorConfig::Procapita(c) => VendorConfig::Procapita(c.relative_to(base)),
+            other => other,
+        }
+    }
+
+    /// The transport, and for systems that leave files, their inbox and poll interval.
+    fn connect(&self, client: &reqwest::Client) -> (Arc<dyn Transport>, Option<PolledInbox>) {
+        match self {
+            VendorConfig::Combine(c) => (Arc::new(c.transport(client)), None),
+            VendorConfig::Treserva(c) => (Arc::new(c.transport(client)), None),
+            VendorConfig::Lifecare(c) | VendorConfig::LifecareMobil(c) => (Arc::new(c.transport(client)), None),
+            VendorConfig::Phoniro(c) => (Arc::new(c.transport(client)), None),
+            VendorConfig::Procapita(c) => {
+                let sftp = Arc::new(SftpClient::new(c.clone()));
+                let every = Duration::from_secs(c.poll_seconds);
+                (Arc::new(SftpTransport(sftp.clone())), Some((Arc::new(SftpInbox(sftp)), every)))
+            }
         }
     }
 }
 
+/// An inbox and how often to poll it.
+type PolledInbox = (Arc<dyn Inbox>, Duration);
+
 /// Builds a configured system.
 pub fn build_system(name: &str, config: &VendorConfig, mappings: Arc<MappingSet>, client: &reqwest::Client) -> System {
+    let (transport, inbox) = config.connect(client);
     System {
         name: name.to_owned(),
         vendor: config.vendor(),
         role: config.role(),
         mappings,
-        transport: config.transport(client),
+        transport,
+        poll_interval: inbox.as_ref().map(|(_, every)| *every).unwrap_or(Duration::from_secs(60)),
+        inbox: inbox.map(|(i, _)| i),
     }
 }
 
@@ -170,7 +201,7 @@ mod tests {
     #[test]
     fn an_unknown_vendor_names_the_known_ones() {
         let e = VendorConfig::parse("visma", toml::Table::new()).expect_err("unknown");
-        assert_eq!(e, "unknown vendor 'visma', known: combine, treserva, lifecare, phoniro, lifecare-mobil");
+        assert_eq!(e, "unknown vendor 'visma', known: combine, treserva, procapita, lifecare, phoniro, lifecare-mobil");
     }
 
     #[test]

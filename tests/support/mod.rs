@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod sshd;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -32,11 +34,19 @@ pub struct Options {
     /// Serve HTTPS with the test certificates in `certs/`, and accept the test systems'
     /// client certificates.
     pub tls: bool,
+    /// `[[systems]]` keys of a Procapita system (an SFTP server), if the test has one.
+    pub procapita: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { max_attempts: 5, max_body_bytes: 64 * 1024, listen: "127.0.0.1:0".into(), tls: false }
+        Options {
+            max_attempts: 5,
+            max_body_bytes: 64 * 1024,
+            listen: "127.0.0.1:0".into(),
+            tls: false,
+            procapita: None,
+        }
     }
 }
 
@@ -61,8 +71,14 @@ pub fn config_text(db: &Path, phoniro_url: &str, combine_url: &str, o: &Options)
     } else {
         (String::new(), "", "")
     };
+    let procapita = o
+        .procapita
+        .as_ref()
+        .map(|keys| format!("[[systems]]\nname = \"procapita\"\nvendor = \"procapita\"\n{keys}\n"))
+        .unwrap_or_default();
     format!(
         r#"
+{procapita}
 [hub]
 listen = "{listen}"
 database = "{db}"

@@ -2,4 +2,5 @@
 
 pub mod http;
 pub mod oauth;
+pub mod sftp;
 pub mod soap;

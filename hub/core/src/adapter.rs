@@ -110,13 +110,31 @@ pub trait Transport: Send + Sync {
     async fn check(&self) -> Result<String, DeliveryError>;
 }
 
-/// A configured system: name, vendor, role, mappings and transport.
+/// Files a system leaves for the hub (an SFTP folder), read by the poller in
+/// [`crate::poller`]. Only complete files are ready; the producer's convention for files
+/// still being written is the implementation's business.
+#[async_trait]
+pub trait Inbox: Send + Sync {
+    /// Names of the complete files waiting, oldest first.
+    async fn ready(&self) -> Result<Vec<String>, DeliveryError>;
+    async fn read(&self, name: &str) -> Result<Vec<u8>, DeliveryError>;
+    /// Moves a file the hub has logged out of the way (to the archive).
+    async fn archive(&self, name: &str) -> Result<(), DeliveryError>;
+    /// Moves a file the hub could not take to the error folder, with a reason beside it.
+    async fn reject(&self, name: &str, reason: &str) -> Result<(), DeliveryError>;
+}
+
+/// A configured system: name, vendor, role, mappings, transport, and for systems that
+/// leave files, where they leave them.
 pub struct System {
     pub name: String,
     pub vendor: &'static str,
     pub role: SystemRole,
     pub mappings: Arc<MappingSet>,
     pub transport: Arc<dyn Transport>,
+    pub inbox: Option<Arc<dyn Inbox>>,
+    /// How often the inbox is polled.
+    pub poll_interval: std::time::Duration,
 }
 
 impl fmt::Debug for System {

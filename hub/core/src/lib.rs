@@ -14,6 +14,7 @@
 //! - [`mapping`]: the declarative mapping engine and its safe XML tree.
 //! - [`pipeline`]: the flows (SPEC §4.1): [`pipeline::Hub::receive`].
 //! - [`outbox`]: retries, backoff, dead letters, replay.
+//! - [`poller`]: reading the files systems leave in their inboxes (SFTP).
 //! - [`store`]: the [`store::Store`] trait and the SQLite backend; [`log`]: the hash chain.
 //! - [`metrics`]: Prometheus counters and gauges.
 
@@ -23,4 +24,5 @@ pub mod mapping;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
+pub mod poller;
 pub mod store;

@@ -454,6 +454,75 @@ impl Hub {
         self.reject(inbound, ErrorCode::InvalidValue, reason, corr).await
     }
 
+    /// Takes a file a system left in its inbox: [`Hub::receive`] it, then, when the vendor
+    /// wants receipts (it has an outbound `receipt` mapping), queue a receipt file saying what
+    /// became of it. Callers move the file only after this returns, and leave it in place on
+    /// `UNAVAILABLE` so the next poll tries again.
+    pub async fn take_file(&self, system: &str, file: &str, bytes: Vec<u8>) -> Result<Receipt, Rejection> {
+        let result = self.receive(system, bytes, Some(content_type_of(file)), &Sender::Trusted).await;
+        if matches!(&result, Err(r) if r.code == ErrorCode::Unavailable) {
+            return result;
+        }
+        let Some(sys) = self.registry.get(system).cloned() else { return result };
+        if sys.mappings.outbound(MessageType::Receipt).is_none() {
+            return result;
+        }
+        let receipt = match &result {
+            Ok(r) => carehub_model::FileReceipt {
+                file: file.to_owned(),
+                status: r.status.to_owned(),
+                message_id: Some(r.message_id),
+                error_code: None,
+                error_message: None,
+                decision_id: r.decision_id.clone(),
+                order_id: r.order_id.clone(),
+                at: chrono::Utc::now(),
+            },
+            Err(r) => carehub_model::FileReceipt {
+                file: file.to_owned(),
+                status: status::REJECTED.to_owned(),
+                message_id: r.message_id,
+                error_code: Some(r.code.as_str().to_owned()),
+                error_message: Some(r.message.clone()),
+                decision_id: None,
+                order_id: None,
+                at: chrono::Utc::now(),
+            },
+        };
+        let context = json!({ "receipt": receipt });
+        let key = format!("receipt:{}:{}", file, receipt.message_id.unwrap_or_default());
+        match sys.encode(MessageType::Receipt, &context) {
+            Ok(rendered) => {
+                let mut entry =
+                    outbound_entry(&sys, MessageType::Receipt, &rendered.content_type, &rendered.body, &key);
+                entry.canonical = serde_json::to_string(&receipt).ok();
+                entry.decision_id.clone_from(&receipt.decision_id);
+                entry.order_id.clone_from(&receipt.order_id);
+                let ops = vec![
+                    Op::AppendLog(entry),
+                    Op::Enqueue(NewDelivery {
+                        system: sys.name.clone(),
+                        message_type: MessageType::Receipt.as_str().to_owned(),
+                        order_id: receipt.order_id.clone(),
+                        idempotency_key: key,
+                        content_type: rendered.content_type,
+                        endpoint: rendered.endpoint,
+                        body: rendered.body,
+                        action: rendered.action,
+                    }),
+                ];
+                match self.store.commit(ops).await {
+                    Ok(_) => self.outbox_notify.notify_one(),
+                    // The same file (by name and log entry) was receipted before.
+                    Err(StoreError::Conflict(_)) => {}
+                    Err(e) => warn!(system, error = %e, "cannot queue a file receipt"),
+                }
+            }
+            Err(e) => warn!(system, code = e.code.as_str(), "cannot render a file receipt"),
+        }
+        result
+    }
+
     /// Puts dead letters (all, or these) back in the outbox.
     pub async fn replay(&self, ids: Option<Vec<i64>>) -> Result<Vec<crate::store::Delivery>, StoreError> {
         let results = self.store.commit(vec![Op::Requeue { ids }]).await?;
@@ -511,6 +580,16 @@ fn outbound_entry(target: &System, kind: MessageType, content_type: &str, body: 
         status: status::QUEUED,
         delivery_key: Some(key.to_owned()),
         ..NewLogEntry::default()
+    }
+}
+
+/// The content type a file's name suggests.
+fn content_type_of(file: &str) -> &'static str {
+    match file.rsplit('.').next().map(str::to_ascii_lowercase).as_deref() {
+        Some("xml") => "application/xml",
+        Some("json") => "application/json",
+        Some("csv") => "text/csv",
+        _ => "application/octet-stream",
     }
 }
 

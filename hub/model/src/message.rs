@@ -20,11 +20,18 @@ pub enum MessageType {
     Order,
     OrderAck,
     PlanNotice,
+    /// The hub's receipt for a file it read (systems that exchange files).
+    Receipt,
 }
 
 impl MessageType {
-    pub const ALL: [MessageType; 4] =
-        [MessageType::Decision, MessageType::Order, MessageType::OrderAck, MessageType::PlanNotice];
+    pub const ALL: [MessageType; 5] = [
+        MessageType::Decision,
+        MessageType::Order,
+        MessageType::OrderAck,
+        MessageType::PlanNotice,
+        MessageType::Receipt,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -32,6 +39,7 @@ impl MessageType {
             MessageType::Order => "order",
             MessageType::OrderAck => "order_ack",
             MessageType::PlanNotice => "plan_notice",
+            MessageType::Receipt => "receipt",
         }
     }
 
@@ -216,6 +224,28 @@ pub struct PlanNotice {
     pub established_on: NaiveDate,
 }
 
+/// The hub's receipt for a file a system left for it: what the hub made of the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileReceipt {
+    /// The file's name as the hub found it.
+    pub file: String,
+    /// `accepted`, `duplicate` or `rejected`.
+    pub status: String,
+    /// The message-log entry that holds the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
 /// A canonical message of any type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
@@ -224,6 +254,7 @@ pub enum Message {
     Order(Order),
     OrderAck(OrderAck),
     PlanNotice(PlanNotice),
+    Receipt(FileReceipt),
 }
 
 impl Message {
@@ -233,6 +264,7 @@ impl Message {
             Message::Order(_) => MessageType::Order,
             Message::OrderAck(_) => MessageType::OrderAck,
             Message::PlanNotice(_) => MessageType::PlanNotice,
+            Message::Receipt(_) => MessageType::Receipt,
         }
     }
 
@@ -259,6 +291,7 @@ impl Message {
             MessageType::Order => Message::Order(typed(value)?),
             MessageType::OrderAck => Message::OrderAck(typed(value)?),
             MessageType::PlanNotice => Message::PlanNotice(typed(value)?),
+            MessageType::Receipt => Message::Receipt(typed(value)?),
         };
         Ok(message)
     }

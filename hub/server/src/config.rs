@@ -276,7 +276,7 @@ impl Config {
                             continue;
                         }
                     };
-                    match VendorConfig::parse(&vendor, t) {
+                    match VendorConfig::parse(&vendor, t).map(|v| v.relative_to(base)) {
                         Ok(v) => {
                             errors.extend(v.problems().into_iter().map(|p| format!("{label}: {p}")));
                             systems.push(SystemConfig { name, vendor: v, client_cert_name });
@@ -438,7 +438,7 @@ system = "missing"
             "jwt_secret",
             "lowercase",
             "callback_url",
-            "unknown vendor 'visma', known: combine, treserva, lifecare, phoniro, lifecare-mobil",
+            "unknown vendor 'visma', known: combine, treserva, procapita, lifecare, phoniro, lifecare-mobil",
             "SE-R-013",
             "'missing' is not configured",
             "extra",

@@ -138,6 +138,7 @@ pub struct RunningHub {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     delivery: JoinHandle<()>,
+    pollers: Vec<JoinHandle<()>>,
 }
 
 impl RunningHub {
@@ -151,6 +152,9 @@ impl RunningHub {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
         let _ = self.delivery.await;
+        for p in self.pollers {
+            let _ = p.await;
+        }
     }
 
     /// Resolves when the server stops (for `carehub serve`).
@@ -180,6 +184,16 @@ pub async fn start(runtime: Runtime, listener: tokio::net::TcpListener) -> anyho
         delivery_loop.run(delivery_rx).await;
         running.store(false, Ordering::SeqCst);
     });
+    let pollers = state
+        .hub
+        .registry
+        .iter()
+        .filter_map(|system| {
+            let inbox = system.inbox.clone()?;
+            let poller = carehub_core::poller::Poller { hub: state.hub.clone(), system: system.clone(), inbox };
+            Some(tokio::spawn(poller.run(rx.clone())))
+        })
+        .collect();
     let app = crate::api::app(state.clone());
     let mut server_rx = rx;
     let tls = runtime.tls.clone();
@@ -197,5 +211,5 @@ pub async fn start(runtime: Runtime, listener: tokio::net::TcpListener) -> anyho
     });
     let scheme = if runtime.tls.is_some() { "https" } else { "http" };
     info!(%addr, scheme, "carehub listening");
-    Ok(RunningHub { addr, scheme, state, shutdown: tx, server, delivery })
+    Ok(RunningHub { addr, scheme, state, shutdown: tx, server, delivery, pollers })
 }

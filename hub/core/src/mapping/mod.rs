@@ -3,11 +3,12 @@
 //! A vendor's payloads are translated to and from canonical messages by declarative files
 //! under `mappings/<vendor>/`, one file per message and direction. A file names the
 //! canonical message, the direction (`in`: vendor to hub, `out`: hub to vendor), the format
-//! (XML or JSON), how to recognise the payload (root element, or a JSON field's value), and
-//! a list of fields: a vendor path, a canonical path and the transforms between them (type,
-//! date format, id prefix, code table, default, constant). Each file carries sample payloads
-//! with their expected canonical form, and [`MappingSet::run_samples`] checks them all; the
-//! format is documented for municipal IT in `mappings/README.md`.
+//! (XML, JSON or CSV), how to recognise the payload (root element, a JSON field's value, or
+//! a CSV file's header), and a list of fields: a vendor path, a canonical path and the
+//! transforms between them (type, date format, id prefix, code table, default, constant).
+//! Each file carries sample payloads with their expected canonical form, and
+//! [`MappingSet::run_samples`] checks them all; the format is documented for municipal IT
+//! in `mappings/README.md`.
 //!
 //! The engine does not know what a decision is: it turns vendor trees into canonical JSON
 //! and back. Typing and validation of the result belong to the model
@@ -15,8 +16,10 @@
 //! identifier.
 //!
 //! Paths: vendor paths use `/` between element or key names, `@name` for an XML attribute,
-//! and `.` for the current node; canonical paths use `.` between JSON keys.
+//! and `.` for the current node; in a CSV mapping a vendor path is a column name, taken
+//! whole. Canonical paths use `.` between JSON keys.
 
+pub mod csv;
 pub mod text;
 pub mod xml;
 
@@ -58,6 +61,8 @@ pub enum EnvelopeKind {
 pub enum Format {
     Xml,
     Json,
+    /// Rows under a header row; vendor paths are column names (see [`csv`]).
+    Csv,
 }
 
 /// How a field's text becomes a canonical value and back.
@@ -161,6 +166,13 @@ pub struct Mapping {
     /// An envelope around the payload (`soap11`).
     #[serde(default)]
     pub envelope: Option<EnvelopeKind>,
+    /// CSV: the cell separator, `;` by default (Swedish systems keep `,` for decimals).
+    #[serde(default)]
+    pub delimiter: Option<char>,
+    /// CSV out: a canonical path to a list; one data row per element, each row's context
+    /// being the whole context plus `item` (the element). Without it, one row.
+    #[serde(default)]
+    pub rows: Option<String>,
     /// Out: the action the transport announces (SOAP 1.1's `SOAPAction` header).
     #[serde(default)]
     pub action: Option<String>,
@@ -208,6 +220,16 @@ pub struct Decoded {
     pub mapping: String,
     pub message_type: MessageType,
     pub canonical: Value,
+}
+
+/// One data row of an inbound CSV file, translated on its own: a bad row does not cost the
+/// good ones, and the line number lets the vendor find it.
+#[derive(Debug, Clone)]
+pub struct RowDecoded {
+    /// The row's line in the file (1-based; the header is normally line 1). A row whose
+    /// quoted cell spans lines is numbered by its first line.
+    pub line: usize,
+    pub result: Result<Decoded, ValidationError>,
 }
 
 /// A canonical message rendered for a vendor.
@@ -260,6 +282,15 @@ impl MappingSet {
                     errors.push(MappingFileError {
                         file: b.name.clone(),
                         reason: format!("a second outbound mapping for {} (first: {})", b.message, a.name),
+                    });
+                }
+                if a.reads_same_csv_as(b) {
+                    errors.push(MappingFileError {
+                        file: b.name.clone(),
+                        reason: format!(
+                            "reads the same CSV columns as {}: their files could not be told apart",
+                            a.name
+                        ),
                     });
                 }
             }
@@ -369,6 +400,20 @@ impl MappingSet {
                 })?;
             let canonical = decode_fields(Node::Json(&value), &mapping.fields, mapping)?;
             Ok(Decoded { mapping: mapping.name.clone(), message_type: mapping.message, canonical })
+        } else if self.mappings.iter().any(|m| m.direction == Direction::In && m.format == Format::Csv) {
+            // One payload is one message: a file of several rows is a batch, and answering
+            // for its first row alone would silently drop the others.
+            let mut rows = self.decode_rows(text)?;
+            if rows.len() > 1 {
+                return Err(ValidationError::new(
+                    ErrorCode::MalformedPayload,
+                    format!("a CSV file with {} rows: one message is one row; read it as a batch", rows.len()),
+                ));
+            }
+            match rows.pop() {
+                Some(row) => row.result,
+                None => Err(ValidationError::new(ErrorCode::MalformedPayload, "a CSV file with a header and no rows")),
+            }
         } else {
             Err(ValidationError::new(ErrorCode::MalformedPayload, "the payload is neither XML nor JSON"))
         }
@@ -403,6 +448,9 @@ impl MappingSet {
                 let body = serde_json::to_string(&out)
                     .map_err(|e| ValidationError::new(ErrorCode::Internal, format!("cannot write JSON: {e}")))?;
                 (body, "application/json".to_owned())
+            }
+            Format::Csv => {
+                (csv::render(mapping, context)?, format!("text/csv; charset={}", label.to_ascii_lowercase()))
             }
         };
         let body = text::encode(&text, enc)?;
@@ -480,6 +528,12 @@ impl MappingSet {
                             serde_json::from_str(&s.vendor).map_err(|e| format!("sample JSON does not parse: {e}"))?;
                         a == b
                     }
+                    // The text itself is the contract (column order, quoting); only line
+                    // endings differ, as a sample is written with LF and the file has CRLF.
+                    Format::Csv => {
+                        let normal = |t: &str| t.replace("\r\n", "\n").trim_end_matches('\n').to_owned();
+                        normal(&got) == normal(&s.vendor)
+                    }
                 };
                 if same {
                     Ok(())
@@ -506,6 +560,7 @@ impl Mapping {
         if self.envelope.is_some() && self.format != Format::Xml {
             problems.push("an envelope needs format = \"xml\"".to_owned());
         }
+        self.check_csv(&mut problems);
         self.check_fields(&self.fields, &mut problems);
         problems
     }
@@ -577,6 +632,7 @@ pub fn soap_envelope(payload: Element) -> Element {
 enum Node<'a> {
     Xml(&'a Element),
     Json(&'a Value),
+    Csv(csv::Row<'a>),
 }
 
 fn segments(path: &str) -> impl Iterator<Item = &str> {
@@ -596,6 +652,8 @@ fn select<'a>(node: Node<'a>, path: &str) -> Vec<Node<'a>> {
                     Some(child) => next.push(Node::Json(child)),
                     None => {}
                 },
+                // A row is flat: nothing below it (`check` refuses nested CSV fields).
+                Node::Csv(_) => {}
             }
         }
         current = next;
@@ -605,6 +663,10 @@ fn select<'a>(node: Node<'a>, path: &str) -> Vec<Node<'a>> {
 
 /// The text a path selects; empty text counts as absent.
 fn scalar(node: Node<'_>, path: &str) -> Option<String> {
+    if let Node::Csv(row) = node {
+        // A column name is taken whole: `/` or `@` in it mean nothing.
+        return row.cell(path);
+    }
     let (elements, attr) = match path.rsplit_once('/') {
         Some((head, last)) if last.starts_with('@') => (head, Some(&last[1..])),
         None if path.starts_with('@') => ("", Some(&path[1..])),
@@ -621,6 +683,7 @@ fn scalar(node: Node<'_>, path: &str) -> Option<String> {
             Value::Bool(b) => b.to_string(),
             _ => return None,
         },
+        (Node::Csv(_), _) => return None, // read whole above
     };
     let text = text.trim();
     (!text.is_empty()).then(|| text.to_owned())
@@ -750,16 +813,8 @@ fn encode_fields(target: &mut Target<'_>, ctx: &Value, fields: &[Field], m: &Map
             }
             continue;
         }
-        let text = match (&f.value, source) {
-            (Some(v), _) => Some((v.clone(), false)),
-            (None, Some(v)) => Some(convert_out(f, v, m)?),
-            (None, None) => f.default.clone().map(|d| (d, false)),
-        };
-        let Some((text, typed)) = text else {
-            if f.optional {
-                continue;
-            }
-            return Err(missing_out(f));
+        let Some((text, typed)) = scalar_out(f, source, m)? else {
+            continue;
         };
         match target {
             Target::Xml(el) => xml_set(el, path, text),
@@ -774,6 +829,21 @@ fn encode_fields(target: &mut Target<'_>, ctx: &Value, fields: &[Field], m: &Map
         }
     }
     Ok(())
+}
+
+/// A scalar field's vendor text (see [`convert_out`] for the flag): the constant, the
+/// converted canonical value, or the default; `None` when an optional field has nothing.
+fn scalar_out(f: &Field, source: Option<&Value>, m: &Mapping) -> Result<Option<(String, bool)>, ValidationError> {
+    let text = match (&f.value, source) {
+        (Some(v), _) => Some((v.clone(), false)),
+        (None, Some(v)) => Some(convert_out(f, v, m)?),
+        (None, None) => f.default.clone().map(|d| (d, false)),
+    };
+    match text {
+        Some(t) => Ok(Some(t)),
+        None if f.optional => Ok(None),
+        None => Err(missing_out(f)),
+    }
 }
 
 fn missing_out(f: &Field) -> ValidationError {

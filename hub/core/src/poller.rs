@@ -1,0 +1,107 @@
+//! Reading the files systems leave for the hub (SFTP folders), one poller per system.
+//!
+//! Each poll lists the complete files in the system's inbox and takes them one by one:
+//! the file is logged (with everything it causes) by [`Hub::take_file`] first, and only then
+//! moved: to the archive when the hub took it (or had taken it before), to the error folder
+//! with a reason file when the hub refused it. A file the hub could not log (the store was
+//! unavailable) stays where it is for the next poll. A file that cannot be read or moved is
+//! skipped, not allowed to block the others. A connection that fails is retried at the
+//! next poll.
+
+use std::sync::Arc;
+
+use carehub_model::ErrorCode;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::adapter::{Inbox, System};
+use crate::pipeline::Hub;
+
+/// What one poll did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PollReport {
+    pub taken: usize,
+    pub rejected: usize,
+    pub left: usize,
+    /// The inbox could not be listed (connection, permissions).
+    pub failed: bool,
+}
+
+/// Polls one system's inbox.
+pub struct Poller {
+    pub hub: Arc<Hub>,
+    pub system: Arc<System>,
+    pub inbox: Arc<dyn Inbox>,
+}
+
+impl Poller {
+    /// Polls every `system.poll_interval` until `shutdown` turns true.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        info!(system = %self.system.name, every_s = self.system.poll_interval.as_secs_f64(), "polling started");
+        loop {
+            self.poll_once().await;
+            tokio::select! {
+                _ = tokio::time::sleep(self.system.poll_interval) => {}
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+        }
+    }
+
+    /// One pass over the inbox.
+    pub async fn poll_once(&self) -> PollReport {
+        let mut report = PollReport::default();
+        let system = self.system.name.as_str();
+        let names = match self.inbox.ready().await {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(system, error = %e, "cannot list the inbox");
+                report.failed = true;
+                return report;
+            }
+        };
+        for name in names {
+            let bytes = match self.inbox.read(&name).await {
+                Ok(b) => b,
+                Err(e) => {
+                    warn!(system, file = %name, error = %e, "cannot read a file; skipped");
+                    report.left += 1;
+                    continue;
+                }
+            };
+            match self.hub.take_file(system, &name, bytes).await {
+                Ok(_) => match self.inbox.archive(&name).await {
+                    Ok(()) => report.taken += 1,
+                    Err(e) => {
+                        // Logged but not moved: the next poll finds it again and the hub
+                        // answers it as a repeat.
+                        warn!(system, file = %name, error = %e, "cannot archive a file");
+                        report.left += 1;
+                    }
+                },
+                Err(r) if r.code == ErrorCode::Unavailable => {
+                    warn!(system, file = %name, "the store is unavailable; the file waits for the next poll");
+                    report.left += 1;
+                }
+                Err(r) => {
+                    let reason = format!(
+                        "{}: {}\nmessage_id: {}\n",
+                        r.code,
+                        r.message,
+                        r.message_id.map(|i| i.to_string()).unwrap_or_else(|| "-".into())
+                    );
+                    match self.inbox.reject(&name, &reason).await {
+                        Ok(()) => report.rejected += 1,
+                        Err(e) => {
+                            warn!(system, file = %name, error = %e, "cannot move a refused file");
+                            report.left += 1;
+                        }
+                    }
+                }
+            }
+        }
+        if report.taken + report.rejected > 0 {
+            info!(system, taken = report.taken, rejected = report.rejected, left = report.left, "inbox polled");
+        }
+        report
+    }
+}
