@@ -12,6 +12,7 @@ mod flow;
 mod lifecare;
 mod mappings;
 mod operations;
+mod paraga;
 mod procapita;
 mod rejections;
 mod tls;

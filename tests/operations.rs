@@ -54,8 +54,9 @@ async fn check_reaches_every_system_and_reports_every_config_problem() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr
-            .contains("unknown vendor 'visma', known: combine, treserva, procapita, lifecare, phoniro, lifecare-mobil"),
+        stderr.contains(
+            "unknown vendor 'visma', known: combine, treserva, procapita, lifecare, phoniro, lifecare-mobil, paraga"
+        ),
         "{stderr}"
     );
     assert!(stderr.contains("jwt_secret"), "{stderr}");

@@ -9,14 +9,15 @@
 //! adapter follows are in `ADAPTERS.md`.
 //!
 //! # Layout
-//! - [`combine`], [`treserva`], [`procapita`], [`lifecare`], [`phoniro`]: one module per
-//!   vendor (Lifecare's module covers Lifecare Mobil Hemtjänst too).
+//! - [`combine`], [`treserva`], [`procapita`], [`lifecare`], [`phoniro`], [`paraga`]: one
+//!   module per vendor (Lifecare's module covers Lifecare Mobil Hemtjänst too).
 //! - [`transport`]: HTTP (with SOAP 1.1 and OAuth tokens) and SFTP.
 //! - [`builtin`]: the mapping files compiled into the binary.
 
 pub mod builtin;
 pub mod combine;
 pub mod lifecare;
+pub mod paraga;
 pub mod phoniro;
 pub mod procapita;
 pub mod transport;
@@ -37,8 +38,15 @@ use transport::sftp::{SftpClient, SftpInbox, SftpTransport};
 pub use treserva::TreservaConfig;
 
 /// The vendors carehub knows, by the name used in configuration.
-pub const VENDORS: &[&str] =
-    &[combine::VENDOR, treserva::VENDOR, procapita::VENDOR, lifecare::VENDOR, phoniro::VENDOR, lifecare::MOBIL_VENDOR];
+pub const VENDORS: &[&str] = &[
+    combine::VENDOR,
+    treserva::VENDOR,
+    procapita::VENDOR,
+    lifecare::VENDOR,
+    phoniro::VENDOR,
+    lifecare::MOBIL_VENDOR,
+    paraga::VENDOR,
+];
 
 /// A system's vendor-specific configuration.
 #[derive(Debug, Clone)]
@@ -49,6 +57,7 @@ pub enum VendorConfig {
     Lifecare(LifecareConfig),
     Phoniro(PhoniroConfig),
     LifecareMobil(LifecareConfig),
+    Paraga(SftpConfig),
 }
 
 impl VendorConfig {
@@ -63,6 +72,7 @@ impl VendorConfig {
             procapita::VENDOR => typed(keys).map(VendorConfig::Procapita),
             lifecare::VENDOR => typed(keys).map(VendorConfig::Lifecare),
             lifecare::MOBIL_VENDOR => typed(keys).map(VendorConfig::LifecareMobil),
+            paraga::VENDOR => typed(keys).map(VendorConfig::Paraga),
             phoniro::VENDOR => typed(keys).map(VendorConfig::Phoniro),
             other => Err(format!("unknown vendor '{other}', known: {}", VENDORS.join(", "))),
         }
@@ -75,6 +85,7 @@ impl VendorConfig {
             VendorConfig::Procapita(_) => procapita::VENDOR,
             VendorConfig::Lifecare(_) => lifecare::VENDOR,
             VendorConfig::LifecareMobil(_) => lifecare::MOBIL_VENDOR,
+            VendorConfig::Paraga(_) => paraga::VENDOR,
             VendorConfig::Phoniro(_) => phoniro::VENDOR,
         }
     }
@@ -86,6 +97,7 @@ impl VendorConfig {
             VendorConfig::Procapita(_) => procapita::ROLE,
             VendorConfig::Lifecare(_) => lifecare::ROLE,
             VendorConfig::LifecareMobil(_) => lifecare::MOBIL_ROLE,
+            VendorConfig::Paraga(_) => paraga::ROLE,
             VendorConfig::Phoniro(_) => phoniro::ROLE,
         }
     }
@@ -95,7 +107,7 @@ impl VendorConfig {
         match self {
             VendorConfig::Combine(c) => c.problems(),
             VendorConfig::Treserva(c) => c.problems(),
-            VendorConfig::Procapita(c) => c.problems(),
+            VendorConfig::Procapita(c) | VendorConfig::Paraga(c) => c.problems(),
             VendorConfig::Lifecare(c) | VendorConfig::LifecareMobil(c) => c.problems(),
             VendorConfig::Phoniro(c) => c.problems(),
         }
@@ -106,6 +118,7 @@ impl VendorConfig {
     pub fn relative_to(self, base: &Path) -> Self {
         match self {
             VendorConfig::Procapita(c) => VendorConfig::Procapita(c.relative_to(base)),
+            VendorConfig::Paraga(c) => VendorConfig::Paraga(c.relative_to(base)),
             other => other,
         }
     }
@@ -117,7 +130,7 @@ impl VendorConfig {
             VendorConfig::Treserva(c) => (Arc::new(c.transport(client)), None),
             VendorConfig::Lifecare(c) | VendorConfig::LifecareMobil(c) => (Arc::new(c.transport(client)), None),
             VendorConfig::Phoniro(c) => (Arc::new(c.transport(client)), None),
-            VendorConfig::Procapita(c) => {
+            VendorConfig::Procapita(c) | VendorConfig::Paraga(c) => {
                 let sftp = Arc::new(SftpClient::new(c.clone()));
                 let every = Duration::from_secs(c.poll_seconds);
                 (Arc::new(SftpTransport(sftp.clone())), Some((Arc::new(SftpInbox(sftp)), every)))
@@ -201,7 +214,10 @@ mod tests {
     #[test]
     fn an_unknown_vendor_names_the_known_ones() {
         let e = VendorConfig::parse("visma", toml::Table::new()).expect_err("unknown");
-        assert_eq!(e, "unknown vendor 'visma', known: combine, treserva, procapita, lifecare, phoniro, lifecare-mobil");
+        assert_eq!(
+            e,
+            "unknown vendor 'visma', known: combine, treserva, procapita, lifecare, phoniro, lifecare-mobil, paraga"
+        );
     }
 
     #[test]

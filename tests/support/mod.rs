@@ -24,6 +24,8 @@ pub const PROVIDER_A: &str = "5599000014";
 pub const PROVIDER_B: &str = "5566778899";
 /// A provider on Lifecare Mobil Hemtjänst (`lifecare-mobil`).
 pub const PROVIDER_C: &str = "5560123456";
+/// A provider on ParaGå (`paraga`), when a test configures it.
+pub const PROVIDER_D: &str = "5599000030";
 
 /// Settings a test may change.
 #[derive(Debug, Clone)]
@@ -36,6 +38,9 @@ pub struct Options {
     pub tls: bool,
     /// `[[systems]]` keys of a Procapita system (an SFTP server), if the test has one.
     pub procapita: Option<String>,
+    /// `[[systems]]` keys of a ParaGå system (an SFTP server), if the test has one; provider
+    /// [`PROVIDER_D`] is routed to it.
+    pub paraga: Option<String>,
 }
 
 impl Default for Options {
@@ -46,6 +51,7 @@ impl Default for Options {
             listen: "127.0.0.1:0".into(),
             tls: false,
             procapita: None,
+            paraga: None,
         }
     }
 }
@@ -76,9 +82,20 @@ pub fn config_text(db: &Path, phoniro_url: &str, combine_url: &str, o: &Options)
         .as_ref()
         .map(|keys| format!("[[systems]]\nname = \"procapita\"\nvendor = \"procapita\"\n{keys}\n"))
         .unwrap_or_default();
+    let paraga = o
+        .paraga
+        .as_ref()
+        .map(|keys| {
+            format!(
+                "[[systems]]\nname = \"paraga\"\nvendor = \"paraga\"\n{keys}\n\n\
+                 [[providers]]\norg = \"{PROVIDER_D}\"\nname = \"Hemtjänst i Hägersten AB\"\nsystem = \"paraga\"\n"
+            )
+        })
+        .unwrap_or_default();
     format!(
         r#"
 {procapita}
+{paraga}
 [hub]
 listen = "{listen}"
 database = "{db}"

@@ -165,6 +165,14 @@ impl System {
         })
     }
 
+    /// Whether the system sends CSV files (some inbound mapping reads CSV).
+    pub fn reads_csv(&self) -> bool {
+        self.mappings
+            .mappings
+            .iter()
+            .any(|m| m.direction == crate::mapping::Direction::In && m.format == crate::mapping::Format::Csv)
+    }
+
     /// Renders a canonical context for this system.
     pub fn encode(&self, kind: MessageType, context: &Value) -> Result<Rendered, ValidationError> {
         self.mappings.encode(kind, context)

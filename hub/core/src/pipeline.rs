@@ -154,13 +154,22 @@ impl Hub {
                 Rejection::new(ErrorCode::UnknownSystem, format!("no system named '{system}' is configured"))
             })?
             .clone();
-        let mut inbound = Inbound {
-            system: &sys,
-            content_type: content_type.unwrap_or("application/octet-stream").to_owned(),
-            body,
-            decoded: None,
-        };
-        let message = match sys.decode(&inbound.body) {
+        let decoded = sys.decode(&body);
+        self.dispatch(&sys, body, content_type.unwrap_or("application/octet-stream"), decoded, sender).await
+    }
+
+    /// Acts on a decoded (or undecodable) message: refuses it with its code, or hands it to
+    /// its flow.
+    async fn dispatch(
+        &self,
+        sys: &System,
+        body: Vec<u8>,
+        content_type: &str,
+        decoded: Result<(Decoded, Message), (Option<Decoded>, ValidationError)>,
+        sender: &Sender,
+    ) -> Result<Receipt, Rejection> {
+        let mut inbound = Inbound { system: sys, content_type: content_type.to_owned(), body, decoded: None };
+        let message = match decoded {
             Ok((decoded, message)) => {
                 inbound.decoded = Some(decoded);
                 message
@@ -179,6 +188,62 @@ impl Hub {
                 Err(self.reject(&inbound, ErrorCode::MessageNotAllowed, reason, Default::default()).await)
             }
         }
+    }
+
+    /// Takes a CSV file row by row. Each row is its own message in the log (the header and
+    /// that row, as UTF-8 text), answered by its flow; a bad row is logged as rejected with
+    /// its line number and does not stop the others. The file as a whole is refused only
+    /// when it cannot be read as CSV at all. The answer describes the file: `accepted`, with
+    /// the first row's log entry.
+    async fn take_rows(&self, sys: &System, bytes: Vec<u8>) -> Result<Receipt, Rejection> {
+        let text = match crate::mapping::text::decode(&bytes, sys.mappings.inbound_encoding()) {
+            Ok(t) => t.into_owned(),
+            Err(e) => return self.dispatch(sys, bytes, "text/csv", Err((None, e)), &Sender::Trusted).await,
+        };
+        let rows = match sys.mappings.decode_rows(&text) {
+            Ok(rows) => rows,
+            Err(e) => return self.dispatch(sys, bytes, "text/csv", Err((None, e)), &Sender::Trusted).await,
+        };
+        let lines: Vec<&str> = text.split('\n').map(|l| l.trim_end_matches('\r')).collect();
+        let header = lines.iter().find(|l| !l.trim().is_empty()).copied().unwrap_or("");
+        let mut first: Option<Receipt> = None;
+        let mut kinds = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            let start = row.line.saturating_sub(1).min(lines.len());
+            let end = rows
+                .get(i + 1)
+                .map(|next| next.line.saturating_sub(1))
+                .unwrap_or(lines.len())
+                .clamp(start, lines.len());
+            let payload = format!("{header}\n{}\n", lines[start..end].join("\n").trim_end());
+            let decoded = match &row.result {
+                Ok(d) => match Message::from_canonical(d.message_type, d.canonical.clone()) {
+                    Ok(m) => Ok((d.clone(), m)),
+                    Err(e) => Err((Some(d.clone()), e)),
+                },
+                Err(e) => Err((None, e.clone())),
+            }
+            .map_err(|(d, mut e)| {
+                e.reason = format!("line {}: {}", row.line, e.reason);
+                (d, e)
+            });
+            match self.dispatch(sys, payload.into_bytes(), "text/csv; charset=utf-8", decoded, &Sender::Trusted).await {
+                Ok(r) => {
+                    kinds.push(r.message_type);
+                    first.get_or_insert(r);
+                }
+                Err(r) if r.code == ErrorCode::Unavailable => return Err(r),
+                Err(_) => {}
+            }
+        }
+        info!(system = %sys.name, rows = rows.len(), taken = kinds.len(), "CSV file taken");
+        Ok(first.unwrap_or(Receipt {
+            message_id: 0,
+            status: status::ACCEPTED,
+            message_type: MessageType::Receipt,
+            decision_id: None,
+            order_id: None,
+        }))
     }
 
     /// Refuses a message whose body was not read (too large, unreadable), logging the
@@ -459,7 +524,10 @@ impl Hub {
     /// became of it. Callers move the file only after this returns, and leave it in place on
     /// `UNAVAILABLE` so the next poll tries again.
     pub async fn take_file(&self, system: &str, file: &str, bytes: Vec<u8>) -> Result<Receipt, Rejection> {
-        let result = self.receive(system, bytes, Some(content_type_of(file)), &Sender::Trusted).await;
+        let result = match self.registry.get(system).cloned() {
+            Some(sys) if sys.reads_csv() && is_csv(file, &bytes) => self.take_rows(&sys, bytes).await,
+            _ => self.receive(system, bytes, Some(content_type_of(file)), &Sender::Trusted).await,
+        };
         if matches!(&result, Err(r) if r.code == ErrorCode::Unavailable) {
             return result;
         }
@@ -581,6 +649,12 @@ fn outbound_entry(target: &System, kind: MessageType, content_type: &str, body: 
         delivery_key: Some(key.to_owned()),
         ..NewLogEntry::default()
     }
+}
+
+/// Whether a file is a CSV batch: by its name, or by not looking like XML or JSON.
+fn is_csv(file: &str, bytes: &[u8]) -> bool {
+    let first = bytes.iter().copied().find(|b| !b.is_ascii_whitespace() && *b != 0xEF && *b != 0xBB && *b != 0xBF);
+    file.to_ascii_lowercase().ends_with(".csv") || !matches!(first, Some(b'<' | b'{' | b'['))
 }
 
 /// The content type a file's name suggests.

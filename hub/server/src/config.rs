@@ -438,7 +438,7 @@ system = "missing"
             "jwt_secret",
             "lowercase",
             "callback_url",
-            "unknown vendor 'visma', known: combine, treserva, procapita, lifecare, phoniro, lifecare-mobil",
+            "unknown vendor 'visma', known: combine, treserva, procapita, lifecare, phoniro, lifecare-mobil, paraga",
             "SE-R-013",
             "'missing' is not configured",
             "extra",

@@ -1,0 +1,78 @@
+//! ParaGå over SFTP with CSV (Windows-1252, `;`, Swedish headers), against a real OpenSSH
+//! server: orders out as CSV files, confirmations in as CSV files taken row by row.
+
+use reqwest::StatusCode;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::sshd::Sshd;
+use crate::support::*;
+
+fn cp1252(text: &str) -> Vec<u8> {
+    let enc = carehub_core::mapping::text::encoding("windows-1252").expect("known");
+    carehub_core::mapping::text::encode(text, enc).expect("encodable")
+}
+
+#[tokio::test]
+async fn orders_go_out_as_csv_files_and_confirmation_files_come_back_row_by_row() {
+    let sshd = Sshd::start();
+    let combine = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/callback"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(2)
+        .mount(&combine)
+        .await;
+    let options = Options { paraga: Some(sshd.system_keys(&sshd.host_key_sha256)), ..Options::default() };
+    let hub = TestHub::start_with(&combine.uri(), &combine.uri(), options).await;
+    let pnrs = test_pnrs();
+    let cm = hub.case_management();
+
+    // Two decisions for the ParaGå provider: each order is a CSV file in the outbox.
+    for (id, pnr) in [("DEC-P1", &pnrs[500]), ("DEC-P2", &pnrs[501])] {
+        let (s, _) = hub.post("combine", decision_xml(id, pnr, PROVIDER_D, None), Some(&cm)).await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+    }
+    let (o1, o2) = (order_id("DEC-P1"), order_id("DEC-P2"));
+    hub.wait_for_order_status(&o1, "delivered").await;
+    hub.wait_for_order_status(&o2, "delivered").await;
+    let file = sshd.files("outbox").into_iter().find(|f| f.contains(&o1)).expect("the order file");
+    assert!(file.starts_with("uppdrag-") && file.ends_with(".csv"), "{file}");
+    let bytes = std::fs::read(sshd.root.join("outbox").join(&file)).expect("read");
+    assert!(bytes.starts_with(b"Uppdragsid;Beslutsreferens;Utf\xf6rare;Personnummer;"), "ö is 0xF6 in Windows-1252");
+    let text: String = bytes.iter().map(|b| *b as char).collect();
+    let rows: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(rows.len(), 2, "a header and one row per service: {text}");
+    assert!(rows[1].starts_with(&format!("{o1};combine:DEC-P1;{PROVIDER_D};{};2026-", pnrs[500])), "{text}");
+    assert!(rows[1].ends_with(";SERV;480"), "{text}");
+
+    // ParaGå answers with one CSV file: an acceptance, a rejection with Swedish text, and a
+    // row it garbled. The good rows are taken, the bad one is refused with its line number.
+    let answers = format!(
+        "Uppdragsid;Status;Orsak;Tidpunkt\r\n{o1};Accepterad;;2026-11-03 07:30\r\n{o2};Avvisad;Ingen personal på Årsta just nu;2026-11-03 07:31\r\n{o1};Kanske;;2026-11-03 07:32\r\n"
+    );
+    sshd.drop_file("svar-20261103.csv", &cp1252(&answers));
+    eventually("the answer file is archived", || async {
+        sshd.files("archive").iter().any(|f| f.ends_with("-svar-20261103.csv")).then_some(())
+    })
+    .await;
+    hub.wait_for_order_status(&o1, "accepted").await;
+    let rejected = hub.wait_for_order_status(&o2, "rejected").await;
+    assert_eq!(rejected["ack_reason"], "Ingen personal på Årsta just nu", "Å and å survive Windows-1252");
+
+    let (_, page) = hub.get("/v1/messages?system=paraga&status=rejected", Some(&hub.admin())).await;
+    let bad = page["messages"].as_array().expect("messages");
+    assert_eq!(bad.len(), 1, "{page}");
+    assert_eq!(bad[0]["error_code"], "INVALID_VALUE");
+    assert!(bad[0]["error_message"].as_str().unwrap_or("").starts_with("line 4: "), "{}", bad[0]);
+    let (_, entry) = hub.get(&format!("/v1/messages/{}", bad[0]["id"]), Some(&hub.admin())).await;
+    assert_eq!(entry["payload"], format!("Uppdragsid;Status;Orsak;Tidpunkt\n{o1};Kanske;;2026-11-03 07:32\n"));
+
+    // Both answers travel on to Combine.
+    eventually("both answers reach Combine", || async {
+        (combine.received_requests().await.unwrap_or_default().iter().filter(|r| r.url.path() == "/callback").count()
+            == 2)
+            .then_some(())
+    })
+    .await;
+}
