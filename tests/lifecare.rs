@@ -14,17 +14,6 @@ fn token(t: &str, expires_in: u64) -> ResponseTemplate {
         .set_body_json(json!({"access_token": t, "token_type": "Bearer", "expires_in": expires_in}))
 }
 
-fn lifecare_decision(id: &str, pnr: &str, provider: &str) -> String {
-    json!({
-        "eventType": "DecisionRegistered",
-        "decision": {
-            "decisionId": id, "personalNumber": pnr, "caseWorker": "k.berg", "provider": {"orgNo": provider},
-            "validFrom": "2026-11-01", "interventions": [{"code": "SERVICE", "minutesPerMonth": 480}]
-        }
-    })
-    .to_string()
-}
-
 #[tokio::test]
 async fn a_lifecare_decision_reaches_lifecare_mobil_and_the_answers_return() {
     let mobil = MockServer::start().await;

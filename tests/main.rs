@@ -11,6 +11,7 @@ mod delivery;
 mod flow;
 mod lifecare;
 mod mappings;
+mod matrix;
 mod operations;
 mod paraga;
 mod procapita;

@@ -11,26 +11,6 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::support::sshd::Sshd;
 use crate::support::*;
 
-fn latin1(text: &str) -> Vec<u8> {
-    let enc = carehub_core::mapping::text::encoding("iso-8859-1").expect("known");
-    carehub_core::mapping::text::encode(text, enc).expect("encodable")
-}
-
-fn decision_file(id: &str, pnr: &str, provider: &str) -> Vec<u8> {
-    latin1(&format!(
-        r#"<?xml version="1.0" encoding="ISO-8859-1"?>
-<Biståndsbeslut xmlns="urn:carehub:vendor:procapita:1">
-  <Beslutsnummer>{id}</Beslutsnummer>
-  <Brukare><Personnummer>{pnr}</Personnummer><Namn>Åsa Öberg</Namn></Brukare>
-  <Handläggare signatur="ÅÖB"/>
-  <Utförare><Organisationsnummer>{provider}</Organisationsnummer></Utförare>
-  <Giltighet från="20261101" till="20271031"/>
-  <Insatser><Insats typ="Personlig omvårdnad" minuterPerMånad="1800"/></Insatser>
-</Biståndsbeslut>
-"#
-    ))
-}
-
 async fn hub_with(sshd: &Sshd, phoniro: &MockServer, host_key: &str) -> TestHub {
     let options = Options { procapita: Some(sshd.system_keys(host_key)), ..Options::default() };
     TestHub::start_with(&phoniro.uri(), &phoniro.uri(), options).await

@@ -14,7 +14,7 @@ use carehub_server::auth::{Auth, Role};
 use carehub_server::config::Config;
 use carehub_server::server::{self, RunningHub};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tempfile::TempDir;
 
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
@@ -324,6 +324,40 @@ pub fn treserva_decision(id: &str, pnr: &str, provider: &str) -> String {
   </soapenv:Body>
 </soapenv:Envelope>"#
     )
+}
+
+/// A Lifecare decision webhook.
+pub fn lifecare_decision(id: &str, pnr: &str, provider: &str) -> String {
+    json!({
+        "eventType": "DecisionRegistered",
+        "decision": {
+            "decisionId": id, "personalNumber": pnr, "caseWorker": "k.berg", "provider": {"orgNo": provider},
+            "validFrom": "2026-11-01", "interventions": [{"code": "SERVICE", "minutesPerMonth": 480}]
+        }
+    })
+    .to_string()
+}
+
+/// Text in ISO-8859-1.
+pub fn latin1(text: &str) -> Vec<u8> {
+    let enc = carehub_core::mapping::text::encoding("iso-8859-1").expect("known");
+    carehub_core::mapping::text::encode(text, enc).expect("encodable")
+}
+
+/// A Procapita decision file (ISO-8859-1).
+pub fn decision_file(id: &str, pnr: &str, provider: &str) -> Vec<u8> {
+    latin1(&format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1"?>
+<Biståndsbeslut xmlns="urn:carehub:vendor:procapita:1">
+  <Beslutsnummer>{id}</Beslutsnummer>
+  <Brukare><Personnummer>{pnr}</Personnummer><Namn>Åsa Öberg</Namn></Brukare>
+  <Handläggare signatur="ÅÖB"/>
+  <Utförare><Organisationsnummer>{provider}</Organisationsnummer></Utförare>
+  <Giltighet från="20261101" till="20271031"/>
+  <Insatser><Insats typ="Personlig omvårdnad" minuterPerMånad="1800"/></Insatser>
+</Biståndsbeslut>
+"#
+    ))
 }
 
 /// A Combine decision.
