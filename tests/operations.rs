@@ -44,7 +44,7 @@ async fn check_reaches_every_system_and_reports_every_config_problem() {
     assert_eq!(out.status.code(), Some(1), "combine is unreachable: {stdout}");
     assert!(stdout.contains("configuration: ok (5 systems, 3 providers)"), "{stdout}");
     assert!(stdout.contains("mappings treserva: 3 files, 6 samples pass"), "{stdout}");
-    assert!(stdout.contains("mappings combine: 3 files, 9 samples pass"), "{stdout}");
+    assert!(stdout.contains("mappings combine: 3 files, 10 samples pass"), "{stdout}");
     assert!(stdout.contains("system phoniro (phoniro): reachable"), "{stdout}");
     assert!(stdout.contains("system combine (combine): FAILED: transient: cannot connect"), "{stdout}");
 

@@ -157,6 +157,17 @@ async fn a_wrong_host_key_is_refused() {
     assert!(line.contains("FAILED: permanent: the server's host key is SHA256:"), "{line}");
     assert!(line.contains(&format!("not the configured {wrong}")), "{line}");
 
+    // The right host key but a key the server does not know: the login is refused, clearly.
+    let stranger = hub.dir.path().join("stranger.toml");
+    let text = std::fs::read_to_string(&hub.config_path).expect("config").replace(wrong, &sshd.host_key_sha256);
+    let text =
+        text.replace(&sshd.client_key.display().to_string(), &sshd.dir.path().join("host_key").display().to_string());
+    std::fs::write(&stranger, text).expect("write");
+    let out = carehub(&["check", "--config", stranger.to_str().expect("path")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find(|l| l.starts_with("system procapita")).expect("a line for procapita").to_owned();
+    assert!(line.contains("FAILED: permanent: login as ") && line.contains("refused"), "{line}");
+
     // With the right key, check says so.
     let good = hub.dir.path().join("good.toml");
     std::fs::write(
