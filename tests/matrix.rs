@@ -74,7 +74,9 @@ async fn every_case_management_system_reaches_every_provider_system_and_back() {
                     let (s, r) = hub.post("lifecare", lifecare_decision(&id, pnr, org), Some(&cm_token)).await;
                     assert_eq!(s, StatusCode::ACCEPTED, "{r}");
                 }
-                _ => procapita.drop_file(&format!("beslut-{id}.xml"), &decision_file(&id, pnr, org)),
+                _ => procapita
+                    .drop_file(&format!("beslut-{id}.xml"), &decision_file(&id, pnr, org))
+                    .expect("drop a file"),
             }
             let order = carehub_core::pipeline::order_id_for(&format!("{cm}:{id}"));
             pairs.push((*cm, *provider_system, *org, order));
@@ -118,7 +120,7 @@ async fn every_case_management_system_reaches_every_provider_system_and_back() {
             _ => paraga_rows.push_str(&format!("{order};Accepterad;;2026-11-03 07:30\r\n")),
         }
     }
-    paraga.drop_file("svar.csv", paraga_rows.as_bytes());
+    paraga.drop_file("svar.csv", paraga_rows.as_bytes()).expect("drop a file");
 
     // ...and every answer returns to the system that sent the decision.
     for (cm, provider_system, _, order) in &pairs {

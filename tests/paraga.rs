@@ -51,7 +51,7 @@ async fn orders_go_out_as_csv_files_and_confirmation_files_come_back_row_by_row(
     let answers = format!(
         "Uppdragsid;Status;Orsak;Tidpunkt\r\n{o1};Accepterad;;2026-11-03 07:30\r\n{o2};Avvisad;Ingen personal på Årsta just nu;2026-11-03 07:31\r\n{o1};Kanske;;2026-11-03 07:32\r\n"
     );
-    sshd.drop_file("svar-20261103.csv", &cp1252(&answers));
+    sshd.drop_file("svar-20261103.csv", &cp1252(&answers)).expect("drop a file");
     eventually("the answer file is archived", || async {
         sshd.files("archive").iter().any(|f| f.ends_with("-svar-20261103.csv")).then_some(())
     })

@@ -8,15 +8,15 @@ use reqwest::StatusCode;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::sshd::Sshd;
+use crate::support::sshd::{LocalSshd, Sshd};
 use crate::support::*;
 
-async fn hub_with(sshd: &Sshd, phoniro: &MockServer, host_key: &str) -> TestHub {
+async fn hub_with(sshd: &LocalSshd, phoniro: &MockServer, host_key: &str) -> TestHub {
     let options = Options { procapita: Some(sshd.system_keys(host_key)), ..Options::default() };
     TestHub::start_with(&phoniro.uri(), &phoniro.uri(), options).await
 }
 
-async fn wait_for_file(sshd: &Sshd, folder: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
+async fn wait_for_file(sshd: &LocalSshd, folder: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
     eventually(what, || async { sshd.files(folder).into_iter().find(|f| pred(f)) }).await
 }
 
@@ -31,7 +31,7 @@ async fn a_procapita_file_becomes_an_order_and_the_answers_return_as_files() {
         .mount(&phoniro)
         .await;
     let hub = hub_with(&sshd, &phoniro, &sshd.host_key_sha256.clone()).await;
-    sshd.drop_file("beslut-118.xml", &decision_file("PC-2026-118", "193601016987", PROVIDER_A));
+    sshd.drop_file("beslut-118.xml", &decision_file("PC-2026-118", "193601016987", PROVIDER_A)).expect("drop a file");
 
     // Taken: archived, receipted, ordered.
     wait_for_file(&sshd, "archive", "the file is archived", |f| f.ends_with("-beslut-118.xml")).await;
@@ -85,8 +85,9 @@ async fn partial_unreadable_and_repeated_files_and_a_restarting_server() {
     std::fs::write(sshd.root.join("inbox").join("beslut-1.xml.part"), half).expect("write");
     // An unreadable file next to a good one: the bad one goes to the error folder with its
     // reason, the good one is taken in the same poll.
-    sshd.drop_file("trasig.xml", b"<Bist\xe5ndsbeslut xmlns=\"urn:carehub:vendor:procapita:1\"><Beslutsnummer>");
-    sshd.drop_file("beslut-2.xml", &decision_file("PC-2", &pnrs[401], PROVIDER_A));
+    sshd.drop_file("trasig.xml", b"<Bist\xe5ndsbeslut xmlns=\"urn:carehub:vendor:procapita:1\"><Beslutsnummer>")
+        .expect("drop a file");
+    sshd.drop_file("beslut-2.xml", &decision_file("PC-2", &pnrs[401], PROVIDER_A)).expect("drop a file");
     wait_for_file(&sshd, "archive", "the good file is archived", |f| f.ends_with("-beslut-2.xml")).await;
     let reason =
         wait_for_file(&sshd, "error", "the bad file has a reason", |f| f.ends_with("-trasig.xml.reason.txt")).await;
@@ -104,7 +105,7 @@ async fn partial_unreadable_and_repeated_files_and_a_restarting_server() {
     wait_for_file(&sshd, "archive", "the completed file is archived", |f| f.ends_with("-beslut-1.xml")).await;
 
     // The same file twice is processed once: the second is a repeat, archived, receipted so.
-    sshd.drop_file("beslut-2.xml", &decision_file("PC-2", &pnrs[401], PROVIDER_A));
+    sshd.drop_file("beslut-2.xml", &decision_file("PC-2", &pnrs[401], PROVIDER_A)).expect("drop a file");
     eventually("the repeat is archived", || async {
         (sshd.files("archive").iter().filter(|f| f.ends_with("-beslut-2.xml")).count() == 2).then_some(())
     })
@@ -124,15 +125,15 @@ async fn partial_unreadable_and_repeated_files_and_a_restarting_server() {
 
     // The server restarts between polls: the hub's kept connection dies, and the next poll
     // reconnects and carries on.
-    sshd.restart();
-    sshd.drop_file("beslut-3.xml", &decision_file("PC-3", &pnrs[402], PROVIDER_A));
+    sshd.restart().expect("restart sshd");
+    sshd.drop_file("beslut-3.xml", &decision_file("PC-3", &pnrs[402], PROVIDER_A)).expect("drop a file");
     wait_for_file(&sshd, "archive", "a file after the restart is archived", |f| f.ends_with("-beslut-3.xml")).await;
     // ...and while it is down, files wait.
     sshd.stop();
-    sshd.drop_file("beslut-4.xml", &decision_file("PC-4", &pnrs[403], PROVIDER_A));
+    sshd.drop_file("beslut-4.xml", &decision_file("PC-4", &pnrs[403], PROVIDER_A)).expect("drop a file");
     tokio::time::sleep(Duration::from_millis(2200)).await;
     assert_eq!(sshd.files("inbox"), vec!["beslut-4.xml".to_owned()]);
-    sshd.restart();
+    sshd.restart().expect("restart sshd");
     wait_for_file(&sshd, "archive", "the waiting file is archived", |f| f.ends_with("-beslut-4.xml")).await;
     hub.wait_for_order_status(&carehub_core::pipeline::order_id_for("procapita:PC-4"), "delivered").await;
 }
@@ -143,7 +144,7 @@ async fn a_wrong_host_key_is_refused() {
     let phoniro = MockServer::start().await;
     let wrong = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     let hub = hub_with(&sshd, &phoniro, wrong).await;
-    sshd.drop_file("beslut-9.xml", &decision_file("PC-9", "193601016987", PROVIDER_A));
+    sshd.drop_file("beslut-9.xml", &decision_file("PC-9", "193601016987", PROVIDER_A)).expect("drop a file");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(
         sshd.files("inbox"),

@@ -9,6 +9,7 @@
 //! - [`tls`]: HTTPS and systems authenticated by client certificates.
 //! - [`cli`]: the commands: `serve`, `check`, `token`, `audit verify`, `replay`, `demo`, `bench`.
 //! - [`demo`]: the demo municipality with in-process mock vendors.
+//! - [`fixtures`]: a local OpenSSH server for the demo, the benchmarks and the tests.
 //! - [`bench`]: throughput and latency benchmarks.
 
 /// Prints a line to standard output, ignoring a closed pipe (`carehub ... | head` must not
@@ -27,5 +28,6 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod fixtures;
 pub mod server;
 pub mod tls;
