@@ -29,7 +29,7 @@ pub struct SoapReceipt<'a> {
 /// `<{root}Response>` with the receipt's fields.
 pub fn response(root: &str, namespace: Option<&str>, r: &SoapReceipt<'_>) -> String {
     let mut el = Element::new(format!("{root}Response"));
-    el.namespace = namespace.map(str::to_owned);
+    el.namespace = namespace.map(Into::into);
     leaf(&mut el, "MessageId", &r.message_id.to_string());
     leaf(&mut el, "Status", r.status);
     if let Some(d) = r.decision_id {
@@ -44,7 +44,7 @@ pub fn response(root: &str, namespace: Option<&str>, r: &SoapReceipt<'_>) -> Str
 /// A SOAP fault carrying the hub's error code (and the log entry, when logged).
 pub fn fault(client_fault: bool, code: &str, message: &str, message_id: Option<i64>) -> String {
     let mut f = Element::new("Fault");
-    f.namespace = Some(SOAP11.to_owned());
+    f.namespace = Some(SOAP11.into());
     // faultcode, faultstring and detail are unqualified in SOAP 1.1.
     let mut faultcode = Element::new("faultcode");
     faultcode.text = if client_fault { "soap:Client" } else { "soap:Server" }.to_owned();
@@ -52,7 +52,7 @@ pub fn fault(client_fault: bool, code: &str, message: &str, message_id: Option<i
     faultstring.text = message.to_owned();
     let mut detail = Element::new("detail");
     let mut error = Element::new("error");
-    error.namespace = Some(HUB_NS.to_owned());
+    error.namespace = Some(HUB_NS.into());
     leaf(&mut error, "code", code);
     if let Some(id) = message_id {
         leaf(&mut error, "message_id", &id.to_string());

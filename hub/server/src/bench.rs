@@ -37,11 +37,31 @@ pub enum BenchCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Translation throughput of Procapita decision XML (ISO-8859-1) to canonical on one
+    /// core, beside a bare quick-xml parse of the same files.
+    Translate {
+        /// How many distinct decision files.
+        #[arg(long, default_value_t = 20_000)]
+        files: usize,
+        /// Passes over the files; the best pass counts.
+        #[arg(long, default_value_t = 5)]
+        passes: usize,
+    },
+    /// Time from N Procapita decision files present on a local SFTP server to all their
+    /// orders delivered (needs openssh-server).
+    Sftp {
+        #[arg(long, default_value_t = 10_000)]
+        files: usize,
+    },
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Decisions { clients, seconds, dir } => decisions(clients, seconds, dir).await,
+        BenchCommand::Translate { files, passes } => {
+            tokio::task::spawn_blocking(move || translate(files, passes)).await?
+        }
+        BenchCommand::Sftp { files } => sftp(files).await,
     }
 }
 
@@ -205,5 +225,135 @@ async fn decisions(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> a
             best / rate
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Procapita decision files (ISO-8859-1), distinct ids and clients.
+fn procapita_files(n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
+    let pnrs: Vec<&str> = include_str!("../../../data/skatteverket-testpersonnummer.txt").lines().collect();
+    let enc = carehub_core::mapping::text::encoding("iso-8859-1").context("ISO-8859-1")?;
+    (0..n)
+        .map(|i| {
+            let text = format!(
+                "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<Biståndsbeslut xmlns=\"urn:carehub:vendor:procapita:1\">\n  \
+                 <Beslutsnummer>PC-BENCH-{i}</Beslutsnummer>\n  <Brukare><Personnummer>{}</Personnummer><Namn>Åsa Öberg</Namn></Brukare>\n  \
+                 <Handläggare signatur=\"ÅÖB\"/>\n  <Utförare><Organisationsnummer>5599000014</Organisationsnummer></Utförare>\n  \
+                 <Giltighet från=\"20261101\" till=\"20271031\"/>\n  <Beslutsdag>2026-10-28 10:00</Beslutsdag>\n  <Insatser>\n    \
+                 <Insats typ=\"Service\" minuterPerMånad=\"480\"/>\n    <Insats typ=\"Personlig omvårdnad\" minuterPerMånad=\"1800\"/>\n    \
+                 <Insats typ=\"Trygghetslarm\" minuterPerMånad=\"30\"/>\n  </Insatser>\n</Biståndsbeslut>\n",
+                pnrs[i % pnrs.len()]
+            );
+            carehub_core::mapping::text::encode(&text, enc).map_err(|e| anyhow::anyhow!("{e}"))
+        })
+        .collect()
+}
+
+fn translate(files: usize, passes: usize) -> anyhow::Result<ExitCode> {
+    let docs = procapita_files(files)?;
+    let bytes: usize = docs.iter().map(Vec::len).sum();
+    let set = carehub_adapters::load_mappings("procapita", None).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mb = bytes as f64 / 1e6;
+    out!("carehub bench translate: {files} Procapita decision files, {mb:.1} MB (ISO-8859-1), one core, best of {passes} passes");
+    let best = |f: &dyn Fn(&[u8]) -> anyhow::Result<()>| -> anyhow::Result<Duration> {
+        let mut best = Duration::MAX;
+        for _ in 0..passes.max(1) {
+            let t = Instant::now();
+            for d in &docs {
+                f(d)?;
+            }
+            best = best.min(t.elapsed());
+        }
+        Ok(best)
+    };
+    let ceiling = best(&|d| {
+        std::hint::black_box(carehub_core::mapping::xml::scan(d).map_err(|e| anyhow::anyhow!("{e}"))?);
+        Ok(())
+    })?;
+    let full = best(&|d| {
+        let decoded = set.decode_bytes(d).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let message = carehub_model::Message::from_canonical(decoded.message_type, decoded.canonical)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        std::hint::black_box(message);
+        Ok(())
+    })?;
+    let rate = |d: Duration| mb / d.as_secs_f64();
+    out!(
+        "  bare quick-xml parse (events only):            {:>8.1} MB/s  {:>9.0} files/s",
+        rate(ceiling),
+        files as f64 / ceiling.as_secs_f64()
+    );
+    out!(
+        "  translation to a validated canonical decision: {:>8.1} MB/s  {:>9.0} files/s",
+        rate(full),
+        files as f64 / full.as_secs_f64()
+    );
+    out!("  translation / ceiling: {:.0}%", 100.0 * ceiling.as_secs_f64() / full.as_secs_f64());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn sftp(files: usize) -> anyhow::Result<ExitCode> {
+    use carehub_core::store::OrderFilter;
+    if !crate::fixtures::LocalSshd::available() {
+        anyhow::bail!("this benchmark starts a local sshd: install openssh-server (scripts/test does)");
+    }
+    let sshd = crate::fixtures::LocalSshd::start()?;
+    let dir = tempfile::tempdir()?;
+    let mock = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let mock_url = format!("http://{}", mock.local_addr()?);
+    tokio::spawn(async move {
+        let app = Router::new().route("/api/orders", post(|| async { StatusCode::CREATED }));
+        let _ = axum::serve(mock, app).await;
+    });
+    let config_text = format!(
+        "[hub]\nlisten = \"127.0.0.1:0\"\ndatabase = \"{}\"\n[auth]\njwt_secret = \"{SECRET}\"\n\
+         [[systems]]\nname = \"procapita\"\nvendor = \"procapita\"\n{}\n\
+         [[systems]]\nname = \"phoniro\"\nvendor = \"phoniro\"\nbase_url = \"{mock_url}/api\"\n\
+         [[providers]]\norg = \"5599000014\"\nname = \"Bench AB\"\nsystem = \"phoniro\"\n",
+        dir.path().join("bench.db").display(),
+        sshd.system_keys(&sshd.host_key_sha256)
+    );
+    let config = Config::parse(&config_text, dir.path()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let docs = procapita_files(files)?;
+    let mb = docs.iter().map(Vec::len).sum::<usize>() as f64 / 1e6;
+    out!("carehub bench sftp: {files} Procapita decision files ({mb:.1} MB) on a local sshd, polled every second");
+    // Files present first, then the hub starts: the clock runs from the hub's start.
+    for (i, d) in docs.iter().enumerate() {
+        sshd.drop_file(&format!("beslut-{i:05}.xml"), d)?;
+    }
+    let runtime = server::build(&config)?;
+    let store = runtime.state.hub.store.clone();
+    let started = Instant::now();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hub = server::start(runtime, listener).await?;
+    let mut archived_at = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if archived_at.is_none() && sshd.files("inbox").is_empty() {
+            archived_at = Some(started.elapsed());
+        }
+        let delivered = store
+            .orders(OrderFilter { status: Some("delivered".into()), limit: files + 1, ..OrderFilter::default() })
+            .await?
+            .len();
+        if delivered >= files {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            anyhow::bail!("not done after 30 minutes ({delivered} of {files} delivered)");
+        }
+    }
+    let total = started.elapsed();
+    hub.stop().await;
+    let archived = archived_at.unwrap_or(total);
+    out!(
+        "  all files read, logged and archived: {:>7.1} s  ({:.0} files/s)",
+        archived.as_secs_f64(),
+        files as f64 / archived.as_secs_f64()
+    );
+    out!(
+        "  all orders delivered:               {:>7.1} s  ({:.0} decisions/s)",
+        total.as_secs_f64(),
+        files as f64 / total.as_secs_f64()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -23,6 +23,7 @@ pub mod csv;
 pub mod text;
 pub mod xml;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
@@ -109,6 +110,39 @@ pub struct Field {
     pub value: Option<String>,
     #[serde(default)]
     pub fields: Vec<Field>,
+    /// The paths split once, when the file is loaded, not on every message.
+    #[serde(skip)]
+    compiled: Compiled,
+}
+
+/// A field's paths, split.
+#[derive(Debug, Clone, Default)]
+struct Compiled {
+    /// Vendor path: element (or key) names, then an optional attribute.
+    elems: Vec<String>,
+    attr: Option<String>,
+    /// Canonical path: JSON keys.
+    canonical: Vec<String>,
+}
+
+impl Field {
+    fn compile(&mut self) {
+        if let Some(path) = &self.vendor {
+            let mut elems: Vec<String> = segments(path).map(str::to_owned).collect();
+            let attr = match elems.last() {
+                Some(last) if last.starts_with('@') => elems.pop().map(|a| a[1..].to_owned()),
+                _ => None,
+            };
+            self.compiled.elems = elems;
+            self.compiled.attr = attr;
+        }
+        if let Some(path) = &self.canonical {
+            self.compiled.canonical = path.split('.').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        }
+        for f in &mut self.fields {
+            f.compile();
+        }
+    }
 }
 
 /// How an inbound JSON payload is recognised: the scalar at `path` equals `value`.
@@ -264,6 +298,9 @@ impl MappingSet {
             match toml::from_str::<Mapping>(text) {
                 Ok(mut m) => {
                     m.name = label.clone();
+                    for f in &mut m.fields {
+                        f.compile();
+                    }
                     let problems = m.check();
                     if problems.is_empty() {
                         mappings.push(m);
@@ -364,7 +401,7 @@ impl MappingSet {
                     m.direction == Direction::In
                         && m.format == Format::Xml
                         && m.root.as_deref() == Some(root.name.as_str())
-                        && (m.namespace.is_none() || m.namespace == root.namespace)
+                        && (m.namespace.is_none() || m.namespace.as_deref() == root.namespace.as_deref())
                         && (m.envelope == Some(EnvelopeKind::Soap11)) == enveloped
                 })
                 .ok_or_else(|| {
@@ -389,7 +426,7 @@ impl MappingSet {
             let mapping = candidates
                 .iter()
                 .find(|m| match &m.matcher {
-                    Some(mt) => scalar(Node::Json(&value), &mt.path).as_deref() == Some(mt.value.as_str()),
+                    Some(mt) => json_text(&value, &mt.path).as_deref() == Some(mt.value.as_str()),
                     None => candidates.len() == 1,
                 })
                 .ok_or_else(|| {
@@ -433,7 +470,7 @@ impl MappingSet {
         let (text, default_type) = match mapping.format {
             Format::Xml => {
                 let mut root = Element::new(mapping.root.clone().unwrap_or_default());
-                root.namespace = mapping.namespace.clone();
+                root.namespace = mapping.namespace.as_deref().map(Into::into);
                 encode_fields(&mut Target::Xml(&mut root), context, &mapping.fields, mapping)?;
                 let root = match mapping.envelope {
                     Some(EnvelopeKind::Soap11) => soap_envelope(root),
@@ -619,7 +656,7 @@ fn unwrap_soap(document: &Element) -> Result<(&Element, bool), ValidationError> 
 /// Wraps a payload element in a SOAP 1.1 envelope.
 pub fn soap_envelope(payload: Element) -> Element {
     let mut envelope = Element::new("Envelope");
-    envelope.namespace = Some(SOAP11.to_owned());
+    envelope.namespace = Some(SOAP11.into());
     let body = envelope.push_child("Body");
     body.children.push(payload);
     envelope
@@ -661,32 +698,62 @@ fn select<'a>(node: Node<'a>, path: &str) -> Vec<Node<'a>> {
     current
 }
 
-/// The text a path selects; empty text counts as absent.
-fn scalar(node: Node<'_>, path: &str) -> Option<String> {
-    if let Node::Csv(row) = node {
-        // A column name is taken whole: `/` or `@` in it mean nothing.
-        return row.cell(path);
+/// The scalar at a `/`-separated path of a JSON document, as text.
+fn json_text(v: &Value, path: &str) -> Option<String> {
+    let segs: Vec<String> = segments(path).map(str::to_owned).collect();
+    match first_json(v, &segs)? {
+        Value::String(s) => Some(s.trim().to_owned()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
     }
-    let (elements, attr) = match path.rsplit_once('/') {
-        Some((head, last)) if last.starts_with('@') => (head, Some(&last[1..])),
-        None if path.starts_with('@') => ("", Some(&path[1..])),
-        _ => (path, None),
+}
+
+/// The first element along `segs`, in document order.
+fn first_xml<'a>(el: &'a Element, segs: &[String]) -> Option<&'a Element> {
+    let Some((head, rest)) = segs.split_first() else { return Some(el) };
+    el.children.iter().filter(|c| c.name == *head).find_map(|c| first_xml(c, rest))
+}
+
+/// The first value along `segs` (arrays on the way are searched in order).
+fn first_json<'a>(v: &'a Value, segs: &[String]) -> Option<&'a Value> {
+    let Some((head, rest)) = segs.split_first() else { return Some(v) };
+    match v.get(head.as_str())? {
+        Value::Array(items) => items.iter().find_map(|i| first_json(i, rest)),
+        child => first_json(child, rest),
+    }
+}
+
+/// The text a field's vendor path selects, borrowed where it can be; empty text counts as
+/// absent.
+fn scalar<'a>(node: Node<'a>, f: &'a Field) -> Option<Cow<'a, str>> {
+    let c = &f.compiled;
+    let text: Cow<'a, str> = match node {
+        // A column name is taken whole: `/` or `@` in it mean nothing.
+        Node::Csv(row) => Cow::Owned(row.cell(f.vendor.as_deref()?)?),
+        Node::Xml(e) => {
+            let el = first_xml(e, &c.elems)?;
+            match &c.attr {
+                Some(a) => Cow::Borrowed(el.attr(a)?),
+                None => Cow::Borrowed(el.text.as_str()),
+            }
+        }
+        Node::Json(v) => {
+            if c.attr.is_some() {
+                return None;
+            }
+            match first_json(v, &c.elems)? {
+                Value::String(s) => Cow::Borrowed(s.as_str()),
+                Value::Number(n) => Cow::Owned(n.to_string()),
+                Value::Bool(b) => Cow::Owned(b.to_string()),
+                _ => return None,
+            }
+        }
     };
-    let first = select(node, elements).into_iter().next()?;
-    let text = match (first, attr) {
-        (Node::Xml(e), Some(a)) => e.attr(a)?.to_owned(),
-        (Node::Xml(e), None) => e.text.clone(),
-        (Node::Json(_), Some(_)) => return None,
-        (Node::Json(v), None) => match v {
-            Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            _ => return None,
-        },
-        (Node::Csv(_), _) => return None, // read whole above
-    };
-    let text = text.trim();
-    (!text.is_empty()).then(|| text.to_owned())
+    match text {
+        Cow::Borrowed(s) => Some(s.trim()).filter(|t| !t.is_empty()).map(Cow::Borrowed),
+        Cow::Owned(s) => Some(s.trim()).filter(|t| !t.is_empty()).map(|t| Cow::Owned(t.to_owned())),
+    }
 }
 
 fn decode_fields(node: Node<'_>, fields: &[Field], m: &Mapping) -> Result<Value, ValidationError> {
@@ -703,13 +770,12 @@ fn decode_fields(node: Node<'_>, fields: &[Field], m: &Mapping) -> Result<Value,
             }
             let list =
                 items.into_iter().map(|item| decode_fields(item, &f.fields, m)).collect::<Result<Vec<_>, _>>()?;
-            set_path(&mut out, target, Value::Array(list));
+            *json_walk(&mut out, &f.compiled.canonical) = Value::Array(list);
             continue;
         }
-        let raw = match (&f.value, &f.vendor) {
-            (Some(v), _) => Some(v.clone()),
-            (None, Some(path)) => scalar(node, path).or_else(|| f.default.clone()),
-            (None, None) => f.default.clone(),
+        let raw = match &f.value {
+            Some(v) => Some(Cow::Borrowed(v.as_str())),
+            None => scalar(node, f).or_else(|| f.default.as_deref().map(Cow::Borrowed)),
         };
         let Some(raw) = raw else {
             if f.optional {
@@ -720,12 +786,36 @@ fn decode_fields(node: Node<'_>, fields: &[Field], m: &Mapping) -> Result<Value,
                 format!("{} is required", f.vendor.as_deref().unwrap_or(target)),
             ));
         };
-        set_path(&mut out, target, convert_in(f, raw, m)?);
+        *json_walk(&mut out, &f.compiled.canonical) = convert_in(f, raw, m)?;
     }
     Ok(out)
 }
 
-fn convert_in(f: &Field, raw: String, m: &Mapping) -> Result<Value, ValidationError> {
+/// A date in `fmt`; the common fixed-width forms are read without chrono's general parser.
+fn parse_date(s: &str, fmt: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b.get(r)?.iter().try_fold(0u32, |n, c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
+    };
+    let fast = match fmt {
+        "%Y-%m-%d" if b.len() == 10 && b[4] == b'-' && b[7] == b'-' => Some((num(0..4), num(5..7), num(8..10))),
+        "%Y%m%d" if b.len() == 8 => Some((num(0..4), num(4..6), num(6..8))),
+        _ => None,
+    };
+    match fast {
+        Some((Some(y), Some(m), Some(d))) => NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, m, d),
+        Some(_) => None,
+        None => NaiveDate::parse_from_str(s, fmt).ok(),
+    }
+}
+
+/// A date as the canonical form writes it.
+fn iso_date(d: NaiveDate) -> String {
+    use chrono::Datelike;
+    format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
+}
+
+fn convert_in(f: &Field, raw: Cow<'_, str>, m: &Mapping) -> Result<Value, ValidationError> {
     let label = f.vendor.as_deref().or(f.canonical.as_deref()).unwrap_or("?");
     let mut s = raw;
     if let Some(t) = &f.table {
@@ -733,16 +823,16 @@ fn convert_in(f: &Field, raw: String, m: &Mapping) -> Result<Value, ValidationEr
             .tables
             .get(t)
             .ok_or_else(|| ValidationError::new(ErrorCode::Internal, format!("mapping {} lacks table {t}", m.name)))?;
-        s = table.get(&s).cloned().ok_or_else(|| {
+        s = Cow::Owned(table.get(s.as_ref()).cloned().ok_or_else(|| {
             let shown: String = s.chars().take(32).collect();
             ValidationError::new(ErrorCode::InvalidValue, format!("{label}: unknown code '{shown}' (table {t})"))
-        })?;
+        })?);
     }
     if let Some(p) = &f.prefix {
-        s = format!("{p}{s}");
+        s = Cow::Owned(format!("{p}{s}"));
     }
     Ok(match f.kind {
-        FieldType::String => Value::String(s),
+        FieldType::String => Value::String(s.into_owned()),
         FieldType::Integer => s
             .parse::<i64>()
             .map(Value::from)
@@ -754,10 +844,10 @@ fn convert_in(f: &Field, raw: String, m: &Mapping) -> Result<Value, ValidationEr
         },
         FieldType::Date => {
             let fmt = f.format.as_deref().unwrap_or("%Y-%m-%d");
-            let d = NaiveDate::parse_from_str(&s, fmt).map_err(|_| {
+            let d = parse_date(&s, fmt).ok_or_else(|| {
                 ValidationError::new(ErrorCode::InvalidDate, format!("{label}: not a date of the form {fmt}"))
             })?;
-            Value::String(d.format("%Y-%m-%d").to_string())
+            Value::String(iso_date(d))
         }
         FieldType::Datetime => {
             let at: DateTime<Utc> = match f.format.as_deref() {
@@ -923,7 +1013,7 @@ fn xml_push<'a>(root: &'a mut Element, path: &str) -> &'a mut Element {
     }
 }
 
-fn json_walk<'a>(v: &'a mut Value, segs: &[&str]) -> &'a mut Value {
+fn json_walk<'a, S: AsRef<str>>(v: &'a mut Value, segs: &[S]) -> &'a mut Value {
     match segs.split_first() {
         None => v,
         Some((first, rest)) => {
@@ -934,7 +1024,14 @@ fn json_walk<'a>(v: &'a mut Value, segs: &[&str]) -> &'a mut Value {
                 Value::Object(map) => map,
                 _ => unreachable!("made an object above"),
             };
-            json_walk(map.entry(first.to_string()).or_insert(Value::Null), rest)
+            let key = first.as_ref();
+            if !map.contains_key(key) {
+                map.insert(key.to_owned(), Value::Null);
+            }
+            match map.get_mut(key) {
+                Some(slot) => json_walk(slot, rest),
+                None => unreachable!("inserted above"),
+            }
         }
     }
 }
@@ -966,11 +1063,6 @@ fn json_push<'a>(root: &'a mut Value, path: &str) -> &'a mut Value {
 /// The value at a dotted canonical path.
 pub fn get_path<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').filter(|s| !s.is_empty()).try_fold(v, |v, seg| v.get(seg))
-}
-
-fn set_path(root: &mut Value, path: &str, value: Value) {
-    let segs: Vec<&str> = path.split('.').filter(|s| !s.is_empty()).collect();
-    *json_walk(root, &segs) = value;
 }
 
 #[cfg(test)]
