@@ -252,6 +252,22 @@ fn write_element(writer: &mut Writer<Vec<u8>>, el: &Element, parent_ns: Option<&
     let _ = writer.write_event(Event::End(BytesEnd::new(el.name.as_str())));
 }
 
+/// The benchmarks' ceiling: a bare quick-xml pass over a document's events (no tree, no
+/// unescaping, no decoding), returning how many events it saw.
+pub fn scan(bytes: &[u8]) -> Result<usize, ValidationError> {
+    let mut reader = quick_xml::Reader::from_reader(bytes);
+    let mut buf = Vec::new();
+    let mut events = 0;
+    loop {
+        match reader.read_event_into(&mut buf) {
+            Ok(Event::Eof) => return Ok(events),
+            Ok(_) => events += 1,
+            Err(e) => return Err(malformed(format!("not well-formed XML: {e}"))),
+        }
+        buf.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,18 +314,3 @@ mod tests {
     }
 }
 
-/// The benchmarks' ceiling: a bare quick-xml pass over a document's events (no tree, no
-/// unescaping, no decoding), returning how many events it saw.
-pub fn scan(bytes: &[u8]) -> Result<usize, ValidationError> {
-    let mut reader = quick_xml::Reader::from_reader(bytes);
-    let mut buf = Vec::new();
-    let mut events = 0;
-    loop {
-        match reader.read_event_into(&mut buf) {
-            Ok(Event::Eof) => return Ok(events),
-            Ok(_) => events += 1,
-            Err(e) => return Err(malformed(format!("not well-formed XML: {e}"))),
-        }
-        buf.clear();
-    }
-}
