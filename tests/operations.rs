@@ -92,6 +92,11 @@ fn the_demo_runs_end_to_end() {
         "resends the 8 dead letters",
         "delivered 8, still dead 0; phoniro-soder took 8 orders for 8 replayed",
         "not confirmed in time 4",
+        "treserva-danderyd (SOAP): 3 decisions answered RegistreraBeslutResponse, 1 answered with a SOAP fault INVALID_PERSONAL_IDENTITY_NUMBER",
+        "treserva-danderyd got 3 TaEmotKvittens",
+        "procapita-sodertalje (SFTP): 3 files archived, 1 refused into the error folder with a reason file, 4 receipts uploaded",
+        "paraga-stockholm (SFTP): 3 orders as CSV files",
+        "procapita-sodertalje got 3 Verkställighet files (ISO-8859-1) for 3 accepted orders",
         "audit verify: ok",
     ] {
         assert!(stdout.contains(line), "the demo's output lacks {line:?}:\n{stdout}");

@@ -43,6 +43,9 @@ struct Provider {
     decisions: usize,
 }
 
+/// The provider whose orders go to ParaGå over SFTP.
+const SFTP_PROVIDER: &str = "5599000030";
+
 const PROVIDERS: &[Provider] = &[
     Provider { org: "5599000014", name: "Hemtjänst Norr AB", system: "phoniro-norr", decisions: 16 },
     Provider { org: "5566778899", name: "Omsorgshuset i Ekerö AB", system: "phoniro-norr", decisions: 12 },
@@ -140,6 +143,24 @@ async fn combine_callback(State(c): State<Arc<MockCombine>>, body: Bytes) -> Sta
     StatusCode::OK
 }
 
+/// The mock Treserva: counts the SOAP calls it gets and answers each.
+async fn treserva_soap(
+    State(c): State<Arc<MockCombine>>,
+    body: Bytes,
+) -> (StatusCode, [(&'static str, &'static str); 1], &'static str) {
+    let text = String::from_utf8_lossy(&body);
+    if text.contains("TaEmotKvittens") {
+        c.acks.fetch_add(1, Ordering::SeqCst);
+    } else if text.contains("TaEmotGenomforandeplan") {
+        c.plans.fetch_add(1, Ordering::SeqCst);
+    }
+    (
+        StatusCode::OK,
+        [("content-type", "text/xml; charset=utf-8")],
+        "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body><Ok xmlns=\"urn:carehub:vendor:treserva:1\"/></s:Body></s:Envelope>",
+    )
+}
+
 async fn serve_mock(router: Router) -> anyhow::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot bind a mock vendor")?;
     let addr = listener.local_addr()?;
@@ -149,7 +170,7 @@ async fn serve_mock(router: Router) -> anyhow::Result<String> {
     Ok(format!("http://{addr}"))
 }
 
-fn config_text(db: &std::path::Path, combine: &str, norr: &str, soder: &str) -> String {
+fn config_text(db: &std::path::Path, combine: &str, norr: &str, soder: &str, more: &str) -> String {
     let mut text = format!(
         r#"
 [hub]
@@ -188,6 +209,7 @@ base_url = "{soder}/api"
             p.org, p.name, p.system
         ));
     }
+    text.push_str(more);
     text
 }
 
@@ -213,7 +235,7 @@ fn clients() -> Vec<&'static str> {
     include_str!("../../../data/skatteverket-testpersonnummer.txt")
         .lines()
         .filter(|l| l.len() == 12 && ("1925".."1946").contains(&&l[..4]))
-        .step_by(97)
+        .step_by(7)
         .collect()
 }
 
@@ -257,8 +279,34 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     let soder_url =
         serve_mock(Router::new().route("/api/orders", post(phoniro_orders)).with_state(soder.clone())).await?;
 
-    let config = Config::parse(&config_text(&db, &combine_url, &norr_url, &soder_url), std::path::Path::new("."))
-        .map_err(|e| anyhow::anyhow!("the demo configuration is invalid: {e}"))?;
+    let treserva = Arc::new(MockCombine::default());
+    let treserva_url =
+        serve_mock(Router::new().route("/soap", post(treserva_soap)).with_state(treserva.clone())).await?;
+    let mut more = format!(
+        "\n[[systems]]\nname = \"treserva-danderyd\"\nvendor = \"treserva\"\nendpoint_url = \"{treserva_url}/soap\"\n"
+    );
+    // The SFTP pair needs an SSH server; the demo starts one of its own when the machine has
+    // OpenSSH's (scripts/test installs it), and says so when it has not.
+    let sftp = if crate::fixtures::LocalSshd::available() {
+        match (crate::fixtures::LocalSshd::start(), crate::fixtures::LocalSshd::start()) {
+            (Ok(procapita), Ok(paraga)) => {
+                more.push_str(&format!(
+                    "\n[[systems]]\nname = \"procapita-sodertalje\"\nvendor = \"procapita\"\n{}\n\
+                     [[systems]]\nname = \"paraga-stockholm\"\nvendor = \"paraga\"\n{}\n\
+                     [[providers]]\norg = \"{SFTP_PROVIDER}\"\nname = \"Hemtjänst i Hägersten AB\"\nsystem = \"paraga-stockholm\"\n",
+                    procapita.system_keys(&procapita.host_key_sha256),
+                    paraga.system_keys(&paraga.host_key_sha256)
+                ));
+                Some((procapita, paraga))
+            }
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let config =
+        Config::parse(&config_text(&db, &combine_url, &norr_url, &soder_url, &more), std::path::Path::new("."))
+            .map_err(|e| anyhow::anyhow!("the demo configuration is invalid: {e}"))?;
     let runtime = server::build(&config)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot bind the hub")?;
     let hub = server::start(runtime, listener).await?;
@@ -284,6 +332,14 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
         PROVIDERS[1].name
     );
     out!("  phoniro-soder  {soder_url}   time registration for {} (mock Phoniro, DOWN)", PROVIDERS[2].name);
+    out!("  treserva-danderyd {treserva_url}   case management over SOAP 1.1 (mock Treserva)");
+    match &sftp {
+        Some((p, g)) => {
+            out!("  procapita-sodertalje sftp://127.0.0.1:{}   case management, ISO-8859-1 XML files (local OpenSSH)", p.port);
+            out!("  paraga-stockholm  sftp://127.0.0.1:{}   time registration, Windows-1252 CSV files (local OpenSSH)", g.port);
+        }
+        None => out!("  (no SFTP pair: /usr/sbin/sshd is not installed; `apt-get install openssh-server` shows Procapita and ParaGå too)"),
+    }
     out!("");
 
     // 1. Decisions from Combine, over HTTP.
@@ -468,12 +524,55 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     }
     out!("");
 
-    // 6. The log.
+    // 6. More vendors: Treserva over SOAP, and the SFTP pair.
+    out!("6. Other vendors, through the same mapping engine and delivery loop");
+    let mut soap_ok = 0;
+    let mut soap_fault = None;
+    for i in 0..4 {
+        let pnr = if i == 3 { bad_pnr.clone() } else { clients[(20 + i) % clients.len()].to_owned() };
+        let body = format!(
+            "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:tre=\"urn:carehub:vendor:treserva:1\"><soapenv:Body>\
+             <tre:RegistreraBeslut><tre:Beslut><tre:Id>TRE-{run}-{i}</tre:Id><tre:Klient><tre:Personnr>{pnr}</tre:Personnr></tre:Klient>\
+             <tre:Handlaggare>anna.l</tre:Handlaggare><tre:Utforare><tre:Orgnr>{}</tre:Orgnr></tre:Utforare><tre:Period><tre:From>2026-11-01</tre:From></tre:Period>\
+             <tre:Insatser><tre:Insats><tre:Kod>HT-PO</tre:Kod><tre:Tid>1200</tre:Tid></tre:Insats></tre:Insatser></tre:Beslut></tre:RegistreraBeslut></soapenv:Body></soapenv:Envelope>",
+            PROVIDERS[i % 2].org
+        );
+        let resp = http
+            .post(format!("{url}/v1/systems/treserva-danderyd/messages"))
+            .bearer_auth(&cm_token)
+            .header("content-type", "text/xml; charset=utf-8")
+            .body(body)
+            .send()
+            .await?;
+        let ok = resp.status().is_success();
+        let text = resp.text().await.unwrap_or_default();
+        if ok {
+            soap_ok += 1;
+        } else if let Some(code) = text.split("<code>").nth(1).and_then(|t| t.split('<').next()) {
+            soap_fault = Some(code.to_owned());
+        }
+    }
+    settle(store.as_ref(), &treserva, Duration::from_secs(30)).await;
+    out!(
+        "   treserva-danderyd (SOAP): {soap_ok} decisions answered RegistreraBeslutResponse, 1 answered with a SOAP fault {}",
+        soap_fault.as_deref().unwrap_or("?")
+    );
+    out!(
+        "   treserva-danderyd got {} TaEmotKvittens and {} TaEmotGenomforandeplan calls back",
+        treserva.acks.load(Ordering::SeqCst),
+        treserva.plans.load(Ordering::SeqCst)
+    );
+    if let Some((procapita, paraga)) = &sftp {
+        sftp_pair(procapita, paraga, &clients, &run, store.as_ref()).await?;
+    }
+    out!("");
+
+    // 7. The log.
     let report = carehub_core::store::verify_chain(store.as_ref()).await?;
     let rejected =
         store.log_entries(LogFilter { status: Some("rejected".into()), limit: 10_000, ..LogFilter::default() }).await?;
     out!(
-        "6. The message log: {} entries, hash-chained; {} rejections kept with their codes",
+        "7. The message log: {} entries, hash-chained; {} rejections kept with their codes",
         report.entries,
         rejected.len()
     );
@@ -523,4 +622,84 @@ async fn settle(store: &dyn Store, combine: &MockCombine, limit: Duration) {
         }
         last = now;
     }
+}
+
+/// The SFTP pair: Procapita leaves ISO-8859-1 decision files; the hub takes them, orders
+/// go to ParaGå as Windows-1252 CSV files; the demo plays ParaGå and answers with a CSV
+/// file; the answers reach Procapita as files.
+async fn sftp_pair(
+    procapita: &crate::fixtures::LocalSshd,
+    paraga: &crate::fixtures::LocalSshd,
+    clients: &[&str],
+    run: &str,
+    store: &dyn Store,
+) -> anyhow::Result<()> {
+    use carehub_core::mapping::text;
+    let latin1 = text::encoding("iso-8859-1").context("ISO-8859-1")?;
+    let cp1252 = text::encoding("windows-1252").context("Windows-1252")?;
+    for i in 0..3 {
+        let xml = format!(
+            "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<Biståndsbeslut xmlns=\"urn:carehub:vendor:procapita:1\">\n\
+             <Beslutsnummer>PC-{run}-{i}</Beslutsnummer><Brukare><Personnummer>{}</Personnummer></Brukare>\n\
+             <Handläggare signatur=\"ÅÖB\"/><Utförare><Organisationsnummer>{SFTP_PROVIDER}</Organisationsnummer></Utförare>\n\
+             <Giltighet från=\"20261101\"/><Insatser><Insats typ=\"Personlig omvårdnad\" minuterPerMånad=\"1500\"/>\
+             <Insats typ=\"Måltider\" minuterPerMånad=\"300\"/></Insatser>\n</Biståndsbeslut>\n",
+            clients[(40 + i) % clients.len()]
+        );
+        procapita
+            .drop_file(&format!("beslut-{i}.xml"), &text::encode(&xml, latin1).map_err(|e| anyhow::anyhow!("{e}"))?)?;
+    }
+    procapita
+        .drop_file("beslut-trasig.xml", b"<Bist\xe5ndsbeslut xmlns=\"urn:carehub:vendor:procapita:1\"><Besluts")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let until = |done: &dyn Fn() -> bool| {
+        let ok = done();
+        async move {
+            if !ok {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            ok
+        }
+    };
+    while !until(&|| paraga.files("outbox").iter().filter(|f| f.starts_with("uppdrag-")).count() >= 3).await {
+        anyhow::ensure!(Instant::now() < deadline, "the ParaGå order files did not appear");
+    }
+    out!(
+        "   procapita-sodertalje (SFTP): {} files archived, {} refused into the error folder with a reason file, {} receipts uploaded",
+        procapita.files("archive").len(),
+        procapita.files("error").iter().filter(|f| !f.ends_with(".reason.txt")).count(),
+        procapita.files("outbox").iter().filter(|f| f.starts_with("kvitto-")).count()
+    );
+    // Play ParaGå: read each order file, answer all in one CSV file.
+    let mut answer = String::from("Uppdragsid;Status;Orsak;Tidpunkt\r\n");
+    let mut orders = 0;
+    for f in paraga.files("outbox").iter().filter(|f| f.starts_with("uppdrag-")) {
+        let bytes = std::fs::read(paraga.root.join("outbox").join(f))?;
+        let csv = text::decode(&bytes, cp1252).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(order) = csv.lines().nth(1).and_then(|row| row.split(';').next()) {
+            answer.push_str(&format!("{order};Accepterad;;{}\r\n", chrono::Utc::now().format("%Y-%m-%d %H:%M")));
+            orders += 1;
+        }
+    }
+    paraga.drop_file("svar.csv", &text::encode(&answer, cp1252).map_err(|e| anyhow::anyhow!("{e}"))?)?;
+    out!("   paraga-stockholm (SFTP): {orders} orders as CSV files (Windows-1252, a row per service); ParaGå answered with one CSV file");
+    while !until(&|| procapita.files("outbox").iter().filter(|f| f.starts_with("verkstallighet-")).count() >= orders)
+        .await
+    {
+        anyhow::ensure!(Instant::now() < deadline, "the answers did not reach Procapita");
+    }
+    let accepted = store
+        .orders(OrderFilter {
+            provider: Some(SFTP_PROVIDER.into()),
+            status: Some("accepted".into()),
+            limit: 100,
+            ..OrderFilter::default()
+        })
+        .await?
+        .len();
+    out!(
+        "   procapita-sodertalje got {} Verkställighet files (ISO-8859-1) for {accepted} accepted orders",
+        procapita.files("outbox").iter().filter(|f| f.starts_with("verkstallighet-")).count()
+    );
+    Ok(())
 }

@@ -313,4 +313,3 @@ mod tests {
         assert!(root.same_as(&back), "{text}");
     }
 }
-
