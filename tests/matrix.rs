@@ -98,7 +98,11 @@ async fn every_case_management_system_reaches_every_provider_system_and_back() {
             "lifecare-mobil" => received.iter().any(|r| {
                 r.url.path() == "/lcmh/api/assignments" && String::from_utf8_lossy(&r.body).contains(order.as_str())
             }),
-            _ => paraga.files("outbox").iter().any(|f| f.contains(order.as_str())),
+            _ => paraga.files("outbox").iter().any(|f| {
+                std::fs::read(paraga.root.join("outbox").join(f))
+                    .map(|b| String::from_utf8_lossy(&b).contains(order.as_str()))
+                    .unwrap_or(false)
+            }),
         };
         assert!(found, "{order} never reached {provider_system}");
     }

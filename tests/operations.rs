@@ -95,7 +95,7 @@ fn the_demo_runs_end_to_end() {
         "treserva-danderyd (SOAP): 3 decisions answered RegistreraBeslutResponse, 1 answered with a SOAP fault INVALID_PERSONAL_IDENTITY_NUMBER",
         "treserva-danderyd got 3 TaEmotKvittens",
         "procapita-sodertalje (SFTP): 3 files archived, 1 refused into the error folder with a reason file, 4 receipts uploaded",
-        "paraga-stockholm (SFTP): 3 orders as CSV files",
+        "paraga-stockholm (SFTP): 3 orders in the day's CSV file",
         "procapita-sodertalje got 3 Verkställighet files (ISO-8859-1) for 3 accepted orders",
         "audit verify: ok",
     ] {

@@ -36,15 +36,33 @@ async fn orders_go_out_as_csv_files_and_confirmation_files_come_back_row_by_row(
     let (o1, o2) = (order_id("DEC-P1"), order_id("DEC-P2"));
     hub.wait_for_order_status(&o1, "delivered").await;
     hub.wait_for_order_status(&o2, "delivered").await;
-    let file = sshd.files("outbox").into_iter().find(|f| f.contains(&o1)).expect("the order file");
-    assert!(file.starts_with("uppdrag-") && file.ends_with(".csv"), "{file}");
-    let bytes = std::fs::read(sshd.root.join("outbox").join(&file)).expect("read");
+    let day = chrono::Local::now().format("%Y%m%d").to_string();
+    assert_eq!(sshd.files("outbox"), vec![format!("uppdrag-{day}.csv")], "one daily file");
+    let bytes = std::fs::read(sshd.root.join("outbox").join(format!("uppdrag-{day}.csv"))).expect("read");
     assert!(bytes.starts_with(b"Uppdragsid;Beslutsreferens;Utf\xf6rare;Personnummer;"), "ö is 0xF6 in Windows-1252");
     let text: String = bytes.iter().map(|b| *b as char).collect();
     let rows: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
-    assert_eq!(rows.len(), 2, "a header and one row per service: {text}");
-    assert!(rows[1].starts_with(&format!("{o1};combine:DEC-P1;{PROVIDER_D};{};2026-", pnrs[500])), "{text}");
-    assert!(rows[1].ends_with(";SERV;480"), "{text}");
+    assert_eq!(rows.len(), 3, "the header and each order's row (one service each): {text}");
+    let row1 = rows.iter().find(|r| r.starts_with(&o1)).expect("the first order's row");
+    assert!(row1.starts_with(&format!("{o1};combine:DEC-P1;{PROVIDER_D};{};2026-", pnrs[500])), "{text}");
+    assert!(row1.ends_with(";SERV;480"), "{text}");
+    assert!(rows.iter().any(|r| r.starts_with(&o2)), "{text}");
+    // A retried delivery adds nothing to the day's file; a new order's row is added.
+    let keys = sshd.system_keys(&sshd.host_key_sha256);
+    let config: carehub_adapters::SftpConfig = toml::from_str(&keys).expect("sftp keys");
+    let client = carehub_adapters::transport::sftp::SftpClient::new(config);
+    let outbox = sshd.root.join("outbox").display().to_string();
+    let name = format!("uppdrag-{day}.csv");
+    let header = rows[0];
+    let repeat = format!("{header}\r\n{row1}\r\n");
+    assert!(!client.append_rows(&outbox, &name, repeat.as_bytes()).expect("append"), "a repeat adds nothing");
+    assert_eq!(std::fs::read(sshd.root.join("outbox").join(&name)).expect("read"), bytes);
+    let new = format!("{header}\r\nO-NEW;x;{PROVIDER_D};x;2026-11-01;;2026-11-15;2026-11-15;MAT;300\r\n");
+    assert!(client.append_rows(&outbox, &name, new.as_bytes()).expect("append"));
+    let grown =
+        String::from_utf8_lossy(&std::fs::read(sshd.root.join("outbox").join(&name)).expect("read")).into_owned();
+    assert_eq!(grown.matches("\r\n").count(), 4, "{grown}");
+    assert!(grown.ends_with(";MAT;300\r\n"));
 
     // ParaGå answers with one CSV file: an acceptance, a rejection with Swedish text, and a
     // row it garbled. The good rows are taken, the bad one is refused with its line number.

@@ -14,7 +14,9 @@
 //! - Taken files move to the archive folder, refused ones to the error folder with a
 //!   `<name>.reason.txt` beside them; both get a time prefix so names never collide.
 //! - Outbound files are named `<endpoint>-<idempotency key>.<ext>`: a retry rewrites the
-//!   same file, never a second one.
+//!   same file, never a second one. An endpoint with `{date}` names a daily file instead
+//!   (CSV): each message's rows are added to the day's file, rows already there are not
+//!   added again, and the file is rewritten atomically.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -143,6 +145,9 @@ struct Connection {
 pub struct SftpClient {
     config: SftpConfig,
     connection: Mutex<Option<Connection>>,
+    /// Held while a daily file is read, extended and rewritten, so that two deliveries
+    /// never lose each other's rows.
+    appends: Mutex<()>,
 }
 
 impl std::fmt::Debug for SftpClient {
@@ -172,7 +177,7 @@ fn io(e: impl std::fmt::Display) -> SftpError {
 
 impl SftpClient {
     pub fn new(config: SftpConfig) -> Self {
-        SftpClient { config, connection: Mutex::new(None) }
+        SftpClient { config, connection: Mutex::new(None), appends: Mutex::new(()) }
     }
 
     pub fn config(&self) -> &SftpConfig {
@@ -309,6 +314,43 @@ impl SftpClient {
         })
     }
 
+    /// Adds the data rows of `body` (a header line, then rows) to the file `dir/name`,
+    /// creating it with the header if it is not there; rewrites it atomically. Rows already
+    /// in the file are not added again, so a retried delivery changes nothing. Returns
+    /// whether anything was added.
+    pub fn append_rows(&self, dir: &str, name: &str, body: &[u8]) -> Result<bool, SftpError> {
+        let _one_at_a_time = self.appends.lock().map_err(|_| io("the append lock is poisoned"))?;
+        let path = Self::path(dir, name);
+        let existing = self.with(|sftp| match sftp.open(&path) {
+            Ok(mut file) => {
+                let mut bytes = Vec::new();
+                file.read_to_end(&mut bytes).map_err(transfer_failed)?;
+                Ok(Some(bytes))
+            }
+            Err(e) if matches!(e.code(), ErrorCode::SFTP(2)) => Ok(None), // no such file
+            Err(e) => Err(e),
+        })?;
+        let Some(mut content) = existing else {
+            self.write_atomic(dir, name, body)?;
+            return Ok(true);
+        };
+        let rows = body.split_inclusive(|b| *b == b'\n').skip(1).filter(|r| !r.iter().all(u8::is_ascii_whitespace));
+        let mut added = false;
+        for row in rows {
+            if !content.windows(row.len()).any(|w| w == row) {
+                if !content.ends_with(b"\n") {
+                    content.extend_from_slice(b"\r\n");
+                }
+                content.extend_from_slice(row);
+                added = true;
+            }
+        }
+        if added {
+            self.write_atomic(dir, name, &content)?;
+        }
+        Ok(added)
+    }
+
     /// Connects afresh and looks at the inbox, for `carehub check`.
     pub fn check(&self) -> Result<String, SftpError> {
         let conn = self.connect()?;
@@ -340,6 +382,9 @@ async fn blocking<T: Send + 'static>(
 #[derive(Debug, Clone)]
 pub struct SftpTransport(pub Arc<SftpClient>);
 
+/// In an endpoint, the day's date (`YYYYMMDD`): one file per day, rows appended.
+pub const DAY: &str = "{date}";
+
 fn extension(content_type: &str) -> &'static str {
     if content_type.contains("xml") {
         "xml"
@@ -355,6 +400,21 @@ fn extension(content_type: &str) -> &'static str {
 #[async_trait]
 impl Transport for SftpTransport {
     async fn deliver(&self, env: &Envelope<'_>) -> Result<DeliveryReceipt, DeliveryError> {
+        let outbox = self.0.config().outbox.clone();
+        if let Some(stem) = env.endpoint.filter(|e| e.contains(DAY)) {
+            // A daily file: this message's rows join the day's file.
+            let day = chrono::Local::now().format("%Y%m%d").to_string();
+            let name = format!("{}.{}", safe_name(&stem.replace(DAY, &day)), extension(env.content_type));
+            let body = env.body.to_vec();
+            let file = name.clone();
+            let added = blocking(&self.0, move |c| c.append_rows(&outbox, &file, &body)).await?;
+            let what = if added { "added to" } else { "already in" };
+            return Ok(DeliveryReceipt {
+                status: None,
+                content_type: Some("text/plain".into()),
+                body: format!("rows {what} {name}").into_bytes(),
+            });
+        }
         let name = format!(
             "{}-{}.{}",
             safe_name(env.endpoint.unwrap_or(env.message_type)),
@@ -362,7 +422,6 @@ impl Transport for SftpTransport {
             extension(env.content_type)
         );
         let body = env.body.to_vec();
-        let outbox = self.0.config().outbox.clone();
         let file = name.clone();
         blocking(&self.0, move |c| c.write_atomic(&outbox, &file, &body)).await?;
         Ok(DeliveryReceipt {

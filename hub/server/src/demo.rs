@@ -661,8 +661,24 @@ async fn sftp_pair(
             ok
         }
     };
-    while !until(&|| paraga.files("outbox").iter().filter(|f| f.starts_with("uppdrag-")).count() >= 3).await {
-        anyhow::ensure!(Instant::now() < deadline, "the ParaGå order files did not appear");
+    let order_rows = || -> Vec<String> {
+        let mut ids: Vec<String> = paraga
+            .files("outbox")
+            .iter()
+            .filter(|f| f.starts_with("uppdrag-"))
+            .filter_map(|f| std::fs::read(paraga.root.join("outbox").join(f)).ok())
+            .filter_map(|bytes| text::decode(&bytes, cp1252).ok().map(|t| t.into_owned()))
+            .flat_map(|csv| {
+                csv.lines().skip(1).filter_map(|row| row.split(';').next().map(str::to_owned)).collect::<Vec<_>>()
+            })
+            .filter(|id| !id.is_empty())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    while !until(&|| order_rows().len() >= 3).await {
+        anyhow::ensure!(Instant::now() < deadline, "the ParaGå order file did not fill");
     }
     out!(
         "   procapita-sodertalje (SFTP): {} files archived, {} refused into the error folder with a reason file, {} receipts uploaded",
@@ -672,17 +688,13 @@ async fn sftp_pair(
     );
     // Play ParaGå: read each order file, answer all in one CSV file.
     let mut answer = String::from("Uppdragsid;Status;Orsak;Tidpunkt\r\n");
-    let mut orders = 0;
-    for f in paraga.files("outbox").iter().filter(|f| f.starts_with("uppdrag-")) {
-        let bytes = std::fs::read(paraga.root.join("outbox").join(f))?;
-        let csv = text::decode(&bytes, cp1252).map_err(|e| anyhow::anyhow!("{e}"))?;
-        if let Some(order) = csv.lines().nth(1).and_then(|row| row.split(';').next()) {
-            answer.push_str(&format!("{order};Accepterad;;{}\r\n", chrono::Utc::now().format("%Y-%m-%d %H:%M")));
-            orders += 1;
-        }
+    let ids = order_rows();
+    let orders = ids.len();
+    for order in ids {
+        answer.push_str(&format!("{order};Accepterad;;{}\r\n", chrono::Utc::now().format("%Y-%m-%d %H:%M")));
     }
     paraga.drop_file("svar.csv", &text::encode(&answer, cp1252).map_err(|e| anyhow::anyhow!("{e}"))?)?;
-    out!("   paraga-stockholm (SFTP): {orders} orders as CSV files (Windows-1252, a row per service); ParaGå answered with one CSV file");
+    out!("   paraga-stockholm (SFTP): {orders} orders in the day's CSV file (Windows-1252, a row per service); ParaGå answered with one CSV file");
     while !until(&|| procapita.files("outbox").iter().filter(|f| f.starts_with("verkstallighet-")).count() >= orders)
         .await
     {
