@@ -29,7 +29,7 @@ async fn a_decision_reaches_phoniro_once_and_the_answers_reach_combine() {
             {"activityCode": "CARE", "sourceCode": "PO", "minutesPerMonth": 1800}
         ]
     });
-    let today = chrono::Local::now().date_naive();
+    let today = carehub_model::today();
     let mut expected_order = expected_order;
     // The order starts on the later of the decision's validity and today, and the deadlines
     // follow from that (14 days each by default).

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use carehub_model::{
     Deadlines, Decision, ErrorCode, Message, MessageType, Order, OrderAck, OrgNumber, PlanNotice, ValidationError,
 };
-use chrono::Local;
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -328,8 +327,7 @@ impl Hub {
                 .registry
                 .get(&route.system)
                 .ok_or_else(|| Rejection::new(ErrorCode::Internal, "the provider's system is not configured"))?;
-            let order_date =
-                d.decided_at.map(|t| t.with_timezone(&Local).date_naive()).unwrap_or_else(|| Local::now().date_naive());
+            let order_date = d.decided_at.map(carehub_model::local_date).unwrap_or_else(carehub_model::today);
             let order = Order::from_decision(order_id.clone(), &d, order_date, self.deadlines);
             let context = json!({ "order": order, "decision": d });
             let rendered = match target.encode(MessageType::Order, &context) {
@@ -604,9 +602,9 @@ impl Hub {
             .unwrap_or_default())
     }
 
-    /// Today in the municipality's calendar, for deadlines.
+    /// Today in the municipality's calendar (Europe/Stockholm), for deadlines.
     pub fn today() -> chrono::NaiveDate {
-        Local::now().date_naive()
+        carehub_model::today()
     }
 }
 

@@ -19,6 +19,22 @@ pub mod error;
 pub mod id;
 pub mod message;
 
+use chrono::{DateTime, NaiveDate, Utc};
+
+/// The municipality's time zone (SPEC §7): vendors' times without an offset are read in
+/// it, deadlines count its days, months are its calendar months.
+pub const MUNICIPAL_TZ: chrono_tz::Tz = chrono_tz::Europe::Stockholm;
+
+/// The municipality's calendar date at an instant.
+pub fn local_date(at: DateTime<Utc>) -> NaiveDate {
+    at.with_timezone(&MUNICIPAL_TZ).date_naive()
+}
+
+/// Today in the municipality.
+pub fn today() -> NaiveDate {
+    local_date(Utc::now())
+}
+
 pub use error::{ErrorCode, ValidationError};
 pub use id::{HsaId, OrgNumber, PersonalIdentityNumber, SourceId, TagUid};
 pub use message::*;

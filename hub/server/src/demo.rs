@@ -102,7 +102,7 @@ async fn phoniro_orders(State(p): State<Arc<MockPhoniro>>, body: Bytes) -> Statu
         if !rejected && !reference.ends_with("0") {
             let plan = format!(
                 r#"{{"type":"carePlanEstablished","orderId":"{id}","establishedDate":"{}"}}"#,
-                chrono::Local::now().date_naive()
+                carehub_model::today()
             );
             this.send(&org, plan).await;
         }

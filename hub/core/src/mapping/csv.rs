@@ -426,7 +426,7 @@ OMV = "personal_care"
         assert_eq!(lines, [2, 3, 5, 6]);
         assert_eq!(
             rows[0].result.as_ref().expect("good row").canonical,
-            json!({"order_id": "O-1", "status": "accepted", "at": "2026-11-02T09:15:00Z"})
+            json!({"order_id": "O-1", "status": "accepted", "at": "2026-11-02T08:15:00Z"}) // 09:15 in Stockholm
         );
         assert_eq!(rows[1].result.as_ref().expect_err("3 cells").code, ErrorCode::MalformedPayload);
         assert_eq!(rows[2].result.as_ref().expect_err("no such date").code, ErrorCode::InvalidDate);

@@ -94,6 +94,10 @@ pub struct Field {
     pub kind: FieldType,
     #[serde(default)]
     pub format: Option<String>,
+    /// For a `datetime` with a `format` (a time without an offset): the zone it is in,
+    /// Europe/Stockholm (the municipality's) unless it says otherwise.
+    #[serde(default)]
+    pub timezone: Option<String>,
     /// Added on the way in, removed on the way out (`combine:` namespaces a source id).
     #[serde(default)]
     pub prefix: Option<String>,
@@ -125,7 +129,19 @@ struct Compiled {
     canonical: Vec<String>,
 }
 
+/// A wall-clock time in `zone` as an instant; the earlier one when the clock went back
+/// (the hour that occurs twice in October), none when it went forward (the hour March skips).
+fn in_zone(naive: NaiveDateTime, zone: chrono_tz::Tz) -> Option<DateTime<Utc>> {
+    use chrono::TimeZone;
+    zone.from_local_datetime(&naive).earliest().map(|t| t.with_timezone(&Utc))
+}
+
 impl Field {
+    /// The zone of a time without an offset.
+    fn zone(&self) -> chrono_tz::Tz {
+        self.timezone.as_deref().and_then(|z| z.parse().ok()).unwrap_or(carehub_model::MUNICIPAL_TZ)
+    }
+
     fn compile(&mut self) {
         if let Some(path) = &self.vendor {
             let mut elems: Vec<String> = segments(path).map(str::to_owned).collect();
@@ -621,6 +637,11 @@ impl Mapping {
             if source.is_none() && f.value.is_none() {
                 problems.push(format!("field {label}: needs a source path or a constant `value`"));
             }
+            if let Some(z) = &f.timezone {
+                if z.parse::<chrono_tz::Tz>().is_err() {
+                    problems.push(format!("field {label}: unknown time zone '{z}'"));
+                }
+            }
             if let Some(t) = &f.table {
                 if !self.tables.contains_key(t) {
                     problems.push(format!("field {label}: no table named '{t}'"));
@@ -851,9 +872,17 @@ fn convert_in(f: &Field, raw: Cow<'_, str>, m: &Mapping) -> Result<Value, Valida
         }
         FieldType::Datetime => {
             let at: DateTime<Utc> = match f.format.as_deref() {
-                Some(fmt) => NaiveDateTime::parse_from_str(&s, fmt).map(|n| n.and_utc()).map_err(|_| {
-                    ValidationError::new(ErrorCode::InvalidDate, format!("{label}: not a time of the form {fmt}"))
-                })?,
+                Some(fmt) => {
+                    let naive = NaiveDateTime::parse_from_str(&s, fmt).map_err(|_| {
+                        ValidationError::new(ErrorCode::InvalidDate, format!("{label}: not a time of the form {fmt}"))
+                    })?;
+                    in_zone(naive, f.zone()).ok_or_else(|| {
+                        ValidationError::new(
+                            ErrorCode::InvalidDate,
+                            format!("{label}: that time does not exist in {} (a clock change)", f.zone()),
+                        )
+                    })?
+                }
                 None => DateTime::parse_from_rfc3339(&s).map(|d| d.with_timezone(&Utc)).map_err(|_| {
                     ValidationError::new(ErrorCode::InvalidDate, format!("{label}: not an RFC 3339 time"))
                 })?,
@@ -966,7 +995,7 @@ fn convert_out(f: &Field, v: &Value, m: &Mapping) -> Result<(String, bool), Vali
         FieldType::Datetime => {
             let d = DateTime::parse_from_rfc3339(&s).map_err(|_| bad("not a time"))?.with_timezone(&Utc);
             s = match f.format.as_deref() {
-                Some(fmt) => d.format(fmt).to_string(),
+                Some(fmt) => d.with_timezone(&f.zone()).format(fmt).to_string(),
                 None => d.to_rfc3339_opts(SecondsFormat::AutoSi, true),
             };
         }
