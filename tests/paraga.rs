@@ -36,7 +36,7 @@ async fn orders_go_out_as_csv_files_and_confirmation_files_come_back_row_by_row(
     let (o1, o2) = (order_id("DEC-P1"), order_id("DEC-P2"));
     hub.wait_for_order_status(&o1, "delivered").await;
     hub.wait_for_order_status(&o2, "delivered").await;
-    let day = chrono::Local::now().format("%Y%m%d").to_string();
+    let day = carehub_model::today().format("%Y%m%d").to_string();
     assert_eq!(sshd.files("outbox"), vec![format!("uppdrag-{day}.csv")], "one daily file");
     let bytes = std::fs::read(sshd.root.join("outbox").join(format!("uppdrag-{day}.csv"))).expect("read");
     assert!(bytes.starts_with(b"Uppdragsid;Beslutsreferens;Utf\xf6rare;Personnummer;"), "ö is 0xF6 in Windows-1252");

@@ -403,7 +403,7 @@ impl Transport for SftpTransport {
         let outbox = self.0.config().outbox.clone();
         if let Some(stem) = env.endpoint.filter(|e| e.contains(DAY)) {
             // A daily file: this message's rows join the day's file.
-            let day = chrono::Local::now().format("%Y%m%d").to_string();
+            let day = carehub_model::today().format("%Y%m%d").to_string();
             let name = format!("{}.{}", safe_name(&stem.replace(DAY, &day)), extension(env.content_type));
             let body = env.body.to_vec();
             let file = name.clone();
