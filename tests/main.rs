@@ -16,5 +16,6 @@ mod operations;
 mod paraga;
 mod procapita;
 mod rejections;
+mod tags;
 mod tls;
 mod treserva;

@@ -589,6 +589,51 @@ impl Hub {
         result
     }
 
+    /// Registers an NFC tag in a client's home. The registration is a message like any
+    /// other: logged (from `source`, `api` or `import`) with its outcome before the answer;
+    /// a refusal is logged as rejected with its code.
+    pub async fn register_tag(
+        &self,
+        source: &str,
+        payload: Vec<u8>,
+        parsed: Result<carehub_model::TagRegistration, ValidationError>,
+    ) -> Result<i64, Rejection> {
+        let mut entry = NewLogEntry {
+            system: source.to_owned(),
+            vendor: "carehub".to_owned(),
+            direction: "in",
+            message_type: "tag_registration".to_owned(),
+            content_type: "application/json".to_owned(),
+            payload,
+            ..NewLogEntry::default()
+        };
+        let refuse = |mut entry: NewLogEntry, code: ErrorCode, reason: String| async move {
+            entry.status = status::REJECTED;
+            entry.error_code = Some(code.as_str().to_owned());
+            entry.error_message = Some(reason.clone());
+            match self.store.commit(vec![Op::AppendLog(entry)]).await {
+                Ok(results) => Rejection { code, message: reason, message_id: logged_id(&results) },
+                Err(e) => store_unavailable(e),
+            }
+        };
+        let tag = match parsed.and_then(|t| t.validate().map(|_| t)) {
+            Ok(t) => t,
+            Err(e) => return Err(refuse(entry, e.code, e.reason).await),
+        };
+        entry.client = Some(tag.client.expose().to_owned());
+        entry.canonical = serde_json::to_string(&tag).ok();
+        let mut accepted = entry.clone();
+        accepted.status = status::ACCEPTED;
+        match self.store.commit(vec![Op::AppendLog(accepted), Op::RegisterTag(tag)]).await {
+            Ok(results) => Ok(logged_id(&results).unwrap_or_default()),
+            Err(StoreError::Conflict(why)) => {
+                let reason = format!("{why}: a registration cannot start before the tag's latest one");
+                Err(refuse(entry, ErrorCode::TagConflict, reason).await)
+            }
+            Err(e) => Err(store_unavailable(e)),
+        }
+    }
+
     /// Puts dead letters (all, or these) back in the outbox.
     pub async fn replay(&self, ids: Option<Vec<i64>>) -> Result<Vec<crate::store::Delivery>, StoreError> {
         let results = self.store.commit(vec![Op::Requeue { ids }]).await?;

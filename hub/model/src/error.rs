@@ -60,6 +60,9 @@ pub enum ErrorCode {
     /// An outbound delivery failed in a way a retry may cure (timeout, 5xx, 429, no
     /// connection). Seen in the message log, not in API answers.
     DeliveryFailed,
+    /// A tag registration that contradicts the tag's history (it would start on or before
+    /// the day its current registration started).
+    TagConflict,
     /// The receiving system refused an outbound delivery for good (a 4xx other than 408
     /// and 429). Seen in the message log, not in API answers.
     DeliveryRefused,
@@ -67,7 +70,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// All codes, for documentation and tests.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::MalformedPayload,
         ErrorCode::DtdForbidden,
         ErrorCode::UnknownMessageType,
@@ -91,6 +94,7 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::Unavailable,
         ErrorCode::DeliveryFailed,
+        ErrorCode::TagConflict,
         ErrorCode::DeliveryRefused,
     ];
 
@@ -121,6 +125,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::DeliveryFailed => "DELIVERY_FAILED",
             ErrorCode::DeliveryRefused => "DELIVERY_REFUSED",
+            ErrorCode::TagConflict => "TAG_CONFLICT",
         }
     }
 

@@ -224,6 +224,35 @@ pub struct PlanNotice {
     pub established_on: NaiveDate,
 }
 
+/// An NFC tag in a client's home, from its installation to its removal (both days
+/// inclusive; no removal while it hangs there).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagRegistration {
+    pub tag_uid: crate::id::TagUid,
+    pub client: PersonalIdentityNumber,
+    pub installed_on: NaiveDate,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed_on: Option<NaiveDate>,
+}
+
+impl TagRegistration {
+    /// A removal before the installation is refused.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        match self.removed_on {
+            Some(r) if r < self.installed_on => {
+                Err(ValidationError::new(ErrorCode::InvalidDate, "removed_on is before installed_on"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the tag hung in this home on `day`.
+    pub fn covers(&self, day: NaiveDate) -> bool {
+        self.installed_on <= day && self.removed_on.is_none_or(|r| day <= r)
+    }
+}
+
 /// The hub's receipt for a file a system left for it: what the hub made of the file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -68,7 +68,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::UnknownProvider
         | ErrorCode::UnknownOrder
         | ErrorCode::MessageNotAllowed => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::DecisionConflict => StatusCode::CONFLICT,
+        ErrorCode::DecisionConflict | ErrorCode::TagConflict => StatusCode::CONFLICT,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
@@ -119,6 +119,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/orders", get(list_orders))
         .route("/v1/orders/{id}", get(get_order))
         .route("/v1/orders/{id}/trace", get(order_trace))
+        .route("/v1/tags", post(post_tag).get(list_tags))
         .route("/v1/deliveries", get(list_deliveries))
         .route("/v1/deliveries/replay", post(replay))
         .route("/v1/audit/verify", get(audit_verify))
@@ -744,6 +745,98 @@ async fn order_trace(State(state): State<AppState>, caller: Caller, Path(id): Pa
 }
 
 // ---------------------------------------------------------------------------------------
+// The tag registry
+
+/// A tag in a home: `{"tag_uid", "client", "installed_on", "removed_on"?}`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TagBody {
+    /// 4, 7 or 10 bytes of hex, e.g. `04A21BC35D8081`.
+    pub tag_uid: String,
+    /// The client's personal identity number.
+    pub client: String,
+    pub installed_on: String,
+    pub removed_on: Option<String>,
+}
+
+/// Tag registrations, oldest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TagList {
+    #[schema(value_type = Vec<TagBody>)]
+    pub tags: Vec<carehub_model::TagRegistration>,
+}
+
+/// A registration taken.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TagRegistered {
+    pub message_id: i64,
+}
+
+/// Register an NFC tag in a client's home. The tag's current registration ends the day
+/// before; a moved tag keeps its history.
+#[utoipa::path(post, path = "/v1/tags", tag = "tags", request_body = TagBody,
+    responses((status = 201, body = TagRegistered), (status = 409, description = "TAG_CONFLICT", body = ErrorBody),
+        (status = 422, description = "INVALID_TAG_UID, INVALID_PERSONAL_IDENTITY_NUMBER, INVALID_DATE", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn post_tag(State(state): State<AppState>, caller: Caller, body: axum::body::Bytes) -> ApiResult<Response> {
+    caller.require(&[Role::Admin, Role::CaseManagement, Role::ProviderSystem])?;
+    let parsed = serde_json::from_slice::<carehub_model::TagRegistration>(&body).map_err(|e| json_error(&e));
+    let id = state.hub.register_tag("api", body.to_vec(), parsed).await?;
+    Ok((StatusCode::CREATED, Json(TagRegistered { message_id: id })).into_response())
+}
+
+/// A coded error for a JSON body that did not deserialize.
+fn json_error(e: &serde_json::Error) -> carehub_model::ValidationError {
+    use carehub_model::ValidationError;
+    let text = e.to_string();
+    if e.is_syntax() || e.is_eof() {
+        ValidationError::new(ErrorCode::MalformedPayload, format!("not well-formed JSON: {text}"))
+    } else if text.starts_with("missing field") {
+        ValidationError::new(ErrorCode::MissingField, text)
+    } else {
+        ValidationError::from_message(&text)
+    }
+}
+
+/// Filters for `GET /v1/tags`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct TagQuery {
+    /// A client's personal identity number, in any accepted form.
+    pub client: Option<String>,
+    /// A tag UID.
+    pub tag: Option<String>,
+}
+
+/// The tag history of a client or of a tag.
+#[utoipa::path(get, path = "/v1/tags", tag = "tags", params(TagQuery),
+    responses((status = 200, body = TagList), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+async fn list_tags(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<TagQuery>,
+) -> ApiResult<Json<TagList>> {
+    caller.require(&[Role::Admin, Role::Auditor, Role::CaseManagement])?;
+    let client = q
+        .client
+        .as_deref()
+        .map(|c| {
+            PersonalIdentityNumber::parse(c).map(|p| p.expose().to_owned()).map_err(|e| ApiError::new(e.code, e.reason))
+        })
+        .transpose()?;
+    let tag = q
+        .tag
+        .as_deref()
+        .map(|t| {
+            carehub_model::TagUid::parse(t).map(|t| t.as_str().to_owned()).map_err(|e| ApiError::new(e.code, e.reason))
+        })
+        .transpose()?;
+    if client.is_none() && tag.is_none() {
+        return Err(bad_request("name a client or a tag"));
+    }
+    record_read(&state.hub, &caller, "tags".into()).await?;
+    Ok(Json(TagList { tags: state.hub.store.tags(client, tag).await? }))
+}
+
+// ---------------------------------------------------------------------------------------
 // Deliveries and audit
 
 /// Filters for `GET /v1/deliveries`.
@@ -884,8 +977,8 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "carehub", description = "The integration hub for Swedish municipal home care. Errors are {code, message} with stable codes."),
-    paths(post_message, get_wsdl, list_messages, get_message, list_orders, get_order, order_trace, list_deliveries, replay, audit_verify, healthz, readyz, metrics),
-    components(schemas(ErrorBody, ReceiptBody, MessageView, MessagePage, OrderView, OrderList, Trace, TraceStep, DeliveryView, DeliveryList, ReplayRequest, ChainView)),
+    paths(post_message, get_wsdl, post_tag, list_tags, list_messages, get_message, list_orders, get_order, order_trace, list_deliveries, replay, audit_verify, healthz, readyz, metrics),
+    components(schemas(ErrorBody, ReceiptBody, TagBody, TagList, TagRegistered, MessageView, MessagePage, OrderView, OrderList, Trace, TraceStep, DeliveryView, DeliveryList, ReplayRequest, ChainView)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

@@ -78,10 +78,27 @@ pub enum Command {
         #[arg(long)]
         list: bool,
     },
+    /// The NFC tag registry.
+    Tags {
+        #[command(subcommand)]
+        command: TagsCommand,
+    },
     /// Measure throughput and latency (see BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
         command: crate::bench::BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TagsCommand {
+    /// Load tag registrations from a CSV file: columns tag_uid, client, installed_on and
+    /// optionally removed_on (or taggid, personnummer, monterad, nedtagen), `;` or `,`,
+    /// UTF-8 or Windows-1252. Bad rows are reported with their line and skipped.
+    Import {
+        file: PathBuf,
+        #[arg(long, default_value = "carehub.toml")]
+        config: PathBuf,
     },
 }
 
@@ -154,6 +171,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             replay(config, ids, list).await
+        }
+        Command::Tags { command: TagsCommand::Import { file, config } } => {
+            init_tracing("warn");
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            import_tags(config, &file).await
         }
         Command::Bench { command } => {
             init_tracing("error");
@@ -311,4 +336,67 @@ async fn replay(config: Config, ids: Vec<i64>, list: bool) -> anyhow::Result<Exi
         }
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+async fn import_tags(config: Config, file: &Path) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let cp1252 = carehub_core::mapping::text::encoding("windows-1252").context("windows-1252")?;
+    let text =
+        carehub_core::mapping::text::decode(&bytes, cp1252).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let header = text.lines().next().unwrap_or("");
+    let delimiter = if header.contains(';') { b';' } else { b',' };
+    let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(text.as_bytes());
+    let columns: Vec<String> = reader.headers()?.iter().map(|h| h.trim().to_lowercase()).collect();
+    let find = |names: &[&str]| columns.iter().position(|c| names.contains(&c.as_str()));
+    let (Some(tag), Some(client), Some(from)) =
+        (find(&["tag_uid", "taggid"]), find(&["client", "personnummer"]), find(&["installed_on", "monterad"]))
+    else {
+        eprintln!(
+            "{}: the header needs tag_uid, client and installed_on (or taggid, personnummer, monterad)",
+            file.display()
+        );
+        return Ok(ExitCode::from(2));
+    };
+    let to = find(&["removed_on", "nedtagen"]);
+    let runtime = crate::server::build(&config)?;
+    let hub = runtime.state.hub.clone();
+    let (mut taken, mut refused) = (0, 0);
+    for record in reader.records() {
+        let record = record?;
+        // The line from the byte offset: the csv crate's own line count is off with CRLF.
+        // (with CRLF its offset can sit on the previous line's end: skip line-ending bytes).
+        let bytes = text.as_bytes();
+        let mut at = record.position().map(|p| p.byte() as usize).unwrap_or(0).min(bytes.len());
+        while at < bytes.len() && matches!(bytes[at], b'\r' | b'\n') {
+            at += 1;
+        }
+        let line = bytes[..at].iter().filter(|b| **b == b'\n').count() + 1;
+        let cell = |i: usize| record.get(i).map(str::trim).filter(|v| !v.is_empty());
+        let mut row = serde_json::Map::new();
+        for (key, index) in
+            [("tag_uid", Some(tag)), ("client", Some(client)), ("installed_on", Some(from)), ("removed_on", to)]
+        {
+            if let Some(v) = index.and_then(cell) {
+                row.insert(key.into(), serde_json::Value::String(v.to_owned()));
+            }
+        }
+        let value = serde_json::Value::Object(row);
+        let parsed = serde_json::from_value::<carehub_model::TagRegistration>(value.clone()).map_err(|e| {
+            let text = e.to_string();
+            if text.starts_with("missing field") {
+                carehub_model::ValidationError::new(carehub_model::ErrorCode::MissingField, text)
+            } else {
+                carehub_model::ValidationError::from_message(&text)
+            }
+        });
+        match hub.register_tag("import", value.to_string().into_bytes(), parsed).await {
+            Ok(_) => taken += 1,
+            Err(r) => {
+                refused += 1;
+                crate::out!("line {line}: {}: {}", r.code, r.message);
+            }
+        }
+    }
+    crate::out!("{taken} tag registrations taken, {refused} refused ({})", file.display());
+    Ok(if refused == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

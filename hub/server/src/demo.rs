@@ -65,6 +65,8 @@ struct MockPhoniro {
     hub_url: Mutex<String>,
     tokens: BTreeMap<String, String>,
     http: reqwest::Client,
+    /// Answers this mock (and its sibling) still has to send; the demo waits for none.
+    inflight: Arc<AtomicUsize>,
 }
 
 async fn phoniro_orders(State(p): State<Arc<MockPhoniro>>, body: Bytes) -> StatusCode {
@@ -85,11 +87,12 @@ async fn phoniro_orders(State(p): State<Arc<MockPhoniro>>, body: Bytes) -> Statu
     // plan; "late" decisions are never answered; one provider turns one order down.
     let reference = order["externalReference"].as_str().unwrap_or_default().to_owned();
     let org = order["provider"]["organisationNumber"].as_str().unwrap_or_default().to_owned();
+    if reference.contains("-LATE-") {
+        return StatusCode::CREATED;
+    }
     let this = p.clone();
+    this.inflight.fetch_add(1, Ordering::SeqCst);
     tokio::spawn(async move {
-        if reference.contains("-LATE-") {
-            return;
-        }
         tokio::time::sleep(Duration::from_millis(20)).await;
         let rejected = reference.ends_with("-007");
         let status = if rejected { "REJECTED" } else { "ACCEPTED" };
@@ -106,6 +109,7 @@ async fn phoniro_orders(State(p): State<Arc<MockPhoniro>>, body: Bytes) -> Statu
             );
             this.send(&org, plan).await;
         }
+        this.inflight.fetch_sub(1, Ordering::SeqCst);
     });
     StatusCode::CREATED
 }
@@ -251,6 +255,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
         .map(|p| Ok((p.org.to_owned(), auth.issue(p.system, Role::ProviderSystem, Some(p.org), ttl)?)))
         .collect::<anyhow::Result<_>>()?;
     let http = reqwest::Client::new();
+    let inflight = Arc::new(AtomicUsize::new(0));
     let mock = |name: &'static str, flaky: bool, down: bool| {
         Arc::new(MockPhoniro {
             name,
@@ -262,6 +267,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
             hub_url: Mutex::new(String::new()),
             tokens: tokens.clone(),
             http: http.clone(),
+            inflight: inflight.clone(),
         })
     };
     let norr = mock("phoniro-norr", true, false);
@@ -447,7 +453,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     out!("");
 
     // 2. Deliveries: wait until the outbox has settled (the down provider dead-letters).
-    settle(store.as_ref(), &combine, Duration::from_secs(30)).await;
+    settle(store.as_ref(), &combine, &inflight, Duration::from_secs(30)).await;
     let deliveries = store.deliveries(DeliveryFilter { limit: 10_000, ..DeliveryFilter::default() }).await?;
     let orders_out: Vec<_> = deliveries.iter().filter(|d| d.message_type == "order").collect();
     out!("2. Orders to the providers' systems (one delivery loop: backoff with jitter, one idempotency key per order)");
@@ -467,7 +473,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     soder.down.store(false, Ordering::SeqCst);
     let requeued = hub.state.hub.replay(None).await?;
     out!("3. phoniro-soder is back; `carehub replay` resends the {} dead letters", requeued.len());
-    settle(store.as_ref(), &combine, Duration::from_secs(30)).await;
+    settle(store.as_ref(), &combine, &inflight, Duration::from_secs(30)).await;
     let after: Vec<_> = store
         .deliveries(DeliveryFilter { limit: 10_000, ..DeliveryFilter::default() })
         .await?
@@ -552,7 +558,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
             soap_fault = Some(code.to_owned());
         }
     }
-    settle(store.as_ref(), &treserva, Duration::from_secs(30)).await;
+    settle(store.as_ref(), &treserva, &inflight, Duration::from_secs(30)).await;
     out!(
         "   treserva-danderyd (SOAP): {soap_ok} decisions answered RegistreraBeslutResponse, 1 answered with a SOAP fault {}",
         soap_fault.as_deref().unwrap_or("?")
@@ -603,8 +609,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     Ok(if report.first_bad.is_none() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// Waits until nothing is pending in the outbox and Combine's callbacks stop changing.
-async fn settle(store: &dyn Store, combine: &MockCombine, limit: Duration) {
+/// Waits until nothing is pending in the outbox, no mock provider still has an answer to
+/// send, and the case-management mock's callbacks stop changing.
+async fn settle(store: &dyn Store, combine: &MockCombine, inflight: &AtomicUsize, limit: Duration) {
     let deadline = Instant::now() + limit;
     let mut quiet = 0;
     let mut last = (usize::MAX, usize::MAX);
@@ -612,7 +619,7 @@ async fn settle(store: &dyn Store, combine: &MockCombine, limit: Duration) {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let pending = store.outbox_counts().await.map(|c| c.pending).unwrap_or(1);
         let now = (combine.acks.load(Ordering::SeqCst), combine.plans.load(Ordering::SeqCst));
-        if pending == 0 && now == last {
+        if pending == 0 && inflight.load(Ordering::SeqCst) == 0 && now == last {
             quiet += 1;
             if quiet >= 4 {
                 return;
@@ -677,8 +684,16 @@ async fn sftp_pair(
         ids.dedup();
         ids
     };
-    while !until(&|| order_rows().len() >= 3).await {
-        anyhow::ensure!(Instant::now() < deadline, "the ParaGå order file did not fill");
+    // Three files taken and archived, the broken one refused with its reason, four
+    // receipts uploaded, three orders in ParaGå's file.
+    let settled = || {
+        procapita.files("archive").len() >= 3
+            && procapita.files("error").len() >= 2
+            && procapita.files("outbox").iter().filter(|f| f.starts_with("kvitto-")).count() >= 4
+            && order_rows().len() >= 3
+    };
+    while !until(&settled).await {
+        anyhow::ensure!(Instant::now() < deadline, "the Procapita files were not all taken in time");
     }
     out!(
         "   procapita-sodertalje (SFTP): {} files archived, {} refused into the error folder with a reason file, {} receipts uploaded",

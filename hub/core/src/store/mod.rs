@@ -253,6 +253,10 @@ pub enum Op {
     Requeue { ids: Option<Vec<i64>> },
     /// Records a read of the message log.
     RecordRead { subject: String, role: String, what: String },
+    /// Registers a tag in a home from `installed_on`; the tag's open registration (in
+    /// another home, or this one) ends the day before. [`StoreError::Conflict`] if the tag
+    /// already has a registration starting on or after that day: history is not rewritten.
+    RegisterTag(carehub_model::TagRegistration),
 }
 
 /// What an op yielded, in the order of the ops.
@@ -336,6 +340,12 @@ pub trait Store: Send + Sync + 'static {
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Tag registrations, oldest first, for a client and/or a tag.
+    async fn tags(
+        &self,
+        client: Option<String>,
+        tag_uid: Option<String>,
+    ) -> Result<Vec<carehub_model::TagRegistration>, StoreError>;
 }
 
 /// Recomputes the whole hash chain, a page at a time.

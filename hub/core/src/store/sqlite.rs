@@ -27,8 +27,11 @@ use crate::log::{entry_hash, GENESIS};
 /// Most requests one commit takes.
 pub const MAX_BATCH: usize = 1024;
 
-const MIGRATIONS: &[&str] =
-    &[include_str!("migrations/0001_init.sql"), include_str!("migrations/0002_outbox_action.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_outbox_action.sql"),
+    include_str!("migrations/0003_tags.sql"),
+];
 
 struct WriteRequest {
     ops: Vec<Op>,
@@ -447,6 +450,34 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpRe
             }
             Ok(OpResult::Requeued(requeued))
         }
+        Op::RegisterTag(t) => {
+            let uid = t.tag_uid.as_str();
+            let latest: Option<String> = conn
+                .prepare_cached("SELECT MAX(installed_on) FROM tag_registrations WHERE tag_uid = ?1")?
+                .query_row([uid], |r| r.get(0))?;
+            let from = t.installed_on.to_string();
+            if let Some(latest) = latest.filter(|l| *l >= from) {
+                return Err(StoreError::Conflict(format!("tag {uid} has a registration from {latest}")));
+            }
+            if let Some(day_before) = t.installed_on.pred_opt() {
+                conn.prepare_cached(
+                    "UPDATE tag_registrations SET removed_on = ?2 WHERE tag_uid = ?1 AND removed_on IS NULL",
+                )?
+                .execute(params![uid, day_before.to_string()])?;
+            }
+            conn.prepare_cached(
+                "INSERT INTO tag_registrations (tag_uid, client, installed_on, removed_on, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                uid,
+                t.client.expose(),
+                from,
+                t.removed_on.map(|d| d.to_string()),
+                now_ts()
+            ])?;
+            Ok(OpResult::Done)
+        }
         Op::RecordRead { subject, role, what } => {
             conn.prepare_cached("INSERT INTO log_reads (at, subject, role, what) VALUES (?1, ?2, ?3, ?4)")?
                 .execute(params![now_ts(), subject, role, what])?;
@@ -702,6 +733,46 @@ impl Store for SqliteStore {
                 }
             }
             Ok(counts)
+        })
+        .await
+    }
+
+    async fn tags(
+        &self,
+        client: Option<String>,
+        tag_uid: Option<String>,
+    ) -> Result<Vec<carehub_model::TagRegistration>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT tag_uid, client, installed_on, removed_on FROM tag_registrations
+                 WHERE (?1 IS NULL OR client = ?1) AND (?2 IS NULL OR tag_uid = ?2)
+                 ORDER BY installed_on, id LIMIT 10000",
+            )?;
+            let rows = stmt
+                .query_map(params![client, tag_uid], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(uid, client, from, to)| {
+                    let bad =
+                        |e: String| StoreError::Backend(format!("a stored tag registration does not read back: {e}"));
+                    Ok(carehub_model::TagRegistration {
+                        tag_uid: uid.parse().map_err(|e: carehub_model::ValidationError| bad(e.to_string()))?,
+                        client: client.parse().map_err(|e: carehub_model::ValidationError| bad(e.to_string()))?,
+                        installed_on: from.parse().map_err(|e: chrono::ParseError| bad(e.to_string()))?,
+                        removed_on: to
+                            .map(|d| d.parse())
+                            .transpose()
+                            .map_err(|e: chrono::ParseError| bad(e.to_string()))?,
+                    })
+                })
+                .collect()
         })
         .await
     }

@@ -1,0 +1,119 @@
+//! The NFC tag registry: which tag hangs in which home, from when to when; a moved tag
+//! keeps its history; `carehub tags import` for the initial load.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use wiremock::MockServer;
+
+use crate::support::*;
+
+async fn post_tag(hub: &TestHub, token: &str, body: Value) -> (StatusCode, Value) {
+    let r = hub.http.post(format!("{}/v1/tags", hub.url)).bearer_auth(token).json(&body).send().await.expect("post");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_moved_tag_keeps_its_history_and_bad_registrations_are_coded() {
+    let vendor = MockServer::start().await;
+    let hub = TestHub::start(&vendor.uri(), &vendor.uri()).await;
+    let cm = hub.case_management();
+    let pnrs = test_pnrs();
+    let (a, b) = (&pnrs[700], &pnrs[701]);
+
+    let (s, r) =
+        post_tag(&hub, &cm, json!({"tag_uid": "04:A2:1B:C3:5D:80:81", "client": a, "installed_on": "2026-11-01"}))
+            .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert!(r["message_id"].as_i64().is_some());
+    // The tag moves to another home on the 15th.
+    let (s, _) =
+        post_tag(&hub, &cm, json!({"tag_uid": "04a21bc35d8081", "client": b, "installed_on": "2026-11-15"})).await;
+    assert_eq!(s, StatusCode::CREATED);
+
+    let (s, list) = hub.get("/v1/tags?tag=04A21BC35D8081", Some(&cm)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        list["tags"],
+        json!([
+            {"tag_uid": "04A21BC35D8081", "client": a, "installed_on": "2026-11-01", "removed_on": "2026-11-14"},
+            {"tag_uid": "04A21BC35D8081", "client": b, "installed_on": "2026-11-15"}
+        ])
+    );
+    let (_, mine) = hub.get(&format!("/v1/tags?client={}-{}", &a[..8], &a[8..]), Some(&cm)).await;
+    assert_eq!(mine["tags"].as_array().map(Vec::len), Some(1));
+
+    // History is not rewritten, and bad input is coded.
+    let cases = [
+        (
+            json!({"tag_uid": "04A21BC35D8081", "client": a, "installed_on": "2026-11-10"}),
+            StatusCode::CONFLICT,
+            "TAG_CONFLICT",
+        ),
+        (
+            json!({"tag_uid": "04A21B", "client": a, "installed_on": "2026-11-20"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_TAG_UID",
+        ),
+        (
+            json!({"tag_uid": "04A21BC3", "client": "193601016988", "installed_on": "2026-11-20"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_PERSONAL_IDENTITY_NUMBER",
+        ),
+        (
+            json!({"tag_uid": "04A21BC3", "client": a, "installed_on": "2026-11-20", "removed_on": "2026-11-01"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_DATE",
+        ),
+        (
+            json!({"tag_uid": "04A21BC3", "installed_on": "2026-11-20"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "MISSING_FIELD",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let (s, r) = post_tag(&hub, &cm, body).await;
+        assert_eq!((s, r["code"].as_str()), (status, Some(code)), "{r}");
+        assert!(r["message_id"].as_i64().is_some(), "{code}: the refusal is logged");
+    }
+    let resp = hub
+        .http
+        .post(format!("{}/v1/tags", hub.url))
+        .bearer_auth(&cm)
+        .body("{\"tag_uid\":")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let auditor = hub.token(carehub_server::auth::Role::Auditor, None);
+    let (s, _) =
+        post_tag(&hub, &auditor, json!({"tag_uid": "04A21BC3", "client": a, "installed_on": "2026-11-20"})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (_, rejected) = hub.get("/v1/messages?type=tag_registration&status=rejected", Some(&hub.admin())).await;
+    // Five coded refusals and the malformed body: six, all logged.
+    assert_eq!(rejected["messages"].as_array().map(Vec::len), Some(6));
+}
+
+#[tokio::test]
+async fn tags_import_loads_a_file_and_reports_bad_rows_by_line() {
+    let vendor = MockServer::start().await;
+    let hub = TestHub::start(&vendor.uri(), &vendor.uri()).await;
+    let pnrs = test_pnrs();
+    let file = hub.dir.path().join("taggar.csv");
+    let text = format!(
+        "Taggid;Personnummer;Monterad;Nedtagen\r\n04112233;{};2026-01-10;\r\n04112255;{};2026-01-10;2026-06-30\r\n04112255;{};2026-07-01;\r\nNOT-A-TAG;{};2026-01-10;\r\n",
+        pnrs[710], pnrs[711], pnrs[712], pnrs[713]
+    );
+    std::fs::write(&file, text).expect("write");
+    let out =
+        carehub(&["tags", "import", file.to_str().expect("path"), "--config", hub.config_path.to_str().expect("path")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("line 5: INVALID_TAG_UID"), "{stdout}");
+    assert!(stdout.contains("3 tag registrations taken, 1 refused"), "{stdout}");
+    let (_, list) = hub.get("/v1/tags?tag=04112255", Some(&hub.admin())).await;
+    let tags = list["tags"].as_array().expect("tags");
+    assert_eq!(tags.len(), 2);
+    assert_eq!(tags[0]["removed_on"], "2026-06-30");
+    assert_eq!(tags[1]["client"], pnrs[712].as_str());
+}
