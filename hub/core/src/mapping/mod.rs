@@ -20,6 +20,7 @@
 //! whole. Canonical paths use `.` between JSON keys.
 
 pub mod csv;
+mod stream;
 pub mod text;
 pub mod xml;
 
@@ -116,17 +117,17 @@ pub struct Field {
     pub fields: Vec<Field>,
     /// The paths split once, when the file is loaded, not on every message.
     #[serde(skip)]
-    compiled: Compiled,
+    pub(crate) compiled: Compiled,
 }
 
 /// A field's paths, split.
 #[derive(Debug, Clone, Default)]
-struct Compiled {
+pub(crate) struct Compiled {
     /// Vendor path: element (or key) names, then an optional attribute.
-    elems: Vec<String>,
-    attr: Option<String>,
+    pub(crate) elems: Vec<String>,
+    pub(crate) attr: Option<String>,
     /// Canonical path: JSON keys.
-    canonical: Vec<String>,
+    pub(crate) canonical: Vec<String>,
 }
 
 /// A wall-clock time in `zone` as an instant; the earlier one when the clock went back
@@ -408,32 +409,7 @@ impl MappingSet {
     pub fn decode(&self, text: &str) -> Result<Decoded, ValidationError> {
         let trimmed = text.trim_start_matches('\u{feff}').trim_start();
         if trimmed.starts_with('<') {
-            let document = xml::parse(text)?;
-            let (root, enveloped) = unwrap_soap(&document)?;
-            let mapping = self
-                .mappings
-                .iter()
-                .find(|m| {
-                    m.direction == Direction::In
-                        && m.format == Format::Xml
-                        && m.root.as_deref() == Some(root.name.as_str())
-                        && (m.namespace.is_none() || m.namespace.as_deref() == root.namespace.as_deref())
-                        && (m.envelope == Some(EnvelopeKind::Soap11)) == enveloped
-                })
-                .ok_or_else(|| {
-                    ValidationError::new(
-                        ErrorCode::UnknownMessageType,
-                        format!(
-                            "no {} mapping reads {}<{}>{}",
-                            self.vendor,
-                            if enveloped { "a SOAP envelope holding " } else { "an XML " },
-                            root.name,
-                            root.namespace.as_deref().map(|n| format!(" in namespace {n}")).unwrap_or_default()
-                        ),
-                    )
-                })?;
-            let canonical = decode_fields(Node::Xml(root), &mapping.fields, mapping)?;
-            Ok(Decoded { mapping: mapping.name.clone(), message_type: mapping.message, canonical })
+            stream::decode(self, text)
         } else if trimmed.starts_with('{') || trimmed.starts_with('[') {
             let value: Value = serde_json::from_str(trimmed)
                 .map_err(|e| ValidationError::new(ErrorCode::MalformedPayload, format!("not well-formed JSON: {e}")))?;
@@ -657,23 +633,6 @@ impl Mapping {
 // ---------------------------------------------------------------------------------------
 // SOAP 1.1 envelopes
 
-/// The payload element of a SOAP 1.1 envelope (and `true`), or the document itself.
-fn unwrap_soap(document: &Element) -> Result<(&Element, bool), ValidationError> {
-    if document.name != "Envelope" || document.namespace.as_deref() != Some(SOAP11) {
-        return Ok((document, false));
-    }
-    let body = document
-        .children
-        .iter()
-        .find(|c| c.name == "Body" && c.namespace.as_deref() == Some(SOAP11))
-        .ok_or_else(|| ValidationError::new(ErrorCode::MalformedPayload, "a SOAP envelope without a Body"))?;
-    match body.children.as_slice() {
-        [payload] => Ok((payload, true)),
-        [] => Err(ValidationError::new(ErrorCode::MalformedPayload, "an empty SOAP Body")),
-        _ => Err(ValidationError::new(ErrorCode::MalformedPayload, "a SOAP Body with more than one element")),
-    }
-}
-
 /// Wraps a payload element in a SOAP 1.1 envelope.
 pub fn soap_envelope(payload: Element) -> Element {
     let mut envelope = Element::new("Envelope");
@@ -688,7 +647,6 @@ pub fn soap_envelope(payload: Element) -> Element {
 
 #[derive(Clone, Copy)]
 enum Node<'a> {
-    Xml(&'a Element),
     Json(&'a Value),
     Csv(csv::Row<'a>),
 }
@@ -704,7 +662,6 @@ fn select<'a>(node: Node<'a>, path: &str) -> Vec<Node<'a>> {
         let mut next = Vec::new();
         for n in current {
             match n {
-                Node::Xml(e) => next.extend(e.children.iter().filter(|c| c.name == seg).map(Node::Xml)),
                 Node::Json(v) => match v.get(seg) {
                     Some(Value::Array(items)) => next.extend(items.iter().map(Node::Json)),
                     Some(child) => next.push(Node::Json(child)),
@@ -730,12 +687,6 @@ fn json_text(v: &Value, path: &str) -> Option<String> {
     }
 }
 
-/// The first element along `segs`, in document order.
-fn first_xml<'a>(el: &'a Element, segs: &[String]) -> Option<&'a Element> {
-    let Some((head, rest)) = segs.split_first() else { return Some(el) };
-    el.children.iter().filter(|c| c.name == *head).find_map(|c| first_xml(c, rest))
-}
-
 /// The first value along `segs` (arrays on the way are searched in order).
 fn first_json<'a>(v: &'a Value, segs: &[String]) -> Option<&'a Value> {
     let Some((head, rest)) = segs.split_first() else { return Some(v) };
@@ -752,13 +703,6 @@ fn scalar<'a>(node: Node<'a>, f: &'a Field) -> Option<Cow<'a, str>> {
     let text: Cow<'a, str> = match node {
         // A column name is taken whole: `/` or `@` in it mean nothing.
         Node::Csv(row) => Cow::Owned(row.cell(f.vendor.as_deref()?)?),
-        Node::Xml(e) => {
-            let el = first_xml(e, &c.elems)?;
-            match &c.attr {
-                Some(a) => Cow::Borrowed(el.attr(a)?),
-                None => Cow::Borrowed(el.text.as_str()),
-            }
-        }
         Node::Json(v) => {
             if c.attr.is_some() {
                 return None;
@@ -836,7 +780,7 @@ fn iso_date(d: NaiveDate) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
 }
 
-fn convert_in(f: &Field, raw: Cow<'_, str>, m: &Mapping) -> Result<Value, ValidationError> {
+pub(crate) fn convert_in(f: &Field, raw: Cow<'_, str>, m: &Mapping) -> Result<Value, ValidationError> {
     let label = f.vendor.as_deref().or(f.canonical.as_deref()).unwrap_or("?");
     let mut s = raw;
     if let Some(t) = &f.table {
@@ -1042,7 +986,7 @@ fn xml_push<'a>(root: &'a mut Element, path: &str) -> &'a mut Element {
     }
 }
 
-fn json_walk<'a, S: AsRef<str>>(v: &'a mut Value, segs: &[S]) -> &'a mut Value {
+pub(crate) fn json_walk<'a, S: AsRef<str>>(v: &'a mut Value, segs: &[S]) -> &'a mut Value {
     match segs.split_first() {
         None => v,
         Some((first, rest)) => {
