@@ -17,6 +17,7 @@
 //! - [`poller`]: reading the files systems leave in their inboxes (SFTP).
 //! - [`store`]: the [`store::Store`] trait and the SQLite backend; [`log`]: the hash chain.
 //! - [`metrics`]: Prometheus counters and gauges.
+//! - [`visits`]: the visit rules VIS001-VIS010, pure, over the facts they need.
 
 pub mod adapter;
 pub mod log;
@@ -26,3 +27,4 @@ pub mod outbox;
 pub mod pipeline;
 pub mod poller;
 pub mod store;
+pub mod visits;

@@ -224,6 +224,63 @@ pub struct PlanNotice {
     pub established_on: NaiveDate,
 }
 
+/// How a visit's arrival (KOM) or departure (GICK) was registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RegistrationMethod {
+    /// The phone read the NFC tag at the door. The UID is kept as sent: one that is not a
+    /// valid UID is an unknown tag (VIS001), not a reason to lose the visit.
+    Nfc { tag_uid: String },
+    /// Registered by hand, with the reason the staff member gave (VIS008 without one).
+    Manual {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+/// One registration: when, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub method: RegistrationMethod,
+}
+
+/// What became of a planned visit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VisitOutcome {
+    Performed,
+    DeclinedAtDoor,
+    CancelledInAdvance,
+}
+
+/// A visit as a time-registration system reports it (SPEC §3). The client's identity is
+/// kept as sent: a visit with an invalid one is refused with VIS010 and still stored, so it
+/// is not validated here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Visit {
+    /// Namespaced by the system that sent it: `phoniro:V-88121`.
+    pub id: SourceId,
+    pub provider: OrgNumber,
+    pub client: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    /// A pseudonymous staff id (never a personal identity number).
+    pub staff: String,
+    pub check_in: Registration,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_out: Option<Registration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_minutes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceCategory>,
+    pub outcome: VisitOutcome,
+    #[serde(default)]
+    pub double_staffing: bool,
+}
+
 /// An NFC tag in a client's home, from its installation to its removal (both days
 /// inclusive; no removal while it hangs there).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

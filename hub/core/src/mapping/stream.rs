@@ -48,8 +48,7 @@ impl<'m> Frame<'m> {
     /// The canonical object of a finished frame (as `decode_fields` would make it).
     fn finish(self, m: &Mapping) -> Result<Value, ValidationError> {
         let mut out = Value::Object(Map::new());
-        for (k, (f, (slot, list))) in self.fields.iter().zip(self.slots.into_iter().zip(self.lists)).enumerate() {
-            let _ = k;
+        for (f, (slot, list)) in self.fields.iter().zip(self.slots.into_iter().zip(self.lists)) {
             if f.canonical.is_none() {
                 continue;
             }

@@ -1,0 +1,420 @@
+//! Visit validation (SPEC §6): every visit from every time-registration system checked the
+//! same way, before it turns into money.
+//!
+//! The rules are pure: [`validate`] takes the visit, the facts it needs from the store
+//! (through [`VisitFacts`]), the thresholds and the time, and returns a [`Verdict`]. The
+//! facts are a small synchronous trait so that ingestion can answer them with indexed
+//! look-ups inside the store's own transaction (the tag at a date, an active order, an
+//! overlapping visit of the same staff member, an earlier copy), a batch at a time.
+//!
+//! The codes are stable: they are shown to users, stored with the visit and counted in
+//! reports.
+
+use carehub_model::{OrgNumber, PersonalIdentityNumber, RegistrationMethod, TagUid, Visit, VisitOutcome};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use serde::Serialize;
+
+/// A visit's validation outcome; the strongest of its findings wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Accepted,
+    /// Counts, but is shown: a manual registration, an unknown tag, a declined visit.
+    Flagged,
+    /// Does not count; stored with its codes.
+    Rejected,
+}
+
+/// The rule codes of SPEC §6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Code {
+    /// Tag unknown (flagged, counted as a manual registration).
+    Vis001,
+    /// Tag registered to another client on the visit date.
+    Vis002,
+    /// Check-out before check-in, or no check-out 12 hours after check-in.
+    Vis003,
+    /// Shorter than a minute or longer than 8 hours.
+    Vis004,
+    /// The same staff member in two homes at once.
+    Vis005,
+    /// In the future, or in a month already closed.
+    Vis006,
+    /// A copy of a visit already received.
+    Vis007,
+    /// A manual registration without a reason.
+    Vis008,
+    /// No active order for this client at this provider on that date.
+    Vis009,
+    /// The client's identity is not valid.
+    Vis010,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Vis001 => "VIS001",
+            Code::Vis002 => "VIS002",
+            Code::Vis003 => "VIS003",
+            Code::Vis004 => "VIS004",
+            Code::Vis005 => "VIS005",
+            Code::Vis006 => "VIS006",
+            Code::Vis007 => "VIS007",
+            Code::Vis008 => "VIS008",
+            Code::Vis009 => "VIS009",
+            Code::Vis010 => "VIS010",
+        }
+    }
+
+    /// The outcome a finding with this code gives the visit.
+    pub fn outcome(self) -> Outcome {
+        match self {
+            Code::Vis001 => Outcome::Flagged,
+            _ => Outcome::Rejected,
+        }
+    }
+}
+
+/// One broken rule and what it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub code: Code,
+    pub detail: String,
+}
+
+/// What the rules made of a visit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub outcome: Outcome,
+    pub findings: Vec<Finding>,
+    /// Registered by hand (or with an unknown tag): counts in the manual share.
+    pub manual: bool,
+    /// VIS007: the visit already received; this one is not stored again.
+    pub duplicate_of: Option<String>,
+}
+
+/// Thresholds, configurable, with SPEC §6's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    /// A check-in with no check-out this long after is VIS003.
+    pub open_visit: Duration,
+    pub min_duration: Duration,
+    pub max_duration: Duration,
+    /// How far in the future a time may be (clock skew).
+    pub future: Duration,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            open_visit: Duration::hours(12),
+            min_duration: Duration::minutes(1),
+            max_duration: Duration::hours(8),
+            future: Duration::minutes(5),
+        }
+    }
+}
+
+/// What validation needs to know from the store.
+pub trait VisitFacts {
+    /// The client in whose home the tag hung on `day`, if it was registered anywhere.
+    fn tag_client(&self, tag: &TagUid, day: NaiveDate) -> Option<PersonalIdentityNumber>;
+    /// Whether the provider has an order for the client active on `day`.
+    fn has_active_order(&self, provider: &OrgNumber, client: &PersonalIdentityNumber, day: NaiveDate) -> bool;
+    /// A stored visit of the same staff member (in another home) overlapping the interval.
+    fn overlapping(&self, staff: &str, client: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<String>;
+    /// A visit already received with this source id, or with the same staff, client and times.
+    fn duplicate_of(&self, visit: &Visit) -> Option<String>;
+    /// Whether the municipality has closed this calendar month (year, month).
+    fn month_closed(&self, year: i32, month: u32) -> bool;
+}
+
+/// Validates a visit at `now`.
+pub fn validate(v: &Visit, facts: &dyn VisitFacts, t: &Thresholds, now: DateTime<Utc>) -> Verdict {
+    let mut findings = Vec::new();
+    let mut found = |code: Code, detail: String| findings.push(Finding { code, detail });
+
+    if let Some(first) = facts.duplicate_of(v) {
+        return Verdict {
+            outcome: Outcome::Rejected,
+            findings: vec![Finding { code: Code::Vis007, detail: format!("a copy of visit {first}") }],
+            manual: false,
+            duplicate_of: Some(first),
+        };
+    }
+
+    let client = PersonalIdentityNumber::parse(&v.client).ok();
+    if client.is_none() {
+        found(Code::Vis010, "the client's personal identity number is not valid".into());
+    }
+    let day = carehub_model::local_date(v.check_in.at);
+    let registrations = std::iter::once(&v.check_in).chain(v.check_out.as_ref());
+
+    let mut manual = false;
+    for r in registrations {
+        match &r.method {
+            RegistrationMethod::Manual { reason } => {
+                manual = true;
+                if reason.as_deref().is_none_or(|s| s.trim().is_empty()) {
+                    found(Code::Vis008, "a manual registration without a reason".into());
+                }
+            }
+            RegistrationMethod::Nfc { tag_uid } => match TagUid::parse(tag_uid) {
+                Err(_) => {
+                    manual = true;
+                    found(Code::Vis001, "the tag UID is not a valid UID".into());
+                }
+                Ok(uid) => match facts.tag_client(&uid, carehub_model::local_date(r.at)) {
+                    None => {
+                        manual = true;
+                        found(Code::Vis001, format!("tag {uid} is not registered"));
+                    }
+                    Some(owner) if client.as_ref().is_some_and(|c| *c != owner) => {
+                        found(Code::Vis002, format!("tag {uid} hung in another client's home that day"));
+                    }
+                    Some(_) => {}
+                },
+            },
+        }
+    }
+
+    match &v.check_out {
+        Some(out) if out.at < v.check_in.at => found(Code::Vis003, "check-out before check-in".into()),
+        Some(out) => {
+            let length = out.at - v.check_in.at;
+            if length < t.min_duration || length > t.max_duration {
+                found(Code::Vis004, format!("{} minutes long", length.num_minutes()));
+            }
+        }
+        None if now - v.check_in.at > t.open_visit => {
+            found(Code::Vis003, format!("no check-out {} hours after check-in", t.open_visit.num_hours()))
+        }
+        None => {}
+    }
+
+    let latest = v.check_out.as_ref().map_or(v.check_in.at, |o| o.at.max(v.check_in.at));
+    if latest > now + t.future {
+        found(Code::Vis006, "a time in the future".into());
+    } else if facts.month_closed(day.year(), day.month()) {
+        found(Code::Vis006, format!("{}-{:02} is already closed", day.year(), day.month()));
+    }
+
+    if let Some(out) = &v.check_out {
+        if out.at > v.check_in.at {
+            if let Some(other) = facts.overlapping(&v.staff, &v.client, v.check_in.at, out.at) {
+                found(Code::Vis005, format!("the staff member was in another home then (visit {other})"));
+            }
+        }
+    }
+
+    if let Some(c) = &client {
+        if !facts.has_active_order(&v.provider, c, day) {
+            found(Code::Vis009, format!("no active order at provider {} on {day}", v.provider));
+        }
+    }
+
+    let mut outcome = findings.iter().map(|f| f.code.outcome()).max().unwrap_or(Outcome::Accepted);
+    // A manual registration with a reason, or a visit declined at the door, counts but shows.
+    if outcome == Outcome::Accepted && (manual || v.outcome == VisitOutcome::DeclinedAtDoor) {
+        outcome = Outcome::Flagged;
+    }
+    Verdict { outcome, findings, manual, duplicate_of: None }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use carehub_model::{Registration, SourceId};
+    use chrono::TimeZone;
+
+    const CLIENT: &str = "193601016987";
+    const OTHER: &str = "194202138014";
+    const TAG: &str = "04A21BC3";
+
+    /// The store, as a test wants it.
+    struct Facts {
+        tags: Vec<(&'static str, &'static str)>,
+        order: bool,
+        overlap: Option<&'static str>,
+        duplicate: Option<&'static str>,
+        closed: Option<(i32, u32)>,
+    }
+
+    impl Default for Facts {
+        fn default() -> Self {
+            Facts { tags: vec![(TAG, CLIENT)], order: true, overlap: None, duplicate: None, closed: None }
+        }
+    }
+
+    impl VisitFacts for Facts {
+        fn tag_client(&self, tag: &TagUid, _day: NaiveDate) -> Option<PersonalIdentityNumber> {
+            self.tags.iter().find(|(t, _)| *t == tag.as_str()).and_then(|(_, c)| PersonalIdentityNumber::parse(c).ok())
+        }
+        fn has_active_order(&self, _: &OrgNumber, _: &PersonalIdentityNumber, _: NaiveDate) -> bool {
+            self.order
+        }
+        fn overlapping(&self, _: &str, _: &str, _: DateTime<Utc>, _: DateTime<Utc>) -> Option<String> {
+            self.overlap.map(str::to_owned)
+        }
+        fn duplicate_of(&self, _: &Visit) -> Option<String> {
+            self.duplicate.map(str::to_owned)
+        }
+        fn month_closed(&self, year: i32, month: u32) -> bool {
+            self.closed == Some((year, month))
+        }
+    }
+
+    fn at(h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 10, h, m, 0).single().expect("time")
+    }
+
+    fn nfc(t: DateTime<Utc>) -> Registration {
+        Registration { at: t, method: RegistrationMethod::Nfc { tag_uid: TAG.into() } }
+    }
+
+    fn visit() -> Visit {
+        Visit {
+            id: SourceId::parse("phoniro:V-1").expect("id"),
+            provider: OrgNumber::parse("5599000014").expect("org"),
+            client: CLIENT.into(),
+            order_id: None,
+            staff: "s-17".into(),
+            check_in: nfc(at(8, 0)),
+            check_out: Some(nfc(at(8, 45))),
+            planned_minutes: Some(45),
+            services: Vec::new(),
+            outcome: VisitOutcome::Performed,
+            double_staffing: false,
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        at(20, 0)
+    }
+
+    fn check(v: &Visit, f: &Facts) -> Verdict {
+        validate(v, f, &Thresholds::default(), now())
+    }
+
+    fn codes(v: &Verdict) -> Vec<&'static str> {
+        v.findings.iter().map(|f| f.code.as_str()).collect()
+    }
+
+    #[test]
+    fn a_clean_visit_is_accepted() {
+        let v = check(&visit(), &Facts::default());
+        assert_eq!((v.outcome, codes(&v), v.manual), (Outcome::Accepted, vec![], false));
+    }
+
+    #[test]
+    fn vis001_an_unknown_tag_is_flagged_and_manual() {
+        let f = Facts { tags: vec![], ..Facts::default() };
+        let v = check(&visit(), &f);
+        assert_eq!((v.outcome, v.manual), (Outcome::Flagged, true));
+        assert!(codes(&v).iter().all(|c| *c == "VIS001"));
+        let mut garbled = visit();
+        garbled.check_in.method = RegistrationMethod::Nfc { tag_uid: "zz".into() };
+        assert_eq!(codes(&check(&garbled, &Facts::default())), vec!["VIS001"]);
+    }
+
+    #[test]
+    fn vis002_a_tag_in_another_home_is_rejected() {
+        let f = Facts { tags: vec![(TAG, OTHER)], ..Facts::default() };
+        let v = check(&visit(), &f);
+        assert_eq!(v.outcome, Outcome::Rejected);
+        assert!(codes(&v).contains(&"VIS002"));
+    }
+
+    #[test]
+    fn vis003_out_before_in_or_never_out() {
+        let mut v = visit();
+        v.check_out = Some(nfc(at(7, 59)));
+        assert!(codes(&check(&v, &Facts::default())).contains(&"VIS003"));
+        let mut open = visit();
+        open.check_in = nfc(at(7, 59));
+        open.check_out = None;
+        assert_eq!(codes(&check(&open, &Facts::default())), vec!["VIS003"], "12 h and 1 minute open");
+        open.check_in = nfc(at(8, 1));
+        assert_eq!(codes(&check(&open, &Facts::default())), Vec::<&str>::new(), "11 h 59 min: still open");
+    }
+
+    #[test]
+    fn vis004_too_short_or_too_long() {
+        let mut v = visit();
+        v.check_out = Some(nfc(at(8, 0) + Duration::seconds(59)));
+        assert_eq!(codes(&check(&v, &Facts::default())), vec!["VIS004"]);
+        v.check_out = Some(nfc(at(8, 1)));
+        assert!(codes(&check(&v, &Facts::default())).is_empty());
+        v.check_out = Some(nfc(at(16, 1)));
+        assert_eq!(codes(&check(&v, &Facts::default())), vec!["VIS004"]);
+        v.check_out = Some(nfc(at(16, 0)));
+        assert!(codes(&check(&v, &Facts::default())).is_empty());
+    }
+
+    #[test]
+    fn vis005_the_same_staff_in_two_homes_names_the_other_visit() {
+        let f = Facts { overlap: Some("phoniro:V-0"), ..Facts::default() };
+        let v = check(&visit(), &f);
+        assert_eq!((v.outcome, codes(&v)), (Outcome::Rejected, vec!["VIS005"]));
+        assert!(v.findings[0].detail.contains("phoniro:V-0"));
+    }
+
+    #[test]
+    fn vis006_in_the_future_or_in_a_closed_month() {
+        let mut v = visit();
+        v.check_in = nfc(now() + Duration::minutes(6));
+        v.check_out = Some(nfc(now() + Duration::minutes(40)));
+        assert_eq!(codes(&check(&v, &Facts::default())), vec!["VIS006"]);
+        v.check_in = nfc(now() - Duration::minutes(30));
+        v.check_out = Some(nfc(now() + Duration::minutes(4)));
+        assert!(codes(&check(&v, &Facts::default())).is_empty(), "within the clock-skew allowance");
+        let closed = Facts { closed: Some((2026, 11)), ..Facts::default() };
+        assert_eq!(codes(&check(&visit(), &closed)), vec!["VIS006"]);
+        let other_month = Facts { closed: Some((2026, 10)), ..Facts::default() };
+        assert!(codes(&check(&visit(), &other_month)).is_empty());
+    }
+
+    #[test]
+    fn vis007_a_copy_answers_with_the_first_visit() {
+        let f = Facts { duplicate: Some("phoniro:V-1"), ..Facts::default() };
+        let v = check(&visit(), &f);
+        assert_eq!((codes(&v), v.duplicate_of.as_deref()), (vec!["VIS007"], Some("phoniro:V-1")));
+    }
+
+    #[test]
+    fn vis008_manual_needs_a_reason_and_with_one_is_flagged() {
+        let mut v = visit();
+        v.check_in.method = RegistrationMethod::Manual { reason: None };
+        let r = check(&v, &Facts::default());
+        assert_eq!((r.outcome, codes(&r)), (Outcome::Rejected, vec!["VIS008"]));
+        v.check_in.method = RegistrationMethod::Manual { reason: Some("taggen saknas".into()) };
+        let r = check(&v, &Facts::default());
+        assert_eq!((r.outcome, codes(&r), r.manual), (Outcome::Flagged, vec![], true));
+    }
+
+    #[test]
+    fn vis009_no_active_order() {
+        let f = Facts { order: false, ..Facts::default() };
+        assert_eq!(codes(&check(&visit(), &f)), vec!["VIS009"]);
+    }
+
+    #[test]
+    fn vis010_an_invalid_client() {
+        let mut v = visit();
+        v.client = "193601016988".into();
+        let r = check(&v, &Facts::default());
+        assert_eq!(r.outcome, Outcome::Rejected);
+        assert!(codes(&r).contains(&"VIS010"));
+    }
+
+    #[test]
+    fn a_declined_visit_is_flagged_and_the_strongest_outcome_wins() {
+        let mut v = visit();
+        v.outcome = VisitOutcome::DeclinedAtDoor;
+        assert_eq!(check(&v, &Facts::default()).outcome, Outcome::Flagged);
+        let f = Facts { tags: vec![], order: false, ..Facts::default() };
+        let r = check(&visit(), &f);
+        assert_eq!(r.outcome, Outcome::Rejected, "VIS001 flags, VIS009 rejects: rejected");
+        assert!(codes(&r).contains(&"VIS001") && codes(&r).contains(&"VIS009"));
+    }
+}
