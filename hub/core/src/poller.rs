@@ -17,6 +17,34 @@ use tracing::{info, warn};
 use crate::adapter::{Inbox, System};
 use crate::pipeline::Hub;
 
+/// A file name as the operational log may show it: a run of ten or more digits (which could
+/// be a personal identity number a producer put in the name) is masked.
+pub fn shown(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if digits.chars().filter(char::is_ascii_digit).count() >= 10
+            && !digits.contains("--")
+            && digits.matches('-').count() <= 1
+        {
+            out.push_str("**REDACTED**");
+        } else {
+            out.push_str(digits);
+        }
+        digits.clear();
+    };
+    for c in name.chars() {
+        if c.is_ascii_digit() || (c == '-' && !digits.is_empty()) {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    out
+}
+
 /// What one poll did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PollReport {
@@ -63,7 +91,7 @@ impl Poller {
             let bytes = match self.inbox.read(&name).await {
                 Ok(b) => b,
                 Err(e) => {
-                    warn!(system, file = %name, error = %e, "cannot read a file; skipped");
+                    warn!(system, file = %shown(&name), error = %e, "cannot read a file; skipped");
                     report.left += 1;
                     continue;
                 }
@@ -74,12 +102,12 @@ impl Poller {
                     Err(e) => {
                         // Logged but not moved: the next poll finds it again and the hub
                         // answers it as a repeat.
-                        warn!(system, file = %name, error = %e, "cannot archive a file");
+                        warn!(system, file = %shown(&name), error = %e, "cannot archive a file");
                         report.left += 1;
                     }
                 },
                 Err(r) if r.code == ErrorCode::Unavailable => {
-                    warn!(system, file = %name, "the store is unavailable; the file waits for the next poll");
+                    warn!(system, file = %shown(&name), "the store is unavailable; the file waits for the next poll");
                     report.left += 1;
                 }
                 Err(r) => {
@@ -92,7 +120,7 @@ impl Poller {
                     match self.inbox.reject(&name, &reason).await {
                         Ok(()) => report.rejected += 1,
                         Err(e) => {
-                            warn!(system, file = %name, error = %e, "cannot move a refused file");
+                            warn!(system, file = %shown(&name), error = %e, "cannot move a refused file");
                             report.left += 1;
                         }
                     }
@@ -103,5 +131,15 @@ impl Poller {
             info!(system, taken = report.taken, rejected = report.rejected, left = report.left, "inbox polled");
         }
         report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn file_names_in_the_log_hide_what_could_be_a_personal_identity_number() {
+        assert_eq!(super::shown("beslut-193601016987.xml"), "beslut-**REDACTED**.xml");
+        assert_eq!(super::shown("beslut-19360101-6987.xml"), "beslut-**REDACTED**.xml");
+        assert_eq!(super::shown("beslut-2026-11-118.xml"), "beslut-2026-11-118.xml");
     }
 }
