@@ -158,9 +158,13 @@ impl ValidationError {
     }
 
     /// Recovers a coded error from a message of the form `... CODE: reason ...`, as serde
-    /// produces for a custom error raised while deserializing a field. Messages without a
-    /// known code become `INVALID_VALUE` with the whole message as the reason.
+    /// produces for a custom error raised while deserializing a field. serde's own
+    /// "missing field" becomes `MISSING_FIELD`; other messages without a known code become
+    /// `INVALID_VALUE`, with the whole message as the reason.
     pub fn from_message(message: &str) -> Self {
+        if message.starts_with("missing field") {
+            return ValidationError::new(ErrorCode::MissingField, message);
+        }
         for (idx, _) in message.match_indices(": ") {
             let head = &message[..idx];
             let start = head.rfind(|c: char| !(c.is_ascii_uppercase() || c == '_')).map_or(0, |i| i + 1);
@@ -192,5 +196,6 @@ mod tests {
         assert_eq!(back.code, ErrorCode::InvalidOrgNumber);
         assert!(back.reason.starts_with("check digit"));
         assert_eq!(ValidationError::from_message("nonsense").code, ErrorCode::InvalidValue);
+        assert_eq!(ValidationError::from_message("missing field `client`").code, ErrorCode::MissingField);
     }
 }

@@ -359,14 +359,7 @@ impl Message {
     /// problem found and the path of the field.
     pub fn from_canonical(kind: MessageType, value: serde_json::Value) -> Result<Message, ValidationError> {
         fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ValidationError> {
-            T::deserialize(value).map_err(|e| {
-                let text = e.to_string();
-                if text.starts_with("missing field") {
-                    ValidationError::new(ErrorCode::MissingField, text)
-                } else {
-                    ValidationError::from_message(&text)
-                }
-            })
+            T::deserialize(value).map_err(|e| ValidationError::from_message(&e.to_string()))
         }
         let message = match kind {
             MessageType::Decision => {

@@ -437,6 +437,15 @@ fn instant(s: &Option<String>, key: &str) -> ApiResult<Option<String>> {
     }
 }
 
+/// A `client=` parameter, normalised to 12 digits.
+fn client_param(s: &Option<String>) -> ApiResult<Option<String>> {
+    s.as_deref()
+        .map(|c| {
+            PersonalIdentityNumber::parse(c).map(|p| p.expose().to_owned()).map_err(|e| ApiError::new(e.code, e.reason))
+        })
+        .transpose()
+}
+
 fn org_param(s: &Option<String>) -> ApiResult<Option<String>> {
     s.as_deref()
         .map(|o| OrgNumber::parse(o).map(|o| o.as_str().to_owned()).map_err(|e| ApiError::new(e.code, e.reason)))
@@ -462,13 +471,7 @@ async fn list_messages(
     caller: Caller,
     Query(q): Query<MessageQuery>,
 ) -> ApiResult<Json<MessagePage>> {
-    let client = q
-        .client
-        .as_deref()
-        .map(|c| {
-            PersonalIdentityNumber::parse(c).map(|p| p.expose().to_owned()).map_err(|e| ApiError::new(e.code, e.reason))
-        })
-        .transpose()?;
+    let client = client_param(&q.client)?;
     let mut provider = org_param(&q.provider)?;
     if let Some(own) = caller.0.provider() {
         if provider.as_deref().is_some_and(|p| p != own) {
@@ -790,8 +793,6 @@ fn json_error(e: &serde_json::Error) -> carehub_model::ValidationError {
     let text = e.to_string();
     if e.is_syntax() || e.is_eof() {
         ValidationError::new(ErrorCode::MalformedPayload, format!("not well-formed JSON: {text}"))
-    } else if text.starts_with("missing field") {
-        ValidationError::new(ErrorCode::MissingField, text)
     } else {
         ValidationError::from_message(&text)
     }
@@ -815,13 +816,7 @@ async fn list_tags(
     Query(q): Query<TagQuery>,
 ) -> ApiResult<Json<TagList>> {
     caller.require(&[Role::Admin, Role::Auditor, Role::CaseManagement])?;
-    let client = q
-        .client
-        .as_deref()
-        .map(|c| {
-            PersonalIdentityNumber::parse(c).map(|p| p.expose().to_owned()).map_err(|e| ApiError::new(e.code, e.reason))
-        })
-        .transpose()?;
+    let client = client_param(&q.client)?;
     let tag = q
         .tag
         .as_deref()

@@ -381,14 +381,8 @@ async fn import_tags(config: Config, file: &Path) -> anyhow::Result<ExitCode> {
             }
         }
         let value = serde_json::Value::Object(row);
-        let parsed = serde_json::from_value::<carehub_model::TagRegistration>(value.clone()).map_err(|e| {
-            let text = e.to_string();
-            if text.starts_with("missing field") {
-                carehub_model::ValidationError::new(carehub_model::ErrorCode::MissingField, text)
-            } else {
-                carehub_model::ValidationError::from_message(&text)
-            }
-        });
+        let parsed = serde_json::from_value::<carehub_model::TagRegistration>(value.clone())
+            .map_err(|e| carehub_model::ValidationError::from_message(&e.to_string()));
         match hub.register_tag("import", value.to_string().into_bytes(), parsed).await {
             Ok(_) => taken += 1,
             Err(r) => {

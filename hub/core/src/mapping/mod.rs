@@ -724,36 +724,59 @@ fn scalar<'a>(node: Node<'a>, f: &'a Field) -> Option<Cow<'a, str>> {
 fn decode_fields(node: Node<'_>, fields: &[Field], m: &Mapping) -> Result<Value, ValidationError> {
     let mut out = Value::Object(Map::new());
     for f in fields {
-        let Some(target) = f.canonical.as_deref() else {
-            continue;
-        };
-        if !f.fields.is_empty() {
-            let path = f.vendor.as_deref().unwrap_or(".");
-            let items = select(node, path);
-            if items.is_empty() && !f.optional {
-                return Err(ValidationError::new(ErrorCode::MissingField, format!("{path}: at least one is required")));
-            }
-            let list =
-                items.into_iter().map(|item| decode_fields(item, &f.fields, m)).collect::<Result<Vec<_>, _>>()?;
-            *json_walk(&mut out, &f.compiled.canonical) = Value::Array(list);
+        if f.canonical.is_none() {
             continue;
         }
-        let raw = match &f.value {
-            Some(v) => Some(Cow::Borrowed(v.as_str())),
-            None => scalar(node, f).or_else(|| f.default.as_deref().map(Cow::Borrowed)),
+        let found = if !f.fields.is_empty() {
+            let items = select(node, f.vendor.as_deref().unwrap_or("."));
+            Found::List(items.into_iter().map(|item| decode_fields(item, &f.fields, m)).collect::<Result<_, _>>()?)
+        } else if f.value.is_some() {
+            Found::Scalar(None)
+        } else {
+            Found::Scalar(scalar(node, f))
         };
-        let Some(raw) = raw else {
-            if f.optional {
-                continue;
-            }
-            return Err(ValidationError::new(
-                ErrorCode::MissingField,
-                format!("{} is required", f.vendor.as_deref().unwrap_or(target)),
-            ));
-        };
-        *json_walk(&mut out, &f.compiled.canonical) = convert_in(f, raw, m)?;
+        put_field(&mut out, f, found, m)?;
     }
     Ok(out)
+}
+
+/// What a reader found for one field.
+pub(crate) enum Found<'a> {
+    /// The items of a list field (each already a canonical object).
+    List(Vec<Value>),
+    /// The text of a scalar field, if it was there.
+    Scalar(Option<Cow<'a, str>>),
+}
+
+/// Puts one field into the canonical object: the rules every reader (XML, JSON, CSV)
+/// shares. A required list needs an item; a scalar is its constant, else what was found,
+/// else its default, and is required unless optional; the value is converted and placed.
+pub(crate) fn put_field(out: &mut Value, f: &Field, found: Found<'_>, m: &Mapping) -> Result<(), ValidationError> {
+    let value = match found {
+        Found::List(items) => {
+            if items.is_empty() && !f.optional {
+                let path = f.vendor.as_deref().unwrap_or(".");
+                return Err(ValidationError::new(ErrorCode::MissingField, format!("{path}: at least one is required")));
+            }
+            Value::Array(items)
+        }
+        Found::Scalar(text) => {
+            let raw = match &f.value {
+                Some(v) => Some(Cow::Borrowed(v.as_str())),
+                None => text.or_else(|| f.default.as_deref().map(Cow::Borrowed)),
+            };
+            let Some(raw) = raw else {
+                if f.optional {
+                    return Ok(());
+                }
+                let what = f.vendor.as_deref().or(f.canonical.as_deref()).unwrap_or("?");
+                return Err(ValidationError::new(ErrorCode::MissingField, format!("{what} is required")));
+            };
+            convert_in(f, raw, m)?
+        }
+    };
+    *json_walk(out, &f.compiled.canonical) = value;
+    Ok(())
 }
 
 /// A date in `fmt`; the common fixed-width forms are read without chrono's general parser.

@@ -17,7 +17,7 @@ use quick_xml::reader::Reader;
 use serde_json::{Map, Value};
 
 use super::xml::MAX_DEPTH;
-use super::{convert_in, json_walk, Decoded, Direction, EnvelopeKind, Field, Format, Mapping, MappingSet, SOAP11};
+use super::{put_field, Decoded, Direction, EnvelopeKind, Field, Format, Found, Mapping, MappingSet, SOAP11};
 
 fn malformed(reason: impl Into<String>) -> ValidationError {
     ValidationError::new(ErrorCode::MalformedPayload, reason)
@@ -45,36 +45,15 @@ impl<'m> Frame<'m> {
         Frame { fields, depth, slots: vec![None; fields.len()], lists: vec![Vec::new(); fields.len()], parent }
     }
 
-    /// The canonical object of a finished frame (as `decode_fields` would make it).
+    /// The canonical object of a finished frame, by the engine's shared field rules.
     fn finish(self, m: &Mapping) -> Result<Value, ValidationError> {
         let mut out = Value::Object(Map::new());
         for (f, (slot, list)) in self.fields.iter().zip(self.slots.into_iter().zip(self.lists)) {
             if f.canonical.is_none() {
                 continue;
             }
-            if !f.fields.is_empty() {
-                if list.is_empty() && !f.optional {
-                    let path = f.vendor.as_deref().unwrap_or(".");
-                    return Err(ValidationError::new(
-                        ErrorCode::MissingField,
-                        format!("{path}: at least one is required"),
-                    ));
-                }
-                *json_walk(&mut out, &f.compiled.canonical) = Value::Array(list);
-                continue;
-            }
-            let raw = match &f.value {
-                Some(v) => Some(Cow::Borrowed(v.as_str())),
-                None => slot.map(Cow::Owned).or_else(|| f.default.as_deref().map(Cow::Borrowed)),
-            };
-            let Some(raw) = raw else {
-                if f.optional {
-                    continue;
-                }
-                let what = f.vendor.as_deref().or(f.canonical.as_deref()).unwrap_or("?");
-                return Err(ValidationError::new(ErrorCode::MissingField, format!("{what} is required")));
-            };
-            *json_walk(&mut out, &f.compiled.canonical) = convert_in(f, raw, m)?;
+            let found = if f.fields.is_empty() { Found::Scalar(slot.map(Cow::Owned)) } else { Found::List(list) };
+            put_field(&mut out, f, found, m)?;
         }
         Ok(out)
     }
@@ -496,24 +475,6 @@ canonical = "established_on"
 type = "date"
 "#;
 
-    const SOAP: &str = r#"
-message = "plan_notice"
-direction = "in"
-format = "xml"
-envelope = "soap11"
-root = "Plan"
-namespace = "urn:x"
-
-[[fields]]
-vendor = "Order/@id"
-canonical = "order_id"
-
-[[fields]]
-vendor = "On"
-canonical = "established_on"
-type = "date"
-"#;
-
     fn set(text: &str) -> MappingSet {
         MappingSet::from_sources("t", [("m.toml", text)]).expect("loads")
     }
@@ -545,7 +506,8 @@ type = "date"
 
     #[test]
     fn a_soap_body_holds_exactly_one_payload_and_headers_are_ignored() {
-        let s = set(SOAP);
+        let soap = MAPPING.replace("format = \"xml\"", "format = \"xml\"\nenvelope = \"soap11\"");
+        let s = set(&soap);
         let env = |body: &str| {
             format!(
                 r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header><Plan xmlns="urn:x"/></s:Header><s:Body>{body}</s:Body></s:Envelope>"#
