@@ -91,6 +91,8 @@ pub struct Verdict {
     pub manual: bool,
     /// VIS007: the visit already received; this one is not stored again.
     pub duplicate_of: Option<String>,
+    /// The active order the visit belongs to (VIS009 found it).
+    pub order_id: Option<String>,
 }
 
 /// Thresholds, configurable, with SPEC §6's defaults.
@@ -119,8 +121,15 @@ impl Default for Thresholds {
 pub trait VisitFacts {
     /// The client in whose home the tag hung on `day`, if it was registered anywhere.
     fn tag_client(&self, tag: &TagUid, day: NaiveDate) -> Option<PersonalIdentityNumber>;
-    /// Whether the provider has an order for the client active on `day`.
-    fn has_active_order(&self, provider: &OrgNumber, client: &PersonalIdentityNumber, day: NaiveDate) -> bool;
+    /// The provider's order for the client active on `day` (the one named, if the visit
+    /// names one), by its id.
+    fn active_order(
+        &self,
+        provider: &OrgNumber,
+        client: &PersonalIdentityNumber,
+        day: NaiveDate,
+        named: Option<&str>,
+    ) -> Option<String>;
     /// A stored visit of the same staff member (in another home) overlapping the interval.
     fn overlapping(&self, staff: &str, client: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<String>;
     /// A visit already received with this source id, or with the same staff, client and times.
@@ -140,6 +149,7 @@ pub fn validate(v: &Visit, facts: &dyn VisitFacts, t: &Thresholds, now: DateTime
             findings: vec![Finding { code: Code::Vis007, detail: format!("a copy of visit {first}") }],
             manual: false,
             duplicate_of: Some(first),
+            order_id: None,
         };
     }
 
@@ -207,10 +217,16 @@ pub fn validate(v: &Visit, facts: &dyn VisitFacts, t: &Thresholds, now: DateTime
         }
     }
 
-    if let Some(c) = &client {
-        if !facts.has_active_order(&v.provider, c, day) {
-            found(Code::Vis009, format!("no active order at provider {} on {day}", v.provider));
+    let mut order_id = None;
+    match (&client, &v.provider) {
+        (Some(c), Some(provider)) => {
+            order_id = facts.active_order(provider, c, day, v.order_id.as_deref());
+            if order_id.is_none() {
+                found(Code::Vis009, format!("no active order at provider {provider} on {day}"));
+            }
         }
+        (Some(_), None) => found(Code::Vis009, "the visit names no provider".into()),
+        (None, _) => {}
     }
 
     let mut outcome = findings.iter().map(|f| f.code.outcome()).max().unwrap_or(Outcome::Accepted);
@@ -218,7 +234,7 @@ pub fn validate(v: &Visit, facts: &dyn VisitFacts, t: &Thresholds, now: DateTime
     if outcome == Outcome::Accepted && (manual || v.outcome == VisitOutcome::DeclinedAtDoor) {
         outcome = Outcome::Flagged;
     }
-    Verdict { outcome, findings, manual, duplicate_of: None }
+    Verdict { outcome, findings, manual, duplicate_of: None, order_id }
 }
 
 #[cfg(test)]
@@ -250,8 +266,8 @@ mod tests {
         fn tag_client(&self, tag: &TagUid, _day: NaiveDate) -> Option<PersonalIdentityNumber> {
             self.tags.iter().find(|(t, _)| *t == tag.as_str()).and_then(|(_, c)| PersonalIdentityNumber::parse(c).ok())
         }
-        fn has_active_order(&self, _: &OrgNumber, _: &PersonalIdentityNumber, _: NaiveDate) -> bool {
-            self.order
+        fn active_order(&self, _: &OrgNumber, _: &PersonalIdentityNumber, _: NaiveDate, _: Option<&str>) -> Option<String> {
+            self.order.then(|| "O-1".to_owned())
         }
         fn overlapping(&self, _: &str, _: &str, _: DateTime<Utc>, _: DateTime<Utc>) -> Option<String> {
             self.overlap.map(str::to_owned)
@@ -274,8 +290,8 @@ mod tests {
 
     fn visit() -> Visit {
         Visit {
-            id: SourceId::parse("phoniro:V-1").expect("id"),
-            provider: OrgNumber::parse("5599000014").expect("org"),
+            id: Some(SourceId::parse("phoniro:V-1").expect("id")),
+            provider: Some(OrgNumber::parse("5599000014").expect("org")),
             client: CLIENT.into(),
             order_id: None,
             staff: "s-17".into(),
@@ -396,6 +412,8 @@ mod tests {
     fn vis009_no_active_order() {
         let f = Facts { order: false, ..Facts::default() };
         assert_eq!(codes(&check(&visit(), &f)), vec!["VIS009"]);
+        let found = check(&visit(), &Facts::default());
+        assert_eq!(found.order_id.as_deref(), Some("O-1"), "the order the visit belongs to");
     }
 
     #[test]

@@ -22,15 +22,22 @@ pub enum MessageType {
     PlanNotice,
     /// The hub's receipt for a file it read (systems that exchange files).
     Receipt,
+    /// One visit: a webhook push, a CSV row; outbound, a visit reported back to the
+    /// case-management system of its order (Combine's återrapportering).
+    Visit,
+    /// A batch of visits (a page pulled from Phoniro), with the cursor to the next page.
+    Visits,
 }
 
 impl MessageType {
-    pub const ALL: [MessageType; 5] = [
+    pub const ALL: [MessageType; 7] = [
         MessageType::Decision,
         MessageType::Order,
         MessageType::OrderAck,
         MessageType::PlanNotice,
         MessageType::Receipt,
+        MessageType::Visit,
+        MessageType::Visits,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +47,8 @@ impl MessageType {
             MessageType::OrderAck => "order_ack",
             MessageType::PlanNotice => "plan_notice",
             MessageType::Receipt => "receipt",
+            MessageType::Visit => "visit",
+            MessageType::Visits => "visits",
         }
     }
 
@@ -261,9 +270,15 @@ pub enum VisitOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Visit {
-    /// Namespaced by the system that sent it: `phoniro:V-88121`.
-    pub id: SourceId,
-    pub provider: OrgNumber,
+    /// Namespaced by the system that sent it: `phoniro:V-88121`. A system whose visits
+    /// carry no id of their own (ParaGå's rows) gets one derived from the staff member,
+    /// the client and the check-in time ([`Visit::derived_id`]), so a repeat still matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<SourceId>,
+    /// The provider, when the record names it; otherwise the one provider the sending
+    /// system serves (filled in by the hub before validation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<OrgNumber>,
     pub client: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_id: Option<String>,
@@ -279,6 +294,39 @@ pub struct Visit {
     pub outcome: VisitOutcome,
     #[serde(default)]
     pub double_staffing: bool,
+}
+
+impl Visit {
+    /// A stable id for a visit its system did not name: a digest of the staff member, the
+    /// client and the check-in time (never the personal identity number itself).
+    pub fn derived_id(&self, vendor: &str) -> Result<SourceId, ValidationError> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [self.staff.as_str(), self.client.as_str(), &self.check_in.at.to_rfc3339()] {
+            h.update(part.as_bytes());
+            h.update([0u8]);
+        }
+        let digest = h.finalize();
+        let local: String = digest[..10].iter().map(|b| format!("{b:02x}")).collect();
+        SourceId::new(vendor, &format!("h-{local}"))
+    }
+
+    /// The visit's length, when it has a check-out after its check-in.
+    pub fn duration(&self) -> Option<chrono::Duration> {
+        let out = self.check_out.as_ref()?;
+        (out.at >= self.check_in.at).then(|| out.at - self.check_in.at)
+    }
+}
+
+/// A batch of visits, as a page of Phoniro's visit feed: the visits, and where the next
+/// page starts (absent on the last page).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VisitBatch {
+    #[serde(default)]
+    pub visits: Vec<Visit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 /// An NFC tag in a client's home, from its installation to its removal (both days
@@ -341,6 +389,8 @@ pub enum Message {
     OrderAck(OrderAck),
     PlanNotice(PlanNotice),
     Receipt(FileReceipt),
+    Visit(Box<Visit>),
+    Visits(VisitBatch),
 }
 
 impl Message {
@@ -351,6 +401,8 @@ impl Message {
             Message::OrderAck(_) => MessageType::OrderAck,
             Message::PlanNotice(_) => MessageType::PlanNotice,
             Message::Receipt(_) => MessageType::Receipt,
+            Message::Visit(_) => MessageType::Visit,
+            Message::Visits(_) => MessageType::Visits,
         }
     }
 
@@ -371,6 +423,8 @@ impl Message {
             MessageType::OrderAck => Message::OrderAck(typed(value)?),
             MessageType::PlanNotice => Message::PlanNotice(typed(value)?),
             MessageType::Receipt => Message::Receipt(typed(value)?),
+            MessageType::Visit => Message::Visit(Box::new(typed(value)?)),
+            MessageType::Visits => Message::Visits(typed(value)?),
         };
         Ok(message)
     }
