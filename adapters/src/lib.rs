@@ -124,6 +124,14 @@ impl VendorConfig {
     }
 
     /// The transport, and for systems that leave files, their inbox and poll interval.
+    /// The feed the hub pulls from this system, if it is pulled.
+    fn feed(&self, client: &reqwest::Client) -> Option<(Arc<dyn carehub_core::adapter::Feed>, Duration)> {
+        match self {
+            VendorConfig::Phoniro(c) => c.feed(client),
+            _ => None,
+        }
+    }
+
     fn connect(&self, client: &reqwest::Client) -> (Arc<dyn Transport>, Option<PolledInbox>) {
         match self {
             VendorConfig::Combine(c) => (Arc::new(c.transport(client)), None),
@@ -153,6 +161,7 @@ pub fn build_system(name: &str, config: &VendorConfig, mappings: Arc<MappingSet>
         transport,
         poll_interval: inbox.as_ref().map(|(_, every)| *every).unwrap_or(Duration::from_secs(60)),
         inbox: inbox.map(|(i, _)| i),
+        feed: config.feed(client),
     }
 }
 

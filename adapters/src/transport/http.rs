@@ -61,6 +61,53 @@ impl HttpTransport {
     }
 }
 
+/// A feed read with `GET {base_url}/{path}?cursor=...&limit=...`.
+#[derive(Debug, Clone)]
+pub struct HttpFeed {
+    pub transport: HttpTransport,
+    pub path: &'static str,
+    pub page_size: u32,
+}
+
+#[async_trait]
+impl carehub_core::adapter::Feed for HttpFeed {
+    async fn page(&self, cursor: Option<&str>) -> Result<Vec<u8>, DeliveryError> {
+        let t = &self.transport;
+        let limit = self.page_size.to_string();
+        let mut query: Vec<(&str, &str)> = vec![("limit", &limit)];
+        if let Some(c) = cursor {
+            query.push(("cursor", c));
+        }
+        let send = |token: Option<&str>| {
+            let mut request = t.client.get(t.url(Some(self.path))).query(&query);
+            match (token, &t.authorization) {
+                (Some(tok), _) => request = request.bearer_auth(tok),
+                (None, Some(auth)) => request = request.header(AUTHORIZATION, auth),
+                (None, None) => {}
+            }
+            request.send()
+        };
+        let token = match &t.tokens {
+            Some(tokens) => Some(tokens.token().await?),
+            None => None,
+        };
+        let response = send(token.as_deref()).await.map_err(|e| DeliveryError::transient(describe(&e)))?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(|e| DeliveryError::transient(describe(&e)))?.to_vec();
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        let mut answer = body;
+        answer.truncate(MAX_ANSWER);
+        Err(DeliveryError {
+            transient: is_transient_status(status),
+            status: Some(status),
+            message: format!("{} answered {status} to GET {}", t.base_url, self.path),
+            body: answer,
+        })
+    }
+}
+
 /// Whether an HTTP status means "try again later".
 pub fn is_transient_status(status: u16) -> bool {
     matches!(status, 408 | 425 | 429) || (500..600).contains(&status)

@@ -124,6 +124,14 @@ pub trait Inbox: Send + Sync {
     async fn reject(&self, name: &str, reason: &str) -> Result<(), DeliveryError>;
 }
 
+/// A feed the hub pulls pages from, by cursor (Phoniro's visits). Each page is a payload
+/// the system's mappings read; it carries the cursor of the next page.
+#[async_trait]
+pub trait Feed: Send + Sync {
+    /// The page after `cursor`, or the first page without one.
+    async fn page(&self, cursor: Option<&str>) -> Result<Vec<u8>, DeliveryError>;
+}
+
 /// A configured system: name, vendor, role, mappings, transport, and for systems that
 /// leave files, where they leave them.
 pub struct System {
@@ -135,6 +143,8 @@ pub struct System {
     pub inbox: Option<Arc<dyn Inbox>>,
     /// How often the inbox is polled.
     pub poll_interval: std::time::Duration,
+    /// A feed the hub pulls (with how often), for systems that are pulled from.
+    pub feed: Option<(Arc<dyn Feed>, std::time::Duration)>,
 }
 
 impl fmt::Debug for System {

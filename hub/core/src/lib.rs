@@ -27,4 +27,5 @@ pub mod outbox;
 pub mod pipeline;
 pub mod poller;
 pub mod store;
+pub mod visit_flow;
 pub mod visits;

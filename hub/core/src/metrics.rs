@@ -34,6 +34,13 @@ struct DeliveryLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VisitLabels {
+    system: String,
+    outcome: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: String,
 }
@@ -51,6 +58,7 @@ pub struct Metrics {
     deliveries: Family<DeliveryLabels, Counter>,
     overdue: Family<KindLabels, Gauge>,
     outbox: Family<StateLabels, Gauge>,
+    visits: Family<VisitLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -74,7 +82,13 @@ impl Default for Metrics {
         );
         let outbox = Family::<StateLabels, Gauge>::default();
         registry.register("outbox", "Outbox rows by state (pending, delivered, dead)", outbox.clone());
-        Metrics { registry, messages, rejections, deliveries, overdue, outbox }
+        let visits = Family::<VisitLabels, Counter>::default();
+        registry.register(
+            "visit_findings",
+            "Visits validated, by sending system, outcome and code (code \"none\" for a visit without findings)",
+            visits.clone(),
+        );
+        Metrics { registry, messages, rejections, deliveries, overdue, outbox, visits }
     }
 }
 
@@ -92,6 +106,25 @@ impl Metrics {
 
     pub fn rejection(&self, system: &str, code: &str) {
         self.rejections.get_or_create(&RejectionLabels { system: system.to_owned(), code: code.to_owned() }).inc();
+    }
+
+    /// Counts a validated visit once per code (or once as `none`).
+    pub fn visit(&self, system: &str, outcome: &str, codes: &[String]) {
+        let count = |code: &str| {
+            self.visits
+                .get_or_create(&VisitLabels {
+                    system: system.to_owned(),
+                    outcome: outcome.to_owned(),
+                    code: code.to_owned(),
+                })
+                .inc();
+        };
+        if codes.is_empty() {
+            count("none");
+        }
+        for c in codes {
+            count(c);
+        }
     }
 
     pub fn delivery(&self, system: &str, outcome: &str) {

@@ -35,7 +35,7 @@ pub struct Route {
 }
 
 /// The answer to a message the hub took: it is durably logged under `message_id`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Receipt {
     pub message_id: i64,
     /// `accepted`, or `duplicate` when the same message was taken before.
@@ -45,6 +45,9 @@ pub struct Receipt {
     pub decision_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_id: Option<String>,
+    /// For visits: what became of each, in the order sent.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub visits: Vec<crate::store::VisitResult>,
 }
 
 /// A message the hub refused: a stable code, a reason, and the log entry that records the
@@ -81,6 +84,10 @@ pub struct Hub {
     pub metrics: Arc<Metrics>,
     /// Woken whenever something was written to the outbox.
     pub outbox_notify: Arc<Notify>,
+    /// The visit rules' thresholds (SPEC §6).
+    pub visit_rules: crate::visits::Thresholds,
+    /// Woken whenever visits were stored that may go on to a case-management system.
+    pub visit_notify: Arc<Notify>,
 }
 
 /// The hub's order id for a decision: stable, so a decision can never yield two orders.
@@ -93,20 +100,20 @@ fn content_hash(canonical: &str) -> String {
     hex::encode(Sha256::digest(canonical.as_bytes()))
 }
 
-fn store_unavailable(e: StoreError) -> Rejection {
+pub(crate) fn store_unavailable(e: StoreError) -> Rejection {
     warn!(error = %e, "store commit failed");
     Rejection::new(ErrorCode::Unavailable, "the hub could not record the message; send it again later")
 }
 
-struct Inbound<'a> {
-    system: &'a System,
-    body: Vec<u8>,
-    content_type: String,
-    decoded: Option<Decoded>,
+pub(crate) struct Inbound<'a> {
+    pub(crate) system: &'a System,
+    pub(crate) body: Vec<u8>,
+    pub(crate) content_type: String,
+    pub(crate) decoded: Option<Decoded>,
 }
 
 impl Inbound<'_> {
-    fn entry(&self, status: &'static str) -> NewLogEntry {
+    pub(crate) fn entry(&self, status: &'static str) -> NewLogEntry {
         NewLogEntry {
             system: self.system.name.clone(),
             vendor: self.system.vendor.to_owned(),
@@ -159,7 +166,7 @@ impl Hub {
 
     /// Acts on a decoded (or undecodable) message: refuses it with its code, or hands it to
     /// its flow.
-    async fn dispatch(
+    pub(crate) async fn dispatch(
         &self,
         sys: &System,
         body: Vec<u8>,
@@ -182,6 +189,12 @@ impl Hub {
             (Message::Decision(d), SystemRole::CaseManagement) => self.on_decision(&inbound, d).await,
             (Message::OrderAck(a), SystemRole::ProviderSystem) => self.on_ack(&inbound, a, sender).await,
             (Message::PlanNotice(p), SystemRole::ProviderSystem) => self.on_plan(&inbound, p, sender).await,
+            (Message::Visit(v), SystemRole::ProviderSystem) => {
+                self.on_visits(&inbound, vec![*v], None, sender, MessageType::Visit).await
+            }
+            (Message::Visits(b), SystemRole::ProviderSystem) => {
+                self.on_visits(&inbound, b.visits, b.cursor, sender, MessageType::Visits).await
+            }
             (m, role) => {
                 let reason = format!("a {} system does not send {} messages", role.as_str(), m.message_type());
                 Err(self.reject(&inbound, ErrorCode::MessageNotAllowed, reason, Default::default()).await)
@@ -203,6 +216,9 @@ impl Hub {
             Ok(rows) => rows,
             Err(e) => return self.dispatch(sys, bytes, "text/csv", Err((None, e)), &Sender::Trusted).await,
         };
+        if rows.iter().any(|r| matches!(&r.result, Ok(d) if d.message_type == MessageType::Visit)) {
+            return self.take_visit_rows(sys, bytes, rows).await;
+        }
         let lines: Vec<&str> = text.split('\n').map(|l| l.trim_end_matches('\r')).collect();
         let header = lines.iter().find(|l| !l.trim().is_empty()).copied().unwrap_or("");
         let mut first: Option<Receipt> = None;
@@ -242,6 +258,7 @@ impl Hub {
             message_type: MessageType::Receipt,
             decision_id: None,
             order_id: None,
+            visits: Vec::new(),
         }))
     }
 
@@ -267,7 +284,7 @@ impl Hub {
     }
 
     /// Logs the inbound message as rejected and builds the refusal.
-    async fn reject(&self, inbound: &Inbound<'_>, code: ErrorCode, reason: String, corr: Correlation) -> Rejection {
+    pub(crate) async fn reject(&self, inbound: &Inbound<'_>, code: ErrorCode, reason: String, corr: Correlation) -> Rejection {
         let mut entry = inbound.entry(status::REJECTED);
         entry.error_code = Some(code.as_str().to_owned());
         entry.error_message = Some(reason.clone());
@@ -298,6 +315,7 @@ impl Hub {
             message_type: kind,
             decision_id: corr.decision_id,
             order_id: corr.order_id,
+            visits: Vec::new(),
         })
     }
 
@@ -389,6 +407,7 @@ impl Hub {
                         message_type: MessageType::Decision,
                         decision_id: corr.decision_id,
                         order_id: corr.order_id,
+                        visits: Vec::new(),
                     });
                 }
                 // Another request stored the same decision between our look-up and our
@@ -497,6 +516,7 @@ impl Hub {
                     message_type: kind,
                     decision_id: corr.decision_id,
                     order_id: corr.order_id,
+                    visits: Vec::new(),
                 })
             }
             // The same acknowledgement or plan notice was queued before.
@@ -655,15 +675,15 @@ impl Hub {
 
 /// The correlation ids a log entry carries.
 #[derive(Debug, Clone, Default)]
-struct Correlation {
-    decision_id: Option<String>,
-    order_id: Option<String>,
-    client: Option<String>,
-    provider: Option<String>,
+pub(crate) struct Correlation {
+    pub(crate) decision_id: Option<String>,
+    pub(crate) order_id: Option<String>,
+    pub(crate) client: Option<String>,
+    pub(crate) provider: Option<String>,
 }
 
 impl Correlation {
-    fn of(record: &OrderRecord) -> Self {
+    pub(crate) fn of(record: &OrderRecord) -> Self {
         Correlation {
             decision_id: Some(record.order.decision_id.as_str().to_owned()),
             order_id: Some(record.order.id.clone()),
@@ -672,7 +692,7 @@ impl Correlation {
         }
     }
 
-    fn apply(&self, e: &mut NewLogEntry) {
+    pub(crate) fn apply(&self, e: &mut NewLogEntry) {
         e.decision_id.clone_from(&self.decision_id);
         e.order_id.clone_from(&self.order_id);
         e.client.clone_from(&self.client);
@@ -680,7 +700,7 @@ impl Correlation {
     }
 }
 
-fn outbound_entry(target: &System, kind: MessageType, content_type: &str, body: &[u8], key: &str) -> NewLogEntry {
+pub(crate) fn outbound_entry(target: &System, kind: MessageType, content_type: &str, body: &[u8], key: &str) -> NewLogEntry {
     NewLogEntry {
         system: target.name.clone(),
         vendor: target.vendor.to_owned(),
@@ -710,7 +730,7 @@ fn content_type_of(file: &str) -> &'static str {
     }
 }
 
-fn logged_id(results: &[crate::store::OpResult]) -> Option<i64> {
+pub(crate) fn logged_id(results: &[crate::store::OpResult]) -> Option<i64> {
     results.iter().find_map(|r| match r {
         crate::store::OpResult::Logged(id) => Some(*id),
         _ => None,

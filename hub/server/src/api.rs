@@ -23,6 +23,8 @@ use utoipa::{OpenApi, ToSchema};
 use crate::auth::{Caller, Role, SystemCaller};
 use crate::server::AppState;
 
+pub mod visits;
+
 /// An error answer.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -120,6 +122,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/orders/{id}", get(get_order))
         .route("/v1/orders/{id}/trace", get(order_trace))
         .route("/v1/tags", post(post_tag).get(list_tags))
+        .route("/v1/visits", get(visits::list_visits))
+        .route("/v1/visits/months/{month}/close", post(visits::close_month))
+        .route("/v1/reports/manual-registrations", get(visits::manual_registrations))
         .route("/v1/deliveries", get(list_deliveries))
         .route("/v1/deliveries/replay", post(replay))
         .route("/v1/audit/verify", get(audit_verify))
@@ -146,6 +151,10 @@ pub struct ReceiptBody {
     pub decision_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_id: Option<String>,
+    /// For visits: each visit's outcome, codes, and (for a copy) the first visit's id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub visits: Vec<serde_json::Value>,
 }
 
 /// Send a system's native payload to the hub.
@@ -248,6 +257,7 @@ async fn take_message(
         message_type: receipt.message_type.as_str().to_owned(),
         decision_id: receipt.decision_id,
         order_id: receipt.order_id,
+        visits: receipt.visits.iter().map(|v| serde_json::to_value(v).unwrap_or_default()).collect(),
     })
 }
 
@@ -972,8 +982,8 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "carehub", description = "The integration hub for Swedish municipal home care. Errors are {code, message} with stable codes."),
-    paths(post_message, get_wsdl, post_tag, list_tags, list_messages, get_message, list_orders, get_order, order_trace, list_deliveries, replay, audit_verify, healthz, readyz, metrics),
-    components(schemas(ErrorBody, ReceiptBody, TagBody, TagList, TagRegistered, MessageView, MessagePage, OrderView, OrderList, Trace, TraceStep, DeliveryView, DeliveryList, ReplayRequest, ChainView)),
+    paths(post_message, get_wsdl, post_tag, list_tags, visits::list_visits, visits::close_month, visits::manual_registrations, list_messages, get_message, list_orders, get_order, order_trace, list_deliveries, replay, audit_verify, healthz, readyz, metrics),
+    components(schemas(ErrorBody, ReceiptBody, TagBody, TagList, TagRegistered, visits::VisitPage, visits::ManualReport, visits::ManualShareRow, MessageView, MessagePage, OrderView, OrderList, Trace, TraceStep, DeliveryView, DeliveryList, ReplayRequest, ChainView)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

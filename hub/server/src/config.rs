@@ -116,6 +116,47 @@ impl Default for DeadlineSection {
     }
 }
 
+/// `[visits]`: the visit rules' thresholds (SPEC §6) and the manual-share threshold of the
+/// follow-up report, with SPEC's defaults.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VisitSection {
+    /// A check-in with no check-out this many hours later is VIS003.
+    pub open_visit_hours: u32,
+    /// Visits shorter than this are VIS004.
+    pub min_minutes: u32,
+    /// Visits longer than this are VIS004.
+    pub max_hours: u32,
+    /// Times more than this far in the future are VIS006 (clock skew allowed).
+    pub future_minutes: u32,
+    /// A provider whose manual share of a month is above this is marked (0.10 = 10%).
+    pub manual_share_threshold: f64,
+}
+
+impl Default for VisitSection {
+    fn default() -> Self {
+        VisitSection {
+            open_visit_hours: 12,
+            min_minutes: 1,
+            max_hours: 8,
+            future_minutes: 5,
+            manual_share_threshold: 0.10,
+        }
+    }
+}
+
+impl VisitSection {
+    pub fn thresholds(&self) -> carehub_core::visits::Thresholds {
+        use chrono::Duration;
+        carehub_core::visits::Thresholds {
+            open_visit: Duration::hours(i64::from(self.open_visit_hours)),
+            min_duration: Duration::minutes(i64::from(self.min_minutes)),
+            max_duration: Duration::hours(i64::from(self.max_hours)),
+            future: Duration::minutes(i64::from(self.future_minutes)),
+        }
+    }
+}
+
 /// One `[[systems]]` entry.
 #[derive(Debug, Clone)]
 pub struct SystemConfig {
@@ -142,6 +183,7 @@ pub struct Config {
     pub jwt_secret: String,
     pub delivery: DeliverySection,
     pub deadlines: DeadlineSection,
+    pub visits: VisitSection,
     pub systems: Vec<SystemConfig>,
     pub providers: Vec<ProviderConfig>,
 }
@@ -184,6 +226,13 @@ impl Config {
         let mut auth: AuthSection = section(&mut table, "auth", &mut errors);
         let delivery: DeliverySection = section(&mut table, "delivery", &mut errors);
         let deadlines: DeadlineSection = section(&mut table, "deadlines", &mut errors);
+        let visits: VisitSection = section(&mut table, "visits", &mut errors);
+        if visits.max_hours == 0 || visits.open_visit_hours == 0 {
+            errors.push("[visits] max_hours and open_visit_hours: at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&visits.manual_share_threshold) {
+            errors.push("[visits] manual_share_threshold: a share between 0 and 1 (0.10 is 10%)".into());
+        }
 
         if hub.listen.parse::<std::net::SocketAddr>().is_err() {
             errors.push(format!("[hub] listen: '{}' is not an address:port", hub.listen));
@@ -324,11 +373,11 @@ impl Config {
         }
         for key in table.keys() {
             errors.push(format!(
-                "unknown key or section '{key}' (known: hub, auth, delivery, deadlines, systems, providers)"
+                "unknown key or section '{key}' (known: hub, auth, delivery, deadlines, visits, systems, providers)"
             ));
         }
         if errors.is_empty() {
-            Ok(Config { hub, auth, jwt_secret, delivery, deadlines, systems, providers })
+            Ok(Config { hub, auth, jwt_secret, delivery, deadlines, visits, systems, providers })
         } else {
             Err(ConfigErrors(errors))
         }

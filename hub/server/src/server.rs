@@ -34,6 +34,8 @@ pub struct AppState {
     pub delivery_running: Arc<AtomicBool>,
     /// `https` when served over TLS (for URLs the hub writes about itself).
     pub scheme: &'static str,
+    /// Providers above this manual-registration share are marked in reports.
+    pub manual_share_threshold: f64,
 }
 
 /// A hub assembled from its configuration, not yet serving.
@@ -106,6 +108,8 @@ pub fn build_with_store(config: &Config, store: Arc<dyn Store>) -> anyhow::Resul
         deadlines: config.deadlines(),
         metrics: metrics.clone(),
         outbox_notify: notify.clone(),
+        visit_rules: config.visits.thresholds(),
+        visit_notify: Arc::new(Notify::new()),
     });
     let delivery = Arc::new(DeliveryLoop {
         store,
@@ -122,6 +126,7 @@ pub fn build_with_store(config: &Config, store: Arc<dyn Store>) -> anyhow::Resul
         max_body: config.hub.max_body_bytes,
         delivery_running: Arc::new(AtomicBool::new(false)),
         scheme: if config.hub.tls.is_some() { "https" } else { "http" },
+        manual_share_threshold: config.visits.manual_share_threshold,
     };
     let tls = match &config.hub.tls {
         Some(section) => Some(Arc::new(crate::tls::Tls::load(section, config)?)),
@@ -184,7 +189,7 @@ pub async fn start(runtime: Runtime, listener: tokio::net::TcpListener) -> anyho
         delivery_loop.run(delivery_rx).await;
         running.store(false, Ordering::SeqCst);
     });
-    let pollers = state
+    let mut pollers: Vec<JoinHandle<()>> = state
         .hub
         .registry
         .iter()
@@ -194,6 +199,17 @@ pub async fn start(runtime: Runtime, listener: tokio::net::TcpListener) -> anyho
             Some(tokio::spawn(poller.run(rx.clone())))
         })
         .collect();
+    for system in state.hub.registry.iter() {
+        if let Some((feed, every)) = system.feed.clone() {
+            let puller = carehub_core::poller::FeedPoller { hub: state.hub.clone(), system: system.clone(), feed, every };
+            pollers.push(tokio::spawn(puller.run(rx.clone())));
+        }
+    }
+    let forwarder_hub = state.hub.clone();
+    let forwarder_rx = rx.clone();
+    pollers.push(tokio::spawn(async move {
+        forwarder_hub.run_visit_forwarder(std::time::Duration::from_secs(5), forwarder_rx).await;
+    }));
     let app = crate::api::app(state.clone());
     let mut server_rx = rx;
     let tls = runtime.tls.clone();

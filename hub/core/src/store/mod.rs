@@ -12,6 +12,7 @@
 //! was syncing, so many concurrent senders share one fsync.
 
 pub mod sqlite;
+mod visits_sql;
 
 use async_trait::async_trait;
 use carehub_model::{Order, OrderAck, PlanNotice};
@@ -257,6 +258,141 @@ pub enum Op {
     /// another home, or this one) ends the day before. [`StoreError::Conflict`] if the tag
     /// already has a registration starting on or after that day: history is not rewritten.
     RegisterTag(carehub_model::TagRegistration),
+    /// Validates and stores a batch of visits with the message they came in (and the
+    /// cursor of the page, for a pulled feed), all in this commit; yields
+    /// [`OpResult::Visits`]. Validation runs here, inside the writer's transaction, so it
+    /// sees every visit stored before, earlier ones of the same batch included.
+    IngestVisits(Box<VisitIngest>),
+    /// Closes a month (`YYYY-MM`): visits in it are refused from now on (VIS006).
+    CloseMonth(String),
+    /// Records what became of visits waiting to be forwarded (see [`forward_state`]).
+    MarkForwarded { ids: Vec<i64>, state: i64 },
+}
+
+/// Whether an accepted or flagged visit has gone on to its case-management system.
+pub mod forward_state {
+    pub const WAITING: i64 = 0;
+    pub const QUEUED: i64 = 1;
+    /// Rejected, without an order, or the system takes no visit reports.
+    pub const NOT_SENT: i64 = 2;
+}
+
+/// A record of a batch: a visit to validate and store, or one that could not be read.
+#[derive(Debug, Clone)]
+pub enum IncomingVisit {
+    /// With its id and provider filled in.
+    Visit { visit: Box<carehub_model::Visit>, line: Option<usize> },
+    /// Refused before validation (a CSV row with a bad value): logged with its code.
+    Unreadable { line: Option<usize>, code: String, message: String },
+}
+
+/// A batch of visits to take in one commit.
+#[derive(Debug, Clone)]
+pub struct VisitIngest {
+    /// The system that sent them.
+    pub system: String,
+    /// The inbound message's log entry; its canonical column gets each visit's result.
+    pub log: NewLogEntry,
+    pub visits: Vec<IncomingVisit>,
+    pub thresholds: crate::visits::Thresholds,
+    pub now: DateTime<Utc>,
+    /// A pulled feed's next cursor, stored for `system` with the page.
+    pub cursor: Option<String>,
+}
+
+/// What became of one record of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VisitResult {
+    /// The visit's source id (absent for an unreadable record).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Its line in a file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    pub outcome: crate::visits::Outcome,
+    pub codes: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<crate::visits::Finding>,
+    /// VIS007: the visit first received; this one was not stored again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    /// An unreadable record's reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The results of a batch, with the log entry that holds them.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestReport {
+    pub log_seq: i64,
+    pub results: Vec<VisitResult>,
+}
+
+/// A stored visit.
+#[derive(Debug, Clone, Serialize)]
+pub struct VisitRecord {
+    pub id: String,
+    pub system: String,
+    pub provider: Option<String>,
+    pub client: String,
+    pub order_id: Option<String>,
+    pub staff: String,
+    pub check_in: String,
+    pub check_out: Option<String>,
+    pub month: String,
+    pub seconds: Option<i64>,
+    pub planned_minutes: Option<i64>,
+    pub visit_outcome: String,
+    pub manual: bool,
+    pub outcome: String,
+    pub codes: Vec<String>,
+    pub findings: serde_json::Value,
+    pub visit: serde_json::Value,
+    pub message_id: i64,
+    pub line: Option<i64>,
+    pub received_at: String,
+    /// For paging: list the next page with `after`.
+    pub seq: i64,
+}
+
+/// Filters for listing visits. Unset fields do not filter.
+#[derive(Debug, Clone, Default)]
+pub struct VisitFilter {
+    pub client: Option<String>,
+    pub provider: Option<String>,
+    pub order_id: Option<String>,
+    /// `YYYY-MM`, the check-in's month in Stockholm.
+    pub month: Option<String>,
+    pub outcome: Option<String>,
+    pub code: Option<String>,
+    pub after: Option<i64>,
+    pub limit: usize,
+}
+
+/// One provider's registrations in a month.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ManualShare {
+    pub provider: String,
+    /// Accepted and flagged visits.
+    pub visits: u64,
+    /// Of which registered by hand (or with an unknown tag).
+    pub manual: u64,
+    /// manual / visits (0 when there are none).
+    pub share: f64,
+}
+
+/// A visit waiting to go to its case-management system, with what rendering it needs.
+#[derive(Debug, Clone)]
+pub struct PendingForward {
+    pub id: i64,
+    pub visit: carehub_model::Visit,
+    pub outcome: String,
+    pub codes: Vec<String>,
+    pub seconds: Option<i64>,
+    pub manual: bool,
+    pub order: Option<OrderRecord>,
 }
 
 /// What an op yielded, in the order of the ops.
@@ -266,6 +402,7 @@ pub enum OpResult {
     Logged(i64),
     Claimed(Vec<Delivery>),
     Requeued(Vec<Delivery>),
+    Visits(IngestReport),
 }
 
 /// Filters for reading the message log. Unset fields do not filter.
@@ -346,6 +483,14 @@ pub trait Store: Send + Sync + 'static {
         client: Option<String>,
         tag_uid: Option<String>,
     ) -> Result<Vec<carehub_model::TagRegistration>, StoreError>;
+    /// Stored visits, oldest first.
+    async fn visits(&self, filter: VisitFilter) -> Result<Vec<VisitRecord>, StoreError>;
+    /// The manual-registration share of each provider with visits in `month` (`YYYY-MM`).
+    async fn manual_shares(&self, month: &str) -> Result<Vec<ManualShare>, StoreError>;
+    /// Accepted and flagged visits not yet forwarded, oldest first.
+    async fn pending_forwards(&self, limit: usize) -> Result<Vec<PendingForward>, StoreError>;
+    /// Where a pulled feed stands.
+    async fn feed_cursor(&self, system: &str) -> Result<Option<String>, StoreError>;
 }
 
 /// Recomputes the whole hash chain, a page at a time.

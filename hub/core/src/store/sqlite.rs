@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_outbox_action.sql"),
     include_str!("migrations/0003_tags.sql"),
+    include_str!("migrations/0004_visits.sql"),
 ];
 
 struct WriteRequest {
@@ -195,7 +196,7 @@ fn chain_head(conn: &Connection) -> Result<(i64, String), rusqlite::Error> {
         .unwrap_or((0, GENESIS.to_owned())))
 }
 
-fn append_log(conn: &Connection, chain: &mut (i64, String), e: NewLogEntry) -> Result<i64, StoreError> {
+pub(super) fn append_log(conn: &Connection, chain: &mut (i64, String), e: NewLogEntry) -> Result<i64, StoreError> {
     let entry = LogEntry {
         seq: chain.0 + 1,
         at: now_ts(),
@@ -276,8 +277,8 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpRe
             let canonical = serde_json::to_string(&o.order).map_err(|e| StoreError::Backend(e.to_string()))?;
             conn.prepare_cached(
                 "INSERT INTO orders (id, decision_id, source_system, provider, provider_system, client,
-                    execute_by, plan_due, canonical, created_at, status)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    execute_by, plan_due, canonical, created_at, status, start_date, end_date)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?
             .execute(params![
                 o.order.id,
@@ -291,6 +292,8 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpRe
                 canonical,
                 o.created_at,
                 o.status,
+                o.order.start_date.to_string(),
+                o.order.end_date.map(|d| d.to_string()),
             ])
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -478,6 +481,19 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpRe
             ])?;
             Ok(OpResult::Done)
         }
+        Op::IngestVisits(ingest) => Ok(OpResult::Visits(super::visits_sql::ingest(conn, chain, *ingest)?)),
+        Op::CloseMonth(month) => {
+            conn.prepare_cached("INSERT OR IGNORE INTO closed_months (month, closed_at) VALUES (?1, ?2)")?
+                .execute(params![month, now_ts()])?;
+            Ok(OpResult::Done)
+        }
+        Op::MarkForwarded { ids, state } => {
+            let mut stmt = conn.prepare_cached("UPDATE visits SET forwarded = ?2 WHERE id = ?1")?;
+            for id in ids {
+                stmt.execute(params![id, state])?;
+            }
+            Ok(OpResult::Done)
+        }
         Op::RecordRead { subject, role, what } => {
             conn.prepare_cached("INSERT INTO log_reads (at, subject, role, what) VALUES (?1, ?2, ?3, ?4)")?
                 .execute(params![now_ts(), subject, role, what])?;
@@ -536,25 +552,30 @@ fn log_row(r: &Row<'_>, with_payload: bool) -> rusqlite::Result<LogEntry> {
     })
 }
 
-const ORDER_COLUMNS: &str = "canonical, source_system, provider_system, status, created_at, delivered_at,
+pub(super) const ORDER_COLUMNS: &str = "canonical, source_system, provider_system, status, created_at, delivered_at,
     ack_status, ack_reason, acked_at, plan_established_on, plan_received_at";
 
 fn order_row(r: &Row<'_>) -> rusqlite::Result<OrderRecord> {
-    let canonical: String = r.get(0)?;
+    order_row_at(r, 0)
+}
+
+/// An order read from [`ORDER_COLUMNS`] starting at column `at` (after a join's own columns).
+pub(super) fn order_row_at(r: &Row<'_>, at: usize) -> rusqlite::Result<OrderRecord> {
+    let canonical: String = r.get(at)?;
     let order: Order = serde_json::from_str(&canonical)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))?;
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Text, Box::new(e)))?;
     Ok(OrderRecord {
         order,
-        source_system: r.get(1)?,
-        provider_system: r.get(2)?,
-        status: r.get(3)?,
-        created_at: r.get(4)?,
-        delivered_at: r.get(5)?,
-        ack_status: r.get(6)?,
-        ack_reason: r.get(7)?,
-        acked_at: r.get(8)?,
-        plan_established_on: r.get(9)?,
-        plan_received_at: r.get(10)?,
+        source_system: r.get(at + 1)?,
+        provider_system: r.get(at + 2)?,
+        status: r.get(at + 3)?,
+        created_at: r.get(at + 4)?,
+        delivered_at: r.get(at + 5)?,
+        ack_status: r.get(at + 6)?,
+        ack_reason: r.get(at + 7)?,
+        acked_at: r.get(at + 8)?,
+        plan_established_on: r.get(at + 9)?,
+        plan_received_at: r.get(at + 10)?,
     })
 }
 
@@ -775,6 +796,24 @@ impl Store for SqliteStore {
                 .collect()
         })
         .await
+    }
+
+    async fn visits(&self, filter: VisitFilter) -> Result<Vec<VisitRecord>, StoreError> {
+        self.read(move |c| super::visits_sql::list(c, &filter)).await
+    }
+
+    async fn manual_shares(&self, month: &str) -> Result<Vec<ManualShare>, StoreError> {
+        let month = month.to_owned();
+        self.read(move |c| super::visits_sql::manual_shares(c, &month)).await
+    }
+
+    async fn pending_forwards(&self, limit: usize) -> Result<Vec<PendingForward>, StoreError> {
+        self.read(move |c| super::visits_sql::pending_forwards(c, limit)).await
+    }
+
+    async fn feed_cursor(&self, system: &str) -> Result<Option<String>, StoreError> {
+        let system = system.to_owned();
+        self.read(move |c| super::visits_sql::feed_cursor(c, &system)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

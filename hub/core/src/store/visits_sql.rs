@@ -1,0 +1,361 @@
+//! Visits in SQLite: validation facts answered by indexed look-ups inside the writer's
+//! transaction, the batch insert, and the queries behind `/v1/visits` and the reports.
+//!
+//! Every look-up a rule needs is one index probe, so the cost of a visit does not grow with
+//! the months of visits already stored: the overlap rule (VIS005) reads one staff member's
+//! visits from the last [`Thresholds::max_duration`] before the check-in, via
+//! `visits_staff (staff, check_in)`, never a scan.
+
+use std::collections::HashSet;
+
+use carehub_model::{OrgNumber, PersonalIdentityNumber, TagUid, Visit};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::json;
+
+use super::sqlite::{append_log, order_row_at, ORDER_COLUMNS};
+use super::*;
+use crate::visits::{self, Outcome, Thresholds, VisitFacts};
+
+/// The facts, over the writer's connection.
+struct SqlFacts<'a> {
+    conn: &'a Connection,
+    thresholds: Thresholds,
+    closed: HashSet<String>,
+}
+
+/// The month of a day, as stored: `YYYY-MM`.
+fn month_of(day: NaiveDate) -> String {
+    format!("{:04}-{:02}", day.year(), day.month())
+}
+
+impl VisitFacts for SqlFacts<'_> {
+    fn tag_client(&self, tag: &TagUid, day: NaiveDate) -> Option<PersonalIdentityNumber> {
+        let day = day.to_string();
+        let client: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT client FROM tag_registrations
+                 WHERE tag_uid = ?1 AND installed_on <= ?2 AND (removed_on IS NULL OR removed_on >= ?2)
+                 ORDER BY installed_on DESC LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row(params![tag.as_str(), day], |r| r.get(0)).optional())
+            .ok()
+            .flatten();
+        client.and_then(|c| PersonalIdentityNumber::parse(&c).ok())
+    }
+
+    fn active_order(
+        &self,
+        provider: &OrgNumber,
+        client: &PersonalIdentityNumber,
+        day: NaiveDate,
+        named: Option<&str>,
+    ) -> Option<String> {
+        self.conn
+            .prepare_cached(
+                "SELECT id FROM orders
+                 WHERE client = ?1 AND provider = ?2 AND start_date <= ?3
+                   AND (end_date IS NULL OR end_date >= ?3)
+                   AND (ack_status IS NULL OR ack_status <> 'rejected')
+                 ORDER BY (id = ?4) DESC, start_date DESC LIMIT 1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![client.expose(), provider.as_str(), day.to_string(), named], |r| r.get(0))
+                    .optional()
+            })
+            .ok()
+            .flatten()
+    }
+
+    fn overlapping(&self, staff: &str, client: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<String> {
+        // A stored visit overlapping [from, to) started before `to` and, being at most
+        // max_duration long (longer ones are rejected), after from - max_duration.
+        let earliest = ts(from - self.thresholds.max_duration);
+        self.conn
+            .prepare_cached(
+                "SELECT source_id FROM visits
+                 WHERE staff = ?1 AND check_in > ?2 AND check_in < ?3 AND check_out > ?4
+                   AND client <> ?5 AND outcome <> 'rejected'
+                 ORDER BY check_in LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row(params![staff, earliest, ts(to), ts(from), client], |r| r.get(0)).optional())
+            .ok()
+            .flatten()
+    }
+
+    fn duplicate_of(&self, v: &Visit) -> Option<String> {
+        let by_id = v.id.as_ref().and_then(|id| {
+            self.conn
+                .prepare_cached("SELECT source_id FROM visits WHERE source_id = ?1")
+                .and_then(|mut s| s.query_row([id.as_str()], |r| r.get::<_, String>(0)).optional())
+                .ok()
+                .flatten()
+        });
+        by_id.or_else(|| {
+            let out = v.check_out.as_ref().map(|o| ts(o.at));
+            self.conn
+                .prepare_cached(
+                    "SELECT source_id FROM visits
+                     WHERE staff = ?1 AND check_in = ?2 AND client = ?3 AND check_out IS ?4 LIMIT 1",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![v.staff, ts(v.check_in.at), v.client, out], |r| r.get(0)).optional()
+                })
+                .ok()
+                .flatten()
+        })
+    }
+
+    fn month_closed(&self, year: i32, month: u32) -> bool {
+        self.closed.contains(&format!("{year:04}-{month:02}"))
+    }
+}
+
+fn outcome_str(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Accepted => "accepted",
+        Outcome::Flagged => "flagged",
+        Outcome::Rejected => "rejected",
+    }
+}
+
+fn visit_outcome_str(o: carehub_model::VisitOutcome) -> &'static str {
+    match o {
+        carehub_model::VisitOutcome::Performed => "performed",
+        carehub_model::VisitOutcome::DeclinedAtDoor => "declined_at_door",
+        carehub_model::VisitOutcome::CancelledInAdvance => "cancelled_in_advance",
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Validates and stores a batch, then logs the message with every record's result.
+pub(super) fn ingest(
+    conn: &Connection,
+    chain: &mut (i64, String),
+    ingest: VisitIngest,
+) -> Result<IngestReport, StoreError> {
+    let VisitIngest { system, mut log, visits, thresholds, now, cursor } = ingest;
+    let closed = {
+        let mut stmt = conn.prepare_cached("SELECT month FROM closed_months")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.collect::<Result<HashSet<_>, _>>()?
+    };
+    let facts = SqlFacts { conn, thresholds, closed };
+    // The log entry is appended last (its canonical holds the results) and takes the next
+    // sequence number: the visits point at it.
+    let log_seq = chain.0 + 1;
+    let received_at = ts(now);
+    let mut results = Vec::with_capacity(visits.len());
+    for incoming in visits {
+        let (visit, line) = match incoming {
+            IncomingVisit::Unreadable { line, code, message } => {
+                results.push(VisitResult {
+                    id: None,
+                    line,
+                    outcome: Outcome::Rejected,
+                    codes: vec![code],
+                    findings: Vec::new(),
+                    duplicate_of: None,
+                    order_id: None,
+                    message: Some(message),
+                });
+                continue;
+            }
+            IncomingVisit::Visit { visit, line } => (visit, line),
+        };
+        let verdict = visits::validate(&visit, &facts, &thresholds, now);
+        let codes: Vec<String> = verdict.findings.iter().map(|f| f.code.as_str().to_owned()).collect();
+        let source_id = visit.id.as_ref().map(|i| i.as_str().to_owned());
+        if verdict.duplicate_of.is_none() {
+            let Some(sid) = &source_id else {
+                return Err(StoreError::Backend("a visit reached the store without an id".into()));
+            };
+            let mut stored = (*visit).clone();
+            stored.order_id = verdict.order_id.clone().or(stored.order_id);
+            let canonical = serde_json::to_string(&stored).map_err(backend)?;
+            let findings = serde_json::to_string(&verdict.findings).map_err(backend)?;
+            let forwarded = if verdict.outcome != Outcome::Rejected && verdict.order_id.is_some() {
+                forward_state::WAITING
+            } else {
+                forward_state::NOT_SENT
+            };
+            conn.prepare_cached(
+                "INSERT INTO visits (source_id, system, provider, client, order_id, staff, check_in, check_out,
+                    month, seconds, planned_minutes, visit_outcome, manual, outcome, codes, findings, canonical,
+                    log_seq, line, received_at, forwarded)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+                    ?20, ?21)",
+            )?
+            .execute(params![
+                sid,
+                system,
+                stored.provider.as_ref().map(|p| p.as_str()),
+                stored.client,
+                verdict.order_id,
+                stored.staff,
+                ts(stored.check_in.at),
+                stored.check_out.as_ref().map(|o| ts(o.at)),
+                month_of(carehub_model::local_date(stored.check_in.at)),
+                stored.duration().map(|d| d.num_seconds()),
+                stored.planned_minutes,
+                visit_outcome_str(stored.outcome),
+                verdict.manual && verdict.outcome != Outcome::Rejected,
+                outcome_str(verdict.outcome),
+                codes.join(" "),
+                findings,
+                canonical,
+                log_seq,
+                line.and_then(|l| i64::try_from(l).ok()),
+                received_at,
+                forwarded,
+            ])?;
+        }
+        results.push(VisitResult {
+            id: source_id,
+            line,
+            outcome: verdict.outcome,
+            codes,
+            findings: verdict.findings,
+            duplicate_of: verdict.duplicate_of,
+            order_id: verdict.order_id,
+            message: None,
+        });
+    }
+    if let Some(c) = &cursor {
+        conn.prepare_cached(
+            "INSERT INTO feed_cursors (system, cursor, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (system) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+        )?
+        .execute(params![system, c, received_at])?;
+    }
+    let summary = json!({ "cursor": cursor, "results": results });
+    log.canonical = Some(summary.to_string());
+    let seq = append_log(conn, chain, log)?;
+    debug_assert_eq!(seq, log_seq);
+    Ok(IngestReport { log_seq: seq, results })
+}
+
+const VISIT_COLUMNS: &str = "id, source_id, system, provider, client, order_id, staff, check_in, check_out, month,
+    seconds, planned_minutes, visit_outcome, manual, outcome, codes, findings, canonical, log_seq, line, received_at";
+
+fn visit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VisitRecord> {
+    let json = |i: usize| -> rusqlite::Result<serde_json::Value> {
+        let text: String = r.get(i)?;
+        Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    };
+    let codes: String = r.get(15)?;
+    Ok(VisitRecord {
+        seq: r.get(0)?,
+        id: r.get(1)?,
+        system: r.get(2)?,
+        provider: r.get(3)?,
+        client: r.get(4)?,
+        order_id: r.get(5)?,
+        staff: r.get(6)?,
+        check_in: r.get(7)?,
+        check_out: r.get(8)?,
+        month: r.get(9)?,
+        seconds: r.get(10)?,
+        planned_minutes: r.get(11)?,
+        visit_outcome: r.get(12)?,
+        manual: r.get(13)?,
+        outcome: r.get(14)?,
+        codes: codes.split_whitespace().map(str::to_owned).collect(),
+        findings: json(16)?,
+        visit: json(17)?,
+        message_id: r.get(18)?,
+        line: r.get(19)?,
+        received_at: r.get(20)?,
+    })
+}
+
+pub(super) fn list(conn: &Connection, f: &VisitFilter) -> Result<Vec<VisitRecord>, StoreError> {
+    let mut sql = format!("SELECT {VISIT_COLUMNS} FROM visits WHERE 1=1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    let mut add = |clause: &str, v: Option<&String>| {
+        if let Some(v) = v {
+            args.push(v.clone().into());
+            sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+        }
+    };
+    add("client =", f.client.as_ref());
+    add("provider =", f.provider.as_ref());
+    add("order_id =", f.order_id.as_ref());
+    add("month =", f.month.as_ref());
+    add("outcome =", f.outcome.as_ref());
+    // Codes are space-separated: match a whole code.
+    add("' ' || codes || ' ' LIKE '% ' || ", f.code.as_ref());
+    if f.code.is_some() {
+        sql.push_str(" || ' %'");
+    }
+    if let Some(after) = f.after {
+        args.push(after.into());
+        sql.push_str(&format!(" AND id > ?{}", args.len()));
+    }
+    sql.push_str(&format!(" ORDER BY id LIMIT {}", f.limit.clamp(1, 10_000)));
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), visit_row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+pub(super) fn manual_shares(conn: &Connection, month: &str) -> Result<Vec<ManualShare>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT provider, COUNT(*), SUM(manual) FROM visits
+         WHERE month = ?1 AND outcome IN ('accepted', 'flagged') AND provider IS NOT NULL
+         GROUP BY provider ORDER BY provider",
+    )?;
+    let rows = stmt.query_map([month], |r| {
+        let visits: i64 = r.get(1)?;
+        let manual: i64 = r.get(2)?;
+        Ok((r.get::<_, String>(0)?, visits, manual))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (provider, visits, manual) = row?;
+        let visits = u64::try_from(visits).unwrap_or(0);
+        let manual = u64::try_from(manual).unwrap_or(0);
+        #[allow(clippy::cast_precision_loss)]
+        let share = if visits == 0 { 0.0 } else { manual as f64 / visits as f64 };
+        out.push(ManualShare { provider, visits, manual, share });
+    }
+    Ok(out)
+}
+
+pub(super) fn pending_forwards(conn: &Connection, limit: usize) -> Result<Vec<PendingForward>, StoreError> {
+    let columns = ORDER_COLUMNS.split(',').map(|c| format!("o.{}", c.trim())).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT v.id, v.canonical, v.outcome, v.codes, v.seconds, v.manual, o.id IS NOT NULL, {columns}
+         FROM visits v LEFT JOIN orders o ON o.id = v.order_id
+         WHERE v.forwarded = 0 ORDER BY v.id LIMIT ?1"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+        let canonical: String = r.get(1)?;
+        let visit: Visit = serde_json::from_str(&canonical)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e)))?;
+        let codes: String = r.get(3)?;
+        let has_order: bool = r.get(6)?;
+        let order = if has_order { Some(order_row_at(r, 7)?) } else { None };
+        Ok(PendingForward {
+            id: r.get(0)?,
+            visit,
+            outcome: r.get(2)?,
+            codes: codes.split_whitespace().map(str::to_owned).collect(),
+            seconds: r.get(4)?,
+            manual: r.get(5)?,
+            order,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+pub(super) fn feed_cursor(conn: &Connection, system: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT cursor FROM feed_cursors WHERE system = ?1")?
+        .query_row([system], |r| r.get(0))
+        .optional()?)
+}

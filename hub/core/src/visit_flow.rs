@@ -1,0 +1,324 @@
+//! The visit flow (SPEC §4.2): visits in from time-registration systems, validated and
+//! stored, and the accepted and flagged ones reported on to the case-management system of
+//! their order.
+//!
+//! Visits come in batches as the normal case (a page of Phoniro's feed, a ParaGå file of
+//! 100,000 rows), so a batch is one store op: the writer validates each visit against what
+//! is stored (earlier visits of the same batch included), stores it with its outcome and
+//! codes, and logs the message with every visit's result, in one commit, before the sender
+//! hears anything. A page pulled from a feed carries its cursor into that same commit, so a
+//! restart resumes exactly where the last stored page ended.
+//!
+//! Forwarding is decoupled: stored visits wait in the store (`forwarded = 0`) until
+//! [`Hub::forward_visits`] renders them for their case-management system and queues them in
+//! the outbox, marking them in the same commit. Ingestion does not wait for rendering, and a
+//! crash between the two loses nothing: the waiting visits are still waiting.
+
+use std::time::Duration;
+
+use carehub_model::{ErrorCode, MessageType, OrgNumber, Visit};
+use chrono::Utc;
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::adapter::System;
+use crate::mapping::RowDecoded;
+use crate::pipeline::{outbound_entry, store_unavailable, Correlation, Hub, Inbound, Receipt, Rejection, Sender};
+use crate::store::{
+    forward_state, status, IncomingVisit, IngestReport, NewDelivery, NewLogEntry, Op, OpResult, StoreError,
+    VisitIngest,
+};
+use crate::visits::Outcome;
+
+/// Visits per store commit when a file is taken: large enough to share the commit's cost,
+/// small enough that the writer serves pushes between chunks.
+pub const FILE_CHUNK: usize = 5_000;
+
+/// Visits rendered and queued per commit by the forwarder.
+const FORWARD_CHUNK: usize = 500;
+
+impl Hub {
+    /// The providers a system's orders go to, by organisation number.
+    fn providers_of(&self, sys: &System) -> Vec<&str> {
+        self.routes.iter().filter(|(_, r)| r.system == sys.name).map(|(org, _)| org.as_str()).collect()
+    }
+
+    /// Fills in what the record may leave out (the provider a system serves alone, an id
+    /// derived from the visit) and checks the sender may speak for the provider.
+    fn complete(&self, sys: &System, mut v: Visit, line: Option<usize>, sender: &Sender) -> IncomingVisit {
+        let unreadable = |code: ErrorCode, message: String| IncomingVisit::Unreadable {
+            line,
+            code: code.as_str().to_owned(),
+            message,
+        };
+        let served = self.providers_of(sys);
+        if v.provider.is_none() {
+            v.provider = match sender {
+                Sender::Provider(org) => Some(org.clone()),
+                Sender::Trusted if served.len() == 1 => OrgNumber::parse(served[0]).ok(),
+                Sender::Trusted => None,
+            };
+        }
+        let Some(provider) = &v.provider else {
+            return unreadable(
+                ErrorCode::MissingField,
+                format!("the visit names no provider, and {} serves {} providers", sys.name, served.len()),
+            );
+        };
+        if let Sender::Provider(org) = sender {
+            if org != provider {
+                return unreadable(ErrorCode::Forbidden, "a visit of another provider".into());
+            }
+        }
+        if !served.contains(&provider.as_str()) {
+            return unreadable(
+                ErrorCode::UnknownProvider,
+                format!("provider {provider} does not use the system {}", sys.name),
+            );
+        }
+        if v.id.is_none() {
+            match v.derived_id(sys.vendor) {
+                Ok(id) => v.id = Some(id),
+                Err(e) => return unreadable(e.code, e.reason),
+            }
+        }
+        IncomingVisit::Visit { visit: Box::new(v), line }
+    }
+
+    /// Validates, stores and logs one batch in one commit.
+    async fn ingest(
+        &self,
+        sys: &System,
+        log: NewLogEntry,
+        visits: Vec<IncomingVisit>,
+        cursor: Option<String>,
+    ) -> Result<IngestReport, Rejection> {
+        let op = Op::IngestVisits(Box::new(VisitIngest {
+            system: sys.name.clone(),
+            log,
+            visits,
+            thresholds: self.visit_rules,
+            now: Utc::now(),
+            cursor,
+        }));
+        let results = self.store.commit(vec![op]).await.map_err(store_unavailable)?;
+        let report = results
+            .into_iter()
+            .find_map(|r| match r {
+                OpResult::Visits(report) => Some(report),
+                _ => None,
+            })
+            .ok_or_else(|| Rejection::new(ErrorCode::Internal, "the store did not report the visits"))?;
+        for r in &report.results {
+            let outcome = if r.duplicate_of.is_some() { "duplicate" } else { outcome_name(r.outcome) };
+            self.metrics.visit(&sys.name, outcome, &r.codes);
+        }
+        if report.results.iter().any(|r| r.outcome != Outcome::Rejected && r.duplicate_of.is_none()) {
+            self.visit_notify.notify_one();
+        }
+        Ok(report)
+    }
+
+    /// A visit pushed, or a page of visits pulled: each validated and stored, the message
+    /// logged with every result, and the answer listing them.
+    pub(crate) async fn on_visits(
+        &self,
+        inbound: &Inbound<'_>,
+        visits: Vec<Visit>,
+        cursor: Option<String>,
+        sender: &Sender,
+        kind: MessageType,
+    ) -> Result<Receipt, Rejection> {
+        let incoming: Vec<IncomingVisit> =
+            visits.into_iter().map(|v| self.complete(inbound.system, v, None, sender)).collect();
+        let mut entry = inbound.entry(status::ACCEPTED);
+        let only = match incoming.as_slice() {
+            [IncomingVisit::Visit { visit, .. }] => Some(visit),
+            _ => None,
+        };
+        entry.client = only.map(|v| v.client.clone());
+        entry.order_id = only.and_then(|v| v.order_id.clone());
+        entry.provider = match sender {
+            Sender::Provider(org) => Some(org.as_str().to_owned()),
+            Sender::Trusted => only.and_then(|v| v.provider.as_ref()).map(|p| p.as_str().to_owned()),
+        };
+        let report = self.ingest(inbound.system, entry, incoming, cursor).await?;
+        self.metrics.message(&inbound.system.name, "in", kind.as_str(), status::ACCEPTED);
+        let all_copies = !report.results.is_empty() && report.results.iter().all(|r| r.duplicate_of.is_some());
+        info!(
+            system = %inbound.system.name,
+            visits = report.results.len(),
+            rejected = report.results.iter().filter(|r| r.outcome == Outcome::Rejected).count(),
+            "visits taken"
+        );
+        Ok(Receipt {
+            message_id: report.log_seq,
+            status: if all_copies { status::DUPLICATE } else { status::ACCEPTED },
+            message_type: kind,
+            decision_id: None,
+            order_id: None,
+            visits: report.results,
+        })
+    }
+
+    /// A CSV file of visits (ParaGå's daily file): every row validated and stored, a bad
+    /// row refused with its line and code without stopping the others. The file is logged
+    /// whole with the first chunk; each chunk's log entry holds its rows' results.
+    pub(crate) async fn take_visit_rows(
+        &self,
+        sys: &System,
+        bytes: Vec<u8>,
+        rows: Vec<RowDecoded>,
+    ) -> Result<Receipt, Rejection> {
+        let total = rows.len();
+        let mut incoming = Vec::with_capacity(total);
+        for row in rows {
+            let line = Some(row.line);
+            let parsed = row.result.and_then(|d| {
+                if d.message_type != MessageType::Visit {
+                    return Err(carehub_model::ValidationError::new(
+                        ErrorCode::UnknownMessageType,
+                        format!("a {} row in a file of visits", d.message_type),
+                    ));
+                }
+                serde_json::from_value::<Visit>(d.canonical)
+                    .map_err(|e| carehub_model::ValidationError::from_message(&e.to_string()))
+            });
+            incoming.push(match parsed {
+                Ok(v) => self.complete(sys, v, line, &Sender::Trusted),
+                Err(e) => IncomingVisit::Unreadable {
+                    line,
+                    code: e.code.as_str().to_owned(),
+                    message: format!("line {}: {}", row.line, e.reason),
+                },
+            });
+        }
+        let chunks = total.div_ceil(FILE_CHUNK).max(1);
+        let mut first_seq = None;
+        let mut all = Vec::with_capacity(total);
+        let mut payload = Some(bytes);
+        let mut rest = incoming.into_iter();
+        for part in 1..=chunks {
+            let chunk: Vec<IncomingVisit> = rest.by_ref().take(FILE_CHUNK).collect();
+            let mut entry = NewLogEntry {
+                system: sys.name.clone(),
+                vendor: sys.vendor.to_owned(),
+                direction: "in",
+                message_type: MessageType::Visits.as_str().to_owned(),
+                content_type: "text/csv".to_owned(),
+                payload: payload.take().unwrap_or_default(),
+                status: status::ACCEPTED,
+                ..NewLogEntry::default()
+            };
+            if let Some(first) = first_seq {
+                entry.error_message = Some(format!("part {part} of {chunks} of the file logged as message {first}"));
+            }
+            let report = self.ingest(sys, entry, chunk, None).await?;
+            first_seq.get_or_insert(report.log_seq);
+            all.extend(report.results);
+        }
+        let rejected = all.iter().filter(|r| r.outcome == Outcome::Rejected).count();
+        self.metrics.message(&sys.name, "in", MessageType::Visits.as_str(), status::ACCEPTED);
+        info!(system = %sys.name, rows = total, rejected, "visit file taken");
+        Ok(Receipt {
+            message_id: first_seq.unwrap_or_default(),
+            status: status::ACCEPTED,
+            message_type: MessageType::Visits,
+            decision_id: None,
+            order_id: None,
+            visits: all,
+        })
+    }
+
+    /// Renders waiting visits for their case-management systems and queues them, a chunk
+    /// per commit, until none wait. Returns how many were queued.
+    pub async fn forward_visits(&self) -> Result<usize, StoreError> {
+        let mut queued = 0;
+        loop {
+            let pending = self.store.pending_forwards(FORWARD_CHUNK).await?;
+            if pending.is_empty() {
+                return Ok(queued);
+            }
+            let mut ops = Vec::new();
+            let mut done = Vec::new();
+            let mut skipped = Vec::new();
+            for p in pending {
+                let target = p.order.as_ref().and_then(|o| self.registry.get(&o.source_system).cloned());
+                let (Some(order), Some(target)) = (&p.order, target) else {
+                    skipped.push(p.id);
+                    continue;
+                };
+                if target.mappings.outbound(MessageType::Visit).is_none() {
+                    skipped.push(p.id);
+                    continue;
+                }
+                let minutes = p.seconds.map(|s| (s + 30) / 60);
+                let mut result = json!({ "outcome": p.outcome, "manual": p.manual });
+                if let Some(m) = minutes {
+                    result["minutes"] = json!(m);
+                }
+                if !p.codes.is_empty() {
+                    result["codes"] = json!(p.codes.join(" "));
+                }
+                let context = json!({ "visit": p.visit, "result": result, "order": order.order });
+                let rendered = match target.encode(MessageType::Visit, &context) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        warn!(system = %target.name, code = e.code.as_str(), "cannot render a visit report");
+                        skipped.push(p.id);
+                        continue;
+                    }
+                };
+                let id = p.visit.id.as_ref().map(|i| i.as_str().to_owned()).unwrap_or_else(|| p.id.to_string());
+                let key = format!("{id}:visit");
+                let mut entry = outbound_entry(&target, MessageType::Visit, &rendered.content_type, &rendered.body, &key);
+                entry.canonical = Some(context.to_string());
+                Correlation::of(order).apply(&mut entry);
+                ops.push(Op::AppendLog(entry));
+                ops.push(Op::Enqueue(NewDelivery {
+                    system: target.name.clone(),
+                    message_type: MessageType::Visit.as_str().to_owned(),
+                    order_id: Some(order.order.id.clone()),
+                    idempotency_key: key,
+                    content_type: rendered.content_type,
+                    endpoint: rendered.endpoint,
+                    body: rendered.body,
+                    action: rendered.action,
+                }));
+                done.push(p.id);
+            }
+            queued += done.len();
+            if !done.is_empty() {
+                ops.push(Op::MarkForwarded { ids: done, state: forward_state::QUEUED });
+            }
+            if !skipped.is_empty() {
+                ops.push(Op::MarkForwarded { ids: skipped, state: forward_state::NOT_SENT });
+            }
+            self.store.commit(ops).await?;
+            self.outbox_notify.notify_one();
+        }
+    }
+
+    /// Forwards visits whenever some were stored (and every `every`, in case a wake-up was
+    /// missed), until `shutdown` changes.
+    pub async fn run_visit_forwarder(&self, every: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            if let Err(e) = self.forward_visits().await {
+                warn!(error = %e, "cannot forward visits; trying again");
+            }
+            tokio::select! {
+                _ = self.visit_notify.notified() => {}
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+fn outcome_name(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Accepted => "accepted",
+        Outcome::Flagged => "flagged",
+        Outcome::Rejected => "rejected",
+    }
+}
