@@ -205,7 +205,11 @@ impl FeedPoller {
                     return report;
                 }
             };
-            let receipt = match self.hub.receive(&self.system.name, page, Some("application/json"), &crate::pipeline::Sender::Trusted).await {
+            let receipt = match self
+                .hub
+                .receive(&self.system.name, page, Some("application/json"), &crate::pipeline::Sender::Trusted)
+                .await
+            {
                 Ok(r) => r,
                 Err(r) => {
                     // Logged as rejected; the cursor stays, so the page is asked for again

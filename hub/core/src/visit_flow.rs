@@ -25,8 +25,7 @@ use crate::adapter::System;
 use crate::mapping::RowDecoded;
 use crate::pipeline::{outbound_entry, store_unavailable, Correlation, Hub, Inbound, Receipt, Rejection, Sender};
 use crate::store::{
-    forward_state, status, IncomingVisit, IngestReport, NewDelivery, NewLogEntry, Op, OpResult, StoreError,
-    VisitIngest,
+    forward_state, status, IncomingVisit, IngestReport, NewDelivery, NewLogEntry, Op, OpResult, StoreError, VisitIngest,
 };
 use crate::visits::Outcome;
 
@@ -271,7 +270,8 @@ impl Hub {
                 };
                 let id = p.visit.id.as_ref().map(|i| i.as_str().to_owned()).unwrap_or_else(|| p.id.to_string());
                 let key = format!("{id}:visit");
-                let mut entry = outbound_entry(&target, MessageType::Visit, &rendered.content_type, &rendered.body, &key);
+                let mut entry =
+                    outbound_entry(&target, MessageType::Visit, &rendered.content_type, &rendered.body, &key);
                 entry.canonical = Some(context.to_string());
                 Correlation::of(order).apply(&mut entry);
                 ops.push(Op::AppendLog(entry));

@@ -701,6 +701,9 @@ pub struct Trace {
     pub order: OrderView,
     pub steps: Vec<TraceStep>,
     pub deliveries: Vec<DeliveryView>,
+    /// The order's visits with their outcome and codes (the first 10,000).
+    #[schema(value_type = Vec<Object>)]
+    pub visits: Vec<Value>,
 }
 
 fn describe_step(e: &LogEntry) -> String {
@@ -750,10 +753,16 @@ async fn order_trace(State(state): State<AppState>, caller: Caller, Path(id): Pa
             error_message: e.error_message.clone(),
         })
         .collect();
+    let visits = state
+        .hub
+        .store
+        .visits(carehub_core::store::VisitFilter { order_id: Some(id.clone()), limit: 10_000, ..Default::default() })
+        .await?;
     Ok(Json(Trace {
         order: OrderView::from(record),
         steps,
         deliveries: deliveries.into_iter().map(DeliveryView::from).collect(),
+        visits: visits.into_iter().map(|v| serde_json::to_value(v).unwrap_or_default()).collect(),
     }))
 }
 
