@@ -19,3 +19,4 @@ mod rejections;
 mod tags;
 mod tls;
 mod treserva;
+mod visits;

@@ -41,6 +41,10 @@ pub struct Options {
     /// `[[systems]]` keys of a ParaGå system (an SFTP server), if the test has one; provider
     /// [`PROVIDER_D`] is routed to it.
     pub paraga: Option<String>,
+    /// More `[[systems]]` keys for the `phoniro` system (e.g. `visits_poll_seconds = 1`).
+    pub phoniro_extra: String,
+    /// A `[visits]` section's keys.
+    pub visits: String,
 }
 
 impl Default for Options {
@@ -52,6 +56,8 @@ impl Default for Options {
             tls: false,
             procapita: None,
             paraga: None,
+            phoniro_extra: String::new(),
+            visits: String::new(),
         }
     }
 }
@@ -105,6 +111,9 @@ max_body_bytes = {max_body}
 [auth]
 jwt_secret = "{SECRET}"
 
+[visits]
+{visits}
+
 [delivery]
 max_attempts = {attempts}
 initial_backoff_ms = 20
@@ -131,6 +140,7 @@ vendor = "phoniro"
 base_url = "{phoniro_url}/api"
 api_key = "phoniro-test-key"
 {phoniro_cert}
+{phoniro_extra}
 
 [[systems]]
 name = "lifecare"
@@ -167,6 +177,8 @@ system = "phoniro"
         db = db.display(),
         max_body = o.max_body_bytes,
         attempts = o.max_attempts,
+        phoniro_extra = o.phoniro_extra,
+        visits = o.visits,
     )
 }
 
@@ -204,6 +216,17 @@ impl TestHub {
             http: reqwest::Client::new(),
             auth: Auth::new(SECRET),
         }
+    }
+
+    /// Stops the hub and starts it again on the same database and configuration.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let config = Config::load(&self.config_path).expect("valid config");
+        let runtime = server::build(&config).expect("build");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let hub = server::start(runtime, listener).await.expect("start");
+        self.url = hub.url();
+        self.hub = Some(hub);
     }
 
     /// Stops the hub (the database stays).
@@ -392,4 +415,62 @@ pub fn carehub(args: &[&str]) -> std::process::Output {
         .env("CAREHUB_LOG", "warn")
         .output()
         .expect("run carehub")
+}
+
+/// A Combine decision for `provider` valid in November 2026, decided on the 1st (so its
+/// order is active from then on).
+pub fn november_decision(id: &str, pnr: &str, provider: &str) -> String {
+    decision_xml(id, pnr, provider, Some("2026-11-01T09:00:00+01:00"))
+}
+
+/// A Phoniro visit as pushed (`"type": "visit"`), NFC both ways unless `manual` says why
+/// (`Some(None)`: manual without a reason). Times are Stockholm local `2026-11-DDTHH:MM`.
+pub fn phoniro_visit(
+    id: &str,
+    provider: &str,
+    client: &str,
+    staff: &str,
+    tag: &str,
+    from: &str,
+    to: Option<&str>,
+    manual: Option<Option<&str>>,
+) -> Value {
+    let reg = |time: &str| {
+        let mut r = json!({"time": format!("{time}:00+01:00")});
+        match manual {
+            None => {
+                r["method"] = json!("NFC");
+                r["tagUid"] = json!(tag);
+            }
+            Some(reason) => {
+                r["method"] = json!("MANUAL");
+                if let Some(why) = reason {
+                    r["reason"] = json!(why);
+                }
+            }
+        }
+        r
+    };
+    let mut v = json!({
+        "type": "visit", "visitId": id, "provider": {"organisationNumber": provider},
+        "client": {"personalIdentityNumber": client}, "staffId": staff,
+        "checkIn": reg(from), "plannedMinutes": 30, "status": "PERFORMED"
+    });
+    if let Some(to) = to {
+        v["checkOut"] = reg(to);
+    }
+    v
+}
+
+/// Registers a tag in a client's home (as case management).
+pub async fn register_tag(hub: &TestHub, tag: &str, client: &str, from: &str) {
+    let r = hub
+        .http
+        .post(format!("{}/v1/tags", hub.url))
+        .bearer_auth(hub.case_management())
+        .json(&json!({"tag_uid": tag, "client": client, "installed_on": from}))
+        .send()
+        .await
+        .expect("post tag");
+    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
 }

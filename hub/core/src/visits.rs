@@ -27,6 +27,7 @@ pub enum Outcome {
 
 /// The rule codes of SPEC §6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum Code {
     /// Tag unknown (flagged, counted as a manual registration).
     Vis001,
@@ -229,6 +230,10 @@ pub fn validate(v: &Visit, facts: &dyn VisitFacts, t: &Thresholds, now: DateTime
         (None, _) => {}
     }
 
+    // Check-in and check-out may break a rule the same way (one unknown tag, read twice):
+    // say it once.
+    let mut seen = std::collections::HashSet::new();
+    findings.retain(|f| seen.insert((f.code, f.detail.clone())));
     let mut outcome = findings.iter().map(|f| f.code.outcome()).max().unwrap_or(Outcome::Accepted);
     // A manual registration with a reason, or a visit declined at the door, counts but shows.
     if outcome == Outcome::Accepted && (manual || v.outcome == VisitOutcome::DeclinedAtDoor) {
@@ -266,7 +271,13 @@ mod tests {
         fn tag_client(&self, tag: &TagUid, _day: NaiveDate) -> Option<PersonalIdentityNumber> {
             self.tags.iter().find(|(t, _)| *t == tag.as_str()).and_then(|(_, c)| PersonalIdentityNumber::parse(c).ok())
         }
-        fn active_order(&self, _: &OrgNumber, _: &PersonalIdentityNumber, _: NaiveDate, _: Option<&str>) -> Option<String> {
+        fn active_order(
+            &self,
+            _: &OrgNumber,
+            _: &PersonalIdentityNumber,
+            _: NaiveDate,
+            _: Option<&str>,
+        ) -> Option<String> {
             self.order.then(|| "O-1".to_owned())
         }
         fn overlapping(&self, _: &str, _: &str, _: DateTime<Utc>, _: DateTime<Utc>) -> Option<String> {
