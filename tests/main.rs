@@ -19,4 +19,5 @@ mod rejections;
 mod tags;
 mod tls;
 mod treserva;
+mod visit_paths;
 mod visits;

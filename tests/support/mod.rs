@@ -45,6 +45,8 @@ pub struct Options {
     pub phoniro_extra: String,
     /// A `[visits]` section's keys.
     pub visits: String,
+    /// More `[[systems]]` keys for the `combine` system (e.g. `visit_reports = false`).
+    pub combine_extra: String,
 }
 
 impl Default for Options {
@@ -58,6 +60,7 @@ impl Default for Options {
             paraga: None,
             phoniro_extra: String::new(),
             visits: String::new(),
+            combine_extra: String::new(),
         }
     }
 }
@@ -126,6 +129,7 @@ name = "combine"
 vendor = "combine"
 callback_url = "{combine_url}/callback"
 {combine_cert}
+{combine_extra}
 
 [[systems]]
 name = "treserva"
@@ -179,6 +183,7 @@ system = "phoniro"
         attempts = o.max_attempts,
         phoniro_extra = o.phoniro_extra,
         visits = o.visits,
+        combine_extra = o.combine_extra,
     )
 }
 
@@ -302,12 +307,22 @@ impl TestHub {
 }
 
 /// Polls `f` every 20 ms until it yields something, for at most 20 seconds.
-pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    eventually_within(what, Duration::from_secs(20), f).await
+}
+
+/// Polls `f` every 20 ms until it yields something, for at most `limit` (for work that is
+/// large on purpose, in an unoptimised test build).
+pub async fn eventually_within<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = f().await {
             return v;

@@ -145,6 +145,9 @@ pub struct System {
     pub poll_interval: std::time::Duration,
     /// A feed the hub pulls (with how often), for systems that are pulled from.
     pub feed: Option<(Arc<dyn Feed>, std::time::Duration)>,
+    /// A case-management system: whether visits of its orders are reported to it (and its
+    /// vendor has a visit mapping to report them with).
+    pub visit_reports: bool,
 }
 
 impl fmt::Debug for System {

@@ -247,7 +247,7 @@ impl Hub {
                     skipped.push(p.id);
                     continue;
                 };
-                if target.mappings.outbound(MessageType::Visit).is_none() {
+                if !target.visit_reports || target.mappings.outbound(MessageType::Visit).is_none() {
                     skipped.push(p.id);
                     continue;
                 }

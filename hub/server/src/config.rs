@@ -164,6 +164,10 @@ pub struct SystemConfig {
     pub vendor: VendorConfig,
     /// The DNS name in the system's client certificate (mutual TLS), if it uses one.
     pub client_cert_name: Option<String>,
+    /// A case-management system: whether accepted and flagged visits of its orders are
+    /// reported to it (when its vendor has a visit mapping). `visit_reports = false` turns
+    /// it off for a municipality that reads visits from the hub instead.
+    pub visit_reports: bool,
 }
 
 /// One `[[providers]]` entry: a provider and the system its orders go to.
@@ -315,6 +319,14 @@ impl Config {
                             None
                         }
                     };
+                    let visit_reports = match t.remove("visit_reports") {
+                        None => true,
+                        Some(toml::Value::Boolean(b)) => b,
+                        Some(_) => {
+                            errors.push(format!("{label}: visit_reports is true or false"));
+                            true
+                        }
+                    };
                     let vendor = match t.remove("vendor") {
                         Some(toml::Value::String(v)) => v,
                         _ => {
@@ -328,7 +340,7 @@ impl Config {
                     match VendorConfig::parse(&vendor, t).map(|v| v.relative_to(base)) {
                         Ok(v) => {
                             errors.extend(v.problems().into_iter().map(|p| format!("{label}: {p}")));
-                            systems.push(SystemConfig { name, vendor: v, client_cert_name });
+                            systems.push(SystemConfig { name, vendor: v, client_cert_name, visit_reports });
                         }
                         Err(e) => errors.push(format!("{label}: {e}")),
                     }

@@ -85,7 +85,9 @@ pub fn registry(config: &Config) -> anyhow::Result<Registry> {
     let mappings = load_mappings(config)?;
     Ok(Registry::new(config.systems.iter().map(|s| {
         let set = mappings[s.vendor.vendor()].clone();
-        carehub_adapters::build_system(&s.name, &s.vendor, set, &client)
+        let mut system = carehub_adapters::build_system(&s.name, &s.vendor, set, &client);
+        system.visit_reports = s.visit_reports;
+        system
     })))
 }
 
@@ -201,7 +203,8 @@ pub async fn start(runtime: Runtime, listener: tokio::net::TcpListener) -> anyho
         .collect();
     for system in state.hub.registry.iter() {
         if let Some((feed, every)) = system.feed.clone() {
-            let puller = carehub_core::poller::FeedPoller { hub: state.hub.clone(), system: system.clone(), feed, every };
+            let puller =
+                carehub_core::poller::FeedPoller { hub: state.hub.clone(), system: system.clone(), feed, every };
             pollers.push(tokio::spawn(puller.run(rx.clone())));
         }
     }
