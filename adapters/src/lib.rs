@@ -162,6 +162,7 @@ pub fn build_system(name: &str, config: &VendorConfig, mappings: Arc<MappingSet>
         poll_interval: inbox.as_ref().map(|(_, every)| *every).unwrap_or(Duration::from_secs(60)),
         inbox: inbox.map(|(i, _)| i),
         feed: config.feed(client),
+        visit_reports: true,
     }
 }
 
