@@ -43,8 +43,8 @@ async fn check_reaches_every_system_and_reports_every_config_problem() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "combine is unreachable: {stdout}");
     assert!(stdout.contains("configuration: ok (5 systems, 3 providers)"), "{stdout}");
-    assert!(stdout.contains("mappings treserva: 3 files, 6 samples pass"), "{stdout}");
-    assert!(stdout.contains("mappings combine: 3 files, 10 samples pass"), "{stdout}");
+    assert!(stdout.contains("mappings treserva: 4 files, 9 samples pass"), "{stdout}");
+    assert!(stdout.contains("mappings combine: 4 files, 14 samples pass"), "{stdout}");
     assert!(stdout.contains("system phoniro (phoniro): reachable"), "{stdout}");
     assert!(stdout.contains("system combine (combine): FAILED: transient: cannot connect"), "{stdout}");
 
@@ -100,6 +100,41 @@ fn the_demo_runs_end_to_end() {
         "audit verify: ok",
     ] {
         assert!(stdout.contains(line), "the demo's output lacks {line:?}:\n{stdout}");
+    }
+    // A month of visits: the planted faults come back with their codes, the provider with
+    // many manual registrations is marked, and the demo found every figure as planted.
+    let visits = stdout.split("7. Visits in ").nth(1).unwrap_or_default();
+    for line in [
+        "1 moved to another home on ",
+        "feed pages (1 served twice)",
+        "(1 push retried)",
+        "paraga-stockholm  ",
+        "daily files (Windows-1252 CSV over SFTP)",
+        "copies recognised ",
+        "VIS001 ",
+        "VIS002     3  tag registered to another client",
+        "VIS004     1  ",
+        "VIS005     2  the same staff member in two homes at once",
+        "VIS007 ",
+        "VIS008     3  a manual registration without a reason",
+        "visit reports on to case management: ",
+        "Manual registrations, ",
+        "every figure above is what the demo planted",
+    ] {
+        assert!(visits.contains(line), "the demo's visits lack {line:?}:\n{stdout}");
+    }
+    assert!(!visits.contains("MISMATCH"), "{stdout}");
+    let marked: Vec<&str> = visits.lines().filter(|l| l.contains("<- over the 10% threshold")).collect();
+    assert_eq!(marked.len(), 1, "one provider over the threshold:\n{stdout}");
+    assert!(marked[0].trim_start().starts_with("Hemtjänst Norr AB"), "{stdout}");
+    // No personal identity number is printed, with or without its dash.
+    let pnrs: std::collections::HashSet<String> = test_pnrs().into_iter().collect();
+    let squeezed = stdout.replace('-', "");
+    for run in squeezed.split(|c: char| !c.is_ascii_digit()).filter(|r| r.len() >= 12) {
+        assert!(
+            (0..=run.len() - 12).all(|i| !pnrs.contains(&run[i..i + 12])),
+            "the demo printed a personal identity number:\n{stdout}"
+        );
     }
     // The database it kept verifies on its own.
     let verify = carehub(&["audit", "verify", "--db", db.to_str().expect("path")]);

@@ -5,7 +5,10 @@
 //! canonical message, the direction (`in`: vendor to hub, `out`: hub to vendor), the format
 //! (XML, JSON or CSV), how to recognise the payload (root element, a JSON field's value, or
 //! a CSV file's header), and a list of fields: a vendor path, a canonical path and the
-//! transforms between them (type, date format, id prefix, code table, default, constant).
+//! transforms between them (type, date format, id prefix, code table, default, constant),
+//! plus the few a vendor's layout needs: several paths joined (`join`), a time past
+//! midnight (`after`), one side of a text (`split`, `part`), a list in one text (`list`),
+//! and a condition on what is already decoded (`when`).
 //! Each file carries sample payloads with their expected canonical form, and
 //! [`MappingSet::run_samples`] checks them all; the format is documented for municipal IT
 //! in `mappings/README.md`.
@@ -17,7 +20,8 @@
 //!
 //! Paths: vendor paths use `/` between element or key names, `@name` for an XML attribute,
 //! and `.` for the current node; in a CSV mapping a vendor path is a column name, taken
-//! whole. Canonical paths use `.` between JSON keys.
+//! whole. Canonical paths use `.` between JSON keys; `.` alone, in a list's fields, is the
+//! item itself (a list of plain values).
 
 pub mod csv;
 mod stream;
@@ -113,11 +117,51 @@ pub struct Field {
     /// A constant: written to the target side without reading the source side.
     #[serde(default)]
     pub value: Option<String>,
+    /// In, instead of `vendor`: several vendor paths (CSV columns, JSON keys) read and
+    /// joined with a space, for a value a vendor spreads over several places (ParaGå's
+    /// date in one column and time in the next). Absent when any of them is absent.
+    #[serde(default)]
+    pub join: Vec<String>,
+    /// In, for a `datetime` with a `format` (a wall-clock time): the canonical time, set by
+    /// an earlier field, that this one cannot be before. A time read earlier than it is on
+    /// the next day (a visit from 23:30 to 00:30), as files that give one date for a
+    /// check-in and a check-out mean.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// In, with `part`: the text is split at the first occurrence of this separator, and
+    /// the field takes one side (ParaGå's `Manuell:<orsak>` holds a method and a reason).
+    #[serde(default)]
+    pub split: Option<String>,
+    /// With `split`: 0, the text before the separator (all of it when there is none), or
+    /// 1, the text after it (absent when there is none).
+    #[serde(default)]
+    pub part: Option<usize>,
+    /// The value is a list in one text, items separated by this (`SERV,OMV` in a CSV
+    /// cell): in, a canonical array of the items, each trimmed and converted on its own
+    /// (empty items skipped); out, the items converted and joined.
+    #[serde(default)]
+    pub list: Option<String>,
+    /// The field applies only when a canonical value is present (and, with `equals`, has
+    /// that value): in, a value set by an earlier field of the same object; out, a value of
+    /// the context. A skipped field is neither read nor required: it keeps a tag UID off a
+    /// manual registration, or a check-out's method off a visit without a check-out.
+    #[serde(default)]
+    pub when: Option<When>,
     #[serde(default)]
     pub fields: Vec<Field>,
     /// The paths split once, when the file is loaded, not on every message.
     #[serde(skip)]
     pub(crate) compiled: Compiled,
+}
+
+/// A field's condition: the canonical value at `canonical` is present, and equals `equals`
+/// when that is given.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct When {
+    pub canonical: String,
+    #[serde(default)]
+    pub equals: Option<String>,
 }
 
 /// A field's paths, split.
@@ -126,8 +170,19 @@ pub(crate) struct Compiled {
     /// Vendor path: element (or key) names, then an optional attribute.
     pub(crate) elems: Vec<String>,
     pub(crate) attr: Option<String>,
-    /// Canonical path: JSON keys.
+    /// Canonical path: JSON keys. Empty for `.`, an item of a list that is a plain value.
     pub(crate) canonical: Vec<String>,
+    /// `join`'s vendor paths: element (or key) names each.
+    pub(crate) join: Vec<Vec<String>>,
+    /// `after`'s canonical path.
+    pub(crate) after: Vec<String>,
+    /// `when`'s canonical path.
+    pub(crate) when: Vec<String>,
+}
+
+/// A canonical path as JSON keys.
+fn canonical_keys(path: &str) -> Vec<String> {
+    path.split('.').filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 /// A wall-clock time in `zone` as an instant; the earlier one when the clock went back
@@ -154,12 +209,64 @@ impl Field {
             self.compiled.attr = attr;
         }
         if let Some(path) = &self.canonical {
-            self.compiled.canonical = path.split('.').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            self.compiled.canonical = canonical_keys(path);
         }
+        self.compiled.join = self.join.iter().map(|p| segments(p).map(str::to_owned).collect()).collect();
+        self.compiled.after = self.after.as_deref().map(canonical_keys).unwrap_or_default();
+        self.compiled.when = self.when.as_ref().map(|w| canonical_keys(&w.canonical)).unwrap_or_default();
         for f in &mut self.fields {
             f.compile();
         }
     }
+
+    /// How messages name the field: its vendor path, its joined paths, or its canonical
+    /// path.
+    fn label(&self) -> Cow<'_, str> {
+        match (&self.vendor, self.join.is_empty(), &self.canonical) {
+            (Some(v), _, _) => Cow::Borrowed(v),
+            (None, false, _) => Cow::Owned(self.join.join(" + ")),
+            (None, true, Some(c)) => Cow::Borrowed(c),
+            (None, true, None) => Cow::Borrowed("?"),
+        }
+    }
+
+    /// Whether the field's `when` holds in `ctx` (the object being built, inbound; the
+    /// context, outbound).
+    fn applies(&self, ctx: &Value) -> bool {
+        let Some(w) = &self.when else { return true };
+        let found = self.compiled.when.iter().try_fold(ctx, |v, key| v.get(key.as_str()));
+        match (found, &w.equals) {
+            (None | Some(Value::Null), _) => false,
+            (Some(_), None) => true,
+            (Some(Value::String(s)), Some(want)) => s == want,
+            (Some(Value::Number(n)), Some(want)) => n.to_string() == *want,
+            (Some(Value::Bool(b)), Some(want)) => b.to_string() == *want,
+            (Some(_), Some(_)) => false,
+        }
+    }
+
+    /// `split` and `part`: the side of the text the field takes; `None` when that side is
+    /// absent or empty.
+    fn take_part<'t>(&self, text: Cow<'t, str>) -> Option<Cow<'t, str>> {
+        let Some(sep) = self.split.as_deref() else { return Some(text) };
+        let part = self.part.unwrap_or(0);
+        match text {
+            Cow::Borrowed(s) => side(s, sep, part).map(Cow::Borrowed),
+            Cow::Owned(s) => side(&s, sep, part).map(|t| Cow::Owned(t.to_owned())),
+        }
+    }
+}
+
+/// Part 0 (before the first `sep`, or all of `s` without one) or part 1 (after it) of
+/// `s`, trimmed; `None` when empty or absent.
+fn side<'s>(s: &'s str, sep: &str, part: usize) -> Option<&'s str> {
+    let side = match (s.split_once(sep), part) {
+        (Some((before, _)), 0) => before,
+        (Some((_, after)), _) => after,
+        (None, 0) => s,
+        (None, _) => return None,
+    };
+    Some(side.trim()).filter(|t| !t.is_empty())
 }
 
 /// How an inbound JSON payload is recognised: the scalar at `path` equals `value`.
@@ -590,16 +697,21 @@ impl Mapping {
             problems.push("an envelope needs format = \"xml\"".to_owned());
         }
         self.check_csv(&mut problems);
-        self.check_fields(&self.fields, &mut problems);
+        self.check_fields(&self.fields, false, &mut problems);
         problems
     }
 
-    fn check_fields(&self, fields: &[Field], problems: &mut Vec<String>) {
+    /// Checks a list of fields: the mapping's own (`in_list` false) or a list field's items.
+    fn check_fields(&self, fields: &[Field], in_list: bool, problems: &mut Vec<String>) {
+        let inbound = self.direction == Direction::In;
+        // Inbound, the canonical paths the fields before this one set: what `when` and
+        // `after` can see.
+        let mut set_before: Vec<&str> = Vec::new();
         for f in fields {
-            let label = f.vendor.as_deref().or(f.canonical.as_deref()).unwrap_or("?");
+            let label = f.label();
             let (source, target) = match self.direction {
-                Direction::In => (&f.vendor, &f.canonical),
-                Direction::Out => (&f.canonical, &f.vendor),
+                Direction::In => (f.vendor.is_some() || !f.join.is_empty(), &f.canonical),
+                Direction::Out => (f.canonical.is_some(), &f.vendor),
             };
             if target.is_none() {
                 problems.push(format!(
@@ -610,7 +722,7 @@ impl Mapping {
                     }
                 ));
             }
-            if source.is_none() && f.value.is_none() {
+            if !source && f.value.is_none() {
                 problems.push(format!("field {label}: needs a source path or a constant `value`"));
             }
             if let Some(z) = &f.timezone {
@@ -623,8 +735,104 @@ impl Mapping {
                     problems.push(format!("field {label}: no table named '{t}'"));
                 }
             }
+            self.check_field_keys(f, &label, &set_before, problems);
+            if f.canonical.is_some() && f.compiled.canonical.is_empty() {
+                if !in_list {
+                    problems
+                        .push(format!("field {label}: canonical \".\" (the item itself) is for the fields of a list"));
+                } else if fields.iter().filter(|g| g.canonical.is_some()).count() > 1 {
+                    problems.push(format!(
+                        "field {label}: canonical \".\" makes the item a plain value, so it is its list's only field"
+                    ));
+                }
+            }
             if !f.fields.is_empty() {
-                self.check_fields(&f.fields, problems);
+                self.check_fields(&f.fields, true, problems);
+            }
+            if inbound {
+                if let Some(c) = &f.canonical {
+                    set_before.push(c);
+                }
+            }
+        }
+    }
+
+    /// The checks of `join`, `after`, `split`, `part`, `list` and `when`.
+    fn check_field_keys(&self, f: &Field, label: &str, set_before: &[&str], problems: &mut Vec<String>) {
+        let inbound = self.direction == Direction::In;
+        let mut refuse = |what: String| problems.push(format!("field {label}: {what}"));
+        for (key, used) in [
+            ("join", !f.join.is_empty()),
+            ("after", f.after.is_some()),
+            ("split", f.split.is_some()),
+            ("part", f.part.is_some()),
+        ] {
+            if used && !inbound {
+                refuse(format!("`{key}` is for inbound mappings"));
+            }
+        }
+        let list_field = !f.fields.is_empty();
+        if !f.join.is_empty() {
+            if f.vendor.is_some() {
+                refuse("`join` replaces `vendor`: give one or the other".to_owned());
+            }
+            if f.join.len() < 2 {
+                refuse("`join` needs two or more paths".to_owned());
+            }
+            if list_field {
+                refuse("`join` reads scalars, not a list's items".to_owned());
+            }
+            if self.format == Format::Xml {
+                refuse("`join` reads CSV columns and JSON keys, not XML".to_owned());
+            }
+            if f.join.iter().any(|p| p.trim().is_empty()) {
+                refuse("`join` has an empty path".to_owned());
+            }
+        }
+        if let Some(after) = &f.after {
+            if f.kind != FieldType::Datetime || f.format.is_none() {
+                refuse("`after` needs type = \"datetime\" with a `format` (a wall-clock time)".to_owned());
+            }
+            if inbound && !set_before.contains(&after.as_str()) {
+                refuse(format!("`after` names {after}, which no earlier field sets"));
+            }
+        }
+        match (&f.split, f.part) {
+            (Some(sep), Some(part)) => {
+                if sep.is_empty() {
+                    refuse("`split` needs a separator".to_owned());
+                }
+                if part > 1 {
+                    refuse(format!("part = {part}: use 0 (before the separator) or 1 (after it)"));
+                }
+            }
+            (Some(_), None) => refuse("`split` needs `part` (0: before the separator, 1: after it)".to_owned()),
+            (None, Some(_)) => refuse("`part` needs `split`".to_owned()),
+            (None, None) => {}
+        }
+        if let Some(sep) = &f.list {
+            if sep.is_empty() {
+                refuse("`list` needs a separator".to_owned());
+            }
+            if list_field {
+                refuse("`list` is for a list in one value; a list field's items have their own `fields`".to_owned());
+            }
+            if f.after.is_some() {
+                refuse("`list` and `after` do not go together".to_owned());
+            }
+        }
+        if let Some(w) = &f.when {
+            if f.compiled.when.is_empty() {
+                refuse("`when` needs a canonical path".to_owned());
+            } else if inbound {
+                let w = w.canonical.trim_matches('.');
+                let seen = set_before.iter().any(|c| {
+                    let c = c.trim_matches('.');
+                    c == w || c.strip_prefix(w).is_some_and(|rest| rest.starts_with('.'))
+                });
+                if !seen {
+                    refuse(format!("`when` reads {w}, which no earlier field sets"));
+                }
             }
         }
     }
@@ -696,18 +904,36 @@ fn first_json<'a>(v: &'a Value, segs: &[String]) -> Option<&'a Value> {
     }
 }
 
-/// The text a field's vendor path selects, borrowed where it can be; empty text counts as
-/// absent.
-fn scalar<'a>(node: Node<'a>, f: &'a Field) -> Option<Cow<'a, str>> {
-    let c = &f.compiled;
+/// The text a field's vendor path selects (or its `join` paths, joined with a space),
+/// borrowed where it can be; empty text counts as absent. `at` is the field's position in
+/// its list, which a CSV row's column index is kept by.
+fn scalar<'a>(node: Node<'a>, at: usize, f: &'a Field) -> Option<Cow<'a, str>> {
+    if f.join.is_empty() {
+        return text_at(node, at, 0, &f.compiled.elems, f.compiled.attr.is_some());
+    }
+    let mut joined = String::new();
+    for (k, elems) in f.compiled.join.iter().enumerate() {
+        let part = text_at(node, at, k, elems, false)?;
+        if k > 0 {
+            joined.push(' ');
+        }
+        joined.push_str(&part);
+    }
+    Some(Cow::Owned(joined))
+}
+
+/// The trimmed, non-empty text at one vendor path of field `at`: in a CSV row, its `k`th
+/// column (the path's name was resolved to a column once per file); in JSON, the scalar at
+/// `elems` (never an attribute).
+fn text_at<'a>(node: Node<'a>, at: usize, k: usize, elems: &'a [String], attr: bool) -> Option<Cow<'a, str>> {
     let text: Cow<'a, str> = match node {
         // A column name is taken whole: `/` or `@` in it mean nothing.
-        Node::Csv(row) => Cow::Owned(row.cell(f.vendor.as_deref()?)?),
+        Node::Csv(row) => return row.cell(at, k).map(Cow::Borrowed),
         Node::Json(v) => {
-            if c.attr.is_some() {
+            if attr {
                 return None;
             }
-            match first_json(v, &c.elems)? {
+            match first_json(v, elems)? {
                 Value::String(s) => Cow::Borrowed(s.as_str()),
                 Value::Number(n) => Cow::Owned(n.to_string()),
                 Value::Bool(b) => Cow::Owned(b.to_string()),
@@ -723,8 +949,8 @@ fn scalar<'a>(node: Node<'a>, f: &'a Field) -> Option<Cow<'a, str>> {
 
 fn decode_fields(node: Node<'_>, fields: &[Field], m: &Mapping) -> Result<Value, ValidationError> {
     let mut out = Value::Object(Map::new());
-    for f in fields {
-        if f.canonical.is_none() {
+    for (at, f) in fields.iter().enumerate() {
+        if f.canonical.is_none() || !f.applies(&out) {
             continue;
         }
         let found = if !f.fields.is_empty() {
@@ -733,7 +959,7 @@ fn decode_fields(node: Node<'_>, fields: &[Field], m: &Mapping) -> Result<Value,
         } else if f.value.is_some() {
             Found::Scalar(None)
         } else {
-            Found::Scalar(scalar(node, f))
+            Found::Scalar(scalar(node, at, f))
         };
         put_field(&mut out, f, found, m)?;
     }
@@ -749,9 +975,13 @@ pub(crate) enum Found<'a> {
 }
 
 /// Puts one field into the canonical object: the rules every reader (XML, JSON, CSV)
-/// shares. A required list needs an item; a scalar is its constant, else what was found,
-/// else its default, and is required unless optional; the value is converted and placed.
+/// shares. A field whose `when` does not hold is skipped. A required list needs an item; a
+/// scalar is its constant, else the `part` of what was found, else its default, and is
+/// required unless optional; the value (or each item of a `list`) is converted and placed.
 pub(crate) fn put_field(out: &mut Value, f: &Field, found: Found<'_>, m: &Mapping) -> Result<(), ValidationError> {
+    if !f.applies(out) {
+        return Ok(());
+    }
     let value = match found {
         Found::List(items) => {
             if items.is_empty() && !f.optional {
@@ -763,19 +993,39 @@ pub(crate) fn put_field(out: &mut Value, f: &Field, found: Found<'_>, m: &Mappin
         Found::Scalar(text) => {
             let raw = match &f.value {
                 Some(v) => Some(Cow::Borrowed(v.as_str())),
-                None => text.or_else(|| f.default.as_deref().map(Cow::Borrowed)),
+                None => text.and_then(|t| f.take_part(t)).or_else(|| f.default.as_deref().map(Cow::Borrowed)),
             };
-            let Some(raw) = raw else {
+            let value = match (raw, &f.list) {
+                (None, _) => None,
+                (Some(raw), None) => {
+                    let floor = (!f.compiled.after.is_empty())
+                        .then(|| f.compiled.after.iter().try_fold(&*out, |v, key| v.get(key.as_str())))
+                        .flatten()
+                        .and_then(Value::as_str)
+                        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| t.with_timezone(&Utc));
+                    Some(convert_in(f, raw, floor, m)?)
+                }
+                (Some(raw), Some(sep)) => {
+                    let items = raw
+                        .split(sep.as_str())
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(|t| convert_in(f, Cow::Borrowed(t), None, m))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    (!items.is_empty()).then_some(Value::Array(items))
+                }
+            };
+            let Some(value) = value else {
                 if f.optional {
                     return Ok(());
                 }
-                let what = f.vendor.as_deref().or(f.canonical.as_deref()).unwrap_or("?");
-                return Err(ValidationError::new(ErrorCode::MissingField, format!("{what} is required")));
+                return Err(ValidationError::new(ErrorCode::MissingField, format!("{} is required", f.label())));
             };
-            convert_in(f, raw, m)?
+            value
         }
     };
-    *json_walk(out, &f.compiled.canonical) = value;
+    json_put(out, &f.compiled.canonical, value);
     Ok(())
 }
 
@@ -803,8 +1053,50 @@ fn iso_date(d: NaiveDate) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
 }
 
-pub(crate) fn convert_in(f: &Field, raw: Cow<'_, str>, m: &Mapping) -> Result<Value, ValidationError> {
-    let label = f.vendor.as_deref().or(f.canonical.as_deref()).unwrap_or("?");
+/// A wall-clock time of the form `fmt`; `%Y-%m-%d %H:%M` (ParaGå's, a hundred thousand
+/// rows a file) is read without chrono's general parser.
+fn parse_naive_datetime(s: &str, fmt: &str) -> Option<NaiveDateTime> {
+    let b = s.as_bytes();
+    if fmt == "%Y-%m-%d %H:%M" && b.len() == 16 && b[10] == b' ' && b[13] == b':' {
+        let num = |r: std::ops::Range<usize>| -> Option<u32> {
+            b.get(r)?.iter().try_fold(0u32, |n, c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
+        };
+        let date = parse_date(s.get(..10)?, "%Y-%m-%d")?;
+        return date.and_hms_opt(num(11..13)?, num(14..16)?, 0);
+    }
+    NaiveDateTime::parse_from_str(s, fmt).ok()
+}
+
+/// A wall-clock time in `zone` that is not before `floor` (see [`Field::after`]): of the
+/// instants it names that day (two in the hour October repeats), the first not before the
+/// floor; failing that, the same time on the next day. Without a floor, [`in_zone`].
+/// `None` for a time the spring clock change skips.
+fn at_or_after(naive: NaiveDateTime, zone: chrono_tz::Tz, floor: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    use chrono::TimeZone;
+    let Some(floor) = floor else { return in_zone(naive, zone) };
+    let that_day = zone.from_local_datetime(&naive);
+    let (first, last) = (that_day.earliest(), that_day.latest());
+    if let Some(t) = [first, last].into_iter().flatten().map(|t| t.with_timezone(&Utc)).find(|t| *t >= floor) {
+        return Some(t);
+    }
+    // Earlier than the floor; a time that does not exist that day is compared by the clock.
+    let earlier = first.is_some() || naive < floor.with_timezone(&zone).naive_local();
+    if earlier {
+        in_zone(naive.checked_add_days(chrono::Days::new(1))?, zone)
+    } else {
+        None
+    }
+}
+
+/// Vendor text to a canonical value: the code table, the prefix, then the type. `floor`
+/// is the time a `datetime` with `after` cannot be before.
+pub(crate) fn convert_in(
+    f: &Field,
+    raw: Cow<'_, str>,
+    floor: Option<DateTime<Utc>>,
+    m: &Mapping,
+) -> Result<Value, ValidationError> {
+    let label = f.label();
     let mut s = raw;
     if let Some(t) = &f.table {
         let table = m
@@ -840,10 +1132,10 @@ pub(crate) fn convert_in(f: &Field, raw: Cow<'_, str>, m: &Mapping) -> Result<Va
         FieldType::Datetime => {
             let at: DateTime<Utc> = match f.format.as_deref() {
                 Some(fmt) => {
-                    let naive = NaiveDateTime::parse_from_str(&s, fmt).map_err(|_| {
+                    let naive = parse_naive_datetime(&s, fmt).ok_or_else(|| {
                         ValidationError::new(ErrorCode::InvalidDate, format!("{label}: not a time of the form {fmt}"))
                     })?;
-                    in_zone(naive, f.zone()).ok_or_else(|| {
+                    at_or_after(naive, f.zone(), floor).ok_or_else(|| {
                         ValidationError::new(
                             ErrorCode::InvalidDate,
                             format!("{label}: that time does not exist in {} (a clock change)", f.zone()),
@@ -872,6 +1164,9 @@ fn encode_fields(target: &mut Target<'_>, ctx: &Value, fields: &[Field], m: &Map
         let Some(path) = f.vendor.as_deref() else {
             continue;
         };
+        if !f.applies(ctx) {
+            continue;
+        }
         let source = f.canonical.as_deref().and_then(|c| get_path(ctx, c)).filter(|v| !v.is_null());
         if !f.fields.is_empty() {
             let items = match source {
@@ -946,6 +1241,17 @@ fn missing_out(f: &Field) -> ValidationError {
 /// Canonical value to vendor text. The flag says whether the text keeps its canonical type
 /// (a JSON target writes numbers and booleans as such); a code table makes it text.
 fn convert_out(f: &Field, v: &Value, m: &Mapping) -> Result<(String, bool), ValidationError> {
+    match (&f.list, v) {
+        (Some(sep), Value::Array(items)) => {
+            let texts = items.iter().map(|item| convert_out_one(f, item, m).map(|(t, _)| t));
+            Ok((texts.collect::<Result<Vec<_>, _>>()?.join(sep.as_str()), false))
+        }
+        _ => convert_out_one(f, v, m),
+    }
+}
+
+/// One canonical scalar to vendor text (see [`convert_out`]).
+fn convert_out_one(f: &Field, v: &Value, m: &Mapping) -> Result<(String, bool), ValidationError> {
     let label = f.canonical.as_deref().unwrap_or("?");
     let bad = |what: &str| ValidationError::new(ErrorCode::InvalidValue, format!("canonical {label}: {what}"));
     let mut s = match v {
@@ -1029,6 +1335,23 @@ pub(crate) fn json_walk<'a, S: AsRef<str>>(v: &'a mut Value, segs: &[S]) -> &'a 
                 None => unreachable!("inserted above"),
             }
         }
+    }
+}
+
+/// Puts `value` at `segs` below `root` (replacing `root` itself for no segments): the
+/// objects on the way are made as needed, and the last key is inserted in one look-up, as
+/// this runs for every field of every row of a large file.
+pub(crate) fn json_put<S: AsRef<str>>(root: &mut Value, segs: &[S], value: Value) {
+    let Some((last, head)) = segs.split_last() else {
+        *root = value;
+        return;
+    };
+    let parent = json_walk(root, head);
+    if !parent.is_object() {
+        *parent = Value::Object(Map::new());
+    }
+    if let Value::Object(map) = parent {
+        map.insert(last.as_ref().to_owned(), value);
     }
 }
 
@@ -1202,5 +1525,262 @@ table = "missing"
         assert!(errors.iter().any(|e| e.reason.contains("root")));
         assert!(errors.iter().any(|e| e.reason.contains("table")));
         assert!(errors.iter().any(|e| e.file == "t/worse.toml"));
+    }
+
+    /// A visit-like inbound JSON mapping using the keys for values spread over several
+    /// places: `join`, `after`, `split`/`part`, `list`, `when` and an item's own value.
+    const VISIT_JSON: &str = r#"
+message = "visit"
+direction = "in"
+format = "json"
+
+[[fields]]
+join = ["day", "in"]
+canonical = "check_in.at"
+type = "datetime"
+format = "%Y-%m-%d %H:%M"
+
+[[fields]]
+join = ["day", "out"]
+canonical = "check_out.at"
+type = "datetime"
+format = "%Y-%m-%d %H:%M"
+after = "check_in.at"
+optional = true
+
+[[fields]]
+vendor = "reg"
+canonical = "check_in.method"
+split = ":"
+part = 0
+table = "method"
+
+[[fields]]
+vendor = "reg"
+canonical = "check_in.reason"
+split = ":"
+part = 1
+optional = true
+when = { canonical = "check_in.method", equals = "manual" }
+
+[[fields]]
+vendor = "tag"
+canonical = "check_in.tag_uid"
+when = { canonical = "check_in.method", equals = "nfc" }
+
+[[fields]]
+vendor = "reg"
+canonical = "check_out.method"
+split = ":"
+part = 0
+table = "method"
+when = { canonical = "check_out.at" }
+
+[[fields]]
+vendor = "codes"
+canonical = "services"
+list = ","
+table = "cat"
+optional = true
+
+[[fields]]
+vendor = "activities"
+canonical = "activities"
+optional = true
+  [[fields.fields]]
+  vendor = "."
+  canonical = "."
+  table = "cat"
+
+[tables.method]
+NFC = "nfc"
+Manuell = "manual"
+
+[tables.cat]
+A = "alpha"
+B = "beta"
+"#;
+
+    fn visit(payload: Value) -> Result<Value, ValidationError> {
+        let s = MappingSet::from_sources("t", [("visit.toml", VISIT_JSON)]).expect("loads");
+        s.decode(&payload.to_string()).map(|d| d.canonical)
+    }
+
+    #[test]
+    fn join_reads_several_places_as_one_value() {
+        let v = visit(serde_json::json!({"day": "2026-11-03", "in": "08:02", "reg": "NFC", "tag": "04A21BC3"}))
+            .expect("decodes");
+        assert_eq!(v["check_in"]["at"], "2026-11-03T07:02:00Z");
+        assert!(v.get("check_out").is_none(), "no out: the optional joined value is absent, and so its method");
+        let e =
+            visit(serde_json::json!({"day": "2026-11-03", "in": " ", "reg": "NFC", "tag": "x"})).expect_err("no in");
+        assert_eq!((e.code, e.reason.as_str()), (ErrorCode::MissingField, "day + in is required"));
+    }
+
+    #[test]
+    fn after_moves_a_time_before_its_floor_to_the_next_day() {
+        let at = |day: &str, i: &str, o: &str| {
+            visit(serde_json::json!({"day": day, "in": i, "out": o, "reg": "Manuell"}))
+                .map(|v| (v["check_in"]["at"].clone(), v["check_out"]["at"].clone()))
+        };
+        assert_eq!(
+            at("2026-11-03", "08:02", "08:47").expect("same day"),
+            ("2026-11-03T07:02:00Z".into(), "2026-11-03T07:47:00Z".into())
+        );
+        assert_eq!(
+            at("2026-11-03", "23:30", "00:30").expect("midnight"),
+            ("2026-11-03T22:30:00Z".into(), "2026-11-03T23:30:00Z".into())
+        );
+        assert_eq!(
+            at("2026-11-03", "08:02", "08:02").expect("equal"),
+            ("2026-11-03T07:02:00Z".into(), "2026-11-03T07:02:00Z".into())
+        );
+        // The hour October repeats: 02:10 after 02:50 is 02:10's second occurrence, 20
+        // minutes later, not the next day.
+        assert_eq!(
+            at("2026-10-25", "02:50", "02:10").expect("repeated hour"),
+            ("2026-10-25T00:50:00Z".into(), "2026-10-25T01:10:00Z".into())
+        );
+        // Across the March change: 23:00 to 03:30 the next morning, which lost an hour.
+        assert_eq!(
+            at("2026-03-28", "23:00", "03:30").expect("spring night"),
+            ("2026-03-28T22:00:00Z".into(), "2026-03-29T01:30:00Z".into())
+        );
+        // 02:30 the next day does not exist that night; nor on the day itself.
+        assert_eq!(at("2026-03-28", "23:00", "02:30").expect_err("skipped").code, ErrorCode::InvalidDate);
+        assert_eq!(at("2026-03-29", "01:00", "02:30").expect_err("skipped").code, ErrorCode::InvalidDate);
+        // The clock skipped 02:30 on the day, and it is before check-in by the clock: the next day's.
+        assert_eq!(at("2026-03-29", "23:00", "02:30").expect("next day").1, "2026-03-30T00:30:00Z");
+    }
+
+    #[test]
+    fn split_takes_a_side_and_when_keeps_fields_off() {
+        let v = visit(serde_json::json!({"day": "2026-11-03", "in": "08:02", "out": "08:40",
+            "reg": "Manuell: Taggen saknades: ny beställd ", "tag": "04A21BC3"}))
+        .expect("decodes");
+        assert_eq!(
+            v["check_in"],
+            serde_json::json!({"at": "2026-11-03T07:02:00Z", "method": "manual", "reason": "Taggen saknades: ny beställd"}),
+            "the reason keeps its colons; the manual registration's tag is not read"
+        );
+        assert_eq!(v["check_out"]["method"], "manual", "a check-out: its method is read");
+        let v = visit(serde_json::json!({"day": "2026-11-03", "in": "08:02", "reg": "Manuell:"})).expect("no reason");
+        assert_eq!(v["check_in"], serde_json::json!({"at": "2026-11-03T07:02:00Z", "method": "manual"}));
+        let v = visit(serde_json::json!({"day": "2026-11-03", "in": "08:02", "reg": "NFC:x", "tag": "04A21BC3"}))
+            .expect("nfc");
+        assert_eq!(
+            v["check_in"],
+            serde_json::json!({"at": "2026-11-03T07:02:00Z", "method": "nfc", "tag_uid": "04A21BC3"})
+        );
+        let e = visit(serde_json::json!({"day": "2026-11-03", "in": "08:02", "reg": "NFC"})).expect_err("no tag");
+        assert_eq!(e.code, ErrorCode::MissingField);
+        let e = visit(serde_json::json!({"day": "2026-11-03", "in": "08:02", "reg": ":x"})).expect_err("no method");
+        assert_eq!(e.code, ErrorCode::MissingField);
+    }
+
+    #[test]
+    fn list_splits_a_value_and_an_item_can_be_a_plain_value() {
+        let base = serde_json::json!({"day": "2026-11-03", "in": "08:02", "reg": "Manuell:x"});
+        let with = |k: &str, v: Value| {
+            let mut p = base.clone();
+            p[k] = v;
+            visit(p)
+        };
+        let v = with("codes", serde_json::json!(" A, ,B ,")).expect("a list");
+        assert_eq!(v["services"], serde_json::json!(["alpha", "beta"]));
+        assert!(with("codes", serde_json::json!(" , ")).expect("empty").get("services").is_none());
+        assert_eq!(with("codes", serde_json::json!("A,Z")).expect_err("Z").code, ErrorCode::InvalidValue);
+        let v = with("activities", serde_json::json!(["B", "A"])).expect("an array of codes");
+        assert_eq!(v["activities"], serde_json::json!(["beta", "alpha"]));
+        assert_eq!(with("activities", serde_json::json!(["Z"])).expect_err("Z").code, ErrorCode::InvalidValue);
+    }
+
+    #[test]
+    fn outbound_lists_join_when_skips_and_items_write_plain_values() {
+        let text = r#"
+message = "visit"
+direction = "out"
+format = "json"
+
+[[fields]]
+vendor = "codes"
+canonical = "visit.services"
+list = ";"
+table = "cat"
+
+[[fields]]
+vendor = "activities"
+canonical = "visit.services"
+  [[fields.fields]]
+  vendor = "."
+  canonical = "."
+  table = "cat"
+
+[[fields]]
+vendor = "tag"
+canonical = "visit.tag"
+when = { canonical = "visit.method", equals = "nfc" }
+
+[tables.cat]
+A = "alpha"
+B = "beta"
+"#;
+        let s = MappingSet::from_sources("t", [("visit.toml", text)]).expect("loads");
+        let render = |ctx: Value| -> Value {
+            serde_json::from_slice(&s.encode(MessageType::Visit, &ctx).expect("renders").body).expect("json")
+        };
+        let ctx = serde_json::json!({"visit": {"services": ["alpha", "beta"], "method": "nfc", "tag": "04A21BC3"}});
+        assert_eq!(render(ctx), serde_json::json!({"codes": "A;B", "activities": ["A", "B"], "tag": "04A21BC3"}));
+        let ctx = serde_json::json!({"visit": {"services": ["beta"], "method": "manual", "tag": "04A21BC3"}});
+        assert_eq!(render(ctx), serde_json::json!({"codes": "B", "activities": ["B"]}));
+    }
+
+    #[test]
+    fn misused_keys_are_reported_when_the_file_loads() {
+        let problems = |text: &str| -> Vec<String> {
+            MappingSet::from_sources("t", [("m.toml", text)])
+                .err()
+                .map(|e| e.into_iter().map(|e| e.reason).collect())
+                .unwrap_or_default()
+        };
+        let inbound = "message = \"visit\"\ndirection = \"in\"\nformat = \"json\"\n";
+        let with = |fields: &str| problems(&format!("{inbound}{fields}\n[tables.t]\nA = \"a\"\n"));
+        let has = |found: Vec<String>, want: &str| {
+            assert!(found.iter().any(|p| p.contains(want)), "{want:?} not in {found:?}");
+        };
+        has(with("[[fields]]\nvendor = \"a\"\njoin = [\"a\", \"b\"]\ncanonical = \"x\""), "`join` replaces `vendor`");
+        has(with("[[fields]]\njoin = [\"a\"]\ncanonical = \"x\""), "two or more");
+        has(
+            with("[[fields]]\nvendor = \"a\"\ncanonical = \"x\"\ntype = \"datetime\"\nafter = \"y\""),
+            "`after` needs type",
+        );
+        has(
+            with("[[fields]]\nvendor = \"a\"\ncanonical = \"x\"\ntype = \"datetime\"\nformat = \"%H\"\nafter = \"y\""),
+            "`after` names y, which no earlier field sets",
+        );
+        has(with("[[fields]]\nvendor = \"a\"\ncanonical = \"x\"\nsplit = \":\""), "`split` needs `part`");
+        has(with("[[fields]]\nvendor = \"a\"\ncanonical = \"x\"\nsplit = \":\"\npart = 2"), "part = 2");
+        has(with("[[fields]]\nvendor = \"a\"\ncanonical = \"x\"\npart = 1"), "`part` needs `split`");
+        has(with("[[fields]]\nvendor = \"a\"\ncanonical = \"x\"\nlist = \"\""), "`list` needs a separator");
+        has(
+            with("[[fields]]\nvendor = \"a\"\ncanonical = \"x\"\nlist = \",\"\n  [[fields.fields]]\n  vendor = \"b\"\n  canonical = \"c\""),
+            "`list` is for a list in one value",
+        );
+        has(
+            with("[[fields]]\nvendor = \"a\"\ncanonical = \"x\"\nwhen = { canonical = \"y\" }\n[[fields]]\nvendor = \"b\"\ncanonical = \"y\""),
+            "`when` reads y, which no earlier field sets",
+        );
+        assert!(with("[[fields]]\nvendor = \"b\"\ncanonical = \"y.z\"\n[[fields]]\nvendor = \"a\"\ncanonical = \"x\"\nwhen = { canonical = \"y\" }").is_empty());
+        has(with("[[fields]]\nvendor = \"a\"\ncanonical = \".\""), "is for the fields of a list");
+        has(
+            with("[[fields]]\nvendor = \"a\"\ncanonical = \"x\"\n  [[fields.fields]]\n  vendor = \".\"\n  canonical = \".\"\n  [[fields.fields]]\n  vendor = \"b\"\n  canonical = \"c\""),
+            "its list's only field",
+        );
+        let xml = "message = \"visit\"\ndirection = \"in\"\nformat = \"xml\"\nroot = \"R\"\n[[fields]]\njoin = [\"a\", \"b\"]\ncanonical = \"x\"";
+        has(problems(xml), "not XML");
+        let out = "message = \"visit\"\ndirection = \"out\"\nformat = \"json\"\n[[fields]]\njoin = [\"a\", \"b\"]\nvendor = \"v\"\nsplit = \":\"\npart = 0";
+        let found = problems(out);
+        has(found.clone(), "`join` is for inbound mappings");
+        has(found, "`split` is for inbound mappings");
     }
 }
