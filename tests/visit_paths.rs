@@ -3,7 +3,7 @@
 //! few bad rows. (Phoniro's push and pull: `visits.rs`.)
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -96,13 +96,11 @@ async fn a_paraga_file_of_100000_rows_stores_the_good_rows_and_names_each_bad_on
     // rows among them.
     let mut text = String::from("Personnummer;Datum;Kom;Gick;Taggid;Registrering;Insatser;Utfall;Personal\r\n");
     let bad: [(usize, &str); 3] = [(10, "INVALID_VALUE"), (50_000, "INVALID_DATE"), (99_999, "")];
-    let mut line = 1;
-    for i in 0..100_000 {
+    for (i, line) in (0..100_000).zip(2..) {
         let n = i % clients.len();
         let day = 1 + (i / clients.len()) % 20;
         let minute = (i / (clients.len() * 20)) % 600;
         let (h, m) = (7 + minute / 60, minute % 60);
-        line += 1;
         let mut row = format!(
             "{};2026-11-{day:02};{h:02}:{m:02};{:02}:{:02};04F0{n:04X};NFC;OMV;Utförd;st-{i}",
             clients[n],

@@ -438,6 +438,7 @@ pub fn november_decision(id: &str, pnr: &str, provider: &str) -> String {
     decision_xml(id, pnr, provider, Some("2026-11-01T09:00:00+01:00"))
 }
 
+#[allow(clippy::too_many_arguments)]
 /// A Phoniro visit as pushed (`"type": "visit"`), NFC both ways unless `manual` says why
 /// (`Some(None)`: manual without a reason). Times are Stockholm local `2026-11-DDTHH:MM`.
 pub fn phoniro_visit(

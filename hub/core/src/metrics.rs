@@ -108,8 +108,8 @@ impl Metrics {
         self.rejections.get_or_create(&RejectionLabels { system: system.to_owned(), code: code.to_owned() }).inc();
     }
 
-    /// Counts a validated visit once per code (or once as `none`).
-    pub fn visit(&self, system: &str, outcome: &str, codes: &[String]) {
+    /// Counts `n` validated visits of one kind once per code (or once as `none`).
+    pub fn visits(&self, system: &str, outcome: &str, codes: &[String], n: u64) {
         let count = |code: &str| {
             self.visits
                 .get_or_create(&VisitLabels {
@@ -117,7 +117,7 @@ impl Metrics {
                     outcome: outcome.to_owned(),
                     code: code.to_owned(),
                 })
-                .inc();
+                .inc_by(n);
         };
         if codes.is_empty() {
             count("none");

@@ -284,7 +284,13 @@ impl Hub {
     }
 
     /// Logs the inbound message as rejected and builds the refusal.
-    pub(crate) async fn reject(&self, inbound: &Inbound<'_>, code: ErrorCode, reason: String, corr: Correlation) -> Rejection {
+    pub(crate) async fn reject(
+        &self,
+        inbound: &Inbound<'_>,
+        code: ErrorCode,
+        reason: String,
+        corr: Correlation,
+    ) -> Rejection {
         let mut entry = inbound.entry(status::REJECTED);
         entry.error_code = Some(code.as_str().to_owned());
         entry.error_message = Some(reason.clone());
@@ -700,7 +706,13 @@ impl Correlation {
     }
 }
 
-pub(crate) fn outbound_entry(target: &System, kind: MessageType, content_type: &str, body: &[u8], key: &str) -> NewLogEntry {
+pub(crate) fn outbound_entry(
+    target: &System,
+    kind: MessageType,
+    content_type: &str,
+    body: &[u8],
+    key: &str,
+) -> NewLogEntry {
     NewLogEntry {
         system: target.name.clone(),
         vendor: target.vendor.to_owned(),

@@ -10,12 +10,12 @@
 
 use std::sync::Arc;
 
-use carehub_model::ErrorCode;
+use carehub_model::{ErrorCode, Message};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::adapter::{Feed, Inbox, System};
-use crate::pipeline::Hub;
+use crate::pipeline::{Hub, Sender};
 
 /// A file name as the operational log may show it: a run of ten or more digits (which could
 /// be a personal identity number a producer put in the name) is masked.
@@ -187,43 +187,115 @@ impl FeedPoller {
     }
 
     /// Takes pages until one brings nothing new (no visits, or no cursor beyond the one
-    /// asked with).
+    /// asked with). A reader task fetches and maps pages ahead (following each page's
+    /// cursor) while the store takes the ones already read: up to [`PAGES_PER_COMMIT`] pages
+    /// that are waiting go into one commit, each with its log entry, the last with its cursor,
+    /// so the network, the mapping and the store work side by side and a commit's fixed cost
+    /// is shared.
     pub async fn pull(&self) -> PullReport {
         let mut report = PullReport::default();
-        loop {
-            let cursor = match self.hub.store.feed_cursor(&self.system.name).await {
-                Ok(c) => c,
-                Err(e) => {
-                    report.stopped = Some(format!("store: {e}"));
-                    return report;
-                }
-            };
-            let page = match self.feed.page(cursor.as_deref()).await {
-                Ok(p) => p,
-                Err(e) => {
-                    report.stopped = Some(e.to_string());
-                    return report;
-                }
-            };
-            let receipt = match self
-                .hub
-                .receive(&self.system.name, page, Some("application/json"), &crate::pipeline::Sender::Trusted)
-                .await
-            {
-                Ok(r) => r,
-                Err(r) => {
-                    // Logged as rejected; the cursor stays, so the page is asked for again
-                    // at the next poll (the vendor may have fixed it by then).
-                    report.stopped = Some(format!("page refused: {}: {}", r.code, r.message));
-                    return report;
-                }
-            };
-            report.pages += 1;
-            report.visits += receipt.visits.len();
-            let next = self.hub.store.feed_cursor(&self.system.name).await.ok().flatten();
-            if receipt.visits.is_empty() || next.is_none() || next == cursor {
+        let cursor = match self.hub.store.feed_cursor(&self.system.name).await {
+            Ok(c) => c,
+            Err(e) => {
+                report.stopped = Some(format!("store: {e}"));
                 return report;
             }
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Fetched, String>>(PAGES_PER_COMMIT);
+        let (feed, system) = (self.feed.clone(), self.system.clone());
+        let reader = tokio::spawn(async move {
+            let mut cursor = cursor;
+            loop {
+                let page = match feed.page(cursor.as_deref()).await {
+                    Ok(body) => {
+                        let decoded = system.decode(&body);
+                        Fetched { body, decoded }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string())).await;
+                        return;
+                    }
+                };
+                let (visits, next) = match &page.decoded {
+                    Ok((_, Message::Visits(b))) => (b.visits.len(), b.cursor.clone()),
+                    _ => (0, None),
+                };
+                // An empty page that moves nothing ends the pull: there is nothing to take,
+                // and the log does not fill up with polls.
+                if page.decoded.is_ok() && visits == 0 && (next.is_none() || next == cursor) {
+                    return;
+                }
+                let more = visits > 0 && next.is_some() && next != cursor;
+                if tx.send(Ok(page)).await.is_err() || !more {
+                    return;
+                }
+                cursor = next;
+            }
+        });
+        while let Some(first) = rx.recv().await {
+            let mut pages = vec![first];
+            while pages.len() < PAGES_PER_COMMIT {
+                match rx.try_recv() {
+                    Ok(p) => pages.push(p),
+                    Err(_) => break,
+                }
+            }
+            let mut readable = Vec::new();
+            let mut problem = None;
+            for p in pages {
+                match p {
+                    Ok(Fetched { body, decoded: Ok((decoded, Message::Visits(batch))) }) => {
+                        readable.push((body, decoded, batch));
+                    }
+                    Ok(other) => {
+                        problem = Some(other);
+                        break;
+                    }
+                    Err(e) => {
+                        report.stopped = Some(e);
+                        break;
+                    }
+                }
+            }
+            if !readable.is_empty() {
+                match self.hub.take_pages(&self.system, readable).await {
+                    Ok(taken) => {
+                        report.pages += taken.len();
+                        report.visits += taken.iter().map(|r| r.results.len()).sum::<usize>();
+                    }
+                    Err(r) => {
+                        report.stopped = Some(format!("pages not stored: {}: {}", r.code, r.message));
+                    }
+                }
+            }
+            if let Some(page) = problem {
+                // Logged as rejected; the cursor stays, so the page is asked for again at the
+                // next poll (the vendor may have fixed it by then).
+                let refused = self
+                    .hub
+                    .dispatch(&self.system, page.body, "application/json", page.decoded, &Sender::Trusted)
+                    .await
+                    .err()
+                    .map(|r| format!("{}: {}", r.code, r.message))
+                    .unwrap_or_else(|| "not a page of visits".into());
+                report.stopped = Some(format!("page refused: {refused}"));
+            }
+            if report.stopped.is_some() {
+                break;
+            }
         }
+        drop(rx);
+        let _ = reader.await;
+        report
     }
+}
+
+/// Pages of a feed stored in one commit at most (when that many are read and waiting).
+pub const PAGES_PER_COMMIT: usize = 4;
+
+/// A page fetched and read, not yet stored.
+struct Fetched {
+    body: Vec<u8>,
+    decoded:
+        Result<(crate::mapping::Decoded, Message), (Option<crate::mapping::Decoded>, carehub_model::ValidationError)>,
 }

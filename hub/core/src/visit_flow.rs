@@ -9,10 +9,11 @@
 //! hears anything. A page pulled from a feed carries its cursor into that same commit, so a
 //! restart resumes exactly where the last stored page ended.
 //!
-//! Forwarding is decoupled: stored visits wait in the store (`forwarded = 0`) until
-//! [`Hub::forward_visits`] renders them for their case-management system and queues them in
-//! the outbox, marking them in the same commit. Ingestion does not wait for rendering, and a
-//! crash between the two loses nothing: the waiting visits are still waiting.
+//! Forwarding is decoupled: [`Hub::forward_visits`] walks the stored visits in id order
+//! behind a watermark, renders the accepted and flagged ones for their case-management
+//! system and queues them in the outbox, moving the watermark in the same commit. Ingestion
+//! does not wait for rendering, and a crash between the two loses nothing: the visits past
+//! the watermark are still there.
 
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ use crate::adapter::System;
 use crate::mapping::RowDecoded;
 use crate::pipeline::{outbound_entry, store_unavailable, Correlation, Hub, Inbound, Receipt, Rejection, Sender};
 use crate::store::{
-    forward_state, status, IncomingVisit, IngestReport, NewDelivery, NewLogEntry, Op, OpResult, StoreError, VisitIngest,
+    progress, status, IncomingVisit, IngestReport, NewDelivery, NewLogEntry, Op, OpResult, StoreError, VisitIngest,
 };
 use crate::visits::Outcome;
 
@@ -44,13 +45,19 @@ impl Hub {
 
     /// Fills in what the record may leave out (the provider a system serves alone, an id
     /// derived from the visit) and checks the sender may speak for the provider.
-    fn complete(&self, sys: &System, mut v: Visit, line: Option<usize>, sender: &Sender) -> IncomingVisit {
+    fn complete(
+        &self,
+        sys: &System,
+        served: &[&str],
+        mut v: Visit,
+        line: Option<usize>,
+        sender: &Sender,
+    ) -> IncomingVisit {
         let unreadable = |code: ErrorCode, message: String| IncomingVisit::Unreadable {
             line,
             code: code.as_str().to_owned(),
             message,
         };
-        let served = self.providers_of(sys);
         if v.provider.is_none() {
             v.provider = match sender {
                 Sender::Provider(org) => Some(org.clone()),
@@ -108,14 +115,62 @@ impl Hub {
                 _ => None,
             })
             .ok_or_else(|| Rejection::new(ErrorCode::Internal, "the store did not report the visits"))?;
+        self.count(sys, &report);
+        Ok(report)
+    }
+
+    /// Pages of a pulled feed, read in order: each page's visits validated and stored with
+    /// its log entry, all pages in one commit, each page's cursor stored after it (so the
+    /// feed's cursor ends at the last page's).
+    pub(crate) async fn take_pages(
+        &self,
+        sys: &System,
+        pages: Vec<(Vec<u8>, crate::mapping::Decoded, carehub_model::VisitBatch)>,
+    ) -> Result<Vec<IngestReport>, Rejection> {
+        let served = self.providers_of(sys);
+        let now = Utc::now();
+        let mut ops = Vec::with_capacity(pages.len());
+        for (body, decoded, batch) in pages {
+            let inbound =
+                Inbound { system: sys, body, content_type: "application/json".to_owned(), decoded: Some(decoded) };
+            let visits: Vec<IncomingVisit> =
+                batch.visits.into_iter().map(|v| self.complete(sys, &served, v, None, &Sender::Trusted)).collect();
+            ops.push(Op::IngestVisits(Box::new(VisitIngest {
+                system: sys.name.clone(),
+                log: inbound.entry(status::ACCEPTED),
+                visits,
+                thresholds: self.visit_rules,
+                now,
+                cursor: batch.cursor,
+            })));
+        }
+        let results = self.store.commit(ops).await.map_err(store_unavailable)?;
+        let mut reports = Vec::new();
+        for r in results {
+            if let OpResult::Visits(report) = r {
+                self.count(sys, &report);
+                self.metrics.message(&sys.name, "in", MessageType::Visits.as_str(), status::ACCEPTED);
+                reports.push(report);
+            }
+        }
+        info!(system = %sys.name, pages = reports.len(), "feed pages taken");
+        Ok(reports)
+    }
+
+    /// Counts a batch's results and wakes the forwarder when some may go on.
+    fn count(&self, sys: &System, report: &IngestReport) {
+        // Counted per (outcome, codes) kind, not per visit: a batch has few kinds.
+        let mut kinds: std::collections::HashMap<(&str, &[String]), u64> = std::collections::HashMap::new();
         for r in &report.results {
             let outcome = if r.duplicate_of.is_some() { "duplicate" } else { outcome_name(r.outcome) };
-            self.metrics.visit(&sys.name, outcome, &r.codes);
+            *kinds.entry((outcome, r.codes.as_slice())).or_default() += 1;
+        }
+        for ((outcome, codes), n) in kinds {
+            self.metrics.visits(&sys.name, outcome, codes, n);
         }
         if report.results.iter().any(|r| r.outcome != Outcome::Rejected && r.duplicate_of.is_none()) {
             self.visit_notify.notify_one();
         }
-        Ok(report)
     }
 
     /// A visit pushed, or a page of visits pulled: each validated and stored, the message
@@ -128,8 +183,9 @@ impl Hub {
         sender: &Sender,
         kind: MessageType,
     ) -> Result<Receipt, Rejection> {
+        let served = self.providers_of(inbound.system);
         let incoming: Vec<IncomingVisit> =
-            visits.into_iter().map(|v| self.complete(inbound.system, v, None, sender)).collect();
+            visits.into_iter().map(|v| self.complete(inbound.system, &served, v, None, sender)).collect();
         let mut entry = inbound.entry(status::ACCEPTED);
         let only = match incoming.as_slice() {
             [IncomingVisit::Visit { visit, .. }] => Some(visit),
@@ -170,35 +226,15 @@ impl Hub {
         rows: Vec<RowDecoded>,
     ) -> Result<Receipt, Rejection> {
         let total = rows.len();
-        let mut incoming = Vec::with_capacity(total);
-        for row in rows {
-            let line = Some(row.line);
-            let parsed = row.result.and_then(|d| {
-                if d.message_type != MessageType::Visit {
-                    return Err(carehub_model::ValidationError::new(
-                        ErrorCode::UnknownMessageType,
-                        format!("a {} row in a file of visits", d.message_type),
-                    ));
-                }
-                serde_json::from_value::<Visit>(d.canonical)
-                    .map_err(|e| carehub_model::ValidationError::from_message(&e.to_string()))
-            });
-            incoming.push(match parsed {
-                Ok(v) => self.complete(sys, v, line, &Sender::Trusted),
-                Err(e) => IncomingVisit::Unreadable {
-                    line,
-                    code: e.code.as_str().to_owned(),
-                    message: format!("line {}: {}", row.line, e.reason),
-                },
-            });
-        }
+        let served = self.providers_of(sys);
         let chunks = total.div_ceil(FILE_CHUNK).max(1);
         let mut first_seq = None;
         let mut all = Vec::with_capacity(total);
         let mut payload = Some(bytes);
-        let mut rest = incoming.into_iter();
+        let mut rows = rows.into_iter();
+        let mut next = self.typed_rows(sys, &served, rows.by_ref().take(FILE_CHUNK));
         for part in 1..=chunks {
-            let chunk: Vec<IncomingVisit> = rest.by_ref().take(FILE_CHUNK).collect();
+            let chunk = std::mem::take(&mut next);
             let mut entry = NewLogEntry {
                 system: sys.name.clone(),
                 vendor: sys.vendor.to_owned(),
@@ -212,7 +248,16 @@ impl Hub {
             if let Some(first) = first_seq {
                 entry.error_message = Some(format!("part {part} of {chunks} of the file logged as message {first}"));
             }
-            let report = self.ingest(sys, entry, chunk, None).await?;
+            // The next chunk is read while the writer stores this one.
+            let (report, typed) = tokio::join!(self.ingest(sys, entry, chunk, None), async {
+                if part < chunks {
+                    self.typed_rows(sys, &served, rows.by_ref().take(FILE_CHUNK))
+                } else {
+                    Vec::new()
+                }
+            });
+            let report = report?;
+            next = typed;
             first_seq.get_or_insert(report.log_seq);
             all.extend(report.results);
         }
@@ -229,26 +274,44 @@ impl Hub {
         })
     }
 
+    /// CSV rows as visits to take, or as refusals with their line and code.
+    fn typed_rows(&self, sys: &System, served: &[&str], rows: impl Iterator<Item = RowDecoded>) -> Vec<IncomingVisit> {
+        rows.map(|row| {
+            let line = Some(row.line);
+            let parsed = row.result.and_then(|d| {
+                if d.message_type != MessageType::Visit {
+                    return Err(carehub_model::ValidationError::new(
+                        ErrorCode::UnknownMessageType,
+                        format!("a {} row in a file of visits", d.message_type),
+                    ));
+                }
+                serde_json::from_value::<Visit>(d.canonical)
+                    .map_err(|e| carehub_model::ValidationError::from_message(&e.to_string()))
+            });
+            match parsed {
+                Ok(v) => self.complete(sys, served, v, line, &Sender::Trusted),
+                Err(e) => IncomingVisit::Unreadable {
+                    line,
+                    code: e.code.as_str().to_owned(),
+                    message: format!("line {}: {}", row.line, e.reason),
+                },
+            }
+        })
+        .collect()
+    }
+
     /// Renders waiting visits for their case-management systems and queues them, a chunk
     /// per commit, until none wait. Returns how many were queued.
     pub async fn forward_visits(&self) -> Result<usize, StoreError> {
         let mut queued = 0;
         loop {
-            let pending = self.store.pending_forwards(FORWARD_CHUNK).await?;
-            if pending.is_empty() {
-                return Ok(queued);
-            }
+            let batch = self.store.visits_to_report(FORWARD_CHUNK).await?;
+            let Some(through) = batch.through else { return Ok(queued) };
             let mut ops = Vec::new();
-            let mut done = Vec::new();
-            let mut skipped = Vec::new();
-            for p in pending {
-                let target = p.order.as_ref().and_then(|o| self.registry.get(&o.source_system).cloned());
-                let (Some(order), Some(target)) = (&p.order, target) else {
-                    skipped.push(p.id);
-                    continue;
-                };
+            for p in batch.visits {
+                let Some(order) = &p.order else { continue };
+                let Some(target) = self.registry.get(&order.source_system).cloned() else { continue };
                 if !target.visit_reports || target.mappings.outbound(MessageType::Visit).is_none() {
-                    skipped.push(p.id);
                     continue;
                 }
                 let minutes = p.seconds.map(|s| (s + 30) / 60);
@@ -264,7 +327,6 @@ impl Hub {
                     Ok(r) => r,
                     Err(e) => {
                         warn!(system = %target.name, code = e.code.as_str(), "cannot render a visit report");
-                        skipped.push(p.id);
                         continue;
                     }
                 };
@@ -285,17 +347,16 @@ impl Hub {
                     body: rendered.body,
                     action: rendered.action,
                 }));
-                done.push(p.id);
+                queued += 1;
             }
-            queued += done.len();
-            if !done.is_empty() {
-                ops.push(Op::MarkForwarded { ids: done, state: forward_state::QUEUED });
-            }
-            if !skipped.is_empty() {
-                ops.push(Op::MarkForwarded { ids: skipped, state: forward_state::NOT_SENT });
-            }
+            // The reports and the watermark move together: a crash repeats nothing and
+            // loses nothing.
+            let any = !ops.is_empty();
+            ops.push(Op::SetProgress { name: progress::VISIT_REPORTS, through });
             self.store.commit(ops).await?;
-            self.outbox_notify.notify_one();
+            if any {
+                self.outbox_notify.notify_one();
+            }
         }
     }
 

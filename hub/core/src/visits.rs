@@ -96,6 +96,19 @@ pub struct Verdict {
     pub order_id: Option<String>,
 }
 
+impl Verdict {
+    /// VIS007: a copy of the visit `first`, answered with its id and not stored again.
+    pub fn copy_of(first: String) -> Verdict {
+        Verdict {
+            outcome: Outcome::Rejected,
+            findings: vec![Finding { code: Code::Vis007, detail: format!("a copy of visit {first}") }],
+            manual: false,
+            duplicate_of: Some(first),
+            order_id: None,
+        }
+    }
+}
+
 /// Thresholds, configurable, with SPEC §6's defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Thresholds {
@@ -134,6 +147,8 @@ pub trait VisitFacts {
     /// A stored visit of the same staff member (in another home) overlapping the interval.
     fn overlapping(&self, staff: &str, client: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<String>;
     /// A visit already received with this source id, or with the same staff, client and times.
+    /// (A store may leave the source id to its insert, and answer [`Verdict::copy_of`]
+    /// when the insert finds the id taken.)
     fn duplicate_of(&self, visit: &Visit) -> Option<String>;
     /// Whether the municipality has closed this calendar month (year, month).
     fn month_closed(&self, year: i32, month: u32) -> bool;
@@ -145,13 +160,7 @@ pub fn validate(v: &Visit, facts: &dyn VisitFacts, t: &Thresholds, now: DateTime
     let mut found = |code: Code, detail: String| findings.push(Finding { code, detail });
 
     if let Some(first) = facts.duplicate_of(v) {
-        return Verdict {
-            outcome: Outcome::Rejected,
-            findings: vec![Finding { code: Code::Vis007, detail: format!("a copy of visit {first}") }],
-            manual: false,
-            duplicate_of: Some(first),
-            order_id: None,
-        };
+        return Verdict::copy_of(first);
     }
 
     let client = PersonalIdentityNumber::parse(&v.client).ok();

@@ -4,8 +4,8 @@
 
 use carehub_core::store::sqlite::SqliteStore;
 use carehub_core::store::{
-    forward_state, DecisionRecord, IncomingVisit, NewLogEntry, Op, OpResult, OrderRecord, Store, VisitFilter,
-    VisitIngest, VisitResult,
+    progress, DecisionRecord, IncomingVisit, NewLogEntry, Op, OpResult, OrderRecord, Store, VisitFilter, VisitIngest,
+    VisitResult,
 };
 use carehub_core::visits::{Outcome, Thresholds};
 use carehub_model::{
@@ -170,17 +170,15 @@ async fn a_batch_sees_its_own_earlier_visits_and_copies_are_stored_once() {
     assert_eq!(logged["results"][3]["codes"], serde_json::json!(["VIS005"]));
     assert_eq!(logged["cursor"], "c-1");
 
-    // Accepted visits with an order wait to be forwarded; the rejected one does not.
-    let pending = store.pending_forwards(100).await.expect("pending");
-    assert_eq!(
-        pending.iter().map(|p| p.visit.id.as_ref().map(|i| i.as_str().to_owned())).collect::<Vec<_>>(),
-        vec![Some("phoniro:V-1".to_owned()), Some("phoniro:V-3".to_owned())]
-    );
-    store
-        .commit(vec![Op::MarkForwarded { ids: pending.iter().map(|p| p.id).collect(), state: forward_state::QUEUED }])
-        .await
-        .expect("mark");
-    assert!(store.pending_forwards(100).await.expect("pending").is_empty());
+    // Accepted visits with an order wait to be reported; the rejected one is passed over.
+    let batch = store.visits_to_report(100).await.expect("to report");
+    let waiting: Vec<Option<String>> =
+        batch.visits.iter().map(|p| p.visit.id.as_ref().map(|i| i.as_str().to_owned())).collect();
+    assert_eq!(waiting, vec![Some("phoniro:V-1".to_owned()), Some("phoniro:V-3".to_owned())]);
+    let through = batch.through.expect("a watermark");
+    store.commit(vec![Op::SetProgress { name: progress::VISIT_REPORTS, through }]).await.expect("move");
+    let after = store.visits_to_report(100).await.expect("to report");
+    assert!(after.visits.is_empty() && after.through.is_none(), "nothing is reported twice");
 }
 
 #[tokio::test]

@@ -53,6 +53,10 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10_000)]
         files: usize,
     },
+    /// Visit records per second through ingestion, validation and durable logging, in
+    /// batches (Phoniro pages, a ParaGå file) and as webhook pushes, over a store holding a
+    /// month of Stockholm-sized data.
+    Visits(crate::bench_visits::VisitBenchArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -62,6 +66,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
             tokio::task::spawn_blocking(move || translate(files, passes)).await?
         }
         BenchCommand::Sftp { files } => sftp(files).await,
+        BenchCommand::Visits(args) => crate::bench_visits::run(args).await,
     }
 }
 

@@ -1530,7 +1530,7 @@ impl VisitRun<'_> {
         let deadline = Instant::now() + limit;
         let mut quiet = 0;
         loop {
-            let waiting = self.store.pending_forwards(1).await?.len();
+            let waiting = usize::from(self.store.visits_to_report(1).await?.through.is_some());
             let pending = self.store.outbox_counts().await?.pending;
             if waiting == 0 && pending == 0 {
                 quiet += 1;

@@ -25,6 +25,7 @@ macro_rules! out {
 pub mod api;
 pub mod auth;
 pub mod bench;
+pub mod bench_visits;
 pub mod cli;
 pub mod config;
 pub mod demo;

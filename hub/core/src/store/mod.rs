@@ -47,7 +47,19 @@ impl From<rusqlite::Error> for StoreError {
 
 /// Formats an instant the way the store keeps it: UTC, microseconds, fixed width.
 pub fn ts(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    use chrono::{Datelike, Timelike};
+    // std's formatting, not chrono's strftime interpreter: this runs several times per
+    // visit in the writer's hot loop.
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        at.year(),
+        at.month(),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.nanosecond() / 1000 % 1_000_000
+    )
 }
 
 /// The current instant in store format.
@@ -265,16 +277,22 @@ pub enum Op {
     IngestVisits(Box<VisitIngest>),
     /// Closes a month (`YYYY-MM`): visits in it are refused from now on (VIS006).
     CloseMonth(String),
-    /// Records what became of visits waiting to be forwarded (see [`forward_state`]).
-    MarkForwarded { ids: Vec<i64>, state: i64 },
+    /// Moves a background job's watermark (see [`progress`]).
+    SetProgress { name: &'static str, through: i64 },
 }
 
-/// Whether an accepted or flagged visit has gone on to its case-management system.
-pub mod forward_state {
-    pub const WAITING: i64 = 0;
-    pub const QUEUED: i64 = 1;
-    /// Rejected, without an order, or the system takes no visit reports.
-    pub const NOT_SENT: i64 = 2;
+/// Names of background jobs' watermarks.
+pub mod progress {
+    /// Visit reports to case-management systems: visits up to this id are dealt with.
+    pub const VISIT_REPORTS: &str = "visit_reports";
+}
+
+/// Visits after the report watermark: the reportable ones (accepted or flagged, with an
+/// order), and the last id looked at (rejected ones are passed over).
+#[derive(Debug, Clone, Default)]
+pub struct ReportBatch {
+    pub visits: Vec<PendingForward>,
+    pub through: Option<i64>,
 }
 
 /// A record of a batch: a visit to validate and store, or one that could not be read.
@@ -487,8 +505,8 @@ pub trait Store: Send + Sync + 'static {
     async fn visits(&self, filter: VisitFilter) -> Result<Vec<VisitRecord>, StoreError>;
     /// The manual-registration share of each provider with visits in `month` (`YYYY-MM`).
     async fn manual_shares(&self, month: &str) -> Result<Vec<ManualShare>, StoreError>;
-    /// Accepted and flagged visits not yet forwarded, oldest first.
-    async fn pending_forwards(&self, limit: usize) -> Result<Vec<PendingForward>, StoreError>;
+    /// Up to `limit` visits after the visit-report watermark, oldest first.
+    async fn visits_to_report(&self, limit: usize) -> Result<ReportBatch, StoreError>;
     /// Where a pulled feed stands.
     async fn feed_cursor(&self, system: &str) -> Result<Option<String>, StoreError>;
 }
@@ -510,4 +528,17 @@ pub async fn verify_chain(store: &dyn Store) -> Result<ChainReport, StoreError> 
         }
     }
     Ok(verifier.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    #[test]
+    fn ts_is_chronos_fixed_width_form() {
+        for (secs, nanos) in [(0, 0), (1_795_000_000, 123_456_789), (1_795_000_059, 999_999_999), (4_102_444_799, 1)] {
+            let at = chrono::Utc.timestamp_opt(secs, nanos).single().expect("instant");
+            assert_eq!(super::ts(at), at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
+        }
+    }
 }

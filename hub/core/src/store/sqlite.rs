@@ -24,6 +24,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::*;
 use crate::log::{entry_hash, GENESIS};
 
+/// The writer connection's page cache, in KiB.
+const WRITER_CACHE_KIB: u32 = 256 * 1024;
+
 /// Most requests one commit takes.
 pub const MAX_BATCH: usize = 1024;
 
@@ -54,7 +57,8 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
-         PRAGMA temp_store = MEMORY;",
+         PRAGMA temp_store = MEMORY;
+         PRAGMA mmap_size = 4294967296;",
     )?;
     Ok(conn)
 }
@@ -80,12 +84,25 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and runs pending migrations.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let mut conn = open_connection(path)?;
+        // The writer's page cache holds the hot index pages (a batch of visits touches six
+        // indexes at random places): with SQLite's 2 MB default it would spill dirty pages
+        // to the WAL in the middle of a transaction and read them back.
+        conn.execute_batch(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB};"))?;
         migrate(&mut conn)?;
+        // Checkpoints (copying the WAL into the database file) run on their own thread, so
+        // the writer only appends to the WAL and its commits do not wait for them.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
         let (tx, rx) = mpsc::channel::<WriteRequest>(8192);
         std::thread::Builder::new()
             .name("carehub-store-writer".into())
             .spawn(move || writer_loop(conn, rx))
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
+        let checkpointer = open_connection(path)?;
+        let alive = tx.downgrade();
+        std::thread::Builder::new()
+            .name("carehub-store-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, alive))
+            .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(SqliteStore { writer: tx, readers: Arc::new(Mutex::new(Vec::new())), path: path.to_owned() })
     }
 
@@ -116,6 +133,29 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
+    }
+}
+
+/// WAL pages past which a checkpoint runs (SQLite's own default threshold).
+const CHECKPOINT_PAGES: i64 = 1000;
+
+/// Checkpoints the WAL whenever it has grown past [`CHECKPOINT_PAGES`], until the store is
+/// dropped. PASSIVE: it never blocks the writer or readers; a checkpoint a reader holds up
+/// finishes at a later turn. Once the whole WAL is checkpointed, SQLite starts it over.
+fn checkpoint_loop(conn: Connection, alive: mpsc::WeakSender<WriteRequest>) {
+    let mut pending: i64 = 0;
+    while alive.upgrade().is_some() {
+        std::thread::sleep(Duration::from_millis(if pending > CHECKPOINT_PAGES { 10 } else { 200 }));
+        // (busy, WAL frames, frames checkpointed)
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        }) {
+            Ok((_, frames, done)) => pending = frames - done,
+            Err(e) => {
+                tracing::warn!(error = %e, "WAL checkpoint failed; trying again");
+                pending = 0;
+            }
+        }
     }
 }
 
@@ -487,11 +527,12 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpRe
                 .execute(params![month, now_ts()])?;
             Ok(OpResult::Done)
         }
-        Op::MarkForwarded { ids, state } => {
-            let mut stmt = conn.prepare_cached("UPDATE visits SET forwarded = ?2 WHERE id = ?1")?;
-            for id in ids {
-                stmt.execute(params![id, state])?;
-            }
+        Op::SetProgress { name, through } => {
+            conn.prepare_cached(
+                "INSERT INTO progress (name, through) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET through = MAX(through, excluded.through)",
+            )?
+            .execute(params![name, through])?;
             Ok(OpResult::Done)
         }
         Op::RecordRead { subject, role, what } => {
@@ -807,8 +848,8 @@ impl Store for SqliteStore {
         self.read(move |c| super::visits_sql::manual_shares(c, &month)).await
     }
 
-    async fn pending_forwards(&self, limit: usize) -> Result<Vec<PendingForward>, StoreError> {
-        self.read(move |c| super::visits_sql::pending_forwards(c, limit)).await
+    async fn visits_to_report(&self, limit: usize) -> Result<ReportBatch, StoreError> {
+        self.read(move |c| super::visits_sql::visits_to_report(c, limit)).await
     }
 
     async fn feed_cursor(&self, system: &str) -> Result<Option<String>, StoreError> {
@@ -836,6 +877,10 @@ pub fn bare_insert_loop(
 ) -> Result<Duration, StoreError> {
     {
         let mut conn = open_connection(path)?;
+        // The writer's page cache holds the hot index pages (a batch of visits touches six
+        // indexes at random places): with SQLite's 2 MB default it would spill dirty pages
+        // to the WAL in the middle of a transaction and read them back.
+        conn.execute_batch(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB};"))?;
         migrate(&mut conn)?;
     }
     let mut conn = open_connection(path)?;

@@ -22,6 +22,68 @@ struct SqlFacts<'a> {
     conn: &'a Connection,
     thresholds: Thresholds,
     closed: HashSet<String>,
+    /// The staff member's visits around the one being validated, read once for both the
+    /// copy check and the overlap check (one probe of `visits_staff` instead of two).
+    window: std::cell::RefCell<Option<StaffWindow>>,
+    /// Tags and orders do not change during a batch: each (tag, day) and (provider, client,
+    /// day) is looked up once per batch.
+    tags: std::cell::RefCell<std::collections::HashMap<(String, NaiveDate), Option<PersonalIdentityNumber>>>,
+    orders: std::cell::RefCell<std::collections::HashMap<OrderKey, Option<String>>>,
+}
+
+/// (provider, client, day, the order the visit names).
+type OrderKey = (String, String, NaiveDate, Option<String>);
+
+/// A staff member's stored visits that started within `max_duration` before a check-in and
+/// up to its check-out.
+struct StaffWindow {
+    staff: String,
+    from: String,
+    to: String,
+    visits: Vec<Nearby>,
+}
+
+struct Nearby {
+    source_id: String,
+    client: String,
+    check_in: String,
+    check_out: Option<String>,
+    rejected: bool,
+}
+
+impl SqlFacts<'_> {
+    /// Runs `f` over the staff member's visits in [from - max_duration, to], reading them
+    /// only when the window differs from the last one read.
+    fn with_window<T>(&self, staff: &str, from: &str, to: &str, f: impl FnOnce(&[Nearby]) -> T) -> Option<T> {
+        let mut cache = self.window.borrow_mut();
+        let fresh = cache.as_ref().is_none_or(|w| w.staff != staff || w.from != from || w.to != to);
+        if fresh {
+            let earliest = chrono::DateTime::parse_from_rfc3339(from)
+                .map(|t| ts(t.with_timezone(&Utc) - self.thresholds.max_duration))
+                .ok()?;
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT source_id, client, check_in, check_out, outcome FROM visits
+                     WHERE staff = ?1 AND check_in > ?2 AND check_in <= ?3",
+                )
+                .ok()?;
+            let rows = stmt
+                .query_map(params![staff, earliest, to], |r| {
+                    Ok(Nearby {
+                        source_id: r.get(0)?,
+                        client: r.get(1)?,
+                        check_in: r.get(2)?,
+                        check_out: r.get(3)?,
+                        rejected: r.get::<_, String>(4)? == "rejected",
+                    })
+                })
+                .ok()?;
+            let visits = rows.collect::<Result<Vec<_>, _>>().ok()?;
+            *cache = Some(StaffWindow { staff: staff.to_owned(), from: from.to_owned(), to: to.to_owned(), visits });
+        }
+        cache.as_ref().map(|w| f(&w.visits))
+    }
 }
 
 /// The month of a day, as stored: `YYYY-MM`.
@@ -31,6 +93,10 @@ fn month_of(day: NaiveDate) -> String {
 
 impl VisitFacts for SqlFacts<'_> {
     fn tag_client(&self, tag: &TagUid, day: NaiveDate) -> Option<PersonalIdentityNumber> {
+        let key = (tag.as_str().to_owned(), day);
+        if let Some(known) = self.tags.borrow().get(&key) {
+            return known.clone();
+        }
         let day = day.to_string();
         let client: Option<String> = self
             .conn
@@ -42,7 +108,9 @@ impl VisitFacts for SqlFacts<'_> {
             .and_then(|mut s| s.query_row(params![tag.as_str(), day], |r| r.get(0)).optional())
             .ok()
             .flatten();
-        client.and_then(|c| PersonalIdentityNumber::parse(&c).ok())
+        let owner = client.and_then(|c| PersonalIdentityNumber::parse(&c).ok());
+        self.tags.borrow_mut().insert(key, owner.clone());
+        owner
     }
 
     fn active_order(
@@ -52,7 +120,12 @@ impl VisitFacts for SqlFacts<'_> {
         day: NaiveDate,
         named: Option<&str>,
     ) -> Option<String> {
-        self.conn
+        let key = (provider.as_str().to_owned(), client.expose().to_owned(), day, named.map(str::to_owned));
+        if let Some(known) = self.orders.borrow().get(&key) {
+            return known.clone();
+        }
+        let found: Option<String> = self
+            .conn
             .prepare_cached(
                 "SELECT id FROM orders
                  WHERE client = ?1 AND provider = ?2 AND start_date <= ?3
@@ -65,46 +138,37 @@ impl VisitFacts for SqlFacts<'_> {
                     .optional()
             })
             .ok()
-            .flatten()
+            .flatten();
+        self.orders.borrow_mut().insert(key, found.clone());
+        found
     }
 
     fn overlapping(&self, staff: &str, client: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<String> {
         // A stored visit overlapping [from, to) started before `to` and, being at most
         // max_duration long (longer ones are rejected), after from - max_duration.
-        let earliest = ts(from - self.thresholds.max_duration);
-        self.conn
-            .prepare_cached(
-                "SELECT source_id FROM visits
-                 WHERE staff = ?1 AND check_in > ?2 AND check_in < ?3 AND check_out > ?4
-                   AND client <> ?5 AND outcome <> 'rejected'
-                 ORDER BY check_in LIMIT 1",
-            )
-            .and_then(|mut s| s.query_row(params![staff, earliest, ts(to), ts(from), client], |r| r.get(0)).optional())
-            .ok()
-            .flatten()
+        let (from, to) = (ts(from), ts(to));
+        self.with_window(staff, &from, &to, |near| {
+            near.iter()
+                .filter(|n| !n.rejected && n.client != client && n.check_in < to)
+                .find(|n| n.check_out.as_ref().is_some_and(|out| *out > from))
+                .map(|n| n.source_id.clone())
+        })
+        .flatten()
     }
 
     fn duplicate_of(&self, v: &Visit) -> Option<String> {
-        let by_id = v.id.as_ref().and_then(|id| {
-            self.conn
-                .prepare_cached("SELECT source_id FROM visits WHERE source_id = ?1")
-                .and_then(|mut s| s.query_row([id.as_str()], |r| r.get::<_, String>(0)).optional())
-                .ok()
-                .flatten()
-        });
-        by_id.or_else(|| {
-            let out = v.check_out.as_ref().map(|o| ts(o.at));
-            self.conn
-                .prepare_cached(
-                    "SELECT source_id FROM visits
-                     WHERE staff = ?1 AND check_in = ?2 AND client = ?3 AND check_out IS ?4 LIMIT 1",
-                )
-                .and_then(|mut s| {
-                    s.query_row(params![v.staff, ts(v.check_in.at), v.client, out], |r| r.get(0)).optional()
-                })
-                .ok()
-                .flatten()
+        // The same source id is found by the insert (`visits.source_id` is unique): here,
+        // the same staff member, client and times under another id.
+        let from = ts(v.check_in.at);
+        let out = v.check_out.as_ref().map(|o| ts(o.at));
+        // The same window the overlap check reads next.
+        let to = out.clone().filter(|o| *o > from).unwrap_or_else(|| from.clone());
+        self.with_window(&v.staff, &from, &to, |near| {
+            near.iter()
+                .find(|n| n.check_in == from && n.client == v.client && n.check_out == out)
+                .map(|n| n.source_id.clone())
         })
+        .flatten()
     }
 
     fn month_closed(&self, year: i32, month: u32) -> bool {
@@ -144,7 +208,14 @@ pub(super) fn ingest(
         let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
         rows.collect::<Result<HashSet<_>, _>>()?
     };
-    let facts = SqlFacts { conn, thresholds, closed };
+    let facts = SqlFacts {
+        conn,
+        thresholds,
+        closed,
+        window: std::cell::RefCell::new(None),
+        tags: std::cell::RefCell::default(),
+        orders: std::cell::RefCell::default(),
+    };
     // The log entry is appended last (its canonical holds the results) and takes the next
     // sequence number: the visits point at it.
     let log_seq = chain.0 + 1;
@@ -167,8 +238,9 @@ pub(super) fn ingest(
             }
             IncomingVisit::Visit { visit, line } => (visit, line),
         };
-        let verdict = visits::validate(&visit, &facts, &thresholds, now);
-        let codes: Vec<String> = verdict.findings.iter().map(|f| f.code.as_str().to_owned()).collect();
+        let mut verdict = visits::validate(&visit, &facts, &thresholds, now);
+        // The next visit must see this one: no window survives a visit.
+        facts.window.borrow_mut().take();
         let source_id = visit.id.as_ref().map(|i| i.as_str().to_owned());
         if verdict.duplicate_of.is_none() {
             let Some(sid) = &source_id else {
@@ -178,42 +250,44 @@ pub(super) fn ingest(
             stored.order_id = verdict.order_id.clone().or(stored.order_id);
             let canonical = serde_json::to_string(&stored).map_err(backend)?;
             let findings = serde_json::to_string(&verdict.findings).map_err(backend)?;
-            let forwarded = if verdict.outcome != Outcome::Rejected && verdict.order_id.is_some() {
-                forward_state::WAITING
-            } else {
-                forward_state::NOT_SENT
-            };
-            conn.prepare_cached(
-                "INSERT INTO visits (source_id, system, provider, client, order_id, staff, check_in, check_out,
+            let codes_text = verdict.findings.iter().map(|f| f.code.as_str()).collect::<Vec<_>>().join(" ");
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO visits (source_id, system, provider, client, order_id, staff, check_in, check_out,
                     month, seconds, planned_minutes, visit_outcome, manual, outcome, codes, findings, canonical,
-                    log_seq, line, received_at, forwarded)
+                    log_seq, line, received_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-                    ?20, ?21)",
-            )?
-            .execute(params![
-                sid,
-                system,
-                stored.provider.as_ref().map(|p| p.as_str()),
-                stored.client,
-                verdict.order_id,
-                stored.staff,
-                ts(stored.check_in.at),
-                stored.check_out.as_ref().map(|o| ts(o.at)),
-                month_of(carehub_model::local_date(stored.check_in.at)),
-                stored.duration().map(|d| d.num_seconds()),
-                stored.planned_minutes,
-                visit_outcome_str(stored.outcome),
-                verdict.manual && verdict.outcome != Outcome::Rejected,
-                outcome_str(verdict.outcome),
-                codes.join(" "),
-                findings,
-                canonical,
-                log_seq,
-                line.and_then(|l| i64::try_from(l).ok()),
-                received_at,
-                forwarded,
-            ])?;
+                    ?20)
+                 ON CONFLICT (source_id) DO NOTHING",
+                )?
+                .execute(params![
+                    sid,
+                    system,
+                    stored.provider.as_ref().map(|p| p.as_str()),
+                    stored.client,
+                    verdict.order_id,
+                    stored.staff,
+                    ts(stored.check_in.at),
+                    stored.check_out.as_ref().map(|o| ts(o.at)),
+                    month_of(carehub_model::local_date(stored.check_in.at)),
+                    stored.duration().map(|d| d.num_seconds()),
+                    stored.planned_minutes,
+                    visit_outcome_str(stored.outcome),
+                    verdict.manual && verdict.outcome != Outcome::Rejected,
+                    outcome_str(verdict.outcome),
+                    codes_text,
+                    findings,
+                    canonical,
+                    log_seq,
+                    line.and_then(|l| i64::try_from(l).ok()),
+                    received_at,
+                ])?;
+            if inserted == 0 {
+                // The id was taken: by an earlier batch, or earlier in this one.
+                verdict = crate::visits::Verdict::copy_of(sid.clone());
+            }
         }
+        let codes: Vec<String> = verdict.findings.iter().map(|f| f.code.as_str().to_owned()).collect();
         results.push(VisitResult {
             id: source_id,
             line,
@@ -276,15 +350,28 @@ fn visit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VisitRecord> {
 pub(super) fn list(conn: &Connection, f: &VisitFilter) -> Result<Vec<VisitRecord>, StoreError> {
     let mut sql = format!("SELECT {VISIT_COLUMNS} FROM visits WHERE 1=1");
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    if let Some(client) = &f.client {
+        args.push(client.clone().into());
+        let n = args.len();
+        sql.push_str(&format!(
+            " AND ((provider IN (SELECT provider FROM orders WHERE client = ?{n})
+                    AND order_id IN (SELECT id FROM orders WHERE client = ?{n}))
+                   OR (order_id IS NULL AND client = ?{n}))"
+        ));
+    }
+    if let Some(order) = &f.order_id {
+        // Through the order's provider: `visits_provider_month`.
+        args.push(order.clone().into());
+        let n = args.len();
+        sql.push_str(&format!(" AND provider = (SELECT provider FROM orders WHERE id = ?{n}) AND order_id = ?{n}"));
+    }
     let mut add = |clause: &str, v: Option<&String>| {
         if let Some(v) = v {
             args.push(v.clone().into());
             sql.push_str(&format!(" AND {clause} ?{}", args.len()));
         }
     };
-    add("client =", f.client.as_ref());
     add("provider =", f.provider.as_ref());
-    add("order_id =", f.order_id.as_ref());
     add("month =", f.month.as_ref());
     add("outcome =", f.outcome.as_ref());
     // Codes are space-separated: match a whole code.
@@ -305,7 +392,8 @@ pub(super) fn list(conn: &Connection, f: &VisitFilter) -> Result<Vec<VisitRecord
 pub(super) fn manual_shares(conn: &Connection, month: &str) -> Result<Vec<ManualShare>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT provider, COUNT(*), SUM(manual) FROM visits
-         WHERE month = ?1 AND outcome IN ('accepted', 'flagged') AND provider IS NOT NULL
+         WHERE provider IN (SELECT DISTINCT provider FROM orders) AND month = ?1
+           AND outcome IN ('accepted', 'flagged')
          GROUP BY provider ORDER BY provider",
     )?;
     let rows = stmt.query_map([month], |r| {
@@ -325,32 +413,42 @@ pub(super) fn manual_shares(conn: &Connection, month: &str) -> Result<Vec<Manual
     Ok(out)
 }
 
-pub(super) fn pending_forwards(conn: &Connection, limit: usize) -> Result<Vec<PendingForward>, StoreError> {
+pub(super) fn visits_to_report(conn: &Connection, limit: usize) -> Result<ReportBatch, StoreError> {
+    let after: i64 = conn
+        .prepare_cached("SELECT through FROM progress WHERE name = ?1")?
+        .query_row([progress::VISIT_REPORTS], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
     let columns = ORDER_COLUMNS.split(',').map(|c| format!("o.{}", c.trim())).collect::<Vec<_>>().join(", ");
     let sql = format!(
-        "SELECT v.id, v.canonical, v.outcome, v.codes, v.seconds, v.manual, o.id IS NOT NULL, {columns}
+        "SELECT v.id, v.outcome, v.canonical, v.codes, v.seconds, v.manual, o.id IS NOT NULL, {columns}
          FROM visits v LEFT JOIN orders o ON o.id = v.order_id
-         WHERE v.forwarded = 0 ORDER BY v.id LIMIT ?1"
+         WHERE v.id > ?1 ORDER BY v.id LIMIT ?2"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-        let canonical: String = r.get(1)?;
-        let visit: Visit = serde_json::from_str(&canonical)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e)))?;
-        let codes: String = r.get(3)?;
+    let mut rows = stmt.query(params![after, i64::try_from(limit).unwrap_or(i64::MAX)])?;
+    let mut batch = ReportBatch::default();
+    while let Some(r) = rows.next()? {
+        batch.through = Some(r.get(0)?);
+        let outcome: String = r.get(1)?;
         let has_order: bool = r.get(6)?;
-        let order = if has_order { Some(order_row_at(r, 7)?) } else { None };
-        Ok(PendingForward {
+        if outcome == "rejected" || !has_order {
+            continue;
+        }
+        let canonical: String = r.get(2)?;
+        let visit: Visit = serde_json::from_str(&canonical).map_err(backend)?;
+        let codes: String = r.get(3)?;
+        batch.visits.push(PendingForward {
             id: r.get(0)?,
             visit,
-            outcome: r.get(2)?,
+            outcome,
             codes: codes.split_whitespace().map(str::to_owned).collect(),
             seconds: r.get(4)?,
             manual: r.get(5)?,
-            order,
-        })
-    })?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            order: Some(order_row_at(r, 7)?),
+        });
+    }
+    Ok(batch)
 }
 
 pub(super) fn feed_cursor(conn: &Connection, system: &str) -> Result<Option<String>, StoreError> {

@@ -31,15 +31,18 @@ CREATE TABLE visits (
     canonical       TEXT NOT NULL,
     log_seq         INTEGER NOT NULL,       -- the message it came in
     line            INTEGER,                -- its line in a file
-    received_at     TEXT NOT NULL,
-    forwarded       INTEGER NOT NULL        -- 0 waiting, 1 queued for the case-management system, 2 not to be sent
+    received_at     TEXT NOT NULL
 );
 -- VIS005 and VIS007: one staff member's visits by time.
 CREATE INDEX visits_staff ON visits(staff, check_in);
+-- Reports, verification and follow-up read a provider's month. An order's or a client's
+-- visits are read through it too (an order names its provider; a client's orders name
+-- theirs), and visits without an order (VIS009) through the small index after it. An index
+-- keyed by order or client over every visit would cost each batch one random page write
+-- per visit (visits arrive spread over thousands of homes) for queries that are rare and
+-- fast enough this way (BENCHMARKS.md).
 CREATE INDEX visits_provider_month ON visits(provider, month);
-CREATE INDEX visits_client ON visits(client, check_in);
-CREATE INDEX visits_order ON visits(order_id, month);
-CREATE INDEX visits_to_forward ON visits(id) WHERE forwarded = 0;
+CREATE INDEX visits_client_without_order ON visits(client) WHERE order_id IS NULL;
 
 -- Where a pulled feed (Phoniro's visits) stands, committed with the page it came with.
 CREATE TABLE feed_cursors (
@@ -52,4 +55,12 @@ CREATE TABLE feed_cursors (
 CREATE TABLE closed_months (
     month     TEXT PRIMARY KEY,
     closed_at TEXT NOT NULL
+);
+
+-- How far a background job has come through a table, by id: the visit reports to
+-- case-management systems go out in id order, and their watermark moves in the commit that
+-- queues them (no per-row flag to update).
+CREATE TABLE progress (
+    name    TEXT PRIMARY KEY,
+    through INTEGER NOT NULL
 );
