@@ -73,14 +73,14 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
 const SECRET: &str = "bench-secret-bench-secret-bench-secret";
 
 /// Latency percentiles of a run.
-struct Run {
-    clients: usize,
-    count: usize,
-    errors: usize,
-    elapsed: Duration,
-    p50: Duration,
-    p99: Duration,
-    max: Duration,
+pub(crate) struct Run {
+    pub clients: usize,
+    pub count: usize,
+    pub errors: usize,
+    pub elapsed: Duration,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
 }
 
 fn decision(n: usize, pnr: &str) -> String {
@@ -116,25 +116,44 @@ async fn one_run(
     let url = format!("{}/v1/systems/combine/messages", hub.url());
     let token = Auth::new(SECRET).issue("bench", Role::CaseManagement, None, Duration::from_secs(3600))?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
+    let run = closed_loop(clients, seconds, move |n| {
+        let (http, url, token) = (http.clone(), url.clone(), token.clone());
+        let body = decision(n, pnrs[n % pnrs.len()]);
+        async move {
+            match http.post(&url).bearer_auth(&token).body(body).send().await {
+                Ok(r) => r.status() == reqwest::StatusCode::ACCEPTED,
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    hub.stop().await;
+    run
+}
 
+/// Runs `clients` concurrent closed-loop clients, each calling `call(n)` again as soon as its
+/// last call answered (`n` counts calls across clients), for `seconds` after a 2-second
+/// warm-up. A call answers whether it succeeded; the latencies of the measured successful
+/// calls give the percentiles.
+pub(crate) async fn closed_loop<F, Fut>(clients: usize, seconds: u64, call: F) -> anyhow::Result<Run>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let call = Arc::new(call);
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..clients {
-        let (http, url, token, pnrs) = (http.clone(), url.clone(), token.clone(), pnrs.clone());
-        let (measuring, stop, counter) = (measuring.clone(), stop.clone(), counter.clone());
+        let (call, measuring, stop, counter) = (call.clone(), measuring.clone(), stop.clone(), counter.clone());
         tasks.spawn(async move {
             let mut latencies = Vec::with_capacity(1 << 16);
             let mut errors = 0usize;
             while !stop.load(Ordering::Relaxed) {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
-                let body = decision(n, pnrs[n % pnrs.len()]);
                 let t = Instant::now();
-                let ok = match http.post(&url).bearer_auth(&token).body(body).send().await {
-                    Ok(r) => r.status() == reqwest::StatusCode::ACCEPTED,
-                    Err(_) => false,
-                };
+                let ok = call(n).await;
                 if measuring.load(Ordering::Relaxed) {
                     if ok {
                         latencies.push(t.elapsed());
@@ -160,7 +179,6 @@ async fn one_run(
         all.extend(l);
         errors += e;
     }
-    hub.stop().await;
     all.sort();
     let pct = |p: f64| {
         all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default()

@@ -23,7 +23,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -457,76 +457,42 @@ pub async fn run(args: VisitBenchArgs) -> anyhow::Result<ExitCode> {
         "max ms",
         "errors"
     );
-    let next = Arc::new(AtomicUsize::new(0));
+    let tokens: Arc<Vec<String>> = Arc::new(
+        LIFECARE
+            .map(|p| auth.issue("bench", Role::ProviderSystem, Some(&world.providers[p]), Duration::from_secs(3600)))
+            .collect::<Result<_, _>>()?,
+    );
+    // Pushes go on numbering where the last run stopped: every push is a new visit.
+    let pushed = Arc::new(AtomicUsize::new(0));
     for &n in &args.clients {
         let http = reqwest::Client::builder().pool_max_idle_per_host(n).build()?;
-        let measuring = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..n {
-            let (http, url, clients, world, next) =
-                (http.clone(), url.clone(), clients.clone(), world.clone(), next.clone());
-            let (measuring, stop) = (measuring.clone(), stop.clone());
-            let tokens: Vec<String> = LIFECARE
-                .map(|p| {
-                    auth.issue("bench", Role::ProviderSystem, Some(&world.providers[p]), Duration::from_secs(3600))
-                })
-                .collect::<Result<_, _>>()?;
-            tasks.spawn(async move {
-                let mut latencies = Vec::with_capacity(1 << 16);
-                let mut errors = 0usize;
-                while !stop.load(Ordering::Relaxed) {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let c = clients[i % clients.len()];
-                    let token = &tokens[world.provider_of(c) - LIFECARE.start];
-                    let body = webhook(&world, &clients, i);
-                    let t = Instant::now();
-                    let ok = match http.post(&url).bearer_auth(token).body(body).send().await {
-                        Ok(r) => {
-                            let good = r.status() == reqwest::StatusCode::ACCEPTED;
-                            let text = r.text().await.unwrap_or_default();
-                            good && text.contains("\"outcome\":\"accepted\"")
-                        }
-                        Err(_) => false,
-                    };
-                    if measuring.load(Ordering::Relaxed) {
-                        if ok {
-                            latencies.push(t.elapsed());
-                        } else {
-                            errors += 1;
-                        }
+        let (url, clients, world, tokens, pushed) =
+            (url.clone(), clients.clone(), world.clone(), tokens.clone(), pushed.clone());
+        let r = crate::bench::closed_loop(n, args.seconds, move |_| {
+            let i = pushed.fetch_add(1, Ordering::Relaxed);
+            let c = clients[i % clients.len()];
+            let token = tokens[world.provider_of(c) - LIFECARE.start].clone();
+            let (http, url, body) = (http.clone(), url.clone(), webhook(&world, &clients, i));
+            async move {
+                match http.post(&url).bearer_auth(token).body(body).send().await {
+                    Ok(r) => {
+                        let good = r.status() == reqwest::StatusCode::ACCEPTED;
+                        good && r.text().await.unwrap_or_default().contains("\"outcome\":\"accepted\"")
                     }
+                    Err(_) => false,
                 }
-                (latencies, errors)
-            });
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        measuring.store(true, Ordering::SeqCst);
-        let started = Instant::now();
-        tokio::time::sleep(Duration::from_secs(args.seconds)).await;
-        measuring.store(false, Ordering::SeqCst);
-        let elapsed = started.elapsed();
-        stop.store(true, Ordering::SeqCst);
-        let mut all = Vec::new();
-        let mut errors = 0;
-        while let Some(r) = tasks.join_next().await {
-            let (l, e) = r?;
-            all.extend(l);
-            errors += e;
-        }
-        all.sort();
-        let pct = |p: f64| {
-            all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default()
-        };
+            }
+        })
+        .await?;
         out!(
             "{:>8} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7}",
-            n,
-            all.len(),
-            all.len() as f64 / elapsed.as_secs_f64(),
-            pct(0.5).as_secs_f64() * 1e3,
-            pct(0.99).as_secs_f64() * 1e3,
-            all.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
-            errors
+            r.clients,
+            r.count,
+            r.count as f64 / r.elapsed.as_secs_f64(),
+            r.p50.as_secs_f64() * 1e3,
+            r.p99.as_secs_f64() * 1e3,
+            r.max.as_secs_f64() * 1e3,
+            r.errors
         );
     }
     out!("");
