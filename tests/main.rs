@@ -9,6 +9,7 @@ mod auth;
 mod crash;
 mod delivery;
 mod flow;
+mod invoices;
 mod lifecare;
 mod mappings;
 mod matrix;

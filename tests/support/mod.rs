@@ -171,6 +171,7 @@ system = "lifecare-mobil"
 org = "{PROVIDER_A}"
 name = "Hemtjänst Norr AB"
 system = "phoniro"
+rate_per_hour = 390
 
 [[providers]]
 org = "{PROVIDER_B}"

@@ -20,6 +20,7 @@
 //! - [`visits`]: the visit rules VIS001-VIS010, pure, over the facts they need.
 
 pub mod adapter;
+pub mod invoice_flow;
 pub mod log;
 pub mod mapping;
 pub mod metrics;

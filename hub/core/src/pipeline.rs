@@ -48,6 +48,9 @@ pub struct Receipt {
     /// For visits: what became of each, in the order sent.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub visits: Vec<crate::store::VisitResult>,
+    /// For an invoice or credit note: its verification report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<serde_json::Value>,
 }
 
 /// A message the hub refused: a stable code, a reason, and the log entry that records the
@@ -88,6 +91,10 @@ pub struct Hub {
     pub visit_rules: crate::visits::Thresholds,
     /// Woken whenever visits were stored that may go on to a case-management system.
     pub visit_notify: Arc<Notify>,
+    /// The municipality's invoice verification policy (SPEC §7).
+    pub invoice_policy: crate::verification::Policy,
+    /// Verifications run one at a time.
+    pub invoice_lock: tokio::sync::Mutex<()>,
 }
 
 /// The hub's order id for a decision: stable, so a decision can never yield two orders.
@@ -160,6 +167,9 @@ impl Hub {
                 Rejection::new(ErrorCode::UnknownSystem, format!("no system named '{system}' is configured"))
             })?
             .clone();
+        if sys.role == SystemRole::ProviderSystem && crate::invoice_flow::is_ubl(&body) {
+            return self.on_invoice(&sys, body, content_type.unwrap_or("application/xml"), sender).await;
+        }
         let decoded = sys.decode(&body);
         self.dispatch(&sys, body, content_type.unwrap_or("application/octet-stream"), decoded, sender).await
     }
@@ -259,6 +269,7 @@ impl Hub {
             decision_id: None,
             order_id: None,
             visits: Vec::new(),
+            verification: None,
         }))
     }
 
@@ -322,6 +333,7 @@ impl Hub {
             decision_id: corr.decision_id,
             order_id: corr.order_id,
             visits: Vec::new(),
+            verification: None,
         })
     }
 
@@ -414,6 +426,7 @@ impl Hub {
                         decision_id: corr.decision_id,
                         order_id: corr.order_id,
                         visits: Vec::new(),
+                        verification: None,
                     });
                 }
                 // Another request stored the same decision between our look-up and our
@@ -523,6 +536,7 @@ impl Hub {
                     decision_id: corr.decision_id,
                     order_id: corr.order_id,
                     visits: Vec::new(),
+                    verification: None,
                 })
             }
             // The same acknowledgement or plan notice was queued before.

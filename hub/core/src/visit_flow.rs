@@ -213,6 +213,7 @@ impl Hub {
             decision_id: None,
             order_id: None,
             visits: report.results,
+            verification: None,
         })
     }
 
@@ -271,6 +272,7 @@ impl Hub {
             decision_id: None,
             order_id: None,
             visits: all,
+            verification: None,
         })
     }
 

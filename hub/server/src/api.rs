@@ -125,6 +125,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/visits", get(visits::list_visits))
         .route("/v1/visits/months/{month}/close", post(visits::close_month))
         .route("/v1/reports/manual-registrations", get(visits::manual_registrations))
+        .route("/v1/invoices/{id}/verification", get(visits::invoice_verification))
         .route("/v1/deliveries", get(list_deliveries))
         .route("/v1/deliveries/replay", post(replay))
         .route("/v1/audit/verify", get(audit_verify))
@@ -155,6 +156,10 @@ pub struct ReceiptBody {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
     pub visits: Vec<serde_json::Value>,
+    /// For an invoice or credit note: its verification report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub verification: Option<serde_json::Value>,
 }
 
 /// Send a system's native payload to the hub.
@@ -258,6 +263,7 @@ async fn take_message(
         decision_id: receipt.decision_id,
         order_id: receipt.order_id,
         visits: receipt.visits.iter().map(|v| serde_json::to_value(v).unwrap_or_default()).collect(),
+        verification: receipt.verification,
     })
 }
 
@@ -991,7 +997,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "carehub", description = "The integration hub for Swedish municipal home care. Errors are {code, message} with stable codes."),
-    paths(post_message, get_wsdl, post_tag, list_tags, visits::list_visits, visits::close_month, visits::manual_registrations, list_messages, get_message, list_orders, get_order, order_trace, list_deliveries, replay, audit_verify, healthz, readyz, metrics),
+    paths(post_message, get_wsdl, post_tag, list_tags, visits::list_visits, visits::close_month, visits::manual_registrations, visits::invoice_verification, list_messages, get_message, list_orders, get_order, order_trace, list_deliveries, replay, audit_verify, healthz, readyz, metrics),
     components(schemas(ErrorBody, ReceiptBody, TagBody, TagList, TagRegistered, visits::VisitPage, visits::ManualReport, visits::ManualShareRow, MessageView, MessagePage, OrderView, OrderList, Trace, TraceStep, DeliveryView, DeliveryList, ReplayRequest, ChainView)),
     modifiers(&BearerAuth)
 )]

@@ -157,6 +157,31 @@ impl VisitSection {
     }
 }
 
+/// `[invoices]`: the verification policy (SPEC §7), with its defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InvoiceSection {
+    /// Invoiced time up to this share of granted needs no comment ("1.10").
+    pub tolerance: String,
+    /// Whether a visit declined at the door pays its planned duration.
+    pub declined_visits_paid: bool,
+    /// Minutes paid for an implementation plan established in time.
+    pub plan_compensation_minutes: u32,
+    /// INV006 when performed is under this share of granted ("0.80").
+    pub under_delivery_threshold: String,
+}
+
+impl Default for InvoiceSection {
+    fn default() -> Self {
+        InvoiceSection {
+            tolerance: "1.10".into(),
+            declined_visits_paid: false,
+            plan_compensation_minutes: 120,
+            under_delivery_threshold: "0.80".into(),
+        }
+    }
+}
+
 /// One `[[systems]]` entry.
 #[derive(Debug, Clone)]
 pub struct SystemConfig {
@@ -177,6 +202,9 @@ pub struct ProviderConfig {
     pub org: String,
     pub name: String,
     pub system: String,
+    /// The contracted rate, kronor per performed hour (invoice verification, SPEC §7).
+    #[serde(default)]
+    pub rate_per_hour: Option<u32>,
 }
 
 /// A validated configuration.
@@ -188,6 +216,7 @@ pub struct Config {
     pub delivery: DeliverySection,
     pub deadlines: DeadlineSection,
     pub visits: VisitSection,
+    pub invoices: InvoiceSection,
     pub systems: Vec<SystemConfig>,
     pub providers: Vec<ProviderConfig>,
 }
@@ -231,6 +260,14 @@ impl Config {
         let delivery: DeliverySection = section(&mut table, "delivery", &mut errors);
         let deadlines: DeadlineSection = section(&mut table, "deadlines", &mut errors);
         let visits: VisitSection = section(&mut table, "visits", &mut errors);
+        let invoices: InvoiceSection = section(&mut table, "invoices", &mut errors);
+        for (key, value) in
+            [("tolerance", &invoices.tolerance), ("under_delivery_threshold", &invoices.under_delivery_threshold)]
+        {
+            if value.parse::<carehub_core::verification::Ratio>().is_err() {
+                errors.push(format!("[invoices] {key}: a decimal number such as \"1.10\", got '{value}'"));
+            }
+        }
         if visits.max_hours == 0 || visits.open_visit_hours == 0 {
             errors.push("[visits] max_hours and open_visit_hours: at least 1".into());
         }
@@ -385,11 +422,11 @@ impl Config {
         }
         for key in table.keys() {
             errors.push(format!(
-                "unknown key or section '{key}' (known: hub, auth, delivery, deadlines, visits, systems, providers)"
+                "unknown key or section '{key}' (known: hub, auth, delivery, deadlines, visits, invoices, systems, providers)"
             ));
         }
         if errors.is_empty() {
-            Ok(Config { hub, auth, jwt_secret, delivery, deadlines, visits, systems, providers })
+            Ok(Config { hub, auth, jwt_secret, delivery, deadlines, visits, invoices, systems, providers })
         } else {
             Err(ConfigErrors(errors))
         }
@@ -413,6 +450,29 @@ impl Config {
     }
 
     /// Provider routes by normalised organisation number.
+    /// The invoice verification policy: `[invoices]`, the manual-share threshold of
+    /// `[visits]`, and each provider's `rate_per_hour`.
+    pub fn invoice_policy(&self) -> carehub_core::verification::Policy {
+        use carehub_core::verification::{Policy, Ratio};
+        let defaults = Policy::default();
+        let ratio = |s: &str, d: Ratio| s.parse::<Ratio>().unwrap_or(d);
+        let share = format!("{}", self.visits.manual_share_threshold);
+        let rates: Vec<(OrgNumber, i64)> = self
+            .providers
+            .iter()
+            .filter_map(|p| Some((OrgNumber::parse(&p.org).ok()?, i64::from(p.rate_per_hour?))))
+            .collect();
+        Policy {
+            tolerance: ratio(&self.invoices.tolerance, defaults.tolerance),
+            declined_visits_paid: self.invoices.declined_visits_paid,
+            plan_compensation_minutes: i64::from(self.invoices.plan_compensation_minutes),
+            manual_share_threshold: ratio(&share, defaults.manual_share_threshold),
+            under_delivery_threshold: ratio(&self.invoices.under_delivery_threshold, defaults.under_delivery_threshold),
+            amount_tolerance: defaults.amount_tolerance,
+            rates: carehub_core::invoice_flow::flat_rates(&rates),
+        }
+    }
+
     pub fn routes(&self) -> BTreeMap<String, carehub_core::pipeline::Route> {
         self.providers
             .iter()

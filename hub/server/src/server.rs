@@ -112,6 +112,8 @@ pub fn build_with_store(config: &Config, store: Arc<dyn Store>) -> anyhow::Resul
         outbox_notify: notify.clone(),
         visit_rules: config.visits.thresholds(),
         visit_notify: Arc::new(Notify::new()),
+        invoice_policy: config.invoice_policy(),
+        invoice_lock: tokio::sync::Mutex::new(()),
     });
     let delivery = Arc::new(DeliveryLoop {
         store,

@@ -279,6 +279,42 @@ pub enum Op {
     CloseMonth(String),
     /// Moves a background job's watermark (see [`progress`]).
     SetProgress { name: &'static str, through: i64 },
+    /// Stores an invoice or credit note; a copy of one stored before is ignored (the first
+    /// stands).
+    StoreInvoice(InvoiceRecord),
+    /// Records a verification report and the lines it verified; the log entry it belongs to
+    /// is the request's previous `AppendLog`.
+    RecordVerification(VerificationRecord),
+}
+
+/// An invoice or credit note as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct InvoiceRecord {
+    pub provider: String,
+    /// `invoice` or `credit_note`.
+    pub kind: String,
+    pub id: String,
+    /// `YYYY-MM`.
+    pub month: String,
+    /// JSON: the lines as verification reads them, and the invoices a credit note credits.
+    pub canonical: String,
+    pub log_seq: i64,
+    pub received_at: String,
+}
+
+/// A verification report as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerificationRecord {
+    pub provider: String,
+    pub invoice_id: String,
+    pub month: String,
+    /// JSON of the report.
+    pub report: String,
+    /// The invoice lines it verified.
+    #[serde(skip)]
+    pub lines: Vec<String>,
+    pub log_seq: i64,
+    pub created_at: String,
 }
 
 /// Names of background jobs' watermarks.
@@ -509,6 +545,19 @@ pub trait Store: Send + Sync + 'static {
     async fn visits_to_report(&self, limit: usize) -> Result<ReportBatch, StoreError>;
     /// Where a pulled feed stands.
     async fn feed_cursor(&self, system: &str) -> Result<Option<String>, StoreError>;
+    /// A provider's invoices and credit notes for a month (`kind` filters).
+    async fn invoices(&self, provider: &str, month: &str, kind: Option<&str>)
+        -> Result<Vec<InvoiceRecord>, StoreError>;
+    /// An invoice (or credit note) by its id.
+    async fn invoice(&self, provider: &str, kind: &str, id: &str) -> Result<Option<InvoiceRecord>, StoreError>;
+    /// The lines of an invoice verified before.
+    async fn verified_lines(&self, provider: &str, invoice_id: &str) -> Result<Vec<String>, StoreError>;
+    /// The latest verification of an invoice (of any provider when `provider` is unset).
+    async fn verification(
+        &self,
+        invoice_id: &str,
+        provider: Option<&str>,
+    ) -> Result<Option<VerificationRecord>, StoreError>;
 }
 
 /// Recomputes the whole hash chain, a page at a time.

@@ -35,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_outbox_action.sql"),
     include_str!("migrations/0003_tags.sql"),
     include_str!("migrations/0004_visits.sql"),
+    include_str!("migrations/0005_invoices.sql"),
 ];
 
 struct WriteRequest {
@@ -527,6 +528,28 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpRe
                 .execute(params![month, now_ts()])?;
             Ok(OpResult::Done)
         }
+        Op::StoreInvoice(i) => {
+            conn.prepare_cached(
+                "INSERT INTO invoices (provider, kind, id, month, canonical, log_seq, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![i.provider, i.kind, i.id, i.month, i.canonical, chain.0, i.received_at])?;
+            Ok(OpResult::Done)
+        }
+        Op::RecordVerification(v) => {
+            conn.prepare_cached(
+                "INSERT INTO verifications (provider, invoice_id, month, report, log_seq, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![v.provider, v.invoice_id, v.month, v.report, chain.0, v.created_at])?;
+            let mut line = conn.prepare_cached(
+                "INSERT INTO verified_lines (provider, invoice_id, line_id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            )?;
+            for l in &v.lines {
+                line.execute(params![v.provider, v.invoice_id, l])?;
+            }
+            Ok(OpResult::Done)
+        }
         Op::SetProgress { name, through } => {
             conn.prepare_cached(
                 "INSERT INTO progress (name, through) VALUES (?1, ?2)
@@ -617,6 +640,18 @@ pub(super) fn order_row_at(r: &Row<'_>, at: usize) -> rusqlite::Result<OrderReco
         acked_at: r.get(at + 8)?,
         plan_established_on: r.get(at + 9)?,
         plan_received_at: r.get(at + 10)?,
+    })
+}
+
+fn invoice_row(r: &Row<'_>) -> rusqlite::Result<InvoiceRecord> {
+    Ok(InvoiceRecord {
+        provider: r.get(0)?,
+        kind: r.get(1)?,
+        id: r.get(2)?,
+        month: r.get(3)?,
+        canonical: r.get(4)?,
+        log_seq: r.get(5)?,
+        received_at: r.get(6)?,
     })
 }
 
@@ -855,6 +890,75 @@ impl Store for SqliteStore {
     async fn feed_cursor(&self, system: &str) -> Result<Option<String>, StoreError> {
         let system = system.to_owned();
         self.read(move |c| super::visits_sql::feed_cursor(c, &system)).await
+    }
+
+    async fn invoices(
+        &self,
+        provider: &str,
+        month: &str,
+        kind: Option<&str>,
+    ) -> Result<Vec<InvoiceRecord>, StoreError> {
+        let (provider, month, kind) = (provider.to_owned(), month.to_owned(), kind.map(str::to_owned));
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT provider, kind, id, month, canonical, log_seq, received_at FROM invoices
+                 WHERE provider = ?1 AND month = ?2 AND (?3 IS NULL OR kind = ?3) ORDER BY received_at",
+            )?;
+            let rows = stmt.query_map(params![provider, month, kind], invoice_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn invoice(&self, provider: &str, kind: &str, id: &str) -> Result<Option<InvoiceRecord>, StoreError> {
+        let (provider, kind, id) = (provider.to_owned(), kind.to_owned(), id.to_owned());
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT provider, kind, id, month, canonical, log_seq, received_at FROM invoices
+                 WHERE provider = ?1 AND kind = ?2 AND id = ?3",
+            )?
+            .query_row(params![provider, kind, id], invoice_row)
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn verified_lines(&self, provider: &str, invoice_id: &str) -> Result<Vec<String>, StoreError> {
+        let (provider, invoice_id) = (provider.to_owned(), invoice_id.to_owned());
+        self.read(move |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT line_id FROM verified_lines WHERE provider = ?1 AND invoice_id = ?2")?;
+            let rows = stmt.query_map(params![provider, invoice_id], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn verification(
+        &self,
+        invoice_id: &str,
+        provider: Option<&str>,
+    ) -> Result<Option<VerificationRecord>, StoreError> {
+        let (invoice_id, provider) = (invoice_id.to_owned(), provider.map(str::to_owned));
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT provider, invoice_id, month, report, log_seq, created_at FROM verifications
+                 WHERE invoice_id = ?1 AND (?2 IS NULL OR provider = ?2) ORDER BY seq DESC LIMIT 1",
+            )?
+            .query_row(params![invoice_id, provider], |r| {
+                Ok(VerificationRecord {
+                    provider: r.get(0)?,
+                    invoice_id: r.get(1)?,
+                    month: r.get(2)?,
+                    report: r.get(3)?,
+                    lines: Vec::new(),
+                    log_seq: r.get(4)?,
+                    created_at: r.get(5)?,
+                })
+            })
+            .optional()?)
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

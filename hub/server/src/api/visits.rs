@@ -179,3 +179,31 @@ pub(super) async fn close_month(
     state.hub.store.commit(vec![Op::CloseMonth(month)]).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// The latest verification report of an invoice (SPEC §7): per line invoiced, performed,
+/// granted, approved minutes and amount, and the findings INV001-INV007.
+#[utoipa::path(get, path = "/v1/invoices/{id}/verification", tag = "invoices",
+    params(("id" = String, Path, description = "The invoice's id (cbc:ID)")),
+    responses((status = 200, description = "the report"), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn invoice_verification(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    caller.require(&[Role::Admin, Role::Auditor, Role::CaseManagement, Role::ProviderSystem])?;
+    let own = caller.0.provider().map(str::to_owned);
+    let record = state
+        .hub
+        .store
+        .verification(&id, own.as_deref())
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no verified invoice {id}")))?;
+    record_read(&state.hub, &caller, format!("verification {id}")).await?;
+    let report: serde_json::Value = serde_json::from_str(&record.report).unwrap_or_default();
+    Ok(axum::Json(json_report(record.log_seq, report)))
+}
+
+fn json_report(message_id: i64, mut report: serde_json::Value) -> serde_json::Value {
+    report["message_id"] = serde_json::json!(message_id);
+    report
+}

@@ -1,0 +1,167 @@
+//! Invoices end to end over HTTP (SPEC §4.3, §7): a provider's PEPPOL BIS 3 invoice is read,
+//! verified against the order, the decision and the validated visits, logged with its report
+//! and answered with it; the same invoice again is INV005; a credit note adjusts what it
+//! credits; another provider's token is refused.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::*;
+
+/// A minimal home-care PEPPOL document from provider A for November 2026: lines of
+/// (id, order id, quantity, unit, amount in kronor).
+fn peppol(kind: &str, id: &str, credits: Option<&str>, lines: &[(&str, &str, &str, &str, &str)]) -> String {
+    let (root, ns, line_el, qty_el) = match kind {
+        "invoice" => ("Invoice", "Invoice-2", "InvoiceLine", "InvoicedQuantity"),
+        _ => ("CreditNote", "CreditNote-2", "CreditNoteLine", "CreditedQuantity"),
+    };
+    let total: f64 = lines.iter().map(|l| l.4.parse::<f64>().unwrap_or(0.0)).sum();
+    let billing = credits
+        .map(|c| format!("<cac:BillingReference><cac:InvoiceDocumentReference><cbc:ID>{c}</cbc:ID></cac:InvoiceDocumentReference></cac:BillingReference>"))
+        .unwrap_or_default();
+    let body: String = lines
+        .iter()
+        .map(|(lid, order, qty, unit, amount)| {
+            format!(
+                "<cac:{line_el}><cbc:ID>{lid}</cbc:ID><cbc:{qty_el} unitCode=\"{unit}\">{qty}</cbc:{qty_el}>\
+                 <cbc:LineExtensionAmount currencyID=\"SEK\">{amount}</cbc:LineExtensionAmount>\
+                 <cac:OrderLineReference><cbc:LineID>{order}</cbc:LineID></cac:OrderLineReference>\
+                 <cac:Item><cbc:Name>Hemtjänst</cbc:Name><cac:ClassifiedTaxCategory><cbc:ID>E</cbc:ID><cbc:Percent>0</cbc:Percent>\
+                 <cac:TaxScheme><cbc:ID>VAT</cbc:ID></cac:TaxScheme></cac:ClassifiedTaxCategory></cac:Item>\
+                 <cac:Price><cbc:PriceAmount currencyID=\"SEK\">390.00</cbc:PriceAmount></cac:Price></cac:{line_el}>"
+            )
+        })
+        .collect();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+         <{root} xmlns=\"urn:oasis:names:specification:ubl:schema:xsd:{ns}\" \
+         xmlns:cac=\"urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2\" \
+         xmlns:cbc=\"urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2\">\
+         <cbc:ID>{id}</cbc:ID><cbc:IssueDate>2026-12-02</cbc:IssueDate><cbc:DocumentCurrencyCode>SEK</cbc:DocumentCurrencyCode>\
+         <cac:InvoicePeriod><cbc:StartDate>2026-11-01</cbc:StartDate><cbc:EndDate>2026-11-30</cbc:EndDate></cac:InvoicePeriod>\
+         {billing}\
+         <cac:AccountingSupplierParty><cac:Party><cac:PostalAddress><cac:Country><cbc:IdentificationCode>SE</cbc:IdentificationCode></cac:Country></cac:PostalAddress>\
+         <cac:PartyLegalEntity><cbc:RegistrationName>Hemtjänst Norr AB</cbc:RegistrationName><cbc:CompanyID>{PROVIDER_A}</cbc:CompanyID></cac:PartyLegalEntity></cac:Party></cac:AccountingSupplierParty>\
+         <cac:AccountingCustomerParty><cac:Party><cac:PartyLegalEntity><cbc:RegistrationName>Ekerö kommun</cbc:RegistrationName></cac:PartyLegalEntity></cac:Party></cac:AccountingCustomerParty>\
+         <cac:TaxTotal><cbc:TaxAmount currencyID=\"SEK\">0.00</cbc:TaxAmount></cac:TaxTotal>\
+         <cac:LegalMonetaryTotal><cbc:LineExtensionAmount currencyID=\"SEK\">{total:.2}</cbc:LineExtensionAmount>\
+         <cbc:TaxExclusiveAmount currencyID=\"SEK\">{total:.2}</cbc:TaxExclusiveAmount><cbc:TaxInclusiveAmount currencyID=\"SEK\">{total:.2}</cbc:TaxInclusiveAmount>\
+         <cbc:PayableAmount currencyID=\"SEK\">{total:.2}</cbc:PayableAmount></cac:LegalMonetaryTotal>{body}</{root}>"
+    )
+}
+
+fn codes(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().filter_map(|f| f["code"].as_str().map(str::to_owned)).collect()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_peppol_invoice_and_its_credit_note_verify_end_to_end() {
+    let vendor = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&vendor).await;
+    let hub = TestHub::start(&vendor.uri(), &vendor.uri()).await;
+    let client = test_pnrs()[960].clone();
+    // Granted: SERV 480 minutes a month, the whole of November.
+    let (s, _) =
+        hub.post("combine", november_decision("DEC-INV1", &client, PROVIDER_A), Some(&hub.case_management())).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let order = order_id("DEC-INV1");
+    register_tag(&hub, "04A60001", &client, "2026-11-01").await;
+    // Performed: ten visits of 30 minutes = 300 minutes.
+    let token = hub.provider(PROVIDER_A);
+    for day in 2..12 {
+        let v = phoniro_visit(
+            &format!("INV-V{day}"),
+            PROVIDER_A,
+            &client,
+            "s-1",
+            "04A60001",
+            &format!("2026-11-{day:02}T09:00"),
+            Some(&format!("2026-11-{day:02}T09:30")),
+            None,
+        );
+        let (s, r) = hub.post("phoniro", v.to_string(), Some(&token)).await;
+        assert_eq!((s, r["visits"][0]["outcome"].as_str()), (StatusCode::ACCEPTED, Some("accepted")), "{r}");
+    }
+
+    // Invoiced: 6 hours at 390 kr (2,340.00), and a line that is not home care.
+    let invoice =
+        peppol("invoice", "HC-1", None, &[("1", &order, "6", "HUR", "2340.00"), ("2", &order, "1", "EA", "50.00")]);
+    let (s, r) = hub.post("phoniro", invoice.clone(), Some(&token)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    let report = &r["verification"];
+    let line = &report["lines"][0];
+    // invoiced 360 > performed 300 (INV001); cap floor(1.10 × 480) = 528; approved 300 min,
+    // 300 × 390 / 60 = 1,950.00 kr.
+    assert_eq!(
+        (line["invoiced_minutes"].as_i64(), line["performed_minutes"].as_i64(), line["granted_minutes"].as_i64()),
+        (Some(360), Some(300), Some(480)),
+        "{report}"
+    );
+    assert_eq!((line["cap_minutes"].as_i64(), line["approved_minutes"].as_i64()), (Some(528), Some(300)));
+    assert_eq!(line["approved_amount"].as_i64(), Some(195_000), "öre");
+    assert_eq!(codes(&line["findings"]), vec!["INV001"]);
+    // 300 < 0.80 × 480 = 384: under-delivery, reported (INV006).
+    assert_eq!(codes(&report["findings"]), vec!["INV006"]);
+    assert_eq!(report["not_verified"][0]["line_id"], "2", "the EA line is read, not verified: {report}");
+    assert_eq!(report["totals"]["payable_amount"].as_i64(), Some(195_000));
+
+    // The same invoice again: every line INV005, approved 0.
+    let (_, again) = hub.post("phoniro", invoice, Some(&token)).await;
+    let line = &again["verification"]["lines"][0];
+    assert!(codes(&line["findings"]).contains(&"INV005".to_owned()), "{again}");
+    assert_eq!(line["approved_minutes"].as_i64(), Some(0));
+
+    // Another provider cannot send this provider's invoice.
+    let other = peppol("invoice", "HC-2", None, &[("1", &order, "1", "HUR", "390.00")]);
+    let (s, refused) = hub.post("phoniro", other, Some(&hub.provider(PROVIDER_B))).await;
+    assert_eq!((s, refused["code"].as_str()), (StatusCode::FORBIDDEN, Some("FORBIDDEN")));
+
+    // A credit note for one hour: HC-1 is verified again with it, invoiced 300, no INV001.
+    let credit = peppol("credit_note", "CN-1", Some("HC-1"), &[("1", &order, "1", "HUR", "390.00")]);
+    let (s, r) = hub.post("phoniro", credit, Some(&token)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    let line = &r["verification"]["lines"][0];
+    assert_eq!(r["verification"]["invoice_id"], "HC-1");
+    assert_eq!(
+        (line["invoiced_minutes"].as_i64(), line["credited_minutes"].as_i64(), line["approved_minutes"].as_i64()),
+        (Some(300), Some(60), Some(300)),
+        "{r}"
+    );
+    assert!(!codes(&line["findings"]).contains(&"INV001".to_owned()));
+
+    // The latest report is there to read, and the documents are in the message log.
+    let (s, latest) = hub.get("/v1/invoices/HC-1/verification", Some(&hub.case_management())).await;
+    assert_eq!(s, StatusCode::OK, "{latest}");
+    assert_eq!(latest["lines"][0]["credited_minutes"].as_i64(), Some(60));
+    let (s, _) = hub.get("/v1/invoices/HC-1/verification", Some(&hub.provider(PROVIDER_B))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "another provider does not see it");
+    let (_, log) = hub.get("/v1/messages?system=phoniro&type=invoice", Some(&hub.admin())).await;
+    assert_eq!(log["messages"].as_array().map(Vec::len), Some(2), "both copies are logged");
+    let (_, log) = hub.get("/v1/messages?system=phoniro&type=credit_note", Some(&hub.admin())).await;
+    assert_eq!(log["messages"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn every_official_peppol_example_is_read_and_refused_or_explained_with_a_code() {
+    let vendor = MockServer::start().await;
+    let hub = TestHub::start(&vendor.uri(), &vendor.uri()).await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/peppol-bis-3");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).expect("examples") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("xml") {
+            continue;
+        }
+        seen += 1;
+        let body = std::fs::read(&path).expect("read");
+        let (s, r) = hub.post("phoniro", body, Some(&hub.admin())).await;
+        // None is a Swedish home-care invoice from a provider of this hub: each is refused with
+        // a code (no Swedish organisation number, or a provider not configured), never a 500.
+        assert!(s.is_client_error(), "{}: {s} {r}", path.display());
+        assert!(matches!(r["code"].as_str(), Some("MISSING_FIELD" | "UNKNOWN_PROVIDER")), "{}: {r}", path.display());
+        assert!(r["message_id"].as_i64().is_some(), "the refusal is logged: {r}");
+    }
+    assert_eq!(seen, 10);
+}
