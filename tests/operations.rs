@@ -43,8 +43,8 @@ async fn check_reaches_every_system_and_reports_every_config_problem() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "combine is unreachable: {stdout}");
     assert!(stdout.contains("configuration: ok (5 systems, 3 providers)"), "{stdout}");
-    assert!(stdout.contains("mappings treserva: 4 files, 9 samples pass"), "{stdout}");
-    assert!(stdout.contains("mappings combine: 4 files, 14 samples pass"), "{stdout}");
+    assert!(stdout.contains("mappings treserva: 5 files, 12 samples pass"), "{stdout}");
+    assert!(stdout.contains("mappings combine: 5 files, 17 samples pass"), "{stdout}");
     assert!(stdout.contains("system phoniro (phoniro): reachable"), "{stdout}");
     assert!(stdout.contains("system combine (combine): FAILED: transient: cannot connect"), "{stdout}");
 
@@ -127,6 +127,27 @@ fn the_demo_runs_end_to_end() {
     let marked: Vec<&str> = visits.lines().filter(|l| l.contains("<- over the 10% threshold")).collect();
     assert_eq!(marked.len(), 1, "one provider over the threshold:\n{stdout}");
     assert!(marked[0].trim_start().starts_with("Hemtjänst Norr AB"), "{stdout}");
+    // Invoices: the over-biller is found (INV001) and its credit note takes one line's
+    // excess back; the provider with many manual registrations is reported (INV003).
+    let invoices = stdout.split("8. Invoices for ").nth(1).unwrap_or_default();
+    let line =
+        |who: &str, what: &str| invoices.lines().find(|l| l.contains(who) && l.contains(what)).unwrap_or_default();
+    let count = |l: &str, code: &str| -> usize {
+        l.split(&format!("{code} ×"))
+            .nth(1)
+            .and_then(|n| n.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let over = line("Omsorgshuset", "a quarter over on 3 orders");
+    let credited = line("Omsorgshuset", "after credit note K1 for line");
+    assert!(count(over, "INV001") >= 1, "over-billing is found: {stdout}");
+    assert_eq!(
+        count(credited, "INV001"),
+        count(over, "INV001") - 1,
+        "the credit note takes line 1's excess back: {stdout}"
+    );
+    assert!(line("Hemtjänst Norr AB", "as performed").contains("INV003 ×1"), "{stdout}");
+    assert!(!line("Hemtjänst Norr AB", "as performed").contains("INV001"), "{stdout}");
     // No personal identity number is printed, with or without its dash.
     let pnrs: std::collections::HashSet<String> = test_pnrs().into_iter().collect();
     let squeezed = stdout.replace('-', "");

@@ -78,7 +78,7 @@ fn invoice_json(inv: &Invoice, billing: &[String], skipped: &[serde_json::Value]
     json!({"lines": lines, "billing_references": billing, "not_verified": skipped}).to_string()
 }
 
-fn invoice_from_record(r: &InvoiceRecord) -> Option<Invoice> {
+pub(crate) fn invoice_from_record(r: &InvoiceRecord) -> Option<Invoice> {
     let v: serde_json::Value = serde_json::from_str(&r.canonical).ok()?;
     let lines = v["lines"]
         .as_array()?
@@ -225,7 +225,8 @@ impl Hub {
         entry.message_type = kind_str(doc.kind).to_owned();
         entry.canonical = Some(report_json.to_string());
         corr.apply(&mut entry);
-        let ops = vec![
+        let sends = self.report_deliveries(sys, &target, &report_json).await?;
+        let mut ops = vec![
             Op::AppendLog(entry),
             Op::StoreInvoice(record),
             Op::RecordVerification(VerificationRecord {
@@ -238,7 +239,12 @@ impl Hub {
                 created_at: now_ts(),
             }),
         ];
+        let queued = !sends.is_empty();
+        ops.extend(sends);
         let results = self.store.commit(ops).await.map_err(store_unavailable)?;
+        if queued {
+            self.outbox_notify.notify_one();
+        }
         self.metrics.message(&sys.name, "in", kind_str(doc.kind), status::ACCEPTED);
         info!(system = %sys.name, lines = target.lines.len(), codes = report.codes().len(), "invoice verified");
         Ok(Receipt {
@@ -250,6 +256,61 @@ impl Hub {
             visits: Vec::new(),
             verification: Some(report_json),
         })
+    }
+
+    /// The report rendered for the provider's system and for the case-management systems of
+    /// the invoice's orders, each in its own format (systems without a `verification`
+    /// mapping are left out), as log entries and outbox rows for the verification's commit.
+    async fn report_deliveries(
+        &self,
+        provider_system: &System,
+        invoice: &Invoice,
+        report: &serde_json::Value,
+    ) -> Result<Vec<Op>, Rejection> {
+        let mut targets: BTreeSet<String> = BTreeSet::from([provider_system.name.clone()]);
+        for id in invoice.lines.iter().map(|l| l.order_id.as_str()).collect::<BTreeSet<_>>() {
+            if let Some(o) = self.store.order(id).await.map_err(store_unavailable)? {
+                targets.insert(o.source_system);
+            }
+        }
+        let context = json!({ "report": report_context(report) });
+        let stamp = now_ts();
+        let mut ops = Vec::new();
+        for name in targets {
+            let Some(target) = self.registry.get(&name).cloned() else { continue };
+            if target.mappings.outbound(carehub_model::MessageType::Verification).is_none() {
+                continue;
+            }
+            let rendered = match target.encode(carehub_model::MessageType::Verification, &context) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(system = %target.name, code = e.code.as_str(), "cannot render a verification report");
+                    continue;
+                }
+            };
+            let key = format!("{}:{}:verification:{stamp}:{}", invoice.provider, invoice.id, target.name);
+            let mut entry = crate::pipeline::outbound_entry(
+                &target,
+                carehub_model::MessageType::Verification,
+                &rendered.content_type,
+                &rendered.body,
+                &key,
+            );
+            entry.canonical = Some(context.to_string());
+            entry.provider = Some(invoice.provider.as_str().to_owned());
+            ops.push(Op::AppendLog(entry));
+            ops.push(Op::Enqueue(crate::store::NewDelivery {
+                system: target.name.clone(),
+                message_type: carehub_model::MessageType::Verification.as_str().to_owned(),
+                order_id: None,
+                idempotency_key: key,
+                content_type: rendered.content_type,
+                endpoint: rendered.endpoint,
+                body: rendered.body,
+                action: rendered.action,
+            }));
+        }
+        Ok(ops)
     }
 
     /// The facts verification needs about each order an invoice's lines name.
@@ -318,4 +379,44 @@ impl Hub {
 /// Contracted rates from `(organisation number, kronor per hour)` pairs.
 pub fn flat_rates(rates: &[(OrgNumber, i64)]) -> BTreeMap<OrgNumber, verification::Rates> {
     rates.iter().map(|(org, kr)| (org.clone(), verification::Rates::flat(kr * 100))).collect()
+}
+
+/// The report as outbound mappings read it (`report.*`): figures per line, codes as one
+/// space-separated string (absent when there are none), and the totals.
+fn report_context(report: &serde_json::Value) -> serde_json::Value {
+    fn codes(findings: &serde_json::Value) -> Option<String> {
+        let list: Vec<&str> = findings.as_array()?.iter().filter_map(|f| f["code"].as_str()).collect();
+        (!list.is_empty()).then(|| list.join(" "))
+    }
+    let lines: Vec<serde_json::Value> = report["lines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            let mut line = json!({
+                "line_id": l["line_id"], "order_id": l["order_id"], "invoiced_minutes": l["invoiced_minutes"],
+                "performed_minutes": l["performed_minutes"], "granted_minutes": l["granted_minutes"],
+                "approved_minutes": l["approved_minutes"], "approved_amount": l["approved_amount"],
+            });
+            if !l["cap_minutes"].is_null() {
+                line["cap_minutes"] = l["cap_minutes"].clone();
+            }
+            if let Some(c) = codes(&l["findings"]) {
+                line["codes"] = json!(c);
+            }
+            line
+        })
+        .collect();
+    let t = &report["totals"];
+    let mut out = json!({
+        "invoice_id": report["invoice_id"], "provider": report["provider"], "month": report["month"],
+        "kind": report["kind"], "lines": lines,
+        "approved_minutes": t["approved_minutes"], "approved_amount": t["approved_amount"],
+        "plan_compensation_minutes": t["plan_compensation_minutes"],
+        "plan_compensation_amount": t["plan_compensation_amount"], "payable_amount": t["payable_amount"],
+    });
+    if let Some(c) = codes(&report["findings"]) {
+        out["codes"] = json!(c);
+    }
+    out
 }

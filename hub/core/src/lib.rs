@@ -20,12 +20,15 @@
 //! - [`visits`]: the visit rules VIS001-VIS010, pure, over the facts they need.
 
 pub mod adapter;
+pub mod followup;
 pub mod invoice_flow;
 pub mod log;
 pub mod mapping;
 pub mod metrics;
+pub mod month_verification;
 pub mod outbox;
 pub mod peppol;
+pub mod peppol_write;
 pub mod pipeline;
 pub mod poller;
 pub mod store;

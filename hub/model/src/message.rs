@@ -27,10 +27,13 @@ pub enum MessageType {
     Visit,
     /// A batch of visits (a page pulled from Phoniro), with the cursor to the next page.
     Visits,
+    /// An invoice's verification report, sent back to the provider's system and to the
+    /// case-management systems of its orders (outbound only).
+    Verification,
 }
 
 impl MessageType {
-    pub const ALL: [MessageType; 7] = [
+    pub const ALL: [MessageType; 8] = [
         MessageType::Decision,
         MessageType::Order,
         MessageType::OrderAck,
@@ -38,6 +41,7 @@ impl MessageType {
         MessageType::Receipt,
         MessageType::Visit,
         MessageType::Visits,
+        MessageType::Verification,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +53,7 @@ impl MessageType {
             MessageType::Receipt => "receipt",
             MessageType::Visit => "visit",
             MessageType::Visits => "visits",
+            MessageType::Verification => "verification",
         }
     }
 
@@ -425,6 +430,12 @@ impl Message {
             MessageType::Receipt => Message::Receipt(typed(value)?),
             MessageType::Visit => Message::Visit(Box::new(typed(value)?)),
             MessageType::Visits => Message::Visits(typed(value)?),
+            MessageType::Verification => {
+                return Err(ValidationError::new(
+                    ErrorCode::MessageNotAllowed,
+                    "a verification report is sent by the hub, not to it",
+                ))
+            }
         };
         Ok(message)
     }

@@ -23,6 +23,7 @@ use utoipa::{OpenApi, ToSchema};
 use crate::auth::{Caller, Role, SystemCaller};
 use crate::server::AppState;
 
+pub mod reports;
 pub mod visits;
 
 /// An error answer.
@@ -125,6 +126,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/visits", get(visits::list_visits))
         .route("/v1/visits/months/{month}/close", post(visits::close_month))
         .route("/v1/reports/manual-registrations", get(visits::manual_registrations))
+        .route("/v1/reports/follow-up", get(reports::follow_up))
         .route("/v1/invoices/{id}/verification", get(visits::invoice_verification))
         .route("/v1/deliveries", get(list_deliveries))
         .route("/v1/deliveries/replay", post(replay))
@@ -997,7 +999,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "carehub", description = "The integration hub for Swedish municipal home care. Errors are {code, message} with stable codes."),
-    paths(post_message, get_wsdl, post_tag, list_tags, visits::list_visits, visits::close_month, visits::manual_registrations, visits::invoice_verification, list_messages, get_message, list_orders, get_order, order_trace, list_deliveries, replay, audit_verify, healthz, readyz, metrics),
+    paths(post_message, get_wsdl, post_tag, list_tags, visits::list_visits, visits::close_month, visits::manual_registrations, reports::follow_up, visits::invoice_verification, list_messages, get_message, list_orders, get_order, order_trace, list_deliveries, replay, audit_verify, healthz, readyz, metrics),
     components(schemas(ErrorBody, ReceiptBody, TagBody, TagList, TagRegistered, visits::VisitPage, visits::ManualReport, visits::ManualShareRow, MessageView, MessagePage, OrderView, OrderList, Trace, TraceStep, DeliveryView, DeliveryList, ReplayRequest, ChainView)),
     modifiers(&BearerAuth)
 )]

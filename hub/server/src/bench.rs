@@ -57,6 +57,9 @@ pub enum BenchCommand {
     /// batches (Phoniro pages, a ParaGå file) and as webhook pushes, over a store holding a
     /// month of Stockholm-sized data.
     Visits(crate::bench_visits::VisitBenchArgs),
+    /// Verifying a whole month from the store (`carehub verify` in a child process) at
+    /// Stockholm or national scale: wall time and peak memory.
+    Verify(crate::bench_verify::VerifyBenchArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -67,6 +70,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         }
         BenchCommand::Sftp { files } => sftp(files).await,
         BenchCommand::Visits(args) => crate::bench_visits::run(args).await,
+        BenchCommand::Verify(args) => crate::bench_verify::run(args).await,
     }
 }
 

@@ -83,6 +83,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TagsCommand,
     },
+    /// Verify every invoice of a month from the store (a dry run: nothing is written) and
+    /// print a summary; `--out` writes the reports as JSON.
+    Verify(crate::verify_cmd::VerifyArgs),
+    /// Write the monthly follow-up (SPEC §4.4) as an HTML page for the committee, and as CSV.
+    Report(crate::report_cmd::ReportArgs),
     /// Measure throughput and latency (see BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
@@ -180,6 +185,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             import_tags(config, &file).await
         }
+        Command::Verify(args) => {
+            init_tracing("warn");
+            crate::verify_cmd::run(args).await
+        }
+        Command::Report(args) => crate::report_cmd::run(args).await,
         Command::Bench { command } => {
             init_tracing("error");
             crate::bench::run(command).await

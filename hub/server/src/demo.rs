@@ -57,6 +57,9 @@ struct Provider {
     manual_every: usize,
 }
 
+/// The contracted rate of the demo's providers, kronor per hour (Södertälje's).
+const DEMO_RATE_KR: u32 = 390;
+
 /// The provider whose orders go to ParaGå over SFTP.
 const SFTP_PROVIDER: &str = "5599000030";
 
@@ -261,8 +264,8 @@ visits_page_size = {FEED_PAGE}
     );
     for p in PROVIDERS {
         text.push_str(&format!(
-            "\n[[providers]]\norg = \"{}\"\nname = \"{}\"\nsystem = \"{}\"\n",
-            p.org, p.name, p.system
+            "\n[[providers]]\norg = \"{}\"\nname = \"{}\"\nsystem = \"{}\"\nrate_per_hour = {}\n",
+            p.org, p.name, p.system, DEMO_RATE_KR
         ));
     }
     text.push_str(more);
@@ -654,12 +657,42 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     }
     out!("");
 
-    // 8. The log.
+    // 8. Invoices.
+    let styles = [
+        crate::demo_invoices::Style::Honest,
+        crate::demo_invoices::Style::OverBilling,
+        crate::demo_invoices::Style::NoPlanClaim,
+    ];
+    let billers: Vec<crate::demo_invoices::Biller> = PROVIDERS
+        .iter()
+        .zip(styles)
+        .map(|(p, style)| crate::demo_invoices::Biller {
+            org: p.org,
+            name: p.name,
+            system: p.system,
+            rate: i64::from(DEMO_RATE_KR) * 100,
+            style,
+        })
+        .collect();
+    crate::demo_invoices::InvoiceRun {
+        http: &http,
+        url: &url,
+        tokens: &tokens,
+        reader: &cm_token,
+        store: store.as_ref(),
+        first: month.first,
+        last: month.last,
+    }
+    .play(&billers)
+    .await?;
+    out!("");
+
+    // 9. The log.
     let report = carehub_core::store::verify_chain(store.as_ref()).await?;
     let rejected =
         store.log_entries(LogFilter { status: Some("rejected".into()), limit: 10_000, ..LogFilter::default() }).await?;
     out!(
-        "8. The message log: {} entries, hash-chained; {} rejections kept with their codes",
+        "9. The message log: {} entries, hash-chained; {} rejections kept with their codes",
         report.entries,
         rejected.len()
     );

@@ -25,10 +25,14 @@ macro_rules! out {
 pub mod api;
 pub mod auth;
 pub mod bench;
+pub mod bench_verify;
 pub mod bench_visits;
 pub mod cli;
 pub mod config;
 pub mod demo;
+mod demo_invoices;
 pub mod fixtures;
+pub mod report_cmd;
 pub mod server;
 pub mod tls;
+pub mod verify_cmd;

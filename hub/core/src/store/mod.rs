@@ -11,8 +11,12 @@
 //! thread that group-commits whatever requests have queued up while the previous commit
 //! was syncing, so many concurrent senders share one fsync.
 
+mod followup_sql;
+mod month_sql;
 pub mod sqlite;
 mod visits_sql;
+
+pub(crate) use month_sql::parse_store_ts;
 
 use async_trait::async_trait;
 use carehub_model::{Order, OrderAck, PlanNotice};
@@ -511,6 +515,35 @@ pub struct OutboxCounts {
     pub dead: u64,
 }
 
+/// One order as month verification reads it: the order, its decision's validity, and its
+/// visits checked in during the month (accepted and flagged; rejected ones never count).
+#[derive(Debug, Clone)]
+pub struct MonthOrder {
+    pub record: OrderRecord,
+    pub decision_valid_from: NaiveDate,
+    pub decision_valid_to: Option<NaiveDate>,
+    pub visits: Vec<crate::verification::VisitRecord>,
+}
+
+/// Everything month verification needs about one provider's month, read in bulk
+/// ([`Store::provider_month`]): a few statements, not a round trip per order.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderMonth {
+    pub provider: String,
+    /// The provider's orders active in the month (by the order's dates) or whose plan notice
+    /// arrived around it, then any other order an invoice line of the month names (another
+    /// provider's, or one not active: verification reports those as INV004).
+    pub orders: Vec<MonthOrder>,
+    /// The provider's invoices and credit notes for the month.
+    pub invoices: Vec<InvoiceRecord>,
+    /// The provider's accepted and flagged visits in the month (with or without an order)
+    /// and the manual ones among them: SPEC §6's manual share, as [`Store::manual_shares`].
+    pub counted_visits: u64,
+    pub manual_visits: u64,
+    /// Rows of the month's visits read (rejected ones and ones without an order included).
+    pub visits_read: u64,
+}
+
 /// The store contract. Implementations must make [`Store::commit`] atomic and durable
 /// before it returns, keep the message log's hash chain intact across processes, and never
 /// update or delete a log entry.
@@ -541,6 +574,15 @@ pub trait Store: Send + Sync + 'static {
     async fn visits(&self, filter: VisitFilter) -> Result<Vec<VisitRecord>, StoreError>;
     /// The manual-registration share of each provider with visits in `month` (`YYYY-MM`).
     async fn manual_shares(&self, month: &str) -> Result<Vec<ManualShare>, StoreError>;
+    /// The follow-up's orders for `month` (`YYYY-MM`): active in it, or with their
+    /// plan-due or execute-by date in it, with their decision's validity.
+    async fn followup_orders(&self, month: &str) -> Result<Vec<crate::followup::OrderFacts>, StoreError>;
+    /// A provider's counted (accepted and flagged) visits checked in during `month`.
+    async fn followup_visits(
+        &self,
+        provider: &str,
+        month: &str,
+    ) -> Result<Vec<crate::followup::VisitFacts>, StoreError>;
     /// Up to `limit` visits after the visit-report watermark, oldest first.
     async fn visits_to_report(&self, limit: usize) -> Result<ReportBatch, StoreError>;
     /// Where a pulled feed stands.
@@ -552,6 +594,17 @@ pub trait Store: Send + Sync + 'static {
     async fn invoice(&self, provider: &str, kind: &str, id: &str) -> Result<Option<InvoiceRecord>, StoreError>;
     /// The lines of an invoice verified before.
     async fn verified_lines(&self, provider: &str, invoice_id: &str) -> Result<Vec<String>, StoreError>;
+    /// The providers with an order that may be active in `month` or an invoice for it, in
+    /// order: the units month verification walks.
+    async fn month_providers(&self, month: crate::verification::Month) -> Result<Vec<String>, StoreError>;
+    /// One provider's month in bulk (for month verification): its orders with their
+    /// decisions, its visits of the month grouped by order (read once, through
+    /// `visits_provider_month`), its invoices and credit notes. Memory is one provider's.
+    async fn provider_month(
+        &self,
+        provider: &str,
+        month: crate::verification::Month,
+    ) -> Result<ProviderMonth, StoreError>;
     /// The latest verification of an invoice (of any provider when `provider` is unset).
     async fn verification(
         &self,

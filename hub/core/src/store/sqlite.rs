@@ -883,6 +883,20 @@ impl Store for SqliteStore {
         self.read(move |c| super::visits_sql::manual_shares(c, &month)).await
     }
 
+    async fn followup_orders(&self, month: &str) -> Result<Vec<crate::followup::OrderFacts>, StoreError> {
+        let month = month.to_owned();
+        self.read(move |c| super::followup_sql::orders(c, &month)).await
+    }
+
+    async fn followup_visits(
+        &self,
+        provider: &str,
+        month: &str,
+    ) -> Result<Vec<crate::followup::VisitFacts>, StoreError> {
+        let (provider, month) = (provider.to_owned(), month.to_owned());
+        self.read(move |c| super::followup_sql::visits(c, &provider, &month)).await
+    }
+
     async fn visits_to_report(&self, limit: usize) -> Result<ReportBatch, StoreError> {
         self.read(move |c| super::visits_sql::visits_to_report(c, limit)).await
     }
@@ -959,6 +973,20 @@ impl Store for SqliteStore {
             .optional()?)
         })
         .await
+    }
+
+    async fn month_providers(&self, month: crate::verification::Month) -> Result<Vec<String>, StoreError> {
+        self.read(move |c| super::month_sql::without_mmap(c, |c| super::month_sql::month_providers(c, month))).await
+    }
+
+    async fn provider_month(
+        &self,
+        provider: &str,
+        month: crate::verification::Month,
+    ) -> Result<ProviderMonth, StoreError> {
+        let provider = provider.to_owned();
+        self.read(move |c| super::month_sql::without_mmap(c, |c| super::month_sql::provider_month(c, &provider, month)))
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -1,0 +1,74 @@
+//! The monthly follow-up (SPEC §4.4): `GET /v1/reports/follow-up?month=YYYY-MM`, as JSON
+//! or (`&format=csv`) as the CSV document of [`carehub_core::followup::table`].
+//!
+//! The report names clients only by a pseudonymous key (an order id), but it is about
+//! clients, so every read is recorded like a read of the message log. A provider's token
+//! gets the report restricted to its own rows (its summary is its own row's figures).
+
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use carehub_core::followup::{self, FollowUp};
+use carehub_model::ErrorCode;
+use serde::Deserialize;
+
+use super::visits::month_param;
+use super::{bad_request, record_read, ApiError, ApiResult, ErrorBody};
+use crate::auth::{Caller, Role};
+use crate::server::AppState;
+
+/// `?month=YYYY-MM[&format=json|csv]`
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct FollowUpQuery {
+    /// `YYYY-MM`, a calendar month in Stockholm time.
+    pub month: Option<String>,
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+}
+
+/// The monthly follow-up: granted vs performed per client (80-120% band), manual share per
+/// provider, staff continuity, plans on time, orders not confirmed in time.
+#[utoipa::path(get, path = "/v1/reports/follow-up", tag = "reports", params(FollowUpQuery),
+    responses(
+        (status = 200, description = "the report (JSON, or CSV with format=csv)"),
+        (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 422, description = "INVALID_DATE: not a month", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn follow_up(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<FollowUpQuery>,
+) -> ApiResult<Response> {
+    caller.require(&[Role::Admin, Role::Auditor, Role::CaseManagement, Role::ProviderSystem])?;
+    let month = month_param(q.month.as_deref().ok_or_else(|| bad_request("name a month: ?month=YYYY-MM"))?)?;
+    let month = followup::parse_month(&month)
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidDate, format!("'{month}' is not a month (YYYY-MM)")))?;
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => return Err(bad_request("format is json or csv")),
+    };
+    let own = caller.0.provider().map(str::to_owned);
+    record_read(&state.hub, &caller, format!("follow-up {month}")).await?;
+    let mut report: FollowUp = followup::compute(
+        state.hub.store.as_ref(),
+        month,
+        carehub_model::today(),
+        state.manual_share_threshold,
+        own.as_deref(),
+    )
+    .await?;
+    report.name_providers(|p| state.hub.routes.get(p).map(|r| r.provider_name.clone()));
+    if csv {
+        let name = format!("attachment; filename=\"follow-up-{month}.csv\"");
+        return Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, name)],
+            followup::table::render(&report),
+        )
+            .into_response());
+    }
+    Ok(Json(report).into_response())
+}

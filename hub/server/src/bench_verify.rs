@@ -1,0 +1,366 @@
+//! `carehub bench verify`: verifying a whole month from the store, at Stockholm scale
+//! (20,000 clients, 130 providers, 1,000,000 visits) or national scale (230,000 clients,
+//! 300 providers, 11,000,000 visits): wall time and peak memory.
+//!
+//! Method:
+//! 1. Seed (timed apart; not what is measured): a fresh SQLite file gets, by direct SQL in
+//!    large transactions like `carehub bench visits`, one decision and one active order per
+//!    client (client `c` at provider `c % providers`), and the visits of last month with
+//!    every index the hub keeps, in the order a month of visits arrives (day by day, all
+//!    providers mixed, so a provider's visits are spread over the whole table, as in
+//!    production). Visits last 27-33 minutes; 1% are rejected, 2% flagged; provider 0
+//!    registers 15% of its visits by hand (INV003). Every tenth client is granted 2,400
+//!    minutes instead of 1,500 (under-delivery, INV006). Then one invoice per provider for
+//!    the month (except the last provider, which sends none), a line per order with the
+//!    performed time in whole hours; every seventh order is billed two hours more than
+//!    performed (INV001), every thirteenth 1.2 × granted (INV002), every eleventh line's
+//!    amount is 5 kr off (INV007).
+//! 2. Measured: `carehub verify --month M --db FILE --rate 390 --out FILE.json` in a child
+//!    process, so its peak memory (the child's own `VmHWM`, which it prints) is the
+//!    verification's alone, not the seed's. Wall time is the child's own figure (store
+//!    opened to summary printed) and, beside it, the process's from spawn to exit.
+//!
+//! Clients: Stockholm scale uses Skatteverket's test numbers (data/); national scale needs
+//! more than the 41,493 there and uses clearly synthetic numbers instead: 12 digits, born
+//! 1890-1899, serial and valid Luhn digit, so no living person can have one.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use carehub_model::{Deadlines, Decision, Order, OrgNumber};
+use chrono::{Datelike, NaiveDate};
+use serde_json::json;
+
+/// The rate every provider is paid in the bench, kronor per hour.
+const RATE: i64 = 390;
+
+/// The two scales of the issue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scale {
+    /// 20,000 clients, 130 providers, 1,000,000 visits.
+    Stockholm,
+    /// 230,000 clients, 300 providers, 11,000,000 visits.
+    National,
+}
+
+impl Scale {
+    fn sizes(self) -> (usize, usize, usize) {
+        match self {
+            Scale::Stockholm => (20_000, 130, 1_000_000),
+            Scale::National => (230_000, 300, 11_000_000),
+        }
+    }
+}
+
+/// The bench's options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifyBenchArgs {
+    #[arg(long, value_enum, default_value = "stockholm")]
+    pub scale: Scale,
+    /// Where to put the database (default: a temporary folder under the system's).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Keep the database (and the reports) afterwards, to run `carehub verify` on by hand.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// `n` valid organisation numbers: 10 digits, a Luhn check digit.
+fn providers(n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stem = 0u32;
+    while out.len() < n {
+        let base = format!("55990{stem:04}");
+        stem += 1;
+        if let Some(org) = (0..10).map(|c| format!("{base}{c}")).find(|c| OrgNumber::parse(c).is_ok()) {
+            out.push(org);
+        }
+    }
+    out
+}
+
+/// The Luhn check digit of nine digits (personal identity numbers' last digit).
+fn luhn_digit(digits: &[u8; 9]) -> u8 {
+    let sum: u32 = digits
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let p = u32::from(*d) * if i % 2 == 0 { 2 } else { 1 };
+            p / 10 + p % 10
+        })
+        .sum();
+    ((10 - sum % 10) % 10) as u8
+}
+
+/// `n` clearly synthetic personal identity numbers: born 1890-1899 (no one alive), serial
+/// 001-999 per day, valid check digit.
+pub(crate) fn synthetic_pnrs(n: usize) -> Vec<String> {
+    let mut out = Vec::with_capacity(n);
+    let mut day = NaiveDate::from_ymd_opt(1890, 1, 1).unwrap_or_default();
+    'days: while out.len() < n {
+        for serial in 1..1000u32 {
+            if out.len() == n {
+                break 'days;
+            }
+            let short = format!("{:02}{:02}{:02}{serial:03}", day.year() % 100, day.month(), day.day());
+            let mut nine = [0u8; 9];
+            for (slot, b) in nine.iter_mut().zip(short.bytes()) {
+                *slot = b - b'0';
+            }
+            out.push(format!("{}{}{}", day.year() / 100, short, luhn_digit(&nine)));
+        }
+        day = day.succ_opt().unwrap_or(day);
+    }
+    out
+}
+
+struct Seeded {
+    took: Duration,
+    bytes: u64,
+    invoices: usize,
+    lines: usize,
+}
+
+/// The seed: decisions, orders, a month of visits and the invoices, by plain SQL.
+fn seed(db: &Path, scale: Scale, month: NaiveDate) -> anyhow::Result<Seeded> {
+    let (clients, n_providers, visits) = scale.sizes();
+    let started = Instant::now();
+    let pnrs: Vec<String> = match scale {
+        Scale::Stockholm => include_str!("../../../data/skatteverket-testpersonnummer.txt")
+            .lines()
+            .take(clients)
+            .map(str::to_owned)
+            .collect(),
+        Scale::National => synthetic_pnrs(clients),
+    };
+    anyhow::ensure!(pnrs.len() == clients, "too few personal identity numbers");
+    let orgs = providers(n_providers);
+    let month_key = format!("{:04}-{:02}", month.year(), month.month());
+    let valid_from = (month - chrono::Days::new(1)).with_day(1).context("a month")?;
+    let granted = |c: usize| -> i64 {
+        if c % 10 == 3 {
+            2400
+        } else {
+            1500
+        }
+    };
+
+    drop(carehub_core::store::sqlite::SqliteStore::open(db)?); // migrations
+    let mut conn = rusqlite::Connection::open(db)?;
+    // The store's threads let go of the file shortly after it is dropped.
+    conn.busy_timeout(Duration::from_secs(30))?;
+    // A bulk load: no journal, no syncs, a large cache (the hub's own settings come back
+    // when it opens the file).
+    conn.execute_batch(
+        "PRAGMA journal_mode = DELETE; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
+         PRAGMA cache_size = -1048576;",
+    )?;
+    let tx = conn.transaction()?;
+    {
+        let mut dec = tx.prepare(
+            "INSERT INTO decisions (id, system, content_hash, client, provider, canonical, received_at)
+             VALUES (?1, 'combine', '', ?2, ?3, ?4, '')",
+        )?;
+        let mut ord = tx.prepare(
+            "INSERT INTO orders (id, decision_id, source_system, provider, provider_system, client, execute_by,
+                plan_due, canonical, created_at, status, start_date, end_date)
+             VALUES (?1, ?2, 'combine', ?3, 'phoniro', ?4, ?5, ?6, ?7, '', 'accepted', ?8, NULL)",
+        )?;
+        for (c, pnr) in pnrs.iter().enumerate() {
+            let org = &orgs[c % n_providers];
+            let decision: Decision = serde_json::from_value(json!({
+                "id": format!("combine:BENCH-{c}"), "client": pnr, "case_officer": "hl-1",
+                "provider": org, "valid_from": valid_from.to_string(),
+                "services": [{"code": "PO", "category": "personal_care", "minutes_per_month": granted(c)}]
+            }))?;
+            let order = Order::from_decision(format!("O-B{c:07}"), &decision, valid_from, Deadlines::default());
+            dec.execute(rusqlite::params![decision.id.as_str(), pnr, org, serde_json::to_string(&decision)?])?;
+            ord.execute(rusqlite::params![
+                order.id,
+                decision.id.as_str(),
+                org,
+                pnr,
+                order.execute_by.to_string(),
+                order.plan_due.to_string(),
+                serde_json::to_string(&order)?,
+                order.start_date.to_string(),
+            ])?;
+        }
+    }
+    tx.commit()?;
+
+    // The month's visits, day by day: each day every client gets its share, in an order
+    // that mixes providers. Staff member `i / 12` does 12 visits a day, 40 minutes apart.
+    let mut performed_seconds = vec![0i64; clients];
+    let per_day = visits.div_ceil(28);
+    let mut i = 0usize;
+    let batch = 500_000;
+    while i < visits {
+        let tx = conn.transaction()?;
+        {
+            let mut visit = tx.prepare_cached(
+                "INSERT INTO visits (source_id, system, provider, client, order_id, staff, check_in, check_out,
+                    month, seconds, planned_minutes, visit_outcome, manual, outcome, codes, findings, canonical,
+                    log_seq, line, received_at)
+                 VALUES (?1, 'phoniro', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 30, 'performed', ?10, ?11, ?12, ?13, ?14, 0,
+                    NULL, ?15)",
+            )?;
+            for i in i..(i + batch).min(visits) {
+                let c = (i * 7919) % clients;
+                let p = c % n_providers;
+                let day = month + chrono::Days::new((i / per_day) as u64);
+                let minutes = 6 * 60 + (i % 12) as u32 * 40; // UTC, 06:00-13:20
+                let at = day.and_hms_opt(minutes / 60, minutes % 60, 0).unwrap_or_default().and_utc();
+                let seconds = 1800 + ((i * 37) % 7) as i64 * 60 - 180;
+                let out = at + chrono::Duration::seconds(seconds);
+                // Outcomes from a hash of the visit's number: a plain `i % 100` would line up
+                // with the client (and so the provider) the visit goes to.
+                let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let (outcome, codes) = match (h >> 32) % 100 {
+                    0 => ("rejected", "VIS005"),
+                    1 | 2 => ("flagged", "VIS003"),
+                    _ => ("accepted", ""),
+                };
+                let manual = p == 0 && (h >> 48) % 100 < 15;
+                if outcome != "rejected" {
+                    performed_seconds[c] += seconds;
+                }
+                let (check_in, check_out) = (carehub_core::store::ts(at), carehub_core::store::ts(out));
+                let staff = format!("bench-{}", i / 12);
+                let id = format!("phoniro:B-{i}");
+                let order = format!("O-B{c:07}");
+                let method = if manual { "manual" } else { "nfc" };
+                let canonical = format!(
+                    "{{\"id\":\"{id}\",\"provider\":\"{}\",\"client\":\"{}\",\"order_id\":\"{order}\",\"staff\":\"{staff}\",\
+                     \"check_in\":{{\"at\":\"{check_in}\",\"method\":\"{method}\",\"tag_uid\":\"04{c:06X}\"}},\
+                     \"check_out\":{{\"at\":\"{check_out}\",\"method\":\"{method}\",\"tag_uid\":\"04{c:06X}\"}},\
+                     \"planned_minutes\":30,\"activities\":[\"personal_care\"],\"outcome\":\"performed\"}}",
+                    orgs[p], pnrs[c]
+                );
+                let findings = if codes.is_empty() {
+                    "[]".to_owned()
+                } else {
+                    format!("[{{\"code\":\"{codes}\",\"detail\":\"bench\"}}]")
+                };
+                visit.execute(rusqlite::params![
+                    id, orgs[p], pnrs[c], order, staff, check_in, check_out, month_key, seconds, manual, outcome,
+                    codes, findings, canonical, check_out,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        i = (i + batch).min(visits);
+    }
+
+    // One invoice per provider (the last sends none), a line per order.
+    let (mut invoices, mut lines) = (0, 0);
+    let tx = conn.transaction()?;
+    {
+        let mut inv = tx.prepare(
+            "INSERT INTO invoices (provider, kind, id, month, canonical, log_seq, received_at)
+             VALUES (?1, 'invoice', ?2, ?3, ?4, 0, '')",
+        )?;
+        for (p, org) in orgs.iter().enumerate().take(n_providers.saturating_sub(1)) {
+            let mut items = Vec::new();
+            for c in (p..clients).step_by(n_providers) {
+                let performed = (performed_seconds[c] + 30) / 60;
+                // Orders are active the whole month: granted is the decision's minutes.
+                let minutes = if c % 13 == 0 {
+                    granted(c) * 6 / 5
+                } else if c % 7 == 0 {
+                    performed / 60 * 60 + 120
+                } else {
+                    performed / 60 * 60
+                };
+                let mut amount = minutes * RATE * 100 / 60;
+                if c % 11 == 0 {
+                    amount += 500;
+                }
+                items.push(json!({"id": format!("{}", items.len() + 1), "order_id": format!("O-B{c:07}"),
+                    "minutes": minutes, "amount": amount, "comment": null}));
+            }
+            lines += items.len();
+            invoices += 1;
+            let canonical = json!({"lines": items, "billing_references": [], "not_verified": []}).to_string();
+            inv.execute(rusqlite::params![org, format!("HC-{month_key}-{p}"), month_key, canonical])?;
+        }
+    }
+    tx.commit()?;
+    conn.execute_batch("PRAGMA journal_mode = WAL;")?;
+    drop(conn);
+    let bytes = std::fs::metadata(db).map(|m| m.len()).unwrap_or(0);
+    Ok(Seeded { took: started.elapsed(), bytes, invoices, lines })
+}
+
+pub async fn run(args: VerifyBenchArgs) -> anyhow::Result<ExitCode> {
+    let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let temp = tempfile::tempdir_in(&parent).context("cannot create a folder for the database")?;
+    let (clients, n_providers, visits) = args.scale.sizes();
+    let this_month = carehub_model::today().with_day(1).context("a month")?;
+    let month = (this_month - chrono::Days::new(1)).with_day(1).context("a month")?;
+    let month_key = format!("{:04}-{:02}", month.year(), month.month());
+    out!(
+        "carehub bench verify: {} cores; {clients} clients, {n_providers} providers, {visits} visits in {month_key}",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    );
+    let db = temp.path().join("verify.db");
+    let db2 = db.clone();
+    let scale = args.scale;
+    let seeded = tokio::task::spawn_blocking(move || seed(&db2, scale, month)).await??;
+    out!(
+        "seeded in {:.1} s ({:.0} MB; {} invoices, {} lines)",
+        seeded.took.as_secs_f64(),
+        seeded.bytes as f64 / 1e6,
+        seeded.invoices,
+        seeded.lines
+    );
+
+    let reports = temp.path().join("reports.json");
+    let exe = std::env::current_exe().context("cannot find the carehub binary")?;
+    let (db_arg, out_arg) = (db.display().to_string(), reports.display().to_string());
+    let rate = RATE.to_string();
+    let argv = ["verify", "--month", &month_key, "--db", &db_arg, "--rate", &rate, "--out", &out_arg];
+    out!("measured: carehub {}", argv.join(" "));
+    let started = Instant::now();
+    let output = tokio::process::Command::new(exe)
+        .args(argv)
+        .env("CAREHUB_LOG", "warn")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .context("cannot run carehub verify")?;
+    let wall = started.elapsed();
+    let text = String::from_utf8_lossy(&output.stdout);
+    for line in text.lines() {
+        out!("  {line}");
+    }
+    let json_bytes = std::fs::metadata(&reports).map(|m| m.len()).unwrap_or(0);
+    out!("process wall time (spawn to exit): {:.2} s; reports {:.0} MB", wall.as_secs_f64(), json_bytes as f64 / 1e6);
+    if args.keep {
+        let kept = temp.keep();
+        out!("kept: {}", kept.display());
+    }
+    anyhow::ensure!(output.status.success(), "carehub verify failed: {}", output.status);
+    for code in ["INV001", "INV002", "INV003", "INV006", "INV007"] {
+        anyhow::ensure!(text.contains(code), "no {code} in the summary: the bench's data is wrong");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_numbers_are_valid_distinct_and_from_the_1890s() {
+        let pnrs = synthetic_pnrs(5000);
+        let distinct: std::collections::BTreeSet<_> = pnrs.iter().collect();
+        assert_eq!(distinct.len(), 5000);
+        for p in &pnrs {
+            let parsed = carehub_model::PersonalIdentityNumber::parse(p).expect("valid");
+            assert!((1890..1900).contains(&parsed.birth_date().year()));
+        }
+    }
+}
