@@ -202,9 +202,40 @@ pub struct ProviderConfig {
     pub org: String,
     pub name: String,
     pub system: String,
-    /// The contracted rate, kronor per performed hour (invoice verification, SPEC §7).
+    /// The contracted rate, kronor per performed hour (invoice verification, SPEC §7): the
+    /// day rate, paid for time outside every band and for plan compensation.
     #[serde(default)]
     pub rate_per_hour: Option<u32>,
+    /// Time bands with their own rates (evening, night, weekend), by the municipality's clock.
+    #[serde(default)]
+    pub bands: Vec<BandConfig>,
+}
+
+/// `[[providers.bands]]`: `kind` day/evening/night/weekend, `from`/`to` as `HH:MM` (`to`
+/// before `from` runs past midnight; equal: the whole day), `rate_per_hour` in kronor.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BandConfig {
+    pub kind: String,
+    pub from: String,
+    pub to: String,
+    pub rate_per_hour: u32,
+}
+
+impl BandConfig {
+    fn band(&self) -> Result<carehub_core::verification::Band, String> {
+        use carehub_core::verification::{Band, BandKind};
+        let kind = match self.kind.as_str() {
+            "day" => BandKind::Day,
+            "evening" => BandKind::Evening,
+            "night" => BandKind::Night,
+            "weekend" => BandKind::Weekend,
+            other => return Err(format!("kind '{other}' is not day, evening, night or weekend")),
+        };
+        let time =
+            |s: &str| chrono::NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| format!("'{s}' is not a time (HH:MM)"));
+        Ok(Band { kind, from: time(&self.from)?, to: time(&self.to)?, rate: i64::from(self.rate_per_hour) * 100 })
+    }
 }
 
 /// A validated configuration.
@@ -404,6 +435,14 @@ impl Config {
                 }
                 Err(e) => errors.push(format!("{label}: org: {}", e.reason)),
             }
+            if !p.bands.is_empty() && p.rate_per_hour.is_none() {
+                errors.push(format!("{label}: bands need rate_per_hour (the day rate) too"));
+            }
+            for b in &p.bands {
+                if let Err(e) = b.band() {
+                    errors.push(format!("{label}: bands: {e}"));
+                }
+            }
             match systems.iter().find(|s| s.name == p.system) {
                 None => errors.push(format!("{label}: system '{}' is not configured", p.system)),
                 Some(s) if s.vendor.role() != SystemRole::ProviderSystem => errors.push(format!(
@@ -457,10 +496,14 @@ impl Config {
         let defaults = Policy::default();
         let ratio = |s: &str, d: Ratio| s.parse::<Ratio>().unwrap_or(d);
         let share = format!("{}", self.visits.manual_share_threshold);
-        let rates: Vec<(OrgNumber, i64)> = self
+        let rates = self
             .providers
             .iter()
-            .filter_map(|p| Some((OrgNumber::parse(&p.org).ok()?, i64::from(p.rate_per_hour?))))
+            .filter_map(|p| {
+                let day = i64::from(p.rate_per_hour?) * 100;
+                let bands = p.bands.iter().filter_map(|b| b.band().ok()).collect();
+                Some((OrgNumber::parse(&p.org).ok()?, carehub_core::verification::Rates { day, bands }))
+            })
             .collect();
         Policy {
             tolerance: ratio(&self.invoices.tolerance, defaults.tolerance),
@@ -469,7 +512,7 @@ impl Config {
             manual_share_threshold: ratio(&share, defaults.manual_share_threshold),
             under_delivery_threshold: ratio(&self.invoices.under_delivery_threshold, defaults.under_delivery_threshold),
             amount_tolerance: defaults.amount_tolerance,
-            rates: carehub_core::invoice_flow::flat_rates(&rates),
+            rates,
         }
     }
 
@@ -515,6 +558,38 @@ system = "phoniro"
         let c = Config::parse(GOOD, Path::new("/etc/carehub")).expect("valid");
         assert_eq!(c.hub.database, PathBuf::from("/etc/carehub/x.db"));
         assert_eq!(c.routes().keys().collect::<Vec<_>>(), vec!["5599000014"]);
+    }
+
+    #[test]
+    fn rates_and_time_bands_make_the_invoice_policy() {
+        use carehub_core::verification::{BandKind, Ratio};
+        let text = format!(
+            "{GOOD}rate_per_hour = 390\n[[providers.bands]]\nkind = \"evening\"\nfrom = \"22:00\"\nto = \"07:00\"\n\
+             rate_per_hour = 450\n[[providers.bands]]\nkind = \"weekend\"\nfrom = \"00:00\"\nto = \"00:00\"\n\
+             rate_per_hour = 480\n[invoices]\ntolerance = \"1.00\"\ndeclined_visits_paid = true\n"
+        );
+        let c = Config::parse(&text, Path::new("/etc/carehub")).expect("valid");
+        let policy = c.invoice_policy();
+        let org = OrgNumber::parse("5599000014").expect("org");
+        let rates = &policy.rates[&org];
+        assert_eq!(rates.day, 39_000);
+        assert_eq!(
+            rates.bands.iter().map(|b| (b.kind, b.from.to_string(), b.to.to_string(), b.rate)).collect::<Vec<_>>(),
+            vec![
+                (BandKind::Evening, "22:00:00".into(), "07:00:00".into(), 45_000),
+                (BandKind::Weekend, "00:00:00".into(), "00:00:00".into(), 48_000)
+            ]
+        );
+        assert_eq!((policy.tolerance, policy.declined_visits_paid), (Ratio::percent(100), true));
+
+        let bad = format!(
+            "{GOOD}[[providers.bands]]\nkind = \"dusk\"\nfrom = \"25:00\"\nto = \"07:00\"\nrate_per_hour = 1\n\
+             [invoices]\ntolerance = \"lots\"\n"
+        );
+        let errors = Config::parse(&bad, Path::new("/")).expect_err("invalid").0;
+        for want in ["bands need rate_per_hour", "kind 'dusk'", "[invoices] tolerance"] {
+            assert!(errors.iter().any(|e| e.contains(want)), "{want}: {errors:?}");
+        }
     }
 
     #[test]
