@@ -178,3 +178,49 @@ async fn every_official_peppol_example_is_read_and_refused_or_explained_with_a_c
     }
     assert_eq!(seen, 10);
 }
+
+#[tokio::test]
+async fn a_peppol_invoice_left_in_an_sftp_inbox_is_verified_and_archived() {
+    let sshd = crate::support::sshd::Sshd::start();
+    let vendor = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&vendor).await;
+    let options = Options { paraga: Some(sshd.system_keys(&sshd.host_key_sha256)), ..Options::default() };
+    let hub = TestHub::start_with(&vendor.uri(), &vendor.uri(), options).await;
+    let client = test_pnrs()[970].clone();
+    let (s, _) =
+        hub.post("combine", november_decision("DEC-INV-S", &client, PROVIDER_D), Some(&hub.case_management())).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let order = order_id("DEC-INV-S");
+    // No visits performed: an hour invoiced is an hour more than performed (INV001), and the
+    // order is far under its grant (INV006).
+    let day = |d| chrono::NaiveDate::from_ymd_opt(2026, 11, d).expect("date");
+    let line = carehub_core::peppol_write::Line {
+        id: "1".into(),
+        order_id: order.clone(),
+        minutes: 60,
+        amount_ore: 39_000,
+        comment: None,
+    };
+    let doc = carehub_core::peppol_write::home_care(
+        carehub_core::peppol_write::Kind::Invoice,
+        "PG-1",
+        PROVIDER_D,
+        "Hemtjänst i Hägersten AB",
+        day(1),
+        day(30),
+        None,
+        &[line],
+    );
+    sshd.drop_file("faktura-PG-1.xml", doc.as_bytes()).expect("drop the file");
+    eventually("the invoice file is archived", || async {
+        sshd.files("archive").iter().any(|f| f.ends_with("faktura-PG-1.xml")).then_some(())
+    })
+    .await;
+    let (s, report) = hub.get("/v1/invoices/PG-1/verification", Some(&hub.admin())).await;
+    assert_eq!(s, StatusCode::OK, "{report}");
+    let line = &report["lines"][0];
+    assert_eq!((line["invoiced_minutes"].as_i64(), line["performed_minutes"].as_i64()), (Some(60), Some(0)));
+    assert_eq!((line["approved_minutes"].as_i64(), line["approved_amount"].as_i64()), (Some(0), Some(0)));
+    assert_eq!(codes(&line["findings"]), vec!["INV001"]);
+    assert_eq!(codes(&report["findings"]), vec!["INV006"]);
+}

@@ -97,7 +97,8 @@ pub fn config_text(db: &Path, phoniro_url: &str, combine_url: &str, o: &Options)
         .map(|keys| {
             format!(
                 "[[systems]]\nname = \"paraga\"\nvendor = \"paraga\"\n{keys}\n\n\
-                 [[providers]]\norg = \"{PROVIDER_D}\"\nname = \"Hemtjänst i Hägersten AB\"\nsystem = \"paraga\"\n"
+                 [[providers]]\norg = \"{PROVIDER_D}\"\nname = \"Hemtjänst i Hägersten AB\"\nsystem = \"paraga\"\n\
+                 rate_per_hour = 390\n"
             )
         })
         .unwrap_or_default();
