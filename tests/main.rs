@@ -10,6 +10,7 @@ mod crash;
 mod delivery;
 mod flow;
 mod followup;
+mod invoice_basis;
 mod invoices;
 mod lifecare;
 mod mappings;

@@ -10,12 +10,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use carehub_model::{Decision, ErrorCode, OrgNumber, VisitOutcome};
+use carehub_model::{Decision, ErrorCode, Message, MessageType, OrgNumber, VisitOutcome};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 use tracing::info;
 
 use crate::adapter::System;
+use crate::mapping::RowDecoded;
 use crate::peppol::{self, DocumentKind as PeppolKind, PeppolDocument};
 use crate::pipeline::{store_unavailable, Correlation, Hub, Inbound, Receipt, Rejection, Sender};
 use crate::store::{now_ts, status, InvoiceRecord, NewLogEntry, Op, VerificationRecord, VisitFilter};
@@ -33,11 +34,21 @@ pub fn is_ubl(body: &[u8]) -> bool {
         || text.contains("urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2")
 }
 
-fn kind_str(k: PeppolKind) -> &'static str {
+fn document_kind_str(k: DocumentKind) -> &'static str {
     match k {
-        PeppolKind::Invoice => "invoice",
-        PeppolKind::CreditNote => "credit_note",
+        DocumentKind::Invoice => "invoice",
+        DocumentKind::CreditNote => "credit_note",
     }
+}
+
+/// An invoice or credit note as read, ready to verify: its lines, the invoices it credits,
+/// the lines read but not verified, and what the reader adds to the report.
+pub(crate) struct Document {
+    pub(crate) invoice: Invoice,
+    /// For a credit note: the ids of the invoices it credits (the first the hub has counts).
+    pub(crate) credits: Vec<String>,
+    pub(crate) not_verified: Vec<serde_json::Value>,
+    pub(crate) report_extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Whole öre of an amount in kronor, halves away from zero.
@@ -143,15 +154,35 @@ impl Hub {
             let reason = "the invoice names no period (cac:InvoicePeriod/cbc:StartDate)".to_owned();
             return Err(self.reject(&inbound, ErrorCode::MissingField, reason, corr).await);
         };
-        let month = Month::of(start);
-        let month_key = month.first_day().format("%Y-%m").to_string();
-        let (document, skipped) = to_invoice(&doc, &provider, month);
+        let (invoice, not_verified) = to_invoice(&doc, &provider, Month::of(start));
+        let mut report_extra = serde_json::Map::new();
+        report_extra.insert("reader_findings".into(), json!(doc.findings));
+        report_extra.insert("totals_check".into(), json!(peppol::check_totals(&doc)));
+        let document = Document { invoice, credits: doc.billing_references.clone(), not_verified, report_extra };
+        self.verify_document(&inbound, document, corr).await
+    }
+
+    /// Verifies an invoice or credit note however it came (PEPPOL, a provider system's
+    /// invoice basis), one at a time: gathers what the store knows of its orders, verifies
+    /// it, logs it with its report, stores it and the verification, and queues the report
+    /// to the provider's and the orders' case-management systems, in one commit.
+    pub(crate) async fn verify_document(
+        &self,
+        inbound: &Inbound<'_>,
+        document: Document,
+        corr: Correlation,
+    ) -> Result<Receipt, Rejection> {
+        let Document { invoice: document, credits, not_verified: skipped, report_extra } = document;
+        let sys = inbound.system;
+        let provider = document.provider.clone();
+        let kind = document_kind_str(document.kind);
+        let month_key = document.period.first_day().format("%Y-%m").to_string();
         let record = InvoiceRecord {
             provider: provider.as_str().to_owned(),
-            kind: kind_str(doc.kind).to_owned(),
-            id: doc.id.clone(),
+            kind: kind.to_owned(),
+            id: document.id.clone(),
             month: month_key.clone(),
-            canonical: invoice_json(&document, &doc.billing_references, &skipped),
+            canonical: invoice_json(&document, &credits, &skipped),
             log_seq: 0,
             received_at: now_ts(),
         };
@@ -159,11 +190,11 @@ impl Hub {
         let _one_at_a_time = self.invoice_lock.lock().await;
         // What is verified: the invoice itself, or, for a credit note, the invoice it credits
         // (again, with the credit) when the hub has it.
-        let credited = match doc.kind {
-            PeppolKind::Invoice => None,
-            PeppolKind::CreditNote => {
+        let credited = match document.kind {
+            DocumentKind::Invoice => None,
+            DocumentKind::CreditNote => {
                 let mut found = None;
-                for id in &doc.billing_references {
+                for id in &credits {
                     if let Some(r) =
                         self.store.invoice(provider.as_str(), "invoice", id).await.map_err(store_unavailable)?
                     {
@@ -182,10 +213,10 @@ impl Hub {
             .await
             .map_err(store_unavailable)?
             .iter()
-            .filter(|r| !(r.id == doc.id && doc.kind == PeppolKind::CreditNote))
+            .filter(|r| !(r.id == document.id && document.kind == DocumentKind::CreditNote))
             .filter_map(invoice_from_record)
             .collect();
-        if doc.kind == PeppolKind::CreditNote {
+        if document.kind == DocumentKind::CreditNote {
             credit_notes.push(document.clone());
         }
         let already_verified: BTreeSet<(String, String)> = if adjusting {
@@ -214,15 +245,16 @@ impl Hub {
         let input = VerificationInput { invoice: target.clone(), credit_notes, orders, already_verified, manual_share };
         let report = match verification::verify(&input, &self.invoice_policy) {
             Ok(r) => r,
-            Err(e) => return Err(self.reject(&inbound, ErrorCode::InvalidValue, e.to_string(), corr).await),
+            Err(e) => return Err(self.reject(inbound, ErrorCode::InvalidValue, e.to_string(), corr).await),
         };
         let mut report_json =
             serde_json::to_value(&report).map_err(|e| Rejection::new(ErrorCode::Internal, e.to_string()))?;
         report_json["not_verified"] = json!(skipped);
-        report_json["reader_findings"] = json!(doc.findings);
-        report_json["totals_check"] = json!(peppol::check_totals(&doc));
+        for (key, value) in report_extra {
+            report_json[key] = value;
+        }
         let mut entry: NewLogEntry = inbound.entry(status::ACCEPTED);
-        entry.message_type = kind_str(doc.kind).to_owned();
+        entry.message_type = kind.to_owned();
         entry.canonical = Some(report_json.to_string());
         corr.apply(&mut entry);
         let sends = self.report_deliveries(sys, &target, &report_json).await?;
@@ -245,12 +277,12 @@ impl Hub {
         if queued {
             self.outbox_notify.notify_one();
         }
-        self.metrics.message(&sys.name, "in", kind_str(doc.kind), status::ACCEPTED);
+        self.metrics.message(&sys.name, "in", kind, status::ACCEPTED);
         info!(system = %sys.name, lines = target.lines.len(), codes = report.codes().len(), "invoice verified");
         Ok(Receipt {
             message_id: crate::pipeline::logged_id(&results).unwrap_or_default(),
             status: status::ACCEPTED,
-            message_type: carehub_model::MessageType::Receipt,
+            message_type: MessageType::Receipt,
             decision_id: None,
             order_id: None,
             visits: Vec::new(),
@@ -278,10 +310,10 @@ impl Hub {
         let mut ops = Vec::new();
         for name in targets {
             let Some(target) = self.registry.get(&name).cloned() else { continue };
-            if target.mappings.outbound(carehub_model::MessageType::Verification).is_none() {
+            if target.mappings.outbound(MessageType::Verification).is_none() {
                 continue;
             }
-            let rendered = match target.encode(carehub_model::MessageType::Verification, &context) {
+            let rendered = match target.encode(MessageType::Verification, &context) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(system = %target.name, code = e.code.as_str(), "cannot render a verification report");
@@ -291,7 +323,7 @@ impl Hub {
             let key = format!("{}:{}:verification:{stamp}:{}", invoice.provider, invoice.id, target.name);
             let mut entry = crate::pipeline::outbound_entry(
                 &target,
-                carehub_model::MessageType::Verification,
+                MessageType::Verification,
                 &rendered.content_type,
                 &rendered.body,
                 &key,
@@ -301,7 +333,7 @@ impl Hub {
             ops.push(Op::AppendLog(entry));
             ops.push(Op::Enqueue(crate::store::NewDelivery {
                 system: target.name.clone(),
-                message_type: carehub_model::MessageType::Verification.as_str().to_owned(),
+                message_type: MessageType::Verification.as_str().to_owned(),
                 order_id: None,
                 idempotency_key: key,
                 content_type: rendered.content_type,
@@ -419,4 +451,236 @@ fn report_context(report: &serde_json::Value) -> serde_json::Value {
         out["codes"] = json!(c);
     }
     out
+}
+
+/// The rows of a provider system's invoice basis export (SPEC §5: Phoniro's and ParaGå's
+/// CSV), when `body` is one: its text (as UTF-8) and its rows, each decoded on its own.
+/// `None` for anything else (XML, JSON, another CSV file), which the caller reads as before.
+pub(crate) fn invoice_rows(sys: &System, body: &[u8]) -> Option<(String, Vec<RowDecoded>)> {
+    let first = body.iter().copied().find(|b| !b.is_ascii_whitespace() && *b != 0xEF && *b != 0xBB && *b != 0xBF);
+    if !sys.reads_csv() || matches!(first, None | Some(b'<' | b'{' | b'[')) {
+        return None;
+    }
+    let text = crate::mapping::text::decode(body, sys.mappings.inbound_encoding()).ok()?.into_owned();
+    let rows = sys.mappings.decode_rows(&text).ok()?;
+    rows.iter()
+        .any(|r| matches!(&r.result, Ok(d) if d.message_type == MessageType::InvoiceLine))
+        .then_some((text, rows))
+}
+
+/// One invoice of an invoice basis file, as its rows are gathered.
+struct BasisInvoice {
+    provider: OrgNumber,
+    id: String,
+    kind: DocumentKind,
+    month: Month,
+    credits: Vec<String>,
+    lines: Vec<InvoiceLine>,
+    /// The file's lines its rows are on.
+    file_lines: Vec<usize>,
+}
+
+/// A row refused: its line in the file, its code and why.
+struct RefusedRow {
+    line: usize,
+    code: ErrorCode,
+    message: String,
+    canonical: Option<serde_json::Value>,
+}
+
+impl Hub {
+    /// An invoice basis file (a CSV export, posted or left in an SFTP inbox): its rows
+    /// gathered by invoice number into invoices, each verified as a PEPPOL invoice is
+    /// ([`Hub::verify_document`]) and logged with its rows; a bad row is refused with its
+    /// line and code (logged as rejected) without stopping the others. The answer's
+    /// `verification` holds every invoice's report and every refused row.
+    pub(crate) async fn take_invoice_rows(
+        &self,
+        sys: &System,
+        text: &str,
+        rows: Vec<RowDecoded>,
+        sender: &Sender,
+    ) -> Result<Receipt, Rejection> {
+        let served: Vec<String> =
+            self.routes.iter().filter(|(_, r)| r.system == sys.name).map(|(org, _)| org.clone()).collect();
+        let mut invoices: Vec<BasisInvoice> = Vec::new();
+        let mut refused: Vec<RefusedRow> = Vec::new();
+        for row in rows {
+            let line = row.line;
+            let canonical = row.result.as_ref().ok().map(|d| d.canonical.clone());
+            let refuse = |code: ErrorCode, message: String| RefusedRow {
+                line,
+                code,
+                message: format!("line {line}: {message}"),
+                canonical: canonical.clone(),
+            };
+            let parsed = row.result.and_then(|d| match Message::from_canonical(d.message_type, d.canonical) {
+                Ok(Message::InvoiceLine(r)) => Ok(r),
+                Ok(m) => Err(carehub_model::ValidationError::new(
+                    ErrorCode::UnknownMessageType,
+                    format!("a {} row in an invoice basis file", m.message_type()),
+                )),
+                Err(e) => Err(e),
+            });
+            let r = match parsed {
+                Ok(r) => r,
+                Err(e) => {
+                    refused.push(refuse(e.code, e.reason));
+                    continue;
+                }
+            };
+            let provider = match (&r.provider, sender) {
+                (Some(p), _) => p.clone(),
+                (None, Sender::Provider(org)) => org.clone(),
+                (None, Sender::Trusted) if served.len() == 1 => match OrgNumber::parse(&served[0]) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        refused.push(refuse(e.code, e.reason));
+                        continue;
+                    }
+                },
+                (None, Sender::Trusted) => {
+                    let why = format!("the row names no provider, and {} serves {} providers", sys.name, served.len());
+                    refused.push(refuse(ErrorCode::MissingField, why));
+                    continue;
+                }
+            };
+            if matches!(sender, Sender::Provider(org) if *org != provider) {
+                refused.push(refuse(ErrorCode::Forbidden, "an invoice of another provider".into()));
+                continue;
+            }
+            if !served.iter().any(|s| s == provider.as_str()) {
+                let why = format!("provider {provider} does not use the system {}", sys.name);
+                refused.push(refuse(ErrorCode::UnknownProvider, why));
+                continue;
+            }
+            let kind = match r.kind {
+                carehub_model::InvoiceKind::Invoice => DocumentKind::Invoice,
+                carehub_model::InvoiceKind::CreditNote => DocumentKind::CreditNote,
+            };
+            let month = Month::of(r.period_start);
+            let at = match invoices.iter().position(|i| i.provider == provider && i.id == r.invoice_id) {
+                Some(at) => at,
+                None => {
+                    invoices.push(BasisInvoice {
+                        provider: provider.clone(),
+                        id: r.invoice_id.clone(),
+                        kind,
+                        month,
+                        credits: r.credits.iter().cloned().collect(),
+                        lines: Vec::new(),
+                        file_lines: Vec::new(),
+                    });
+                    invoices.len() - 1
+                }
+            };
+            let invoice = &mut invoices[at];
+            if invoice.kind != kind || invoice.month != month {
+                let why = format!("the row's type or period differs from invoice {}'s first row", r.invoice_id);
+                refused.push(refuse(ErrorCode::InvalidValue, why));
+                continue;
+            }
+            if invoice.lines.iter().any(|l| l.id == r.line_id) {
+                let why = format!("invoice {} has a line {} already", r.invoice_id, r.line_id);
+                refused.push(refuse(ErrorCode::InvalidValue, why));
+                continue;
+            }
+            // Without an amount, the contracted one: the line's amount is then not in question.
+            let amount = r.amount.unwrap_or_else(|| {
+                self.invoice_policy.rates.get(&provider).map(|rates| (rates.day * r.minutes + 30) / 60).unwrap_or(0)
+            });
+            invoice.lines.push(InvoiceLine {
+                id: r.line_id.clone(),
+                order_id: r.order_id.clone(),
+                minutes: r.minutes,
+                amount,
+                comment: r.comment.clone(),
+            });
+            invoice.file_lines.push(line);
+        }
+
+        let lines: Vec<&str> = text.split('\n').map(|l| l.trim_end_matches('\r')).collect();
+        let header = lines.iter().find(|l| !l.trim().is_empty()).copied().unwrap_or("");
+        let payload = |file_lines: &[usize]| {
+            let rows: Vec<&str> = file_lines.iter().filter_map(|l| lines.get(l.saturating_sub(1)).copied()).collect();
+            format!("{header}\n{}\n", rows.join("\n")).into_bytes()
+        };
+        let mut first_id = None;
+        let mut refusals = Vec::new();
+        for r in &refused {
+            let mut entry = NewLogEntry {
+                system: sys.name.clone(),
+                vendor: sys.vendor.to_owned(),
+                direction: "in",
+                message_type: MessageType::InvoiceLine.as_str().to_owned(),
+                content_type: "text/csv; charset=utf-8".to_owned(),
+                payload: payload(&[r.line]),
+                canonical: r.canonical.as_ref().map(|c| c.to_string()),
+                status: status::REJECTED,
+                error_code: Some(r.code.as_str().to_owned()),
+                error_message: Some(r.message.clone()),
+                ..NewLogEntry::default()
+            };
+            if let Sender::Provider(org) = sender {
+                entry.provider = Some(org.as_str().to_owned());
+            }
+            let results = self.store.commit(vec![Op::AppendLog(entry)]).await.map_err(store_unavailable)?;
+            self.metrics.rejection(&sys.name, r.code.as_str());
+            self.metrics.message(&sys.name, "in", MessageType::InvoiceLine.as_str(), status::REJECTED);
+            let id = crate::pipeline::logged_id(&results);
+            first_id = first_id.or(id);
+            refusals.push(json!({"line": r.line, "code": r.code.as_str(), "message": r.message, "message_id": id}));
+        }
+        let mut reports = Vec::new();
+        let mut receipt_id = None;
+        for invoice in invoices {
+            let inbound = Inbound {
+                system: sys,
+                body: payload(&invoice.file_lines),
+                content_type: "text/csv; charset=utf-8".to_owned(),
+                decoded: None,
+            };
+            let corr = Correlation { provider: Some(invoice.provider.as_str().to_owned()), ..Default::default() };
+            let document = Document {
+                invoice: Invoice {
+                    id: invoice.id.clone(),
+                    provider: invoice.provider,
+                    kind: invoice.kind,
+                    period: invoice.month,
+                    lines: invoice.lines,
+                },
+                credits: invoice.credits,
+                not_verified: Vec::new(),
+                report_extra: serde_json::Map::new(),
+            };
+            match self.verify_document(&inbound, document, corr).await {
+                Ok(r) => {
+                    receipt_id.get_or_insert(r.message_id);
+                    reports.extend(r.verification);
+                }
+                Err(r) if r.code == ErrorCode::Unavailable => return Err(r),
+                Err(r) => refusals.push(json!({
+                    "invoice_id": invoice.id, "code": r.code.as_str(), "message": r.message, "message_id": r.message_id,
+                })),
+            }
+        }
+        info!(system = %sys.name, invoices = reports.len(), refused = refusals.len(), "invoice basis taken");
+        if reports.is_empty() {
+            let (code, why) = match refused.first() {
+                Some(r) => (r.code, r.message.clone()),
+                None => (ErrorCode::InvalidValue, "no invoice could be verified".to_owned()),
+            };
+            let message = format!("no invoice of the file was verified; {why}");
+            return Err(Rejection { code, message, message_id: first_id });
+        }
+        Ok(Receipt {
+            message_id: receipt_id.unwrap_or_default(),
+            status: status::ACCEPTED,
+            message_type: MessageType::InvoiceLine,
+            decision_id: None,
+            order_id: None,
+            visits: Vec::new(),
+            verification: Some(json!({ "invoices": reports, "refused": refusals })),
+        })
+    }
 }

@@ -170,6 +170,11 @@ impl Hub {
         if sys.role == SystemRole::ProviderSystem && crate::invoice_flow::is_ubl(&body) {
             return self.on_invoice(&sys, body, content_type.unwrap_or("application/xml"), sender).await;
         }
+        if sys.role == SystemRole::ProviderSystem {
+            if let Some((text, rows)) = crate::invoice_flow::invoice_rows(&sys, &body) {
+                return self.take_invoice_rows(&sys, &text, rows, sender).await;
+            }
+        }
         let decoded = sys.decode(&body);
         self.dispatch(&sys, body, content_type.unwrap_or("application/octet-stream"), decoded, sender).await
     }
@@ -228,6 +233,9 @@ impl Hub {
         };
         if rows.iter().any(|r| matches!(&r.result, Ok(d) if d.message_type == MessageType::Visit)) {
             return self.take_visit_rows(sys, bytes, rows).await;
+        }
+        if rows.iter().any(|r| matches!(&r.result, Ok(d) if d.message_type == MessageType::InvoiceLine)) {
+            return self.take_invoice_rows(sys, &text, rows, &Sender::Trusted).await;
         }
         let lines: Vec<&str> = text.split('\n').map(|l| l.trim_end_matches('\r')).collect();
         let header = lines.iter().find(|l| !l.trim().is_empty()).copied().unwrap_or("");

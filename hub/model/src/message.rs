@@ -30,10 +30,13 @@ pub enum MessageType {
     /// An invoice's verification report, sent back to the provider's system and to the
     /// case-management systems of its orders (outbound only).
     Verification,
+    /// One row of a provider system's invoice basis export (Phoniro's, ParaGå's CSV): rows
+    /// of the same invoice number make one invoice, verified as a PEPPOL invoice is.
+    InvoiceLine,
 }
 
 impl MessageType {
-    pub const ALL: [MessageType; 8] = [
+    pub const ALL: [MessageType; 9] = [
         MessageType::Decision,
         MessageType::Order,
         MessageType::OrderAck,
@@ -42,6 +45,7 @@ impl MessageType {
         MessageType::Visit,
         MessageType::Visits,
         MessageType::Verification,
+        MessageType::InvoiceLine,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +58,7 @@ impl MessageType {
             MessageType::Visit => "visit",
             MessageType::Visits => "visits",
             MessageType::Verification => "verification",
+            MessageType::InvoiceLine => "invoice_line",
         }
     }
 
@@ -385,6 +390,62 @@ pub struct FileReceipt {
     pub at: DateTime<Utc>,
 }
 
+/// Whether an invoice basis row belongs to an invoice or to a credit note.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvoiceKind {
+    #[default]
+    Invoice,
+    CreditNote,
+}
+
+/// One row of a provider system's invoice basis export: a line of the invoice (or credit
+/// note) `invoice_id` for the month of `period_start`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvoiceBasisRow {
+    /// The invoice number; the rows that share it make one invoice.
+    pub invoice_id: String,
+    #[serde(default)]
+    pub kind: InvoiceKind,
+    /// For a credit note: the invoice number it credits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credits: Option<String>,
+    /// A day of the month invoiced (normally its first).
+    pub period_start: NaiveDate,
+    pub line_id: String,
+    pub order_id: String,
+    pub minutes: i64,
+    /// The line's amount in öre; absent, the contracted rate is assumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// The provider; absent, the one the sending system serves (or the sender is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<OrgNumber>,
+}
+
+impl InvoiceBasisRow {
+    /// Ids that are not blank, minutes and amounts that are not negative.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        for (name, value) in
+            [("invoice_id", &self.invoice_id), ("line_id", &self.line_id), ("order_id", &self.order_id)]
+        {
+            if value.trim().is_empty() {
+                return Err(ValidationError::new(ErrorCode::MissingField, format!("{name} is empty")));
+            }
+        }
+        if self.minutes < 0 {
+            return Err(ValidationError::new(ErrorCode::InvalidValue, "minutes: a line has no negative minutes"));
+        }
+        if self.amount.is_some_and(|a| a < 0) {
+            return Err(ValidationError::new(ErrorCode::InvalidValue, "amount: a line has no negative amount"));
+        }
+        Ok(())
+    }
+}
+
 /// A canonical message of any type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
@@ -396,6 +457,7 @@ pub enum Message {
     Receipt(FileReceipt),
     Visit(Box<Visit>),
     Visits(VisitBatch),
+    InvoiceLine(Box<InvoiceBasisRow>),
 }
 
 impl Message {
@@ -408,6 +470,7 @@ impl Message {
             Message::Receipt(_) => MessageType::Receipt,
             Message::Visit(_) => MessageType::Visit,
             Message::Visits(_) => MessageType::Visits,
+            Message::InvoiceLine(_) => MessageType::InvoiceLine,
         }
     }
 
@@ -430,6 +493,11 @@ impl Message {
             MessageType::Receipt => Message::Receipt(typed(value)?),
             MessageType::Visit => Message::Visit(Box::new(typed(value)?)),
             MessageType::Visits => Message::Visits(typed(value)?),
+            MessageType::InvoiceLine => {
+                let row: InvoiceBasisRow = typed(value)?;
+                row.validate()?;
+                Message::InvoiceLine(Box::new(row))
+            }
             MessageType::Verification => {
                 return Err(ValidationError::new(
                     ErrorCode::MessageNotAllowed,
