@@ -62,28 +62,10 @@ async fn a_peppol_invoice_and_its_credit_note_verify_end_to_end() {
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&vendor).await;
     let hub = TestHub::start(&vendor.uri(), &vendor.uri()).await;
     let client = test_pnrs()[960].clone();
-    // Granted: SERV 480 minutes a month, the whole of November.
-    let (s, _) =
-        hub.post("combine", november_decision("DEC-INV1", &client, PROVIDER_A), Some(&hub.case_management())).await;
-    assert_eq!(s, StatusCode::ACCEPTED);
-    let order = order_id("DEC-INV1");
-    register_tag(&hub, "04A60001", &client, "2026-11-01").await;
-    // Performed: ten visits of 30 minutes = 300 minutes.
+    // Granted: SERV 480 minutes a month, the whole of November. Performed: ten visits of
+    // 30 minutes = 300 minutes.
+    let order = order_with_visits(&hub, "DEC-INV1", &client, PROVIDER_A, "04A60001", 2..12).await;
     let token = hub.provider(PROVIDER_A);
-    for day in 2..12 {
-        let v = phoniro_visit(
-            &format!("INV-V{day}"),
-            PROVIDER_A,
-            &client,
-            "s-1",
-            "04A60001",
-            &format!("2026-11-{day:02}T09:00"),
-            Some(&format!("2026-11-{day:02}T09:30")),
-            None,
-        );
-        let (s, r) = hub.post("phoniro", v.to_string(), Some(&token)).await;
-        assert_eq!((s, r["visits"][0]["outcome"].as_str()), (StatusCode::ACCEPTED, Some("accepted")), "{r}");
-    }
 
     // Invoiced: 6 hours at 390 kr (2,340.00), and a line that is not home care.
     let invoice =

@@ -492,3 +492,35 @@ pub async fn register_tag(hub: &TestHub, tag: &str, client: &str, from: &str) {
         .expect("post tag");
     assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
 }
+
+/// A November order for `client` at `provider` (Combine's decision: SERV 480 minutes a
+/// month), the home's tag, and a 30-minute visit on each of `days`, pushed by the
+/// provider's Phoniro system and accepted. The order's id.
+pub async fn order_with_visits(
+    hub: &TestHub,
+    decision: &str,
+    client: &str,
+    provider: &str,
+    tag: &str,
+    days: std::ops::Range<u32>,
+) -> String {
+    let (s, r) = hub.post("combine", november_decision(decision, client, provider), Some(&hub.case_management())).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    register_tag(hub, tag, client, "2026-11-01").await;
+    let token = hub.provider(provider);
+    for day in days {
+        let v = phoniro_visit(
+            &format!("{decision}-V{day}"),
+            provider,
+            client,
+            "s-1",
+            tag,
+            &format!("2026-11-{day:02}T09:00"),
+            Some(&format!("2026-11-{day:02}T09:30")),
+            None,
+        );
+        let (s, r) = hub.post("phoniro", v.to_string(), Some(&token)).await;
+        assert_eq!((s, r["visits"][0]["outcome"].as_str()), (StatusCode::ACCEPTED, Some("accepted")), "{r}");
+    }
+    order_id(decision)
+}
