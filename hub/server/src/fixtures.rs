@@ -129,7 +129,9 @@ impl LocalSshd {
             // sshd's per-connection children start sessions of their own; a server that goes
             // away takes its connections with it, so they go too.
             for pid in descendants(c.id()) {
-                let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+                // A child may be gone already: kill's complaint about it is not worth showing.
+                let _ =
+                    Command::new("kill").arg("-KILL").arg(pid.to_string()).stderr(std::process::Stdio::null()).status();
             }
             let _ = c.kill();
             let _ = c.wait();
