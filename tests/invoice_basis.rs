@@ -71,16 +71,8 @@ async fn a_phoniro_invoice_basis_export_posted_over_http_is_verified_end_to_end(
     assert_eq!(refused, vec![(3, "FORBIDDEN"), (4, "INVALID_VALUE")], "{r}");
 
     // The report goes back to Phoniro and to Combine, as for a PEPPOL invoice.
-    let sent = eventually("the report reaches Phoniro and Combine", || async {
-        let requests = vendor.received_requests().await.unwrap_or_default();
-        let phoniro = requests.iter().find(|r| r.url.path() == "/api/invoice-verifications").cloned()?;
-        let combine = requests.iter().find(|r| r.url.path() == "/callback/fakturagranskning").cloned()?;
-        Some((phoniro, combine))
-    })
-    .await;
-    let phoniro: Value = serde_json::from_slice(&sent.0.body).expect("Phoniro's report is JSON");
+    let (phoniro, combine) = verification_reports_sent(&vendor).await;
     assert_eq!(phoniro["invoiceId"], "PH-1", "{phoniro}");
-    let combine = String::from_utf8_lossy(&sent.1.body).into_owned();
     assert!(combine.contains("<GodkantBeloppOre>195000</GodkantBeloppOre>") && combine.contains("INV001"), "{combine}");
 
     // The same export again: the line is INV005, approved 0.

@@ -90,16 +90,8 @@ async fn a_peppol_invoice_and_its_credit_note_verify_end_to_end() {
     assert_eq!(report["totals"]["payable_amount"].as_i64(), Some(195_000));
     // The report goes back to the provider's system and to the order's case-management
     // system, each in its own format, through the outbox.
-    let sent = eventually("the report reaches Phoniro and Combine", || async {
-        let requests = vendor.received_requests().await.unwrap_or_default();
-        let phoniro = requests.iter().find(|r| r.url.path() == "/api/invoice-verifications").cloned()?;
-        let combine = requests.iter().find(|r| r.url.path() == "/callback/fakturagranskning").cloned()?;
-        Some((phoniro, combine))
-    })
-    .await;
-    let phoniro: Value = serde_json::from_slice(&sent.0.body).expect("Phoniro's report is JSON");
+    let (phoniro, combine) = verification_reports_sent(&vendor).await;
     assert_eq!(phoniro["invoiceId"], "HC-1", "{phoniro}");
-    let combine = String::from_utf8_lossy(&sent.1.body).into_owned();
     assert!(combine.contains("<GodkantBeloppOre>195000</GodkantBeloppOre>") && combine.contains("INV001"), "{combine}");
 
     // The same invoice again: every line INV005, approved 0.

@@ -524,3 +524,17 @@ pub async fn order_with_visits(
     }
     order_id(decision)
 }
+
+/// The first verification report sent back to Phoniro (`/api/invoice-verifications`, JSON)
+/// and to Combine (`/callback/fakturagranskning`, XML), waiting until both arrived.
+pub async fn verification_reports_sent(vendor: &wiremock::MockServer) -> (Value, String) {
+    let sent = eventually("the report reaches Phoniro and Combine", || async {
+        let requests = vendor.received_requests().await.unwrap_or_default();
+        let phoniro = requests.iter().find(|r| r.url.path() == "/api/invoice-verifications").cloned()?;
+        let combine = requests.iter().find(|r| r.url.path() == "/callback/fakturagranskning").cloned()?;
+        Some((phoniro, combine))
+    })
+    .await;
+    let phoniro = serde_json::from_slice(&sent.0.body).expect("Phoniro's report is JSON");
+    (phoniro, String::from_utf8_lossy(&sent.1.body).into_owned())
+}

@@ -49,7 +49,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Serialize;
 
 use crate::store::{ManualShare, Store, StoreError};
-use crate::verification::Month;
+use crate::verification::{self, Month};
 
 /// The lower edge of the band, as a fraction `num/den` of granted (80%).
 const BAND_LOW: (i64, i64) = (4, 5);
@@ -135,12 +135,13 @@ impl OrderFacts {
 
     /// Days of `month` inside both the order's and the decision's validity (inclusive).
     pub fn active_days(&self, month: Month) -> i64 {
-        let from = month.first_day().max(self.start_date).max(self.decision_valid_from);
-        let to = [Some(month.last_day()), self.end_date, self.decision_valid_to].into_iter().flatten().min();
-        match to {
-            Some(to) if to >= from => (to - from).num_days() + 1,
-            _ => 0,
-        }
+        verification::active_days(
+            month,
+            self.start_date,
+            self.end_date,
+            self.decision_valid_from,
+            self.decision_valid_to,
+        )
     }
 
     /// Granted minutes in `month` (SPEC §7), 0 for a rejected order.
@@ -148,10 +149,7 @@ impl OrderFacts {
         if self.rejected {
             return 0;
         }
-        round_half_up(
-            i128::from(self.minutes_per_month) * i128::from(self.active_days(month)),
-            i128::from(month.days()),
-        )
+        verification::granted_minutes(self.minutes_per_month, self.active_days(month), month)
     }
 
     /// Whether the order's own dates overlap the month.
@@ -171,12 +169,6 @@ pub struct VisitFacts {
     pub seconds: Option<i64>,
     /// The outcome is `Performed` (not declined at the door or cancelled).
     pub performed: bool,
-}
-
-/// `n / d` rounded to the nearest integer, halves up; `d > 0`.
-fn round_half_up(n: i128, d: i128) -> i64 {
-    let r = (2 * n + d).div_euclid(2 * d);
-    i64::try_from(r).unwrap_or(if r < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// Where performed lies against granted.
@@ -561,7 +553,7 @@ impl Builder {
         let mut continuity: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
         let mut clients = Vec::with_capacity(self.clients.len());
         for ((provider, _client), acc) in self.clients {
-            let performed = round_half_up(i128::from(acc.seconds), 60);
+            let performed = verification::performed_minutes(acc.seconds);
             let band = Band::of(acc.granted, performed);
             let staff_in_month = u32::try_from(acc.staff_days.len()).unwrap_or(u32::MAX);
             let max_staff_14_days = max_in_window(acc.staff_days.values().copied(), month);

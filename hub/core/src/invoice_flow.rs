@@ -8,10 +8,10 @@
 //! not home care (another unit, no order reference, VAT other than exempt) is still read
 //! and logged: its lines carry the reader's findings and are not verified.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use carehub_model::{Decision, ErrorCode, Message, MessageType, OrgNumber, VisitOutcome};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use serde_json::json;
 use tracing::info;
 
@@ -19,6 +19,7 @@ use crate::adapter::System;
 use crate::mapping::RowDecoded;
 use crate::peppol::{self, DocumentKind as PeppolKind, PeppolDocument};
 use crate::pipeline::{store_unavailable, Correlation, Hub, Inbound, Receipt, Rejection, Sender};
+use crate::store::parse_store_ts;
 use crate::store::{now_ts, status, InvoiceRecord, NewLogEntry, Op, VerificationRecord, VisitFilter};
 use crate::verification::{
     self, DocumentKind, Invoice, InvoiceLine, ManualShare, Month, OrderFacts, PlanNoticeFacts, VerificationInput,
@@ -112,10 +113,6 @@ pub(crate) fn invoice_from_record(r: &InvoiceRecord) -> Option<Invoice> {
         period: Month::of(month),
         lines,
     })
-}
-
-fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
 }
 
 impl Hub {
@@ -371,18 +368,10 @@ impl Hub {
                 .iter()
                 .filter_map(|v| {
                     Some(VisitRecord {
-                        check_in: parse_ts(&v.check_in)?,
-                        check_out: v.check_out.as_deref().and_then(parse_ts),
-                        validation: match v.outcome.as_str() {
-                            "accepted" => Outcome::Accepted,
-                            "flagged" => Outcome::Flagged,
-                            _ => Outcome::Rejected,
-                        },
-                        outcome: match v.visit_outcome.as_str() {
-                            "declined_at_door" => VisitOutcome::DeclinedAtDoor,
-                            "cancelled_in_advance" => VisitOutcome::CancelledInAdvance,
-                            _ => VisitOutcome::Performed,
-                        },
+                        check_in: parse_store_ts(&v.check_in)?,
+                        check_out: v.check_out.as_deref().and_then(parse_store_ts),
+                        validation: Outcome::parse(&v.outcome),
+                        outcome: VisitOutcome::parse(&v.visit_outcome),
                         planned_minutes: v.planned_minutes.and_then(|m| u32::try_from(m).ok()),
                         manual: v.manual,
                     })
@@ -391,7 +380,7 @@ impl Hub {
             let plan_notice = match (&record.plan_established_on, &record.plan_received_at) {
                 (Some(on), Some(at)) => Some(PlanNoticeFacts {
                     established_on: NaiveDate::parse_from_str(on, "%Y-%m-%d").unwrap_or(record.order.plan_due),
-                    arrived_at: parse_ts(at).unwrap_or_else(Utc::now),
+                    arrived_at: parse_store_ts(at).unwrap_or_else(Utc::now),
                     compensated_before: false,
                 }),
                 _ => None,
@@ -406,11 +395,6 @@ impl Hub {
         }
         Ok(facts)
     }
-}
-
-/// Contracted rates from `(organisation number, kronor per hour)` pairs.
-pub fn flat_rates(rates: &[(OrgNumber, i64)]) -> BTreeMap<OrgNumber, verification::Rates> {
-    rates.iter().map(|(org, kr)| (org.clone(), verification::Rates::flat(kr * 100))).collect()
 }
 
 /// The report as outbound mappings read it (`report.*`): figures per line, codes as one

@@ -613,20 +613,40 @@ struct Figures {
     total_seconds: i64,
 }
 
-/// Days of `month` inside both the order's and the decision's validity (inclusive).
-fn active_days(facts: &OrderFacts, month: Month) -> i64 {
-    let from = month.first_day().max(facts.order.start_date).max(facts.decision_valid_from);
-    let to = [Some(month.last_day()), facts.order.end_date, facts.decision_valid_to].into_iter().flatten().min();
+/// Days of `month` inside both the order's validity (`start`..`end`) and the decision's
+/// (`valid_from`..`valid_to`), inclusive.
+pub fn active_days(
+    month: Month,
+    start: NaiveDate,
+    end: Option<NaiveDate>,
+    valid_from: NaiveDate,
+    valid_to: Option<NaiveDate>,
+) -> i64 {
+    let from = month.first_day().max(start).max(valid_from);
+    let to = [Some(month.last_day()), end, valid_to].into_iter().flatten().min();
     match to {
         Some(to) if to >= from => (to - from).num_days() + 1,
         _ => 0,
     }
 }
 
+/// Performed minutes (SPEC §7): the visits' seconds summed, then rounded to the nearest
+/// minute, halves up.
+pub fn performed_minutes(seconds: i64) -> i64 {
+    narrow(round_half_up(i128::from(seconds), 60))
+}
+
+/// Granted minutes (SPEC §7): the minutes per month (all services summed) × active days /
+/// days in the month, rounded to the nearest minute, halves up.
+pub fn granted_minutes(minutes_per_month: i64, active_days: i64, month: Month) -> i64 {
+    narrow(round_half_up(i128::from(minutes_per_month) * i128::from(active_days), i128::from(month.days())))
+}
+
 fn figures(facts: &OrderFacts, month: Month, policy: &Policy, rates: &Rates) -> Figures {
-    let active_days = active_days(facts, month);
-    let per_month: i128 = facts.order.services.iter().map(|s| i128::from(s.minutes_per_month)).sum();
-    let granted = narrow(round_half_up(per_month * i128::from(active_days), i128::from(month.days())));
+    let o = &facts.order;
+    let active_days = active_days(month, o.start_date, o.end_date, facts.decision_valid_from, facts.decision_valid_to);
+    let per_month: i64 = o.services.iter().map(|s| i64::from(s.minutes_per_month)).sum();
+    let granted = granted_minutes(per_month, active_days, month);
 
     let mut seconds = vec![0; rates.slots()];
     for v in counted_visits(&facts.visits, month) {
@@ -641,7 +661,7 @@ fn figures(facts: &OrderFacts, month: Month, policy: &Policy, rates: &Rates) -> 
         rates.split(start, end, &mut seconds);
     }
     let total_seconds: i64 = seconds.iter().sum();
-    let performed = narrow(round_half_up(i128::from(total_seconds), 60));
+    let performed = performed_minutes(total_seconds);
     Figures { active_days, granted, performed, seconds, total_seconds }
 }
 

@@ -162,7 +162,7 @@ impl Hub {
         // Counted per (outcome, codes) kind, not per visit: a batch has few kinds.
         let mut kinds: std::collections::HashMap<(&str, &[String]), u64> = std::collections::HashMap::new();
         for r in &report.results {
-            let outcome = if r.duplicate_of.is_some() { "duplicate" } else { outcome_name(r.outcome) };
+            let outcome = if r.duplicate_of.is_some() { "duplicate" } else { r.outcome.as_str() };
             *kinds.entry((outcome, r.codes.as_slice())).or_default() += 1;
         }
         for ((outcome, codes), n) in kinds {
@@ -375,13 +375,5 @@ impl Hub {
                 _ = shutdown.changed() => return,
             }
         }
-    }
-}
-
-fn outcome_name(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Accepted => "accepted",
-        Outcome::Flagged => "flagged",
-        Outcome::Rejected => "rejected",
     }
 }

@@ -25,6 +25,22 @@ pub enum Outcome {
     Rejected,
 }
 
+impl Outcome {
+    /// The wire name (as serialized, and as the store keeps it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Flagged => "flagged",
+            Outcome::Rejected => "rejected",
+        }
+    }
+
+    /// The outcome of a wire name; anything else reads as rejected (never counted).
+    pub fn parse(s: &str) -> Outcome {
+        [Outcome::Accepted, Outcome::Flagged].into_iter().find(|o| o.as_str() == s).unwrap_or(Outcome::Rejected)
+    }
+}
+
 /// The rule codes of SPEC §6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "UPPERCASE")]

@@ -274,6 +274,25 @@ pub enum VisitOutcome {
     CancelledInAdvance,
 }
 
+impl VisitOutcome {
+    /// The wire name (as serialized, and as the store keeps it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VisitOutcome::Performed => "performed",
+            VisitOutcome::DeclinedAtDoor => "declined_at_door",
+            VisitOutcome::CancelledInAdvance => "cancelled_in_advance",
+        }
+    }
+
+    /// The outcome of a wire name; anything else reads as performed.
+    pub fn parse(s: &str) -> VisitOutcome {
+        [VisitOutcome::DeclinedAtDoor, VisitOutcome::CancelledInAdvance]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .unwrap_or(VisitOutcome::Performed)
+    }
+}
+
 /// A visit as a time-registration system reports it (SPEC §3). The client's identity is
 /// kept as sent: a visit with an invalid one is refused with VIS010 and still stored, so it
 /// is not validated here.

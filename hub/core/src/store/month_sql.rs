@@ -44,22 +44,6 @@ pub(crate) fn parse_store_ts(s: &str) -> Option<DateTime<Utc>> {
     Some(date.and_hms_micro_opt(num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 26)?)?.and_utc())
 }
 
-fn validation(outcome: &str) -> Outcome {
-    match outcome {
-        "accepted" => Outcome::Accepted,
-        "flagged" => Outcome::Flagged,
-        _ => Outcome::Rejected,
-    }
-}
-
-fn visit_outcome(s: &str) -> VisitOutcome {
-    match s {
-        "declined_at_door" => VisitOutcome::DeclinedAtDoor,
-        "cancelled_in_advance" => VisitOutcome::CancelledInAdvance,
-        _ => VisitOutcome::Performed,
-    }
-}
-
 /// Runs a bulk read with memory-mapped IO off. The store maps up to 4 GiB of the file for
 /// its small reads; a month's read touches nearly every page of the visits table, and
 /// through the map every one of them would count as the process's resident memory (a
@@ -189,7 +173,7 @@ pub(super) fn provider_month(conn: &Connection, provider: &str, month: Month) ->
     let mut rows = stmt.query(params![provider, month_key])?;
     while let Some(r) = rows.next()? {
         out.visits_read += 1;
-        let validation = validation(r.get_ref(3)?.as_str().map_err(backend)?);
+        let validation = Outcome::parse(r.get_ref(3)?.as_str().map_err(backend)?);
         if validation == Outcome::Rejected {
             continue;
         }
@@ -205,7 +189,7 @@ pub(super) fn provider_month(conn: &Connection, provider: &str, month: Month) ->
             check_in,
             check_out,
             validation,
-            outcome: visit_outcome(r.get_ref(4)?.as_str().map_err(backend)?),
+            outcome: VisitOutcome::parse(r.get_ref(4)?.as_str().map_err(backend)?),
             planned_minutes: planned.and_then(|m| u32::try_from(m).ok()),
             manual,
         });

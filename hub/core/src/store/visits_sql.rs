@@ -176,22 +176,6 @@ impl VisitFacts for SqlFacts<'_> {
     }
 }
 
-fn outcome_str(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Accepted => "accepted",
-        Outcome::Flagged => "flagged",
-        Outcome::Rejected => "rejected",
-    }
-}
-
-fn visit_outcome_str(o: carehub_model::VisitOutcome) -> &'static str {
-    match o {
-        carehub_model::VisitOutcome::Performed => "performed",
-        carehub_model::VisitOutcome::DeclinedAtDoor => "declined_at_door",
-        carehub_model::VisitOutcome::CancelledInAdvance => "cancelled_in_advance",
-    }
-}
-
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -272,9 +256,9 @@ pub(super) fn ingest(
                     month_of(carehub_model::local_date(stored.check_in.at)),
                     stored.duration().map(|d| d.num_seconds()),
                     stored.planned_minutes,
-                    visit_outcome_str(stored.outcome),
+                    stored.outcome.as_str(),
                     verdict.manual && verdict.outcome != Outcome::Rejected,
-                    outcome_str(verdict.outcome),
+                    verdict.outcome.as_str(),
                     codes_text,
                     findings,
                     canonical,
