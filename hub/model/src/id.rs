@@ -166,7 +166,9 @@ impl PersonalIdentityNumber {
     /// Parses a personal identity number, taking today's local date as the reference for
     /// the century of the 10-digit forms. See [`parse_at`](Self::parse_at).
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
-        Self::parse_at(s, chrono::Local::now().date_naive())
+        // The clock (and the local zone behind it) is read only for a 10-digit form: the
+        // 12-digit normal form, what systems send, is parsed many times a second.
+        Self::parse_with(s, || chrono::Local::now().date_naive())
     }
 
     /// Parses a personal identity number with `today` as the reference date.
@@ -180,6 +182,10 @@ impl PersonalIdentityNumber {
     /// Errors are [`ErrorCode::InvalidPersonalIdentityNumber`]; their reasons never contain
     /// the input.
     pub fn parse_at(s: &str, today: NaiveDate) -> Result<Self, ValidationError> {
+        Self::parse_with(s, || today)
+    }
+
+    fn parse_with(s: &str, today: impl FnOnce() -> NaiveDate) -> Result<Self, ValidationError> {
         let s = s.trim();
 
         // Digits, and the one optional separator with the number of digits before it.
@@ -224,6 +230,7 @@ impl PersonalIdentityNumber {
             i32::from(digits[0]) * 1000 + i32::from(digits[1]) * 100 + i32::from(digits[2]) * 10 + i32::from(digits[3])
         } else {
             let yy = i32::from(short[0]) * 10 + i32::from(short[1]);
+            let today = today();
             let mut year = today.year().div_euclid(100) * 100 + yy;
             if (year, month, day) > (today.year(), today.month(), today.day()) {
                 year -= 100;
@@ -242,7 +249,9 @@ impl PersonalIdentityNumber {
             return Err(invalid_pin("check digit does not match"));
         }
 
-        let mut normalised = format!("{year:04}");
+        let mut normalised = String::with_capacity(12);
+        // The year is within 0..=9999 (checked above): four digits.
+        normalised.extend([1000, 100, 10, 1].map(|div| char::from(b'0' + (year / div % 10) as u8)));
         normalised.extend(short[2..].iter().map(|&d| char::from(b'0' + d)));
         Ok(PersonalIdentityNumber { digits: normalised, birth_date })
     }
@@ -297,12 +306,15 @@ impl OrgNumber {
     /// Parses an organisation number (surrounding whitespace trimmed). Errors are
     /// [`ErrorCode::InvalidOrgNumber`]; their reasons never contain the input.
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
-        let s = s.trim();
-        let mut compact = s.as_bytes().to_vec();
-        if compact.len() == 11 && compact.get(6) == Some(&b'-') {
-            compact.remove(6);
+        let s = s.trim().as_bytes();
+        // NNNNNN-NNNN without its hyphen, on the stack.
+        let mut compact = [0u8; 10];
+        let mut bytes = s;
+        if s.len() == 11 && s[6] == b'-' {
+            compact[..6].copy_from_slice(&s[..6]);
+            compact[6..].copy_from_slice(&s[7..]);
+            bytes = &compact;
         }
-        let mut bytes = compact.as_slice();
         if !bytes.iter().all(u8::is_ascii_digit) {
             return Err(invalid_org("must be numeric (SE-R-003)"));
         }
@@ -511,7 +523,11 @@ impl SourceId {
                  without whitespace",
             ));
         }
-        Ok(SourceId { text: format!("{system}:{local}"), system_len: system.len() })
+        let mut text = String::with_capacity(system.len() + 1 + local.len());
+        text.push_str(system);
+        text.push(':');
+        text.push_str(local);
+        Ok(SourceId { text, system_len: system.len() })
     }
 
     /// Parses `system:local` (surrounding whitespace trimmed), splitting at the first `:`.

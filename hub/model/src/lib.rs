@@ -18,6 +18,7 @@
 pub mod error;
 pub mod id;
 pub mod message;
+mod time;
 
 use chrono::{DateTime, NaiveDate, Utc};
 

@@ -113,11 +113,14 @@ pub struct Decision {
     pub case_officer: String,
     /// The provider the client chose.
     pub provider: OrgNumber,
+    #[serde(deserialize_with = "crate::time::date")]
     pub valid_from: NaiveDate,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "crate::time::opt_date")]
     pub valid_to: Option<NaiveDate>,
     pub services: Vec<Service>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "crate::time::opt_instant")]
     pub decided_at: Option<DateTime<Utc>>,
 }
 
@@ -174,12 +177,16 @@ pub struct Order {
     pub provider: OrgNumber,
     pub client: PersonalIdentityNumber,
     pub services: Vec<Service>,
+    #[serde(deserialize_with = "crate::time::date")]
     pub start_date: NaiveDate,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "crate::time::opt_date")]
     pub end_date: Option<NaiveDate>,
     /// The order date plus the execute deadline.
+    #[serde(deserialize_with = "crate::time::date")]
     pub execute_by: NaiveDate,
     /// The start date plus the plan deadline.
+    #[serde(deserialize_with = "crate::time::date")]
     pub plan_due: NaiveDate,
 }
 
@@ -232,6 +239,7 @@ pub struct OrderAck {
     pub status: AckStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    #[serde(deserialize_with = "crate::time::instant")]
     pub at: DateTime<Utc>,
 }
 
@@ -240,6 +248,7 @@ pub struct OrderAck {
 #[serde(deny_unknown_fields)]
 pub struct PlanNotice {
     pub order_id: String,
+    #[serde(deserialize_with = "crate::time::date")]
     pub established_on: NaiveDate,
 }
 
@@ -260,6 +269,7 @@ pub enum RegistrationMethod {
 /// One registration: when, and how.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registration {
+    #[serde(deserialize_with = "crate::time::instant")]
     pub at: DateTime<Utc>,
     #[serde(flatten)]
     pub method: RegistrationMethod,
@@ -365,8 +375,10 @@ pub struct VisitBatch {
 pub struct TagRegistration {
     pub tag_uid: crate::id::TagUid,
     pub client: PersonalIdentityNumber,
+    #[serde(deserialize_with = "crate::time::date")]
     pub installed_on: NaiveDate,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "crate::time::opt_date")]
     pub removed_on: Option<NaiveDate>,
 }
 
@@ -406,6 +418,7 @@ pub struct FileReceipt {
     pub decision_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_id: Option<String>,
+    #[serde(deserialize_with = "crate::time::instant")]
     pub at: DateTime<Utc>,
 }
 
@@ -431,6 +444,7 @@ pub struct InvoiceBasisRow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credits: Option<String>,
     /// A day of the month invoiced (normally its first).
+    #[serde(deserialize_with = "crate::time::date")]
     pub period_start: NaiveDate,
     pub line_id: String,
     pub order_id: String,
@@ -479,6 +493,14 @@ pub enum Message {
     InvoiceLine(Box<InvoiceBasisRow>),
 }
 
+/// A serde error as a coded error, without the position in the text a reader adds (the
+/// reason names the field).
+fn invalid(e: &serde_json::Error) -> ValidationError {
+    let text = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    ValidationError::from_message(text.strip_suffix(position.as_str()).unwrap_or(&text))
+}
+
 impl Message {
     pub fn message_type(&self) -> MessageType {
         match self {
@@ -497,8 +519,29 @@ impl Message {
     /// identifier and the message's own invariants. Errors carry the code of the first
     /// problem found and the path of the field.
     pub fn from_canonical(kind: MessageType, value: serde_json::Value) -> Result<Message, ValidationError> {
-        fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ValidationError> {
-            T::deserialize(value).map_err(|e| ValidationError::from_message(&e.to_string()))
+        Self::from_deserializer(kind, value)
+    }
+
+    /// [`Message::from_canonical`] on canonical JSON text, what the mapping engine writes
+    /// and the message log stores: read straight into the typed message, with no
+    /// `serde_json::Value` on the way.
+    pub fn from_canonical_json(kind: MessageType, text: &str) -> Result<Message, ValidationError> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let message = Self::from_deserializer(kind, &mut de)?;
+        de.end().map_err(|e| invalid(&e))?;
+        Ok(message)
+    }
+
+    /// [`Message::from_canonical`] from any reader of the canonical form (the mapping
+    /// engine reads its own tree this way, with no JSON text in between).
+    pub fn from_deserializer<'de, D: serde::Deserializer<'de, Error = serde_json::Error>>(
+        kind: MessageType,
+        value: D,
+    ) -> Result<Message, ValidationError> {
+        fn typed<'de, T: serde::Deserialize<'de>, D: serde::Deserializer<'de, Error = serde_json::Error>>(
+            value: D,
+        ) -> Result<T, ValidationError> {
+            T::deserialize(value).map_err(|e| invalid(&e))
         }
         let message = match kind {
             MessageType::Decision => {
