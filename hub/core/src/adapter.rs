@@ -161,13 +161,15 @@ impl fmt::Debug for System {
 }
 
 impl System {
-    /// Decodes a payload this system sent and validates the canonical message.
+    /// Decodes a payload this system sent and validates the canonical message. The
+    /// canonical JSON beside it (what the message log keeps) is the typed message's own:
+    /// identifiers in their normal form.
     pub fn decode(&self, body: &[u8]) -> Result<(Decoded, Message), (Option<Decoded>, ValidationError)> {
-        let decoded = self.mappings.decode_bytes(body).map_err(|e| (None, e))?;
-        match Message::from_canonical(decoded.message_type, decoded.canonical.clone()) {
-            Ok(m) => Ok((decoded, m)),
-            Err(e) => Err((Some(decoded), e)),
-        }
+        let t = self.mappings.translate_bytes(body)?;
+        let canonical = serde_json::to_string(&t.message).map_err(|e| {
+            (None, ValidationError::new(carehub_model::ErrorCode::Internal, format!("canonical JSON: {e}")))
+        })?;
+        Ok((Decoded { mapping: t.mapping, message_type: t.message.message_type(), canonical }, t.message))
     }
 
     /// Whether the system calls the hub with SOAP 1.1 (some inbound mapping expects an

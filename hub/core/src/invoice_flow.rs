@@ -469,7 +469,7 @@ struct RefusedRow {
     line: usize,
     code: ErrorCode,
     message: String,
-    canonical: Option<serde_json::Value>,
+    canonical: Option<String>,
 }
 
 impl Hub {
@@ -498,7 +498,7 @@ impl Hub {
                 message: format!("line {line}: {message}"),
                 canonical: canonical.clone(),
             };
-            let parsed = row.result.and_then(|d| match Message::from_canonical(d.message_type, d.canonical) {
+            let parsed = row.result.and_then(|d| match d.message() {
                 Ok(Message::InvoiceLine(r)) => Ok(r),
                 Ok(m) => Err(carehub_model::ValidationError::new(
                     ErrorCode::UnknownMessageType,
@@ -599,7 +599,7 @@ impl Hub {
                 message_type: MessageType::InvoiceLine.as_str().to_owned(),
                 content_type: "text/csv; charset=utf-8".to_owned(),
                 payload: payload(&[r.line]),
-                canonical: r.canonical.as_ref().map(|c| c.to_string()),
+                canonical: r.canonical.clone(),
                 status: status::REJECTED,
                 error_code: Some(r.code.as_str().to_owned()),
                 error_message: Some(r.message.clone()),

@@ -132,7 +132,7 @@ impl Inbound<'_> {
                 .unwrap_or_else(|| "unknown".to_owned()),
             content_type: self.content_type.clone(),
             payload: self.body.clone(),
-            canonical: self.decoded.as_ref().map(|d| d.canonical.to_string()),
+            canonical: self.decoded.as_ref().map(|d| d.canonical.clone()),
             status,
             ..NewLogEntry::default()
         }
@@ -250,7 +250,7 @@ impl Hub {
                 .clamp(start, lines.len());
             let payload = format!("{header}\n{}\n", lines[start..end].join("\n").trim_end());
             let decoded = match &row.result {
-                Ok(d) => match Message::from_canonical(d.message_type, d.canonical.clone()) {
+                Ok(d) => match d.message() {
                     Ok(m) => Ok((d.clone(), m)),
                     Err(e) => Err((Some(d.clone()), e)),
                 },

@@ -287,8 +287,13 @@ impl Hub {
                         format!("a {} row in a file of visits", d.message_type),
                     ));
                 }
-                serde_json::from_value::<Visit>(d.canonical)
-                    .map_err(|e| carehub_model::ValidationError::from_message(&e.to_string()))
+                match d.message()? {
+                    carehub_model::Message::Visit(v) => Ok(*v),
+                    other => Err(carehub_model::ValidationError::new(
+                        ErrorCode::UnknownMessageType,
+                        format!("a {} row in a file of visits", other.message_type()),
+                    )),
+                }
             });
             match parsed {
                 Ok(v) => self.complete(sys, served, v, line, &Sender::Trusted),

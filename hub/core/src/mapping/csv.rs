@@ -191,7 +191,7 @@ fn decode_row(
             format!("{} cells where the header has {}", cells.len(), header.len()),
         ));
     }
-    let canonical = decode_fields(Node::Csv(Row { cells, columns }), &m.fields, m)?;
+    let canonical = decode_fields(Node::Csv(Row { cells, columns }), &m.fields, m)?.to_json();
     Ok(Decoded { mapping: m.name.clone(), message_type: m.message, canonical })
 }
 
@@ -463,13 +463,13 @@ OMV = "personal_care"
         let lines: Vec<usize> = rows.iter().map(|r| r.line).collect();
         assert_eq!(lines, [2, 3, 5, 6]);
         assert_eq!(
-            rows[0].result.as_ref().expect("good row").canonical,
+            rows[0].result.as_ref().expect("good row").value(),
             json!({"order_id": "O-1", "status": "accepted", "at": "2026-11-02T08:15:00Z"}) // 09:15 in Stockholm
         );
         assert_eq!(rows[1].result.as_ref().expect_err("3 cells").code, ErrorCode::MalformedPayload);
         assert_eq!(rows[2].result.as_ref().expect_err("no such date").code, ErrorCode::InvalidDate);
         let last = rows[3].result.as_ref().expect("good row");
-        assert_eq!(last.canonical["reason"], "Ingen plats");
+        assert_eq!(last.value()["reason"], "Ingen plats");
         assert_eq!(last.message_type, MessageType::OrderAck);
     }
 
@@ -479,7 +479,7 @@ OMV = "personal_care"
         let plan = s.decode_rows("Id;Plan klar\nO-1;2026-11-10\n").expect("a plan file");
         let d = plan[0].result.as_ref().expect("decodes");
         assert_eq!(d.mapping, "t/plan.toml");
-        assert_eq!(d.canonical, json!({"order_id": "O-1", "established_on": "2026-11-10"}));
+        assert_eq!(d.value(), json!({"order_id": "O-1", "established_on": "2026-11-10"}));
         // Column order and extra columns do not matter; a trimmed, BOM-prefixed header works.
         let ack = s.decode_rows("\u{feff} Tid ;Extra;Id;Status;Orsak\n2026-11-02 09:15;x;O-1;OK;\n").expect("ack");
         assert_eq!(ack[0].result.as_ref().expect("decodes").mapping, "t/ack.toml");
@@ -521,7 +521,7 @@ optional = true
         let s = set(&[("plan.toml", text)]);
         let rows = s.decode_rows("Id;Datum;Not\nO-1;  ;\n ;2026-11-10;x\n").expect("file");
         assert_eq!(
-            rows[0].result.as_ref().expect("defaults").canonical,
+            rows[0].result.as_ref().expect("defaults").value(),
             json!({"order_id": "O-1", "established_on": "2026-01-01"})
         );
         let e = rows[1].result.as_ref().expect_err("no id");
@@ -537,19 +537,19 @@ optional = true
                     O-3;OK;;2026-11-02 09:15\n";
         let rows = s.decode_rows(file).expect("file");
         assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), [2, 3, 5]);
-        let reason = |i: usize| rows[i].result.as_ref().expect("decodes").canonical["reason"].clone();
+        let reason = |i: usize| rows[i].result.as_ref().expect("decodes").value()["reason"].clone();
         assert_eq!(reason(0), "Full; inga \"lediga\" tider");
         assert_eq!(reason(1), "två\nrader");
         // CRLF inside and between rows, blank lines before the header: lines still count.
         let file = "\r\n\r\nId;Status;Orsak;Tid\r\nO-1;NEJ;\"a\r\nb\";2026-11-02 09:15\r\n\r\nO-2;OK;;2026-11-02 09:15";
         let rows = s.decode_rows(file).expect("file");
         assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), [4, 7]);
-        assert_eq!(rows[0].result.as_ref().expect("decodes").canonical["reason"], "a\r\nb");
+        assert_eq!(rows[0].result.as_ref().expect("decodes").value()["reason"], "a\r\nb");
         // Another delimiter, named by the mapping.
         let tab = ACK.replace("format = \"csv\"", "format = \"csv\"\ndelimiter = \"\\t\"");
         let s = MappingSet::from_sources("t", [("ack.toml", tab.as_str())]).expect("loads");
         let rows = s.decode_rows("Id\tStatus\tOrsak\tTid\nO-1\tNEJ\ta;b\t2026-11-02 09:15\n").expect("file");
-        assert_eq!(rows[0].result.as_ref().expect("decodes").canonical["reason"], "a;b");
+        assert_eq!(rows[0].result.as_ref().expect("decodes").value()["reason"], "a;b");
     }
 
     #[test]
@@ -630,10 +630,10 @@ value = "U"
         let s = MappingSet::from_sources("t", [("ack.toml", back)]).expect("loads");
         let rows = s.decode_rows_bytes(&r.body).expect("a windows-1252 file");
         assert_eq!(
-            rows[0].result.as_ref().expect("decodes").canonical,
+            rows[0].result.as_ref().expect("decodes").value(),
             json!({"order_id": "O-1", "name": "Åsa Öberg", "established_on": "2027-10-31", "kind": "U"})
         );
-        assert_eq!(s.decode_bytes(&r.body).expect("one row").canonical["name"], "Åsa Öberg");
+        assert_eq!(s.decode_bytes(&r.body).expect("one row").value()["name"], "Åsa Öberg");
     }
 
     #[test]
@@ -752,7 +752,7 @@ OMV = "personal_care"
                     x;04A21BC3;;08:00;2026-11-04;194202138014;Manuell:Taggen saknades;\n\
                     x;;08:10;08:00;;194202138014;Manuell;SERV\n";
         let rows = s.decode_rows(file).expect("a visit file");
-        let got = |i: usize| rows[i].result.as_ref().map(|d| d.canonical.clone());
+        let got = |i: usize| rows[i].result.as_ref().map(|d| d.value());
         assert_eq!(rows[0].result.as_ref().expect("decodes").mapping, "t/visit.toml");
         assert_eq!(
             got(0).expect("across midnight"),

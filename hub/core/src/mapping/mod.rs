@@ -23,6 +23,7 @@
 //! whole. Canonical paths use `.` between JSON keys; `.` alone, in a list's fields, is the
 //! item itself (a list of plain values).
 
+mod canonical;
 pub mod csv;
 mod stream;
 pub mod text;
@@ -38,6 +39,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use self::canonical::Canon;
 use self::xml::Element;
 
 /// Which way a mapping translates.
@@ -178,6 +180,20 @@ pub(crate) struct Compiled {
     pub(crate) after: Vec<String>,
     /// `when`'s canonical path.
     pub(crate) when: Vec<String>,
+    /// The canonical path is one key that no other field of the same object sets, so
+    /// the reader adds it without looking for it first.
+    pub(crate) sole_key: bool,
+}
+
+/// Marks the fields whose canonical key no sibling shares (see [`Compiled::sole_key`]).
+fn mark_sole_keys(fields: &mut [Field]) {
+    let firsts: Vec<Option<String>> = fields.iter().map(|f| f.compiled.canonical.first().cloned()).collect();
+    for f in fields.iter_mut() {
+        let key = f.compiled.canonical.first();
+        f.compiled.sole_key =
+            f.compiled.canonical.len() == 1 && firsts.iter().filter(|k| k.as_ref() == key).count() == 1;
+        mark_sole_keys(&mut f.fields);
+    }
 }
 
 /// A canonical path as JSON keys.
@@ -230,18 +246,34 @@ impl Field {
         }
     }
 
-    /// Whether the field's `when` holds in `ctx` (the object being built, inbound; the
-    /// context, outbound).
+    /// Whether the field's `when` holds in the outbound context.
     fn applies(&self, ctx: &Value) -> bool {
-        let Some(w) = &self.when else { return true };
+        if self.when.is_none() {
+            return true;
+        }
         let found = self.compiled.when.iter().try_fold(ctx, |v, key| v.get(key.as_str()));
+        self.when_holds(match found {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(Some(Cow::Borrowed(s.as_str()))),
+            Some(v @ (Value::Number(_) | Value::Bool(_))) => Some(Some(Cow::Owned(v.to_string()))),
+            Some(_) => Some(None),
+        })
+    }
+
+    /// Whether the field's `when` holds in the inbound object being built.
+    fn applies_in(&self, obj: &Canon<'_>) -> bool {
+        self.when.is_none() || self.when_holds(obj.get(&self.compiled.when).map(Canon::as_text))
+    }
+
+    /// `when` on what its path holds: nothing, a list or object (`Some(None)`), or a
+    /// scalar as text.
+    fn when_holds(&self, found: Option<Option<Cow<'_, str>>>) -> bool {
+        let Some(w) = &self.when else { return true };
         match (found, &w.equals) {
-            (None | Some(Value::Null), _) => false,
+            (None, _) => false,
             (Some(_), None) => true,
-            (Some(Value::String(s)), Some(want)) => s == want,
-            (Some(Value::Number(n)), Some(want)) => n.to_string() == *want,
-            (Some(Value::Bool(b)), Some(want)) => b.to_string() == *want,
-            (Some(_), Some(_)) => false,
+            (Some(Some(text)), Some(want)) => text == want.as_str(),
+            (Some(None), Some(_)) => false,
         }
     }
 
@@ -340,6 +372,10 @@ pub struct Mapping {
     pub tables: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(default)]
     pub samples: Vec<Sample>,
+    /// Inbound XML: the fields' paths as the reader follows them, built when the file
+    /// loads.
+    #[serde(skip)]
+    pub(crate) xml_plan: stream::Plan,
 }
 
 fn de_message_type<'de, D: serde::Deserializer<'de>>(d: D) -> Result<MessageType, D::Error> {
@@ -377,7 +413,36 @@ impl fmt::Display for SampleFailure {
 pub struct Decoded {
     pub mapping: String,
     pub message_type: MessageType,
-    pub canonical: Value,
+    /// Compact JSON text, as the message log stores it and
+    /// [`Message::from_canonical_json`] reads it.
+    pub canonical: String,
+}
+
+impl Decoded {
+    /// The canonical JSON as a value.
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.canonical).unwrap_or(Value::Null)
+    }
+
+    /// The typed, validated message.
+    pub fn message(&self) -> Result<Message, ValidationError> {
+        Message::from_canonical_json(self.message_type, &self.canonical)
+    }
+}
+
+/// A vendor payload translated to its typed canonical message.
+#[derive(Debug, Clone)]
+pub struct Translated {
+    /// The mapping that read it.
+    pub mapping: String,
+    pub message: Message,
+}
+
+/// What a reader made of a payload: the canonical tree, or (from a JSON document or a CSV
+/// row, whose tree cannot outlive the reader) its JSON text.
+enum Read<'a> {
+    Tree(&'a Mapping, Canon<'a>),
+    Row(Decoded),
 }
 
 /// One data row of an inbound CSV file, translated on its own: a bad row does not cost the
@@ -406,6 +471,10 @@ pub struct Rendered {
 pub struct MappingSet {
     pub vendor: String,
     pub mappings: Vec<Mapping>,
+    /// See [`MappingSet::inbound_encoding`]; found once, at load.
+    inbound: &'static encoding_rs::Encoding,
+    /// The inbound encoding as a table, when it is a single-byte one.
+    single_byte: Option<text::SingleByte>,
 }
 
 impl MappingSet {
@@ -425,6 +494,7 @@ impl MappingSet {
                     for f in &mut m.fields {
                         f.compile();
                     }
+                    mark_sole_keys(&mut m.fields);
                     let problems = m.check();
                     if problems.is_empty() {
                         mappings.push(m);
@@ -457,7 +527,17 @@ impl MappingSet {
             }
         }
         if errors.is_empty() {
-            Ok(MappingSet { vendor: vendor.to_owned(), mappings })
+            let inbound = mappings
+                .iter()
+                .filter(|m| m.direction == Direction::In)
+                .filter_map(|m| m.encoding.as_deref().and_then(text::encoding))
+                .find(|e| *e != encoding_rs::UTF_8)
+                .unwrap_or(encoding_rs::UTF_8);
+            let single_byte = text::SingleByte::new(inbound);
+            for m in mappings.iter_mut().filter(|m| m.format == Format::Xml && m.direction == Direction::In) {
+                m.xml_plan = stream::Plan::new(&m.fields, single_byte.as_ref().map(|t| t.encoding));
+            }
+            Ok(MappingSet { vendor: vendor.to_owned(), mappings, inbound, single_byte })
         } else {
             Err(errors)
         }
@@ -496,12 +576,7 @@ impl MappingSet {
     /// The encoding inbound payloads are read in when they do not say: the first legacy
     /// encoding an inbound mapping declares, else UTF-8.
     pub fn inbound_encoding(&self) -> &'static encoding_rs::Encoding {
-        self.mappings
-            .iter()
-            .filter(|m| m.direction == Direction::In)
-            .filter_map(|m| m.encoding.as_deref().and_then(text::encoding))
-            .find(|e| *e != encoding_rs::UTF_8)
-            .unwrap_or(encoding_rs::UTF_8)
+        self.inbound
     }
 
     /// Translates an inbound payload's bytes: decodes the text (see [`text::decode`]), then
@@ -514,9 +589,62 @@ impl MappingSet {
     /// Translates an inbound payload (text) to canonical JSON: recognises which message it
     /// is, then applies that mapping's fields.
     pub fn decode(&self, text: &str) -> Result<Decoded, ValidationError> {
+        Ok(match self.read(text)? {
+            Read::Tree(m, canonical) => {
+                Decoded { mapping: m.name.clone(), message_type: m.message, canonical: canonical.to_json() }
+            }
+            Read::Row(d) => d,
+        })
+    }
+
+    /// Translates an inbound payload's bytes to its typed canonical message, validated by
+    /// the model: what [`MappingSet::decode_bytes`] and [`Decoded::message`] do, in one
+    /// pass, the model reading the engine's tree with no JSON text in between. This is the
+    /// path every message a system sends takes. A refusal carries the canonical JSON when
+    /// the payload translated but the model refused it.
+    pub fn translate_bytes(&self, bytes: &[u8]) -> Result<Translated, (Option<Decoded>, ValidationError)> {
+        match (text::detect(bytes, self.inbound), &self.single_byte) {
+            // XML in the vendor's single-byte encoding is read as it is (see `stream`).
+            (text::Detected::Encoded(enc, body), Some(table))
+                if enc == table.encoding && text::starts_like_xml(body) =>
+            {
+                let (m, canonical) = stream::read(self, stream::Doc::SingleByte(body, table)).map_err(|e| (None, e))?;
+                self.typed(m, canonical)
+            }
+            _ => {
+                let text = text::decode(bytes, self.inbound).map_err(|e| (None, e))?;
+                self.translate(&text)
+            }
+        }
+    }
+
+    /// [`MappingSet::translate_bytes`] on text.
+    pub fn translate(&self, text: &str) -> Result<Translated, (Option<Decoded>, ValidationError)> {
+        match self.read(text).map_err(|e| (None, e))? {
+            Read::Tree(m, canonical) => self.typed(m, canonical),
+            Read::Row(d) => match d.message() {
+                Ok(message) => Ok(Translated { mapping: d.mapping, message }),
+                Err(e) => Err((Some(d), e)),
+            },
+        }
+    }
+
+    /// The model's typed message from a canonical tree.
+    fn typed(&self, m: &Mapping, canonical: Canon<'_>) -> Result<Translated, (Option<Decoded>, ValidationError)> {
+        match Message::from_deserializer(m.message, &canonical) {
+            Ok(message) => Ok(Translated { mapping: m.name.clone(), message }),
+            Err(e) => Err((
+                Some(Decoded { mapping: m.name.clone(), message_type: m.message, canonical: canonical.to_json() }),
+                e,
+            )),
+        }
+    }
+
+    /// Recognises which message a payload is and applies that mapping's fields.
+    fn read<'a>(&'a self, text: &'a str) -> Result<Read<'a>, ValidationError> {
         let trimmed = text.trim_start_matches('\u{feff}').trim_start();
         if trimmed.starts_with('<') {
-            stream::decode(self, text)
+            stream::read(self, stream::Doc::Text(text)).map(|(m, canonical)| Read::Tree(m, canonical))
         } else if trimmed.starts_with('{') || trimmed.starts_with('[') {
             let value: Value = serde_json::from_str(trimmed)
                 .map_err(|e| ValidationError::new(ErrorCode::MalformedPayload, format!("not well-formed JSON: {e}")))?;
@@ -534,8 +662,9 @@ impl MappingSet {
                         format!("no {} mapping recognises this JSON message", self.vendor),
                     )
                 })?;
-            let canonical = decode_fields(Node::Json(&value), &mapping.fields, mapping)?;
-            Ok(Decoded { mapping: mapping.name.clone(), message_type: mapping.message, canonical })
+            // The tree borrows from the payload's JSON, which ends here.
+            let canonical = decode_fields(Node::Json(&value), &mapping.fields, mapping)?.to_json();
+            Ok(Read::Row(Decoded { mapping: mapping.name.clone(), message_type: mapping.message, canonical }))
         } else if self.mappings.iter().any(|m| m.direction == Direction::In && m.format == Format::Csv) {
             // One payload is one message: a file of several rows is a batch, and answering
             // for its first row alone would silently drop the others.
@@ -547,7 +676,7 @@ impl MappingSet {
                 ));
             }
             match rows.pop() {
-                Some(row) => row.result,
+                Some(row) => row.result.map(Read::Row),
                 None => Err(ValidationError::new(ErrorCode::MalformedPayload, "a CSV file with a header and no rows")),
             }
         } else {
@@ -617,17 +746,17 @@ impl MappingSet {
     fn run_sample(&self, m: &Mapping, s: &Sample) -> Result<(), String> {
         match m.direction {
             Direction::In => {
-                let result = self.decode(&s.vendor).and_then(|d| {
-                    if d.mapping != m.name {
+                // The path messages take, to the typed message; compared as the typed
+                // message's own JSON: the canonical form after normalisation (12-digit
+                // personal identity numbers and so on).
+                let result = self.translate(&s.vendor).map_err(|(_, e)| e).and_then(|t| {
+                    if t.mapping != m.name {
                         return Err(ValidationError::new(
                             ErrorCode::UnknownMessageType,
-                            format!("recognised as {} instead", d.mapping),
+                            format!("recognised as {} instead", t.mapping),
                         ));
                     }
-                    // Compare the typed message's own JSON: the canonical form after
-                    // normalisation (12-digit personal identity numbers and so on).
-                    Message::from_canonical(d.message_type, d.canonical)
-                        .map(|m| serde_json::to_value(&m).unwrap_or(Value::Null))
+                    Ok(serde_json::to_value(&t.message).unwrap_or(Value::Null))
                 });
                 match (result, &s.error, &s.canonical) {
                     (Ok(got), None, Some(want)) => {
@@ -947,10 +1076,10 @@ fn text_at<'a>(node: Node<'a>, at: usize, k: usize, elems: &'a [String], attr: b
     }
 }
 
-fn decode_fields(node: Node<'_>, fields: &[Field], m: &Mapping) -> Result<Value, ValidationError> {
-    let mut out = Value::Object(Map::new());
+fn decode_fields<'a>(node: Node<'a>, fields: &'a [Field], m: &'a Mapping) -> Result<Canon<'a>, ValidationError> {
+    let mut out = Canon::object(fields.len());
     for (at, f) in fields.iter().enumerate() {
-        if f.canonical.is_none() || !f.applies(&out) {
+        if f.canonical.is_none() || !f.applies_in(&out) {
             continue;
         }
         let found = if !f.fields.is_empty() {
@@ -969,7 +1098,7 @@ fn decode_fields(node: Node<'_>, fields: &[Field], m: &Mapping) -> Result<Value,
 /// What a reader found for one field.
 pub(crate) enum Found<'a> {
     /// The items of a list field (each already a canonical object).
-    List(Vec<Value>),
+    List(Vec<Canon<'a>>),
     /// The text of a scalar field, if it was there.
     Scalar(Option<Cow<'a, str>>),
 }
@@ -978,8 +1107,13 @@ pub(crate) enum Found<'a> {
 /// shares. A field whose `when` does not hold is skipped. A required list needs an item; a
 /// scalar is its constant, else the `part` of what was found, else its default, and is
 /// required unless optional; the value (or each item of a `list`) is converted and placed.
-pub(crate) fn put_field(out: &mut Value, f: &Field, found: Found<'_>, m: &Mapping) -> Result<(), ValidationError> {
-    if !f.applies(out) {
+pub(crate) fn put_field<'a>(
+    out: &mut Canon<'a>,
+    f: &'a Field,
+    found: Found<'a>,
+    m: &'a Mapping,
+) -> Result<(), ValidationError> {
+    if !f.applies_in(out) {
         return Ok(());
     }
     let value = match found {
@@ -988,7 +1122,7 @@ pub(crate) fn put_field(out: &mut Value, f: &Field, found: Found<'_>, m: &Mappin
                 let path = f.vendor.as_deref().unwrap_or(".");
                 return Err(ValidationError::new(ErrorCode::MissingField, format!("{path}: at least one is required")));
             }
-            Value::Array(items)
+            Canon::List(items)
         }
         Found::Scalar(text) => {
             let raw = match &f.value {
@@ -999,21 +1133,25 @@ pub(crate) fn put_field(out: &mut Value, f: &Field, found: Found<'_>, m: &Mappin
                 (None, _) => None,
                 (Some(raw), None) => {
                     let floor = (!f.compiled.after.is_empty())
-                        .then(|| f.compiled.after.iter().try_fold(&*out, |v, key| v.get(key.as_str())))
+                        .then(|| out.get(&f.compiled.after))
                         .flatten()
-                        .and_then(Value::as_str)
-                        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                        .and_then(Canon::as_text)
+                        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
                         .map(|t| t.with_timezone(&Utc));
                     Some(convert_in(f, raw, floor, m)?)
                 }
                 (Some(raw), Some(sep)) => {
-                    let items = raw
-                        .split(sep.as_str())
-                        .map(str::trim)
-                        .filter(|t| !t.is_empty())
-                        .map(|t| convert_in(f, Cow::Borrowed(t), None, m))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    (!items.is_empty()).then_some(Value::Array(items))
+                    fn pieces<'t>(whole: &'t str, sep: &str) -> Vec<&'t str> {
+                        whole.split(sep).map(str::trim).filter(|t| !t.is_empty()).collect()
+                    }
+                    let pieces: Vec<Cow<'a, str>> = match raw {
+                        Cow::Borrowed(whole) => pieces(whole, sep).into_iter().map(Cow::Borrowed).collect(),
+                        Cow::Owned(whole) => {
+                            pieces(&whole, sep).into_iter().map(|t| Cow::Owned(t.to_owned())).collect()
+                        }
+                    };
+                    let items = pieces.into_iter().map(|t| convert_in(f, t, None, m)).collect::<Result<Vec<_>, _>>()?;
+                    (!items.is_empty()).then_some(Canon::List(items))
                 }
             };
             let Some(value) = value else {
@@ -1025,7 +1163,11 @@ pub(crate) fn put_field(out: &mut Value, f: &Field, found: Found<'_>, m: &Mappin
             value
         }
     };
-    json_put(out, &f.compiled.canonical, value);
+    if f.compiled.sole_key {
+        out.add(&f.compiled.canonical[0], value);
+    } else {
+        out.put(&f.compiled.canonical, value);
+    }
     Ok(())
 }
 
@@ -1049,8 +1191,50 @@ fn parse_date(s: &str, fmt: &str) -> Option<NaiveDate> {
 
 /// A date as the canonical form writes it.
 fn iso_date(d: NaiveDate) -> String {
+    let mut out = String::with_capacity(10);
+    push_date(&mut out, d);
+    out
+}
+
+/// `YYYY-MM-DD`, without the formatting machinery (this runs for every date of every
+/// inbound message); a year outside 0..=9999 is written by chrono.
+fn push_date(out: &mut String, d: NaiveDate) {
     use chrono::Datelike;
-    format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
+    if !(0..=9999).contains(&d.year()) {
+        out.push_str(&d.format("%Y-%m-%d").to_string());
+        return;
+    }
+    push_digits(out, d.year().unsigned_abs(), 4);
+    out.push('-');
+    push_digits(out, d.month(), 2);
+    out.push('-');
+    push_digits(out, d.day(), 2);
+}
+
+/// The last `width` decimal digits of `n`, zero-padded.
+fn push_digits(out: &mut String, n: u32, width: u32) {
+    for place in (0..width).rev() {
+        out.push(char::from(b'0' + (n / 10u32.pow(place) % 10) as u8));
+    }
+}
+
+/// An instant as canonical JSON writes it: RFC 3339 in UTC, `Z`, fractions only when there
+/// are some.
+fn rfc3339(at: DateTime<Utc>) -> String {
+    use chrono::Timelike;
+    if at.nanosecond() != 0 {
+        return at.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+    }
+    let mut out = String::with_capacity(20);
+    push_date(&mut out, at.date_naive());
+    out.push('T');
+    push_digits(&mut out, at.hour(), 2);
+    out.push(':');
+    push_digits(&mut out, at.minute(), 2);
+    out.push(':');
+    push_digits(&mut out, at.second(), 2);
+    out.push('Z');
+    out
 }
 
 /// A wall-clock time of the form `fmt`; `%Y-%m-%d %H:%M` (ParaGå's, a hundred thousand
@@ -1090,12 +1274,12 @@ fn at_or_after(naive: NaiveDateTime, zone: chrono_tz::Tz, floor: Option<DateTime
 
 /// Vendor text to a canonical value: the code table, the prefix, then the type. `floor`
 /// is the time a `datetime` with `after` cannot be before.
-pub(crate) fn convert_in(
-    f: &Field,
-    raw: Cow<'_, str>,
+pub(crate) fn convert_in<'a>(
+    f: &'a Field,
+    raw: Cow<'a, str>,
     floor: Option<DateTime<Utc>>,
-    m: &Mapping,
-) -> Result<Value, ValidationError> {
+    m: &'a Mapping,
+) -> Result<Canon<'a>, ValidationError> {
     let label = f.label();
     let mut s = raw;
     if let Some(t) = &f.table {
@@ -1103,23 +1287,26 @@ pub(crate) fn convert_in(
             .tables
             .get(t)
             .ok_or_else(|| ValidationError::new(ErrorCode::Internal, format!("mapping {} lacks table {t}", m.name)))?;
-        s = Cow::Owned(table.get(s.as_ref()).cloned().ok_or_else(|| {
+        s = Cow::Borrowed(table.get(s.as_ref()).ok_or_else(|| {
             let shown: String = s.chars().take(32).collect();
             ValidationError::new(ErrorCode::InvalidValue, format!("{label}: unknown code '{shown}' (table {t})"))
         })?);
     }
     if let Some(p) = &f.prefix {
-        s = Cow::Owned(format!("{p}{s}"));
+        let mut prefixed = String::with_capacity(p.len() + s.len());
+        prefixed.push_str(p);
+        prefixed.push_str(&s);
+        s = Cow::Owned(prefixed);
     }
     Ok(match f.kind {
-        FieldType::String => Value::String(s.into_owned()),
+        FieldType::String => Canon::Str(s),
         FieldType::Integer => s
             .parse::<i64>()
-            .map(Value::from)
+            .map(Canon::Int)
             .map_err(|_| ValidationError::new(ErrorCode::InvalidValue, format!("{label}: not a whole number")))?,
         FieldType::Boolean => match s.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "ja" => Value::Bool(true),
-            "false" | "0" | "no" | "nej" => Value::Bool(false),
+            "true" | "1" | "yes" | "ja" => Canon::Bool(true),
+            "false" | "0" | "no" | "nej" => Canon::Bool(false),
             _ => return Err(ValidationError::new(ErrorCode::InvalidValue, format!("{label}: not a yes/no value"))),
         },
         FieldType::Date => {
@@ -1127,7 +1314,7 @@ pub(crate) fn convert_in(
             let d = parse_date(&s, fmt).ok_or_else(|| {
                 ValidationError::new(ErrorCode::InvalidDate, format!("{label}: not a date of the form {fmt}"))
             })?;
-            Value::String(iso_date(d))
+            Canon::Str(Cow::Owned(iso_date(d)))
         }
         FieldType::Datetime => {
             let at: DateTime<Utc> = match f.format.as_deref() {
@@ -1146,7 +1333,7 @@ pub(crate) fn convert_in(
                     ValidationError::new(ErrorCode::InvalidDate, format!("{label}: not an RFC 3339 time"))
                 })?,
             };
-            Value::String(at.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+            Canon::Str(Cow::Owned(rfc3339(at)))
         }
     })
 }
@@ -1338,23 +1525,6 @@ pub(crate) fn json_walk<'a, S: AsRef<str>>(v: &'a mut Value, segs: &[S]) -> &'a 
     }
 }
 
-/// Puts `value` at `segs` below `root` (replacing `root` itself for no segments): the
-/// objects on the way are made as needed, and the last key is inserted in one look-up, as
-/// this runs for every field of every row of a large file.
-pub(crate) fn json_put<S: AsRef<str>>(root: &mut Value, segs: &[S], value: Value) {
-    let Some((last, head)) = segs.split_last() else {
-        *root = value;
-        return;
-    };
-    let parent = json_walk(root, head);
-    if !parent.is_object() {
-        *parent = Value::Object(Map::new());
-    }
-    if let Value::Object(map) = parent {
-        map.insert(last.as_ref().to_owned(), value);
-    }
-}
-
 fn json_set(root: &mut Value, path: &str, value: Value) {
     let segs: Vec<&str> = segments(path).collect();
     *json_walk(root, &segs) = value;
@@ -1432,7 +1602,7 @@ A = "alpha"
             .decode(r#"<p:Beslut xmlns:p="urn:x"><p:Id>7</p:Id><p:Items><p:Item code="A"><p:Minutes> 30 </p:Minutes></p:Item></p:Items><p:From>20261101</p:From></p:Beslut>"#)
             .expect("decodes");
         assert_eq!(
-            d.canonical,
+            d.value(),
             serde_json::json!({"id": "sys:7", "items": [{"category": "alpha", "minutes": 30}], "from": "2026-11-01"})
         );
     }
@@ -1603,7 +1773,7 @@ B = "beta"
 
     fn visit(payload: Value) -> Result<Value, ValidationError> {
         let s = MappingSet::from_sources("t", [("visit.toml", VISIT_JSON)]).expect("loads");
-        s.decode(&payload.to_string()).map(|d| d.canonical)
+        s.decode(&payload.to_string()).map(|d| d.value())
     }
 
     #[test]

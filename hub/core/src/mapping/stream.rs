@@ -1,66 +1,242 @@
-//! Inbound XML without a tree: the mapping's compiled paths matched against the reader's
-//! events as they come.
+//! Inbound XML without a tree: the mapping's paths, compiled into a tree of element names
+//! when the file loads ([`Plan`]), followed by the reader's events as they come.
 //!
-//! This is the hot path of every XML message the hub receives, so it builds nothing it
-//! does not keep: element names live in one buffer, only the attributes and text a field
-//! asks for are read, and values go straight into the canonical JSON. It keeps the rules
-//! of [`super::xml::parse`]: a DTD is refused, nesting is capped, the whole document must
-//! be well-formed (a problem anywhere wins over a mapping error), entity references must be
-//! known, the payload's namespace must be the mapping's (any prefix), a SOAP 1.1 envelope
-//! holds exactly one payload element, and a field takes the first match in document order.
+//! This is the hot path of every XML message the hub receives (a decision file from
+//! Procapita, a SOAP call from Treserva), so it builds nothing it does not keep: an element
+//! costs a look-up among the names the mapping expects below the elements open around it,
+//! only the attributes and text a field asks for are read, and values stay borrowed from
+//! the payload until they are written into the canonical JSON. It keeps the rules of
+//! [`super::xml::parse`]: a DTD is refused, nesting is capped, the whole document must be
+//! well-formed (a problem anywhere wins over a mapping error), entity references must be
+//! known, attributes are not repeated where they are read, the payload's namespace must be
+//! the mapping's (any prefix), a SOAP 1.1 envelope holds exactly one payload element, and a
+//! field takes the first match in document order.
+//!
+//! A document in a single-byte encoding (Procapita's ISO-8859-1) is read as it is, not
+//! converted to UTF-8 first: the plan holds its names in that encoding as well, and only the
+//! values a field takes are decoded. Besides the copy it saves, the reader is markedly
+//! faster on single-byte text than on the same text with two-byte characters
+//! (BENCHMARKS.md).
 
 use std::borrow::Cow;
 
 use carehub_model::{ErrorCode, ValidationError};
+use encoding_rs::Encoding;
+use quick_xml::events::attributes::Attribute;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
-use serde_json::{Map, Value};
 
+use super::text::SingleByte;
+
+use super::canonical::Canon;
 use super::xml::MAX_DEPTH;
-use super::{put_field, Decoded, Direction, EnvelopeKind, Field, Format, Found, Mapping, MappingSet, SOAP11};
+use super::{put_field, Direction, EnvelopeKind, Field, Format, Found, Mapping, MappingSet, SOAP11};
 
 fn malformed(reason: impl Into<String>) -> ValidationError {
     ValidationError::new(ErrorCode::MalformedPayload, reason)
 }
 
-fn utf8(bytes: &[u8]) -> Result<&str, ValidationError> {
-    std::str::from_utf8(bytes).map_err(|_| malformed("a name is not UTF-8"))
+/// `part` as a slice of `doc` when it lies inside it: the reader hands out names, text and
+/// attribute values borrowed from the document (an attribute's through the element that
+/// holds it, so with a shorter lifetime); found in the document, they are kept without a
+/// copy.
+fn in_doc(doc: &[u8], part: &[u8]) -> Option<std::ops::Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(doc.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (end <= doc.len()).then_some(start..end)
 }
 
-/// The fields being filled for one element: the payload root, or one item of a list.
-struct Frame<'m> {
-    fields: &'m [Field],
+/// The document being read: UTF-8 text, or bytes in a single-byte encoding.
+#[derive(Clone, Copy)]
+pub(crate) enum Doc<'a> {
+    Text(&'a str),
+    /// ASCII-compatible and single-byte (`Encoding::is_single_byte`), so markup is the
+    /// same bytes as in UTF-8 and a value is decoded on its own.
+    SingleByte(&'a [u8], &'a SingleByte),
+}
+
+impl<'a> Doc<'a> {
+    fn bytes(self) -> &'a [u8] {
+        match self {
+            Doc::Text(s) => s.as_bytes(),
+            Doc::SingleByte(b, _) => b,
+        }
+    }
+
+    /// Text the document holds (a name, an attribute value, text) as UTF-8, borrowed
+    /// where it can be: UTF-8 as it is, a single-byte text that is ASCII as it is.
+    fn decode(self, raw: &[u8]) -> Result<Cow<'a, str>, ValidationError> {
+        let range = in_doc(self.bytes(), raw);
+        match self {
+            Doc::Text(s) => match range.and_then(|r| s.get(r)) {
+                Some(t) => Ok(Cow::Borrowed(t)),
+                None => std::str::from_utf8(raw)
+                    .map(|t| Cow::Owned(t.to_owned()))
+                    .map_err(|_| malformed("text that is not UTF-8")),
+            },
+            Doc::SingleByte(bytes, table) => {
+                if let Some(part) = range.map(|r| &bytes[r]).filter(|p| p.is_ascii()) {
+                    if let Ok(t) = std::str::from_utf8(part) {
+                        return Ok(Cow::Borrowed(t));
+                    }
+                }
+                table
+                    .decode(raw)
+                    .map(Cow::Owned)
+                    .ok_or_else(|| malformed(format!("text that is not {}", table.encoding.name())))
+            }
+        }
+    }
+
+    /// [`Doc::decode`], with entity references replaced.
+    fn text(self, raw: &[u8]) -> Result<Cow<'a, str>, ValidationError> {
+        let decoded = self.decode(raw)?;
+        if !decoded.contains('&') {
+            return Ok(decoded);
+        }
+        let unescaped = quick_xml::escape::unescape(&decoded)
+            .map_err(|e| malformed(format!("bad text or entity reference: {e}")))?
+            .into_owned();
+        Ok(Cow::Owned(unescaped))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The compiled plan
+
+/// An inbound XML mapping's fields as the reader follows them: one tree of element names
+/// per frame (the payload element, or an item of a list field), rooted at the frame's own
+/// element, with what is read at each node. Built once, when the mapping file loads.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Plan {
+    /// Frame 0 is the payload's.
+    frames: Vec<Vec<Node>>,
+    /// The single-byte encoding names are also held in (the vendor's), if any.
+    single_byte: Option<&'static Encoding>,
+}
+
+/// An element or attribute name, as UTF-8 and in the vendor's single-byte encoding (`None`
+/// when that cannot write it).
+#[derive(Debug, Clone)]
+struct Name {
+    utf8: Box<[u8]>,
+    single_byte: Option<Box<[u8]>>,
+}
+
+impl Name {
+    /// Whether `local`, a name in a document read as `single_byte` or not, is this one.
+    /// Lengths and first bytes are compared before the bytes, as most names differ there.
+    fn is(&self, local: &[u8], single_byte: bool) -> bool {
+        let name = if single_byte {
+            match &self.single_byte {
+                Some(n) => n,
+                None => return false,
+            }
+        } else {
+            &self.utf8
+        };
+        name.len() == local.len() && name.first() == local.first() && **name == *local
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Node {
+    /// Child elements a path continues to: (local name, node).
+    children: Vec<(Name, usize)>,
+    /// Attributes read here: (local name, field).
+    attrs: Vec<(Name, usize)>,
+    /// Fields that take this element's text.
+    texts: Vec<usize>,
+    /// List fields whose items are these elements: (field, the items' frame).
+    lists: Vec<(usize, usize)>,
+}
+
+impl Plan {
+    /// `single_byte`: the encoding the vendor's documents are in, when it is a single-byte
+    /// one.
+    pub(crate) fn new(fields: &[Field], single_byte: Option<&'static Encoding>) -> Plan {
+        let mut plan = Plan { frames: Vec::new(), single_byte };
+        plan.add_frame(fields);
+        plan
+    }
+
+    fn name(&self, name: &str) -> Name {
+        let single_byte = self.single_byte.and_then(|enc| {
+            let (bytes, _, unmappable) = enc.encode(name);
+            (!unmappable).then(|| bytes.into_owned().into_boxed_slice())
+        });
+        Name { utf8: name.as_bytes().into(), single_byte }
+    }
+
+    fn add_frame(&mut self, fields: &[Field]) -> usize {
+        let frame = self.frames.len();
+        self.frames.push(vec![Node::default()]);
+        for (k, f) in fields.iter().enumerate() {
+            if f.canonical.is_none() {
+                continue;
+            }
+            if !f.fields.is_empty() {
+                // A list's items are elements below the frame's, never the element itself.
+                if !f.compiled.elems.is_empty() {
+                    let node = self.node(frame, &f.compiled.elems);
+                    let items = self.add_frame(&f.fields);
+                    self.frames[frame][node].lists.push((k, items));
+                }
+            } else if f.vendor.is_some() {
+                let node = self.node(frame, &f.compiled.elems);
+                match &f.compiled.attr {
+                    Some(a) => {
+                        let name = self.name(a);
+                        self.frames[frame][node].attrs.push((name, k));
+                    }
+                    None => self.frames[frame][node].texts.push(k),
+                }
+            }
+        }
+        frame
+    }
+
+    /// The node at `names` below the frame's element, made as needed.
+    fn node(&mut self, frame: usize, names: &[String]) -> usize {
+        let mut at = 0;
+        for name in names {
+            let found = self.frames[frame][at].children.iter().find(|(n, _)| *n.utf8 == *name.as_bytes());
+            at = match found {
+                Some((_, child)) => *child,
+                None => {
+                    let name = self.name(name);
+                    let nodes = &mut self.frames[frame];
+                    nodes.push(Node::default());
+                    let child = nodes.len() - 1;
+                    nodes[at].children.push((name, child));
+                    child
+                }
+            };
+        }
+        at
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The walk
+
+/// The fields being filled for one element: the payload, or one item of a list.
+struct Frame<'a> {
+    fields: &'a [Field],
+    /// Its tree in the plan.
+    plan: usize,
     /// Depth of the frame's element.
     depth: usize,
-    /// Per field: the first value found.
-    slots: Vec<Option<String>>,
-    /// Per list field: its items so far.
-    lists: Vec<Vec<Value>>,
+    /// Where its fields' values start in [`Walker::slots`].
+    slots: usize,
+    /// Per list field, its items so far (empty until the first item).
+    lists: Vec<Vec<Canon<'a>>>,
     /// For an item: the frame and field of its list.
     parent: Option<(usize, usize)>,
 }
 
-impl<'m> Frame<'m> {
-    fn new(fields: &'m [Field], depth: usize, parent: Option<(usize, usize)>) -> Self {
-        Frame { fields, depth, slots: vec![None; fields.len()], lists: vec![Vec::new(); fields.len()], parent }
-    }
-
-    /// The canonical object of a finished frame, by the engine's shared field rules.
-    fn finish(self, m: &Mapping) -> Result<Value, ValidationError> {
-        let mut out = Value::Object(Map::new());
-        for (f, (slot, list)) in self.fields.iter().zip(self.slots.into_iter().zip(self.lists)) {
-            if f.canonical.is_none() {
-                continue;
-            }
-            let found = if f.fields.is_empty() { Found::Scalar(slot.map(Cow::Owned)) } else { Found::List(list) };
-            put_field(&mut out, f, found, m)?;
-        }
-        Ok(out)
-    }
-}
-
 /// Where the reader is in the document.
-enum Phase<'m> {
+enum Phase<'a> {
     /// Before the document's root element.
     Start,
     /// Inside a SOAP envelope (depth 1), before or after its Body.
@@ -68,148 +244,122 @@ enum Phase<'m> {
     /// Inside the SOAP Body (depth 2), before its payload element.
     Body { payload_seen: bool },
     /// Inside the payload, filling frames.
-    Payload { mapping: &'m Mapping, enveloped: bool, root_depth: usize },
+    Payload { mapping: &'a Mapping, enveloped: bool, root_depth: usize },
     /// After the payload (or while skipping a document no mapping reads).
     Done,
 }
 
-/// Open elements' local names, in one buffer.
-#[derive(Default)]
-struct Path {
-    buf: String,
-    ends: Vec<usize>,
+/// The text of an element a field wants, as it comes: usually one piece, kept borrowed.
+enum Text<'a> {
+    Empty,
+    One(Cow<'a, str>),
+    Many(String),
 }
 
-impl Path {
-    fn push(&mut self, name: &str) {
-        self.buf.push_str(name);
-        self.ends.push(self.buf.len());
-    }
-
-    fn pop(&mut self) {
-        self.ends.pop();
-        self.buf.truncate(self.ends.last().copied().unwrap_or(0));
-    }
-
-    fn depth(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// The name at depth `d` (1-based).
-    fn name(&self, d: usize) -> &str {
-        let start = if d <= 1 { 0 } else { self.ends[d - 2] };
-        &self.buf[start..self.ends[d - 1]]
-    }
-
-    /// Whether the open elements below depth `base` are exactly `segs`.
-    fn below_is(&self, base: usize, segs: &[String]) -> bool {
-        self.depth() == base + segs.len() && segs.iter().enumerate().all(|(i, s)| self.name(base + 1 + i) == s)
-    }
-}
-
-/// xmlns declarations in scope: (depth, prefix, uri).
-type Decls = Vec<(usize, String, String)>;
-
-fn declare(decls: &mut Decls, depth: usize, e: &BytesStart<'_>) -> Result<(), ValidationError> {
-    for attr in e.attributes() {
-        let attr = attr.map_err(|err| malformed(format!("bad attribute: {err}")))?;
-        let key = attr.key.as_ref();
-        let prefix = if key == b"xmlns" {
-            ""
-        } else if let Some(p) = key.strip_prefix(b"xmlns:") {
-            utf8(p)?
-        } else {
-            continue;
+impl<'a> Text<'a> {
+    fn push(&mut self, piece: Cow<'a, str>) {
+        *self = match std::mem::replace(self, Text::Empty) {
+            Text::Empty => Text::One(piece),
+            Text::One(first) => Text::Many(first.into_owned() + &piece),
+            Text::Many(mut all) => {
+                all.push_str(&piece);
+                Text::Many(all)
+            }
         };
-        let uri = attr.unescape_value().map_err(|err| malformed(format!("bad attribute value: {err}")))?;
-        decls.push((depth, prefix.to_owned(), uri.into_owned()));
     }
-    Ok(())
+
+    /// Trimmed; `None` when empty.
+    fn value(self) -> Option<Cow<'a, str>> {
+        let value = match self {
+            Text::Empty => return None,
+            Text::One(Cow::Borrowed(s)) => Cow::Borrowed(s.trim()),
+            Text::One(Cow::Owned(s)) | Text::Many(s) => Cow::Owned(s.trim().to_owned()),
+        };
+        (!value.is_empty()).then_some(value)
+    }
 }
 
-fn namespace_of<'d>(decls: &'d Decls, e: &BytesStart<'_>) -> Result<Option<&'d str>, ValidationError> {
-    let name = e.name();
-    let prefix = match name.prefix() {
-        Some(p) => utf8(p.into_inner())?,
-        None => "",
+struct Walker<'a> {
+    doc: Doc<'a>,
+    /// The document is in the plans' single-byte encoding.
+    single_byte: bool,
+    set: &'a MappingSet,
+    depth: usize,
+    root_done: bool,
+    phase: Phase<'a>,
+    /// xmlns declarations in scope before the payload: (depth, prefix, uri).
+    decls: Vec<(usize, Cow<'a, str>, Cow<'a, str>)>,
+    frames: Vec<Frame<'a>>,
+    /// The fields' values, frame after frame.
+    slots: Vec<Option<Cow<'a, str>>>,
+    /// Per open element (from the payload on), the plan nodes it is at: `marks[i]` is
+    /// where the cursors of the element at depth `i + 1` start.
+    cursors: Vec<(usize, usize)>, // (frame, node)
+    marks: Vec<usize>,
+    /// Text wanted by fields: (depth, frame, field), and per depth the text so far.
+    wanted: Vec<(usize, usize, usize)>,
+    texts: Vec<(usize, Text<'a>)>,
+    /// The first mapping problem; a well-formedness problem found later wins over it.
+    problem: Option<ValidationError>,
+    result: Option<(&'a Mapping, Canon<'a>)>,
+}
+
+/// Reads an XML payload with `set`'s mappings: the mapping that read it, and the canonical
+/// tree. A single-byte document must be in the encoding the set's plans hold names in
+/// ([`MappingSet::inbound_encoding`]).
+pub(crate) fn read<'a>(set: &'a MappingSet, doc: Doc<'a>) -> Result<(&'a Mapping, Canon<'a>), ValidationError> {
+    let doc = match doc {
+        Doc::Text(text) => Doc::Text(text.strip_prefix('\u{feff}').unwrap_or(text)),
+        other => other,
     };
-    match decls.iter().rev().find(|(_, p, _)| p == prefix) {
-        Some((_, _, uri)) if uri.is_empty() => Ok(None),
-        Some((_, _, uri)) => Ok(Some(uri.as_str())),
-        None if prefix.is_empty() => Ok(None),
-        None => Err(malformed(format!("undeclared namespace prefix '{prefix}'"))),
-    }
-}
-
-/// The value of the attribute with this local name.
-fn attribute(e: &BytesStart<'_>, name: &str) -> Result<Option<String>, ValidationError> {
-    for attr in e.attributes() {
-        let attr = attr.map_err(|err| malformed(format!("bad attribute: {err}")))?;
-        if attr.key.local_name().as_ref() == name.as_bytes() && attr.key.as_namespace_binding().is_none() {
-            let v = attr.unescape_value().map_err(|err| malformed(format!("bad attribute value: {err}")))?;
-            let v = v.trim();
-            return Ok((!v.is_empty()).then(|| v.to_owned()));
-        }
-    }
-    Ok(None)
-}
-
-/// Decodes an XML payload with `set`'s mappings.
-pub(crate) fn decode<'s>(set: &'s MappingSet, text: &str) -> Result<Decoded, ValidationError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut reader = Reader::from_str(text);
+    let mut reader = Reader::from_reader(doc.bytes());
     reader.config_mut().check_end_names = true;
     reader.config_mut().trim_text(true);
-    let mut path = Path::default();
-    let mut decls: Decls = Vec::new();
-    let mut phase = Phase::Start;
-    let mut root_done = false;
-    let mut frames: Vec<Frame<'s>> = Vec::new();
-    // Text wanted from the innermost open element: (frame, field) pairs, and the text so far.
-    let mut wanted: Vec<(usize, (usize, usize))> = Vec::new(); // (depth, (frame, field))
-    let mut text_buf = String::new();
-    // The first mapping problem; a well-formedness problem found later wins over it.
-    let mut problem: Option<ValidationError> = None;
-    let mut result: Option<(&'s Mapping, Value)> = None;
-
+    let mut w = Walker {
+        doc,
+        single_byte: matches!(doc, Doc::SingleByte(..)),
+        set,
+        depth: 0,
+        root_done: false,
+        phase: Phase::Start,
+        // Room for a typical message, so they do not grow on the way.
+        decls: Vec::with_capacity(4),
+        frames: Vec::with_capacity(8),
+        slots: Vec::with_capacity(64),
+        cursors: Vec::with_capacity(32),
+        marks: Vec::with_capacity(32),
+        wanted: Vec::with_capacity(8),
+        texts: Vec::with_capacity(8),
+        problem: None,
+        result: None,
+    };
     loop {
-        let event = reader.read_event().map_err(|e| malformed(format!("not well-formed XML: {e}")))?;
-        let (start, empty) = match event {
-            Event::Start(e) => (e, false),
-            Event::Empty(e) => (e, true),
-            Event::End(_) => {
-                end_element(
-                    set,
-                    &mut path,
-                    &mut decls,
-                    &mut phase,
-                    &mut frames,
-                    &mut wanted,
-                    &mut text_buf,
-                    &mut problem,
-                    &mut result,
-                    &mut root_done,
-                )?;
-                continue;
-            }
+        match reader.read_event().map_err(|e| malformed(format!("not well-formed XML: {e}")))? {
+            Event::Start(e) => w.start(&e, false)?,
+            Event::Empty(e) => w.start(&e, true)?,
+            Event::End(_) => w.end()?,
             Event::Text(t) => {
-                if path.depth() == 0 {
+                if w.depth == 0 {
                     return Err(malformed("text outside the root element"));
                 }
-                let s = t.unescape().map_err(|e| malformed(format!("bad text or entity reference: {e}")))?;
-                if wanted.last().is_some_and(|(d, _)| *d == path.depth()) {
-                    text_buf.push_str(&s);
+                let wanted = w.texts.last().is_some_and(|(d, _)| *d == w.depth);
+                // Entity references are checked everywhere, read only where wanted.
+                if wanted || t.contains(&b'&') {
+                    let s = doc.text(&t)?;
+                    if wanted {
+                        w.push_text(s);
+                    }
                 }
-                continue;
             }
             Event::CData(c) => {
-                if path.depth() == 0 {
+                if w.depth == 0 {
                     return Err(malformed("CDATA outside the root element"));
                 }
-                if wanted.last().is_some_and(|(d, _)| *d == path.depth()) {
-                    text_buf.push_str(std::str::from_utf8(&c).map_err(|_| malformed("CDATA is not UTF-8"))?);
+                if w.texts.last().is_some_and(|(d, _)| *d == w.depth) {
+                    // CDATA holds no entity references: `&` is itself.
+                    let s = doc.decode(&c)?;
+                    w.push_text(s);
                 }
-                continue;
             }
             Event::DocType(_) => {
                 return Err(ValidationError::new(
@@ -217,246 +367,344 @@ pub(crate) fn decode<'s>(set: &'s MappingSet, text: &str) -> Result<Decoded, Val
                     "XML with a document type declaration (DTD) or entity declarations is refused",
                 ))
             }
-            Event::Decl(_) | Event::Comment(_) | Event::PI(_) => continue,
+            Event::Decl(_) | Event::Comment(_) | Event::PI(_) => {}
             Event::Eof => break,
-        };
-        // A start (or empty) element.
-        if path.depth() >= MAX_DEPTH {
+        }
+    }
+    w.finish()
+}
+
+impl<'a> Walker<'a> {
+    fn push_text(&mut self, piece: Cow<'a, str>) {
+        if let Some((_, text)) = self.texts.last_mut() {
+            text.push(piece);
+        }
+    }
+
+    fn start(&mut self, e: &BytesStart<'a>, empty: bool) -> Result<(), ValidationError> {
+        if self.depth >= MAX_DEPTH {
             return Err(malformed(format!("elements nest deeper than {MAX_DEPTH}")));
         }
-        if path.depth() == 0 && root_done {
+        if self.depth == 0 && self.root_done {
             return Err(malformed("more than one root element"));
         }
-        let local = utf8(start.local_name().into_inner())?;
-        path.push(local);
-        let depth = path.depth();
-        if !matches!(phase, Phase::Payload { .. } | Phase::Done) {
-            declare(&mut decls, depth, &start)?;
-        }
-        match phase {
+        self.depth += 1;
+        let depth = self.depth;
+        let local_name = e.local_name();
+        let local = local_name.into_inner();
+        match self.phase {
             Phase::Start => {
-                let ns = namespace_of(&decls, &start)?;
-                if local == "Envelope" && ns == Some(SOAP11) {
-                    phase = Phase::Envelope { body_seen: false };
+                self.declare(e)?;
+                let ns = self.namespace_of(e)?;
+                if local == b"Envelope" && ns.as_deref() == Some(SOAP11) {
+                    self.phase = Phase::Envelope { body_seen: false };
                 } else {
-                    phase =
-                        enter_payload(set, local, ns, false, depth, &start, &mut frames, &mut wanted, &mut problem)?;
+                    let local = self.doc.text(local)?;
+                    self.enter_payload(&local, ns.as_deref(), false, e)?;
                 }
             }
             Phase::Envelope { body_seen } if depth == 2 => {
-                let ns = namespace_of(&decls, &start)?;
-                if local == "Body" && ns == Some(SOAP11) {
+                self.declare(e)?;
+                if local == b"Body" && self.namespace_of(e)?.as_deref() == Some(SOAP11) {
                     if body_seen {
                         return Err(malformed("a SOAP envelope with two Bodies"));
                     }
-                    phase = Phase::Body { payload_seen: false };
+                    self.phase = Phase::Body { payload_seen: false };
                 }
             }
+            Phase::Envelope { .. } => self.declare(e)?,
             Phase::Body { payload_seen } if depth == 3 => {
                 if payload_seen {
                     return Err(malformed("a SOAP Body with more than one element"));
                 }
-                let ns = namespace_of(&decls, &start)?;
-                phase = enter_payload(set, local, ns, true, depth, &start, &mut frames, &mut wanted, &mut problem)?;
+                self.declare(e)?;
+                let ns = self.namespace_of(e)?;
+                let local = self.doc.text(local)?;
+                self.enter_payload(&local, ns.as_deref(), true, e)?;
             }
-            Phase::Payload { .. } if problem.is_none() => {
-                // Every frame whose paths reach this element.
-                let frame_count = frames.len();
-                for fi in 0..frame_count {
-                    let base = frames[fi].depth;
-                    let fields = frames[fi].fields;
-                    for (k, f) in fields.iter().enumerate() {
-                        if f.canonical.is_none()
-                            || f.compiled.elems.is_empty()
-                            || !path.below_is(base, &f.compiled.elems)
+            Phase::Body { .. } => self.declare(e)?,
+            Phase::Payload { .. } => {
+                let mark = self.cursors.len();
+                if self.problem.is_none() {
+                    let parent = self.marks.last().copied().unwrap_or(mark);
+                    for i in parent..mark {
+                        let (frame, node) = self.cursors[i];
+                        let plan = self.plan_of(frame);
+                        if let Some((_, child)) =
+                            plan[node].children.iter().find(|(n, _)| n.is(local, self.single_byte))
                         {
-                            continue;
-                        }
-                        if !f.fields.is_empty() {
-                            frames.push(Frame::new(&f.fields, depth, Some((fi, k))));
-                            let new = frames.len() - 1;
-                            own_fields(new, &start, &mut frames, &mut wanted, depth)?;
-                        } else {
-                            capture(fi, k, f, &start, &mut frames, &mut wanted, depth)?;
+                            self.cursors.push((frame, *child));
                         }
                     }
                 }
+                self.marks.push(mark);
+                self.visit(mark, e)?;
             }
-            _ => {}
+            Phase::Done => {}
         }
         if empty {
-            end_element(
-                set,
-                &mut path,
-                &mut decls,
-                &mut phase,
-                &mut frames,
-                &mut wanted,
-                &mut text_buf,
-                &mut problem,
-                &mut result,
-                &mut root_done,
-            )?;
+            self.end()?;
+        }
+        Ok(())
+    }
+
+    /// The plan of the mapping being read, by frame.
+    fn plan_of(&self, frame: usize) -> &'a [Node] {
+        match self.phase {
+            Phase::Payload { mapping, .. } => &mapping.xml_plan.frames[self.frames[frame].plan],
+            _ => &[],
         }
     }
-    if path.depth() > 0 {
-        return Err(malformed("document ends inside an element"));
+
+    /// The payload root: picks the mapping and opens the payload's frame.
+    fn enter_payload(
+        &mut self,
+        local: &str,
+        ns: Option<&str>,
+        enveloped: bool,
+        e: &BytesStart<'a>,
+    ) -> Result<(), ValidationError> {
+        let set = self.set;
+        let mapping = set.mappings.iter().find(|m| {
+            m.direction == Direction::In
+                && m.format == Format::Xml
+                && m.root.as_deref() == Some(local)
+                && (m.namespace.is_none() || m.namespace.as_deref() == ns)
+                && (m.envelope == Some(EnvelopeKind::Soap11)) == enveloped
+        });
+        let Some(mapping) = mapping else {
+            self.problem.get_or_insert(ValidationError::new(
+                ErrorCode::UnknownMessageType,
+                format!(
+                    "no {} mapping reads {}<{local}>{}",
+                    set.vendor,
+                    if enveloped { "a SOAP envelope holding " } else { "an XML " },
+                    ns.map(|n| format!(" in namespace {n}")).unwrap_or_default()
+                ),
+            ));
+            self.phase = Phase::Done;
+            return Ok(());
+        };
+        self.phase = Phase::Payload { mapping, enveloped, root_depth: self.depth };
+        self.open_frame(&mapping.fields, 0, None);
+        let mark = self.cursors.len();
+        self.marks.push(mark);
+        self.cursors.push((0, 0));
+        self.visit(mark, e)
     }
-    match phase {
-        Phase::Start => Err(malformed("no root element")),
-        Phase::Envelope { body_seen: false } => Err(malformed("a SOAP envelope without a Body")),
-        Phase::Body { payload_seen: false } | Phase::Envelope { .. } if result.is_none() && problem.is_none() => {
-            Err(malformed("an empty SOAP Body"))
-        }
-        _ => match (problem, result) {
-            (Some(p), _) => Err(p),
-            (None, Some((mapping, canonical))) => {
-                Ok(Decoded { mapping: mapping.name.clone(), message_type: mapping.message, canonical })
+
+    fn open_frame(&mut self, fields: &'a [Field], plan: usize, parent: Option<(usize, usize)>) -> usize {
+        let slots = self.slots.len();
+        self.slots.resize(slots + fields.len(), None);
+        self.frames.push(Frame { fields, plan, depth: self.depth, slots, lists: Vec::new(), parent });
+        self.frames.len() - 1
+    }
+
+    /// Reads what the plan wants at the element just opened, whose nodes are the cursors
+    /// from `mark` on; items of lists open their frames (and read their own element).
+    fn visit(&mut self, mark: usize, e: &BytesStart<'a>) -> Result<(), ValidationError> {
+        let mut i = mark;
+        while i < self.cursors.len() {
+            let (frame, node) = self.cursors[i];
+            let here = &self.plan_of(frame)[node];
+            let frame_fields: &'a [Field] = self.frames[frame].fields;
+            for &(k, items) in &here.lists {
+                let fields = &frame_fields[k].fields;
+                let item = self.open_frame(fields, items, Some((frame, k)));
+                self.cursors.push((item, 0));
             }
-            (None, None) => Err(malformed("an empty SOAP Body")),
-        },
-    }
-}
-
-/// The payload root: pick the mapping and open the root frame.
-#[allow(clippy::too_many_arguments)]
-fn enter_payload<'s>(
-    set: &'s MappingSet,
-    local: &str,
-    ns: Option<&str>,
-    enveloped: bool,
-    depth: usize,
-    start: &BytesStart<'_>,
-    frames: &mut Vec<Frame<'s>>,
-    wanted: &mut Vec<(usize, (usize, usize))>,
-    problem: &mut Option<ValidationError>,
-) -> Result<Phase<'s>, ValidationError> {
-    let mapping = set.mappings.iter().find(|m| {
-        m.direction == Direction::In
-            && m.format == Format::Xml
-            && m.root.as_deref() == Some(local)
-            && (m.namespace.is_none() || m.namespace.as_deref() == ns)
-            && (m.envelope == Some(EnvelopeKind::Soap11)) == enveloped
-    });
-    let Some(mapping) = mapping else {
-        problem.get_or_insert(ValidationError::new(
-            ErrorCode::UnknownMessageType,
-            format!(
-                "no {} mapping reads {}<{local}>{}",
-                set.vendor,
-                if enveloped { "a SOAP envelope holding " } else { "an XML " },
-                ns.map(|n| format!(" in namespace {n}")).unwrap_or_default()
-            ),
-        ));
-        return Ok(Phase::Done);
-    };
-    frames.push(Frame::new(&mapping.fields, depth, None));
-    own_fields(0, start, frames, wanted, depth)?;
-    Ok(Phase::Payload { mapping, enveloped, root_depth: depth })
-}
-
-/// The fields of a frame that read its own element (an attribute, or its text).
-fn own_fields(
-    fi: usize,
-    start: &BytesStart<'_>,
-    frames: &mut [Frame<'_>],
-    wanted: &mut Vec<(usize, (usize, usize))>,
-    depth: usize,
-) -> Result<(), ValidationError> {
-    let fields = frames[fi].fields;
-    for (k, f) in fields.iter().enumerate() {
-        if f.canonical.is_some() && f.fields.is_empty() && f.compiled.elems.is_empty() && f.vendor.is_some() {
-            capture(fi, k, f, start, frames, wanted, depth)?;
-        }
-    }
-    Ok(())
-}
-
-/// Takes a field's value from this element: its attribute now, or its text at its end.
-fn capture(
-    fi: usize,
-    k: usize,
-    f: &Field,
-    start: &BytesStart<'_>,
-    frames: &mut [Frame<'_>],
-    wanted: &mut Vec<(usize, (usize, usize))>,
-    depth: usize,
-) -> Result<(), ValidationError> {
-    if frames[fi].slots[k].is_some() {
-        return Ok(()); // the first match wins
-    }
-    match &f.compiled.attr {
-        Some(a) => frames[fi].slots[k] = attribute(start, a)?,
-        None => wanted.push((depth, (fi, k))),
-    }
-    Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-fn end_element<'s>(
-    set: &'s MappingSet,
-    path: &mut Path,
-    decls: &mut Decls,
-    phase: &mut Phase<'s>,
-    frames: &mut Vec<Frame<'s>>,
-    wanted: &mut Vec<(usize, (usize, usize))>,
-    text_buf: &mut String,
-    problem: &mut Option<ValidationError>,
-    result: &mut Option<(&'s Mapping, Value)>,
-    root_done: &mut bool,
-) -> Result<(), ValidationError> {
-    let _ = set;
-    let depth = path.depth();
-    if depth == 0 {
-        return Err(malformed("unbalanced end tag"));
-    }
-    // Text the closing element's fields wanted.
-    if wanted.last().is_some_and(|(d, _)| *d == depth) {
-        let value = text_buf.trim();
-        let value = (!value.is_empty()).then(|| value.to_owned());
-        while let Some((d, (fi, k))) = wanted.last().copied() {
-            if d != depth {
-                break;
+            if !here.attrs.is_empty() {
+                self.attributes(frame, &here.attrs, e)?;
             }
-            wanted.pop();
-            if let Some(frame) = frames.get_mut(fi) {
-                if frame.slots[k].is_none() {
-                    frame.slots[k].clone_from(&value);
+            for &k in &here.texts {
+                if self.slots[self.frames[frame].slots + k].is_none() {
+                    if self.texts.last().is_none_or(|(d, _)| *d != self.depth) {
+                        self.texts.push((self.depth, Text::Empty));
+                    }
+                    self.wanted.push((self.depth, frame, k));
+                }
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+
+    /// The element's attributes, each checked once, the wanted ones kept (the first match
+    /// wins).
+    fn attributes(
+        &mut self,
+        frame: usize,
+        wanted: &[(Name, usize)],
+        e: &BytesStart<'a>,
+    ) -> Result<(), ValidationError> {
+        let base = self.frames[frame].slots;
+        // Repeated attributes make a document ill-formed. An element has a few, so their
+        // names are compared with those before them, without the set the reader's own
+        // check allocates; an element with more is checked by the reader.
+        let mut seen: [&[u8]; 8] = [b""; 8];
+        let mut attrs = e.attributes();
+        attrs.with_checks(false);
+        for (n, attr) in attrs.enumerate() {
+            let attr: Attribute<'_> = attr.map_err(|err| malformed(format!("bad attribute: {err}")))?;
+            let key = attr.key.into_inner();
+            if n < seen.len() {
+                if seen[..n].contains(&key) {
+                    return Err(malformed(format!("bad attribute: the attribute at position {} is repeated", n + 1)));
+                }
+                seen[n] = key;
+            } else if n == seen.len() {
+                for a in e.attributes() {
+                    a.map_err(|err| malformed(format!("bad attribute: {err}")))?;
+                }
+            }
+            if attr.key.as_namespace_binding().is_some() {
+                continue;
+            }
+            let local = attr.key.local_name().into_inner();
+            for (name, k) in wanted {
+                if name.is(local, self.single_byte) && self.slots[base + k].is_none() {
+                    let v = self.doc.text(&attr.value)?;
+                    self.slots[base + k] = match v {
+                        Cow::Borrowed(s) => Some(s.trim()).filter(|t| !t.is_empty()).map(Cow::Borrowed),
+                        Cow::Owned(s) => Some(s.trim()).filter(|t| !t.is_empty()).map(|t| Cow::Owned(t.to_owned())),
+                    };
                 }
             }
         }
+        Ok(())
     }
-    text_buf.clear();
-    if let Phase::Payload { mapping, enveloped, root_depth } = *phase {
-        while frames.last().is_some_and(|f| f.depth == depth) {
-            let Some(frame) = frames.pop() else { break };
-            let parent = frame.parent;
-            if problem.is_some() {
+
+    fn end(&mut self) -> Result<(), ValidationError> {
+        let depth = self.depth;
+        if depth == 0 {
+            return Err(malformed("unbalanced end tag"));
+        }
+        // The text the closing element's fields wanted.
+        if self.texts.last().is_some_and(|(d, _)| *d == depth) {
+            let value = self.texts.pop().and_then(|(_, t)| t.value());
+            while let Some(&(d, frame, k)) = self.wanted.last() {
+                if d != depth {
+                    break;
+                }
+                self.wanted.pop();
+                let slot = &mut self.slots[self.frames[frame].slots + k];
+                if slot.is_none() {
+                    slot.clone_from(&value);
+                }
+            }
+        }
+        if let Phase::Payload { mapping, enveloped, root_depth } = self.phase {
+            while self.frames.last().is_some_and(|f| f.depth == depth) {
+                self.close_frame(mapping);
+            }
+            if let Some(mark) = self.marks.pop() {
+                self.cursors.truncate(mark);
+            }
+            if depth == root_depth {
+                self.phase = if enveloped { Phase::Body { payload_seen: true } } else { Phase::Done };
+            }
+        }
+        // Declarations are pushed in document order: those of this element are last.
+        while self.decls.last().is_some_and(|(d, _, _)| *d >= depth) {
+            self.decls.pop();
+        }
+        self.depth -= 1;
+        if self.depth == 0 {
+            self.root_done = true;
+        }
+        Ok(())
+    }
+
+    /// The innermost frame, finished: its canonical object goes to its list, or is the
+    /// result.
+    fn close_frame(&mut self, mapping: &'a Mapping) {
+        let Some(frame) = self.frames.pop() else { return };
+        if self.problem.is_some() {
+            self.slots.truncate(frame.slots);
+            return;
+        }
+        let mut lists = frame.lists.into_iter();
+        let mut out = Canon::object(frame.fields.len());
+        let mut outcome = Ok(());
+        for (k, f) in frame.fields.iter().enumerate() {
+            let value = self.slots[frame.slots + k].take();
+            let list = lists.next().unwrap_or_default();
+            if f.canonical.is_none() || outcome.is_err() {
                 continue;
             }
-            match frame.finish(mapping) {
-                Ok(value) => match parent {
-                    Some((pf, pk)) => frames[pf].lists[pk].push(value),
-                    None => *result = Some((mapping, value)),
-                },
-                Err(e) => *problem = Some(e),
+            let found = if f.fields.is_empty() { Found::Scalar(value) } else { Found::List(list) };
+            outcome = put_field(&mut out, f, found, mapping);
+        }
+        self.slots.truncate(frame.slots);
+        match (outcome, frame.parent) {
+            (Err(e), _) => self.problem = Some(e),
+            (Ok(()), Some((parent, k))) => {
+                let p = &mut self.frames[parent];
+                if p.lists.is_empty() {
+                    p.lists.resize_with(p.fields.len(), Vec::new);
+                }
+                p.lists[k].push(out);
             }
-        }
-        if depth == root_depth {
-            *phase = if enveloped { Phase::Body { payload_seen: true } } else { Phase::Done };
+            (Ok(()), None) => self.result = Some((mapping, out)),
         }
     }
-    decls.retain(|(d, _, _)| *d < depth);
-    path.pop();
-    if path.depth() == 0 {
-        *root_done = true;
+
+    fn declare(&mut self, e: &BytesStart<'a>) -> Result<(), ValidationError> {
+        for attr in e.attributes() {
+            let attr = attr.map_err(|err| malformed(format!("bad attribute: {err}")))?;
+            let key = attr.key.as_ref();
+            let prefix = if key == b"xmlns" {
+                Cow::Borrowed("")
+            } else if let Some(p) = key.strip_prefix(b"xmlns:") {
+                self.doc.text(p)?
+            } else {
+                continue;
+            };
+            let uri = self.doc.text(&attr.value)?;
+            self.decls.push((self.depth, prefix, uri));
+        }
+        Ok(())
     }
-    Ok(())
+
+    fn namespace_of(&self, e: &BytesStart<'_>) -> Result<Option<Cow<'a, str>>, ValidationError> {
+        let name = e.name();
+        let prefix = match name.prefix() {
+            Some(p) => self.doc.text(p.into_inner())?,
+            None => Cow::Borrowed(""),
+        };
+        match self.decls.iter().rev().find(|(_, p, _)| *p == prefix) {
+            Some((_, _, uri)) if uri.is_empty() => Ok(None),
+            Some((_, _, uri)) => Ok(Some(uri.clone())),
+            None if prefix.is_empty() => Ok(None),
+            None => Err(malformed(format!("undeclared namespace prefix '{prefix}'"))),
+        }
+    }
+
+    fn finish(self) -> Result<(&'a Mapping, Canon<'a>), ValidationError> {
+        if self.depth > 0 {
+            return Err(malformed("document ends inside an element"));
+        }
+        match self.phase {
+            Phase::Start => Err(malformed("no root element")),
+            Phase::Envelope { body_seen: false } => Err(malformed("a SOAP envelope without a Body")),
+            Phase::Body { payload_seen: false } | Phase::Envelope { .. }
+                if self.result.is_none() && self.problem.is_none() =>
+            {
+                Err(malformed("an empty SOAP Body"))
+            }
+            _ => match (self.problem, self.result) {
+                (Some(p), _) => Err(p),
+                (None, Some(read)) => Ok(read),
+                (None, None) => Err(malformed("an empty SOAP Body")),
+            },
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use carehub_model::Message;
 
     const MAPPING: &str = r#"
 message = "plan_notice"
@@ -484,7 +732,7 @@ type = "date"
         let d = set(MAPPING)
             .decode(r#"<x:Plan xmlns:x="urn:x"><x:Order id=" O-1 "/><x:Order id="O-2"/><x:On>2026-11-10</x:On><x:On>2027-01-01</x:On></x:Plan>"#)
             .expect("decodes");
-        assert_eq!(d.canonical, serde_json::json!({"order_id": "O-1", "established_on": "2026-11-10"}));
+        assert_eq!(d.value(), serde_json::json!({"order_id": "O-1", "established_on": "2026-11-10"}));
     }
 
     #[test]
@@ -515,11 +763,156 @@ type = "date"
         };
         let plan = r#"<Plan xmlns="urn:x"><Order id="O-9"/><On>2026-11-10</On></Plan>"#;
         let d = s.decode(&env(plan)).expect("decodes");
-        assert_eq!(d.canonical["order_id"], "O-9");
+        assert_eq!(d.value()["order_id"], "O-9");
         assert_eq!(s.decode(&env("")).expect_err("empty").code, ErrorCode::MalformedPayload);
         assert_eq!(s.decode(&env(&format!("{plan}{plan}"))).expect_err("two").code, ErrorCode::MalformedPayload);
         assert_eq!(s.decode(plan).expect_err("bare").code, ErrorCode::UnknownMessageType);
         let no_body = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"></s:Envelope>"#;
         assert_eq!(s.decode(no_body).expect_err("no body").code, ErrorCode::MalformedPayload);
+    }
+    const LATIN: &str = r#"
+message = "plan_notice"
+direction = "in"
+format = "xml"
+encoding = "iso-8859-1"
+root = "Planförslag"
+namespace = "urn:x"
+
+[[fields]]
+vendor = "Beställning/@nummer"
+canonical = "order_id"
+
+[[fields]]
+vendor = "Fastställd"
+canonical = "established_on"
+type = "date"
+"#;
+
+    /// A document, as UTF-8 text and as ISO-8859-1 bytes with its declaration.
+    fn both(body: &str) -> (String, Vec<u8>) {
+        let text = format!("<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\r\n{body}");
+        let bytes = crate::mapping::text::encode(&text, encoding_rs::WINDOWS_1252).expect("latin-1");
+        (text, bytes)
+    }
+
+    #[test]
+    fn a_single_byte_document_is_read_as_it_is_and_reads_as_its_utf8_twin() {
+        let s = set(LATIN);
+        let (text, bytes) = both(
+            "<p:Planförslag xmlns:p=\"urn:x\">\r\n <p:Beställning nummer=\" Å-1 &amp; Ö \"/>\r\n \
+             <p:Fastställd><![CDATA[2026-11-10]]></p:Fastställd><p:Fastställd>2027-01-01</p:Fastställd></p:Planförslag>",
+        );
+        assert!(bytes.contains(&0xC5) && !bytes.contains(&0xC3), "the bytes are ISO-8859-1");
+        let table = crate::mapping::text::SingleByte::new(encoding_rs::WINDOWS_1252).expect("single-byte");
+        let body = &bytes[bytes.iter().position(|b| *b == b'<').expect("xml")..];
+        let (_, from_bytes) = read(&s, Doc::SingleByte(body, &table)).expect("reads the bytes");
+        let (_, from_text) = read(&s, Doc::Text(&text)).expect("reads the text");
+        assert_eq!(from_bytes.to_json(), r#"{"order_id":"Å-1 & Ö","established_on":"2026-11-10"}"#);
+        assert_eq!(from_bytes.to_json(), from_text.to_json());
+        // The whole path: the typed message, the same both ways.
+        let t = s.translate_bytes(&bytes).expect("translates");
+        assert_eq!(t.message, s.translate(&text).expect("translates").message);
+        let Message::PlanNotice(p) = t.message else { panic!("a plan notice: {:?}", t.message) };
+        assert_eq!(p.order_id, "Å-1 & Ö");
+    }
+
+    #[test]
+    fn a_single_byte_document_keeps_the_rules_of_well_formed_xml() {
+        let s = set(LATIN);
+        for (body, code) in [
+            (
+                "<Planförslag xmlns=\"urn:x\"><Beställning nummer=\"&nope;\"/></Planförslag>",
+                ErrorCode::MalformedPayload,
+            ),
+            (
+                "<Planförslag xmlns=\"urn:x\"><Beställning nummer=\"1\" nummer=\"2\"/></Planförslag>",
+                ErrorCode::MalformedPayload,
+            ),
+            (
+                "<Planförslag xmlns=\"urn:x\"><Fastställd>2026-11-10</Fastställd><Other>&bad;</Other></Planförslag>",
+                ErrorCode::MalformedPayload,
+            ),
+            ("<Planförslag xmlns=\"urn:x\"><Fastställd>2026-11-10</Fastställd></Planförslag>", ErrorCode::MissingField),
+            (
+                "<Planförslag xmlns=\"urn:x\"><Beställning nummer=\"1\"/><Fastställd>2026-11-10</Fastställd>",
+                ErrorCode::MalformedPayload,
+            ),
+        ] {
+            let (text, bytes) = both(body);
+            let (_, by_bytes) = s.translate_bytes(&bytes).expect_err(body);
+            let (_, by_text) = s.translate(&text).expect_err(body);
+            assert_eq!((by_bytes.code, by_text.code), (code, code), "{body}");
+        }
+    }
+
+    #[test]
+    fn another_single_byte_encoding_is_decoded_whole_first() {
+        // ISO-8859-15 differs from the mapping's ISO-8859-1 (0xA4 is the euro sign there):
+        // not the plans' encoding, so the document is decoded whole and read as text.
+        let s = set(LATIN);
+        let text = "<?xml version=\"1.0\" encoding=\"ISO-8859-15\"?><Planförslag xmlns=\"urn:x\">\
+                    <Beställning nummer=\"€-1\"/><Fastställd>2026-11-10</Fastställd></Planförslag>";
+        let enc = crate::mapping::text::encoding("iso-8859-15").expect("known");
+        let bytes = crate::mapping::text::encode(text, enc).expect("encodable");
+        assert!(bytes.contains(&0xA4));
+        let Message::PlanNotice(p) = s.translate_bytes(&bytes).expect("translates").message else {
+            panic!("a plan notice")
+        };
+        assert_eq!(p.order_id, "€-1");
+    }
+
+    #[test]
+    fn the_model_reads_the_tree_as_it_reads_the_json_text() {
+        let s = set(r#"
+message = "order_ack"
+direction = "in"
+format = "xml"
+root = "Kvitto"
+
+[[fields]]
+vendor = "Order"
+canonical = "order_id"
+
+[[fields]]
+vendor = "Status"
+canonical = "status"
+table = "status"
+
+[[fields]]
+vendor = "Orsak"
+canonical = "reason"
+optional = true
+
+[[fields]]
+vendor = "Tid"
+canonical = "at"
+type = "datetime"
+format = "%Y-%m-%d %H:%M"
+
+[tables.status]
+JA = "accepted"
+NEJ = "rejected"
+"OKÄND" = "maybe"
+"#);
+        let doc = |status: &str, reason: &str| {
+            format!("<Kvitto><Order>O-1</Order><Status>{status}</Status>{reason}<Tid>2026-11-02 09:15</Tid></Kvitto>")
+        };
+        for payload in [doc("JA", ""), doc("NEJ", "<Orsak>Full</Orsak>"), doc("OKÄND", "")] {
+            let by_text = s.decode(&payload).map(|d| d.message());
+            let by_tree = s.translate(&payload).map(|t| t.message).map_err(|(_, e)| e);
+            match (by_text, by_tree) {
+                (Ok(Ok(a)), Ok(b)) => assert_eq!(a, b, "{payload}"),
+                (Ok(Err(a)), Err(b)) => {
+                    assert_eq!((a.code, &a.reason), (b.code, &b.reason), "{payload}");
+                    assert!(a.reason.contains("maybe"), "{}", a.reason);
+                }
+                (a, b) => panic!("{payload}: text {a:?}, tree {b:?}"),
+            }
+        }
+        let Message::OrderAck(ack) = s.translate(&doc("NEJ", "<Orsak>Full</Orsak>")).expect("ack").message else {
+            panic!("an acknowledgement")
+        };
+        assert_eq!(ack.reason.as_deref(), Some("Full"));
+        assert_eq!(ack.at.to_rfc3339(), "2026-11-02T08:15:00+00:00");
     }
 }

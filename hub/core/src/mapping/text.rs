@@ -13,7 +13,51 @@ use encoding_rs::Encoding;
 
 /// The encoding for a label such as `utf-8`, `iso-8859-1` or `windows-1252`.
 pub fn encoding(label: &str) -> Option<&'static Encoding> {
-    Encoding::for_label(label.trim().as_bytes())
+    let label = label.trim();
+    // The labels vendors write, without the search through every label (this runs for
+    // every XML payload with a declaration). ISO-8859-1 is read as Windows-1252, as the
+    // WHATWG Encoding Standard does.
+    if label.eq_ignore_ascii_case("utf-8") {
+        return Some(encoding_rs::UTF_8);
+    }
+    if label.eq_ignore_ascii_case("iso-8859-1") || label.eq_ignore_ascii_case("windows-1252") {
+        return Some(encoding_rs::WINDOWS_1252);
+    }
+    Encoding::for_label(label.as_bytes())
+}
+
+/// A single-byte encoding as a table: what each byte from 0x80 on is (`None` for a byte
+/// the encoding leaves undefined); the bytes below are ASCII.
+#[derive(Debug, Clone)]
+pub struct SingleByte {
+    pub encoding: &'static Encoding,
+    high: [Option<char>; 128],
+}
+
+impl SingleByte {
+    /// `None` unless `encoding` is single-byte.
+    pub fn new(encoding: &'static Encoding) -> Option<SingleByte> {
+        if !encoding.is_single_byte() {
+            return None;
+        }
+        let mut high = [None; 128];
+        for (b, slot) in (0x80..=0xffu8).zip(high.iter_mut()) {
+            *slot = encoding.decode_without_bom_handling_and_without_replacement(&[b]).and_then(|s| s.chars().next());
+        }
+        Some(SingleByte { encoding, high })
+    }
+
+    /// Decodes `bytes`; `None` when one is undefined in the encoding.
+    pub fn decode(&self, bytes: &[u8]) -> Option<String> {
+        let mut out = String::with_capacity(bytes.len() * 2);
+        for &b in bytes {
+            match b.checked_sub(0x80) {
+                None => out.push(char::from(b)),
+                Some(i) => out.push(self.high[usize::from(i)]?),
+            }
+        }
+        Some(out)
+    }
 }
 
 /// The encoding named by an XML declaration at the start of `bytes`, if any.
@@ -30,19 +74,38 @@ fn xml_declared(bytes: &[u8]) -> Option<&'static Encoding> {
     encoding(value)
 }
 
+/// What an inbound payload's bytes are: text already (valid UTF-8 that says nothing else
+/// about itself), or bytes in an encoding, after any byte order mark.
+pub enum Detected<'a> {
+    Text(&'a str),
+    Encoded(&'static Encoding, &'a [u8]),
+}
+
+/// Finds a payload's encoding by the rules of [`decode`], without decoding it.
+pub fn detect<'a>(bytes: &'a [u8], fallback: &'static Encoding) -> Detected<'a> {
+    if let Some((enc, bom)) = Encoding::for_bom(bytes) {
+        return Detected::Encoded(enc, &bytes[bom..]);
+    }
+    if let Some(enc) = xml_declared(bytes) {
+        return Detected::Encoded(enc, bytes);
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Detected::Text(s),
+        Err(_) => Detected::Encoded(fallback, bytes),
+    }
+}
+
+/// Whether the bytes start, after whitespace, with `<` (XML, not JSON or CSV).
+pub fn starts_like_xml(bytes: &[u8]) -> bool {
+    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<')
+}
+
 /// Decodes an inbound payload. `fallback` is the mapping's declared encoding, used when the
 /// bytes carry neither a byte order mark nor an XML declaration, and are not valid UTF-8.
 pub fn decode<'a>(bytes: &'a [u8], fallback: &'static Encoding) -> Result<Cow<'a, str>, ValidationError> {
-    if let Some((enc, bom)) = Encoding::for_bom(bytes) {
-        return strict(enc, &bytes[bom..]);
-    }
-    if let Some(enc) = xml_declared(bytes) {
-        return strict(enc, bytes);
-    }
-    match std::str::from_utf8(bytes) {
-        Ok(s) => Ok(Cow::Borrowed(s)),
-        Err(_) if fallback != encoding_rs::UTF_8 => strict(fallback, bytes),
-        Err(_) => Err(ValidationError::new(ErrorCode::MalformedPayload, "the payload is not UTF-8 text")),
+    match detect(bytes, fallback) {
+        Detected::Text(s) => Ok(Cow::Borrowed(s)),
+        Detected::Encoded(enc, bytes) => strict(enc, bytes),
     }
 }
 

@@ -1,0 +1,322 @@
+//! The canonical JSON an inbound translation builds, and the text it becomes.
+//!
+//! Every inbound message ends as canonical JSON text: the message log stores that text, and
+//! the model reads its typed message from it
+//! ([`carehub_model::Message::from_canonical_json`]). Building a `serde_json::Value` on the
+//! way costs an owned key and a sorted map per object on every message, and then a second
+//! walk to type it. This tree is what the readers (XML, JSON, CSV) fill instead: its keys
+//! are borrowed from the mapping, its text from the payload where nothing changed it, its
+//! objects keep their keys in the order the mapping places them, and it is written out
+//! once.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use serde::de::value::{BorrowedStrDeserializer, MapAccessDeserializer, MapDeserializer, SeqDeserializer};
+use serde::de::{self, Deserializer, IntoDeserializer, Visitor};
+use serde::forward_to_deserialize_any;
+
+/// A canonical value being built.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Canon<'a> {
+    Str(Cow<'a, str>),
+    Int(i64),
+    Bool(bool),
+    List(Vec<Canon<'a>>),
+    /// Keys in the order they were placed, each once.
+    Obj(Vec<(&'a str, Canon<'a>)>),
+}
+
+impl<'a> Canon<'a> {
+    /// An empty object with room for `fields` keys.
+    pub(crate) fn object(fields: usize) -> Self {
+        Canon::Obj(Vec::with_capacity(fields))
+    }
+
+    /// The value at a canonical path (JSON keys); the value itself for no keys.
+    pub(crate) fn get<S: AsRef<str>>(&self, keys: &[S]) -> Option<&Canon<'a>> {
+        keys.iter().try_fold(self, |v, key| match v {
+            Canon::Obj(entries) => entries.iter().find(|(k, _)| *k == key.as_ref()).map(|(_, v)| v),
+            _ => None,
+        })
+    }
+
+    /// Puts `value` at `keys` (replacing the value itself for no keys): objects on the way
+    /// are made as needed, a value already at the last key is replaced.
+    pub(crate) fn put(&mut self, keys: &'a [String], value: Canon<'a>) {
+        let Some((first, rest)) = keys.split_first() else {
+            *self = value;
+            return;
+        };
+        if !matches!(self, Canon::Obj(_)) {
+            *self = Canon::object(1);
+        }
+        let Canon::Obj(entries) = self else { unreachable!("made an object above") };
+        let at = match entries.iter().position(|(k, _)| *k == first.as_str()) {
+            Some(at) => at,
+            None => {
+                entries.push((first.as_str(), Canon::object(if rest.is_empty() { 0 } else { 1 })));
+                entries.len() - 1
+            }
+        };
+        entries[at].1.put(rest, value);
+    }
+
+    /// Adds a key the object does not have yet (the caller knows), without looking for it.
+    pub(crate) fn add(&mut self, key: &'a str, value: Canon<'a>) {
+        match self {
+            Canon::Obj(entries) => entries.push((key, value)),
+            _ => {
+                *self = Canon::Obj(vec![(key, value)]);
+            }
+        }
+    }
+
+    /// A scalar as text (a string, or a number or boolean as JSON writes it), for a
+    /// condition on a value already decoded.
+    pub(crate) fn as_text(&self) -> Option<Cow<'_, str>> {
+        match self {
+            Canon::Str(s) => Some(Cow::Borrowed(s)),
+            Canon::Int(n) => Some(Cow::Owned(n.to_string())),
+            Canon::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+            Canon::List(_) | Canon::Obj(_) => None,
+        }
+    }
+
+    /// The compact JSON text.
+    pub(crate) fn to_json(&self) -> String {
+        let mut out = String::with_capacity(512);
+        self.write(&mut out);
+        out
+    }
+
+    fn write(&self, out: &mut String) {
+        match self {
+            Canon::Str(s) => write_str(out, s),
+            Canon::Int(n) => {
+                // Digits from the right, without the formatting machinery.
+                let mut digits = [0u8; 20];
+                let mut at = digits.len();
+                let mut rest = n.unsigned_abs();
+                loop {
+                    at -= 1;
+                    digits[at] = b'0' + (rest % 10) as u8;
+                    rest /= 10;
+                    if rest == 0 {
+                        break;
+                    }
+                }
+                if *n < 0 {
+                    out.push('-');
+                }
+                out.extend(digits[at..].iter().map(|&d| char::from(d)));
+            }
+            Canon::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Canon::List(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    item.write(out);
+                }
+                out.push(']');
+            }
+            Canon::Obj(entries) => {
+                out.push('{');
+                for (i, (key, value)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_str(out, key);
+                    out.push(':');
+                    value.write(out);
+                }
+                out.push('}');
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading the typed message straight from the tree
+
+/// The tree as a serde deserializer, so the model's types read it without the JSON text in
+/// between (as `serde_json::Value` would be read, with the same errors).
+impl<'de> Deserializer<'de> for &'de Canon<'_> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self {
+            Canon::Str(s) => visitor.visit_borrowed_str(s),
+            Canon::Int(n) => visitor.visit_i64(*n),
+            Canon::Bool(b) => visitor.visit_bool(*b),
+            Canon::List(items) => {
+                let mut seq = SeqDeserializer::new(items.iter());
+                let value = visitor.visit_seq(&mut seq)?;
+                seq.end()?;
+                Ok(value)
+            }
+            Canon::Obj(entries) => {
+                let mut map = MapDeserializer::new(entries.iter().map(|(k, v)| (*k, v)));
+                let value = visitor.visit_map(&mut map)?;
+                map.end()?;
+                Ok(value)
+            }
+        }
+    }
+
+    /// A value is never null: what is absent is not in the tree.
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    /// A unit variant is its name; a variant with data, an object of one key.
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        match self {
+            Canon::Str(s) => visitor.visit_enum(BorrowedStrDeserializer::new(s)),
+            Canon::Obj(entries) if entries.len() == 1 => visitor
+                .visit_enum(MapAccessDeserializer::new(MapDeserializer::new(entries.iter().map(|(k, v)| (*k, v))))),
+            _ => Err(de::Error::invalid_type(self.unexpected(), &"a variant name or an object of one key")),
+        }
+    }
+
+    forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct identifier ignored_any
+    }
+}
+
+impl<'de> IntoDeserializer<'de, serde_json::Error> for &'de Canon<'_> {
+    type Deserializer = Self;
+
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+impl Canon<'_> {
+    fn unexpected(&self) -> de::Unexpected<'_> {
+        match self {
+            Canon::Str(s) => de::Unexpected::Str(s),
+            Canon::Int(n) => de::Unexpected::Signed(*n),
+            Canon::Bool(b) => de::Unexpected::Bool(*b),
+            Canon::List(_) => de::Unexpected::Seq,
+            Canon::Obj(_) => de::Unexpected::Map,
+        }
+    }
+}
+
+/// Bytes a JSON string cannot hold as they are: quotes, backslashes, control characters.
+static ESCAPED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
+/// Whether any of eight bytes is a control character, a quote or a backslash (the classic
+/// "has a zero byte" and "has a byte below n" word tricks).
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word;
+    let zero_in = |x: u64| x.wrapping_sub(ONES) & !x;
+    let quote = zero_in(word ^ (ONES * u64::from(b'"')));
+    let backslash = zero_in(word ^ (ONES * u64::from(b'\\')));
+    (below_space | quote | backslash) & HIGHS != 0
+}
+
+/// A JSON string literal: quotes, backslashes and control characters escaped, the rest
+/// (non-ASCII included) as it is.
+fn write_str(out: &mut String, s: &str) {
+    out.push('"');
+    let bytes = s.as_bytes();
+    let mut plain = 0; // start of the run not yet written
+                       // Eight bytes at a time while none needs escaping (values are mostly plain), then
+                       // byte by byte from the first chunk that has one.
+    let mut i = 0;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        if needs_escape(word) {
+            break;
+        }
+        i += 8;
+    }
+    for (i, &b) in bytes.iter().enumerate().skip(i) {
+        if !ESCAPED[usize::from(b)] {
+            continue;
+        }
+        out.push_str(&s[plain..i]);
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            _ => {
+                let _ = write!(out, "\\u{b:04x}");
+            }
+        }
+        plain = i + 1;
+    }
+    out.push_str(&s[plain..]);
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_json_that_reads_back_as_the_same_value() {
+        let keys = |p: &str| p.split('.').map(str::to_owned).collect::<Vec<_>>();
+        let (id, name, minutes, on, late) = (keys("id"), keys("who.name"), keys("who.minutes"), keys("on"), keys("id"));
+        let mut c = Canon::object(4);
+        c.put(&id, Canon::Str("first".into()));
+        c.put(&name, Canon::Str("Åsa \"Ö\"\\\n\t\u{1}".into()));
+        c.put(&minutes, Canon::Int(-30));
+        c.put(&on, Canon::List(vec![Canon::Bool(true), Canon::Bool(false)]));
+        c.put(&late, Canon::Str("second".into())); // replaces, keeps its place
+        let text = c.to_json();
+        assert_eq!(text, r#"{"id":"second","who":{"name":"Åsa \"Ö\"\\\n\t\u0001","minutes":-30},"on":[true,false]}"#);
+        let back: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(back["who"]["name"], "Åsa \"Ö\"\\\n\t\u{1}");
+        assert_eq!(back["on"], serde_json::json!([true, false]));
+        assert_eq!(c.get(&name).and_then(Canon::as_text).as_deref(), Some("Åsa \"Ö\"\\\n\t\u{1}"));
+        assert_eq!(c.get(&minutes).and_then(Canon::as_text).as_deref(), Some("-30"));
+        assert_eq!(c.get(&keys("who.nothing")), None);
+        // Escapes anywhere in a longer text, found past the word-at-a-time scan.
+        for s in [
+            "plain text longer than sixteen bytes",
+            "sixteen bytes ok\"quote",
+            "0123456789abcdef\\",
+            "åäö åäö\u{7f}\u{1f}",
+        ] {
+            let mut out = String::new();
+            write_str(&mut out, s);
+            assert_eq!(serde_json::from_str::<String>(&out).expect("a JSON string"), s, "{out}");
+        }
+        let mut item = Canon::object(0);
+        item.put(&[], Canon::Int(7));
+        assert_eq!(item.to_json(), "7");
+    }
+}
