@@ -16,7 +16,9 @@
 //! The engine does not know what a decision is: it turns vendor trees into canonical JSON
 //! and back. Typing and validation of the result belong to the model
 //! ([`carehub_model::Message::from_canonical`]), so a mapping cannot smuggle in an invalid
-//! identifier.
+//! identifier. On the hot path ([`MappingSet::translate_bytes`]) the readers build a
+//! canonical tree (`canonical`) that the model reads its typed message from directly; the
+//! JSON text is written only where someone keeps it.
 //!
 //! Paths: vendor paths use `/` between element or key names, `@name` for an XML attribute,
 //! and `.` for the current node; in a CSV mapping a vendor path is a column name, taken
