@@ -613,8 +613,8 @@ impl MappingSet {
                 let (m, canonical) = stream::read(self, stream::Doc::SingleByte(body, table)).map_err(|e| (None, e))?;
                 self.typed(m, canonical)
             }
-            _ => {
-                let text = text::decode(bytes, self.inbound).map_err(|e| (None, e))?;
+            (detected, _) => {
+                let text = detected.decode().map_err(|e| (None, e))?;
                 self.translate(&text)
             }
         }

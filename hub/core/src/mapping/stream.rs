@@ -270,13 +270,22 @@ impl<'a> Text<'a> {
 
     /// Trimmed; `None` when empty.
     fn value(self) -> Option<Cow<'a, str>> {
-        let value = match self {
-            Text::Empty => return None,
-            Text::One(Cow::Borrowed(s)) => Cow::Borrowed(s.trim()),
-            Text::One(Cow::Owned(s)) | Text::Many(s) => Cow::Owned(s.trim().to_owned()),
-        };
-        (!value.is_empty()).then_some(value)
+        match self {
+            Text::Empty => None,
+            Text::One(text) => trimmed(text),
+            Text::Many(text) => trimmed(Cow::Owned(text)),
+        }
     }
+}
+
+/// A value trimmed, still borrowed if it was; `None` when nothing is left.
+fn trimmed(value: Cow<'_, str>) -> Option<Cow<'_, str>> {
+    let value = match value {
+        Cow::Borrowed(s) => Cow::Borrowed(s.trim()),
+        Cow::Owned(s) if s.trim().len() == s.len() => Cow::Owned(s),
+        Cow::Owned(s) => Cow::Owned(s.trim().to_owned()),
+    };
+    (!value.is_empty()).then_some(value)
 }
 
 struct Walker<'a> {
@@ -561,13 +570,14 @@ impl<'a> Walker<'a> {
                 continue;
             }
             let local = attr.key.local_name().into_inner();
+            // Decoded once, however many fields read it (a code and its category).
+            let mut value: Option<Option<Cow<'a, str>>> = None;
             for (name, k) in wanted {
                 if name.is(local, self.single_byte) && self.slots[base + k].is_none() {
-                    let v = self.doc.text(&attr.value)?;
-                    self.slots[base + k] = match v {
-                        Cow::Borrowed(s) => Some(s.trim()).filter(|t| !t.is_empty()).map(Cow::Borrowed),
-                        Cow::Owned(s) => Some(s.trim()).filter(|t| !t.is_empty()).map(|t| Cow::Owned(t.to_owned())),
-                    };
+                    if value.is_none() {
+                        value = Some(trimmed(self.doc.text(&attr.value)?));
+                    }
+                    self.slots[base + k] = value.clone().flatten();
                 }
             }
         }

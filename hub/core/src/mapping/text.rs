@@ -103,9 +103,16 @@ pub fn starts_like_xml(bytes: &[u8]) -> bool {
 /// Decodes an inbound payload. `fallback` is the mapping's declared encoding, used when the
 /// bytes carry neither a byte order mark nor an XML declaration, and are not valid UTF-8.
 pub fn decode<'a>(bytes: &'a [u8], fallback: &'static Encoding) -> Result<Cow<'a, str>, ValidationError> {
-    match detect(bytes, fallback) {
-        Detected::Text(s) => Ok(Cow::Borrowed(s)),
-        Detected::Encoded(enc, bytes) => strict(enc, bytes),
+    detect(bytes, fallback).decode()
+}
+
+impl<'a> Detected<'a> {
+    /// The text, decoded strictly in its encoding.
+    pub fn decode(self) -> Result<Cow<'a, str>, ValidationError> {
+        match self {
+            Detected::Text(s) => Ok(Cow::Borrowed(s)),
+            Detected::Encoded(enc, bytes) => strict(enc, bytes),
+        }
     }
 }
 
