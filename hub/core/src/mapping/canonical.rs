@@ -12,6 +12,8 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Timelike, Utc};
+
 use serde::de::value::{BorrowedStrDeserializer, MapAccessDeserializer, MapDeserializer, SeqDeserializer};
 use serde::de::{self, Deserializer, IntoDeserializer, Visitor};
 use serde::forward_to_deserialize_any;
@@ -20,6 +22,11 @@ use serde::forward_to_deserialize_any;
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Canon<'a> {
     Str(Cow<'a, str>),
+    /// A date, a string in canonical JSON (`YYYY-MM-DD`): kept as a value and written as
+    /// text only where it is read, which the model does without allocating.
+    Date(NaiveDate),
+    /// An instant, a string in canonical JSON (RFC 3339 in UTC), likewise.
+    Instant(DateTime<Utc>),
     Int(i64),
     Bool(bool),
     List(Vec<Canon<'a>>),
@@ -77,9 +84,28 @@ impl<'a> Canon<'a> {
     pub(crate) fn as_text(&self) -> Option<Cow<'_, str>> {
         match self {
             Canon::Str(s) => Some(Cow::Borrowed(s)),
+            Canon::Date(_) | Canon::Instant(_) => self.time_text().map(|t| Cow::Owned(t.as_str().to_owned())),
             Canon::Int(n) => Some(Cow::Owned(n.to_string())),
             Canon::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
             Canon::List(_) | Canon::Obj(_) => None,
+        }
+    }
+
+    /// An instant, as a value or as RFC 3339 text.
+    pub(crate) fn as_instant(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Canon::Instant(at) => Some(*at),
+            Canon::Str(s) => DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc)),
+            _ => None,
+        }
+    }
+
+    /// A date's or an instant's canonical text.
+    fn time_text(&self) -> Option<TimeText> {
+        match self {
+            Canon::Date(d) => Some(TimeText::date(*d)),
+            Canon::Instant(at) => Some(TimeText::instant(*at)),
+            _ => None,
         }
     }
 
@@ -93,6 +119,11 @@ impl<'a> Canon<'a> {
     fn write(&self, out: &mut String) {
         match self {
             Canon::Str(s) => write_str(out, s),
+            Canon::Date(_) | Canon::Instant(_) => {
+                if let Some(t) = self.time_text() {
+                    write_str(out, t.as_str());
+                }
+            }
             Canon::Int(n) => {
                 // Digits from the right, without the formatting machinery.
                 let mut digits = [0u8; 20];
@@ -149,6 +180,10 @@ impl<'de> Deserializer<'de> for &'de Canon<'_> {
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
         match self {
             Canon::Str(s) => visitor.visit_borrowed_str(s),
+            Canon::Date(_) | Canon::Instant(_) => match self.time_text() {
+                Some(t) => visitor.visit_str(t.as_str()),
+                None => Err(de::Error::custom("not a time")),
+            },
             Canon::Int(n) => visitor.visit_i64(*n),
             Canon::Bool(b) => visitor.visit_bool(*b),
             Canon::List(items) => {
@@ -212,11 +247,73 @@ impl Canon<'_> {
     fn unexpected(&self) -> de::Unexpected<'_> {
         match self {
             Canon::Str(s) => de::Unexpected::Str(s),
+            Canon::Date(_) | Canon::Instant(_) => de::Unexpected::Other("a date or time"),
             Canon::Int(n) => de::Unexpected::Signed(*n),
             Canon::Bool(b) => de::Unexpected::Bool(*b),
             Canon::List(_) => de::Unexpected::Seq,
             Canon::Obj(_) => de::Unexpected::Map,
         }
+    }
+}
+
+/// A date's or an instant's canonical text: `YYYY-MM-DD`, or RFC 3339 in UTC with `Z` and
+/// fractions only when there are some. The common forms (four-digit years, whole seconds)
+/// are written into a buffer on the stack, without the formatting machinery: this runs for
+/// every date of every inbound message.
+enum TimeText {
+    Short([u8; 20], usize),
+    Long(String),
+}
+
+impl TimeText {
+    fn date(d: NaiveDate) -> TimeText {
+        let mut buf = [0u8; 20];
+        if !(0..=9999).contains(&d.year()) {
+            return TimeText::Long(d.format("%Y-%m-%d").to_string());
+        }
+        put_date(&mut buf, d);
+        TimeText::Short(buf, 10)
+    }
+
+    fn instant(at: DateTime<Utc>) -> TimeText {
+        if at.nanosecond() != 0 || !(0..=9999).contains(&at.year()) {
+            return TimeText::Long(at.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+        }
+        let mut buf = [0u8; 20];
+        put_date(&mut buf, at.date_naive());
+        buf[10] = b'T';
+        put_digits(&mut buf[11..13], at.hour());
+        buf[13] = b':';
+        put_digits(&mut buf[14..16], at.minute());
+        buf[16] = b':';
+        put_digits(&mut buf[17..19], at.second());
+        buf[19] = b'Z';
+        TimeText::Short(buf, 20)
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Digits and separators only, so always UTF-8.
+            TimeText::Short(buf, len) => std::str::from_utf8(&buf[..*len]).unwrap_or_default(),
+            TimeText::Long(s) => s,
+        }
+    }
+}
+
+/// `YYYY-MM-DD` into the first ten bytes; the year is in 0..=9999.
+fn put_date(buf: &mut [u8; 20], d: NaiveDate) {
+    put_digits(&mut buf[0..4], d.year().unsigned_abs());
+    buf[4] = b'-';
+    put_digits(&mut buf[5..7], d.month());
+    buf[7] = b'-';
+    put_digits(&mut buf[8..10], d.day());
+}
+
+/// The last `out.len()` decimal digits of `n`, zero-padded.
+fn put_digits(out: &mut [u8], mut n: u32) {
+    for digit in out.iter_mut().rev() {
+        *digit = b'0' + (n % 10) as u8;
+        n /= 10;
     }
 }
 
@@ -315,6 +412,27 @@ mod tests {
             write_str(&mut out, s);
             assert_eq!(serde_json::from_str::<String>(&out).expect("a JSON string"), s, "{out}");
         }
+        // Times are written as canonical text, and read as it by the model.
+        let d = NaiveDate::from_ymd_opt(2026, 11, 1).expect("a date");
+        let at = d.and_hms_opt(9, 5, 7).expect("a time").and_utc();
+        let with_fraction = at + chrono::Duration::milliseconds(250);
+        let far = NaiveDate::from_ymd_opt(12026, 1, 2).expect("a date");
+        let mut times = Canon::object(4);
+        for (key, value) in [("d", Canon::Date(d)), ("at", Canon::Instant(at)), ("f", Canon::Instant(with_fraction))] {
+            times.add(key, value);
+        }
+        times.add("far", Canon::Date(far));
+        assert_eq!(
+            times.to_json(),
+            r#"{"d":"2026-11-01","at":"2026-11-01T09:05:07Z","f":"2026-11-01T09:05:07.250Z","far":"+12026-01-02"}"#
+        );
+        assert_eq!(Canon::Instant(at).as_text().as_deref(), Some("2026-11-01T09:05:07Z"));
+        assert_eq!(Canon::Instant(at).as_instant(), Some(at));
+        assert_eq!(Canon::Str("2026-11-01T10:05:07+01:00".into()).as_instant(), Some(at));
+        let read: std::collections::BTreeMap<String, String> =
+            serde::Deserialize::deserialize(&times).expect("strings to the model");
+        assert_eq!(read["f"], "2026-11-01T09:05:07.250Z");
+        assert_eq!(read["far"], "+12026-01-02");
         let mut item = Canon::object(0);
         item.put(&[], Canon::Int(7));
         assert_eq!(item.to_json(), "7");

@@ -537,7 +537,7 @@ impl MappingSet {
                 .unwrap_or(encoding_rs::UTF_8);
             let single_byte = text::SingleByte::new(inbound);
             for m in mappings.iter_mut().filter(|m| m.format == Format::Xml && m.direction == Direction::In) {
-                m.xml_plan = stream::Plan::new(&m.fields, single_byte.as_ref().map(|t| t.encoding));
+                m.xml_plan = stream::Plan::new(m.root.as_deref(), &m.fields, single_byte.as_ref().map(|t| t.encoding));
             }
             Ok(MappingSet { vendor: vendor.to_owned(), mappings, inbound, single_byte })
         } else {
@@ -1137,9 +1137,7 @@ pub(crate) fn put_field<'a>(
                     let floor = (!f.compiled.after.is_empty())
                         .then(|| out.get(&f.compiled.after))
                         .flatten()
-                        .and_then(Canon::as_text)
-                        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-                        .map(|t| t.with_timezone(&Utc));
+                        .and_then(Canon::as_instant);
                     Some(convert_in(f, raw, floor, m)?)
                 }
                 (Some(raw), Some(sep)) => {
@@ -1189,54 +1187,6 @@ fn parse_date(s: &str, fmt: &str) -> Option<NaiveDate> {
         Some(_) => None,
         None => NaiveDate::parse_from_str(s, fmt).ok(),
     }
-}
-
-/// A date as the canonical form writes it.
-fn iso_date(d: NaiveDate) -> String {
-    let mut out = String::with_capacity(10);
-    push_date(&mut out, d);
-    out
-}
-
-/// `YYYY-MM-DD`, without the formatting machinery (this runs for every date of every
-/// inbound message); a year outside 0..=9999 is written by chrono.
-fn push_date(out: &mut String, d: NaiveDate) {
-    use chrono::Datelike;
-    if !(0..=9999).contains(&d.year()) {
-        out.push_str(&d.format("%Y-%m-%d").to_string());
-        return;
-    }
-    push_digits(out, d.year().unsigned_abs(), 4);
-    out.push('-');
-    push_digits(out, d.month(), 2);
-    out.push('-');
-    push_digits(out, d.day(), 2);
-}
-
-/// The last `width` decimal digits of `n`, zero-padded.
-fn push_digits(out: &mut String, n: u32, width: u32) {
-    for place in (0..width).rev() {
-        out.push(char::from(b'0' + (n / 10u32.pow(place) % 10) as u8));
-    }
-}
-
-/// An instant as canonical JSON writes it: RFC 3339 in UTC, `Z`, fractions only when there
-/// are some.
-fn rfc3339(at: DateTime<Utc>) -> String {
-    use chrono::Timelike;
-    if at.nanosecond() != 0 {
-        return at.to_rfc3339_opts(SecondsFormat::AutoSi, true);
-    }
-    let mut out = String::with_capacity(20);
-    push_date(&mut out, at.date_naive());
-    out.push('T');
-    push_digits(&mut out, at.hour(), 2);
-    out.push(':');
-    push_digits(&mut out, at.minute(), 2);
-    out.push(':');
-    push_digits(&mut out, at.second(), 2);
-    out.push('Z');
-    out
 }
 
 /// A wall-clock time of the form `fmt`; `%Y-%m-%d %H:%M` (ParaGå's, a hundred thousand
@@ -1316,7 +1266,7 @@ pub(crate) fn convert_in<'a>(
             let d = parse_date(&s, fmt).ok_or_else(|| {
                 ValidationError::new(ErrorCode::InvalidDate, format!("{label}: not a date of the form {fmt}"))
             })?;
-            Canon::Str(Cow::Owned(iso_date(d)))
+            Canon::Date(d)
         }
         FieldType::Datetime => {
             let at: DateTime<Utc> = match f.format.as_deref() {
@@ -1335,7 +1285,7 @@ pub(crate) fn convert_in<'a>(
                     ValidationError::new(ErrorCode::InvalidDate, format!("{label}: not an RFC 3339 time"))
                 })?,
             };
-            Canon::Str(Cow::Owned(rfc3339(at)))
+            Canon::Instant(at)
         }
     })
 }

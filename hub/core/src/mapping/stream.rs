@@ -22,7 +22,6 @@ use std::borrow::Cow;
 
 use carehub_model::{ErrorCode, ValidationError};
 use encoding_rs::Encoding;
-use quick_xml::events::attributes::Attribute;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
 
@@ -91,7 +90,8 @@ impl<'a> Doc<'a> {
     /// [`Doc::decode`], with entity references replaced.
     fn text(self, raw: &[u8]) -> Result<Cow<'a, str>, ValidationError> {
         let decoded = self.decode(raw)?;
-        if !decoded.contains('&') {
+        // `&` is the same byte in every encoding read here.
+        if !raw.contains(&b'&') {
             return Ok(decoded);
         }
         let unescaped = quick_xml::escape::unescape(&decoded)
@@ -99,6 +99,74 @@ impl<'a> Doc<'a> {
             .into_owned();
         Ok(Cow::Owned(unescaped))
     }
+
+    /// [`Doc::text`], trimmed; `None` when nothing is left. The common value, ASCII without
+    /// an entity reference, takes one pass over its bytes and stays borrowed.
+    fn value(self, raw: &[u8]) -> Result<Option<Cow<'a, str>>, ValidationError> {
+        if !raw.iter().all(|&b| b.is_ascii() && b != b'&') {
+            return Ok(trimmed(self.text(raw)?));
+        }
+        // What `str::trim` removes from ASCII text.
+        let space = |b: &u8| matches!(b, b' ' | b'\t'..=b'\r');
+        let start = raw.iter().position(|b| !space(b)).unwrap_or(raw.len());
+        let end = raw.iter().rposition(|b| !space(b)).map_or(start, |e| e + 1);
+        if start == end {
+            return Ok(None);
+        }
+        let raw = &raw[start..end];
+        let borrowed = match (self, in_doc(self.bytes(), raw)) {
+            (Doc::Text(s), Some(r)) => s.get(r),
+            (Doc::SingleByte(bytes, _), Some(r)) => std::str::from_utf8(&bytes[r]).ok(),
+            (_, None) => None,
+        };
+        Ok(Some(match borrowed {
+            Some(t) => Cow::Borrowed(t),
+            // ASCII, so nothing is lost.
+            None => Cow::Owned(String::from_utf8_lossy(raw).into_owned()),
+        }))
+    }
+}
+
+/// The local part of a (possibly prefixed) name.
+fn local_part(name: &[u8]) -> &[u8] {
+    match name.iter().position(|&b| b == b':') {
+        Some(at) => &name[at + 1..],
+        None => name,
+    }
+}
+
+/// Calls `f` with each of an element's attributes, name and raw value (entity references
+/// not yet replaced), checked. Repeated attributes make a document ill-formed; an element
+/// has a few, so each name is compared with those before it, without the set the reader's
+/// own check allocates per element. An element with more is checked by the reader.
+fn each_attribute<'e>(
+    e: &'e BytesStart<'_>,
+    mut f: impl FnMut(&'e [u8], &[u8]) -> Result<(), ValidationError>,
+) -> Result<(), ValidationError> {
+    let mut seen: [&[u8]; 8] = [b""; 8];
+    let mut attrs = e.attributes();
+    attrs.with_checks(false);
+    for (n, attr) in attrs.enumerate() {
+        let attr = attr.map_err(|err| malformed(format!("bad attribute: {err}")))?;
+        let key = attr.key.into_inner();
+        if n < seen.len() {
+            if seen[..n].contains(&key) {
+                return Err(malformed(format!("bad attribute: the attribute at position {} is repeated", n + 1)));
+            }
+            seen[n] = key;
+        } else if n == seen.len() {
+            for a in e.attributes() {
+                a.map_err(|err| malformed(format!("bad attribute: {err}")))?;
+            }
+        }
+        f(key, &attr.value)?;
+    }
+    Ok(())
+}
+
+/// Whether an attribute name declares a namespace (`xmlns`, `xmlns:p`).
+fn declares_namespace(key: &[u8]) -> bool {
+    key.strip_prefix(b"xmlns").is_some_and(|rest| rest.is_empty() || rest[0] == b':')
 }
 
 // ---------------------------------------------------------------------------------------
@@ -111,6 +179,8 @@ impl<'a> Doc<'a> {
 pub(crate) struct Plan {
     /// Frame 0 is the payload's.
     frames: Vec<Vec<Node>>,
+    /// The payload element's name, compared as the document holds it.
+    root: Option<Name>,
     /// The single-byte encoding names are also held in (the vendor's), if any.
     single_byte: Option<&'static Encoding>,
 }
@@ -154,8 +224,9 @@ struct Node {
 impl Plan {
     /// `single_byte`: the encoding the vendor's documents are in, when it is a single-byte
     /// one.
-    pub(crate) fn new(fields: &[Field], single_byte: Option<&'static Encoding>) -> Plan {
-        let mut plan = Plan { frames: Vec::new(), single_byte };
+    pub(crate) fn new(root: Option<&str>, fields: &[Field], single_byte: Option<&'static Encoding>) -> Plan {
+        let mut plan = Plan { frames: Vec::new(), root: None, single_byte };
+        plan.root = root.map(|r| plan.name(r));
         plan.add_frame(fields);
         plan
     }
@@ -399,8 +470,7 @@ impl<'a> Walker<'a> {
         }
         self.depth += 1;
         let depth = self.depth;
-        let local_name = e.local_name();
-        let local = local_name.into_inner();
+        let local = local_part(e.name().into_inner());
         match self.phase {
             Phase::Start => {
                 self.declare(e)?;
@@ -408,8 +478,7 @@ impl<'a> Walker<'a> {
                 if local == b"Envelope" && ns.as_deref() == Some(SOAP11) {
                     self.phase = Phase::Envelope { body_seen: false };
                 } else {
-                    let local = self.doc.text(local)?;
-                    self.enter_payload(&local, ns.as_deref(), false, e)?;
+                    self.enter_payload(local, ns.as_deref(), false, e)?;
                 }
             }
             Phase::Envelope { body_seen } if depth == 2 => {
@@ -428,8 +497,7 @@ impl<'a> Walker<'a> {
                 }
                 self.declare(e)?;
                 let ns = self.namespace_of(e)?;
-                let local = self.doc.text(local)?;
-                self.enter_payload(&local, ns.as_deref(), true, e)?;
+                self.enter_payload(local, ns.as_deref(), true, e)?;
             }
             Phase::Body { .. } => self.declare(e)?,
             Phase::Payload { .. } => {
@@ -468,7 +536,7 @@ impl<'a> Walker<'a> {
     /// The payload root: picks the mapping and opens the payload's frame.
     fn enter_payload(
         &mut self,
-        local: &str,
+        local: &[u8],
         ns: Option<&str>,
         enveloped: bool,
         e: &BytesStart<'a>,
@@ -477,11 +545,12 @@ impl<'a> Walker<'a> {
         let mapping = set.mappings.iter().find(|m| {
             m.direction == Direction::In
                 && m.format == Format::Xml
-                && m.root.as_deref() == Some(local)
+                && m.xml_plan.root.as_ref().is_some_and(|root| root.is(local, self.single_byte))
                 && (m.namespace.is_none() || m.namespace.as_deref() == ns)
                 && (m.envelope == Some(EnvelopeKind::Soap11)) == enveloped
         });
         let Some(mapping) = mapping else {
+            let local = self.doc.text(local)?;
             self.problem.get_or_insert(ValidationError::new(
                 ErrorCode::UnknownMessageType,
                 format!(
@@ -547,41 +616,23 @@ impl<'a> Walker<'a> {
         e: &BytesStart<'a>,
     ) -> Result<(), ValidationError> {
         let base = self.frames[frame].slots;
-        // Repeated attributes make a document ill-formed. An element has a few, so their
-        // names are compared with those before them, without the set the reader's own
-        // check allocates; an element with more is checked by the reader.
-        let mut seen: [&[u8]; 8] = [b""; 8];
-        let mut attrs = e.attributes();
-        attrs.with_checks(false);
-        for (n, attr) in attrs.enumerate() {
-            let attr: Attribute<'_> = attr.map_err(|err| malformed(format!("bad attribute: {err}")))?;
-            let key = attr.key.into_inner();
-            if n < seen.len() {
-                if seen[..n].contains(&key) {
-                    return Err(malformed(format!("bad attribute: the attribute at position {} is repeated", n + 1)));
-                }
-                seen[n] = key;
-            } else if n == seen.len() {
-                for a in e.attributes() {
-                    a.map_err(|err| malformed(format!("bad attribute: {err}")))?;
-                }
+        each_attribute(e, |key, raw| {
+            if declares_namespace(key) {
+                return Ok(());
             }
-            if attr.key.as_namespace_binding().is_some() {
-                continue;
-            }
-            let local = attr.key.local_name().into_inner();
+            let local = local_part(key);
             // Decoded once, however many fields read it (a code and its category).
             let mut value: Option<Option<Cow<'a, str>>> = None;
             for (name, k) in wanted {
                 if name.is(local, self.single_byte) && self.slots[base + k].is_none() {
                     if value.is_none() {
-                        value = Some(trimmed(self.doc.text(&attr.value)?));
+                        value = Some(self.doc.value(raw)?);
                     }
                     self.slots[base + k] = value.clone().flatten();
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn end(&mut self) -> Result<(), ValidationError> {
@@ -660,20 +711,18 @@ impl<'a> Walker<'a> {
     }
 
     fn declare(&mut self, e: &BytesStart<'a>) -> Result<(), ValidationError> {
-        for attr in e.attributes() {
-            let attr = attr.map_err(|err| malformed(format!("bad attribute: {err}")))?;
-            let key = attr.key.as_ref();
+        each_attribute(e, |key, raw| {
             let prefix = if key == b"xmlns" {
                 Cow::Borrowed("")
             } else if let Some(p) = key.strip_prefix(b"xmlns:") {
                 self.doc.text(p)?
             } else {
-                continue;
+                return Ok(());
             };
-            let uri = self.doc.text(&attr.value)?;
+            let uri = self.doc.text(raw)?;
             self.decls.push((self.depth, prefix, uri));
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn namespace_of(&self, e: &BytesStart<'_>) -> Result<Option<Cow<'a, str>>, ValidationError> {
@@ -682,7 +731,8 @@ impl<'a> Walker<'a> {
             Some(p) => self.doc.text(p.into_inner())?,
             None => Cow::Borrowed(""),
         };
-        match self.decls.iter().rev().find(|(_, p, _)| *p == prefix) {
+        // Mostly the default namespace: an empty prefix is told by its length.
+        match self.decls.iter().rev().find(|(_, p, _)| p.len() == prefix.len() && (p.is_empty() || *p == prefix)) {
             Some((_, _, uri)) if uri.is_empty() => Ok(None),
             Some((_, _, uri)) => Ok(Some(uri.clone())),
             None if prefix.is_empty() => Ok(None),

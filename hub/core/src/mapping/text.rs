@@ -60,18 +60,21 @@ impl SingleByte {
     }
 }
 
-/// The encoding named by an XML declaration at the start of `bytes`, if any.
+/// The encoding named by an XML declaration at the start of `bytes`, if any. Read on the
+/// bytes: the declaration is ASCII in every encoding the hub reads, and this runs for every
+/// XML payload.
 fn xml_declared(bytes: &[u8]) -> Option<&'static Encoding> {
+    fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+        hay.windows(needle.len()).position(|w| w == needle)
+    }
     let head = &bytes[..bytes.len().min(200)];
-    let head =
-        std::str::from_utf8(head).unwrap_or_else(|e| std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or(""));
-    let decl = head.trim_start().strip_prefix("<?xml")?;
-    let decl = &decl[..decl.find("?>")?];
-    let at = decl.find("encoding")?;
-    let rest = decl[at + "encoding".len()..].trim_start().strip_prefix('=')?.trim_start();
-    let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
-    let value = &rest[1..rest[1..].find(quote)? + 1];
-    encoding(value)
+    let decl = head.trim_ascii_start().strip_prefix(b"<?xml")?;
+    let decl = &decl[..find(decl, b"?>")?];
+    let at = find(decl, b"encoding")?;
+    let rest = decl[at + b"encoding".len()..].trim_ascii_start().strip_prefix(b"=")?.trim_ascii_start();
+    let (&quote, rest) = rest.split_first().filter(|(q, _)| **q == b'"' || **q == b'\'')?;
+    let value = &rest[..rest.iter().position(|&b| b == quote)?];
+    encoding(std::str::from_utf8(value).ok()?)
 }
 
 /// What an inbound payload's bytes are: text already (valid UTF-8 that says nothing else
@@ -153,6 +156,17 @@ mod tests {
         let bare = b"Namn;Ort\r\n\xc5sa;G\xe4vle\r\n";
         assert_eq!(decode(bare, encoding_rs::WINDOWS_1252).expect("cp1252"), "Namn;Ort\r\nÅsa;Gävle\r\n");
         assert_eq!(decode(bare, encoding_rs::UTF_8).expect_err("not utf-8").code, ErrorCode::MalformedPayload);
+    }
+
+    #[test]
+    fn the_declaration_is_read_in_its_variants() {
+        let enc = |head: &str| xml_declared(head.as_bytes()).map(Encoding::name);
+        assert_eq!(enc("<?xml version='1.0' encoding='windows-1252'?><a/>"), Some("windows-1252"));
+        assert_eq!(enc(" \r\n<?xml version=\"1.0\" encoding = \"UTF-8\" ?><a/>"), Some("UTF-8"));
+        assert_eq!(enc("<?xml version=\"1.0\"?><a encoding=\"iso-8859-1\"/>"), None, "outside the declaration");
+        assert_eq!(enc("<?xml version=\"1.0\" encoding=\"nonsense\"?><a/>"), None);
+        assert_eq!(enc("<?xml version=\"1.0\" encoding=\"utf-8"), None, "unterminated");
+        assert_eq!(enc("<a/>"), None);
     }
 
     #[test]
