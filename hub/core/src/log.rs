@@ -3,7 +3,7 @@
 //! Every entry's hash is the SHA-256 of the previous entry's hash followed by each of the
 //! entry's fields, each prefixed by its length. Changing any byte of any field, deleting an
 //! entry or reordering two changes a hash that every later entry depends on, so
-//! [`verify_chain`] finds the first entry that no longer matches. The chain does not make
+//! [`verify_chain`](crate::store::verify_chain) finds the first entry that no longer matches. The chain does not make
 //! the log unforgeable by someone who can rewrite it wholesale; an auditor who keeps the
 //! head hash from an earlier verification (printed by `carehub audit verify`) can tell.
 
