@@ -30,15 +30,20 @@ fn parse_date(s: &str) -> Result<NaiveDate, chrono::ParseError> {
     }
 }
 
-fn parse_instant(s: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
-    let b = s.as_bytes();
-    if b.len() == 20 && b[10] == b'T' && b[13] == b':' && b[16] == b':' && b[19] == b'Z' {
-        let at = fast_date(b).and_then(|d| d.and_hms_opt(digits(b, 11..13)?, digits(b, 14..16)?, digits(b, 17..19)?));
-        if let Some(at) = at {
-            return Ok(at.and_utc());
-        }
+/// `YYYY-MM-DDTHH:MM:SSZ` read by hand; `None` for any other shape.
+fn fast_instant(b: &[u8]) -> Option<DateTime<Utc>> {
+    if b.len() != 20 || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'Z' {
+        return None;
     }
-    s.parse::<DateTime<FixedOffset>>().map(|t| t.with_timezone(&Utc))
+    let at = fast_date(b)?.and_hms_opt(digits(b, 11..13)?, digits(b, 14..16)?, digits(b, 17..19)?)?;
+    Some(at.and_utc())
+}
+
+fn parse_instant(s: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
+    match fast_instant(s.as_bytes()) {
+        Some(at) => Ok(at),
+        None => s.parse::<DateTime<FixedOffset>>().map(|t| t.with_timezone(&Utc)),
+    }
 }
 
 struct DateVisitor;
@@ -53,6 +58,15 @@ impl Visitor<'_> for DateVisitor {
     fn visit_str<E: de::Error>(self, v: &str) -> Result<NaiveDate, E> {
         parse_date(v).map_err(E::custom)
     }
+
+    /// The same text as bytes: how the mapping engine hands over a date it holds as a
+    /// value, written on the stack, without checking its digits are UTF-8 first.
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<NaiveDate, E> {
+        match fast_date(v) {
+            Some(d) if v.len() == 10 => Ok(d),
+            _ => self.visit_str(std::str::from_utf8(v).map_err(E::custom)?),
+        }
+    }
 }
 
 struct InstantVisitor;
@@ -66,6 +80,14 @@ impl Visitor<'_> for InstantVisitor {
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<DateTime<Utc>, E> {
         parse_instant(v).map_err(E::custom)
+    }
+
+    /// The same text as bytes (see the date's).
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<DateTime<Utc>, E> {
+        match fast_instant(v) {
+            Some(at) => Ok(at),
+            None => self.visit_str(std::str::from_utf8(v).map_err(E::custom)?),
+        }
     }
 }
 
@@ -126,6 +148,12 @@ mod tests {
         ] {
             let chrono = s.parse::<DateTime<FixedOffset>>().ok().map(|t| t.with_timezone(&Utc));
             assert_eq!(parse_instant(s).ok(), chrono, "{s}");
+            let as_bytes: Result<DateTime<Utc>, serde_json::Error> = InstantVisitor.visit_bytes(s.as_bytes());
+            assert_eq!(as_bytes.ok(), chrono, "{s} as bytes");
+        }
+        for s in ["2026-11-01", "2024-02-29", "2026-02-30", "20261101", "+12026-01-02"] {
+            let as_bytes: Result<NaiveDate, serde_json::Error> = DateVisitor.visit_bytes(s.as_bytes());
+            assert_eq!(as_bytes.ok(), s.parse::<NaiveDate>().ok(), "{s} as bytes");
         }
     }
 }

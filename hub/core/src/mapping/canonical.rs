@@ -180,8 +180,11 @@ impl<'de> Deserializer<'de> for &'de Canon<'_> {
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
         match self {
             Canon::Str(s) => visitor.visit_borrowed_str(s),
+            // The common forms as bytes, which the model's times read without a UTF-8
+            // check (and any string reads as well).
             Canon::Date(_) | Canon::Instant(_) => match self.time_text() {
-                Some(t) => visitor.visit_str(t.as_str()),
+                Some(TimeText::Short(buf, len)) => visitor.visit_bytes(&buf[..len]),
+                Some(TimeText::Long(s)) => visitor.visit_str(&s),
                 None => Err(de::Error::custom("not a time")),
             },
             Canon::Int(n) => visitor.visit_i64(*n),

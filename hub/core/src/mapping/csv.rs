@@ -191,7 +191,7 @@ fn decode_row(
             format!("{} cells where the header has {}", cells.len(), header.len()),
         ));
     }
-    let canonical = decode_fields(Node::Csv(Row { cells, columns }), &m.fields, m)?.to_json();
+    let canonical = decode_fields(Node::Csv(Row { cells, columns }), &m.fields)?.to_json();
     Ok(Decoded { mapping: m.name.clone(), message_type: m.message, canonical })
 }
 

@@ -185,6 +185,22 @@ pub(crate) struct Compiled {
     /// The canonical path is one key that no other field of the same object sets, so
     /// the reader adds it without looking for it first.
     pub(crate) sole_key: bool,
+    /// A scalar field that only converts what it finds: no condition, constant, default,
+    /// split, list or floor. Most fields are; [`put_field`] takes them the short way.
+    pub(crate) direct: bool,
+    /// Inbound, the field's code table as (vendor code, canonical value) pairs, looked up
+    /// by length first: a table has a handful of codes, read for every value.
+    pub(crate) codes: Vec<(String, String)>,
+}
+
+/// Copies each field's code table into it (see [`Compiled::codes`]).
+fn attach_codes(fields: &mut [Field], tables: &BTreeMap<String, BTreeMap<String, String>>) {
+    for f in fields {
+        if let Some(table) = f.table.as_ref().and_then(|t| tables.get(t)) {
+            f.compiled.codes = table.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        }
+        attach_codes(&mut f.fields, tables);
+    }
 }
 
 /// Marks the fields whose canonical key no sibling shares (see [`Compiled::sole_key`]).
@@ -232,6 +248,13 @@ impl Field {
         self.compiled.join = self.join.iter().map(|p| segments(p).map(str::to_owned).collect()).collect();
         self.compiled.after = self.after.as_deref().map(canonical_keys).unwrap_or_default();
         self.compiled.when = self.when.as_ref().map(|w| canonical_keys(&w.canonical)).unwrap_or_default();
+        self.compiled.direct = self.fields.is_empty()
+            && self.when.is_none()
+            && self.value.is_none()
+            && self.default.is_none()
+            && self.split.is_none()
+            && self.list.is_none()
+            && self.after.is_none();
         for f in &mut self.fields {
             f.compile();
         }
@@ -497,6 +520,7 @@ impl MappingSet {
                         f.compile();
                     }
                     mark_sole_keys(&mut m.fields);
+                    attach_codes(&mut m.fields, &m.tables);
                     let problems = m.check();
                     if problems.is_empty() {
                         mappings.push(m);
@@ -665,7 +689,7 @@ impl MappingSet {
                     )
                 })?;
             // The tree borrows from the payload's JSON, which ends here.
-            let canonical = decode_fields(Node::Json(&value), &mapping.fields, mapping)?.to_json();
+            let canonical = decode_fields(Node::Json(&value), &mapping.fields)?.to_json();
             Ok(Read::Row(Decoded { mapping: mapping.name.clone(), message_type: mapping.message, canonical }))
         } else if self.mappings.iter().any(|m| m.direction == Direction::In && m.format == Format::Csv) {
             // One payload is one message: a file of several rows is a batch, and answering
@@ -1078,7 +1102,7 @@ fn text_at<'a>(node: Node<'a>, at: usize, k: usize, elems: &'a [String], attr: b
     }
 }
 
-fn decode_fields<'a>(node: Node<'a>, fields: &'a [Field], m: &'a Mapping) -> Result<Canon<'a>, ValidationError> {
+fn decode_fields<'a>(node: Node<'a>, fields: &'a [Field]) -> Result<Canon<'a>, ValidationError> {
     let mut out = Canon::object(fields.len());
     for (at, f) in fields.iter().enumerate() {
         if f.canonical.is_none() || !f.applies_in(&out) {
@@ -1086,13 +1110,13 @@ fn decode_fields<'a>(node: Node<'a>, fields: &'a [Field], m: &'a Mapping) -> Res
         }
         let found = if !f.fields.is_empty() {
             let items = select(node, f.vendor.as_deref().unwrap_or("."));
-            Found::List(items.into_iter().map(|item| decode_fields(item, &f.fields, m)).collect::<Result<_, _>>()?)
+            Found::List(items.into_iter().map(|item| decode_fields(item, &f.fields)).collect::<Result<_, _>>()?)
         } else if f.value.is_some() {
             Found::Scalar(None)
         } else {
             Found::Scalar(scalar(node, at, f))
         };
-        put_field(&mut out, f, found, m)?;
+        put_field(&mut out, f, found)?;
     }
     Ok(out)
 }
@@ -1109,12 +1133,16 @@ pub(crate) enum Found<'a> {
 /// shares. A field whose `when` does not hold is skipped. A required list needs an item; a
 /// scalar is its constant, else the `part` of what was found, else its default, and is
 /// required unless optional; the value (or each item of a `list`) is converted and placed.
-pub(crate) fn put_field<'a>(
-    out: &mut Canon<'a>,
-    f: &'a Field,
-    found: Found<'a>,
-    m: &'a Mapping,
-) -> Result<(), ValidationError> {
+pub(crate) fn put_field<'a>(out: &mut Canon<'a>, f: &'a Field, found: Found<'a>) -> Result<(), ValidationError> {
+    let found = match (f.compiled.direct, found) {
+        (true, Found::Scalar(Some(text))) => {
+            let value = convert_in(f, text, None)?;
+            place(out, f, value);
+            return Ok(());
+        }
+        (true, Found::Scalar(None)) if f.optional => return Ok(()),
+        (_, found) => found,
+    };
     if !f.applies_in(out) {
         return Ok(());
     }
@@ -1138,7 +1166,7 @@ pub(crate) fn put_field<'a>(
                         .then(|| out.get(&f.compiled.after))
                         .flatten()
                         .and_then(Canon::as_instant);
-                    Some(convert_in(f, raw, floor, m)?)
+                    Some(convert_in(f, raw, floor)?)
                 }
                 (Some(raw), Some(sep)) => {
                     fn pieces<'t>(whole: &'t str, sep: &str) -> Vec<&'t str> {
@@ -1150,7 +1178,7 @@ pub(crate) fn put_field<'a>(
                             pieces(&whole, sep).into_iter().map(|t| Cow::Owned(t.to_owned())).collect()
                         }
                     };
-                    let items = pieces.into_iter().map(|t| convert_in(f, t, None, m)).collect::<Result<Vec<_>, _>>()?;
+                    let items = pieces.into_iter().map(|t| convert_in(f, t, None)).collect::<Result<Vec<_>, _>>()?;
                     (!items.is_empty()).then_some(Canon::List(items))
                 }
             };
@@ -1163,12 +1191,17 @@ pub(crate) fn put_field<'a>(
             value
         }
     };
+    place(out, f, value);
+    Ok(())
+}
+
+/// Places a field's value at its canonical path.
+fn place<'a>(out: &mut Canon<'a>, f: &'a Field, value: Canon<'a>) {
     if f.compiled.sole_key {
         out.add(&f.compiled.canonical[0], value);
     } else {
         out.put(&f.compiled.canonical, value);
     }
-    Ok(())
 }
 
 /// A date in `fmt`; the common fixed-width forms are read without chrono's general parser.
@@ -1230,16 +1263,13 @@ pub(crate) fn convert_in<'a>(
     f: &'a Field,
     raw: Cow<'a, str>,
     floor: Option<DateTime<Utc>>,
-    m: &'a Mapping,
 ) -> Result<Canon<'a>, ValidationError> {
     let label = f.label();
     let mut s = raw;
     if let Some(t) = &f.table {
-        let table = m
-            .tables
-            .get(t)
-            .ok_or_else(|| ValidationError::new(ErrorCode::Internal, format!("mapping {} lacks table {t}", m.name)))?;
-        s = Cow::Borrowed(table.get(s.as_ref()).ok_or_else(|| {
+        let code = s.as_ref();
+        let found = f.compiled.codes.iter().find(|(k, _)| k.len() == code.len() && k == code);
+        s = Cow::Borrowed(found.map(|(_, v)| v.as_str()).ok_or_else(|| {
             let shown: String = s.chars().take(32).collect();
             ValidationError::new(ErrorCode::InvalidValue, format!("{label}: unknown code '{shown}' (table {t})"))
         })?);

@@ -89,6 +89,9 @@ impl<'a> Doc<'a> {
 
     /// [`Doc::decode`], with entity references replaced.
     fn text(self, raw: &[u8]) -> Result<Cow<'a, str>, ValidationError> {
+        if plain_ascii(raw) {
+            return Ok(self.ascii(raw));
+        }
         let decoded = self.decode(raw)?;
         // `&` is the same byte in every encoding read here.
         if !raw.contains(&b'&') {
@@ -103,28 +106,53 @@ impl<'a> Doc<'a> {
     /// [`Doc::text`], trimmed; `None` when nothing is left. The common value, ASCII without
     /// an entity reference, takes one pass over its bytes and stays borrowed.
     fn value(self, raw: &[u8]) -> Result<Option<Cow<'a, str>>, ValidationError> {
-        if !raw.iter().all(|&b| b.is_ascii() && b != b'&') {
+        if !plain_ascii(raw) {
             return Ok(trimmed(self.text(raw)?));
         }
-        // What `str::trim` removes from ASCII text.
+        // What `str::trim` removes from ASCII text; mostly the ends tell there is none.
         let space = |b: &u8| matches!(b, b' ' | b'\t'..=b'\r');
-        let start = raw.iter().position(|b| !space(b)).unwrap_or(raw.len());
-        let end = raw.iter().rposition(|b| !space(b)).map_or(start, |e| e + 1);
-        if start == end {
+        let raw = match (raw.first(), raw.last()) {
+            (Some(first), Some(last)) if !space(first) && !space(last) => raw,
+            _ => {
+                let start = raw.iter().position(|b| !space(b)).unwrap_or(raw.len());
+                let end = raw.iter().rposition(|b| !space(b)).map_or(start, |e| e + 1);
+                &raw[start..end]
+            }
+        };
+        if raw.is_empty() {
             return Ok(None);
         }
-        let raw = &raw[start..end];
+        Ok(Some(self.ascii(raw)))
+    }
+
+    /// ASCII text (the caller checked), borrowed from the document where it lies in it.
+    fn ascii(self, raw: &[u8]) -> Cow<'a, str> {
         let borrowed = match (self, in_doc(self.bytes(), raw)) {
             (Doc::Text(s), Some(r)) => s.get(r),
             (Doc::SingleByte(bytes, _), Some(r)) => std::str::from_utf8(&bytes[r]).ok(),
             (_, None) => None,
         };
-        Ok(Some(match borrowed {
+        match borrowed {
             Some(t) => Cow::Borrowed(t),
             // ASCII, so nothing is lost.
             None => Cow::Owned(String::from_utf8_lossy(raw).into_owned()),
-        }))
+        }
     }
+}
+
+/// Whether `bytes` are ASCII without `&` (no character to decode, no entity reference to
+/// replace): eight bytes at a time, with the word tricks of the JSON writer's escape check.
+fn plain_ascii(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let (words, rest) = bytes.as_chunks::<8>();
+    let mut bad = 0;
+    for word in words {
+        let w = u64::from_le_bytes(*word);
+        let amp = w ^ (ONES * u64::from(b'&'));
+        bad |= w | (amp.wrapping_sub(ONES) & !amp);
+    }
+    bad & HIGHS == 0 && rest.iter().all(|&b| b.is_ascii() && b != b'&')
 }
 
 /// The local part of a (possibly prefixed) name.
@@ -189,23 +217,21 @@ pub(crate) struct Plan {
 /// when that cannot write it).
 #[derive(Debug, Clone)]
 struct Name {
-    utf8: Box<[u8]>,
-    single_byte: Option<Box<[u8]>>,
+    /// As UTF-8, then in the single-byte encoding (empty when that cannot write it: no
+    /// name in a document is empty).
+    forms: [Box<[u8]>; 2],
 }
 
 impl Name {
     /// Whether `local`, a name in a document read as `single_byte` or not, is this one.
     /// Lengths and first bytes are compared before the bytes, as most names differ there.
     fn is(&self, local: &[u8], single_byte: bool) -> bool {
-        let name = if single_byte {
-            match &self.single_byte {
-                Some(n) => n,
-                None => return false,
-            }
-        } else {
-            &self.utf8
-        };
+        let name = &self.forms[usize::from(single_byte)];
         name.len() == local.len() && name.first() == local.first() && **name == *local
+    }
+
+    fn utf8(&self) -> &[u8] {
+        &self.forms[0]
     }
 }
 
@@ -236,7 +262,7 @@ impl Plan {
             let (bytes, _, unmappable) = enc.encode(name);
             (!unmappable).then(|| bytes.into_owned().into_boxed_slice())
         });
-        Name { utf8: name.as_bytes().into(), single_byte }
+        Name { forms: [name.as_bytes().into(), single_byte.unwrap_or_default()] }
     }
 
     fn add_frame(&mut self, fields: &[Field]) -> usize {
@@ -271,7 +297,7 @@ impl Plan {
     fn node(&mut self, frame: usize, names: &[String]) -> usize {
         let mut at = 0;
         for name in names {
-            let found = self.frames[frame][at].children.iter().find(|(n, _)| *n.utf8 == *name.as_bytes());
+            let found = self.frames[frame][at].children.iter().find(|(n, _)| n.utf8() == name.as_bytes());
             at = match found {
                 Some((_, child)) => *child,
                 None => {
@@ -295,7 +321,7 @@ impl Plan {
 struct Frame<'a> {
     fields: &'a [Field],
     /// Its tree in the plan.
-    plan: usize,
+    nodes: &'a [Node],
     /// Depth of the frame's element.
     depth: usize,
     /// Where its fields' values start in [`Walker::slots`].
@@ -351,6 +377,12 @@ impl<'a> Text<'a> {
 
 /// A value trimmed, still borrowed if it was; `None` when nothing is left.
 fn trimmed(value: Cow<'_, str>) -> Option<Cow<'_, str>> {
+    // Mostly there is nothing to trim, which the first and last bytes tell (a byte from
+    // 0x80 on may begin or end a white space character beyond ASCII).
+    let kept = |b: &u8| b.is_ascii_graphic();
+    if value.as_bytes().first().is_some_and(kept) && value.as_bytes().last().is_some_and(kept) {
+        return Some(value);
+    }
     let value = match value {
         Cow::Borrowed(s) => Cow::Borrowed(s.trim()),
         Cow::Owned(s) if s.trim().len() == s.len() => Cow::Owned(s),
@@ -367,6 +399,8 @@ struct Walker<'a> {
     depth: usize,
     root_done: bool,
     phase: Phase<'a>,
+    /// The plan of the mapping reading the payload, once it is known: its frames' trees.
+    plan: &'a [Vec<Node>],
     /// xmlns declarations in scope before the payload: (depth, prefix, uri).
     decls: Vec<(usize, Cow<'a, str>, Cow<'a, str>)>,
     frames: Vec<Frame<'a>>,
@@ -402,6 +436,7 @@ pub(crate) fn read<'a>(set: &'a MappingSet, doc: Doc<'a>) -> Result<(&'a Mapping
         depth: 0,
         root_done: false,
         phase: Phase::Start,
+        plan: &[],
         // Room for a typical message, so they do not grow on the way.
         decls: Vec::with_capacity(4),
         frames: Vec::with_capacity(8),
@@ -527,10 +562,7 @@ impl<'a> Walker<'a> {
 
     /// The plan of the mapping being read, by frame.
     fn plan_of(&self, frame: usize) -> &'a [Node] {
-        match self.phase {
-            Phase::Payload { mapping, .. } => &mapping.xml_plan.frames[self.frames[frame].plan],
-            _ => &[],
-        }
+        self.frames[frame].nodes
     }
 
     /// The payload root: picks the mapping and opens the payload's frame.
@@ -564,6 +596,7 @@ impl<'a> Walker<'a> {
             return Ok(());
         };
         self.phase = Phase::Payload { mapping, enveloped, root_depth: self.depth };
+        self.plan = &mapping.xml_plan.frames;
         self.open_frame(&mapping.fields, 0, None);
         let mark = self.cursors.len();
         self.marks.push(mark);
@@ -572,9 +605,10 @@ impl<'a> Walker<'a> {
     }
 
     fn open_frame(&mut self, fields: &'a [Field], plan: usize, parent: Option<(usize, usize)>) -> usize {
+        let nodes = &self.plan[plan];
         let slots = self.slots.len();
         self.slots.resize(slots + fields.len(), None);
-        self.frames.push(Frame { fields, plan, depth: self.depth, slots, lists: Vec::new(), parent });
+        self.frames.push(Frame { fields, nodes, depth: self.depth, slots, lists: Vec::new(), parent });
         self.frames.len() - 1
     }
 
@@ -694,7 +728,7 @@ impl<'a> Walker<'a> {
                 continue;
             }
             let found = if f.fields.is_empty() { Found::Scalar(value) } else { Found::List(list) };
-            outcome = put_field(&mut out, f, found, mapping);
+            outcome = put_field(&mut out, f, found);
         }
         self.slots.truncate(frame.slots);
         match (outcome, frame.parent) {
@@ -874,6 +908,34 @@ type = "date"
         assert_eq!(t.message, s.translate(&text).expect("translates").message);
         let Message::PlanNotice(p) = t.message else { panic!("a plan notice: {:?}", t.message) };
         assert_eq!(p.order_id, "Å-1 & Ö");
+    }
+
+    #[test]
+    fn plain_values_are_told_a_word_at_a_time_and_trimmed_as_str_trims() {
+        for (bytes, plain) in [
+            (&b""[..], true),
+            (b"20261101", true),
+            (b"PC-BENCH-123456789", true),
+            (b"0123456&", false),
+            (b"01234567&", false),
+            (b"&0123456789abcdef", false),
+            (b"abcdefgh\xe5", false),
+            (b"\xe5bcdefghijkl", false),
+            (b"Service", true),
+        ] {
+            assert_eq!(plain_ascii(bytes), plain, "{}", String::from_utf8_lossy(bytes));
+            let slow = bytes.iter().all(|&b| b.is_ascii() && b != b'&');
+            assert_eq!(plain_ascii(bytes), slow);
+        }
+        let doc = Doc::Text("x");
+        for raw in ["  a b ", "a", "\t\r\n", "", " x\u{b}"] {
+            let want = Some(raw.trim()).filter(|t| !t.is_empty());
+            assert_eq!(doc.value(raw.as_bytes()).expect("a value").as_deref(), want, "{raw:?}");
+        }
+        for text in ["\u{a0}Åsa\u{a0}", "Åsa", " Åsa", "Ö"] {
+            let want = Some(text.trim()).filter(|t| !t.is_empty());
+            assert_eq!(trimmed(Cow::Borrowed(text)).as_deref(), want, "{text:?}");
+        }
     }
 
     #[test]
