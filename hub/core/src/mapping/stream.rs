@@ -325,6 +325,73 @@ impl Plan {
 // ---------------------------------------------------------------------------------------
 // The walk
 
+/// A walk's stacks, kept per thread from one document to the next: emptied, they hold no
+/// borrowed value, and the next walk takes them over with their capacity, so a document
+/// costs no allocation for them and finds their memory warm.
+struct Scratch {
+    decls: Vec<(usize, Cow<'static, str>, Cow<'static, str>)>,
+    frames: Vec<Frame<'static>>,
+    slots: Vec<Option<Cow<'static, str>>>,
+    cursors: Vec<(usize, usize)>,
+    marks: Vec<usize>,
+    wanted: Vec<(usize, usize, usize)>,
+    texts: Vec<(usize, Text<'static>)>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Option<Scratch>> = const { std::cell::Cell::new(None) };
+}
+
+/// An emptied vector as one of another element type of the same size and alignment,
+/// keeping its allocation (std collects such a mapping in place).
+fn recycled<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
+}
+
+impl Scratch {
+    /// Room for a typical message, so the stacks do not grow on the way.
+    fn new() -> Scratch {
+        Scratch {
+            decls: Vec::with_capacity(4),
+            frames: Vec::with_capacity(8),
+            slots: Vec::with_capacity(64),
+            cursors: Vec::with_capacity(32),
+            marks: Vec::with_capacity(32),
+            wanted: Vec::with_capacity(8),
+            texts: Vec::with_capacity(8),
+        }
+    }
+
+    fn lend<'a>(self, w: &mut Walker<'a>) {
+        w.decls = recycled(self.decls);
+        w.frames = recycled(self.frames);
+        w.slots = recycled(self.slots);
+        w.cursors = recycled(self.cursors);
+        w.marks = recycled(self.marks);
+        w.wanted = recycled(self.wanted);
+        w.texts = recycled(self.texts);
+    }
+
+    /// Whether the stacks are of a size worth keeping: a document nested far deeper than
+    /// messages are leaves them to be freed rather than held by the thread.
+    fn modest(&self) -> bool {
+        self.frames.capacity() <= 256 && self.slots.capacity() <= 4096 && self.cursors.capacity() <= 4096
+    }
+
+    fn keep(w: &mut Walker<'_>) -> Scratch {
+        Scratch {
+            decls: recycled(std::mem::take(&mut w.decls)),
+            frames: recycled(std::mem::take(&mut w.frames)),
+            slots: recycled(std::mem::take(&mut w.slots)),
+            cursors: recycled(std::mem::take(&mut w.cursors)),
+            marks: recycled(std::mem::take(&mut w.marks)),
+            wanted: recycled(std::mem::take(&mut w.wanted)),
+            texts: recycled(std::mem::take(&mut w.texts)),
+        }
+    }
+}
+
 /// The fields being filled for one element: the payload, or one item of a list.
 struct Frame<'a> {
     fields: &'a [Field],
@@ -445,17 +512,17 @@ pub(crate) fn read<'a>(set: &'a MappingSet, doc: Doc<'a>) -> Result<(&'a Mapping
         root_done: false,
         phase: Phase::Start,
         plan: &[],
-        // Room for a typical message, so they do not grow on the way.
-        decls: Vec::with_capacity(4),
-        frames: Vec::with_capacity(8),
-        slots: Vec::with_capacity(64),
-        cursors: Vec::with_capacity(32),
-        marks: Vec::with_capacity(32),
-        wanted: Vec::with_capacity(8),
-        texts: Vec::with_capacity(8),
+        decls: Vec::new(),
+        frames: Vec::new(),
+        slots: Vec::new(),
+        cursors: Vec::new(),
+        marks: Vec::new(),
+        wanted: Vec::new(),
+        texts: Vec::new(),
         problem: None,
         result: None,
     };
+    SCRATCH.with(|s| s.take().unwrap_or_else(Scratch::new).lend(&mut w));
     loop {
         match reader.read_event().map_err(|e| malformed(format!("not well-formed XML: {e}")))? {
             Event::Start(e) => w.start(&e, false)?,
@@ -782,7 +849,11 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn finish(self) -> Result<(&'a Mapping, Canon<'a>), ValidationError> {
+    fn finish(mut self) -> Result<(&'a Mapping, Canon<'a>), ValidationError> {
+        let back = Scratch::keep(&mut self);
+        if back.modest() {
+            SCRATCH.with(|s| s.set(Some(back)));
+        }
         if self.depth > 0 {
             return Err(malformed("document ends inside an element"));
         }
@@ -827,6 +898,30 @@ type = "date"
 
     fn set(text: &str) -> MappingSet {
         MappingSet::from_sources("t", [("m.toml", text)]).expect("loads")
+    }
+
+    #[test]
+    fn a_walk_leaves_nothing_behind_for_the_next_on_its_thread() {
+        let docs = [
+            r#"<Plan xmlns="urn:x"><Order id="A-1"/><On>2026-11-10</On></Plan>"#,
+            r#"<Plan xmlns="urn:x"><Order id="B-1"/><On>2026-11-11</On><Deep><Deeper><Deepest>"#,
+            r#"<Plan xmlns="urn:x"><On>2026-11-12</On></Plan>"#,
+            r#"<x:Plan xmlns:x="urn:x"><x:On>2026-11-13</x:On><x:Order id="C-1"/></x:Plan>"#,
+            r#"<Plan xmlns="urn:x"><Order id="A-1"/><On>2026-11-10</On></Plan>"#,
+        ];
+        let outcome = |doc: &str| match set(MAPPING).decode(doc) {
+            Ok(d) => Ok(d.canonical),
+            Err(e) => Err(e.code),
+        };
+        // One after another on this thread, each against a thread of its own.
+        let in_turn: Vec<_> = docs.iter().map(|d| outcome(d)).collect();
+        let alone: Vec<_> =
+            docs.iter().map(|d| std::thread::scope(|s| s.spawn(|| outcome(d)).join().expect("no panic"))).collect();
+        assert_eq!(in_turn, alone);
+        assert_eq!(in_turn[0], Ok(r#"{"order_id":"A-1","established_on":"2026-11-10"}"#.to_owned()));
+        assert_eq!(in_turn[1], Err(ErrorCode::MalformedPayload));
+        assert_eq!(in_turn[2], Err(ErrorCode::MissingField));
+        assert_eq!(in_turn[4], in_turn[0]);
     }
 
     #[test]
