@@ -70,6 +70,7 @@ impl<'a> Canon<'a> {
     }
 
     /// Adds a key the object does not have yet (the caller knows), without looking for it.
+    #[inline(always)]
     pub(crate) fn add(&mut self, key: &'a str, value: Canon<'a>) {
         match self {
             Canon::Obj(entries) => entries.push((key, value)),

@@ -1196,6 +1196,7 @@ pub(crate) fn put_field<'a>(out: &mut Canon<'a>, f: &'a Field, found: Found<'a>)
 }
 
 /// Places a field's value at its canonical path.
+#[inline(always)]
 fn place<'a>(out: &mut Canon<'a>, f: &'a Field, value: Canon<'a>) {
     if f.compiled.sole_key {
         out.add(&f.compiled.canonical[0], value);
@@ -1259,6 +1260,7 @@ fn at_or_after(naive: NaiveDateTime, zone: chrono_tz::Tz, floor: Option<DateTime
 
 /// Vendor text to a canonical value: the code table, the prefix, then the type. `floor`
 /// is the time a `datetime` with `after` cannot be before.
+#[inline(always)]
 pub(crate) fn convert_in<'a>(
     f: &'a Field,
     raw: Cow<'a, str>,

@@ -421,32 +421,27 @@ enum Phase<'a> {
     Done,
 }
 
-/// The text of an element a field wants, as it comes: usually one piece, kept borrowed.
-enum Text<'a> {
-    Empty,
-    One(Cow<'a, str>),
-    Many(String),
-}
+/// The text of an element a field wants, as it comes: usually one piece, kept borrowed;
+/// a piece after the first is appended to an owned copy. (One `Option`, which a push onto
+/// the stack writes whole: an enum with an empty case was written in part and read back
+/// in wider loads, which stalls.)
+struct Text<'a>(Option<Cow<'a, str>>);
 
 impl<'a> Text<'a> {
     fn push(&mut self, piece: Cow<'a, str>) {
-        *self = match std::mem::replace(self, Text::Empty) {
-            Text::Empty => Text::One(piece),
-            Text::One(first) => Text::Many(first.into_owned() + &piece),
-            Text::Many(mut all) => {
+        self.0 = Some(match self.0.take() {
+            None => piece,
+            Some(first) => {
+                let mut all = first.into_owned();
                 all.push_str(&piece);
-                Text::Many(all)
+                Cow::Owned(all)
             }
-        };
+        });
     }
 
     /// Trimmed; `None` when empty.
     fn value(self) -> Option<Cow<'a, str>> {
-        match self {
-            Text::Empty => None,
-            Text::One(text) => trimmed(text),
-            Text::Many(text) => trimmed(Cow::Owned(text)),
-        }
+        self.0.and_then(trimmed)
     }
 }
 
@@ -706,7 +701,7 @@ impl<'a> Walker<'a> {
             for &k in &here.texts {
                 if self.slots[self.frames[frame].slots + k].is_none() {
                     if self.texts.last().is_none_or(|(d, _)| *d != self.depth) {
-                        self.texts.push((self.depth, Text::Empty));
+                        self.texts.push((self.depth, Text(None)));
                     }
                     self.wanted.push((self.depth, frame, k));
                 }
