@@ -4,16 +4,11 @@
 //! and code without stopping the others.
 
 use reqwest::StatusCode;
-use serde_json::Value;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::sshd::Sshd;
 use crate::support::*;
-
-fn codes(v: &Value) -> Vec<String> {
-    v.as_array().map(|a| a.iter().filter_map(|f| f["code"].as_str().map(str::to_owned)).collect()).unwrap_or_default()
-}
 
 fn cp1252(text: &str) -> Vec<u8> {
     let enc = carehub_core::mapping::text::encoding("windows-1252").expect("known");
@@ -48,19 +43,7 @@ async fn a_phoniro_invoice_basis_export_posted_over_http_is_verified_end_to_end(
     assert_eq!(invoices.len(), 1, "{r}");
     let report = &invoices[0];
     assert_eq!(report["invoice_id"], "PH-1");
-    let line = &report["lines"][0];
-    // invoiced 360 > performed 300 (INV001); cap floor(1.10 × 480) = 528; approved 300 min,
-    // 300 × 390 / 60 = 1,950.00 kr.
-    assert_eq!(
-        (line["invoiced_minutes"].as_i64(), line["performed_minutes"].as_i64(), line["granted_minutes"].as_i64()),
-        (Some(360), Some(300), Some(480)),
-        "{report}"
-    );
-    assert_eq!((line["cap_minutes"].as_i64(), line["approved_minutes"].as_i64()), (Some(528), Some(300)));
-    assert_eq!(line["approved_amount"].as_i64(), Some(195_000), "öre");
-    assert_eq!(codes(&line["findings"]), vec!["INV001"]);
-    // 300 < 0.80 × 480 = 384: under-delivery (INV006).
-    assert_eq!(codes(&report["findings"]), vec!["INV006"]);
+    assert_the_invoiced_six_hours(report);
     assert_eq!(report["totals"]["payable_amount"].as_i64(), Some(195_000));
     let refused: Vec<(u64, &str)> = r["verification"]["refused"]
         .as_array()

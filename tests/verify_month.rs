@@ -12,35 +12,8 @@ use crate::support::*;
 
 /// A PEPPOL invoice from provider A for November 2026: lines of (id, order, hours, kronor).
 fn invoice(id: &str, lines: &[(&str, &str, &str, &str)]) -> String {
-    let total: f64 = lines.iter().map(|l| l.3.parse::<f64>().unwrap_or(0.0)).sum();
-    let body: String = lines
-        .iter()
-        .map(|(lid, order, hours, amount)| {
-            format!(
-                "<cac:InvoiceLine><cbc:ID>{lid}</cbc:ID><cbc:InvoicedQuantity unitCode=\"HUR\">{hours}</cbc:InvoicedQuantity>\
-                 <cbc:LineExtensionAmount currencyID=\"SEK\">{amount}</cbc:LineExtensionAmount>\
-                 <cac:OrderLineReference><cbc:LineID>{order}</cbc:LineID></cac:OrderLineReference>\
-                 <cac:Item><cbc:Name>Hemtjänst</cbc:Name><cac:ClassifiedTaxCategory><cbc:ID>E</cbc:ID><cbc:Percent>0</cbc:Percent>\
-                 <cac:TaxScheme><cbc:ID>VAT</cbc:ID></cac:TaxScheme></cac:ClassifiedTaxCategory></cac:Item>\
-                 <cac:Price><cbc:PriceAmount currencyID=\"SEK\">390.00</cbc:PriceAmount></cac:Price></cac:InvoiceLine>"
-            )
-        })
-        .collect();
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
-         <Invoice xmlns=\"urn:oasis:names:specification:ubl:schema:xsd:Invoice-2\" \
-         xmlns:cac=\"urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2\" \
-         xmlns:cbc=\"urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2\">\
-         <cbc:ID>{id}</cbc:ID><cbc:IssueDate>2026-12-02</cbc:IssueDate><cbc:DocumentCurrencyCode>SEK</cbc:DocumentCurrencyCode>\
-         <cac:InvoicePeriod><cbc:StartDate>2026-11-01</cbc:StartDate><cbc:EndDate>2026-11-30</cbc:EndDate></cac:InvoicePeriod>\
-         <cac:AccountingSupplierParty><cac:Party><cac:PostalAddress><cac:Country><cbc:IdentificationCode>SE</cbc:IdentificationCode></cac:Country></cac:PostalAddress>\
-         <cac:PartyLegalEntity><cbc:RegistrationName>Hemtjänst Norr AB</cbc:RegistrationName><cbc:CompanyID>{PROVIDER_A}</cbc:CompanyID></cac:PartyLegalEntity></cac:Party></cac:AccountingSupplierParty>\
-         <cac:AccountingCustomerParty><cac:Party><cac:PartyLegalEntity><cbc:RegistrationName>Ekerö kommun</cbc:RegistrationName></cac:PartyLegalEntity></cac:Party></cac:AccountingCustomerParty>\
-         <cac:TaxTotal><cbc:TaxAmount currencyID=\"SEK\">0.00</cbc:TaxAmount></cac:TaxTotal>\
-         <cac:LegalMonetaryTotal><cbc:LineExtensionAmount currencyID=\"SEK\">{total:.2}</cbc:LineExtensionAmount>\
-         <cbc:TaxExclusiveAmount currencyID=\"SEK\">{total:.2}</cbc:TaxExclusiveAmount><cbc:TaxInclusiveAmount currencyID=\"SEK\">{total:.2}</cbc:TaxInclusiveAmount>\
-         <cbc:PayableAmount currencyID=\"SEK\">{total:.2}</cbc:PayableAmount></cac:LegalMonetaryTotal>{body}</Invoice>"
-    )
+    let lines: Vec<_> = lines.iter().map(|&(lid, order, hours, amount)| (lid, order, hours, "HUR", amount)).collect();
+    peppol("invoice", id, None, &lines)
 }
 
 /// A client with a decision (SERV, 480 minutes in November), a tag and `visits` visits of 30

@@ -341,19 +341,7 @@ mod tests {
         let start = NaiveDate::from_ymd_opt(2026, 11, 1).expect("date");
         let order = Order::from_decision(id.to_owned(), &decision, start, Deadlines::default());
         MonthOrder {
-            record: OrderRecord {
-                order,
-                source_system: "combine".into(),
-                provider_system: "phoniro".into(),
-                status: "accepted".into(),
-                created_at: String::new(),
-                delivered_at: None,
-                ack_status: None,
-                ack_reason: None,
-                acked_at: None,
-                plan_established_on: None,
-                plan_received_at: None,
-            },
+            record: OrderRecord::new(order, "combine", "phoniro", "accepted", String::new()),
             decision_valid_from: start,
             decision_valid_to: None,
             visits: visits

@@ -9,6 +9,8 @@
 
 use std::fmt::Write as _;
 
+use chrono::NaiveDate;
+
 use super::{Band, ConfirmStatus, FollowUp, PlanStatus};
 
 /// Escapes text for HTML content and attribute values.
@@ -199,6 +201,38 @@ footer { margin-top: 2.5rem; font-size: 0.8rem; color: #55636f; }
 
 /// Most rows a list shows before pointing at the CSV.
 const MAX_ROWS: usize = 200;
+
+/// The table of orders whose plan or confirmation came late or not at all: order, provider,
+/// the date it was due, the date it came (`done`: its column's header and what shows when
+/// it never came), days late. Nothing when there are none.
+fn late_table<'r>(
+    h: &mut String,
+    r: &FollowUp,
+    done: (&str, &str),
+    rows: impl Iterator<Item = (&'r String, &'r String, NaiveDate, Option<NaiveDate>, Option<i64>)>,
+) {
+    let mut rows = rows.take(MAX_ROWS).peekable();
+    if rows.peek().is_none() {
+        return;
+    }
+    let _ = write!(
+        h,
+        r#"<table><thead><tr><th>Beställning</th><th>Utförare</th><th>Senast</th><th>{}</th><th class="num">Dagar sen</th></tr></thead><tbody>"#,
+        done.0
+    );
+    for (order, provider, due, came, days_late) in rows {
+        let _ = write!(
+            h,
+            r#"<tr class="warn"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td></tr>"#,
+            escape(order),
+            escape(&r.provider_label(provider)),
+            due,
+            came.map(|d| d.to_string()).unwrap_or_else(|| done.1.into()),
+            days_late.map(|d| d.to_string()).unwrap_or_default()
+        );
+    }
+    h.push_str("</tbody></table>");
+}
 
 /// The report as a self-contained HTML page.
 pub fn render(r: &FollowUp) -> String {
@@ -440,23 +474,13 @@ pub fn render(r: &FollowUp) -> String {
             ("ej förfallen", pl.pending, "pending"),
         ],
     ));
-    let bad_plans: Vec<_> =
-        r.plans.iter().filter(|p| matches!(p.status, PlanStatus::Late | PlanStatus::Missing)).collect();
-    if !bad_plans.is_empty() {
-        h.push_str(r#"<table><thead><tr><th>Beställning</th><th>Utförare</th><th>Senast</th><th>Upprättad</th><th class="num">Dagar sen</th></tr></thead><tbody>"#);
-        for p in bad_plans.iter().take(MAX_ROWS) {
-            let _ = write!(
-                h,
-                r#"<tr class="warn"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td></tr>"#,
-                escape(&p.order_id),
-                escape(&r.provider_label(&p.provider)),
-                p.plan_due,
-                p.established_on.map(|d| d.to_string()).unwrap_or_else(|| "saknas".into()),
-                p.days_late.map(|d| d.to_string()).unwrap_or_default()
-            );
-        }
-        h.push_str("</tbody></table>");
-    }
+    let bad_plans = r.plans.iter().filter(|p| matches!(p.status, PlanStatus::Late | PlanStatus::Missing));
+    late_table(
+        &mut h,
+        r,
+        ("Upprättad", "saknas"),
+        bad_plans.map(|p| (&p.order_id, &p.provider, p.plan_due, p.established_on, p.days_late)),
+    );
 
     // Confirmations.
     h.push_str("<h2>Kvittering av beställningar</h2>");
@@ -474,26 +498,13 @@ pub fn render(r: &FollowUp) -> String {
             ("ej förfallen", c.pending, "pending"),
         ],
     ));
-    let late: Vec<_> = r
-        .confirmations
-        .iter()
-        .filter(|c| matches!(c.status, ConfirmStatus::Late | ConfirmStatus::NotConfirmed))
-        .collect();
-    if !late.is_empty() {
-        h.push_str(r#"<table><thead><tr><th>Beställning</th><th>Utförare</th><th>Senast</th><th>Kvitterad</th><th class="num">Dagar sen</th></tr></thead><tbody>"#);
-        for c in late.iter().take(MAX_ROWS) {
-            let _ = write!(
-                h,
-                r#"<tr class="warn"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td></tr>"#,
-                escape(&c.order_id),
-                escape(&r.provider_label(&c.provider)),
-                c.execute_by,
-                c.confirmed_on.map(|d| d.to_string()).unwrap_or_else(|| "ej kvitterad".into()),
-                c.days_late.map(|d| d.to_string()).unwrap_or_default()
-            );
-        }
-        h.push_str("</tbody></table>");
-    }
+    let late = r.confirmations.iter().filter(|c| matches!(c.status, ConfirmStatus::Late | ConfirmStatus::NotConfirmed));
+    late_table(
+        &mut h,
+        r,
+        ("Kvitterad", "ej kvitterad"),
+        late.map(|c| (&c.order_id, &c.provider, c.execute_by, c.confirmed_on, c.days_late)),
+    );
 
     h.push_str(r#"<footer><p>Beviljad tid: beslutade minuter per månad × aktiva dagar / dagar i månaden. Utförd tid: godkända och flaggade utförda besök med incheckning under månaden (avböjda besök räknas inte). Manuell andel: manuellt registrerade besök / alla godkända och flaggade besök. Framtagen av carehub.</p></footer>"#);
     h.push_str("</body></html>\n");

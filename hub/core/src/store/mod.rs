@@ -177,6 +177,30 @@ pub struct OrderRecord {
 }
 
 impl OrderRecord {
+    /// A new order routed from `source_system` to `provider_system`, in `status` since
+    /// `created_at`, nothing yet delivered, answered or planned.
+    pub fn new(
+        order: Order,
+        source_system: impl Into<String>,
+        provider_system: impl Into<String>,
+        status: impl Into<String>,
+        created_at: String,
+    ) -> OrderRecord {
+        OrderRecord {
+            order,
+            source_system: source_system.into(),
+            provider_system: provider_system.into(),
+            status: status.into(),
+            created_at,
+            delivered_at: None,
+            ack_status: None,
+            ack_reason: None,
+            acked_at: None,
+            plan_established_on: None,
+            plan_received_at: None,
+        }
+    }
+
     /// Why the order is overdue on `today`, if it is: not confirmed by its execute-by date,
     /// or no plan by its plan-due date.
     pub fn overdue_reasons(&self, today: NaiveDate) -> Vec<&'static str> {

@@ -12,7 +12,7 @@ use carehub_model::VisitOutcome;
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::sqlite::{order_row_at, ORDER_COLUMNS};
+use super::sqlite::{invoice_row, order_row_at, ORDER_COLUMNS};
 use super::*;
 use crate::verification::{self, Month};
 use crate::visits::Outcome;
@@ -129,17 +129,7 @@ pub(super) fn provider_month(conn: &Connection, provider: &str, month: Month) ->
         "SELECT provider, kind, id, month, canonical, log_seq, received_at FROM invoices
          WHERE provider = ?1 AND month = ?2 ORDER BY kind DESC, received_at, id",
     )?;
-    let rows = stmt.query_map(params![provider, month_key], |r| {
-        Ok(InvoiceRecord {
-            provider: r.get(0)?,
-            kind: r.get(1)?,
-            id: r.get(2)?,
-            month: r.get(3)?,
-            canonical: r.get(4)?,
-            log_seq: r.get(5)?,
-            received_at: r.get(6)?,
-        })
-    })?;
+    let rows = stmt.query_map(params![provider, month_key], invoice_row)?;
     out.invoices = rows.collect::<Result<Vec<_>, _>>()?;
 
     // Orders the month's lines name that are not among the provider's active ones.

@@ -643,7 +643,7 @@ pub(super) fn order_row_at(r: &Row<'_>, at: usize) -> rusqlite::Result<OrderReco
     })
 }
 
-fn invoice_row(r: &Row<'_>) -> rusqlite::Result<InvoiceRecord> {
+pub(super) fn invoice_row(r: &Row<'_>) -> rusqlite::Result<InvoiceRecord> {
     Ok(InvoiceRecord {
         provider: r.get(0)?,
         kind: r.get(1)?,
