@@ -74,10 +74,8 @@ impl<'a> Doc<'a> {
                     .map_err(|_| malformed("text that is not UTF-8")),
             },
             Doc::SingleByte(bytes, table) => {
-                if let Some(part) = range.map(|r| &bytes[r]).filter(|p| p.is_ascii()) {
-                    if let Ok(t) = std::str::from_utf8(part) {
-                        return Ok(Cow::Borrowed(t));
-                    }
+                if let Some(t) = range.and_then(|r| ascii_str(&bytes[r])) {
+                    return Ok(Cow::Borrowed(t));
                 }
                 table
                     .decode(raw)
@@ -129,7 +127,7 @@ impl<'a> Doc<'a> {
     fn ascii(self, raw: &[u8]) -> Cow<'a, str> {
         let borrowed = match (self, in_doc(self.bytes(), raw)) {
             (Doc::Text(s), Some(r)) => s.get(r),
-            (Doc::SingleByte(bytes, _), Some(r)) => std::str::from_utf8(&bytes[r]).ok(),
+            (Doc::SingleByte(bytes, _), Some(r)) => ascii_str(&bytes[r]),
             (_, None) => None,
         };
         match borrowed {
@@ -138,6 +136,19 @@ impl<'a> Doc<'a> {
             None => Cow::Owned(String::from_utf8_lossy(raw).into_owned()),
         }
     }
+}
+
+/// ASCII bytes as text, without the UTF-8 validation `str::from_utf8` would run again on
+/// them: a value of a single-byte document is mostly ASCII, and is checked as such (eight
+/// bytes at a time) before it is borrowed. This is the workspace's one `unsafe` block; the
+/// check it relies on is the line above it.
+#[allow(unsafe_code)]
+fn ascii_str(bytes: &[u8]) -> Option<&str> {
+    if !bytes.is_ascii() {
+        return None;
+    }
+    // SAFETY: every byte is below 0x80, and a sequence of such bytes is valid UTF-8.
+    Some(unsafe { std::str::from_utf8_unchecked(bytes) })
 }
 
 /// Whether `bytes` are ASCII without `&` (no character to decode, no entity reference to
@@ -725,15 +736,22 @@ impl<'a> Walker<'a> {
                 return Ok(());
             }
             let local = local_part(key);
-            // Decoded once, however many fields read it (a code and its category).
+            // Decoded once, however many fields read it (a code and its category), and
+            // moved into the last: a decoded value is copied only for a field before it.
             let mut value: Option<Option<Cow<'a, str>>> = None;
+            let mut last = None;
             for (name, k) in wanted {
                 if name.is(local, self.single_byte) && self.slots[base + k].is_none() {
                     if value.is_none() {
                         value = Some(self.doc.value(raw)?);
                     }
-                    self.slots[base + k] = value.clone().flatten();
+                    if let Some(before) = last.replace(base + k) {
+                        self.slots[before] = value.clone().flatten();
+                    }
                 }
+            }
+            if let Some(slot) = last {
+                self.slots[slot] = value.flatten();
             }
             Ok(())
         })
@@ -1006,6 +1024,15 @@ type = "date"
         assert_eq!(t.message, s.translate(&text).expect("translates").message);
         let Message::PlanNotice(p) = t.message else { panic!("a plan notice: {:?}", t.message) };
         assert_eq!(p.order_id, "Å-1 & Ö");
+    }
+
+    #[test]
+    fn only_ascii_is_borrowed_as_text_unchecked() {
+        assert_eq!(ascii_str(b"PC-2026-118"), Some("PC-2026-118"));
+        assert_eq!(ascii_str(b""), Some(""));
+        // ISO-8859-1 "Å", and the first byte of UTF-8 "Å": neither is text on its own.
+        assert_eq!(ascii_str(b"\xc5sa"), None);
+        assert_eq!(ascii_str("Åsa".as_bytes()), None);
     }
 
     #[test]
