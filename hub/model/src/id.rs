@@ -249,6 +249,10 @@ impl PersonalIdentityNumber {
             return Err(invalid_pin("check digit does not match"));
         }
 
+        if count == 12 && separator.is_none() {
+            // Already the normal form (what systems send): the text as it is.
+            return Ok(PersonalIdentityNumber { digits: s.to_owned(), birth_date });
+        }
         let mut normalised = String::with_capacity(12);
         // The year is within 0..=9999 (checked above): four digits.
         normalised.extend([1000, 100, 10, 1].map(|div| char::from(b'0' + (year / div % 10) as u8)));
@@ -306,7 +310,8 @@ impl OrgNumber {
     /// Parses an organisation number (surrounding whitespace trimmed). Errors are
     /// [`ErrorCode::InvalidOrgNumber`]; their reasons never contain the input.
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
-        let s = s.trim().as_bytes();
+        let text = s.trim();
+        let s = text.as_bytes();
         // NNNNNN-NNNN without its hyphen, on the stack.
         let mut compact = [0u8; 10];
         let mut bytes = s;
@@ -324,6 +329,10 @@ impl OrgNumber {
         let digits: [u8; 10] = digit_values(bytes).ok_or_else(|| invalid_org("must be 10 digits (SE-R-004)"))?;
         if !luhn_valid(&digits) {
             return Err(invalid_org("check digit does not match (SE-R-013)"));
+        }
+        if text.len() == 10 {
+            // Ten digits as they came: already the normal form.
+            return Ok(OrgNumber(text.to_owned()));
         }
         Ok(OrgNumber(digits.iter().map(|&d| char::from(b'0' + d)).collect()))
     }
@@ -597,6 +606,8 @@ mod tests {
         assert!(!p.is_coordination_number());
         assert_eq!(pin("360101-6987"), p);
         assert_eq!(pin(" 3601016987 "), p);
+        // The normal form is kept as it came, without the white space around it.
+        assert_eq!(pin(" 193601016987\n").expose(), "193601016987");
     }
 
     #[test]
@@ -653,6 +664,8 @@ mod tests {
         let b = OrgNumber::parse("559900-0014").expect("valid");
         let c = OrgNumber::parse("165599000014").expect("valid");
         assert_eq!(a.as_str(), "5599000014");
+        assert_eq!(OrgNumber::parse(" 5599000014\t").expect("valid").as_str(), "5599000014");
+        assert_eq!(b.as_str(), "5599000014");
         assert_eq!(a, b);
         assert_eq!(a, c);
         assert_eq!(format!("{a}"), "5599000014");
