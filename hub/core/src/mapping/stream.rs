@@ -360,6 +360,11 @@ fn recycled<T, U>(mut v: Vec<T>) -> Vec<U> {
     v.into_iter().filter_map(|_| None).collect()
 }
 
+fn emptied<T>(mut v: Vec<T>) -> Vec<T> {
+    v.clear();
+    v
+}
+
 impl Scratch {
     /// Room for a typical message, so the stacks do not grow on the way.
     fn new() -> Scratch {
@@ -374,13 +379,15 @@ impl Scratch {
         }
     }
 
+    /// The stacks of indices borrow nothing and move as they are; those that may hold
+    /// borrowed values are emptied into their walk's lifetime.
     fn lend<'a>(self, w: &mut Walker<'a>) {
         w.decls = recycled(self.decls);
         w.frames = recycled(self.frames);
         w.slots = recycled(self.slots);
-        w.cursors = recycled(self.cursors);
-        w.marks = recycled(self.marks);
-        w.wanted = recycled(self.wanted);
+        w.cursors = self.cursors;
+        w.marks = self.marks;
+        w.wanted = self.wanted;
         w.texts = recycled(self.texts);
     }
 
@@ -395,9 +402,9 @@ impl Scratch {
             decls: recycled(std::mem::take(&mut w.decls)),
             frames: recycled(std::mem::take(&mut w.frames)),
             slots: recycled(std::mem::take(&mut w.slots)),
-            cursors: recycled(std::mem::take(&mut w.cursors)),
-            marks: recycled(std::mem::take(&mut w.marks)),
-            wanted: recycled(std::mem::take(&mut w.wanted)),
+            cursors: emptied(std::mem::take(&mut w.cursors)),
+            marks: emptied(std::mem::take(&mut w.marks)),
+            wanted: emptied(std::mem::take(&mut w.wanted)),
             texts: recycled(std::mem::take(&mut w.texts)),
         }
     }
@@ -412,8 +419,9 @@ struct Frame<'a> {
     depth: usize,
     /// Where its fields' values start in [`Walker::slots`].
     slots: usize,
-    /// Per list field, its items so far (empty until the first item).
-    lists: Vec<Vec<Canon<'a>>>,
+    /// The items so far of each list field that has one: (field, items). A frame has few
+    /// list fields, found by a look along this.
+    lists: Vec<(usize, Vec<Canon<'a>>)>,
     /// For an item: the frame and field of its list.
     parent: Option<(usize, usize)>,
 }
@@ -806,16 +814,25 @@ impl<'a> Walker<'a> {
             self.slots.truncate(frame.slots);
             return;
         }
-        let mut lists = frame.lists.into_iter();
+        let mut lists = frame.lists;
         let mut out = Canon::object(frame.fields.len());
         let mut outcome = Ok(());
         for (k, f) in frame.fields.iter().enumerate() {
             let value = self.slots[frame.slots + k].take();
-            let list = lists.next().unwrap_or_default();
             if f.canonical.is_none() || outcome.is_err() {
                 continue;
             }
-            let found = if f.fields.is_empty() { Found::Scalar(value) } else { Found::List(list) };
+            let found = if f.fields.is_empty() {
+                Found::Scalar(value)
+            } else {
+                Found::List(
+                    lists
+                        .iter_mut()
+                        .find(|(field, _)| *field == k)
+                        .map(|(_, items)| std::mem::take(items))
+                        .unwrap_or_default(),
+                )
+            };
             outcome = put_field(&mut out, f, found);
         }
         self.slots.truncate(frame.slots);
@@ -823,10 +840,10 @@ impl<'a> Walker<'a> {
             (Err(e), _) => self.problem = Some(e),
             (Ok(()), Some((parent, k))) => {
                 let p = &mut self.frames[parent];
-                if p.lists.is_empty() {
-                    p.lists.resize_with(p.fields.len(), Vec::new);
+                match p.lists.iter_mut().find(|(field, _)| *field == k) {
+                    Some((_, items)) => items.push(out),
+                    None => p.lists.push((k, vec![out])),
                 }
-                p.lists[k].push(out);
             }
             (Ok(()), None) => self.result = Some((mapping, out)),
         }
@@ -943,6 +960,48 @@ type = "date"
             .decode(r#"<x:Plan xmlns:x="urn:x"><x:Order id=" O-1 "/><x:Order id="O-2"/><x:On>2026-11-10</x:On><x:On>2027-01-01</x:On></x:Plan>"#)
             .expect("decodes");
         assert_eq!(d.value(), serde_json::json!({"order_id": "O-1", "established_on": "2026-11-10"}));
+    }
+
+    #[test]
+    fn items_of_two_lists_in_one_frame_keep_to_their_lists_in_document_order() {
+        let two = r#"
+message = "plan_notice"
+direction = "in"
+format = "xml"
+root = "Plan"
+
+[[fields]]
+vendor = "A"
+canonical = "as"
+  [[fields.fields]]
+  vendor = "@v"
+  canonical = "v"
+
+[[fields]]
+vendor = "On"
+canonical = "on"
+
+[[fields]]
+vendor = "B"
+canonical = "bs"
+optional = true
+  [[fields.fields]]
+  vendor = "@v"
+  canonical = "v"
+"#;
+        let d = set(two)
+            .decode(r#"<Plan><B v="x"/><A v="1"/><On>d</On><A v="2"/><B v="y"/><A v="3"/></Plan>"#)
+            .expect("decodes");
+        assert_eq!(
+            d.value(),
+            serde_json::json!({"as": [{"v": "1"}, {"v": "2"}, {"v": "3"}], "on": "d", "bs": [{"v": "x"}, {"v": "y"}]})
+        );
+        let d = set(two).decode(r#"<Plan><On>d</On><A v="1"/></Plan>"#).expect("decodes");
+        assert_eq!(
+            d.value(),
+            serde_json::json!({"as": [{"v": "1"}], "on": "d", "bs": []}),
+            "an optional list without items is empty"
+        );
     }
 
     #[test]
