@@ -13,17 +13,22 @@ use encoding_rs::Encoding;
 
 /// The encoding for a label such as `utf-8`, `iso-8859-1` or `windows-1252`.
 pub fn encoding(label: &str) -> Option<&'static Encoding> {
-    let label = label.trim();
+    encoding_of(label.as_bytes())
+}
+
+/// [`encoding`] of a label as bytes (an XML declaration's, read without decoding).
+fn encoding_of(label: &[u8]) -> Option<&'static Encoding> {
+    let label = label.trim_ascii();
     // The labels vendors write, without the search through every label (this runs for
     // every XML payload with a declaration). ISO-8859-1 is read as Windows-1252, as the
     // WHATWG Encoding Standard does.
-    if label.eq_ignore_ascii_case("utf-8") {
+    if label.eq_ignore_ascii_case(b"utf-8") {
         return Some(encoding_rs::UTF_8);
     }
-    if label.eq_ignore_ascii_case("iso-8859-1") || label.eq_ignore_ascii_case("windows-1252") {
+    if label.eq_ignore_ascii_case(b"iso-8859-1") || label.eq_ignore_ascii_case(b"windows-1252") {
         return Some(encoding_rs::WINDOWS_1252);
     }
-    Encoding::for_label(label.as_bytes())
+    Encoding::for_label(label)
 }
 
 /// A single-byte encoding as a table: what each byte from 0x80 on is (`None` for a byte
@@ -64,8 +69,18 @@ impl SingleByte {
 /// bytes: the declaration is ASCII in every encoding the hub reads, and this runs for every
 /// XML payload.
 fn xml_declared(bytes: &[u8]) -> Option<&'static Encoding> {
+    /// Where `needle` first starts in `hay`: each occurrence of its first byte tried, which
+    /// in a declaration is a few.
     fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-        hay.windows(needle.len()).position(|w| w == needle)
+        let (&first, _) = needle.split_first()?;
+        let mut from = 0;
+        while let Some(at) = hay.get(from..)?.iter().position(|&b| b == first) {
+            if hay[from + at..].starts_with(needle) {
+                return Some(from + at);
+            }
+            from += at + 1;
+        }
+        None
     }
     let head = &bytes[..bytes.len().min(200)];
     let decl = head.trim_ascii_start().strip_prefix(b"<?xml")?;
@@ -74,7 +89,7 @@ fn xml_declared(bytes: &[u8]) -> Option<&'static Encoding> {
     let rest = decl[at + b"encoding".len()..].trim_ascii_start().strip_prefix(b"=")?.trim_ascii_start();
     let (&quote, rest) = rest.split_first().filter(|(q, _)| **q == b'"' || **q == b'\'')?;
     let value = &rest[..rest.iter().position(|&b| b == quote)?];
-    encoding(std::str::from_utf8(value).ok()?)
+    encoding_of(value)
 }
 
 /// What an inbound payload's bytes are: text already (valid UTF-8 that says nothing else
