@@ -478,11 +478,11 @@ OMV = "personal_care"
         let s = set(&[("ack.toml", ACK), ("plan.toml", PLAN)]);
         let plan = s.decode_rows("Id;Plan klar\nO-1;2026-11-10\n").expect("a plan file");
         let d = plan[0].result.as_ref().expect("decodes");
-        assert_eq!(d.mapping, "t/plan.toml");
+        assert_eq!(&*d.mapping, "t/plan.toml");
         assert_eq!(d.value(), json!({"order_id": "O-1", "established_on": "2026-11-10"}));
         // Column order and extra columns do not matter; a trimmed, BOM-prefixed header works.
         let ack = s.decode_rows("\u{feff} Tid ;Extra;Id;Status;Orsak\n2026-11-02 09:15;x;O-1;OK;\n").expect("ack");
-        assert_eq!(ack[0].result.as_ref().expect("decodes").mapping, "t/ack.toml");
+        assert_eq!(&*ack[0].result.as_ref().expect("decodes").mapping, "t/ack.toml");
 
         let e = s.decode_rows("Id;Status;Tid\nO-1;OK;2026-11-02 09:15\n").expect_err("no Orsak column");
         assert_eq!(e.code, ErrorCode::UnknownMessageType);
@@ -753,7 +753,7 @@ OMV = "personal_care"
                     x;;08:10;08:00;;194202138014;Manuell;SERV\n";
         let rows = s.decode_rows(file).expect("a visit file");
         let got = |i: usize| rows[i].result.as_ref().map(|d| d.value());
-        assert_eq!(rows[0].result.as_ref().expect("decodes").mapping, "t/visit.toml");
+        assert_eq!(&*rows[0].result.as_ref().expect("decodes").mapping, "t/visit.toml");
         assert_eq!(
             got(0).expect("across midnight"),
             json!({"client": "193601016987",

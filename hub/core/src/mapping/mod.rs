@@ -35,6 +35,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use carehub_model::{ErrorCode, Message, MessageType, ValidationError};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
@@ -351,8 +352,9 @@ pub struct Sample {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mapping {
+    /// `vendor/file`, shared (not copied) by every message the mapping reads.
     #[serde(skip)]
-    pub name: String,
+    pub name: Arc<str>,
     #[serde(default)]
     pub description: Option<String>,
     #[serde(deserialize_with = "de_message_type")]
@@ -436,7 +438,7 @@ impl fmt::Display for SampleFailure {
 /// A vendor payload translated to canonical JSON.
 #[derive(Debug, Clone)]
 pub struct Decoded {
-    pub mapping: String,
+    pub mapping: Arc<str>,
     pub message_type: MessageType,
     /// Compact JSON text, as the message log stores it and
     /// [`Message::from_canonical_json`] reads it.
@@ -459,7 +461,7 @@ impl Decoded {
 #[derive(Debug, Clone)]
 pub struct Translated {
     /// The mapping that read it.
-    pub mapping: String,
+    pub mapping: Arc<str>,
     pub message: Message,
 }
 
@@ -515,7 +517,7 @@ impl MappingSet {
             let label = format!("{vendor}/{file}");
             match toml::from_str::<Mapping>(text) {
                 Ok(mut m) => {
-                    m.name = label.clone();
+                    m.name = label.as_str().into();
                     for f in &mut m.fields {
                         f.compile();
                     }
@@ -537,13 +539,13 @@ impl MappingSet {
             for b in &mappings[i + 1..] {
                 if a.direction == Direction::Out && b.direction == Direction::Out && a.message == b.message {
                     errors.push(MappingFileError {
-                        file: b.name.clone(),
+                        file: b.name.to_string(),
                         reason: format!("a second outbound mapping for {} (first: {})", b.message, a.name),
                     });
                 }
                 if a.reads_same_csv_as(b) {
                     errors.push(MappingFileError {
-                        file: b.name.clone(),
+                        file: b.name.to_string(),
                         reason: format!(
                             "reads the same CSV columns as {}: their files could not be told apart",
                             a.name
@@ -746,7 +748,7 @@ impl MappingSet {
         };
         let body = text::encode(&text, enc)?;
         Ok(Rendered {
-            mapping: mapping.name.clone(),
+            mapping: mapping.name.to_string(),
             body,
             content_type: mapping.content_type.clone().unwrap_or(default_type),
             endpoint: mapping.endpoint.clone(),
@@ -762,7 +764,7 @@ impl MappingSet {
             for s in &m.samples {
                 count += 1;
                 if let Err(reason) = self.run_sample(m, s) {
-                    failures.push(SampleFailure { mapping: m.name.clone(), sample: s.name.clone(), reason });
+                    failures.push(SampleFailure { mapping: m.name.to_string(), sample: s.name.clone(), reason });
                 }
             }
         }
