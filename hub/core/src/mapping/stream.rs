@@ -635,7 +635,7 @@ pub(crate) fn read<'a>(set: &'a MappingSet, doc: Doc<'a>) -> Result<(&'a Mapping
                 let wanted = w.texts.last().is_some_and(|(d, _)| *d == w.depth);
                 // Entity references are checked everywhere, read only where wanted.
                 if wanted || t.contains(&b'&') {
-                    let s = doc.text(&t)?;
+                    let s = doc.text(t)?;
                     if wanted {
                         w.push_text(s);
                     }
@@ -647,7 +647,7 @@ pub(crate) fn read<'a>(set: &'a MappingSet, doc: Doc<'a>) -> Result<(&'a Mapping
                 }
                 if w.texts.last().is_some_and(|(d, _)| *d == w.depth) {
                     // CDATA holds no entity references: `&` is itself.
-                    let s = doc.decode(&c)?;
+                    let s = doc.decode(c)?;
                     w.push_text(s);
                 }
             }
