@@ -224,7 +224,39 @@ fn canonical_keys(path: &str) -> Vec<String> {
 /// (the hour that occurs twice in October), none when it went forward (the hour March skips).
 fn in_zone(naive: NaiveDateTime, zone: chrono_tz::Tz) -> Option<DateTime<Utc>> {
     use chrono::TimeZone;
+    if let Some(offset) = day_offset(zone, naive.date()) {
+        return Some(naive.checked_sub_offset(offset)?.and_utc());
+    }
     zone.from_local_datetime(&naive).earliest().map(|t| t.with_timezone(&Utc))
+}
+
+/// The UTC offset a zone keeps all through a local day, or `None` for a day its clock
+/// changes (or one it cannot tell). Kept per thread in a small table by day: the times in
+/// a batch of messages fall on a few days, or weeks, and chrono-tz's search through a
+/// zone's changes cost about as much as the rest of a decision's dates together
+/// (BENCHMARKS.md). A day is taken to have one offset when it has the same at its start,
+/// its noon and its last second: no zone changes its clock twice in a day.
+fn day_offset(zone: chrono_tz::Tz, day: NaiveDate) -> Option<chrono::FixedOffset> {
+    use chrono::{Datelike, Offset, TimeZone};
+    use std::cell::Cell;
+    type Known = Option<(chrono_tz::Tz, NaiveDate, Option<chrono::FixedOffset>)>;
+    const DAYS: usize = 64;
+    thread_local! {
+        static KNOWN: [Cell<Known>; DAYS] = const { [const { Cell::new(None) }; DAYS] };
+    }
+    let at = day.num_days_from_ce().rem_euclid(DAYS as i32) as usize;
+    KNOWN.with(|known| {
+        if let Some((z, d, offset)) = known[at].get() {
+            if z == zone && d == day {
+                return offset;
+            }
+        }
+        let offset_at = |h, m, s| zone.offset_from_local_datetime(&day.and_hms_opt(h, m, s)?).single().map(|o| o.fix());
+        let offset =
+            offset_at(0, 0, 0).filter(|o| offset_at(12, 0, 0) == Some(*o) && offset_at(23, 59, 59) == Some(*o));
+        known[at].set(Some((zone, day, offset)));
+        offset
+    })
 }
 
 impl Field {
@@ -1246,6 +1278,11 @@ fn parse_naive_datetime(s: &str, fmt: &str) -> Option<NaiveDateTime> {
 fn at_or_after(naive: NaiveDateTime, zone: chrono_tz::Tz, floor: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
     use chrono::TimeZone;
     let Some(floor) = floor else { return in_zone(naive, zone) };
+    if let Some(offset) = day_offset(zone, naive.date()) {
+        // One instant that day: it, or failing the floor, the same time the next day.
+        let at = naive.checked_sub_offset(offset)?.and_utc();
+        return if at >= floor { Some(at) } else { in_zone(naive.checked_add_days(chrono::Days::new(1))?, zone) };
+    }
     let that_day = zone.from_local_datetime(&naive);
     let (first, last) = (that_day.earliest(), that_day.latest());
     if let Some(t) = [first, last].into_iter().flatten().map(|t| t.with_timezone(&Utc)).find(|t| *t >= floor) {
@@ -1543,6 +1580,67 @@ pub fn get_path<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Local times to instants as chrono-tz gives them, without the table of days.
+    fn in_zone_direct(naive: NaiveDateTime, zone: chrono_tz::Tz) -> Option<DateTime<Utc>> {
+        use chrono::TimeZone;
+        zone.from_local_datetime(&naive).earliest().map(|t| t.with_timezone(&Utc))
+    }
+
+    /// [`at_or_after`] as it read before the table of days.
+    fn at_or_after_direct(naive: NaiveDateTime, zone: chrono_tz::Tz, floor: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        use chrono::TimeZone;
+        let that_day = zone.from_local_datetime(&naive);
+        let (first, last) = (that_day.earliest(), that_day.latest());
+        if let Some(t) = [first, last].into_iter().flatten().map(|t| t.with_timezone(&Utc)).find(|t| *t >= floor) {
+            return Some(t);
+        }
+        if first.is_some() || naive < floor.with_timezone(&zone).naive_local() {
+            in_zone_direct(naive.checked_add_days(chrono::Days::new(1))?, zone)
+        } else {
+            None
+        }
+    }
+
+    #[test]
+    fn local_times_read_through_the_table_of_days_as_chrono_tz_reads_them() {
+        // Every 20 minutes of three years, in zones with clock changes forward and back,
+        // by half an hour (Lord Howe), none (Kolkata), and a day skipped (Apia, 2011);
+        // on a thread of its own, so the table starts empty and fills and is overwritten.
+        std::thread::spawn(|| {
+            let zones: [chrono_tz::Tz; 5] = [
+                carehub_model::MUNICIPAL_TZ,
+                chrono_tz::America::New_York,
+                chrono_tz::Australia::Lord_Howe,
+                chrono_tz::Asia::Kolkata,
+                chrono_tz::Pacific::Apia,
+            ];
+            let mut checked: i64 = 0;
+            for zone in zones {
+                let start = if zone == chrono_tz::Pacific::Apia { (2011, 12, 1) } else { (2025, 1, 1) };
+                let mut at = NaiveDate::from_ymd_opt(start.0, start.1, start.2)
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .expect("a time");
+                let end = at + chrono::Duration::days(3 * 366);
+                while at < end {
+                    assert_eq!(in_zone(at, zone), in_zone_direct(at, zone), "{at} in {zone}");
+                    // Floors from three hours before the time read as UTC to one after:
+                    // before and after the instant, so both the same and the next day.
+                    let floor = at.and_utc() + chrono::Duration::hours(checked % 5 - 3);
+                    assert_eq!(
+                        at_or_after(at, zone, Some(floor)),
+                        at_or_after_direct(at, zone, floor),
+                        "{at} in {zone}"
+                    );
+                    at += chrono::Duration::minutes(20);
+                    checked += 1;
+                }
+            }
+            assert!(checked > 5 * 3 * 365 * 72, "{checked}");
+        })
+        .join()
+        .expect("the checks pass");
+    }
 
     const DECISION: &str = r#"
 message = "decision"
