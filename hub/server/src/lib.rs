@@ -10,7 +10,7 @@
 //! - [`cli`]: the commands: `serve`, `check`, `token`, `audit verify`, `replay`, `demo`, `bench`.
 //! - [`demo`]: the demo municipality with in-process mock vendors.
 //! - [`fixtures`]: a local OpenSSH server for the demo, the benchmarks and the tests.
-//! - [`bench`]: throughput and latency benchmarks.
+//! - [`bench`](mod@bench): throughput and latency benchmarks.
 
 /// Prints a line to standard output, ignoring a closed pipe (`carehub ... | head` must not
 /// panic).
