@@ -25,6 +25,7 @@ use encoding_rs::Encoding;
 use quick_xml::events::attributes::AttrError;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
+use quick_xml::utils::is_whitespace;
 
 use super::text::SingleByte;
 
@@ -204,9 +205,9 @@ impl<'e> AttrScan<'e> {
         AttrScan { buf: e, at: e.name().as_ref().len() }
     }
 
-    /// The first position from `i` that is not XML white space.
+    /// The first position from `i` that is not XML white space (as the reader tells it).
     fn skip_space(&self, mut i: usize) -> usize {
-        while self.buf.get(i).is_some_and(|&b| is_space(b)) {
+        while self.buf.get(i).is_some_and(|&b| is_whitespace(b)) {
             i += 1;
         }
         i
@@ -216,11 +217,6 @@ impl<'e> AttrScan<'e> {
         self.at = self.buf.len();
         Some(Err(e))
     }
-}
-
-/// White space between markup, as the reader tells it.
-fn is_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\r' | b'\n' | b'\t')
 }
 
 impl<'e> Iterator for AttrScan<'e> {
@@ -236,7 +232,7 @@ impl<'e> Iterator for AttrScan<'e> {
         }
         // A name is at least its first byte, whatever that is (as the reader has it).
         let mut end = start + 1;
-        while buf.get(end).is_some_and(|&b| b != b'=' && !is_space(b)) {
+        while buf.get(end).is_some_and(|&b| b != b'=' && !is_whitespace(b)) {
             end += 1;
         }
         let eq = match buf.get(end) {
