@@ -18,7 +18,7 @@
 pub mod error;
 pub mod id;
 pub mod message;
-mod time;
+pub mod time;
 
 use chrono::{DateTime, NaiveDate, Utc};
 

@@ -48,7 +48,7 @@ fn parse_instant(s: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
 
 struct DateVisitor;
 
-impl Visitor<'_> for DateVisitor {
+impl<'de> Visitor<'de> for DateVisitor {
     type Value = NaiveDate;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -59,19 +59,28 @@ impl Visitor<'_> for DateVisitor {
         parse_date(v).map_err(E::custom)
     }
 
-    /// The same text as bytes: how the mapping engine hands over a date it holds as a
-    /// value, written on the stack, without checking its digits are UTF-8 first.
+    /// The same text as bytes, without checking its digits are UTF-8 first.
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<NaiveDate, E> {
         match fast_date(v) {
             Some(d) if v.len() == 10 => Ok(d),
             _ => self.visit_str(std::str::from_utf8(v).map_err(E::custom)?),
         }
     }
+
+    /// Any other reader: the date as text.
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<NaiveDate, D::Error> {
+        d.deserialize_str(self)
+    }
+
+    /// A date handed over as a value ([`DATE`]): days since 1 January of year 1.
+    fn visit_i32<E: de::Error>(self, days: i32) -> Result<NaiveDate, E> {
+        NaiveDate::from_num_days_from_ce_opt(days).ok_or_else(|| E::custom("a date out of range"))
+    }
 }
 
 struct InstantVisitor;
 
-impl Visitor<'_> for InstantVisitor {
+impl<'de> Visitor<'de> for InstantVisitor {
     type Value = DateTime<Utc>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -89,16 +98,46 @@ impl Visitor<'_> for InstantVisitor {
             None => self.visit_str(std::str::from_utf8(v).map_err(E::custom)?),
         }
     }
+
+    /// Any other reader: the instant as text.
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<DateTime<Utc>, D::Error> {
+        d.deserialize_str(self)
+    }
+
+    /// An instant handed over as a value ([`INSTANT`]): nanoseconds since the Unix epoch.
+    fn visit_i128<E: de::Error>(self, nanos: i128) -> Result<DateTime<Utc>, E> {
+        let (secs, sub) = (nanos.div_euclid(1_000_000_000), nanos.rem_euclid(1_000_000_000));
+        i64::try_from(secs)
+            .ok()
+            .and_then(|secs| DateTime::from_timestamp(secs, sub as u32))
+            .ok_or_else(|| E::custom("an instant out of range"))
+    }
 }
+
+/// The name under which a date field asks its reader for the date (see [`DATE`]'s
+/// protocol below); the name of nothing else.
+pub const DATE: &str = "$carehub::date";
+
+/// Likewise for an instant.
+pub const INSTANT: &str = "$carehub::instant";
+
+// A date field asks its reader for a newtype struct named `DATE`. Readers of text (JSON, a
+// `serde_json::Value`) know no such struct, hand over the newtype's content, and the field
+// reads it as text. A reader that holds the date as a value (the mapping engine's canonical
+// tree) answers with `visit_i32(days since 1 January of year 1)` instead, so the date is
+// neither written as text nor parsed back: this runs for every date of every inbound
+// message. An instant likewise, named `INSTANT`, as `visit_i128(nanoseconds since the
+// epoch)`. No text format calls these two on a date's visitor, and a number in JSON
+// (`visit_i64`/`visit_u64`) is still refused as a date.
 
 /// A date.
 pub(crate) fn date<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
-    d.deserialize_str(DateVisitor)
+    d.deserialize_newtype_struct(DATE, DateVisitor)
 }
 
 /// An instant.
 pub(crate) fn instant<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-    d.deserialize_str(InstantVisitor)
+    d.deserialize_newtype_struct(INSTANT, InstantVisitor)
 }
 
 struct Date(NaiveDate);

@@ -210,12 +210,20 @@ impl<'de> Deserializer<'de> for &'de Canon<'_> {
         visitor.visit_some(self)
     }
 
+    /// A date or an instant the model asks for as one ([`carehub_model::time::DATE`]) is
+    /// handed over as the value it is, not as text to be parsed again.
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        visitor.visit_newtype_struct(self)
+        match self {
+            Canon::Date(d) if name == carehub_model::time::DATE => visitor.visit_i32(d.num_days_from_ce()),
+            Canon::Instant(at) if name == carehub_model::time::INSTANT => {
+                visitor.visit_i128(i128::from(at.timestamp()) * 1_000_000_000 + i128::from(at.timestamp_subsec_nanos()))
+            }
+            _ => visitor.visit_newtype_struct(self),
+        }
     }
 
     /// A unit variant is its name; a variant with data, an object of one key.
@@ -441,4 +449,74 @@ mod tests {
         item.put(&[], Canon::Int(7));
         assert_eq!(item.to_json(), "7");
     }
+
+    #[test]
+    fn dates_and_instants_reach_the_model_as_values_and_read_as_their_text_does() {
+        use carehub_model::{Message, MessageType};
+        let service = {
+            let mut o = Canon::object(3);
+            o.add("code", Canon::Str("S".into()));
+            o.add("category", Canon::Str("service".into()));
+            o.add("minutes_per_month", Canon::Int(60));
+            o
+        };
+        let decision = |from: Canon<'static>, to: Option<Canon<'static>>, at: Option<Canon<'static>>| {
+            let mut o = Canon::object(8);
+            o.add("id", Canon::Str("procapita:PC-1".into()));
+            o.add("client", Canon::Str("193601016987".into()));
+            o.add("case_officer", Canon::Str("ÅÖB".into()));
+            o.add("provider", Canon::Str("5599000014".into()));
+            o.add("valid_from", from);
+            if let Some(to) = to {
+                o.add("valid_to", to);
+            }
+            o.add("services", Canon::List(vec![service.clone()]));
+            if let Some(at) = at {
+                o.add("decided_at", at);
+            }
+            o
+        };
+        let date = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).expect("a date");
+        let instant = |s: &str| DateTime::parse_from_rfc3339(s).expect("an instant").with_timezone(&Utc);
+        let cases = [
+            decision(Canon::Date(date(2026, 11, 1)), None, None),
+            decision(
+                Canon::Date(date(2024, 2, 29)),
+                Some(Canon::Date(date(2027, 10, 31))),
+                Some(Canon::Instant(instant("2026-10-28T09:00:00Z"))),
+            ),
+            // Fractions, before the epoch, far years: what the text would carry.
+            decision(
+                Canon::Date(date(1, 1, 1)),
+                Some(Canon::Date(date(12026, 1, 2))),
+                Some(Canon::Instant(instant("1969-12-31T23:59:59.250Z"))),
+            ),
+            // Text where a date is read as text; a number where a date is refused alike.
+            decision(Canon::Str("2026-11-01".into()), None, Some(Canon::Str("2026-10-28T10:00:00+01:00".into()))),
+            decision(Canon::Int(20261101), None, None),
+            decision(Canon::Date(date(2026, 11, 1)), None, Some(Canon::Date(date(2026, 10, 28)))),
+        ];
+        for tree in &cases {
+            let text = tree.to_json();
+            let by_tree = Message::from_deserializer(MessageType::Decision, tree);
+            let by_text = Message::from_canonical_json(MessageType::Decision, &text);
+            let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+            let by_value = Message::from_canonical(MessageType::Decision, value);
+            match (&by_tree, &by_text, &by_value) {
+                (Ok(a), Ok(b), Ok(c)) => assert!(a == b && b == c, "{text}"),
+                (Err(a), Err(b), Err(c)) => {
+                    assert_eq!((a.code, b.code), (b.code, c.code), "{text}");
+                }
+                _ => panic!("{text}: tree {by_tree:?}, text {by_text:?}, value {by_value:?}"),
+            }
+        }
+        let Ok(Message::Decision(d)) = Message::from_deserializer(MessageType::Decision, &cases[2]) else {
+            panic!("a decision")
+        };
+        assert_eq!(d.valid_to, Some(date(12026, 1, 2)));
+        assert_eq!(d.decided_at, Some(instant("1969-12-31T23:59:59.250Z")));
+        assert!(Message::from_deserializer(MessageType::Decision, &cases[4]).is_err(), "a number is not a date");
+        assert!(Message::from_deserializer(MessageType::Decision, &cases[5]).is_err(), "a date is not an instant");
+    }
+
 }
