@@ -421,6 +421,7 @@ struct Scratch {
     marks: Vec<usize>,
     wanted: Vec<(usize, usize, usize)>,
     texts: Vec<(usize, Text<'static>)>,
+    items: Vec<(usize, Canon<'static>)>,
 }
 
 thread_local! {
@@ -450,6 +451,7 @@ impl Scratch {
             marks: Vec::with_capacity(32),
             wanted: Vec::with_capacity(8),
             texts: Vec::with_capacity(8),
+            items: Vec::with_capacity(16),
         }
     }
 
@@ -463,12 +465,16 @@ impl Scratch {
         w.marks = self.marks;
         w.wanted = self.wanted;
         w.texts = recycled(self.texts);
+        w.items = recycled(self.items);
     }
 
     /// Whether the stacks are of a size worth keeping: a document nested far deeper than
     /// messages are leaves them to be freed rather than held by the thread.
     fn modest(&self) -> bool {
-        self.frames.capacity() <= 256 && self.slots.capacity() <= 4096 && self.cursors.capacity() <= 4096
+        self.frames.capacity() <= 256
+            && self.slots.capacity() <= 4096
+            && self.cursors.capacity() <= 4096
+            && self.items.capacity() <= 4096
     }
 
     fn keep(w: &mut Walker<'_>) -> Scratch {
@@ -480,6 +486,7 @@ impl Scratch {
             marks: emptied(std::mem::take(&mut w.marks)),
             wanted: emptied(std::mem::take(&mut w.wanted)),
             texts: recycled(std::mem::take(&mut w.texts)),
+            items: recycled(std::mem::take(&mut w.items)),
         }
     }
 }
@@ -493,11 +500,10 @@ struct Frame<'a> {
     depth: usize,
     /// Where its fields' values start in [`Walker::slots`].
     slots: usize,
-    /// The items so far of each list field that has one: (field, items). A frame has few
-    /// list fields, found by a look along this.
-    lists: Vec<(usize, Vec<Canon<'a>>)>,
-    /// For an item: the frame and field of its list.
-    parent: Option<(usize, usize)>,
+    /// Where its list fields' items start in [`Walker::items`].
+    items: usize,
+    /// For an item: the field of its list, in the frame below it.
+    list: Option<usize>,
 }
 
 /// Where the reader is in the document.
@@ -576,6 +582,10 @@ struct Walker<'a> {
     /// Text wanted by fields: (depth, frame, field), and per depth the text so far.
     wanted: Vec<(usize, usize, usize)>,
     texts: Vec<(usize, Text<'a>)>,
+    /// Finished items of list fields, (field, item), for the frames still open: a frame's
+    /// own are those above its mark when it closes (an item's own items were taken when
+    /// it closed), so each list is made once, at its final size.
+    items: Vec<(usize, Canon<'a>)>,
     /// The first mapping problem; a well-formedness problem found later wins over it.
     problem: Option<ValidationError>,
     result: Option<(&'a Mapping, Canon<'a>)>,
@@ -607,6 +617,7 @@ pub(crate) fn read<'a>(set: &'a MappingSet, doc: Doc<'a>) -> Result<(&'a Mapping
         marks: Vec::new(),
         wanted: Vec::new(),
         texts: Vec::new(),
+        items: Vec::new(),
         problem: None,
         result: None,
     };
@@ -775,11 +786,11 @@ impl<'a> Walker<'a> {
         self.visit(mark, e)
     }
 
-    fn open_frame(&mut self, fields: &'a [Field], plan: usize, parent: Option<(usize, usize)>) -> usize {
+    fn open_frame(&mut self, fields: &'a [Field], plan: usize, list: Option<usize>) -> usize {
         let nodes = &self.plan[plan];
         let slots = self.slots.len();
         self.slots.resize(slots + fields.len(), None);
-        self.frames.push(Frame { fields, nodes, depth: self.depth, slots, lists: Vec::new(), parent });
+        self.frames.push(Frame { fields, nodes, depth: self.depth, slots, items: self.items.len(), list });
         self.frames.len() - 1
     }
 
@@ -793,7 +804,7 @@ impl<'a> Walker<'a> {
             let frame_fields: &'a [Field] = self.frames[frame].fields;
             for &(k, items) in &here.lists {
                 let fields = &frame_fields[k].fields;
-                let item = self.open_frame(fields, items, Some((frame, k)));
+                let item = self.open_frame(fields, items, Some(k));
                 self.cursors.push((item, 0));
             }
             if !here.attrs.is_empty() {
@@ -894,9 +905,9 @@ impl<'a> Walker<'a> {
         let Some(frame) = self.frames.pop() else { return };
         if self.problem.is_some() {
             self.slots.truncate(frame.slots);
+            self.items.truncate(frame.items);
             return;
         }
-        let mut lists = frame.lists;
         let mut out = Canon::object(frame.fields.len());
         let mut outcome = Ok(());
         for (k, f) in frame.fields.iter().enumerate() {
@@ -907,26 +918,23 @@ impl<'a> Walker<'a> {
             let found = if f.fields.is_empty() {
                 Found::Scalar(value)
             } else {
-                Found::List(
-                    lists
-                        .iter_mut()
-                        .find(|(field, _)| *field == k)
-                        .map(|(_, items)| std::mem::take(items))
-                        .unwrap_or_default(),
-                )
+                let mine = &mut self.items[frame.items..];
+                let mut items = Vec::with_capacity(mine.iter().filter(|(field, _)| *field == k).count());
+                // Taken in document order; what is left in their place is dropped below.
+                items.extend(
+                    mine.iter_mut()
+                        .filter(|(field, _)| *field == k)
+                        .map(|(_, item)| std::mem::replace(item, Canon::Int(0))),
+                );
+                Found::List(items)
             };
             outcome = put_field(&mut out, f, found);
         }
         self.slots.truncate(frame.slots);
-        match (outcome, frame.parent) {
+        self.items.truncate(frame.items);
+        match (outcome, frame.list) {
             (Err(e), _) => self.problem = Some(e),
-            (Ok(()), Some((parent, k))) => {
-                let p = &mut self.frames[parent];
-                match p.lists.iter_mut().find(|(field, _)| *field == k) {
-                    Some((_, items)) => items.push(out),
-                    None => p.lists.push((k, vec![out])),
-                }
-            }
+            (Ok(()), Some(k)) => self.items.push((k, out)),
             (Ok(()), None) => self.result = Some((mapping, out)),
         }
     }
