@@ -518,5 +518,4 @@ mod tests {
         assert!(Message::from_deserializer(MessageType::Decision, &cases[4]).is_err(), "a number is not a date");
         assert!(Message::from_deserializer(MessageType::Decision, &cases[5]).is_err(), "a date is not an instant");
     }
-
 }
