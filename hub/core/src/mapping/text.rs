@@ -214,6 +214,21 @@ mod tests {
     }
 
     #[test]
+    fn the_table_decodes_every_byte_as_the_encoding_does() {
+        for label in ["iso-8859-1", "windows-1252", "iso-8859-15", "windows-1251", "koi8-r", "ibm866", "iso-8859-8"] {
+            let enc = encoding(label).expect("known");
+            let table = SingleByte::new(enc).expect("single-byte");
+            for b in 0..=0xffu8 {
+                let want = enc.decode_without_bom_handling_and_without_replacement(&[b]).map(|s| s.into_owned());
+                assert_eq!(table.decode(&[b]), want, "{label} byte {b:#x}");
+            }
+            let all: Vec<u8> = (0..=0xffu8).filter(|&b| table.decode(&[b]).is_some()).collect();
+            let want = enc.decode_without_bom_handling_and_without_replacement(&all).map(|s| s.into_owned());
+            assert_eq!(table.decode(&all), want, "{label}: every defined byte in one text");
+        }
+    }
+
+    #[test]
     fn swedish_characters_round_trip_byte_for_byte() {
         for label in ["iso-8859-1", "windows-1252"] {
             let enc = encoding(label).expect("known");
