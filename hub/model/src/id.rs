@@ -523,15 +523,7 @@ impl SourceId {
     /// A source id from its two parts, taken as they are. Errors are
     /// [`ErrorCode::InvalidValue`].
     pub fn new(system: &str, local: &str) -> Result<Self, ValidationError> {
-        if system.is_empty() || !system.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-')) {
-            return Err(invalid_source("source id: the system must be one or more of a-z, 0-9, '_' and '-'"));
-        }
-        if local.is_empty() || local.len() > SOURCE_LOCAL_MAX_LEN || !local.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(invalid_source(
-                "source id: the local part must be 1 to 128 printable ASCII characters \
-                 without whitespace",
-            ));
-        }
+        Self::check(system, local)?;
         let mut text = String::with_capacity(system.len() + 1 + local.len());
         text.push_str(system);
         text.push(':');
@@ -542,9 +534,26 @@ impl SourceId {
     /// Parses `system:local` (surrounding whitespace trimmed), splitting at the first `:`.
     /// Errors are [`ErrorCode::InvalidValue`].
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
-        let (system, local) =
-            s.trim().split_once(':').ok_or_else(|| invalid_source("source id: expected system:local"))?;
-        Self::new(system, local)
+        let s = s.trim();
+        // Every inbound message's id comes this way: the text is already `system:local`,
+        // so it is checked in its two parts and kept whole.
+        let system_len =
+            s.bytes().position(|b| b == b':').ok_or_else(|| invalid_source("source id: expected system:local"))?;
+        Self::check(&s[..system_len], &s[system_len + 1..])?;
+        Ok(SourceId { text: s.to_owned(), system_len })
+    }
+
+    fn check(system: &str, local: &str) -> Result<(), ValidationError> {
+        if system.is_empty() || !system.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-')) {
+            return Err(invalid_source("source id: the system must be one or more of a-z, 0-9, '_' and '-'"));
+        }
+        if local.is_empty() || local.len() > SOURCE_LOCAL_MAX_LEN || !local.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid_source(
+                "source id: the local part must be 1 to 128 printable ASCII characters \
+                 without whitespace",
+            ));
+        }
+        Ok(())
     }
 
     /// The issuing system, such as `combine`.
@@ -745,6 +754,12 @@ mod tests {
         let nested = SourceId::parse("lifecare_2:a:b").expect("valid");
         assert_eq!(nested.system(), "lifecare_2");
         assert_eq!(nested.local(), "a:b");
+        let padded = SourceId::parse(" \tcombine:DEC-2026-0001\r\n").expect("trimmed");
+        assert_eq!(
+            (padded.as_str(), padded.system(), padded.local()),
+            ("combine:DEC-2026-0001", "combine", "DEC-2026-0001")
+        );
+        assert_eq!(padded, s);
 
         let long = "x".repeat(128);
         assert!(SourceId::new("sys", &long).is_ok());
