@@ -156,8 +156,6 @@ fn ascii_str(bytes: &[u8]) -> Option<&str> {
 /// Whether `bytes` are ASCII without `&` (no character to decode, no entity reference to
 /// replace): eight bytes at a time, with the word tricks of the JSON writer's escape check.
 fn plain_ascii(bytes: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
     let (words, rest) = bytes.as_chunks::<8>();
     let mut bad = 0;
     for word in words {
@@ -168,20 +166,41 @@ fn plain_ascii(bytes: &[u8]) -> bool {
     bad & HIGHS == 0 && rest.iter().all(|&b| b.is_ascii() && b != b'&')
 }
 
-/// The local part of a (possibly prefixed) name. Most names have no prefix, which eight
-/// bytes at a time tell.
+/// The local part of a (possibly prefixed) name.
 fn local_part(name: &[u8]) -> &[u8] {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let (words, rest) = name.as_chunks::<8>();
-    let colon = words.iter().any(|w| {
-        let x = u64::from_le_bytes(*w) ^ (ONES * u64::from(b':'));
-        x.wrapping_sub(ONES) & !x & HIGHS != 0
-    }) || rest.contains(&b':');
-    match colon.then(|| name.iter().position(|&b| b == b':')).flatten() {
-        Some(at) => &name[at + 1..],
-        None => name,
+    match find_first(name, 0, |w| eq_mask(w, b':'), |b| b == b':') {
+        at if at < name.len() => &name[at + 1..],
+        _ => name,
     }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The bytes of `word` equal to `b`, as their high bits. A byte after the first such one
+/// may be marked too (a borrow carries into it), which a search for the first ignores.
+#[inline(always)]
+fn eq_mask(word: u64, b: u8) -> u64 {
+    let x = word ^ (ONES * u64::from(b));
+    x.wrapping_sub(ONES) & !x & HIGHS
+}
+
+/// The first position from `at` in `buf` of a byte `hit` takes (`buf.len()` if none):
+/// eight bytes at a time while there are eight, `hits` marking a word's bytes as
+/// [`eq_mask`] does, then byte by byte. Names and values in tags are searched this way.
+#[inline(always)]
+fn find_first(buf: &[u8], mut at: usize, hits: impl Fn(u64) -> u64, hit: impl Fn(u8) -> bool) -> usize {
+    while let Some(word) = buf.get(at..at + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+        let marked = hits(u64::from_le_bytes(word));
+        if marked != 0 {
+            return at + (marked.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    while buf.get(at).is_some_and(|&b| !hit(b)) {
+        at += 1;
+    }
+    at.min(buf.len())
 }
 
 /// An element's attributes as the reader's own iterator reads them (quick-xml's
@@ -231,10 +250,12 @@ impl<'e> Iterator for AttrScan<'e> {
             return None;
         }
         // A name is at least its first byte, whatever that is (as the reader has it).
-        let mut end = start + 1;
-        while buf.get(end).is_some_and(|&b| b != b'=' && !is_whitespace(b)) {
-            end += 1;
-        }
+        let end = find_first(
+            buf,
+            start + 1,
+            |w| eq_mask(w, b'=') | eq_mask(w, b' ') | eq_mask(w, b'\t') | eq_mask(w, b'\n') | eq_mask(w, b'\r'),
+            |b| b == b'=' || is_whitespace(b),
+        );
         let eq = match buf.get(end) {
             Some(b'=') => end,
             _ => match self.skip_space(end) {
@@ -249,12 +270,12 @@ impl<'e> Iterator for AttrScan<'e> {
             None => return self.stop(AttrError::ExpectedValue(buf.len())),
         };
         let from = open + 1;
-        match buf[from..].iter().position(|&b| b == quote) {
-            Some(len) => {
-                self.at = from + len + 1;
-                Some(Ok((&buf[start..end], &buf[from..from + len])))
+        match find_first(buf, from, |w| eq_mask(w, quote), |b| b == quote) {
+            close if close < buf.len() => {
+                self.at = close + 1;
+                Some(Ok((&buf[start..end], &buf[from..close])))
             }
-            None => self.stop(AttrError::ExpectedQuote(buf.len(), quote)),
+            _ => self.stop(AttrError::ExpectedQuote(buf.len(), quote)),
         }
     }
 }
@@ -320,11 +341,31 @@ impl Name {
     /// Lengths and first bytes are compared before the bytes, as most names differ there.
     fn is(&self, local: &[u8], single_byte: bool) -> bool {
         let name = &self.forms[usize::from(single_byte)];
-        name.len() == local.len() && name.first() == local.first() && **name == *local
+        name.len() == local.len() && name.first() == local.first() && same_bytes(name, local)
     }
 
     fn utf8(&self) -> &[u8] {
         &self.forms[0]
+    }
+}
+
+/// Whether two byte strings of the same length are equal. Names are short: up to sixteen
+/// bytes are compared as two overlapping words (or half-words) from each end, in line; a
+/// call to `memcmp`, which first sorts out the length, cost more than the comparison (a
+/// few percent of a decision file's time, `perf`).
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| s.get(at..at + 8).map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()));
+    let half = |s: &[u8], at: usize| s.get(at..at + 4).map(|w| u32::from_le_bytes(w.try_into().unwrap_or_default()));
+    match n {
+        0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
     }
 }
 
@@ -1203,6 +1244,82 @@ type = "date"
             }
         }
         assert_eq!(checked, (1..=6).map(|n| BYTES.len().pow(n)).sum::<usize>());
+    }
+
+    /// Attribute names and values are searched eight bytes at a time, which tags of six
+    /// bytes do not reach: long tags, drawn from the same bytes and letters, each read
+    /// as the reader reads it.
+    #[test]
+    fn long_attributes_are_read_as_the_reader_reads_them() {
+        const BYTES: &[u8] = b" \t\r\na=\"'<:bcdefghAB09";
+        // A fixed xorshift sequence, so a failure names a tag that fails again.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let word = |next: &mut dyn FnMut() -> u64, len: usize| -> Vec<u8> {
+            (0..len).map(|_| BYTES[(next() % BYTES.len() as u64) as usize]).collect()
+        };
+        let letters = |next: &mut dyn FnMut() -> u64, len: usize| -> Vec<u8> {
+            (0..len).map(|_| b"abcdefghijklmnopqrstuvwxyz"[(next() % 26) as usize]).collect()
+        };
+        for _ in 0..200_000 {
+            // Mostly well-formed attributes of every length up to 24 around the word
+            // size, with a random piece anywhere to break them.
+            let mut tail = Vec::new();
+            for _ in 0..1 + next() % 3 {
+                tail.extend(if next() % 2 == 0 { &b" "[..] } else { &b"\n\t"[..] });
+                let name = (next() % 24 + 1) as usize;
+                tail.extend(letters(&mut next, name));
+                tail.extend(if next() % 4 == 0 { &b" = "[..] } else { &b"="[..] });
+                let quote = if next() % 2 == 0 { b'"' } else { b'\'' };
+                tail.push(quote);
+                let value = (next() % 24) as usize;
+                tail.extend(letters(&mut next, value));
+                if next() % 3 != 0 {
+                    tail.push(quote);
+                }
+                if next() % 5 == 0 {
+                    let len = (next() % 12) as usize;
+                    let at = (next() % (tail.len() as u64 + 1)) as usize;
+                    let piece = word(&mut next, len);
+                    tail.splice(at..at, piece);
+                }
+            }
+            let content = [b"e".as_slice(), &tail].concat();
+            let e = BytesStart::from_content(String::from_utf8_lossy(&content).into_owned(), 1);
+            let ours: Vec<_> = AttrScan::new(&e)
+                .map(|a| a.map(|(k, v)| (k.to_vec(), v.to_vec())))
+                .scan(false, |failed, a| (!std::mem::replace(failed, a.is_err())).then_some(a))
+                .collect();
+            let mut theirs = e.attributes();
+            theirs.with_checks(false);
+            let theirs: Vec<_> = theirs
+                .map(|a| a.map(|a| (a.key.into_inner().to_vec(), a.value.to_vec())))
+                .scan(false, |failed, a| (!std::mem::replace(failed, a.is_err())).then_some(a))
+                .collect();
+            assert_eq!(ours, theirs, "<{}>", String::from_utf8_lossy(&content));
+        }
+    }
+
+    #[test]
+    fn local_part_drops_any_prefix() {
+        for (name, local) in [
+            (&b"a"[..], &b"a"[..]),
+            (b"p:a", b"a"),
+            (b"prefix:Personnummer", b"Personnummer"),
+            (b"Organisationsnummer", b"Organisationsnummer"),
+            (b"abcdefgh:i", b"i"),
+            (b"abcdefghijklmnop:q", b"q"),
+            (b"a:b:c", b"b:c"),
+            (b"abc:", b""),
+            (b"", b""),
+        ] {
+            assert_eq!(local_part(name), local, "{}", String::from_utf8_lossy(name));
+        }
     }
 
     #[test]
