@@ -669,7 +669,7 @@ impl MappingSet {
                 if enc == table.encoding && text::starts_like_xml(body) =>
             {
                 let (m, canonical) = stream::read(self, stream::Doc::SingleByte(body, table)).map_err(|e| (None, e))?;
-                self.typed(m, canonical)
+                self.typed(m, canonical, || self.decode_bytes(bytes).ok())
             }
             (detected, _) => {
                 let text = detected.decode().map_err(|e| (None, e))?;
@@ -681,7 +681,7 @@ impl MappingSet {
     /// [`MappingSet::translate_bytes`] on text.
     pub fn translate(&self, text: &str) -> Result<Translated, (Option<Decoded>, ValidationError)> {
         match self.read(text).map_err(|e| (None, e))? {
-            Read::Tree(m, canonical) => self.typed(m, canonical),
+            Read::Tree(m, canonical) => self.typed(m, canonical, || self.decode(text).ok()),
             Read::Row(d) => match d.message() {
                 Ok(message) => Ok(Translated { mapping: d.mapping, message }),
                 Err(e) => Err((Some(d), e)),
@@ -689,14 +689,18 @@ impl MappingSet {
         }
     }
 
-    /// The model's typed message from a canonical tree.
-    fn typed(&self, m: &Mapping, canonical: Canon<'_>) -> Result<Translated, (Option<Decoded>, ValidationError)> {
-        match Message::from_deserializer(m.message, &canonical) {
+    /// The model's typed message from a canonical tree, which it consumes (text the tree
+    /// owns moves into the message). A refusal carries the canonical JSON, from `again`:
+    /// the payload read once more, which only a refused message pays for.
+    fn typed(
+        &self,
+        m: &Mapping,
+        canonical: Canon<'_>,
+        again: impl FnOnce() -> Option<Decoded>,
+    ) -> Result<Translated, (Option<Decoded>, ValidationError)> {
+        match Message::from_deserializer(m.message, canonical) {
             Ok(message) => Ok(Translated { mapping: m.name.clone(), message }),
-            Err(e) => Err((
-                Some(Decoded { mapping: m.name.clone(), message_type: m.message, canonical: canonical.to_json() }),
-                e,
-            )),
+            Err(e) => Err((again(), e)),
         }
     }
 
@@ -2036,5 +2040,40 @@ B = "beta"
         let found = problems(out);
         has(found.clone(), "`join` is for inbound mappings");
         has(found, "`split` is for inbound mappings");
+    }
+
+    /// The model reads the tree by value (text it owns moves into the message), so a
+    /// refusal reads the payload again for its canonical JSON: the same JSON a plain
+    /// decode gives, from bytes in the vendor's encoding and from text.
+    #[test]
+    fn a_refused_translation_still_carries_its_canonical_json() {
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../mappings/procapita"));
+        let s = MappingSet::load_dir("procapita", dir).unwrap_or_else(|e| panic!("{e:?}"));
+        let file = |client: &str| {
+            format!(
+                "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<Biståndsbeslut xmlns=\"urn:carehub:vendor:procapita:1\">\
+                 <Beslutsnummer>PC-9</Beslutsnummer><Brukare><Personnummer>{client}</Personnummer></Brukare>\
+                 <Handläggare signatur=\"ÅÖB\"/><Utförare><Organisationsnummer>5599000014</Organisationsnummer></Utförare>\
+                 <Giltighet från=\"20261101\"/><Insatser><Insats typ=\"Personlig omvårdnad\" minuterPerMånad=\"60\"/>\
+                 </Insatser></Biståndsbeslut>"
+            )
+        };
+        let latin = text::encoding("iso-8859-1").expect("latin-1");
+        // A checksum that does not hold: the engine reads it, the model refuses it.
+        let (good, bad) = (file("193601016987"), file("193601016988"));
+        let t = s.translate_bytes(&text::encode(&good, latin).expect("encodes")).expect("translates");
+        let Message::Decision(d) = t.message else { panic!("a decision") };
+        assert_eq!((d.id.as_str(), d.case_officer.as_str()), ("procapita:PC-9", "ÅÖB"));
+        assert_eq!(d.services[0].code, "Personlig omvårdnad");
+
+        let bytes = text::encode(&bad, latin).expect("encodes");
+        let expected = s.decode_bytes(&bytes).expect("decodes").canonical;
+        assert!(expected.contains("\"case_officer\":\"ÅÖB\""), "{expected}");
+        for (how, refused) in [("bytes", s.translate_bytes(&bytes)), ("text", s.translate(&bad))] {
+            let (decoded, e) = refused.expect_err(how);
+            assert_eq!(e.code, ErrorCode::InvalidPersonalIdentityNumber, "{how}");
+            let decoded = decoded.unwrap_or_else(|| panic!("{how}: no canonical JSON"));
+            assert_eq!((decoded.canonical.as_str(), decoded.message_type), (expected.as_str(), MessageType::Decision));
+        }
     }
 }
