@@ -18,6 +18,7 @@
 //! are deserialized, so a payload with an invalid identifier does not deserialize.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::str::FromStr;
 
 use chrono::{Datelike, NaiveDate};
@@ -84,14 +85,10 @@ fn two_digits(tens: u8, ones: u8) -> u32 {
     u32::from(tens) * 10 + u32::from(ones)
 }
 
-/// Implements `Serialize` (as the normal form), `Deserialize` (through `parse`, or for text
-/// the deserializer owns through `$owned`, which may keep it) and `FromStr` for a string
-/// identifier.
+/// Implements `Serialize` (as the normal form), `Deserialize` (through `parse`) and `FromStr`
+/// for a string identifier.
 macro_rules! string_identifier {
     ($ty:ident, $text:ident, $expecting:literal) => {
-        string_identifier!($ty, $text, $expecting, |s: String| $ty::parse(&s));
-    };
-    ($ty:ident, $text:ident, $expecting:literal, $owned:expr) => {
         impl Serialize for $ty {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 serializer.serialize_str(self.$text())
@@ -100,7 +97,7 @@ macro_rules! string_identifier {
 
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                deserializer.deserialize_str(ParseVisitor::<$ty>::new($expecting, $owned))
+                deserializer.deserialize_str(ParseVisitor::<$ty>::new($expecting))
             }
         }
 
@@ -114,17 +111,16 @@ macro_rules! string_identifier {
     };
 }
 
-/// Deserializes a string through `FromStr` (text the deserializer owns through `owned`),
-/// raising the [`ValidationError`] (`CODE: reason`) as the custom error, so
-/// [`ValidationError::from_message`] can recover the code.
+/// Deserializes a string through `FromStr`, raising the [`ValidationError`] (`CODE: reason`)
+/// as the custom error, so [`ValidationError::from_message`] can recover the code.
 struct ParseVisitor<T> {
     expecting: &'static str,
-    owned: fn(String) -> Result<T, ValidationError>,
+    marker: PhantomData<fn() -> T>,
 }
 
 impl<T> ParseVisitor<T> {
-    fn new(expecting: &'static str, owned: fn(String) -> Result<T, ValidationError>) -> Self {
-        ParseVisitor { expecting, owned }
+    fn new(expecting: &'static str) -> Self {
+        ParseVisitor { expecting, marker: PhantomData }
     }
 }
 
@@ -137,10 +133,6 @@ impl<T: FromStr<Err = ValidationError>> Visitor<'_> for ParseVisitor<T> {
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
         v.parse().map_err(E::custom)
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<T, E> {
-        (self.owned)(v).map_err(E::custom)
     }
 }
 
@@ -551,22 +543,6 @@ impl SourceId {
         Ok(SourceId { text: s.to_owned(), system_len })
     }
 
-    /// [`SourceId::parse`] of text already owned, which is kept when it is the id as it
-    /// stands (a prefixed id the mapping engine built comes this way).
-    pub fn parse_owned(s: String) -> Result<Self, ValidationError> {
-        // An id is ASCII without white space, so text that begins and ends so has nothing
-        // `str::trim` would take; anything else takes the general path.
-        let trimmed = s.as_bytes().first().is_some_and(u8::is_ascii_graphic)
-            && s.as_bytes().last().is_some_and(u8::is_ascii_graphic);
-        match s.bytes().position(|b| b == b':') {
-            Some(system_len) if trimmed => {
-                Self::check(&s[..system_len], &s[system_len + 1..])?;
-                Ok(SourceId { text: s, system_len })
-            }
-            _ => Self::parse(&s),
-        }
-    }
-
     fn check(system: &str, local: &str) -> Result<(), ValidationError> {
         if system.is_empty() || !system.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-')) {
             return Err(invalid_source("source id: the system must be one or more of a-z, 0-9, '_' and '-'"));
@@ -608,7 +584,7 @@ impl fmt::Display for SourceId {
     }
 }
 
-string_identifier!(SourceId, as_str, "a source id, system:local", SourceId::parse_owned);
+string_identifier!(SourceId, as_str, "a source id, system:local");
 
 #[cfg(test)]
 mod tests {
@@ -791,27 +767,6 @@ mod tests {
             assert_eq!(SourceId::parse(bad).expect_err(bad).code, ErrorCode::InvalidValue, "{bad}");
         }
         assert!(SourceId::new("sys", &format!("{long}x")).is_err());
-
-        // Owned text (what the mapping engine hands over) reads as borrowed text does,
-        // kept or not: padding of any kind, no colon, bad parts.
-        let cases = [
-            "combine:DEC-2026-0001",
-            " \tcombine:DEC-2026-0001\r\n",
-            "\u{a0}combine:DEC-2026-0001",
-            "combine:DEC-2026-0001\u{2003}",
-            "lifecare_2:a:b",
-            "combine",
-            ":x",
-            "combine:",
-            "Combine:x",
-            "combine:a b",
-            "combine:é",
-            "",
-        ];
-        for text in cases {
-            assert_eq!(SourceId::parse_owned(text.to_owned()), SourceId::parse(text), "{text:?}");
-        }
-        assert_eq!(SourceId::parse_owned(long.clone()), SourceId::parse(&long));
 
         let json = serde_json::to_string(&s).expect("serializes");
         assert_eq!(json, "\"combine:DEC-2026-0001\"");

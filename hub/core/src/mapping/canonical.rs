@@ -174,33 +174,30 @@ impl<'a> Canon<'a> {
 // Reading the typed message straight from the tree
 
 /// The tree as a serde deserializer, so the model's types read it without the JSON text in
-/// between (as `serde_json::Value` would be read, with the same errors). The tree is taken
-/// by value: text it owns (decoded from a single-byte encoding, or prefixed) is handed over
-/// as it is, so a model's `String` takes it instead of copying it.
-impl<'de> Deserializer<'de> for Canon<'de> {
+/// between (as `serde_json::Value` would be read, with the same errors).
+impl<'de> Deserializer<'de> for &'de Canon<'_> {
     type Error = serde_json::Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
         match self {
-            Canon::Str(Cow::Borrowed(s)) => visitor.visit_borrowed_str(s),
-            Canon::Str(Cow::Owned(s)) => visitor.visit_string(s),
+            Canon::Str(s) => visitor.visit_borrowed_str(s),
             // The common forms as bytes, which the model's times read without a UTF-8
             // check (and any string reads as well).
             Canon::Date(_) | Canon::Instant(_) => match self.time_text() {
                 Some(TimeText::Short(buf, len)) => visitor.visit_bytes(&buf[..len]),
-                Some(TimeText::Long(s)) => visitor.visit_string(s),
+                Some(TimeText::Long(s)) => visitor.visit_str(&s),
                 None => Err(de::Error::custom("not a time")),
             },
-            Canon::Int(n) => visitor.visit_i64(n),
-            Canon::Bool(b) => visitor.visit_bool(b),
+            Canon::Int(n) => visitor.visit_i64(*n),
+            Canon::Bool(b) => visitor.visit_bool(*b),
             Canon::List(items) => {
-                let mut seq = SeqDeserializer::new(items.into_iter());
+                let mut seq = SeqDeserializer::new(items.iter());
                 let value = visitor.visit_seq(&mut seq)?;
                 seq.end()?;
                 Ok(value)
             }
             Canon::Obj(entries) => {
-                let mut map = MapDeserializer::new(entries.into_iter());
+                let mut map = MapDeserializer::new(entries.iter().map(|(k, v)| (*k, v)));
                 let value = visitor.visit_map(&mut map)?;
                 map.end()?;
                 Ok(value)
@@ -237,12 +234,10 @@ impl<'de> Deserializer<'de> for Canon<'de> {
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
         match self {
-            Canon::Str(Cow::Borrowed(s)) => visitor.visit_enum(BorrowedStrDeserializer::new(s)),
-            Canon::Str(Cow::Owned(s)) => visitor.visit_enum(s.into_deserializer()),
-            Canon::Obj(entries) if entries.len() == 1 => {
-                visitor.visit_enum(MapAccessDeserializer::new(MapDeserializer::new(entries.into_iter())))
-            }
-            other => Err(de::Error::invalid_type(other.unexpected(), &"a variant name or an object of one key")),
+            Canon::Str(s) => visitor.visit_enum(BorrowedStrDeserializer::new(s)),
+            Canon::Obj(entries) if entries.len() == 1 => visitor
+                .visit_enum(MapAccessDeserializer::new(MapDeserializer::new(entries.iter().map(|(k, v)| (*k, v))))),
+            _ => Err(de::Error::invalid_type(self.unexpected(), &"a variant name or an object of one key")),
         }
     }
 
@@ -252,7 +247,7 @@ impl<'de> Deserializer<'de> for Canon<'de> {
     }
 }
 
-impl<'de> IntoDeserializer<'de, serde_json::Error> for Canon<'de> {
+impl<'de> IntoDeserializer<'de, serde_json::Error> for &'de Canon<'_> {
     type Deserializer = Self;
 
     fn into_deserializer(self) -> Self {
@@ -447,7 +442,7 @@ mod tests {
         assert_eq!(Canon::Instant(at).as_instant(), Some(at));
         assert_eq!(Canon::Str("2026-11-01T10:05:07+01:00".into()).as_instant(), Some(at));
         let read: std::collections::BTreeMap<String, String> =
-            serde::Deserialize::deserialize(times.clone()).expect("strings to the model");
+            serde::Deserialize::deserialize(&times).expect("strings to the model");
         assert_eq!(read["f"], "2026-11-01T09:05:07.250Z");
         assert_eq!(read["far"], "+12026-01-02");
         let mut item = Canon::object(0);
@@ -503,7 +498,7 @@ mod tests {
         ];
         for tree in &cases {
             let text = tree.to_json();
-            let by_tree = Message::from_deserializer(MessageType::Decision, tree.clone());
+            let by_tree = Message::from_deserializer(MessageType::Decision, tree);
             let by_text = Message::from_canonical_json(MessageType::Decision, &text);
             let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
             let by_value = Message::from_canonical(MessageType::Decision, value);
@@ -515,15 +510,12 @@ mod tests {
                 _ => panic!("{text}: tree {by_tree:?}, text {by_text:?}, value {by_value:?}"),
             }
         }
-        let Ok(Message::Decision(d)) = Message::from_deserializer(MessageType::Decision, cases[2].clone()) else {
+        let Ok(Message::Decision(d)) = Message::from_deserializer(MessageType::Decision, &cases[2]) else {
             panic!("a decision")
         };
         assert_eq!(d.valid_to, Some(date(12026, 1, 2)));
         assert_eq!(d.decided_at, Some(instant("1969-12-31T23:59:59.250Z")));
-        assert!(Message::from_deserializer(MessageType::Decision, cases[4].clone()).is_err(), "a number is not a date");
-        assert!(
-            Message::from_deserializer(MessageType::Decision, cases[5].clone()).is_err(),
-            "a date is not an instant"
-        );
+        assert!(Message::from_deserializer(MessageType::Decision, &cases[4]).is_err(), "a number is not a date");
+        assert!(Message::from_deserializer(MessageType::Decision, &cases[5]).is_err(), "a date is not an instant");
     }
 }

@@ -669,7 +669,7 @@ impl MappingSet {
                 if enc == table.encoding && text::starts_like_xml(body) =>
             {
                 let (m, canonical) = stream::read(self, stream::Doc::SingleByte(body, table)).map_err(|e| (None, e))?;
-                self.typed(m, canonical, || self.decode_bytes(bytes).ok())
+                self.typed(m, canonical)
             }
             (detected, _) => {
                 let text = detected.decode().map_err(|e| (None, e))?;
@@ -681,7 +681,7 @@ impl MappingSet {
     /// [`MappingSet::translate_bytes`] on text.
     pub fn translate(&self, text: &str) -> Result<Translated, (Option<Decoded>, ValidationError)> {
         match self.read(text).map_err(|e| (None, e))? {
-            Read::Tree(m, canonical) => self.typed(m, canonical, || self.decode(text).ok()),
+            Read::Tree(m, canonical) => self.typed(m, canonical),
             Read::Row(d) => match d.message() {
                 Ok(message) => Ok(Translated { mapping: d.mapping, message }),
                 Err(e) => Err((Some(d), e)),
@@ -689,18 +689,14 @@ impl MappingSet {
         }
     }
 
-    /// The model's typed message from a canonical tree, which it consumes (text the tree
-    /// owns moves into the message). A refusal carries the canonical JSON, from `again`:
-    /// the payload read once more, which only a refused message pays for.
-    fn typed(
-        &self,
-        m: &Mapping,
-        canonical: Canon<'_>,
-        again: impl FnOnce() -> Option<Decoded>,
-    ) -> Result<Translated, (Option<Decoded>, ValidationError)> {
-        match Message::from_deserializer(m.message, canonical) {
+    /// The model's typed message from a canonical tree.
+    fn typed(&self, m: &Mapping, canonical: Canon<'_>) -> Result<Translated, (Option<Decoded>, ValidationError)> {
+        match Message::from_deserializer(m.message, &canonical) {
             Ok(message) => Ok(Translated { mapping: m.name.clone(), message }),
-            Err(e) => Err((again(), e)),
+            Err(e) => Err((
+                Some(Decoded { mapping: m.name.clone(), message_type: m.message, canonical: canonical.to_json() }),
+                e,
+            )),
         }
     }
 
@@ -2042,9 +2038,8 @@ B = "beta"
         has(found, "`split` is for inbound mappings");
     }
 
-    /// The model reads the tree by value (text it owns moves into the message), so a
-    /// refusal reads the payload again for its canonical JSON: the same JSON a plain
-    /// decode gives, from bytes in the vendor's encoding and from text.
+    /// A refusal by the model carries the canonical JSON the tree was, the same JSON a
+    /// plain decode gives, from bytes in the vendor's encoding and from text.
     #[test]
     fn a_refused_translation_still_carries_its_canonical_json() {
         let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../mappings/procapita"));
