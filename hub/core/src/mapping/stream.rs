@@ -830,9 +830,7 @@ impl<'a> Walker<'a> {
     fn open_frame(&mut self, fields: &'a [Field], plan: usize, list: Option<usize>) -> usize {
         let nodes = &self.plan[plan];
         let slots = self.slots.len();
-        // An empty slot a field: `extend` writes them in line, where `resize` cloned its
-        // `None` through `Cow`'s `Clone` once a slot (-100 instructions a frame).
-        self.slots.extend(fields.iter().map(|_| None));
+        self.slots.resize(slots + fields.len(), None);
         self.frames.push(Frame { fields, nodes, depth: self.depth, slots, items: self.items.len(), list });
         self.frames.len() - 1
     }
