@@ -58,7 +58,8 @@ async fn sigkill_after_acknowledging_loses_nothing() {
     std::fs::write(&config, config_text(&db, &phoniro.uri(), &phoniro.uri(), &options)).expect("config");
 
     let (mut child, url, log1) = serve(&config);
-    let auth = carehub_server::auth::Auth::new(SECRET);
+    // The binary runs on the system clock.
+    let auth = carehub_server::auth::Auth::new(SECRET, carehub_model::Clock::system());
     let token =
         auth.issue("t", carehub_server::auth::Role::CaseManagement, None, Duration::from_secs(600)).expect("token");
     let http = reqwest::Client::new();

@@ -10,9 +10,22 @@ use crate::support::*;
 
 #[tokio::test]
 async fn a_decision_reaches_phoniro_once_and_the_answers_reach_combine() {
+    decision_flow_at(test_instant()).await;
+}
+
+/// The order's start and deadlines are counted from the hub's day, also when that day is
+/// the last of February or the day the clocks go forward.
+#[tokio::test]
+async fn deadlines_follow_the_hubs_day_at_the_end_of_february_and_when_the_clocks_change() {
+    for at in &awkward_instants()[1..] {
+        decision_flow_at(*at).await;
+    }
+}
+
+async fn decision_flow_at(at: chrono::DateTime<chrono::Utc>) {
     let phoniro = MockServer::start().await;
     let combine = MockServer::start().await;
-    let hub = TestHub::start(&phoniro.uri(), &combine.uri()).await;
+    let hub = TestHub::start_with(&phoniro.uri(), &combine.uri(), Options { at, ..Options::default() }).await;
     let order = order_id("DEC-2026-0001");
 
     let expected_order = json!({
@@ -29,7 +42,7 @@ async fn a_decision_reaches_phoniro_once_and_the_answers_reach_combine() {
             {"activityCode": "CARE", "sourceCode": "PO", "minutesPerMonth": 1800}
         ]
     });
-    let today = carehub_model::today();
+    let today = hub.clock.today();
     let mut expected_order = expected_order;
     // The order starts on the later of the decision's validity and today, and the deadlines
     // follow from that (14 days each by default).
@@ -179,7 +192,7 @@ async fn overdue_orders_are_listed_and_counted_in_metrics() {
     let pnrs = test_pnrs();
     let token = hub.case_management();
     // Decided 40 days ago and never confirmed: past its execute-by and its plan-due.
-    let old = (chrono::Utc::now() - chrono::Duration::days(40)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let old = (hub.clock.now() - chrono::Duration::days(40)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let (s, _) = hub.post("combine", decision_xml("DEC-OLD", &pnrs[100], PROVIDER_A, Some(&old)), Some(&token)).await;
     assert_eq!(s, StatusCode::ACCEPTED);
     // Decided today: not overdue.

@@ -94,8 +94,8 @@ async fn scenario() -> Scenario {
 
 /// Days from the 15th of November to today: how late the unconfirmed order and the
 /// missing plan are (the scenario's deadlines have passed whenever the test runs).
-fn days_since_deadline() -> i64 {
-    (carehub_model::today() - chrono::NaiveDate::from_ymd_opt(2026, 11, 15).expect("date")).num_days()
+fn days_since_deadline(hub: &TestHub) -> i64 {
+    (hub.clock.today() - chrono::NaiveDate::from_ymd_opt(2026, 11, 15).expect("date")).num_days()
 }
 
 #[tokio::test]
@@ -104,7 +104,7 @@ async fn the_follow_up_matches_a_hand_computation() {
     let (hub, o) = (&sc.hub, &sc.orders);
     let (s, r) = hub.get("/v1/reports/follow-up?month=2026-11", Some(&hub.token(Role::Auditor, None))).await;
     assert_eq!(s, StatusCode::OK, "{r}");
-    let late = days_since_deadline();
+    let late = days_since_deadline(hub);
     assert!(late > 0, "the scenario's deadlines must have passed");
 
     assert_eq!(r["month"], "2026-11");
@@ -243,7 +243,7 @@ fn check_csv(csv: &str, sc: &Scenario) {
         format!("clients;{};{PROVIDER_A};480;120;0.250;under;1;1;1", o[1]),
         format!("clients;{};{PROVIDER_B};480;600;1.250;over;5;1;1", o[2]),
         format!("plans;{};{PROVIDER_A};2026-11-15;2026-11-20;late;5", o[1]),
-        format!("confirmations;{};{PROVIDER_A};2026-11-15;;not_confirmed;{}", o[1], days_since_deadline()),
+        format!("confirmations;{};{PROVIDER_A};2026-11-15;;not_confirmed;{}", o[1], days_since_deadline(&sc.hub)),
     ] {
         assert!(lines.contains(&expected.as_str()), "no line {expected}:\n{csv}");
     }
@@ -329,9 +329,13 @@ async fn the_html_report_opens_in_chromium_and_shows_its_charts() {
     let (html_path, csv_path) = (dir.join("report.html"), dir.join("report.csv"));
     let (config, db) = (sc.hub.config_path.clone(), sc.hub.db.clone());
     let (html_arg, csv_arg) = (html_path.display().to_string(), csv_path.display().to_string());
+    // The report is made on the hub's today, as the API's is.
+    let as_of = sc.hub.clock.today().to_string();
     let run = tokio::task::spawn_blocking(move || {
         let by_config = carehub(&[
             "report",
+            "--as-of",
+            &as_of,
             "--month",
             "2026-11",
             "--out",

@@ -15,6 +15,16 @@ fn cp1252(text: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn orders_go_out_as_csv_files_and_confirmation_files_come_back_row_by_row() {
+    orders_and_confirmations_at(test_instant()).await;
+}
+
+/// The day's file and the orders' dates follow the hub's clock, also in another year.
+#[tokio::test]
+async fn the_daily_file_is_named_for_the_hubs_day_in_the_last_half_hour_of_february() {
+    orders_and_confirmations_at(local_instant("2027-02-28T23:30")).await;
+}
+
+async fn orders_and_confirmations_at(at: chrono::DateTime<chrono::Utc>) {
     let sshd = Sshd::start();
     let combine = MockServer::start().await;
     Mock::given(method("POST"))
@@ -23,7 +33,7 @@ async fn orders_go_out_as_csv_files_and_confirmation_files_come_back_row_by_row(
         .expect(2)
         .mount(&combine)
         .await;
-    let options = Options { paraga: Some(sshd.system_keys(&sshd.host_key_sha256)), ..Options::default() };
+    let options = Options { paraga: Some(sshd.system_keys(&sshd.host_key_sha256)), at, ..Options::default() };
     let hub = TestHub::start_with(&combine.uri(), &combine.uri(), options).await;
     let pnrs = test_pnrs();
     let cm = hub.case_management();
@@ -36,7 +46,8 @@ async fn orders_go_out_as_csv_files_and_confirmation_files_come_back_row_by_row(
     let (o1, o2) = (order_id("DEC-P1"), order_id("DEC-P2"));
     hub.wait_for_order_status(&o1, "delivered").await;
     hub.wait_for_order_status(&o2, "delivered").await;
-    let day = carehub_model::today().format("%Y%m%d").to_string();
+    let today = hub.clock.today();
+    let day = today.format("%Y%m%d").to_string();
     assert_eq!(sshd.files("outbox"), vec![format!("uppdrag-{day}.csv")], "one daily file");
     let bytes = std::fs::read(sshd.root.join("outbox").join(format!("uppdrag-{day}.csv"))).expect("read");
     assert!(bytes.starts_with(b"Uppdragsid;Beslutsreferens;Utf\xf6rare;Personnummer;"), "ö is 0xF6 in Windows-1252");
@@ -44,13 +55,14 @@ async fn orders_go_out_as_csv_files_and_confirmation_files_come_back_row_by_row(
     let rows: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
     assert_eq!(rows.len(), 3, "the header and each order's row (one service each): {text}");
     let row1 = rows.iter().find(|r| r.starts_with(&o1)).expect("the first order's row");
-    assert!(row1.starts_with(&format!("{o1};combine:DEC-P1;{PROVIDER_D};{};2026-", pnrs[500])), "{text}");
+    // Decided with no time given: the order starts on the hub's today.
+    assert!(row1.starts_with(&format!("{o1};combine:DEC-P1;{PROVIDER_D};{};{today}", pnrs[500])), "{text}");
     assert!(row1.ends_with(";SERV;480"), "{text}");
     assert!(rows.iter().any(|r| r.starts_with(&o2)), "{text}");
     // A retried delivery adds nothing to the day's file; a new order's row is added.
     let keys = sshd.system_keys(&sshd.host_key_sha256);
     let config: carehub_adapters::SftpConfig = toml::from_str(&keys).expect("sftp keys");
-    let client = carehub_adapters::transport::sftp::SftpClient::new(config);
+    let client = carehub_adapters::transport::sftp::SftpClient::new(config, hub.clock.clone());
     let outbox = sshd.root.join("outbox").display().to_string();
     let name = format!("uppdrag-{day}.csv");
     let header = rows[0];

@@ -85,7 +85,7 @@ async fn bad_input_gets_coded_errors_and_is_logged_as_rejected() {
     let (got, answer) = hub.post("combine", SPEC_DECISION, None).await;
     assert_eq!(got, StatusCode::UNAUTHORIZED);
     assert_eq!(answer["code"], "UNAUTHENTICATED");
-    let forged = carehub_server::auth::Auth::new("some-other-secret-some-other-secret")
+    let forged = carehub_server::auth::Auth::new("some-other-secret-some-other-secret", hub.clock.clone())
         .issue("mallory", carehub_server::auth::Role::Admin, None, std::time::Duration::from_secs(60))
         .expect("token");
     let (got, answer) = hub.post("combine", SPEC_DECISION, Some(&forged)).await;

@@ -45,10 +45,27 @@ fn codes(result: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn each_rule_fires_on_the_visit_that_breaks_it_and_not_on_its_near_twin() {
+    each_rule_fires_at(test_instant()).await;
+}
+
+#[tokio::test]
+async fn the_rules_hold_in_the_last_half_hour_of_february() {
+    each_rule_fires_at(local_instant("2027-02-28T23:30")).await;
+}
+
+#[tokio::test]
+async fn the_rules_hold_on_the_night_the_clocks_go_forward() {
+    each_rule_fires_at(local_instant("2027-03-28T01:30")).await;
+}
+
+/// The rules' cases with the hub's clock at `at`: the visits near "now" (VIS006's future
+/// one and its near twin, a visit still in progress) are placed relative to it.
+async fn each_rule_fires_at(at: chrono::DateTime<chrono::Utc>) {
     let vendor = vendors().await;
     let pnrs = test_pnrs();
     let (a, b, no_order) = (pnrs[900].clone(), pnrs[901].clone(), pnrs[902].clone());
-    let hub = hub_with_orders(&vendor, &[&a, &b], &["04A10001", "04B10001"], Options::default()).await;
+    let hub =
+        hub_with_orders(&vendor, &[&a, &b], &["04A10001", "04B10001"], Options { at, ..Options::default() }).await;
     // A tag that hung at A's until the 14th, then moved to B's.
     register_tag(&hub, "04C10001", &a, "2026-11-01").await;
     register_tag(&hub, "04C10001", &b, "2026-11-15").await;
@@ -57,7 +74,8 @@ async fn each_rule_fires_on_the_visit_that_breaks_it_and_not_on_its_near_twin() 
         phoniro_visit(id, PROVIDER_A, client, staff, tag, from, to, None)
     };
     // (visit, the codes it must get, the outcome)
-    let now = chrono::Utc::now().with_timezone(&carehub_model::MUNICIPAL_TZ);
+    // `phoniro_visit` writes times at +01:00.
+    let now = hub.clock.now().with_timezone(&chrono::FixedOffset::east_opt(3600).expect("an offset"));
     let soon = (now + chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M").to_string();
     let later = (now + chrono::Duration::hours(2)).format("%Y-%m-%dT%H:%M").to_string();
     let past = (now - chrono::Duration::hours(2)).format("%Y-%m-%dT%H:%M").to_string();
@@ -216,11 +234,13 @@ async fn each_rule_fires_on_the_visit_that_breaks_it_and_not_on_its_near_twin() 
     assert!(codes(&r).is_empty(), "November is open: {r}");
 
     // Rejected visits stay in the store with their codes; filters read them back.
-    let (_, rejected) =
-        hub.get("/v1/visits?outcome=rejected&provider=5599000014&month=2026-11", Some(&hub.admin())).await;
+    let (_, rejected) = hub.get("/v1/visits?outcome=rejected&provider=5599000014", Some(&hub.admin())).await;
     let n = rejected["visits"].as_array().map(Vec::len).unwrap_or(0);
-    // The cases' rejections, and V-23 (VIS001 and VIS009).
-    assert_eq!(n, cases.iter().filter(|c| c.3 == "rejected").count() + 1, "{rejected}");
+    // The cases' rejections, V-23 (VIS001 and VIS009) and V-24 (October, closed).
+    assert_eq!(n, cases.iter().filter(|c| c.3 == "rejected").count() + 2, "{rejected}");
+    let (_, october) =
+        hub.get("/v1/visits?outcome=rejected&provider=5599000014&month=2026-10", Some(&hub.admin())).await;
+    assert_eq!(october["visits"].as_array().map(Vec::len), Some(1), "the month filter: {october}");
     // A provider's token sees only its own visits.
     let (s, _) = hub.get("/v1/visits?provider=5566778899", Some(&hub.provider(PROVIDER_A))).await;
     assert_eq!(s, StatusCode::FORBIDDEN);

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use carehub_core::adapter::{Inbox, System, SystemRole, Transport};
 use carehub_core::mapping::{MappingFileError, MappingSet};
+use carehub_model::Clock;
 
 pub use combine::CombineConfig;
 pub use lifecare::LifecareConfig;
@@ -132,14 +133,14 @@ impl VendorConfig {
         }
     }
 
-    fn connect(&self, client: &reqwest::Client) -> (Arc<dyn Transport>, Option<PolledInbox>) {
+    fn connect(&self, client: &reqwest::Client, clock: &Clock) -> (Arc<dyn Transport>, Option<PolledInbox>) {
         match self {
             VendorConfig::Combine(c) => (Arc::new(c.transport(client)), None),
             VendorConfig::Treserva(c) => (Arc::new(c.transport(client)), None),
             VendorConfig::Lifecare(c) | VendorConfig::LifecareMobil(c) => (Arc::new(c.transport(client)), None),
             VendorConfig::Phoniro(c) => (Arc::new(c.transport(client)), None),
             VendorConfig::Procapita(c) | VendorConfig::Paraga(c) => {
-                let sftp = Arc::new(SftpClient::new(c.clone()));
+                let sftp = Arc::new(SftpClient::new(c.clone(), clock.clone()));
                 let every = Duration::from_secs(c.poll_seconds);
                 (Arc::new(SftpTransport(sftp.clone())), Some((Arc::new(SftpInbox(sftp)), every)))
             }
@@ -150,9 +151,15 @@ impl VendorConfig {
 /// An inbox and how often to poll it.
 type PolledInbox = (Arc<dyn Inbox>, Duration);
 
-/// Builds a configured system.
-pub fn build_system(name: &str, config: &VendorConfig, mappings: Arc<MappingSet>, client: &reqwest::Client) -> System {
-    let (transport, inbox) = config.connect(client);
+/// Builds a configured system. `clock` dates what the transports write (SFTP file names).
+pub fn build_system(
+    name: &str,
+    config: &VendorConfig,
+    mappings: Arc<MappingSet>,
+    client: &reqwest::Client,
+    clock: &Clock,
+) -> System {
+    let (transport, inbox) = config.connect(client, clock);
     System {
         name: name.to_owned(),
         vendor: config.vendor(),

@@ -10,9 +10,11 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use carehub_model::Clock;
 use carehub_server::auth::{Auth, Role};
 use carehub_server::config::Config;
 use carehub_server::server::{self, RunningHub};
+use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -47,6 +49,27 @@ pub struct Options {
     pub visits: String,
     /// More `[[systems]]` keys for the `combine` system (e.g. `visit_reports = false`).
     pub combine_extra: String,
+    /// The instant the hub's clock starts at (it ticks on from there).
+    pub at: DateTime<Utc>,
+}
+
+/// The instant test hubs start at unless a test says otherwise: early December 2026, after
+/// the November the tests' decisions and visits are set in.
+pub fn test_instant() -> DateTime<Utc> {
+    local_instant("2026-12-03T10:00")
+}
+
+/// The instant of a wall-clock time in the municipality (Europe/Stockholm), e.g.
+/// `2027-02-28T23:30`; the earlier reading where the clocks go back.
+pub fn local_instant(local: &str) -> DateTime<Utc> {
+    let naive = chrono::NaiveDateTime::parse_from_str(local, "%Y-%m-%dT%H:%M").expect("a local time");
+    naive.and_local_timezone(carehub_model::MUNICIPAL_TZ).earliest().expect("a time that exists").with_timezone(&Utc)
+}
+
+/// The date-sensitive tests run at each of these: an ordinary day, the last half hour of
+/// February (the next day is in another month), and just before the clocks go forward.
+pub fn awkward_instants() -> [DateTime<Utc>; 3] {
+    [test_instant(), local_instant("2027-02-28T23:30"), local_instant("2027-03-28T01:30")]
 }
 
 impl Default for Options {
@@ -61,6 +84,7 @@ impl Default for Options {
             phoniro_extra: String::new(),
             visits: String::new(),
             combine_extra: String::new(),
+            at: test_instant(),
         }
     }
 }
@@ -198,6 +222,8 @@ pub struct TestHub {
     pub config_path: PathBuf,
     pub http: reqwest::Client,
     auth: Auth,
+    /// The hub's clock (shared with the hub: setting it moves the hub's time too).
+    pub clock: Clock,
 }
 
 impl TestHub {
@@ -211,7 +237,8 @@ impl TestHub {
         let config_path = dir.path().join("carehub.toml");
         std::fs::write(&config_path, config_text(&db, phoniro_url, combine_url, &o)).expect("write config");
         let config = Config::load(&config_path).expect("valid config");
-        let runtime = server::build(&config).expect("build");
+        let clock = Clock::starting_at(o.at);
+        let runtime = server::build(&config, clock.clone()).expect("build");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let hub = server::start(runtime, listener).await.expect("start");
         TestHub {
@@ -221,7 +248,8 @@ impl TestHub {
             db,
             config_path,
             http: reqwest::Client::new(),
-            auth: Auth::new(SECRET),
+            auth: Auth::new(SECRET, clock.clone()),
+            clock,
         }
     }
 
@@ -229,7 +257,7 @@ impl TestHub {
     pub async fn restart(&mut self) {
         self.stop().await;
         let config = Config::load(&self.config_path).expect("valid config");
-        let runtime = server::build(&config).expect("build");
+        let runtime = server::build(&config, self.clock.clone()).expect("build");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let hub = server::start(runtime, listener).await.expect("start");
         self.url = hub.url();

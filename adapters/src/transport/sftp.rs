@@ -27,6 +27,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine;
 use carehub_core::adapter::{DeliveryError, DeliveryReceipt, Envelope, Inbox, Transport};
+use carehub_model::Clock;
 use serde::Deserialize;
 use ssh2::{ErrorCode, FileStat, HashType, Session, Sftp};
 
@@ -148,6 +149,8 @@ pub struct SftpClient {
     /// Held while a daily file is read, extended and rewritten, so that two deliveries
     /// never lose each other's rows.
     appends: Mutex<()>,
+    /// Dates the daily files and stamps archived names.
+    clock: Clock,
 }
 
 impl std::fmt::Debug for SftpClient {
@@ -176,8 +179,8 @@ fn io(e: impl std::fmt::Display) -> SftpError {
 }
 
 impl SftpClient {
-    pub fn new(config: SftpConfig) -> Self {
-        SftpClient { config, connection: Mutex::new(None), appends: Mutex::new(()) }
+    pub fn new(config: SftpConfig, clock: Clock) -> Self {
+        SftpClient { config, connection: Mutex::new(None), appends: Mutex::new(()), clock }
     }
 
     pub fn config(&self) -> &SftpConfig {
@@ -282,18 +285,18 @@ impl SftpClient {
         })
     }
 
-    fn stamp() -> String {
-        chrono::Utc::now().format("%Y%m%dT%H%M%S%6f").to_string()
+    fn stamp(&self) -> String {
+        self.clock.now().format("%Y%m%dT%H%M%S%6f").to_string()
     }
 
     pub fn archive(&self, name: &str) -> Result<(), SftpError> {
         let from = Self::path(&self.config.inbox, name);
-        let to = Self::path(&self.config.archive, &format!("{}-{name}", Self::stamp()));
+        let to = Self::path(&self.config.archive, &format!("{}-{name}", self.stamp()));
         self.with(|sftp| sftp.rename(&from, &to, None))
     }
 
     pub fn reject(&self, name: &str, reason: &str) -> Result<(), SftpError> {
-        let stamped = format!("{}-{name}", Self::stamp());
+        let stamped = format!("{}-{name}", self.stamp());
         self.write_atomic(&self.config.error, &format!("{stamped}.reason.txt"), reason.as_bytes())?;
         let from = Self::path(&self.config.inbox, name);
         let to = Self::path(&self.config.error, &stamped);
@@ -403,7 +406,7 @@ impl Transport for SftpTransport {
         let outbox = self.0.config().outbox.clone();
         if let Some(stem) = env.endpoint.filter(|e| e.contains(DAY)) {
             // A daily file: this message's rows join the day's file.
-            let day = carehub_model::today().format("%Y%m%d").to_string();
+            let day = self.0.clock.today().format("%Y%m%d").to_string();
             let name = format!("{}.{}", safe_name(&stem.replace(DAY, &day)), extension(env.content_type));
             let body = env.body.to_vec();
             let file = name.clone();

@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 
 use carehub_model::{Decision, ErrorCode, Message, MessageType, OrgNumber, VisitOutcome};
-use chrono::{NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 use tracing::info;
 
@@ -20,7 +20,7 @@ use crate::mapping::RowDecoded;
 use crate::peppol::{self, DocumentKind as PeppolKind, PeppolDocument};
 use crate::pipeline::{store_unavailable, Correlation, Hub, Inbound, Receipt, Rejection, Sender};
 use crate::store::parse_store_ts;
-use crate::store::{now_ts, status, InvoiceRecord, NewLogEntry, Op, VerificationRecord, VisitFilter};
+use crate::store::{status, ts, InvoiceRecord, NewLogEntry, Op, VerificationRecord, VisitFilter};
 use crate::verification::{
     self, DocumentKind, Invoice, InvoiceLine, ManualShare, Month, OrderFacts, PlanNoticeFacts, VerificationInput,
     VisitRecord,
@@ -181,7 +181,7 @@ impl Hub {
             month: month_key.clone(),
             canonical: invoice_json(&document, &credits, &skipped),
             log_seq: 0,
-            received_at: now_ts(),
+            received_at: ts(self.clock.now()),
         };
 
         let _one_at_a_time = self.invoice_lock.lock().await;
@@ -265,7 +265,7 @@ impl Hub {
                 report: report_json.to_string(),
                 lines: target.lines.iter().map(|l| l.id.clone()).collect(),
                 log_seq: 0,
-                created_at: now_ts(),
+                created_at: ts(self.clock.now()),
             }),
         ];
         let queued = !sends.is_empty();
@@ -303,7 +303,7 @@ impl Hub {
             }
         }
         let context = json!({ "report": report_context(report) });
-        let stamp = now_ts();
+        let stamp = ts(self.clock.now());
         let mut ops = Vec::new();
         for name in targets {
             let Some(target) = self.registry.get(&name).cloned() else { continue };
@@ -380,7 +380,7 @@ impl Hub {
             let plan_notice = match (&record.plan_established_on, &record.plan_received_at) {
                 (Some(on), Some(at)) => Some(PlanNoticeFacts {
                     established_on: NaiveDate::parse_from_str(on, "%Y-%m-%d").unwrap_or(record.order.plan_due),
-                    arrived_at: parse_store_ts(at).unwrap_or_else(Utc::now),
+                    arrived_at: parse_store_ts(at).unwrap_or(DateTime::<Utc>::MAX_UTC),
                     compensated_before: false,
                 }),
                 _ => None,

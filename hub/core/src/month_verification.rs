@@ -187,7 +187,8 @@ fn order_facts(facts: ProviderMonth) -> Vec<OrderFacts> {
                 (Some(on), Some(at)) => Some(PlanNoticeFacts {
                     established_on: chrono::NaiveDate::parse_from_str(on, "%Y-%m-%d")
                         .unwrap_or(o.record.order.plan_due),
-                    arrived_at: crate::store::parse_store_ts(at).unwrap_or_else(chrono::Utc::now),
+                    // A stamp that cannot be read never counts as on time.
+                    arrived_at: crate::store::parse_store_ts(at).unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
                     compensated_before: false,
                 }),
                 _ => None,

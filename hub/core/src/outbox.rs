@@ -75,6 +75,8 @@ pub struct DeliveryLoop {
     pub owner: String,
     /// Most deliveries in flight at once.
     pub max_in_flight: usize,
+    /// Where "now" comes from for leases and retry times.
+    pub clock: carehub_model::Clock,
 }
 
 impl DeliveryLoop {
@@ -132,7 +134,7 @@ impl DeliveryLoop {
         let max = Duration::from_secs(1);
         match self.store.next_due().await {
             Ok(Some(at)) => match DateTime::parse_from_rfc3339(&at) {
-                Ok(at) => (at.with_timezone(&Utc) - Utc::now())
+                Ok(at) => (at.with_timezone(&Utc) - self.clock.now())
                     .to_std()
                     .unwrap_or(Duration::ZERO)
                     .clamp(Duration::from_millis(5), max),
@@ -147,7 +149,7 @@ impl DeliveryLoop {
             chrono::Duration::from_std(self.policy.timeout + LEASE_MARGIN).unwrap_or(chrono::Duration::seconds(30));
         let results = self
             .store
-            .commit(vec![Op::ClaimDue { owner: self.owner.clone(), lease_until: ts(Utc::now() + lease), limit }])
+            .commit(vec![Op::ClaimDue { owner: self.owner.clone(), lease_until: ts(self.clock.now() + lease), limit }])
             .await?;
         Ok(results
             .into_iter()
@@ -173,6 +175,7 @@ impl DeliveryLoop {
                 notify: self.notify.clone(),
                 owner: self.owner.clone(),
                 max_in_flight: self.max_in_flight,
+                clock: self.clock.clone(),
             };
             tasks.spawn(async move { this.deliver(d).await });
         }
@@ -247,7 +250,8 @@ impl DeliveryLoop {
                 entry.error_message = Some(format!("attempt {attempt}: {e}"));
                 if e.is_transient() && attempt < self.policy.max_attempts {
                     let wait = self.policy.backoff(attempt);
-                    let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1));
+                    let next =
+                        self.clock.now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1));
                     entry.status = status::RETRYING;
                     warn!(system = %d.system, delivery = d.id, attempt, retry_in_ms = wait.as_millis() as u64, error = %e, "delivery failed, will retry");
                     AttemptOutcome::Retry { next_attempt_at: ts(next), error: e.to_string() }

@@ -23,7 +23,7 @@ use crate::adapter::{Registry, System, SystemRole};
 use crate::mapping::Decoded;
 use crate::metrics::Metrics;
 use crate::store::{
-    now_ts, order_status, status, DecisionRecord, NewDelivery, NewLogEntry, Op, OrderRecord, Store, StoreError,
+    order_status, status, ts, DecisionRecord, NewDelivery, NewLogEntry, Op, OrderRecord, Store, StoreError,
 };
 
 /// Where orders for a provider go.
@@ -95,6 +95,8 @@ pub struct Hub {
     pub invoice_policy: crate::verification::Policy,
     /// Verifications run one at a time.
     pub invoice_lock: tokio::sync::Mutex<()>,
+    /// Where every "now" of the flows comes from.
+    pub clock: carehub_model::Clock,
 }
 
 /// The hub's order id for a decision: stable, so a decision can never yield two orders.
@@ -371,7 +373,7 @@ impl Hub {
                 .registry
                 .get(&route.system)
                 .ok_or_else(|| Rejection::new(ErrorCode::Internal, "the provider's system is not configured"))?;
-            let order_date = d.decided_at.map(carehub_model::local_date).unwrap_or_else(carehub_model::today);
+            let order_date = d.decided_at.map(carehub_model::local_date).unwrap_or_else(|| self.clock.today());
             let order = Order::from_decision(order_id.clone(), &d, order_date, self.deadlines);
             let context = json!({ "order": order, "decision": d });
             let rendered = match target.encode(MessageType::Order, &context) {
@@ -394,14 +396,14 @@ impl Hub {
                     client: d.client.expose().to_owned(),
                     provider: d.provider.as_str().to_owned(),
                     canonical: canonical.clone(),
-                    received_at: now_ts(),
+                    received_at: ts(self.clock.now()),
                 }),
                 Op::InsertOrder(Box::new(OrderRecord::new(
                     order.clone(),
                     &inbound.system.name,
                     &target.name,
                     order_status::QUEUED,
-                    now_ts(),
+                    ts(self.clock.now()),
                 ))),
                 Op::AppendLog(out_entry),
                 Op::Enqueue(NewDelivery {
@@ -584,7 +586,7 @@ impl Hub {
                 error_message: None,
                 decision_id: r.decision_id.clone(),
                 order_id: r.order_id.clone(),
-                at: chrono::Utc::now(),
+                at: self.clock.now(),
             },
             Err(r) => carehub_model::FileReceipt {
                 file: file.to_owned(),
@@ -594,7 +596,7 @@ impl Hub {
                 error_message: Some(r.message.clone()),
                 decision_id: None,
                 order_id: None,
-                at: chrono::Utc::now(),
+                at: self.clock.now(),
             },
         };
         let context = json!({ "receipt": receipt });
@@ -689,9 +691,10 @@ impl Hub {
             .unwrap_or_default())
     }
 
-    /// Today in the municipality's calendar (Europe/Stockholm), for deadlines.
-    pub fn today() -> chrono::NaiveDate {
-        carehub_model::today()
+    /// Today in the municipality's calendar (Europe/Stockholm) by the hub's clock, for
+    /// deadlines.
+    pub fn today(&self) -> chrono::NaiveDate {
+        self.clock.today()
     }
 }
 

@@ -18,7 +18,6 @@
 use std::time::Duration;
 
 use carehub_model::{ErrorCode, MessageType, OrgNumber, Visit};
-use chrono::Utc;
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -104,7 +103,7 @@ impl Hub {
             log,
             visits,
             thresholds: self.visit_rules,
-            now: Utc::now(),
+            now: self.clock.now(),
             cursor,
         }));
         let results = self.store.commit(vec![op]).await.map_err(store_unavailable)?;
@@ -128,7 +127,7 @@ impl Hub {
         pages: Vec<(Vec<u8>, crate::mapping::Decoded, carehub_model::VisitBatch)>,
     ) -> Result<Vec<IngestReport>, Rejection> {
         let served = self.providers_of(sys);
-        let now = Utc::now();
+        let now = self.clock.now();
         let mut ops = Vec::with_capacity(pages.len());
         for (body, decoded, batch) in pages {
             let inbound =

@@ -28,7 +28,7 @@ fn day(d: u32) -> NaiveDate {
 
 async fn store_with_orders() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().expect("dir");
-    let store = SqliteStore::open(&dir.path().join("t.db")).expect("open");
+    let store = SqliteStore::open(&dir.path().join("t.db"), carehub_model::Clock::frozen(at(22, 12, 0))).expect("open");
     for (n, client) in [CLIENT, NEIGHBOUR].iter().enumerate() {
         let decision: Decision = serde_json::from_value(serde_json::json!({
             "id": format!("combine:D-{n}"), "client": client, "case_officer": "hl-1", "provider": PROVIDER,

@@ -168,7 +168,7 @@ impl PersonalIdentityNumber {
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
         // The clock (and the local zone behind it) is read only for a 10-digit form: the
         // 12-digit normal form, what systems send, is parsed many times a second.
-        Self::parse_with(s, || chrono::Local::now().date_naive())
+        Self::parse_with(s, crate::clock::system_today)
     }
 
     /// Parses a personal identity number with `today` as the reference date.
@@ -216,8 +216,8 @@ impl PersonalIdentityNumber {
             Some((_, at)) if at != count - 4 => {
                 return Err(invalid_pin("the separator must stand before the last four digits"))
             }
-            Some((b'+', _)) if count == 12 => return Err(invalid_pin("'+' is only allowed in the 10-digit form")),
-            Some((b, _)) => b == b'+',
+            // A 12-digit number has its century already: '+' (100 or older) adds nothing.
+            Some((b, _)) => b == b'+' && count == 10,
         };
 
         // The last ten digits, YYMMDDNNNC, and the full year.
@@ -245,6 +245,9 @@ impl PersonalIdentityNumber {
         }
 
         let birth_date = NaiveDate::from_ymd_opt(year, month, day).ok_or_else(|| invalid_pin("not a calendar date"))?;
+        if short[6..9] == [0, 0, 0] {
+            return Err(invalid_pin("serial number 000 is never issued"));
+        }
         if !luhn_valid(&short) {
             return Err(invalid_pin("check digit does not match"));
         }

@@ -2,7 +2,7 @@
 //!
 //! Every vendor payload is translated into these types on the way in and out of them on the
 //! way out, so the rest of the hub speaks one language. The crate is pure: serde and
-//! validation, no IO, no clock reads except where a caller asks for "today".
+//! validation, no IO; the time of day only through [`Clock`], which callers hand down.
 //!
 //! Identifiers are validated when they are constructed (parse, don't validate): a
 //! [`PersonalIdentityNumber`] that exists is a valid one, normalised to 12 digits. Invalid
@@ -11,10 +11,12 @@
 //! logs by accident; [`PersonalIdentityNumber::expose`] is the one way to the digits.
 //!
 //! # Layout
+//! - [`clock`]: the hub's [`Clock`], the one place "now" is read.
 //! - [`error`]: the stable error codes and [`ValidationError`].
 //! - [`id`]: personal identity numbers, organisation numbers, HSA-ids, NFC tag UIDs, source ids.
 //! - [`message`]: decisions, orders, acknowledgements, plan notices and the [`Message`] enum.
 
+pub mod clock;
 pub mod error;
 pub mod id;
 pub mod message;
@@ -31,11 +33,7 @@ pub fn local_date(at: DateTime<Utc>) -> NaiveDate {
     at.with_timezone(&MUNICIPAL_TZ).date_naive()
 }
 
-/// Today in the municipality.
-pub fn today() -> NaiveDate {
-    local_date(Utc::now())
-}
-
+pub use clock::Clock;
 pub use error::{ErrorCode, ValidationError};
 pub use id::{HsaId, OrgNumber, PersonalIdentityNumber, SourceId, TagUid};
 pub use message::*;

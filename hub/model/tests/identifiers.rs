@@ -75,7 +75,8 @@ fn the_century_of_a_ten_digit_form_follows_today() {
     let p = parse(&format!("261123-002{check}")).expect("valid");
     assert_eq!(p.birth_date(), NaiveDate::from_ymd_opt(1926, 11, 23).expect("a date"));
     assert!(p.birth_date() < t);
-    assert!(parse(&format!("19261123+002{check}")).is_err());
+    // With 12 digits the century is written out: '+' changes nothing.
+    assert_eq!(parse(&format!("19261123+002{check}")).expect("valid").birth_date().year(), 1926);
 }
 
 #[test]
@@ -115,7 +116,7 @@ proptest! {
     fn valid_numbers_parse_in_every_form(
         date in birth_date(),
         coordination in any::<bool>(),
-        serial in 0u32..=999,
+        serial in 1u32..=999,
     ) {
         let twelve = number(date, coordination, serial);
         for form in forms(&twelve) {
@@ -131,7 +132,7 @@ proptest! {
     fn any_other_check_digit_fails(
         date in birth_date(),
         coordination in any::<bool>(),
-        serial in 0u32..=999,
+        serial in 1u32..=999,
     ) {
         let twelve = number(date, coordination, serial);
         let check = twelve.as_bytes()[11] - b'0';
@@ -149,7 +150,7 @@ proptest! {
     fn invalid_dates_fail(
         year in 1890i32..=2025,
         kind in 0usize..7,
-        serial in 0u32..=999,
+        serial in 1u32..=999,
         month in 1u32..=12,
     ) {
         let (month, day) = match kind {
@@ -171,7 +172,7 @@ proptest! {
     }
 
     #[test]
-    fn february_29_needs_a_leap_year(year in 1890i32..=2025, serial in 0u32..=999) {
+    fn february_29_needs_a_leap_year(year in 1890i32..=2025, serial in 1u32..=999) {
         let nine = format!("{:02}0229{serial:03}", year % 100);
         let twelve = format!("{}{}", year / 100, with_check(&nine));
         let leap = NaiveDate::from_ymd_opt(year, 2, 29).is_some();
@@ -186,13 +187,23 @@ proptest! {
     }
 
     #[test]
-    fn plus_is_refused_on_the_twelve_digit_form(
+    fn plus_on_the_twelve_digit_form_keeps_its_century(
         date in birth_date(),
-        serial in 0u32..=999,
+        serial in 1u32..=999,
     ) {
         let twelve = number(date, false, serial);
-        let e = parse(&format!("{}+{}", &twelve[..8], &twelve[8..])).expect_err("'+' on 12 digits");
-        prop_assert_eq!(e.code, ErrorCode::InvalidPersonalIdentityNumber);
+        let p = parse(&format!("{}+{}", &twelve[..8], &twelve[8..])).expect("'+' on 12 digits");
+        prop_assert_eq!(p.expose(), twelve.as_str());
+    }
+
+    #[test]
+    fn serial_number_000_is_never_valid(date in birth_date(), coordination in any::<bool>()) {
+        let twelve = number(date, coordination, 0);
+        for form in [twelve.clone(), format!("{}-{}", &twelve[..8], &twelve[8..]), twelve[2..].to_owned()] {
+            let e = parse(&form).expect_err("serial 000");
+            prop_assert_eq!(e.code, ErrorCode::InvalidPersonalIdentityNumber);
+            prop_assert!(e.to_string().contains("000"), "{}", e);
+        }
     }
 
     #[test]

@@ -567,8 +567,7 @@ pub struct OrderView {
 }
 
 impl OrderView {
-    fn from(r: OrderRecord) -> Self {
-        let today = Hub::today();
+    fn from(r: OrderRecord, today: chrono::NaiveDate) -> Self {
         OrderView {
             overdue: r.overdue_reasons(today).into_iter().map(str::to_owned).collect(),
             order: serde_json::to_value(&r.order).unwrap_or(Value::Null),
@@ -621,11 +620,11 @@ async fn list_orders(
     let filter = OrderFilter {
         provider,
         status: q.status.clone(),
-        overdue_on: q.overdue.unwrap_or(false).then(Hub::today),
+        overdue_on: q.overdue.unwrap_or(false).then(|| state.hub.today()),
         limit: q.limit.unwrap_or(1000).clamp(1, 10_000),
     };
     let orders = state.hub.store.orders(filter).await?;
-    Ok(Json(OrderList { orders: orders.into_iter().map(OrderView::from).collect() }))
+    Ok(Json(OrderList { orders: orders.into_iter().map(|o| OrderView::from(o, state.hub.today())).collect() }))
 }
 
 async fn order_for(state: &AppState, caller: &Caller, id: &str) -> ApiResult<OrderRecord> {
@@ -649,7 +648,7 @@ async fn get_order(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<OrderView>> {
-    Ok(Json(OrderView::from(order_for(&state, &caller, &id).await?)))
+    Ok(Json(OrderView::from(order_for(&state, &caller, &id).await?, state.hub.today())))
 }
 
 /// One step of an order's life.
@@ -767,7 +766,7 @@ async fn order_trace(State(state): State<AppState>, caller: Caller, Path(id): Pa
         .visits(carehub_core::store::VisitFilter { order_id: Some(id.clone()), limit: 10_000, ..Default::default() })
         .await?;
     Ok(Json(Trace {
-        order: OrderView::from(record),
+        order: OrderView::from(record, state.hub.today()),
         steps,
         deliveries: deliveries.into_iter().map(DeliveryView::from).collect(),
         visits: visits.into_iter().map(|v| serde_json::to_value(v).unwrap_or_default()).collect(),
@@ -971,7 +970,7 @@ async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
 /// Prometheus metrics (OpenMetrics text).
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "metrics", content_type = "application/openmetrics-text")))]
 async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
-    let overdue = state.hub.store.overdue_counts(Hub::today()).await?;
+    let overdue = state.hub.store.overdue_counts(state.hub.today()).await?;
     let outbox = state.hub.store.outbox_counts().await?;
     let text = state.hub.metrics.render(overdue, outbox);
     let mut headers = HeaderMap::new();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use carehub_model::{ErrorCode, OrgNumber};
+use carehub_model::{Clock, ErrorCode, OrgNumber};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +17,9 @@ use crate::api::ApiError;
 use crate::server::AppState;
 
 pub const ISSUER: &str = "carehub";
+
+/// How far apart the clocks of the issuer and the hub may be, in seconds.
+pub const LEEWAY_SECS: u64 = 30;
 
 /// Who a caller is to the hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -72,6 +75,8 @@ pub struct Auth {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// Lifetimes are read against the hub's clock, not the system's.
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Auth {
@@ -92,21 +97,24 @@ pub enum TokenError {
     Sign(#[from] jsonwebtoken::errors::Error),
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 impl Auth {
-    pub fn new(secret: &str) -> Self {
+    pub fn new(secret: &str, clock: Clock) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        validation.leeway = 30;
+        // Times are checked in `verify` against the hub's clock.
+        validation.validate_exp = false;
+        validation.leeway = LEEWAY_SECS;
         Auth {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             decoding: DecodingKey::from_secret(secret.as_bytes()),
             validation,
+            clock,
         }
+    }
+
+    fn now_secs(&self) -> u64 {
+        u64::try_from(self.clock.now().timestamp()).unwrap_or(0)
     }
 
     /// Issues a token for `role` (and `org`, for a provider's system).
@@ -119,7 +127,7 @@ impl Auth {
             (_, Some(_)) => return Err(TokenError::OrgNotAllowed),
             (_, None) => None,
         };
-        let iat = now_secs();
+        let iat = self.now_secs();
         let claims = Claims { sub: subject.to_owned(), role, org, iat, exp: iat + ttl.as_secs(), iss: ISSUER.into() };
         Ok(encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?)
     }
@@ -133,6 +141,9 @@ impl Auth {
             ApiError::new(ErrorCode::Unauthenticated, why)
         })?;
         let claims = data.claims;
+        if claims.exp.saturating_add(LEEWAY_SECS) < self.now_secs() {
+            return Err(ApiError::new(ErrorCode::Unauthenticated, "the token has expired"));
+        }
         if claims.role == Role::ProviderSystem && claims.org.is_none() {
             return Err(ApiError::new(ErrorCode::Unauthenticated, "a provider_system token must carry org"));
         }
@@ -207,11 +218,11 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_and_forgeries_fail() {
-        let a = Auth::new("0123456789abcdef0123456789abcdef");
+        let a = Auth::new("0123456789abcdef0123456789abcdef", Clock::system());
         let t = a.issue("p", Role::ProviderSystem, Some("559900-0014"), Duration::from_secs(60)).expect("issue");
         let c = a.verify(&t).expect("verify");
         assert_eq!(c.provider(), Some("5599000014"));
-        let other = Auth::new("another-secret-another-secret-xx");
+        let other = Auth::new("another-secret-another-secret-xx", Clock::system());
         assert_eq!(other.verify(&t).expect_err("forged").code, ErrorCode::Unauthenticated);
         assert!(matches!(
             a.issue("p", Role::ProviderSystem, None, Duration::from_secs(1)),

@@ -80,6 +80,16 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
 
 const SECRET: &str = "bench-secret-bench-secret-bench-secret";
 
+/// The instant every benchmark's clock starts at: late in a month, so a month of visits
+/// lies in the past and the month before is complete, whatever day the bench is run on.
+pub const BENCH_AT: &str = "2026-11-28T12:00:00+01:00";
+
+/// The benchmarks' clock: [`BENCH_AT`], ticking from there.
+pub fn bench_clock() -> carehub_model::Clock {
+    let at = chrono::DateTime::parse_from_rfc3339(BENCH_AT).map(|t| t.with_timezone(&chrono::Utc)).unwrap_or_default();
+    carehub_model::Clock::starting_at(at)
+}
+
 /// Latency percentiles of a run.
 pub(crate) struct Run {
     pub clients: usize,
@@ -118,11 +128,12 @@ async fn one_run(
         db.display()
     );
     let config = Config::parse(&config_text, dir).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let runtime = server::build(&config)?;
+    let clock = bench_clock();
+    let runtime = server::build(&config, clock.clone())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let hub = server::start(runtime, listener).await?;
     let url = format!("{}/v1/systems/combine/messages", hub.url());
-    let token = Auth::new(SECRET).issue("bench", Role::CaseManagement, None, Duration::from_secs(3600))?;
+    let token = Auth::new(SECRET, clock).issue("bench", Role::CaseManagement, None, Duration::from_secs(3600))?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
     let run = closed_loop(clients, seconds, move |n| {
         let (http, url, token) = (http.clone(), url.clone(), token.clone());
@@ -247,7 +258,7 @@ async fn decisions(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> a
         let p = path.clone();
         let payload = payload.clone();
         let elapsed = tokio::task::spawn_blocking(move || {
-            carehub_core::store::sqlite::bare_insert_loop(&p, n, per_commit, &payload)
+            carehub_core::store::sqlite::bare_insert_loop(&p, n, per_commit, &payload, &bench_clock())
         })
         .await??;
         let rate = n as f64 / elapsed.as_secs_f64();
@@ -384,7 +395,7 @@ async fn sftp(files: usize) -> anyhow::Result<ExitCode> {
     for (i, d) in docs.iter().enumerate() {
         sshd.drop_file(&format!("beslut-{i:05}.xml"), d)?;
     }
-    let runtime = server::build(&config)?;
+    let runtime = server::build(&config, bench_clock())?;
     let store = runtime.state.hub.store.clone();
     let started = Instant::now();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

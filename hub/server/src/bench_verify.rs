@@ -147,10 +147,8 @@ fn seed(db: &Path, scale: Scale, month: NaiveDate) -> anyhow::Result<Seeded> {
         }
     };
 
-    drop(carehub_core::store::sqlite::SqliteStore::open(db)?); // migrations
+    carehub_core::store::sqlite::migrate_file(db)?;
     let mut conn = rusqlite::Connection::open(db)?;
-    // The store's threads let go of the file shortly after it is dropped.
-    conn.busy_timeout(Duration::from_secs(30))?;
     // A bulk load: no journal, no syncs, a large cache (the hub's own settings come back
     // when it opens the file).
     conn.execute_batch(
@@ -298,7 +296,7 @@ pub async fn run(args: VerifyBenchArgs) -> anyhow::Result<ExitCode> {
     let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let temp = tempfile::tempdir_in(&parent).context("cannot create a folder for the database")?;
     let (clients, n_providers, visits) = args.scale.sizes();
-    let this_month = carehub_model::today().with_day(1).context("a month")?;
+    let this_month = crate::bench::bench_clock().today().with_day(1).context("a month")?;
     let month = (this_month - chrono::Days::new(1)).with_day(1).context("a month")?;
     let month_key = format!("{:04}-{:02}", month.year(), month.month());
     out!(

@@ -132,7 +132,7 @@ fn local(day: NaiveDate, h: u32, m: u32) -> String {
 /// The seed: clients, decisions, orders, tags and a month of visits, by plain SQL.
 fn seed(db: &Path, world: &World, visits: usize) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    drop(carehub_core::store::sqlite::SqliteStore::open(db)?); // migrations
+    carehub_core::store::sqlite::migrate_file(db)?;
     let mut conn = rusqlite::Connection::open(db)?;
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF;")?;
     let tx = conn.transaction()?;
@@ -353,7 +353,8 @@ fn config_text(world: &World, db: &Path, mock: &str, reports: bool) -> String {
 pub async fn run(args: VisitBenchArgs) -> anyhow::Result<ExitCode> {
     let temp = tempfile::tempdir_in(args.dir.as_deref().unwrap_or(&std::env::temp_dir()))
         .context("cannot create a folder for the database")?;
-    let today = carehub_model::today();
+    let clock = crate::bench::bench_clock();
+    let today = clock.today();
     let this_month = today.with_day(1).context("a month")?;
     let last_month = (this_month - chrono::Days::new(1)).with_day(1).context("a month")?;
     let pnrs: Vec<&'static str> = include_str!("../../../data/skatteverket-testpersonnummer.txt").lines().collect();
@@ -397,7 +398,7 @@ pub async fn run(args: VisitBenchArgs) -> anyhow::Result<ExitCode> {
     });
     let config = Config::parse(&config_text(&world, &db, &mock_url, args.reports), temp.path())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let runtime = server::build(&config)?;
+    let runtime = server::build(&config, clock.clone())?;
     let state = runtime.state.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let hub = server::start(runtime, listener).await?;
@@ -445,7 +446,7 @@ pub async fn run(args: VisitBenchArgs) -> anyhow::Result<ExitCode> {
 
     // Pushes: Lifecare Mobil webhooks.
     let clients = Arc::new(world.clients_in(LIFECARE));
-    let auth = Auth::new(SECRET);
+    let auth = Auth::new(SECRET, clock.clone());
     let url = format!("{}/v1/systems/lifecare-mobil/messages", hub.url());
     out!(
         "{:>8} {:>9} {:>10} {:>9} {:>9} {:>9} {:>7}",

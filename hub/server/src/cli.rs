@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use carehub_core::store::sqlite::SqliteStore;
 use carehub_core::store::{DeliveryFilter, Store};
+use carehub_model::Clock;
 use clap::{Parser, Subcommand};
 
 use crate::auth::{Auth, Role};
@@ -30,6 +31,10 @@ pub enum Command {
         /// Keep the hub (and the mock vendors) running afterwards, for a look.
         #[arg(long)]
         serve: bool,
+        /// Run as if it were this instant (RFC 3339, e.g. 2027-03-28T01:30:00+01:00): the
+        /// hub's clock and the demo's dates start there. Default: now.
+        #[arg(long, value_parser = parse_instant)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// Run the hub.
     Serve {
@@ -135,12 +140,19 @@ fn load_config(path: &Path) -> Result<Config, ExitCode> {
 }
 
 /// Runs a command; the exit code says how it went (0 ok, 1 failed, 2 bad configuration).
+/// An instant on the command line: RFC 3339 with its offset.
+fn parse_instant(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("{e}: expected an RFC 3339 instant such as 2027-03-28T01:30:00+01:00"))
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Demo { db, serve } => {
+        Command::Demo { db, serve, at } => {
             // The demo's output is its narrative; `CAREHUB_LOG=info` shows the hub's log too.
             init_tracing("error");
-            crate::demo::run(crate::demo::DemoOptions { db, serve }).await
+            crate::demo::run(crate::demo::DemoOptions { db, serve, at }).await
         }
         Command::Serve { config } => {
             init_tracing("info");
@@ -164,7 +176,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             let ttl = ttl_minutes.map(|m| Duration::from_secs(m * 60)).unwrap_or(config.token_ttl());
-            let token = Auth::new(&config.jwt_secret).issue(&subject, role, org.as_deref(), ttl)?;
+            let token = Auth::new(&config.jwt_secret, Clock::system()).issue(&subject, role, org.as_deref(), ttl)?;
             crate::out!("{token}");
             Ok(ExitCode::SUCCESS)
         }
@@ -198,7 +210,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
-    let runtime = crate::server::build(&config)?;
+    let runtime = crate::server::build(&config, Clock::system())?;
     let listener = tokio::net::TcpListener::bind(&config.hub.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.hub.listen))?;
@@ -265,7 +277,7 @@ async fn check(config: Config, offline: bool) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let registry = crate::server::registry(&config)?;
+    let registry = crate::server::registry(&config, &Clock::system())?;
     if offline {
         crate::out!("systems: not contacted (--offline)");
         return Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS });
@@ -291,7 +303,7 @@ async fn audit_verify(db: &Path) -> anyhow::Result<ExitCode> {
         eprintln!("{}: no such database file", db.display());
         return Ok(ExitCode::from(2));
     }
-    let store = SqliteStore::open(db).with_context(|| format!("cannot open {}", db.display()))?;
+    let store = SqliteStore::open(db, Clock::system()).with_context(|| format!("cannot open {}", db.display()))?;
     let report = carehub_core::store::verify_chain(&store).await?;
     match report.first_bad {
         None => {
@@ -308,7 +320,7 @@ async fn audit_verify(db: &Path) -> anyhow::Result<ExitCode> {
 }
 
 async fn replay(config: Config, ids: Vec<i64>, list: bool) -> anyhow::Result<ExitCode> {
-    let runtime = crate::server::build(&config)?;
+    let runtime = crate::server::build(&config, Clock::system())?;
     let store: Arc<dyn Store> = runtime.state.hub.store.clone();
     let dead = store
         .deliveries(DeliveryFilter { state: Some("dead".into()), limit: 10_000, ..DeliveryFilter::default() })
@@ -368,7 +380,7 @@ async fn import_tags(config: Config, file: &Path) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     };
     let to = find(&["removed_on", "nedtagen"]);
-    let runtime = crate::server::build(&config)?;
+    let runtime = crate::server::build(&config, Clock::system())?;
     let hub = runtime.state.hub.clone();
     let (mut taken, mut refused) = (0, 0);
     for record in reader.records() {

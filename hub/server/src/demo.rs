@@ -30,6 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use carehub_core::store::{DeliveryFilter, LogFilter, OrderFilter, Store};
+use carehub_model::Clock;
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate, NaiveTime, TimeZone, Utc};
 use serde_json::{json, Value};
 
@@ -42,6 +43,9 @@ use crate::server;
 pub struct DemoOptions {
     pub db: Option<PathBuf>,
     pub serve: bool,
+    /// The instant the demo's clock starts at (default: the system's now). The hub, the
+    /// mock vendors and the demo's own dates all read this clock.
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 const SECRET: &str = "demo-only-secret-never-use-in-production-0123";
@@ -107,6 +111,8 @@ struct MockPhoniro {
     inflight: Arc<AtomicUsize>,
     /// The visits it serves at `GET /api/visits`.
     feed: Mutex<VisitFeed>,
+    /// The demo's clock: answers are dated by it.
+    clock: Clock,
 }
 
 async fn phoniro_orders(State(p): State<Arc<MockPhoniro>>, body: Bytes) -> StatusCode {
@@ -139,13 +145,13 @@ async fn phoniro_orders(State(p): State<Arc<MockPhoniro>>, body: Bytes) -> Statu
         let reason = if rejected { r#","reason":"Ingen kapacitet i området just nu""# } else { "" };
         let ack = format!(
             r#"{{"type":"orderConfirmation","orderId":"{id}","status":"{status}"{reason},"confirmedAt":"{}"}}"#,
-            chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
+            this.clock.now().format("%Y-%m-%dT%H:%M:%SZ")
         );
         this.send(&org, ack).await;
         if !rejected && !reference.ends_with("0") {
             let plan = format!(
                 r#"{{"type":"carePlanEstablished","orderId":"{id}","establishedDate":"{}"}}"#,
-                carehub_model::today()
+                this.clock.today()
             );
             this.send(&org, plan).await;
         }
@@ -303,7 +309,11 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let temp = tempfile::tempdir().context("cannot create a temporary folder")?;
     let db = options.db.clone().unwrap_or_else(|| temp.path().join("carehub-demo.db"));
-    let auth = Auth::new(SECRET);
+    let clock = match options.at {
+        Some(at) => Clock::starting_at(at),
+        None => Clock::starting_at(Clock::system().now()),
+    };
+    let auth = Auth::new(SECRET, clock.clone());
     let ttl = Duration::from_secs(8 * 3600);
     let tokens: BTreeMap<String, String> = PROVIDERS
         .iter()
@@ -324,6 +334,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
             http: http.clone(),
             inflight: inflight.clone(),
             feed: Mutex::new(VisitFeed::default()),
+            clock: clock.clone(),
         })
     };
     let norr = mock("phoniro-norr", true, false);
@@ -374,7 +385,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     let config =
         Config::parse(&config_text(&db, &combine_url, &norr_url, &soder_url, &more), std::path::Path::new("."))
             .map_err(|e| anyhow::anyhow!("the demo configuration is invalid: {e}"))?;
-    let runtime = server::build(&config)?;
+    let runtime = server::build(&config, clock.clone())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot bind the hub")?;
     let hub = server::start(runtime, listener).await?;
     let url = hub.url();
@@ -410,10 +421,10 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     out!("");
 
     // 1. Decisions from Combine, over HTTP.
-    let run = chrono::Utc::now().format("%y%m%d%H%M%S").to_string();
+    let run = clock.now().format("%y%m%d%H%M%S").to_string();
     // Decisions valid from the first of last month and decided that day: their orders are
     // active over the whole month of visits played in section 7.
-    let month = Month::before(carehub_model::today());
+    let month = Month::before(clock.today());
     let clients = clients();
     let cm_token = auth.issue("combine-ekero", Role::CaseManagement, None, ttl)?;
     let service_sets: [&[(&str, u32)]; 4] = [
@@ -570,7 +581,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     out!("");
 
     // 5. Deadlines.
-    let today = carehub_core::pipeline::Hub::today();
+    let today = clock.today();
     let overdue =
         store.orders(OrderFilter { overdue_on: Some(today), limit: 10_000, ..OrderFilter::default() }).await?;
     let counts = store.overdue_counts(today).await?;
@@ -633,7 +644,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
         treserva.plans.load(Ordering::SeqCst)
     );
     if let Some((procapita, paraga)) = &sftp {
-        sftp_pair(procapita, paraga, &clients, &run, &month, store.as_ref()).await?;
+        sftp_pair(procapita, paraga, &clients, &run, &month, store.as_ref(), &clock).await?;
     }
     out!("");
 
@@ -760,6 +771,7 @@ async fn sftp_pair(
     run: &str,
     month: &Month,
     store: &dyn Store,
+    clock: &Clock,
 ) -> anyhow::Result<()> {
     use carehub_core::mapping::text;
     let latin1 = text::encoding("iso-8859-1").context("ISO-8859-1")?;
@@ -828,7 +840,7 @@ async fn sftp_pair(
     let ids = order_rows();
     let orders = ids.len();
     for order in ids {
-        answer.push_str(&format!("{order};Accepterad;;{}\r\n", chrono::Utc::now().format("%Y-%m-%d %H:%M")));
+        answer.push_str(&format!("{order};Accepterad;;{}\r\n", clock.now().format("%Y-%m-%d %H:%M")));
     }
     paraga.drop_file("svar.csv", &text::encode(&answer, cp1252).map_err(|e| anyhow::anyhow!("{e}"))?)?;
     out!("   paraga-stockholm (SFTP): {orders} orders in the day's CSV file (Windows-1252, a row per service); ParaGå answered with one CSV file");

@@ -40,6 +40,10 @@ pub struct ReportArgs {
     /// The hub's configuration: its `[hub] database`, provider names and threshold.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// The day the report is made on (`YYYY-MM-DD`): deadlines not met by then count as
+    /// missed, and days late are counted to it. Default: today in Stockholm.
+    #[arg(long)]
+    pub as_of: Option<chrono::NaiveDate>,
 }
 
 /// Runs `carehub report`: 0 written, 2 bad arguments or configuration.
@@ -75,8 +79,10 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{}: no such database file", db.display());
         return Ok(ExitCode::from(2));
     }
-    let store = SqliteStore::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
-    let mut report = followup::compute(&store, month, carehub_model::today(), threshold, None)
+    let clock = carehub_model::Clock::system();
+    let as_of = args.as_of.unwrap_or_else(|| clock.today());
+    let store = SqliteStore::open(&db, clock).with_context(|| format!("cannot open {}", db.display()))?;
+    let mut report = followup::compute(&store, month, as_of, threshold, None)
         .await
         .with_context(|| format!("cannot read the follow-up for {month} from {}", db.display()))?;
     report.name_providers(|org| names.iter().find(|(o, _)| o == org).map(|(_, n)| n.clone()));

@@ -18,6 +18,7 @@ use carehub_core::outbox::DeliveryLoop;
 use carehub_core::pipeline::Hub;
 use carehub_core::store::sqlite::SqliteStore;
 use carehub_core::store::Store;
+use carehub_model::Clock;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::info;
@@ -80,27 +81,28 @@ pub fn load_mappings(config: &Config) -> anyhow::Result<BTreeMap<&'static str, A
 }
 
 /// The configured systems.
-pub fn registry(config: &Config) -> anyhow::Result<Registry> {
+pub fn registry(config: &Config, clock: &Clock) -> anyhow::Result<Registry> {
     let client = http_client(config)?;
     let mappings = load_mappings(config)?;
     Ok(Registry::new(config.systems.iter().map(|s| {
         let set = mappings[s.vendor.vendor()].clone();
-        let mut system = carehub_adapters::build_system(&s.name, &s.vendor, set, &client);
+        let mut system = carehub_adapters::build_system(&s.name, &s.vendor, set, &client, clock);
         system.visit_reports = s.visit_reports;
         system
     })))
 }
 
-/// Opens the store and assembles the hub.
-pub fn build(config: &Config) -> anyhow::Result<Runtime> {
-    let store = SqliteStore::open(&config.hub.database)
+/// Opens the store and assembles the hub, reading every "now" from `clock` (the system
+/// clock for `carehub serve`; a clock set to an instant for tests, the demo and the mock hub).
+pub fn build(config: &Config, clock: Clock) -> anyhow::Result<Runtime> {
+    let store = SqliteStore::open(&config.hub.database, clock.clone())
         .with_context(|| format!("cannot open the database {}", config.hub.database.display()))?;
-    build_with_store(config, Arc::new(store))
+    build_with_store(config, Arc::new(store), clock)
 }
 
 /// Assembles the hub over a given store.
-pub fn build_with_store(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Runtime> {
-    let registry = Arc::new(registry(config)?);
+pub fn build_with_store(config: &Config, store: Arc<dyn Store>, clock: Clock) -> anyhow::Result<Runtime> {
+    let registry = Arc::new(registry(config, &clock)?);
     let metrics = Arc::new(Metrics::default());
     let notify = Arc::new(Notify::new());
     let hub = Arc::new(Hub {
@@ -114,6 +116,7 @@ pub fn build_with_store(config: &Config, store: Arc<dyn Store>) -> anyhow::Resul
         visit_notify: Arc::new(Notify::new()),
         invoice_policy: config.invoice_policy(),
         invoice_lock: tokio::sync::Mutex::new(()),
+        clock: clock.clone(),
     });
     let delivery = Arc::new(DeliveryLoop {
         store,
@@ -123,10 +126,11 @@ pub fn build_with_store(config: &Config, store: Arc<dyn Store>) -> anyhow::Resul
         notify,
         owner: format!("pid{}-{:08x}", std::process::id(), fastrand::u32(..)),
         max_in_flight: config.delivery.max_in_flight,
+        clock: clock.clone(),
     });
     let state = AppState {
         hub,
-        auth: Arc::new(Auth::new(&config.jwt_secret)),
+        auth: Arc::new(Auth::new(&config.jwt_secret, clock.clone())),
         max_body: config.hub.max_body_bytes,
         delivery_running: Arc::new(AtomicBool::new(false)),
         scheme: if config.hub.tls.is_some() { "https" } else { "http" },

@@ -126,8 +126,10 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     }
     let policy = config.as_ref().map(Config::invoice_policy).unwrap_or_default();
     let fallback = args.rate.map(|kr| Rates::flat(i64::from(kr) * 100));
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&db).with_context(|| format!("cannot open {}", db.display()))?);
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&db, carehub_model::Clock::system())
+            .with_context(|| format!("cannot open {}", db.display()))?,
+    );
     let mut out = match &args.out {
         Some(path) => Some(JsonOut::create(path, month)?),
         None => None,

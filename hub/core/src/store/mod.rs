@@ -66,11 +66,6 @@ pub fn ts(at: DateTime<Utc>) -> String {
     )
 }
 
-/// The current instant in store format.
-pub fn now_ts() -> String {
-    ts(Utc::now())
-}
-
 /// Log entry statuses.
 pub mod status {
     /// An inbound message the hub took.

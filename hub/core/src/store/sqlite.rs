@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use carehub_model::{AckStatus, Order};
+use carehub_model::{AckStatus, Clock, Order};
 use chrono::NaiveDate;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
@@ -81,9 +81,18 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Creates the database at `path` if needed and runs pending migrations, with no store
+/// threads left behind: for bulk loaders (the benchmarks' seeds) that write the file
+/// directly before a store opens it.
+pub fn migrate_file(path: &Path) -> Result<(), StoreError> {
+    let mut conn = open_connection(path)?;
+    migrate(&mut conn)
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and runs pending migrations.
-    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+    /// Opens (creating if needed) the database at `path` and runs pending migrations. The
+    /// writer stamps what it writes (log entries, attempts, claims) with `clock`'s time.
+    pub fn open(path: &Path, clock: Clock) -> Result<SqliteStore, StoreError> {
         let mut conn = open_connection(path)?;
         // The writer's page cache holds the hot index pages (a batch of visits touches six
         // indexes at random places): with SQLite's 2 MB default it would spill dirty pages
@@ -96,7 +105,7 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel::<WriteRequest>(8192);
         std::thread::Builder::new()
             .name("carehub-store-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, &clock))
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
         let checkpointer = open_connection(path)?;
         let alive = tx.downgrade();
@@ -160,7 +169,7 @@ fn checkpoint_loop(conn: Connection, alive: mpsc::WeakSender<WriteRequest>) {
     }
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriteRequest>) {
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriteRequest>, clock: &Clock) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -169,11 +178,11 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriteRequest>) {
                 Err(_) => break,
             }
         }
-        apply_batch(&mut conn, batch);
+        apply_batch(&mut conn, batch, clock);
     }
 }
 
-fn apply_batch(conn: &mut Connection, batch: Vec<WriteRequest>) {
+fn apply_batch(conn: &mut Connection, batch: Vec<WriteRequest>, clock: &Clock) {
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
@@ -197,10 +206,11 @@ fn apply_batch(conn: &mut Connection, batch: Vec<WriteRequest>) {
     let mut replies = Vec::with_capacity(batch.len());
     for req in batch {
         let saved = chain.clone();
+        let now = ts(clock.now());
         let result = tx.execute_batch("SAVEPOINT request").map_err(StoreError::from).and_then(|_| {
             let mut results = Vec::with_capacity(req.ops.len());
             for op in req.ops {
-                results.push(apply_op(&tx, &mut chain, op)?);
+                results.push(apply_op(&tx, &mut chain, &now, op)?);
             }
             Ok(results)
         });
@@ -237,10 +247,15 @@ fn chain_head(conn: &Connection) -> Result<(i64, String), rusqlite::Error> {
         .unwrap_or((0, GENESIS.to_owned())))
 }
 
-pub(super) fn append_log(conn: &Connection, chain: &mut (i64, String), e: NewLogEntry) -> Result<i64, StoreError> {
+pub(super) fn append_log(
+    conn: &Connection,
+    chain: &mut (i64, String),
+    now: &str,
+    e: NewLogEntry,
+) -> Result<i64, StoreError> {
     let entry = LogEntry {
         seq: chain.0 + 1,
-        at: now_ts(),
+        at: now.to_owned(),
         system: e.system,
         vendor: e.vendor,
         direction: e.direction.to_owned(),
@@ -296,9 +311,9 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
         || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
 }
 
-fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpResult, StoreError> {
+fn apply_op(conn: &Connection, chain: &mut (i64, String), now: &str, op: Op) -> Result<OpResult, StoreError> {
     match op {
-        Op::AppendLog(e) => Ok(OpResult::Logged(append_log(conn, chain, e)?)),
+        Op::AppendLog(e) => Ok(OpResult::Logged(append_log(conn, chain, now, e)?)),
         Op::InsertDecision(d) => {
             conn.prepare_cached(
                 "INSERT INTO decisions (id, system, content_hash, client, provider, canonical, received_at)
@@ -346,7 +361,7 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpRe
             Ok(OpResult::Done)
         }
         Op::Enqueue(d) => {
-            let now = now_ts();
+            let now = now.to_owned();
             conn.prepare_cached(
                 "INSERT INTO outbox (system, message_type, order_id, idempotency_key, content_type, endpoint,
                     body, state, next_attempt_at, created_at, action)
@@ -390,14 +405,14 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpRe
         Op::RecordPlan(plan) => {
             let n = conn
                 .prepare_cached("UPDATE orders SET plan_established_on = ?2, plan_received_at = ?3 WHERE id = ?1")?
-                .execute(params![plan.order_id, plan.established_on.to_string(), now_ts()])?;
+                .execute(params![plan.order_id, plan.established_on.to_string(), now])?;
             if n == 0 {
                 return Err(StoreError::Missing(format!("order {}", plan.order_id)));
             }
             Ok(OpResult::Done)
         }
         Op::Attempted { id, outcome } => {
-            let now = now_ts();
+            let now = now.to_owned();
             let (state, next, error, delivered) = match outcome {
                 AttemptOutcome::Delivered => (delivery_state::DELIVERED, now.clone(), None, Some(now.clone())),
                 AttemptOutcome::Retry { next_attempt_at, error } => {
@@ -434,7 +449,7 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpRe
             Ok(OpResult::Done)
         }
         Op::ClaimDue { owner, lease_until, limit } => {
-            let now = now_ts();
+            let now = now.to_owned();
             let mut stmt = conn.prepare_cached(&format!(
                 "UPDATE outbox SET lease_owner = ?1, lease_until = ?2
                  WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?3
@@ -448,7 +463,7 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpRe
             Ok(OpResult::Claimed(rows))
         }
         Op::Requeue { ids } => {
-            let now = now_ts();
+            let now = now.to_owned();
             let dead: Vec<Delivery> = {
                 let mut stmt = conn.prepare_cached(&format!(
                     "SELECT {DELIVERY_COLUMNS} FROM outbox WHERE state = 'dead' ORDER BY id"
@@ -474,6 +489,7 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpRe
                 append_log(
                     conn,
                     chain,
+                    &now,
                     NewLogEntry {
                         system: d.system.clone(),
                         vendor: String::new(),
@@ -513,19 +529,13 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpRe
                 "INSERT INTO tag_registrations (tag_uid, client, installed_on, removed_on, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![
-                uid,
-                t.client.expose(),
-                from,
-                t.removed_on.map(|d| d.to_string()),
-                now_ts()
-            ])?;
+            .execute(params![uid, t.client.expose(), from, t.removed_on.map(|d| d.to_string()), now])?;
             Ok(OpResult::Done)
         }
         Op::IngestVisits(ingest) => Ok(OpResult::Visits(super::visits_sql::ingest(conn, chain, *ingest)?)),
         Op::CloseMonth(month) => {
             conn.prepare_cached("INSERT OR IGNORE INTO closed_months (month, closed_at) VALUES (?1, ?2)")?
-                .execute(params![month, now_ts()])?;
+                .execute(params![month, now])?;
             Ok(OpResult::Done)
         }
         Op::StoreInvoice(i) => {
@@ -560,7 +570,7 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), op: Op) -> Result<OpRe
         }
         Op::RecordRead { subject, role, what } => {
             conn.prepare_cached("INSERT INTO log_reads (at, subject, role, what) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![now_ts(), subject, role, what])?;
+                .execute(params![now, subject, role, what])?;
             Ok(OpResult::Done)
         }
     }
@@ -1006,6 +1016,7 @@ pub fn bare_insert_loop(
     decisions: usize,
     per_commit: usize,
     payload: &[u8],
+    clock: &Clock,
 ) -> Result<Duration, StoreError> {
     {
         let mut conn = open_connection(path)?;
@@ -1024,7 +1035,7 @@ pub fn bare_insert_loop(
         for i in done..(done + per_commit).min(decisions) {
             let id = format!("bench:DEC-{i}");
             let order = format!("O-{i:016}");
-            let now = now_ts();
+            let now = ts(clock.now());
             for (seq, dir) in [(2 * i as i64 + 1, "in"), (2 * i as i64 + 2, "out")] {
                 tx.prepare_cached(
                     "INSERT INTO message_log (seq, at, system, vendor, direction, message_type, content_type, payload,

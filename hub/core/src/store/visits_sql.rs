@@ -292,7 +292,7 @@ pub(super) fn ingest(
     }
     let summary = json!({ "cursor": cursor, "results": results });
     log.canonical = Some(summary.to_string());
-    let seq = append_log(conn, chain, log)?;
+    let seq = append_log(conn, chain, &received_at, log)?;
     debug_assert_eq!(seq, log_seq);
     Ok(IngestReport { log_seq: seq, results })
 }

@@ -56,7 +56,7 @@ pub(super) async fn follow_up(
     let mut report: FollowUp = followup::compute(
         state.hub.store.as_ref(),
         month,
-        carehub_model::today(),
+        state.hub.today(),
         state.manual_share_threshold,
         own.as_deref(),
     )
