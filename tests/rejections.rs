@@ -151,3 +151,53 @@ async fn acks_for_unknown_or_foreign_orders_are_refused() {
     assert_eq!(got, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(answer["code"], "MISSING_FIELD");
 }
+
+/// A vendor's profile names the encodings it accepts (Combine: UTF-8): a declaration that
+/// names another, names one nobody knows, or lies about its bytes is refused with its code
+/// and logged as rejected; the same text declared truthfully is taken as it was written.
+#[tokio::test]
+async fn an_encoding_outside_the_profile_or_a_lying_declaration_is_refused() {
+    let phoniro = MockServer::start().await;
+    let combine = MockServer::start().await;
+    let hub = TestHub::start(&phoniro.uri(), &combine.uri()).await;
+    let (cm, admin) = (hub.case_management(), hub.admin());
+    let with = |decl: &str, id: &str| {
+        format!("<?xml version=\"1.0\" encoding=\"{decl}\"?>\n{}", SPEC_DECISION)
+            .replace("hl-117", "hål-ö")
+            .replace("DEC-2026-0001", id)
+    };
+    // UTF-8 bytes under an ISO-8859-1 declaration: read as declared they would be `hÃ¥l-Ã¶`.
+    let lying = with("ISO-8859-1", "DEC-ENC-1").into_bytes();
+    let unknown = with("X-EVIL-42", "DEC-ENC-2").into_bytes();
+    // Honest Windows-1252 bytes, but Combine's profile is UTF-8.
+    let cp1252 = carehub_core::mapping::text::encode(
+        &with("windows-1252", "DEC-ENC-3"),
+        carehub_core::mapping::text::encoding("windows-1252").expect("known"),
+    )
+    .expect("encodable");
+    for (what, body, says) in [
+        // (Combine takes UTF-8 only; where a profile takes ISO-8859-1, the lie itself is
+        // named: `mapping::text` tests.)
+        ("a lying declaration", lying, "accepts UTF-8"),
+        ("an unknown encoding", unknown, "X-EVIL-42"),
+        ("an encoding outside the profile", cp1252, "accepts UTF-8"),
+    ] {
+        let (got, answer) = hub.post("combine", body, Some(&cm)).await;
+        assert_eq!(got, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{what}: {answer}");
+        assert_eq!(answer["code"], "UNSUPPORTED_ENCODING", "{what}: {answer}");
+        assert!(answer["message"].as_str().unwrap_or_default().contains(says), "{what}: {answer}");
+        let id = answer["message_id"].as_i64().unwrap_or_else(|| panic!("{what}: logged"));
+        let (_, entry) = hub.get(&format!("/v1/messages/{id}"), Some(&admin)).await;
+        assert_eq!(
+            (entry["status"].as_str(), entry["error_code"].as_str()),
+            (Some("rejected"), Some("UNSUPPORTED_ENCODING"))
+        );
+    }
+    // The same text, declared as what it is, is taken, and the case officer is `hål-ö`.
+    let (got, answer) = hub.post("combine", with("UTF-8", "DEC-ENC-4"), Some(&cm)).await;
+    assert_eq!(got, StatusCode::ACCEPTED, "{answer}");
+    let id = answer["message_id"].as_i64().expect("logged");
+    let (_, entry) = hub.get(&format!("/v1/messages/{id}"), Some(&admin)).await;
+    assert!(entry.to_string().contains("hål-ö"), "{entry}");
+    assert!(!entry.to_string().contains("hÃ¥l"), "{entry}");
+}

@@ -113,6 +113,14 @@ async fn carehub_verify_month_gives_every_orders_figures_and_the_invoices_report
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{stdout}");
     assert!(stdout.contains("approved: 720 min, 4680.00 kr"), "{stdout}");
+    // A rate with öre (Stockholm's 2% raise on 390 kr): 300 × 397.80 / 60 = 1,989.00 kr and
+    // 420 × 397.80 / 60 = 2,784.60 kr.
+    let run = carehub(&["verify", "--month", "2026-11", "--db", &db, "--rate", "397.80"]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}");
+    assert!(stdout.contains("approved: 720 min, 4773.60 kr"), "{stdout}");
+    let run = carehub(&["verify", "--month", "2026-11", "--db", &db, "--rate", "397.805"]);
+    assert_eq!(run.status.code(), Some(2), "three decimals are refused");
     // A bad month is refused with exit code 2.
     let run = carehub(&["verify", "--month", "2026-13", "--db", &db]);
     assert_eq!(run.status.code(), Some(2));

@@ -445,7 +445,7 @@ pub(crate) fn invoice_rows(sys: &System, body: &[u8]) -> Option<(String, Vec<Row
     if !sys.reads_csv() || matches!(first, None | Some(b'<' | b'{' | b'[')) {
         return None;
     }
-    let text = crate::mapping::text::decode(body, sys.mappings.inbound_encoding()).ok()?.into_owned();
+    let text = sys.mappings.text_of(body).ok()?.into_owned();
     let rows = sys.mappings.decode_rows(&text).ok()?;
     rows.iter()
         .any(|r| matches!(&r.result, Ok(d) if d.message_type == MessageType::InvoiceLine))

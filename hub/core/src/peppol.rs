@@ -522,10 +522,10 @@ impl Finding {
 // Reading
 // ---------------------------------------------------------------------------------------
 
-/// Reads a PEPPOL BIS Billing 3 invoice or credit note from bytes (UTF-8, or the encoding
-/// its byte order mark or XML declaration names).
+/// Reads a PEPPOL BIS Billing 3 invoice or credit note from bytes: UTF-8, the one encoding
+/// PEPPOL allows (a declaration of any other is refused as `UNSUPPORTED_ENCODING`).
 pub fn read_bytes(bytes: &[u8]) -> Result<PeppolDocument, ValidationError> {
-    let text = crate::mapping::text::decode(bytes, encoding_rs::UTF_8)?;
+    let text = crate::mapping::text::detect_accepted(bytes, encoding_rs::UTF_8, &[encoding_rs::UTF_8])?.decode()?;
     read(&text)
 }
 

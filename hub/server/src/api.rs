@@ -73,6 +73,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::MessageNotAllowed => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::DecisionConflict | ErrorCode::TagConflict => StatusCode::CONFLICT,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::NotFound | ErrorCode::UnknownSystem => StatusCode::NOT_FOUND,

@@ -205,7 +205,7 @@ pub struct ProviderConfig {
     /// The contracted rate, kronor per performed hour (invoice verification, SPEC §7): the
     /// day rate, paid for time outside every band and for plan compensation.
     #[serde(default)]
-    pub rate_per_hour: Option<u32>,
+    pub rate_per_hour: Option<Rate>,
     /// Time bands with their own rates (evening, night, weekend), by the municipality's clock.
     #[serde(default)]
     pub bands: Vec<BandConfig>,
@@ -219,7 +219,67 @@ pub struct BandConfig {
     pub kind: String,
     pub from: String,
     pub to: String,
-    pub rate_per_hour: u32,
+    pub rate_per_hour: Rate,
+}
+
+/// A rate in kronor per hour, held in öre (SPEC §7: "a rate is kronor with öre"). Written
+/// `390`, `412.5` or `"412.50"` (a decimal comma too: `"397,80"`); at most two decimals,
+/// never negative. A TOML float is read through its shortest decimal form, so `397.8` is
+/// exactly 397 kronor 80 öre.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Rate {
+    /// Öre per hour.
+    pub ore: i64,
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Rate, String> {
+        let t = s.trim();
+        let bad = || format!("'{s}' is not a rate in kronor (e.g. 390 or \"412.50\": at most two decimals)");
+        let digits = |x: &str| !x.is_empty() && x.len() <= 9 && x.bytes().all(|b| b.is_ascii_digit());
+        let (whole, frac) = match t.split_once(['.', ',']) {
+            Some((w, f)) if digits(f) => (w, f),
+            Some(_) => return Err(bad()),
+            None => (t, ""),
+        };
+        if !digits(whole) || frac.len() > 2 {
+            return Err(bad());
+        }
+        let kronor: i64 = whole.parse().map_err(|_| bad())?;
+        let ore: i64 = match frac.len() {
+            0 => 0,
+            1 => frac.parse::<i64>().map_err(|_| bad())? * 10,
+            _ => frac.parse().map_err(|_| bad())?,
+        };
+        Ok(Rate { ore: kronor * 100 + ore })
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Rate, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Whole(i64),
+            Decimal(f64),
+            Text(String),
+        }
+        let text = match Written::deserialize(d)? {
+            Written::Whole(n) => n.to_string(),
+            Written::Decimal(f) if f.is_finite() => format!("{f}"),
+            Written::Decimal(f) => f.to_string(),
+            Written::Text(s) => s,
+        };
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:02}", self.ore / 100, self.ore % 100)
+    }
 }
 
 impl BandConfig {
@@ -234,7 +294,7 @@ impl BandConfig {
         };
         let time =
             |s: &str| chrono::NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| format!("'{s}' is not a time (HH:MM)"));
-        Ok(Band { kind, from: time(&self.from)?, to: time(&self.to)?, rate: i64::from(self.rate_per_hour) * 100 })
+        Ok(Band { kind, from: time(&self.from)?, to: time(&self.to)?, rate: self.rate_per_hour.ore })
     }
 }
 
@@ -500,7 +560,7 @@ impl Config {
             .providers
             .iter()
             .filter_map(|p| {
-                let day = i64::from(p.rate_per_hour?) * 100;
+                let day = p.rate_per_hour?.ore;
                 let bands = p.bands.iter().filter_map(|b| b.band().ok()).collect();
                 Some((OrgNumber::parse(&p.org).ok()?, carehub_core::verification::Rates { day, bands }))
             })
@@ -558,6 +618,32 @@ system = "phoniro"
         let c = Config::parse(GOOD, Path::new("/etc/carehub")).expect("valid");
         assert_eq!(c.hub.database, PathBuf::from("/etc/carehub/x.db"));
         assert_eq!(c.routes().keys().collect::<Vec<_>>(), vec!["5599000014"]);
+    }
+
+    #[test]
+    fn rates_are_kronor_with_ore() {
+        let org = OrgNumber::parse("5599000014").expect("org");
+        for (written, ore) in [
+            ("\"412.50\"", 41_250),
+            ("412.5", 41_250),
+            ("397.8", 39_780),
+            ("\"397,80\"", 39_780),
+            ("390", 39_000),
+            ("\"0.05\"", 5),
+        ] {
+            let text = format!(
+                "{GOOD}rate_per_hour = {written}\n[[providers.bands]]\nkind = \"night\"\nfrom = \"22:00\"\n\
+                 to = \"07:00\"\nrate_per_hour = {written}\n"
+            );
+            let c = Config::parse(&text, Path::new("/etc/carehub")).unwrap_or_else(|e| panic!("{written}: {e}"));
+            let rates = &c.invoice_policy().rates[&org];
+            assert_eq!((rates.day, rates.bands[0].rate), (ore, ore), "{written}");
+        }
+        for written in ["\"412.505\"", "-390", "\"abc\"", "\"12.\"", "\".5\"", "412.125"] {
+            let text = format!("{GOOD}rate_per_hour = {written}\n");
+            let e = Config::parse(&text, Path::new("/etc/carehub")).expect_err(written);
+            assert!(e.to_string().contains("rate"), "{written}: {e}");
+        }
     }
 
     #[test]

@@ -39,9 +39,10 @@ pub struct VerifyArgs {
     /// The configuration: the database (unless `--db`) and the verification policy.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Contracted rate, kronor per hour, for every provider the configuration gives none.
+    /// Contracted rate, kronor per hour with öre (`390`, `412.50`), for every provider the
+    /// configuration gives none.
     #[arg(long)]
-    pub rate: Option<u32>,
+    pub rate: Option<crate::config::Rate>,
     /// Write every report, as JSON, to this file.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -125,7 +126,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     let policy = config.as_ref().map(Config::invoice_policy).unwrap_or_default();
-    let fallback = args.rate.map(|kr| Rates::flat(i64::from(kr) * 100));
+    let fallback = args.rate.map(|r| Rates::flat(r.ore));
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&db, carehub_model::Clock::system())
             .with_context(|| format!("cannot open {}", db.display()))?,

@@ -274,7 +274,7 @@ impl MappingSet {
     /// [`MappingSet::decode_rows`] on a file's bytes, decoded as
     /// [`MappingSet::decode_bytes`] does (ParaGå writes Windows-1252).
     pub fn decode_rows_bytes(&self, bytes: &[u8]) -> Result<Vec<RowDecoded>, ValidationError> {
-        let text = super::text::decode(bytes, self.inbound_encoding())?;
+        let text = self.text_of(bytes)?;
         self.decode_rows(&text)
     }
 }

@@ -409,9 +409,15 @@ pub struct Mapping {
     #[serde(default)]
     pub content_type: Option<String>,
     /// The text encoding: `utf-8` (default), `iso-8859-1`, `windows-1252`. Inbound, a byte
-    /// order mark or an XML declaration in the payload takes precedence.
+    /// order mark or an XML declaration in the payload takes precedence, within the
+    /// encodings the vendor's profile accepts.
     #[serde(default)]
     pub encoding: Option<String>,
+    /// In: encodings a payload may also declare (by byte order mark or XML declaration)
+    /// beyond `encoding`. A vendor's profile accepts the union over its inbound mappings;
+    /// anything else is refused as `UNSUPPORTED_ENCODING`.
+    #[serde(default)]
+    pub accept_encodings: Vec<String>,
     /// An envelope around the payload (`soap11`).
     #[serde(default)]
     pub envelope: Option<EnvelopeKind>,
@@ -534,6 +540,8 @@ pub struct MappingSet {
     inbound: &'static encoding_rs::Encoding,
     /// The inbound encoding as a table, when it is a single-byte one.
     single_byte: Option<text::SingleByte>,
+    /// The encodings the vendor's profile accepts inbound (see [`MappingSet::accepted_encodings`]).
+    accepted: Vec<&'static encoding_rs::Encoding>,
 }
 
 impl MappingSet {
@@ -597,7 +605,16 @@ impl MappingSet {
             for m in mappings.iter_mut().filter(|m| m.format == Format::Xml && m.direction == Direction::In) {
                 m.xml_plan = stream::Plan::new(m.root.as_deref(), &m.fields, single_byte.as_ref().map(|t| t.encoding));
             }
-            Ok(MappingSet { vendor: vendor.to_owned(), mappings, inbound, single_byte })
+            let mut accepted = vec![inbound];
+            for m in mappings.iter().filter(|m| m.direction == Direction::In) {
+                let own = m.encoding.as_deref().and_then(text::encoding).unwrap_or(encoding_rs::UTF_8);
+                for enc in std::iter::once(own).chain(m.accept_encodings.iter().filter_map(|l| text::encoding(l))) {
+                    if !accepted.contains(&enc) {
+                        accepted.push(enc);
+                    }
+                }
+            }
+            Ok(MappingSet { vendor: vendor.to_owned(), mappings, inbound, single_byte, accepted })
         } else {
             Err(errors)
         }
@@ -639,10 +656,22 @@ impl MappingSet {
         self.inbound
     }
 
-    /// Translates an inbound payload's bytes: decodes the text (see [`text::decode`]), then
-    /// [`MappingSet::decode`].
+    /// The encodings the vendor's profile accepts inbound: each inbound mapping's
+    /// `encoding` (UTF-8 when it names none) and `accept_encodings`.
+    pub fn accepted_encodings(&self) -> &[&'static encoding_rs::Encoding] {
+        &self.accepted
+    }
+
+    /// Decodes an inbound payload's bytes to text within the profile's encodings (see
+    /// [`text::detect_accepted`]).
+    pub fn text_of<'a>(&self, bytes: &'a [u8]) -> Result<std::borrow::Cow<'a, str>, ValidationError> {
+        text::detect_accepted(bytes, self.inbound, &self.accepted)?.decode()
+    }
+
+    /// Translates an inbound payload's bytes: decodes the text (see
+    /// [`MappingSet::text_of`]), then [`MappingSet::decode`].
     pub fn decode_bytes(&self, bytes: &[u8]) -> Result<Decoded, ValidationError> {
-        let text = text::decode(bytes, self.inbound_encoding())?;
+        let text = self.text_of(bytes)?;
         self.decode(&text)
     }
 
@@ -663,7 +692,7 @@ impl MappingSet {
     /// path every message a system sends takes. A refusal carries the canonical JSON when
     /// the payload translated but the model refused it.
     pub fn translate_bytes(&self, bytes: &[u8]) -> Result<Translated, (Option<Decoded>, ValidationError)> {
-        match (text::detect(bytes, self.inbound), &self.single_byte) {
+        match (text::detect_accepted(bytes, self.inbound, &self.accepted).map_err(|e| (None, e))?, &self.single_byte) {
             // XML in the vendor's single-byte encoding is read as it is (see `stream`).
             (text::Detected::Encoded(enc, body), Some(table))
                 if enc == table.encoding && text::starts_like_xml(body) =>
@@ -877,10 +906,13 @@ impl Mapping {
         if self.format == Format::Xml && self.root.is_none() {
             problems.push("an XML mapping needs `root`".to_owned());
         }
-        if let Some(label) = &self.encoding {
+        for label in self.encoding.iter().chain(&self.accept_encodings) {
             if text::encoding(label).is_none() {
                 problems.push(format!("unknown encoding '{label}' (use utf-8, iso-8859-1 or windows-1252)"));
             }
+        }
+        if !self.accept_encodings.is_empty() && self.direction != Direction::In {
+            problems.push("`accept_encodings` is for inbound mappings".to_owned());
         }
         if self.envelope.is_some() && self.format != Format::Xml {
             problems.push("an envelope needs format = \"xml\"".to_owned());

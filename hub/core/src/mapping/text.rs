@@ -5,6 +5,12 @@
 //! themselves wins: a byte order mark, then an XML encoding declaration; otherwise the
 //! mapping's declared encoding. Outbound, text is written in the mapping's encoding, and a
 //! character that encoding cannot hold is an error rather than a silent `?`.
+//!
+//! What a payload may say about itself is bounded by its vendor's profile
+//! ([`detect_accepted`]): an encoding the hub does not know, one the profile does not
+//! accept, or a declaration its bytes contradict (ISO-8859-1 declared over UTF-8 bytes,
+//! which would otherwise be stored as `hÃ¥l`) is refused as
+//! [`ErrorCode::UnsupportedEncoding`], never guessed at.
 
 use std::borrow::Cow;
 
@@ -65,10 +71,17 @@ impl SingleByte {
     }
 }
 
-/// The encoding named by an XML declaration at the start of `bytes`, if any. Read on the
-/// bytes: the declaration is ASCII in every encoding the hub reads, and this runs for every
-/// XML payload.
+/// The encoding named by an XML declaration at the start of `bytes`, if any and known.
+#[cfg(test)]
 fn xml_declared(bytes: &[u8]) -> Option<&'static Encoding> {
+    xml_declaration(bytes).and_then(|d| d.ok())
+}
+
+/// The label of an XML declaration's encoding at the start of `bytes`, if it has one:
+/// `Ok` with the encoding when the hub knows the label, `Err` with the label when it does
+/// not. Read on the bytes: the declaration is ASCII in every encoding the hub reads, and
+/// this runs for every XML payload.
+fn xml_declaration(bytes: &[u8]) -> Option<Result<&'static Encoding, &[u8]>> {
     let head = &bytes[..bytes.len().min(200)];
     // What nearly every producer writes, told without searching: the value up to its quote,
     // and the declaration's end somewhere after it. The same answer as the general reading
@@ -76,20 +89,20 @@ fn xml_declared(bytes: &[u8]) -> Option<&'static Encoding> {
     if let Some(rest) = head.strip_prefix(b"<?xml version=\"1.0\" encoding=\"") {
         let len = rest.iter().position(|&b| b == b'"')?;
         find(&rest[len..], b"?>")?;
-        return encoding_of(&rest[..len]);
+        return Some(encoding_of(&rest[..len]).ok_or(&rest[..len]));
     }
     declared(head)
 }
 
-/// [`xml_declared`] in general: any white space, either quote, other pseudo-attributes.
-fn declared(head: &[u8]) -> Option<&'static Encoding> {
+/// [`xml_declaration`] in general: any white space, either quote, other pseudo-attributes.
+fn declared(head: &[u8]) -> Option<Result<&'static Encoding, &[u8]>> {
     let decl = head.trim_ascii_start().strip_prefix(b"<?xml")?;
     let decl = &decl[..find(decl, b"?>")?];
     let at = find(decl, b"encoding")?;
     let rest = decl[at + b"encoding".len()..].trim_ascii_start().strip_prefix(b"=")?.trim_ascii_start();
     let (&quote, rest) = rest.split_first().filter(|(q, _)| **q == b'"' || **q == b'\'')?;
     let value = &rest[..rest.iter().position(|&b| b == quote)?];
-    encoding_of(value)
+    Some(encoding_of(value).ok_or(value))
 }
 
 /// Where `needle` first starts in `hay`: each occurrence of its first byte tried, which in a
@@ -113,17 +126,86 @@ pub enum Detected<'a> {
     Encoded(&'static Encoding, &'a [u8]),
 }
 
-/// Finds a payload's encoding by the rules of [`decode`], without decoding it.
+/// Finds a payload's encoding by the rules of [`decode`], without decoding it. An XML
+/// declaration of an encoding the hub does not know is passed over here; a vendor's
+/// payloads go through [`detect_accepted`], which refuses it.
 pub fn detect<'a>(bytes: &'a [u8], fallback: &'static Encoding) -> Detected<'a> {
     if let Some((enc, bom)) = Encoding::for_bom(bytes) {
         return Detected::Encoded(enc, &bytes[bom..]);
     }
-    if let Some(enc) = xml_declared(bytes) {
+    if let Some(Ok(enc)) = xml_declaration(bytes) {
         return Detected::Encoded(enc, bytes);
     }
     match std::str::from_utf8(bytes) {
         Ok(s) => Detected::Text(s),
         Err(_) => Detected::Encoded(fallback, bytes),
+    }
+}
+
+fn unsupported(reason: String) -> ValidationError {
+    ValidationError::new(ErrorCode::UnsupportedEncoding, reason)
+}
+
+fn names(accepted: &[&'static Encoding]) -> String {
+    accepted.iter().map(|e| label_of(e_static(e))).collect::<Vec<_>>().join(", ")
+}
+
+/// An encoding's name in errors (ISO-8859-1 is read as Windows-1252, as the WHATWG
+/// Encoding Standard does, and named so).
+fn label_of(enc: &'static Encoding) -> &'static str {
+    enc.name()
+}
+
+fn e_static(e: &&'static Encoding) -> &'static Encoding {
+    e
+}
+
+/// [`detect`] for a payload of a vendor whose profile accepts the encodings `accepted`:
+/// refuses a byte order mark or declaration of an encoding outside them, a declaration of
+/// an encoding the hub does not know, and a single-byte declaration over bytes that are
+/// UTF-8 (a producer that wrote UTF-8 and declared ISO-8859-1). Bytes that say nothing
+/// about themselves are read as [`detect`] reads them.
+pub fn detect_accepted<'a>(
+    bytes: &'a [u8],
+    fallback: &'static Encoding,
+    accepted: &[&'static Encoding],
+) -> Result<Detected<'a>, ValidationError> {
+    if let Some((enc, bom)) = Encoding::for_bom(bytes) {
+        if !accepted.contains(&enc) {
+            return Err(unsupported(format!(
+                "a {} byte order mark: this system's profile accepts {}",
+                label_of(enc),
+                names(accepted)
+            )));
+        }
+        return Ok(Detected::Encoded(enc, &bytes[bom..]));
+    }
+    match xml_declaration(bytes) {
+        Some(Err(label)) => Err(unsupported(format!(
+            "the XML declaration names the encoding '{}', which the hub does not know; this system's profile accepts {}",
+            String::from_utf8_lossy(&label[..label.len().min(40)]),
+            names(accepted)
+        ))),
+        Some(Ok(enc)) if !accepted.contains(&enc) => Err(unsupported(format!(
+            "the XML declaration names {}: this system's profile accepts {}",
+            label_of(enc),
+            names(accepted)
+        ))),
+        // A single-byte declaration over bytes that are UTF-8 with more than ASCII in them
+        // is a lie: read as declared, every å would be stored as two characters. Real
+        // Latin-1 text fails the UTF-8 check at its first letter past ASCII.
+        Some(Ok(enc)) if enc != encoding_rs::UTF_8 && !bytes.is_ascii() && std::str::from_utf8(bytes).is_ok() => {
+            Err(unsupported(format!(
+                "the XML declaration names {} but the bytes are UTF-8: declare UTF-8, or write {}",
+                label_of(enc),
+                label_of(enc)
+            )))
+        }
+        Some(Ok(enc)) => Ok(Detected::Encoded(enc, bytes)),
+        None => Ok(match std::str::from_utf8(bytes) {
+            Ok(s) => Detected::Text(s),
+            Err(_) => Detected::Encoded(fallback, bytes),
+        }),
     }
 }
 
@@ -208,9 +290,36 @@ mod tests {
             "<?xml version=\"1.0\" encoding=\"nonsense\"?>",
             "<?xml version=\"1.0\" encoding=\"latin1\"?>",
         ] {
-            assert_eq!(xml_declared(head.as_bytes()), declared(head.as_bytes()), "{head}");
+            assert_eq!(xml_declaration(head.as_bytes()), declared(head.as_bytes()), "{head}");
         }
         assert_eq!(enc("<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><a/>"), Some("windows-1252"));
+    }
+
+    #[test]
+    fn the_profile_bounds_what_a_payload_may_say_about_itself() {
+        let latin1 = encoding("iso-8859-1").expect("known");
+        let profile = [latin1];
+        let code = |bytes: &[u8], accepted: &[&'static Encoding]| {
+            detect_accepted(bytes, accepted[0], accepted).err().map(|e| e.code)
+        };
+        let honest = b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><a>h\xe5l</a>";
+        assert_eq!(code(honest, &profile), None);
+        let text = detect_accepted(honest, latin1, &profile).expect("accepted").decode().expect("decodes");
+        assert!(text.ends_with("<a>hål</a>"), "{text}");
+        let lying = "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><a>hål</a>".as_bytes();
+        assert_eq!(code(lying, &profile), Some(ErrorCode::UnsupportedEncoding));
+        // Plain ASCII under a single-byte declaration is the same text either way.
+        assert_eq!(code(b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><a>hal</a>", &profile), None);
+        let evil = b"<?xml version='1.0' encoding='X-EVIL-42'?><a/>";
+        assert_eq!(code(evil, &profile), Some(ErrorCode::UnsupportedEncoding));
+        assert_eq!(code(evil, &[encoding_rs::UTF_8]), Some(ErrorCode::UnsupportedEncoding));
+        let utf8_decl = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><a>hål</a>".as_bytes();
+        assert_eq!(code(utf8_decl, &profile), Some(ErrorCode::UnsupportedEncoding), "not this profile's");
+        assert_eq!(code(utf8_decl, &[encoding_rs::UTF_8]), None);
+        let utf16 = [0xff, 0xfe, b'<', 0, b'a', 0, b'/', 0, b'>', 0];
+        assert_eq!(code(&utf16, &[encoding_rs::UTF_8]), Some(ErrorCode::UnsupportedEncoding));
+        // No declaration: read as before (UTF-8 when it is, else the profile's own).
+        assert_eq!(code(b"Namn;Ort\r\n\xc5sa;G\xe4vle\r\n", &profile), None);
     }
 
     #[test]
