@@ -131,6 +131,7 @@ fn the_demo_runs_end_to_end() {
     assert!(marked[0].trim_start().starts_with("Hemtjänst Norr AB"), "{stdout}");
     // Invoices: the over-biller is found (INV001) and its credit note takes one line's
     // excess back; the provider with many manual registrations is reported (INV003).
+    assert!(stdout.contains("8. Invoices for February 2027"), "the demo's month follows its clock:\n{stdout}");
     let invoices = stdout.split("8. Invoices for ").nth(1).unwrap_or_default();
     let line =
         |who: &str, what: &str| invoices.lines().find(|l| l.contains(who) && l.contains(what)).unwrap_or_default();
