@@ -226,6 +226,15 @@ async fn take_message(
         }
         SystemCaller::Token(claims) => Some(claims),
     };
+    // A system's token speaks for the one system it names, whatever its role may do.
+    if let Some(named) = claims.as_ref().filter(|c| c.role.is_system()).and_then(|c| c.system()) {
+        if named != system {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("this token is the system {named}'s: it may send only to /v1/systems/{named}/messages"),
+            ));
+        }
+    }
     let sender = match claims.as_ref().map(|c| c.role) {
         // The system itself, by its client certificate: it may speak for every provider it
         // serves; the pipeline checks each order was sent to this system.

@@ -51,10 +51,17 @@ pub enum Command {
         #[arg(long)]
         offline: bool,
     },
-    /// Issue a bearer token signed with the configured key.
+    /// Issue a bearer token signed with the configured key. A system's token
+    /// (case_management, provider_system) names its configured system with --system and
+    /// may send only as that system. Exit codes: 0 issued, 2 a configuration or argument
+    /// error.
     Token {
         #[arg(long, value_enum)]
         role: Role,
+        /// The configured system the token speaks for (case_management and provider_system
+        /// tokens; required for them).
+        #[arg(long)]
+        system: Option<String>,
         /// The provider's organisation number (provider_system tokens only).
         #[arg(long)]
         org: Option<String>,
@@ -170,15 +177,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             check(config, offline).await
         }
-        Command::Token { role, org, subject, ttl_minutes, config } => {
+        Command::Token { role, system, org, subject, ttl_minutes, config } => {
             let config = match load_config(&config) {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
+            if let Err(why) = token_system_fits(&config, role, system.as_deref(), org.as_deref()) {
+                eprintln!("carehub token: {why}");
+                return Ok(ExitCode::from(2));
+            }
             let ttl = ttl_minutes.map(|m| Duration::from_secs(m * 60)).unwrap_or(config.token_ttl());
-            let token = Auth::new(&config.jwt_secret, Clock::system()).issue(&subject, role, org.as_deref(), ttl)?;
-            crate::out!("{token}");
-            Ok(ExitCode::SUCCESS)
+            match Auth::new(&config.jwt_secret, Clock::system()).issue(
+                &subject,
+                role,
+                system.as_deref(),
+                org.as_deref(),
+                ttl,
+            ) {
+                Ok(token) => {
+                    crate::out!("{token}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e @ crate::auth::TokenError::Sign(_)) => Err(e.into()),
+                Err(e) => {
+                    eprintln!("carehub token: {e}");
+                    Ok(ExitCode::from(2))
+                }
+            }
         }
         Command::Audit { command: AuditCommand::Verify { db } } => audit_verify(&db).await,
         Command::Replay { config, ids, list } => {
@@ -206,6 +231,46 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_tracing("error");
             crate::bench::run(command).await
         }
+    }
+}
+
+/// Whether a token for `role` may name `system` (and `org`): the system must be configured,
+/// of the role's kind, and a provider routed elsewhere may not speak through it.
+fn token_system_fits(config: &Config, role: Role, system: Option<&str>, org: Option<&str>) -> Result<(), String> {
+    use carehub_core::adapter::SystemRole;
+    let Some(name) = system else {
+        return match role.is_system() {
+            true => Err(format!("a {} token needs --system (the configured system it speaks for)", role.as_str())),
+            false => Ok(()),
+        };
+    };
+    if !role.is_system() {
+        return Err(format!("{} tokens name no system; leave out --system", role.as_str()));
+    }
+    let Some(sys) = config.systems.iter().find(|s| s.name == name) else {
+        let known: Vec<&str> = config.systems.iter().map(|s| s.name.as_str()).collect();
+        return Err(format!("no system named '{name}' is configured (configured: {})", known.join(", ")));
+    };
+    let want = match role {
+        Role::ProviderSystem => SystemRole::ProviderSystem,
+        _ => SystemRole::CaseManagement,
+    };
+    if sys.vendor.role() != want {
+        return Err(format!(
+            "'{name}' is a {} system; a {} token names a {} system",
+            sys.vendor.role().as_str(),
+            role.as_str(),
+            want.as_str()
+        ));
+    }
+    let routed = org
+        .and_then(|o| carehub_model::OrgNumber::parse(o).ok())
+        .and_then(|o| config.routes().get(o.as_str()).map(|r| r.system.clone()));
+    match routed {
+        Some(other) if other != name => {
+            Err(format!("the provider's orders go to the system '{other}', not '{name}'; name that system"))
+        }
+        _ => Ok(()),
     }
 }
 
