@@ -63,6 +63,70 @@ async fn check_reaches_every_system_and_reports_every_config_problem() {
     assert!(stderr.contains("[hub]"), "{stderr}");
 }
 
+#[tokio::test]
+async fn secrets_come_from_a_file_and_from_the_environment() {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, ResponseTemplate};
+    let phoniro = MockServer::start().await;
+    // Orders reach Phoniro only with the key from the environment.
+    Mock::given(method("POST"))
+        .and(path("/api/orders"))
+        .and(header("authorization", "Bearer key-from-the-environment"))
+        .respond_with(ResponseTemplate::new(201))
+        .expect(1)
+        .mount(&phoniro)
+        .await;
+    let dir = tempfile::tempdir().expect("dir");
+    let config_path = dir.path().join("carehub.toml");
+    std::fs::write(dir.path().join("jwt.secret"), format!("{SECRET}\n")).expect("write the key");
+    let text = config_text(&dir.path().join("carehub.db"), &phoniro.uri(), &phoniro.uri(), &Options::default())
+        .replace(&format!("jwt_secret = \"{SECRET}\""), "jwt_secret_file = \"jwt.secret\"")
+        .replace("api_key = \"phoniro-test-key\"", "api_key_env = \"CAREHUB_TEST_PHONIRO_KEY\"");
+    std::fs::write(&config_path, &text).expect("write config");
+
+    // The binary: the variable set for it alone, then missing.
+    let config = config_path.to_str().expect("path");
+    let env = [("CAREHUB_TEST_PHONIRO_KEY", "key-from-the-environment")];
+    let out = carehub_with_env(&["check", "--offline", "--config", config], &env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = carehub(&["check", "--offline", "--config", config]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("api_key_env: the environment variable CAREHUB_TEST_PHONIRO_KEY is not set"), "{stderr}");
+
+    // A hub on that configuration: tokens signed with the key from the file are taken, and
+    // Phoniro gets the key from the environment.
+    let lookup = |var: &str| env.iter().find(|(k, _)| *k == var).map(|(_, v)| (*v).to_owned());
+    let config = carehub_server::config::Config::load_with_env(&config_path, &lookup).expect("valid");
+    let clock = carehub_model::Clock::starting_at(test_instant());
+    let runtime = carehub_server::server::build(&config, clock.clone()).expect("build");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hub = carehub_server::server::start(runtime, listener).await.expect("start");
+    let token = carehub_server::auth::Auth::new(SECRET, clock)
+        .issue(
+            "t",
+            carehub_server::auth::Role::CaseManagement,
+            Some("combine"),
+            None,
+            std::time::Duration::from_secs(60),
+        )
+        .expect("token");
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/systems/combine/messages", hub.url()))
+        .bearer_auth(token)
+        .body(SPEC_DECISION)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    eventually("the order reaches Phoniro with the key", || async {
+        let got = phoniro.received_requests().await.unwrap_or_default();
+        got.iter().any(|r| r.url.path() == "/api/orders").then_some(())
+    })
+    .await;
+    hub.stop().await;
+}
+
 #[test]
 fn the_example_configuration_is_accepted_by_check() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../carehub.toml");

@@ -479,9 +479,16 @@ pub fn phoniro_plan(order_id: &str, on: &str) -> String {
 
 /// Runs the `carehub` binary to completion.
 pub fn carehub(args: &[&str]) -> std::process::Output {
+    carehub_with_env(args, &[])
+}
+
+/// Runs the `carehub` binary to completion with these environment variables set for it
+/// (only for the child: the test process's environment is never changed).
+pub fn carehub_with_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_carehub"))
         .args(args)
         .env("CAREHUB_LOG", "warn")
+        .envs(env.iter().copied())
         .output()
         .expect("run carehub")
 }

@@ -67,12 +67,9 @@ impl Default for HubSection {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSection {
-    /// The HS256 key for bearer tokens, inline (at least 32 bytes).
+    /// The HS256 key for bearer tokens (at least 32 bytes): inline, or from
+    /// `jwt_secret_env` / `jwt_secret_file` like every secret ([`resolve_secrets`]).
     pub jwt_secret: Option<String>,
-    /// ... or read from this file.
-    pub jwt_secret_file: Option<PathBuf>,
-    /// ... or from this environment variable.
-    pub jwt_secret_env: Option<String>,
     /// Lifetime of tokens `carehub token` issues, in minutes (default 480).
     pub token_ttl_minutes: Option<u64>,
 }
@@ -266,6 +263,66 @@ fn section<T: serde::de::DeserializeOwned + Default>(
     }
 }
 
+/// Where [`Config::parse`] looks up environment variables: the process environment, or a
+/// map in tests.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Stands in for a secret that could not be resolved, so that the one error about it is
+/// the only one (no "missing field" or "too short" after it). Never used: the
+/// configuration is refused.
+const UNRESOLVED: &str = "unresolved-secret-unresolved-secret-unresolved";
+
+/// Resolves the secrets `keys` of one table, the same way for every section and vendor: a
+/// secret `KEY` is given inline (`KEY = "..."`), or by the name of an environment variable
+/// (`KEY_env = "VAR"`), or by the path of a file holding it (`KEY_file = "/run/secrets/x"`,
+/// relative to the configuration's folder; a trailing newline is dropped). Exactly one of
+/// the three. Afterwards `KEY` holds the value and the `_env`/`_file` keys are gone. Errors
+/// name the key, the variable or the file, never the value.
+fn resolve_secrets(
+    table: &mut toml::Table,
+    keys: &[&str],
+    label: &str,
+    base: &Path,
+    env: EnvLookup<'_>,
+    errors: &mut Vec<String>,
+) {
+    for &key in keys {
+        let (env_key, file_key) = (format!("{key}_env"), format!("{key}_file"));
+        let from_env = table.remove(&env_key);
+        let from_file = table.remove(&file_key);
+        let given =
+            usize::from(table.contains_key(key)) + usize::from(from_env.is_some()) + usize::from(from_file.is_some());
+        if given > 1 {
+            errors.push(format!("{label}: set only one of {key}, {env_key}, {file_key}"));
+            table.insert(key.to_owned(), toml::Value::String(UNRESOLVED.into()));
+            continue;
+        }
+        let value = match (from_env, from_file) {
+            (Some(toml::Value::String(var)), _) => match env(&var) {
+                Some(v) if !v.is_empty() => Ok(v),
+                Some(_) => Err(format!("{label} {env_key}: the environment variable {var} is empty")),
+                None => Err(format!("{label} {env_key}: the environment variable {var} is not set")),
+            },
+            (Some(_), _) => Err(format!("{label} {env_key}: the name of an environment variable, as a string")),
+            (None, Some(toml::Value::String(file))) => {
+                let path = base.join(&file);
+                match std::fs::read_to_string(&path) {
+                    Ok(v) if !v.trim().is_empty() => Ok(v.trim_end_matches(['\r', '\n']).to_owned()),
+                    Ok(_) => Err(format!("{label} {file_key}: the file {} is empty", path.display())),
+                    Err(e) => Err(format!("{label} {file_key}: cannot read {}: {e}", path.display())),
+                }
+            }
+            (None, Some(_)) => Err(format!("{label} {file_key}: the path of a file, as a string")),
+            (None, None) => continue,
+        };
+        let value = value.unwrap_or_else(|e| {
+            errors.push(e);
+            UNRESOLVED.to_owned()
+        });
+        table.insert(key.to_owned(), toml::Value::String(value));
+    }
+}
+
 fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
@@ -282,12 +339,31 @@ impl Config {
         Config::parse(&text, base)
     }
 
-    /// Parses and validates configuration text.
+    /// Reads and validates a configuration file, looking secrets' `_env` variables up
+    /// with `env` instead of the process environment.
+    pub fn load_with_env(path: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors(vec![format!("cannot read {}: {e}", path.display())]))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse_with_env(&text, base, env)
+    }
+
+    /// Parses and validates configuration text; secrets' `_env` variables come from the
+    /// process environment.
     pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigErrors> {
+        Config::parse_with_env(text, base, &|var| std::env::var(var).ok())
+    }
+
+    /// Parses and validates configuration text, looking secrets' `_env` variables up with
+    /// `env`.
+    pub fn parse_with_env(text: &str, base: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
         let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigErrors(vec![e.to_string()]))?;
         let mut errors = Vec::new();
+        if let Some(toml::Value::Table(auth)) = table.get_mut("auth") {
+            resolve_secrets(auth, &["jwt_secret"], "[auth]", base, env, &mut errors);
+        }
         let mut hub: HubSection = section(&mut table, "hub", &mut errors);
-        let mut auth: AuthSection = section(&mut table, "auth", &mut errors);
+        let auth: AuthSection = section(&mut table, "auth", &mut errors);
         let delivery: DeliverySection = section(&mut table, "delivery", &mut errors);
         let deadlines: DeadlineSection = section(&mut table, "deadlines", &mut errors);
         let visits: VisitSection = section(&mut table, "visits", &mut errors);
@@ -329,26 +405,10 @@ impl Config {
             errors.push("[delivery] initial_backoff_ms is larger than max_backoff_ms".into());
         }
 
-        auth.jwt_secret_file = auth.jwt_secret_file.map(|f| base.join(f));
-        let jwt_secret = match (&auth.jwt_secret, &auth.jwt_secret_file, &auth.jwt_secret_env) {
-            (Some(s), None, None) => s.clone(),
-            (None, Some(f), None) => std::fs::read_to_string(f).map(|s| s.trim().to_owned()).unwrap_or_else(|e| {
-                errors.push(format!("[auth] jwt_secret_file: cannot read {}: {e}", f.display()));
-                String::new()
-            }),
-            (None, None, Some(var)) => std::env::var(var).unwrap_or_else(|_| {
-                errors.push(format!("[auth] jwt_secret_env: the environment variable {var} is not set"));
-                String::new()
-            }),
-            (None, None, None) => {
-                errors.push("[auth]: set one of jwt_secret, jwt_secret_file, jwt_secret_env".into());
-                String::new()
-            }
-            _ => {
-                errors.push("[auth]: set only one of jwt_secret, jwt_secret_file, jwt_secret_env".into());
-                String::new()
-            }
-        };
+        let jwt_secret = auth.jwt_secret.clone().unwrap_or_else(|| {
+            errors.push("[auth]: set one of jwt_secret, jwt_secret_env, jwt_secret_file".into());
+            String::new()
+        });
         if !jwt_secret.is_empty() && jwt_secret.len() < 32 {
             errors.push("[auth]: the JWT secret must be at least 32 bytes".into());
         }
@@ -405,6 +465,7 @@ impl Config {
                             continue;
                         }
                     };
+                    resolve_secrets(&mut t, carehub_adapters::secret_keys(&vendor), &label, base, env, &mut errors);
                     match VendorConfig::parse(&vendor, t).map(|v| v.relative_to(base)) {
                         Ok(v) => {
                             errors.extend(v.problems().into_iter().map(|p| format!("{label}: {p}")));
@@ -606,6 +667,41 @@ system = "phoniro"
         let c = c.expect("valid with a client CA");
         assert_eq!(c.hub.tls.as_ref().and_then(|t| t.client_ca.clone()), Some(PathBuf::from("/etc/carehub/ca.pem")));
         assert_eq!(c.systems[0].client_cert_name.as_deref(), Some("combine.example"));
+    }
+
+    #[test]
+    fn secrets_come_inline_from_a_variable_or_from_a_file_the_same_way_everywhere() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("jwt.secret"), "from-a-file-0123456789abcdef0123456789\n").expect("write");
+        let env = |var: &str| (var == "PHONIRO_API_KEY").then(|| "from-the-environment".to_owned());
+        let text = GOOD
+            .replace("jwt_secret = \"0123456789abcdef0123456789abcdef\"", "jwt_secret_file = \"jwt.secret\"")
+            .replace(
+                "base_url = \"http://127.0.0.1:2\"",
+                "base_url = \"http://127.0.0.1:2\"\napi_key_env = \"PHONIRO_API_KEY\"",
+            );
+        let c = Config::parse_with_env(&text, dir.path(), &env).expect("valid");
+        assert_eq!(c.jwt_secret, "from-a-file-0123456789abcdef0123456789");
+        match &c.systems[1].vendor {
+            VendorConfig::Phoniro(p) => assert_eq!(p.api_key.as_deref(), Some("from-the-environment")),
+            other => panic!("{other:?}"),
+        }
+
+        // An unset variable, a missing file and a secret given twice: one error each,
+        // naming the key, and nothing invented after them (no "missing field").
+        let bad = text
+            .replace("PHONIRO_API_KEY", "NOT_SET_ANYWHERE")
+            .replace("jwt.secret", "no-such.secret")
+            .replace("callback_url = \"http://127.0.0.1:1/cb\"", "callback_url = \"http://127.0.0.1:1/cb\"\ncallback_token = \"inline-value-42\"\ncallback_token_env = \"PHONIRO_API_KEY\"");
+        let errors = Config::parse_with_env(&bad, dir.path(), &env).expect_err("invalid").0;
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors[0].starts_with("[auth] jwt_secret_file: cannot read") && errors[0].contains("no-such.secret"));
+        assert_eq!(
+            errors[1],
+            "[[systems]] combine: set only one of callback_token, callback_token_env, callback_token_file"
+        );
+        assert_eq!(errors[2], "[[systems]] phoniro api_key_env: the environment variable NOT_SET_ANYWHERE is not set");
+        assert!(!errors.join("\n").contains("inline-value-42"), "a secret is never printed");
     }
 
     #[test]
