@@ -77,7 +77,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::NotFound | ErrorCode::UnknownSystem => StatusCode::NOT_FOUND,
         ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::Internal | ErrorCode::DeliveryFailed | ErrorCode::DeliveryRefused => {
+        ErrorCode::Internal | ErrorCode::HubMisconfigured | ErrorCode::DeliveryFailed | ErrorCode::DeliveryRefused => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
     }
@@ -181,6 +181,7 @@ pub struct ReceiptBody {
         (status = 409, description = "DECISION_CONFLICT", body = ErrorBody),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorBody),
         (status = 422, description = "UNKNOWN_MESSAGE_TYPE, MISSING_FIELD, INVALID_*, UNKNOWN_PROVIDER, UNKNOWN_ORDER, MESSAGE_NOT_ALLOWED", body = ErrorBody),
+        (status = 500, description = "HUB_MISCONFIGURED (logged as rejected: the hub's configuration, not the message, is at fault), INTERNAL", body = ErrorBody),
         (status = 503, description = "UNAVAILABLE: not logged, send again", body = ErrorBody),
     ),
     security(("bearer" = [])))]
