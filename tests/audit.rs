@@ -12,7 +12,7 @@ async fn audit_verify_passes_untouched_and_names_a_tampered_entry() {
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&phoniro).await;
     let mut hub = TestHub::start(&phoniro.uri(), &phoniro.uri()).await;
     let pnrs = test_pnrs();
-    let cm = hub.case_management();
+    let cm = hub.system_token("combine");
     for i in 0..5 {
         let (s, _) =
             hub.post("combine", decision_xml(&format!("DEC-{i}"), &pnrs[200 + i], PROVIDER_A, None), Some(&cm)).await;

@@ -60,8 +60,9 @@ async fn sigkill_after_acknowledging_loses_nothing() {
     let (mut child, url, log1) = serve(&config);
     // The binary runs on the system clock.
     let auth = carehub_server::auth::Auth::new(SECRET, carehub_model::Clock::system());
-    let token =
-        auth.issue("t", carehub_server::auth::Role::CaseManagement, None, Duration::from_secs(600)).expect("token");
+    let token = auth
+        .issue("t", carehub_server::auth::Role::CaseManagement, Some("combine"), None, Duration::from_secs(600))
+        .expect("token");
     let http = reqwest::Client::new();
     let pnrs = test_pnrs();
     let mut tasks = tokio::task::JoinSet::new();
@@ -93,7 +94,8 @@ async fn sigkill_after_acknowledging_loses_nothing() {
     phoniro.reset().await;
     Mock::given(method("POST")).and(path("/api/orders")).respond_with(ResponseTemplate::new(200)).mount(&phoniro).await;
     let (mut child, url, log2) = serve(&config);
-    let admin = auth.issue("t", carehub_server::auth::Role::Admin, None, Duration::from_secs(600)).expect("token");
+    let admin =
+        auth.issue("t", carehub_server::auth::Role::Admin, None, None, Duration::from_secs(600)).expect("token");
     let delivered = eventually("every order is delivered after the restart", || async {
         let r = http.get(format!("{url}/v1/orders?status=delivered")).bearer_auth(&admin).send().await.ok()?;
         let body: serde_json::Value = r.json().await.ok()?;

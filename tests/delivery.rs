@@ -26,7 +26,7 @@ async fn two_503s_then_200_delivers_once_with_one_idempotency_key() {
         .mount(&phoniro)
         .await;
     let hub = TestHub::start(&phoniro.uri(), &combine.uri()).await;
-    let (status, _) = hub.post("combine", SPEC_DECISION, Some(&hub.case_management())).await;
+    let (status, _) = hub.post("combine", SPEC_DECISION, Some(&hub.system_token("combine"))).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let order = order_id("DEC-2026-0001");
     hub.wait_for_order_status(&order, "delivered").await;
@@ -60,7 +60,7 @@ async fn a_provider_down_for_good_is_dead_lettered_and_replay_delivers_once() {
         .await;
     let mut hub =
         TestHub::start_with(&phoniro.uri(), &combine.uri(), Options { max_attempts: 3, ..Options::default() }).await;
-    let (status, _) = hub.post("combine", SPEC_DECISION, Some(&hub.case_management())).await;
+    let (status, _) = hub.post("combine", SPEC_DECISION, Some(&hub.system_token("combine"))).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let order = order_id("DEC-2026-0001");
     hub.wait_for_order_status(&order, "dead_letter").await;
@@ -116,7 +116,7 @@ async fn a_permanent_refusal_is_dead_lettered_without_retrying() {
         .mount(&phoniro)
         .await;
     let hub = TestHub::start(&phoniro.uri(), &combine.uri()).await;
-    hub.post("combine", SPEC_DECISION, Some(&hub.case_management())).await;
+    hub.post("combine", SPEC_DECISION, Some(&hub.system_token("combine"))).await;
     let order = order_id("DEC-2026-0001");
     hub.wait_for_order_status(&order, "dead_letter").await;
     let trace = hub.trace(&order).await;

@@ -68,7 +68,7 @@ async fn decision_flow_at(at: chrono::DateTime<chrono::Utc>) {
         .mount(&combine)
         .await;
 
-    let (status, receipt) = hub.post("combine", SPEC_DECISION, Some(&hub.case_management())).await;
+    let (status, receipt) = hub.post("combine", SPEC_DECISION, Some(&hub.system_token("combine"))).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
     assert_eq!(receipt["status"], "accepted");
     assert_eq!(receipt["order_id"], order.as_str());
@@ -148,7 +148,7 @@ async fn a_repeated_decision_is_acknowledged_as_a_duplicate_and_sent_once() {
         .mount(&phoniro)
         .await;
     let hub = TestHub::start(&phoniro.uri(), &combine.uri()).await;
-    let token = hub.case_management();
+    let token = hub.system_token("combine");
     let (s1, r1) = hub.post("combine", SPEC_DECISION, Some(&token)).await;
     let (s2, r2) = hub.post("combine", SPEC_DECISION, Some(&token)).await;
     assert_eq!(s1, StatusCode::ACCEPTED);
@@ -190,7 +190,7 @@ async fn overdue_orders_are_listed_and_counted_in_metrics() {
     Mock::given(method("POST")).and(path("/api/orders")).respond_with(ResponseTemplate::new(200)).mount(&phoniro).await;
     let hub = TestHub::start(&phoniro.uri(), &combine.uri()).await;
     let pnrs = test_pnrs();
-    let token = hub.case_management();
+    let token = hub.system_token("combine");
     // Decided 40 days ago and never confirmed: past its execute-by and its plan-due.
     let old = (hub.clock.now() - chrono::Duration::days(40)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let (s, _) = hub.post("combine", decision_xml("DEC-OLD", &pnrs[100], PROVIDER_A, Some(&old)), Some(&token)).await;

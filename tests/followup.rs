@@ -40,7 +40,7 @@ async fn scenario() -> Scenario {
     let hub = TestHub::start_with(&vendor.uri(), &vendor.uri(), Options::default()).await;
     let all = test_pnrs();
     let pnrs = [all[940].clone(), all[941].clone(), all[942].clone()];
-    let cm = hub.case_management();
+    let cm = hub.system_token("combine");
     let providers = [PROVIDER_A, PROVIDER_A, PROVIDER_B];
     let tags = ["04F10001", "04F10002", "04F10003"];
     for n in 0..3 {
@@ -212,7 +212,7 @@ async fn the_follow_up_as_csv_has_a_section_per_table() {
     let resp = hub
         .http
         .get(format!("{}/v1/reports/follow-up?month=2026-11&format=csv", hub.url))
-        .bearer_auth(hub.case_management())
+        .bearer_auth(hub.system_token("combine"))
         .send()
         .await
         .expect("get csv");

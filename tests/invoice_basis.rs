@@ -95,7 +95,7 @@ async fn a_phoniro_invoice_basis_export_posted_over_http_is_verified_end_to_end(
     assert_eq!(log["messages"].as_array().map(Vec::len), Some(1));
     let (_, log) = hub.get("/v1/messages?system=phoniro&type=invoice_line", Some(&hub.admin())).await;
     assert_eq!(log["messages"].as_array().map(Vec::len), Some(5), "two refused rows, twice, and one: {log}");
-    let (s, latest) = hub.get("/v1/invoices/PH-1/verification", Some(&hub.case_management())).await;
+    let (s, latest) = hub.get("/v1/invoices/PH-1/verification", Some(&hub.system_token("combine"))).await;
     assert_eq!(s, StatusCode::OK, "{latest}");
     assert_eq!(latest["lines"][0]["credited_minutes"].as_i64(), Some(60));
 }
@@ -108,8 +108,9 @@ async fn a_paraga_invoice_basis_file_over_sftp_is_verified_and_its_bad_row_named
     let options = Options { paraga: Some(sshd.system_keys(&sshd.host_key_sha256)), ..Options::default() };
     let hub = TestHub::start_with(&vendor.uri(), &vendor.uri(), options).await;
     let client = test_pnrs()[980].clone();
-    let (s, _) =
-        hub.post("combine", november_decision("DEC-IB2", &client, PROVIDER_D), Some(&hub.case_management())).await;
+    let (s, _) = hub
+        .post("combine", november_decision("DEC-IB2", &client, PROVIDER_D), Some(&hub.system_token("combine")))
+        .await;
     assert_eq!(s, StatusCode::ACCEPTED);
     let order = order_id("DEC-IB2");
     register_tag(&hub, "04A80001", &client, "2026-11-01").await;

@@ -60,7 +60,7 @@ async fn a_peppol_invoice_and_its_credit_note_verify_end_to_end() {
     assert!(!codes(&line["findings"]).contains(&"INV001".to_owned()));
 
     // The latest report is there to read, and the documents are in the message log.
-    let (s, latest) = hub.get("/v1/invoices/HC-1/verification", Some(&hub.case_management())).await;
+    let (s, latest) = hub.get("/v1/invoices/HC-1/verification", Some(&hub.system_token("combine"))).await;
     assert_eq!(s, StatusCode::OK, "{latest}");
     assert_eq!(latest["lines"][0]["credited_minutes"].as_i64(), Some(60));
     let (s, _) = hub.get("/v1/invoices/HC-1/verification", Some(&hub.provider(PROVIDER_B))).await;
@@ -102,8 +102,9 @@ async fn a_peppol_invoice_left_in_an_sftp_inbox_is_verified_and_archived() {
     let options = Options { paraga: Some(sshd.system_keys(&sshd.host_key_sha256)), ..Options::default() };
     let hub = TestHub::start_with(&vendor.uri(), &vendor.uri(), options).await;
     let client = test_pnrs()[970].clone();
-    let (s, _) =
-        hub.post("combine", november_decision("DEC-INV-S", &client, PROVIDER_D), Some(&hub.case_management())).await;
+    let (s, _) = hub
+        .post("combine", november_decision("DEC-INV-S", &client, PROVIDER_D), Some(&hub.system_token("combine")))
+        .await;
     assert_eq!(s, StatusCode::ACCEPTED);
     let order = order_id("DEC-INV-S");
     // No visits performed: an hour invoiced is an hour more than performed (INV001), and the

@@ -59,7 +59,11 @@ async fn a_lifecare_decision_reaches_lifecare_mobil_and_the_answers_return() {
         .await;
 
     let (status, receipt) = hub
-        .post("lifecare", lifecare_decision("LC-77812", "19360101-6987", "556012-3456"), Some(&hub.case_management()))
+        .post(
+            "lifecare",
+            lifecare_decision("LC-77812", "19360101-6987", "556012-3456"),
+            Some(&hub.system_token("lifecare")),
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
     assert_eq!(receipt["order_id"], order.as_str());
@@ -134,7 +138,7 @@ async fn a_refused_token_is_renewed_within_the_attempt_and_an_expired_one_before
         .mount(&lifecare)
         .await;
     let hub = TestHub::start(&mobil.uri(), &lifecare.uri()).await;
-    let cm = hub.case_management();
+    let cm = hub.system_token("lifecare");
     let pnrs = test_pnrs();
 
     let (s, _) = hub.post("lifecare", lifecare_decision("LC-1", &pnrs[300], PROVIDER_C), Some(&cm)).await;

@@ -45,12 +45,13 @@ async fn every_case_management_system_reaches_every_provider_system_and_back() {
         ..Options::default()
     };
     let hub = TestHub::start_with(&providers_http.uri(), &cm_http.uri(), options).await;
-    let cm_token = hub.case_management();
     let pnrs = test_pnrs();
 
     // Twelve decisions, each in its system's own format and transport.
     let mut pairs = Vec::new();
     for (i, cm) in CASE_MANAGEMENT.iter().enumerate() {
+        // Each case-management system sends with its own token.
+        let cm_token = hub.system_token(cm);
         for (j, (provider_system, org)) in PROVIDERS.iter().enumerate() {
             let id = format!("MX-{i}{j}");
             let pnr = &pnrs[600 + 3 * i + j];

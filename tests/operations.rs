@@ -63,6 +63,169 @@ async fn check_reaches_every_system_and_reports_every_config_problem() {
     assert!(stderr.contains("[hub]"), "{stderr}");
 }
 
+#[tokio::test]
+async fn secrets_come_from_a_file_and_from_the_environment() {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, ResponseTemplate};
+    let phoniro = MockServer::start().await;
+    // Orders reach Phoniro only with the key from the environment.
+    Mock::given(method("POST"))
+        .and(path("/api/orders"))
+        .and(header("authorization", "Bearer key-from-the-environment"))
+        .respond_with(ResponseTemplate::new(201))
+        .expect(1)
+        .mount(&phoniro)
+        .await;
+    let dir = tempfile::tempdir().expect("dir");
+    let config_path = dir.path().join("carehub.toml");
+    std::fs::write(dir.path().join("jwt.secret"), format!("{SECRET}\n")).expect("write the key");
+    let text = config_text(&dir.path().join("carehub.db"), &phoniro.uri(), &phoniro.uri(), &Options::default())
+        .replace(&format!("jwt_secret = \"{SECRET}\""), "jwt_secret_file = \"jwt.secret\"")
+        .replace("api_key = \"phoniro-test-key\"", "api_key_env = \"CAREHUB_TEST_PHONIRO_KEY\"");
+    std::fs::write(&config_path, &text).expect("write config");
+
+    // The binary: the variable set for it alone, then missing.
+    let config = config_path.to_str().expect("path");
+    let env = [("CAREHUB_TEST_PHONIRO_KEY", "key-from-the-environment")];
+    let out = carehub_with_env(&["check", "--offline", "--config", config], &env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = carehub(&["check", "--offline", "--config", config]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("api_key_env: the environment variable CAREHUB_TEST_PHONIRO_KEY is not set"), "{stderr}");
+
+    // A hub on that configuration: tokens signed with the key from the file are taken, and
+    // Phoniro gets the key from the environment.
+    let lookup = |var: &str| env.iter().find(|(k, _)| *k == var).map(|(_, v)| (*v).to_owned());
+    let config = carehub_server::config::Config::load_with_env(&config_path, &lookup).expect("valid");
+    let clock = carehub_model::Clock::starting_at(test_instant());
+    let runtime = carehub_server::server::build(&config, clock.clone()).expect("build");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hub = carehub_server::server::start(runtime, listener).await.expect("start");
+    let token = carehub_server::auth::Auth::new(SECRET, clock)
+        .issue(
+            "t",
+            carehub_server::auth::Role::CaseManagement,
+            Some("combine"),
+            None,
+            std::time::Duration::from_secs(60),
+        )
+        .expect("token");
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/systems/combine/messages", hub.url()))
+        .bearer_auth(token)
+        .body(SPEC_DECISION)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    eventually("the order reaches Phoniro with the key", || async {
+        let got = phoniro.received_requests().await.unwrap_or_default();
+        got.iter().any(|r| r.url.path() == "/api/orders").then_some(())
+    })
+    .await;
+    hub.stop().await;
+}
+
+#[test]
+fn check_names_six_faults_at_once_each_at_its_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("six.toml");
+    let text = format!(
+        "[hub]\nlisten = \"nowhere\"\n[hub.tls]\ncert = \"missing-cert.pem\"\nkey = \"{key}\"\n\
+         [auth]\njwt_secret = \"{SECRET}\"\n[delivery]\nmax_attempts = 0\n\
+         [[systems]]\nname = \"combine\"\nvendor = \"visma\"\n\
+         [[systems]]\nname = \"phoniro\"\nvendor = \"phoniro\"\nbase_url = \"http://127.0.0.1:1\"\n\
+         [[providers]]\norg = \"5599000015\"\nname = \"Bad AB\"\nsystem = \"phoniro\"\n[extra]\n",
+        key = cert_file("hub.key").display()
+    );
+    std::fs::write(&path, text).expect("write");
+    let out = carehub(&["check", "--offline", "--config", path.to_str().expect("path")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let prefix = format!("{}:", path.display());
+    let lines: Vec<usize> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .map(|l| l.split(':').next().and_then(|n| n.parse().ok()).expect("a line number"))
+        .collect();
+    // listen, the TLS certificate, max_attempts, the vendor, the org number, [extra].
+    assert_eq!(lines, vec![2, 4, 9, 12, 18, 21], "{stderr}");
+    assert!(stderr.contains("6 problem(s)"), "{stderr}");
+    for needle in ["[hub] listen", "no such file", "max_attempts", "unknown vendor 'visma'", "org:", "'extra'"] {
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+    }
+}
+
+/// Copies a folder tree.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_missing_order_mapping_fails_check_and_is_the_hubs_fault_at_run_time() {
+    let phoniro = MockServer::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let mappings = dir.path().join("mappings");
+    copy_tree(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mappings"), &mappings);
+    std::fs::remove_file(mappings.join("phoniro/order.out.toml")).expect("remove");
+    let config_path = dir.path().join("carehub.toml");
+    let text = config_text(&dir.path().join("carehub.db"), &phoniro.uri(), &phoniro.uri(), &Options::default())
+        .replacen("[hub]\n", &format!("[hub]\nmappings_dir = \"{}\"\n", mappings.display()), 1);
+    std::fs::write(&config_path, text).expect("write");
+
+    let out = carehub(&["check", "--offline", "--config", config_path.to_str().expect("path")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("phoniro/order.out.toml: system phoniro (phoniro) has no outbound order mapping"),
+        "{stdout}"
+    );
+
+    // At run time a decision for a Phoniro provider is refused as the hub's fault, not
+    // blamed on Combine, and logged as rejected with that code.
+    let config = carehub_server::config::Config::load(&config_path).expect("valid");
+    let clock = carehub_model::Clock::starting_at(test_instant());
+    let runtime = carehub_server::server::build(&config, clock.clone()).expect("build");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hub = carehub_server::server::start(runtime, listener).await.expect("start");
+    let auth = carehub_server::auth::Auth::new(SECRET, clock);
+    let ttl = std::time::Duration::from_secs(60);
+    let token = auth.issue("t", carehub_server::auth::Role::CaseManagement, Some("combine"), None, ttl).expect("token");
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!("{}/v1/systems/combine/messages", hub.url()))
+        .bearer_auth(&token)
+        .body(SPEC_DECISION)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["code"], "HUB_MISCONFIGURED", "{body}");
+    let admin = auth.issue("t", carehub_server::auth::Role::Admin, None, None, ttl).expect("token");
+    let entry: serde_json::Value = http
+        .get(format!("{}/v1/messages/{}", hub.url(), body["message_id"]))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!((entry["status"].as_str(), entry["error_code"].as_str()), (Some("rejected"), Some("HUB_MISCONFIGURED")));
+    hub.stop().await;
+}
+
 #[test]
 fn the_example_configuration_is_accepted_by_check() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../carehub.toml");

@@ -36,7 +36,7 @@ async fn orders_and_confirmations_at(at: chrono::DateTime<chrono::Utc>) {
     let options = Options { paraga: Some(sshd.system_keys(&sshd.host_key_sha256)), at, ..Options::default() };
     let hub = TestHub::start_with(&combine.uri(), &combine.uri(), options).await;
     let pnrs = test_pnrs();
-    let cm = hub.case_management();
+    let cm = hub.system_token("combine");
 
     // Two decisions for the ParaGå provider: each order is a CSV file in the outbox.
     for (id, pnr) in [("DEC-P1", &pnrs[500]), ("DEC-P2", &pnrs[501])] {

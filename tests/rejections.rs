@@ -11,7 +11,7 @@ async fn bad_input_gets_coded_errors_and_is_logged_as_rejected() {
     let phoniro = MockServer::start().await;
     let combine = MockServer::start().await;
     let hub = TestHub::start(&phoniro.uri(), &combine.uri()).await;
-    let cm = hub.case_management();
+    let cm = hub.system_token("combine");
     let pnrs = test_pnrs();
 
     let bad_pnr = SPEC_DECISION.replace("19360101-6987", "19360101-6988");
@@ -86,7 +86,7 @@ async fn bad_input_gets_coded_errors_and_is_logged_as_rejected() {
     assert_eq!(got, StatusCode::UNAUTHORIZED);
     assert_eq!(answer["code"], "UNAUTHENTICATED");
     let forged = carehub_server::auth::Auth::new("some-other-secret-some-other-secret", hub.clock.clone())
-        .issue("mallory", carehub_server::auth::Role::Admin, None, std::time::Duration::from_secs(60))
+        .issue("mallory", carehub_server::auth::Role::Admin, None, None, std::time::Duration::from_secs(60))
         .expect("token");
     let (got, answer) = hub.post("combine", SPEC_DECISION, Some(&forged)).await;
     assert_eq!(got, StatusCode::UNAUTHORIZED);
@@ -138,7 +138,7 @@ async fn acks_for_unknown_or_foreign_orders_are_refused() {
     assert_eq!(got, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(answer["code"], "UNKNOWN_ORDER");
 
-    hub.post("combine", SPEC_DECISION, Some(&hub.case_management())).await;
+    hub.post("combine", SPEC_DECISION, Some(&hub.system_token("combine"))).await;
     let order = order_id("DEC-2026-0001");
     // Provider B may not confirm provider A's order.
     let (got, answer) = hub.post("phoniro", phoniro_ack(&order, "ACCEPTED"), Some(&hub.provider(PROVIDER_B))).await;

@@ -17,7 +17,7 @@ async fn post_tag(hub: &TestHub, token: &str, body: Value) -> (StatusCode, Value
 async fn a_moved_tag_keeps_its_history_and_bad_registrations_are_coded() {
     let vendor = MockServer::start().await;
     let hub = TestHub::start(&vendor.uri(), &vendor.uri()).await;
-    let cm = hub.case_management();
+    let cm = hub.system_token("combine");
     let pnrs = test_pnrs();
     let (a, b) = (&pnrs[700], &pnrs[701]);
 

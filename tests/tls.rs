@@ -52,7 +52,7 @@ async fn a_client_certificate_authenticates_its_system_for_its_own_messages() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let r = anonymous
         .post(format!("{}/v1/systems/combine/messages", hub.url))
-        .bearer_auth(hub.case_management())
+        .bearer_auth(hub.system_token("combine"))
         .body(decision_xml("DEC-TLS-2", &test_pnrs()[7], PROVIDER_A, None))
         .send()
         .await

@@ -45,7 +45,7 @@ async fn a_treserva_decision_reaches_phoniro_and_the_ack_returns_as_a_soap_call(
     let resp = hub
         .http
         .post(format!("{}/v1/systems/treserva/messages", hub.url))
-        .bearer_auth(hub.case_management())
+        .bearer_auth(hub.system_token("treserva"))
         .header("content-type", "text/xml; charset=utf-8")
         .header("soapaction", "\"urn:carehub:vendor:treserva:1/RegistreraBeslut\"")
         .body(treserva_decision("TRE-4411", "193601016987", PROVIDER_A))
@@ -82,7 +82,7 @@ async fn a_treserva_decision_reaches_phoniro_and_the_ack_returns_as_a_soap_call(
 async fn refusals_are_soap_faults_with_the_hubs_code() {
     let phoniro = MockServer::start().await;
     let hub = TestHub::start(&phoniro.uri(), &phoniro.uri()).await;
-    let token = hub.case_management();
+    let token = hub.system_token("treserva");
     let post = |body: String, token: Option<String>| {
         let mut r = hub.http.post(format!("{}/v1/systems/treserva/messages", hub.url)).body(body);
         if let Some(t) = token {
@@ -165,7 +165,7 @@ async fn treserva_server_faults_are_retried_and_client_faults_dead_letter() {
     let resp = hub
         .http
         .post(format!("{}/v1/systems/treserva/messages", hub.url))
-        .bearer_auth(hub.case_management())
+        .bearer_auth(hub.system_token("treserva"))
         .body(treserva_decision("TRE-9", "193601016987", PROVIDER_A))
         .send()
         .await

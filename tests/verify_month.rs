@@ -22,7 +22,7 @@ async fn client_with_visits(hub: &TestHub, n: usize, visits: u32) -> String {
     let pnr = test_pnrs()[980 + n].clone();
     let decision = format!("DEC-VM{n}");
     let (s, r) =
-        hub.post("combine", november_decision(&decision, &pnr, PROVIDER_A), Some(&hub.case_management())).await;
+        hub.post("combine", november_decision(&decision, &pnr, PROVIDER_A), Some(&hub.system_token("combine"))).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{r}");
     let tag = format!("04B7000{n}");
     register_tag(hub, &tag, &pnr, "2026-11-01").await;

@@ -21,8 +21,9 @@ async fn a_lifecare_mobil_webhook_visit_is_validated_stored_and_reported_to_comb
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&vendor).await;
     let hub = TestHub::start(&vendor.uri(), &vendor.uri()).await;
     let client = test_pnrs()[940].clone();
-    let (s, _) =
-        hub.post("combine", november_decision("DEC-LM1", &client, PROVIDER_C), Some(&hub.case_management())).await;
+    let (s, _) = hub
+        .post("combine", november_decision("DEC-LM1", &client, PROVIDER_C), Some(&hub.system_token("combine")))
+        .await;
     assert_eq!(s, StatusCode::ACCEPTED);
     register_tag(&hub, "04A50001", &client, "2026-11-01").await;
     let order = order_id("DEC-LM1");
@@ -44,7 +45,8 @@ async fn a_lifecare_mobil_webhook_visit_is_validated_stored_and_reported_to_comb
     let (_, again) = hub.post("lifecare-mobil", webhook("LMV-1"), Some(&token)).await;
     assert_eq!(again["visits"][0]["duplicate_of"], "lifecare-mobil:LMV-1", "{again}");
     // Another provider's token cannot report this provider's visit.
-    let (s, other) = hub.post("lifecare-mobil", webhook("LMV-2"), Some(&hub.provider(PROVIDER_A))).await;
+    let (s, other) =
+        hub.post("lifecare-mobil", webhook("LMV-2"), Some(&hub.provider_on("lifecare-mobil", PROVIDER_A))).await;
     assert_eq!(s, StatusCode::ACCEPTED);
     assert_eq!(other["visits"][0]["codes"], json!(["FORBIDDEN"]), "{other}");
 
@@ -85,7 +87,7 @@ async fn a_paraga_file_of_100000_rows_stores_the_good_rows_and_names_each_bad_on
     let hub = TestHub::start_with(&vendor.uri(), &vendor.uri(), options).await;
     let pnrs = test_pnrs();
     let clients: Vec<&String> = pnrs.iter().skip(1000).take(20).collect();
-    let cm = hub.case_management();
+    let cm = hub.system_token("combine");
     for (n, c) in clients.iter().enumerate() {
         let (s, _) = hub.post("combine", november_decision(&format!("DEC-PV{n}"), c, PROVIDER_D), Some(&cm)).await;
         assert_eq!(s, StatusCode::ACCEPTED);

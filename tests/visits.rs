@@ -20,7 +20,7 @@ async fn vendors() -> MockServer {
 /// A hub with November orders at provider A for `clients`, each with its own tag.
 async fn hub_with_orders(vendor: &MockServer, clients: &[&str], tags: &[&str], o: Options) -> TestHub {
     let hub = TestHub::start_with(&vendor.uri(), &vendor.uri(), o).await;
-    let cm = hub.case_management();
+    let cm = hub.system_token("combine");
     for (n, (client, tag)) in clients.iter().zip(tags).enumerate() {
         let (s, r) = hub.post("combine", november_decision(&format!("DEC-V{n}"), client, PROVIDER_A), Some(&cm)).await;
         assert_eq!(s, StatusCode::ACCEPTED, "{r}");
@@ -318,7 +318,7 @@ async fn the_manual_share_per_provider_matches_a_hand_computation() {
     let pnrs = test_pnrs();
     let (a, b) = (pnrs[920].clone(), pnrs[921].clone());
     let hub = TestHub::start_with(&vendor.uri(), &vendor.uri(), Options::default()).await;
-    let cm = hub.case_management();
+    let cm = hub.system_token("combine");
     for (n, (client, provider, tag)) in [(&a, PROVIDER_A, "04A30001"), (&b, PROVIDER_B, "04B30001")].iter().enumerate()
     {
         let (s, _) = hub.post("combine", november_decision(&format!("DEC-M{n}"), client, provider), Some(&cm)).await;

@@ -12,6 +12,8 @@ use crate::transport::http::HttpTransport;
 
 pub const VENDOR: &str = "combine";
 pub const ROLE: SystemRole = SystemRole::CaseManagement;
+/// The keys that hold secrets (each may come from `<key>_env` or `<key>_file`).
+pub const SECRETS: &[&str] = &["callback_token"];
 
 /// `[[systems]]` keys for a Combine system.
 #[derive(Debug, Clone, Deserialize)]

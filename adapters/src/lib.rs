@@ -49,6 +49,20 @@ pub const VENDORS: &[&str] = &[
     paraga::VENDOR,
 ];
 
+/// The keys of a vendor's `[[systems]]` table that hold secrets. Each may instead be given
+/// as `<key>_env` (an environment variable's name) or `<key>_file` (a file's path); the
+/// hub's configuration resolves those before the vendor's keys are read.
+pub fn secret_keys(vendor: &str) -> &'static [&'static str] {
+    match vendor {
+        combine::VENDOR => combine::SECRETS,
+        treserva::VENDOR => treserva::SECRETS,
+        lifecare::VENDOR | lifecare::MOBIL_VENDOR => lifecare::SECRETS,
+        phoniro::VENDOR => phoniro::SECRETS,
+        // SFTP systems authenticate with a private key, which is a file already.
+        _ => &[],
+    }
+}
+
 /// A system's vendor-specific configuration.
 #[derive(Debug, Clone)]
 pub enum VendorConfig {

@@ -22,6 +22,8 @@ pub const VENDOR: &str = "lifecare";
 pub const ROLE: SystemRole = SystemRole::CaseManagement;
 pub const MOBIL_VENDOR: &str = "lifecare-mobil";
 pub const MOBIL_ROLE: SystemRole = SystemRole::ProviderSystem;
+/// The keys that hold secrets, for both roles (each may come from `<key>_env` or `<key>_file`).
+pub const SECRETS: &[&str] = &["client_secret"];
 
 /// `[[systems]]` keys for a Lifecare or Lifecare Mobil Hemtjänst system.
 #[derive(Debug, Clone, Deserialize)]

@@ -17,6 +17,8 @@ use crate::transport::http::{HttpFeed, HttpTransport};
 
 pub const VENDOR: &str = "phoniro";
 pub const ROLE: SystemRole = SystemRole::ProviderSystem;
+/// The keys that hold secrets (each may come from `<key>_env` or `<key>_file`).
+pub const SECRETS: &[&str] = &["api_key"];
 
 /// `[[systems]]` keys for a Phoniro system.
 #[derive(Debug, Clone, Deserialize)]

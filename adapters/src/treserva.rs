@@ -14,6 +14,8 @@ use crate::transport::http::HttpTransport;
 
 pub const VENDOR: &str = "treserva";
 pub const ROLE: SystemRole = SystemRole::CaseManagement;
+/// The keys that hold secrets (each may come from `<key>_env` or `<key>_file`).
+pub const SECRETS: &[&str] = &["password"];
 
 /// `[[systems]]` keys for a Treserva system.
 #[derive(Debug, Clone, Deserialize)]

@@ -29,6 +29,15 @@ pub const PROVIDER_C: &str = "5560123456";
 /// A provider on ParaGå (`paraga`), when a test configures it.
 pub const PROVIDER_D: &str = "5599000030";
 
+/// The system a test provider's orders go to, as [`config_text`] routes them.
+pub fn system_of(org: &str) -> &'static str {
+    match org {
+        PROVIDER_C => "lifecare-mobil",
+        PROVIDER_D => "paraga",
+        _ => "phoniro",
+    }
+}
+
 /// Settings a test may change.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -271,20 +280,35 @@ impl TestHub {
         }
     }
 
+    /// A token for `role`: a case-management token speaks for `combine`, a provider's for
+    /// the system its orders go to ([`system_of`]).
     pub fn token(&self, role: Role, org: Option<&str>) -> String {
-        self.auth.issue("test", role, org, Duration::from_secs(600)).expect("token")
+        let system = match role {
+            Role::CaseManagement => Some("combine"),
+            Role::ProviderSystem => org.map(system_of),
+            Role::Auditor | Role::Admin => None,
+        };
+        self.auth.issue("test", role, system, org, Duration::from_secs(600)).expect("token")
     }
 
-    pub fn case_management(&self) -> String {
-        self.token(Role::CaseManagement, None)
+    /// The token of a case-management system (`combine`, `treserva`, `lifecare`,
+    /// `procapita`): it may send only as that system.
+    pub fn system_token(&self, system: &str) -> String {
+        self.auth.issue(system, Role::CaseManagement, Some(system), None, Duration::from_secs(600)).expect("token")
+    }
+
+    /// A provider's token naming `system` (which need not be where its orders go).
+    pub fn provider_on(&self, system: &str, org: &str) -> String {
+        self.auth.issue(system, Role::ProviderSystem, Some(system), Some(org), Duration::from_secs(600)).expect("token")
     }
 
     pub fn admin(&self) -> String {
         self.token(Role::Admin, None)
     }
 
+    /// A provider's token, for the system its orders go to.
     pub fn provider(&self, org: &str) -> String {
-        self.token(Role::ProviderSystem, Some(org))
+        self.provider_on(system_of(org), org)
     }
 
     pub async fn post(&self, system: &str, body: impl Into<Vec<u8>>, token: Option<&str>) -> (StatusCode, Value) {
@@ -455,9 +479,16 @@ pub fn phoniro_plan(order_id: &str, on: &str) -> String {
 
 /// Runs the `carehub` binary to completion.
 pub fn carehub(args: &[&str]) -> std::process::Output {
+    carehub_with_env(args, &[])
+}
+
+/// Runs the `carehub` binary to completion with these environment variables set for it
+/// (only for the child: the test process's environment is never changed).
+pub fn carehub_with_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_carehub"))
         .args(args)
         .env("CAREHUB_LOG", "warn")
+        .envs(env.iter().copied())
         .output()
         .expect("run carehub")
 }
@@ -513,7 +544,7 @@ pub async fn register_tag(hub: &TestHub, tag: &str, client: &str, from: &str) {
     let r = hub
         .http
         .post(format!("{}/v1/tags", hub.url))
-        .bearer_auth(hub.case_management())
+        .bearer_auth(hub.system_token("combine"))
         .json(&json!({"tag_uid": tag, "client": client, "installed_on": from}))
         .send()
         .await
@@ -532,7 +563,8 @@ pub async fn order_with_visits(
     tag: &str,
     days: std::ops::Range<u32>,
 ) -> String {
-    let (s, r) = hub.post("combine", november_decision(decision, client, provider), Some(&hub.case_management())).await;
+    let (s, r) =
+        hub.post("combine", november_decision(decision, client, provider), Some(&hub.system_token("combine"))).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{r}");
     register_tag(hub, tag, client, "2026-11-01").await;
     let token = hub.provider(provider);

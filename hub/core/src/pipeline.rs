@@ -557,8 +557,16 @@ impl Hub {
         corr: Correlation,
     ) -> Rejection {
         warn!(system = %target.name, code = e.code.as_str(), "cannot render for the receiving system");
-        let reason = format!("the message cannot be rendered for {}: {}", target.name, e.reason);
-        self.reject(inbound, ErrorCode::InvalidValue, reason, corr).await
+        // A missing mapping is the hub's fault, not the sender's: it is logged and answered
+        // as such (5xx), and `carehub check` names it beforehand.
+        let (code, reason) = match e.code {
+            ErrorCode::HubMisconfigured => (
+                ErrorCode::HubMisconfigured,
+                format!("the hub is misconfigured: {} ({}): {}", target.name, target.vendor, e.reason),
+            ),
+            _ => (ErrorCode::InvalidValue, format!("the message cannot be rendered for {}: {}", target.name, e.reason)),
+        };
+        self.reject(inbound, code, reason, corr).await
     }
 
     /// Takes a file a system left in its inbox: [`Hub::receive`] it, then, when the vendor

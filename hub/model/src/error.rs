@@ -55,6 +55,10 @@ pub enum ErrorCode {
     BadRequest,
     /// Something failed inside the hub. The message never leaks internals.
     Internal,
+    /// The hub's own configuration cannot handle this message (for example the receiving
+    /// system's vendor has no mapping for the message the hub must send it). The sender is
+    /// not at fault; `carehub check` reports the gap before the hub runs.
+    HubMisconfigured,
     /// The hub cannot take the request now (store unavailable, shutting down); retry later.
     Unavailable,
     /// An outbound delivery failed in a way a retry may cure (timeout, 5xx, 429, no
@@ -95,6 +99,7 @@ impl ErrorCode {
         ErrorCode::NotFound,
         ErrorCode::BadRequest,
         ErrorCode::Internal,
+        ErrorCode::HubMisconfigured,
         ErrorCode::Unavailable,
         ErrorCode::DeliveryFailed,
         ErrorCode::TagConflict,
@@ -126,6 +131,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::BadRequest => "BAD_REQUEST",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::HubMisconfigured => "HUB_MISCONFIGURED",
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::DeliveryFailed => "DELIVERY_FAILED",
             ErrorCode::DeliveryRefused => "DELIVERY_REFUSED",

@@ -78,7 +78,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::NotFound | ErrorCode::UnknownSystem => StatusCode::NOT_FOUND,
         ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::Internal | ErrorCode::DeliveryFailed | ErrorCode::DeliveryRefused => {
+        ErrorCode::Internal | ErrorCode::HubMisconfigured | ErrorCode::DeliveryFailed | ErrorCode::DeliveryRefused => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
     }
@@ -182,6 +182,7 @@ pub struct ReceiptBody {
         (status = 409, description = "DECISION_CONFLICT", body = ErrorBody),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorBody),
         (status = 422, description = "UNKNOWN_MESSAGE_TYPE, MISSING_FIELD, INVALID_*, UNKNOWN_PROVIDER, UNKNOWN_ORDER, MESSAGE_NOT_ALLOWED", body = ErrorBody),
+        (status = 500, description = "HUB_MISCONFIGURED (logged as rejected: the hub's configuration, not the message, is at fault), INTERNAL", body = ErrorBody),
         (status = 503, description = "UNAVAILABLE: not logged, send again", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -227,6 +228,15 @@ async fn take_message(
         }
         SystemCaller::Token(claims) => Some(claims),
     };
+    // A system's token speaks for the one system it names, whatever its role may do.
+    if let Some(named) = claims.as_ref().filter(|c| c.role.is_system()).and_then(|c| c.system()) {
+        if named != system {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("this token is the system {named}'s: it may send only to /v1/systems/{named}/messages"),
+            ));
+        }
+    }
     let sender = match claims.as_ref().map(|c| c.role) {
         // The system itself, by its client certificate: it may speak for every provider it
         // serves; the pipeline checks each order was sent to this system.

@@ -133,7 +133,13 @@ async fn one_run(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let hub = server::start(runtime, listener).await?;
     let url = format!("{}/v1/systems/combine/messages", hub.url());
-    let token = Auth::new(SECRET, clock).issue("bench", Role::CaseManagement, None, Duration::from_secs(3600))?;
+    let token = Auth::new(SECRET, clock).issue(
+        "bench",
+        Role::CaseManagement,
+        Some("combine"),
+        None,
+        Duration::from_secs(3600),
+    )?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
     let run = closed_loop(clients, seconds, move |n| {
         let (http, url, token) = (http.clone(), url.clone(), token.clone());

@@ -460,7 +460,15 @@ pub async fn run(args: VisitBenchArgs) -> anyhow::Result<ExitCode> {
     );
     let tokens: Arc<Vec<String>> = Arc::new(
         LIFECARE
-            .map(|p| auth.issue("bench", Role::ProviderSystem, Some(&world.providers[p]), Duration::from_secs(3600)))
+            .map(|p| {
+                auth.issue(
+                    "bench",
+                    Role::ProviderSystem,
+                    Some("lifecare-mobil"),
+                    Some(&world.providers[p]),
+                    Duration::from_secs(3600),
+                )
+            })
             .collect::<Result<_, _>>()?,
     );
     // Pushes go on numbering where the last run stopped: every push is a new visit.

@@ -41,8 +41,13 @@ pub enum Command {
         #[arg(long, default_value = "carehub.toml")]
         config: PathBuf,
     },
-    /// Validate the configuration (every problem at once), run the mapping samples, then
-    /// reach every configured system.
+    /// Validate the configuration (every problem at once, each as FILE:LINE:COLUMN where it
+    /// has a place), check every configured route has the mappings it needs, run the mapping
+    /// samples, then reach every configured system.
+    ///
+    /// Exit codes: 0 all is well; 2 a configuration problem (the file, a secret, a TLS file,
+    /// a missing or failing mapping); 1 the configuration is good but a system cannot be
+    /// reached.
     Check {
         #[arg(long, default_value = "carehub.toml")]
         config: PathBuf,
@@ -51,10 +56,17 @@ pub enum Command {
         #[arg(long)]
         offline: bool,
     },
-    /// Issue a bearer token signed with the configured key.
+    /// Issue a bearer token signed with the configured key. A system's token
+    /// (case_management, provider_system) names its configured system with --system and
+    /// may send only as that system. Exit codes: 0 issued, 2 a configuration or argument
+    /// error.
     Token {
         #[arg(long, value_enum)]
         role: Role,
+        /// The configured system the token speaks for (case_management and provider_system
+        /// tokens; required for them).
+        #[arg(long)]
+        system: Option<String>,
         /// The provider's organisation number (provider_system tokens only).
         #[arg(long)]
         org: Option<String>,
@@ -134,7 +146,8 @@ pub fn init_tracing(default: &str) {
 
 fn load_config(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
-        eprintln!("{}: {e}", path.display());
+        eprintln!("{}", e.report(path));
+        eprintln!("{} problem(s) in the configuration", e.0.len());
         ExitCode::from(2)
     })
 }
@@ -170,15 +183,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             check(config, offline).await
         }
-        Command::Token { role, org, subject, ttl_minutes, config } => {
+        Command::Token { role, system, org, subject, ttl_minutes, config } => {
             let config = match load_config(&config) {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
+            if let Err(why) = token_system_fits(&config, role, system.as_deref(), org.as_deref()) {
+                eprintln!("carehub token: {why}");
+                return Ok(ExitCode::from(2));
+            }
             let ttl = ttl_minutes.map(|m| Duration::from_secs(m * 60)).unwrap_or(config.token_ttl());
-            let token = Auth::new(&config.jwt_secret, Clock::system()).issue(&subject, role, org.as_deref(), ttl)?;
-            crate::out!("{token}");
-            Ok(ExitCode::SUCCESS)
+            match Auth::new(&config.jwt_secret, Clock::system()).issue(
+                &subject,
+                role,
+                system.as_deref(),
+                org.as_deref(),
+                ttl,
+            ) {
+                Ok(token) => {
+                    crate::out!("{token}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e @ crate::auth::TokenError::Sign(_)) => Err(e.into()),
+                Err(e) => {
+                    eprintln!("carehub token: {e}");
+                    Ok(ExitCode::from(2))
+                }
+            }
         }
         Command::Audit { command: AuditCommand::Verify { db } } => audit_verify(&db).await,
         Command::Replay { config, ids, list } => {
@@ -206,6 +237,46 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_tracing("error");
             crate::bench::run(command).await
         }
+    }
+}
+
+/// Whether a token for `role` may name `system` (and `org`): the system must be configured,
+/// of the role's kind, and a provider routed elsewhere may not speak through it.
+fn token_system_fits(config: &Config, role: Role, system: Option<&str>, org: Option<&str>) -> Result<(), String> {
+    use carehub_core::adapter::SystemRole;
+    let Some(name) = system else {
+        return match role.is_system() {
+            true => Err(format!("a {} token needs --system (the configured system it speaks for)", role.as_str())),
+            false => Ok(()),
+        };
+    };
+    if !role.is_system() {
+        return Err(format!("{} tokens name no system; leave out --system", role.as_str()));
+    }
+    let Some(sys) = config.systems.iter().find(|s| s.name == name) else {
+        let known: Vec<&str> = config.systems.iter().map(|s| s.name.as_str()).collect();
+        return Err(format!("no system named '{name}' is configured (configured: {})", known.join(", ")));
+    };
+    let want = match role {
+        Role::ProviderSystem => SystemRole::ProviderSystem,
+        _ => SystemRole::CaseManagement,
+    };
+    if sys.vendor.role() != want {
+        return Err(format!(
+            "'{name}' is a {} system; a {} token names a {} system",
+            sys.vendor.role().as_str(),
+            role.as_str(),
+            want.as_str()
+        ));
+    }
+    let routed = org
+        .and_then(|o| carehub_model::OrgNumber::parse(o).ok())
+        .and_then(|o| config.routes().get(o.as_str()).map(|r| r.system.clone()));
+    match routed {
+        Some(other) if other != name => {
+            Err(format!("the provider's orders go to the system '{other}', not '{name}'; name that system"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -252,13 +323,19 @@ async fn check(config: Config, offline: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let mut failed = false;
+    // A configuration problem is exit 2; an unreachable system is exit 1.
+    let mut misconfigured = false;
+    let missing = crate::server::missing_mappings(&config, &mappings);
+    for gap in &missing {
+        misconfigured = true;
+        crate::out!("mappings: MISSING: {gap}");
+    }
     for (vendor, set) in &mappings {
         let (n, failures) = set.run_samples();
         if failures.is_empty() {
             crate::out!("mappings {vendor}: {} files, {n} samples pass", set.mappings.len());
         } else {
-            failed = true;
+            misconfigured = true;
             crate::out!("mappings {vendor}: {} of {n} samples fail", failures.len());
             for f in failures {
                 crate::out!("  - {f}");
@@ -272,16 +349,21 @@ async fn check(config: Config, offline: bool) -> anyhow::Result<ExitCode> {
                 if section.client_ca.is_some() { ", client certificates accepted (mutual TLS)" } else { "" }
             ),
             Err(e) => {
-                failed = true;
+                misconfigured = true;
                 crate::out!("tls: FAILED: {e:#}");
             }
         }
     }
+    if misconfigured {
+        crate::out!("configuration: FAILED (fix the problems above; exit 2)");
+        return Ok(ExitCode::from(2));
+    }
     let registry = crate::server::registry(&config, &Clock::system())?;
     if offline {
         crate::out!("systems: not contacted (--offline)");
-        return Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS });
+        return Ok(ExitCode::SUCCESS);
     }
+    let mut failed = false;
     for sys in registry.iter() {
         match tokio::time::timeout(Duration::from_secs(10), sys.transport.check()).await {
             Ok(Ok(what)) => crate::out!("system {} ({}): {what}", sys.name, sys.vendor),

@@ -15,10 +15,125 @@ use carehub_core::outbox::RetryPolicy;
 use carehub_model::{Deadlines, OrgNumber};
 use serde::Deserialize;
 
-/// Everything wrong with a configuration file.
+/// Everything wrong with a configuration file: one line per problem, starting with
+/// `LINE:COLUMN: ` where the problem has a place in the file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{} problem(s) in the configuration:\n  - {}", .0.len(), .0.join("\n  - "))]
 pub struct ConfigErrors(pub Vec<String>);
+
+impl ConfigErrors {
+    /// The problems as a compiler prints them: `FILE:LINE:COLUMN: message`, one a line.
+    pub fn report(&self, file: &Path) -> String {
+        self.0
+            .iter()
+            .map(|p| {
+                let located = p.split_once(": ").is_some_and(|(at, _)| {
+                    at.split(':').count() == 2 && at.split(':').all(|n| n.parse::<usize>().is_ok())
+                });
+                format!("{}{}{p}", file.display(), if located { ":" } else { ": " })
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// A place in the configuration: keys and `[[array]]` indexes from the top.
+#[derive(Debug, Clone)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+fn at(keys: &[&str]) -> Vec<Seg> {
+    keys.iter().map(|k| Seg::Key((*k).to_owned())).collect()
+}
+
+/// The `i`th entry of `[[array]]`, and optionally one of its keys.
+fn entry(array: &str, i: usize, key: Option<&str>) -> Vec<Seg> {
+    let mut p = vec![Seg::Key(array.to_owned()), Seg::Index(i)];
+    p.extend(key.map(|k| Seg::Key(k.to_owned())));
+    p
+}
+
+/// The problems found so far, each with its place when it has one.
+#[derive(Debug, Default)]
+struct Problems(Vec<(Vec<Seg>, String)>);
+
+impl Problems {
+    fn push(&mut self, message: String) {
+        self.0.push((Vec::new(), message));
+    }
+
+    fn at(&mut self, place: Vec<Seg>, message: String) {
+        self.0.push((place, message));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The problems with their line and column in `text`.
+    fn located(self, text: &str) -> Vec<String> {
+        let doc = toml_edit::ImDocument::parse(text).ok();
+        self.0
+            .into_iter()
+            .map(|(place, message)| match doc.as_ref().and_then(|d| span_of(d.as_table(), &place)) {
+                Some(offset) => {
+                    let (line, column) = line_column(text, offset);
+                    format!("{line}:{column}: {message}")
+                }
+                None => message,
+            })
+            .collect()
+    }
+}
+
+/// Where a place is in the document: its key, or the nearest enclosing table or key found.
+fn span_of(top: &toml_edit::Table, place: &[Seg]) -> Option<usize> {
+    use toml_edit::Item;
+    let mut table = top;
+    let mut item: Option<&Item> = None;
+    let mut best = None;
+    for seg in place {
+        match seg {
+            Seg::Key(k) => {
+                let here = match item {
+                    None => Some(table),
+                    Some(Item::Table(t)) => Some(t),
+                    _ => None,
+                };
+                let Some((key, found)) = here.and_then(|t| t.get_key_value(k)) else { break };
+                best = key.span().map(|r| r.start).or(best);
+                if let Some(t) = here {
+                    table = t;
+                }
+                item = Some(found);
+            }
+            Seg::Index(i) => {
+                let Some(Item::ArrayOfTables(a)) = item else { break };
+                let Some(t) = a.get(*i) else { break };
+                best = t.span().map(|r| r.start).or(best);
+                table = t;
+                item = None;
+            }
+        }
+    }
+    best
+}
+
+/// The 1-based line and column (in characters) of a byte offset.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    (line, column)
+}
+
+/// The field a serde message names (`unknown field `colour``), to point at it.
+fn named_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split('`').next()
+}
 
 /// `[hub]`
 #[derive(Debug, Clone, Deserialize)]
@@ -67,12 +182,9 @@ impl Default for HubSection {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSection {
-    /// The HS256 key for bearer tokens, inline (at least 32 bytes).
+    /// The HS256 key for bearer tokens (at least 32 bytes): inline, or from
+    /// `jwt_secret_env` / `jwt_secret_file` like every secret ([`resolve_secrets`]).
     pub jwt_secret: Option<String>,
-    /// ... or read from this file.
-    pub jwt_secret_file: Option<PathBuf>,
-    /// ... or from this environment variable.
-    pub jwt_secret_env: Option<String>,
     /// Lifetime of tokens `carehub token` issues, in minutes (default 480).
     pub token_ttl_minutes: Option<u64>,
 }
@@ -312,17 +424,81 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
 }
 
-fn section<T: serde::de::DeserializeOwned + Default>(
-    table: &mut toml::Table,
-    key: &str,
-    errors: &mut Vec<String>,
-) -> T {
+fn section<T: serde::de::DeserializeOwned + Default>(table: &mut toml::Table, key: &str, errors: &mut Problems) -> T {
     match table.remove(key) {
         None => T::default(),
         Some(v) => T::deserialize(v).unwrap_or_else(|e| {
-            errors.push(format!("[{key}]: {}", e.message()));
+            let mut place = at(&[key]);
+            place.extend(named_field(e.message()).map(|f| Seg::Key(f.to_owned())));
+            errors.at(place, format!("[{key}]: {}", e.message()));
             T::default()
         }),
+    }
+}
+
+/// Where [`Config::parse`] looks up environment variables: the process environment, or a
+/// map in tests.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Stands in for a secret that could not be resolved, so that the one error about it is
+/// the only one (no "missing field" or "too short" after it). Never used: the
+/// configuration is refused.
+const UNRESOLVED: &str = "unresolved-secret-unresolved-secret-unresolved";
+
+/// Resolves the secrets `keys` of one table, the same way for every section and vendor: a
+/// secret `KEY` is given inline (`KEY = "..."`), or by the name of an environment variable
+/// (`KEY_env = "VAR"`), or by the path of a file holding it (`KEY_file = "/run/secrets/x"`,
+/// relative to the configuration's folder; a trailing newline is dropped). Exactly one of
+/// the three. Afterwards `KEY` holds the value and the `_env`/`_file` keys are gone. Errors
+/// name the key, the variable or the file, never the value.
+fn resolve_secrets(
+    table: &mut toml::Table,
+    keys: &[&str],
+    (label, place): (&str, &[Seg]),
+    base: &Path,
+    env: EnvLookup<'_>,
+    errors: &mut Problems,
+) {
+    let key_at = |k: &str| {
+        let mut p = place.to_vec();
+        p.push(Seg::Key(k.to_owned()));
+        p
+    };
+    for &key in keys {
+        let (env_key, file_key) = (format!("{key}_env"), format!("{key}_file"));
+        let from_env = table.remove(&env_key);
+        let from_file = table.remove(&file_key);
+        let given =
+            usize::from(table.contains_key(key)) + usize::from(from_env.is_some()) + usize::from(from_file.is_some());
+        if given > 1 {
+            errors.at(key_at(key), format!("{label}: set only one of {key}, {env_key}, {file_key}"));
+            table.insert(key.to_owned(), toml::Value::String(UNRESOLVED.into()));
+            continue;
+        }
+        let source_key = if from_env.is_some() { env_key.clone() } else { file_key.clone() };
+        let value = match (from_env, from_file) {
+            (Some(toml::Value::String(var)), _) => match env(&var) {
+                Some(v) if !v.is_empty() => Ok(v),
+                Some(_) => Err(format!("{label} {env_key}: the environment variable {var} is empty")),
+                None => Err(format!("{label} {env_key}: the environment variable {var} is not set")),
+            },
+            (Some(_), _) => Err(format!("{label} {env_key}: the name of an environment variable, as a string")),
+            (None, Some(toml::Value::String(file))) => {
+                let path = base.join(&file);
+                match std::fs::read_to_string(&path) {
+                    Ok(v) if !v.trim().is_empty() => Ok(v.trim_end_matches(['\r', '\n']).to_owned()),
+                    Ok(_) => Err(format!("{label} {file_key}: the file {} is empty", path.display())),
+                    Err(e) => Err(format!("{label} {file_key}: cannot read {}: {e}", path.display())),
+                }
+            }
+            (None, Some(_)) => Err(format!("{label} {file_key}: the path of a file, as a string")),
+            (None, None) => continue,
+        };
+        let value = value.unwrap_or_else(|e| {
+            errors.at(key_at(&source_key), e);
+            UNRESOLVED.to_owned()
+        });
+        table.insert(key.to_owned(), toml::Value::String(value));
     }
 }
 
@@ -342,12 +518,40 @@ impl Config {
         Config::parse(&text, base)
     }
 
-    /// Parses and validates configuration text.
+    /// Reads and validates a configuration file, looking secrets' `_env` variables up
+    /// with `env` instead of the process environment.
+    pub fn load_with_env(path: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors(vec![format!("cannot read {}: {e}", path.display())]))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse_with_env(&text, base, env)
+    }
+
+    /// Parses and validates configuration text; secrets' `_env` variables come from the
+    /// process environment.
     pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigErrors> {
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigErrors(vec![e.to_string()]))?;
-        let mut errors = Vec::new();
+        Config::parse_with_env(text, base, &|var| std::env::var(var).ok())
+    }
+
+    /// Parses and validates configuration text, looking secrets' `_env` variables up with
+    /// `env`.
+    pub fn parse_with_env(text: &str, base: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let message = e.message().trim_end().to_owned();
+            ConfigErrors(vec![match e.span() {
+                Some(span) => {
+                    let (line, column) = line_column(text, span.start);
+                    format!("{line}:{column}: {message}")
+                }
+                None => message,
+            }])
+        })?;
+        let mut errors = Problems::default();
+        if let Some(toml::Value::Table(auth)) = table.get_mut("auth") {
+            resolve_secrets(auth, &["jwt_secret"], ("[auth]", &at(&["auth"])), base, env, &mut errors);
+        }
         let mut hub: HubSection = section(&mut table, "hub", &mut errors);
-        let mut auth: AuthSection = section(&mut table, "auth", &mut errors);
+        let auth: AuthSection = section(&mut table, "auth", &mut errors);
         let delivery: DeliverySection = section(&mut table, "delivery", &mut errors);
         let deadlines: DeadlineSection = section(&mut table, "deadlines", &mut errors);
         let visits: VisitSection = section(&mut table, "visits", &mut errors);
@@ -356,21 +560,30 @@ impl Config {
             [("tolerance", &invoices.tolerance), ("under_delivery_threshold", &invoices.under_delivery_threshold)]
         {
             if value.parse::<carehub_core::verification::Ratio>().is_err() {
-                errors.push(format!("[invoices] {key}: a decimal number such as \"1.10\", got '{value}'"));
+                errors.at(
+                    at(&["invoices", key]),
+                    format!("[invoices] {key}: a decimal number such as \"1.10\", got '{value}'"),
+                );
             }
         }
         if visits.max_hours == 0 || visits.open_visit_hours == 0 {
-            errors.push("[visits] max_hours and open_visit_hours: at least 1".into());
+            errors.at(
+                at(&["visits", if visits.max_hours == 0 { "max_hours" } else { "open_visit_hours" }]),
+                "[visits] max_hours and open_visit_hours: at least 1".into(),
+            );
         }
         if !(0.0..=1.0).contains(&visits.manual_share_threshold) {
-            errors.push("[visits] manual_share_threshold: a share between 0 and 1 (0.10 is 10%)".into());
+            errors.at(
+                at(&["visits", "manual_share_threshold"]),
+                "[visits] manual_share_threshold: a share between 0 and 1 (0.10 is 10%)".into(),
+            );
         }
 
         if hub.listen.parse::<std::net::SocketAddr>().is_err() {
-            errors.push(format!("[hub] listen: '{}' is not an address:port", hub.listen));
+            errors.at(at(&["hub", "listen"]), format!("[hub] listen: '{}' is not an address:port", hub.listen));
         }
         if hub.max_body_bytes < 1024 {
-            errors.push("[hub] max_body_bytes: at least 1024".into());
+            errors.at(at(&["hub", "max_body_bytes"]), "[hub] max_body_bytes: at least 1024".into());
         }
         hub.database = base.join(&hub.database);
         hub.mappings_dir = hub.mappings_dir.map(|d| base.join(d));
@@ -378,39 +591,34 @@ impl Config {
             tls.cert = base.join(&tls.cert);
             tls.key = base.join(&tls.key);
             tls.client_ca = tls.client_ca.as_ref().map(|c| base.join(c));
+            // Missing files are found here, with every other problem, not at start-up.
+            for (key, file) in
+                [("cert", Some(&tls.cert)), ("key", Some(&tls.key)), ("client_ca", tls.client_ca.as_ref())]
+            {
+                if let Some(file) = file.filter(|f| !f.is_file()) {
+                    errors.at(at(&["hub", "tls", key]), format!("[hub.tls] {key}: no such file {}", file.display()));
+                }
+            }
         }
         if delivery.max_attempts == 0 {
-            errors.push("[delivery] max_attempts: at least 1".into());
+            errors.at(at(&["delivery", "max_attempts"]), "[delivery] max_attempts: at least 1".into());
         }
         if delivery.timeout_ms == 0 || delivery.max_in_flight == 0 {
-            errors.push("[delivery] timeout_ms and max_in_flight must be positive".into());
+            errors.at(at(&["delivery"]), "[delivery] timeout_ms and max_in_flight must be positive".into());
         }
         if delivery.initial_backoff_ms > delivery.max_backoff_ms {
-            errors.push("[delivery] initial_backoff_ms is larger than max_backoff_ms".into());
+            errors.at(
+                at(&["delivery", "initial_backoff_ms"]),
+                "[delivery] initial_backoff_ms is larger than max_backoff_ms".into(),
+            );
         }
 
-        auth.jwt_secret_file = auth.jwt_secret_file.map(|f| base.join(f));
-        let jwt_secret = match (&auth.jwt_secret, &auth.jwt_secret_file, &auth.jwt_secret_env) {
-            (Some(s), None, None) => s.clone(),
-            (None, Some(f), None) => std::fs::read_to_string(f).map(|s| s.trim().to_owned()).unwrap_or_else(|e| {
-                errors.push(format!("[auth] jwt_secret_file: cannot read {}: {e}", f.display()));
-                String::new()
-            }),
-            (None, None, Some(var)) => std::env::var(var).unwrap_or_else(|_| {
-                errors.push(format!("[auth] jwt_secret_env: the environment variable {var} is not set"));
-                String::new()
-            }),
-            (None, None, None) => {
-                errors.push("[auth]: set one of jwt_secret, jwt_secret_file, jwt_secret_env".into());
-                String::new()
-            }
-            _ => {
-                errors.push("[auth]: set only one of jwt_secret, jwt_secret_file, jwt_secret_env".into());
-                String::new()
-            }
-        };
+        let jwt_secret = auth.jwt_secret.clone().unwrap_or_else(|| {
+            errors.at(at(&["auth"]), "[auth]: set one of jwt_secret, jwt_secret_env, jwt_secret_file".into());
+            String::new()
+        });
         if !jwt_secret.is_empty() && jwt_secret.len() < 32 {
-            errors.push("[auth]: the JWT secret must be at least 32 bytes".into());
+            errors.at(at(&["auth"]), "[auth]: the JWT secret must be at least 32 bytes".into());
         }
 
         let mut systems = Vec::new();
@@ -420,22 +628,26 @@ impl Config {
             Some(toml::Value::Array(items)) => {
                 for (i, item) in items.into_iter().enumerate() {
                     let toml::Value::Table(mut t) = item else {
-                        errors.push(format!("[[systems]] #{}: not a table", i + 1));
+                        errors.at(entry("systems", i, None), format!("[[systems]] #{}: not a table", i + 1));
                         continue;
                     };
                     let name = match t.remove("name") {
                         Some(toml::Value::String(n)) => n,
                         _ => {
-                            errors.push(format!("[[systems]] #{}: needs name = \"...\"", i + 1));
+                            errors
+                                .at(entry("systems", i, None), format!("[[systems]] #{}: needs name = \"...\"", i + 1));
                             continue;
                         }
                     };
                     let label = format!("[[systems]] {name}");
                     if !is_name(&name) {
-                        errors.push(format!("{label}: a name is lowercase letters, digits, '-' and '_'"));
+                        errors.at(
+                            entry("systems", i, Some("name")),
+                            format!("{label}: a name is lowercase letters, digits, '-' and '_'"),
+                        );
                     }
                     if !names.insert(name.clone()) {
-                        errors.push(format!("{label}: the name is used twice"));
+                        errors.at(entry("systems", i, Some("name")), format!("{label}: the name is used twice"));
                     }
                     let client_cert_name = match t.remove("client_cert_name") {
                         None => None,
@@ -443,7 +655,10 @@ impl Config {
                             Some(n)
                         }
                         Some(_) => {
-                            errors.push(format!("{label}: client_cert_name must be a DNS name"));
+                            errors.at(
+                                entry("systems", i, Some("client_cert_name")),
+                                format!("{label}: client_cert_name must be a DNS name"),
+                            );
                             None
                         }
                     };
@@ -451,65 +666,124 @@ impl Config {
                         None => true,
                         Some(toml::Value::Boolean(b)) => b,
                         Some(_) => {
-                            errors.push(format!("{label}: visit_reports is true or false"));
+                            errors.at(
+                                entry("systems", i, Some("visit_reports")),
+                                format!("{label}: visit_reports is true or false"),
+                            );
                             true
                         }
                     };
                     let vendor = match t.remove("vendor") {
                         Some(toml::Value::String(v)) => v,
                         _ => {
-                            errors.push(format!(
-                                "{label}: needs vendor = \"...\" (one of {})",
-                                carehub_adapters::VENDORS.join(", ")
-                            ));
+                            errors.at(
+                                entry("systems", i, None),
+                                format!(
+                                    "{label}: needs vendor = \"...\" (one of {})",
+                                    carehub_adapters::VENDORS.join(", ")
+                                ),
+                            );
                             continue;
                         }
                     };
+                    let place = entry("systems", i, None);
+                    resolve_secrets(
+                        &mut t,
+                        carehub_adapters::secret_keys(&vendor),
+                        (&label, &place),
+                        base,
+                        env,
+                        &mut errors,
+                    );
+                    // A vendor's problem starts with the key it is about, when it is about one.
+                    let known = t.clone();
+                    let key_of = |message: &str| {
+                        let first = named_field(message).or_else(|| message.split([' ', ':']).next()).unwrap_or("");
+                        entry("systems", i, known.contains_key(first).then_some(first))
+                    };
+                    if !carehub_adapters::VENDORS.contains(&vendor.as_str()) {
+                        errors.at(
+                            entry("systems", i, Some("vendor")),
+                            format!(
+                                "{label}: {}",
+                                VendorConfig::parse(&vendor, toml::Table::new()).err().unwrap_or_default()
+                            ),
+                        );
+                        continue;
+                    }
                     match VendorConfig::parse(&vendor, t).map(|v| v.relative_to(base)) {
                         Ok(v) => {
-                            errors.extend(v.problems().into_iter().map(|p| format!("{label}: {p}")));
+                            for p in v.problems() {
+                                errors.at(key_of(&p), format!("{label}: {p}"));
+                            }
                             systems.push(SystemConfig { name, vendor: v, client_cert_name, visit_reports });
                         }
-                        Err(e) => errors.push(format!("{label}: {e}")),
+                        Err(e) => errors.at(key_of(&e), format!("{label}: {e}")),
                     }
                 }
             }
-            Some(_) => errors.push("systems: write each system as a [[systems]] table".into()),
+            Some(_) => errors.at(at(&["systems"]), "systems: write each system as a [[systems]] table".into()),
         }
 
-        let providers: Vec<ProviderConfig> = match table.remove("providers") {
-            None => Vec::new(),
-            Some(v) => Vec::<ProviderConfig>::deserialize(v).unwrap_or_else(|e| {
-                errors.push(format!("[[providers]]: {}", e.message()));
-                Vec::new()
-            }),
-        };
+        // Each provider on its own, so one bad entry hides none of the others.
+        let mut numbered: Vec<(usize, ProviderConfig)> = Vec::new();
+        match table.remove("providers") {
+            None => {}
+            Some(toml::Value::Array(items)) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    match ProviderConfig::deserialize(item) {
+                        Ok(p) => numbered.push((i, p)),
+                        Err(e) => {
+                            let field = named_field(e.message());
+                            errors
+                                .at(entry("providers", i, field), format!("[[providers]] #{}: {}", i + 1, e.message()));
+                        }
+                    }
+                }
+            }
+            Some(_) => errors.at(at(&["providers"]), "providers: write each provider as a [[providers]] table".into()),
+        }
         let mut orgs = BTreeSet::new();
-        for p in &providers {
+        for (i, p) in &numbered {
+            let i = *i;
             let label = format!("[[providers]] {}", p.name);
             match OrgNumber::parse(&p.org) {
                 Ok(org) => {
                     if !orgs.insert(org.as_str().to_owned()) {
-                        errors.push(format!("{label}: organisation number {org} is configured twice"));
+                        errors.at(
+                            entry("providers", i, Some("org")),
+                            format!("{label}: organisation number {org} is configured twice"),
+                        );
                     }
                 }
-                Err(e) => errors.push(format!("{label}: org: {}", e.reason)),
+                Err(e) => errors.at(entry("providers", i, Some("org")), format!("{label}: org: {}", e.reason)),
             }
             if !p.bands.is_empty() && p.rate_per_hour.is_none() {
-                errors.push(format!("{label}: bands need rate_per_hour (the day rate) too"));
+                errors.at(
+                    entry("providers", i, Some("bands")),
+                    format!("{label}: bands need rate_per_hour (the day rate) too"),
+                );
             }
             for b in &p.bands {
                 if let Err(e) = b.band() {
-                    errors.push(format!("{label}: bands: {e}"));
+                    errors.at(entry("providers", i, Some("bands")), format!("{label}: bands: {e}"));
                 }
             }
             match systems.iter().find(|s| s.name == p.system) {
-                None => errors.push(format!("{label}: system '{}' is not configured", p.system)),
-                Some(s) if s.vendor.role() != SystemRole::ProviderSystem => errors.push(format!(
-                    "{label}: system '{}' is a {} system; orders go to a provider system",
-                    p.system,
-                    s.vendor.role().as_str()
-                )),
+                None if !names.contains(&p.system) => errors.at(
+                    entry("providers", i, Some("system")),
+                    format!("{label}: system '{}' is not configured", p.system),
+                ),
+                // A system configured with errors of its own: those are reported already.
+                None => {}
+                Some(s) if s.vendor.role() != SystemRole::ProviderSystem => errors.at(
+                    entry("providers", i, Some("system")),
+                    format!(
+                        "{label}: system '{}' is a {} system; orders go to a provider system",
+                        p.system,
+                        s.vendor.role().as_str()
+                    ),
+                ),
                 Some(_) => {}
             }
         }
@@ -517,17 +791,21 @@ impl Config {
         if systems.iter().any(|s| s.client_cert_name.is_some())
             && hub.tls.as_ref().is_none_or(|t| t.client_ca.is_none())
         {
-            errors.push("[[systems]] client_cert_name needs [hub.tls] client_ca to verify client certificates".into());
+            errors.at(
+                at(&["hub"]),
+                "[[systems]] client_cert_name needs [hub.tls] client_ca to verify client certificates".into(),
+            );
         }
         for key in table.keys() {
-            errors.push(format!(
+            errors.at(at(&[key]), format!(
                 "unknown key or section '{key}' (known: hub, auth, delivery, deadlines, visits, invoices, systems, providers)"
             ));
         }
         if errors.is_empty() {
+            let providers = numbered.into_iter().map(|(_, p)| p).collect();
             Ok(Config { hub, auth, jwt_secret, delivery, deadlines, visits, invoices, systems, providers })
         } else {
-            Err(ConfigErrors(errors))
+            Err(ConfigErrors(errors.located(text)))
         }
     }
 
@@ -688,10 +966,58 @@ system = "phoniro"
         assert!(e.0.iter().any(|p| p.contains("client_ca")), "{e}");
         let with_ca =
             text.replace("[auth]", "[hub.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nclient_ca = \"ca.pem\"\n[auth]");
-        let c = Config::parse(&with_ca, Path::new("/etc/carehub"));
+        // The files must exist: a missing one is found with the other problems.
+        let dir = tempfile::tempdir().expect("dir");
+        let e = Config::parse(&with_ca, dir.path()).expect_err("no files");
+        assert_eq!(e.0.len(), 3, "{e}");
+        assert!(e.0[0].starts_with("5:1: [hub.tls] cert: no such file"), "{e}");
+        for f in ["c.pem", "k.pem", "ca.pem"] {
+            std::fs::write(dir.path().join(f), "").expect("write");
+        }
+        let c = Config::parse(&with_ca, dir.path());
         let c = c.expect("valid with a client CA");
-        assert_eq!(c.hub.tls.as_ref().and_then(|t| t.client_ca.clone()), Some(PathBuf::from("/etc/carehub/ca.pem")));
+        assert_eq!(c.hub.tls.as_ref().and_then(|t| t.client_ca.clone()), Some(dir.path().join("ca.pem")));
         assert_eq!(c.systems[0].client_cert_name.as_deref(), Some("combine.example"));
+    }
+
+    #[test]
+    fn secrets_come_inline_from_a_variable_or_from_a_file_the_same_way_everywhere() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("jwt.secret"), "from-a-file-0123456789abcdef0123456789\n").expect("write");
+        let env = |var: &str| (var == "PHONIRO_API_KEY").then(|| "from-the-environment".to_owned());
+        let text = GOOD
+            .replace("jwt_secret = \"0123456789abcdef0123456789abcdef\"", "jwt_secret_file = \"jwt.secret\"")
+            .replace(
+                "base_url = \"http://127.0.0.1:2\"",
+                "base_url = \"http://127.0.0.1:2\"\napi_key_env = \"PHONIRO_API_KEY\"",
+            );
+        let c = Config::parse_with_env(&text, dir.path(), &env).expect("valid");
+        assert_eq!(c.jwt_secret, "from-a-file-0123456789abcdef0123456789");
+        match &c.systems[1].vendor {
+            VendorConfig::Phoniro(p) => assert_eq!(p.api_key.as_deref(), Some("from-the-environment")),
+            other => panic!("{other:?}"),
+        }
+
+        // An unset variable, a missing file and a secret given twice: one error each,
+        // naming the key, and nothing invented after them (no "missing field").
+        let bad = text
+            .replace("PHONIRO_API_KEY", "NOT_SET_ANYWHERE")
+            .replace("jwt.secret", "no-such.secret")
+            .replace("callback_url = \"http://127.0.0.1:1/cb\"", "callback_url = \"http://127.0.0.1:1/cb\"\ncallback_token = \"inline-value-42\"\ncallback_token_env = \"PHONIRO_API_KEY\"");
+        let errors = Config::parse_with_env(&bad, dir.path(), &env).expect_err("invalid").0;
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        // Each at the line and column of its key.
+        assert!(errors[0].starts_with("5:1: [auth] jwt_secret_file: cannot read"), "{errors:?}");
+        assert!(errors[0].contains("no-such.secret"), "{errors:?}");
+        assert_eq!(
+            errors[1],
+            "10:1: [[systems]] combine: set only one of callback_token, callback_token_env, callback_token_file"
+        );
+        assert_eq!(
+            errors[2],
+            "16:1: [[systems]] phoniro api_key_env: the environment variable NOT_SET_ANYWHERE is not set"
+        );
+        assert!(!errors.join("\n").contains("inline-value-42"), "a secret is never printed");
     }
 
     #[test]

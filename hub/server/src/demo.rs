@@ -317,7 +317,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     let ttl = Duration::from_secs(8 * 3600);
     let tokens: BTreeMap<String, String> = PROVIDERS
         .iter()
-        .map(|p| Ok((p.org.to_owned(), auth.issue(p.system, Role::ProviderSystem, Some(p.org), ttl)?)))
+        .map(|p| Ok((p.org.to_owned(), auth.issue(p.system, Role::ProviderSystem, Some(p.system), Some(p.org), ttl)?)))
         .collect::<anyhow::Result<_>>()?;
     let http = reqwest::Client::new();
     let inflight = Arc::new(AtomicUsize::new(0));
@@ -426,7 +426,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     // active over the whole month of visits played in section 7.
     let month = Month::before(clock.today());
     let clients = clients();
-    let cm_token = auth.issue("combine-ekero", Role::CaseManagement, None, ttl)?;
+    // Each case-management system has its own token: it may send only as itself.
+    let cm_token = auth.issue("combine-ekero", Role::CaseManagement, Some("combine-ekero"), None, ttl)?;
+    let treserva_token = auth.issue("treserva-danderyd", Role::CaseManagement, Some("treserva-danderyd"), None, ttl)?;
     let service_sets: [&[(&str, u32)]; 4] = [
         &[("SERV", 480), ("PO", 1800)],
         &[("SERV", 240)],
@@ -620,7 +622,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
         );
         let resp = http
             .post(format!("{url}/v1/systems/treserva-danderyd/messages"))
-            .bearer_auth(&cm_token)
+            .bearer_auth(&treserva_token)
             .header("content-type", "text/xml; charset=utf-8")
             .body(body)
             .send()
@@ -715,7 +717,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     out!("done in {:.1} s", started.elapsed().as_secs_f64());
 
     if options.serve {
-        let admin = auth.issue("demo-admin", Role::Admin, None, ttl)?;
+        let admin = auth.issue("demo-admin", Role::Admin, None, None, ttl)?;
         out!("");
         out!("The hub keeps running at {url} (Ctrl-C stops it). An admin token:");
         out!("  export TOKEN={admin}");

@@ -80,6 +80,54 @@ pub fn load_mappings(config: &Config) -> anyhow::Result<BTreeMap<&'static str, A
     }
 }
 
+/// The messages each configured system must have a mapping for, given the routes, that
+/// are missing: a case-management system sends decisions and is sent acknowledgements and
+/// plan notices; a provider system some provider's orders go to is sent orders and sends
+/// acknowledgements. Without them the hub would refuse messages at run time
+/// (`HUB_MISCONFIGURED`). Each gap names the file that would fill it.
+pub fn missing_mappings(config: &Config, sets: &BTreeMap<&'static str, Arc<MappingSet>>) -> Vec<String> {
+    use carehub_core::adapter::SystemRole;
+    use carehub_core::mapping::Direction;
+    use carehub_model::MessageType;
+    let routed: std::collections::BTreeSet<&str> = config.providers.iter().map(|p| p.system.as_str()).collect();
+    let mut gaps = Vec::new();
+    for s in &config.systems {
+        let vendor = s.vendor.vendor();
+        let Some(set) = sets.get(vendor) else { continue };
+        let needs: &[(Direction, MessageType, &str)] = match s.vendor.role() {
+            SystemRole::CaseManagement => &[
+                (Direction::In, MessageType::Decision, "decisions it sends"),
+                (Direction::Out, MessageType::OrderAck, "acknowledgements of its orders"),
+                (Direction::Out, MessageType::PlanNotice, "plan notices of its orders"),
+            ],
+            SystemRole::ProviderSystem if routed.contains(s.name.as_str()) => &[
+                (Direction::Out, MessageType::Order, "the orders of the providers routed to it"),
+                (Direction::In, MessageType::OrderAck, "its acknowledgements of orders"),
+            ],
+            SystemRole::ProviderSystem => &[],
+        };
+        for (direction, kind, what) in needs {
+            let present = set.mappings.iter().any(|m| m.direction == *direction && m.message == *kind);
+            if !present {
+                let (dir, way) = match direction {
+                    Direction::In => ("in", "inbound"),
+                    Direction::Out => ("out", "outbound"),
+                };
+                let folder = match &config.hub.mappings_dir {
+                    Some(d) => d.join(vendor).display().to_string(),
+                    None => format!("mappings/{vendor} (built in)"),
+                };
+                gaps.push(format!(
+                    "{folder}/{}.{dir}.toml: system {} ({vendor}) has no {way} {kind} mapping, needed for {what}",
+                    kind.as_str(),
+                    s.name
+                ));
+            }
+        }
+    }
+    gaps
+}
+
 /// The configured systems.
 pub fn registry(config: &Config, clock: &Clock) -> anyhow::Result<Registry> {
     let client = http_client(config)?;

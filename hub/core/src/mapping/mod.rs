@@ -778,7 +778,7 @@ impl MappingSet {
     pub fn encode(&self, kind: MessageType, context: &Value) -> Result<Rendered, ValidationError> {
         let mapping = self.outbound(kind).ok_or_else(|| {
             ValidationError::new(
-                ErrorCode::MessageNotAllowed,
+                ErrorCode::HubMisconfigured,
                 format!("{} has no outbound mapping for {kind}", self.vendor),
             )
         })?;
