@@ -160,7 +160,7 @@ async fn an_encoding_outside_the_profile_or_a_lying_declaration_is_refused() {
     let phoniro = MockServer::start().await;
     let combine = MockServer::start().await;
     let hub = TestHub::start(&phoniro.uri(), &combine.uri()).await;
-    let (cm, admin) = (hub.case_management(), hub.admin());
+    let (cm, admin) = (hub.system_token("combine"), hub.admin());
     let with = |decl: &str, id: &str| {
         format!("<?xml version=\"1.0\" encoding=\"{decl}\"?>\n{}", SPEC_DECISION)
             .replace("hl-117", "hål-ö")

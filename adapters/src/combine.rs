@@ -23,7 +23,7 @@ pub struct CombineConfig {
     pub callback_url: String,
     /// A bearer token Combine expects on callbacks, if any.
     #[serde(default)]
-    pub callback_token: Option<String>,
+    pub callback_token: Option<carehub_model::Secret>,
 }
 
 impl CombineConfig {
@@ -35,7 +35,7 @@ impl CombineConfig {
         HttpTransport::new(
             client.clone(),
             &self.callback_url,
-            self.callback_token.as_ref().map(|t| format!("Bearer {t}")),
+            self.callback_token.as_ref().map(|t| format!("Bearer {}", t.expose())),
         )
     }
 }

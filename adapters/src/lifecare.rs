@@ -34,21 +34,21 @@ pub struct LifecareConfig {
     /// Its OAuth 2.0 token endpoint.
     pub token_url: String,
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: carehub_model::Secret,
 }
 
 impl LifecareConfig {
     pub fn problems(&self) -> Vec<String> {
         let mut p = crate::check_url("base_url", &self.base_url);
         p.extend(crate::check_url("token_url", &self.token_url));
-        if self.client_id.trim().is_empty() || self.client_secret.trim().is_empty() {
+        if self.client_id.trim().is_empty() || self.client_secret.expose().trim().is_empty() {
             p.push("client_id and client_secret must not be empty".into());
         }
         p
     }
 
     pub fn transport(&self, client: &reqwest::Client) -> HttpTransport {
-        let tokens = TokenSource::new(client.clone(), &self.token_url, &self.client_id, &self.client_secret);
+        let tokens = TokenSource::new(client.clone(), &self.token_url, &self.client_id, self.client_secret.expose());
         HttpTransport::new(client.clone(), &self.base_url, None).with_tokens(tokens)
     }
 }

@@ -28,7 +28,7 @@ pub struct PhoniroConfig {
     pub base_url: String,
     /// The API key Phoniro issued to the municipality, sent as a bearer token.
     #[serde(default)]
-    pub api_key: Option<String>,
+    pub api_key: Option<carehub_model::Secret>,
     /// Pull visits from Phoniro's feed this often (seconds); unset: no pulling (Phoniro
     /// pushes, or another system reports this provider's visits).
     #[serde(default)]
@@ -62,6 +62,10 @@ impl PhoniroConfig {
     }
 
     pub fn transport(&self, client: &reqwest::Client) -> HttpTransport {
-        HttpTransport::new(client.clone(), &self.base_url, self.api_key.as_ref().map(|k| format!("Bearer {k}")))
+        HttpTransport::new(
+            client.clone(),
+            &self.base_url,
+            self.api_key.as_ref().map(|k| format!("Bearer {}", k.expose())),
+        )
     }
 }

@@ -27,7 +27,7 @@ pub struct TreservaConfig {
     #[serde(default)]
     pub username: Option<String>,
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<carehub_model::Secret>,
 }
 
 impl TreservaConfig {
@@ -41,7 +41,7 @@ impl TreservaConfig {
 
     pub fn transport(&self, client: &reqwest::Client) -> HttpTransport {
         let auth = match (&self.username, &self.password) {
-            (Some(u), Some(p)) => Some(crate::basic_auth(u, p)),
+            (Some(u), Some(p)) => Some(crate::basic_auth(u, p.expose())),
             _ => None,
         };
         HttpTransport::new(client.clone(), &self.endpoint_url, auth).soap()

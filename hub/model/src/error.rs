@@ -77,7 +77,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// All codes, for documentation and tests.
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::MalformedPayload,
         ErrorCode::DtdForbidden,
         ErrorCode::UnknownMessageType,

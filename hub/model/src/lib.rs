@@ -14,12 +14,14 @@
 //! - [`clock`]: the hub's [`Clock`], the one place "now" is read.
 //! - [`error`]: the stable error codes and [`ValidationError`].
 //! - [`id`]: personal identity numbers, organisation numbers, HSA-ids, NFC tag UIDs, source ids.
+//! - [`secret`]: configuration secrets that print as `**REDACTED**`.
 //! - [`message`]: decisions, orders, acknowledgements, plan notices and the [`Message`] enum.
 
 pub mod clock;
 pub mod error;
 pub mod id;
 pub mod message;
+pub mod secret;
 pub mod time;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -37,3 +39,4 @@ pub use clock::Clock;
 pub use error::{ErrorCode, ValidationError};
 pub use id::{HsaId, OrgNumber, PersonalIdentityNumber, SourceId, TagUid};
 pub use message::*;
+pub use secret::Secret;

@@ -193,7 +193,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
             let ttl = ttl_minutes.map(|m| Duration::from_secs(m * 60)).unwrap_or(config.token_ttl());
-            match Auth::new(&config.jwt_secret, Clock::system()).issue(
+            match Auth::new(config.jwt_secret.expose(), Clock::system()).issue(
                 &subject,
                 role,
                 system.as_deref(),

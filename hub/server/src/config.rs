@@ -184,7 +184,7 @@ impl Default for HubSection {
 pub struct AuthSection {
     /// The HS256 key for bearer tokens (at least 32 bytes): inline, or from
     /// `jwt_secret_env` / `jwt_secret_file` like every secret ([`resolve_secrets`]).
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<carehub_model::Secret>,
     /// Lifetime of tokens `carehub token` issues, in minutes (default 480).
     pub token_ttl_minutes: Option<u64>,
 }
@@ -415,7 +415,7 @@ impl BandConfig {
 pub struct Config {
     pub hub: HubSection,
     pub auth: AuthSection,
-    pub jwt_secret: String,
+    pub jwt_secret: carehub_model::Secret,
     pub delivery: DeliverySection,
     pub deadlines: DeadlineSection,
     pub visits: VisitSection,
@@ -615,9 +615,9 @@ impl Config {
 
         let jwt_secret = auth.jwt_secret.clone().unwrap_or_else(|| {
             errors.at(at(&["auth"]), "[auth]: set one of jwt_secret, jwt_secret_env, jwt_secret_file".into());
-            String::new()
+            carehub_model::Secret::new("")
         });
-        if !jwt_secret.is_empty() && jwt_secret.len() < 32 {
+        if !jwt_secret.expose().is_empty() && jwt_secret.expose().len() < 32 {
             errors.at(at(&["auth"]), "[auth]: the JWT secret must be at least 32 bytes".into());
         }
 
@@ -992,9 +992,15 @@ system = "phoniro"
                 "base_url = \"http://127.0.0.1:2\"\napi_key_env = \"PHONIRO_API_KEY\"",
             );
         let c = Config::parse_with_env(&text, dir.path(), &env).expect("valid");
-        assert_eq!(c.jwt_secret, "from-a-file-0123456789abcdef0123456789");
+        assert_eq!(c.jwt_secret.expose(), "from-a-file-0123456789abcdef0123456789");
         match &c.systems[1].vendor {
-            VendorConfig::Phoniro(p) => assert_eq!(p.api_key.as_deref(), Some("from-the-environment")),
+            VendorConfig::Phoniro(p) => {
+                assert_eq!(p.api_key.as_ref().map(|k| k.expose()), Some("from-the-environment"));
+                assert!(
+                    !format!("{c:?}").contains("from-the-environment"),
+                    "a printed configuration hides its secrets"
+                );
+            }
             other => panic!("{other:?}"),
         }
 

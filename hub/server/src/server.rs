@@ -178,7 +178,7 @@ pub fn build_with_store(config: &Config, store: Arc<dyn Store>, clock: Clock) ->
     });
     let state = AppState {
         hub,
-        auth: Arc::new(Auth::new(&config.jwt_secret, clock.clone())),
+        auth: Arc::new(Auth::new(config.jwt_secret.expose(), clock.clone())),
         max_body: config.hub.max_body_bytes,
         delivery_running: Arc::new(AtomicBool::new(false)),
         scheme: if config.hub.tls.is_some() { "https" } else { "http" },
