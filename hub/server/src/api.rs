@@ -801,15 +801,26 @@ pub struct TagRegistered {
 }
 
 /// Register an NFC tag in a client's home. The tag's current registration ends the day
-/// before; a moved tag keeps its history.
+/// before; a moved tag keeps its history. A provider's system may register a tag only for
+/// a client with an active order at that provider on the installation day, and may not move
+/// one out of another provider's client's home; case management and administrators may.
 #[utoipa::path(post, path = "/v1/tags", tag = "tags", request_body = TagBody,
     responses((status = 201, body = TagRegistered), (status = 409, description = "TAG_CONFLICT", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: a provider's system registers tags for its own clients only", body = ErrorBody),
         (status = 422, description = "INVALID_TAG_UID, INVALID_PERSONAL_IDENTITY_NUMBER, INVALID_DATE", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn post_tag(State(state): State<AppState>, caller: Caller, body: axum::body::Bytes) -> ApiResult<Response> {
     caller.require(&[Role::Admin, Role::CaseManagement, Role::ProviderSystem])?;
+    let sender = match caller.0.role {
+        Role::ProviderSystem => {
+            Sender::Provider(caller.0.provider().and_then(|o| OrgNumber::parse(o).ok()).ok_or_else(|| {
+                ApiError::new(ErrorCode::Unauthenticated, "a provider_system token must carry a valid org")
+            })?)
+        }
+        _ => Sender::Trusted,
+    };
     let parsed = serde_json::from_slice::<carehub_model::TagRegistration>(&body).map_err(|e| json_error(&e));
-    let id = state.hub.register_tag("api", body.to_vec(), parsed).await?;
+    let id = state.hub.register_tag("api", body.to_vec(), parsed, &sender).await?;
     Ok((StatusCode::CREATED, Json(TagRegistered { message_id: id })).into_response())
 }
 

@@ -589,6 +589,9 @@ pub trait Store: Send + Sync + 'static {
         client: Option<String>,
         tag_uid: Option<String>,
     ) -> Result<Vec<carehub_model::TagRegistration>, StoreError>;
+    /// The providers with an order for `client` active on `day` (by the order's dates, and
+    /// not rejected: the orders VIS009 counts), in order.
+    async fn client_providers(&self, client: &str, day: NaiveDate) -> Result<Vec<String>, StoreError>;
     /// Stored visits, oldest first.
     async fn visits(&self, filter: VisitFilter) -> Result<Vec<VisitRecord>, StoreError>;
     /// The manual-registration share of each provider with visits in `month` (`YYYY-MM`).

@@ -884,6 +884,21 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn client_providers(&self, client: &str, day: NaiveDate) -> Result<Vec<String>, StoreError> {
+        let (client, day) = (client.to_owned(), day.to_string());
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT DISTINCT provider FROM orders
+                 WHERE client = ?1 AND start_date <= ?2 AND (end_date IS NULL OR end_date >= ?2)
+                   AND (ack_status IS NULL OR ack_status <> 'rejected')
+                 ORDER BY provider",
+            )?;
+            let rows = stmt.query_map(params![client, day], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
     async fn visits(&self, filter: VisitFilter) -> Result<Vec<VisitRecord>, StoreError> {
         self.read(move |c| super::visits_sql::list(c, &filter)).await
     }
