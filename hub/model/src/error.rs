@@ -66,11 +66,14 @@ pub enum ErrorCode {
     /// The receiving system refused an outbound delivery for good (a 4xx other than 408
     /// and 429). Seen in the message log, not in API answers.
     DeliveryRefused,
+    /// An invoice id that several providers have used: the request must name the provider
+    /// (an invoice is identified by provider and id). The answer lists the providers.
+    AmbiguousInvoice,
 }
 
 impl ErrorCode {
     /// All codes, for documentation and tests.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::MalformedPayload,
         ErrorCode::DtdForbidden,
         ErrorCode::UnknownMessageType,
@@ -96,6 +99,7 @@ impl ErrorCode {
         ErrorCode::DeliveryFailed,
         ErrorCode::TagConflict,
         ErrorCode::DeliveryRefused,
+        ErrorCode::AmbiguousInvoice,
     ];
 
     /// The code as it appears on the wire.
@@ -126,6 +130,7 @@ impl ErrorCode {
             ErrorCode::DeliveryFailed => "DELIVERY_FAILED",
             ErrorCode::DeliveryRefused => "DELIVERY_REFUSED",
             ErrorCode::TagConflict => "TAG_CONFLICT",
+            ErrorCode::AmbiguousInvoice => "AMBIGUOUS_INVOICE",
         }
     }
 

@@ -32,6 +32,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub message_id: Option<i64>,
+    /// For `AMBIGUOUS_INVOICE`: the providers to choose from.
+    pub providers: Vec<String>,
 }
 
 /// The body of every error answer.
@@ -44,11 +46,14 @@ pub struct ErrorBody {
     /// The message-log entry that records the refusal, when it was logged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<i64>,
+    /// For `AMBIGUOUS_INVOICE`: the providers that used the id; name one with `provider=`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<String>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into(), message_id: None }
+        ApiError { code, message: message.into(), message_id: None, providers: Vec::new() }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -71,7 +76,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::UnknownProvider
         | ErrorCode::UnknownOrder
         | ErrorCode::MessageNotAllowed => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::DecisionConflict | ErrorCode::TagConflict => StatusCode::CONFLICT,
+        ErrorCode::DecisionConflict | ErrorCode::TagConflict | ErrorCode::AmbiguousInvoice => StatusCode::CONFLICT,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
@@ -88,7 +93,12 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let mut response = (
             status,
-            Json(ErrorBody { code: self.code.as_str().to_owned(), message: self.message, message_id: self.message_id }),
+            Json(ErrorBody {
+                code: self.code.as_str().to_owned(),
+                message: self.message,
+                message_id: self.message_id,
+                providers: self.providers,
+            }),
         )
             .into_response();
         if status == StatusCode::UNAUTHORIZED {
@@ -100,7 +110,7 @@ impl IntoResponse for ApiError {
 
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
-        ApiError { code: r.code, message: r.message, message_id: r.message_id }
+        ApiError { code: r.code, message: r.message, message_id: r.message_id, providers: Vec::new() }
     }
 }
 

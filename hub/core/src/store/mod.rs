@@ -627,12 +627,11 @@ pub trait Store: Send + Sync + 'static {
         provider: &str,
         month: crate::verification::Month,
     ) -> Result<ProviderMonth, StoreError>;
-    /// The latest verification of an invoice (of any provider when `provider` is unset).
-    async fn verification(
-        &self,
-        invoice_id: &str,
-        provider: Option<&str>,
-    ) -> Result<Option<VerificationRecord>, StoreError>;
+    /// The latest verification of a provider's invoice (an invoice is identified by its
+    /// provider and its id: two providers may use the same id).
+    async fn verification(&self, provider: &str, invoice_id: &str) -> Result<Option<VerificationRecord>, StoreError>;
+    /// The providers with a verified invoice (or credit note) of this id, in order.
+    async fn verified_providers(&self, invoice_id: &str) -> Result<Vec<String>, StoreError>;
 }
 
 /// Recomputes the whole hash chain, a page at a time.

@@ -36,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_tags.sql"),
     include_str!("migrations/0004_visits.sql"),
     include_str!("migrations/0005_invoices.sql"),
+    include_str!("migrations/0006_verifications_by_id.sql"),
 ];
 
 struct WriteRequest {
@@ -973,18 +974,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn verification(
-        &self,
-        invoice_id: &str,
-        provider: Option<&str>,
-    ) -> Result<Option<VerificationRecord>, StoreError> {
-        let (invoice_id, provider) = (invoice_id.to_owned(), provider.map(str::to_owned));
+    async fn verification(&self, provider: &str, invoice_id: &str) -> Result<Option<VerificationRecord>, StoreError> {
+        let (provider, invoice_id) = (provider.to_owned(), invoice_id.to_owned());
         self.read(move |c| {
             Ok(c.prepare_cached(
                 "SELECT provider, invoice_id, month, report, log_seq, created_at FROM verifications
-                 WHERE invoice_id = ?1 AND (?2 IS NULL OR provider = ?2) ORDER BY seq DESC LIMIT 1",
+                 WHERE provider = ?1 AND invoice_id = ?2 ORDER BY seq DESC LIMIT 1",
             )?
-            .query_row(params![invoice_id, provider], |r| {
+            .query_row(params![provider, invoice_id], |r| {
                 Ok(VerificationRecord {
                     provider: r.get(0)?,
                     invoice_id: r.get(1)?,
@@ -996,6 +993,18 @@ impl Store for SqliteStore {
                 })
             })
             .optional()?)
+        })
+        .await
+    }
+
+    async fn verified_providers(&self, invoice_id: &str) -> Result<Vec<String>, StoreError> {
+        let invoice_id = invoice_id.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT DISTINCT provider FROM verifications WHERE invoice_id = ?1 ORDER BY provider",
+            )?;
+            let rows = stmt.query_map([invoice_id], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }
