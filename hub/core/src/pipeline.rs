@@ -608,6 +608,14 @@ impl Hub {
                 entry.canonical = serde_json::to_string(&receipt).ok();
                 entry.decision_id.clone_from(&receipt.decision_id);
                 entry.order_id.clone_from(&receipt.order_id);
+                // The receipt concerns the order's client and provider too.
+                if let Some(order_id) = &receipt.order_id {
+                    match self.store.order(order_id).await {
+                        Ok(Some(record)) => Correlation::of(&record).apply(&mut entry),
+                        Ok(None) => {}
+                        Err(e) => warn!(system, error = %e, "cannot read the receipt's order"),
+                    }
+                }
                 let ops = vec![
                     Op::AppendLog(entry),
                     Op::Enqueue(NewDelivery {

@@ -721,6 +721,35 @@ pub struct Trace {
     /// The order's visits with their outcome and codes (the first 10,000).
     #[schema(value_type = Vec<Object>)]
     pub visits: Vec<Value>,
+    /// The invoice lines that name the order, each with its verification: one per
+    /// verification (an invoice verified again with a credit note appears again), oldest
+    /// first, with the log entry that holds the report.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub invoice_lines: Vec<Value>,
+}
+
+/// The lines of a verified invoice's log entry that name `order_id`, with the invoice they
+/// are on and their verification.
+fn invoice_lines(e: &LogEntry, order_id: &str) -> Vec<Value> {
+    if e.direction != "in" || e.status != "accepted" || !matches!(e.message_type.as_str(), "invoice" | "credit_note") {
+        return Vec::new();
+    }
+    let Some(report) = e.canonical.as_deref().and_then(|c| serde_json::from_str::<Value>(c).ok()) else {
+        return Vec::new();
+    };
+    report["lines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["order_id"] == order_id)
+        .map(|l| {
+            serde_json::json!({
+                "message_id": e.seq, "at": e.at, "provider": report["provider"], "invoice_id": report["invoice_id"],
+                "kind": report["kind"], "month": report["month"], "received_as": e.message_type, "line": l,
+            })
+        })
+        .collect()
 }
 
 fn describe_step(e: &LogEntry) -> String {
@@ -738,7 +767,8 @@ fn describe_step(e: &LogEntry) -> String {
     }
 }
 
-/// The lifecycle of an order: decision, deliveries, acknowledgement, plan.
+/// The lifecycle of an order: decision, deliveries, acknowledgement, plan, visits, and the
+/// invoice lines that name it with their verification.
 #[utoipa::path(get, path = "/v1/orders/{id}/trace", tag = "orders",
     params(("id" = String, Path, description = "The order id")),
     responses((status = 200, body = Trace), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -746,11 +776,16 @@ fn describe_step(e: &LogEntry) -> String {
 async fn order_trace(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Trace>> {
     let record = order_for(&state, &caller, &id).await?;
     record_read(&state.hub, &caller, format!("trace {id}")).await?;
-    let entries = state
+    let mut entries = state
         .hub
         .store
         .log_entries(LogFilter { order_id: Some(id.clone()), limit: 10_000, ..LogFilter::default() })
         .await?;
+    // Another provider's invoice may name the order (INV004): not the provider's to read.
+    if let Some(own) = caller.0.provider() {
+        entries.retain(|e| e.provider.as_deref().is_none_or(|p| p == own));
+    }
+    let invoice_lines = entries.iter().flat_map(|e| invoice_lines(e, &id)).collect();
     let deliveries = state
         .hub
         .store
@@ -780,6 +815,7 @@ async fn order_trace(State(state): State<AppState>, caller: Caller, Path(id): Pa
         steps,
         deliveries: deliveries.into_iter().map(DeliveryView::from).collect(),
         visits: visits.into_iter().map(|v| serde_json::to_value(v).unwrap_or_default()).collect(),
+        invoice_lines,
     }))
 }
 

@@ -105,6 +105,20 @@ pub struct NewLogEntry {
     pub client: Option<String>,
     pub provider: Option<String>,
     pub delivery_key: Option<String>,
+    /// Further (client, order) pairs the entry concerns beyond its own columns (an invoice's
+    /// lines), so searches by client or order find it by any of them.
+    pub links: Vec<LogLink>,
+    /// An earlier entry this one follows up (the `queued` entry of a delivery's attempt):
+    /// its decision, order, client and provider fill this one's unset columns, and its links
+    /// become this one's.
+    pub follows: Option<i64>,
+}
+
+/// A client and/or an order a log entry concerns (SPEC §8: the log is searched by both).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LogLink {
+    pub client: Option<String>,
+    pub order_id: Option<String>,
 }
 
 /// An entry of the message log as stored.
@@ -254,6 +268,9 @@ pub struct Delivery {
     pub created_at: String,
     pub delivered_at: Option<String>,
     pub action: Option<String>,
+    /// The log entry that queued it (absent for rows queued before version 7 whose entry
+    /// was not found).
+    pub log_seq: Option<i64>,
 }
 
 /// The result of one delivery attempt.
@@ -274,7 +291,8 @@ pub enum Op {
     /// Stores a new order.
     InsertOrder(Box<OrderRecord>),
     /// Writes a delivery to the outbox; [`StoreError::Conflict`] if its idempotency key
-    /// exists (the same message was queued before).
+    /// exists (the same message was queued before). The log entry of the message it sends is
+    /// the request's previous `AppendLog`; each attempt's entry follows it.
     Enqueue(NewDelivery),
     /// Records the provider's answer on the order.
     RecordAck(OrderAck),

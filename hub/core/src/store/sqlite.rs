@@ -37,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_visits.sql"),
     include_str!("migrations/0005_invoices.sql"),
     include_str!("migrations/0006_verifications_by_id.sql"),
+    include_str!("migrations/0007_log_links.sql"),
 ];
 
 struct WriteRequest {
@@ -252,8 +253,21 @@ pub(super) fn append_log(
     conn: &Connection,
     chain: &mut (i64, String),
     now: &str,
-    e: NewLogEntry,
+    mut e: NewLogEntry,
 ) -> Result<i64, StoreError> {
+    if let Some(earlier) = e.follows {
+        let row: Option<[Option<String>; 4]> = conn
+            .prepare_cached("SELECT decision_id, order_id, client, provider FROM message_log WHERE seq = ?1")?
+            .query_row([earlier], |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]))
+            .optional()?;
+        if let Some([decision_id, order_id, client, provider]) = row {
+            e.decision_id = e.decision_id.or(decision_id);
+            e.order_id = e.order_id.or(order_id);
+            e.client = e.client.or(client);
+            e.provider = e.provider.or(provider);
+        }
+    }
+    let (links, follows) = (std::mem::take(&mut e.links), e.follows);
     let entry = LogEntry {
         seq: chain.0 + 1,
         at: now.to_owned(),
@@ -304,6 +318,19 @@ pub(super) fn append_log(
         hash,
     ])?;
     *chain = (entry.seq, hash);
+    if let Some(earlier) = follows {
+        conn.prepare_cached(
+            "INSERT INTO log_links (seq, client, order_id) SELECT ?1, client, order_id FROM log_links WHERE seq = ?2",
+        )?
+        .execute(params![entry.seq, earlier])?;
+    }
+    let mut links = links;
+    links.sort();
+    links.dedup();
+    for l in links.iter().filter(|l| l.client.is_some() || l.order_id.is_some()) {
+        conn.prepare_cached("INSERT INTO log_links (seq, client, order_id) VALUES (?1, ?2, ?3)")?
+            .execute(params![entry.seq, l.client, l.order_id])?;
+    }
     Ok(entry.seq)
 }
 
@@ -365,8 +392,8 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), now: &str, op: Op) -> 
             let now = now.to_owned();
             conn.prepare_cached(
                 "INSERT INTO outbox (system, message_type, order_id, idempotency_key, content_type, endpoint,
-                    body, state, next_attempt_at, created_at, action)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, ?9)",
+                    body, state, next_attempt_at, created_at, action, log_seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, ?9, ?10)",
             )?
             .execute(params![
                 d.system,
@@ -377,7 +404,8 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), now: &str, op: Op) -> 
                 d.endpoint,
                 d.body,
                 now,
-                d.action
+                d.action,
+                (chain.0 > 0).then_some(chain.0),
             ])
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -501,6 +529,7 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), now: &str, op: Op) -> 
                         status: status::REQUEUED,
                         order_id: d.order_id.clone(),
                         delivery_key: Some(d.idempotency_key.clone()),
+                        follows: d.log_seq,
                         ..NewLogEntry::default()
                     },
                 )?;
@@ -578,7 +607,7 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), now: &str, op: Op) -> 
 }
 
 const DELIVERY_COLUMNS: &str = "id, system, message_type, order_id, idempotency_key, content_type, endpoint, body,
-    state, attempts, next_attempt_at, last_error, created_at, delivered_at, action";
+    state, attempts, next_attempt_at, last_error, created_at, delivered_at, action, log_seq";
 
 fn delivery_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
     Ok(Delivery {
@@ -597,6 +626,7 @@ fn delivery_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
         created_at: r.get(12)?,
         delivered_at: r.get(13)?,
         action: r.get(14)?,
+        log_seq: r.get(15)?,
     })
 }
 
@@ -694,15 +724,25 @@ impl Store for SqliteStore {
                 if f.with_payload { ", payload" } else { "" }
             );
             let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+            // A client or an order is found in the entry's own column or in its links.
+            let mut linked = |col: &str, v: &Option<String>| {
+                if let Some(v) = v {
+                    args.push(Box::new(v.clone()));
+                    let n = args.len();
+                    sql.push_str(&format!(
+                        " AND ({col} = ?{n} OR seq IN (SELECT seq FROM log_links WHERE {col} = ?{n}))"
+                    ));
+                }
+            };
+            linked("client", &f.client);
+            linked("order_id", &f.order_id);
             let mut add = |col: &str, op: &str, v: &Option<String>| {
                 if let Some(v) = v {
                     args.push(Box::new(v.clone()));
                     sql.push_str(&format!(" AND {col} {op} ?{}", args.len()));
                 }
             };
-            add("client", "=", &f.client);
             add("provider", "=", &f.provider);
-            add("order_id", "=", &f.order_id);
             add("decision_id", "=", &f.decision_id);
             add("message_type", "=", &f.message_type);
             add("system", "=", &f.system);
