@@ -1132,3 +1132,56 @@ pub fn bare_insert_loop(
     }
     Ok(started.elapsed())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database at schema version 6 with an order delivered and an invoice verified and its
+    /// report delivered: version 7 links the entries that named no client to the order's.
+    #[test]
+    fn upgrading_links_the_entries_logged_before_to_their_clients() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut conn = Connection::open(dir.path().join("v6.db")).expect("open");
+        for sql in &MIGRATIONS[..6] {
+            conn.execute_batch(sql).expect("migration");
+        }
+        conn.execute_batch(
+            r#"PRAGMA user_version = 6;
+            INSERT INTO decisions (id, system, content_hash, client, provider, canonical, received_at)
+            VALUES ('combine:D-1', 'combine', 'h', '193601016987', '5599000014', '{}', 't');
+            INSERT INTO orders (id, decision_id, source_system, provider, provider_system, client, execute_by,
+                plan_due, canonical, created_at, status)
+            VALUES ('O-1', 'combine:D-1', 'combine', '5599000014', 'phoniro', '193601016987', '2026-11-15',
+                '2026-11-15', '{}', 't', 'delivered');
+            INSERT INTO message_log (seq, at, system, vendor, direction, message_type, content_type, payload,
+                canonical, status, order_id, client, delivery_key, prev_hash, hash) VALUES
+              (1, 't', 'phoniro', 'phoniro', 'out', 'order', 'x', x'', NULL, 'queued', 'O-1', '193601016987', 'O-1:order', 'h', 'h'),
+              (2, 't', 'phoniro', 'phoniro', 'out', 'order', 'x', x'', NULL, 'delivered', 'O-1', NULL, 'O-1:order', 'h', 'h'),
+              (3, 't', 'phoniro', 'phoniro', 'in', 'invoice', 'x', x'', '{"lines":[{"order_id":"O-1"},{"order_id":"O-9"}]}', 'accepted', NULL, NULL, NULL, 'h', 'h'),
+              (4, 't', 'combine', 'combine', 'out', 'verification', 'x', x'', '{"report":{"lines":[{"order_id":"O-1"}]}}', 'queued', NULL, NULL, 'K', 'h', 'h'),
+              (5, 't', 'combine', 'combine', 'out', 'verification', 'x', x'', NULL, 'delivered', NULL, NULL, 'K', 'h', 'h');
+            INSERT INTO outbox (system, message_type, order_id, idempotency_key, content_type, body, state,
+                next_attempt_at, created_at)
+            VALUES ('phoniro', 'order', 'O-1', 'O-1:order', 'x', x'', 'delivered', 't', 't'),
+                   ('combine', 'verification', NULL, 'K', 'x', x'', 'delivered', 't', 't');"#,
+        )
+        .expect("a version 6 database");
+        migrate(&mut conn).expect("upgrade");
+        let seqs = |sql: &str| -> Vec<i64> {
+            conn.prepare(sql)
+                .expect("prepare")
+                .query_map([], |r| r.get(0))
+                .expect("query")
+                .map(|r| r.expect("row"))
+                .collect()
+        };
+        assert_eq!(seqs("SELECT seq FROM log_links WHERE client = '193601016987' ORDER BY seq"), vec![2, 3, 4, 5]);
+        assert_eq!(
+            seqs("SELECT seq FROM log_links WHERE order_id = 'O-9'"),
+            vec![3],
+            "an unknown order links without a client"
+        );
+        assert_eq!(seqs("SELECT log_seq FROM outbox ORDER BY id"), vec![1, 4]);
+    }
+}
