@@ -85,3 +85,94 @@ async fn reads_of_the_log_are_recorded() {
     assert!(reads.iter().all(|(role, _)| role == "auditor"));
     assert_eq!(reads[1].1, "message 1");
 }
+
+#[tokio::test]
+async fn a_clients_search_finds_every_message_about_them_and_the_trace_reaches_the_invoice() {
+    let vendor = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&vendor).await;
+    let hub = TestHub::start(&vendor.uri(), &vendor.uri()).await;
+    let pnrs = test_pnrs();
+    let (c, d) = (&pnrs[980], &pnrs[981]);
+    let order = order_with_visits(&hub, "DEC-LOG-C", c, PROVIDER_A, "04A62001", 2..12).await;
+    let other = order_with_visits(&hub, "DEC-LOG-D", d, PROVIDER_A, "04A62002", 12..22).await;
+    let token = hub.provider(PROVIDER_A);
+    hub.wait_for_order_status(&order, "delivered").await;
+    let (s, r) = hub.post("phoniro", phoniro_ack(&order, "ACCEPTED"), Some(&token)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    // One invoice for both clients: a line each.
+    let invoice =
+        peppol("invoice", "LOG-1", None, &[("1", &order, "5", "HUR", "1950.00"), ("2", &other, "5", "HUR", "1950.00")]);
+    let (s, r) = hub.post("phoniro", invoice, Some(&token)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+
+    let admin = hub.admin();
+    let kinds = |path: String| {
+        let (hub, admin) = (&hub, &admin);
+        async move {
+            let (s, page) = hub.get(&path, Some(admin)).await;
+            assert_eq!(s, StatusCode::OK, "{page}");
+            page["messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| {
+                    format!(
+                        "{} {} {}",
+                        m["direction"].as_str().unwrap_or("?"),
+                        m["message_type"].as_str().unwrap_or("?"),
+                        m["status"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect::<std::collections::BTreeSet<String>>()
+        }
+    };
+    let wanted = [
+        "in decision accepted",
+        "out order queued",
+        "out order delivered",
+        "in visit accepted",
+        "out visit delivered",
+        "in order_ack accepted",
+        "out order_ack queued",
+        "out order_ack delivered",
+        "in invoice accepted",
+        "out verification queued",
+        "out verification delivered",
+    ];
+    // The deliveries happen as they happen: wait until the search shows them all.
+    let found = eventually_within(
+        "the client's search finds every message about them",
+        std::time::Duration::from_secs(10),
+        || async {
+            let found = kinds(format!("/v1/messages?client={c}&limit=1000")).await;
+            wanted.iter().all(|w| found.contains(*w)).then_some(found)
+        },
+    )
+    .await;
+    assert!(found.contains("in tag_registration accepted"), "{found:?}");
+    // The invoice is found by the other line's client and order too, and not by a stranger's.
+    for path in
+        [format!("/v1/messages?client={d}&type=invoice"), format!("/v1/messages?order={other}&type=verification")]
+    {
+        let found = kinds(path.clone()).await;
+        assert!(found.iter().any(|k| k.contains("invoice") || k.contains("verification")), "{path}: {found:?}");
+    }
+    let stranger = kinds(format!("/v1/messages?client={}&limit=1000", pnrs[982])).await;
+    assert!(stranger.is_empty(), "{stranger:?}");
+
+    // The order's trace goes on to its invoice line and the line's verification.
+    let trace = hub.trace(&order).await;
+    let lines = trace["invoice_lines"].as_array().expect("invoice lines");
+    assert_eq!(lines.len(), 1, "only the line naming this order: {trace}");
+    assert_eq!((lines[0]["invoice_id"].as_str(), lines[0]["provider"].as_str()), (Some("LOG-1"), Some(PROVIDER_A)));
+    let line = &lines[0]["line"];
+    assert_eq!(
+        (line["line_id"].as_str(), line["invoiced_minutes"].as_i64(), line["approved_minutes"].as_i64()),
+        (Some("1"), Some(300), Some(300)),
+        "{trace}"
+    );
+    let steps: Vec<&str> =
+        trace["steps"].as_array().expect("steps").iter().filter_map(|s| s["step"].as_str()).collect();
+    assert!(steps.contains(&"invoice received from phoniro"), "{steps:?}");
+    assert!(steps.iter().any(|s| s.starts_with("verification delivered to")), "{steps:?}");
+}

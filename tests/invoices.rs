@@ -140,3 +140,72 @@ async fn a_peppol_invoice_left_in_an_sftp_inbox_is_verified_and_archived() {
     assert_eq!(codes(&line["findings"]), vec!["INV001"]);
     assert_eq!(codes(&report["findings"]), vec!["INV006"]);
 }
+
+#[tokio::test]
+async fn two_providers_with_the_same_invoice_id_each_keep_their_own_report() {
+    let vendor = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&vendor).await;
+    let hub = TestHub::start(&vendor.uri(), &vendor.uri()).await;
+    let pnrs = test_pnrs();
+    // Each provider performed ten visits of 30 minutes (300 minutes) on its own order (the
+    // same staff id, on other days).
+    let order_a = order_with_visits(&hub, "DEC-SAME-A", &pnrs[962], PROVIDER_A, "04A61001", 2..12).await;
+    let order_b = order_with_visits(&hub, "DEC-SAME-B", &pnrs[963], PROVIDER_B, "04A61002", 12..22).await;
+    let (token_a, token_b) = (hub.provider(PROVIDER_A), hub.provider(PROVIDER_B));
+
+    // Both number their invoice SAME-1: A invoices six hours, B two.
+    let a = peppol_of(PROVIDER_A, "invoice", "SAME-1", None, &[("1", &order_a, "6", "HUR", "2340.00")]);
+    let (s, r) = hub.post("phoniro", a, Some(&token_a)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    let b = peppol_of(PROVIDER_B, "invoice", "SAME-1", None, &[("1", &order_b, "2", "HUR", "780.00")]);
+    let (s, r) = hub.post("phoniro", b, Some(&token_b)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    let line = &r["verification"]["lines"][0];
+    assert_eq!((line["invoiced_minutes"].as_i64(), line["approved_minutes"].as_i64()), (Some(120), Some(120)), "{r}");
+    assert!(!codes(&line["findings"]).contains(&"INV005".to_owned()), "B's invoice is not A's: {r}");
+
+    // By id alone the invoice is ambiguous: a coded 409 naming both providers.
+    let cm = hub.case_management();
+    let (s, r) = hub.get("/v1/invoices/SAME-1/verification", Some(&cm)).await;
+    assert_eq!((s, r["code"].as_str()), (StatusCode::CONFLICT, Some("AMBIGUOUS_INVOICE")), "{r}");
+    assert_eq!(r["providers"], serde_json::json!([PROVIDER_B, PROVIDER_A]), "{r}");
+    // With the provider, each report is there.
+    let report = |org: &'static str, token: String| {
+        let hub = &hub;
+        async move {
+            let (s, r) = hub.get(&format!("/v1/invoices/SAME-1/verification?provider={org}"), Some(&token)).await;
+            assert_eq!(s, StatusCode::OK, "{r}");
+            assert_eq!(r["provider"], org, "{r}");
+            r
+        }
+    };
+    assert_eq!(report(PROVIDER_A, cm.clone()).await["lines"][0]["invoiced_minutes"].as_i64(), Some(360));
+    assert_eq!(report(PROVIDER_B, cm.clone()).await["lines"][0]["invoiced_minutes"].as_i64(), Some(120));
+    // A provider's token sees its own, and not the other's.
+    let (s, own) = hub.get("/v1/invoices/SAME-1/verification", Some(&token_a)).await;
+    assert_eq!((s, own["lines"][0]["invoiced_minutes"].as_i64()), (StatusCode::OK, Some(360)), "{own}");
+    let (s, r) = hub.get(&format!("/v1/invoices/SAME-1/verification?provider={PROVIDER_B}"), Some(&token_a)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{r}");
+
+    // B's credit note for SAME-1 credits B's invoice, never A's.
+    let credit =
+        peppol_of(PROVIDER_B, "credit_note", "CN-SAME", Some("SAME-1"), &[("1", &order_b, "1", "HUR", "390.00")]);
+    let (s, r) = hub.post("phoniro", credit, Some(&token_b)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    assert_eq!(
+        (r["verification"]["invoice_id"].as_str(), r["verification"]["provider"].as_str()),
+        (Some("SAME-1"), Some(PROVIDER_B))
+    );
+    let a = report(PROVIDER_A, cm.clone()).await;
+    assert_eq!(
+        (a["lines"][0]["invoiced_minutes"].as_i64(), a["lines"][0]["credited_minutes"].as_i64()),
+        (Some(360), Some(0)),
+        "{a}"
+    );
+    let b = report(PROVIDER_B, cm).await;
+    assert_eq!(
+        (b["lines"][0]["invoiced_minutes"].as_i64(), b["lines"][0]["credited_minutes"].as_i64()),
+        (Some(60), Some(60)),
+        "{b}"
+    );
+}

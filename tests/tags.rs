@@ -117,3 +117,59 @@ async fn tags_import_loads_a_file_and_reports_bad_rows_by_line() {
     assert_eq!(tags[0]["removed_on"], "2026-06-30");
     assert_eq!(tags[1]["client"], pnrs[712].as_str());
 }
+
+#[tokio::test]
+async fn a_provider_registers_tags_only_for_its_own_clients_and_cannot_rehome_anothers() {
+    let vendor = MockServer::start().await;
+    let hub = TestHub::start(&vendor.uri(), &vendor.uri()).await;
+    let cm = hub.case_management();
+    let pnrs = test_pnrs();
+    let (a, b) = (&pnrs[720], &pnrs[721]);
+    for (id, client, provider) in [("DEC-TAG-A", a, PROVIDER_A), ("DEC-TAG-B", b, PROVIDER_B)] {
+        let (s, r) = hub.post("combine", november_decision(id, client, provider), Some(&cm)).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    }
+    // The tag in B's client's home.
+    register_tag(&hub, "04B70001", b, "2026-11-01").await;
+    let provider_a = hub.provider(PROVIDER_A);
+
+    // A moves it into its own client's home: refused, and the refusal is logged.
+    let (s, r) =
+        post_tag(&hub, &provider_a, json!({"tag_uid": "04B70001", "client": a, "installed_on": "2026-11-10"})).await;
+    assert_eq!((s, r["code"].as_str()), (StatusCode::FORBIDDEN, Some("FORBIDDEN")), "{r}");
+    assert!(r["message"].as_str().is_some_and(|m| m.contains("another provider's client")), "{r}");
+    assert!(r["message_id"].as_i64().is_some(), "the refusal is logged: {r}");
+    // Nor may A register a tag for B's client.
+    let (s, r) =
+        post_tag(&hub, &provider_a, json!({"tag_uid": "04B70002", "client": b, "installed_on": "2026-11-10"})).await;
+    assert_eq!((s, r["code"].as_str()), (StatusCode::FORBIDDEN, Some("FORBIDDEN")), "{r}");
+
+    // The tag still hangs in B's client's home, and B's genuine visit there is accepted.
+    let (_, list) = hub.get("/v1/tags?tag=04B70001", Some(&cm)).await;
+    assert_eq!(list["tags"], json!([{"tag_uid": "04B70001", "client": b, "installed_on": "2026-11-01"}]));
+    let visit =
+        phoniro_visit("V-TAG-B1", PROVIDER_B, b, "s-b", "04B70001", "2026-11-12T09:00", Some("2026-11-12T09:30"), None);
+    let (s, r) = hub.post("phoniro", visit.to_string(), Some(&hub.provider(PROVIDER_B))).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    assert_eq!(r["visits"][0]["outcome"], "accepted", "{r}");
+    assert!(!codes_of(&r["visits"][0]).contains(&"VIS002".to_owned()), "{r}");
+
+    // A registers a tag for its own client; case management may still move any tag.
+    let (s, r) =
+        post_tag(&hub, &provider_a, json!({"tag_uid": "04A70009", "client": a, "installed_on": "2026-11-01"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let (s, r) = post_tag(&hub, &cm, json!({"tag_uid": "04B70001", "client": a, "installed_on": "2026-11-20"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let (_, refused) = hub.get("/v1/messages?type=tag_registration&status=rejected", Some(&hub.admin())).await;
+    let refused = refused["messages"].as_array().cloned().unwrap_or_default();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(refused.iter().all(|m| m["provider"] == PROVIDER_A && m["error_code"] == "FORBIDDEN"), "{refused:?}");
+}
+
+/// A visit result's codes.
+fn codes_of(result: &Value) -> Vec<String> {
+    result["codes"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}

@@ -211,6 +211,7 @@ rate_per_hour = 390
 org = "{PROVIDER_B}"
 name = "Omsorgshuset AB"
 system = "phoniro"
+rate_per_hour = 390
 "#,
         listen = o.listen,
         db = db.display(),
@@ -638,6 +639,20 @@ pub fn peppol(kind: &str, id: &str, credits: Option<&str>, lines: &[(&str, &str,
          <cac:LegalMonetaryTotal><cbc:LineExtensionAmount currencyID=\"SEK\">{total:.2}</cbc:LineExtensionAmount>\
          <cbc:TaxExclusiveAmount currencyID=\"SEK\">{total:.2}</cbc:TaxExclusiveAmount><cbc:TaxInclusiveAmount currencyID=\"SEK\">{total:.2}</cbc:TaxInclusiveAmount>\
          <cbc:PayableAmount currencyID=\"SEK\">{total:.2}</cbc:PayableAmount></cac:LegalMonetaryTotal>{body}</{root}>"
+    )
+}
+
+/// [`peppol`]'s document as provider `org` sent it (its supplier's organisation number).
+pub fn peppol_of(
+    org: &str,
+    kind: &str,
+    id: &str,
+    credits: Option<&str>,
+    lines: &[(&str, &str, &str, &str, &str)],
+) -> String {
+    peppol(kind, id, credits, lines).replace(
+        &format!("<cbc:CompanyID>{PROVIDER_A}</cbc:CompanyID>"),
+        &format!("<cbc:CompanyID>{org}</cbc:CompanyID>"),
     )
 }
 

@@ -20,7 +20,7 @@ use crate::mapping::RowDecoded;
 use crate::peppol::{self, DocumentKind as PeppolKind, PeppolDocument};
 use crate::pipeline::{store_unavailable, Correlation, Hub, Inbound, Receipt, Rejection, Sender};
 use crate::store::parse_store_ts;
-use crate::store::{status, ts, InvoiceRecord, NewLogEntry, Op, VerificationRecord, VisitFilter};
+use crate::store::{status, ts, InvoiceRecord, LogLink, NewLogEntry, Op, VerificationRecord, VisitFilter};
 use crate::verification::{
     self, DocumentKind, Invoice, InvoiceLine, ManualShare, Month, OrderFacts, PlanNoticeFacts, VerificationInput,
     VisitRecord,
@@ -228,6 +228,7 @@ impl Hub {
                 .collect()
         };
         let orders = self.order_facts(&target, &month_key).await?;
+        let links = self.line_links(&[&document, &target], &orders).await?;
         let manual_share = self
             .store
             .manual_shares(&month_key)
@@ -254,7 +255,8 @@ impl Hub {
         entry.message_type = kind.to_owned();
         entry.canonical = Some(report_json.to_string());
         corr.apply(&mut entry);
-        let sends = self.report_deliveries(sys, &target, &report_json).await?;
+        entry.links.clone_from(&links);
+        let sends = self.report_deliveries(sys, &target, &report_json, &links).await?;
         let mut ops = vec![
             Op::AppendLog(entry),
             Op::StoreInvoice(record),
@@ -295,6 +297,7 @@ impl Hub {
         provider_system: &System,
         invoice: &Invoice,
         report: &serde_json::Value,
+        links: &[LogLink],
     ) -> Result<Vec<Op>, Rejection> {
         let mut targets: BTreeSet<String> = BTreeSet::from([provider_system.name.clone()]);
         for id in invoice.lines.iter().map(|l| l.order_id.as_str()).collect::<BTreeSet<_>>() {
@@ -327,6 +330,7 @@ impl Hub {
             );
             entry.canonical = Some(context.to_string());
             entry.provider = Some(invoice.provider.as_str().to_owned());
+            entry.links = links.to_vec();
             ops.push(Op::AppendLog(entry));
             ops.push(Op::Enqueue(crate::store::NewDelivery {
                 system: target.name.clone(),
@@ -340,6 +344,23 @@ impl Hub {
             }));
         }
         Ok(ops)
+    }
+
+    /// The order of every line of `docs`, with its client when the hub knows the order: what
+    /// the invoice's log entries link to, so the log finds them by any line's client or order.
+    async fn line_links(&self, docs: &[&Invoice], known: &[OrderFacts]) -> Result<Vec<LogLink>, Rejection> {
+        let ids: BTreeSet<&str> = docs.iter().flat_map(|d| &d.lines).map(|l| l.order_id.as_str()).collect();
+        let mut links = Vec::with_capacity(ids.len());
+        for id in ids {
+            let client = match known.iter().find(|f| f.order.id == id) {
+                Some(f) => Some(f.order.client.expose().to_owned()),
+                None => {
+                    self.store.order(id).await.map_err(store_unavailable)?.map(|o| o.order.client.expose().to_owned())
+                }
+            };
+            links.push(LogLink { client, order_id: Some(id.to_owned()) });
+        }
+        Ok(links)
     }
 
     /// The facts verification needs about each order an invoice's lines name.

@@ -232,6 +232,8 @@ impl DeliveryLoop {
             message_type: d.message_type.clone(),
             order_id: d.order_id.clone(),
             delivery_key: Some(d.idempotency_key.clone()),
+            // The attempt concerns the client and orders the queued message does.
+            follows: d.log_seq,
             ..NewLogEntry::default()
         };
         let outcome = match result {

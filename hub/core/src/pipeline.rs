@@ -616,6 +616,14 @@ impl Hub {
                 entry.canonical = serde_json::to_string(&receipt).ok();
                 entry.decision_id.clone_from(&receipt.decision_id);
                 entry.order_id.clone_from(&receipt.order_id);
+                // The receipt concerns the order's client and provider too.
+                if let Some(order_id) = &receipt.order_id {
+                    match self.store.order(order_id).await {
+                        Ok(Some(record)) => Correlation::of(&record).apply(&mut entry),
+                        Ok(None) => {}
+                        Err(e) => warn!(system, error = %e, "cannot read the receipt's order"),
+                    }
+                }
                 let ops = vec![
                     Op::AppendLog(entry),
                     Op::Enqueue(NewDelivery {
@@ -644,11 +652,17 @@ impl Hub {
     /// Registers an NFC tag in a client's home. The registration is a message like any
     /// other: logged (from `source`, `api` or `import`) with its outcome before the answer;
     /// a refusal is logged as rejected with its code.
+    ///
+    /// A provider's system registers tags for its own clients only ([`Hub::may_register`]):
+    /// a tag decides whose visits VIS002 rejects, so a provider that could hang another
+    /// provider's client's tag in its own client's home could have that provider's genuine
+    /// visits rejected and unpaid.
     pub async fn register_tag(
         &self,
         source: &str,
         payload: Vec<u8>,
         parsed: Result<carehub_model::TagRegistration, ValidationError>,
+        sender: &Sender,
     ) -> Result<i64, Rejection> {
         let mut entry = NewLogEntry {
             system: source.to_owned(),
@@ -674,6 +688,12 @@ impl Hub {
         };
         entry.client = Some(tag.client.expose().to_owned());
         entry.canonical = serde_json::to_string(&tag).ok();
+        if let Sender::Provider(org) = sender {
+            entry.provider = Some(org.as_str().to_owned());
+            if let Err(reason) = self.may_register(org, &tag).await? {
+                return Err(refuse(entry, ErrorCode::Forbidden, reason).await);
+            }
+        }
         let mut accepted = entry.clone();
         accepted.status = status::ACCEPTED;
         match self.store.commit(vec![Op::AppendLog(accepted), Op::RegisterTag(tag)]).await {
@@ -684,6 +704,39 @@ impl Hub {
             }
             Err(e) => Err(store_unavailable(e)),
         }
+    }
+
+    /// Whether provider `org` may register `tag`: its client must have an active order at
+    /// `org` on the installation day, and the home the tag leaves (its open registration, which
+    /// ends the day before) must not be that of another provider's client on that day. A
+    /// home whose client has no active order anywhere is no provider's to defend. The reason
+    /// when not; `Err` when the store cannot say.
+    async fn may_register(
+        &self,
+        org: &OrgNumber,
+        tag: &carehub_model::TagRegistration,
+    ) -> Result<Result<(), String>, Rejection> {
+        let day = tag.installed_on;
+        let providers = self.store.client_providers(tag.client.expose(), day).await.map_err(store_unavailable)?;
+        if !providers.iter().any(|p| p == org.as_str()) {
+            return Ok(Err(format!(
+                "provider {org} may register tags only for its own clients: the client has no active order at {org} on {day}"
+            )));
+        }
+        let history = self.store.tags(None, Some(tag.tag_uid.as_str().to_owned())).await.map_err(store_unavailable)?;
+        let Some(home) = history.iter().rev().find(|t| t.removed_on.is_none()) else { return Ok(Ok(())) };
+        if home.client == tag.client {
+            return Ok(Ok(()));
+        }
+        let theirs = self.store.client_providers(home.client.expose(), day).await.map_err(store_unavailable)?;
+        if !theirs.is_empty() && !theirs.iter().any(|p| p == org.as_str()) {
+            return Ok(Err(format!(
+                "tag {} hangs in the home of another provider's client; provider {org} may not move it \
+                 (case management or an administrator may)",
+                tag.tag_uid.as_str()
+            )));
+        }
+        Ok(Ok(()))
     }
 
     /// Puts dead letters (all, or these) back in the outbox.

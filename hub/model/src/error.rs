@@ -73,11 +73,14 @@ pub enum ErrorCode {
     /// The payload's encoding is unknown to the hub, not one its vendor's profile accepts,
     /// or contradicted by its bytes (ISO-8859-1 declared over UTF-8).
     UnsupportedEncoding,
+    /// An invoice id that several providers have used: the request must name the provider
+    /// (an invoice is identified by provider and id). The answer lists the providers.
+    AmbiguousInvoice,
 }
 
 impl ErrorCode {
     /// All codes, for documentation and tests.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::MalformedPayload,
         ErrorCode::DtdForbidden,
         ErrorCode::UnknownMessageType,
@@ -105,6 +108,7 @@ impl ErrorCode {
         ErrorCode::TagConflict,
         ErrorCode::DeliveryRefused,
         ErrorCode::UnsupportedEncoding,
+        ErrorCode::AmbiguousInvoice,
     ];
 
     /// The code as it appears on the wire.
@@ -137,6 +141,7 @@ impl ErrorCode {
             ErrorCode::DeliveryRefused => "DELIVERY_REFUSED",
             ErrorCode::TagConflict => "TAG_CONFLICT",
             ErrorCode::UnsupportedEncoding => "UNSUPPORTED_ENCODING",
+            ErrorCode::AmbiguousInvoice => "AMBIGUOUS_INVOICE",
         }
     }
 

@@ -32,6 +32,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub message_id: Option<i64>,
+    /// For `AMBIGUOUS_INVOICE`: the providers to choose from.
+    pub providers: Vec<String>,
 }
 
 /// The body of every error answer.
@@ -44,11 +46,14 @@ pub struct ErrorBody {
     /// The message-log entry that records the refusal, when it was logged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<i64>,
+    /// For `AMBIGUOUS_INVOICE`: the providers that used the id; name one with `provider=`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<String>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into(), message_id: None }
+        ApiError { code, message: message.into(), message_id: None, providers: Vec::new() }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -71,7 +76,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::UnknownProvider
         | ErrorCode::UnknownOrder
         | ErrorCode::MessageNotAllowed => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::DecisionConflict | ErrorCode::TagConflict => StatusCode::CONFLICT,
+        ErrorCode::DecisionConflict | ErrorCode::TagConflict | ErrorCode::AmbiguousInvoice => StatusCode::CONFLICT,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -89,7 +94,12 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let mut response = (
             status,
-            Json(ErrorBody { code: self.code.as_str().to_owned(), message: self.message, message_id: self.message_id }),
+            Json(ErrorBody {
+                code: self.code.as_str().to_owned(),
+                message: self.message,
+                message_id: self.message_id,
+                providers: self.providers,
+            }),
         )
             .into_response();
         if status == StatusCode::UNAUTHORIZED {
@@ -101,7 +111,7 @@ impl IntoResponse for ApiError {
 
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
-        ApiError { code: r.code, message: r.message, message_id: r.message_id }
+        ApiError { code: r.code, message: r.message, message_id: r.message_id, providers: Vec::new() }
     }
 }
 
@@ -722,6 +732,35 @@ pub struct Trace {
     /// The order's visits with their outcome and codes (the first 10,000).
     #[schema(value_type = Vec<Object>)]
     pub visits: Vec<Value>,
+    /// The invoice lines that name the order, each with its verification: one per
+    /// verification (an invoice verified again with a credit note appears again), oldest
+    /// first, with the log entry that holds the report.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub invoice_lines: Vec<Value>,
+}
+
+/// The lines of a verified invoice's log entry that name `order_id`, with the invoice they
+/// are on and their verification.
+fn invoice_lines(e: &LogEntry, order_id: &str) -> Vec<Value> {
+    if e.direction != "in" || e.status != "accepted" || !matches!(e.message_type.as_str(), "invoice" | "credit_note") {
+        return Vec::new();
+    }
+    let Some(report) = e.canonical.as_deref().and_then(|c| serde_json::from_str::<Value>(c).ok()) else {
+        return Vec::new();
+    };
+    report["lines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["order_id"] == order_id)
+        .map(|l| {
+            serde_json::json!({
+                "message_id": e.seq, "at": e.at, "provider": report["provider"], "invoice_id": report["invoice_id"],
+                "kind": report["kind"], "month": report["month"], "received_as": e.message_type, "line": l,
+            })
+        })
+        .collect()
 }
 
 fn describe_step(e: &LogEntry) -> String {
@@ -739,7 +778,8 @@ fn describe_step(e: &LogEntry) -> String {
     }
 }
 
-/// The lifecycle of an order: decision, deliveries, acknowledgement, plan.
+/// The lifecycle of an order: decision, deliveries, acknowledgement, plan, visits, and the
+/// invoice lines that name it with their verification.
 #[utoipa::path(get, path = "/v1/orders/{id}/trace", tag = "orders",
     params(("id" = String, Path, description = "The order id")),
     responses((status = 200, body = Trace), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -747,11 +787,16 @@ fn describe_step(e: &LogEntry) -> String {
 async fn order_trace(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Trace>> {
     let record = order_for(&state, &caller, &id).await?;
     record_read(&state.hub, &caller, format!("trace {id}")).await?;
-    let entries = state
+    let mut entries = state
         .hub
         .store
         .log_entries(LogFilter { order_id: Some(id.clone()), limit: 10_000, ..LogFilter::default() })
         .await?;
+    // Another provider's invoice may name the order (INV004): not the provider's to read.
+    if let Some(own) = caller.0.provider() {
+        entries.retain(|e| e.provider.as_deref().is_none_or(|p| p == own));
+    }
+    let invoice_lines = entries.iter().flat_map(|e| invoice_lines(e, &id)).collect();
     let deliveries = state
         .hub
         .store
@@ -781,6 +826,7 @@ async fn order_trace(State(state): State<AppState>, caller: Caller, Path(id): Pa
         steps,
         deliveries: deliveries.into_iter().map(DeliveryView::from).collect(),
         visits: visits.into_iter().map(|v| serde_json::to_value(v).unwrap_or_default()).collect(),
+        invoice_lines,
     }))
 }
 
@@ -812,15 +858,26 @@ pub struct TagRegistered {
 }
 
 /// Register an NFC tag in a client's home. The tag's current registration ends the day
-/// before; a moved tag keeps its history.
+/// before; a moved tag keeps its history. A provider's system may register a tag only for
+/// a client with an active order at that provider on the installation day, and may not move
+/// one out of another provider's client's home; case management and administrators may.
 #[utoipa::path(post, path = "/v1/tags", tag = "tags", request_body = TagBody,
     responses((status = 201, body = TagRegistered), (status = 409, description = "TAG_CONFLICT", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: a provider's system registers tags for its own clients only", body = ErrorBody),
         (status = 422, description = "INVALID_TAG_UID, INVALID_PERSONAL_IDENTITY_NUMBER, INVALID_DATE", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn post_tag(State(state): State<AppState>, caller: Caller, body: axum::body::Bytes) -> ApiResult<Response> {
     caller.require(&[Role::Admin, Role::CaseManagement, Role::ProviderSystem])?;
+    let sender = match caller.0.role {
+        Role::ProviderSystem => {
+            Sender::Provider(caller.0.provider().and_then(|o| OrgNumber::parse(o).ok()).ok_or_else(|| {
+                ApiError::new(ErrorCode::Unauthenticated, "a provider_system token must carry a valid org")
+            })?)
+        }
+        _ => Sender::Trusted,
+    };
     let parsed = serde_json::from_slice::<carehub_model::TagRegistration>(&body).map_err(|e| json_error(&e));
-    let id = state.hub.register_tag("api", body.to_vec(), parsed).await?;
+    let id = state.hub.register_tag("api", body.to_vec(), parsed, &sender).await?;
     Ok((StatusCode::CREATED, Json(TagRegistered { message_id: id })).into_response())
 }
 

@@ -487,7 +487,10 @@ async fn import_tags(config: Config, file: &Path) -> anyhow::Result<ExitCode> {
         let value = serde_json::Value::Object(row);
         let parsed = serde_json::from_value::<carehub_model::TagRegistration>(value.clone())
             .map_err(|e| carehub_model::ValidationError::from_message(&e.to_string()));
-        match hub.register_tag("import", value.to_string().into_bytes(), parsed).await {
+        match hub
+            .register_tag("import", value.to_string().into_bytes(), parsed, &carehub_core::pipeline::Sender::Trusted)
+            .await
+        {
             Ok(_) => taken += 1,
             Err(r) => {
                 refused += 1;

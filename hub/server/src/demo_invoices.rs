@@ -107,10 +107,12 @@ impl InvoiceRun<'_> {
         Ok(answer)
     }
 
-    async fn report(&self, id: &str) -> anyhow::Result<Value> {
+    /// The latest report of a provider's invoice (two providers on one system may number
+    /// their invoices alike).
+    async fn report(&self, org: &str, id: &str) -> anyhow::Result<Value> {
         let resp = self
             .http
-            .get(format!("{}/v1/invoices/{id}/verification", self.url))
+            .get(format!("{}/v1/invoices/{id}/verification?provider={org}", self.url))
             .bearer_auth(self.reader)
             .send()
             .await?;
@@ -180,7 +182,7 @@ impl InvoiceRun<'_> {
                 .collect();
             let doc = peppol_write::home_care(Kind::Invoice, &id, b.org, b.name, self.first, self.last, None, &lines);
             self.send(b, doc).await?;
-            let report = self.report(&id).await?;
+            let report = self.report(b.org, &id).await?;
             let what = match b.style {
                 Style::Honest => "invoice, as performed",
                 Style::OverBilling => "invoice, a quarter over on 3 orders",
@@ -209,7 +211,7 @@ impl InvoiceRun<'_> {
                     &[credit],
                 );
                 self.send(b, doc).await?;
-                let report = self.report(&id).await?;
+                let report = self.report(b.org, &id).await?;
                 self.print(b, &format!("after credit note K1 for line {}", first.id), &report);
             }
             sent.insert(id);

@@ -105,6 +105,20 @@ pub struct NewLogEntry {
     pub client: Option<String>,
     pub provider: Option<String>,
     pub delivery_key: Option<String>,
+    /// Further (client, order) pairs the entry concerns beyond its own columns (an invoice's
+    /// lines), so searches by client or order find it by any of them.
+    pub links: Vec<LogLink>,
+    /// An earlier entry this one follows up (the `queued` entry of a delivery's attempt):
+    /// its decision, order, client and provider fill this one's unset columns, and its links
+    /// become this one's.
+    pub follows: Option<i64>,
+}
+
+/// A client and/or an order a log entry concerns (SPEC §8: the log is searched by both).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LogLink {
+    pub client: Option<String>,
+    pub order_id: Option<String>,
 }
 
 /// An entry of the message log as stored.
@@ -254,6 +268,9 @@ pub struct Delivery {
     pub created_at: String,
     pub delivered_at: Option<String>,
     pub action: Option<String>,
+    /// The log entry that queued it (absent for rows queued before version 7 whose entry
+    /// was not found).
+    pub log_seq: Option<i64>,
 }
 
 /// The result of one delivery attempt.
@@ -274,7 +291,8 @@ pub enum Op {
     /// Stores a new order.
     InsertOrder(Box<OrderRecord>),
     /// Writes a delivery to the outbox; [`StoreError::Conflict`] if its idempotency key
-    /// exists (the same message was queued before).
+    /// exists (the same message was queued before). The log entry of the message it sends is
+    /// the request's previous `AppendLog`; each attempt's entry follows it.
     Enqueue(NewDelivery),
     /// Records the provider's answer on the order.
     RecordAck(OrderAck),
@@ -589,6 +607,9 @@ pub trait Store: Send + Sync + 'static {
         client: Option<String>,
         tag_uid: Option<String>,
     ) -> Result<Vec<carehub_model::TagRegistration>, StoreError>;
+    /// The providers with an order for `client` active on `day` (by the order's dates, and
+    /// not rejected: the orders VIS009 counts), in order.
+    async fn client_providers(&self, client: &str, day: NaiveDate) -> Result<Vec<String>, StoreError>;
     /// Stored visits, oldest first.
     async fn visits(&self, filter: VisitFilter) -> Result<Vec<VisitRecord>, StoreError>;
     /// The manual-registration share of each provider with visits in `month` (`YYYY-MM`).
@@ -624,12 +645,11 @@ pub trait Store: Send + Sync + 'static {
         provider: &str,
         month: crate::verification::Month,
     ) -> Result<ProviderMonth, StoreError>;
-    /// The latest verification of an invoice (of any provider when `provider` is unset).
-    async fn verification(
-        &self,
-        invoice_id: &str,
-        provider: Option<&str>,
-    ) -> Result<Option<VerificationRecord>, StoreError>;
+    /// The latest verification of a provider's invoice (an invoice is identified by its
+    /// provider and its id: two providers may use the same id).
+    async fn verification(&self, provider: &str, invoice_id: &str) -> Result<Option<VerificationRecord>, StoreError>;
+    /// The providers with a verified invoice (or credit note) of this id, in order.
+    async fn verified_providers(&self, invoice_id: &str) -> Result<Vec<String>, StoreError>;
 }
 
 /// Recomputes the whole hash chain, a page at a time.

@@ -36,6 +36,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_tags.sql"),
     include_str!("migrations/0004_visits.sql"),
     include_str!("migrations/0005_invoices.sql"),
+    include_str!("migrations/0006_verifications_by_id.sql"),
+    include_str!("migrations/0007_log_links.sql"),
 ];
 
 struct WriteRequest {
@@ -251,8 +253,21 @@ pub(super) fn append_log(
     conn: &Connection,
     chain: &mut (i64, String),
     now: &str,
-    e: NewLogEntry,
+    mut e: NewLogEntry,
 ) -> Result<i64, StoreError> {
+    if let Some(earlier) = e.follows {
+        let row: Option<[Option<String>; 4]> = conn
+            .prepare_cached("SELECT decision_id, order_id, client, provider FROM message_log WHERE seq = ?1")?
+            .query_row([earlier], |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]))
+            .optional()?;
+        if let Some([decision_id, order_id, client, provider]) = row {
+            e.decision_id = e.decision_id.or(decision_id);
+            e.order_id = e.order_id.or(order_id);
+            e.client = e.client.or(client);
+            e.provider = e.provider.or(provider);
+        }
+    }
+    let (links, follows) = (std::mem::take(&mut e.links), e.follows);
     let entry = LogEntry {
         seq: chain.0 + 1,
         at: now.to_owned(),
@@ -303,6 +318,19 @@ pub(super) fn append_log(
         hash,
     ])?;
     *chain = (entry.seq, hash);
+    if let Some(earlier) = follows {
+        conn.prepare_cached(
+            "INSERT INTO log_links (seq, client, order_id) SELECT ?1, client, order_id FROM log_links WHERE seq = ?2",
+        )?
+        .execute(params![entry.seq, earlier])?;
+    }
+    let mut links = links;
+    links.sort();
+    links.dedup();
+    for l in links.iter().filter(|l| l.client.is_some() || l.order_id.is_some()) {
+        conn.prepare_cached("INSERT INTO log_links (seq, client, order_id) VALUES (?1, ?2, ?3)")?
+            .execute(params![entry.seq, l.client, l.order_id])?;
+    }
     Ok(entry.seq)
 }
 
@@ -364,8 +392,8 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), now: &str, op: Op) -> 
             let now = now.to_owned();
             conn.prepare_cached(
                 "INSERT INTO outbox (system, message_type, order_id, idempotency_key, content_type, endpoint,
-                    body, state, next_attempt_at, created_at, action)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, ?9)",
+                    body, state, next_attempt_at, created_at, action, log_seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, ?9, ?10)",
             )?
             .execute(params![
                 d.system,
@@ -376,7 +404,8 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), now: &str, op: Op) -> 
                 d.endpoint,
                 d.body,
                 now,
-                d.action
+                d.action,
+                (chain.0 > 0).then_some(chain.0),
             ])
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -500,6 +529,7 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), now: &str, op: Op) -> 
                         status: status::REQUEUED,
                         order_id: d.order_id.clone(),
                         delivery_key: Some(d.idempotency_key.clone()),
+                        follows: d.log_seq,
                         ..NewLogEntry::default()
                     },
                 )?;
@@ -577,7 +607,7 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), now: &str, op: Op) -> 
 }
 
 const DELIVERY_COLUMNS: &str = "id, system, message_type, order_id, idempotency_key, content_type, endpoint, body,
-    state, attempts, next_attempt_at, last_error, created_at, delivered_at, action";
+    state, attempts, next_attempt_at, last_error, created_at, delivered_at, action, log_seq";
 
 fn delivery_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
     Ok(Delivery {
@@ -596,6 +626,7 @@ fn delivery_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
         created_at: r.get(12)?,
         delivered_at: r.get(13)?,
         action: r.get(14)?,
+        log_seq: r.get(15)?,
     })
 }
 
@@ -693,15 +724,25 @@ impl Store for SqliteStore {
                 if f.with_payload { ", payload" } else { "" }
             );
             let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+            // A client or an order is found in the entry's own column or in its links.
+            let mut linked = |col: &str, v: &Option<String>| {
+                if let Some(v) = v {
+                    args.push(Box::new(v.clone()));
+                    let n = args.len();
+                    sql.push_str(&format!(
+                        " AND ({col} = ?{n} OR seq IN (SELECT seq FROM log_links WHERE {col} = ?{n}))"
+                    ));
+                }
+            };
+            linked("client", &f.client);
+            linked("order_id", &f.order_id);
             let mut add = |col: &str, op: &str, v: &Option<String>| {
                 if let Some(v) = v {
                     args.push(Box::new(v.clone()));
                     sql.push_str(&format!(" AND {col} {op} ?{}", args.len()));
                 }
             };
-            add("client", "=", &f.client);
             add("provider", "=", &f.provider);
-            add("order_id", "=", &f.order_id);
             add("decision_id", "=", &f.decision_id);
             add("message_type", "=", &f.message_type);
             add("system", "=", &f.system);
@@ -884,6 +925,21 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn client_providers(&self, client: &str, day: NaiveDate) -> Result<Vec<String>, StoreError> {
+        let (client, day) = (client.to_owned(), day.to_string());
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT DISTINCT provider FROM orders
+                 WHERE client = ?1 AND start_date <= ?2 AND (end_date IS NULL OR end_date >= ?2)
+                   AND (ack_status IS NULL OR ack_status <> 'rejected')
+                 ORDER BY provider",
+            )?;
+            let rows = stmt.query_map(params![client, day], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
     async fn visits(&self, filter: VisitFilter) -> Result<Vec<VisitRecord>, StoreError> {
         self.read(move |c| super::visits_sql::list(c, &filter)).await
     }
@@ -958,18 +1014,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn verification(
-        &self,
-        invoice_id: &str,
-        provider: Option<&str>,
-    ) -> Result<Option<VerificationRecord>, StoreError> {
-        let (invoice_id, provider) = (invoice_id.to_owned(), provider.map(str::to_owned));
+    async fn verification(&self, provider: &str, invoice_id: &str) -> Result<Option<VerificationRecord>, StoreError> {
+        let (provider, invoice_id) = (provider.to_owned(), invoice_id.to_owned());
         self.read(move |c| {
             Ok(c.prepare_cached(
                 "SELECT provider, invoice_id, month, report, log_seq, created_at FROM verifications
-                 WHERE invoice_id = ?1 AND (?2 IS NULL OR provider = ?2) ORDER BY seq DESC LIMIT 1",
+                 WHERE provider = ?1 AND invoice_id = ?2 ORDER BY seq DESC LIMIT 1",
             )?
-            .query_row(params![invoice_id, provider], |r| {
+            .query_row(params![provider, invoice_id], |r| {
                 Ok(VerificationRecord {
                     provider: r.get(0)?,
                     invoice_id: r.get(1)?,
@@ -981,6 +1033,18 @@ impl Store for SqliteStore {
                 })
             })
             .optional()?)
+        })
+        .await
+    }
+
+    async fn verified_providers(&self, invoice_id: &str) -> Result<Vec<String>, StoreError> {
+        let invoice_id = invoice_id.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT DISTINCT provider FROM verifications WHERE invoice_id = ?1 ORDER BY provider",
+            )?;
+            let rows = stmt.query_map([invoice_id], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }
@@ -1067,4 +1131,57 @@ pub fn bare_insert_loop(
         done = (done + per_commit).min(decisions);
     }
     Ok(started.elapsed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database at schema version 6 with an order delivered and an invoice verified and its
+    /// report delivered: version 7 links the entries that named no client to the order's.
+    #[test]
+    fn upgrading_links_the_entries_logged_before_to_their_clients() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut conn = Connection::open(dir.path().join("v6.db")).expect("open");
+        for sql in &MIGRATIONS[..6] {
+            conn.execute_batch(sql).expect("migration");
+        }
+        conn.execute_batch(
+            r#"PRAGMA user_version = 6;
+            INSERT INTO decisions (id, system, content_hash, client, provider, canonical, received_at)
+            VALUES ('combine:D-1', 'combine', 'h', '193601016987', '5599000014', '{}', 't');
+            INSERT INTO orders (id, decision_id, source_system, provider, provider_system, client, execute_by,
+                plan_due, canonical, created_at, status)
+            VALUES ('O-1', 'combine:D-1', 'combine', '5599000014', 'phoniro', '193601016987', '2026-11-15',
+                '2026-11-15', '{}', 't', 'delivered');
+            INSERT INTO message_log (seq, at, system, vendor, direction, message_type, content_type, payload,
+                canonical, status, order_id, client, delivery_key, prev_hash, hash) VALUES
+              (1, 't', 'phoniro', 'phoniro', 'out', 'order', 'x', x'', NULL, 'queued', 'O-1', '193601016987', 'O-1:order', 'h', 'h'),
+              (2, 't', 'phoniro', 'phoniro', 'out', 'order', 'x', x'', NULL, 'delivered', 'O-1', NULL, 'O-1:order', 'h', 'h'),
+              (3, 't', 'phoniro', 'phoniro', 'in', 'invoice', 'x', x'', '{"lines":[{"order_id":"O-1"},{"order_id":"O-9"}]}', 'accepted', NULL, NULL, NULL, 'h', 'h'),
+              (4, 't', 'combine', 'combine', 'out', 'verification', 'x', x'', '{"report":{"lines":[{"order_id":"O-1"}]}}', 'queued', NULL, NULL, 'K', 'h', 'h'),
+              (5, 't', 'combine', 'combine', 'out', 'verification', 'x', x'', NULL, 'delivered', NULL, NULL, 'K', 'h', 'h');
+            INSERT INTO outbox (system, message_type, order_id, idempotency_key, content_type, body, state,
+                next_attempt_at, created_at)
+            VALUES ('phoniro', 'order', 'O-1', 'O-1:order', 'x', x'', 'delivered', 't', 't'),
+                   ('combine', 'verification', NULL, 'K', 'x', x'', 'delivered', 't', 't');"#,
+        )
+        .expect("a version 6 database");
+        migrate(&mut conn).expect("upgrade");
+        let seqs = |sql: &str| -> Vec<i64> {
+            conn.prepare(sql)
+                .expect("prepare")
+                .query_map([], |r| r.get(0))
+                .expect("query")
+                .map(|r| r.expect("row"))
+                .collect()
+        };
+        assert_eq!(seqs("SELECT seq FROM log_links WHERE client = '193601016987' ORDER BY seq"), vec![2, 3, 4, 5]);
+        assert_eq!(
+            seqs("SELECT seq FROM log_links WHERE order_id = 'O-9'"),
+            vec![3],
+            "an unknown order links without a client"
+        );
+        assert_eq!(seqs("SELECT log_seq FROM outbox ORDER BY id"), vec![1, 4]);
+    }
 }

@@ -180,25 +180,54 @@ pub(super) async fn close_month(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `?provider=` for an invoice's verification.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct InvoiceQuery {
+    /// The provider's organisation number: an invoice is identified by its provider and its
+    /// id. Needed when several providers used the id; a provider's token sees its own.
+    pub provider: Option<String>,
+}
+
 /// The latest verification report of an invoice (SPEC §7): per line invoiced, performed,
 /// granted, approved minutes and amount, and the findings INV001-INV007.
 #[utoipa::path(get, path = "/v1/invoices/{id}/verification", tag = "invoices",
-    params(("id" = String, Path, description = "The invoice's id (cbc:ID)")),
-    responses((status = 200, description = "the report"), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+    params(("id" = String, Path, description = "The invoice's id (cbc:ID)"), InvoiceQuery),
+    responses((status = 200, description = "the report"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "AMBIGUOUS_INVOICE: several providers used the id; the answer lists them", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub(super) async fn invoice_verification(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    Query(q): Query<InvoiceQuery>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
     caller.require(&[Role::Admin, Role::Auditor, Role::CaseManagement, Role::ProviderSystem])?;
-    let own = caller.0.provider().map(str::to_owned);
-    let record = state
-        .hub
-        .store
-        .verification(&id, own.as_deref())
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no verified invoice {id}")))?;
-    record_read(&state.hub, &caller, format!("verification {id}")).await?;
+    let mut provider = org_param(&q.provider)?;
+    if let Some(own) = caller.0.provider() {
+        if provider.as_deref().is_some_and(|p| p != own) {
+            return Err(ApiError::new(ErrorCode::Forbidden, "a provider reads only its own invoices"));
+        }
+        provider = Some(own.to_owned());
+    }
+    let not_found = || ApiError::new(ErrorCode::NotFound, format!("no verified invoice {id}"));
+    let provider = match provider {
+        Some(p) => p,
+        None => {
+            let mut providers = state.hub.store.verified_providers(&id).await?;
+            if providers.len() > 1 {
+                let message = format!(
+                    "providers {} have each sent an invoice {id}: name one with ?provider=",
+                    providers.join(", ")
+                );
+                let mut e = ApiError::new(ErrorCode::AmbiguousInvoice, message);
+                e.providers = providers;
+                return Err(e);
+            }
+            providers.pop().ok_or_else(not_found)?
+        }
+    };
+    let record = state.hub.store.verification(&provider, &id).await?.ok_or_else(not_found)?;
+    record_read(&state.hub, &caller, format!("verification {provider} {id}")).await?;
     let report: serde_json::Value = serde_json::from_str(&record.report).unwrap_or_default();
     Ok(axum::Json(json_report(record.log_seq, report)))
 }
