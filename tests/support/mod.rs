@@ -272,7 +272,12 @@ impl TestHub {
     }
 
     pub fn token(&self, role: Role, org: Option<&str>) -> String {
-        self.auth.issue("test", role, org, Duration::from_secs(600)).expect("token")
+        self.token_for(role, org, Duration::from_secs(600))
+    }
+
+    /// A token valid for `ttl` (for a tool that runs longer than a test usually does).
+    pub fn token_for(&self, role: Role, org: Option<&str>, ttl: Duration) -> String {
+        self.auth.issue("test", role, org, ttl).expect("token")
     }
 
     pub fn case_management(&self) -> String {
