@@ -165,7 +165,7 @@ async fn two_providers_with_the_same_invoice_id_each_keep_their_own_report() {
     assert!(!codes(&line["findings"]).contains(&"INV005".to_owned()), "B's invoice is not A's: {r}");
 
     // By id alone the invoice is ambiguous: a coded 409 naming both providers.
-    let cm = hub.case_management();
+    let cm = hub.system_token("combine");
     let (s, r) = hub.get("/v1/invoices/SAME-1/verification", Some(&cm)).await;
     assert_eq!((s, r["code"].as_str()), (StatusCode::CONFLICT, Some("AMBIGUOUS_INVOICE")), "{r}");
     assert_eq!(r["providers"], serde_json::json!([PROVIDER_B, PROVIDER_A]), "{r}");

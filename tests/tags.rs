@@ -122,7 +122,7 @@ async fn tags_import_loads_a_file_and_reports_bad_rows_by_line() {
 async fn a_provider_registers_tags_only_for_its_own_clients_and_cannot_rehome_anothers() {
     let vendor = MockServer::start().await;
     let hub = TestHub::start(&vendor.uri(), &vendor.uri()).await;
-    let cm = hub.case_management();
+    let cm = hub.system_token("combine");
     let pnrs = test_pnrs();
     let (a, b) = (&pnrs[720], &pnrs[721]);
     for (id, client, provider) in [("DEC-TAG-A", a, PROVIDER_A), ("DEC-TAG-B", b, PROVIDER_B)] {

@@ -205,6 +205,23 @@ async fn the_wsdl_describes_the_endpoint() {
     assert_eq!(wsdl.name, "definitions");
     assert!(text.contains("<wsdl:operation name=\"RegistreraBeslut\">"), "{text}");
     assert!(text.contains(&format!("location=\"{}/v1/systems/treserva/messages\"", hub.url)), "{text}");
+    // The request's schema comes from mappings/treserva/decision.in.toml, not xsd:any.
+    assert!(!text.contains("xsd:any"), "{text}");
+    for declared in [
+        "<xsd:element name=\"Personnr\" type=\"xsd:string\"/>",
+        "<xsd:element name=\"From\" type=\"xsd:date\"/>",
+        "<xsd:element name=\"Tom\" minOccurs=\"0\" type=\"xsd:date\"/>",
+        "<xsd:element name=\"Insats\" maxOccurs=\"unbounded\">",
+        "<xsd:enumeration value=\"HT-SERV\"/>",
+        "<xsd:element name=\"Tid\" type=\"xsd:integer\"/>",
+        // The fault: its detail's schema, message, portType fault and binding fault.
+        "<xsd:enumeration value=\"INVALID_PERSONAL_IDENTITY_NUMBER\"/>",
+        "<wsdl:message name=\"Fault\"><wsdl:part name=\"fault\" element=\"hub:error\"/></wsdl:message>",
+        "<wsdl:fault name=\"Fault\" message=\"tns:Fault\"/>",
+        "<wsdl:fault name=\"Fault\"><soap:fault name=\"Fault\" use=\"literal\"/></wsdl:fault>",
+    ] {
+        assert!(text.contains(declared), "the WSDL lacks {declared}: {text}");
+    }
     let resp = hub.http.get(format!("{}/v1/systems/combine/messages?wsdl", hub.url)).send().await.expect("get");
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 }

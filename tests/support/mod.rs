@@ -284,12 +284,17 @@ impl TestHub {
     /// A token for `role`: a case-management token speaks for `combine`, a provider's for
     /// the system its orders go to ([`system_of`]).
     pub fn token(&self, role: Role, org: Option<&str>) -> String {
+        self.token_for(role, org, Duration::from_secs(600))
+    }
+
+    /// A token valid for `ttl` (for a tool that runs longer than a test usually does).
+    pub fn token_for(&self, role: Role, org: Option<&str>, ttl: Duration) -> String {
         let system = match role {
             Role::CaseManagement => Some("combine"),
             Role::ProviderSystem => org.map(system_of),
             Role::Auditor | Role::Admin => None,
         };
-        self.auth.issue("test", role, system, org, Duration::from_secs(600)).expect("token")
+        self.auth.issue("test", role, system, org, ttl).expect("token")
     }
 
     /// The token of a case-management system (`combine`, `treserva`, `lifecare`,

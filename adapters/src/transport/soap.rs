@@ -4,11 +4,14 @@
 //! module has what the hub says in SOAP itself: the response to a SOAP call, the fault for
 //! a refused one (faultcode `Client` when the message is at fault, `Server` when the hub
 //! is, with the hub's error code in the detail), the classification of a partner's fault
-//! (a `Server` fault is transient, a `Client` fault permanent), and a WSDL generated from
-//! the inbound SOAP mappings so the description never drifts from what the hub accepts.
+//! (a `Server` fault is transient, a `Client` fault permanent; read whether the envelope
+//! is prefixed or, as some stacks write it, the default namespace), and a WSDL generated
+//! from the inbound SOAP mappings, request schemas and all, so the description never
+//! drifts from what the hub accepts.
 
 use carehub_core::mapping::xml::{self, Element};
-use carehub_core::mapping::{soap_envelope, Direction, EnvelopeKind, MappingSet, SOAP11};
+use carehub_core::mapping::{soap_envelope, Direction, EnvelopeKind, Mapping, MappingSet, SOAP11};
+use carehub_model::ErrorCode;
 
 /// The namespace of the hub's own SOAP elements (fault details).
 pub const HUB_NS: &str = "urn:carehub:hub:1";
@@ -41,26 +44,30 @@ pub fn response(root: &str, namespace: Option<&str>, r: &SoapReceipt<'_>) -> Str
     xml::write(&soap_envelope(el), "UTF-8")
 }
 
-/// A SOAP fault carrying the hub's error code (and the log entry, when logged).
+/// The prefix of the hub's own namespace in faults and the WSDL.
+pub const HUB_PREFIX: &str = "hub";
+
+/// A SOAP fault carrying the hub's error code (and the log entry, when logged), written the
+/// way SOAP stacks read one: the envelope under the prefix `soap` with no default
+/// namespace, so the unqualified `faultcode`, `faultstring` and `detail` stay unqualified;
+/// `faultcode` a `soap:Client` or `soap:Server` QName; and in `detail` one
+/// `hub:error` element (`code`, `message`, `message_id`) in [`HUB_NS`], as the WSDL
+/// declares it.
 pub fn fault(client_fault: bool, code: &str, message: &str, message_id: Option<i64>) -> String {
-    let mut f = Element::new("Fault");
-    f.namespace = Some(SOAP11.into());
-    // faultcode, faultstring and detail are unqualified in SOAP 1.1.
-    let mut faultcode = Element::new("faultcode");
-    faultcode.text = if client_fault { "soap:Client" } else { "soap:Server" }.to_owned();
-    let mut faultstring = Element::new("faultstring");
-    faultstring.text = message.to_owned();
-    let mut detail = Element::new("detail");
-    let mut error = Element::new("error");
-    error.namespace = Some(HUB_NS.into());
-    leaf(&mut error, "code", code);
-    if let Some(id) = message_id {
-        leaf(&mut error, "message_id", &id.to_string());
-    }
-    detail.children.push(error);
-    f.children.extend([faultcode, faultstring, detail]);
-    let mut envelope = soap_envelope(f);
+    // The writer declares a default namespace only where an element's namespace differs
+    // from its parent's; every element here has none, and prefixes its name itself.
+    let mut envelope = Element::new("soap:Envelope");
     envelope.attrs.push(("xmlns:soap".into(), SOAP11.into()));
+    let f = envelope.push_child("soap:Body").push_child("soap:Fault");
+    leaf(f, "faultcode", if client_fault { "soap:Client" } else { "soap:Server" });
+    leaf(f, "faultstring", message);
+    let error = f.push_child("detail").push_child(&format!("{HUB_PREFIX}:error"));
+    error.attrs.push((format!("xmlns:{HUB_PREFIX}"), HUB_NS.into()));
+    leaf(error, &format!("{HUB_PREFIX}:code"), code);
+    leaf(error, &format!("{HUB_PREFIX}:message"), message);
+    if let Some(id) = message_id {
+        leaf(error, &format!("{HUB_PREFIX}:message_id"), &id.to_string());
+    }
     xml::write(&envelope, "UTF-8")
 }
 
@@ -92,54 +99,82 @@ pub fn parse_fault(body: &[u8]) -> Option<Fault> {
     Some(Fault { code: local, message })
 }
 
+/// The schema of the hub's fault detail, `hub:error`: the code (one of [`ErrorCode`]), the
+/// message, and the log entry when the refusal was logged.
+fn fault_schema() -> String {
+    let mut codes = String::new();
+    for c in ErrorCode::ALL {
+        codes.push_str(&format!("<xsd:enumeration value=\"{}\"/>", c.as_str()));
+    }
+    format!(
+        "    <xsd:schema targetNamespace=\"{HUB_NS}\" elementFormDefault=\"qualified\">\n\
+         \x20     <xsd:element name=\"error\"><xsd:complexType><xsd:sequence>\
+         <xsd:element name=\"code\"><xsd:simpleType><xsd:restriction base=\"xsd:string\">{codes}</xsd:restriction></xsd:simpleType></xsd:element>\
+         <xsd:element name=\"message\" type=\"xsd:string\"/>\
+         <xsd:element name=\"message_id\" type=\"xsd:long\" minOccurs=\"0\"/>\
+         </xsd:sequence></xsd:complexType></xsd:element>\n    </xsd:schema>\n"
+    )
+}
+
 /// A WSDL 1.1 description of the SOAP operations a system offers the hub: one operation per
-/// inbound SOAP mapping, named after its payload element.
+/// inbound SOAP mapping, named after its payload element, whose request schema is generated
+/// from the mapping's fields ([`Mapping::xml_schema_element`]) and whose refusals are
+/// declared as the fault `hub:error` of [`fault`].
 pub fn wsdl(system: &str, location: &str, mappings: &MappingSet) -> String {
-    let ops: Vec<(&str, &str)> = mappings
+    let ops: Vec<(&Mapping, &str, &str)> = mappings
         .mappings
         .iter()
         .filter(|m| m.direction == Direction::In && m.envelope == Some(EnvelopeKind::Soap11))
-        .filter_map(|m| Some((m.root.as_deref()?, m.namespace.as_deref().unwrap_or(""))))
+        .filter_map(|m| Some((m, m.root.as_deref()?, m.namespace.as_deref().unwrap_or(""))))
         .collect();
-    let tns = ops.first().map(|(_, ns)| *ns).unwrap_or(HUB_NS);
+    let tns = ops.first().map(|(_, _, ns)| *ns).unwrap_or(HUB_NS);
     let mut out = String::new();
     out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     out.push_str(&format!(
         "<wsdl:definitions xmlns:wsdl=\"http://schemas.xmlsoap.org/wsdl/\" xmlns:soap=\"http://schemas.xmlsoap.org/wsdl/soap/\" \
-         xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\" xmlns:tns=\"{tns}\" targetNamespace=\"{tns}\" name=\"carehub-{system}\">\n"
+         xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\" xmlns:tns=\"{tns}\" xmlns:{HUB_PREFIX}=\"{HUB_NS}\" targetNamespace=\"{tns}\" name=\"carehub-{system}\">\n"
     ));
-    out.push_str(&format!("  <wsdl:documentation>carehub: the SOAP endpoint for the system {system}. Faults carry the hub's error code in detail/error/code ({HUB_NS}).</wsdl:documentation>\n"));
-    out.push_str(&format!(
-        "  <wsdl:types>\n    <xsd:schema targetNamespace=\"{tns}\" elementFormDefault=\"qualified\">\n"
-    ));
-    for (root, _) in &ops {
-        out.push_str(&format!(
-            "      <xsd:element name=\"{root}\"><xsd:complexType><xsd:sequence><xsd:any processContents=\"lax\" minOccurs=\"0\" maxOccurs=\"unbounded\"/></xsd:sequence></xsd:complexType></xsd:element>\n\
-             \x20     <xsd:element name=\"{root}Response\"><xsd:complexType><xsd:sequence>\
-             <xsd:element name=\"MessageId\" type=\"xsd:long\"/><xsd:element name=\"Status\" type=\"xsd:string\"/>\
-             <xsd:element name=\"DecisionId\" type=\"xsd:string\" minOccurs=\"0\"/><xsd:element name=\"OrderId\" type=\"xsd:string\" minOccurs=\"0\"/>\
-             </xsd:sequence></xsd:complexType></xsd:element>\n"
-        ));
+    out.push_str(&format!("  <wsdl:documentation>carehub: the SOAP endpoint for the system {system}. A refusal is a SOAP fault, faultcode soap:Client (the message) or soap:Server (the hub; send again), with the hub's error code in detail/{HUB_PREFIX}:error/{HUB_PREFIX}:code ({HUB_NS}).</wsdl:documentation>\n"));
+    out.push_str("  <wsdl:types>\n");
+    if tns != HUB_NS {
+        out.push_str(&format!("    <xsd:schema targetNamespace=\"{tns}\" elementFormDefault=\"qualified\">\n"));
+        for (m, root, _) in &ops {
+            let request = m.xml_schema_element().unwrap_or_default();
+            out.push_str(&format!(
+                "      {request}\n\
+                 \x20     <xsd:element name=\"{root}Response\"><xsd:complexType><xsd:sequence>\
+                 <xsd:element name=\"MessageId\" type=\"xsd:long\"/><xsd:element name=\"Status\" type=\"xsd:string\"/>\
+                 <xsd:element name=\"DecisionId\" type=\"xsd:string\" minOccurs=\"0\"/><xsd:element name=\"OrderId\" type=\"xsd:string\" minOccurs=\"0\"/>\
+                 </xsd:sequence></xsd:complexType></xsd:element>\n"
+            ));
+        }
+        out.push_str("    </xsd:schema>\n");
     }
-    out.push_str("    </xsd:schema>\n  </wsdl:types>\n");
-    for (root, _) in &ops {
+    out.push_str(&fault_schema());
+    out.push_str("  </wsdl:types>\n");
+    out.push_str(&format!(
+        "  <wsdl:message name=\"Fault\"><wsdl:part name=\"fault\" element=\"{HUB_PREFIX}:error\"/></wsdl:message>\n"
+    ));
+    for (_, root, _) in &ops {
         out.push_str(&format!(
             "  <wsdl:message name=\"{root}Request\"><wsdl:part name=\"body\" element=\"tns:{root}\"/></wsdl:message>\n\
              \x20 <wsdl:message name=\"{root}Response\"><wsdl:part name=\"body\" element=\"tns:{root}Response\"/></wsdl:message>\n"
         ));
     }
     out.push_str("  <wsdl:portType name=\"CarehubPortType\">\n");
-    for (root, _) in &ops {
+    for (_, root, _) in &ops {
         out.push_str(&format!(
-            "    <wsdl:operation name=\"{root}\"><wsdl:input message=\"tns:{root}Request\"/><wsdl:output message=\"tns:{root}Response\"/></wsdl:operation>\n"
+            "    <wsdl:operation name=\"{root}\"><wsdl:input message=\"tns:{root}Request\"/><wsdl:output message=\"tns:{root}Response\"/>\
+             <wsdl:fault name=\"Fault\" message=\"tns:Fault\"/></wsdl:operation>\n"
         ));
     }
     out.push_str("  </wsdl:portType>\n  <wsdl:binding name=\"CarehubBinding\" type=\"tns:CarehubPortType\">\n");
     out.push_str("    <soap:binding style=\"document\" transport=\"http://schemas.xmlsoap.org/soap/http\"/>\n");
-    for (root, ns) in &ops {
+    for (_, root, ns) in &ops {
         out.push_str(&format!(
             "    <wsdl:operation name=\"{root}\"><soap:operation soapAction=\"{ns}/{root}\"/>\
-             <wsdl:input><soap:body use=\"literal\"/></wsdl:input><wsdl:output><soap:body use=\"literal\"/></wsdl:output></wsdl:operation>\n"
+             <wsdl:input><soap:body use=\"literal\"/></wsdl:input><wsdl:output><soap:body use=\"literal\"/></wsdl:output>\
+             <wsdl:fault name=\"Fault\"><soap:fault name=\"Fault\" use=\"literal\"/></wsdl:fault></wsdl:operation>\n"
         ));
     }
     out.push_str(&format!(
@@ -162,6 +197,41 @@ mod tests {
         let server = fault(false, "UNAVAILABLE", "later", None);
         assert!(parse_fault(server.as_bytes()).expect("fault").is_transient());
         assert!(parse_fault(b"<ok/>").is_none());
-        assert!(f.contains("<code>INVALID_PERSONAL_IDENTITY_NUMBER</code>"), "{f}");
+        assert!(f.contains("<hub:code>INVALID_PERSONAL_IDENTITY_NUMBER</hub:code>"), "{f}");
+    }
+
+    #[test]
+    fn the_hubs_fault_has_a_prefixed_envelope_and_unqualified_fault_fields() {
+        let f = fault(true, "UNKNOWN_PROVIDER", "no route for <5599000022> & co", Some(12));
+        assert!(f.contains("<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\">"), "{f}");
+        assert!(!f.contains("xmlns=\""), "no default namespace anywhere: {f}");
+        assert!(f.contains("<faultcode>soap:Client</faultcode>"), "{f}");
+        assert!(f.contains("<faultstring>no route for &lt;5599000022&gt; &amp; co</faultstring>"), "{f}");
+        let doc = xml::parse(&f).expect("well-formed");
+        let fault = doc.child("Body").and_then(|b| b.child("Fault")).expect("Body/Fault");
+        assert_eq!(fault.namespace.as_deref(), Some(SOAP11));
+        let code = fault.child("faultcode").expect("faultcode");
+        assert_eq!(code.namespace, None, "faultcode is unqualified");
+        let error = fault.child("detail").and_then(|d| d.child("error")).expect("detail/error");
+        assert_eq!(error.namespace.as_deref(), Some(HUB_NS));
+        assert_eq!(error.child("code").map(|c| c.text.as_str()), Some("UNKNOWN_PROVIDER"));
+        assert_eq!(error.child("message_id").map(|c| c.text.as_str()), Some("12"));
+    }
+
+    #[test]
+    fn partner_faults_are_read_in_either_form() {
+        // The form SOAP 1.1 gives: prefixed envelope, unqualified fault fields.
+        let prefixed = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><s:Fault><faultcode>s:Server</faultcode><faultstring>Databasen är upptagen</faultstring></s:Fault></s:Body></s:Envelope>"#;
+        assert_eq!(
+            parse_fault(prefixed.as_bytes()),
+            Some(Fault { code: "Server".into(), message: "Databasen är upptagen".into() })
+        );
+        // The form some stacks write: SOAP's namespace as the default one, so the fault
+        // fields are (wrongly) in it too.
+        let defaulted = r#"<Envelope xmlns="http://schemas.xmlsoap.org/soap/envelope/" xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><Body><Fault><faultcode>s:Client</faultcode><faultstring>Okänt uppdrag</faultstring></Fault></Body></Envelope>"#;
+        assert_eq!(
+            parse_fault(defaulted.as_bytes()),
+            Some(Fault { code: "Client".into(), message: "Okänt uppdrag".into() })
+        );
     }
 }

@@ -6,7 +6,8 @@
 //! state, so tests can drive it without a socket.
 
 use axum::body::{to_bytes, Body};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,6 +16,7 @@ use base64::Engine;
 use carehub_core::pipeline::{Hub, Rejection, Sender};
 use carehub_core::store::{DeliveryFilter, LogEntry, LogFilter, Op, OrderFilter, OrderRecord, StoreError};
 use carehub_model::{ErrorCode, OrgNumber, PersonalIdentityNumber};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::error;
@@ -40,6 +42,7 @@ pub struct ApiError {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// A stable code, e.g. `INVALID_PERSONAL_IDENTITY_NUMBER`.
+    #[schema(value_type = ErrorCodeSchema)]
     pub code: String,
     /// What went wrong, for people.
     pub message: String,
@@ -49,6 +52,66 @@ pub struct ErrorBody {
     /// For `AMBIGUOUS_INVOICE`: the providers that used the id; name one with `provider=`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub providers: Vec<String>,
+}
+
+/// [`ErrorCode`] in the OpenAPI document: a string, one of the codes' wire forms.
+pub struct ErrorCodeSchema;
+
+impl utoipa::PartialSchema for ErrorCodeSchema {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("A stable error code: it never changes meaning; new situations get new codes."))
+            .enum_values(Some(ErrorCode::ALL.map(ErrorCode::as_str)))
+            .into()
+    }
+}
+
+impl ToSchema for ErrorCodeSchema {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "ErrorCode".into()
+    }
+}
+
+/// `Query`, with a query string that does not parse refused as `BAD_REQUEST` in the API's
+/// error form (axum's own rejection is plain text).
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(q)| Query(q))
+            .map_err(|e| bad_request(e.body_text()))
+    }
+}
+
+/// `Path`, with a segment that does not parse refused as `BAD_REQUEST` in the API's error
+/// form.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(p)| Path(p))
+            .map_err(|e| bad_request(e.body_text()))
+    }
+}
+
+/// A `limit=` parameter: `default` when absent, refused outside 1 to `max` (a page size
+/// the caller did not ask for would be a silent surprise).
+fn limit_param(limit: Option<usize>, default: usize, max: usize) -> ApiResult<usize> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(bad_request(format!("limit is 1 to {max}, not {n}"))),
+    }
 }
 
 impl ApiError {
@@ -179,20 +242,35 @@ pub struct ReceiptBody {
 ///
 /// The payload is logged durably before this answers. A refused payload is logged as
 /// rejected with its code, and the answer names the log entry.
+///
+/// The body is the vendor's own payload, per the system's profile (SPEC §5): XML
+/// (Combine, Procapita), a SOAP 1.1 envelope (Treserva), JSON (Lifecare, Phoniro) or CSV
+/// (ParaGå). A SOAP system answers in SOAP: the `...Response` envelope, or a SOAP fault
+/// (`text/xml`) whose detail carries the same code as the JSON error would.
 #[utoipa::path(post, path = "/v1/systems/{system}/messages", tag = "messages",
     params(("system" = String, Path, description = "The configured system's name")),
-    request_body(content = String, description = "The vendor's payload (XML or JSON, per its profile)", content_type = "application/xml"),
+    request_body(description = "The vendor's payload, as its profile defines it", content(
+        (String = "application/xml"),
+        (String = "text/xml"),
+        (Object = "application/json"),
+        (String = "text/csv"),
+    )),
     responses(
         (status = 202, description = "Taken and durably logged", body = ReceiptBody),
-        (status = 200, description = "A repeat of a message taken before", body = ReceiptBody),
+        (status = 200, description = "A repeat of a message taken before; or a SOAP system's `...Response`",
+            content((ReceiptBody = "application/json"), (String = "text/xml"))),
         (status = 400, description = "MALFORMED_PAYLOAD, DTD_FORBIDDEN", body = ErrorBody),
-        (status = 401, description = "UNAUTHENTICATED", body = ErrorBody),
-        (status = 403, description = "FORBIDDEN", body = ErrorBody),
+        (status = 401, description = "UNAUTHENTICATED (a SOAP system answers a fault)",
+            content((ErrorBody = "application/json"), (String = "text/xml"))),
+        (status = 403, description = "FORBIDDEN (a SOAP system answers a fault)",
+            content((ErrorBody = "application/json"), (String = "text/xml"))),
         (status = 404, description = "UNKNOWN_SYSTEM", body = ErrorBody),
-        (status = 409, description = "DECISION_CONFLICT", body = ErrorBody),
+        (status = 409, description = "DECISION_CONFLICT, TAG_CONFLICT", body = ErrorBody),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorBody),
-        (status = 422, description = "UNKNOWN_MESSAGE_TYPE, MISSING_FIELD, INVALID_*, UNKNOWN_PROVIDER, UNKNOWN_ORDER, MESSAGE_NOT_ALLOWED", body = ErrorBody),
-        (status = 500, description = "HUB_MISCONFIGURED (logged as rejected: the hub's configuration, not the message, is at fault), INTERNAL", body = ErrorBody),
+        (status = 422, description = "UNKNOWN_MESSAGE_TYPE, MISSING_FIELD, INVALID_VALUE, INVALID_DATE, INVALID_PERSONAL_IDENTITY_NUMBER, INVALID_ORG_NUMBER, INVALID_HSA_ID, INVALID_TAG_UID, UNKNOWN_PROVIDER, UNKNOWN_ORDER, MESSAGE_NOT_ALLOWED", body = ErrorBody),
+        (status = 415, description = "UNSUPPORTED_ENCODING: the payload declares an encoding its vendor's profile does not accept, or one its bytes contradict", body = ErrorBody),
+        (status = 500, description = "HUB_MISCONFIGURED (logged as rejected: the hub's configuration, not the message, is at fault), INTERNAL; a SOAP system's refusal is a SOAP 1.1 fault (faultcode soap:Client or soap:Server) with the code in detail/hub:error/hub:code",
+            content((ErrorBody = "application/json"), (String = "text/xml"))),
         (status = 503, description = "UNAVAILABLE: not logged, send again", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -334,8 +412,13 @@ pub struct WsdlQuery {
 
 /// The WSDL of a SOAP system's endpoint (`GET /v1/systems/{system}/messages?wsdl`).
 #[utoipa::path(get, path = "/v1/systems/{system}/messages", tag = "messages",
-    params(("system" = String, Path, description = "A SOAP system's name"), ("wsdl" = String, Query, description = "present")),
-    responses((status = 200, description = "WSDL 1.1", content_type = "text/xml"), (status = 404, body = ErrorBody)))]
+    params(("system" = String, Path, description = "A SOAP system's name"),
+        ("wsdl" = String, Query, description = "Present (any value, or empty): asks for the WSDL")),
+    responses(
+        (status = 200, description = "WSDL 1.1", content_type = "text/xml", body = String),
+        (status = 400, description = "BAD_REQUEST: no `wsdl` parameter; messages are sent with POST", body = ErrorBody),
+        (status = 404, description = "NOT_FOUND: not a SOAP system", body = ErrorBody),
+    ))]
 async fn get_wsdl(
     State(state): State<AppState>,
     Path(system): Path<String>,
@@ -383,8 +466,8 @@ pub struct MessageView {
     pub delivery_key: Option<String>,
     pub prev_hash: String,
     pub hash: String,
-    /// What the hub made of the message.
-    #[schema(value_type = Object)]
+    /// What the hub made of the message (null when it made nothing of it).
+    #[schema(value_type = Option<Object>)]
     pub canonical: Option<Value>,
     /// The raw bytes, as text (`payload_encoding` = `utf-8`) or base64.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -432,10 +515,14 @@ impl MessageView {
 
 /// Filters for `GET /v1/messages`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MessageQuery {
-    /// A client's personal identity number, in any accepted form.
+    /// A client's personal identity number, in any accepted form (`INVALID_PERSONAL_IDENTITY_NUMBER`
+    /// when it is not one).
+    #[param(format = "personnummer")]
     pub client: Option<String>,
-    /// A provider's organisation number.
+    /// A provider's organisation number (`INVALID_ORG_NUMBER` when it is not one).
+    #[param(format = "organisationsnummer")]
     pub provider: Option<String>,
     pub order: Option<String>,
     pub decision: Option<String>,
@@ -445,13 +532,16 @@ pub struct MessageQuery {
     pub message_type: Option<String>,
     pub system: Option<String>,
     pub status: Option<String>,
-    /// From this instant (RFC 3339, UTC).
+    /// From this instant (RFC 3339).
+    #[param(format = DateTime)]
     pub since: Option<String>,
-    /// Before this instant.
+    /// Before this instant (RFC 3339).
+    #[param(format = DateTime)]
     pub until: Option<String>,
     /// Entries after this id (paging).
     pub after: Option<i64>,
-    /// At most this many (default 100, at most 1000).
+    /// At most this many: 1 to 1000, 100 by default (`BAD_REQUEST` outside the range).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -503,7 +593,14 @@ async fn record_read(hub: &Hub, caller: &Caller, what: String) -> ApiResult<()> 
 ///
 /// A provider's token sees only entries about its own organisation. Every read is recorded.
 #[utoipa::path(get, path = "/v1/messages", tag = "messages", params(MessageQuery),
-    responses((status = 200, body = MessagePage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    responses(
+        (status = 200, body = MessagePage),
+        (status = 400, description = "BAD_REQUEST: a parameter does not parse or is out of range", body = ErrorBody),
+        (status = 401, description = "UNAUTHENTICATED: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: a provider asks for another provider's messages", body = ErrorBody),
+        (status = 422, description = "INVALID_PERSONAL_IDENTITY_NUMBER, INVALID_ORG_NUMBER: a client or provider that is not one", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE: the store is not available; try again", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 async fn list_messages(
     State(state): State<AppState>,
@@ -518,7 +615,7 @@ async fn list_messages(
         }
         provider = Some(own.to_owned());
     }
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = limit_param(q.limit, 100, 1000)?;
     let filter = LogFilter {
         client,
         provider,
@@ -542,7 +639,14 @@ async fn list_messages(
 /// One message-log entry, with its raw payload.
 #[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages",
     params(("id" = i64, Path, description = "The entry's id")),
-    responses((status = 200, body = MessageView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses(
+        (status = 200, body = MessageView),
+        (status = 400, description = "BAD_REQUEST: the id is not an integer", body = ErrorBody),
+        (status = 401, description = "UNAUTHENTICATED: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the entry concerns another provider", body = ErrorBody),
+        (status = 404, description = "NOT_FOUND", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE: the store is not available; try again", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 async fn get_message(
     State(state): State<AppState>,
@@ -608,11 +712,16 @@ impl OrderView {
 
 /// Filters for `GET /v1/orders`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OrderQuery {
     /// Only orders past a deadline (no ack by execute-by, or no plan by plan-due).
     pub overdue: Option<bool>,
+    /// A provider's organisation number (`INVALID_ORG_NUMBER` when it is not one).
+    #[param(format = "organisationsnummer")]
     pub provider: Option<String>,
     pub status: Option<String>,
+    /// At most this many: 1 to 10000, 1000 by default (`BAD_REQUEST` outside the range).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
 }
 
@@ -624,7 +733,14 @@ pub struct OrderList {
 
 /// List orders; `overdue=true` lists those past a deadline.
 #[utoipa::path(get, path = "/v1/orders", tag = "orders", params(OrderQuery),
-    responses((status = 200, body = OrderList), (status = 401, body = ErrorBody)),
+    responses(
+        (status = 200, body = OrderList),
+        (status = 400, description = "BAD_REQUEST: a parameter does not parse or is out of range", body = ErrorBody),
+        (status = 401, description = "UNAUTHENTICATED: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: a provider asks for another provider's orders", body = ErrorBody),
+        (status = 422, description = "INVALID_ORG_NUMBER: a provider that is not one", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE: the store is not available; try again", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 async fn list_orders(
     State(state): State<AppState>,
@@ -642,7 +758,7 @@ async fn list_orders(
         provider,
         status: q.status.clone(),
         overdue_on: q.overdue.unwrap_or(false).then(|| state.hub.today()),
-        limit: q.limit.unwrap_or(1000).clamp(1, 10_000),
+        limit: limit_param(q.limit, 1000, 10_000)?,
     };
     let orders = state.hub.store.orders(filter).await?;
     Ok(Json(OrderList { orders: orders.into_iter().map(|o| OrderView::from(o, state.hub.today())).collect() }))
@@ -662,7 +778,13 @@ async fn order_for(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Ord
 /// One order.
 #[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders",
     params(("id" = String, Path, description = "The order id")),
-    responses((status = 200, body = OrderView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses(
+        (status = 200, body = OrderView),
+        (status = 401, description = "UNAUTHENTICATED: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the order belongs to another provider", body = ErrorBody),
+        (status = 404, description = "NOT_FOUND", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE: the store is not available; try again", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 async fn get_order(
     State(state): State<AppState>,
@@ -782,7 +904,13 @@ fn describe_step(e: &LogEntry) -> String {
 /// invoice lines that name it with their verification.
 #[utoipa::path(get, path = "/v1/orders/{id}/trace", tag = "orders",
     params(("id" = String, Path, description = "The order id")),
-    responses((status = 200, body = Trace), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses(
+        (status = 200, body = Trace),
+        (status = 401, description = "UNAUTHENTICATED: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the order belongs to another provider", body = ErrorBody),
+        (status = 404, description = "NOT_FOUND", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE: the store is not available; try again", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 async fn order_trace(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Trace>> {
     let record = order_for(&state, &caller, &id).await?;
@@ -835,12 +963,19 @@ async fn order_trace(State(state): State<AppState>, caller: Caller, Path(id): Pa
 
 /// A tag in a home: `{"tag_uid", "client", "installed_on", "removed_on"?}`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TagBody {
     /// 4, 7 or 10 bytes of hex, e.g. `04A21BC35D8081`.
+    #[schema(pattern = "^([0-9A-Fa-f]{8}|[0-9A-Fa-f]{14}|[0-9A-Fa-f]{20})$")]
     pub tag_uid: String,
     /// The client's personal identity number.
+    #[schema(format = "personnummer")]
     pub client: String,
+    /// `YYYY-MM-DD`.
+    #[schema(format = Date, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub installed_on: String,
+    /// `YYYY-MM-DD`: the last day the tag is in the home.
+    #[schema(format = Date, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub removed_on: Option<String>,
 }
 
@@ -862,9 +997,15 @@ pub struct TagRegistered {
 /// a client with an active order at that provider on the installation day, and may not move
 /// one out of another provider's client's home; case management and administrators may.
 #[utoipa::path(post, path = "/v1/tags", tag = "tags", request_body = TagBody,
-    responses((status = 201, body = TagRegistered), (status = 409, description = "TAG_CONFLICT", body = ErrorBody),
-        (status = 403, description = "FORBIDDEN: a provider's system registers tags for its own clients only", body = ErrorBody),
-        (status = 422, description = "INVALID_TAG_UID, INVALID_PERSONAL_IDENTITY_NUMBER, INVALID_DATE", body = ErrorBody)),
+    responses(
+        (status = 201, body = TagRegistered),
+        (status = 400, description = "MALFORMED_PAYLOAD: not well-formed JSON", body = ErrorBody),
+        (status = 401, description = "UNAUTHENTICATED: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the role may not register tags, or a provider's system names a client without an active order at its provider", body = ErrorBody),
+        (status = 409, description = "TAG_CONFLICT", body = ErrorBody),
+        (status = 422, description = "INVALID_TAG_UID, INVALID_PERSONAL_IDENTITY_NUMBER, INVALID_DATE (not a date, or removed_on before installed_on), MISSING_FIELD, INVALID_VALUE", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE: the store is not available; try again", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 async fn post_tag(State(state): State<AppState>, caller: Caller, body: axum::body::Bytes) -> ApiResult<Response> {
     caller.require(&[Role::Admin, Role::CaseManagement, Role::ProviderSystem])?;
@@ -894,16 +1035,28 @@ fn json_error(e: &serde_json::Error) -> carehub_model::ValidationError {
 
 /// Filters for `GET /v1/tags`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TagQuery {
-    /// A client's personal identity number, in any accepted form.
+    /// A client's personal identity number, in any accepted form (`INVALID_PERSONAL_IDENTITY_NUMBER`
+    /// when it is not one).
+    #[param(format = "personnummer")]
     pub client: Option<String>,
-    /// A tag UID.
+    /// A tag UID: 4, 7 or 10 bytes of hex.
+    #[param(pattern = "^([0-9A-Fa-f]{8}|[0-9A-Fa-f]{14}|[0-9A-Fa-f]{20})$")]
     pub tag: Option<String>,
 }
 
 /// The tag history of a client or of a tag.
 #[utoipa::path(get, path = "/v1/tags", tag = "tags", params(TagQuery),
-    responses((status = 200, body = TagList), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+    responses(
+        (status = 200, body = TagList),
+        (status = 400, description = "BAD_REQUEST: neither a client nor a tag named", body = ErrorBody),
+        (status = 401, description = "UNAUTHENTICATED: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the role (or organisation) may not read this", body = ErrorBody),
+        (status = 422, description = "INVALID_PERSONAL_IDENTITY_NUMBER, INVALID_TAG_UID", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE: the store is not available; try again", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 async fn list_tags(
     State(state): State<AppState>,
     caller: Caller,
@@ -930,10 +1083,13 @@ async fn list_tags(
 
 /// Filters for `GET /v1/deliveries`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
     /// pending, delivered or dead.
     pub state: Option<String>,
     pub order: Option<String>,
+    /// At most this many: 1 to 10000, 1000 by default (`BAD_REQUEST` outside the range).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
 }
 
@@ -945,7 +1101,13 @@ pub struct DeliveryList {
 
 /// The outbox (`state=dead` lists dead letters).
 #[utoipa::path(get, path = "/v1/deliveries", tag = "deliveries", params(DeliveryQuery),
-    responses((status = 200, body = DeliveryList), (status = 403, body = ErrorBody)),
+    responses(
+        (status = 200, body = DeliveryList),
+        (status = 400, description = "BAD_REQUEST: a parameter does not parse or is out of range", body = ErrorBody),
+        (status = 401, description = "UNAUTHENTICATED: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the role (or organisation) may not read this", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE: the store is not available; try again", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 async fn list_deliveries(
     State(state): State<AppState>,
@@ -956,11 +1118,7 @@ async fn list_deliveries(
     let rows = state
         .hub
         .store
-        .deliveries(DeliveryFilter {
-            state: q.state,
-            order_id: q.order,
-            limit: q.limit.unwrap_or(1000).clamp(1, 10_000),
-        })
+        .deliveries(DeliveryFilter { state: q.state, order_id: q.order, limit: limit_param(q.limit, 1000, 10_000)? })
         .await?;
     Ok(Json(DeliveryList { deliveries: rows.into_iter().map(DeliveryView::from).collect() }))
 }
@@ -969,20 +1127,50 @@ async fn list_deliveries(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct ReplayRequest {
     /// Delivery ids; all dead letters when absent.
+    #[serde(default, deserialize_with = "integral_ids")]
     pub ids: Option<Vec<i64>>,
 }
 
+/// Ids as JSON numbers: `7`, or `7.0`, which JSON Schema (and so the OpenAPI document) also
+/// counts as an integer.
+fn integral_ids<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<i64>>, D::Error> {
+    let Some(numbers) = Option::<Vec<serde_json::Number>>::deserialize(d)? else { return Ok(None) };
+    numbers
+        .iter()
+        .map(|n| {
+            n.as_i64()
+                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
+                .ok_or_else(|| serde::de::Error::custom(format!("{n} is not an id")))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
 /// Put dead letters back in the outbox (admin).
-#[utoipa::path(post, path = "/v1/deliveries/replay", tag = "deliveries", request_body = ReplayRequest,
-    responses((status = 200, body = DeliveryList), (status = 403, body = ErrorBody)),
+#[utoipa::path(post, path = "/v1/deliveries/replay", tag = "deliveries",
+    request_body(content = Option<ReplayRequest>, description = "Which dead letters; no body replays them all"),
+    responses(
+        (status = 200, body = DeliveryList),
+        (status = 400, description = "BAD_REQUEST: the body is not a replay request", body = ErrorBody),
+        (status = 401, description = "UNAUTHENTICATED: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the role (or organisation) may not read this", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE: the store is not available; try again", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 async fn replay(
     State(state): State<AppState>,
     caller: Caller,
-    body: Option<Json<ReplayRequest>>,
+    body: axum::body::Bytes,
 ) -> ApiResult<Json<DeliveryList>> {
     caller.require(&[Role::Admin])?;
-    let ids = body.and_then(|Json(r)| r.ids);
+    // No body (an empty one, or null) replays every dead letter.
+    let ids = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<Option<ReplayRequest>>(&body)
+            .map_err(|e| bad_request(format!("not a replay request ({{\"ids\": [...]}}): {e}")))?
+            .and_then(|r| r.ids)
+    };
     let rows = state.hub.replay(ids).await?;
     Ok(Json(DeliveryList { deliveries: rows.into_iter().map(DeliveryView::from).collect() }))
 }
@@ -1000,7 +1188,12 @@ pub struct ChainView {
 
 /// Recompute the message log's hash chain (auditor, admin).
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
-    responses((status = 200, body = ChainView), (status = 403, body = ErrorBody)),
+    responses(
+        (status = 200, body = ChainView),
+        (status = 401, description = "UNAUTHENTICATED: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the role (or organisation) may not read this", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE: the store is not available; try again", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 async fn audit_verify(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<ChainView>> {
     caller.require(&[Role::Admin, Role::Auditor])?;
@@ -1026,7 +1219,7 @@ async fn healthz() -> Json<Value> {
 
 /// Readiness: the store answers and the delivery loop runs.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "ready"), (status = 503, body = ErrorBody)))]
+    responses((status = 200, description = "ready"), (status = 503, description = "UNAVAILABLE: the store does not answer or the delivery loop is not running", body = ErrorBody)))]
 async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     state.hub.store.ping().await?;
     if !state.delivery_running.load(std::sync::atomic::Ordering::SeqCst) {
@@ -1036,7 +1229,7 @@ async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
 }
 
 /// Prometheus metrics (OpenMetrics text).
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "metrics", content_type = "application/openmetrics-text")))]
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "metrics", content_type = "application/openmetrics-text", body = String), (status = 503, description = "UNAVAILABLE: the store is not available; try again", body = ErrorBody)))]
 async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
     let overdue = state.hub.store.overdue_counts(state.hub.today()).await?;
     let outbox = state.hub.store.outbox_counts().await?;
@@ -1067,7 +1260,7 @@ impl utoipa::Modify for BearerAuth {
 #[openapi(
     info(title = "carehub", description = "The integration hub for Swedish municipal home care. Errors are {code, message} with stable codes."),
     paths(post_message, get_wsdl, post_tag, list_tags, visits::list_visits, visits::close_month, visits::manual_registrations, reports::follow_up, visits::invoice_verification, list_messages, get_message, list_orders, get_order, order_trace, list_deliveries, replay, audit_verify, healthz, readyz, metrics),
-    components(schemas(ErrorBody, ReceiptBody, TagBody, TagList, TagRegistered, visits::VisitPage, visits::ManualReport, visits::ManualShareRow, MessageView, MessagePage, OrderView, OrderList, Trace, TraceStep, DeliveryView, DeliveryList, ReplayRequest, ChainView)),
+    components(schemas(ErrorBody, ErrorCodeSchema, visits::Outcome, reports::ReportFormat, ReceiptBody, TagBody, TagList, TagRegistered, visits::VisitPage, visits::ManualReport, visits::ManualShareRow, MessageView, MessagePage, OrderView, OrderList, Trace, TraceStep, DeliveryView, DeliveryList, ReplayRequest, ChainView)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

@@ -30,6 +30,7 @@ pub mod csv;
 mod stream;
 pub mod text;
 pub mod xml;
+mod xsd;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

@@ -5,7 +5,7 @@
 //! clients, so every read is recorded like a read of the message log. A provider's token
 //! gets the report restricted to its own rows (its summary is its own row's figures).
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,16 +14,28 @@ use carehub_model::ErrorCode;
 use serde::Deserialize;
 
 use super::visits::month_param;
-use super::{bad_request, record_read, ApiError, ApiResult, ErrorBody};
+use super::{bad_request, record_read, ApiError, ApiResult, ErrorBody, Query};
 use crate::auth::{Caller, Role};
 use crate::server::AppState;
 
+/// The follow-up's forms.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum ReportFormat {
+    Json,
+    Csv,
+}
+
 /// `?month=YYYY-MM[&format=json|csv]`
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FollowUpQuery {
-    /// `YYYY-MM`, a calendar month in Stockholm time.
+    /// `YYYY-MM`, a calendar month in Stockholm time; required (`BAD_REQUEST` without it).
+    #[param(required = true, pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
     pub month: Option<String>,
     /// `json` (default) or `csv`.
+    #[param(value_type = Option<ReportFormat>)]
     pub format: Option<String>,
 }
 
@@ -31,10 +43,13 @@ pub struct FollowUpQuery {
 /// provider, staff continuity, plans on time, orders not confirmed in time.
 #[utoipa::path(get, path = "/v1/reports/follow-up", tag = "reports", params(FollowUpQuery),
     responses(
-        (status = 200, description = "the report (JSON, or CSV with format=csv)"),
-        (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody),
+        (status = 200, description = "the report (JSON, or CSV with format=csv)",
+            content((Object = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "BAD_REQUEST: no month, or a format other than json or csv", body = ErrorBody),
+        (status = 401, description = "UNAUTHENTICATED: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the role (or organisation) may not read this", body = ErrorBody),
         (status = 422, description = "INVALID_DATE: not a month", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE: the store is not available; try again", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub(super) async fn follow_up(

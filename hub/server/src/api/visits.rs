@@ -4,7 +4,7 @@
 //! Visits name clients, so every read is recorded like a read of the message log. A
 //! provider's token sees its own visits and its own row of the report only.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use carehub_core::store::{ManualShare, Op, VisitFilter, VisitRecord};
@@ -12,7 +12,7 @@ use carehub_model::ErrorCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{bad_request, client_param, org_param, record_read, ApiError, ApiResult, ErrorBody};
+use super::{bad_request, client_param, org_param, record_read, ApiError, ApiResult, ErrorBody, Path, Query};
 use crate::auth::{Caller, Role};
 use crate::server::AppState;
 
@@ -30,21 +30,30 @@ pub(crate) fn month_param(month: &str) -> ApiResult<String> {
 
 /// Filters for `GET /v1/visits`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct VisitQuery {
-    /// A client's personal identity number, in any accepted form.
+    /// A client's personal identity number, in any accepted form (`INVALID_PERSONAL_IDENTITY_NUMBER`
+    /// when it is not one).
+    #[param(format = "personnummer")]
     pub client: Option<String>,
-    /// A provider's organisation number.
+    /// A provider's organisation number (`INVALID_ORG_NUMBER` when it is not one).
+    #[param(format = "organisationsnummer")]
     pub provider: Option<String>,
     /// An order id.
     pub order: Option<String>,
     /// `YYYY-MM`: visits whose check-in falls in that month (Stockholm time).
+    #[param(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
     pub month: Option<String>,
     /// accepted, flagged or rejected.
+    #[param(value_type = Option<Outcome>)]
     pub outcome: Option<String>,
     /// A rule code, e.g. `VIS005`.
+    #[param(pattern = r"^VIS[0-9]{3}$")]
     pub code: Option<String>,
     /// Paging: visits after this `seq`.
     pub after: Option<i64>,
+    /// At most this many: 1 to 10000, 1000 by default (`BAD_REQUEST` outside the range).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
 }
 
@@ -59,7 +68,14 @@ pub struct VisitPage {
 
 /// Stored visits with their outcome and codes.
 #[utoipa::path(get, path = "/v1/visits", tag = "visits", params(VisitQuery),
-    responses((status = 200, body = VisitPage), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses(
+        (status = 200, body = VisitPage),
+        (status = 400, description = "BAD_REQUEST: a parameter does not parse or is out of range", body = ErrorBody),
+        (status = 401, description = "UNAUTHENTICATED: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the role may not, or a provider asks for another provider's visits", body = ErrorBody),
+        (status = 422, description = "INVALID_PERSONAL_IDENTITY_NUMBER, INVALID_ORG_NUMBER, INVALID_DATE", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE: the store is not available; try again", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 pub(super) async fn list_visits(
     State(state): State<AppState>,
@@ -85,7 +101,7 @@ pub(super) async fn list_visits(
             return Err(bad_request("code is a visit rule code, VIS001 to VIS010"));
         }
     }
-    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let limit = super::limit_param(q.limit, 1000, 10_000)?;
     let filter = VisitFilter {
         client: client_param(&q.client)?,
         provider,
@@ -103,9 +119,22 @@ pub(super) async fn list_visits(
     Ok(Json(VisitPage { visits, next_after }))
 }
 
+/// A visit's outcome.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum Outcome {
+    Accepted,
+    Flagged,
+    Rejected,
+}
+
 /// `?month=YYYY-MM`
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MonthQuery {
+    /// `YYYY-MM`, required (`BAD_REQUEST` without it).
+    #[param(required = true, pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
     pub month: Option<String>,
 }
 
@@ -150,7 +179,15 @@ pub fn manual_rows(shares: Vec<ManualShare>, state: &AppState) -> Vec<ManualShar
 
 /// Manual registrations per provider in a month; providers over the threshold are marked.
 #[utoipa::path(get, path = "/v1/reports/manual-registrations", tag = "reports", params(MonthQuery),
-    responses((status = 200, body = ManualReport), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+    responses(
+        (status = 200, body = ManualReport),
+        (status = 400, description = "BAD_REQUEST: no month", body = ErrorBody),
+        (status = 401, description = "UNAUTHENTICATED: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the role (or organisation) may not read this", body = ErrorBody),
+        (status = 422, description = "INVALID_DATE: not a month", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE: the store is not available; try again", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 pub(super) async fn manual_registrations(
     State(state): State<AppState>,
     caller: Caller,
@@ -167,8 +204,15 @@ pub(super) async fn manual_registrations(
 
 /// Closes a month: visits in it are refused from now on (VIS006).
 #[utoipa::path(post, path = "/v1/visits/months/{month}/close", tag = "visits",
-    params(("month" = String, Path, description = "YYYY-MM")),
-    responses((status = 204, description = "closed"), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+    params(("month" = String, Path, description = "YYYY-MM", pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])$")),
+    responses(
+        (status = 204, description = "closed"),
+        (status = 401, description = "UNAUTHENTICATED: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the role (or organisation) may not read this", body = ErrorBody),
+        (status = 422, description = "INVALID_DATE: not a month", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE: the store is not available; try again", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 pub(super) async fn close_month(
     State(state): State<AppState>,
     caller: Caller,
@@ -182,6 +226,7 @@ pub(super) async fn close_month(
 
 /// `?provider=` for an invoice's verification.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InvoiceQuery {
     /// The provider's organisation number: an invoice is identified by its provider and its
     /// id. Needed when several providers used the id; a provider's token sees its own.
@@ -192,8 +237,14 @@ pub struct InvoiceQuery {
 /// granted, approved minutes and amount, and the findings INV001-INV007.
 #[utoipa::path(get, path = "/v1/invoices/{id}/verification", tag = "invoices",
     params(("id" = String, Path, description = "The invoice's id (cbc:ID)"), InvoiceQuery),
-    responses((status = 200, description = "the report"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "AMBIGUOUS_INVOICE: several providers used the id; the answer lists them", body = ErrorBody)),
+    responses(
+        (status = 200, description = "the report", body = Object),
+        (status = 401, description = "UNAUTHENTICATED: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the role may not read reports, or a provider's token names another provider", body = ErrorBody),
+        (status = 404, description = "NOT_FOUND: no verified invoice with this id (for this provider)", body = ErrorBody),
+        (status = 409, description = "AMBIGUOUS_INVOICE: several providers used the id; the answer lists them", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE: the store is not available; try again", body = ErrorBody),
+    ),
     security(("bearer" = [])))]
 pub(super) async fn invoice_verification(
     State(state): State<AppState>,
