@@ -34,6 +34,17 @@ pub struct HubSection {
     pub mappings_dir: Option<PathBuf>,
     /// Serve HTTPS (and, with `client_ca`, accept client certificates).
     pub tls: Option<TlsSection>,
+    /// How long a client may take to send a request's headers (from connecting, or from
+    /// its first byte on a kept-alive connection) before the hub closes the connection.
+    pub header_read_timeout_ms: u64,
+    /// How long a kept-alive connection may sit between requests before it is closed.
+    pub idle_timeout_ms: u64,
+    /// Connections open at once; the next one is closed at once (a plain-HTTP client gets
+    /// a 503 first).
+    pub max_connections: usize,
+    /// On shutdown, how long requests in flight may take to finish before their
+    /// connections are cut.
+    pub drain_timeout_ms: u64,
 }
 
 /// `[hub.tls]`
@@ -59,6 +70,10 @@ impl Default for HubSection {
             max_body_bytes: 1024 * 1024,
             mappings_dir: None,
             tls: None,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 1024,
+            drain_timeout_ms: 30_000,
         }
     }
 }
@@ -312,6 +327,12 @@ impl Config {
         if hub.max_body_bytes < 1024 {
             errors.push("[hub] max_body_bytes: at least 1024".into());
         }
+        if hub.header_read_timeout_ms == 0 || hub.idle_timeout_ms == 0 || hub.drain_timeout_ms == 0 {
+            errors.push("[hub] header_read_timeout_ms, idle_timeout_ms and drain_timeout_ms must be positive".into());
+        }
+        if hub.max_connections == 0 {
+            errors.push("[hub] max_connections: at least 1".into());
+        }
         hub.database = base.join(&hub.database);
         hub.mappings_dir = hub.mappings_dir.map(|d| base.join(d));
         if let Some(tls) = &mut hub.tls {
@@ -468,6 +489,16 @@ impl Config {
             Ok(Config { hub, auth, jwt_secret, delivery, deadlines, visits, invoices, systems, providers })
         } else {
             Err(ConfigErrors(errors))
+        }
+    }
+
+    /// The HTTP server's timeouts and connection limit.
+    pub fn server_limits(&self) -> crate::accept::Limits {
+        crate::accept::Limits {
+            header_read_timeout: Duration::from_millis(self.hub.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(self.hub.idle_timeout_ms),
+            max_connections: self.hub.max_connections,
+            drain_timeout: Duration::from_millis(self.hub.drain_timeout_ms),
         }
     }
 
