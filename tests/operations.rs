@@ -287,3 +287,25 @@ async fn metrics_answer_the_classic_format_with_request_delivery_build_and_poll_
     assert!(!text.contains(&order), "no raw path (with its ids) as a label");
     assert!(text.contains("carehub_delivery_latency_seconds_count{system=\"phoniro\"} 1\n"), "{text}");
 }
+
+#[test]
+fn json_logs_on_request_are_one_json_object_a_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("carehub.toml");
+    let db = dir.path().join("carehub.db");
+    std::fs::write(&config, config_text(&db, "http://127.0.0.1:9", "http://127.0.0.1:9", &Options::default()))
+        .expect("config");
+    let (mut child, addr, lines) = serve_binary(&config, &[("CAREHUB_LOG_FORMAT", "json"), ("CAREHUB_LOG", "info")]);
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+    let lines = lines.lock().map(|l| l.clone()).unwrap_or_default();
+    assert!(lines.len() >= 2, "{lines:?}");
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
+    }
+    let listening = lines.iter().find(|l| l.contains("carehub listening")).expect("the listening line");
+    let v: serde_json::Value = serde_json::from_str(listening).expect("json");
+    assert_eq!(v["addr"].as_str(), Some(addr.as_str()), "fields are JSON fields: {listening}");
+}

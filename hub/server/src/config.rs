@@ -45,6 +45,29 @@ pub struct HubSection {
     /// On shutdown, how long requests in flight may take to finish before their
     /// connections are cut.
     pub drain_timeout_ms: u64,
+    /// The operational log's format on stderr: `text` (default) or `json` (one object a
+    /// line, for log shippers). `CAREHUB_LOG_FORMAT` overrides it.
+    pub log_format: LogFormat,
+}
+
+/// The operational log's format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("log format '{other}' is not text or json")),
+        }
+    }
 }
 
 /// `[hub.tls]`
@@ -74,6 +97,7 @@ impl Default for HubSection {
             idle_timeout_ms: 60_000,
             max_connections: 1024,
             drain_timeout_ms: 30_000,
+            log_format: LogFormat::Text,
         }
     }
 }
