@@ -301,3 +301,20 @@ async fn tls_connect(addr: &str) -> tokio_rustls::client::TlsStream<TcpStream> {
     let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
     tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await.expect("TLS handshake")
 }
+
+#[tokio::test]
+async fn a_kept_alive_connection_is_closed_after_the_idle_timeout() {
+    let vendor = MockServer::start().await;
+    // Headers get a long time, idleness a short one: the close is the idle timeout's.
+    let options =
+        Options { hub_extra: "header_read_timeout_ms = 60000\nidle_timeout_ms = 300".into(), ..Options::default() };
+    let hub = TestHub::start_with(&vendor.uri(), &vendor.uri(), options).await;
+    let mut socket = TcpStream::connect(hub.url.trim_start_matches("http://")).await.expect("connect");
+    socket.write_all(b"GET /healthz HTTP/1.1\r\nhost: hub\r\n\r\n").await.expect("request");
+    let since = Instant::now();
+    let got = tokio::time::timeout(Duration::from_secs(20), read_until_closed(&mut socket))
+        .await
+        .expect("the hub closes the idle connection");
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"), "answered first");
+    assert!(since.elapsed() >= Duration::from_millis(300), "closed after {:?}", since.elapsed());
+}
