@@ -2,8 +2,7 @@
 //! none of them, its chain verifies, and the orders it had not delivered go out after the
 //! restart.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -12,37 +11,9 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::*;
 
-type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
-
-/// Starts `carehub serve` and returns it with the address it listens on and the lines of
-/// its operational log (stderr, at debug level) as they come.
+/// Starts `carehub serve` over plain HTTP: the process, its base URL and its log lines.
 fn serve(config: &std::path::Path) -> (Child, String, Lines) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_carehub"))
-        .args(["serve", "--config", config.to_str().expect("path")])
-        .env("CAREHUB_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn carehub serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let lines = Lines::default();
-    let kept = lines.clone();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(mut l) = kept.lock() {
-                l.push(line.clone());
-            }
-            if !sent {
-                if let Some(addr) = line.split("addr=").nth(1) {
-                    let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_owned());
-                    sent = true;
-                }
-            }
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("carehub serve reports its address");
+    let (child, addr, lines) = serve_binary(config, &[]);
     (child, format!("http://{addr}"), lines)
 }
 

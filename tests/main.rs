@@ -6,6 +6,7 @@ mod support;
 
 mod audit;
 mod auth;
+mod connections;
 mod contract;
 mod crash;
 mod delivery;

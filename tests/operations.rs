@@ -1,7 +1,8 @@
 //! Health, readiness, metrics, the OpenAPI document, `carehub check` and the demo.
 
 use reqwest::StatusCode;
-use wiremock::MockServer;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::*;
 
@@ -13,10 +14,17 @@ async fn health_readiness_metrics_and_openapi_answer() {
     assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")));
     let (status, body) = hub.get("/readyz", None).await;
     assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ready")));
-    let resp = hub.http.get(format!("{}/metrics", hub.url)).send().await.expect("metrics");
+    let resp = hub
+        .http
+        .get(format!("{}/metrics", hub.url))
+        .header("accept", "application/openmetrics-text; version=1.0.0")
+        .send()
+        .await
+        .expect("metrics");
     assert!(resp.headers()["content-type"].to_str().unwrap_or("").starts_with("application/openmetrics-text"));
     let text = resp.text().await.expect("text");
     assert!(text.contains("carehub_outbox{state=\"pending\"} 0"), "{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
     let (status, doc) = hub.get("/openapi.json", None).await;
     assert_eq!(status, StatusCode::OK);
     for p in [
@@ -326,4 +334,144 @@ fn the_demo_runs_end_to_end() {
     // The database it kept verifies on its own.
     let verify = carehub(&["audit", "verify", "--db", db.to_str().expect("path")]);
     assert!(verify.status.success(), "{verify:?}");
+}
+
+/// Checks `text` the way a strict classic (0.0.4) parser reads it: each family's `# HELP`
+/// and `# TYPE` name it before its samples, each sample belongs to the family above it
+/// (a counter's samples carry the family's own `_total` name; a histogram's are its
+/// `_bucket`, `_sum` and `_count`), and nothing else is there. The families and their types.
+fn classic_families(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut families = std::collections::BTreeMap::new();
+    let mut current: Option<(String, String)> = None;
+    for (n, line) in text.lines().enumerate() {
+        let at = |why: &str| format!("line {}: {why}: {line}", n + 1);
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap_or("");
+            if families.contains_key(name) {
+                return Err(at("a family described twice"));
+            }
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').ok_or_else(|| at("a TYPE line without a type"))?;
+            if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind) {
+                return Err(at("not a classic type"));
+            }
+            if kind == "counter" && !name.ends_with("_total") {
+                return Err(at("a counter family not named _total"));
+            }
+            if families.insert(name.to_owned(), kind.to_owned()).is_some() {
+                return Err(at("a family typed twice"));
+            }
+            current = Some((name.to_owned(), kind.to_owned()));
+        } else if line.starts_with('#') {
+            return Err(at("a comment a classic parser does not know"));
+        } else if !line.is_empty() {
+            let (series, value) = line.rsplit_once(' ').ok_or_else(|| at("a sample without a value"))?;
+            if value.parse::<f64>().is_err() && !["+Inf", "-Inf", "NaN"].contains(&value) {
+                return Err(at("not a number"));
+            }
+            let name = series.split('{').next().unwrap_or("");
+            if series.contains('{') && !series.ends_with('}') {
+                return Err(at("unclosed labels"));
+            }
+            let (family, kind) = current.as_ref().ok_or_else(|| at("a sample before any TYPE"))?;
+            let allowed: Vec<String> = match kind.as_str() {
+                "histogram" => ["_bucket", "_sum", "_count"].iter().map(|s| format!("{family}{s}")).collect(),
+                "summary" => vec![family.clone(), format!("{family}_sum"), format!("{family}_count")],
+                _ => vec![family.clone()],
+            };
+            if !allowed.iter().any(|a| a == name) {
+                return Err(at(&format!("a sample outside its family {family} ({kind})")));
+            }
+        }
+    }
+    Ok(families)
+}
+
+#[tokio::test]
+async fn metrics_answer_the_classic_format_with_request_delivery_build_and_poll_metrics() {
+    let vendor = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&vendor).await;
+    Mock::given(method("GET"))
+        .and(path("/api/visits"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"type": "visitPage", "visits": [], "nextCursor": null})),
+        )
+        .mount(&vendor)
+        .await;
+    let options = Options { phoniro_extra: "visits_poll_seconds = 1".into(), ..Options::default() };
+    let hub = TestHub::start_with(&vendor.uri(), &vendor.uri(), options).await;
+    let (status, body) = hub.post("combine", SPEC_DECISION, Some(&hub.system_token("combine"))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let order = order_id("DEC-2026-0001");
+    hub.wait_for_order_status(&order, "delivered").await;
+
+    // Scraped without asking for OpenMetrics (as a classic Prometheus does): the classic
+    // format, once the feed poller has polled.
+    let text = eventually("the feed poller's last success is shown", || async {
+        let resp = hub.http.get(format!("{}/metrics", hub.url)).header("accept", "text/plain").send().await.ok()?;
+        assert_eq!(resp.headers()["content-type"].to_str().unwrap_or(""), "text/plain; version=0.0.4; charset=utf-8");
+        let text = resp.text().await.ok()?;
+        text.contains("carehub_poller_last_success_timestamp_seconds{system=\"phoniro\",kind=\"feed\"}").then_some(text)
+    })
+    .await;
+    let families = classic_families(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    for (family, kind) in [
+        ("carehub_messages_total", "counter"),
+        ("carehub_delivery_attempts_total", "counter"),
+        ("carehub_http_request_duration_seconds", "histogram"),
+        ("carehub_delivery_latency_seconds", "histogram"),
+        ("carehub_build_info", "gauge"),
+        ("carehub_poller_last_success_timestamp_seconds", "gauge"),
+    ] {
+        assert_eq!(families.get(family).map(String::as_str), Some(kind), "{family}:\n{text}");
+    }
+    // The poll's time is the hub's clock (set to December 2026), not the machine's.
+    let polled = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("carehub_poller_last_success_timestamp_seconds{system=\"phoniro\",kind=\"feed\"} ")
+        })
+        .and_then(|v| v.parse::<i64>().ok())
+        .expect("a poll time");
+    let clock = hub.clock.now().timestamp();
+    assert!((clock - 60..=clock).contains(&polled), "polled at {polled}, the hub's clock says {clock}");
+    assert!(text.contains(&format!("carehub_build_info{{version=\"{}\"}} 1\n", env!("CARGO_PKG_VERSION"))), "{text}");
+    // The order's status was read (route, not path) and the decision posted.
+    assert!(
+        text.contains(
+            "carehub_http_request_duration_seconds_count{route=\"/v1/orders/{id}\",method=\"GET\",status=\"2xx\"} "
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "carehub_http_request_duration_seconds_count{route=\"/v1/systems/{system}/messages\",method=\"POST\",status=\"2xx\"} 1\n"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains(&order), "no raw path (with its ids) as a label");
+    assert!(text.contains("carehub_delivery_latency_seconds_count{system=\"phoniro\"} 1\n"), "{text}");
+}
+
+#[test]
+fn json_logs_on_request_are_one_json_object_a_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("carehub.toml");
+    let db = dir.path().join("carehub.db");
+    std::fs::write(&config, config_text(&db, "http://127.0.0.1:9", "http://127.0.0.1:9", &Options::default()))
+        .expect("config");
+    let (mut child, addr, lines) = serve_binary(&config, &[("CAREHUB_LOG_FORMAT", "json"), ("CAREHUB_LOG", "info")]);
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+    let lines = lines.lock().map(|l| l.clone()).unwrap_or_default();
+    assert!(lines.len() >= 2, "{lines:?}");
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
+    }
+    let listening = lines.iter().find(|l| l.contains("carehub listening")).expect("the listening line");
+    let v: serde_json::Value = serde_json::from_str(listening).expect("json");
+    assert_eq!(v["addr"].as_str(), Some(addr.as_str()), "fields are JSON fields: {listening}");
 }

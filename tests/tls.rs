@@ -8,14 +8,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::support::*;
 
 fn client(identity: Option<&str>) -> reqwest::Client {
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(cert_file("ca.pem")).expect("ca")).expect("ca pem");
-    let mut builder = reqwest::Client::builder().add_root_certificate(ca).tls_built_in_root_certs(false);
-    if let Some(name) = identity {
-        let mut pem = std::fs::read(cert_file(&format!("{name}.pem"))).expect("cert");
-        pem.extend(std::fs::read(cert_file(&format!("{name}.key"))).expect("key"));
-        builder = builder.identity(reqwest::Identity::from_pem(&pem).expect("identity"));
-    }
-    builder.build().expect("client")
+    https_client(identity)
 }
 
 #[tokio::test]

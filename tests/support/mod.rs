@@ -60,6 +60,8 @@ pub struct Options {
     pub combine_extra: String,
     /// The instant the hub's clock starts at (it ticks on from there).
     pub at: DateTime<Utc>,
+    /// More `[hub]` keys (e.g. `max_connections = 5`).
+    pub hub_extra: String,
 }
 
 /// The instant test hubs start at unless a test says otherwise: early December 2026, after
@@ -94,6 +96,7 @@ impl Default for Options {
             visits: String::new(),
             combine_extra: String::new(),
             at: test_instant(),
+            hub_extra: String::new(),
         }
     }
 }
@@ -143,6 +146,7 @@ pub fn config_text(db: &Path, phoniro_url: &str, combine_url: &str, o: &Options)
 listen = "{listen}"
 database = "{db}"
 max_body_bytes = {max_body}
+{hub_extra}
 {tls}
 
 [auth]
@@ -220,6 +224,7 @@ rate_per_hour = 390
         phoniro_extra = o.phoniro_extra,
         visits = o.visits,
         combine_extra = o.combine_extra,
+        hub_extra = o.hub_extra,
     )
 }
 
@@ -481,6 +486,70 @@ pub fn phoniro_ack(order_id: &str, status: &str) -> String {
 /// A Phoniro plan notice.
 pub fn phoniro_plan(order_id: &str, on: &str) -> String {
     format!(r#"{{"type":"carePlanEstablished","orderId":"{order_id}","establishedDate":"{on}"}}"#)
+}
+
+/// An HTTPS client that trusts the test CA in `certs/`, presenting the client certificate
+/// of `identity` (e.g. `combine-ekero`) if given.
+pub fn https_client(identity: Option<&str>) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(cert_file("ca.pem")).expect("ca")).expect("ca pem");
+    let mut builder = reqwest::Client::builder().add_root_certificate(ca).tls_built_in_root_certs(false);
+    if let Some(name) = identity {
+        let mut pem = std::fs::read(cert_file(&format!("{name}.pem"))).expect("cert");
+        pem.extend(std::fs::read(cert_file(&format!("{name}.key"))).expect("key"));
+        builder = builder.identity(reqwest::Identity::from_pem(&pem).expect("identity"));
+    }
+    builder.build().expect("client")
+}
+
+/// The lines a child process wrote, as they come.
+pub type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Starts `carehub serve --config config` with `env` added (`CAREHUB_LOG` is `debug` unless
+/// `env` says otherwise) and returns it with the address it listens on (read from its
+/// "carehub listening" line, text or JSON) and the lines of its operational log (stderr) as
+/// they come.
+pub fn serve_binary(config: &Path, env: &[(&str, &str)]) -> (std::process::Child, String, Lines) {
+    use std::io::BufRead;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_carehub"));
+    command
+        .args(["serve", "--config", config.to_str().expect("path")])
+        .env("CAREHUB_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("spawn carehub serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let lines = Lines::default();
+    let kept = lines.clone();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(mut l) = kept.lock() {
+                l.push(line.clone());
+            }
+            if !sent {
+                let addr = line
+                    .split("addr=")
+                    .nth(1)
+                    .or_else(|| line.split("\"addr\":\"").nth(1))
+                    .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '"').next());
+                if let Some(addr) = addr {
+                    let _ = tx.send(addr.to_owned());
+                    sent = true;
+                }
+            }
+        }
+    });
+    let Ok(addr) = rx.recv_timeout(Duration::from_secs(30)) else {
+        let _ = child.kill();
+        let status = child.wait();
+        let log = lines.lock().map(|l| l.join("\n")).unwrap_or_default();
+        panic!("carehub serve did not report its address ({status:?}):\n{log}");
+    };
+    (child, addr, lines)
 }
 
 /// Runs the `carehub` binary to completion.

@@ -3,12 +3,19 @@
 //! Counters are updated where things happen; gauges that describe the store (overdue
 //! orders, the outbox by state) are set from the store when `/metrics` is scraped, so they
 //! are right even after a restart.
+//!
+//! Two text formats: OpenMetrics 1.0 for scrapers that ask for it, and the classic
+//! Prometheus format 0.0.4 for everyone else ([`Format`]). A counter family is named
+//! `..._total` in both: OpenMetrics names the family without the suffix and its samples
+//! with it; the classic format names both with it, so that a classic parser keeps the
+//! family's samples together.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::store::{OutboxCounts, OverdueCounts};
@@ -50,6 +57,80 @@ struct StateLabels {
     state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    /// The matched route (`/v1/orders/{id}`), never the raw path; `unmatched` otherwise.
+    route: String,
+    method: String,
+    /// `2xx`, `4xx`, ...
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SystemLabels {
+    system: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PollLabels {
+    system: String,
+    /// `inbox` (files over SFTP) or `feed` (pages pulled over HTTP).
+    kind: String,
+}
+
+/// A request in the handlers, counted until dropped.
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// A text exposition format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The classic Prometheus text format, version 0.0.4.
+    Classic,
+    /// OpenMetrics 1.0.0 text.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The format a scraper asks for in its `Accept` header: OpenMetrics only when it
+    /// names it.
+    pub fn from_accept(accept: &str) -> Format {
+        if accept.to_ascii_lowercase().contains("application/openmetrics-text") {
+            Format::OpenMetrics
+        } else {
+            Format::Classic
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Classic => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn request_histogram() -> Histogram {
+    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+}
+
+fn delivery_histogram() -> Histogram {
+    // 10 ms to about 2.3 days, by fours.
+    Histogram::new(exponential_buckets(0.01, 4.0, 14))
+}
+
 /// The hub's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -59,6 +140,12 @@ pub struct Metrics {
     overdue: Family<KindLabels, Gauge>,
     outbox: Family<StateLabels, Gauge>,
     visits: Family<VisitLabels, Counter>,
+    requests: HistogramFamily<RequestLabels>,
+    delivery_latency: HistogramFamily<SystemLabels>,
+    last_poll: Family<PollLabels, Gauge>,
+    connections: Gauge,
+    connections_refused: Counter,
+    requests_in_flight: Gauge,
 }
 
 impl Default for Metrics {
@@ -88,7 +175,56 @@ impl Default for Metrics {
             "Visits validated, by sending system, outcome and code (code \"none\" for a visit without findings)",
             visits.clone(),
         );
-        Metrics { registry, messages, rejections, deliveries, overdue, outbox, visits }
+        let build = Family::<BuildLabels, Gauge>::default();
+        registry.register("build_info", "The running build: always 1, with its version as a label", build.clone());
+        build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_owned() }).set(1);
+        let requests = HistogramFamily::<RequestLabels>::new_with_constructor(request_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP requests answered, by matched route, method and status class, with their duration",
+            requests.clone(),
+        );
+        let delivery_latency = HistogramFamily::<SystemLabels>::new_with_constructor(delivery_histogram);
+        registry.register(
+            "delivery_latency_seconds",
+            "Time from a delivery's enqueueing to its delivery, retries included, by receiving system",
+            delivery_latency.clone(),
+        );
+        let last_poll = Family::<PollLabels, Gauge>::default();
+        registry.register(
+            "poller_last_success_timestamp_seconds",
+            "When each poller last polled successfully (unix seconds, the hub's clock), by system and kind (inbox, feed)",
+            last_poll.clone(),
+        );
+        let connections = Gauge::default();
+        registry.register("http_connections", "HTTP connections open", connections.clone());
+        let connections_refused = Counter::default();
+        registry.register(
+            "http_connections_refused",
+            "HTTP connections closed at once because max_connections were open",
+            connections_refused.clone(),
+        );
+        let requests_in_flight = Gauge::default();
+        registry.register(
+            "http_requests_in_flight",
+            "HTTP requests in the handlers (headers read, answer not yet produced)",
+            requests_in_flight.clone(),
+        );
+        Metrics {
+            registry,
+            messages,
+            rejections,
+            deliveries,
+            overdue,
+            outbox,
+            visits,
+            requests,
+            delivery_latency,
+            last_poll,
+            connections,
+            connections_refused,
+            requests_in_flight,
+        }
     }
 }
 
@@ -131,8 +267,46 @@ impl Metrics {
         self.deliveries.get_or_create(&DeliveryLabels { system: system.to_owned(), outcome: outcome.to_owned() }).inc();
     }
 
-    /// Renders the text exposition format, with the store-derived gauges set first.
-    pub fn render(&self, overdue: OverdueCounts, outbox: OutboxCounts) -> String {
+    /// An HTTP request answered: its matched route (or `unmatched`), method, status code and
+    /// how long it took.
+    pub fn http_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let labels =
+            RequestLabels { route: route.to_owned(), method: method.to_owned(), status: format!("{}xx", status / 100) };
+        self.requests.get_or_create(&labels).observe(seconds);
+    }
+
+    /// A delivery delivered `seconds` after it was enqueued.
+    pub fn delivered_after(&self, system: &str, seconds: f64) {
+        self.delivery_latency.get_or_create(&SystemLabels { system: system.to_owned() }).observe(seconds.max(0.0));
+    }
+
+    /// A poller of `kind` (`inbox` or `feed`) polled `system` successfully at `unix_seconds`.
+    pub fn polled(&self, system: &str, kind: &str, unix_seconds: i64) {
+        self.last_poll
+            .get_or_create(&PollLabels { system: system.to_owned(), kind: kind.to_owned() })
+            .set(unix_seconds);
+    }
+
+    /// Counts a request in the handlers until the returned guard is dropped.
+    pub fn request_in_flight(&self) -> InFlight {
+        self.requests_in_flight.inc();
+        InFlight(self.requests_in_flight.clone())
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections.dec();
+    }
+
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    /// Renders a text exposition format, with the store-derived gauges set first.
+    pub fn render(&self, overdue: OverdueCounts, outbox: OutboxCounts, format: Format) -> String {
         let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.overdue.get_or_create(&KindLabels { kind: "not_confirmed".into() }).set(gauge(overdue.not_confirmed));
         self.overdue.get_or_create(&KindLabels { kind: "plan_missing".into() }).set(gauge(overdue.plan_missing));
@@ -142,6 +316,61 @@ impl Metrics {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
-        out
+        match format {
+            Format::OpenMetrics => out,
+            Format::Classic => classic(&out),
+        }
+    }
+}
+
+/// The classic text format (0.0.4) of an OpenMetrics text as `prometheus-client` writes it
+/// (each family's `# HELP` before its `# TYPE`, no exemplars, no timestamps): a counter
+/// family takes its samples' `_total` name, `unknown` is `untyped`, and `# UNIT` and `# EOF`
+/// go. Gauges and histograms read the same in both.
+fn classic(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut help: Option<&str> = None;
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = Some(rest);
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.rsplit_once(' ').unwrap_or((rest, "untyped"));
+            let (name, kind) = match kind {
+                "counter" if !name.ends_with("_total") => (format!("{name}_total"), "counter"),
+                "unknown" | "info" | "stateset" | "gaugehistogram" => (name.to_owned(), "untyped"),
+                k => (name.to_owned(), k),
+            };
+            if let Some(h) = help.take() {
+                let text = h.split_once(' ').map(|(_, t)| t).unwrap_or("");
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+        } else if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_families_are_named_total_in_the_classic_format() {
+        let m = Metrics::default();
+        m.message("combine", "in", "decision", "accepted");
+        m.http_request("/healthz", "GET", 200, 0.002);
+        let text = m.render(OverdueCounts::default(), OutboxCounts::default(), Format::Classic);
+        assert!(text.contains("# HELP carehub_messages_total Messages logged"), "{text}");
+        assert!(text.contains("# TYPE carehub_messages_total counter\n"), "{text}");
+        assert!(text.contains("carehub_messages_total{system=\"combine\""), "{text}");
+        assert!(text.contains("# TYPE carehub_http_request_duration_seconds histogram\n"), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
+        let om = m.render(OverdueCounts::default(), OutboxCounts::default(), Format::OpenMetrics);
+        assert!(om.contains("# TYPE carehub_messages counter\n") && om.ends_with("# EOF\n"), "{om}");
     }
 }

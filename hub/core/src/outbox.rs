@@ -243,6 +243,10 @@ impl DeliveryLoop {
                 entry.content_type = receipt.content_type.unwrap_or_default();
                 entry.payload = receipt.body;
                 info!(system = %d.system, delivery = d.id, attempt, "delivered");
+                if let Ok(enqueued) = DateTime::parse_from_rfc3339(&d.created_at) {
+                    let latency = self.clock.now() - enqueued.with_timezone(&Utc);
+                    self.metrics.delivered_after(&d.system, latency.num_milliseconds() as f64 / 1000.0);
+                }
                 AttemptOutcome::Delivered
             }
             Err((e, vendor)) => {

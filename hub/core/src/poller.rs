@@ -130,6 +130,7 @@ impl Poller {
         if report.taken + report.rejected > 0 {
             info!(system, taken = report.taken, rejected = report.rejected, left = report.left, "inbox polled");
         }
+        self.hub.metrics.polled(system, "inbox", self.hub.clock.now().timestamp());
         report
     }
 }
@@ -167,17 +168,21 @@ pub struct PullReport {
 }
 
 impl FeedPoller {
-    /// Runs until `shutdown` turns true.
+    /// Runs until `shutdown` turns true. A pull under way when it does stops after the
+    /// commit in progress, so what was read is stored with its cursor.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         loop {
-            let report = tokio::select! {
-                r = self.pull() => r,
-                _ = shutdown.wait_for(|stop| *stop) => return,
-            };
+            let report = self.pull_until(&shutdown).await;
+            if *shutdown.borrow() {
+                return;
+            }
             if let Some(why) = &report.stopped {
                 warn!(system = %self.system.name, pages = report.pages, reason = %why, "feed pull stopped");
-            } else if report.pages > 0 {
-                info!(system = %self.system.name, pages = report.pages, visits = report.visits, "feed pulled");
+            } else {
+                self.hub.metrics.polled(&self.system.name, "feed", self.hub.clock.now().timestamp());
+                if report.pages > 0 {
+                    info!(system = %self.system.name, pages = report.pages, visits = report.visits, "feed pulled");
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.every) => {}
@@ -193,6 +198,12 @@ impl FeedPoller {
     /// so the network, the mapping and the store work side by side and a commit's fixed cost
     /// is shared.
     pub async fn pull(&self) -> PullReport {
+        let (_keep, never) = watch::channel(false);
+        self.pull_until(&never).await
+    }
+
+    /// [`pull`](Self::pull), stopping after the commit under way once `stop` turns true.
+    pub async fn pull_until(&self, stop: &watch::Receiver<bool>) -> PullReport {
         let mut report = PullReport::default();
         let cursor = match self.hub.store.feed_cursor(&self.system.name).await {
             Ok(c) => c,
@@ -280,7 +291,7 @@ impl FeedPoller {
                     .unwrap_or_else(|| "not a page of visits".into());
                 report.stopped = Some(format!("page refused: {refused}"));
             }
-            if report.stopped.is_some() {
+            if report.stopped.is_some() || *stop.borrow() {
                 break;
             }
         }

@@ -210,7 +210,35 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// Counts every answered request in the request-duration histogram, by its matched route
+/// (never the raw path, which carries ids), method and status class.
+async fn observe(State(state): State<AppState>, request: Request, next: axum::middleware::Next) -> Response {
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned());
+    let method: &'static str = match request.method().as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "PATCH" => "PATCH",
+        _ => "other",
+    };
+    let started = std::time::Instant::now();
+    let in_flight = state.hub.metrics.request_in_flight();
+    let response = next.run(request).await;
+    drop(in_flight);
+    state.hub.metrics.http_request(
+        route.as_deref().unwrap_or("unmatched"),
+        method,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1228,17 +1256,20 @@ async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     Ok(Json(serde_json::json!({ "status": "ready" })))
 }
 
-/// Prometheus metrics (OpenMetrics text).
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "metrics", content_type = "application/openmetrics-text", body = String), (status = 503, description = "UNAVAILABLE: the store is not available; try again", body = ErrorBody)))]
-async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
+/// Prometheus metrics: OpenMetrics text when the `Accept` header names
+/// `application/openmetrics-text`, else the classic text format 0.0.4.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, description = "metrics: the classic text format 0.0.4, or OpenMetrics when asked for it",
+        content((String = "text/plain; version=0.0.4"), (String = "application/openmetrics-text"))),
+    (status = 503, description = "UNAVAILABLE: the store is not available; try again", body = ErrorBody)))]
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let accept = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+    let format = carehub_core::metrics::Format::from_accept(&accept);
     let overdue = state.hub.store.overdue_counts(state.hub.today()).await?;
     let outbox = state.hub.store.outbox_counts().await?;
-    let text = state.hub.metrics.render(overdue, outbox);
+    let text = state.hub.metrics.render(overdue, outbox, format);
     let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
+    headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(format.content_type()));
     Ok((headers, Body::from(text)).into_response())
 }
 

@@ -12,7 +12,7 @@ use carehub_model::Clock;
 use clap::{Parser, Subcommand};
 
 use crate::auth::{Auth, Role};
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 
 #[derive(Debug, Parser)]
 #[command(name = "carehub", version, about = "The integration hub for Swedish municipal home care")]
@@ -133,15 +133,25 @@ pub enum AuditCommand {
     },
 }
 
-/// Sets up operational logging (stderr; `CAREHUB_LOG` filters, default `info`).
-pub fn init_tracing(default: &str) {
+/// Sets up operational logging on stderr: `CAREHUB_LOG` filters (else `default`), and
+/// `CAREHUB_LOG_FORMAT` (`text` or `json`) chooses the format (else `format`).
+pub fn init_tracing(default: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAREHUB_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
+    let format = match std::env::var("CAREHUB_LOG_FORMAT") {
+        Ok(v) => v.parse().unwrap_or_else(|e| {
+            eprintln!("CAREHUB_LOG_FORMAT: {e}; using {format:?}");
+            format
+        }),
+        Err(_) => format,
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        // One JSON object a line: the event's fields flattened beside its level, target and
+        // timestamp, and the spans it happened in.
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
+        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
+    };
 }
 
 fn load_config(path: &Path) -> Result<Config, ExitCode> {
@@ -164,19 +174,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo { db, serve, at } => {
             // The demo's output is its narrative; `CAREHUB_LOG=info` shows the hub's log too.
-            init_tracing("error");
+            init_tracing("error", LogFormat::Text);
             crate::demo::run(crate::demo::DemoOptions { db, serve, at }).await
         }
         Command::Serve { config } => {
-            init_tracing("info");
             let config = match load_config(&config) {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
+            init_tracing("info", config.hub.log_format);
             serve(config).await
         }
         Command::Check { config, offline } => {
-            init_tracing("warn");
+            init_tracing("warn", LogFormat::Text);
             let config = match load_config(&config) {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
@@ -213,7 +223,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Audit { command: AuditCommand::Verify { db } } => audit_verify(&db).await,
         Command::Replay { config, ids, list } => {
-            init_tracing("warn");
+            init_tracing("warn", LogFormat::Text);
             let config = match load_config(&config) {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
@@ -221,7 +231,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             replay(config, ids, list).await
         }
         Command::Tags { command: TagsCommand::Import { file, config } } => {
-            init_tracing("warn");
+            init_tracing("warn", LogFormat::Text);
             let config = match load_config(&config) {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
@@ -229,12 +239,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             import_tags(config, &file).await
         }
         Command::Verify(args) => {
-            init_tracing("warn");
+            init_tracing("warn", LogFormat::Text);
             crate::verify_cmd::run(args).await
         }
         Command::Report(args) => crate::report_cmd::run(args).await,
         Command::Bench { command } => {
-            init_tracing("error");
+            init_tracing("error", LogFormat::Text);
             crate::bench::run(command).await
         }
     }

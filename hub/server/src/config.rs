@@ -149,6 +149,40 @@ pub struct HubSection {
     pub mappings_dir: Option<PathBuf>,
     /// Serve HTTPS (and, with `client_ca`, accept client certificates).
     pub tls: Option<TlsSection>,
+    /// How long a client may take to send a request's headers (from connecting, or from
+    /// its first byte on a kept-alive connection) before the hub closes the connection.
+    pub header_read_timeout_ms: u64,
+    /// How long a kept-alive connection may sit between requests before it is closed.
+    pub idle_timeout_ms: u64,
+    /// Connections open at once; the next one is closed at once (a plain-HTTP client gets
+    /// a 503 first).
+    pub max_connections: usize,
+    /// On shutdown, how long requests in flight may take to finish before their
+    /// connections are cut.
+    pub drain_timeout_ms: u64,
+    /// The operational log's format on stderr: `text` (default) or `json` (one object a
+    /// line, for log shippers). `CAREHUB_LOG_FORMAT` overrides it.
+    pub log_format: LogFormat,
+}
+
+/// The operational log's format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("log format '{other}' is not text or json")),
+        }
+    }
 }
 
 /// `[hub.tls]`
@@ -174,6 +208,11 @@ impl Default for HubSection {
             max_body_bytes: 1024 * 1024,
             mappings_dir: None,
             tls: None,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 1024,
+            drain_timeout_ms: 30_000,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -585,6 +624,12 @@ impl Config {
         if hub.max_body_bytes < 1024 {
             errors.at(at(&["hub", "max_body_bytes"]), "[hub] max_body_bytes: at least 1024".into());
         }
+        if hub.header_read_timeout_ms == 0 || hub.idle_timeout_ms == 0 || hub.drain_timeout_ms == 0 {
+            errors.push("[hub] header_read_timeout_ms, idle_timeout_ms and drain_timeout_ms must be positive".into());
+        }
+        if hub.max_connections == 0 {
+            errors.push("[hub] max_connections: at least 1".into());
+        }
         hub.database = base.join(&hub.database);
         hub.mappings_dir = hub.mappings_dir.map(|d| base.join(d));
         if let Some(tls) = &mut hub.tls {
@@ -806,6 +851,16 @@ impl Config {
             Ok(Config { hub, auth, jwt_secret, delivery, deadlines, visits, invoices, systems, providers })
         } else {
             Err(ConfigErrors(errors.located(text)))
+        }
+    }
+
+    /// The HTTP server's timeouts and connection limit.
+    pub fn server_limits(&self) -> crate::accept::Limits {
+        crate::accept::Limits {
+            header_read_timeout: Duration::from_millis(self.hub.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(self.hub.idle_timeout_ms),
+            max_connections: self.hub.max_connections,
+            drain_timeout: Duration::from_millis(self.hub.drain_timeout_ms),
         }
     }
 

@@ -6,6 +6,7 @@
 //! - [`auth`]: bearer tokens and roles.
 //! - [`api`]: the HTTP API (axum), its error answers and the OpenAPI document.
 //! - [`server`]: assembling the hub from its configuration and serving it.
+//! - [`accept`]: the accept loop for HTTP and HTTPS: timeouts, connection limit, draining.
 //! - [`tls`]: HTTPS and systems authenticated by client certificates.
 //! - [`cli`]: the commands: `serve`, `check`, `token`, `audit verify`, `replay`, `demo`, `bench`.
 //! - [`demo`]: the demo municipality with in-process mock vendors.
@@ -22,6 +23,7 @@ macro_rules! out {
     }};
 }
 
+pub mod accept;
 pub mod api;
 pub mod auth;
 pub mod bench;

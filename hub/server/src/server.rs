@@ -45,6 +45,8 @@ pub struct Runtime {
     pub delivery: Arc<DeliveryLoop>,
     /// HTTPS settings, when `[hub.tls]` is configured.
     pub tls: Option<Arc<crate::tls::Tls>>,
+    /// The server's timeouts and connection limit.
+    pub limits: crate::accept::Limits,
 }
 
 /// The HTTP client every outbound HTTP transport shares.
@@ -188,7 +190,7 @@ pub fn build_with_store(config: &Config, store: Arc<dyn Store>, clock: Clock) ->
         Some(section) => Some(Arc::new(crate::tls::Tls::load(section, config)?)),
         None => None,
     };
-    Ok(Runtime { state, delivery, tls })
+    Ok(Runtime { state, delivery, tls, limits: config.server_limits() })
 }
 
 /// A hub serving HTTP and delivering its outbox.
@@ -211,18 +213,20 @@ impl RunningHub {
     /// Stops taking requests, lets in-flight requests and deliveries finish, and returns.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
-        let _ = self.server.await;
-        let _ = self.delivery.await;
-        for p in self.pollers {
-            let _ = p.await;
-        }
+        let _ = self.wait().await;
     }
 
-    /// Resolves when the server stops (for `carehub serve`).
+    /// Resolves when the server has stopped (for `carehub serve`, once its shutdown handle
+    /// was used): requests in flight answered (within the drain timeout), the delivery
+    /// loop's attempts in flight recorded, every poller's current step done.
     pub async fn wait(self) -> anyhow::Result<()> {
         let result = self.server.await;
         let _ = self.shutdown.send(true);
         let _ = self.delivery.await;
+        for p in self.pollers {
+            let _ = p.await;
+        }
+        info!("carehub stopped");
         result.context("the server task failed")?.context("the server failed")
     }
 
@@ -268,21 +272,25 @@ pub async fn start(runtime: Runtime, listener: tokio::net::TcpListener) -> anyho
         forwarder_hub.run_visit_forwarder(std::time::Duration::from_secs(5), forwarder_rx).await;
     }));
     let app = crate::api::app(state.clone());
-    let mut server_rx = rx;
-    let tls = runtime.tls.clone();
-    let server = tokio::spawn(async move {
-        match tls {
-            Some(tls) => tls.serve(listener, app, server_rx).await,
-            None => {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = server_rx.wait_for(|stop| *stop).await;
-                    })
-                    .await
-            }
-        }
-    });
+    let (tls, limits) = (runtime.tls.clone(), runtime.limits);
+    let events = Arc::new(ConnectionMetrics(state.hub.metrics.clone()));
+    let server = tokio::spawn(crate::accept::serve(listener, app, tls, limits, events, rx));
     let scheme = if runtime.tls.is_some() { "https" } else { "http" };
     info!(%addr, scheme, "carehub listening");
     Ok(RunningHub { addr, scheme, state, shutdown: tx, server, delivery, pollers })
+}
+
+/// Connection counts for `/metrics`.
+struct ConnectionMetrics(Arc<Metrics>);
+
+impl crate::accept::ConnectionEvents for ConnectionMetrics {
+    fn opened(&self) {
+        self.0.connection_opened();
+    }
+    fn closed(&self) {
+        self.0.connection_closed();
+    }
+    fn refused(&self) {
+        self.0.connection_refused();
+    }
 }

@@ -7,21 +7,15 @@
 //! orders, replay) still needs a bearer token, because those are people's and roles'
 //! actions, not a system's. A client without a certificate connects as usual.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::Router;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, warn};
 
 use crate::config::{Config, TlsSection};
 
@@ -93,44 +87,14 @@ impl Tls {
             .map(|(_, s)| s.clone())
     }
 
-    /// Serves `app` over TLS until `shutdown` turns true.
-    pub async fn serve(
-        self: Arc<Self>,
-        listener: tokio::net::TcpListener,
-        app: Router,
-        mut shutdown: watch::Receiver<bool>,
-    ) -> std::io::Result<()> {
-        loop {
-            let (tcp, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                },
-                _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
-            };
-            let this = self.clone();
-            let app = app.clone();
-            tokio::spawn(async move {
-                let stream = match this.acceptor.accept(tcp).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                };
-                let system =
-                    stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| this.identify(c));
-                let app = app.layer(axum::Extension(PeerSystem(system)));
-                let service = TowerToHyperService::new(app);
-                if let Err(e) =
-                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await
-                {
-                    debug!(%peer, error = %e, "connection ended with an error");
-                }
-            });
-        }
+    /// The TLS handshake on an accepted connection, and the system its client certificate
+    /// names, if any. (The accept loop is [`crate::accept`], shared with plain HTTP.)
+    pub async fn accept(
+        &self,
+        tcp: tokio::net::TcpStream,
+    ) -> std::io::Result<(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, Option<String>)> {
+        let stream = self.acceptor.accept(tcp).await?;
+        let system = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| self.identify(c));
+        Ok((stream, system))
     }
 }
