@@ -56,3 +56,35 @@ async fn a_client_certificate_authenticates_its_system_for_its_own_messages() {
     let plain = reqwest::get(hub.url.replace("https://", "http://") + "/healthz").await;
     assert!(plain.is_err() || !plain.expect("response").status().is_success());
 }
+
+/// The hub's TLS private key is a secret like the others: it may come from an environment
+/// variable (its PEM text) instead of a file, and a configuration printed never shows it.
+#[tokio::test]
+async fn the_tls_key_may_come_from_the_environment_like_every_secret() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("carehub.toml");
+    let options = Options { tls: true, ..Options::default() };
+    let key_line = format!("key = \"{}\"", cert_file("hub.key").display());
+    let text = config_text(&dir.path().join("carehub.db"), "http://127.0.0.1:1", "http://127.0.0.1:1", &options);
+    assert!(text.contains(&key_line), "{text}");
+    std::fs::write(&path, text.replace(&key_line, "key_pem_env = \"CAREHUB_TEST_TLS_KEY\"")).expect("config");
+    let pem = std::fs::read_to_string(cert_file("hub.key")).expect("key");
+    let lookup = |var: &str| (var == "CAREHUB_TEST_TLS_KEY").then(|| pem.clone());
+    let config = carehub_server::config::Config::load_with_env(&path, &lookup).expect("valid");
+    assert!(!format!("{config:?}").contains("PRIVATE KEY"), "a printed configuration shows the key");
+
+    let runtime =
+        carehub_server::server::build(&config, carehub_model::Clock::starting_at(test_instant())).expect("build");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hub = carehub_server::server::start(runtime, listener).await.expect("start");
+    let resp = client(None).get(format!("{}/healthz", hub.url())).send().await.expect("https");
+    assert_eq!(resp.status(), StatusCode::OK);
+    hub.stop().await;
+
+    // Without the variable: the configuration names it, and starts nothing.
+    let errors = carehub_server::config::Config::load_with_env(&path, &|_| None).expect_err("no key");
+    assert!(
+        errors.to_string().contains("key_pem_env: the environment variable CAREHUB_TEST_TLS_KEY is not set"),
+        "{errors}"
+    );
+}

@@ -191,8 +191,13 @@ impl std::str::FromStr for LogFormat {
 pub struct TlsSection {
     /// The hub's certificate chain (PEM).
     pub cert: PathBuf,
-    /// Its private key (PEM, PKCS#8, SEC1 or PKCS#1).
-    pub key: PathBuf,
+    /// Its private key (PEM, PKCS#8, SEC1 or PKCS#1), as a file; or the PEM text itself as
+    /// a secret, `key_pem_env = "VAR"` (or `key_pem_file`, the same as `key`), like every
+    /// secret. Exactly one of the two.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    #[serde(default)]
+    pub key_pem: Option<carehub_model::Secret>,
     /// A CA (PEM) whose client certificates authenticate systems (mutual TLS). A system
     /// is named by its `client_cert_name`. Clients without a certificate still connect
     /// and use bearer tokens.
@@ -589,6 +594,11 @@ impl Config {
         if let Some(toml::Value::Table(auth)) = table.get_mut("auth") {
             resolve_secrets(auth, &["jwt_secret"], ("[auth]", &at(&["auth"])), base, env, &mut errors);
         }
+        if let Some(toml::Value::Table(tls)) =
+            table.get_mut("hub").and_then(|h| h.as_table_mut()).and_then(|h| h.get_mut("tls"))
+        {
+            resolve_secrets(tls, &["key_pem"], ("[hub.tls]", &at(&["hub", "tls"])), base, env, &mut errors);
+        }
         let mut hub: HubSection = section(&mut table, "hub", &mut errors);
         let auth: AuthSection = section(&mut table, "auth", &mut errors);
         let delivery: DeliverySection = section(&mut table, "delivery", &mut errors);
@@ -634,11 +644,17 @@ impl Config {
         hub.mappings_dir = hub.mappings_dir.map(|d| base.join(d));
         if let Some(tls) = &mut hub.tls {
             tls.cert = base.join(&tls.cert);
-            tls.key = base.join(&tls.key);
+            tls.key = tls.key.as_ref().map(|k| base.join(k));
             tls.client_ca = tls.client_ca.as_ref().map(|c| base.join(c));
+            if tls.key.is_some() == tls.key_pem.is_some() {
+                errors.at(
+                    at(&["hub", "tls"]),
+                    "[hub.tls]: set the private key as one of key (a file), key_pem_env or key_pem_file".into(),
+                );
+            }
             // Missing files are found here, with every other problem, not at start-up.
             for (key, file) in
-                [("cert", Some(&tls.cert)), ("key", Some(&tls.key)), ("client_ca", tls.client_ca.as_ref())]
+                [("cert", Some(&tls.cert)), ("key", tls.key.as_ref()), ("client_ca", tls.client_ca.as_ref())]
             {
                 if let Some(file) = file.filter(|f| !f.is_file()) {
                     errors.at(at(&["hub", "tls", key]), format!("[hub.tls] {key}: no such file {}", file.display()));

@@ -631,7 +631,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
         let text = resp.text().await.unwrap_or_default();
         if ok {
             soap_ok += 1;
-        } else if let Some(code) = text.split("<code>").nth(1).and_then(|t| t.split('<').next()) {
+        } else if let Some(code) = text.split("<hub:code>").nth(1).and_then(|t| t.split('<').next()) {
             soap_fault = Some(code.to_owned());
         }
     }

@@ -44,8 +44,13 @@ impl Tls {
     /// Loads the hub's certificate, key and client CA.
     pub fn load(section: &TlsSection, config: &Config) -> anyhow::Result<Tls> {
         let chain = certs(&section.cert)?;
-        let key = PrivateKeyDer::from_pem_file(&section.key)
-            .with_context(|| format!("cannot read a private key from {}", section.key.display()))?;
+        let key = match (&section.key_pem, &section.key) {
+            (Some(pem), _) => PrivateKeyDer::from_pem_slice(pem.expose().as_bytes())
+                .context("cannot read a private key from [hub.tls] key_pem")?,
+            (None, Some(file)) => PrivateKeyDer::from_pem_file(file)
+                .with_context(|| format!("cannot read a private key from {}", file.display()))?,
+            (None, None) => anyhow::bail!("[hub.tls] names no private key"),
+        };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()

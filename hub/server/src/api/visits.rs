@@ -230,6 +230,7 @@ pub(super) async fn close_month(
 pub struct InvoiceQuery {
     /// The provider's organisation number: an invoice is identified by its provider and its
     /// id. Needed when several providers used the id; a provider's token sees its own.
+    #[param(format = "organisationsnummer")]
     pub provider: Option<String>,
 }
 
@@ -243,6 +244,7 @@ pub struct InvoiceQuery {
         (status = 403, description = "FORBIDDEN: the role may not read reports, or a provider's token names another provider", body = ErrorBody),
         (status = 404, description = "NOT_FOUND: no verified invoice with this id (for this provider)", body = ErrorBody),
         (status = 409, description = "AMBIGUOUS_INVOICE: several providers used the id; the answer lists them", body = ErrorBody),
+        (status = 422, description = "INVALID_ORG_NUMBER: `provider` is not an organisation number", body = ErrorBody),
         (status = 503, description = "UNAVAILABLE: the store is not available; try again", body = ErrorBody),
     ),
     security(("bearer" = [])))]
