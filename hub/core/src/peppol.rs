@@ -522,10 +522,12 @@ impl Finding {
 // Reading
 // ---------------------------------------------------------------------------------------
 
-/// Reads a PEPPOL BIS Billing 3 invoice or credit note from bytes: UTF-8, the one encoding
-/// PEPPOL allows (a declaration of any other is refused as `UNSUPPORTED_ENCODING`).
+/// Reads a PEPPOL BIS Billing 3 invoice or credit note from bytes: UTF-8, or ISO-8859-1 /
+/// Windows-1252 where the declaration says so (what Swedish invoicing systems write); an
+/// unknown encoding, or a declaration its bytes contradict, is `UNSUPPORTED_ENCODING`.
 pub fn read_bytes(bytes: &[u8]) -> Result<PeppolDocument, ValidationError> {
-    let text = crate::mapping::text::detect_accepted(bytes, encoding_rs::UTF_8, &[encoding_rs::UTF_8])?.decode()?;
+    const ACCEPTED: [&encoding_rs::Encoding; 2] = [encoding_rs::UTF_8, encoding_rs::WINDOWS_1252];
+    let text = crate::mapping::text::detect_accepted(bytes, encoding_rs::UTF_8, &ACCEPTED)?.decode()?;
     read(&text)
 }
 

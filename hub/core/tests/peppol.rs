@@ -355,5 +355,13 @@ mod peppol {
         let doc = carehub_core::peppol::read_bytes(&bytes).expect("reads");
         assert_eq!(doc.supplier.registration_name.as_deref(), Some("Omsorg Test AB"));
         assert_eq!(doc.lines[1].note.as_deref(), Some("Extra tid 14 mars: brukaren föll, väntade på ambulans"));
+        // An encoding nobody knows, or ISO-8859-1 declared over UTF-8 bytes, is refused.
+        let unknown = text.replace("encoding=\"ISO-8859-1\"", "encoding=\"X-EVIL-42\"");
+        let lying =
+            load("peppol-home-care/home-care-invoice.xml").replace("encoding=\"UTF-8\"", "encoding=\"ISO-8859-1\"");
+        for bytes in [unknown.as_bytes(), lying.as_bytes()] {
+            let e = carehub_core::peppol::read_bytes(bytes).expect_err("refused");
+            assert_eq!(e.code, ErrorCode::UnsupportedEncoding, "{e}");
+        }
     }
 }

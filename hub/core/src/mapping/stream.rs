@@ -1395,13 +1395,18 @@ type = "date"
     #[test]
     fn another_single_byte_encoding_is_decoded_whole_first() {
         // ISO-8859-15 differs from the mapping's ISO-8859-1 (0xA4 is the euro sign there):
-        // not the plans' encoding, so the document is decoded whole and read as text.
-        let s = set(LATIN);
+        // not the plans' encoding, so the document is decoded whole and read as text, when
+        // the profile accepts it; when it does not, the payload is refused.
+        let strict = set(LATIN);
+        let s = set(&LATIN
+            .replace("encoding = \"iso-8859-1\"", "encoding = \"iso-8859-1\"\naccept_encodings = [\"iso-8859-15\"]"));
         let text = "<?xml version=\"1.0\" encoding=\"ISO-8859-15\"?><Planförslag xmlns=\"urn:x\">\
                     <Beställning nummer=\"€-1\"/><Fastställd>2026-11-10</Fastställd></Planförslag>";
         let enc = crate::mapping::text::encoding("iso-8859-15").expect("known");
         let bytes = crate::mapping::text::encode(text, enc).expect("encodable");
         assert!(bytes.contains(&0xA4));
+        let refused = strict.translate_bytes(&bytes).err().map(|(_, e)| e.code);
+        assert_eq!(refused, Some(ErrorCode::UnsupportedEncoding));
         let Message::PlanNotice(p) = s.translate_bytes(&bytes).expect("translates").message else {
             panic!("a plan notice")
         };
