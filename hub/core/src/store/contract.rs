@@ -19,6 +19,20 @@
 //! What the suite pins is what the SQLite backend does today. Where that is a choice rather
 //! than a necessity (an invoice copy ignored rather than refused), the behaviour's comment
 //! says so; a backend that differs must change the suite and every flow that relies on it.
+//!
+//! # Not pinned, on purpose
+//!
+//! SQLite does a few things today that a flow should not come to rely on, so the suite
+//! leaves them open:
+//! - `Enqueue`, `StoreInvoice` and `RecordVerification` take their log entry from the chain
+//!   head, not from the request: a request that does not `AppendLog` first gets whatever
+//!   entry was appended last (another request's in the same group commit, or an earlier
+//!   commit's), and a record's own `log_seq` field is ignored. Every flow appends first.
+//! - `IngestVisits` stamps its log entry with the batch's `now`, not the store's clock, so
+//!   `at` need not grow with `seq` when a caller's `now` differs from the store's.
+//! - `Attempted` does not check the lease: an attempt recorded after the lease ran out
+//!   (and the row was claimed again) still counts; the receiver drops the repeat by its
+//!   idempotency key.
 
 use std::sync::Arc;
 
