@@ -10,7 +10,19 @@
 //! [`sqlite::SqliteStore`] is the embedded backend: WAL, `synchronous=FULL`, one writer
 //! thread that group-commits whatever requests have queued up while the previous commit
 //! was syncing, so many concurrent senders share one fsync.
+//!
+//! # The contract suite
+//!
+//! [`contract`] holds every behaviour a flow relies on (atomic commits, one hash chain,
+//! idempotency keys, claims and leases, visit copies and overlaps, feed cursors, invoice
+//! keys) as tests written against this trait alone, not against SQLite. A backend is
+//! correct when the whole suite passes on it: `tests/store_contract.rs` runs it on
+//! [`sqlite::SqliteStore`], and a PostgreSQL backend runs the same suite unchanged
+//! ([`store_contract_suite!`](crate::store_contract_suite)), so the two cannot drift apart
+//! on what a flow may assume.
 
+#[doc(hidden)]
+pub mod contract;
 mod followup_sql;
 mod month_sql;
 pub mod sqlite;

@@ -1,0 +1,754 @@
+//! The store contract suite: every behaviour a flow relies on, written against [`Store`]
+//! alone, so that each backend runs the same checks.
+//!
+//! Each behaviour is a `pub async fn` taking a fresh, empty store and the frozen [`Clock`]
+//! it stamps its writes with; it panics (an `assert!`) when the store breaks the behaviour.
+//! A backend's test file runs them all with [`store_contract_suite!`](crate::store_contract_suite),
+//! one `#[tokio::test]` per behaviour, given a function that opens a fresh store:
+//!
+//! ```ignore
+//! async fn fresh() -> (tempfile::TempDir, Arc<dyn Store>, Clock) { ... }
+//! carehub_core::store_contract_suite!(fresh);
+//! ```
+//!
+//! The module is compiled in every build (and hidden from the docs) rather than behind a
+//! feature or `cfg(test)`: integration tests and another crate's backend see the library
+//! without `cfg(test)`, and a `contract` feature would have to be remembered on every
+//! `cargo test`. Nothing in the hub calls it, so the linker drops it from the binary.
+//!
+//! What the suite pins is what the SQLite backend does today. Where that is a choice rather
+//! than a necessity (an invoice copy ignored rather than refused), the behaviour's comment
+//! says so; a backend that differs must change the suite and every flow that relies on it.
+//!
+//! # Not pinned, on purpose
+//!
+//! SQLite does a few things today that a flow should not come to rely on, so the suite
+//! leaves them open:
+//! - `Enqueue`, `StoreInvoice` and `RecordVerification` take their log entry from the chain
+//!   head, not from the request: a request that does not `AppendLog` first gets whatever
+//!   entry was appended last (another request's in the same group commit, or an earlier
+//!   commit's), and a record's own `log_seq` field is ignored. Every flow appends first.
+//! - `IngestVisits` stamps its log entry with the batch's `now`, not the store's clock, so
+//!   `at` need not grow with `seq` when a caller's `now` differs from the store's.
+//! - `Attempted` does not check the lease: an attempt recorded after the lease ran out
+//!   (and the row was claimed again) still counts; the receiver drops the repeat by its
+//!   idempotency key.
+
+use std::sync::Arc;
+
+use carehub_model::{
+    AckStatus, Clock, Deadlines, Decision, Order, OrderAck, OrgNumber, PersonalIdentityNumber, Registration,
+    RegistrationMethod, SourceId, TagRegistration, TagUid, Visit, VisitOutcome,
+};
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+
+use super::*;
+use crate::log::{entry_hash, GENESIS};
+use crate::visits::{Outcome, Thresholds};
+
+/// Runs every behaviour of the suite as its own `#[tokio::test]`, each on a store from
+/// `$fresh`: an `async fn() -> (G, Arc<dyn Store>, Clock)` whose store stamps its writes
+/// with that clock, a frozen one ([`Clock::frozen`]); `G` is kept alive for the test (a
+/// temporary directory, a database to drop). The calling crate depends on `tokio`.
+#[macro_export]
+macro_rules! store_contract_suite {
+    ($fresh:path) => {
+        $crate::store_contract_suite!(@each $fresh;
+            a_failing_op_undoes_its_whole_commit,
+            a_failing_request_does_not_spoil_those_committed_with_it,
+            the_log_is_one_hash_chain_across_commits,
+            an_idempotency_key_is_queued_once,
+            claims_take_due_rows_and_respect_leases,
+            attempts_are_recorded_and_move_the_order,
+            requeue_puts_dead_letters_back,
+            copies_of_a_visit_are_stored_once,
+            a_staff_member_is_not_in_two_homes_at_once,
+            a_feed_cursor_moves_only_with_its_committed_page,
+            an_invoice_is_keyed_by_provider_kind_and_id,
+        );
+    };
+    (@each $fresh:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let (_keep, store, clock) = $fresh().await;
+                $crate::store::contract::$name(store, clock).await;
+            }
+        )*
+    };
+}
+
+/// The instant every behaviour starts at (the clock is set to it first).
+pub fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).single().expect("a valid instant")
+}
+
+const PROVIDER: &str = "5599000014";
+const OTHER_PROVIDER: &str = "5560360793";
+const CLIENT: &str = "193601016987";
+const NEIGHBOUR: &str = "194202138014";
+
+fn nov(day: u32, h: u32, m: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, day, h, m, 0).single().expect("a valid instant")
+}
+
+fn nov_day(day: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, day).expect("a valid date")
+}
+
+fn inbound(message_type: &str) -> NewLogEntry {
+    NewLogEntry {
+        system: "combine".into(),
+        vendor: "combine".into(),
+        direction: "in",
+        message_type: message_type.into(),
+        content_type: "application/json".into(),
+        payload: message_type.as_bytes().to_vec(),
+        status: status::ACCEPTED,
+        ..NewLogEntry::default()
+    }
+}
+
+fn queued(key: &str, order_id: Option<&str>) -> NewLogEntry {
+    NewLogEntry {
+        system: "phoniro".into(),
+        vendor: "phoniro".into(),
+        direction: "out",
+        message_type: "order".into(),
+        content_type: "application/json".into(),
+        status: status::QUEUED,
+        order_id: order_id.map(str::to_owned),
+        client: order_id.map(|_| CLIENT.to_owned()),
+        delivery_key: Some(key.into()),
+        ..NewLogEntry::default()
+    }
+}
+
+fn delivery(key: &str, order_id: Option<&str>) -> NewDelivery {
+    NewDelivery {
+        system: "phoniro".into(),
+        message_type: "order".into(),
+        order_id: order_id.map(str::to_owned),
+        idempotency_key: key.into(),
+        content_type: "application/json".into(),
+        endpoint: None,
+        body: key.as_bytes().to_vec(),
+        action: None,
+    }
+}
+
+fn decision(n: usize, client: &str) -> Decision {
+    serde_json::from_value(serde_json::json!({
+        "id": format!("combine:D-{n}"), "client": client, "case_officer": "hl-1", "provider": PROVIDER,
+        "valid_from": "2026-11-01", "valid_to": "2026-11-30",
+        "services": [{"code": "PO", "category": "personal_care", "minutes_per_month": 600}]
+    }))
+    .expect("a valid decision")
+}
+
+fn decision_record(d: &Decision) -> DecisionRecord {
+    DecisionRecord {
+        id: d.id.as_str().into(),
+        system: "combine".into(),
+        content_hash: String::new(),
+        client: d.client.expose().into(),
+        provider: d.provider.as_str().into(),
+        canonical: serde_json::to_string(d).expect("json"),
+        received_at: String::new(),
+    }
+}
+
+/// What one decision's message commits: its entry, the decision, the order, the order's
+/// outbound entry and its delivery.
+fn decision_ops(n: usize, client: &str) -> Vec<Op> {
+    let d = decision(n, client);
+    let order_id = format!("O-{n}");
+    let order = Order::from_decision(order_id.clone(), &d, nov_day(1), Deadlines::default());
+    let key = format!("{order_id}:order");
+    vec![
+        Op::AppendLog(NewLogEntry { decision_id: Some(d.id.as_str().into()), ..inbound("decision") }),
+        Op::InsertDecision(decision_record(&d)),
+        Op::InsertOrder(Box::new(OrderRecord::new(order, "combine", "phoniro", order_status::QUEUED, ts(start())))),
+        Op::AppendLog(queued(&key, Some(&order_id))),
+        Op::Enqueue(delivery(&key, Some(&order_id))),
+    ]
+}
+
+async fn all_entries(store: &dyn Store) -> Vec<LogEntry> {
+    store
+        .log_entries(LogFilter { limit: 10_000, with_payload: true, ..LogFilter::default() })
+        .await
+        .expect("the log reads")
+}
+
+async fn all_deliveries(store: &dyn Store) -> Vec<Delivery> {
+    store.deliveries(DeliveryFilter { limit: 10_000, ..DeliveryFilter::default() }).await.expect("the outbox reads")
+}
+
+fn logged(results: &[OpResult]) -> Vec<i64> {
+    results
+        .iter()
+        .filter_map(|r| match r {
+            OpResult::Logged(seq) => Some(*seq),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn claim(store: &dyn Store, owner: &str, lease_until: DateTime<Utc>, limit: usize) -> Vec<String> {
+    let results = store
+        .commit(vec![Op::ClaimDue { owner: owner.into(), lease_until: ts(lease_until), limit }])
+        .await
+        .expect("a claim commits");
+    match results.as_slice() {
+        [OpResult::Claimed(rows)] => rows.iter().map(|d| d.idempotency_key.clone()).collect(),
+        other => panic!("ClaimDue yields Claimed, not {other:?}"),
+    }
+}
+
+async fn attempted(store: &dyn Store, id: i64, outcome: AttemptOutcome) {
+    store.commit(vec![Op::Attempted { id, outcome }]).await.expect("an attempt is recorded");
+}
+
+async fn by_key(store: &dyn Store, key: &str) -> Delivery {
+    all_deliveries(store).await.into_iter().find(|d| d.idempotency_key == key).expect("the delivery is stored")
+}
+
+/// A message's ops land together or not at all: when a later op fails, none of the earlier
+/// ones stays (no log entry, no decision, no order, no delivery), the error names why, and
+/// the sequence number the failed entry would have taken is the next one's.
+pub async fn a_failing_op_undoes_its_whole_commit(store: Arc<dyn Store>, clock: Clock) {
+    clock.set(start());
+    let first = store.commit(decision_ops(1, CLIENT)).await.expect("the first decision commits");
+    assert_eq!(logged(&first), vec![1, 2]);
+
+    // The second decision's ops, then a copy of the first decision: a unique violation.
+    let mut ops = decision_ops(2, NEIGHBOUR);
+    ops.push(Op::InsertDecision(decision_record(&decision(1, CLIENT))));
+    let err = store.commit(ops).await.expect_err("a decision id is stored once");
+    assert!(matches!(err, StoreError::Conflict(_)), "a unique key is a Conflict, not {err:?}");
+    assert!(store.decision("combine:D-2").await.expect("read").is_none(), "the decision was undone");
+    assert!(store.order("O-2").await.expect("read").is_none(), "the order was undone");
+    let keys: Vec<String> = all_deliveries(&*store).await.into_iter().map(|d| d.idempotency_key).collect();
+    assert_eq!(keys, vec!["O-1:order"], "the delivery was undone");
+    assert_eq!(all_entries(&*store).await.len(), 2, "both log entries were undone");
+
+    // A missing row fails a commit the same way.
+    let err = store
+        .commit(vec![
+            Op::AppendLog(inbound("ack")),
+            Op::RecordAck(OrderAck {
+                order_id: "O-404".into(),
+                status: AckStatus::Accepted,
+                reason: None,
+                at: start(),
+            }),
+        ])
+        .await
+        .expect_err("an ack for no order");
+    assert!(matches!(err, StoreError::Missing(_)), "an unknown row is Missing, not {err:?}");
+    assert_eq!(all_entries(&*store).await.len(), 2, "the ack's entry was undone");
+
+    let next = store.commit(vec![Op::AppendLog(inbound("decision"))]).await.expect("commits");
+    assert_eq!(logged(&next), vec![3], "failed commits leave no gap in the sequence");
+    let report = verify_chain(&*store).await.expect("verifies");
+    assert_eq!((report.entries, report.first_bad), (3, None));
+}
+
+/// Requests that fail do not spoil the others that commit at the same moment (a backend
+/// that group-commits must undo a failing request alone), and the chain stays one chain.
+pub async fn a_failing_request_does_not_spoil_those_committed_with_it(store: Arc<dyn Store>, clock: Clock) {
+    clock.set(start());
+    store.commit(vec![Op::InsertDecision(decision_record(&decision(0, CLIENT)))]).await.expect("commits");
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 1..=24 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let mut ops = vec![
+                Op::AppendLog(NewLogEntry { decision_id: Some(format!("combine:D-{n}")), ..inbound("decision") }),
+                Op::InsertDecision(decision_record(&decision(n, CLIENT))),
+            ];
+            if n % 3 == 0 {
+                // Every third request ends in a copy of decision 0.
+                ops.push(Op::InsertDecision(decision_record(&decision(0, CLIENT))));
+            }
+            (n, store.commit(ops).await)
+        });
+    }
+    let mut good = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let (n, result) = joined.expect("the task runs");
+        let stored = store.decision(&format!("combine:D-{n}")).await.expect("read").is_some();
+        if n % 3 == 0 {
+            assert!(matches!(result, Err(StoreError::Conflict(_))), "request {n}: {result:?}");
+            assert!(!stored, "request {n} failed and left its decision");
+        } else {
+            assert!(result.is_ok(), "request {n}: {result:?}");
+            assert!(stored, "request {n} committed without its decision");
+            good += 1;
+        }
+    }
+    let entries = all_entries(&*store).await;
+    assert_eq!(entries.len(), good, "one entry per committed request, none of the failed ones");
+    let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=good as i64).collect::<Vec<_>>(), "no gaps");
+    assert!(entries.iter().all(|e| e.decision_id.as_deref().is_some_and(|d| {
+        d.strip_prefix("combine:D-").and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n % 3 != 0)
+    })));
+    assert_eq!(verify_chain(&*store).await.expect("verifies").first_bad, None);
+}
+
+/// Entries appended by one commit and by several chain: seq runs 1, 2, 3... with no gaps,
+/// each entry's `prev_hash` is the hash of the one before (the first's is the genesis), each
+/// hash is [`entry_hash`] (the same on every backend, so an auditor's head hash survives a
+/// move), the store stamps `at` with its clock, and [`verify_chain`] passes.
+pub async fn the_log_is_one_hash_chain_across_commits(store: Arc<dyn Store>, clock: Clock) {
+    clock.set(start());
+    let empty = verify_chain(&*store).await.expect("verifies");
+    assert_eq!((empty.entries, empty.head.as_str(), empty.first_bad), (0, GENESIS, None));
+
+    let mut seqs = logged(&store.commit(vec![Op::AppendLog(inbound("decision"))]).await.expect("commits"));
+    clock.advance(Duration::seconds(90));
+    let ops = (0..3).map(|i| Op::AppendLog(queued(&format!("K-{i}"), None))).collect();
+    seqs.extend(logged(&store.commit(ops).await.expect("commits")));
+    clock.advance(Duration::seconds(1));
+    seqs.extend(logged(&store.commit(vec![Op::AppendLog(inbound("ack"))]).await.expect("commits")));
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5], "Logged yields each entry's seq");
+
+    let entries = all_entries(&*store).await;
+    assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs);
+    assert_eq!(entries[0].prev_hash, GENESIS);
+    for pair in entries.windows(2) {
+        assert_eq!(pair[1].prev_hash, pair[0].hash, "entry {} links to {}", pair[1].seq, pair[0].seq);
+    }
+    for e in &entries {
+        assert_eq!(e.hash, entry_hash(&e.prev_hash, e), "entry {} hashes as the log module says", e.seq);
+    }
+    let stamps: Vec<&str> = entries.iter().map(|e| e.at.as_str()).collect();
+    let (t0, t1, t2) = (ts(start()), ts(start() + Duration::seconds(90)), ts(start() + Duration::seconds(91)));
+    assert_eq!(stamps, vec![t0.as_str(), &t1, &t1, &t1, &t2], "stamped with the store's clock");
+    assert_eq!(store.log_entry(3).await.expect("read").as_ref(), Some(&entries[2]), "one entry reads the same");
+
+    let report = verify_chain(&*store).await.expect("verifies");
+    assert_eq!(report.entries, 5);
+    assert_eq!(report.head, entries[4].hash);
+    assert_eq!(report.first_bad, None);
+}
+
+/// A delivery's idempotency key is queued once, for good: enqueuing it again is a
+/// [`StoreError::Conflict`] that undoes its commit, while the first is pending and after it
+/// was delivered. A delivery remembers the log entry that queued it (the request's previous
+/// `AppendLog`).
+pub async fn an_idempotency_key_is_queued_once(store: Arc<dyn Store>, clock: Clock) {
+    clock.set(start());
+    let first = store
+        .commit(vec![Op::AppendLog(queued("K-1", None)), Op::Enqueue(delivery("K-1", None))])
+        .await
+        .expect("the first enqueue commits");
+    assert_eq!(logged(&first), vec![1]);
+
+    for round in ["pending", "delivered"] {
+        let err = store
+            .commit(vec![Op::AppendLog(queued("K-1", None)), Op::Enqueue(delivery("K-1", None))])
+            .await
+            .expect_err("the key is taken");
+        assert!(matches!(err, StoreError::Conflict(_)), "{round}: a Conflict, not {err:?}");
+        let rows = all_deliveries(&*store).await;
+        assert_eq!(rows.len(), 1, "{round}: one delivery for the key");
+        assert_eq!(all_entries(&*store).await.len(), 1, "{round}: the copy's entry was undone");
+        attempted(&*store, rows[0].id, AttemptOutcome::Delivered).await;
+    }
+    let row = by_key(&*store, "K-1").await;
+    assert_eq!(row.log_seq, Some(1), "the entry that queued it");
+    assert_eq!((row.body.as_slice(), row.state.as_str()), (b"K-1".as_slice(), delivery_state::DELIVERED));
+}
+
+/// `ClaimDue` leases due, pending, unleased rows to an owner, oldest due first, up to its
+/// limit; a lease holds through its `lease_until` instant (for every owner, its own
+/// included) and the row is claimable again after it; a row retried later is not due
+/// before its `next_attempt_at`; delivered and dead rows are never claimed.
+pub async fn claims_take_due_rows_and_respect_leases(store: Arc<dyn Store>, clock: Clock) {
+    clock.set(start());
+    for key in ["A", "B", "C"] {
+        store.commit(vec![Op::AppendLog(queued(key, None)), Op::Enqueue(delivery(key, None))]).await.expect("enqueued");
+        clock.advance(Duration::seconds(1));
+    }
+    clock.set(start() + Duration::seconds(5));
+    let lease = start() + Duration::seconds(60);
+    assert_eq!(claim(&*store, "w1", lease, 2).await, vec!["A", "B"], "oldest due first, up to the limit");
+    assert_eq!(claim(&*store, "w2", lease, 10).await, vec!["C"], "never a row leased to another");
+    assert!(claim(&*store, "w2", lease, 10).await.is_empty(), "nor one leased to itself");
+
+    let (a, b) = (by_key(&*store, "A").await, by_key(&*store, "B").await);
+    attempted(&*store, a.id, AttemptOutcome::Delivered).await;
+    let retry_at = start() + Duration::minutes(10);
+    attempted(&*store, b.id, AttemptOutcome::Retry { next_attempt_at: ts(retry_at), error: "503".into() }).await;
+
+    clock.set(lease);
+    assert!(claim(&*store, "w3", lease + Duration::seconds(60), 10).await.is_empty(), "a lease holds through its end");
+    clock.set(lease + Duration::microseconds(1));
+    assert_eq!(claim(&*store, "w3", retry_at, 10).await, vec!["C"], "an expired lease is claimed again");
+    assert_eq!(store.next_due().await.expect("reads"), Some(ts(start() + Duration::seconds(2))), "C is still due");
+
+    clock.set(retry_at - Duration::seconds(1));
+    assert!(claim(&*store, "w4", retry_at + Duration::minutes(1), 10).await.is_empty(), "B is not due yet");
+    clock.set(retry_at);
+    assert_eq!(claim(&*store, "w4", retry_at + Duration::minutes(1), 10).await, vec!["B"], "B is due at its time");
+
+    let c = by_key(&*store, "C").await;
+    attempted(&*store, c.id, AttemptOutcome::Dead { error: "400".into() }).await;
+    clock.advance(Duration::hours(1));
+    assert_eq!(claim(&*store, "w5", clock.now() + Duration::minutes(1), 10).await, vec!["B"], "B's lease ran out");
+    let b = by_key(&*store, "B").await;
+    attempted(&*store, b.id, AttemptOutcome::Delivered).await;
+    clock.advance(Duration::hours(1));
+    assert!(claim(&*store, "w6", clock.now(), 10).await.is_empty(), "delivered and dead rows are not claimed");
+    assert_eq!(store.next_due().await.expect("reads"), None);
+}
+
+/// `Attempted` records an attempt's result: a retry keeps the row pending until its
+/// `next_attempt_at` with the error kept; delivered and dead rows are stamped with the
+/// store's clock; each attempt counts; an order's delivery moves the order (delivered,
+/// dead letter), but never moves an order back once the provider answered. An attempt on
+/// no row is [`StoreError::Missing`].
+pub async fn attempts_are_recorded_and_move_the_order(store: Arc<dyn Store>, clock: Clock) {
+    clock.set(start());
+    store.commit(decision_ops(1, CLIENT)).await.expect("order 1");
+    store.commit(decision_ops(2, NEIGHBOUR)).await.expect("order 2");
+    let (one, two) = (by_key(&*store, "O-1:order").await, by_key(&*store, "O-2:order").await);
+
+    let retry_at = start() + Duration::minutes(5);
+    attempted(&*store, one.id, AttemptOutcome::Retry { next_attempt_at: ts(retry_at), error: "timeout".into() }).await;
+    let row = by_key(&*store, "O-1:order").await;
+    assert_eq!(
+        (row.state.as_str(), row.attempts, row.next_attempt_at.clone(), row.last_error.as_deref()),
+        (delivery_state::PENDING, 1, ts(retry_at), Some("timeout"))
+    );
+    assert_eq!(store.order("O-1").await.expect("read").expect("order").status, order_status::QUEUED);
+
+    clock.set(retry_at);
+    attempted(&*store, one.id, AttemptOutcome::Dead { error: "refused".into() }).await;
+    let row = by_key(&*store, "O-1:order").await;
+    assert_eq!(
+        (row.state.as_str(), row.attempts, row.last_error.as_deref()),
+        (delivery_state::DEAD, 2, Some("refused"))
+    );
+    assert_eq!(store.order("O-1").await.expect("read").expect("order").status, order_status::DEAD_LETTER);
+
+    // The provider's answer overtakes the delivery record of order 2.
+    let ack = OrderAck { order_id: "O-2".into(), status: AckStatus::Accepted, reason: None, at: retry_at };
+    store.commit(vec![Op::RecordAck(ack)]).await.expect("ack");
+    attempted(&*store, two.id, AttemptOutcome::Delivered).await;
+    let row = by_key(&*store, "O-2:order").await;
+    assert_eq!((row.state.as_str(), row.delivered_at.clone()), (delivery_state::DELIVERED, Some(ts(retry_at))));
+    let order = store.order("O-2").await.expect("read").expect("order");
+    assert_eq!((order.status.as_str(), order.delivered_at), (order_status::ACCEPTED, Some(ts(retry_at))));
+    assert_eq!(store.outbox_counts().await.expect("counts"), OutboxCounts { pending: 0, delivered: 1, dead: 1 });
+
+    let err = store
+        .commit(vec![Op::Attempted { id: 9999, outcome: AttemptOutcome::Delivered }])
+        .await
+        .expect_err("no such delivery");
+    assert!(matches!(err, StoreError::Missing(_)), "a Missing, not {err:?}");
+}
+
+/// `Requeue` puts dead letters (all, or the ones named) back in the outbox, due now, with
+/// their attempts reset and claimable at once; their orders go back to queued; each gets
+/// a `requeued` log entry following the entry that queued it (its order and client carried
+/// over); ids of rows that are not dead are passed over.
+pub async fn requeue_puts_dead_letters_back(store: Arc<dyn Store>, clock: Clock) {
+    clock.set(start());
+    store.commit(decision_ops(1, CLIENT)).await.expect("order 1");
+    for key in ["X", "Y"] {
+        store.commit(vec![Op::AppendLog(queued(key, None)), Op::Enqueue(delivery(key, None))]).await.expect("queued");
+    }
+    assert_eq!(claim(&*store, "w1", start() + Duration::minutes(1), 10).await, vec!["O-1:order", "X", "Y"]);
+    let (one, x, y) = (by_key(&*store, "O-1:order").await, by_key(&*store, "X").await, by_key(&*store, "Y").await);
+    attempted(&*store, one.id, AttemptOutcome::Dead { error: "refused".into() }).await;
+    attempted(&*store, x.id, AttemptOutcome::Dead { error: "refused".into() }).await;
+    attempted(&*store, y.id, AttemptOutcome::Delivered).await;
+    let before = all_entries(&*store).await.len();
+
+    clock.set(start() + Duration::hours(2));
+    let results = store.commit(vec![Op::Requeue { ids: Some(vec![one.id, y.id]) }]).await.expect("requeued");
+    let requeued = match results.as_slice() {
+        [OpResult::Requeued(rows)] => rows.clone(),
+        other => panic!("Requeue yields Requeued, not {other:?}"),
+    };
+    assert_eq!(requeued.iter().map(|d| d.id).collect::<Vec<_>>(), vec![one.id], "only dead rows come back");
+    let row = by_key(&*store, "O-1:order").await;
+    assert_eq!(
+        (row.state.as_str(), row.attempts, row.next_attempt_at.clone()),
+        (delivery_state::PENDING, 0, ts(clock.now()))
+    );
+    assert_eq!(by_key(&*store, "X").await.state, delivery_state::DEAD, "X was not named");
+    assert_eq!(store.order("O-1").await.expect("read").expect("order").status, order_status::QUEUED);
+
+    let entries = all_entries(&*store).await;
+    assert_eq!(entries.len(), before + 1, "one entry per requeued delivery");
+    let entry = entries.last().expect("an entry");
+    assert_eq!(entry.status, status::REQUEUED);
+    assert_eq!(entry.delivery_key.as_deref(), Some("O-1:order"));
+    assert_eq!((entry.order_id.as_deref(), entry.client.as_deref()), (Some("O-1"), Some(CLIENT)));
+    assert_eq!(entry.at, ts(clock.now()));
+
+    let all = store.commit(vec![Op::Requeue { ids: None }]).await.expect("requeued");
+    assert!(matches!(all.as_slice(), [OpResult::Requeued(rows)] if rows.len() == 1 && rows[0].id == x.id));
+    assert_eq!(claim(&*store, "w2", clock.now() + Duration::minutes(1), 10).await, vec!["O-1:order", "X"]);
+    assert_eq!(verify_chain(&*store).await.expect("verifies").first_bad, None);
+}
+
+/// Decisions, orders and tags for [`CLIENT`] (tag 04A21BC3) and [`NEIGHBOUR`] (04A21BC4),
+/// both with [`PROVIDER`] through November 2026.
+async fn homes(store: &dyn Store) {
+    for (n, (client, tag)) in [(CLIENT, "04A21BC3"), (NEIGHBOUR, "04A21BC4")].into_iter().enumerate() {
+        let d = decision(n, client);
+        let order = Order::from_decision(format!("O-{n}"), &d, nov_day(1), Deadlines::default());
+        store
+            .commit(vec![
+                Op::InsertDecision(decision_record(&d)),
+                Op::InsertOrder(Box::new(OrderRecord::new(order, "combine", "phoniro", "accepted", String::new()))),
+                Op::RegisterTag(TagRegistration {
+                    tag_uid: TagUid::parse(tag).expect("tag"),
+                    client: PersonalIdentityNumber::parse(client).expect("pnr"),
+                    installed_on: nov_day(1),
+                    removed_on: None,
+                }),
+            ])
+            .await
+            .expect("a home");
+    }
+}
+
+fn visit(id: &str, client: &str, tag: &str, staff: &str, from: DateTime<Utc>, minutes: i64) -> IncomingVisit {
+    let reg = |t| Registration { at: t, method: RegistrationMethod::Nfc { tag_uid: tag.into() } };
+    IncomingVisit::Visit {
+        visit: Box::new(Visit {
+            id: Some(SourceId::parse(id).expect("id")),
+            provider: Some(OrgNumber::parse(PROVIDER).expect("org")),
+            client: client.into(),
+            order_id: None,
+            staff: staff.into(),
+            check_in: reg(from),
+            check_out: Some(reg(from + Duration::minutes(minutes))),
+            planned_minutes: Some(30),
+            services: Vec::new(),
+            outcome: VisitOutcome::Performed,
+            double_staffing: false,
+        }),
+        line: None,
+    }
+}
+
+fn ingest_op(system: &str, visits: Vec<IncomingVisit>, cursor: Option<&str>) -> Op {
+    Op::IngestVisits(Box::new(VisitIngest {
+        system: system.into(),
+        log: NewLogEntry {
+            system: system.into(),
+            vendor: system.into(),
+            direction: "in",
+            message_type: "visits".into(),
+            content_type: "application/json".into(),
+            status: status::ACCEPTED,
+            ..NewLogEntry::default()
+        },
+        visits,
+        thresholds: Thresholds::default(),
+        now: start(),
+        cursor: cursor.map(str::to_owned),
+    }))
+}
+
+/// (outcome, codes, duplicate_of) of each record of a batch.
+type Summary = Vec<(Outcome, Vec<String>, Option<String>)>;
+
+async fn ingest(store: &dyn Store, visits: Vec<IncomingVisit>) -> Summary {
+    let results = store.commit(vec![ingest_op("phoniro", visits, None)]).await.expect("the batch commits");
+    match results.as_slice() {
+        [OpResult::Visits(report)] => {
+            report.results.iter().map(|r| (r.outcome, r.codes.clone(), r.duplicate_of.clone())).collect()
+        }
+        other => panic!("IngestVisits yields Visits, not {other:?}"),
+    }
+}
+
+async fn stored_visits(store: &dyn Store) -> Vec<String> {
+    let rows = store.visits(VisitFilter { limit: 1000, ..VisitFilter::default() }).await.expect("visits read");
+    rows.into_iter().map(|v| v.id).collect()
+}
+
+/// VIS007: a visit is stored once, whether its copy comes in the same batch or a later
+/// one, under the same source id or under another id with the same staff member, client
+/// and times; the copy is answered with the id first received.
+pub async fn copies_of_a_visit_are_stored_once(store: Arc<dyn Store>, clock: Clock) {
+    clock.set(start());
+    homes(&*store).await;
+    let copy = |id: &str| (Outcome::Rejected, vec!["VIS007".to_owned()], Some(id.to_owned()));
+    let summary = ingest(
+        &*store,
+        vec![
+            visit("phoniro:V-1", CLIENT, "04A21BC3", "s-1", nov(10, 8, 0), 30),
+            visit("phoniro:V-1", CLIENT, "04A21BC3", "s-1", nov(10, 8, 0), 30),
+            visit("phoniro:V-1b", CLIENT, "04A21BC3", "s-1", nov(10, 8, 0), 30),
+            // Another staff member at the same time is not a copy.
+            visit("phoniro:V-2", CLIENT, "04A21BC3", "s-2", nov(10, 8, 0), 30),
+        ],
+    )
+    .await;
+    assert_eq!(
+        summary,
+        vec![
+            (Outcome::Accepted, vec![], None),
+            copy("phoniro:V-1"),
+            copy("phoniro:V-1"),
+            (Outcome::Accepted, vec![], None)
+        ]
+    );
+    let later = ingest(
+        &*store,
+        vec![
+            visit("phoniro:V-1", CLIENT, "04A21BC3", "s-1", nov(10, 8, 0), 30),
+            visit("phoniro:V-1c", CLIENT, "04A21BC3", "s-1", nov(10, 8, 0), 30),
+        ],
+    )
+    .await;
+    assert_eq!(later, vec![copy("phoniro:V-1"), copy("phoniro:V-1")]);
+    assert_eq!(stored_visits(&*store).await, vec!["phoniro:V-1", "phoniro:V-2"], "copies are not stored");
+}
+
+/// VIS005: the same staff member in two homes at overlapping times is refused (whichever
+/// batch the first visit came in); back-to-back visits, another staff member, and an
+/// earlier visit that was itself refused do not count as overlaps. Refused visits are
+/// stored with their codes.
+pub async fn a_staff_member_is_not_in_two_homes_at_once(store: Arc<dyn Store>, clock: Clock) {
+    clock.set(start());
+    homes(&*store).await;
+    let overlap = (Outcome::Rejected, vec!["VIS005".to_owned()], None);
+    let ok = (Outcome::Accepted, vec![], None);
+    let first = ingest(
+        &*store,
+        vec![
+            visit("phoniro:V-1", CLIENT, "04A21BC3", "s-1", nov(10, 8, 0), 30),
+            visit("phoniro:V-2", NEIGHBOUR, "04A21BC4", "s-1", nov(10, 8, 15), 30),
+            visit("phoniro:V-3", NEIGHBOUR, "04A21BC4", "s-2", nov(10, 8, 15), 30),
+        ],
+    )
+    .await;
+    assert_eq!(first, vec![ok.clone(), overlap.clone(), ok.clone()]);
+    let later = ingest(
+        &*store,
+        vec![
+            // Starts as V-1 ends: no overlap.
+            visit("phoniro:V-4", NEIGHBOUR, "04A21BC4", "s-1", nov(10, 8, 30), 10),
+            // Overlaps V-1 from a later batch.
+            visit("phoniro:V-5", NEIGHBOUR, "04A21BC4", "s-1", nov(10, 7, 50), 20),
+            // Overlaps only V-2, which was refused.
+            visit("phoniro:V-6", CLIENT, "04A21BC3", "s-1", nov(10, 8, 41), 4),
+        ],
+    )
+    .await;
+    assert_eq!(later, vec![ok.clone(), overlap, ok]);
+    let refused = store
+        .visits(VisitFilter { code: Some("VIS005".into()), limit: 10, ..VisitFilter::default() })
+        .await
+        .expect("visits read");
+    assert_eq!(refused.iter().map(|v| v.id.as_str()).collect::<Vec<_>>(), vec!["phoniro:V-2", "phoniro:V-5"]);
+    assert!(refused.iter().all(|v| v.outcome == "rejected"));
+}
+
+/// A pulled feed's cursor is stored with its page, per system: read back by
+/// [`Store::feed_cursor`], left alone by a page that carries none, and not moved by a
+/// commit that failed (its visits are not stored either, so the page is fetched again).
+pub async fn a_feed_cursor_moves_only_with_its_committed_page(store: Arc<dyn Store>, clock: Clock) {
+    clock.set(start());
+    homes(&*store).await;
+    assert_eq!(store.feed_cursor("phoniro").await.expect("reads"), None);
+    let page = |id: &str| vec![visit(id, CLIENT, "04A21BC3", "s-1", nov(10, 8, 0), 30)];
+
+    store.commit(vec![ingest_op("phoniro", page("phoniro:V-1"), Some("c-1"))]).await.expect("page 1");
+    assert_eq!(store.feed_cursor("phoniro").await.expect("reads").as_deref(), Some("c-1"));
+    store.commit(vec![ingest_op("phoniro", Vec::new(), None)]).await.expect("a push");
+    assert_eq!(store.feed_cursor("phoniro").await.expect("reads").as_deref(), Some("c-1"), "no cursor, no move");
+
+    let failed = store
+        .commit(vec![
+            ingest_op("phoniro", vec![visit("phoniro:V-2", CLIENT, "04A21BC3", "s-1", nov(11, 8, 0), 30)], Some("c-2")),
+            Op::RecordAck(OrderAck {
+                order_id: "O-404".into(),
+                status: AckStatus::Accepted,
+                reason: None,
+                at: start(),
+            }),
+        ])
+        .await;
+    assert!(matches!(failed, Err(StoreError::Missing(_))), "{failed:?}");
+    assert_eq!(store.feed_cursor("phoniro").await.expect("reads").as_deref(), Some("c-1"), "a failed page stays");
+    assert_eq!(stored_visits(&*store).await, vec!["phoniro:V-1"], "nor are its visits stored");
+
+    store.commit(vec![ingest_op("tes", Vec::new(), Some("t-1"))]).await.expect("another feed");
+    assert_eq!(store.feed_cursor("tes").await.expect("reads").as_deref(), Some("t-1"));
+    assert_eq!(store.feed_cursor("phoniro").await.expect("reads").as_deref(), Some("c-1"), "cursors are per system");
+}
+
+fn invoice(provider: &str, kind: &str, id: &str, canonical: &str) -> InvoiceRecord {
+    InvoiceRecord {
+        provider: provider.into(),
+        kind: kind.into(),
+        id: id.into(),
+        month: "2026-11".into(),
+        canonical: canonical.into(),
+        log_seq: 0,
+        received_at: ts(start()),
+    }
+}
+
+/// An invoice is identified by its provider, its kind and its id. A copy (the same key
+/// again) is ignored, not refused: its commit succeeds and the first stands, so a resent
+/// invoice is logged but not stored twice. Two providers may use the same id, and so may an
+/// invoice and a credit note. Verifications are kept per provider too.
+pub async fn an_invoice_is_keyed_by_provider_kind_and_id(store: Arc<dyn Store>, clock: Clock) {
+    clock.set(start());
+    let store_one = |i: InvoiceRecord| {
+        let store = store.clone();
+        async move { store.commit(vec![Op::AppendLog(inbound("invoice")), Op::StoreInvoice(i)]).await.expect("commits") }
+    };
+    store_one(invoice(PROVIDER, "invoice", "F-1", "first")).await;
+    store_one(invoice(PROVIDER, "invoice", "F-1", "copy")).await;
+    store_one(invoice(OTHER_PROVIDER, "invoice", "F-1", "other")).await;
+    store_one(invoice(PROVIDER, "credit_note", "F-1", "credit")).await;
+
+    let read = |p: &'static str, k: &'static str| {
+        let store = store.clone();
+        async move { store.invoice(p, k, "F-1").await.expect("reads").map(|i| (i.canonical, i.log_seq)) }
+    };
+    assert_eq!(read(PROVIDER, "invoice").await, Some(("first".into(), 1)), "the first stands, with its entry");
+    assert_eq!(read(OTHER_PROVIDER, "invoice").await, Some(("other".into(), 3)));
+    assert_eq!(read(PROVIDER, "credit_note").await, Some(("credit".into(), 4)));
+    let ours = store.invoices(PROVIDER, "2026-11", None).await.expect("reads");
+    assert_eq!(ours.len(), 2, "one invoice and one credit note: {ours:?}");
+    assert_eq!(store.invoices(PROVIDER, "2026-11", Some("invoice")).await.expect("reads").len(), 1);
+    assert_eq!(all_entries(&*store).await.len(), 4, "the copy was logged");
+
+    for (provider, line) in [(PROVIDER, "L-1"), (OTHER_PROVIDER, "L-9")] {
+        store
+            .commit(vec![
+                Op::AppendLog(inbound("verification")),
+                Op::RecordVerification(VerificationRecord {
+                    provider: provider.into(),
+                    invoice_id: "F-1".into(),
+                    month: "2026-11".into(),
+                    report: format!("{{\"provider\":\"{provider}\"}}"),
+                    lines: vec![line.into()],
+                    log_seq: 0,
+                    created_at: ts(start()),
+                }),
+            ])
+            .await
+            .expect("verified");
+    }
+    assert_eq!(store.verified_providers("F-1").await.expect("reads"), vec![OTHER_PROVIDER, PROVIDER]);
+    assert_eq!(store.verified_lines(PROVIDER, "F-1").await.expect("reads"), vec!["L-1"]);
+    assert_eq!(store.verified_lines(OTHER_PROVIDER, "F-1").await.expect("reads"), vec!["L-9"]);
+    let report = store.verification(OTHER_PROVIDER, "F-1").await.expect("reads").expect("a report");
+    assert_eq!((report.report.as_str(), report.log_seq), ("{\"provider\":\"5560360793\"}", 6));
+}
