@@ -234,6 +234,75 @@ async fn a_missing_order_mapping_fails_check_and_is_the_hubs_fault_at_run_time()
     hub.stop().await;
 }
 
+/// A small configuration for `check`: Combine, and Phoniro with a provider routed to it.
+fn two_systems(hub_extra: &str, combine_extra: &str, phoniro_extra: &str) -> String {
+    format!(
+        "[hub]\n{hub_extra}\n[auth]\njwt_secret = \"{SECRET}\"\n\
+         [[systems]]\nname = \"combine\"\n{combine_extra}\ncallback_url = \"http://127.0.0.1:1/cb\"\n\
+         [[systems]]\nname = \"phoniro\"\n{phoniro_extra}\nbase_url = \"http://127.0.0.1:2\"\n\
+         [[providers]]\norg = \"559900-0014\"\nname = \"Omsorg AB\"\nsystem = \"phoniro\"\n"
+    )
+}
+
+#[test]
+fn check_goes_on_to_the_mapping_files_when_the_configuration_has_problems() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mappings = dir.path().join("mappings");
+    copy_tree(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mappings"), &mappings);
+    // One required mapping gone, and another broken on its third line.
+    std::fs::remove_file(mappings.join("phoniro/order.out.toml")).expect("remove");
+    let ack = mappings.join("phoniro/order_ack.in.toml");
+    let text = std::fs::read_to_string(&ack).expect("read");
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.insert(2, "format = [json");
+    std::fs::write(&ack, lines.join("\n")).expect("write");
+    let path = dir.path().join("carehub.toml");
+    let config = two_systems(
+        "mappings_dir = \"mappings\"\nlisten = \"nowhere\"",
+        "vendor = \"combine\"",
+        "vendor = \"phoniro\"",
+    );
+    std::fs::write(&path, config).expect("write");
+
+    let out = carehub(&["check", "--offline", "--config", path.to_str().expect("path")]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    // The configuration's problem at its line ...
+    assert!(stderr.contains(&format!("{}:3:1: [hub] listen: 'nowhere'", path.display())), "{stderr}");
+    assert!(stderr.contains("1 problem(s) in the configuration"), "{stderr}");
+    // ... and in the same run the broken file at its line and column, the missing mapping
+    // at the path that would fill it, and the other vendor's samples.
+    let folder = mappings.join("phoniro");
+    assert!(stdout.contains(&format!("{}/order_ack.in.toml:3:11: ", folder.display())), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "mappings: MISSING: {}/order.out.toml: system phoniro (phoniro) has no outbound order mapping",
+            folder.display()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("mappings combine: 5 files,"), "{stdout}");
+    // The broken file still counts for the acknowledgements it maps: not missing as well.
+    assert!(!stdout.contains("has no inbound order_ack mapping"), "{stdout}");
+    assert!(stdout.contains("configuration: FAILED"), "{stdout}");
+}
+
+#[test]
+fn check_reports_a_system_without_a_vendor_and_the_rest_of_its_entry() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("carehub.toml");
+    std::fs::write(&path, two_systems("", "vendor = \"combine\"", "colour = \"blue\"")).expect("write");
+    let out = carehub(&["check", "--offline", "--config", path.to_str().expect("path")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let at = |line: usize| format!("{}:{line}:1: [[systems]] phoniro: ", path.display());
+    assert!(stderr.contains(&format!("{}needs vendor = \"...\"", at(9))), "{stderr}");
+    assert!(stderr.contains(&format!("{}unknown key 'colour' (no vendor has it)", at(11))), "{stderr}");
+    assert!(stderr.contains("2 problem(s) in the configuration"), "{stderr}");
+    // The provider routed to it is not told the system is missing too.
+    assert!(!stderr.contains("not configured"), "{stderr}");
+}
+
 #[test]
 fn the_example_configuration_is_accepted_by_check() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../carehub.toml");

@@ -199,6 +199,33 @@ pub fn load_mappings(vendor: &str, dir: Option<&Path>) -> Result<MappingSet, Vec
     }
 }
 
+/// The texts [`load_mappings`] reads, as (file name, text): for a check that goes on to
+/// what each file means to map when some do not load.
+pub fn mapping_sources(vendor: &str, dir: Option<&Path>) -> Result<Vec<(String, String)>, Vec<MappingFileError>> {
+    match dir {
+        Some(dir) => MappingSet::read_dir(&dir.join(vendor)),
+        None => Ok(builtin::FILES
+            .iter()
+            .filter(|(v, _, _)| *v == vendor)
+            .map(|(_, name, text)| ((*name).to_owned(), (*text).to_owned()))
+            .collect()),
+    }
+}
+
+/// The role of a vendor's systems, by the vendor's name in configuration.
+pub fn role_of(vendor: &str) -> Option<SystemRole> {
+    Some(match vendor {
+        combine::VENDOR => combine::ROLE,
+        treserva::VENDOR => treserva::ROLE,
+        procapita::VENDOR => procapita::ROLE,
+        lifecare::VENDOR => lifecare::ROLE,
+        lifecare::MOBIL_VENDOR => lifecare::MOBIL_ROLE,
+        paraga::VENDOR => paraga::ROLE,
+        phoniro::VENDOR => phoniro::ROLE,
+        _ => return None,
+    })
+}
+
 /// An HTTP Basic `Authorization` header value.
 pub(crate) fn basic_auth(user: &str, password: &str) -> String {
     use base64::Engine;

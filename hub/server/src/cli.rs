@@ -187,10 +187,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check { config, offline } => {
             init_tracing("warn", LogFormat::Text);
-            let config = match load_config(&config) {
-                Ok(c) => c,
-                Err(code) => return Ok(code),
-            };
+            // A configuration with problems is still checked as far as it can be read: the
+            // mapping files of its vendors and the mappings its routes need, in the same run.
+            let config = Config::load_outlined(&config).map_err(|(e, outline)| {
+                eprintln!("{}", e.report(&config));
+                eprintln!("{} problem(s) in the configuration", e.0.len());
+                outline
+            });
             check(config, offline).await
         }
         Command::Token { role, system, org, subject, ttl_minutes, config } => {
@@ -324,23 +327,31 @@ async fn shutdown_signal() {
     }
 }
 
-async fn check(config: Config, offline: bool) -> anyhow::Result<ExitCode> {
-    crate::out!("configuration: ok ({} systems, {} providers)", config.systems.len(), config.providers.len());
-    let mappings = match crate::server::load_mappings(&config) {
-        Ok(m) => m,
-        Err(e) => {
-            crate::out!("mappings: {e}");
-            return Ok(ExitCode::from(2));
+/// `carehub check`: the configuration (or, when it has problems, reported already, what
+/// could be read of it), then its mappings, TLS files and systems.
+async fn check(config: Result<Config, crate::config::Outline>, offline: bool) -> anyhow::Result<ExitCode> {
+    let outline = match &config {
+        Ok(config) => {
+            crate::out!("configuration: ok ({} systems, {} providers)", config.systems.len(), config.providers.len());
+            config.outline()
         }
+        Err(outline) => outline.clone(),
     };
     // A configuration problem is exit 2; an unreachable system is exit 1.
-    let mut misconfigured = false;
-    let missing = crate::server::missing_mappings(&config, &mappings);
-    for gap in &missing {
+    let mut misconfigured = config.is_err();
+    let mappings = crate::server::check_mappings(&outline);
+    if !mappings.problems.is_empty() {
+        misconfigured = true;
+        crate::out!("mappings: {} problem(s) in the mapping files:", mappings.problems.len());
+        for problem in &mappings.problems {
+            crate::out!("{problem}");
+        }
+    }
+    for gap in &mappings.missing {
         misconfigured = true;
         crate::out!("mappings: MISSING: {gap}");
     }
-    for (vendor, set) in &mappings {
+    for (vendor, set) in &mappings.sets {
         let (n, failures) = set.run_samples();
         if failures.is_empty() {
             crate::out!("mappings {vendor}: {} files, {n} samples pass", set.mappings.len());
@@ -352,6 +363,13 @@ async fn check(config: Config, offline: bool) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    let config = match config {
+        Ok(config) => config,
+        Err(_) => {
+            crate::out!("configuration: FAILED (fix the problems above; exit 2)");
+            return Ok(ExitCode::from(2));
+        }
+    };
     if let Some(section) = &config.hub.tls {
         match crate::tls::Tls::load(section, &config) {
             Ok(_) => crate::out!(

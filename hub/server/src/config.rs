@@ -546,6 +546,40 @@ fn resolve_secrets(
     }
 }
 
+/// What a configuration says of its systems and routes even when it has problems: enough
+/// for `carehub check` to go on to the mapping files of every vendor it could read and the
+/// mappings its routes need, in the same run.
+#[derive(Debug, Clone, Default)]
+pub struct Outline {
+    /// `[hub] mappings_dir`, relative to the configuration's folder; none: the built-in files.
+    pub mappings_dir: Option<PathBuf>,
+    /// `mappings_dir` is there but not a path: which mapping files are meant is unknown.
+    pub unreadable_mappings_dir: bool,
+    /// Every `[[systems]]` entry whose vendor is known, whatever else is wrong with it.
+    pub systems: Vec<SystemOutline>,
+    /// The systems the `[[providers]]` that could be read route their orders to.
+    pub routed: BTreeSet<String>,
+}
+
+/// A `[[systems]]` entry as far as its mappings are concerned.
+#[derive(Debug, Clone)]
+pub struct SystemOutline {
+    /// None when the entry has no name.
+    pub name: Option<String>,
+    pub vendor: &'static str,
+    pub role: SystemRole,
+}
+
+/// Whether some vendor's `[[systems]]` table has `key` (for an entry whose vendor is
+/// missing or unknown). A vendor refuses a key it lacks before anything else, so a table of
+/// that key alone tells.
+fn known_to_a_vendor(key: &str, value: &toml::Value) -> bool {
+    carehub_adapters::VENDORS.iter().any(|vendor| {
+        let alone = toml::Table::from_iter([(key.to_owned(), value.clone())]);
+        VendorConfig::parse(vendor, alone).err().is_none_or(|e| named_field(&e) != Some(key))
+    })
+}
+
 fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
@@ -580,17 +614,41 @@ impl Config {
     /// Parses and validates configuration text, looking secrets' `_env` variables up with
     /// `env`.
     pub fn parse_with_env(text: &str, base: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
+        Config::parse_outlined(text, base, env).map_err(|(errors, _)| errors)
+    }
+
+    /// Reads and validates a configuration file like [`Config::load`]; when it has problems,
+    /// also what it still says of its systems and routes (see [`Outline`]).
+    pub fn load_outlined(path: &Path) -> Result<Config, (ConfigErrors, Outline)> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| (ConfigErrors(vec![format!("cannot read {}: {e}", path.display())]), Outline::default()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse_outlined(&text, base, &|var| std::env::var(var).ok())
+    }
+
+    /// Parses and validates configuration text like [`Config::parse_with_env`]; when it has
+    /// problems, also what it still says of its systems and routes.
+    pub fn parse_outlined(text: &str, base: &Path, env: EnvLookup<'_>) -> Result<Config, (ConfigErrors, Outline)> {
         let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
             let message = e.message().trim_end().to_owned();
-            ConfigErrors(vec![match e.span() {
+            let errors = ConfigErrors(vec![match e.span() {
                 Some(span) => {
                     let (line, column) = line_column(text, span.start);
                     format!("{line}:{column}: {message}")
                 }
                 None => message,
-            }])
+            }]);
+            (errors, Outline::default())
         })?;
         let mut errors = Problems::default();
+        let mut outline = Outline::default();
+        // Read on its own: a problem elsewhere in [hub] must not send the mapping check to
+        // the built-in files instead of the configured ones.
+        match table.get("hub").and_then(|h| h.get("mappings_dir")) {
+            None => {}
+            Some(toml::Value::String(dir)) => outline.mappings_dir = Some(base.join(dir)),
+            Some(_) => outline.unreadable_mappings_dir = true,
+        }
         if let Some(toml::Value::Table(auth)) = table.get_mut("auth") {
             resolve_secrets(auth, &["jwt_secret"], ("[auth]", &at(&["auth"])), base, env, &mut errors);
         }
@@ -684,6 +742,8 @@ impl Config {
 
         let mut systems = Vec::new();
         let mut names = BTreeSet::new();
+        // Entries without a name (1-based), which a provider's `system` may have meant.
+        let mut unnamed = Vec::new();
         match table.remove("systems") {
             None => errors.push("[[systems]]: no systems are configured".into()),
             Some(toml::Value::Array(items)) => {
@@ -692,23 +752,33 @@ impl Config {
                         errors.at(entry("systems", i, None), format!("[[systems]] #{}: not a table", i + 1));
                         continue;
                     };
+                    // An entry without its name or vendor is still checked as far as it can be:
+                    // the missing key is one problem, and hides none of the others.
                     let name = match t.remove("name") {
-                        Some(toml::Value::String(n)) => n,
+                        Some(toml::Value::String(n)) => Some(n),
                         _ => {
                             errors
                                 .at(entry("systems", i, None), format!("[[systems]] #{}: needs name = \"...\"", i + 1));
-                            continue;
+                            unnamed.push(i + 1);
+                            None
                         }
                     };
-                    let label = format!("[[systems]] {name}");
-                    if !is_name(&name) {
-                        errors.at(
-                            entry("systems", i, Some("name")),
-                            format!("{label}: a name is lowercase letters, digits, '-' and '_'"),
-                        );
-                    }
-                    if !names.insert(name.clone()) {
-                        errors.at(entry("systems", i, Some("name")), format!("{label}: the name is used twice"));
+                    let label = match &name {
+                        Some(name) => format!("[[systems]] {name}"),
+                        None => format!("[[systems]] #{}", i + 1),
+                    };
+                    if let Some(name) = &name {
+                        if !is_name(name) {
+                            errors.at(
+                                entry("systems", i, Some("name")),
+                                format!("{label}: a name is lowercase letters, digits, '-' and '_'"),
+                            );
+                        }
+                        // Named even when it has other problems: a provider routed to it is not
+                        // told that the system is missing as well.
+                        if !names.insert(name.clone()) {
+                            errors.at(entry("systems", i, Some("name")), format!("{label}: the name is used twice"));
+                        }
                     }
                     let client_cert_name = match t.remove("client_cert_name") {
                         None => None,
@@ -735,7 +805,7 @@ impl Config {
                         }
                     };
                     let vendor = match t.remove("vendor") {
-                        Some(toml::Value::String(v)) => v,
+                        Some(toml::Value::String(v)) => Some(v),
                         _ => {
                             errors.at(
                                 entry("systems", i, None),
@@ -744,13 +814,48 @@ impl Config {
                                     carehub_adapters::VENDORS.join(", ")
                                 ),
                             );
-                            continue;
+                            None
                         }
                     };
+                    let known_vendor = vendor
+                        .as_deref()
+                        .and_then(|v| carehub_adapters::VENDORS.iter().copied().find(|known| *known == v));
+                    if let (Some(v), None) = (&vendor, known_vendor) {
+                        errors.at(
+                            entry("systems", i, Some("vendor")),
+                            format!(
+                                "{label}: {}",
+                                VendorConfig::parse(v, toml::Table::new()).err().unwrap_or_default()
+                            ),
+                        );
+                    }
                     let place = entry("systems", i, None);
+                    let Some(vendor) = known_vendor else {
+                        // Without a vendor, its secrets are still resolved (an unset variable
+                        // or a missing file is found now) and a key no vendor knows is named.
+                        let secrets: BTreeSet<&str> = carehub_adapters::VENDORS
+                            .iter()
+                            .flat_map(|v| carehub_adapters::secret_keys(v))
+                            .copied()
+                            .collect();
+                        let secrets: Vec<&str> = secrets.into_iter().collect();
+                        resolve_secrets(&mut t, &secrets, (&label, &place), base, env, &mut errors);
+                        for key in t.keys().filter(|k| !known_to_a_vendor(k, &t[k.as_str()])) {
+                            errors.at(
+                                entry("systems", i, Some(key)),
+                                format!("{label}: unknown key '{key}' (no vendor has it)"),
+                            );
+                        }
+                        continue;
+                    };
+                    outline.systems.push(SystemOutline {
+                        name: name.clone(),
+                        vendor,
+                        role: carehub_adapters::role_of(vendor).unwrap_or(SystemRole::ProviderSystem),
+                    });
                     resolve_secrets(
                         &mut t,
-                        carehub_adapters::secret_keys(&vendor),
+                        carehub_adapters::secret_keys(vendor),
                         (&label, &place),
                         base,
                         env,
@@ -762,22 +867,14 @@ impl Config {
                         let first = named_field(message).or_else(|| message.split([' ', ':']).next()).unwrap_or("");
                         entry("systems", i, known.contains_key(first).then_some(first))
                     };
-                    if !carehub_adapters::VENDORS.contains(&vendor.as_str()) {
-                        errors.at(
-                            entry("systems", i, Some("vendor")),
-                            format!(
-                                "{label}: {}",
-                                VendorConfig::parse(&vendor, toml::Table::new()).err().unwrap_or_default()
-                            ),
-                        );
-                        continue;
-                    }
-                    match VendorConfig::parse(&vendor, t).map(|v| v.relative_to(base)) {
+                    match VendorConfig::parse(vendor, t).map(|v| v.relative_to(base)) {
                         Ok(v) => {
                             for p in v.problems() {
                                 errors.at(key_of(&p), format!("{label}: {p}"));
                             }
-                            systems.push(SystemConfig { name, vendor: v, client_cert_name, visit_reports });
+                            if let Some(name) = name {
+                                systems.push(SystemConfig { name, vendor: v, client_cert_name, visit_reports });
+                            }
                         }
                         Err(e) => errors.at(key_of(&e), format!("{label}: {e}")),
                     }
@@ -804,6 +901,7 @@ impl Config {
             }
             Some(_) => errors.at(at(&["providers"]), "providers: write each provider as a [[providers]] table".into()),
         }
+        outline.routed = numbered.iter().map(|(_, p)| p.system.clone()).collect();
         let mut orgs = BTreeSet::new();
         for (i, p) in &numbered {
             let i = *i;
@@ -833,7 +931,18 @@ impl Config {
             match systems.iter().find(|s| s.name == p.system) {
                 None if !names.contains(&p.system) => errors.at(
                     entry("providers", i, Some("system")),
-                    format!("{label}: system '{}' is not configured", p.system),
+                    format!(
+                        "{label}: system '{}' is not configured{}",
+                        p.system,
+                        match unnamed.as_slice() {
+                            [] => String::new(),
+                            [n] => format!(" (unless it is [[systems]] #{n}, which has no name)"),
+                            more => format!(
+                                " (unless it is one of [[systems]] {}, which have no name)",
+                                more.iter().map(|n| format!("#{n}")).collect::<Vec<_>>().join(", ")
+                            ),
+                        }
+                    ),
                 ),
                 // A system configured with errors of its own: those are reported already.
                 None => {}
@@ -866,7 +975,21 @@ impl Config {
             let providers = numbered.into_iter().map(|(_, p)| p).collect();
             Ok(Config { hub, auth, jwt_secret, delivery, deadlines, visits, invoices, systems, providers })
         } else {
-            Err(ConfigErrors(errors.located(text)))
+            Err((ConfigErrors(errors.located(text)), outline))
+        }
+    }
+
+    /// What this configuration says of its systems and routes.
+    pub fn outline(&self) -> Outline {
+        Outline {
+            mappings_dir: self.hub.mappings_dir.clone(),
+            unreadable_mappings_dir: false,
+            systems: self
+                .systems
+                .iter()
+                .map(|s| SystemOutline { name: Some(s.name.clone()), vendor: s.vendor.vendor(), role: s.vendor.role() })
+                .collect(),
+            routed: self.providers.iter().map(|p| p.system.clone()).collect(),
         }
     }
 
@@ -1095,6 +1218,34 @@ system = "phoniro"
             "16:1: [[systems]] phoniro api_key_env: the environment variable NOT_SET_ANYWHERE is not set"
         );
         assert!(!errors.join("\n").contains("inline-value-42"), "a secret is never printed");
+    }
+
+    #[test]
+    fn a_system_without_its_vendor_or_name_is_still_checked_to_the_end() {
+        let text = GOOD
+            .replace("vendor = \"combine\"\n", "colour = \"blue\"\ncallback_token_env = \"NOT_SET_ANYWHERE\"\n")
+            .replace("name = \"phoniro\"\n", "")
+            .replace("base_url = \"http://127.0.0.1:2\"", "base_url = \"nowhere\"\nshade = 3");
+        let errors = Config::parse_with_env(&text, Path::new("/"), &|_| None).expect_err("invalid").0;
+        assert_eq!(
+            errors,
+            vec![
+                "6:1: [[systems]] combine: needs vendor = \"...\" (one of combine, treserva, procapita, \
+                 lifecare, phoniro, lifecare-mobil, paraga)",
+                "9:1: [[systems]] combine callback_token_env: the environment variable NOT_SET_ANYWHERE is not set",
+                "8:1: [[systems]] combine: unknown key 'colour' (no vendor has it)",
+                "11:1: [[systems]] #2: needs name = \"...\"",
+                "14:1: [[systems]] #2: unknown field `shade`, expected one of `base_url`, `api_key`, \
+                 `visits_poll_seconds`, `visits_page_size`",
+                "18:1: [[providers]] Omsorg AB: system 'phoniro' is not configured (unless it is [[systems]] #2, \
+                 which has no name)",
+            ],
+        );
+
+        // With its name back, the provider routed to it is not told it is missing too.
+        let named = text.replace("vendor = \"phoniro\"", "name = \"phoniro\"\nvendor = \"phoniro\"");
+        let errors = Config::parse_with_env(&named, Path::new("/"), &|_| None).expect_err("invalid").0;
+        assert!(errors.iter().all(|e| !e.contains("providers")), "{errors:?}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -82,48 +83,118 @@ pub fn load_mappings(config: &Config) -> anyhow::Result<BTreeMap<&'static str, A
     }
 }
 
+/// What `carehub check` finds in the mapping files of the vendors a configuration names,
+/// even a configuration with problems of its own.
+#[derive(Default)]
+pub struct MappingCheck {
+    /// The vendors whose files load.
+    pub sets: BTreeMap<&'static str, Arc<MappingSet>>,
+    /// Every problem of the files that do not, as `FILE:LINE:COLUMN: reason` (or
+    /// `FILE: reason` where the file has no place for it).
+    pub problems: Vec<String>,
+    /// The mappings the systems and routes need that no file provides (see
+    /// [`missing_mappings`]).
+    pub missing: Vec<String>,
+}
+
+/// Loads the mapping files of every vendor in `outline` the way the hub does, reports each
+/// problem at its file's path, and finds the mappings missing for its systems and routes.
+/// A file that does not load still counts for the message it means to map, so it is not
+/// also reported missing; a vendor folder that cannot be read is one problem, not a
+/// missing mapping for each message.
+pub fn check_mappings(outline: &crate::config::Outline) -> MappingCheck {
+    use carehub_core::mapping::{declared, MappingFileError};
+    let mut check = MappingCheck::default();
+    if outline.unreadable_mappings_dir {
+        return check;
+    }
+    let dir = outline.mappings_dir.as_deref();
+    // Each problem at the file's path: the folder's when one is configured, else the
+    // repository's `mappings/` the built-in files come from.
+    let placed = |e: MappingFileError| -> String {
+        let file = match dir {
+            Some(dir) if !Path::new(&e.file).is_absolute() => dir.join(&e.file).display().to_string(),
+            Some(_) => e.file.clone(),
+            None => format!("mappings/{}", e.file),
+        };
+        MappingFileError { file, ..e }.to_string()
+    };
+    let mut covered = BTreeMap::new();
+    for s in &outline.systems {
+        if covered.contains_key(s.vendor) {
+            continue;
+        }
+        let files = match carehub_adapters::mapping_sources(s.vendor, dir) {
+            Ok(files) => files,
+            Err(errors) => {
+                check.problems.extend(errors.into_iter().map(&placed));
+                covered.insert(s.vendor, None);
+                continue;
+            }
+        };
+        match MappingSet::from_sources(s.vendor, files.iter().map(|(n, t)| (n.as_str(), t.as_str()))) {
+            Ok(set) => {
+                covered.insert(s.vendor, Some(set.mappings.iter().map(|m| (m.direction, m.message)).collect()));
+                check.sets.insert(s.vendor, Arc::new(set));
+            }
+            Err(errors) => {
+                check.problems.extend(errors.into_iter().map(&placed));
+                covered.insert(s.vendor, Some(declared(files.iter().map(|(n, t)| (n.as_str(), t.as_str())))));
+            }
+        }
+    }
+    check.missing = missing_mappings(outline, &covered);
+    check
+}
+
+/// What each vendor's files map, as (direction, message); none when its folder could not
+/// be read.
+pub type Coverage = BTreeMap<&'static str, Option<Vec<(carehub_core::mapping::Direction, carehub_model::MessageType)>>>;
+
 /// The messages each configured system must have a mapping for, given the routes, that
 /// are missing: a case-management system sends decisions and is sent acknowledgements and
 /// plan notices; a provider system some provider's orders go to is sent orders and sends
 /// acknowledgements. Without them the hub would refuse messages at run time
 /// (`HUB_MISCONFIGURED`). Each gap names the file that would fill it.
-pub fn missing_mappings(config: &Config, sets: &BTreeMap<&'static str, Arc<MappingSet>>) -> Vec<String> {
+pub fn missing_mappings(outline: &crate::config::Outline, covered: &Coverage) -> Vec<String> {
     use carehub_core::adapter::SystemRole;
     use carehub_core::mapping::Direction;
     use carehub_model::MessageType;
-    let routed: std::collections::BTreeSet<&str> = config.providers.iter().map(|p| p.system.as_str()).collect();
     let mut gaps = Vec::new();
-    for s in &config.systems {
-        let vendor = s.vendor.vendor();
-        let Some(set) = sets.get(vendor) else { continue };
-        let needs: &[(Direction, MessageType, &str)] = match s.vendor.role() {
+    for s in &outline.systems {
+        let vendor = s.vendor;
+        let Some(Some(present)) = covered.get(vendor) else { continue };
+        let routed = s.name.as_ref().is_some_and(|n| outline.routed.contains(n));
+        let needs: &[(Direction, MessageType, &str)] = match s.role {
             SystemRole::CaseManagement => &[
                 (Direction::In, MessageType::Decision, "decisions it sends"),
                 (Direction::Out, MessageType::OrderAck, "acknowledgements of its orders"),
                 (Direction::Out, MessageType::PlanNotice, "plan notices of its orders"),
             ],
-            SystemRole::ProviderSystem if routed.contains(s.name.as_str()) => &[
+            SystemRole::ProviderSystem if routed => &[
                 (Direction::Out, MessageType::Order, "the orders of the providers routed to it"),
                 (Direction::In, MessageType::OrderAck, "its acknowledgements of orders"),
             ],
             SystemRole::ProviderSystem => &[],
         };
+        let name = s.name.as_deref().unwrap_or("(no name)");
         for (direction, kind, what) in needs {
-            let present = set.mappings.iter().any(|m| m.direction == *direction && m.message == *kind);
-            if !present {
+            if !present.contains(&(*direction, *kind)) {
                 let (dir, way) = match direction {
                     Direction::In => ("in", "inbound"),
                     Direction::Out => ("out", "outbound"),
                 };
-                let folder = match &config.hub.mappings_dir {
+                let folder = match &outline.mappings_dir {
                     Some(d) => d.join(vendor).display().to_string(),
                     None => format!("mappings/{vendor} (built in)"),
                 };
-                gaps.push(format!(
-                    "{folder}/{}.{dir}.toml: system {} ({vendor}) has no {way} {kind} mapping, needed for {what}",
+                let gap = format!(
+                    "{folder}/{}.{dir}.toml: system {name} ({vendor}) has no {way} {kind} mapping, needed for {what}",
                     kind.as_str(),
-                    s.name
-                ));
+                );
+                if !gaps.contains(&gap) {
+                    gaps.push(gap);
+                }
             }
         }
     }

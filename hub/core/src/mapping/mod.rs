@@ -452,12 +452,76 @@ fn de_message_type<'de, D: serde::Deserializer<'de>>(d: D) -> Result<MessageType
     })
 }
 
-/// A mapping file that could not be loaded, with the reason.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: {reason}")]
+/// A mapping file that could not be loaded, with the reason and, when the TOML reader
+/// could tell, the line and column (1-based) the reason is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MappingFileError {
     pub file: String,
     pub reason: String,
+    pub at: Option<(usize, usize)>,
+}
+
+impl MappingFileError {
+    fn new(file: String, reason: String) -> MappingFileError {
+        MappingFileError { file, reason, at: None }
+    }
+
+    /// A file that is not TOML, or not a mapping: the reader's message at its place.
+    fn unreadable(file: String, text: &str, e: &toml::de::Error) -> MappingFileError {
+        let at = e.span().map(|span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+            (line, column)
+        });
+        // The reader's message can run over lines ("invalid array\nexpected `]`"): one line.
+        let reason = e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(": ");
+        MappingFileError { file, reason, at }
+    }
+}
+
+impl fmt::Display for MappingFileError {
+    /// `FILE:LINE:COLUMN: reason`, as a compiler prints it, or `FILE: reason`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.at {
+            Some((line, column)) => write!(f, "{}:{line}:{column}: {}", self.file, self.reason),
+            None => write!(f, "{}: {}", self.file, self.reason),
+        }
+    }
+}
+
+impl std::error::Error for MappingFileError {}
+
+/// The direction and message each file means to map, read leniently: what a file that
+/// does not load was meant for, so that a check of which mappings are missing neither
+/// misses a gap nor invents one because of a broken file. A file whose text does not say
+/// (not TOML, or no valid `direction` and `message`) counts by its name (`order.out.toml`).
+pub fn declared<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<(Direction, MessageType)> {
+    files
+        .into_iter()
+        .filter_map(|(file, text)| {
+            let from_text = text.parse::<toml::Table>().ok().map(|t| {
+                let direction = match t.get("direction").and_then(|d| d.as_str()) {
+                    Some("in") => Some(Direction::In),
+                    Some("out") => Some(Direction::Out),
+                    _ => None,
+                };
+                (direction, t.get("message").and_then(|m| m.as_str()).and_then(MessageType::parse))
+            });
+            let name = file.rsplit('/').next().unwrap_or(file);
+            let mut parts = name.strip_suffix(".toml").unwrap_or(name).rsplitn(2, '.');
+            let direction = match parts.next() {
+                Some("in") => Some(Direction::In),
+                Some("out") => Some(Direction::Out),
+                _ => None,
+            };
+            let from_name = (direction, parts.next().and_then(MessageType::parse));
+            match from_text {
+                Some((Some(d), Some(m))) => Some((d, m)),
+                _ => Some((from_name.0?, from_name.1?)),
+            }
+        })
+        .collect()
 }
 
 /// A sample that did not translate as its file says.
@@ -568,30 +632,25 @@ impl MappingSet {
                     if problems.is_empty() {
                         mappings.push(m);
                     } else {
-                        errors.extend(
-                            problems.into_iter().map(|reason| MappingFileError { file: label.clone(), reason }),
-                        );
+                        errors.extend(problems.into_iter().map(|reason| MappingFileError::new(label.clone(), reason)));
                     }
                 }
-                Err(e) => errors.push(MappingFileError { file: label, reason: e.to_string() }),
+                Err(e) => errors.push(MappingFileError::unreadable(label, text, &e)),
             }
         }
         for (i, a) in mappings.iter().enumerate() {
             for b in &mappings[i + 1..] {
                 if a.direction == Direction::Out && b.direction == Direction::Out && a.message == b.message {
-                    errors.push(MappingFileError {
-                        file: b.name.to_string(),
-                        reason: format!("a second outbound mapping for {} (first: {})", b.message, a.name),
-                    });
+                    errors.push(MappingFileError::new(
+                        b.name.to_string(),
+                        format!("a second outbound mapping for {} (first: {})", b.message, a.name),
+                    ));
                 }
                 if a.reads_same_csv_as(b) {
-                    errors.push(MappingFileError {
-                        file: b.name.to_string(),
-                        reason: format!(
-                            "reads the same CSV columns as {}: their files could not be told apart",
-                            a.name
-                        ),
-                    });
+                    errors.push(MappingFileError::new(
+                        b.name.to_string(),
+                        format!("reads the same CSV columns as {}: their files could not be told apart", a.name),
+                    ));
                 }
             }
         }
@@ -623,7 +682,13 @@ impl MappingSet {
 
     /// Loads every `*.toml` file of `dir` (a vendor's folder under `mappings/`).
     pub fn load_dir(vendor: &str, dir: &Path) -> Result<MappingSet, Vec<MappingFileError>> {
-        let err = |reason: String| vec![MappingFileError { file: dir.display().to_string(), reason }];
+        let files = MappingSet::read_dir(dir)?;
+        MappingSet::from_sources(vendor, files.iter().map(|(n, t)| (n.as_str(), t.as_str())))
+    }
+
+    /// The `*.toml` files of `dir` as (file name, text), sorted by name.
+    pub fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, Vec<MappingFileError>> {
+        let err = |reason: String| vec![MappingFileError::new(dir.display().to_string(), reason)];
         let entries = std::fs::read_dir(dir).map_err(|e| err(format!("cannot read folder: {e}")))?;
         let mut files = Vec::new();
         for entry in entries {
@@ -636,7 +701,7 @@ impl MappingSet {
             }
         }
         files.sort();
-        MappingSet::from_sources(vendor, files.iter().map(|(n, t)| (n.as_str(), t.as_str())))
+        Ok(files)
     }
 
     /// The outbound mapping for a message type, if the vendor receives that type.
@@ -1812,6 +1877,30 @@ table = "missing"
         assert!(errors.iter().any(|e| e.reason.contains("root")));
         assert!(errors.iter().any(|e| e.reason.contains("table")));
         assert!(errors.iter().any(|e| e.file == "t/worse.toml"));
+    }
+
+    #[test]
+    fn a_file_that_is_not_toml_is_reported_at_its_line_and_still_counts_for_what_it_maps() {
+        let broken = "message = \"order\"\ndirection = \"out\"\nformat = [json\n";
+        let errors = MappingSet::from_sources("t", [("order.out.toml", broken)]).expect_err("not TOML");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].at, Some((3, 11)), "{errors:?}");
+        assert!(errors[0].to_string().starts_with("t/order.out.toml:3:11: "), "{}", errors[0]);
+        assert!(!errors[0].reason.contains('\n'), "one line: {}", errors[0].reason);
+        // An unknown key is a place too.
+        let errors =
+            MappingSet::from_sources("t", [("x.toml", "message = \"order\"\ncolour = 1\n")]).expect_err("unknown key");
+        assert!(errors[0].at.is_some(), "{errors:?}");
+
+        // What each file means to map: its keys when it has them, else its name.
+        assert_eq!(
+            declared([
+                ("t/order.out.toml", "not [toml"),
+                ("t/acks.toml", "message = \"order_ack\"\ndirection = \"in\"\nformat = [\"broken\"]"),
+                ("t/readme.toml", "x = 1"),
+            ]),
+            vec![(Direction::Out, MessageType::Order), (Direction::In, MessageType::OrderAck)]
+        );
     }
 
     /// A visit-like inbound JSON mapping using the keys for values spread over several
