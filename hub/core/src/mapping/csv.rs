@@ -16,7 +16,8 @@ use carehub_model::{ErrorCode, ValidationError};
 use serde_json::Value;
 
 use super::read::{decode_fields, Node};
-use super::{get_path, scalar_out, Decoded, Direction, Format, Mapping, MappingSet, RowDecoded};
+use super::write::scalar_out;
+use super::{get_path, Decoded, Direction, Format, Mapping, MappingSet, RowDecoded};
 
 /// The delimiter when a mapping names none: Swedish systems write `;`, as `,` is the
 /// decimal separator.
