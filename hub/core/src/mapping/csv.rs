@@ -15,7 +15,9 @@ use ::csv::{QuoteStyle, ReaderBuilder, StringRecord, Terminator, WriterBuilder};
 use carehub_model::{ErrorCode, ValidationError};
 use serde_json::Value;
 
-use super::{decode_fields, get_path, scalar_out, Decoded, Direction, Format, Mapping, MappingSet, Node, RowDecoded};
+use super::read::{decode_fields, Node};
+use super::write::scalar_out;
+use super::{get_path, Decoded, Direction, Format, Mapping, MappingSet, RowDecoded};
 
 /// The delimiter when a mapping names none: Swedish systems write `;`, as `,` is the
 /// decimal separator.

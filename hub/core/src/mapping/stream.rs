@@ -30,8 +30,9 @@ use quick_xml::utils::is_whitespace;
 use super::text::SingleByte;
 
 use super::canonical::Canon;
+use super::read::{put_field, Found};
 use super::xml::MAX_DEPTH;
-use super::{put_field, Direction, EnvelopeKind, Field, Format, Found, Mapping, MappingSet, SOAP11};
+use super::{Direction, EnvelopeKind, Field, Format, Mapping, MappingSet, SOAP11};
 
 fn malformed(reason: impl Into<String>) -> ValidationError {
     ValidationError::new(ErrorCode::MalformedPayload, reason)

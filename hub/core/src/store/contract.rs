@@ -6,7 +6,7 @@
 //! A backend's test file runs them all with [`store_contract_suite!`](crate::store_contract_suite),
 //! one `#[tokio::test]` per behaviour, given a function that opens a fresh store:
 //!
-//! ```ignore
+//! ```text
 //! async fn fresh() -> (tempfile::TempDir, Arc<dyn Store>, Clock) { ... }
 //! carehub_core::store_contract_suite!(fresh);
 //! ```
