@@ -24,10 +24,6 @@
 //!
 //! SQLite does a few things today that a flow should not come to rely on, so the suite
 //! leaves them open:
-//! - `Enqueue`, `StoreInvoice` and `RecordVerification` take their log entry from the chain
-//!   head, not from the request: a request that does not `AppendLog` first gets whatever
-//!   entry was appended last (another request's in the same group commit, or an earlier
-//!   commit's), and a record's own `log_seq` field is ignored. Every flow appends first.
 //! - `IngestVisits` stamps its log entry with the batch's `now`, not the store's clock, so
 //!   `at` need not grow with `seq` when a caller's `now` differs from the store's.
 //! - `Attempted` does not check the lease: an attempt recorded after the lease ran out
@@ -124,7 +120,8 @@ fn queued(key: &str, order_id: Option<&str>) -> NewLogEntry {
     }
 }
 
-fn delivery(key: &str, order_id: Option<&str>) -> NewDelivery {
+/// A delivery of `key`, linked to the log entry `log` names.
+fn delivery(key: &str, order_id: Option<&str>, log: LogRef) -> NewDelivery {
     NewDelivery {
         system: "phoniro".into(),
         message_type: "order".into(),
@@ -134,6 +131,7 @@ fn delivery(key: &str, order_id: Option<&str>) -> NewDelivery {
         endpoint: None,
         body: key.as_bytes().to_vec(),
         action: None,
+        log,
     }
 }
 
@@ -170,7 +168,7 @@ fn decision_ops(n: usize, client: &str) -> Vec<Op> {
         Op::InsertDecision(decision_record(&d)),
         Op::InsertOrder(Box::new(OrderRecord::new(order, "combine", "phoniro", order_status::QUEUED, ts(start())))),
         Op::AppendLog(queued(&key, Some(&order_id))),
-        Op::Enqueue(delivery(&key, Some(&order_id))),
+        Op::Enqueue(delivery(&key, Some(&order_id), LogRef::Op(3))),
     ]
 }
 
@@ -337,19 +335,19 @@ pub async fn the_log_is_one_hash_chain_across_commits(store: Arc<dyn Store>, clo
 
 /// A delivery's idempotency key is queued once, for good: enqueuing it again is a
 /// [`StoreError::Conflict`] that undoes its commit, while the first is pending and after it
-/// was delivered. A delivery remembers the log entry that queued it (the request's previous
-/// `AppendLog`).
+/// was delivered. A delivery remembers the log entry that queued it (the `AppendLog` its
+/// [`LogRef`] names).
 pub async fn an_idempotency_key_is_queued_once(store: Arc<dyn Store>, clock: Clock) {
     clock.set(start());
     let first = store
-        .commit(vec![Op::AppendLog(queued("K-1", None)), Op::Enqueue(delivery("K-1", None))])
+        .commit(vec![Op::AppendLog(queued("K-1", None)), Op::Enqueue(delivery("K-1", None, LogRef::Op(0)))])
         .await
         .expect("the first enqueue commits");
     assert_eq!(logged(&first), vec![1]);
 
     for round in ["pending", "delivered"] {
         let err = store
-            .commit(vec![Op::AppendLog(queued("K-1", None)), Op::Enqueue(delivery("K-1", None))])
+            .commit(vec![Op::AppendLog(queued("K-1", None)), Op::Enqueue(delivery("K-1", None, LogRef::Op(0)))])
             .await
             .expect_err("the key is taken");
         assert!(matches!(err, StoreError::Conflict(_)), "{round}: a Conflict, not {err:?}");
@@ -370,7 +368,10 @@ pub async fn an_idempotency_key_is_queued_once(store: Arc<dyn Store>, clock: Clo
 pub async fn claims_take_due_rows_and_respect_leases(store: Arc<dyn Store>, clock: Clock) {
     clock.set(start());
     for key in ["A", "B", "C"] {
-        store.commit(vec![Op::AppendLog(queued(key, None)), Op::Enqueue(delivery(key, None))]).await.expect("enqueued");
+        store
+            .commit(vec![Op::AppendLog(queued(key, None)), Op::Enqueue(delivery(key, None, LogRef::Op(0)))])
+            .await
+            .expect("enqueued");
         clock.advance(Duration::seconds(1));
     }
     clock.set(start() + Duration::seconds(5));
@@ -460,7 +461,10 @@ pub async fn requeue_puts_dead_letters_back(store: Arc<dyn Store>, clock: Clock)
     clock.set(start());
     store.commit(decision_ops(1, CLIENT)).await.expect("order 1");
     for key in ["X", "Y"] {
-        store.commit(vec![Op::AppendLog(queued(key, None)), Op::Enqueue(delivery(key, None))]).await.expect("queued");
+        store
+            .commit(vec![Op::AppendLog(queued(key, None)), Op::Enqueue(delivery(key, None, LogRef::Op(0)))])
+            .await
+            .expect("queued");
     }
     assert_eq!(claim(&*store, "w1", start() + Duration::minutes(1), 10).await, vec!["O-1:order", "X", "Y"]);
     let (one, x, y) = (by_key(&*store, "O-1:order").await, by_key(&*store, "X").await, by_key(&*store, "Y").await);
@@ -690,15 +694,30 @@ pub async fn a_feed_cursor_moves_only_with_its_committed_page(store: Arc<dyn Sto
     assert_eq!(store.feed_cursor("phoniro").await.expect("reads").as_deref(), Some("c-1"), "cursors are per system");
 }
 
-fn invoice(provider: &str, kind: &str, id: &str, canonical: &str) -> InvoiceRecord {
-    InvoiceRecord {
+/// An invoice linked to the commit's first op, its `AppendLog`.
+fn invoice(provider: &str, kind: &str, id: &str, canonical: &str) -> NewInvoice {
+    NewInvoice {
         provider: provider.into(),
         kind: kind.into(),
         id: id.into(),
         month: "2026-11".into(),
         canonical: canonical.into(),
-        log_seq: 0,
+        log: LogRef::Op(0),
         received_at: ts(start()),
+    }
+}
+
+/// A verification of a provider's invoice that verified one line, linked to the log entry
+/// `log` names.
+fn verification(provider: &str, invoice_id: &str, line: &str, log: LogRef) -> NewVerification {
+    NewVerification {
+        provider: provider.into(),
+        invoice_id: invoice_id.into(),
+        month: "2026-11".into(),
+        report: format!("{{\"provider\":\"{provider}\"}}"),
+        lines: vec![line.into()],
+        log,
+        created_at: ts(start()),
     }
 }
 
@@ -708,7 +727,7 @@ fn invoice(provider: &str, kind: &str, id: &str, canonical: &str) -> InvoiceReco
 /// invoice and a credit note. Verifications are kept per provider too.
 pub async fn an_invoice_is_keyed_by_provider_kind_and_id(store: Arc<dyn Store>, clock: Clock) {
     clock.set(start());
-    let store_one = |i: InvoiceRecord| {
+    let store_one = |i: NewInvoice| {
         let store = store.clone();
         async move { store.commit(vec![Op::AppendLog(inbound("invoice")), Op::StoreInvoice(i)]).await.expect("commits") }
     };
@@ -733,15 +752,7 @@ pub async fn an_invoice_is_keyed_by_provider_kind_and_id(store: Arc<dyn Store>, 
         store
             .commit(vec![
                 Op::AppendLog(inbound("verification")),
-                Op::RecordVerification(VerificationRecord {
-                    provider: provider.into(),
-                    invoice_id: "F-1".into(),
-                    month: "2026-11".into(),
-                    report: format!("{{\"provider\":\"{provider}\"}}"),
-                    lines: vec![line.into()],
-                    log_seq: 0,
-                    created_at: ts(start()),
-                }),
+                Op::RecordVerification(verification(provider, "F-1", line, LogRef::Op(0))),
             ])
             .await
             .expect("verified");
