@@ -200,9 +200,10 @@ pub(super) fn ingest(
         tags: std::cell::RefCell::default(),
         orders: std::cell::RefCell::default(),
     };
-    // The log entry is appended last (its canonical holds the results) and takes the next
-    // sequence number: the visits point at it.
-    let log_seq = chain.0 + 1;
+    // The log entry holds every record's result, so it is appended once they are known, and
+    // the visits stored meanwhile point at it only then, by the sequence number the append
+    // returned: until that statement they carry 0, which no entry has.
+    let mut first_stored: Option<i64> = None;
     let received_at = ts(now);
     let mut results = Vec::with_capacity(visits.len());
     for incoming in visits {
@@ -262,13 +263,15 @@ pub(super) fn ingest(
                     codes_text,
                     findings,
                     canonical,
-                    log_seq,
+                    0,
                     line.and_then(|l| i64::try_from(l).ok()),
                     received_at,
                 ])?;
             if inserted == 0 {
                 // The id was taken: by an earlier batch, or earlier in this one.
                 verdict = crate::visits::Verdict::copy_of(sid.clone());
+            } else {
+                first_stored.get_or_insert_with(|| conn.last_insert_rowid());
             }
         }
         let codes: Vec<String> = verdict.findings.iter().map(|f| f.code.as_str().to_owned()).collect();
@@ -293,7 +296,11 @@ pub(super) fn ingest(
     let summary = json!({ "cursor": cursor, "results": results });
     log.canonical = Some(summary.to_string());
     let seq = append_log(conn, chain, &received_at, log)?;
-    debug_assert_eq!(seq, log_seq);
+    if let Some(first) = first_stored {
+        // Ids only grow and this transaction is the only writer: every visit from `first`
+        // on is this batch's.
+        conn.prepare_cached("UPDATE visits SET log_seq = ?1 WHERE id >= ?2")?.execute(params![seq, first])?;
+    }
     Ok(IngestReport { log_seq: seq, results })
 }
 
