@@ -250,6 +250,40 @@ fn chain_head(conn: &Connection) -> Result<(i64, String), rusqlite::Error> {
         .unwrap_or((0, GENESIS.to_owned())))
 }
 
+/// The place the next entry appended to the chain will take, held by an op that writes
+/// rows pointing at the entry it is about to append itself (visit ingestion: its entry holds
+/// the rows' results, so it is appended after them). Only [`append_log_in`] uses it up.
+pub(super) struct LogSlot(i64);
+
+impl LogSlot {
+    pub(super) fn seq(&self) -> i64 {
+        self.0
+    }
+}
+
+/// Reserves the next place in the chain for the op that will append there.
+pub(super) fn reserve_log_slot(chain: &(i64, String)) -> LogSlot {
+    LogSlot(chain.0 + 1)
+}
+
+/// [`append_log`] into a reserved slot: refused, with nothing appended, if another entry
+/// took the place meanwhile (the rows pointing at the slot would name the wrong entry).
+pub(super) fn append_log_in(
+    conn: &Connection,
+    chain: &mut (i64, String),
+    slot: LogSlot,
+    now: &str,
+    e: NewLogEntry,
+) -> Result<i64, StoreError> {
+    if slot.0 != chain.0 + 1 {
+        return Err(StoreError::Backend(format!(
+            "log slot {} was taken before its entry was appended (the chain is at {})",
+            slot.0, chain.0
+        )));
+    }
+    append_log(conn, chain, now, e)
+}
+
 pub(super) fn append_log(
     conn: &Connection,
     chain: &mut (i64, String),

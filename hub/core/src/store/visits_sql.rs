@@ -13,7 +13,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 
-use super::sqlite::{append_log, order_row_at, ORDER_COLUMNS};
+use super::sqlite::{append_log_in, order_row_at, reserve_log_slot, ORDER_COLUMNS};
 use super::*;
 use crate::visits::{self, Outcome, Thresholds, VisitFacts};
 
@@ -200,10 +200,11 @@ pub(super) fn ingest(
         tags: std::cell::RefCell::default(),
         orders: std::cell::RefCell::default(),
     };
-    // The log entry holds every record's result, so it is appended once they are known, and
-    // the visits stored meanwhile point at it only then, by the sequence number the append
-    // returned: until that statement they carry 0, which no entry has.
-    let mut first_stored: Option<i64> = None;
+    // The log entry holds every record's result, so it is appended once they are known; the
+    // visits stored meanwhile point at the slot it reserves now, which the append checks is
+    // still the next one (nothing else appends in between: this op writes both).
+    let slot = reserve_log_slot(chain);
+    let log_seq = slot.seq();
     let received_at = ts(now);
     let mut results = Vec::with_capacity(visits.len());
     for incoming in visits {
@@ -263,15 +264,13 @@ pub(super) fn ingest(
                     codes_text,
                     findings,
                     canonical,
-                    0,
+                    log_seq,
                     line.and_then(|l| i64::try_from(l).ok()),
                     received_at,
                 ])?;
             if inserted == 0 {
                 // The id was taken: by an earlier batch, or earlier in this one.
                 verdict = crate::visits::Verdict::copy_of(sid.clone());
-            } else {
-                first_stored.get_or_insert_with(|| conn.last_insert_rowid());
             }
         }
         let codes: Vec<String> = verdict.findings.iter().map(|f| f.code.as_str().to_owned()).collect();
@@ -295,12 +294,7 @@ pub(super) fn ingest(
     }
     let summary = json!({ "cursor": cursor, "results": results });
     log.canonical = Some(summary.to_string());
-    let seq = append_log(conn, chain, &received_at, log)?;
-    if let Some(first) = first_stored {
-        // Ids only grow and this transaction is the only writer: every visit from `first`
-        // on is this batch's.
-        conn.prepare_cached("UPDATE visits SET log_seq = ?1 WHERE id >= ?2")?.execute(params![seq, first])?;
-    }
+    let seq = append_log_in(conn, chain, slot, &received_at, log)?;
     Ok(IngestReport { log_seq: seq, results })
 }
 
