@@ -20,7 +20,9 @@ use crate::mapping::RowDecoded;
 use crate::peppol::{self, DocumentKind as PeppolKind, PeppolDocument};
 use crate::pipeline::{store_unavailable, Correlation, Hub, Inbound, Receipt, Rejection, Sender};
 use crate::store::parse_store_ts;
-use crate::store::{status, ts, InvoiceRecord, LogLink, NewLogEntry, Op, VerificationRecord, VisitFilter};
+use crate::store::{
+    status, ts, InvoiceRecord, LogLink, LogRef, NewInvoice, NewLogEntry, NewVerification, Op, VisitFilter,
+};
 use crate::verification::{
     self, DocumentKind, Invoice, InvoiceLine, ManualShare, Month, OrderFacts, PlanNoticeFacts, VerificationInput,
     VisitRecord,
@@ -174,13 +176,14 @@ impl Hub {
         let provider = document.provider.clone();
         let kind = document_kind_str(document.kind);
         let month_key = document.period.first_day().format("%Y-%m").to_string();
-        let record = InvoiceRecord {
+        // Stored with the entry that logs it, the commit's first op.
+        let record = NewInvoice {
             provider: provider.as_str().to_owned(),
             kind: kind.to_owned(),
             id: document.id.clone(),
             month: month_key.clone(),
             canonical: invoice_json(&document, &credits, &skipped),
-            log_seq: 0,
+            log: LogRef::Op(0),
             received_at: ts(self.clock.now()),
         };
 
@@ -256,22 +259,22 @@ impl Hub {
         entry.canonical = Some(report_json.to_string());
         corr.apply(&mut entry);
         entry.links.clone_from(&links);
-        let sends = self.report_deliveries(sys, &target, &report_json, &links).await?;
         let mut ops = vec![
             Op::AppendLog(entry),
             Op::StoreInvoice(record),
-            Op::RecordVerification(VerificationRecord {
+            Op::RecordVerification(NewVerification {
                 provider: provider.as_str().to_owned(),
                 invoice_id: target.id.clone(),
                 month: month_key,
                 report: report_json.to_string(),
                 lines: target.lines.iter().map(|l| l.id.clone()).collect(),
-                log_seq: 0,
+                log: LogRef::Op(0),
                 created_at: ts(self.clock.now()),
             }),
         ];
-        let queued = !sends.is_empty();
-        ops.extend(sends);
+        let before = ops.len();
+        self.report_deliveries(sys, &target, &report_json, &links, &mut ops).await?;
+        let queued = ops.len() > before;
         let results = self.store.commit(ops).await.map_err(store_unavailable)?;
         if queued {
             self.outbox_notify.notify_one();
@@ -291,14 +294,16 @@ impl Hub {
 
     /// The report rendered for the provider's system and for the case-management systems of
     /// the invoice's orders, each in its own format (systems without a `verification`
-    /// mapping are left out), as log entries and outbox rows for the verification's commit.
+    /// mapping are left out), as log entries and outbox rows pushed onto the verification's
+    /// commit `ops` (each row linked to the entry pushed just before it).
     async fn report_deliveries(
         &self,
         provider_system: &System,
         invoice: &Invoice,
         report: &serde_json::Value,
         links: &[LogLink],
-    ) -> Result<Vec<Op>, Rejection> {
+        ops: &mut Vec<Op>,
+    ) -> Result<(), Rejection> {
         let mut targets: BTreeSet<String> = BTreeSet::from([provider_system.name.clone()]);
         for id in invoice.lines.iter().map(|l| l.order_id.as_str()).collect::<BTreeSet<_>>() {
             if let Some(o) = self.store.order(id).await.map_err(store_unavailable)? {
@@ -307,7 +312,6 @@ impl Hub {
         }
         let context = json!({ "report": report_context(report) });
         let stamp = ts(self.clock.now());
-        let mut ops = Vec::new();
         for name in targets {
             let Some(target) = self.registry.get(&name).cloned() else { continue };
             if target.mappings.outbound(MessageType::Verification).is_none() {
@@ -331,6 +335,7 @@ impl Hub {
             entry.canonical = Some(context.to_string());
             entry.provider = Some(invoice.provider.as_str().to_owned());
             entry.links = links.to_vec();
+            let log = LogRef::Op(ops.len());
             ops.push(Op::AppendLog(entry));
             ops.push(Op::Enqueue(crate::store::NewDelivery {
                 system: target.name.clone(),
@@ -341,9 +346,10 @@ impl Hub {
                 endpoint: rendered.endpoint,
                 body: rendered.body,
                 action: rendered.action,
+                log,
             }));
         }
-        Ok(ops)
+        Ok(())
     }
 
     /// The order of every line of `docs`, with its client when the hub knows the order: what

@@ -23,7 +23,7 @@ use crate::adapter::{Registry, System, SystemRole};
 use crate::mapping::Decoded;
 use crate::metrics::Metrics;
 use crate::store::{
-    order_status, status, ts, DecisionRecord, NewDelivery, NewLogEntry, Op, OrderRecord, Store, StoreError,
+    order_status, status, ts, DecisionRecord, LogRef, NewDelivery, NewLogEntry, Op, OrderRecord, Store, StoreError,
 };
 
 /// Where orders for a provider go.
@@ -415,6 +415,7 @@ impl Hub {
                     endpoint: rendered.endpoint.clone(),
                     body: rendered.body,
                     action: rendered.action,
+                    log: LogRef::Op(3),
                 }),
             ];
             match self.store.commit(ops).await {
@@ -525,6 +526,7 @@ impl Hub {
                 endpoint: rendered.endpoint.clone(),
                 body: rendered.body,
                 action: rendered.action,
+                log: LogRef::Op(2),
             }),
         ];
         match self.store.commit(ops).await {
@@ -635,6 +637,7 @@ impl Hub {
                         endpoint: rendered.endpoint,
                         body: rendered.body,
                         action: rendered.action,
+                        log: LogRef::Op(0),
                     }),
                 ];
                 match self.store.commit(ops).await {

@@ -25,7 +25,8 @@ use crate::adapter::System;
 use crate::mapping::RowDecoded;
 use crate::pipeline::{outbound_entry, store_unavailable, Correlation, Hub, Inbound, Receipt, Rejection, Sender};
 use crate::store::{
-    progress, status, IncomingVisit, IngestReport, NewDelivery, NewLogEntry, Op, OpResult, StoreError, VisitIngest,
+    progress, status, IncomingVisit, IngestReport, LogRef, NewDelivery, NewLogEntry, Op, OpResult, StoreError,
+    VisitIngest,
 };
 use crate::visits::Outcome;
 
@@ -342,6 +343,7 @@ impl Hub {
                     outbound_entry(&target, MessageType::Visit, &rendered.content_type, &rendered.body, &key);
                 entry.canonical = Some(context.to_string());
                 Correlation::of(order).apply(&mut entry);
+                let log = LogRef::Op(ops.len());
                 ops.push(Op::AppendLog(entry));
                 ops.push(Op::Enqueue(NewDelivery {
                     system: target.name.clone(),
@@ -352,6 +354,7 @@ impl Hub {
                     endpoint: rendered.endpoint,
                     body: rendered.body,
                     action: rendered.action,
+                    log,
                 }));
                 queued += 1;
             }

@@ -24,10 +24,12 @@
 //!
 //! SQLite does a few things today that a flow should not come to rely on, so the suite
 //! leaves them open:
-//! - `Enqueue`, `StoreInvoice` and `RecordVerification` take their log entry from the chain
-//!   head, not from the request: a request that does not `AppendLog` first gets whatever
-//!   entry was appended last (another request's in the same group commit, or an earlier
-//!   commit's), and a record's own `log_seq` field is ignored. Every flow appends first.
+//! - A [`LogRef::Op`] resolves to an `AppendLog` of its commit, and only to one: SQLite
+//!   refuses one naming an `IngestVisits` (which appends an entry too, but yields
+//!   [`OpResult::Visits`]). No flow refers to a batch's entry, so whether a backend may
+//!   resolve it is left open. (That ops link to the entry they name, and that a reference
+//!   that does not resolve fails its commit, is pinned: [`an_op_is_linked_to_the_entry_it_names`],
+//!   [`a_reference_that_does_not_resolve_fails_its_commit`].)
 //! - `IngestVisits` stamps its log entry with the batch's `now`, not the store's clock, so
 //!   `at` need not grow with `seq` when a caller's `now` differs from the store's.
 //! - `Attempted` does not check the lease: an attempt recorded after the lease ran out
@@ -65,6 +67,8 @@ macro_rules! store_contract_suite {
             a_staff_member_is_not_in_two_homes_at_once,
             a_feed_cursor_moves_only_with_its_committed_page,
             an_invoice_is_keyed_by_provider_kind_and_id,
+            an_op_is_linked_to_the_entry_it_names,
+            a_reference_that_does_not_resolve_fails_its_commit,
         );
     };
     (@each $fresh:path; $($name:ident),* $(,)?) => {
@@ -124,7 +128,8 @@ fn queued(key: &str, order_id: Option<&str>) -> NewLogEntry {
     }
 }
 
-fn delivery(key: &str, order_id: Option<&str>) -> NewDelivery {
+/// A delivery of `key`, linked to the log entry `log` names.
+fn delivery(key: &str, order_id: Option<&str>, log: LogRef) -> NewDelivery {
     NewDelivery {
         system: "phoniro".into(),
         message_type: "order".into(),
@@ -134,6 +139,7 @@ fn delivery(key: &str, order_id: Option<&str>) -> NewDelivery {
         endpoint: None,
         body: key.as_bytes().to_vec(),
         action: None,
+        log,
     }
 }
 
@@ -170,7 +176,7 @@ fn decision_ops(n: usize, client: &str) -> Vec<Op> {
         Op::InsertDecision(decision_record(&d)),
         Op::InsertOrder(Box::new(OrderRecord::new(order, "combine", "phoniro", order_status::QUEUED, ts(start())))),
         Op::AppendLog(queued(&key, Some(&order_id))),
-        Op::Enqueue(delivery(&key, Some(&order_id))),
+        Op::Enqueue(delivery(&key, Some(&order_id), LogRef::Op(3))),
     ]
 }
 
@@ -337,19 +343,19 @@ pub async fn the_log_is_one_hash_chain_across_commits(store: Arc<dyn Store>, clo
 
 /// A delivery's idempotency key is queued once, for good: enqueuing it again is a
 /// [`StoreError::Conflict`] that undoes its commit, while the first is pending and after it
-/// was delivered. A delivery remembers the log entry that queued it (the request's previous
-/// `AppendLog`).
+/// was delivered. A delivery remembers the log entry that queued it (the `AppendLog` its
+/// [`LogRef`] names).
 pub async fn an_idempotency_key_is_queued_once(store: Arc<dyn Store>, clock: Clock) {
     clock.set(start());
     let first = store
-        .commit(vec![Op::AppendLog(queued("K-1", None)), Op::Enqueue(delivery("K-1", None))])
+        .commit(vec![Op::AppendLog(queued("K-1", None)), Op::Enqueue(delivery("K-1", None, LogRef::Op(0)))])
         .await
         .expect("the first enqueue commits");
     assert_eq!(logged(&first), vec![1]);
 
     for round in ["pending", "delivered"] {
         let err = store
-            .commit(vec![Op::AppendLog(queued("K-1", None)), Op::Enqueue(delivery("K-1", None))])
+            .commit(vec![Op::AppendLog(queued("K-1", None)), Op::Enqueue(delivery("K-1", None, LogRef::Op(0)))])
             .await
             .expect_err("the key is taken");
         assert!(matches!(err, StoreError::Conflict(_)), "{round}: a Conflict, not {err:?}");
@@ -370,7 +376,10 @@ pub async fn an_idempotency_key_is_queued_once(store: Arc<dyn Store>, clock: Clo
 pub async fn claims_take_due_rows_and_respect_leases(store: Arc<dyn Store>, clock: Clock) {
     clock.set(start());
     for key in ["A", "B", "C"] {
-        store.commit(vec![Op::AppendLog(queued(key, None)), Op::Enqueue(delivery(key, None))]).await.expect("enqueued");
+        store
+            .commit(vec![Op::AppendLog(queued(key, None)), Op::Enqueue(delivery(key, None, LogRef::Op(0)))])
+            .await
+            .expect("enqueued");
         clock.advance(Duration::seconds(1));
     }
     clock.set(start() + Duration::seconds(5));
@@ -460,7 +469,10 @@ pub async fn requeue_puts_dead_letters_back(store: Arc<dyn Store>, clock: Clock)
     clock.set(start());
     store.commit(decision_ops(1, CLIENT)).await.expect("order 1");
     for key in ["X", "Y"] {
-        store.commit(vec![Op::AppendLog(queued(key, None)), Op::Enqueue(delivery(key, None))]).await.expect("queued");
+        store
+            .commit(vec![Op::AppendLog(queued(key, None)), Op::Enqueue(delivery(key, None, LogRef::Op(0)))])
+            .await
+            .expect("queued");
     }
     assert_eq!(claim(&*store, "w1", start() + Duration::minutes(1), 10).await, vec!["O-1:order", "X", "Y"]);
     let (one, x, y) = (by_key(&*store, "O-1:order").await, by_key(&*store, "X").await, by_key(&*store, "Y").await);
@@ -690,15 +702,30 @@ pub async fn a_feed_cursor_moves_only_with_its_committed_page(store: Arc<dyn Sto
     assert_eq!(store.feed_cursor("phoniro").await.expect("reads").as_deref(), Some("c-1"), "cursors are per system");
 }
 
-fn invoice(provider: &str, kind: &str, id: &str, canonical: &str) -> InvoiceRecord {
-    InvoiceRecord {
+/// An invoice linked to the commit's first op, its `AppendLog`.
+fn invoice(provider: &str, kind: &str, id: &str, canonical: &str) -> NewInvoice {
+    NewInvoice {
         provider: provider.into(),
         kind: kind.into(),
         id: id.into(),
         month: "2026-11".into(),
         canonical: canonical.into(),
-        log_seq: 0,
+        log: LogRef::Op(0),
         received_at: ts(start()),
+    }
+}
+
+/// A verification of a provider's invoice that verified one line, linked to the log entry
+/// `log` names.
+fn verification(provider: &str, invoice_id: &str, line: &str, log: LogRef) -> NewVerification {
+    NewVerification {
+        provider: provider.into(),
+        invoice_id: invoice_id.into(),
+        month: "2026-11".into(),
+        report: format!("{{\"provider\":\"{provider}\"}}"),
+        lines: vec![line.into()],
+        log,
+        created_at: ts(start()),
     }
 }
 
@@ -708,7 +735,7 @@ fn invoice(provider: &str, kind: &str, id: &str, canonical: &str) -> InvoiceReco
 /// invoice and a credit note. Verifications are kept per provider too.
 pub async fn an_invoice_is_keyed_by_provider_kind_and_id(store: Arc<dyn Store>, clock: Clock) {
     clock.set(start());
-    let store_one = |i: InvoiceRecord| {
+    let store_one = |i: NewInvoice| {
         let store = store.clone();
         async move { store.commit(vec![Op::AppendLog(inbound("invoice")), Op::StoreInvoice(i)]).await.expect("commits") }
     };
@@ -733,15 +760,7 @@ pub async fn an_invoice_is_keyed_by_provider_kind_and_id(store: Arc<dyn Store>, 
         store
             .commit(vec![
                 Op::AppendLog(inbound("verification")),
-                Op::RecordVerification(VerificationRecord {
-                    provider: provider.into(),
-                    invoice_id: "F-1".into(),
-                    month: "2026-11".into(),
-                    report: format!("{{\"provider\":\"{provider}\"}}"),
-                    lines: vec![line.into()],
-                    log_seq: 0,
-                    created_at: ts(start()),
-                }),
+                Op::RecordVerification(verification(provider, "F-1", line, LogRef::Op(0))),
             ])
             .await
             .expect("verified");
@@ -751,4 +770,155 @@ pub async fn an_invoice_is_keyed_by_provider_kind_and_id(store: Arc<dyn Store>, 
     assert_eq!(store.verified_lines(OTHER_PROVIDER, "F-1").await.expect("reads"), vec!["L-9"]);
     let report = store.verification(OTHER_PROVIDER, "F-1").await.expect("reads").expect("a report");
     assert_eq!((report.report.as_str(), report.log_seq), ("{\"provider\":\"5560360793\"}", 6));
+}
+
+/// `Enqueue`, `StoreInvoice` and `RecordVerification` link what they write to the log entry
+/// their [`LogRef`] names, never to wherever the chain stands: [`LogRef::Op`] is the entry
+/// the `AppendLog` at that index of the same commit appended, whatever was appended after
+/// it in that commit or by the other requests committed with it (a backend that
+/// group-commits must not take its chain head), and [`LogRef::Seq`] is an entry already in
+/// the log, however many came after it, from a commit that appends nothing of its own.
+pub async fn an_op_is_linked_to_the_entry_it_names(store: Arc<dyn Store>, clock: Clock) {
+    clock.set(start());
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..32 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let (key, id) = (format!("K-{n}"), format!("F-{n}"));
+            let ops = if n % 2 == 0 {
+                vec![
+                    Op::AppendLog(queued(&key, None)),
+                    Op::AppendLog(inbound("invoice")),
+                    // Appended after both: the chain head when the records are written.
+                    Op::AppendLog(inbound("noise")),
+                    Op::StoreInvoice(NewInvoice { log: LogRef::Op(1), ..invoice(PROVIDER, "invoice", &id, &key) }),
+                    Op::RecordVerification(verification(PROVIDER, &id, "L-1", LogRef::Op(1))),
+                    Op::Enqueue(delivery(&key, None, LogRef::Op(0))),
+                ]
+            } else {
+                // Another request's entries, in the same group commit when the backend
+                // groups them.
+                vec![Op::AppendLog(inbound("noise")), Op::AppendLog(inbound("noise"))]
+            };
+            (n, store.commit(ops).await)
+        });
+    }
+    let mut linked = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (n, result) = joined.expect("the task runs");
+        let results = result.unwrap_or_else(|e| panic!("request {n} commits: {e:?}"));
+        if n % 2 == 0 {
+            let seqs = logged(&results);
+            assert_eq!(seqs.len(), 3, "request {n}");
+            let (key, id) = (format!("K-{n}"), format!("F-{n}"));
+            assert_eq!(by_key(&*store, &key).await.log_seq, Some(seqs[0]), "request {n}: the delivery's entry");
+            let stored = store.invoice(PROVIDER, "invoice", &id).await.expect("reads").expect("the invoice");
+            assert_eq!(stored.log_seq, seqs[1], "request {n}: the invoice's entry");
+            let report = store.verification(PROVIDER, &id).await.expect("reads").expect("the report");
+            assert_eq!(report.log_seq, seqs[1], "request {n}: the verification's entry");
+            let queued_entry = store.log_entry(seqs[0]).await.expect("reads").expect("the entry");
+            assert_eq!(queued_entry.delivery_key.as_deref(), Some(key.as_str()), "request {n}: its own entry");
+            linked.push(seqs);
+        }
+    }
+    assert_eq!(verify_chain(&*store).await.expect("verifies").first_bad, None);
+
+    // A commit that logs nothing of its own, and one that logs after the entry it names.
+    let first = linked[0].clone();
+    store.commit(vec![Op::Enqueue(delivery("LATE-1", None, LogRef::Seq(first[0])))]).await.expect("commits");
+    store
+        .commit(vec![
+            Op::AppendLog(inbound("noise")),
+            Op::StoreInvoice(NewInvoice {
+                log: LogRef::Seq(first[1]),
+                ..invoice(PROVIDER, "invoice", "F-LATE", "late")
+            }),
+            Op::RecordVerification(verification(PROVIDER, "F-LATE", "L-1", LogRef::Seq(first[1]))),
+            Op::Enqueue(delivery("LATE-2", None, LogRef::Seq(first[0]))),
+        ])
+        .await
+        .expect("commits");
+    assert_eq!(by_key(&*store, "LATE-1").await.log_seq, Some(first[0]));
+    assert_eq!(by_key(&*store, "LATE-2").await.log_seq, Some(first[0]));
+    let late = store.invoice(PROVIDER, "invoice", "F-LATE").await.expect("reads").expect("the invoice");
+    assert_eq!(late.log_seq, first[1]);
+    let report = store.verification(PROVIDER, "F-LATE").await.expect("reads").expect("the report");
+    assert_eq!(report.log_seq, first[1]);
+}
+
+/// A [`LogRef`] that does not resolve fails its whole commit with
+/// [`StoreError::Unresolved`], naming the op and its reference, and nothing of the commit
+/// is written: an index past the commit's ops, the referring op's own index or a later
+/// one's (an entry not appended yet), an op that is not an `AppendLog`, or a sequence
+/// number not in the log.
+pub async fn a_reference_that_does_not_resolve_fails_its_commit(store: Arc<dyn Store>, clock: Clock) {
+    clock.set(start());
+    let first = store.commit(vec![Op::AppendLog(inbound("decision"))]).await.expect("commits");
+    assert_eq!(logged(&first), vec![1]);
+
+    let bad: Vec<(&str, Vec<Op>, usize, LogRef)> = vec![
+        (
+            "past the ops",
+            vec![Op::AppendLog(queued("K-1", None)), Op::Enqueue(delivery("K-1", None, LogRef::Op(5)))],
+            1,
+            LogRef::Op(5),
+        ),
+        (
+            "its own index",
+            vec![Op::AppendLog(queued("K-1", None)), Op::Enqueue(delivery("K-1", None, LogRef::Op(1)))],
+            1,
+            LogRef::Op(1),
+        ),
+        (
+            "a later AppendLog",
+            vec![Op::Enqueue(delivery("K-1", None, LogRef::Op(1))), Op::AppendLog(queued("K-1", None))],
+            0,
+            LogRef::Op(1),
+        ),
+        (
+            "not an AppendLog",
+            vec![
+                Op::AppendLog(inbound("invoice")),
+                Op::InsertDecision(decision_record(&decision(1, CLIENT))),
+                Op::StoreInvoice(NewInvoice { log: LogRef::Op(1), ..invoice(PROVIDER, "invoice", "F-1", "x") }),
+            ],
+            2,
+            LogRef::Op(1),
+        ),
+        (
+            "a sequence number not in the log",
+            vec![
+                Op::AppendLog(inbound("verification")),
+                Op::RecordVerification(verification(PROVIDER, "F-1", "L-1", LogRef::Seq(99))),
+            ],
+            1,
+            LogRef::Seq(99),
+        ),
+        (
+            "sequence number 0",
+            vec![
+                Op::AppendLog(inbound("invoice")),
+                Op::StoreInvoice(NewInvoice { log: LogRef::Seq(0), ..invoice(PROVIDER, "invoice", "F-1", "x") }),
+            ],
+            1,
+            LogRef::Seq(0),
+        ),
+    ];
+    for (case, ops, at, named) in bad {
+        let err = store.commit(ops).await.expect_err(case);
+        assert!(
+            matches!(err, StoreError::Unresolved { op, reference } if op == at && reference == named),
+            "{case}: Unresolved {{ op: {at}, reference: {named:?} }}, not {err:?}"
+        );
+    }
+
+    assert_eq!(all_entries(&*store).await.len(), 1, "no failed commit left an entry");
+    assert!(all_deliveries(&*store).await.is_empty(), "nor a delivery");
+    assert!(store.decision("combine:D-1").await.expect("reads").is_none(), "nor a decision");
+    assert!(store.invoice(PROVIDER, "invoice", "F-1").await.expect("reads").is_none(), "nor an invoice");
+    assert!(store.verification(PROVIDER, "F-1").await.expect("reads").is_none(), "nor a verification");
+    assert!(store.verified_lines(PROVIDER, "F-1").await.expect("reads").is_empty(), "nor its lines");
+    let next = store.commit(vec![Op::AppendLog(inbound("decision"))]).await.expect("commits");
+    assert_eq!(logged(&next), vec![2], "failed commits leave no gap in the sequence");
+    assert_eq!(verify_chain(&*store).await.expect("verifies").first_bad, None);
 }

@@ -53,6 +53,32 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("the store is closed")]
     Closed,
+    /// An op refers to a log entry that does not resolve: an index that is not an
+    /// `AppendLog` earlier in the same commit, or a sequence number not in the log. The
+    /// whole commit fails with nothing written; it is the caller's mistake, not the store's.
+    #[error("op {op} refers to {reference}, which is not a log entry it may refer to")]
+    Unresolved { op: usize, reference: LogRef },
+}
+
+/// The log entry a record belongs to, said by the op that writes the record rather than
+/// taken from wherever the chain happens to stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogRef {
+    /// The entry appended by the op at this index of the same commit (an
+    /// [`Op::AppendLog`] before the op that refers to it): the store resolves it to the
+    /// [`OpResult::Logged`] sequence number that op produced.
+    Op(usize),
+    /// An entry already in the log.
+    Seq(i64),
+}
+
+impl std::fmt::Display for LogRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogRef::Op(i) => write!(f, "the entry of op {i}"),
+            LogRef::Seq(seq) => write!(f, "log entry {seq}"),
+        }
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -259,6 +285,8 @@ pub struct NewDelivery {
     pub body: Vec<u8>,
     /// For the transport: SOAP 1.1's `SOAPAction`.
     pub action: Option<String>,
+    /// The log entry of the message it sends; each attempt's entry follows it.
+    pub log: LogRef,
 }
 
 /// A row of the outbox.
@@ -302,9 +330,9 @@ pub enum Op {
     InsertDecision(DecisionRecord),
     /// Stores a new order.
     InsertOrder(Box<OrderRecord>),
-    /// Writes a delivery to the outbox; [`StoreError::Conflict`] if its idempotency key
-    /// exists (the same message was queued before). The log entry of the message it sends is
-    /// the request's previous `AppendLog`; each attempt's entry follows it.
+    /// Writes a delivery to the outbox, linked to the log entry its [`NewDelivery::log`]
+    /// names; [`StoreError::Conflict`] if its idempotency key exists (the same message was
+    /// queued before), [`StoreError::Unresolved`] if the entry does not resolve.
     Enqueue(NewDelivery),
     /// Records the provider's answer on the order.
     RecordAck(OrderAck),
@@ -332,12 +360,44 @@ pub enum Op {
     CloseMonth(String),
     /// Moves a background job's watermark (see [`progress`]).
     SetProgress { name: &'static str, through: i64 },
-    /// Stores an invoice or credit note; a copy of one stored before is ignored (the first
-    /// stands).
-    StoreInvoice(InvoiceRecord),
-    /// Records a verification report and the lines it verified; the log entry it belongs to
-    /// is the request's previous `AppendLog`.
-    RecordVerification(VerificationRecord),
+    /// Stores an invoice or credit note, linked to the log entry it names; a copy of one
+    /// stored before is ignored (the first stands). [`StoreError::Unresolved`] if the entry
+    /// does not resolve.
+    StoreInvoice(NewInvoice),
+    /// Records a verification report and the lines it verified, linked to the log entry it
+    /// names; [`StoreError::Unresolved`] if the entry does not resolve.
+    RecordVerification(NewVerification),
+}
+
+/// An invoice or credit note to store.
+#[derive(Debug, Clone)]
+pub struct NewInvoice {
+    pub provider: String,
+    /// `invoice` or `credit_note`.
+    pub kind: String,
+    pub id: String,
+    /// `YYYY-MM`.
+    pub month: String,
+    /// JSON: the lines as verification reads them, and the invoices a credit note credits.
+    pub canonical: String,
+    /// The log entry of the message it came in.
+    pub log: LogRef,
+    pub received_at: String,
+}
+
+/// A verification report to record.
+#[derive(Debug, Clone)]
+pub struct NewVerification {
+    pub provider: String,
+    pub invoice_id: String,
+    pub month: String,
+    /// JSON of the report.
+    pub report: String,
+    /// The invoice lines it verified.
+    pub lines: Vec<String>,
+    /// The log entry that holds the report.
+    pub log: LogRef,
+    pub created_at: String,
 }
 
 /// An invoice or credit note as stored.
@@ -363,9 +423,6 @@ pub struct VerificationRecord {
     pub month: String,
     /// JSON of the report.
     pub report: String,
-    /// The invoice lines it verified.
-    #[serde(skip)]
-    pub lines: Vec<String>,
     pub log_seq: i64,
     pub created_at: String,
 }

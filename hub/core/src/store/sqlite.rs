@@ -212,7 +212,8 @@ fn apply_batch(conn: &mut Connection, batch: Vec<WriteRequest>, clock: &Clock) {
         let result = tx.execute_batch("SAVEPOINT request").map_err(StoreError::from).and_then(|_| {
             let mut results = Vec::with_capacity(req.ops.len());
             for op in req.ops {
-                results.push(apply_op(&tx, &mut chain, &now, op)?);
+                let result = apply_op(&tx, &mut chain, &now, &results, op)?;
+                results.push(result);
             }
             Ok(results)
         });
@@ -247,6 +248,40 @@ fn chain_head(conn: &Connection) -> Result<(i64, String), rusqlite::Error> {
         .query_row("SELECT seq, hash FROM message_log ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
         .unwrap_or((0, GENESIS.to_owned())))
+}
+
+/// The place the next entry appended to the chain will take, held by an op that writes
+/// rows pointing at the entry it is about to append itself (visit ingestion: its entry holds
+/// the rows' results, so it is appended after them). Only [`append_log_in`] uses it up.
+pub(super) struct LogSlot(i64);
+
+impl LogSlot {
+    pub(super) fn seq(&self) -> i64 {
+        self.0
+    }
+}
+
+/// Reserves the next place in the chain for the op that will append there.
+pub(super) fn reserve_log_slot(chain: &(i64, String)) -> LogSlot {
+    LogSlot(chain.0 + 1)
+}
+
+/// [`append_log`] into a reserved slot: refused, with nothing appended, if another entry
+/// took the place meanwhile (the rows pointing at the slot would name the wrong entry).
+pub(super) fn append_log_in(
+    conn: &Connection,
+    chain: &mut (i64, String),
+    slot: LogSlot,
+    now: &str,
+    e: NewLogEntry,
+) -> Result<i64, StoreError> {
+    if slot.0 != chain.0 + 1 {
+        return Err(StoreError::Backend(format!(
+            "log slot {} was taken before its entry was appended (the chain is at {})",
+            slot.0, chain.0
+        )));
+    }
+    append_log(conn, chain, now, e)
 }
 
 pub(super) fn append_log(
@@ -339,7 +374,32 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
         || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
 }
 
-fn apply_op(conn: &Connection, chain: &mut (i64, String), now: &str, op: Op) -> Result<OpResult, StoreError> {
+/// The sequence number of the log entry `reference` names, for the op that follows `done`
+/// (the results of the request's earlier ops).
+fn resolve(conn: &Connection, done: &[OpResult], reference: LogRef) -> Result<i64, StoreError> {
+    let unresolved = || StoreError::Unresolved { op: done.len(), reference };
+    match reference {
+        LogRef::Op(i) => match done.get(i) {
+            Some(OpResult::Logged(seq)) => Ok(*seq),
+            _ => Err(unresolved()),
+        },
+        LogRef::Seq(seq) => conn
+            .prepare_cached("SELECT seq FROM message_log WHERE seq = ?1")?
+            .query_row([seq], |r| r.get(0))
+            .optional()?
+            .ok_or_else(unresolved),
+    }
+}
+
+/// Applies one op of a request; `done` holds the results of the request's earlier ops, so
+/// a [`LogRef::Op`] resolves against them.
+fn apply_op(
+    conn: &Connection,
+    chain: &mut (i64, String),
+    now: &str,
+    done: &[OpResult],
+    op: Op,
+) -> Result<OpResult, StoreError> {
     match op {
         Op::AppendLog(e) => Ok(OpResult::Logged(append_log(conn, chain, now, e)?)),
         Op::InsertDecision(d) => {
@@ -389,6 +449,7 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), now: &str, op: Op) -> 
             Ok(OpResult::Done)
         }
         Op::Enqueue(d) => {
+            let log_seq = resolve(conn, done, d.log)?;
             let now = now.to_owned();
             conn.prepare_cached(
                 "INSERT INTO outbox (system, message_type, order_id, idempotency_key, content_type, endpoint,
@@ -405,7 +466,7 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), now: &str, op: Op) -> 
                 d.body,
                 now,
                 d.action,
-                (chain.0 > 0).then_some(chain.0),
+                log_seq,
             ])
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -569,19 +630,21 @@ fn apply_op(conn: &Connection, chain: &mut (i64, String), now: &str, op: Op) -> 
             Ok(OpResult::Done)
         }
         Op::StoreInvoice(i) => {
+            let log_seq = resolve(conn, done, i.log)?;
             conn.prepare_cached(
                 "INSERT INTO invoices (provider, kind, id, month, canonical, log_seq, received_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
             )?
-            .execute(params![i.provider, i.kind, i.id, i.month, i.canonical, chain.0, i.received_at])?;
+            .execute(params![i.provider, i.kind, i.id, i.month, i.canonical, log_seq, i.received_at])?;
             Ok(OpResult::Done)
         }
         Op::RecordVerification(v) => {
+            let log_seq = resolve(conn, done, v.log)?;
             conn.prepare_cached(
                 "INSERT INTO verifications (provider, invoice_id, month, report, log_seq, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![v.provider, v.invoice_id, v.month, v.report, chain.0, v.created_at])?;
+            .execute(params![v.provider, v.invoice_id, v.month, v.report, log_seq, v.created_at])?;
             let mut line = conn.prepare_cached(
                 "INSERT INTO verified_lines (provider, invoice_id, line_id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
             )?;
@@ -1027,7 +1090,6 @@ impl Store for SqliteStore {
                     invoice_id: r.get(1)?,
                     month: r.get(2)?,
                     report: r.get(3)?,
-                    lines: Vec::new(),
                     log_seq: r.get(4)?,
                     created_at: r.get(5)?,
                 })

@@ -13,7 +13,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 
-use super::sqlite::{append_log, order_row_at, ORDER_COLUMNS};
+use super::sqlite::{append_log_in, order_row_at, reserve_log_slot, ORDER_COLUMNS};
 use super::*;
 use crate::visits::{self, Outcome, Thresholds, VisitFacts};
 
@@ -200,9 +200,11 @@ pub(super) fn ingest(
         tags: std::cell::RefCell::default(),
         orders: std::cell::RefCell::default(),
     };
-    // The log entry is appended last (its canonical holds the results) and takes the next
-    // sequence number: the visits point at it.
-    let log_seq = chain.0 + 1;
+    // The log entry holds every record's result, so it is appended once they are known; the
+    // visits stored meanwhile point at the slot it reserves now, which the append checks is
+    // still the next one (nothing else appends in between: this op writes both).
+    let slot = reserve_log_slot(chain);
+    let log_seq = slot.seq();
     let received_at = ts(now);
     let mut results = Vec::with_capacity(visits.len());
     for incoming in visits {
@@ -292,8 +294,7 @@ pub(super) fn ingest(
     }
     let summary = json!({ "cursor": cursor, "results": results });
     log.canonical = Some(summary.to_string());
-    let seq = append_log(conn, chain, &received_at, log)?;
-    debug_assert_eq!(seq, log_seq);
+    let seq = append_log_in(conn, chain, slot, &received_at, log)?;
     Ok(IngestReport { log_seq: seq, results })
 }
 
