@@ -656,7 +656,7 @@ impl Hub {
     /// other: logged (from `source`, `api` or `import`) with its outcome before the answer;
     /// a refusal is logged as rejected with its code.
     ///
-    /// A provider's system registers tags for its own clients only ([`Hub::may_register`]):
+    /// A provider's system registers tags for its own clients only (`Hub::may_register`):
     /// a tag decides whose visits VIS002 rejects, so a provider that could hang another
     /// provider's client's tag in its own client's home could have that provider's genuine
     /// visits rejected and unpaid.

@@ -227,7 +227,7 @@ impl Default for HubSection {
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSection {
     /// The HS256 key for bearer tokens (at least 32 bytes): inline, or from
-    /// `jwt_secret_env` / `jwt_secret_file` like every secret ([`resolve_secrets`]).
+    /// `jwt_secret_env` / `jwt_secret_file` like every secret (`resolve_secrets`).
     pub jwt_secret: Option<carehub_model::Secret>,
     /// Lifetime of tokens `carehub token` issues, in minutes (default 480).
     pub token_ttl_minutes: Option<u64>,
