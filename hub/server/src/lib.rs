@@ -3,8 +3,9 @@
 //!
 //! # Layout
 //! - [`config`]: `carehub.toml`, parsed and validated without IO, every error at once.
-//! - [`auth`]: bearer tokens and roles.
-//! - [`api`]: the HTTP API (axum), its error answers and the OpenAPI document.
+//! - [`auth`]: bearer tokens and roles; it knows nothing of HTTP.
+//! - [`http`]: the HTTP API (axum): `app(state)`, its state, error answers and extractors,
+//!   one module per resource, and the OpenAPI document.
 //! - [`server`]: assembling the hub from its configuration and serving it.
 //! - [`accept`]: the accept loop for HTTP and HTTPS: timeouts, connection limit, draining.
 //! - [`tls`]: HTTPS and systems authenticated by client certificates.
@@ -24,7 +25,6 @@ macro_rules! out {
 }
 
 pub mod accept;
-pub mod api;
 pub mod auth;
 pub mod bench;
 pub mod bench_verify;
@@ -34,6 +34,7 @@ pub mod config;
 pub mod demo;
 mod demo_invoices;
 pub mod fixtures;
+pub mod http;
 pub mod report_cmd;
 pub mod server;
 pub mod tls;

@@ -26,19 +26,7 @@ use tracing::info;
 
 use crate::auth::Auth;
 use crate::config::Config;
-
-/// What every request handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub hub: Arc<Hub>,
-    pub auth: Arc<Auth>,
-    pub max_body: usize,
-    pub delivery_running: Arc<AtomicBool>,
-    /// `https` when served over TLS (for URLs the hub writes about itself).
-    pub scheme: &'static str,
-    /// Providers above this manual-registration share are marked in reports.
-    pub manual_share_threshold: f64,
-}
+pub use crate::http::AppState;
 
 /// A hub assembled from its configuration, not yet serving.
 pub struct Runtime {
@@ -342,7 +330,7 @@ pub async fn start(runtime: Runtime, listener: tokio::net::TcpListener) -> anyho
     pollers.push(tokio::spawn(async move {
         forwarder_hub.run_visit_forwarder(std::time::Duration::from_secs(5), forwarder_rx).await;
     }));
-    let app = crate::api::app(state.clone());
+    let app = crate::http::app(state.clone());
     let (tls, limits) = (runtime.tls.clone(), runtime.limits);
     let events = Arc::new(ConnectionMetrics(state.hub.metrics.clone()));
     let server = tokio::spawn(crate::accept::serve(listener, app, tls, limits, events, rx));
