@@ -294,11 +294,11 @@ fn token_system_fits(config: &Config, role: Role, system: Option<&str>, org: Opt
 }
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
-    let runtime = crate::server::build(&config, Clock::system())?;
+    let runtime = crate::assemble::build(&config, Clock::system())?;
     let listener = tokio::net::TcpListener::bind(&config.hub.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.hub.listen))?;
-    let hub = crate::server::start(runtime, listener).await?;
+    let hub = crate::run::start(runtime, listener).await?;
     let stop = hub.shutdown_handle();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -339,7 +339,7 @@ async fn check(config: Result<Config, crate::config::Outline>, offline: bool) ->
     };
     // A configuration problem is exit 2; an unreachable system is exit 1.
     let mut misconfigured = config.is_err();
-    let mappings = crate::server::check_mappings(&outline);
+    let mappings = crate::assemble::check_mappings(&outline);
     if !mappings.problems.is_empty() {
         misconfigured = true;
         crate::out!("mappings: {} problem(s) in the mapping files:", mappings.problems.len());
@@ -386,7 +386,7 @@ async fn check(config: Result<Config, crate::config::Outline>, offline: bool) ->
         crate::out!("configuration: FAILED (fix the problems above; exit 2)");
         return Ok(ExitCode::from(2));
     }
-    let registry = crate::server::registry(&config, &Clock::system())?;
+    let registry = crate::assemble::registry(&config, &Clock::system())?;
     if offline {
         crate::out!("systems: not contacted (--offline)");
         return Ok(ExitCode::SUCCESS);
@@ -430,7 +430,7 @@ async fn audit_verify(db: &Path) -> anyhow::Result<ExitCode> {
 }
 
 async fn replay(config: Config, ids: Vec<i64>, list: bool) -> anyhow::Result<ExitCode> {
-    let runtime = crate::server::build(&config, Clock::system())?;
+    let runtime = crate::assemble::build(&config, Clock::system())?;
     let store: Arc<dyn Store> = runtime.state.hub.store.clone();
     let dead = store
         .deliveries(DeliveryFilter { state: Some("dead".into()), limit: 10_000, ..DeliveryFilter::default() })
@@ -490,7 +490,7 @@ async fn import_tags(config: Config, file: &Path) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     };
     let to = find(&["removed_on", "nedtagen"]);
-    let runtime = crate::server::build(&config, Clock::system())?;
+    let runtime = crate::assemble::build(&config, Clock::system())?;
     let hub = runtime.state.hub.clone();
     let (mut taken, mut refused) = (0, 0);
     for record in reader.records() {

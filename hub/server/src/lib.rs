@@ -6,7 +6,9 @@
 //! - [`auth`]: bearer tokens and roles; it knows nothing of HTTP.
 //! - [`http`]: the HTTP API (axum): `app(state)`, its state, error answers and extractors,
 //!   one module per resource, and the OpenAPI document.
-//! - [`server`]: assembling the hub from its configuration and serving it.
+//! - [`assemble`]: a validated configuration into a [`assemble::Runtime`]: store, systems,
+//!   mappings, flows, delivery loop; and the mapping checks `carehub check` runs.
+//! - [`run`]: serving a runtime on the caller's listener, and stopping it gracefully.
 //! - [`accept`]: the accept loop for HTTP and HTTPS: timeouts, connection limit, draining.
 //! - [`tls`]: HTTPS and systems authenticated by client certificates.
 //! - [`cli`]: the commands: `serve`, `check`, `token`, `audit verify`, `replay`, `demo`, `bench`.
@@ -25,6 +27,7 @@ macro_rules! out {
 }
 
 pub mod accept;
+pub mod assemble;
 pub mod auth;
 pub mod bench;
 pub mod bench_verify;
@@ -36,6 +39,7 @@ mod demo_invoices;
 pub mod fixtures;
 pub mod http;
 pub mod report_cmd;
-pub mod server;
+pub mod run;
+
 pub mod tls;
 pub mod verify_cmd;
