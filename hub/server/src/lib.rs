@@ -38,8 +38,7 @@ pub mod demo;
 mod demo_invoices;
 pub mod fixtures;
 pub mod http;
-pub mod report_cmd;
+
 pub mod run;
 
 pub mod tls;
-pub mod verify_cmd;
