@@ -107,9 +107,9 @@ async fn secrets_come_from_a_file_and_from_the_environment() {
     let lookup = |var: &str| env.iter().find(|(k, _)| *k == var).map(|(_, v)| (*v).to_owned());
     let config = carehub_server::config::Config::load_with_env(&config_path, &lookup).expect("valid");
     let clock = carehub_model::Clock::starting_at(test_instant());
-    let runtime = carehub_server::server::build(&config, clock.clone()).expect("build");
+    let runtime = carehub_server::assemble::build(&config, clock.clone()).expect("build");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let hub = carehub_server::server::start(runtime, listener).await.expect("start");
+    let hub = carehub_server::run::start(runtime, listener).await.expect("start");
     let token = carehub_server::auth::Auth::new(SECRET, clock)
         .issue(
             "t",
@@ -203,9 +203,9 @@ async fn a_missing_order_mapping_fails_check_and_is_the_hubs_fault_at_run_time()
     // blamed on Combine, and logged as rejected with that code.
     let config = carehub_server::config::Config::load(&config_path).expect("valid");
     let clock = carehub_model::Clock::starting_at(test_instant());
-    let runtime = carehub_server::server::build(&config, clock.clone()).expect("build");
+    let runtime = carehub_server::assemble::build(&config, clock.clone()).expect("build");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let hub = carehub_server::server::start(runtime, listener).await.expect("start");
+    let hub = carehub_server::run::start(runtime, listener).await.expect("start");
     let auth = carehub_server::auth::Auth::new(SECRET, clock);
     let ttl = std::time::Duration::from_secs(60);
     let token = auth.issue("t", carehub_server::auth::Role::CaseManagement, Some("combine"), None, ttl).expect("token");

@@ -74,9 +74,9 @@ async fn the_tls_key_may_come_from_the_environment_like_every_secret() {
     assert!(!format!("{config:?}").contains("PRIVATE KEY"), "a printed configuration shows the key");
 
     let runtime =
-        carehub_server::server::build(&config, carehub_model::Clock::starting_at(test_instant())).expect("build");
+        carehub_server::assemble::build(&config, carehub_model::Clock::starting_at(test_instant())).expect("build");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let hub = carehub_server::server::start(runtime, listener).await.expect("start");
+    let hub = carehub_server::run::start(runtime, listener).await.expect("start");
     let resp = client(None).get(format!("{}/healthz", hub.url())).send().await.expect("https");
     assert_eq!(resp.status(), StatusCode::OK);
     hub.stop().await;

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use carehub_model::Clock;
 use carehub_server::auth::{Auth, Role};
 use carehub_server::config::Config;
-use carehub_server::server::{self, RunningHub};
+use carehub_server::run::RunningHub;
+use carehub_server::{assemble, run};
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -253,9 +254,9 @@ impl TestHub {
         std::fs::write(&config_path, config_text(&db, phoniro_url, combine_url, &o)).expect("write config");
         let config = Config::load(&config_path).expect("valid config");
         let clock = Clock::starting_at(o.at);
-        let runtime = server::build(&config, clock.clone()).expect("build");
+        let runtime = assemble::build(&config, clock.clone()).expect("build");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let hub = server::start(runtime, listener).await.expect("start");
+        let hub = run::start(runtime, listener).await.expect("start");
         TestHub {
             url: hub.url(),
             hub: Some(hub),
@@ -272,9 +273,9 @@ impl TestHub {
     pub async fn restart(&mut self) {
         self.stop().await;
         let config = Config::load(&self.config_path).expect("valid config");
-        let runtime = server::build(&config, self.clock.clone()).expect("build");
+        let runtime = assemble::build(&config, self.clock.clone()).expect("build");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let hub = server::start(runtime, listener).await.expect("start");
+        let hub = run::start(runtime, listener).await.expect("start");
         self.url = hub.url();
         self.hub = Some(hub);
     }

@@ -11,14 +11,9 @@
 
 use std::time::Duration;
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use carehub_model::{Clock, ErrorCode, OrgNumber};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-
-use crate::api::ApiError;
-use crate::server::AppState;
 
 pub const ISSUER: &str = "carehub";
 
@@ -107,6 +102,19 @@ impl std::fmt::Debug for Auth {
     }
 }
 
+/// Why a token was refused: always `UNAUTHENTICATED` to the caller, with a reason that
+/// never says more than the module docs allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+impl Refused {
+    /// The code the API answers a refused token with.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::Unauthenticated
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     #[error("a provider_system token needs --org (the provider's organisation number)")]
@@ -183,93 +191,29 @@ impl Auth {
         Ok(encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?)
     }
 
-    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+    pub fn verify(&self, token: &str) -> Result<Claims, Refused> {
         let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
             let why = match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token has expired",
                 _ => "the token is malformed or not signed by this hub",
             };
-            ApiError::new(ErrorCode::Unauthenticated, why)
+            Refused(why.to_owned())
         })?;
         let claims = data.claims;
         let now = self.now_secs();
         if claims.exp.saturating_add(LEEWAY_SECS) < now {
-            return Err(ApiError::new(ErrorCode::Unauthenticated, "the token has expired"));
+            return Err(Refused("the token has expired".into()));
         }
         if claims.nbf > now.saturating_add(LEEWAY_SECS) || claims.iat > now.saturating_add(LEEWAY_SECS) {
-            return Err(ApiError::new(ErrorCode::Unauthenticated, "the token is not yet valid"));
+            return Err(Refused("the token is not yet valid".into()));
         }
         if claims.role.is_system() && claims.sys.as_deref().is_none_or(str::is_empty) {
-            return Err(ApiError::new(
-                ErrorCode::Unauthenticated,
-                format!("a {} token must name its system (sys)", claims.role.as_str()),
-            ));
+            return Err(Refused(format!("a {} token must name its system (sys)", claims.role.as_str())));
         }
         if claims.role == Role::ProviderSystem && claims.org.is_none() {
-            return Err(ApiError::new(ErrorCode::Unauthenticated, "a provider_system token must carry org"));
+            return Err(Refused("a provider_system token must carry org".into()));
         }
         Ok(claims)
-    }
-}
-
-/// The authenticated caller of a request.
-#[derive(Debug, Clone)]
-pub struct Caller(pub Claims);
-
-impl Caller {
-    /// Refuses the request unless the caller has one of `roles`.
-    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
-        if roles.contains(&self.0.role) {
-            Ok(())
-        } else {
-            Err(ApiError::new(ErrorCode::Forbidden, format!("the role {} may not do this", self.0.role.as_str())))
-        }
-    }
-}
-
-fn bearer(parts: &Parts, state: &AppState) -> Option<Result<Claims, ApiError>> {
-    let header = parts.headers.get(axum::http::header::AUTHORIZATION)?;
-    let token = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")));
-    Some(match token {
-        Some(t) => state.auth.verify(t.trim()),
-        None => Err(ApiError::new(ErrorCode::Unauthenticated, "the Authorization header is not a bearer token")),
-    })
-}
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        match bearer(parts, state) {
-            Some(claims) => claims.map(Caller),
-            None => Err(ApiError::new(ErrorCode::Unauthenticated, "send Authorization: Bearer <token>")),
-        }
-    }
-}
-
-/// Who sends a message: a bearer token's holder, or a system that presented its client
-/// certificate (mutual TLS). Only the message endpoint accepts the latter.
-#[derive(Debug, Clone)]
-pub enum SystemCaller {
-    Token(Claims),
-    /// The configured system the verified client certificate names.
-    Certificate(String),
-}
-
-impl FromRequestParts<AppState> for SystemCaller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        if let Some(claims) = bearer(parts, state) {
-            return claims.map(SystemCaller::Token);
-        }
-        match parts.extensions.get::<crate::tls::PeerSystem>() {
-            Some(crate::tls::PeerSystem(Some(system))) => Ok(SystemCaller::Certificate(system.clone())),
-            _ => Err(ApiError::new(
-                ErrorCode::Unauthenticated,
-                "send Authorization: Bearer <token>, or a client certificate of a configured system",
-            )),
-        }
     }
 }
 
@@ -287,7 +231,7 @@ mod tests {
         assert_eq!((c.provider(), c.system()), (Some("5599000014"), Some("phoniro")));
         assert_eq!((c.iss.as_str(), c.aud.as_str()), (ISSUER, AUDIENCE));
         let other = Auth::new("another-secret-another-secret-xx", Clock::system());
-        assert_eq!(other.verify(&t).expect_err("forged").code, ErrorCode::Unauthenticated);
+        assert_eq!(other.verify(&t).expect_err("forged").code(), ErrorCode::Unauthenticated);
         assert!(matches!(
             a.issue("p", Role::ProviderSystem, Some("phoniro"), None, Duration::from_secs(1)),
             Err(TokenError::ProviderNeedsOrg)
@@ -342,7 +286,7 @@ mod tests {
             let mut c = claims(now);
             c[key] = value;
             let e = a.verify(&forge(c)).expect_err(key);
-            assert_eq!(e.code, ErrorCode::Unauthenticated, "{key}");
+            assert_eq!(e.code(), ErrorCode::Unauthenticated, "{key}");
         }
         for missing in ["aud", "nbf"] {
             let mut c = claims(now);

@@ -20,7 +20,7 @@ use axum::Router;
 
 use crate::auth::{Auth, Role};
 use crate::config::Config;
-use crate::server;
+use crate::{assemble, run};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
@@ -129,9 +129,9 @@ async fn one_run(
     );
     let config = Config::parse(&config_text, dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let clock = bench_clock();
-    let runtime = server::build(&config, clock.clone())?;
+    let runtime = assemble::build(&config, clock.clone())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let hub = server::start(runtime, listener).await?;
+    let hub = run::start(runtime, listener).await?;
     let url = format!("{}/v1/systems/combine/messages", hub.url());
     let token = Auth::new(SECRET, clock).issue(
         "bench",
@@ -401,11 +401,11 @@ async fn sftp(files: usize) -> anyhow::Result<ExitCode> {
     for (i, d) in docs.iter().enumerate() {
         sshd.drop_file(&format!("beslut-{i:05}.xml"), d)?;
     }
-    let runtime = server::build(&config, bench_clock())?;
+    let runtime = assemble::build(&config, bench_clock())?;
     let store = runtime.state.hub.store.clone();
     let started = Instant::now();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let hub = server::start(runtime, listener).await?;
+    let hub = run::start(runtime, listener).await?;
     let mut archived_at = None;
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;

@@ -38,7 +38,7 @@ use serde_json::{json, Value};
 
 use crate::auth::{Auth, Role};
 use crate::config::Config;
-use crate::server;
+use crate::{assemble, run};
 
 const SECRET: &str = "bench-secret-bench-secret-bench-secret";
 const CLIENTS: usize = 20_000;
@@ -398,10 +398,10 @@ pub async fn run(args: VisitBenchArgs) -> anyhow::Result<ExitCode> {
     });
     let config = Config::parse(&config_text(&world, &db, &mock_url, args.reports), temp.path())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let runtime = server::build(&config, clock.clone())?;
+    let runtime = assemble::build(&config, clock.clone())?;
     let state = runtime.state.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let hub = server::start(runtime, listener).await?;
+    let hub = run::start(runtime, listener).await?;
     out!("");
 
     // Batches: the Phoniro pull. The poller pulls at start (the store's caches cold), then,

@@ -36,7 +36,7 @@ use serde_json::{json, Value};
 
 use crate::auth::{Auth, Role};
 use crate::config::Config;
-use crate::server;
+use crate::{assemble, run};
 
 /// Options of `carehub demo`.
 #[derive(Debug, Clone, Default)]
@@ -385,9 +385,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     let config =
         Config::parse(&config_text(&db, &combine_url, &norr_url, &soder_url, &more), std::path::Path::new("."))
             .map_err(|e| anyhow::anyhow!("the demo configuration is invalid: {e}"))?;
-    let runtime = server::build(&config, clock.clone())?;
+    let runtime = assemble::build(&config, clock.clone())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot bind the hub")?;
-    let hub = server::start(runtime, listener).await?;
+    let hub = run::start(runtime, listener).await?;
     let url = hub.url();
     for p in [&norr, &soder] {
         if let Ok(mut u) = p.hub_url.lock() {

@@ -1,14 +1,13 @@
-//! Assembling and running the hub: store, systems, flows, delivery loop, HTTP server.
+//! Assembling the hub from its configuration: store, systems and their mappings, flows,
+//! delivery loop, the API's state.
 //!
-//! [`build`] turns a validated [`Config`] into a [`Runtime`]; [`start`] serves it on a
-//! listener the caller bound (tests and the demo bind `127.0.0.1:0`) and returns a handle
-//! that stops it gracefully. `carehub serve`, the demo, the benchmarks and the integration
-//! tests all start the hub through here.
+//! [`build`] turns a validated [`Config`] into a [`Runtime`], which does not serve yet:
+//! [`crate::run::start`] does. `carehub check` uses the mapping checks here without building
+//! anything.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -20,25 +19,11 @@ use carehub_core::pipeline::Hub;
 use carehub_core::store::sqlite::SqliteStore;
 use carehub_core::store::Store;
 use carehub_model::Clock;
-use tokio::sync::{watch, Notify};
-use tokio::task::JoinHandle;
-use tracing::info;
+use tokio::sync::Notify;
 
 use crate::auth::Auth;
 use crate::config::Config;
-
-/// What every request handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub hub: Arc<Hub>,
-    pub auth: Arc<Auth>,
-    pub max_body: usize,
-    pub delivery_running: Arc<AtomicBool>,
-    /// `https` when served over TLS (for URLs the hub writes about itself).
-    pub scheme: &'static str,
-    /// Providers above this manual-registration share are marked in reports.
-    pub manual_share_threshold: f64,
-}
+use crate::http::AppState;
 
 /// A hub assembled from its configuration, not yet serving.
 pub struct Runtime {
@@ -262,106 +247,4 @@ pub fn build_with_store(config: &Config, store: Arc<dyn Store>, clock: Clock) ->
         None => None,
     };
     Ok(Runtime { state, delivery, tls, limits: config.server_limits() })
-}
-
-/// A hub serving HTTP and delivering its outbox.
-pub struct RunningHub {
-    pub addr: SocketAddr,
-    pub scheme: &'static str,
-    pub state: AppState,
-    shutdown: watch::Sender<bool>,
-    server: JoinHandle<std::io::Result<()>>,
-    delivery: JoinHandle<()>,
-    pollers: Vec<JoinHandle<()>>,
-}
-
-impl RunningHub {
-    /// The base URL of the API.
-    pub fn url(&self) -> String {
-        format!("{}://{}", self.scheme, self.addr)
-    }
-
-    /// Stops taking requests, lets in-flight requests and deliveries finish, and returns.
-    pub async fn stop(self) {
-        let _ = self.shutdown.send(true);
-        let _ = self.wait().await;
-    }
-
-    /// Resolves when the server has stopped (for `carehub serve`, once its shutdown handle
-    /// was used): requests in flight answered (within the drain timeout), the delivery
-    /// loop's attempts in flight recorded, every poller's current step done.
-    pub async fn wait(self) -> anyhow::Result<()> {
-        let result = self.server.await;
-        let _ = self.shutdown.send(true);
-        let _ = self.delivery.await;
-        for p in self.pollers {
-            let _ = p.await;
-        }
-        info!("carehub stopped");
-        result.context("the server task failed")?.context("the server failed")
-    }
-
-    /// A handle that stops this hub when sent `true`.
-    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
-        self.shutdown.clone()
-    }
-}
-
-/// Serves `runtime` on `listener` and starts its delivery loop.
-pub async fn start(runtime: Runtime, listener: tokio::net::TcpListener) -> anyhow::Result<RunningHub> {
-    let addr = listener.local_addr().context("the listener has no address")?;
-    let (tx, rx) = watch::channel(false);
-    let state = runtime.state.clone();
-    let running = state.delivery_running.clone();
-    let delivery_rx = rx.clone();
-    let delivery_loop = runtime.delivery.clone();
-    let delivery = tokio::spawn(async move {
-        running.store(true, Ordering::SeqCst);
-        delivery_loop.run(delivery_rx).await;
-        running.store(false, Ordering::SeqCst);
-    });
-    let mut pollers: Vec<JoinHandle<()>> = state
-        .hub
-        .registry
-        .iter()
-        .filter_map(|system| {
-            let inbox = system.inbox.clone()?;
-            let poller = carehub_core::poller::Poller { hub: state.hub.clone(), system: system.clone(), inbox };
-            Some(tokio::spawn(poller.run(rx.clone())))
-        })
-        .collect();
-    for system in state.hub.registry.iter() {
-        if let Some((feed, every)) = system.feed.clone() {
-            let puller =
-                carehub_core::poller::FeedPoller { hub: state.hub.clone(), system: system.clone(), feed, every };
-            pollers.push(tokio::spawn(puller.run(rx.clone())));
-        }
-    }
-    let forwarder_hub = state.hub.clone();
-    let forwarder_rx = rx.clone();
-    pollers.push(tokio::spawn(async move {
-        forwarder_hub.run_visit_forwarder(std::time::Duration::from_secs(5), forwarder_rx).await;
-    }));
-    let app = crate::api::app(state.clone());
-    let (tls, limits) = (runtime.tls.clone(), runtime.limits);
-    let events = Arc::new(ConnectionMetrics(state.hub.metrics.clone()));
-    let server = tokio::spawn(crate::accept::serve(listener, app, tls, limits, events, rx));
-    let scheme = if runtime.tls.is_some() { "https" } else { "http" };
-    info!(%addr, scheme, "carehub listening");
-    Ok(RunningHub { addr, scheme, state, shutdown: tx, server, delivery, pollers })
-}
-
-/// Connection counts for `/metrics`.
-struct ConnectionMetrics(Arc<Metrics>);
-
-impl crate::accept::ConnectionEvents for ConnectionMetrics {
-    fn opened(&self) {
-        self.0.connection_opened();
-    }
-    fn closed(&self) {
-        self.0.connection_closed();
-    }
-    fn refused(&self) {
-        self.0.connection_refused();
-    }
 }

@@ -48,7 +48,7 @@ pub struct ReportArgs {
 
 /// Runs `carehub report`: 0 written, 2 bad arguments or configuration.
 pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    crate::cli::init_tracing("warn", crate::config::LogFormat::Text);
+    super::init_tracing("warn", crate::config::LogFormat::Text);
     let Some(month) = followup::parse_month(&args.month) else {
         eprintln!("--month {}: not a month (YYYY-MM)", args.month);
         return Ok(ExitCode::from(2));

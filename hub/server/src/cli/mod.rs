@@ -1,0 +1,252 @@
+//! The command line (SPEC §8): `carehub demo | serve | check | token | audit verify | replay
+//! | tags import | verify | report | bench`.
+//!
+//! This module holds the clap definitions, the dispatch and what every command shares
+//! (loading the configuration, operational logging); each command's work is in its own
+//! file. `demo` and `bench` are dispatched to [`crate::demo`] and
+//! [`crate::bench`](mod@crate::bench), which stay at the crate's top level.
+//!
+//! # Layout
+//! - `serve`: `carehub serve`.
+//! - `check`: `carehub check`.
+//! - `token`: `carehub token`.
+//! - `audit`: `carehub audit verify`.
+//! - `replay`: `carehub replay`.
+//! - `tags`: `carehub tags import`.
+//! - [`verify`]: `carehub verify`.
+//! - [`report`]: `carehub report`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::auth::Role;
+use crate::config::{Config, LogFormat};
+
+mod audit;
+mod check;
+mod replay;
+pub mod report;
+mod serve;
+mod tags;
+mod token;
+pub mod verify;
+
+#[derive(Debug, Parser)]
+#[command(name = "carehub", version, about = "The integration hub for Swedish municipal home care")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the demo municipality end to end on an embedded database; no setup needed.
+    Demo {
+        /// Keep the database here instead of in a temporary folder.
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// Keep the hub (and the mock vendors) running afterwards, for a look.
+        #[arg(long)]
+        serve: bool,
+        /// Run as if it were this instant (RFC 3339, e.g. 2027-03-28T01:30:00+01:00): the
+        /// hub's clock and the demo's dates start there. Default: now.
+        #[arg(long, value_parser = parse_instant)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Run the hub.
+    Serve {
+        #[arg(long, default_value = "carehub.toml")]
+        config: PathBuf,
+    },
+    /// Validate the configuration (every problem at once, each as FILE:LINE:COLUMN where it
+    /// has a place), check every configured route has the mappings it needs, run the mapping
+    /// samples, then reach every configured system.
+    ///
+    /// Exit codes: 0 all is well; 2 a configuration problem (the file, a secret, a TLS file,
+    /// a missing or failing mapping); 1 the configuration is good but a system cannot be
+    /// reached.
+    Check {
+        #[arg(long, default_value = "carehub.toml")]
+        config: PathBuf,
+        /// Validate only (configuration, mappings and their samples, TLS files): do not
+        /// reach the systems.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Issue a bearer token signed with the configured key. A system's token
+    /// (case_management, provider_system) names its configured system with --system and
+    /// may send only as that system. Exit codes: 0 issued, 2 a configuration or argument
+    /// error.
+    Token {
+        #[arg(long, value_enum)]
+        role: Role,
+        /// The configured system the token speaks for (case_management and provider_system
+        /// tokens; required for them).
+        #[arg(long)]
+        system: Option<String>,
+        /// The provider's organisation number (provider_system tokens only).
+        #[arg(long)]
+        org: Option<String>,
+        /// Who the token is for (shown in the log of reads).
+        #[arg(long, default_value = "carehub-cli")]
+        subject: String,
+        /// Lifetime in minutes (default: the configuration's, else 480).
+        #[arg(long)]
+        ttl_minutes: Option<u64>,
+        #[arg(long, default_value = "carehub.toml")]
+        config: PathBuf,
+    },
+    /// Auditing the message log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Resend dead letters (all, or those named) and report how each ended.
+    Replay {
+        #[arg(long, default_value = "carehub.toml")]
+        config: PathBuf,
+        /// A delivery id to replay; repeat for several. All dead letters when absent.
+        #[arg(long = "id")]
+        ids: Vec<i64>,
+        /// Only list the dead letters.
+        #[arg(long)]
+        list: bool,
+    },
+    /// The NFC tag registry.
+    Tags {
+        #[command(subcommand)]
+        command: TagsCommand,
+    },
+    /// Verify every invoice of a month from the store (a dry run: nothing is written) and
+    /// print a summary; `--out` writes the reports as JSON.
+    Verify(verify::VerifyArgs),
+    /// Write the monthly follow-up (SPEC §4.4) as an HTML page for the committee, and as CSV.
+    Report(report::ReportArgs),
+    /// Measure throughput and latency (see BENCHMARKS.md).
+    Bench {
+        #[command(subcommand)]
+        command: crate::bench::BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TagsCommand {
+    /// Load tag registrations from a CSV file: columns tag_uid, client, installed_on and
+    /// optionally removed_on (or taggid, personnummer, monterad, nedtagen), `;` or `,`,
+    /// UTF-8 or Windows-1252. Bad rows are reported with their line and skipped.
+    Import {
+        file: PathBuf,
+        #[arg(long, default_value = "carehub.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the message log's hash chain and name the first entry that does not match.
+    Verify {
+        #[arg(long)]
+        db: PathBuf,
+    },
+}
+
+/// Sets up operational logging on stderr: `CAREHUB_LOG` filters (else `default`), and
+/// `CAREHUB_LOG_FORMAT` (`text` or `json`) chooses the format (else `format`).
+pub fn init_tracing(default: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAREHUB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let format = match std::env::var("CAREHUB_LOG_FORMAT") {
+        Ok(v) => v.parse().unwrap_or_else(|e| {
+            eprintln!("CAREHUB_LOG_FORMAT: {e}; using {format:?}");
+            format
+        }),
+        Err(_) => format,
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        // One JSON object a line: the event's fields flattened beside its level, target and
+        // timestamp, and the spans it happened in.
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
+        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
+    };
+}
+
+fn load_config(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("{}", e.report(path));
+        eprintln!("{} problem(s) in the configuration", e.0.len());
+        ExitCode::from(2)
+    })
+}
+
+/// An instant on the command line: RFC 3339 with its offset.
+fn parse_instant(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("{e}: expected an RFC 3339 instant such as 2027-03-28T01:30:00+01:00"))
+}
+
+/// Runs a command; the exit code says how it went (0 ok, 1 failed, 2 bad configuration).
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Demo { db, serve, at } => {
+            // The demo's output is its narrative; `CAREHUB_LOG=info` shows the hub's log too.
+            init_tracing("error", LogFormat::Text);
+            crate::demo::run(crate::demo::DemoOptions { db, serve, at }).await
+        }
+        Command::Serve { config } => {
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            init_tracing("info", config.hub.log_format);
+            serve::run(config).await
+        }
+        Command::Check { config, offline } => {
+            init_tracing("warn", LogFormat::Text);
+            // A configuration with problems is still checked as far as it can be read: the
+            // mapping files of its vendors and the mappings its routes need, in the same run.
+            let config = Config::load_outlined(&config).map_err(|(e, outline)| {
+                eprintln!("{}", e.report(&config));
+                eprintln!("{} problem(s) in the configuration", e.0.len());
+                outline
+            });
+            check::run(config, offline).await
+        }
+        Command::Token { role, system, org, subject, ttl_minutes, config } => {
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            token::run(config, role, system, org, subject, ttl_minutes)
+        }
+        Command::Audit { command: AuditCommand::Verify { db } } => audit::verify(&db).await,
+        Command::Replay { config, ids, list } => {
+            init_tracing("warn", LogFormat::Text);
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            replay::run(config, ids, list).await
+        }
+        Command::Tags { command: TagsCommand::Import { file, config } } => {
+            init_tracing("warn", LogFormat::Text);
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            tags::import(config, &file).await
+        }
+        Command::Verify(args) => {
+            init_tracing("warn", LogFormat::Text);
+            verify::run(args).await
+        }
+        Command::Report(args) => report::run(args).await,
+        Command::Bench { command } => {
+            init_tracing("error", LogFormat::Text);
+            crate::bench::run(command).await
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Orders and their traces: `GET /v1/orders[/{id}]` and `GET /v1/orders/{id}/trace`,
+//! everything the hub logged and delivered about one order.
+
+use axum::extract::State;
+use axum::Json;
+use carehub_core::store::{DeliveryFilter, LogEntry, LogFilter, OrderFilter, OrderRecord};
+use carehub_model::ErrorCode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::auth::{record_read, Caller};
+use super::deliveries::DeliveryView;
+use super::error::{limit_param, org_param, ApiError, ApiResult, ErrorBody, Path, Query};
+use super::state::AppState;
+
+/// An order, where it stands, and whether it is overdue.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OrderView {
+    #[schema(value_type = Object)]
+    pub order: Value,
+    pub source_system: String,
+    pub provider_system: String,
+    /// queued, delivered, dead_letter, accepted, rejected.
+    pub status: String,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+    pub ack_status: Option<String>,
+    pub ack_reason: Option<String>,
+    pub acked_at: Option<String>,
+    pub plan_established_on: Option<String>,
+    pub plan_received_at: Option<String>,
+    /// not_confirmed (no ack by execute_by), plan_missing (no plan by plan_due).
+    pub overdue: Vec<String>,
+}
+
+impl OrderView {
+    fn from(r: OrderRecord, today: chrono::NaiveDate) -> Self {
+        OrderView {
+            overdue: r.overdue_reasons(today).into_iter().map(str::to_owned).collect(),
+            order: serde_json::to_value(&r.order).unwrap_or(Value::Null),
+            source_system: r.source_system,
+            provider_system: r.provider_system,
+            status: r.status,
+            created_at: r.created_at,
+            delivered_at: r.delivered_at,
+            ack_status: r.ack_status,
+            ack_reason: r.ack_reason,
+            acked_at: r.acked_at,
+            plan_established_on: r.plan_established_on,
+            plan_received_at: r.plan_received_at,
+        }
+    }
+}
+
+/// Filters for `GET /v1/orders`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OrderQuery {
+    /// Only orders past a deadline (no ack by execute-by, or no plan by plan-due).
+    pub overdue: Option<bool>,
+    /// A provider's organisation number (`INVALID_ORG_NUMBER` when it is not one).
+    #[param(format = "organisationsnummer")]
+    pub provider: Option<String>,
+    pub status: Option<String>,
+    /// At most this many: 1 to 10000, 1000 by default (`BAD_REQUEST` outside the range).
+    #[param(minimum = 1, maximum = 10000)]
+    pub limit: Option<usize>,
+}
+
+/// Orders.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OrderList {
+    pub orders: Vec<OrderView>,
+}
+
+/// List orders; `overdue=true` lists those past a deadline.
+#[utoipa::path(get, path = "/v1/orders", tag = "orders", params(OrderQuery),
+    responses(
+        (status = 200, body = OrderList),
+        (status = 400, description = "BAD_REQUEST: a parameter does not parse or is out of range", body = ErrorBody),
+        (status = 401, description = "UNAUTHENTICATED: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: a provider asks for another provider's orders", body = ErrorBody),
+        (status = 422, description = "INVALID_ORG_NUMBER: a provider that is not one", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE: the store is not available; try again", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn list_orders(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<OrderQuery>,
+) -> ApiResult<Json<OrderList>> {
+    let mut provider = org_param(&q.provider)?;
+    if let Some(own) = caller.0.provider() {
+        if provider.as_deref().is_some_and(|p| p != own) {
+            return Err(ApiError::new(ErrorCode::Forbidden, "a provider lists only its own orders"));
+        }
+        provider = Some(own.to_owned());
+    }
+    let filter = OrderFilter {
+        provider,
+        status: q.status.clone(),
+        overdue_on: q.overdue.unwrap_or(false).then(|| state.hub.today()),
+        limit: limit_param(q.limit, 1000, 10_000)?,
+    };
+    let orders = state.hub.store.orders(filter).await?;
+    Ok(Json(OrderList { orders: orders.into_iter().map(|o| OrderView::from(o, state.hub.today())).collect() }))
+}
+
+pub(super) async fn order_for(state: &AppState, caller: &Caller, id: &str) -> ApiResult<OrderRecord> {
+    let record =
+        state.hub.store.order(id).await?.ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no order {id}")))?;
+    if let Some(own) = caller.0.provider() {
+        if record.order.provider.as_str() != own {
+            return Err(ApiError::new(ErrorCode::Forbidden, "the order belongs to another provider"));
+        }
+    }
+    Ok(record)
+}
+
+/// One order.
+#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders",
+    params(("id" = String, Path, description = "The order id")),
+    responses(
+        (status = 200, body = OrderView),
+        (status = 401, description = "UNAUTHENTICATED: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the order belongs to another provider", body = ErrorBody),
+        (status = 404, description = "NOT_FOUND", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE: the store is not available; try again", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn get_order(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<OrderView>> {
+    Ok(Json(OrderView::from(order_for(&state, &caller, &id).await?, state.hub.today())))
+}
+
+/// One step of an order's life.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TraceStep {
+    /// The message-log entry.
+    pub message_id: i64,
+    pub at: String,
+    /// What happened, in words.
+    pub step: String,
+    pub direction: String,
+    pub system: String,
+    pub message_type: String,
+    pub status: String,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// An outbox row.
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Trace {
+    pub order: OrderView,
+    pub steps: Vec<TraceStep>,
+    pub deliveries: Vec<DeliveryView>,
+    /// The order's visits with their outcome and codes (the first 10,000).
+    #[schema(value_type = Vec<Object>)]
+    pub visits: Vec<Value>,
+    /// The invoice lines that name the order, each with its verification: one per
+    /// verification (an invoice verified again with a credit note appears again), oldest
+    /// first, with the log entry that holds the report.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub invoice_lines: Vec<Value>,
+}
+
+/// The lines of a verified invoice's log entry that name `order_id`, with the invoice they
+/// are on and their verification.
+fn invoice_lines(e: &LogEntry, order_id: &str) -> Vec<Value> {
+    if e.direction != "in" || e.status != "accepted" || !matches!(e.message_type.as_str(), "invoice" | "credit_note") {
+        return Vec::new();
+    }
+    let Some(report) = e.canonical.as_deref().and_then(|c| serde_json::from_str::<Value>(c).ok()) else {
+        return Vec::new();
+    };
+    report["lines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["order_id"] == order_id)
+        .map(|l| {
+            serde_json::json!({
+                "message_id": e.seq, "at": e.at, "provider": report["provider"], "invoice_id": report["invoice_id"],
+                "kind": report["kind"], "month": report["month"], "received_as": e.message_type, "line": l,
+            })
+        })
+        .collect()
+}
+
+fn describe_step(e: &LogEntry) -> String {
+    let what = e.message_type.replace('_', " ");
+    match (e.direction.as_str(), e.status.as_str()) {
+        ("in", "accepted") => format!("{what} received from {}", e.system),
+        ("in", "duplicate") => format!("{what} received again from {} (a repeat, not acted on)", e.system),
+        ("in", "rejected") => format!("{what} from {} rejected ({})", e.system, e.error_code.as_deref().unwrap_or("?")),
+        ("out", "queued") => format!("{what} queued for {}", e.system),
+        ("out", "delivered") => format!("{what} delivered to {}", e.system),
+        ("out", "retrying") => format!("{what} delivery to {} failed, will retry", e.system),
+        ("out", "dead_letter") => format!("{what} delivery to {} dead-lettered", e.system),
+        ("out", "requeued") => format!("{what} for {} requeued by replay", e.system),
+        (d, s) => format!("{what} {d} {s} ({})", e.system),
+    }
+}
+
+/// The lifecycle of an order: decision, deliveries, acknowledgement, plan, visits, and the
+/// invoice lines that name it with their verification.
+#[utoipa::path(get, path = "/v1/orders/{id}/trace", tag = "orders",
+    params(("id" = String, Path, description = "The order id")),
+    responses(
+        (status = 200, body = Trace),
+        (status = 401, description = "UNAUTHENTICATED: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the order belongs to another provider", body = ErrorBody),
+        (status = 404, description = "NOT_FOUND", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE: the store is not available; try again", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn order_trace(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Trace>> {
+    let record = order_for(&state, &caller, &id).await?;
+    record_read(&state.hub, &caller, format!("trace {id}")).await?;
+    let mut entries = state
+        .hub
+        .store
+        .log_entries(LogFilter { order_id: Some(id.clone()), limit: 10_000, ..LogFilter::default() })
+        .await?;
+    // Another provider's invoice may name the order (INV004): not the provider's to read.
+    if let Some(own) = caller.0.provider() {
+        entries.retain(|e| e.provider.as_deref().is_none_or(|p| p == own));
+    }
+    let invoice_lines = entries.iter().flat_map(|e| invoice_lines(e, &id)).collect();
+    let deliveries = state
+        .hub
+        .store
+        .deliveries(DeliveryFilter { order_id: Some(id.clone()), limit: 1000, ..DeliveryFilter::default() })
+        .await?;
+    let steps = entries
+        .iter()
+        .map(|e| TraceStep {
+            message_id: e.seq,
+            at: e.at.clone(),
+            step: describe_step(e),
+            direction: e.direction.clone(),
+            system: e.system.clone(),
+            message_type: e.message_type.clone(),
+            status: e.status.clone(),
+            error_code: e.error_code.clone(),
+            error_message: e.error_message.clone(),
+        })
+        .collect();
+    let visits = state
+        .hub
+        .store
+        .visits(carehub_core::store::VisitFilter { order_id: Some(id.clone()), limit: 10_000, ..Default::default() })
+        .await?;
+    Ok(Json(Trace {
+        order: OrderView::from(record, state.hub.today()),
+        steps,
+        deliveries: deliveries.into_iter().map(DeliveryView::from).collect(),
+        visits: visits.into_iter().map(|v| serde_json::to_value(v).unwrap_or_default()).collect(),
+        invoice_lines,
+    }))
+}
