@@ -13,24 +13,24 @@
 //!   whether a retry can help, the registry of configured systems.
 //! - [`mapping`]: the declarative mapping engine and its safe XML tree.
 //! - [`pipeline`]: the flows (SPEC §4.1): [`pipeline::Hub::receive`].
-//! - [`outbox`]: retries, backoff, dead letters, replay.
-//! - [`poller`]: reading the files systems leave in their inboxes (SFTP).
+//! - [`delivery`]: traffic in and out that is not a request: [`delivery::outbox`], the one
+//!   delivery loop (retries, backoff, dead letters, replay), and [`delivery::poller`],
+//!   reading the files systems leave in their inboxes (SFTP).
 //! - [`store`]: the [`store::Store`] trait and the SQLite backend; [`log`]: the hash chain.
 //! - [`metrics`]: Prometheus counters and gauges.
 //! - [`visits`]: the visit rules VIS001-VIS010, pure, over the facts they need.
 
 pub mod adapter;
+pub mod delivery;
 pub mod followup;
 pub mod invoice_flow;
 pub mod log;
 pub mod mapping;
 pub mod metrics;
 pub mod month_verification;
-pub mod outbox;
 pub mod peppol;
 pub mod peppol_write;
 pub mod pipeline;
-pub mod poller;
 pub mod store;
 pub mod verification;
 pub mod visit_flow;

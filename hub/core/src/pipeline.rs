@@ -5,7 +5,7 @@
 //! commits all of it, with the inbound message's log entry, in one durable store commit.
 //! Only then does it answer; a refused message is logged as `rejected` with its code before
 //! the refusal is answered. Outbound messages are rendered here, once, and stored in the
-//! outbox exactly as they will be sent; the delivery loop ([`crate::outbox`]) sends them.
+//! outbox exactly as they will be sent; the delivery loop ([`crate::delivery::outbox`]) sends them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use carehub_adapters::VendorConfig;
 use carehub_core::adapter::SystemRole;
-use carehub_core::outbox::RetryPolicy;
+use carehub_core::delivery::outbox::RetryPolicy;
 use carehub_model::{Deadlines, OrgNumber};
 use serde::Deserialize;
 
