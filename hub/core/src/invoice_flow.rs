@@ -1,6 +1,6 @@
 //! The invoice flow (SPEC §4.3): a provider's PEPPOL BIS 3 invoice or credit note in, read
 //! ([`crate::peppol`]), verified against the store's orders, decisions and validated visits
-//! ([`crate::verification`]), and logged with its report in one commit before the answer.
+//! ([`crate::rules::invoices`]), and logged with its report in one commit before the answer.
 //!
 //! Verifications of one hub run one at a time (a lock), so an invoice sent twice at once is
 //! still recognised (INV005) by the second. A credit note is stored and the invoice it
@@ -19,15 +19,15 @@ use crate::adapter::System;
 use crate::mapping::RowDecoded;
 use crate::peppol::{self, DocumentKind as PeppolKind, PeppolDocument};
 use crate::pipeline::{store_unavailable, Correlation, Hub, Inbound, Receipt, Rejection, Sender};
+use crate::rules::invoices::{
+    self, DocumentKind, Invoice, InvoiceLine, ManualShare, Month, OrderFacts, PlanNoticeFacts, VerificationInput,
+    VisitRecord,
+};
+use crate::rules::visits::Outcome;
 use crate::store::parse_store_ts;
 use crate::store::{
     status, ts, InvoiceRecord, LogLink, LogRef, NewInvoice, NewLogEntry, NewVerification, Op, VisitFilter,
 };
-use crate::verification::{
-    self, DocumentKind, Invoice, InvoiceLine, ManualShare, Month, OrderFacts, PlanNoticeFacts, VerificationInput,
-    VisitRecord,
-};
-use crate::visits::Outcome;
 
 /// Whether a payload is a UBL invoice or credit note (by its namespace, near the start).
 pub fn is_ubl(body: &[u8]) -> bool {
@@ -244,7 +244,7 @@ impl Hub {
                 counted: i64::try_from(s.visits).unwrap_or(i64::MAX),
             });
         let input = VerificationInput { invoice: target.clone(), credit_notes, orders, already_verified, manual_share };
-        let report = match verification::verify(&input, &self.invoice_policy) {
+        let report = match invoices::verify(&input, &self.invoice_policy) {
             Ok(r) => r,
             Err(e) => return Err(self.reject(inbound, ErrorCode::InvalidValue, e.to_string(), corr).await),
         };

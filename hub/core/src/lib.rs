@@ -18,7 +18,9 @@
 //!   reading the files systems leave in their inboxes (SFTP).
 //! - [`store`]: the [`store::Store`] trait and the SQLite backend; [`log`]: the hash chain.
 //! - [`metrics`]: Prometheus counters and gauges.
-//! - [`visits`]: the visit rules VIS001-VIS010, pure, over the facts they need.
+//! - [`rules`]: the rules, pure: [`rules::visits`] (VIS001-VIS010), [`rules::invoices`]
+//!   (INV001-INV007 and the SPEC §7 arithmetic) and [`rules::month`], the driver that
+//!   verifies a whole month from the store.
 
 pub mod adapter;
 pub mod delivery;
@@ -27,11 +29,9 @@ pub mod invoice_flow;
 pub mod log;
 pub mod mapping;
 pub mod metrics;
-pub mod month_verification;
 pub mod peppol;
 pub mod peppol_write;
 pub mod pipeline;
+pub mod rules;
 pub mod store;
-pub mod verification;
 pub mod visit_flow;
-pub mod visits;

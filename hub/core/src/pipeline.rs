@@ -88,11 +88,11 @@ pub struct Hub {
     /// Woken whenever something was written to the outbox.
     pub outbox_notify: Arc<Notify>,
     /// The visit rules' thresholds (SPEC §6).
-    pub visit_rules: crate::visits::Thresholds,
+    pub visit_rules: crate::rules::visits::Thresholds,
     /// Woken whenever visits were stored that may go on to a case-management system.
     pub visit_notify: Arc<Notify>,
     /// The municipality's invoice verification policy (SPEC §7).
-    pub invoice_policy: crate::verification::Policy,
+    pub invoice_policy: crate::rules::invoices::Policy,
     /// Verifications run one at a time.
     pub invoice_lock: tokio::sync::Mutex<()>,
     /// Where every "now" of the flows comes from.
