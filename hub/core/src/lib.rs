@@ -12,7 +12,9 @@
 //! - [`adapter`]: the contract: [`adapter::System`], [`adapter::Transport`], errors that say
 //!   whether a retry can help, the registry of configured systems.
 //! - [`mapping`]: the declarative mapping engine and its safe XML tree.
-//! - [`pipeline`]: the flows (SPEC §4.1): [`pipeline::Hub::receive`].
+//! - [`flows`]: one room per flow (SPEC §4): [`flows::decision`] (decisions, orders and
+//!   their acknowledgements; for now also [`flows::decision::Hub`] and its entry point
+//!   [`flows::decision::Hub::receive`]), [`flows::visits`] and [`flows::invoice`].
 //! - [`delivery`]: traffic in and out that is not a request: [`delivery::outbox`], the one
 //!   delivery loop (retries, backoff, dead letters, replay), and [`delivery::poller`],
 //!   reading the files systems leave in their inboxes (SFTP).
@@ -24,14 +26,12 @@
 
 pub mod adapter;
 pub mod delivery;
+pub mod flows;
 pub mod followup;
-pub mod invoice_flow;
 pub mod log;
 pub mod mapping;
 pub mod metrics;
 pub mod peppol;
 pub mod peppol_write;
-pub mod pipeline;
 pub mod rules;
 pub mod store;
-pub mod visit_flow;

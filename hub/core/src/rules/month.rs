@@ -231,7 +231,7 @@ pub fn verify_provider(
     let (mut invoices, mut credit_notes) = (Vec::new(), Vec::new());
     let mut credits: Vec<Vec<String>> = Vec::new();
     for record in &facts.invoices {
-        match crate::invoice_flow::invoice_from_record(record) {
+        match crate::flows::invoice::invoice_from_record(record) {
             Some(inv) if inv.kind == DocumentKind::CreditNote => {
                 credits.push(billing_references(&record.canonical));
                 credit_notes.push(inv);

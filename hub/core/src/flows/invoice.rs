@@ -16,9 +16,9 @@ use serde_json::json;
 use tracing::info;
 
 use crate::adapter::System;
+use crate::flows::decision::{store_unavailable, Correlation, Hub, Inbound, Receipt, Rejection, Sender};
 use crate::mapping::RowDecoded;
 use crate::peppol::{self, DocumentKind as PeppolKind, PeppolDocument};
-use crate::pipeline::{store_unavailable, Correlation, Hub, Inbound, Receipt, Rejection, Sender};
 use crate::rules::invoices::{
     self, DocumentKind, Invoice, InvoiceLine, ManualShare, Month, OrderFacts, PlanNoticeFacts, VerificationInput,
     VisitRecord,
@@ -282,7 +282,7 @@ impl Hub {
         self.metrics.message(&sys.name, "in", kind, status::ACCEPTED);
         info!(system = %sys.name, lines = target.lines.len(), codes = report.codes().len(), "invoice verified");
         Ok(Receipt {
-            message_id: crate::pipeline::logged_id(&results).unwrap_or_default(),
+            message_id: crate::flows::decision::logged_id(&results).unwrap_or_default(),
             status: status::ACCEPTED,
             message_type: MessageType::Receipt,
             decision_id: None,
@@ -325,7 +325,7 @@ impl Hub {
                 }
             };
             let key = format!("{}:{}:verification:{stamp}:{}", invoice.provider, invoice.id, target.name);
-            let mut entry = crate::pipeline::outbound_entry(
+            let mut entry = crate::flows::decision::outbound_entry(
                 &target,
                 MessageType::Verification,
                 &rendered.content_type,
@@ -638,7 +638,7 @@ impl Hub {
             let results = self.store.commit(vec![Op::AppendLog(entry)]).await.map_err(store_unavailable)?;
             self.metrics.rejection(&sys.name, r.code.as_str());
             self.metrics.message(&sys.name, "in", MessageType::InvoiceLine.as_str(), status::REJECTED);
-            let id = crate::pipeline::logged_id(&results);
+            let id = crate::flows::decision::logged_id(&results);
             first_id = first_id.or(id);
             refusals.push(json!({"line": r.line, "code": r.code.as_str(), "message": r.message, "message_id": id}));
         }

@@ -1,4 +1,11 @@
-//! The flows (SPEC §4.1): what the hub does with a message a system sent it.
+//! The decision flow (SPEC §4.1), and for now the hub itself: what the hub does with a
+//! message a system sent it.
+//!
+//! This module still holds [`Hub`], its entry points ([`Hub::receive`], [`Hub::take_file`]),
+//! the answers the hub gives and the tag register, next to the decision flow proper. They
+//! are to be split into `hub.rs` (the hub and its wiring) and `intake.rs` (what a payload
+//! is, decided once) next; until then the other flows add their `impl Hub` blocks against
+//! this one.
 //!
 //! [`Hub::receive`] decodes the payload with the sending system's mappings, validates it,
 //! works out everything it changes (the decision, the order, the outbound messages) and
@@ -169,11 +176,11 @@ impl Hub {
                 Rejection::new(ErrorCode::UnknownSystem, format!("no system named '{system}' is configured"))
             })?
             .clone();
-        if sys.role == SystemRole::ProviderSystem && crate::invoice_flow::is_ubl(&body) {
+        if sys.role == SystemRole::ProviderSystem && crate::flows::invoice::is_ubl(&body) {
             return self.on_invoice(&sys, body, content_type.unwrap_or("application/xml"), sender).await;
         }
         if sys.role == SystemRole::ProviderSystem {
-            if let Some((text, rows)) = crate::invoice_flow::invoice_rows(&sys, &body) {
+            if let Some((text, rows)) = crate::flows::invoice::invoice_rows(&sys, &body) {
                 return self.take_invoice_rows(&sys, &text, rows, sender).await;
             }
         }

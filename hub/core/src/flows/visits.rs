@@ -22,8 +22,10 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::adapter::System;
+use crate::flows::decision::{
+    outbound_entry, store_unavailable, Correlation, Hub, Inbound, Receipt, Rejection, Sender,
+};
 use crate::mapping::RowDecoded;
-use crate::pipeline::{outbound_entry, store_unavailable, Correlation, Hub, Inbound, Receipt, Rejection, Sender};
 use crate::rules::visits::Outcome;
 use crate::store::{
     progress, status, IncomingVisit, IngestReport, LogRef, NewDelivery, NewLogEntry, Op, OpResult, StoreError,
