@@ -39,7 +39,7 @@ async fn a_lifecare_decision_reaches_lifecare_mobil_and_the_answers_return() {
         .mount(&lifecare)
         .await;
     let hub = TestHub::start(&mobil.uri(), &lifecare.uri()).await;
-    let order = carehub_core::pipeline::order_id_for("lifecare:LC-77812");
+    let order = carehub_core::flows::decision::order_id_for("lifecare:LC-77812");
     Mock::given(method("POST"))
         .and(path("/lifecare/api/acknowledgements"))
         .and(header("authorization", "Bearer lc-t1"))
@@ -143,14 +143,14 @@ async fn a_refused_token_is_renewed_within_the_attempt_and_an_expired_one_before
 
     let (s, _) = hub.post("lifecare", lifecare_decision("LC-1", &pnrs[300], PROVIDER_C), Some(&cm)).await;
     assert_eq!(s, StatusCode::ACCEPTED);
-    let first = carehub_core::pipeline::order_id_for("lifecare:LC-1");
+    let first = carehub_core::flows::decision::order_id_for("lifecare:LC-1");
     let delivered = hub.wait_for_order_status(&first, "delivered").await;
     assert!(delivered["delivered_at"].is_string());
     let trace = hub.trace(&first).await;
     assert_eq!(trace["deliveries"][0]["attempts"], 1, "the 401 was cured inside the first attempt");
     let (s, _) = hub.post("lifecare", lifecare_decision("LC-2", &pnrs[301], PROVIDER_C), Some(&cm)).await;
     assert_eq!(s, StatusCode::ACCEPTED);
-    let second = carehub_core::pipeline::order_id_for("lifecare:LC-2");
+    let second = carehub_core::flows::decision::order_id_for("lifecare:LC-2");
     hub.wait_for_order_status(&second, "delivered").await;
     let token_calls = mobil
         .received_requests()

@@ -474,7 +474,7 @@ pub fn decision_xml(id: &str, pnr: &str, provider: &str, decided_at: Option<&str
 
 /// The hub's order id for a Combine decision id.
 pub fn order_id(decision: &str) -> String {
-    carehub_core::pipeline::order_id_for(&format!("combine:{decision}"))
+    carehub_core::flows::decision::order_id_for(&format!("combine:{decision}"))
 }
 
 /// A Phoniro order confirmation.

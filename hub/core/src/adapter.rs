@@ -5,7 +5,7 @@
 //! [`Transport`] (code, shared between vendors that speak the same protocol). Decoding and
 //! encoding are the same for every vendor, so an adapter is mostly its mapping files; what
 //! differs is only how bytes travel. Transports classify every failure as transient (a retry
-//! may help) or permanent, and the one delivery loop in [`crate::outbox`] acts on that.
+//! may help) or permanent, and the one delivery loop in [`crate::delivery::outbox`] acts on that.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -111,7 +111,7 @@ pub trait Transport: Send + Sync {
 }
 
 /// Files a system leaves for the hub (an SFTP folder), read by the poller in
-/// [`crate::poller`]. Only complete files are ready; the producer's convention for files
+/// [`crate::delivery::poller`]. Only complete files are ready; the producer's convention for files
 /// still being written is the implementation's business.
 #[async_trait]
 pub trait Inbox: Send + Sync {

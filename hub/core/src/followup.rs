@@ -48,8 +48,8 @@ use carehub_model::Order;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Serialize;
 
+use crate::rules::invoices::{self, Month};
 use crate::store::{ManualShare, Store, StoreError};
-use crate::verification::{self, Month};
 
 /// The lower edge of the band, as a fraction `num/den` of granted (80%).
 const BAND_LOW: (i64, i64) = (4, 5);
@@ -135,13 +135,7 @@ impl OrderFacts {
 
     /// Days of `month` inside both the order's and the decision's validity (inclusive).
     pub fn active_days(&self, month: Month) -> i64 {
-        verification::active_days(
-            month,
-            self.start_date,
-            self.end_date,
-            self.decision_valid_from,
-            self.decision_valid_to,
-        )
+        invoices::active_days(month, self.start_date, self.end_date, self.decision_valid_from, self.decision_valid_to)
     }
 
     /// Granted minutes in `month` (SPEC §7), 0 for a rejected order.
@@ -149,7 +143,7 @@ impl OrderFacts {
         if self.rejected {
             return 0;
         }
-        verification::granted_minutes(self.minutes_per_month, self.active_days(month), month)
+        invoices::granted_minutes(self.minutes_per_month, self.active_days(month), month)
     }
 
     /// Whether the order's own dates overlap the month.
@@ -553,7 +547,7 @@ impl Builder {
         let mut continuity: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
         let mut clients = Vec::with_capacity(self.clients.len());
         for ((provider, _client), acc) in self.clients {
-            let performed = verification::performed_minutes(acc.seconds);
+            let performed = invoices::performed_minutes(acc.seconds);
             let band = Band::of(acc.granted, performed);
             let staff_in_month = u32::try_from(acc.staff_days.len()).unwrap_or(u32::MAX);
             let max_staff_14_days = max_in_window(acc.staff_days.values().copied(), month);

@@ -2,12 +2,12 @@
 //! transaction (earlier visits of the same batch included), copies not stored twice, a
 //! feed's cursor committed with its page, and what the reports read.
 
+use carehub_core::rules::visits::{Outcome, Thresholds};
 use carehub_core::store::sqlite::SqliteStore;
 use carehub_core::store::{
     progress, DecisionRecord, IncomingVisit, NewLogEntry, Op, OpResult, OrderRecord, Store, VisitFilter, VisitIngest,
     VisitResult,
 };
-use carehub_core::visits::{Outcome, Thresholds};
 use carehub_model::{
     Deadlines, Decision, Order, OrgNumber, PersonalIdentityNumber, Registration, RegistrationMethod, SourceId,
     TagRegistration, TagUid, Visit, VisitOutcome,

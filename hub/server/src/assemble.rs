@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use carehub_core::adapter::Registry;
+use carehub_core::delivery::outbox::DeliveryLoop;
+use carehub_core::flows::decision::Hub;
 use carehub_core::mapping::MappingSet;
 use carehub_core::metrics::Metrics;
-use carehub_core::outbox::DeliveryLoop;
-use carehub_core::pipeline::Hub;
 use carehub_core::store::sqlite::SqliteStore;
 use carehub_core::store::Store;
 use carehub_model::Clock;

@@ -434,7 +434,7 @@ pub async fn run(args: VisitBenchArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let receipt = state.hub.take_file("paraga", "besok-bench.csv", file).await.map_err(|r| anyhow::anyhow!("{r}"))?;
     let secs = started.elapsed().as_secs_f64();
-    let refused = receipt.visits.iter().filter(|r| r.outcome == carehub_core::visits::Outcome::Rejected).count();
+    let refused = receipt.visits.iter().filter(|r| r.outcome == carehub_core::rules::visits::Outcome::Rejected).count();
     out!(
         "ParaGå file of {:>7} rows:             {:>7} visits in {secs:>6.2} s = {:>7.0} visits/s",
         args.rows,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use carehub_adapters::VendorConfig;
 use carehub_core::adapter::SystemRole;
-use carehub_core::outbox::RetryPolicy;
+use carehub_core::delivery::outbox::RetryPolicy;
 use carehub_model::{Deadlines, OrgNumber};
 use serde::Deserialize;
 
@@ -302,9 +302,9 @@ impl Default for VisitSection {
 }
 
 impl VisitSection {
-    pub fn thresholds(&self) -> carehub_core::visits::Thresholds {
+    pub fn thresholds(&self) -> carehub_core::rules::visits::Thresholds {
         use chrono::Duration;
-        carehub_core::visits::Thresholds {
+        carehub_core::rules::visits::Thresholds {
             open_visit: Duration::hours(i64::from(self.open_visit_hours)),
             min_duration: Duration::minutes(i64::from(self.min_minutes)),
             max_duration: Duration::hours(i64::from(self.max_hours)),
@@ -439,8 +439,8 @@ impl std::fmt::Display for Rate {
 }
 
 impl BandConfig {
-    fn band(&self) -> Result<carehub_core::verification::Band, String> {
-        use carehub_core::verification::{Band, BandKind};
+    fn band(&self) -> Result<carehub_core::rules::invoices::Band, String> {
+        use carehub_core::rules::invoices::{Band, BandKind};
         let kind = match self.kind.as_str() {
             "day" => BandKind::Day,
             "evening" => BandKind::Evening,
@@ -666,7 +666,7 @@ impl Config {
         for (key, value) in
             [("tolerance", &invoices.tolerance), ("under_delivery_threshold", &invoices.under_delivery_threshold)]
         {
-            if value.parse::<carehub_core::verification::Ratio>().is_err() {
+            if value.parse::<carehub_core::rules::invoices::Ratio>().is_err() {
                 errors.at(
                     at(&["invoices", key]),
                     format!("[invoices] {key}: a decimal number such as \"1.10\", got '{value}'"),
@@ -1023,8 +1023,8 @@ impl Config {
     /// Provider routes by normalised organisation number.
     /// The invoice verification policy: `[invoices]`, the manual-share threshold of
     /// `[visits]`, and each provider's `rate_per_hour`.
-    pub fn invoice_policy(&self) -> carehub_core::verification::Policy {
-        use carehub_core::verification::{Policy, Ratio};
+    pub fn invoice_policy(&self) -> carehub_core::rules::invoices::Policy {
+        use carehub_core::rules::invoices::{Policy, Ratio};
         let defaults = Policy::default();
         let ratio = |s: &str, d: Ratio| s.parse::<Ratio>().unwrap_or(d);
         let share = format!("{}", self.visits.manual_share_threshold);
@@ -1034,7 +1034,7 @@ impl Config {
             .filter_map(|p| {
                 let day = p.rate_per_hour?.ore;
                 let bands = p.bands.iter().filter_map(|b| b.band().ok()).collect();
-                Some((OrgNumber::parse(&p.org).ok()?, carehub_core::verification::Rates { day, bands }))
+                Some((OrgNumber::parse(&p.org).ok()?, carehub_core::rules::invoices::Rates { day, bands }))
             })
             .collect();
         Policy {
@@ -1048,14 +1048,14 @@ impl Config {
         }
     }
 
-    pub fn routes(&self) -> BTreeMap<String, carehub_core::pipeline::Route> {
+    pub fn routes(&self) -> BTreeMap<String, carehub_core::flows::decision::Route> {
         self.providers
             .iter()
             .filter_map(|p| {
                 let org = OrgNumber::parse(&p.org).ok()?;
                 Some((
                     org.as_str().to_owned(),
-                    carehub_core::pipeline::Route { provider_name: p.name.clone(), system: p.system.clone() },
+                    carehub_core::flows::decision::Route { provider_name: p.name.clone(), system: p.system.clone() },
                 ))
             })
             .collect()
@@ -1120,7 +1120,7 @@ system = "phoniro"
 
     #[test]
     fn rates_and_time_bands_make_the_invoice_policy() {
-        use carehub_core::verification::{BandKind, Ratio};
+        use carehub_core::rules::invoices::{BandKind, Ratio};
         let text = format!(
             "{GOOD}rate_per_hour = 390\n[[providers.bands]]\nkind = \"evening\"\nfrom = \"22:00\"\nto = \"07:00\"\n\
              rate_per_hour = 450\n[[providers.bands]]\nkind = \"weekend\"\nfrom = \"00:00\"\nto = \"00:00\"\n\

@@ -80,14 +80,19 @@ pub async fn start(runtime: Runtime, listener: tokio::net::TcpListener) -> anyho
         .iter()
         .filter_map(|system| {
             let inbox = system.inbox.clone()?;
-            let poller = carehub_core::poller::Poller { hub: state.hub.clone(), system: system.clone(), inbox };
+            let poller =
+                carehub_core::delivery::poller::Poller { hub: state.hub.clone(), system: system.clone(), inbox };
             Some(tokio::spawn(poller.run(rx.clone())))
         })
         .collect();
     for system in state.hub.registry.iter() {
         if let Some((feed, every)) = system.feed.clone() {
-            let puller =
-                carehub_core::poller::FeedPoller { hub: state.hub.clone(), system: system.clone(), feed, every };
+            let puller = carehub_core::delivery::poller::FeedPoller {
+                hub: state.hub.clone(),
+                system: system.clone(),
+                feed,
+                every,
+            };
             pollers.push(tokio::spawn(puller.run(rx.clone())));
         }
     }

@@ -46,7 +46,7 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 
 use super::*;
 use crate::log::{entry_hash, GENESIS};
-use crate::visits::{Outcome, Thresholds};
+use crate::rules::visits::{Outcome, Thresholds};
 
 /// Runs every behaviour of the suite as its own `#[tokio::test]`, each on a store from
 /// `$fresh`: an `async fn() -> (G, Arc<dyn Store>, Clock)` whose store stamps its writes

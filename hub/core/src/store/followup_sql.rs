@@ -7,7 +7,7 @@ use rusqlite::{params, Connection};
 
 use super::StoreError;
 use crate::followup::{OrderFacts, VisitFacts};
-use crate::verification::Month;
+use crate::rules::invoices::Month;
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())

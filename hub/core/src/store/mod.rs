@@ -458,7 +458,7 @@ pub struct VisitIngest {
     /// The inbound message's log entry; its canonical column gets each visit's result.
     pub log: NewLogEntry,
     pub visits: Vec<IncomingVisit>,
-    pub thresholds: crate::visits::Thresholds,
+    pub thresholds: crate::rules::visits::Thresholds,
     pub now: DateTime<Utc>,
     /// A pulled feed's next cursor, stored for `system` with the page.
     pub cursor: Option<String>,
@@ -473,10 +473,10 @@ pub struct VisitResult {
     /// Its line in a file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<usize>,
-    pub outcome: crate::visits::Outcome,
+    pub outcome: crate::rules::visits::Outcome,
     pub codes: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub findings: Vec<crate::visits::Finding>,
+    pub findings: Vec<crate::rules::visits::Finding>,
     /// VIS007: the visit first received; this one was not stored again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duplicate_of: Option<String>,
@@ -628,7 +628,7 @@ pub struct MonthOrder {
     pub record: OrderRecord,
     pub decision_valid_from: NaiveDate,
     pub decision_valid_to: Option<NaiveDate>,
-    pub visits: Vec<crate::verification::VisitRecord>,
+    pub visits: Vec<crate::rules::invoices::VisitRecord>,
 }
 
 /// Everything month verification needs about one provider's month, read in bulk
@@ -705,14 +705,14 @@ pub trait Store: Send + Sync + 'static {
     async fn verified_lines(&self, provider: &str, invoice_id: &str) -> Result<Vec<String>, StoreError>;
     /// The providers with an order that may be active in `month` or an invoice for it, in
     /// order: the units month verification walks.
-    async fn month_providers(&self, month: crate::verification::Month) -> Result<Vec<String>, StoreError>;
+    async fn month_providers(&self, month: crate::rules::invoices::Month) -> Result<Vec<String>, StoreError>;
     /// One provider's month in bulk (for month verification): its orders with their
     /// decisions, its visits of the month grouped by order (read once, through
     /// `visits_provider_month`), its invoices and credit notes. Memory is one provider's.
     async fn provider_month(
         &self,
         provider: &str,
-        month: crate::verification::Month,
+        month: crate::rules::invoices::Month,
     ) -> Result<ProviderMonth, StoreError>;
     /// The latest verification of a provider's invoice (an invoice is identified by its
     /// provider and its id: two providers may use the same id).

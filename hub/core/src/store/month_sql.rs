@@ -14,8 +14,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::sqlite::{invoice_row, order_row_at, ORDER_COLUMNS};
 use super::*;
-use crate::verification::{self, Month};
-use crate::visits::Outcome;
+use crate::rules::invoices::{self, Month};
+use crate::rules::visits::Outcome;
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -175,7 +175,7 @@ pub(super) fn provider_month(conn: &Connection, provider: &str, month: Month) ->
         let Some(check_in) = parse_store_ts(r.get_ref(1)?.as_str().map_err(backend)?) else { continue };
         let check_out = r.get_ref(2)?.as_str_or_null().map_err(backend)?.and_then(parse_store_ts);
         let planned: Option<i64> = r.get(5)?;
-        out.orders[at].visits.push(verification::VisitRecord {
+        out.orders[at].visits.push(invoices::VisitRecord {
             check_in,
             check_out,
             validation,

@@ -1111,14 +1111,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn month_providers(&self, month: crate::verification::Month) -> Result<Vec<String>, StoreError> {
+    async fn month_providers(&self, month: crate::rules::invoices::Month) -> Result<Vec<String>, StoreError> {
         self.read(move |c| super::month_sql::without_mmap(c, |c| super::month_sql::month_providers(c, month))).await
     }
 
     async fn provider_month(
         &self,
         provider: &str,
-        month: crate::verification::Month,
+        month: crate::rules::invoices::Month,
     ) -> Result<ProviderMonth, StoreError> {
         let provider = provider.to_owned();
         self.read(move |c| super::month_sql::without_mmap(c, |c| super::month_sql::provider_month(c, &provider, month)))

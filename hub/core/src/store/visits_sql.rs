@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::sqlite::{append_log_in, order_row_at, reserve_log_slot, ORDER_COLUMNS};
 use super::*;
-use crate::visits::{self, Outcome, Thresholds, VisitFacts};
+use crate::rules::visits::{self, Outcome, Thresholds, VisitFacts};
 
 /// The facts, over the writer's connection.
 struct SqlFacts<'a> {
@@ -270,7 +270,7 @@ pub(super) fn ingest(
                 ])?;
             if inserted == 0 {
                 // The id was taken: by an earlier batch, or earlier in this one.
-                verdict = crate::visits::Verdict::copy_of(sid.clone());
+                verdict = crate::rules::visits::Verdict::copy_of(sid.clone());
             }
         }
         let codes: Vec<String> = verdict.findings.iter().map(|f| f.code.as_str().to_owned()).collect();

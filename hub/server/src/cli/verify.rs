@@ -1,5 +1,5 @@
 //! `carehub verify --month YYYY-MM`: every invoice and credit note of a month verified from
-//! the store (SPEC §7, [`carehub_core::month_verification`]), with a summary.
+//! the store (SPEC §7, [`carehub_core::rules::month`]), with a summary.
 //!
 //! The database is the one named by `--db`, else the configuration's (`--config`). The
 //! policy (tolerance, thresholds, contracted rates) is the configuration's when one is
@@ -20,10 +20,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use carehub_core::month_verification::{self, MonthTotals, Progress, ProviderResult};
+use carehub_core::rules::invoices::{Month, Rates};
+use carehub_core::rules::month::{verify_month, MonthTotals, Progress, ProviderResult};
 use carehub_core::store::sqlite::SqliteStore;
 use carehub_core::store::Store;
-use carehub_core::verification::{Month, Rates};
 
 use crate::config::Config;
 
@@ -150,7 +150,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         }
     };
     bar(Progress::default());
-    let totals = month_verification::verify_month(store, month, Arc::new(policy), fallback, |r, p| {
+    let totals = verify_month(store, month, Arc::new(policy), fallback, |r, p| {
         if let Some(out) = out.as_mut() {
             out.provider(r)?;
         }

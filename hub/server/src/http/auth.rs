@@ -7,7 +7,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use carehub_core::pipeline::Hub;
+use carehub_core::flows::decision::Hub;
 use carehub_core::store::Op;
 use carehub_model::ErrorCode;
 

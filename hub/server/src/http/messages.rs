@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
-use carehub_core::pipeline::Sender;
+use carehub_core::flows::decision::Sender;
 use carehub_core::store::{LogEntry, LogFilter};
 use carehub_model::{ErrorCode, OrgNumber};
 use serde::{Deserialize, Serialize};

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use carehub_core::pipeline::Sender;
+use carehub_core::flows::decision::Sender;
 use carehub_model::{ErrorCode, OrgNumber};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -6,6 +6,10 @@
 //! [`verify_chain`](crate::store::verify_chain) finds the first entry that no longer matches. The chain does not make
 //! the log unforgeable by someone who can rewrite it wholesale; an auditor who keeps the
 //! head hash from an earlier verification (printed by `carehub audit verify`) can tell.
+//!
+//! This folder is the message log's own: the Merkle tree over the log's entries, for proofs
+//! that one entry is in a published head without handing over the rest, goes here next,
+//! beside the chain.
 
 use sha2::{Digest, Sha256};
 

@@ -1,6 +1,6 @@
 //! Verifying a whole month from the store (SPEC §7, issue: invoices): every invoice and
 //! credit note of the month, provider by provider, with the same rules as one invoice
-//! ([`verification::verify`]), and the month's figures for every active order.
+//! ([`invoices::verify`]), and the month's figures for every active order.
 //!
 //! # How the facts are gathered
 //! One provider at a time, in bulk ([`Store::provider_month`]): its orders with their
@@ -31,11 +31,11 @@ use std::sync::Arc;
 use carehub_model::OrgNumber;
 use serde::Serialize;
 
-use crate::store::{ProviderMonth, Store, StoreError};
-use crate::verification::{
+use crate::rules::invoices::{
     self, Code, DocumentKind, Invoice, InvoiceLine, ManualShare, Month, OrderFacts, PlanNoticeFacts, Policy, Rates,
     ReportFinding, VerificationInput, VerificationReport,
 };
+use crate::store::{ProviderMonth, Store, StoreError};
 
 /// What stops a month's verification.
 #[derive(Debug, thiserror::Error)]
@@ -231,7 +231,7 @@ pub fn verify_provider(
     let (mut invoices, mut credit_notes) = (Vec::new(), Vec::new());
     let mut credits: Vec<Vec<String>> = Vec::new();
     for record in &facts.invoices {
-        match crate::invoice_flow::invoice_from_record(record) {
+        match crate::flows::invoice::invoice_from_record(record) {
             Some(inv) if inv.kind == DocumentKind::CreditNote => {
                 credits.push(billing_references(&record.canonical));
                 credit_notes.push(inv);
@@ -266,7 +266,7 @@ pub fn verify_provider(
         .map(|(c, _)| c)
         .collect();
     for doc in invoices.iter().chain(alone) {
-        match verification::verify(&input(doc.clone(), credit_notes.clone()), policy) {
+        match invoices::verify(&input(doc.clone(), credit_notes.clone()), policy) {
             Ok(report) => result.reports.push(report),
             Err(e) => result.errors.push(format!("{}: {e}", doc.id)),
         }
@@ -289,7 +289,7 @@ pub fn verify_provider(
     let summary_policy = Policy { rates: BTreeMap::from([(org.clone(), rates)]), ..policy.clone() };
     let claim =
         Invoice { id: format!("{month} figures"), provider: org, kind: DocumentKind::Invoice, period: month, lines };
-    match verification::verify(&input(claim, Vec::new()), &summary_policy) {
+    match invoices::verify(&input(claim, Vec::new()), &summary_policy) {
         Ok(figures) => {
             let under: BTreeSet<&str> = figures
                 .findings
@@ -322,8 +322,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::rules::visits::Outcome;
     use crate::store::{InvoiceRecord, MonthOrder, OrderRecord};
-    use crate::visits::Outcome;
 
     const PROVIDER: &str = "5599000014";
     const PNR: &str = "193601016987";
@@ -349,7 +349,7 @@ mod tests {
                 .iter()
                 .map(|&(day, minutes)| {
                     let at = Utc.with_ymd_and_hms(2026, 11, day, 8, 0, 0).single().expect("instant");
-                    verification::VisitRecord {
+                    invoices::VisitRecord {
                         check_in: at,
                         check_out: Some(at + chrono::Duration::minutes(minutes)),
                         validation: Outcome::Accepted,

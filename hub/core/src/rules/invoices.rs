@@ -33,7 +33,7 @@ use carehub_model::{Order, OrgNumber, VisitOutcome, MUNICIPAL_TZ};
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Utc, Weekday};
 use serde::{Serialize, Serializer};
 
-use crate::visits::Outcome;
+use crate::rules::visits::Outcome;
 
 /// The finding codes of SPEC §7.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

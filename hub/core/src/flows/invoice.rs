@@ -1,6 +1,6 @@
 //! The invoice flow (SPEC §4.3): a provider's PEPPOL BIS 3 invoice or credit note in, read
 //! ([`crate::peppol`]), verified against the store's orders, decisions and validated visits
-//! ([`crate::verification`]), and logged with its report in one commit before the answer.
+//! ([`crate::rules::invoices`]), and logged with its report in one commit before the answer.
 //!
 //! Verifications of one hub run one at a time (a lock), so an invoice sent twice at once is
 //! still recognised (INV005) by the second. A credit note is stored and the invoice it
@@ -16,18 +16,18 @@ use serde_json::json;
 use tracing::info;
 
 use crate::adapter::System;
+use crate::flows::decision::{store_unavailable, Correlation, Hub, Inbound, Receipt, Rejection, Sender};
 use crate::mapping::RowDecoded;
 use crate::peppol::{self, DocumentKind as PeppolKind, PeppolDocument};
-use crate::pipeline::{store_unavailable, Correlation, Hub, Inbound, Receipt, Rejection, Sender};
+use crate::rules::invoices::{
+    self, DocumentKind, Invoice, InvoiceLine, ManualShare, Month, OrderFacts, PlanNoticeFacts, VerificationInput,
+    VisitRecord,
+};
+use crate::rules::visits::Outcome;
 use crate::store::parse_store_ts;
 use crate::store::{
     status, ts, InvoiceRecord, LogLink, LogRef, NewInvoice, NewLogEntry, NewVerification, Op, VisitFilter,
 };
-use crate::verification::{
-    self, DocumentKind, Invoice, InvoiceLine, ManualShare, Month, OrderFacts, PlanNoticeFacts, VerificationInput,
-    VisitRecord,
-};
-use crate::visits::Outcome;
 
 /// Whether a payload is a UBL invoice or credit note (by its namespace, near the start).
 pub fn is_ubl(body: &[u8]) -> bool {
@@ -244,7 +244,7 @@ impl Hub {
                 counted: i64::try_from(s.visits).unwrap_or(i64::MAX),
             });
         let input = VerificationInput { invoice: target.clone(), credit_notes, orders, already_verified, manual_share };
-        let report = match verification::verify(&input, &self.invoice_policy) {
+        let report = match invoices::verify(&input, &self.invoice_policy) {
             Ok(r) => r,
             Err(e) => return Err(self.reject(inbound, ErrorCode::InvalidValue, e.to_string(), corr).await),
         };
@@ -282,7 +282,7 @@ impl Hub {
         self.metrics.message(&sys.name, "in", kind, status::ACCEPTED);
         info!(system = %sys.name, lines = target.lines.len(), codes = report.codes().len(), "invoice verified");
         Ok(Receipt {
-            message_id: crate::pipeline::logged_id(&results).unwrap_or_default(),
+            message_id: crate::flows::decision::logged_id(&results).unwrap_or_default(),
             status: status::ACCEPTED,
             message_type: MessageType::Receipt,
             decision_id: None,
@@ -325,7 +325,7 @@ impl Hub {
                 }
             };
             let key = format!("{}:{}:verification:{stamp}:{}", invoice.provider, invoice.id, target.name);
-            let mut entry = crate::pipeline::outbound_entry(
+            let mut entry = crate::flows::decision::outbound_entry(
                 &target,
                 MessageType::Verification,
                 &rendered.content_type,
@@ -638,7 +638,7 @@ impl Hub {
             let results = self.store.commit(vec![Op::AppendLog(entry)]).await.map_err(store_unavailable)?;
             self.metrics.rejection(&sys.name, r.code.as_str());
             self.metrics.message(&sys.name, "in", MessageType::InvoiceLine.as_str(), status::REJECTED);
-            let id = crate::pipeline::logged_id(&results);
+            let id = crate::flows::decision::logged_id(&results);
             first_id = first_id.or(id);
             refusals.push(json!({"line": r.line, "code": r.code.as_str(), "message": r.message, "message_id": id}));
         }

@@ -1,11 +1,18 @@
-//! The flows (SPEC §4.1): what the hub does with a message a system sent it.
+//! The decision flow (SPEC §4.1), and for now the hub itself: what the hub does with a
+//! message a system sent it.
+//!
+//! This module still holds [`Hub`], its entry points ([`Hub::receive`], [`Hub::take_file`]),
+//! the answers the hub gives and the tag register, next to the decision flow proper. They
+//! are to be split into `hub.rs` (the hub and its wiring) and `intake.rs` (what a payload
+//! is, decided once) next; until then the other flows add their `impl Hub` blocks against
+//! this one.
 //!
 //! [`Hub::receive`] decodes the payload with the sending system's mappings, validates it,
 //! works out everything it changes (the decision, the order, the outbound messages) and
 //! commits all of it, with the inbound message's log entry, in one durable store commit.
 //! Only then does it answer; a refused message is logged as `rejected` with its code before
 //! the refusal is answered. Outbound messages are rendered here, once, and stored in the
-//! outbox exactly as they will be sent; the delivery loop ([`crate::outbox`]) sends them.
+//! outbox exactly as they will be sent; the delivery loop ([`crate::delivery::outbox`]) sends them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -88,11 +95,11 @@ pub struct Hub {
     /// Woken whenever something was written to the outbox.
     pub outbox_notify: Arc<Notify>,
     /// The visit rules' thresholds (SPEC §6).
-    pub visit_rules: crate::visits::Thresholds,
+    pub visit_rules: crate::rules::visits::Thresholds,
     /// Woken whenever visits were stored that may go on to a case-management system.
     pub visit_notify: Arc<Notify>,
     /// The municipality's invoice verification policy (SPEC §7).
-    pub invoice_policy: crate::verification::Policy,
+    pub invoice_policy: crate::rules::invoices::Policy,
     /// Verifications run one at a time.
     pub invoice_lock: tokio::sync::Mutex<()>,
     /// Where every "now" of the flows comes from.
@@ -169,11 +176,11 @@ impl Hub {
                 Rejection::new(ErrorCode::UnknownSystem, format!("no system named '{system}' is configured"))
             })?
             .clone();
-        if sys.role == SystemRole::ProviderSystem && crate::invoice_flow::is_ubl(&body) {
+        if sys.role == SystemRole::ProviderSystem && crate::flows::invoice::is_ubl(&body) {
             return self.on_invoice(&sys, body, content_type.unwrap_or("application/xml"), sender).await;
         }
         if sys.role == SystemRole::ProviderSystem {
-            if let Some((text, rows)) = crate::invoice_flow::invoice_rows(&sys, &body) {
+            if let Some((text, rows)) = crate::flows::invoice::invoice_rows(&sys, &body) {
                 return self.take_invoice_rows(&sys, &text, rows, sender).await;
             }
         }

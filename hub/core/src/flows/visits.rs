@@ -22,13 +22,15 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::adapter::System;
+use crate::flows::decision::{
+    outbound_entry, store_unavailable, Correlation, Hub, Inbound, Receipt, Rejection, Sender,
+};
 use crate::mapping::RowDecoded;
-use crate::pipeline::{outbound_entry, store_unavailable, Correlation, Hub, Inbound, Receipt, Rejection, Sender};
+use crate::rules::visits::Outcome;
 use crate::store::{
     progress, status, IncomingVisit, IngestReport, LogRef, NewDelivery, NewLogEntry, Op, OpResult, StoreError,
     VisitIngest,
 };
-use crate::visits::Outcome;
 
 /// Visits per store commit when a file is taken: large enough to share the commit's cost,
 /// small enough that the writer serves pushes between chunks.

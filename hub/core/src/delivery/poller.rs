@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::adapter::{Feed, Inbox, System};
-use crate::pipeline::{Hub, Sender};
+use crate::flows::decision::{Hub, Sender};
 
 /// A file name as the operational log may show it: a run of ten or more digits (which could
 /// be a personal identity number a producer put in the name) is masked.

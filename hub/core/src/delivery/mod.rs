@@ -1,0 +1,10 @@
+//! Delivery: how messages leave the hub and how files and feed pages come in.
+//!
+//! [`outbox`] is the one delivery loop for all outbound traffic: every message the hub sends
+//! is an outbox row written in the same commit as its cause, leased, sent through its
+//! system's transport, retried with backoff or dead-lettered. [`poller`] holds the pollers
+//! that bring in what systems leave for the hub rather than send: the files in their SFTP
+//! inboxes, handed to the flows and only then moved.
+
+pub mod outbox;
+pub mod poller;
