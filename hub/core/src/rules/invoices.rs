@@ -35,10 +35,11 @@ use serde::{Serialize, Serializer};
 
 use crate::rules::visits::Outcome;
 
-/// The finding codes of SPEC §7.
+/// The invoice finding codes of SPEC §7 (INV001-INV007); the visit rules have their own,
+/// [`VisitCode`](crate::rules::visits::VisitCode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
-pub enum Code {
+pub enum InvoiceCode {
     /// Invoiced more than performed: approved limited to performed.
     Inv001,
     /// Invoiced more than tolerance × granted: limited to the cap, or (with a comment) not
@@ -59,21 +60,21 @@ pub enum Code {
     Inv007,
 }
 
-impl Code {
+impl InvoiceCode {
     pub fn as_str(self) -> &'static str {
         match self {
-            Code::Inv001 => "INV001",
-            Code::Inv002 => "INV002",
-            Code::Inv003 => "INV003",
-            Code::Inv004 => "INV004",
-            Code::Inv005 => "INV005",
-            Code::Inv006 => "INV006",
-            Code::Inv007 => "INV007",
+            InvoiceCode::Inv001 => "INV001",
+            InvoiceCode::Inv002 => "INV002",
+            InvoiceCode::Inv003 => "INV003",
+            InvoiceCode::Inv004 => "INV004",
+            InvoiceCode::Inv005 => "INV005",
+            InvoiceCode::Inv006 => "INV006",
+            InvoiceCode::Inv007 => "INV007",
         }
     }
 }
 
-impl fmt::Display for Code {
+impl fmt::Display for InvoiceCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -488,17 +489,17 @@ pub struct VerificationInput {
 // The report
 // ---------------------------------------------------------------------------------------
 
-/// One finding on a line.
+/// One invoice rule's finding on a line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    pub code: Code,
+pub struct InvoiceFinding {
+    pub code: InvoiceCode,
     pub detail: String,
 }
 
 /// A finding about the provider or one of its orders rather than a line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReportFinding {
-    pub code: Code,
+    pub code: InvoiceCode,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_id: Option<String>,
     pub detail: String,
@@ -546,7 +547,7 @@ pub struct LineReport {
     pub bands: Vec<BandAmount>,
     /// INV002 with a comment: the case officer should look at the explained extra time.
     pub for_case_officer: bool,
-    pub findings: Vec<Finding>,
+    pub findings: Vec<InvoiceFinding>,
 }
 
 /// Danderyd's pay for an implementation plan established in time.
@@ -593,7 +594,7 @@ pub struct VerificationReport {
 
 impl VerificationReport {
     /// Every code in the report, line and report level, in order.
-    pub fn codes(&self) -> Vec<Code> {
+    pub fn codes(&self) -> Vec<InvoiceCode> {
         let lines = self.lines.iter().flat_map(|l| l.findings.iter().map(|f| f.code));
         lines.chain(self.findings.iter().map(|f| f.code)).collect()
     }
@@ -763,8 +764,8 @@ pub fn verify(input: &VerificationInput, policy: &Policy) -> Result<Verification
             let limit = policy.tolerance.floor_mul(fig.granted);
             cap = (!commented).then_some(limit);
             if invoiced > fig.performed {
-                order_findings.push(Finding {
-                    code: Code::Inv001,
+                order_findings.push(InvoiceFinding {
+                    code: InvoiceCode::Inv001,
                     detail: format!("invoiced {invoiced} min, performed {} min", fig.performed),
                 });
             }
@@ -782,7 +783,7 @@ pub fn verify(input: &VerificationInput, policy: &Policy) -> Result<Verification
                         policy.tolerance, fig.granted
                     )
                 };
-                order_findings.push(Finding { code: Code::Inv002, detail });
+                order_findings.push(InvoiceFinding { code: InvoiceCode::Inv002, detail });
             }
             remaining = invoiced.min(fig.performed).min(cap.unwrap_or(i64::MAX)).max(0);
             if invoice.kind == DocumentKind::CreditNote {
@@ -794,7 +795,7 @@ pub fn verify(input: &VerificationInput, policy: &Policy) -> Result<Verification
         for (n, &(place, line)) in lines.iter().enumerate() {
             let mut findings = Vec::new();
             if let Some(p) = &problem {
-                findings.push(Finding { code: Code::Inv004, detail: p.clone() });
+                findings.push(InvoiceFinding { code: InvoiceCode::Inv004, detail: p.clone() });
             }
             if n == 0 {
                 findings.append(&mut order_findings);
@@ -808,8 +809,8 @@ pub fn verify(input: &VerificationInput, policy: &Policy) -> Result<Verification
                 granted = fig.granted;
                 contracted = amount(line.minutes, fig, rates).0;
                 if invoice.kind == DocumentKind::Invoice && (line.amount - contracted).abs() > policy.amount_tolerance {
-                    findings.push(Finding {
-                        code: Code::Inv007,
+                    findings.push(InvoiceFinding {
+                        code: InvoiceCode::Inv007,
                         detail: format!(
                             "line amount {} öre, {} min at the contracted rate is {contracted} öre; paid at that rate",
                             line.amount, line.minutes
@@ -818,8 +819,8 @@ pub fn verify(input: &VerificationInput, policy: &Policy) -> Result<Verification
                 }
             }
             if input.already_verified.contains(&(invoice.id.clone(), line.id.clone())) {
-                findings.push(Finding {
-                    code: Code::Inv005,
+                findings.push(InvoiceFinding {
+                    code: InvoiceCode::Inv005,
                     detail: format!(
                         "line {} of invoice {} was already verified; the earlier result stands",
                         line.id, invoice.id
@@ -863,7 +864,7 @@ pub fn verify(input: &VerificationInput, policy: &Policy) -> Result<Verification
     });
     if policy.manual_share_threshold.is_exceeded_by(share.manual, share.counted) {
         findings.push(ReportFinding {
-            code: Code::Inv003,
+            code: InvoiceCode::Inv003,
             order_id: None,
             detail: format!(
                 "{} of {} visits registered by hand in {month}, above {}",
@@ -875,7 +876,7 @@ pub fn verify(input: &VerificationInput, policy: &Policy) -> Result<Verification
         let active = f.order.provider == invoice.provider && fig.active_days > 0;
         if active && policy.under_delivery_threshold.is_undercut_by(fig.performed, fig.granted) {
             findings.push(ReportFinding {
-                code: Code::Inv006,
+                code: InvoiceCode::Inv006,
                 order_id: Some(f.order.id.clone()),
                 detail: format!(
                     "performed {} min of granted {} min, under {}",
@@ -1046,7 +1047,7 @@ mod tests {
     }
 
     fn codes(r: &VerificationReport) -> Vec<&'static str> {
-        r.codes().into_iter().map(Code::as_str).collect()
+        r.codes().into_iter().map(InvoiceCode::as_str).collect()
     }
 
     /// (invoiced, performed, granted, cap, approved minutes, approved amount) of line 0.

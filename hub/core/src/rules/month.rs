@@ -32,8 +32,8 @@ use carehub_model::OrgNumber;
 use serde::Serialize;
 
 use crate::rules::invoices::{
-    self, Code, DocumentKind, Invoice, InvoiceLine, ManualShare, Month, OrderFacts, PlanNoticeFacts, Policy, Rates,
-    ReportFinding, VerificationInput, VerificationReport,
+    self, DocumentKind, Invoice, InvoiceCode, InvoiceLine, ManualShare, Month, OrderFacts, PlanNoticeFacts, Policy,
+    Rates, ReportFinding, VerificationInput, VerificationReport,
 };
 use crate::store::{ProviderMonth, Store, StoreError};
 
@@ -95,7 +95,7 @@ pub struct MonthTotals {
     pub credit_notes: usize,
     pub visits_read: u64,
     /// Line findings of every report, and report-level findings once per provider.
-    pub findings: BTreeMap<Code, u64>,
+    pub findings: BTreeMap<InvoiceCode, u64>,
     pub approved_minutes: i64,
     /// Öre.
     pub approved_amount: i64,
@@ -294,13 +294,13 @@ pub fn verify_provider(
             let under: BTreeSet<&str> = figures
                 .findings
                 .iter()
-                .filter(|f| f.code == Code::Inv006)
+                .filter(|f| f.code == InvoiceCode::Inv006)
                 .filter_map(|f| f.order_id.as_deref())
                 .collect();
             result.orders = figures
                 .lines
                 .iter()
-                .filter(|l| !l.findings.iter().any(|f| f.code == Code::Inv004))
+                .filter(|l| !l.findings.iter().any(|f| f.code == InvoiceCode::Inv004))
                 .map(|l| OrderSummary {
                     order_id: l.order_id.clone(),
                     granted_minutes: l.granted_minutes,
@@ -401,7 +401,7 @@ mod tests {
         assert_eq!(r.reports.len(), 1);
         let line = &r.reports[0].lines[0];
         assert_eq!((line.performed_minutes, line.approved_minutes), (600, 600));
-        assert_eq!(r.reports[0].codes(), vec![Code::Inv001, Code::Inv006]);
+        assert_eq!(r.reports[0].codes(), vec![InvoiceCode::Inv001, InvoiceCode::Inv006]);
         let figures: Vec<_> = r
             .orders
             .iter()
@@ -411,7 +411,7 @@ mod tests {
         let mut totals = MonthTotals::default();
         totals.add(&r);
         // INV006 once for the month although it is on the invoice's report too.
-        assert_eq!(totals.findings, BTreeMap::from([(Code::Inv001, 1), (Code::Inv006, 1)]));
+        assert_eq!(totals.findings, BTreeMap::from([(InvoiceCode::Inv001, 1), (InvoiceCode::Inv006, 1)]));
         assert_eq!((totals.approved_minutes, totals.approved_amount), (600, 390_000));
     }
 

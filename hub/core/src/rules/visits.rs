@@ -41,10 +41,11 @@ impl Outcome {
     }
 }
 
-/// The rule codes of SPEC §6.
+/// The visit rule codes of SPEC §6 (VIS001-VIS010); the invoice rules have their own,
+/// [`InvoiceCode`](crate::rules::invoices::InvoiceCode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
-pub enum Code {
+pub enum VisitCode {
     /// Tag unknown (flagged, counted as a manual registration).
     Vis001,
     /// Tag registered to another client on the visit date.
@@ -67,35 +68,35 @@ pub enum Code {
     Vis010,
 }
 
-impl Code {
+impl VisitCode {
     pub fn as_str(self) -> &'static str {
         match self {
-            Code::Vis001 => "VIS001",
-            Code::Vis002 => "VIS002",
-            Code::Vis003 => "VIS003",
-            Code::Vis004 => "VIS004",
-            Code::Vis005 => "VIS005",
-            Code::Vis006 => "VIS006",
-            Code::Vis007 => "VIS007",
-            Code::Vis008 => "VIS008",
-            Code::Vis009 => "VIS009",
-            Code::Vis010 => "VIS010",
+            VisitCode::Vis001 => "VIS001",
+            VisitCode::Vis002 => "VIS002",
+            VisitCode::Vis003 => "VIS003",
+            VisitCode::Vis004 => "VIS004",
+            VisitCode::Vis005 => "VIS005",
+            VisitCode::Vis006 => "VIS006",
+            VisitCode::Vis007 => "VIS007",
+            VisitCode::Vis008 => "VIS008",
+            VisitCode::Vis009 => "VIS009",
+            VisitCode::Vis010 => "VIS010",
         }
     }
 
     /// The outcome a finding with this code gives the visit.
     pub fn outcome(self) -> Outcome {
         match self {
-            Code::Vis001 => Outcome::Flagged,
+            VisitCode::Vis001 => Outcome::Flagged,
             _ => Outcome::Rejected,
         }
     }
 }
 
-/// One broken rule and what it concerns.
+/// One broken visit rule and what it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    pub code: Code,
+pub struct VisitFinding {
+    pub code: VisitCode,
     pub detail: String,
 }
 
@@ -103,7 +104,7 @@ pub struct Finding {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verdict {
     pub outcome: Outcome,
-    pub findings: Vec<Finding>,
+    pub findings: Vec<VisitFinding>,
     /// Registered by hand (or with an unknown tag): counts in the manual share.
     pub manual: bool,
     /// VIS007: the visit already received; this one is not stored again.
@@ -117,7 +118,7 @@ impl Verdict {
     pub fn copy_of(first: String) -> Verdict {
         Verdict {
             outcome: Outcome::Rejected,
-            findings: vec![Finding { code: Code::Vis007, detail: format!("a copy of visit {first}") }],
+            findings: vec![VisitFinding { code: VisitCode::Vis007, detail: format!("a copy of visit {first}") }],
             manual: false,
             duplicate_of: Some(first),
             order_id: None,
@@ -173,7 +174,7 @@ pub trait VisitFacts {
 /// Validates a visit at `now`.
 pub fn validate(v: &Visit, facts: &dyn VisitFacts, t: &Thresholds, now: DateTime<Utc>) -> Verdict {
     let mut findings = Vec::new();
-    let mut found = |code: Code, detail: String| findings.push(Finding { code, detail });
+    let mut found = |code: VisitCode, detail: String| findings.push(VisitFinding { code, detail });
 
     if let Some(first) = facts.duplicate_of(v) {
         return Verdict::copy_of(first);
@@ -181,7 +182,7 @@ pub fn validate(v: &Visit, facts: &dyn VisitFacts, t: &Thresholds, now: DateTime
 
     let client = PersonalIdentityNumber::parse(&v.client).ok();
     if client.is_none() {
-        found(Code::Vis010, "the client's personal identity number is not valid".into());
+        found(VisitCode::Vis010, "the client's personal identity number is not valid".into());
     }
     let day = carehub_model::local_date(v.check_in.at);
     let registrations = std::iter::once(&v.check_in).chain(v.check_out.as_ref());
@@ -192,21 +193,21 @@ pub fn validate(v: &Visit, facts: &dyn VisitFacts, t: &Thresholds, now: DateTime
             RegistrationMethod::Manual { reason } => {
                 manual = true;
                 if reason.as_deref().is_none_or(|s| s.trim().is_empty()) {
-                    found(Code::Vis008, "a manual registration without a reason".into());
+                    found(VisitCode::Vis008, "a manual registration without a reason".into());
                 }
             }
             RegistrationMethod::Nfc { tag_uid } => match TagUid::parse(tag_uid) {
                 Err(_) => {
                     manual = true;
-                    found(Code::Vis001, "the tag UID is not a valid UID".into());
+                    found(VisitCode::Vis001, "the tag UID is not a valid UID".into());
                 }
                 Ok(uid) => match facts.tag_client(&uid, carehub_model::local_date(r.at)) {
                     None => {
                         manual = true;
-                        found(Code::Vis001, format!("tag {uid} is not registered"));
+                        found(VisitCode::Vis001, format!("tag {uid} is not registered"));
                     }
                     Some(owner) if client.as_ref().is_some_and(|c| *c != owner) => {
-                        found(Code::Vis002, format!("tag {uid} hung in another client's home that day"));
+                        found(VisitCode::Vis002, format!("tag {uid} hung in another client's home that day"));
                     }
                     Some(_) => {}
                 },
@@ -215,30 +216,30 @@ pub fn validate(v: &Visit, facts: &dyn VisitFacts, t: &Thresholds, now: DateTime
     }
 
     match &v.check_out {
-        Some(out) if out.at < v.check_in.at => found(Code::Vis003, "check-out before check-in".into()),
+        Some(out) if out.at < v.check_in.at => found(VisitCode::Vis003, "check-out before check-in".into()),
         Some(out) => {
             let length = out.at - v.check_in.at;
             if length < t.min_duration || length > t.max_duration {
-                found(Code::Vis004, format!("{} minutes long", length.num_minutes()));
+                found(VisitCode::Vis004, format!("{} minutes long", length.num_minutes()));
             }
         }
         None if now - v.check_in.at > t.open_visit => {
-            found(Code::Vis003, format!("no check-out {} hours after check-in", t.open_visit.num_hours()))
+            found(VisitCode::Vis003, format!("no check-out {} hours after check-in", t.open_visit.num_hours()))
         }
         None => {}
     }
 
     let latest = v.check_out.as_ref().map_or(v.check_in.at, |o| o.at.max(v.check_in.at));
     if latest > now + t.future {
-        found(Code::Vis006, "a time in the future".into());
+        found(VisitCode::Vis006, "a time in the future".into());
     } else if facts.month_closed(day.year(), day.month()) {
-        found(Code::Vis006, format!("{}-{:02} is already closed", day.year(), day.month()));
+        found(VisitCode::Vis006, format!("{}-{:02} is already closed", day.year(), day.month()));
     }
 
     if let Some(out) = &v.check_out {
         if out.at > v.check_in.at {
             if let Some(other) = facts.overlapping(&v.staff, &v.client, v.check_in.at, out.at) {
-                found(Code::Vis005, format!("the staff member was in another home then (visit {other})"));
+                found(VisitCode::Vis005, format!("the staff member was in another home then (visit {other})"));
             }
         }
     }
@@ -248,10 +249,10 @@ pub fn validate(v: &Visit, facts: &dyn VisitFacts, t: &Thresholds, now: DateTime
         (Some(c), Some(provider)) => {
             order_id = facts.active_order(provider, c, day, v.order_id.as_deref());
             if order_id.is_none() {
-                found(Code::Vis009, format!("no active order at provider {provider} on {day}"));
+                found(VisitCode::Vis009, format!("no active order at provider {provider} on {day}"));
             }
         }
-        (Some(_), None) => found(Code::Vis009, "the visit names no provider".into()),
+        (Some(_), None) => found(VisitCode::Vis009, "the visit names no provider".into()),
         (None, _) => {}
     }
 

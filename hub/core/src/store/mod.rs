@@ -476,7 +476,7 @@ pub struct VisitResult {
     pub outcome: crate::rules::visits::Outcome,
     pub codes: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub findings: Vec<crate::rules::visits::Finding>,
+    pub findings: Vec<crate::rules::visits::VisitFinding>,
     /// VIS007: the visit first received; this one was not stored again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duplicate_of: Option<String>,
