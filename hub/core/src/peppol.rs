@@ -28,7 +28,7 @@ use std::ops::{Add, Neg, Sub};
 use std::str::FromStr;
 
 use carehub_model::id::luhn_valid;
-use carehub_model::{ErrorCode, OrgNumber, ValidationError};
+use carehub_model::{ErrorCode, InvoiceKind, OrgNumber, ValidationError};
 use chrono::NaiveDate;
 use serde::{Serialize, Serializer};
 
@@ -244,19 +244,12 @@ impl Serialize for Decimal {
 // The reading
 // ---------------------------------------------------------------------------------------
 
-/// Which UBL document it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DocumentKind {
-    Invoice,
-    CreditNote,
-}
-
 /// A UBL invoice or credit note as read. Amounts are in [`currency`](Self::currency)
 /// unless said otherwise.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PeppolDocument {
-    pub kind: DocumentKind,
+    /// Which UBL document it is.
+    pub kind: InvoiceKind,
     /// `cbc:ID`, the invoice number.
     pub id: String,
     pub issue_date: NaiveDate,
@@ -541,8 +534,8 @@ pub fn read_bytes(bytes: &[u8]) -> Result<PeppolDocument, ValidationError> {
 pub fn read(input: &str) -> Result<PeppolDocument, ValidationError> {
     let root = xml::parse(input)?;
     let kind = match (root.name.as_str(), root.namespace.as_deref()) {
-        ("Invoice", Some(NS_INVOICE)) => DocumentKind::Invoice,
-        ("CreditNote", Some(NS_CREDIT_NOTE)) => DocumentKind::CreditNote,
+        ("Invoice", Some(NS_INVOICE)) => InvoiceKind::Invoice,
+        ("CreditNote", Some(NS_CREDIT_NOTE)) => InvoiceKind::CreditNote,
         _ => {
             return Err(ValidationError::new(
                 ErrorCode::UnknownMessageType,
@@ -555,8 +548,8 @@ pub fn read(input: &str) -> Result<PeppolDocument, ValidationError> {
         }
     };
     let (line_name, quantity_name, type_code_name) = match kind {
-        DocumentKind::Invoice => ("cac:InvoiceLine", "cbc:InvoicedQuantity", "cbc:InvoiceTypeCode"),
-        DocumentKind::CreditNote => ("cac:CreditNoteLine", "cbc:CreditedQuantity", "cbc:CreditNoteTypeCode"),
+        InvoiceKind::Invoice => ("cac:InvoiceLine", "cbc:InvoicedQuantity", "cbc:InvoiceTypeCode"),
+        InvoiceKind::CreditNote => ("cac:CreditNoteLine", "cbc:CreditedQuantity", "cbc:CreditNoteTypeCode"),
     };
 
     let id = required_text(&root, "cbc:ID")?;
@@ -1138,7 +1131,7 @@ pub fn home_care_lines(doc: &PeppolDocument) -> Vec<LineReading> {
                 amount: l.line_extension_amount,
                 comment: l.note.clone(),
                 vat_category,
-                credit: doc.kind == DocumentKind::CreditNote,
+                credit: doc.kind == InvoiceKind::CreditNote,
                 findings,
             }
         })

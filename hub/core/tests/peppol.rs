@@ -6,9 +6,9 @@ mod peppol {
     use std::path::PathBuf;
 
     use carehub_core::peppol::{
-        check_totals, home_care_lines, read, totals_from_lines, Decimal, DocumentKind, FindingCode, PeppolDocument,
+        check_totals, home_care_lines, read, totals_from_lines, Decimal, FindingCode, PeppolDocument,
     };
-    use carehub_model::ErrorCode;
+    use carehub_model::{ErrorCode, InvoiceKind};
     use chrono::NaiveDate;
 
     fn data(path: &str) -> PathBuf {
@@ -28,17 +28,17 @@ mod peppol {
     }
 
     /// The official examples, with their kind, number of lines and stated payable amount.
-    const EXAMPLES: [(&str, DocumentKind, usize, &str); 10] = [
-        ("Allowance-example.xml", DocumentKind::Invoice, 3, "6125"),
-        ("Norwegian-example-1.xml", DocumentKind::Invoice, 5, "802"),
-        ("Vat-category-S.xml", DocumentKind::Invoice, 3, "8550"),
-        ("base-creditnote-correction.xml", DocumentKind::CreditNote, 2, "1656.25"),
-        ("base-example.xml", DocumentKind::Invoice, 2, "1656.25"),
-        ("base-negative-inv-correction.xml", DocumentKind::Invoice, 2, "-1656.25"),
-        ("sales-order-example.xml", DocumentKind::Invoice, 2, "1656.25"),
-        ("vat-category-E.xml", DocumentKind::Invoice, 1, "1200"),
-        ("vat-category-O.xml", DocumentKind::Invoice, 1, "3200"),
-        ("vat-category-Z.xml", DocumentKind::Invoice, 1, "1200"),
+    const EXAMPLES: [(&str, InvoiceKind, usize, &str); 10] = [
+        ("Allowance-example.xml", InvoiceKind::Invoice, 3, "6125"),
+        ("Norwegian-example-1.xml", InvoiceKind::Invoice, 5, "802"),
+        ("Vat-category-S.xml", InvoiceKind::Invoice, 3, "8550"),
+        ("base-creditnote-correction.xml", InvoiceKind::CreditNote, 2, "1656.25"),
+        ("base-example.xml", InvoiceKind::Invoice, 2, "1656.25"),
+        ("base-negative-inv-correction.xml", InvoiceKind::Invoice, 2, "-1656.25"),
+        ("sales-order-example.xml", InvoiceKind::Invoice, 2, "1656.25"),
+        ("vat-category-E.xml", InvoiceKind::Invoice, 1, "1200"),
+        ("vat-category-O.xml", InvoiceKind::Invoice, 1, "3200"),
+        ("vat-category-Z.xml", InvoiceKind::Invoice, 1, "1200"),
     ];
 
     #[test]
@@ -119,7 +119,7 @@ mod peppol {
                 assert!(r.findings.iter().any(|f| f.code == FindingCode::NotTimeUnit), "{file} line {}", r.line_id);
                 assert_eq!(r.minutes, None);
                 assert!(r.findings.iter().all(|f| f.line.as_deref() == Some(r.line_id.as_str())));
-                assert_eq!(r.credit, doc.kind == DocumentKind::CreditNote);
+                assert_eq!(r.credit, doc.kind == InvoiceKind::CreditNote);
             }
         }
         // vat-category-O: one line, unit EA, an order line reference, category O.
@@ -148,7 +148,7 @@ mod peppol {
     #[test]
     fn the_home_care_invoice_reads_into_minutes_and_amounts() {
         let doc = read_file("peppol-home-care/home-care-invoice.xml");
-        assert_eq!(doc.kind, DocumentKind::Invoice);
+        assert_eq!(doc.kind, InvoiceKind::Invoice);
         assert_eq!(doc.id, "HC-2026-03-0042");
         assert_eq!(doc.currency, "SEK");
         assert_eq!(doc.supplier.org_number.as_ref().map(|o| o.as_str()), Some("5599000014"));
@@ -176,7 +176,7 @@ mod peppol {
     #[test]
     fn the_home_care_credit_note_reads_as_credits() {
         let doc = read_file("peppol-home-care/home-care-credit-note.xml");
-        assert_eq!(doc.kind, DocumentKind::CreditNote);
+        assert_eq!(doc.kind, InvoiceKind::CreditNote);
         assert_eq!(doc.billing_references, ["HC-2026-03-0042"]);
         assert!(doc.findings.is_empty());
         assert!(check_totals(&doc).is_empty(), "{:?}", check_totals(&doc));

@@ -422,7 +422,8 @@ pub struct FileReceipt {
     pub at: DateTime<Utc>,
 }
 
-/// Whether an invoice basis row belongs to an invoice or to a credit note.
+/// An invoice or a credit note: what an invoice basis row belongs to, what a UBL document
+/// is, and how the invoice rules treat a document.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InvoiceKind {

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use carehub_model::{Decision, ErrorCode, Message, MessageType, OrgNumber, VisitOutcome};
+use carehub_model::{Decision, ErrorCode, InvoiceKind, Message, MessageType, OrgNumber, VisitOutcome};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 use tracing::info;
@@ -18,10 +18,9 @@ use tracing::info;
 use crate::adapter::System;
 use crate::flows::decision::{store_unavailable, Correlation, Hub, Inbound, Receipt, Rejection, Sender};
 use crate::mapping::RowDecoded;
-use crate::peppol::{self, DocumentKind as PeppolKind, PeppolDocument};
+use crate::peppol::{self, PeppolDocument};
 use crate::rules::invoices::{
-    self, DocumentKind, Invoice, InvoiceLine, ManualShare, Month, OrderFacts, PlanNoticeFacts, VerificationInput,
-    VisitRecord,
+    self, Invoice, InvoiceLine, ManualShare, Month, OrderFacts, PlanNoticeFacts, VerificationInput, VisitRecord,
 };
 use crate::rules::visits::Outcome;
 use crate::store::parse_store_ts;
@@ -37,10 +36,10 @@ pub fn is_ubl(body: &[u8]) -> bool {
         || text.contains("urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2")
 }
 
-fn document_kind_str(k: DocumentKind) -> &'static str {
+fn document_kind_str(k: InvoiceKind) -> &'static str {
     match k {
-        DocumentKind::Invoice => "invoice",
-        DocumentKind::CreditNote => "credit_note",
+        InvoiceKind::Invoice => "invoice",
+        InvoiceKind::CreditNote => "credit_note",
     }
 }
 
@@ -76,11 +75,7 @@ fn to_invoice(doc: &PeppolDocument, provider: &OrgNumber, month: Month) -> (Invo
             _ => skipped.push(json!({ "line_id": r.line_id, "findings": r.findings })),
         }
     }
-    let kind = match doc.kind {
-        PeppolKind::Invoice => DocumentKind::Invoice,
-        PeppolKind::CreditNote => DocumentKind::CreditNote,
-    };
-    (Invoice { id: doc.id.clone(), provider: provider.clone(), kind, period: month, lines }, skipped)
+    (Invoice { id: doc.id.clone(), provider: provider.clone(), kind: doc.kind, period: month, lines }, skipped)
 }
 
 fn invoice_json(inv: &Invoice, billing: &[String], skipped: &[serde_json::Value]) -> String {
@@ -111,7 +106,7 @@ pub(crate) fn invoice_from_record(r: &InvoiceRecord) -> Option<Invoice> {
     Some(Invoice {
         id: r.id.clone(),
         provider: OrgNumber::parse(&r.provider).ok()?,
-        kind: if r.kind == "credit_note" { DocumentKind::CreditNote } else { DocumentKind::Invoice },
+        kind: if r.kind == "credit_note" { InvoiceKind::CreditNote } else { InvoiceKind::Invoice },
         period: Month::of(month),
         lines,
     })
@@ -191,8 +186,8 @@ impl Hub {
         // What is verified: the invoice itself, or, for a credit note, the invoice it credits
         // (again, with the credit) when the hub has it.
         let credited = match document.kind {
-            DocumentKind::Invoice => None,
-            DocumentKind::CreditNote => {
+            InvoiceKind::Invoice => None,
+            InvoiceKind::CreditNote => {
                 let mut found = None;
                 for id in &credits {
                     if let Some(r) =
@@ -213,10 +208,10 @@ impl Hub {
             .await
             .map_err(store_unavailable)?
             .iter()
-            .filter(|r| !(r.id == document.id && document.kind == DocumentKind::CreditNote))
+            .filter(|r| !(r.id == document.id && document.kind == InvoiceKind::CreditNote))
             .filter_map(invoice_from_record)
             .collect();
-        if document.kind == DocumentKind::CreditNote {
+        if document.kind == InvoiceKind::CreditNote {
             credit_notes.push(document.clone());
         }
         let already_verified: BTreeSet<(String, String)> = if adjusting {
@@ -483,7 +478,7 @@ pub(crate) fn invoice_rows(sys: &System, body: &[u8]) -> Option<(String, Vec<Row
 struct BasisInvoice {
     provider: OrgNumber,
     id: String,
-    kind: DocumentKind,
+    kind: InvoiceKind,
     month: Month,
     credits: Vec<String>,
     lines: Vec<InvoiceLine>,
@@ -565,10 +560,7 @@ impl Hub {
                 refused.push(refuse(ErrorCode::UnknownProvider, why));
                 continue;
             }
-            let kind = match r.kind {
-                carehub_model::InvoiceKind::Invoice => DocumentKind::Invoice,
-                carehub_model::InvoiceKind::CreditNote => DocumentKind::CreditNote,
-            };
+            let kind = r.kind;
             let month = Month::of(r.period_start);
             let at = match invoices.iter().position(|i| i.provider == provider && i.id == r.invoice_id) {
                 Some(at) => at,

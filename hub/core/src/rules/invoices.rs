@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
-use carehub_model::{Order, OrgNumber, VisitOutcome, MUNICIPAL_TZ};
+use carehub_model::{InvoiceKind, Order, OrgNumber, VisitOutcome, MUNICIPAL_TZ};
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Utc, Weekday};
 use serde::{Serialize, Serializer};
 
@@ -387,20 +387,12 @@ impl Default for Policy {
 // Inputs
 // ---------------------------------------------------------------------------------------
 
-/// An invoice or a credit note.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DocumentKind {
-    Invoice,
-    CreditNote,
-}
-
 /// A provider's invoice (or credit note) for a month, as the mapping made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invoice {
     pub id: String,
     pub provider: OrgNumber,
-    pub kind: DocumentKind,
+    pub kind: InvoiceKind,
     /// The month invoiced; the verification's month.
     pub period: Month,
     pub lines: Vec<InvoiceLine>,
@@ -584,7 +576,7 @@ pub struct Totals {
 pub struct VerificationReport {
     pub invoice_id: String,
     pub provider: OrgNumber,
-    pub kind: DocumentKind,
+    pub kind: InvoiceKind,
     pub month: Month,
     pub lines: Vec<LineReport>,
     pub findings: Vec<ReportFinding>,
@@ -722,7 +714,7 @@ pub fn verify(input: &VerificationInput, policy: &Policy) -> Result<Verification
 
     let mut credited: BTreeMap<&str, i64> = BTreeMap::new();
     let credit_notes = input.credit_notes.iter().filter(|c| {
-        c.kind == DocumentKind::CreditNote && c.provider == invoice.provider && c.period == month && c.id != invoice.id
+        c.kind == InvoiceKind::CreditNote && c.provider == invoice.provider && c.period == month && c.id != invoice.id
     });
     for line in credit_notes.flat_map(|c| &c.lines) {
         *credited.entry(line.order_id.as_str()).or_default() += line.minutes;
@@ -751,8 +743,8 @@ pub fn verify(input: &VerificationInput, policy: &Policy) -> Result<Verification
         let credited_minutes = credited.get(order_id).copied().unwrap_or(0);
         let claimed: i64 = lines.iter().map(|(_, l)| l.minutes).sum();
         let invoiced = match invoice.kind {
-            DocumentKind::Invoice => claimed - credited_minutes,
-            DocumentKind::CreditNote => -claimed,
+            InvoiceKind::Invoice => claimed - credited_minutes,
+            InvoiceKind::CreditNote => -claimed,
         };
         let commented = lines.iter().any(|(_, l)| l.commented());
 
@@ -786,7 +778,7 @@ pub fn verify(input: &VerificationInput, policy: &Policy) -> Result<Verification
                 order_findings.push(InvoiceFinding { code: InvoiceCode::Inv002, detail });
             }
             remaining = invoiced.min(fig.performed).min(cap.unwrap_or(i64::MAX)).max(0);
-            if invoice.kind == DocumentKind::CreditNote {
+            if invoice.kind == InvoiceKind::CreditNote {
                 order_findings.clear();
                 remaining = 0;
             }
@@ -808,7 +800,7 @@ pub fn verify(input: &VerificationInput, policy: &Policy) -> Result<Verification
                 performed = fig.performed;
                 granted = fig.granted;
                 contracted = amount(line.minutes, fig, rates).0;
-                if invoice.kind == DocumentKind::Invoice && (line.amount - contracted).abs() > policy.amount_tolerance {
+                if invoice.kind == InvoiceKind::Invoice && (line.amount - contracted).abs() > policy.amount_tolerance {
                     findings.push(InvoiceFinding {
                         code: InvoiceCode::Inv007,
                         detail: format!(
@@ -833,7 +825,7 @@ pub fn verify(input: &VerificationInput, policy: &Policy) -> Result<Verification
                     (approved_amount, bands) = amount(approved, fig, rates);
                 }
             }
-            let sign = if invoice.kind == DocumentKind::CreditNote { -1 } else { 1 };
+            let sign = if invoice.kind == InvoiceKind::CreditNote { -1 } else { 1 };
             reports[place] = Some(LineReport {
                 line_id: line.id.clone(),
                 order_id: line.order_id.clone(),
@@ -893,7 +885,7 @@ pub fn verify(input: &VerificationInput, policy: &Policy) -> Result<Verification
         let Some(notice) = &f.plan_notice else { continue };
         let arrived_on = carehub_model::local_date(notice.arrived_at);
         let on_time = arrived_on <= f.order.plan_due && notice.established_on <= f.order.plan_due;
-        if invoice.kind != DocumentKind::Invoice
+        if invoice.kind != InvoiceKind::Invoice
             || f.order.provider != invoice.provider
             || !month.contains(arrived_on)
             || !on_time
@@ -1025,7 +1017,7 @@ mod tests {
             invoice: Invoice {
                 id: "INV-1".into(),
                 provider: org(PROVIDER),
-                kind: DocumentKind::Invoice,
+                kind: InvoiceKind::Invoice,
                 period: nov(),
                 lines,
             },
@@ -1438,7 +1430,7 @@ mod tests {
         let credit = |id: &str, period: Month, order: &str| Invoice {
             id: id.into(),
             provider: org(PROVIDER),
-            kind: DocumentKind::CreditNote,
+            kind: InvoiceKind::CreditNote,
             period,
             lines: vec![line("C1", order, 500)],
         };
@@ -1455,7 +1447,7 @@ mod tests {
 
         // A credit note verified on its own pays nothing.
         let mut cn = input(vec![line("C1", "O-1", 500)]);
-        cn.invoice.kind = DocumentKind::CreditNote;
+        cn.invoice.kind = InvoiceKind::CreditNote;
         let r = run(&cn);
         assert_eq!((r.lines[0].line_minutes, r.lines[0].invoiced_minutes, r.totals.approved_amount), (-500, -500, 0));
     }

@@ -28,12 +28,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use carehub_model::OrgNumber;
+use carehub_model::{InvoiceKind, OrgNumber};
 use serde::Serialize;
 
 use crate::rules::invoices::{
-    self, DocumentKind, Invoice, InvoiceCode, InvoiceLine, ManualShare, Month, OrderFacts, PlanNoticeFacts, Policy,
-    Rates, ReportFinding, VerificationInput, VerificationReport,
+    self, Invoice, InvoiceCode, InvoiceLine, ManualShare, Month, OrderFacts, PlanNoticeFacts, Policy, Rates,
+    ReportFinding, VerificationInput, VerificationReport,
 };
 use crate::store::{ProviderMonth, Store, StoreError};
 
@@ -112,8 +112,8 @@ impl MonthTotals {
         self.errors += r.errors.len();
         for report in &r.reports {
             match report.kind {
-                DocumentKind::Invoice => self.invoices += 1,
-                DocumentKind::CreditNote => self.credit_notes += 1,
+                InvoiceKind::Invoice => self.invoices += 1,
+                InvoiceKind::CreditNote => self.credit_notes += 1,
             }
             for f in report.lines.iter().flat_map(|l| &l.findings) {
                 *self.findings.entry(f.code).or_default() += 1;
@@ -232,7 +232,7 @@ pub fn verify_provider(
     let mut credits: Vec<Vec<String>> = Vec::new();
     for record in &facts.invoices {
         match crate::flows::invoice::invoice_from_record(record) {
-            Some(inv) if inv.kind == DocumentKind::CreditNote => {
+            Some(inv) if inv.kind == InvoiceKind::CreditNote => {
                 credits.push(billing_references(&record.canonical));
                 credit_notes.push(inv);
             }
@@ -288,7 +288,7 @@ pub fn verify_provider(
     let rates = rates.unwrap_or_else(|| Rates::flat(0));
     let summary_policy = Policy { rates: BTreeMap::from([(org.clone(), rates)]), ..policy.clone() };
     let claim =
-        Invoice { id: format!("{month} figures"), provider: org, kind: DocumentKind::Invoice, period: month, lines };
+        Invoice { id: format!("{month} figures"), provider: org, kind: InvoiceKind::Invoice, period: month, lines };
     match invoices::verify(&input(claim, Vec::new()), &summary_policy) {
         Ok(figures) => {
             let under: BTreeSet<&str> = figures
@@ -444,7 +444,7 @@ mod tests {
         };
         let r = verify_provider(facts, month(), &policy(), None);
         let kinds: Vec<_> = r.reports.iter().map(|x| (x.invoice_id.as_str(), x.kind)).collect();
-        assert_eq!(kinds, vec![("HC-1", DocumentKind::Invoice), ("CN-2", DocumentKind::CreditNote)]);
+        assert_eq!(kinds, vec![("HC-1", InvoiceKind::Invoice), ("CN-2", InvoiceKind::CreditNote)]);
         let line = &r.reports[0].lines[0];
         assert_eq!((line.invoiced_minutes, line.credited_minutes, line.approved_minutes), (600, 60, 600));
         assert!(line.findings.is_empty(), "{:?}", line.findings);
