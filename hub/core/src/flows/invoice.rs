@@ -20,7 +20,7 @@ use crate::flows::decision::{store_unavailable, Correlation, Hub, Inbound, Recei
 use crate::mapping::RowDecoded;
 use crate::peppol::{self, PeppolDocument};
 use crate::rules::invoices::{
-    self, Invoice, InvoiceLine, ManualShare, Month, OrderFacts, PlanNoticeFacts, VerificationInput, VisitRecord,
+    self, Invoice, InvoiceLine, ManualCounts, Month, OrderEvidence, PlanNoticeFacts, VerificationInput, VisitEvidence,
 };
 use crate::rules::visits::Outcome;
 use crate::store::parse_store_ts;
@@ -234,7 +234,7 @@ impl Hub {
             .map_err(store_unavailable)?
             .into_iter()
             .find(|s| s.provider == provider.as_str())
-            .map(|s| ManualShare {
+            .map(|s| ManualCounts {
                 manual: i64::try_from(s.manual).unwrap_or(i64::MAX),
                 counted: i64::try_from(s.visits).unwrap_or(i64::MAX),
             });
@@ -349,7 +349,7 @@ impl Hub {
 
     /// The order of every line of `docs`, with its client when the hub knows the order: what
     /// the invoice's log entries link to, so the log finds them by any line's client or order.
-    async fn line_links(&self, docs: &[&Invoice], known: &[OrderFacts]) -> Result<Vec<LogLink>, Rejection> {
+    async fn line_links(&self, docs: &[&Invoice], known: &[OrderEvidence]) -> Result<Vec<LogLink>, Rejection> {
         let ids: BTreeSet<&str> = docs.iter().flat_map(|d| &d.lines).map(|l| l.order_id.as_str()).collect();
         let mut links = Vec::with_capacity(ids.len());
         for id in ids {
@@ -365,7 +365,7 @@ impl Hub {
     }
 
     /// The facts verification needs about each order an invoice's lines name.
-    async fn order_facts(&self, invoice: &Invoice, month: &str) -> Result<Vec<OrderFacts>, Rejection> {
+    async fn order_facts(&self, invoice: &Invoice, month: &str) -> Result<Vec<OrderEvidence>, Rejection> {
         let ids: BTreeSet<&str> = invoice.lines.iter().map(|l| l.order_id.as_str()).collect();
         let mut facts = Vec::new();
         for id in ids {
@@ -389,7 +389,7 @@ impl Hub {
             let visits = stored
                 .iter()
                 .filter_map(|v| {
-                    Some(VisitRecord {
+                    Some(VisitEvidence {
                         check_in: parse_store_ts(&v.check_in)?,
                         check_out: v.check_out.as_deref().and_then(parse_store_ts),
                         validation: Outcome::parse(&v.outcome),
@@ -407,7 +407,7 @@ impl Hub {
                 }),
                 _ => None,
             };
-            facts.push(OrderFacts {
+            facts.push(OrderEvidence {
                 order: record.order.clone(),
                 decision_valid_from: decision.valid_from,
                 decision_valid_to: decision.valid_to,

@@ -419,9 +419,10 @@ impl InvoiceLine {
     }
 }
 
-/// A stored visit, as verification needs it.
+/// A visit of an order, as the evidence invoice verification counts performed time from
+/// (the stored row is [`crate::store::VisitRecord`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VisitRecord {
+pub struct VisitEvidence {
     pub check_in: DateTime<Utc>,
     pub check_out: Option<DateTime<Utc>>,
     /// What visit validation made of it; rejected visits never count.
@@ -442,21 +443,22 @@ pub struct PlanNoticeFacts {
     pub compensated_before: bool,
 }
 
-/// What the store knows about one order of the provider.
+/// What verification knows about one order of the provider: its decision, its visits and
+/// its plan notice, the evidence an invoice line is checked against.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderFacts {
+pub struct OrderEvidence {
     pub order: Order,
     pub decision_valid_from: NaiveDate,
     pub decision_valid_to: Option<NaiveDate>,
     /// The order's visits (at least those checked in during the month; others are ignored).
-    pub visits: Vec<VisitRecord>,
+    pub visits: Vec<VisitEvidence>,
     pub plan_notice: Option<PlanNoticeFacts>,
 }
 
-/// A provider's manual registrations in a month (SPEC §6): manual visits among all
-/// accepted and flagged ones.
+/// The counts behind a provider's manual share in a month (SPEC §6): manual visits among
+/// all accepted and flagged ones. The visit report's row is [`crate::store::ManualShare`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct ManualShare {
+pub struct ManualCounts {
     pub manual: i64,
     pub counted: i64,
 }
@@ -469,12 +471,12 @@ pub struct VerificationInput {
     pub credit_notes: Vec<Invoice>,
     /// The orders the lines name, and the provider's other orders with a plan notice or
     /// active in the month (for plan compensation and INV006).
-    pub orders: Vec<OrderFacts>,
+    pub orders: Vec<OrderEvidence>,
     /// Lines verified before: (invoice id, line id).
     pub already_verified: BTreeSet<(String, String)>,
     /// The provider's manual share this month from the visit report; when absent it is
     /// counted from the visits of `orders`.
-    pub manual_share: Option<ManualShare>,
+    pub manual_share: Option<ManualCounts>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -635,7 +637,7 @@ pub fn granted_minutes(minutes_per_month: i64, active_days: i64, month: Month) -
     narrow(round_half_up(i128::from(minutes_per_month) * i128::from(active_days), i128::from(month.days())))
 }
 
-fn figures(facts: &OrderFacts, month: Month, policy: &Policy, rates: &Rates) -> Figures {
+fn figures(facts: &OrderEvidence, month: Month, policy: &Policy, rates: &Rates) -> Figures {
     let o = &facts.order;
     let active_days = active_days(month, o.start_date, o.end_date, facts.decision_valid_from, facts.decision_valid_to);
     let per_month: i64 = o.services.iter().map(|s| i64::from(s.minutes_per_month)).sum();
@@ -660,9 +662,9 @@ fn figures(facts: &OrderFacts, month: Month, policy: &Policy, rates: &Rates) -> 
 
 /// The accepted and flagged visits whose check-in falls in the month.
 fn counted_visits<'a>(
-    visits: impl IntoIterator<Item = &'a VisitRecord>,
+    visits: impl IntoIterator<Item = &'a VisitEvidence>,
     month: Month,
-) -> impl Iterator<Item = &'a VisitRecord> {
+) -> impl Iterator<Item = &'a VisitEvidence> {
     visits
         .into_iter()
         .filter(move |v| v.validation != Outcome::Rejected && month.contains(carehub_model::local_date(v.check_in)))
@@ -707,7 +709,7 @@ pub fn verify(input: &VerificationInput, policy: &Policy) -> Result<Verification
     let month = invoice.period;
     let rates = policy.rates.get(&invoice.provider).ok_or_else(|| VerifyError::NoRate(invoice.provider.clone()))?;
 
-    let mut orders: BTreeMap<&str, (&OrderFacts, Figures)> = BTreeMap::new();
+    let mut orders: BTreeMap<&str, (&OrderEvidence, Figures)> = BTreeMap::new();
     for f in &input.orders {
         orders.entry(f.order.id.as_str()).or_insert_with(|| (f, figures(f, month, policy, rates)));
     }
@@ -851,8 +853,8 @@ pub fn verify(input: &VerificationInput, policy: &Policy) -> Result<Verification
     let mut findings = Vec::new();
     let share = input.manual_share.unwrap_or_else(|| {
         let visits = input.orders.iter().filter(|f| f.order.provider == invoice.provider).flat_map(|f| &f.visits);
-        let counted: Vec<&VisitRecord> = counted_visits(visits, month).collect();
-        ManualShare { manual: counted.iter().filter(|v| v.manual).count() as i64, counted: counted.len() as i64 }
+        let counted: Vec<&VisitEvidence> = counted_visits(visits, month).collect();
+        ManualCounts { manual: counted.iter().filter(|v| v.manual).count() as i64, counted: counted.len() as i64 }
     });
     if policy.manual_share_threshold.is_exceeded_by(share.manual, share.counted) {
         findings.push(ReportFinding {
@@ -964,8 +966,8 @@ mod tests {
         Service { code: "PO".into(), category: ServiceCategory::PersonalCare, minutes_per_month: minutes }
     }
 
-    fn performed(check_in: DateTime<Utc>, check_out: DateTime<Utc>) -> VisitRecord {
-        VisitRecord {
+    fn performed(check_in: DateTime<Utc>, check_out: DateTime<Utc>) -> VisitEvidence {
+        VisitEvidence {
             check_in,
             check_out: Some(check_out),
             validation: Outcome::Accepted,
@@ -976,7 +978,7 @@ mod tests {
     }
 
     /// One visit a day from 2 November at 08:00, of these lengths in minutes.
-    fn visits(minutes: &[i64]) -> Vec<VisitRecord> {
+    fn visits(minutes: &[i64]) -> Vec<VisitEvidence> {
         (0..minutes.len())
             .map(|i| {
                 let start = local(11, 2 + i as u32, 8, 0);
@@ -987,8 +989,8 @@ mod tests {
 
     /// Order O-1: 480 + 1800 = 2280 minutes a month, all November, 2000 minutes performed
     /// (20 visits of 100 minutes).
-    fn order(id: &str) -> OrderFacts {
-        OrderFacts {
+    fn order(id: &str) -> OrderEvidence {
+        OrderEvidence {
             order: Order {
                 id: id.into(),
                 decision_id: SourceId::parse("combine:DEC-2026-0001").expect("id"),
@@ -1024,7 +1026,7 @@ mod tests {
             credit_notes: Vec::new(),
             orders: vec![order("O-1")],
             already_verified: BTreeSet::new(),
-            manual_share: Some(ManualShare { manual: 0, counted: 100 }),
+            manual_share: Some(ManualCounts { manual: 0, counted: 100 }),
         }
     }
 
@@ -1100,12 +1102,12 @@ mod tests {
     #[test]
     fn inv003_a_manual_share_above_the_threshold_is_reported_without_payment_change() {
         let mut i = input(vec![line("L1", "O-1", 2000)]);
-        i.manual_share = Some(ManualShare { manual: 11, counted: 100 });
+        i.manual_share = Some(ManualCounts { manual: 11, counted: 100 });
         let r = run(&i);
         // 11/100 = 0.11 > 0.10.
         assert_eq!(codes(&r), vec!["INV003"]);
         assert_eq!(r.totals.approved_amount, 1_300_000);
-        i.manual_share = Some(ManualShare { manual: 10, counted: 100 });
+        i.manual_share = Some(ManualCounts { manual: 10, counted: 100 });
         assert!(codes(&run(&i)).is_empty(), "10% is not above 10%");
     }
 
@@ -1324,7 +1326,7 @@ mod tests {
         }
     }
 
-    fn banded(visit: VisitRecord, minutes: i64, amount: i64) -> VerificationReport {
+    fn banded(visit: VisitEvidence, minutes: i64, amount: i64) -> VerificationReport {
         let mut i = input(vec![InvoiceLine { amount, ..line("L1", "O-1", minutes) }]);
         i.orders[0].visits = vec![visit];
         let mut p = policy();

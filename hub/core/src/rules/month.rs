@@ -32,7 +32,7 @@ use carehub_model::{InvoiceKind, OrgNumber};
 use serde::Serialize;
 
 use crate::rules::invoices::{
-    self, Invoice, InvoiceCode, InvoiceLine, ManualShare, Month, OrderFacts, PlanNoticeFacts, Policy, Rates,
+    self, Invoice, InvoiceCode, InvoiceLine, ManualCounts, Month, OrderEvidence, PlanNoticeFacts, Policy, Rates,
     ReportFinding, VerificationInput, VerificationReport,
 };
 use crate::store::{ProviderMonth, Store, StoreError};
@@ -178,7 +178,7 @@ fn billing_references(canonical: &str) -> Vec<String> {
 }
 
 /// The facts verification reads about each order, from a provider's bulk read.
-fn order_facts(facts: ProviderMonth) -> Vec<OrderFacts> {
+fn order_facts(facts: ProviderMonth) -> Vec<OrderEvidence> {
     facts
         .orders
         .into_iter()
@@ -193,7 +193,7 @@ fn order_facts(facts: ProviderMonth) -> Vec<OrderFacts> {
                 }),
                 _ => None,
             };
-            OrderFacts {
+            OrderEvidence {
                 order: o.record.order,
                 decision_valid_from: o.decision_valid_from,
                 decision_valid_to: o.decision_valid_to,
@@ -224,7 +224,7 @@ pub fn verify_provider(
         result.errors.push("not a valid organisation number".to_owned());
         return result;
     };
-    let manual_share = ManualShare {
+    let manual_share = ManualCounts {
         manual: i64::try_from(facts.manual_visits).unwrap_or(i64::MAX),
         counted: i64::try_from(facts.counted_visits).unwrap_or(i64::MAX),
     };
@@ -274,7 +274,7 @@ pub fn verify_provider(
 
     // The month's figures per order: a claim of 0 minutes for each active order of the
     // provider (the rate does not change minutes: any will do when none is contracted).
-    let own: Vec<&OrderFacts> = orders.iter().filter(|f| f.order.provider == org).collect();
+    let own: Vec<&OrderEvidence> = orders.iter().filter(|f| f.order.provider == org).collect();
     let lines = own
         .iter()
         .map(|f| InvoiceLine {
@@ -349,7 +349,7 @@ mod tests {
                 .iter()
                 .map(|&(day, minutes)| {
                     let at = Utc.with_ymd_and_hms(2026, 11, day, 8, 0, 0).single().expect("instant");
-                    invoices::VisitRecord {
+                    invoices::VisitEvidence {
                         check_in: at,
                         check_out: Some(at + chrono::Duration::minutes(minutes)),
                         validation: Outcome::Accepted,

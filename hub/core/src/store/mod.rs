@@ -628,7 +628,7 @@ pub struct MonthOrder {
     pub record: OrderRecord,
     pub decision_valid_from: NaiveDate,
     pub decision_valid_to: Option<NaiveDate>,
-    pub visits: Vec<crate::rules::invoices::VisitRecord>,
+    pub visits: Vec<crate::rules::invoices::VisitEvidence>,
 }
 
 /// Everything month verification needs about one provider's month, read in bulk

@@ -175,7 +175,7 @@ pub(super) fn provider_month(conn: &Connection, provider: &str, month: Month) ->
         let Some(check_in) = parse_store_ts(r.get_ref(1)?.as_str().map_err(backend)?) else { continue };
         let check_out = r.get_ref(2)?.as_str_or_null().map_err(backend)?.and_then(parse_store_ts);
         let planned: Option<i64> = r.get(5)?;
-        out.orders[at].visits.push(invoices::VisitRecord {
+        out.orders[at].visits.push(invoices::VisitEvidence {
             check_in,
             check_out,
             validation,
