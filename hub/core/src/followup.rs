@@ -8,14 +8,14 @@
 //! - plans established on time (`plan_established_on <= plan_due`), late, or missing;
 //! - orders not confirmed in time (confirmed after `execute_by`, or not at all).
 //!
-//! The computation is pure: [`Builder`] takes the month's orders ([`OrderFacts`]), then the
-//! month's counted visits a provider at a time ([`VisitFacts`]), folding each visit into a
+//! The computation is pure: [`Builder`] takes the month's orders ([`FollowUpOrder`]), then the
+//! month's counted visits a provider at a time ([`FollowUpVisit`]), folding each visit into a
 //! per-client accumulator (a bit mask of days per staff member), so the visits of a month
 //! are never all in memory. [`compute`] reads the store and drives the builder;
 //! [`html`] and [`table`] render the report for people and spreadsheets.
 //!
 //! Clients are named by a pseudonymous key: the id of their (first) order at the provider,
-//! never their personal identity number, which [`OrderFacts`] carries only to group a
+//! never their personal identity number, which [`FollowUpOrder`] carries only to group a
 //! client's orders and never prints.
 //!
 //! # Figures
@@ -62,10 +62,10 @@ pub const WINDOW_DAYS: u32 = 14;
 // Inputs
 // ---------------------------------------------------------------------------------------
 
-/// An order as the follow-up needs it: one that is active in the month, or has its
+/// An order as the monthly follow-up needs it: one that is active in the month, or has its
 /// plan-due or execute-by date in it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct OrderFacts {
+pub struct FollowUpOrder {
     pub order_id: String,
     pub provider: String,
     /// The client's identity, only to group the client's orders; never rendered or logged.
@@ -85,9 +85,9 @@ pub struct OrderFacts {
     pub plan_established_on: Option<NaiveDate>,
 }
 
-impl fmt::Debug for OrderFacts {
+impl fmt::Debug for FollowUpOrder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OrderFacts")
+        f.debug_struct("FollowUpOrder")
             .field("order_id", &self.order_id)
             .field("provider", &self.provider)
             .field("client", &"**REDACTED**")
@@ -105,7 +105,7 @@ impl fmt::Debug for OrderFacts {
     }
 }
 
-impl OrderFacts {
+impl FollowUpOrder {
     /// From a stored order and its decision's validity (the order's own dates when the
     /// decision is not found).
     pub fn from_order(
@@ -114,9 +114,9 @@ impl OrderFacts {
         acked_at: Option<DateTime<Utc>>,
         rejected: bool,
         plan_established_on: Option<NaiveDate>,
-    ) -> OrderFacts {
+    ) -> FollowUpOrder {
         let (valid_from, valid_to) = decision_validity.unwrap_or((order.start_date, order.end_date));
-        OrderFacts {
+        FollowUpOrder {
             order_id: order.id.clone(),
             provider: order.provider.as_str().to_owned(),
             client: order.client.expose().to_owned(),
@@ -152,9 +152,11 @@ impl OrderFacts {
     }
 }
 
-/// A counted (accepted or flagged) visit of the month.
+/// A counted (accepted or flagged) visit of the month, as the follow-up needs it (not the
+/// visit rules' [`VisitFacts`](crate::rules::visits::VisitFacts) trait, which answers
+/// questions about other visits).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VisitFacts {
+pub struct FollowUpVisit {
     pub order_id: String,
     /// The staff member's pseudonymous id.
     pub staff: String,
@@ -454,7 +456,7 @@ pub struct Builder {
 
 impl Builder {
     /// Starts the month from its orders (those that are not relevant are ignored).
-    pub fn new(month: Month, today: NaiveDate, orders: &[OrderFacts]) -> Builder {
+    pub fn new(month: Month, today: NaiveDate, orders: &[FollowUpOrder]) -> Builder {
         let mut b = Builder {
             month,
             today,
@@ -464,7 +466,7 @@ impl Builder {
             confirmations: Vec::new(),
             visits_without_order: 0,
         };
-        let mut sorted: Vec<&OrderFacts> = orders.iter().collect();
+        let mut sorted: Vec<&FollowUpOrder> = orders.iter().collect();
         sorted.sort_by(|a, b| a.order_id.cmp(&b.order_id));
         for o in sorted {
             if o.overlaps(month) {
@@ -518,7 +520,7 @@ impl Builder {
 
     /// Folds in counted visits (any provider, any order; those outside the month are
     /// ignored).
-    pub fn add_visits<'a>(&mut self, visits: impl IntoIterator<Item = &'a VisitFacts>) {
+    pub fn add_visits<'a>(&mut self, visits: impl IntoIterator<Item = &'a FollowUpVisit>) {
         for v in visits {
             let day = carehub_model::local_date(v.check_in);
             if !self.month.contains(day) || !v.performed {
@@ -678,8 +680,8 @@ impl FollowUp {
     pub fn compute(
         month: Month,
         today: NaiveDate,
-        orders: &[OrderFacts],
-        visits: &[VisitFacts],
+        orders: &[FollowUpOrder],
+        visits: &[FollowUpVisit],
         shares: &[ManualShare],
         threshold: f64,
     ) -> FollowUp {

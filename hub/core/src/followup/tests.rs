@@ -21,8 +21,8 @@ fn nov() -> Month {
     Month::new(2026, 11).expect("month")
 }
 
-fn order(id: &str, provider: &str, client: &str, minutes: i64, start: &str) -> OrderFacts {
-    OrderFacts {
+fn order(id: &str, provider: &str, client: &str, minutes: i64, start: &str) -> FollowUpOrder {
+    FollowUpOrder {
         order_id: id.into(),
         provider: provider.into(),
         client: client.into(),
@@ -40,8 +40,8 @@ fn order(id: &str, provider: &str, client: &str, minutes: i64, start: &str) -> O
 }
 
 /// A performed visit; `at` is UTC.
-fn visit(order: &str, staff: &str, at: (u32, u32, u32, u32), seconds: i64) -> VisitFacts {
-    VisitFacts {
+fn visit(order: &str, staff: &str, at: (u32, u32, u32, u32), seconds: i64) -> FollowUpVisit {
+    FollowUpVisit {
         order_id: order.into(),
         staff: staff.into(),
         check_in: Utc.with_ymd_and_hms(2026, at.0, at.1, at.2, at.3, 0).single().expect("instant"),

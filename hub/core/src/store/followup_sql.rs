@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, Connection};
 
 use super::StoreError;
-use crate::followup::{OrderFacts, VisitFacts};
+use crate::followup::{FollowUpOrder, FollowUpVisit};
 use crate::rules::invoices::Month;
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -23,7 +23,7 @@ fn date(s: &str) -> Option<NaiveDate> {
 
 /// Orders active in the month (by their own dates), or with their plan-due or execute-by
 /// date in it.
-pub(super) fn orders(conn: &Connection, month: &str) -> Result<Vec<OrderFacts>, StoreError> {
+pub(super) fn orders(conn: &Connection, month: &str) -> Result<Vec<FollowUpOrder>, StoreError> {
     let m = crate::followup::parse_month(month).ok_or_else(|| backend(format!("not a month: {month}")))?;
     let (first, last) = (Month::first_day(m).to_string(), Month::last_day(m).to_string());
     let mut stmt = conn.prepare_cached(
@@ -45,7 +45,7 @@ pub(super) fn orders(conn: &Connection, month: &str) -> Result<Vec<OrderFacts>, 
         let valid_from: Option<String> = r.get(4)?;
         let valid_to: Option<String> = r.get(5)?;
         let validity = valid_from.as_deref().and_then(date).map(|f| (f, valid_to.as_deref().and_then(date)));
-        out.push(OrderFacts::from_order(
+        out.push(FollowUpOrder::from_order(
             &order,
             validity,
             acked_at.as_deref().and_then(instant),
@@ -57,7 +57,7 @@ pub(super) fn orders(conn: &Connection, month: &str) -> Result<Vec<OrderFacts>, 
 }
 
 /// A provider's accepted and flagged visits checked in during the month.
-pub(super) fn visits(conn: &Connection, provider: &str, month: &str) -> Result<Vec<VisitFacts>, StoreError> {
+pub(super) fn visits(conn: &Connection, provider: &str, month: &str) -> Result<Vec<FollowUpVisit>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT order_id, staff, check_in, seconds, visit_outcome FROM visits
          WHERE provider = ?1 AND month = ?2 AND outcome IN ('accepted', 'flagged') AND order_id IS NOT NULL",
@@ -67,7 +67,7 @@ pub(super) fn visits(conn: &Connection, provider: &str, month: &str) -> Result<V
     while let Some(r) = rows.next()? {
         let check_in: String = r.get(2)?;
         let Some(check_in) = instant(&check_in) else { continue };
-        out.push(VisitFacts {
+        out.push(FollowUpVisit {
             order_id: r.get(0)?,
             staff: r.get(1)?,
             check_in,

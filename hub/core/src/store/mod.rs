@@ -685,13 +685,13 @@ pub trait Store: Send + Sync + 'static {
     async fn manual_shares(&self, month: &str) -> Result<Vec<ManualShare>, StoreError>;
     /// The follow-up's orders for `month` (`YYYY-MM`): active in it, or with their
     /// plan-due or execute-by date in it, with their decision's validity.
-    async fn followup_orders(&self, month: &str) -> Result<Vec<crate::followup::OrderFacts>, StoreError>;
+    async fn followup_orders(&self, month: &str) -> Result<Vec<crate::followup::FollowUpOrder>, StoreError>;
     /// A provider's counted (accepted and flagged) visits checked in during `month`.
     async fn followup_visits(
         &self,
         provider: &str,
         month: &str,
-    ) -> Result<Vec<crate::followup::VisitFacts>, StoreError>;
+    ) -> Result<Vec<crate::followup::FollowUpVisit>, StoreError>;
     /// Up to `limit` visits after the visit-report watermark, oldest first.
     async fn visits_to_report(&self, limit: usize) -> Result<ReportBatch, StoreError>;
     /// Where a pulled feed stands.

@@ -1012,7 +1012,7 @@ impl Store for SqliteStore {
         self.read(move |c| super::visits_sql::manual_shares(c, &month)).await
     }
 
-    async fn followup_orders(&self, month: &str) -> Result<Vec<crate::followup::OrderFacts>, StoreError> {
+    async fn followup_orders(&self, month: &str) -> Result<Vec<crate::followup::FollowUpOrder>, StoreError> {
         let month = month.to_owned();
         self.read(move |c| super::followup_sql::orders(c, &month)).await
     }
@@ -1021,7 +1021,7 @@ impl Store for SqliteStore {
         &self,
         provider: &str,
         month: &str,
-    ) -> Result<Vec<crate::followup::VisitFacts>, StoreError> {
+    ) -> Result<Vec<crate::followup::FollowUpVisit>, StoreError> {
         let (provider, month) = (provider.to_owned(), month.to_owned());
         self.read(move |c| super::followup_sql::visits(c, &provider, &month)).await
     }
