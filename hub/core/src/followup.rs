@@ -48,7 +48,9 @@ use carehub_model::Order;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Serialize;
 
-use crate::rules::invoices::{self, Month};
+use carehub_model::Month;
+
+use crate::rules::invoices;
 use crate::store::{ManualShare, Store, StoreError};
 
 /// The lower edge of the band, as a fraction `num/den` of granted (80%).

@@ -16,11 +16,13 @@
 //! - [`id`]: personal identity numbers, organisation numbers, HSA-ids, NFC tag UIDs, source ids.
 //! - [`secret`]: configuration secrets that print as `**REDACTED**`.
 //! - [`message`]: decisions, orders, acknowledgements, plan notices and the [`Message`] enum.
+//! - [`month`]: [`Month`], the calendar month invoices, verification and follow-up are about.
 
 pub mod clock;
 pub mod error;
 pub mod id;
 pub mod message;
+pub mod month;
 pub mod secret;
 pub mod time;
 
@@ -39,4 +41,5 @@ pub use clock::Clock;
 pub use error::{ErrorCode, ValidationError};
 pub use id::{HsaId, OrgNumber, PersonalIdentityNumber, SourceId, TagUid};
 pub use message::*;
+pub use month::Month;
 pub use secret::Secret;

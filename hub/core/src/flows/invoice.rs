@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use carehub_model::{Decision, ErrorCode, InvoiceKind, Message, MessageType, OrgNumber, VisitOutcome};
+use carehub_model::{Decision, ErrorCode, InvoiceKind, Message, MessageType, Month, OrgNumber, VisitOutcome};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 use tracing::info;
@@ -20,7 +20,7 @@ use crate::flows::decision::{store_unavailable, Correlation, Hub, Inbound, Recei
 use crate::mapping::RowDecoded;
 use crate::peppol::{self, PeppolDocument};
 use crate::rules::invoices::{
-    self, Invoice, InvoiceLine, ManualCounts, Month, OrderEvidence, PlanNoticeFacts, VerificationInput, VisitEvidence,
+    self, Invoice, InvoiceLine, ManualCounts, OrderEvidence, PlanNoticeFacts, VerificationInput, VisitEvidence,
 };
 use crate::rules::visits::Outcome;
 use crate::store::parse_store_ts;

@@ -28,11 +28,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use carehub_model::{InvoiceKind, OrgNumber};
+use carehub_model::{InvoiceKind, Month, OrgNumber};
 use serde::Serialize;
 
 use crate::rules::invoices::{
-    self, Invoice, InvoiceCode, InvoiceLine, ManualCounts, Month, OrderEvidence, PlanNoticeFacts, Policy, Rates,
+    self, Invoice, InvoiceCode, InvoiceLine, ManualCounts, OrderEvidence, PlanNoticeFacts, Policy, Rates,
     ReportFinding, VerificationInput, VerificationReport,
 };
 use crate::store::{ProviderMonth, Store, StoreError};

@@ -7,7 +7,7 @@ use rusqlite::{params, Connection};
 
 use super::StoreError;
 use crate::followup::{FollowUpOrder, FollowUpVisit};
-use crate::rules::invoices::Month;
+use carehub_model::Month;
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())

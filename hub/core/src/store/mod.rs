@@ -705,15 +705,11 @@ pub trait Store: Send + Sync + 'static {
     async fn verified_lines(&self, provider: &str, invoice_id: &str) -> Result<Vec<String>, StoreError>;
     /// The providers with an order that may be active in `month` or an invoice for it, in
     /// order: the units month verification walks.
-    async fn month_providers(&self, month: crate::rules::invoices::Month) -> Result<Vec<String>, StoreError>;
+    async fn month_providers(&self, month: carehub_model::Month) -> Result<Vec<String>, StoreError>;
     /// One provider's month in bulk (for month verification): its orders with their
     /// decisions, its visits of the month grouped by order (read once, through
     /// `visits_provider_month`), its invoices and credit notes. Memory is one provider's.
-    async fn provider_month(
-        &self,
-        provider: &str,
-        month: crate::rules::invoices::Month,
-    ) -> Result<ProviderMonth, StoreError>;
+    async fn provider_month(&self, provider: &str, month: carehub_model::Month) -> Result<ProviderMonth, StoreError>;
     /// The latest verification of a provider's invoice (an invoice is identified by its
     /// provider and its id: two providers may use the same id).
     async fn verification(&self, provider: &str, invoice_id: &str) -> Result<Option<VerificationRecord>, StoreError>;

@@ -14,7 +14,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::sqlite::{invoice_row, order_row_at, ORDER_COLUMNS};
 use super::*;
-use crate::rules::invoices::{self, Month};
+use carehub_model::Month;
+
+use crate::rules::invoices;
 use crate::rules::visits::Outcome;
 
 fn backend(e: impl std::fmt::Display) -> StoreError {

@@ -1111,15 +1111,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn month_providers(&self, month: crate::rules::invoices::Month) -> Result<Vec<String>, StoreError> {
+    async fn month_providers(&self, month: carehub_model::Month) -> Result<Vec<String>, StoreError> {
         self.read(move |c| super::month_sql::without_mmap(c, |c| super::month_sql::month_providers(c, month))).await
     }
 
-    async fn provider_month(
-        &self,
-        provider: &str,
-        month: crate::rules::invoices::Month,
-    ) -> Result<ProviderMonth, StoreError> {
+    async fn provider_month(&self, provider: &str, month: carehub_model::Month) -> Result<ProviderMonth, StoreError> {
         let provider = provider.to_owned();
         self.read(move |c| super::month_sql::without_mmap(c, |c| super::month_sql::provider_month(c, &provider, month)))
             .await

@@ -20,10 +20,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use carehub_core::rules::invoices::{Month, Rates};
+use carehub_core::rules::invoices::Rates;
 use carehub_core::rules::month::{verify_month, MonthTotals, Progress, ProviderResult};
 use carehub_core::store::sqlite::SqliteStore;
 use carehub_core::store::Store;
+use carehub_model::Month;
 
 use crate::config::Config;
 
