@@ -8,7 +8,7 @@
 //! [`check_totals`] compares them with what the document states, and [`home_care_lines`]
 //! says per line what an invoice verifier uses (order id, minutes, amount, comment, VAT
 //! category). What it is not: a schematron validator, nor the verification of SPEC §7; it
-//! reads what the verifier needs and explains, with a coded [`Finding`], what it cannot
+//! reads what the verifier needs and explains, with a coded [`PeppolFinding`], what it cannot
 //! use, instead of failing.
 //!
 //! Only a document it cannot read at all is an error ([`ValidationError`]): not XML, a DTD
@@ -286,7 +286,7 @@ pub struct PeppolDocument {
     /// `cac:InvoiceLine`s or `cac:CreditNoteLine`s, in document order.
     pub lines: Vec<Line>,
     /// What was noticed while reading (the Swedish organisation number rules).
-    pub findings: Vec<Finding>,
+    pub findings: Vec<PeppolFinding>,
 }
 
 impl PeppolDocument {
@@ -492,22 +492,23 @@ impl fmt::Display for FindingCode {
     }
 }
 
-/// Something noticed about a document or one of its lines: not an error, the reading stands.
+/// Something the PEPPOL reader noticed about a document or one of its lines: not an error,
+/// the reading stands (not a rule finding: those are `VisitFinding` and `InvoiceFinding`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
+pub struct PeppolFinding {
     pub code: FindingCode,
     /// The line's `cbc:ID`, for a line-level finding.
     pub line: Option<String>,
     pub message: String,
 }
 
-impl Finding {
-    fn document(code: FindingCode, message: impl Into<String>) -> Finding {
-        Finding { code, line: None, message: message.into() }
+impl PeppolFinding {
+    fn document(code: FindingCode, message: impl Into<String>) -> PeppolFinding {
+        PeppolFinding { code, line: None, message: message.into() }
     }
 
-    fn line(code: FindingCode, line: &str, message: impl Into<String>) -> Finding {
-        Finding { code, line: Some(line.to_owned()), message: message.into() }
+    fn line(code: FindingCode, line: &str, message: impl Into<String>) -> PeppolFinding {
+        PeppolFinding { code, line: Some(line.to_owned()), message: message.into() }
     }
 }
 
@@ -676,7 +677,7 @@ fn party(el: Option<&Element>) -> Party {
 /// `cac:PartyLegalEntity/cbc:CompanyID` of a Swedish supplier (without a scheme, or in the
 /// organisation number scheme `0007`). As in PEPPOL, the number is checked as written: a
 /// hyphen (`NNNNNN-NNNN`) is not numeric, even though [`OrgNumber::parse`] accepts it.
-fn swedish_supplier_findings(supplier: &Party) -> Vec<Finding> {
+fn swedish_supplier_findings(supplier: &Party) -> Vec<PeppolFinding> {
     let Some(company_id) = &supplier.company_id else { return Vec::new() };
     if !supplier.is_swedish() || company_id.scheme.as_deref().is_some_and(|s| s != "0007") {
         return Vec::new();
@@ -686,19 +687,19 @@ fn swedish_supplier_findings(supplier: &Party) -> Vec<Finding> {
 
 /// The SE-R-003/004/013 findings for an organisation number as written. SE-R-013 can only
 /// be judged on 10 digits, so it is reported only then. Messages never quote the number.
-pub fn org_number_findings(value: &str) -> Vec<Finding> {
+pub fn org_number_findings(value: &str) -> Vec<PeppolFinding> {
     let value = value.trim();
     let numeric = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
     let ten = value.chars().count() == 10;
     let mut findings = Vec::new();
     if !numeric {
-        findings.push(Finding::document(
+        findings.push(PeppolFinding::document(
             FindingCode::SeR003,
             "SE-R-003: the supplier's Swedish organisation number (PartyLegalEntity/CompanyID) should be numeric",
         ));
     }
     if !ten {
-        findings.push(Finding::document(
+        findings.push(PeppolFinding::document(
             FindingCode::SeR004,
             "SE-R-004: the supplier's Swedish organisation number (PartyLegalEntity/CompanyID) should have 10 digits",
         ));
@@ -706,7 +707,7 @@ pub fn org_number_findings(value: &str) -> Vec<Finding> {
     if numeric && ten {
         let digits: Vec<u8> = value.bytes().map(|b| b - b'0').collect();
         if !luhn_valid(&digits) {
-            findings.push(Finding::document(
+            findings.push(PeppolFinding::document(
                 FindingCode::SeR013,
                 "SE-R-013: the last digit of the supplier's Swedish organisation number (PartyLegalEntity/CompanyID) \
                  should be a valid Luhn check digit",
@@ -970,13 +971,13 @@ pub fn line_net_from_price(line: &Line) -> Option<Decimal> {
 /// subtotals, each subtotal against its category recomputed, and each line's net amount
 /// against its price ([`line_net_from_price`]). Each difference is a
 /// [`FindingCode::TotalMismatch`] or [`FindingCode::LineAmountMismatch`] naming the element.
-pub fn check_totals(doc: &PeppolDocument) -> Vec<Finding> {
+pub fn check_totals(doc: &PeppolDocument) -> Vec<PeppolFinding> {
     let c = totals_from_lines(doc);
     let t = &doc.totals;
     let mut findings = Vec::new();
     let mut compare = |element: &str, stated: Decimal, computed: Decimal| {
         if stated != computed {
-            findings.push(Finding::document(
+            findings.push(PeppolFinding::document(
                 FindingCode::TotalMismatch,
                 format!("{element} is {stated}, recomputed {computed}"),
             ));
@@ -1011,7 +1012,7 @@ pub fn check_totals(doc: &PeppolDocument) -> Vec<Finding> {
     for k in &c.categories {
         let stated = subtotals.iter().any(|s| s.category.id == k.category && s.category.percent == k.percent);
         if !stated {
-            findings.push(Finding::document(
+            findings.push(PeppolFinding::document(
                 FindingCode::TotalMismatch,
                 format!("no TaxSubtotal for VAT category '{}' of the lines or allowances and charges", k.category),
             ));
@@ -1020,7 +1021,7 @@ pub fn check_totals(doc: &PeppolDocument) -> Vec<Finding> {
     for l in &doc.lines {
         if let Some(net) = line_net_from_price(l) {
             if net != l.line_extension_amount {
-                findings.push(Finding::line(
+                findings.push(PeppolFinding::line(
                     FindingCode::LineAmountMismatch,
                     &l.id,
                     format!(
@@ -1058,7 +1059,7 @@ pub struct LineReading {
     /// Whether the line is on a credit note: it takes back what it states.
     pub credit: bool,
     /// Why the line cannot be verified as home care, or what is odd about it.
-    pub findings: Vec<Finding>,
+    pub findings: Vec<PeppolFinding>,
 }
 
 impl LineReading {
@@ -1095,7 +1096,7 @@ pub fn home_care_lines(doc: &PeppolDocument) -> Vec<LineReading> {
                 Some("HUR") => Some(l.quantity.value.mul_int(60)),
                 Some("MIN") => Some(l.quantity.value),
                 _ => {
-                    findings.push(Finding::line(
+                    findings.push(PeppolFinding::line(
                         FindingCode::NotTimeUnit,
                         &l.id,
                         format!(
@@ -1107,7 +1108,7 @@ pub fn home_care_lines(doc: &PeppolDocument) -> Vec<LineReading> {
                 }
             };
             if l.order_line_reference.is_none() {
-                findings.push(Finding::line(
+                findings.push(PeppolFinding::line(
                     FindingCode::NoOrderReference,
                     &l.id,
                     "the line has no OrderLineReference/LineID, so no order to verify it against",
@@ -1115,7 +1116,7 @@ pub fn home_care_lines(doc: &PeppolDocument) -> Vec<LineReading> {
             }
             let vat_category = l.tax_category.as_ref().map(|c| c.id.clone());
             if vat_category.as_deref() != Some("E") {
-                findings.push(Finding::line(
+                findings.push(PeppolFinding::line(
                     FindingCode::VatNotExempt,
                     &l.id,
                     format!(
