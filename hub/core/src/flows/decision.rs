@@ -29,9 +29,7 @@ use tracing::{debug, info, warn, Instrument};
 use crate::adapter::{Registry, System, SystemRole};
 use crate::mapping::Decoded;
 use crate::metrics::Metrics;
-use crate::store::{
-    order_status, status, ts, DecisionRecord, LogRef, NewDelivery, NewLogEntry, Op, OrderRecord, Store, StoreError,
-};
+use crate::store::{order_status, status, ts, DecisionRecord, LogRef, NewLogEntry, Op, OrderRecord, Store, StoreError};
 
 /// Where orders for a provider go.
 #[derive(Debug, Clone)]
@@ -413,17 +411,14 @@ impl Hub {
                     ts(self.clock.now()),
                 ))),
                 Op::AppendLog(out_entry),
-                Op::Enqueue(NewDelivery {
-                    system: target.name.clone(),
-                    message_type: MessageType::Order.as_str().to_owned(),
-                    order_id: Some(order_id.clone()),
-                    idempotency_key: key,
-                    content_type: rendered.content_type.clone(),
-                    endpoint: rendered.endpoint.clone(),
-                    body: rendered.body,
-                    action: rendered.action,
-                    log: LogRef::Op(3),
-                }),
+                Op::Enqueue(super::delivery(
+                    &target.name,
+                    MessageType::Order,
+                    Some(order_id.clone()),
+                    key,
+                    rendered,
+                    LogRef::Op(3),
+                )),
             ];
             match self.store.commit(ops).await {
                 Ok(results) => {
@@ -524,17 +519,14 @@ impl Hub {
             Op::AppendLog(inbound_entry),
             record_op,
             Op::AppendLog(out_entry),
-            Op::Enqueue(NewDelivery {
-                system: source.name.clone(),
-                message_type: kind.as_str().to_owned(),
-                order_id: Some(record.order.id.clone()),
-                idempotency_key: key,
-                content_type: rendered.content_type.clone(),
-                endpoint: rendered.endpoint.clone(),
-                body: rendered.body,
-                action: rendered.action,
-                log: LogRef::Op(2),
-            }),
+            Op::Enqueue(super::delivery(
+                &source.name,
+                kind,
+                Some(record.order.id.clone()),
+                key,
+                rendered,
+                LogRef::Op(2),
+            )),
         ];
         match self.store.commit(ops).await {
             Ok(results) => {
@@ -635,17 +627,14 @@ impl Hub {
                 }
                 let ops = vec![
                     Op::AppendLog(entry),
-                    Op::Enqueue(NewDelivery {
-                        system: sys.name.clone(),
-                        message_type: MessageType::Receipt.as_str().to_owned(),
-                        order_id: receipt.order_id.clone(),
-                        idempotency_key: key,
-                        content_type: rendered.content_type,
-                        endpoint: rendered.endpoint,
-                        body: rendered.body,
-                        action: rendered.action,
-                        log: LogRef::Op(0),
-                    }),
+                    Op::Enqueue(super::delivery(
+                        &sys.name,
+                        MessageType::Receipt,
+                        receipt.order_id.clone(),
+                        key,
+                        rendered,
+                        LogRef::Op(0),
+                    )),
                 ];
                 match self.store.commit(ops).await {
                     Ok(_) => self.outbox_notify.notify_one(),

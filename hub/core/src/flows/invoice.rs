@@ -332,17 +332,7 @@ impl Hub {
             entry.links = links.to_vec();
             let log = LogRef::Op(ops.len());
             ops.push(Op::AppendLog(entry));
-            ops.push(Op::Enqueue(crate::store::NewDelivery {
-                system: target.name.clone(),
-                message_type: MessageType::Verification.as_str().to_owned(),
-                order_id: None,
-                idempotency_key: key,
-                content_type: rendered.content_type,
-                endpoint: rendered.endpoint,
-                body: rendered.body,
-                action: rendered.action,
-                log,
-            }));
+            ops.push(Op::Enqueue(super::delivery(&target.name, MessageType::Verification, None, key, rendered, log)));
         }
         Ok(())
     }

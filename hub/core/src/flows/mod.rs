@@ -15,3 +15,31 @@
 pub mod decision;
 pub mod invoice;
 pub mod visits;
+
+use carehub_model::MessageType;
+
+use crate::mapping::Rendered;
+use crate::store::{LogRef, NewDelivery};
+
+/// The outbox row that sends a rendered message to `system`, linked to the log entry `log`
+/// that records it going out: the one place a rendered message becomes a delivery.
+pub(crate) fn delivery(
+    system: &str,
+    kind: MessageType,
+    order_id: Option<String>,
+    idempotency_key: String,
+    rendered: Rendered,
+    log: LogRef,
+) -> NewDelivery {
+    NewDelivery {
+        system: system.to_owned(),
+        message_type: kind.as_str().to_owned(),
+        order_id,
+        idempotency_key,
+        content_type: rendered.content_type,
+        endpoint: rendered.endpoint,
+        body: rendered.body,
+        action: rendered.action,
+        log,
+    }
+}

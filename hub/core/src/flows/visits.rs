@@ -28,8 +28,7 @@ use crate::flows::decision::{
 use crate::mapping::RowDecoded;
 use crate::rules::visits::Outcome;
 use crate::store::{
-    progress, status, IncomingVisit, IngestReport, LogRef, NewDelivery, NewLogEntry, Op, OpResult, StoreError,
-    VisitIngest,
+    progress, status, IncomingVisit, IngestReport, LogRef, NewLogEntry, Op, OpResult, StoreError, VisitIngest,
 };
 
 /// Visits per store commit when a file is taken: large enough to share the commit's cost,
@@ -347,17 +346,14 @@ impl Hub {
                 Correlation::of(order).apply(&mut entry);
                 let log = LogRef::Op(ops.len());
                 ops.push(Op::AppendLog(entry));
-                ops.push(Op::Enqueue(NewDelivery {
-                    system: target.name.clone(),
-                    message_type: MessageType::Visit.as_str().to_owned(),
-                    order_id: Some(order.order.id.clone()),
-                    idempotency_key: key,
-                    content_type: rendered.content_type,
-                    endpoint: rendered.endpoint,
-                    body: rendered.body,
-                    action: rendered.action,
+                ops.push(Op::Enqueue(super::delivery(
+                    &target.name,
+                    MessageType::Visit,
+                    Some(order.order.id.clone()),
+                    key,
+                    rendered,
                     log,
-                }));
+                )));
                 queued += 1;
             }
             // The reports and the watermark move together: a crash repeats nothing and
