@@ -42,15 +42,14 @@ pub mod html;
 pub mod table;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 
-use carehub_model::Order;
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{Datelike, NaiveDate};
 use serde::Serialize;
 
 use carehub_model::Month;
 
 use crate::rules::invoices;
+pub use crate::store::{FollowUpOrder, FollowUpVisit};
 use crate::store::{ManualShare, Store, StoreError};
 
 /// The lower edge of the band, as a fraction `num/den` of granted (80%).
@@ -64,77 +63,7 @@ pub const WINDOW_DAYS: u32 = 14;
 // Inputs
 // ---------------------------------------------------------------------------------------
 
-/// An order as the monthly follow-up needs it: one that is active in the month, or has its
-/// plan-due or execute-by date in it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct FollowUpOrder {
-    pub order_id: String,
-    pub provider: String,
-    /// The client's identity, only to group the client's orders; never rendered or logged.
-    pub client: String,
-    /// Σ of the services' minutes per month.
-    pub minutes_per_month: i64,
-    pub start_date: NaiveDate,
-    pub end_date: Option<NaiveDate>,
-    pub decision_valid_from: NaiveDate,
-    pub decision_valid_to: Option<NaiveDate>,
-    pub execute_by: NaiveDate,
-    pub plan_due: NaiveDate,
-    /// When the provider answered the order (accepted or rejected).
-    pub acked_at: Option<DateTime<Utc>>,
-    /// The provider rejected the order.
-    pub rejected: bool,
-    pub plan_established_on: Option<NaiveDate>,
-}
-
-impl fmt::Debug for FollowUpOrder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FollowUpOrder")
-            .field("order_id", &self.order_id)
-            .field("provider", &self.provider)
-            .field("client", &"**REDACTED**")
-            .field("minutes_per_month", &self.minutes_per_month)
-            .field("start_date", &self.start_date)
-            .field("end_date", &self.end_date)
-            .field("decision_valid_from", &self.decision_valid_from)
-            .field("decision_valid_to", &self.decision_valid_to)
-            .field("execute_by", &self.execute_by)
-            .field("plan_due", &self.plan_due)
-            .field("acked_at", &self.acked_at)
-            .field("rejected", &self.rejected)
-            .field("plan_established_on", &self.plan_established_on)
-            .finish()
-    }
-}
-
 impl FollowUpOrder {
-    /// From a stored order and its decision's validity (the order's own dates when the
-    /// decision is not found).
-    pub fn from_order(
-        order: &Order,
-        decision_validity: Option<(NaiveDate, Option<NaiveDate>)>,
-        acked_at: Option<DateTime<Utc>>,
-        rejected: bool,
-        plan_established_on: Option<NaiveDate>,
-    ) -> FollowUpOrder {
-        let (valid_from, valid_to) = decision_validity.unwrap_or((order.start_date, order.end_date));
-        FollowUpOrder {
-            order_id: order.id.clone(),
-            provider: order.provider.as_str().to_owned(),
-            client: order.client.expose().to_owned(),
-            minutes_per_month: order.services.iter().map(|s| i64::from(s.minutes_per_month)).sum(),
-            start_date: order.start_date,
-            end_date: order.end_date,
-            decision_valid_from: valid_from,
-            decision_valid_to: valid_to,
-            execute_by: order.execute_by,
-            plan_due: order.plan_due,
-            acked_at,
-            rejected,
-            plan_established_on,
-        }
-    }
-
     /// Days of `month` inside both the order's and the decision's validity (inclusive).
     pub fn active_days(&self, month: Month) -> i64 {
         invoices::active_days(month, self.start_date, self.end_date, self.decision_valid_from, self.decision_valid_to)
@@ -152,21 +81,6 @@ impl FollowUpOrder {
     fn overlaps(&self, month: Month) -> bool {
         self.start_date <= month.last_day() && self.end_date.is_none_or(|e| e >= month.first_day())
     }
-}
-
-/// A counted (accepted or flagged) visit of the month, as the follow-up needs it (not the
-/// visit rules' [`VisitFacts`](crate::rules::visits::VisitFacts) trait, which answers
-/// questions about other visits).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FollowUpVisit {
-    pub order_id: String,
-    /// The staff member's pseudonymous id.
-    pub staff: String,
-    pub check_in: DateTime<Utc>,
-    /// Check-out minus check-in; none while checked in.
-    pub seconds: Option<i64>,
-    /// The outcome is `Performed` (not declined at the door or cancelled).
-    pub performed: bool,
 }
 
 /// Where performed lies against granted.
@@ -746,7 +660,7 @@ pub async fn compute(
     provider: Option<&str>,
 ) -> Result<FollowUp, StoreError> {
     let key = month.to_string();
-    let mut orders = store.followup_orders(&key).await?;
+    let mut orders = store.followup_orders(month).await?;
     if let Some(p) = provider {
         orders.retain(|o| o.provider == p);
     }
@@ -765,7 +679,7 @@ pub async fn compute(
     let mut builder = Builder::new(month, today, &orders);
     drop(orders);
     for p in &providers {
-        let visits = store.followup_visits(p, &key).await?;
+        let visits = store.followup_visits(p, month).await?;
         builder.add_visits(&visits);
     }
     let mut report = builder.finish(&shares, threshold);

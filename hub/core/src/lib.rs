@@ -26,10 +26,10 @@
 //!   the driver that gathers a month from the store and runs the invoice rules on it.
 //! - [`followup`]: the monthly follow-up report (SPEC §4.4), computed from the store and
 //!   rendered as HTML and tables.
-//! - [`store`]: the [`store::Store`] trait, its contract tests and the SQLite backend; the
-//!   only place that speaks SQL.
-//! - [`log`]: the message log's hash chain (and, next, its Merkle tree), kept apart from
-//!   the store so the chain is the same whatever the backend.
+//! - [`store`]: the [`store::Store`] trait, its contract tests and one folder per backend
+//!   ([`store::sqlite`]); the only place that speaks SQL.
+//! - [`log`]: the message log's entry, hash chain and hashed time form (and, next, its
+//!   Merkle tree), kept apart from the store so the chain is the same whatever the backend.
 //! - [`delivery`]: traffic that does not arrive as a request: [`delivery::outbox`], the one
 //!   delivery loop (retries, backoff, dead letters, replay), and [`delivery::poller`],
 //!   reading the files systems leave in their inboxes (SFTP).

@@ -3,17 +3,48 @@
 //! Every entry's hash is the SHA-256 of the previous entry's hash followed by each of the
 //! entry's fields, each prefixed by its length. Changing any byte of any field, deleting an
 //! entry or reordering two changes a hash that every later entry depends on, so
-//! [`verify_chain`](crate::store::verify_chain) finds the first entry that no longer matches. The chain does not make
+//! `store::verify_chain` finds the first entry that no longer matches. The chain does not make
 //! the log unforgeable by someone who can rewrite it wholesale; an auditor who keeps the
 //! head hash from an earlier verification (printed by `carehub audit verify`) can tell.
 //!
 //! This folder is the message log's own: the Merkle tree over the log's entries, for proofs
 //! that one entry is in a published head without handing over the rest, goes here next,
-//! beside the chain.
+//! beside the chain. It imports nothing of the store: the store keeps [`LogEntry`]s and
+//! calls [`entry_hash`], not the reverse.
+//!
+//! # Layout
+//! - this module: [`LogEntry`], [`entry_hash`] and the [`ChainVerifier`].
+//! - [`time`]: the one text form of an instant that is hashed (and stored).
 
+pub mod time;
+
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::store::LogEntry;
+/// An entry of the message log as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogEntry {
+    pub seq: i64,
+    pub at: String,
+    pub system: String,
+    pub vendor: String,
+    pub direction: String,
+    pub message_type: String,
+    pub content_type: String,
+    #[serde(skip)]
+    pub payload: Vec<u8>,
+    pub canonical: Option<String>,
+    pub status: String,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub decision_id: Option<String>,
+    pub order_id: Option<String>,
+    pub client: Option<String>,
+    pub provider: Option<String>,
+    pub delivery_key: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
 
 /// The `prev_hash` of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";

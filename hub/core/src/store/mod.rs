@@ -20,23 +20,32 @@
 //! [`sqlite::SqliteStore`], and a PostgreSQL backend runs the same suite unchanged
 //! ([`store_contract_suite!`](crate::store_contract_suite)), so the two cannot drift apart
 //! on what a flow may assume.
+//!
+//! # Layout
+//! Imports point one way: the store imports [`crate::log`] (the entry it keeps, the hashed
+//! time form) and the rules' value types it records; nothing under `store/` imports a flow
+//! or a report. The rows a report reads ([`FollowUpOrder`], [`FollowUpVisit`]) are defined
+//! here, beside the trait that returns them, and the report imports them from here.
+//! - this module: the [`Store`] trait, the [`Op`]s a commit carries and the records it
+//!   returns, [`StoreError`].
+//! - `followup`: the follow-up report's rows.
+//! - [`contract`]: the contract suite every backend passes.
+//! - [`sqlite`]: the embedded backend, a folder of its own; the only place SQL is written.
 
 #[doc(hidden)]
 pub mod contract;
-mod followup_sql;
-mod month_sql;
+mod followup;
 pub mod sqlite;
-mod visits_sql;
-
-pub(crate) use month_sql::parse_store_ts;
 
 use async_trait::async_trait;
 use carehub_model::{Order, OrderAck, PlanNotice};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
-pub use crate::log::ChainReport;
+pub use self::followup::{FollowUpOrder, FollowUpVisit};
+pub use crate::log::time::{parse_store_ts, ts};
 use crate::log::ChainVerifier;
+pub use crate::log::{ChainReport, LogEntry};
 
 /// Failures of the store.
 #[derive(Debug, thiserror::Error)]
@@ -85,23 +94,6 @@ impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::Backend(e.to_string())
     }
-}
-
-/// Formats an instant the way the store keeps it: UTC, microseconds, fixed width.
-pub fn ts(at: DateTime<Utc>) -> String {
-    use chrono::{Datelike, Timelike};
-    // std's formatting, not chrono's strftime interpreter: this runs several times per
-    // visit in the writer's hot loop.
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        at.year(),
-        at.month(),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
-        at.nanosecond() / 1000 % 1_000_000
-    )
 }
 
 /// Log entry statuses.
@@ -157,31 +149,6 @@ pub struct NewLogEntry {
 pub struct LogLink {
     pub client: Option<String>,
     pub order_id: Option<String>,
-}
-
-/// An entry of the message log as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LogEntry {
-    pub seq: i64,
-    pub at: String,
-    pub system: String,
-    pub vendor: String,
-    pub direction: String,
-    pub message_type: String,
-    pub content_type: String,
-    #[serde(skip)]
-    pub payload: Vec<u8>,
-    pub canonical: Option<String>,
-    pub status: String,
-    pub error_code: Option<String>,
-    pub error_message: Option<String>,
-    pub decision_id: Option<String>,
-    pub order_id: Option<String>,
-    pub client: Option<String>,
-    pub provider: Option<String>,
-    pub delivery_key: Option<String>,
-    pub prev_hash: String,
-    pub hash: String,
 }
 
 /// A decision as stored.
@@ -685,13 +652,13 @@ pub trait Store: Send + Sync + 'static {
     async fn manual_shares(&self, month: &str) -> Result<Vec<ManualShare>, StoreError>;
     /// The follow-up's orders for `month` (`YYYY-MM`): active in it, or with their
     /// plan-due or execute-by date in it, with their decision's validity.
-    async fn followup_orders(&self, month: &str) -> Result<Vec<crate::followup::FollowUpOrder>, StoreError>;
+    async fn followup_orders(&self, month: carehub_model::Month) -> Result<Vec<FollowUpOrder>, StoreError>;
     /// A provider's counted (accepted and flagged) visits checked in during `month`.
     async fn followup_visits(
         &self,
         provider: &str,
-        month: &str,
-    ) -> Result<Vec<crate::followup::FollowUpVisit>, StoreError>;
+        month: carehub_model::Month,
+    ) -> Result<Vec<FollowUpVisit>, StoreError>;
     /// Up to `limit` visits after the visit-report watermark, oldest first.
     async fn visits_to_report(&self, limit: usize) -> Result<ReportBatch, StoreError>;
     /// Where a pulled feed stands.
@@ -734,17 +701,4 @@ pub async fn verify_chain(store: &dyn Store) -> Result<ChainReport, StoreError> 
         }
     }
     Ok(verifier.finish())
-}
-
-#[cfg(test)]
-mod tests {
-    use chrono::TimeZone;
-
-    #[test]
-    fn ts_is_chronos_fixed_width_form() {
-        for (secs, nanos) in [(0, 0), (1_795_000_000, 123_456_789), (1_795_000_059, 999_999_999), (4_102_444_799, 1)] {
-            let at = chrono::Utc.timestamp_opt(secs, nanos).single().expect("instant");
-            assert_eq!(super::ts(at), at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
-        }
-    }
 }

@@ -5,8 +5,8 @@ use carehub_model::Order;
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, Connection};
 
-use super::StoreError;
-use crate::followup::{FollowUpOrder, FollowUpVisit};
+use crate::store::StoreError;
+use crate::store::{FollowUpOrder, FollowUpVisit};
 use carehub_model::Month;
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -23,9 +23,8 @@ fn date(s: &str) -> Option<NaiveDate> {
 
 /// Orders active in the month (by their own dates), or with their plan-due or execute-by
 /// date in it.
-pub(super) fn orders(conn: &Connection, month: &str) -> Result<Vec<FollowUpOrder>, StoreError> {
-    let m = crate::followup::parse_month(month).ok_or_else(|| backend(format!("not a month: {month}")))?;
-    let (first, last) = (Month::first_day(m).to_string(), Month::last_day(m).to_string());
+pub(super) fn orders(conn: &Connection, month: Month) -> Result<Vec<FollowUpOrder>, StoreError> {
+    let (first, last) = (month.first_day().to_string(), month.last_day().to_string());
     let mut stmt = conn.prepare_cached(
         "SELECT o.canonical, o.acked_at, o.ack_status, o.plan_established_on,
                 json_extract(d.canonical, '$.valid_from'), json_extract(d.canonical, '$.valid_to')
@@ -57,12 +56,12 @@ pub(super) fn orders(conn: &Connection, month: &str) -> Result<Vec<FollowUpOrder
 }
 
 /// A provider's accepted and flagged visits checked in during the month.
-pub(super) fn visits(conn: &Connection, provider: &str, month: &str) -> Result<Vec<FollowUpVisit>, StoreError> {
+pub(super) fn visits(conn: &Connection, provider: &str, month: Month) -> Result<Vec<FollowUpVisit>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT order_id, staff, check_in, seconds, visit_outcome FROM visits
          WHERE provider = ?1 AND month = ?2 AND outcome IN ('accepted', 'flagged') AND order_id IS NOT NULL",
     )?;
-    let mut rows = stmt.query(params![provider, month])?;
+    let mut rows = stmt.query(params![provider, month.to_string()])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         let check_in: String = r.get(2)?;

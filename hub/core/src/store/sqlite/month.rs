@@ -9,11 +9,11 @@
 use std::collections::HashMap;
 
 use carehub_model::VisitOutcome;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::sqlite::{invoice_row, order_row_at, ORDER_COLUMNS};
-use super::*;
+use super::rows::{invoice_row, order_row_at, ORDER_COLUMNS};
+use crate::store::*;
 use carehub_model::Month;
 
 use crate::rules::invoices;
@@ -21,29 +21,6 @@ use crate::rules::visits::Outcome;
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
-}
-
-/// An instant as the store writes it (`2026-11-22T10:48:00.000000Z`, [`ts`]) without
-/// chrono's general parser (this runs twice per visit of the month); any other RFC 3339
-/// form through it.
-pub(crate) fn parse_store_ts(s: &str) -> Option<DateTime<Utc>> {
-    let b = s.as_bytes();
-    let fixed = b.len() == 27
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b[10] == b'T'
-        && b[13] == b':'
-        && b[16] == b':'
-        && b[19] == b'.'
-        && b[26] == b'Z';
-    if !fixed {
-        return DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc));
-    }
-    let num = |from: usize, to: usize| -> Option<u32> {
-        b[from..to].iter().try_fold(0u32, |n, c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
-    };
-    let date = NaiveDate::from_ymd_opt(i32::try_from(num(0, 4)?).ok()?, num(5, 7)?, num(8, 10)?)?;
-    Some(date.and_hms_micro_opt(num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 26)?)?.and_utc())
 }
 
 /// Runs a bulk read with memory-mapped IO off. The store maps up to 4 GiB of the file for
@@ -187,25 +164,4 @@ pub(super) fn provider_month(conn: &Connection, provider: &str, month: Month) ->
         });
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use chrono::TimeZone;
-
-    use super::parse_store_ts;
-
-    #[test]
-    fn store_timestamps_parse_like_rfc3339() {
-        for (secs, micros) in [(0, 0), (1_795_000_000, 123_456), (1_795_000_059, 999_999), (4_102_444_799, 1)] {
-            let at = chrono::Utc.timestamp_opt(secs, micros * 1000).single().expect("instant");
-            assert_eq!(parse_store_ts(&crate::store::ts(at)), Some(at));
-        }
-        assert_eq!(
-            parse_store_ts("2026-11-02T09:00:00+01:00").map(|t| t.to_rfc3339()).as_deref(),
-            Some("2026-11-02T08:00:00+00:00")
-        );
-        assert_eq!(parse_store_ts("2026-13-02T09:00:00.000000Z"), None);
-        assert_eq!(parse_store_ts("2026-11-02T09:0x:00.000000Z"), None);
-    }
 }

@@ -13,9 +13,10 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 
-use super::sqlite::{append_log_in, order_row_at, reserve_log_slot, ORDER_COLUMNS};
-use super::*;
+use super::log::{append_log_in, reserve_log_slot};
+use super::rows::{order_row_at, visit_row, ORDER_COLUMNS, VISIT_COLUMNS};
 use crate::rules::visits::{self, Outcome, Thresholds, VisitFacts};
+use crate::store::*;
 
 /// The facts, over the writer's connection.
 struct SqlFacts<'a> {
@@ -296,40 +297,6 @@ pub(super) fn ingest(
     log.canonical = Some(summary.to_string());
     let seq = append_log_in(conn, chain, slot, &received_at, log)?;
     Ok(IngestReport { log_seq: seq, results })
-}
-
-const VISIT_COLUMNS: &str = "id, source_id, system, provider, client, order_id, staff, check_in, check_out, month,
-    seconds, planned_minutes, visit_outcome, manual, outcome, codes, findings, canonical, log_seq, line, received_at";
-
-fn visit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VisitRecord> {
-    let json = |i: usize| -> rusqlite::Result<serde_json::Value> {
-        let text: String = r.get(i)?;
-        Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
-    };
-    let codes: String = r.get(15)?;
-    Ok(VisitRecord {
-        seq: r.get(0)?,
-        id: r.get(1)?,
-        system: r.get(2)?,
-        provider: r.get(3)?,
-        client: r.get(4)?,
-        order_id: r.get(5)?,
-        staff: r.get(6)?,
-        check_in: r.get(7)?,
-        check_out: r.get(8)?,
-        month: r.get(9)?,
-        seconds: r.get(10)?,
-        planned_minutes: r.get(11)?,
-        visit_outcome: r.get(12)?,
-        manual: r.get(13)?,
-        outcome: r.get(14)?,
-        codes: codes.split_whitespace().map(str::to_owned).collect(),
-        findings: json(16)?,
-        visit: json(17)?,
-        message_id: r.get(18)?,
-        line: r.get(19)?,
-        received_at: r.get(20)?,
-    })
 }
 
 pub(super) fn list(conn: &Connection, f: &VisitFilter) -> Result<Vec<VisitRecord>, StoreError> {

@@ -1,0 +1,641 @@
+//! The embedded SQLite backend.
+//!
+//! WAL, `synchronous=FULL`, one writer thread that group-commits whatever requests have
+//! queued up while the previous commit was syncing, so many concurrent senders share one
+//! fsync ([`writer`]). Reads use a small pool of separate connections on the blocking
+//! thread pool; WAL lets them run beside the writer.
+//!
+//! # Layout
+//! Imports run one way, from this module down to its children and from the children to
+//! [`rows`] and [`log`]; no two of them import each other.
+//! - this module: [`SqliteStore`], opening and migrating the file, the [`Store`] trait's
+//!   reads, and the benchmark's bare insert loop.
+//! - [`writer`]: the writer thread (group commit, one savepoint per request) and the WAL
+//!   checkpointer; where each [`Op`] becomes SQL.
+//! - [`log`]: the hash chain's append inside the writer's transaction.
+//! - [`rows`]: the column lists and the row -> record mapping every read shares.
+//! - [`visits`]: the visit facts over the writer's transaction, the batch insert, and the
+//!   visit listings.
+//! - [`month`]: month verification's bulk reads.
+//! - [`followup`]: the follow-up report's reads.
+
+mod followup;
+mod log;
+mod month;
+mod rows;
+mod visits;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use carehub_model::Clock;
+use chrono::NaiveDate;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot};
+
+use self::rows::*;
+pub use self::writer::MAX_BATCH;
+use self::writer::{checkpoint_loop, writer_loop, WriteRequest};
+use crate::store::*;
+
+/// The writer connection's page cache, in KiB.
+const WRITER_CACHE_KIB: u32 = 256 * 1024;
+
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_outbox_action.sql"),
+    include_str!("migrations/0003_tags.sql"),
+    include_str!("migrations/0004_visits.sql"),
+    include_str!("migrations/0005_invoices.sql"),
+    include_str!("migrations/0006_verifications_by_id.sql"),
+    include_str!("migrations/0007_log_links.sql"),
+];
+
+/// The SQLite store. Cheap to clone; all clones share the writer and the reader pool.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: mpsc::Sender<WriteRequest>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: PathBuf,
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA mmap_size = 4294967296;",
+    )?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: usize = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Backend(format!(
+            "the database is at schema version {version}, newer than this carehub ({}): upgrade carehub",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        tx.execute_batch(sql)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Creates the database at `path` if needed and runs pending migrations, with no store
+/// threads left behind: for bulk loaders (the benchmarks' seeds) that write the file
+/// directly before a store opens it.
+pub fn migrate_file(path: &Path) -> Result<(), StoreError> {
+    let mut conn = open_connection(path)?;
+    migrate(&mut conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and runs pending migrations. The
+    /// writer stamps what it writes (log entries, attempts, claims) with `clock`'s time.
+    pub fn open(path: &Path, clock: Clock) -> Result<SqliteStore, StoreError> {
+        let mut conn = open_connection(path)?;
+        // The writer's page cache holds the hot index pages (a batch of visits touches six
+        // indexes at random places): with SQLite's 2 MB default it would spill dirty pages
+        // to the WAL in the middle of a transaction and read them back.
+        conn.execute_batch(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB};"))?;
+        migrate(&mut conn)?;
+        // Checkpoints (copying the WAL into the database file) run on their own thread, so
+        // the writer only appends to the WAL and its commits do not wait for them.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+        let (tx, rx) = mpsc::channel::<WriteRequest>(8192);
+        std::thread::Builder::new()
+            .name("carehub-store-writer".into())
+            .spawn(move || writer_loop(conn, rx, &clock))
+            .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
+        let checkpointer = open_connection(path)?;
+        let alive = tx.downgrade();
+        std::thread::Builder::new()
+            .name("carehub-store-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, alive))
+            .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(SqliteStore { writer: tx, readers: Arc::new(Mutex::new(Vec::new())), path: path.to_owned() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.lock().map_err(|_| StoreError::Closed)?.pop();
+            let conn = match conn {
+                Some(c) => c,
+                None => open_connection(&path)?,
+            };
+            let result = f(&conn);
+            if let Ok(mut p) = pool.lock() {
+                if p.len() < 8 {
+                    p.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
+    }
+}
+
+const OVERDUE_SQL: &str = "((acked_at IS NULL AND execute_by < ?1)
+    OR (plan_established_on IS NULL AND plan_due < ?1 AND COALESCE(ack_status, '') <> 'rejected'))";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn commit(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.writer.send(WriteRequest { ops, reply }).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn log_entry(&self, seq: i64) -> Result<Option<LogEntry>, StoreError> {
+        self.read(move |c| {
+            Ok(c.query_row(&format!("SELECT {LOG_COLUMNS}, payload FROM message_log WHERE seq = ?1"), [seq], |r| {
+                log_row(r, true)
+            })
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn log_entries(&self, f: LogFilter) -> Result<Vec<LogEntry>, StoreError> {
+        self.read(move |c| {
+            let mut sql = format!(
+                "SELECT {LOG_COLUMNS}{} FROM message_log WHERE 1=1",
+                if f.with_payload { ", payload" } else { "" }
+            );
+            let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+            // A client or an order is found in the entry's own column or in its links.
+            let mut linked = |col: &str, v: &Option<String>| {
+                if let Some(v) = v {
+                    args.push(Box::new(v.clone()));
+                    let n = args.len();
+                    sql.push_str(&format!(
+                        " AND ({col} = ?{n} OR seq IN (SELECT seq FROM log_links WHERE {col} = ?{n}))"
+                    ));
+                }
+            };
+            linked("client", &f.client);
+            linked("order_id", &f.order_id);
+            let mut add = |col: &str, op: &str, v: &Option<String>| {
+                if let Some(v) = v {
+                    args.push(Box::new(v.clone()));
+                    sql.push_str(&format!(" AND {col} {op} ?{}", args.len()));
+                }
+            };
+            add("provider", "=", &f.provider);
+            add("decision_id", "=", &f.decision_id);
+            add("message_type", "=", &f.message_type);
+            add("system", "=", &f.system);
+            add("status", "=", &f.status);
+            add("at", ">=", &f.since);
+            add("at", "<", &f.until);
+            if let Some(after) = f.after_seq {
+                args.push(Box::new(after));
+                sql.push_str(&format!(" AND seq > ?{}", args.len()));
+            }
+            sql.push_str(&format!(" ORDER BY seq LIMIT {}", f.limit.clamp(1, 10_000)));
+            let mut stmt = c.prepare(&sql)?;
+            let refs: Vec<&dyn rusqlite::ToSql> = args.iter().map(|a| a.as_ref()).collect();
+            let rows =
+                stmt.query_map(refs.as_slice(), |r| log_row(r, f.with_payload))?.collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn decision(&self, id: &str) -> Result<Option<DecisionRecord>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT id, system, content_hash, client, provider, canonical, received_at FROM decisions WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(DecisionRecord {
+                        id: r.get(0)?,
+                        system: r.get(1)?,
+                        content_hash: r.get(2)?,
+                        client: r.get(3)?,
+                        provider: r.get(4)?,
+                        canonical: r.get(5)?,
+                        received_at: r.get(6)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn order(&self, id: &str) -> Result<Option<OrderRecord>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?1"), [id], order_row).optional()?)
+        })
+        .await
+    }
+
+    async fn orders(&self, f: OrderFilter) -> Result<Vec<OrderRecord>, StoreError> {
+        self.read(move |c| {
+            let mut sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE 1=1");
+            let mut args: Vec<String> = Vec::new();
+            if let Some(day) = f.overdue_on {
+                args.push(day.to_string());
+                sql.push_str(&format!(" AND {OVERDUE_SQL}"));
+            }
+            if let Some(p) = &f.provider {
+                args.push(p.clone());
+                sql.push_str(&format!(" AND provider = ?{}", args.len()));
+            }
+            if let Some(s) = &f.status {
+                args.push(s.clone());
+                sql.push_str(&format!(" AND status = ?{}", args.len()));
+            }
+            sql.push_str(&format!(" ORDER BY created_at, id LIMIT {}", f.limit.clamp(1, 10_000)));
+            let mut stmt = c.prepare(&sql)?;
+            let rows =
+                stmt.query_map(rusqlite::params_from_iter(args.iter()), order_row)?.collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn deliveries(&self, f: DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
+        self.read(move |c| {
+            let mut sql = format!("SELECT {DELIVERY_COLUMNS} FROM outbox WHERE 1=1");
+            let mut args: Vec<String> = Vec::new();
+            if let Some(s) = &f.state {
+                args.push(s.clone());
+                sql.push_str(&format!(" AND state = ?{}", args.len()));
+            }
+            if let Some(o) = &f.order_id {
+                args.push(o.clone());
+                sql.push_str(&format!(" AND order_id = ?{}", args.len()));
+            }
+            sql.push_str(&format!(" ORDER BY id LIMIT {}", f.limit.clamp(1, 10_000)));
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args.iter()), delivery_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn next_due(&self) -> Result<Option<String>, StoreError> {
+        self.read(|c| {
+            Ok(c.query_row("SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'", [], |r| r.get(0))?)
+        })
+        .await
+    }
+
+    async fn overdue_counts(&self, today: NaiveDate) -> Result<OverdueCounts, StoreError> {
+        self.read(move |c| {
+            let day = today.to_string();
+            let not_confirmed: u64 =
+                c.query_row("SELECT COUNT(*) FROM orders WHERE acked_at IS NULL AND execute_by < ?1", [&day], |r| {
+                    r.get(0)
+                })?;
+            let plan_missing: u64 = c.query_row(
+                "SELECT COUNT(*) FROM orders WHERE plan_established_on IS NULL AND plan_due < ?1
+                 AND COALESCE(ack_status, '') <> 'rejected'",
+                [&day],
+                |r| r.get(0),
+            )?;
+            Ok(OverdueCounts { not_confirmed, plan_missing })
+        })
+        .await
+    }
+
+    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        self.read(|c| {
+            let mut counts = OutboxCounts::default();
+            let mut stmt = c.prepare("SELECT state, COUNT(*) FROM outbox GROUP BY state")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+            for row in rows {
+                let (state, n) = row?;
+                match state.as_str() {
+                    delivery_state::PENDING => counts.pending = n,
+                    delivery_state::DELIVERED => counts.delivered = n,
+                    delivery_state::DEAD => counts.dead = n,
+                    _ => {}
+                }
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn tags(
+        &self,
+        client: Option<String>,
+        tag_uid: Option<String>,
+    ) -> Result<Vec<carehub_model::TagRegistration>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT tag_uid, client, installed_on, removed_on FROM tag_registrations
+                 WHERE (?1 IS NULL OR client = ?1) AND (?2 IS NULL OR tag_uid = ?2)
+                 ORDER BY installed_on, id LIMIT 10000",
+            )?;
+            let rows = stmt
+                .query_map(params![client, tag_uid], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(uid, client, from, to)| {
+                    let bad =
+                        |e: String| StoreError::Backend(format!("a stored tag registration does not read back: {e}"));
+                    Ok(carehub_model::TagRegistration {
+                        tag_uid: uid.parse().map_err(|e: carehub_model::ValidationError| bad(e.to_string()))?,
+                        client: client.parse().map_err(|e: carehub_model::ValidationError| bad(e.to_string()))?,
+                        installed_on: from.parse().map_err(|e: chrono::ParseError| bad(e.to_string()))?,
+                        removed_on: to
+                            .map(|d| d.parse())
+                            .transpose()
+                            .map_err(|e: chrono::ParseError| bad(e.to_string()))?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn client_providers(&self, client: &str, day: NaiveDate) -> Result<Vec<String>, StoreError> {
+        let (client, day) = (client.to_owned(), day.to_string());
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT DISTINCT provider FROM orders
+                 WHERE client = ?1 AND start_date <= ?2 AND (end_date IS NULL OR end_date >= ?2)
+                   AND (ack_status IS NULL OR ack_status <> 'rejected')
+                 ORDER BY provider",
+            )?;
+            let rows = stmt.query_map(params![client, day], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn visits(&self, filter: VisitFilter) -> Result<Vec<VisitRecord>, StoreError> {
+        self.read(move |c| visits::list(c, &filter)).await
+    }
+
+    async fn manual_shares(&self, month: &str) -> Result<Vec<ManualShare>, StoreError> {
+        let month = month.to_owned();
+        self.read(move |c| visits::manual_shares(c, &month)).await
+    }
+
+    async fn followup_orders(&self, month: carehub_model::Month) -> Result<Vec<FollowUpOrder>, StoreError> {
+        self.read(move |c| followup::orders(c, month)).await
+    }
+
+    async fn followup_visits(
+        &self,
+        provider: &str,
+        month: carehub_model::Month,
+    ) -> Result<Vec<FollowUpVisit>, StoreError> {
+        let provider = provider.to_owned();
+        self.read(move |c| followup::visits(c, &provider, month)).await
+    }
+
+    async fn visits_to_report(&self, limit: usize) -> Result<ReportBatch, StoreError> {
+        self.read(move |c| visits::visits_to_report(c, limit)).await
+    }
+
+    async fn feed_cursor(&self, system: &str) -> Result<Option<String>, StoreError> {
+        let system = system.to_owned();
+        self.read(move |c| visits::feed_cursor(c, &system)).await
+    }
+
+    async fn invoices(
+        &self,
+        provider: &str,
+        month: &str,
+        kind: Option<&str>,
+    ) -> Result<Vec<InvoiceRecord>, StoreError> {
+        let (provider, month, kind) = (provider.to_owned(), month.to_owned(), kind.map(str::to_owned));
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT provider, kind, id, month, canonical, log_seq, received_at FROM invoices
+                 WHERE provider = ?1 AND month = ?2 AND (?3 IS NULL OR kind = ?3) ORDER BY received_at",
+            )?;
+            let rows = stmt.query_map(params![provider, month, kind], invoice_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn invoice(&self, provider: &str, kind: &str, id: &str) -> Result<Option<InvoiceRecord>, StoreError> {
+        let (provider, kind, id) = (provider.to_owned(), kind.to_owned(), id.to_owned());
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT provider, kind, id, month, canonical, log_seq, received_at FROM invoices
+                 WHERE provider = ?1 AND kind = ?2 AND id = ?3",
+            )?
+            .query_row(params![provider, kind, id], invoice_row)
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn verified_lines(&self, provider: &str, invoice_id: &str) -> Result<Vec<String>, StoreError> {
+        let (provider, invoice_id) = (provider.to_owned(), invoice_id.to_owned());
+        self.read(move |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT line_id FROM verified_lines WHERE provider = ?1 AND invoice_id = ?2")?;
+            let rows = stmt.query_map(params![provider, invoice_id], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn verification(&self, provider: &str, invoice_id: &str) -> Result<Option<VerificationRecord>, StoreError> {
+        let (provider, invoice_id) = (provider.to_owned(), invoice_id.to_owned());
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT provider, invoice_id, month, report, log_seq, created_at FROM verifications
+                 WHERE provider = ?1 AND invoice_id = ?2 ORDER BY seq DESC LIMIT 1",
+            )?
+            .query_row(params![provider, invoice_id], |r| {
+                Ok(VerificationRecord {
+                    provider: r.get(0)?,
+                    invoice_id: r.get(1)?,
+                    month: r.get(2)?,
+                    report: r.get(3)?,
+                    log_seq: r.get(4)?,
+                    created_at: r.get(5)?,
+                })
+            })
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn verified_providers(&self, invoice_id: &str) -> Result<Vec<String>, StoreError> {
+        let invoice_id = invoice_id.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT DISTINCT provider FROM verifications WHERE invoice_id = ?1 ORDER BY provider",
+            )?;
+            let rows = stmt.query_map([invoice_id], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn month_providers(&self, month: carehub_model::Month) -> Result<Vec<String>, StoreError> {
+        self.read(move |c| month::without_mmap(c, |c| month::month_providers(c, month))).await
+    }
+
+    async fn provider_month(&self, provider: &str, month: carehub_model::Month) -> Result<ProviderMonth, StoreError> {
+        let provider = provider.to_owned();
+        self.read(move |c| month::without_mmap(c, |c| month::provider_month(c, &provider, month))).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        if self.writer.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map(|_| ())?)).await
+    }
+}
+
+/// The benchmark's ceiling: the rows one decision writes (two log entries, the decision,
+/// the order, the outbox row), inserted by a bare loop on a fresh database with the same
+/// durability (WAL, `synchronous=FULL`), committing every `per_commit` decisions. Returns
+/// the elapsed time for `decisions` decisions. No hashing, no parsing, no HTTP: only SQLite.
+pub fn bare_insert_loop(
+    path: &Path,
+    decisions: usize,
+    per_commit: usize,
+    payload: &[u8],
+    clock: &Clock,
+) -> Result<Duration, StoreError> {
+    {
+        let mut conn = open_connection(path)?;
+        // The writer's page cache holds the hot index pages (a batch of visits touches six
+        // indexes at random places): with SQLite's 2 MB default it would spill dirty pages
+        // to the WAL in the middle of a transaction and read them back.
+        conn.execute_batch(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB};"))?;
+        migrate(&mut conn)?;
+    }
+    let mut conn = open_connection(path)?;
+    let hash = "0".repeat(64);
+    let started = std::time::Instant::now();
+    let mut done = 0;
+    while done < decisions {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for i in done..(done + per_commit).min(decisions) {
+            let id = format!("bench:DEC-{i}");
+            let order = format!("O-{i:016}");
+            let now = ts(clock.now());
+            for (seq, dir) in [(2 * i as i64 + 1, "in"), (2 * i as i64 + 2, "out")] {
+                tx.prepare_cached(
+                    "INSERT INTO message_log (seq, at, system, vendor, direction, message_type, content_type, payload,
+                        canonical, status, decision_id, order_id, client, provider, prev_hash, hash)
+                     VALUES (?1, ?2, 'combine', 'combine', ?3, 'decision', 'application/xml', ?4, '{}', 'accepted',
+                        ?5, ?6, '193601016987', '5599000014', ?7, ?7)",
+                )?
+                .execute(params![seq, now, dir, payload, id, order, hash])?;
+            }
+            tx.prepare_cached(
+                "INSERT INTO decisions (id, system, content_hash, client, provider, canonical, received_at)
+                 VALUES (?1, 'combine', ?2, '193601016987', '5599000014', '{}', ?3)",
+            )?
+            .execute(params![id, hash, now])?;
+            tx.prepare_cached(
+                "INSERT INTO orders (id, decision_id, source_system, provider, provider_system, client, execute_by,
+                    plan_due, canonical, created_at, status)
+                 VALUES (?1, ?2, 'combine', '5599000014', 'phoniro', '193601016987', '2026-12-01', '2026-12-01', '{}', ?3, 'queued')",
+            )?
+            .execute(params![order, id, now])?;
+            tx.prepare_cached(
+                "INSERT INTO outbox (system, message_type, order_id, idempotency_key, content_type, body, state,
+                    next_attempt_at, created_at)
+                 VALUES ('phoniro', 'order', ?1, ?1, 'application/json', ?2, 'pending', ?3, ?3)",
+            )?
+            .execute(params![order, payload, now])?;
+        }
+        tx.commit()?;
+        done = (done + per_commit).min(decisions);
+    }
+    Ok(started.elapsed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database at schema version 6 with an order delivered and an invoice verified and its
+    /// report delivered: version 7 links the entries that named no client to the order's.
+    #[test]
+    fn upgrading_links_the_entries_logged_before_to_their_clients() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut conn = Connection::open(dir.path().join("v6.db")).expect("open");
+        for sql in &MIGRATIONS[..6] {
+            conn.execute_batch(sql).expect("migration");
+        }
+        conn.execute_batch(
+            r#"PRAGMA user_version = 6;
+            INSERT INTO decisions (id, system, content_hash, client, provider, canonical, received_at)
+            VALUES ('combine:D-1', 'combine', 'h', '193601016987', '5599000014', '{}', 't');
+            INSERT INTO orders (id, decision_id, source_system, provider, provider_system, client, execute_by,
+                plan_due, canonical, created_at, status)
+            VALUES ('O-1', 'combine:D-1', 'combine', '5599000014', 'phoniro', '193601016987', '2026-11-15',
+                '2026-11-15', '{}', 't', 'delivered');
+            INSERT INTO message_log (seq, at, system, vendor, direction, message_type, content_type, payload,
+                canonical, status, order_id, client, delivery_key, prev_hash, hash) VALUES
+              (1, 't', 'phoniro', 'phoniro', 'out', 'order', 'x', x'', NULL, 'queued', 'O-1', '193601016987', 'O-1:order', 'h', 'h'),
+              (2, 't', 'phoniro', 'phoniro', 'out', 'order', 'x', x'', NULL, 'delivered', 'O-1', NULL, 'O-1:order', 'h', 'h'),
+              (3, 't', 'phoniro', 'phoniro', 'in', 'invoice', 'x', x'', '{"lines":[{"order_id":"O-1"},{"order_id":"O-9"}]}', 'accepted', NULL, NULL, NULL, 'h', 'h'),
+              (4, 't', 'combine', 'combine', 'out', 'verification', 'x', x'', '{"report":{"lines":[{"order_id":"O-1"}]}}', 'queued', NULL, NULL, 'K', 'h', 'h'),
+              (5, 't', 'combine', 'combine', 'out', 'verification', 'x', x'', NULL, 'delivered', NULL, NULL, 'K', 'h', 'h');
+            INSERT INTO outbox (system, message_type, order_id, idempotency_key, content_type, body, state,
+                next_attempt_at, created_at)
+            VALUES ('phoniro', 'order', 'O-1', 'O-1:order', 'x', x'', 'delivered', 't', 't'),
+                   ('combine', 'verification', NULL, 'K', 'x', x'', 'delivered', 't', 't');"#,
+        )
+        .expect("a version 6 database");
+        migrate(&mut conn).expect("upgrade");
+        let seqs = |sql: &str| -> Vec<i64> {
+            conn.prepare(sql)
+                .expect("prepare")
+                .query_map([], |r| r.get(0))
+                .expect("query")
+                .map(|r| r.expect("row"))
+                .collect()
+        };
+        assert_eq!(seqs("SELECT seq FROM log_links WHERE client = '193601016987' ORDER BY seq"), vec![2, 3, 4, 5]);
+        assert_eq!(
+            seqs("SELECT seq FROM log_links WHERE order_id = 'O-9'"),
+            vec![3],
+            "an unknown order links without a client"
+        );
+        assert_eq!(seqs("SELECT log_seq FROM outbox ORDER BY id"), vec![1, 4]);
+    }
+}

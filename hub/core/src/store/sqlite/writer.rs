@@ -1,0 +1,423 @@
+//! The group-commit writer thread and the WAL checkpointer beside it.
+//!
+//! One writer thread owns the only write connection. Requests queue on a channel; the
+//! writer takes whatever has queued (up to [`MAX_BATCH`]), applies each request inside its
+//! own savepoint so one failing request does not spoil the others, and commits them all
+//! with one fsync (`synchronous=FULL` in WAL mode: a commit that returned survives a crash
+//! or power cut). Every batch starts with `BEGIN IMMEDIATE` and reads the chain head inside
+//! that transaction, so two processes on one database file still extend one chain.
+//!
+//! [`apply_op`] is where each [`Op`] becomes SQL.
+
+use std::time::Duration;
+
+use carehub_model::{AckStatus, Clock};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot};
+
+use super::log::{append_log, chain_head};
+use super::rows::{delivery_row, DELIVERY_COLUMNS};
+use crate::store::*;
+
+/// Most requests one commit takes.
+pub const MAX_BATCH: usize = 1024;
+
+/// One caller's ops and where their results go.
+pub(super) struct WriteRequest {
+    pub(super) ops: Vec<Op>,
+    pub(super) reply: oneshot::Sender<Result<Vec<OpResult>, StoreError>>,
+}
+
+/// WAL pages past which a checkpoint runs (SQLite's own default threshold).
+const CHECKPOINT_PAGES: i64 = 1000;
+
+/// Checkpoints the WAL whenever it has grown past [`CHECKPOINT_PAGES`], until the store is
+/// dropped. PASSIVE: it never blocks the writer or readers; a checkpoint a reader holds up
+/// finishes at a later turn. Once the whole WAL is checkpointed, SQLite starts it over.
+pub(super) fn checkpoint_loop(conn: Connection, alive: mpsc::WeakSender<WriteRequest>) {
+    let mut pending: i64 = 0;
+    while alive.upgrade().is_some() {
+        std::thread::sleep(Duration::from_millis(if pending > CHECKPOINT_PAGES { 10 } else { 200 }));
+        // (busy, WAL frames, frames checkpointed)
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        }) {
+            Ok((_, frames, done)) => pending = frames - done,
+            Err(e) => {
+                tracing::warn!(error = %e, "WAL checkpoint failed; trying again");
+                pending = 0;
+            }
+        }
+    }
+}
+
+pub(super) fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<WriteRequest>, clock: &Clock) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        apply_batch(&mut conn, batch, clock);
+    }
+}
+
+fn apply_batch(conn: &mut Connection, batch: Vec<WriteRequest>, clock: &Clock) {
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            for r in batch {
+                let _ = r.reply.send(Err(StoreError::Backend(e.to_string())));
+            }
+            return;
+        }
+    };
+    let head = match chain_head(&tx) {
+        Ok(h) => h,
+        Err(e) => {
+            let msg = e.to_string();
+            for r in batch {
+                let _ = r.reply.send(Err(StoreError::Backend(msg.clone())));
+            }
+            return;
+        }
+    };
+    let mut chain = head;
+    let mut replies = Vec::with_capacity(batch.len());
+    for req in batch {
+        let saved = chain.clone();
+        let now = ts(clock.now());
+        let result = tx.execute_batch("SAVEPOINT request").map_err(StoreError::from).and_then(|_| {
+            let mut results = Vec::with_capacity(req.ops.len());
+            for op in req.ops {
+                let result = apply_op(&tx, &mut chain, &now, &results, op)?;
+                results.push(result);
+            }
+            Ok(results)
+        });
+        let result = match result {
+            Ok(r) => tx.execute_batch("RELEASE request").map(|_| r).map_err(StoreError::from),
+            Err(e) => {
+                chain = saved;
+                let _ = tx.execute_batch("ROLLBACK TO request; RELEASE request");
+                Err(e)
+            }
+        };
+        replies.push((req.reply, result));
+    }
+    match tx.commit() {
+        Ok(()) => {
+            for (reply, result) in replies {
+                let _ = reply.send(result);
+            }
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            for (reply, _) in replies {
+                let _ = reply.send(Err(StoreError::Backend(format!("commit failed: {msg}"))));
+            }
+        }
+    }
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+        || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+/// The sequence number of the log entry `reference` names, for the op that follows `done`
+/// (the results of the request's earlier ops).
+fn resolve(conn: &Connection, done: &[OpResult], reference: LogRef) -> Result<i64, StoreError> {
+    let unresolved = || StoreError::Unresolved { op: done.len(), reference };
+    match reference {
+        LogRef::Op(i) => match done.get(i) {
+            Some(OpResult::Logged(seq)) => Ok(*seq),
+            _ => Err(unresolved()),
+        },
+        LogRef::Seq(seq) => conn
+            .prepare_cached("SELECT seq FROM message_log WHERE seq = ?1")?
+            .query_row([seq], |r| r.get(0))
+            .optional()?
+            .ok_or_else(unresolved),
+    }
+}
+
+/// Applies one op of a request; `done` holds the results of the request's earlier ops, so
+/// a [`LogRef::Op`] resolves against them.
+fn apply_op(
+    conn: &Connection,
+    chain: &mut (i64, String),
+    now: &str,
+    done: &[OpResult],
+    op: Op,
+) -> Result<OpResult, StoreError> {
+    match op {
+        Op::AppendLog(e) => Ok(OpResult::Logged(append_log(conn, chain, now, e)?)),
+        Op::InsertDecision(d) => {
+            conn.prepare_cached(
+                "INSERT INTO decisions (id, system, content_hash, client, provider, canonical, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![d.id, d.system, d.content_hash, d.client, d.provider, d.canonical, d.received_at])
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!("decision {}", d.id))
+                } else {
+                    e.into()
+                }
+            })?;
+            Ok(OpResult::Done)
+        }
+        Op::InsertOrder(o) => {
+            let canonical = serde_json::to_string(&o.order).map_err(|e| StoreError::Backend(e.to_string()))?;
+            conn.prepare_cached(
+                "INSERT INTO orders (id, decision_id, source_system, provider, provider_system, client,
+                    execute_by, plan_due, canonical, created_at, status, start_date, end_date)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )?
+            .execute(params![
+                o.order.id,
+                o.order.decision_id.as_str(),
+                o.source_system,
+                o.order.provider.as_str(),
+                o.provider_system,
+                o.order.client.expose(),
+                o.order.execute_by.to_string(),
+                o.order.plan_due.to_string(),
+                canonical,
+                o.created_at,
+                o.status,
+                o.order.start_date.to_string(),
+                o.order.end_date.map(|d| d.to_string()),
+            ])
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!("order {}", o.order.id))
+                } else {
+                    e.into()
+                }
+            })?;
+            Ok(OpResult::Done)
+        }
+        Op::Enqueue(d) => {
+            let log_seq = resolve(conn, done, d.log)?;
+            let now = now.to_owned();
+            conn.prepare_cached(
+                "INSERT INTO outbox (system, message_type, order_id, idempotency_key, content_type, endpoint,
+                    body, state, next_attempt_at, created_at, action, log_seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                d.system,
+                d.message_type,
+                d.order_id,
+                d.idempotency_key,
+                d.content_type,
+                d.endpoint,
+                d.body,
+                now,
+                d.action,
+                log_seq,
+            ])
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!("delivery {}", d.idempotency_key))
+                } else {
+                    e.into()
+                }
+            })?;
+            Ok(OpResult::Done)
+        }
+        Op::RecordAck(ack) => {
+            let status = match ack.status {
+                AckStatus::Accepted => order_status::ACCEPTED,
+                AckStatus::Rejected => order_status::REJECTED,
+            };
+            let n = conn
+                .prepare_cached(
+                    "UPDATE orders SET status = ?2, ack_status = ?3, ack_reason = ?4, acked_at = ?5 WHERE id = ?1",
+                )?
+                .execute(params![ack.order_id, status, ack.status.as_str(), ack.reason, ts(ack.at)])?;
+            if n == 0 {
+                return Err(StoreError::Missing(format!("order {}", ack.order_id)));
+            }
+            Ok(OpResult::Done)
+        }
+        Op::RecordPlan(plan) => {
+            let n = conn
+                .prepare_cached("UPDATE orders SET plan_established_on = ?2, plan_received_at = ?3 WHERE id = ?1")?
+                .execute(params![plan.order_id, plan.established_on.to_string(), now])?;
+            if n == 0 {
+                return Err(StoreError::Missing(format!("order {}", plan.order_id)));
+            }
+            Ok(OpResult::Done)
+        }
+        Op::Attempted { id, outcome } => {
+            let now = now.to_owned();
+            let (state, next, error, delivered) = match outcome {
+                AttemptOutcome::Delivered => (delivery_state::DELIVERED, now.clone(), None, Some(now.clone())),
+                AttemptOutcome::Retry { next_attempt_at, error } => {
+                    (delivery_state::PENDING, next_attempt_at, Some(error), None)
+                }
+                AttemptOutcome::Dead { error } => (delivery_state::DEAD, now.clone(), Some(error), None),
+            };
+            let row: Option<(String, Option<String>)> = conn
+                .prepare_cached(
+                    "UPDATE outbox SET state = ?2, attempts = attempts + 1, next_attempt_at = ?3,
+                        last_error = COALESCE(?4, last_error), delivered_at = ?5, lease_owner = NULL, lease_until = NULL
+                     WHERE id = ?1 RETURNING message_type, order_id",
+                )?
+                .query_row(params![id, state, next, error, delivered], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((message_type, order_id)) = row else {
+                return Err(StoreError::Missing(format!("delivery {id}")));
+            };
+            let order_state = match state {
+                delivery_state::DELIVERED => Some(order_status::DELIVERED),
+                delivery_state::DEAD => Some(order_status::DEAD_LETTER),
+                _ => None,
+            };
+            if let (Some(order_id), Some(s), "order") = (order_id, order_state, message_type.as_str()) {
+                // An acknowledgement may overtake the delivery record: never move an
+                // acknowledged order back, but do remember when it was delivered.
+                conn.prepare_cached(
+                    "UPDATE orders SET status = CASE WHEN acked_at IS NULL THEN ?2 ELSE status END,
+                        delivered_at = COALESCE(delivered_at, ?3)
+                     WHERE id = ?1",
+                )?
+                .execute(params![order_id, s, delivered])?;
+            }
+            Ok(OpResult::Done)
+        }
+        Op::ClaimDue { owner, lease_until, limit } => {
+            let now = now.to_owned();
+            let mut stmt = conn.prepare_cached(&format!(
+                "UPDATE outbox SET lease_owner = ?1, lease_until = ?2
+                 WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?3
+                              AND (lease_until IS NULL OR lease_until < ?3)
+                              ORDER BY next_attempt_at, id LIMIT {limit})
+                 RETURNING {DELIVERY_COLUMNS}"
+            ))?;
+            let mut rows =
+                stmt.query_map(params![owner, lease_until, now], delivery_row)?.collect::<Result<Vec<_>, _>>()?;
+            rows.sort_by_key(|d| d.id);
+            Ok(OpResult::Claimed(rows))
+        }
+        Op::Requeue { ids } => {
+            let now = now.to_owned();
+            let dead: Vec<Delivery> = {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM outbox WHERE state = 'dead' ORDER BY id"
+                ))?;
+                let rows = stmt.query_map([], delivery_row)?.collect::<Result<Vec<_>, _>>()?;
+                rows.into_iter().filter(|d| ids.as_ref().is_none_or(|ids| ids.contains(&d.id))).collect()
+            };
+            let mut requeued = Vec::with_capacity(dead.len());
+            for mut d in dead {
+                conn.prepare_cached(
+                    "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?2,
+                        lease_owner = NULL, lease_until = NULL WHERE id = ?1",
+                )?
+                .execute(params![d.id, now])?;
+                if let Some(order_id) = &d.order_id {
+                    if d.message_type == "order" {
+                        conn.prepare_cached(
+                            "UPDATE orders SET status = 'queued' WHERE id = ?1 AND status = 'dead_letter'",
+                        )?
+                        .execute(params![order_id])?;
+                    }
+                }
+                append_log(
+                    conn,
+                    chain,
+                    &now,
+                    NewLogEntry {
+                        system: d.system.clone(),
+                        vendor: String::new(),
+                        direction: "out",
+                        message_type: d.message_type.clone(),
+                        content_type: d.content_type.clone(),
+                        payload: Vec::new(),
+                        status: status::REQUEUED,
+                        order_id: d.order_id.clone(),
+                        delivery_key: Some(d.idempotency_key.clone()),
+                        follows: d.log_seq,
+                        ..NewLogEntry::default()
+                    },
+                )?;
+                d.state = delivery_state::PENDING.to_owned();
+                d.attempts = 0;
+                d.next_attempt_at = now.clone();
+                requeued.push(d);
+            }
+            Ok(OpResult::Requeued(requeued))
+        }
+        Op::RegisterTag(t) => {
+            let uid = t.tag_uid.as_str();
+            let latest: Option<String> = conn
+                .prepare_cached("SELECT MAX(installed_on) FROM tag_registrations WHERE tag_uid = ?1")?
+                .query_row([uid], |r| r.get(0))?;
+            let from = t.installed_on.to_string();
+            if let Some(latest) = latest.filter(|l| *l >= from) {
+                return Err(StoreError::Conflict(format!("tag {uid} has a registration from {latest}")));
+            }
+            if let Some(day_before) = t.installed_on.pred_opt() {
+                conn.prepare_cached(
+                    "UPDATE tag_registrations SET removed_on = ?2 WHERE tag_uid = ?1 AND removed_on IS NULL",
+                )?
+                .execute(params![uid, day_before.to_string()])?;
+            }
+            conn.prepare_cached(
+                "INSERT INTO tag_registrations (tag_uid, client, installed_on, removed_on, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![uid, t.client.expose(), from, t.removed_on.map(|d| d.to_string()), now])?;
+            Ok(OpResult::Done)
+        }
+        Op::IngestVisits(ingest) => Ok(OpResult::Visits(super::visits::ingest(conn, chain, *ingest)?)),
+        Op::CloseMonth(month) => {
+            conn.prepare_cached("INSERT OR IGNORE INTO closed_months (month, closed_at) VALUES (?1, ?2)")?
+                .execute(params![month, now])?;
+            Ok(OpResult::Done)
+        }
+        Op::StoreInvoice(i) => {
+            let log_seq = resolve(conn, done, i.log)?;
+            conn.prepare_cached(
+                "INSERT INTO invoices (provider, kind, id, month, canonical, log_seq, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![i.provider, i.kind, i.id, i.month, i.canonical, log_seq, i.received_at])?;
+            Ok(OpResult::Done)
+        }
+        Op::RecordVerification(v) => {
+            let log_seq = resolve(conn, done, v.log)?;
+            conn.prepare_cached(
+                "INSERT INTO verifications (provider, invoice_id, month, report, log_seq, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![v.provider, v.invoice_id, v.month, v.report, log_seq, v.created_at])?;
+            let mut line = conn.prepare_cached(
+                "INSERT INTO verified_lines (provider, invoice_id, line_id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            )?;
+            for l in &v.lines {
+                line.execute(params![v.provider, v.invoice_id, l])?;
+            }
+            Ok(OpResult::Done)
+        }
+        Op::SetProgress { name, through } => {
+            conn.prepare_cached(
+                "INSERT INTO progress (name, through) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET through = MAX(through, excluded.through)",
+            )?
+            .execute(params![name, through])?;
+            Ok(OpResult::Done)
+        }
+        Op::RecordRead { subject, role, what } => {
+            conn.prepare_cached("INSERT INTO log_reads (at, subject, role, what) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![now, subject, role, what])?;
+            Ok(OpResult::Done)
+        }
+    }
+}
