@@ -50,9 +50,18 @@ pub use crate::log::{ChainReport, LogEntry};
 /// Failures of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The backend failed (IO, corruption, a constraint the caller did not expect).
-    #[error("store backend: {0}")]
-    Backend(String),
+    /// The backend failed (IO, corruption, a constraint the caller did not expect, a row
+    /// that does not read back): `context` says what the store was doing, `source` is the
+    /// backend's own error, kept so a caller can walk down to it (`{:#}` in the binary's
+    /// logs, `Error::source`, a downcast to the driver's error). The message repeats the
+    /// source's, because the hub logs store errors as one field (`error = %e`), not as a
+    /// chain. Build it with [`StoreError::backend`].
+    #[error("store backend: {context}: {source}")]
+    Backend {
+        context: String,
+        #[source]
+        source: BackendError,
+    },
     /// A unique key already exists (a decision id, an idempotency key).
     #[error("already stored: {0}")]
     Conflict(String),
@@ -90,9 +99,20 @@ impl std::fmt::Display for LogRef {
     }
 }
 
+/// A backend's own error, as [`StoreError::Backend`] keeps it: a driver error, or a
+/// message when there is none underneath (`String` and `&str` convert).
+pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+impl StoreError {
+    /// A backend failure: what the store was doing, and the error underneath.
+    pub fn backend(context: impl Into<String>, source: impl Into<BackendError>) -> StoreError {
+        StoreError::Backend { context: context.into(), source: source.into() }
+    }
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Backend(e.to_string())
+        StoreError::backend("sqlite", e)
     }
 }
 
@@ -701,4 +721,17 @@ pub async fn verify_chain(store: &dyn Store) -> Result<ChainReport, StoreError> 
         }
     }
     Ok(verifier.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoreError;
+
+    #[test]
+    fn a_backend_error_keeps_the_drivers_error_as_its_source() {
+        let e = StoreError::from(rusqlite::Error::InvalidQuery);
+        let source = std::error::Error::source(&e).expect("a source");
+        assert!(source.downcast_ref::<rusqlite::Error>().is_some(), "the source is the driver's error: {source:?}");
+        assert!(e.to_string().contains(&rusqlite::Error::InvalidQuery.to_string()), "{e}");
+    }
 }

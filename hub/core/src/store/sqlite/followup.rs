@@ -9,8 +9,8 @@ use crate::store::StoreError;
 use crate::store::{FollowUpOrder, FollowUpVisit};
 use carehub_model::Month;
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+fn backend(e: serde_json::Error) -> StoreError {
+    StoreError::backend("order JSON", e)
 }
 
 fn instant(s: &str) -> Option<DateTime<Utc>> {

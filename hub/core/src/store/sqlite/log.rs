@@ -40,10 +40,10 @@ pub(super) fn append_log_in(
     e: NewLogEntry,
 ) -> Result<i64, StoreError> {
     if slot.0 != chain.0 + 1 {
-        return Err(StoreError::Backend(format!(
-            "log slot {} was taken before its entry was appended (the chain is at {})",
-            slot.0, chain.0
-        )));
+        return Err(StoreError::backend(
+            "appending to the log",
+            format!("log slot {} was taken before its entry was appended (the chain is at {})", slot.0, chain.0),
+        ));
     }
     append_log(conn, chain, now, e)
 }

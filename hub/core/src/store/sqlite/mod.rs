@@ -79,10 +79,13 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version: usize = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > MIGRATIONS.len() {
-        return Err(StoreError::Backend(format!(
-            "the database is at schema version {version}, newer than this carehub ({}): upgrade carehub",
-            MIGRATIONS.len()
-        )));
+        return Err(StoreError::backend(
+            "migrating",
+            format!(
+                "the database is at schema version {version}, newer than this carehub ({}): upgrade carehub",
+                MIGRATIONS.len()
+            ),
+        ));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         tx.execute_batch(sql)?;
@@ -117,13 +120,13 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name("carehub-store-writer".into())
             .spawn(move || writer_loop(conn, rx, &clock))
-            .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
+            .map_err(|e| StoreError::backend("cannot start the writer thread", e))?;
         let checkpointer = open_connection(path)?;
         let alive = tx.downgrade();
         std::thread::Builder::new()
             .name("carehub-store-checkpoint".into())
             .spawn(move || checkpoint_loop(checkpointer, alive))
-            .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
+            .map_err(|e| StoreError::backend("cannot start the checkpoint thread", e))?;
         Ok(SqliteStore { writer: tx, readers: Arc::new(Mutex::new(Vec::new())), path: path.to_owned() })
     }
 
@@ -153,7 +156,7 @@ impl SqliteStore {
             result
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
+        .map_err(|e| StoreError::backend("reader task failed", e))?
     }
 }
 
@@ -369,16 +372,19 @@ impl Store for SqliteStore {
                 .collect::<Result<Vec<_>, _>>()?;
             rows.into_iter()
                 .map(|(uid, client, from, to)| {
-                    let bad =
-                        |e: String| StoreError::Backend(format!("a stored tag registration does not read back: {e}"));
+                    const BAD: &str = "a stored tag registration does not read back";
                     Ok(carehub_model::TagRegistration {
-                        tag_uid: uid.parse().map_err(|e: carehub_model::ValidationError| bad(e.to_string()))?,
-                        client: client.parse().map_err(|e: carehub_model::ValidationError| bad(e.to_string()))?,
-                        installed_on: from.parse().map_err(|e: chrono::ParseError| bad(e.to_string()))?,
+                        tag_uid: uid
+                            .parse()
+                            .map_err(|e: carehub_model::ValidationError| StoreError::backend(BAD, e))?,
+                        client: client
+                            .parse()
+                            .map_err(|e: carehub_model::ValidationError| StoreError::backend(BAD, e))?,
+                        installed_on: from.parse().map_err(|e: chrono::ParseError| StoreError::backend(BAD, e))?,
                         removed_on: to
                             .map(|d| d.parse())
                             .transpose()
-                            .map_err(|e: chrono::ParseError| bad(e.to_string()))?,
+                            .map_err(|e: chrono::ParseError| StoreError::backend(BAD, e))?,
                     })
                 })
                 .collect()

@@ -19,8 +19,8 @@ use carehub_model::Month;
 use crate::rules::invoices;
 use crate::rules::visits::Outcome;
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+fn backend(e: rusqlite::types::FromSqlError) -> StoreError {
+    StoreError::backend("a visit of the month does not read back", e)
 }
 
 /// Runs a bulk read with memory-mapped IO off. The store maps up to 4 GiB of the file for

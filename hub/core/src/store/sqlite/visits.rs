@@ -177,8 +177,8 @@ impl VisitFacts for SqlFacts<'_> {
     }
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+fn backend(e: serde_json::Error) -> StoreError {
+    StoreError::backend("visit JSON", e)
 }
 
 /// Validates and stores a batch, then logs the message with every record's result.
@@ -231,7 +231,7 @@ pub(super) fn ingest(
         let source_id = visit.id.as_ref().map(|i| i.as_str().to_owned());
         if verdict.duplicate_of.is_none() {
             let Some(sid) = &source_id else {
-                return Err(StoreError::Backend("a visit reached the store without an id".into()));
+                return Err(StoreError::backend("ingesting visits", "a visit reached the store without an id"));
             };
             let mut stored = (*visit).clone();
             stored.order_id = verdict.order_id.clone().or(stored.order_id);

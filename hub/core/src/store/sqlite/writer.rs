@@ -9,6 +9,7 @@
 //!
 //! [`apply_op`] is where each [`Op`] becomes SQL.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use carehub_model::{AckStatus, Clock};
@@ -68,8 +69,10 @@ fn apply_batch(conn: &mut Connection, batch: Vec<WriteRequest>, clock: &Clock) {
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
+            // One error, many callers: each gets it as its source.
+            let e = Arc::new(e);
             for r in batch {
-                let _ = r.reply.send(Err(StoreError::Backend(e.to_string())));
+                let _ = r.reply.send(Err(StoreError::backend("beginning a commit", Arc::clone(&e))));
             }
             return;
         }
@@ -77,9 +80,9 @@ fn apply_batch(conn: &mut Connection, batch: Vec<WriteRequest>, clock: &Clock) {
     let head = match chain_head(&tx) {
         Ok(h) => h,
         Err(e) => {
-            let msg = e.to_string();
+            let e = Arc::new(e);
             for r in batch {
-                let _ = r.reply.send(Err(StoreError::Backend(msg.clone())));
+                let _ = r.reply.send(Err(StoreError::backend("reading the chain head", Arc::clone(&e))));
             }
             return;
         }
@@ -114,9 +117,9 @@ fn apply_batch(conn: &mut Connection, batch: Vec<WriteRequest>, clock: &Clock) {
             }
         }
         Err(e) => {
-            let msg = e.to_string();
+            let e = Arc::new(e);
             for (reply, _) in replies {
-                let _ = reply.send(Err(StoreError::Backend(format!("commit failed: {msg}"))));
+                let _ = reply.send(Err(StoreError::backend("commit failed", Arc::clone(&e))));
             }
         }
     }
@@ -171,7 +174,7 @@ fn apply_op(
             Ok(OpResult::Done)
         }
         Op::InsertOrder(o) => {
-            let canonical = serde_json::to_string(&o.order).map_err(|e| StoreError::Backend(e.to_string()))?;
+            let canonical = serde_json::to_string(&o.order).map_err(|e| StoreError::backend("order JSON", e))?;
             conn.prepare_cached(
                 "INSERT INTO orders (id, decision_id, source_system, provider, provider_system, client,
                     execute_by, plan_due, canonical, created_at, status, start_date, end_date)
