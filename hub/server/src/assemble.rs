@@ -221,7 +221,6 @@ pub fn build_with_store(config: &Config, store: Arc<dyn Store>, clock: Clock) ->
         visit_rules: config.visits.thresholds(),
         visit_notify: Arc::new(Notify::new()),
         invoice_policy: config.invoice_policy(),
-        invoice_lock: tokio::sync::Mutex::new(()),
         clock: clock.clone(),
     });
     let delivery = Arc::new(DeliveryLoop {

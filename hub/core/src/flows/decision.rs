@@ -98,8 +98,6 @@ pub struct Hub {
     pub visit_notify: Arc<Notify>,
     /// The municipality's invoice verification policy (SPEC §7).
     pub invoice_policy: crate::rules::invoices::Policy,
-    /// Verifications run one at a time.
-    pub invoice_lock: tokio::sync::Mutex<()>,
     /// Where every "now" of the flows comes from.
     pub clock: carehub_model::Clock,
 }

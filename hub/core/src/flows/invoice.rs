@@ -2,8 +2,10 @@
 //! ([`crate::peppol`]), verified against the store's orders, decisions and validated visits
 //! ([`crate::rules::invoices`]), and logged with its report in one commit before the answer.
 //!
-//! Verifications of one hub run one at a time (a lock), so an invoice sent twice at once is
-//! still recognised (INV005) by the second. A credit note is stored and the invoice it
+//! An invoice sent twice at once is still recognised (INV005) by the second: a
+//! verification's commit expects the provider's invoice generation it read first, so of two
+//! that raced, the second fails as stale and verifies again, now seeing the first's lines
+//! ([`crate::store::Op::ExpectInvoiceGeneration`]; no lock, so it holds across processes). A credit note is stored and the invoice it
 //! credits is verified again with it: the new report is the adjusted one. An invoice that is
 //! not home care (another unit, no order reference, VAT other than exempt) is still read
 //! and logged: its lines carry the reader's findings and are not verified.
@@ -13,7 +15,7 @@ use std::collections::BTreeSet;
 use carehub_model::{Decision, ErrorCode, InvoiceKind, Message, MessageType, Month, OrgNumber, VisitOutcome};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::adapter::System;
 use crate::flows::decision::{store_unavailable, Correlation, Hub, Inbound, Receipt, Rejection, Sender};
@@ -25,8 +27,12 @@ use crate::rules::invoices::{
 use crate::rules::visits::Outcome;
 use crate::store::parse_store_ts;
 use crate::store::{
-    status, ts, InvoiceRecord, LogLink, LogRef, NewInvoice, NewLogEntry, NewVerification, Op, VisitFilter,
+    status, ts, InvoiceRecord, LogLink, LogRef, NewInvoice, NewLogEntry, NewVerification, Op, StoreError, VisitFilter,
 };
+
+/// Verifications of one invoice that may race others of the same provider's before the
+/// hub answers 503 (each race means another verification of the provider committed).
+const STALE_ATTEMPTS: u32 = 5;
 
 /// Whether a payload is a UBL invoice or credit note (by its namespace, near the start).
 pub fn is_ubl(body: &[u8]) -> bool {
@@ -171,106 +177,124 @@ impl Hub {
         let provider = document.provider.clone();
         let kind = document_kind_str(document.kind);
         let month_key = document.period.first_day().format("%Y-%m").to_string();
-        // Stored with the entry that logs it, the commit's first op.
+        // Stored with the entry that logs it, the commit's second op (the first checks that the
+        // provider's invoices did not change meanwhile).
         let record = NewInvoice {
             provider: provider.as_str().to_owned(),
             kind: kind.to_owned(),
             id: document.id.clone(),
             month: month_key.clone(),
             canonical: invoice_json(&document, &credits, &skipped),
-            log: LogRef::Op(0),
+            log: LogRef::Op(1),
             received_at: ts(self.clock.now()),
         };
 
-        let _one_at_a_time = self.invoice_lock.lock().await;
-        // What is verified: the invoice itself, or, for a credit note, the invoice it credits
-        // (again, with the credit) when the hub has it.
-        let credited = match document.kind {
-            InvoiceKind::Invoice => None,
-            InvoiceKind::CreditNote => {
-                let mut found = None;
-                for id in &credits {
-                    if let Some(r) =
-                        self.store.invoice(provider.as_str(), "invoice", id).await.map_err(store_unavailable)?
-                    {
-                        found = invoice_from_record(&r);
-                        break;
+        // INV005 (a line is verified once) without a lock: the provider's invoice generation
+        // is read before anything the verification depends on, and the commit expects it
+        // unchanged. When another invoice, credit note or verification of the provider
+        // committed in between, the commit fails as stale with nothing written, and this
+        // verification reads and verifies again (a few times, then 503: send it later).
+        let mut attempt = 0;
+        let (report, report_json, target, queued, results) = loop {
+            attempt += 1;
+            let generation = self.store.invoice_generation(provider.as_str()).await.map_err(store_unavailable)?;
+            // What is verified: the invoice itself, or, for a credit note, the invoice it credits
+            // (again, with the credit) when the hub has it.
+            let credited = match document.kind {
+                InvoiceKind::Invoice => None,
+                InvoiceKind::CreditNote => {
+                    let mut found = None;
+                    for id in &credits {
+                        if let Some(r) =
+                            self.store.invoice(provider.as_str(), "invoice", id).await.map_err(store_unavailable)?
+                        {
+                            found = invoice_from_record(&r);
+                            break;
+                        }
                     }
+                    found
                 }
-                found
+            };
+            let adjusting = credited.is_some();
+            let target = credited.unwrap_or_else(|| document.clone());
+            let mut credit_notes: Vec<Invoice> = self
+                .store
+                .invoices(provider.as_str(), &month_key, Some("credit_note"))
+                .await
+                .map_err(store_unavailable)?
+                .iter()
+                .filter(|r| !(r.id == document.id && document.kind == InvoiceKind::CreditNote))
+                .filter_map(invoice_from_record)
+                .collect();
+            if document.kind == InvoiceKind::CreditNote {
+                credit_notes.push(document.clone());
             }
-        };
-        let adjusting = credited.is_some();
-        let target = credited.unwrap_or_else(|| document.clone());
-        let mut credit_notes: Vec<Invoice> = self
-            .store
-            .invoices(provider.as_str(), &month_key, Some("credit_note"))
-            .await
-            .map_err(store_unavailable)?
-            .iter()
-            .filter(|r| !(r.id == document.id && document.kind == InvoiceKind::CreditNote))
-            .filter_map(invoice_from_record)
-            .collect();
-        if document.kind == InvoiceKind::CreditNote {
-            credit_notes.push(document.clone());
-        }
-        let already_verified: BTreeSet<(String, String)> = if adjusting {
-            BTreeSet::new()
-        } else {
-            self.store
-                .verified_lines(provider.as_str(), &target.id)
+            let already_verified: BTreeSet<(String, String)> = if adjusting {
+                BTreeSet::new()
+            } else {
+                self.store
+                    .verified_lines(provider.as_str(), &target.id)
+                    .await
+                    .map_err(store_unavailable)?
+                    .into_iter()
+                    .map(|l| (target.id.clone(), l))
+                    .collect()
+            };
+            let orders = self.order_facts(&target, &month_key).await?;
+            let links = self.line_links(&[&document, &target], &orders).await?;
+            let manual_share = self
+                .store
+                .manual_shares(&month_key)
                 .await
                 .map_err(store_unavailable)?
                 .into_iter()
-                .map(|l| (target.id.clone(), l))
-                .collect()
+                .find(|s| s.provider == provider.as_str())
+                .map(|s| ManualCounts {
+                    manual: i64::try_from(s.manual).unwrap_or(i64::MAX),
+                    counted: i64::try_from(s.visits).unwrap_or(i64::MAX),
+                });
+            let input =
+                VerificationInput { invoice: target.clone(), credit_notes, orders, already_verified, manual_share };
+            let report = match invoices::verify(&input, &self.invoice_policy) {
+                Ok(r) => r,
+                Err(e) => return Err(self.reject(inbound, ErrorCode::InvalidValue, e.to_string(), corr).await),
+            };
+            let mut report_json =
+                serde_json::to_value(&report).map_err(|e| Rejection::new(ErrorCode::Internal, e.to_string()))?;
+            report_json["not_verified"] = json!(skipped);
+            for (key, value) in &report_extra {
+                report_json[key.as_str()] = value.clone();
+            }
+            let mut entry: NewLogEntry = inbound.entry(status::ACCEPTED);
+            entry.message_type = kind.to_owned();
+            entry.canonical = Some(report_json.to_string());
+            corr.apply(&mut entry);
+            entry.links.clone_from(&links);
+            let mut ops = vec![
+                Op::ExpectInvoiceGeneration { provider: provider.as_str().to_owned(), generation },
+                Op::AppendLog(entry),
+                Op::StoreInvoice(record.clone()),
+                Op::RecordVerification(NewVerification {
+                    provider: provider.as_str().to_owned(),
+                    invoice_id: target.id.clone(),
+                    month: month_key.clone(),
+                    report: report_json.to_string(),
+                    lines: target.lines.iter().map(|l| l.id.clone()).collect(),
+                    log: LogRef::Op(1),
+                    created_at: ts(self.clock.now()),
+                }),
+            ];
+            let before = ops.len();
+            self.report_deliveries(sys, &target, &report_json, &links, &mut ops).await?;
+            let queued = ops.len() > before;
+            match self.store.commit(ops).await {
+                Ok(results) => break (report, report_json, target, queued, results),
+                Err(StoreError::Stale(why)) if attempt < STALE_ATTEMPTS => {
+                    debug!(system = %sys.name, attempt, why, "invoice verification raced another; verifying again");
+                }
+                Err(e) => return Err(store_unavailable(e)),
+            }
         };
-        let orders = self.order_facts(&target, &month_key).await?;
-        let links = self.line_links(&[&document, &target], &orders).await?;
-        let manual_share = self
-            .store
-            .manual_shares(&month_key)
-            .await
-            .map_err(store_unavailable)?
-            .into_iter()
-            .find(|s| s.provider == provider.as_str())
-            .map(|s| ManualCounts {
-                manual: i64::try_from(s.manual).unwrap_or(i64::MAX),
-                counted: i64::try_from(s.visits).unwrap_or(i64::MAX),
-            });
-        let input = VerificationInput { invoice: target.clone(), credit_notes, orders, already_verified, manual_share };
-        let report = match invoices::verify(&input, &self.invoice_policy) {
-            Ok(r) => r,
-            Err(e) => return Err(self.reject(inbound, ErrorCode::InvalidValue, e.to_string(), corr).await),
-        };
-        let mut report_json =
-            serde_json::to_value(&report).map_err(|e| Rejection::new(ErrorCode::Internal, e.to_string()))?;
-        report_json["not_verified"] = json!(skipped);
-        for (key, value) in report_extra {
-            report_json[key] = value;
-        }
-        let mut entry: NewLogEntry = inbound.entry(status::ACCEPTED);
-        entry.message_type = kind.to_owned();
-        entry.canonical = Some(report_json.to_string());
-        corr.apply(&mut entry);
-        entry.links.clone_from(&links);
-        let mut ops = vec![
-            Op::AppendLog(entry),
-            Op::StoreInvoice(record),
-            Op::RecordVerification(NewVerification {
-                provider: provider.as_str().to_owned(),
-                invoice_id: target.id.clone(),
-                month: month_key,
-                report: report_json.to_string(),
-                lines: target.lines.iter().map(|l| l.id.clone()).collect(),
-                log: LogRef::Op(0),
-                created_at: ts(self.clock.now()),
-            }),
-        ];
-        let before = ops.len();
-        self.report_deliveries(sys, &target, &report_json, &links, &mut ops).await?;
-        let queued = ops.len() > before;
-        let results = self.store.commit(ops).await.map_err(store_unavailable)?;
         if queued {
             self.outbox_notify.notify_one();
         }

@@ -67,6 +67,7 @@ macro_rules! store_contract_suite {
             a_staff_member_is_not_in_two_homes_at_once,
             a_feed_cursor_moves_only_with_its_committed_page,
             an_invoice_is_keyed_by_provider_kind_and_id,
+            of_two_verifications_that_read_one_generation_one_commits,
             an_op_is_linked_to_the_entry_it_names,
             a_reference_that_does_not_resolve_fails_its_commit,
         );
@@ -770,6 +771,67 @@ pub async fn an_invoice_is_keyed_by_provider_kind_and_id(store: Arc<dyn Store>, 
     assert_eq!(store.verified_lines(OTHER_PROVIDER, "F-1").await.expect("reads"), vec!["L-9"]);
     let report = store.verification(OTHER_PROVIDER, "F-1").await.expect("reads").expect("a report");
     assert_eq!((report.report.as_str(), report.log_seq), ("{\"provider\":\"5560360793\"}", 6));
+}
+
+/// INV005 without a lock in the hub: two verifications of one provider's invoices that read
+/// the same invoice generation and both commit expecting it ([`Op::ExpectInvoiceGeneration`])
+/// cannot both count the same lines. Sent at once, exactly one commits; the other fails as
+/// [`StoreError::Stale`] with nothing of it written, and the generation has moved on so a
+/// verification that reads again commits. An invoice already stored (a copy) does not move
+/// the generation; one stored for another provider moves only that provider's.
+pub async fn of_two_verifications_that_read_one_generation_one_commits(store: Arc<dyn Store>, clock: Clock) {
+    clock.set(start());
+    assert_eq!(store.invoice_generation(PROVIDER).await.expect("reads"), 0, "nothing stored yet");
+    let verify = |n: usize, generation: i64| {
+        let store = store.clone();
+        async move {
+            let id = format!("F-{n}");
+            store
+                .commit(vec![
+                    Op::ExpectInvoiceGeneration { provider: PROVIDER.into(), generation },
+                    Op::AppendLog(inbound("invoice")),
+                    Op::StoreInvoice(NewInvoice { log: LogRef::Op(1), ..invoice(PROVIDER, "invoice", &id, &id) }),
+                    Op::RecordVerification(verification(PROVIDER, &id, "L-1", LogRef::Op(1))),
+                ])
+                .await
+        }
+    };
+    let (a, b) = tokio::join!(verify(1, 0), verify(2, 0));
+    let (won, lost) = match (a, b) {
+        (Ok(_), Err(e)) => ("F-1", e),
+        (Err(e), Ok(_)) => ("F-2", e),
+        other => panic!("exactly one of two commits expecting one generation commits: {other:?}"),
+    };
+    assert!(matches!(lost, StoreError::Stale(_)), "the other is stale: {lost:?}");
+    assert_eq!(all_entries(&*store).await.len(), 1, "only the winner's entry is logged");
+    let invoices = store.invoices(PROVIDER, "2026-11", None).await.expect("reads");
+    assert_eq!(invoices.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), vec![won], "only the winner's invoice");
+    let lost_id = if won == "F-1" { "F-2" } else { "F-1" };
+    assert!(store.verification(PROVIDER, lost_id).await.expect("reads").is_none(), "nor its verification");
+    assert!(store.verified_lines(PROVIDER, lost_id).await.expect("reads").is_empty(), "nor its lines");
+
+    let now = store.invoice_generation(PROVIDER).await.expect("reads");
+    assert!(now > 0, "the winner moved the generation on");
+    let again = if won == "F-1" { 2 } else { 1 };
+    verify(again, now).await.expect("a verification that read again commits");
+    let after = store.invoice_generation(PROVIDER).await.expect("reads");
+    assert!(after > now, "and moves it on again");
+
+    store
+        .commit(vec![Op::AppendLog(inbound("invoice")), Op::StoreInvoice(invoice(PROVIDER, "invoice", won, "copy"))])
+        .await
+        .expect("a copy commits");
+    assert_eq!(store.invoice_generation(PROVIDER).await.expect("reads"), after, "a copy stores nothing new");
+    assert_eq!(store.invoice_generation(OTHER_PROVIDER).await.expect("reads"), 0, "another provider's is its own");
+    store
+        .commit(vec![
+            Op::AppendLog(inbound("invoice")),
+            Op::StoreInvoice(invoice(OTHER_PROVIDER, "invoice", "F-9", "x")),
+        ])
+        .await
+        .expect("commits");
+    assert_eq!(store.invoice_generation(PROVIDER).await.expect("reads"), after);
+    assert!(store.invoice_generation(OTHER_PROVIDER).await.expect("reads") > 0);
 }
 
 /// `Enqueue`, `StoreInvoice` and `RecordVerification` link what they write to the log entry

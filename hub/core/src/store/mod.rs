@@ -76,6 +76,11 @@ pub enum StoreError {
     /// whole commit fails with nothing written; it is the caller's mistake, not the store's.
     #[error("op {op} refers to {reference}, which is not a log entry it may refer to")]
     Unresolved { op: usize, reference: LogRef },
+    /// An [`Op::ExpectInvoiceGeneration`] found that the provider's invoices changed since
+    /// the caller read them: the whole commit failed with nothing written. The caller reads
+    /// again and retries; what it decided from the old reads may no longer hold.
+    #[error("stale: {0}")]
+    Stale(String),
 }
 
 /// The log entry a record belongs to, said by the op that writes the record rather than
@@ -354,6 +359,17 @@ pub enum Op {
     /// Records a verification report and the lines it verified, linked to the log entry it
     /// names; [`StoreError::Unresolved`] if the entry does not resolve.
     RecordVerification(NewVerification),
+    /// Fails the commit with [`StoreError::Stale`] unless `provider`'s invoice generation
+    /// ([`Store::invoice_generation`]) is `generation` at this point of the commit. Storing
+    /// an invoice or credit note (one not stored before) and recording a verification move
+    /// the provider's generation on, inside the commit's transaction, so a verification
+    /// that expects the generation it read before it read the provider's invoices and
+    /// verified lines commits only if no other one committed in between: INV005 (a line is
+    /// verified once) holds across concurrent verifications and across processes, with no
+    /// lock in the hub. Put it before the ops of the same commit that move the generation.
+    /// A backend checks it inside the commit's transaction (SQLite: the writer's; a server
+    /// database: with the provider's row locked, `SELECT ... FOR UPDATE`).
+    ExpectInvoiceGeneration { provider: String, generation: i64 },
 }
 
 /// An invoice or credit note to store.
@@ -702,6 +718,9 @@ pub trait Store: Send + Sync + 'static {
     async fn verification(&self, provider: &str, invoice_id: &str) -> Result<Option<VerificationRecord>, StoreError>;
     /// The providers with a verified invoice (or credit note) of this id, in order.
     async fn verified_providers(&self, invoice_id: &str) -> Result<Vec<String>, StoreError>;
+    /// A provider's invoice generation: a counter its invoices, credit notes and
+    /// verifications move on (0 before the first); see [`Op::ExpectInvoiceGeneration`].
+    async fn invoice_generation(&self, provider: &str) -> Result<i64, StoreError>;
 }
 
 /// Recomputes the whole hash chain, a page at a time.

@@ -52,6 +52,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_invoices.sql"),
     include_str!("migrations/0006_verifications_by_id.sql"),
     include_str!("migrations/0007_log_links.sql"),
+    include_str!("migrations/0008_invoice_generations.sql"),
 ];
 
 /// The SQLite store. Cheap to clone; all clones share the writer and the reader pool.
@@ -521,6 +522,11 @@ impl Store for SqliteStore {
     async fn provider_month(&self, provider: &str, month: carehub_model::Month) -> Result<ProviderMonth, StoreError> {
         let provider = provider.to_owned();
         self.read(move |c| month::without_mmap(c, |c| month::provider_month(c, &provider, month))).await
+    }
+
+    async fn invoice_generation(&self, provider: &str) -> Result<i64, StoreError> {
+        let provider = provider.to_owned();
+        self.read(move |c| writer::invoice_generation(c, &provider)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

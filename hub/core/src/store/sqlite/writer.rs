@@ -387,11 +387,15 @@ fn apply_op(
         }
         Op::StoreInvoice(i) => {
             let log_seq = resolve(conn, done, i.log)?;
-            conn.prepare_cached(
-                "INSERT INTO invoices (provider, kind, id, month, canonical, log_seq, received_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
-            )?
-            .execute(params![i.provider, i.kind, i.id, i.month, i.canonical, log_seq, i.received_at])?;
+            let stored = conn
+                .prepare_cached(
+                    "INSERT INTO invoices (provider, kind, id, month, canonical, log_seq, received_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![i.provider, i.kind, i.id, i.month, i.canonical, log_seq, i.received_at])?;
+            if stored > 0 {
+                bump_invoice_generation(conn, &i.provider)?;
+            }
             Ok(OpResult::Done)
         }
         Op::RecordVerification(v) => {
@@ -406,6 +410,18 @@ fn apply_op(
             )?;
             for l in &v.lines {
                 line.execute(params![v.provider, v.invoice_id, l])?;
+            }
+            bump_invoice_generation(conn, &v.provider)?;
+            Ok(OpResult::Done)
+        }
+        Op::ExpectInvoiceGeneration { provider, generation } => {
+            // Inside the writer's transaction: nothing can move the counter between this
+            // check and the commit.
+            let current = invoice_generation(conn, &provider)?;
+            if current != generation {
+                return Err(StoreError::Stale(format!(
+                    "provider {provider}'s invoices are at generation {current}, not {generation}"
+                )));
             }
             Ok(OpResult::Done)
         }
@@ -423,4 +439,23 @@ fn apply_op(
             Ok(OpResult::Done)
         }
     }
+}
+
+/// A provider's invoice generation (0 before its first invoice or verification).
+pub(super) fn invoice_generation(conn: &Connection, provider: &str) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT generation FROM invoice_generations WHERE provider = ?1")?
+        .query_row([provider], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// Moves a provider's invoice generation on: its invoices or verifications changed.
+fn bump_invoice_generation(conn: &Connection, provider: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO invoice_generations (provider, generation) VALUES (?1, 1)
+         ON CONFLICT (provider) DO UPDATE SET generation = generation + 1",
+    )?
+    .execute([provider])?;
+    Ok(())
 }
