@@ -9,8 +9,14 @@
 //!
 //! The codes are stable: they are shown to users, stored with the visit and counted in
 //! reports.
+//!
+//! [`ingest`] takes a batch the same way whatever the store: it validates each record,
+//! detects copies (VIS007) and stores the rest through a [`VisitLedger`], the narrow,
+//! synchronous port a backend implements over its open transaction (facts, inserts, the
+//! feed cursor, the log entry's canonical form). The store keeps the data; the decisions
+//! are made here, once.
 
-use carehub_model::{OrgNumber, PersonalIdentityNumber, RegistrationMethod, TagUid, Visit, VisitOutcome};
+use carehub_model::{Month, OrgNumber, PersonalIdentityNumber, RegistrationMethod, TagUid, Visit, VisitOutcome};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde::Serialize;
 
@@ -268,6 +274,177 @@ pub fn validate(v: &Visit, facts: &dyn VisitFacts, t: &Thresholds, now: DateTime
     Verdict { outcome, findings, manual, duplicate_of: None, order_id }
 }
 
+// ---------------------------------------------------------------------------------------
+// Ingestion: a batch validated and stored, over the store's transaction
+// ---------------------------------------------------------------------------------------
+
+/// A record of a batch: a visit to validate and store, or one that could not be read.
+#[derive(Debug, Clone)]
+pub enum IncomingVisit {
+    /// With its id and provider filled in.
+    Visit { visit: Box<Visit>, line: Option<usize> },
+    /// Refused before validation (a CSV row with a bad value): logged with its code.
+    Unreadable { line: Option<usize>, code: String, message: String },
+}
+
+/// What became of one record of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VisitResult {
+    /// The visit's source id (absent for an unreadable record).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Its line in a file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    pub outcome: Outcome,
+    pub codes: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<VisitFinding>,
+    /// VIS007: the visit first received; this one was not stored again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    /// An unreadable record's reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A visit as [`ingest`] decided to store it: what the ledger writes, nothing it decides.
+#[derive(Debug, Clone, Copy)]
+pub struct VisitToStore<'a> {
+    /// The visit's source id: the ledger's key, unique across systems.
+    pub source_id: &'a str,
+    /// The system that sent it.
+    pub system: &'a str,
+    /// The visit as stored, its order filled in from the verdict when it named none.
+    pub visit: &'a Visit,
+    /// The active order the rules found (VIS009), what the visit counts against.
+    pub order_id: Option<&'a str>,
+    /// The check-in's month in Stockholm: the month reports and verification read it in.
+    pub month: Month,
+    /// Counts in the manual share: registered by hand and not rejected.
+    pub manual: bool,
+    pub verdict: &'a Verdict,
+    /// Its line in a file.
+    pub line: Option<usize>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// The transaction port visit ingestion runs over: the [`VisitFacts`] the rules ask, and the
+/// few writes ingestion makes, all inside one open transaction of the store (the commit
+/// that carries the batch). A backend implements it over its transaction and calls
+/// [`ingest`]; the decisions (validation, copies, overlaps, what is stored and what each
+/// record's result is) are made here, once, whatever the backend.
+///
+/// It is synchronous on purpose: SQLite's writer thread calls it inside its transaction, and
+/// a server database's backend runs the same code in a blocking task holding its
+/// transaction (`spawn_blocking`), so the look-ups are plain calls with no `.await` between
+/// a fact and the insert that depends on it. A backend keeps the look-ups one index probe
+/// each and may cache within the batch (tags and orders do not change during one), but
+/// must answer facts about visits stored earlier in the same batch.
+pub trait VisitLedger: VisitFacts {
+    type Error: From<IngestError>;
+    /// Stores a visit; `false` when its source id is taken (by an earlier batch, or earlier
+    /// in this one), and nothing was stored.
+    fn insert_visit(&mut self, visit: VisitToStore<'_>) -> Result<bool, Self::Error>;
+    /// Stores a pulled feed's next cursor for the batch's system, with the batch.
+    fn set_cursor(&mut self, system: &str, cursor: &str) -> Result<(), Self::Error>;
+    /// Sets the canonical form of the batch's log entry: every record's result.
+    fn set_canonical(&mut self, summary: String) -> Result<(), Self::Error>;
+}
+
+/// A batch ingestion cannot take (the caller's mistake, not the data's).
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// A visit to store without a source id: the flow fills ids in before it commits.
+    #[error("a visit reached the store without an id")]
+    MissingId,
+}
+
+/// A batch of visits for [`ingest`].
+#[derive(Debug)]
+pub struct Batch<'a> {
+    /// The system that sent them.
+    pub system: &'a str,
+    pub visits: Vec<IncomingVisit>,
+    pub thresholds: Thresholds,
+    pub now: DateTime<Utc>,
+    /// A pulled feed's next cursor, stored with the page.
+    pub cursor: Option<&'a str>,
+}
+
+/// Validates a batch and stores it through `ledger`, a record at a time (each visit sees
+/// those stored before it, in this batch too), then stores the cursor and sets the log
+/// entry's canonical form to `{cursor, results}`. Returns each record's result, in order.
+///
+/// A copy (VIS007) is answered with the first visit's id and not stored: by the rules
+/// (the same staff, client and times under another id), or by the ledger (the same source
+/// id, found by its insert).
+pub fn ingest<L: VisitLedger>(ledger: &mut L, batch: Batch<'_>) -> Result<Vec<VisitResult>, L::Error> {
+    let Batch { system, visits, thresholds, now, cursor } = batch;
+    let mut results = Vec::with_capacity(visits.len());
+    for incoming in visits {
+        let (visit, line) = match incoming {
+            IncomingVisit::Unreadable { line, code, message } => {
+                results.push(VisitResult {
+                    id: None,
+                    line,
+                    outcome: Outcome::Rejected,
+                    codes: vec![code],
+                    findings: Vec::new(),
+                    duplicate_of: None,
+                    order_id: None,
+                    message: Some(message),
+                });
+                continue;
+            }
+            IncomingVisit::Visit { visit, line } => (visit, line),
+        };
+        let mut verdict = validate(&visit, &*ledger, &thresholds, now);
+        let source_id = visit.id.as_ref().map(|i| i.as_str().to_owned());
+        if verdict.duplicate_of.is_none() {
+            let Some(sid) = &source_id else {
+                return Err(IngestError::MissingId.into());
+            };
+            let mut stored = *visit;
+            stored.order_id = verdict.order_id.clone().or(stored.order_id);
+            let inserted = ledger.insert_visit(VisitToStore {
+                source_id: sid,
+                system,
+                visit: &stored,
+                order_id: verdict.order_id.as_deref(),
+                month: Month::of(carehub_model::local_date(stored.check_in.at)),
+                manual: verdict.manual && verdict.outcome != Outcome::Rejected,
+                verdict: &verdict,
+                line,
+                received_at: now,
+            })?;
+            if !inserted {
+                // The id was taken: by an earlier batch, or earlier in this one.
+                verdict = Verdict::copy_of(sid.clone());
+            }
+        }
+        let codes: Vec<String> = verdict.findings.iter().map(|f| f.code.as_str().to_owned()).collect();
+        results.push(VisitResult {
+            id: source_id,
+            line,
+            outcome: verdict.outcome,
+            codes,
+            findings: verdict.findings,
+            duplicate_of: verdict.duplicate_of,
+            order_id: verdict.order_id,
+            message: None,
+        });
+    }
+    if let Some(c) = cursor {
+        ledger.set_cursor(system, c)?;
+    }
+    let summary = serde_json::json!({ "cursor": cursor, "results": results });
+    ledger.set_canonical(summary.to_string())?;
+    Ok(results)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,5 +648,103 @@ mod tests {
         let r = check(&visit(), &f);
         assert_eq!(r.outcome, Outcome::Rejected, "VIS001 flags, VIS009 rejects: rejected");
         assert!(codes(&r).contains(&"VIS001") && codes(&r).contains(&"VIS009"));
+    }
+
+    /// A ledger in memory: what [`ingest`] asks of a backend, and nothing more.
+    #[derive(Default)]
+    struct Ledger {
+        facts: Facts,
+        stored: Vec<(String, Option<String>, Month, bool)>,
+        cursor: Option<(String, String)>,
+        canonical: Option<String>,
+    }
+
+    impl VisitFacts for Ledger {
+        fn tag_client(&self, tag: &TagUid, day: NaiveDate) -> Option<PersonalIdentityNumber> {
+            self.facts.tag_client(tag, day)
+        }
+        fn active_order(
+            &self,
+            provider: &OrgNumber,
+            client: &PersonalIdentityNumber,
+            day: NaiveDate,
+            named: Option<&str>,
+        ) -> Option<String> {
+            self.facts.active_order(provider, client, day, named)
+        }
+        fn overlapping(&self, staff: &str, client: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<String> {
+            self.facts.overlapping(staff, client, from, to)
+        }
+        fn duplicate_of(&self, v: &Visit) -> Option<String> {
+            self.facts.duplicate_of(v)
+        }
+        fn month_closed(&self, year: i32, month: u32) -> bool {
+            self.facts.month_closed(year, month)
+        }
+    }
+
+    impl VisitLedger for Ledger {
+        type Error = IngestError;
+        fn insert_visit(&mut self, v: VisitToStore<'_>) -> Result<bool, IngestError> {
+            if self.stored.iter().any(|(id, ..)| id == v.source_id) {
+                return Ok(false);
+            }
+            self.stored.push((v.source_id.to_owned(), v.order_id.map(str::to_owned), v.month, v.manual));
+            Ok(true)
+        }
+        fn set_cursor(&mut self, system: &str, cursor: &str) -> Result<(), IngestError> {
+            self.cursor = Some((system.to_owned(), cursor.to_owned()));
+            Ok(())
+        }
+        fn set_canonical(&mut self, summary: String) -> Result<(), IngestError> {
+            self.canonical = Some(summary);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn ingest_decides_what_the_ledger_stores_and_logs() {
+        let mut ledger = Ledger::default();
+        let batch = Batch {
+            system: "phoniro",
+            visits: vec![
+                IncomingVisit::Visit { visit: Box::new(visit()), line: Some(1) },
+                IncomingVisit::Unreadable { line: Some(2), code: "VALIDATION_FAILED".into(), message: "bad".into() },
+                IncomingVisit::Visit { visit: Box::new(visit()), line: Some(3) },
+            ],
+            thresholds: Thresholds::default(),
+            now: now(),
+            cursor: Some("page-2"),
+        };
+        let results = ingest(&mut ledger, batch).expect("ingests");
+        let outcomes: Vec<_> = results.iter().map(|r| (r.outcome, r.codes.clone(), r.duplicate_of.clone())).collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                (Outcome::Accepted, vec![], None),
+                (Outcome::Rejected, vec!["VALIDATION_FAILED".to_owned()], None),
+                (Outcome::Rejected, vec!["VIS007".to_owned()], Some("phoniro:V-1".to_owned())),
+            ],
+            "the same id twice in one batch is a copy, found by the ledger's insert"
+        );
+        assert_eq!(
+            ledger.stored,
+            vec![("phoniro:V-1".to_owned(), Some("O-1".to_owned()), Month::new(2026, 11).expect("month"), false)]
+        );
+        assert_eq!(ledger.cursor, Some(("phoniro".to_owned(), "page-2".to_owned())));
+        let summary: serde_json::Value = serde_json::from_str(ledger.canonical.as_deref().expect("set")).expect("json");
+        assert_eq!(summary["cursor"], "page-2");
+        assert_eq!(summary["results"].as_array().map(Vec::len), Some(3));
+
+        let mut nameless = visit();
+        nameless.id = None;
+        let batch = Batch {
+            system: "phoniro",
+            visits: vec![IncomingVisit::Visit { visit: Box::new(nameless), line: None }],
+            thresholds: Thresholds::default(),
+            now: now(),
+            cursor: None,
+        };
+        assert!(matches!(ingest(&mut Ledger::default(), batch), Err(IngestError::MissingId)));
     }
 }

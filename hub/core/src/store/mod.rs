@@ -21,6 +21,21 @@
 //! ([`store_contract_suite!`](crate::store_contract_suite)), so the two cannot drift apart
 //! on what a flow may assume.
 //!
+//! # The store holds data; core holds the rules
+//!
+//! Where a commit's effect depends on rules, the rules run in core and the backend answers
+//! through a narrow port, inside the commit's transaction, so every backend applies them
+//! the same way:
+//! - [`Op::IngestVisits`]: the backend runs
+//!   [`rules::visits::ingest`](crate::rules::visits::ingest) over its implementation of
+//!   [`VisitLedger`](crate::rules::visits::VisitLedger) (look-ups, inserts, the cursor, the
+//!   log entry's canonical form). The port is synchronous: SQLite's writer thread calls it
+//!   in its transaction, and a server database's backend runs it in a blocking task that
+//!   holds its transaction, so no `.await` falls between a look-up and the insert that
+//!   depends on it.
+//! - INV005 (a line verified once): [`Op::ExpectInvoiceGeneration`], checked inside the
+//!   transaction, not a lock in the hub.
+//!
 //! # Layout
 //! Imports point one way: the store imports [`crate::log`] (the entry it keeps, the hashed
 //! time form) and the rules' value types it records; nothing under `store/` imports a flow
@@ -46,6 +61,7 @@ pub use self::followup::{FollowUpOrder, FollowUpVisit};
 pub use crate::log::time::{parse_store_ts, ts};
 use crate::log::ChainVerifier;
 pub use crate::log::{ChainReport, LogEntry};
+pub use crate::rules::visits::{IncomingVisit, VisitResult};
 
 /// Failures of the store.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +128,12 @@ impl StoreError {
     /// A backend failure: what the store was doing, and the error underneath.
     pub fn backend(context: impl Into<String>, source: impl Into<BackendError>) -> StoreError {
         StoreError::Backend { context: context.into(), source: source.into() }
+    }
+}
+
+impl From<crate::rules::visits::IngestError> for StoreError {
+    fn from(e: crate::rules::visits::IngestError) -> Self {
+        StoreError::backend("ingesting visits", e)
     }
 }
 
@@ -444,16 +466,10 @@ pub struct ReportBatch {
     pub through: Option<i64>,
 }
 
-/// A record of a batch: a visit to validate and store, or one that could not be read.
-#[derive(Debug, Clone)]
-pub enum IncomingVisit {
-    /// With its id and provider filled in.
-    Visit { visit: Box<carehub_model::Visit>, line: Option<usize> },
-    /// Refused before validation (a CSV row with a bad value): logged with its code.
-    Unreadable { line: Option<usize>, code: String, message: String },
-}
-
-/// A batch of visits to take in one commit.
+/// A batch of visits to take in one commit. The backend runs
+/// [`rules::visits::ingest`](crate::rules::visits::ingest) on it inside the commit's
+/// transaction, over its [`VisitLedger`](crate::rules::visits::VisitLedger): the rules
+/// decide, the backend answers look-ups and writes.
 #[derive(Debug, Clone)]
 pub struct VisitIngest {
     /// The system that sent them.
@@ -465,29 +481,6 @@ pub struct VisitIngest {
     pub now: DateTime<Utc>,
     /// A pulled feed's next cursor, stored for `system` with the page.
     pub cursor: Option<String>,
-}
-
-/// What became of one record of a batch.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct VisitResult {
-    /// The visit's source id (absent for an unreadable record).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// Its line in a file.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub line: Option<usize>,
-    pub outcome: crate::rules::visits::Outcome,
-    pub codes: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub findings: Vec<crate::rules::visits::VisitFinding>,
-    /// VIS007: the visit first received; this one was not stored again.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub duplicate_of: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub order_id: Option<String>,
-    /// An unreadable record's reason.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
 }
 
 /// The results of a batch, with the log entry that holds them.

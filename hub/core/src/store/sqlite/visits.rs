@@ -1,5 +1,7 @@
-//! Visits in SQLite: validation facts answered by indexed look-ups inside the writer's
-//! transaction, the batch insert, and the queries behind `/v1/visits` and the reports.
+//! Visits in SQLite: the [`VisitLedger`] ingestion runs over (validation facts answered by
+//! indexed look-ups inside the writer's transaction, the insert, the cursor), and the
+//! queries behind `/v1/visits` and the reports. What is stored is decided by
+//! [`visits::ingest`], not here.
 //!
 //! Every look-up a rule needs is one index probe, so the cost of a visit does not grow with
 //! the months of visits already stored: the overlap rule (VIS005) reads one staff member's
@@ -9,17 +11,17 @@
 use std::collections::HashSet;
 
 use carehub_model::{OrgNumber, PersonalIdentityNumber, TagUid, Visit};
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
-use serde_json::json;
 
 use super::log::{append_log_in, reserve_log_slot};
 use super::rows::{order_row_at, visit_row, ORDER_COLUMNS, VISIT_COLUMNS};
-use crate::rules::visits::{self, Outcome, Thresholds, VisitFacts};
+use crate::rules::visits::{self, Thresholds, VisitFacts, VisitLedger, VisitToStore};
 use crate::store::*;
 
-/// The facts, over the writer's connection.
-struct SqlFacts<'a> {
+/// The ledger visit ingestion runs over: the facts and the writes, over the writer's
+/// connection inside its transaction.
+struct SqlLedger<'a> {
     conn: &'a Connection,
     thresholds: Thresholds,
     closed: HashSet<String>,
@@ -30,6 +32,12 @@ struct SqlFacts<'a> {
     /// day) is looked up once per batch.
     tags: std::cell::RefCell<std::collections::HashMap<(String, NaiveDate), Option<PersonalIdentityNumber>>>,
     orders: std::cell::RefCell<std::collections::HashMap<OrderKey, Option<String>>>,
+    /// The log entry the batch's visits point at (its slot, reserved before they are stored).
+    log_seq: i64,
+    /// The batch's time, as stored.
+    received_at: &'a str,
+    /// The log entry's canonical form, once ingestion set it.
+    summary: Option<String>,
 }
 
 /// (provider, client, day, the order the visit names).
@@ -52,7 +60,7 @@ struct Nearby {
     rejected: bool,
 }
 
-impl SqlFacts<'_> {
+impl SqlLedger<'_> {
     /// Runs `f` over the staff member's visits in [from - max_duration, to], reading them
     /// only when the window differs from the last one read.
     fn with_window<T>(&self, staff: &str, from: &str, to: &str, f: impl FnOnce(&[Nearby]) -> T) -> Option<T> {
@@ -87,12 +95,12 @@ impl SqlFacts<'_> {
     }
 }
 
-/// The month of a day, as stored: `YYYY-MM`.
-fn month_of(day: NaiveDate) -> String {
-    format!("{:04}-{:02}", day.year(), day.month())
+/// A month as stored: `YYYY-MM`.
+fn month_key(month: carehub_model::Month) -> String {
+    format!("{:04}-{:02}", month.year(), month.month())
 }
 
-impl VisitFacts for SqlFacts<'_> {
+impl VisitFacts for SqlLedger<'_> {
     fn tag_client(&self, tag: &TagUid, day: NaiveDate) -> Option<PersonalIdentityNumber> {
         let key = (tag.as_str().to_owned(), day);
         if let Some(known) = self.tags.borrow().get(&key) {
@@ -181,7 +189,8 @@ fn backend(e: serde_json::Error) -> StoreError {
     StoreError::backend("visit JSON", e)
 }
 
-/// Validates and stores a batch, then logs the message with every record's result.
+/// Runs [`visits::ingest`] on a batch over the writer's transaction, then logs the message
+/// with every record's result.
 pub(super) fn ingest(
     conn: &Connection,
     chain: &mut (i64, String),
@@ -193,110 +202,88 @@ pub(super) fn ingest(
         let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
         rows.collect::<Result<HashSet<_>, _>>()?
     };
-    let facts = SqlFacts {
+    // The log entry holds every record's result, so it is appended once they are known; the
+    // visits stored meanwhile point at the slot it reserves now, which the append checks is
+    // still the next one (nothing else appends in between: this op writes both).
+    let slot = reserve_log_slot(chain);
+    let received_at = ts(now);
+    let mut ledger = SqlLedger {
         conn,
         thresholds,
         closed,
         window: std::cell::RefCell::new(None),
         tags: std::cell::RefCell::default(),
         orders: std::cell::RefCell::default(),
+        log_seq: slot.seq(),
+        received_at: &received_at,
+        summary: None,
     };
-    // The log entry holds every record's result, so it is appended once they are known; the
-    // visits stored meanwhile point at the slot it reserves now, which the append checks is
-    // still the next one (nothing else appends in between: this op writes both).
-    let slot = reserve_log_slot(chain);
-    let log_seq = slot.seq();
-    let received_at = ts(now);
-    let mut results = Vec::with_capacity(visits.len());
-    for incoming in visits {
-        let (visit, line) = match incoming {
-            IncomingVisit::Unreadable { line, code, message } => {
-                results.push(VisitResult {
-                    id: None,
-                    line,
-                    outcome: Outcome::Rejected,
-                    codes: vec![code],
-                    findings: Vec::new(),
-                    duplicate_of: None,
-                    order_id: None,
-                    message: Some(message),
-                });
-                continue;
-            }
-            IncomingVisit::Visit { visit, line } => (visit, line),
-        };
-        let mut verdict = visits::validate(&visit, &facts, &thresholds, now);
-        // The next visit must see this one: no window survives a visit.
-        facts.window.borrow_mut().take();
-        let source_id = visit.id.as_ref().map(|i| i.as_str().to_owned());
-        if verdict.duplicate_of.is_none() {
-            let Some(sid) = &source_id else {
-                return Err(StoreError::backend("ingesting visits", "a visit reached the store without an id"));
-            };
-            let mut stored = (*visit).clone();
-            stored.order_id = verdict.order_id.clone().or(stored.order_id);
-            let canonical = serde_json::to_string(&stored).map_err(backend)?;
-            let findings = serde_json::to_string(&verdict.findings).map_err(backend)?;
-            let codes_text = verdict.findings.iter().map(|f| f.code.as_str()).collect::<Vec<_>>().join(" ");
-            let inserted = conn
-                .prepare_cached(
-                    "INSERT INTO visits (source_id, system, provider, client, order_id, staff, check_in, check_out,
+    let batch = visits::Batch { system: &system, visits, thresholds, now, cursor: cursor.as_deref() };
+    let results = visits::ingest(&mut ledger, batch)?;
+    log.canonical = ledger.summary.take();
+    let seq = append_log_in(conn, chain, slot, &received_at, log)?;
+    Ok(IngestReport { log_seq: seq, results })
+}
+
+impl VisitLedger for SqlLedger<'_> {
+    type Error = StoreError;
+
+    fn insert_visit(&mut self, v: VisitToStore<'_>) -> Result<bool, StoreError> {
+        // The next visit must see this one: no window survives an insert.
+        self.window.get_mut().take();
+        let stored = v.visit;
+        let canonical = serde_json::to_string(stored).map_err(backend)?;
+        let findings = serde_json::to_string(&v.verdict.findings).map_err(backend)?;
+        let codes_text = v.verdict.findings.iter().map(|f| f.code.as_str()).collect::<Vec<_>>().join(" ");
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO visits (source_id, system, provider, client, order_id, staff, check_in, check_out,
                     month, seconds, planned_minutes, visit_outcome, manual, outcome, codes, findings, canonical,
                     log_seq, line, received_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
                     ?20)
                  ON CONFLICT (source_id) DO NOTHING",
-                )?
-                .execute(params![
-                    sid,
-                    system,
-                    stored.provider.as_ref().map(|p| p.as_str()),
-                    stored.client,
-                    verdict.order_id,
-                    stored.staff,
-                    ts(stored.check_in.at),
-                    stored.check_out.as_ref().map(|o| ts(o.at)),
-                    month_of(carehub_model::local_date(stored.check_in.at)),
-                    stored.duration().map(|d| d.num_seconds()),
-                    stored.planned_minutes,
-                    stored.outcome.as_str(),
-                    verdict.manual && verdict.outcome != Outcome::Rejected,
-                    verdict.outcome.as_str(),
-                    codes_text,
-                    findings,
-                    canonical,
-                    log_seq,
-                    line.and_then(|l| i64::try_from(l).ok()),
-                    received_at,
-                ])?;
-            if inserted == 0 {
-                // The id was taken: by an earlier batch, or earlier in this one.
-                verdict = crate::rules::visits::Verdict::copy_of(sid.clone());
-            }
-        }
-        let codes: Vec<String> = verdict.findings.iter().map(|f| f.code.as_str().to_owned()).collect();
-        results.push(VisitResult {
-            id: source_id,
-            line,
-            outcome: verdict.outcome,
-            codes,
-            findings: verdict.findings,
-            duplicate_of: verdict.duplicate_of,
-            order_id: verdict.order_id,
-            message: None,
-        });
+            )?
+            .execute(params![
+                v.source_id,
+                v.system,
+                stored.provider.as_ref().map(|p| p.as_str()),
+                stored.client,
+                v.order_id,
+                stored.staff,
+                ts(stored.check_in.at),
+                stored.check_out.as_ref().map(|o| ts(o.at)),
+                month_key(v.month),
+                stored.duration().map(|d| d.num_seconds()),
+                stored.planned_minutes,
+                stored.outcome.as_str(),
+                v.manual,
+                v.verdict.outcome.as_str(),
+                codes_text,
+                findings,
+                canonical,
+                self.log_seq,
+                v.line.and_then(|l| i64::try_from(l).ok()),
+                self.received_at,
+            ])?;
+        Ok(inserted > 0)
     }
-    if let Some(c) = &cursor {
-        conn.prepare_cached(
-            "INSERT INTO feed_cursors (system, cursor, updated_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (system) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
-        )?
-        .execute(params![system, c, received_at])?;
+
+    fn set_cursor(&mut self, system: &str, cursor: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO feed_cursors (system, cursor, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (system) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+            )?
+            .execute(params![system, cursor, self.received_at])?;
+        Ok(())
     }
-    let summary = json!({ "cursor": cursor, "results": results });
-    log.canonical = Some(summary.to_string());
-    let seq = append_log_in(conn, chain, slot, &received_at, log)?;
-    Ok(IngestReport { log_seq: seq, results })
+
+    fn set_canonical(&mut self, summary: String) -> Result<(), StoreError> {
+        self.summary = Some(summary);
+        Ok(())
+    }
 }
 
 pub(super) fn list(conn: &Connection, f: &VisitFilter) -> Result<Vec<VisitRecord>, StoreError> {
