@@ -5,8 +5,8 @@
 use carehub_core::rules::visits::{Outcome, Thresholds};
 use carehub_core::store::sqlite::SqliteStore;
 use carehub_core::store::{
-    progress, DecisionRecord, IncomingVisit, NewLogEntry, Op, OpResult, OrderRecord, Store, VisitFilter, VisitIngest,
-    VisitResult,
+    progress, CommitStore, DecisionRecord, IncomingVisit, LogStore, NewLogEntry, Op, OpResult, OrderRecord,
+    VisitFilter, VisitIngest, VisitResult, VisitStore,
 };
 use carehub_model::{
     Deadlines, Decision, Order, OrgNumber, PersonalIdentityNumber, Registration, RegistrationMethod, SourceId,

@@ -670,7 +670,7 @@ pub async fn a_staff_member_is_not_in_two_homes_at_once(store: Arc<dyn Store>, c
 }
 
 /// A pulled feed's cursor is stored with its page, per system: read back by
-/// [`Store::feed_cursor`], left alone by a page that carries none, and not moved by a
+/// [`VisitStore::feed_cursor`], left alone by a page that carries none, and not moved by a
 /// commit that failed (its visits are not stored either, so the page is fetched again).
 pub async fn a_feed_cursor_moves_only_with_its_committed_page(store: Arc<dyn Store>, clock: Clock) {
     clock.set(start());

@@ -1,7 +1,8 @@
-//! The store: the message log, decisions, orders and the outbox, behind one trait.
+//! The store: the message log, decisions, orders, the outbox, visits and invoices, behind
+//! one trait per concern and [`Store`], all of them.
 //!
 //! The pipeline never talks SQL. It describes what a message changes as a list of [`Op`]s
-//! and hands them to [`Store::commit`], which applies them atomically and durably: the
+//! and hands them to [`CommitStore::commit`], which applies them atomically and durably: the
 //! inbound log entry, the decision, the order, the outbound log entry and the outbox row of
 //! one decision land together or not at all, and the sender is acknowledged only after the
 //! commit returned. A PostgreSQL backend implements the same trait; nothing above this
@@ -41,8 +42,10 @@
 //! time form) and the rules' value types it records; nothing under `store/` imports a flow
 //! or a report. The rows a report reads ([`FollowUpOrder`], [`FollowUpVisit`]) are defined
 //! here, beside the trait that returns them, and the report imports them from here.
-//! - this module: the [`Store`] trait, the [`Op`]s a commit carries and the records it
-//!   returns, [`StoreError`].
+//! - this module: the traits by concern ([`CommitStore`], [`LogStore`], [`OrderStore`],
+//!   [`OutboxStore`], [`VisitStore`], [`InvoiceStore`], [`ReportStore`]) and [`Store`], all
+//!   of them at once; the [`Op`]s a commit carries and the records it returns;
+//!   [`StoreError`].
 //! - `followup`: the follow-up report's rows.
 //! - [`contract`]: the contract suite every backend passes.
 //! - [`sqlite`]: the embedded backend, a folder of its own; the only place SQL is written.
@@ -382,7 +385,7 @@ pub enum Op {
     /// names; [`StoreError::Unresolved`] if the entry does not resolve.
     RecordVerification(NewVerification),
     /// Fails the commit with [`StoreError::Stale`] unless `provider`'s invoice generation
-    /// ([`Store::invoice_generation`]) is `generation` at this point of the commit. Storing
+    /// ([`InvoiceStore::invoice_generation`]) is `generation` at this point of the commit. Storing
     /// an invoice or credit note (one not stored before) and recording a verification move
     /// the provider's generation on, inside the commit's transaction, so a verification
     /// that expects the generation it read before it read the provider's invoices and
@@ -628,7 +631,7 @@ pub struct MonthOrder {
 }
 
 /// Everything month verification needs about one provider's month, read in bulk
-/// ([`Store::provider_month`]): a few statements, not a round trip per order.
+/// ([`InvoiceStore::provider_month`]): a few statements, not a round trip per order.
 #[derive(Debug, Clone, Default)]
 pub struct ProviderMonth {
     pub provider: String,
@@ -639,46 +642,117 @@ pub struct ProviderMonth {
     /// The provider's invoices and credit notes for the month.
     pub invoices: Vec<InvoiceRecord>,
     /// The provider's accepted and flagged visits in the month (with or without an order)
-    /// and the manual ones among them: SPEC §6's manual share, as [`Store::manual_shares`].
+    /// and the manual ones among them: SPEC §6's manual share, as [`VisitStore::manual_shares`].
     pub counted_visits: u64,
     pub manual_visits: u64,
     /// Rows of the month's visits read (rejected ones and ones without an order included).
     pub visits_read: u64,
 }
 
-/// The store contract. Implementations must make [`Store::commit`] atomic and durable
+/// The store contract: every concern's trait, implemented by a backend once each. Implementations must make [`CommitStore::commit`] atomic and durable
 /// before it returns, keep the message log's hash chain intact across processes, and never
 /// update or delete a log entry.
+///
+/// It has no methods of its own: a type that implements every concern's trait is a
+/// [`Store`] (a blanket impl), and `Arc<dyn Store>` calls any of their methods. A function
+/// that needs one concern can take that trait alone.
+pub trait Store:
+    CommitStore + LogStore + OrderStore + OutboxStore + VisitStore + InvoiceStore + ReportStore + 'static
+{
+}
+
+impl<T> Store for T where
+    T: CommitStore + LogStore + OrderStore + OutboxStore + VisitStore + InvoiceStore + ReportStore + 'static
+{
+}
+
+/// Commits: the one way anything is written, and readiness.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait CommitStore: Send + Sync {
     /// Applies `ops` atomically and durably; results in op order.
     async fn commit(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, StoreError>;
+    /// A cheap round trip, for readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The message log, read (it is written by [`Op::AppendLog`] and the ops that log).
+#[async_trait]
+pub trait LogStore: Send + Sync {
     async fn log_entry(&self, seq: i64) -> Result<Option<LogEntry>, StoreError>;
     /// Entries in sequence order.
     async fn log_entries(&self, filter: LogFilter) -> Result<Vec<LogEntry>, StoreError>;
+}
+
+/// Decisions and the orders made of them.
+#[async_trait]
+pub trait OrderStore: Send + Sync {
     async fn decision(&self, id: &str) -> Result<Option<DecisionRecord>, StoreError>;
     async fn order(&self, id: &str) -> Result<Option<OrderRecord>, StoreError>;
     async fn orders(&self, filter: OrderFilter) -> Result<Vec<OrderRecord>, StoreError>;
+    async fn overdue_counts(&self, today: NaiveDate) -> Result<OverdueCounts, StoreError>;
+    /// The providers with an order for `client` active on `day` (by the order's dates, and
+    /// not rejected: the orders VIS009 counts), in order.
+    async fn client_providers(&self, client: &str, day: NaiveDate) -> Result<Vec<String>, StoreError>;
+}
+
+/// The outbox: what is waiting to be delivered, and how it went.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
     async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<Delivery>, StoreError>;
     /// When the earliest pending delivery falls due.
     async fn next_due(&self) -> Result<Option<String>, StoreError>;
-    async fn overdue_counts(&self, today: NaiveDate) -> Result<OverdueCounts, StoreError>;
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
-    /// A cheap round trip, for readiness.
-    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Visits, the tags they are checked against, and the feeds and reports they come from and go to.
+#[async_trait]
+pub trait VisitStore: Send + Sync {
     /// Tag registrations, oldest first, for a client and/or a tag.
     async fn tags(
         &self,
         client: Option<String>,
         tag_uid: Option<String>,
     ) -> Result<Vec<carehub_model::TagRegistration>, StoreError>;
-    /// The providers with an order for `client` active on `day` (by the order's dates, and
-    /// not rejected: the orders VIS009 counts), in order.
-    async fn client_providers(&self, client: &str, day: NaiveDate) -> Result<Vec<String>, StoreError>;
     /// Stored visits, oldest first.
     async fn visits(&self, filter: VisitFilter) -> Result<Vec<VisitRecord>, StoreError>;
     /// The manual-registration share of each provider with visits in `month` (`YYYY-MM`).
     async fn manual_shares(&self, month: &str) -> Result<Vec<ManualShare>, StoreError>;
+    /// Up to `limit` visits after the visit-report watermark, oldest first.
+    async fn visits_to_report(&self, limit: usize) -> Result<ReportBatch, StoreError>;
+    /// Where a pulled feed stands.
+    async fn feed_cursor(&self, system: &str) -> Result<Option<String>, StoreError>;
+}
+
+/// Invoices, credit notes, their verifications, and month verification's bulk reads.
+#[async_trait]
+pub trait InvoiceStore: Send + Sync {
+    /// A provider's invoices and credit notes for a month (`kind` filters).
+    async fn invoices(&self, provider: &str, month: &str, kind: Option<&str>)
+        -> Result<Vec<InvoiceRecord>, StoreError>;
+    /// An invoice (or credit note) by its id.
+    async fn invoice(&self, provider: &str, kind: &str, id: &str) -> Result<Option<InvoiceRecord>, StoreError>;
+    /// The lines of an invoice verified before.
+    async fn verified_lines(&self, provider: &str, invoice_id: &str) -> Result<Vec<String>, StoreError>;
+    /// The latest verification of a provider's invoice (an invoice is identified by its
+    /// provider and its id: two providers may use the same id).
+    async fn verification(&self, provider: &str, invoice_id: &str) -> Result<Option<VerificationRecord>, StoreError>;
+    /// The providers with a verified invoice (or credit note) of this id, in order.
+    async fn verified_providers(&self, invoice_id: &str) -> Result<Vec<String>, StoreError>;
+    /// A provider's invoice generation: a counter its invoices, credit notes and
+    /// verifications move on (0 before the first); see [`Op::ExpectInvoiceGeneration`].
+    async fn invoice_generation(&self, provider: &str) -> Result<i64, StoreError>;
+    /// The providers with an order that may be active in `month` or an invoice for it, in
+    /// order: the units month verification walks.
+    async fn month_providers(&self, month: carehub_model::Month) -> Result<Vec<String>, StoreError>;
+    /// One provider's month in bulk (for month verification): its orders with their
+    /// decisions, its visits of the month grouped by order (read once, through
+    /// `visits_provider_month`), its invoices and credit notes. Memory is one provider's.
+    async fn provider_month(&self, provider: &str, month: carehub_model::Month) -> Result<ProviderMonth, StoreError>;
+}
+
+/// The monthly follow-up report's reads.
+#[async_trait]
+pub trait ReportStore: Send + Sync {
     /// The follow-up's orders for `month` (`YYYY-MM`): active in it, or with their
     /// plan-due or execute-by date in it, with their decision's validity.
     async fn followup_orders(&self, month: carehub_model::Month) -> Result<Vec<FollowUpOrder>, StoreError>;
@@ -688,32 +762,6 @@ pub trait Store: Send + Sync + 'static {
         provider: &str,
         month: carehub_model::Month,
     ) -> Result<Vec<FollowUpVisit>, StoreError>;
-    /// Up to `limit` visits after the visit-report watermark, oldest first.
-    async fn visits_to_report(&self, limit: usize) -> Result<ReportBatch, StoreError>;
-    /// Where a pulled feed stands.
-    async fn feed_cursor(&self, system: &str) -> Result<Option<String>, StoreError>;
-    /// A provider's invoices and credit notes for a month (`kind` filters).
-    async fn invoices(&self, provider: &str, month: &str, kind: Option<&str>)
-        -> Result<Vec<InvoiceRecord>, StoreError>;
-    /// An invoice (or credit note) by its id.
-    async fn invoice(&self, provider: &str, kind: &str, id: &str) -> Result<Option<InvoiceRecord>, StoreError>;
-    /// The lines of an invoice verified before.
-    async fn verified_lines(&self, provider: &str, invoice_id: &str) -> Result<Vec<String>, StoreError>;
-    /// The providers with an order that may be active in `month` or an invoice for it, in
-    /// order: the units month verification walks.
-    async fn month_providers(&self, month: carehub_model::Month) -> Result<Vec<String>, StoreError>;
-    /// One provider's month in bulk (for month verification): its orders with their
-    /// decisions, its visits of the month grouped by order (read once, through
-    /// `visits_provider_month`), its invoices and credit notes. Memory is one provider's.
-    async fn provider_month(&self, provider: &str, month: carehub_model::Month) -> Result<ProviderMonth, StoreError>;
-    /// The latest verification of a provider's invoice (an invoice is identified by its
-    /// provider and its id: two providers may use the same id).
-    async fn verification(&self, provider: &str, invoice_id: &str) -> Result<Option<VerificationRecord>, StoreError>;
-    /// The providers with a verified invoice (or credit note) of this id, in order.
-    async fn verified_providers(&self, invoice_id: &str) -> Result<Vec<String>, StoreError>;
-    /// A provider's invoice generation: a counter its invoices, credit notes and
-    /// verifications move on (0 before the first); see [`Op::ExpectInvoiceGeneration`].
-    async fn invoice_generation(&self, provider: &str) -> Result<i64, StoreError>;
 }
 
 /// Recomputes the whole hash chain, a page at a time.

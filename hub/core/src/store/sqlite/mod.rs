@@ -2,22 +2,22 @@
 //!
 //! WAL, `synchronous=FULL`, one writer thread that group-commits whatever requests have
 //! queued up while the previous commit was syncing, so many concurrent senders share one
-//! fsync ([`writer`]). Reads use a small pool of separate connections on the blocking
+//! fsync (`writer`). Reads use a small pool of separate connections on the blocking
 //! thread pool; WAL lets them run beside the writer.
 //!
 //! # Layout
 //! Imports run one way, from this module down to its children and from the children to
-//! [`rows`] and [`log`]; no two of them import each other.
+//! `rows` and `log`; no two of them import each other.
 //! - this module: [`SqliteStore`], opening and migrating the file, the [`Store`] trait's
 //!   reads, and the benchmark's bare insert loop.
-//! - [`writer`]: the writer thread (group commit, one savepoint per request) and the WAL
+//! - `writer`: the writer thread (group commit, one savepoint per request) and the WAL
 //!   checkpointer; where each [`Op`] becomes SQL.
-//! - [`log`]: the hash chain's append inside the writer's transaction.
-//! - [`rows`]: the column lists and the row -> record mapping every read shares.
-//! - [`visits`]: the visit facts over the writer's transaction, the batch insert, and the
+//! - `log`: the hash chain's append inside the writer's transaction.
+//! - `rows`: the column lists and the row -> record mapping every read shares.
+//! - `visits`: the visit facts over the writer's transaction, the batch insert, and the
 //!   visit listings.
-//! - [`month`]: month verification's bulk reads.
-//! - [`followup`]: the follow-up report's reads.
+//! - `month`: month verification's bulk reads.
+//! - `followup`: the follow-up report's reads.
 
 mod followup;
 mod log;
@@ -165,13 +165,23 @@ const OVERDUE_SQL: &str = "((acked_at IS NULL AND execute_by < ?1)
     OR (plan_established_on IS NULL AND plan_due < ?1 AND COALESCE(ack_status, '') <> 'rejected'))";
 
 #[async_trait]
-impl Store for SqliteStore {
+impl CommitStore for SqliteStore {
     async fn commit(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.writer.send(WriteRequest { ops, reply }).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        if self.writer.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map(|_| ())?)).await
+    }
+}
+
+#[async_trait]
+impl LogStore for SqliteStore {
     async fn log_entry(&self, seq: i64) -> Result<Option<LogEntry>, StoreError> {
         self.read(move |c| {
             Ok(c.query_row(&format!("SELECT {LOG_COLUMNS}, payload FROM message_log WHERE seq = ?1"), [seq], |r| {
@@ -227,7 +237,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl OrderStore for SqliteStore {
     async fn decision(&self, id: &str) -> Result<Option<DecisionRecord>, StoreError> {
         let id = id.to_owned();
         self.read(move |c| {
@@ -284,6 +297,42 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn overdue_counts(&self, today: NaiveDate) -> Result<OverdueCounts, StoreError> {
+        self.read(move |c| {
+            let day = today.to_string();
+            let not_confirmed: u64 =
+                c.query_row("SELECT COUNT(*) FROM orders WHERE acked_at IS NULL AND execute_by < ?1", [&day], |r| {
+                    r.get(0)
+                })?;
+            let plan_missing: u64 = c.query_row(
+                "SELECT COUNT(*) FROM orders WHERE plan_established_on IS NULL AND plan_due < ?1
+                 AND COALESCE(ack_status, '') <> 'rejected'",
+                [&day],
+                |r| r.get(0),
+            )?;
+            Ok(OverdueCounts { not_confirmed, plan_missing })
+        })
+        .await
+    }
+
+    async fn client_providers(&self, client: &str, day: NaiveDate) -> Result<Vec<String>, StoreError> {
+        let (client, day) = (client.to_owned(), day.to_string());
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT DISTINCT provider FROM orders
+                 WHERE client = ?1 AND start_date <= ?2 AND (end_date IS NULL OR end_date >= ?2)
+                   AND (ack_status IS NULL OR ack_status <> 'rejected')
+                 ORDER BY provider",
+            )?;
+            let rows = stmt.query_map(params![client, day], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl OutboxStore for SqliteStore {
     async fn deliveries(&self, f: DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
         self.read(move |c| {
             let mut sql = format!("SELECT {DELIVERY_COLUMNS} FROM outbox WHERE 1=1");
@@ -313,24 +362,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn overdue_counts(&self, today: NaiveDate) -> Result<OverdueCounts, StoreError> {
-        self.read(move |c| {
-            let day = today.to_string();
-            let not_confirmed: u64 =
-                c.query_row("SELECT COUNT(*) FROM orders WHERE acked_at IS NULL AND execute_by < ?1", [&day], |r| {
-                    r.get(0)
-                })?;
-            let plan_missing: u64 = c.query_row(
-                "SELECT COUNT(*) FROM orders WHERE plan_established_on IS NULL AND plan_due < ?1
-                 AND COALESCE(ack_status, '') <> 'rejected'",
-                [&day],
-                |r| r.get(0),
-            )?;
-            Ok(OverdueCounts { not_confirmed, plan_missing })
-        })
-        .await
-    }
-
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
         self.read(|c| {
             let mut counts = OutboxCounts::default();
@@ -349,7 +380,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl VisitStore for SqliteStore {
     async fn tags(
         &self,
         client: Option<String>,
@@ -393,21 +427,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn client_providers(&self, client: &str, day: NaiveDate) -> Result<Vec<String>, StoreError> {
-        let (client, day) = (client.to_owned(), day.to_string());
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT DISTINCT provider FROM orders
-                 WHERE client = ?1 AND start_date <= ?2 AND (end_date IS NULL OR end_date >= ?2)
-                   AND (ack_status IS NULL OR ack_status <> 'rejected')
-                 ORDER BY provider",
-            )?;
-            let rows = stmt.query_map(params![client, day], |r| r.get(0))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
-    }
-
     async fn visits(&self, filter: VisitFilter) -> Result<Vec<VisitRecord>, StoreError> {
         self.read(move |c| visits::list(c, &filter)).await
     }
@@ -415,19 +434,6 @@ impl Store for SqliteStore {
     async fn manual_shares(&self, month: &str) -> Result<Vec<ManualShare>, StoreError> {
         let month = month.to_owned();
         self.read(move |c| visits::manual_shares(c, &month)).await
-    }
-
-    async fn followup_orders(&self, month: carehub_model::Month) -> Result<Vec<FollowUpOrder>, StoreError> {
-        self.read(move |c| followup::orders(c, month)).await
-    }
-
-    async fn followup_visits(
-        &self,
-        provider: &str,
-        month: carehub_model::Month,
-    ) -> Result<Vec<FollowUpVisit>, StoreError> {
-        let provider = provider.to_owned();
-        self.read(move |c| followup::visits(c, &provider, month)).await
     }
 
     async fn visits_to_report(&self, limit: usize) -> Result<ReportBatch, StoreError> {
@@ -438,7 +444,10 @@ impl Store for SqliteStore {
         let system = system.to_owned();
         self.read(move |c| visits::feed_cursor(c, &system)).await
     }
+}
 
+#[async_trait]
+impl InvoiceStore for SqliteStore {
     async fn invoices(
         &self,
         provider: &str,
@@ -515,6 +524,11 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn invoice_generation(&self, provider: &str) -> Result<i64, StoreError> {
+        let provider = provider.to_owned();
+        self.read(move |c| writer::invoice_generation(c, &provider)).await
+    }
+
     async fn month_providers(&self, month: carehub_model::Month) -> Result<Vec<String>, StoreError> {
         self.read(move |c| month::without_mmap(c, |c| month::month_providers(c, month))).await
     }
@@ -523,17 +537,21 @@ impl Store for SqliteStore {
         let provider = provider.to_owned();
         self.read(move |c| month::without_mmap(c, |c| month::provider_month(c, &provider, month))).await
     }
+}
 
-    async fn invoice_generation(&self, provider: &str) -> Result<i64, StoreError> {
-        let provider = provider.to_owned();
-        self.read(move |c| writer::invoice_generation(c, &provider)).await
+#[async_trait]
+impl ReportStore for SqliteStore {
+    async fn followup_orders(&self, month: carehub_model::Month) -> Result<Vec<FollowUpOrder>, StoreError> {
+        self.read(move |c| followup::orders(c, month)).await
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        if self.writer.is_closed() {
-            return Err(StoreError::Closed);
-        }
-        self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map(|_| ())?)).await
+    async fn followup_visits(
+        &self,
+        provider: &str,
+        month: carehub_model::Month,
+    ) -> Result<Vec<FollowUpVisit>, StoreError> {
+        let provider = provider.to_owned();
+        self.read(move |c| followup::visits(c, &provider, month)).await
     }
 }
 
