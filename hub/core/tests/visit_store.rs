@@ -46,7 +46,7 @@ async fn store_with_orders() -> (tempfile::TempDir, SqliteStore) {
                     client: (*client).into(),
                     provider: PROVIDER.into(),
                     canonical: serde_json::to_string(&decision).expect("json"),
-                    received_at: String::new(),
+                    received_at: at(1, 0, 0),
                 }),
                 Op::InsertOrder(Box::new(OrderRecord::new(order, "combine", "phoniro", "accepted", String::new()))),
                 Op::RegisterTag(TagRegistration {

@@ -399,7 +399,7 @@ impl Hub {
                     client: d.client.expose().to_owned(),
                     provider: d.provider.as_str().to_owned(),
                     canonical: canonical.clone(),
-                    received_at: ts(self.clock.now()),
+                    received_at: self.clock.now(),
                 }),
                 Op::InsertOrder(Box::new(OrderRecord::new(
                     order.clone(),

@@ -186,7 +186,7 @@ impl Hub {
             month: month_key.clone(),
             canonical: invoice_json(&document, &credits, &skipped),
             log: LogRef::Op(1),
-            received_at: ts(self.clock.now()),
+            received_at: self.clock.now(),
         };
 
         // INV005 (a line is verified once) without a lock: the provider's invoice generation
@@ -281,7 +281,7 @@ impl Hub {
                     report: report_json.to_string(),
                     lines: target.lines.iter().map(|l| l.id.clone()).collect(),
                     log: LogRef::Op(1),
-                    created_at: ts(self.clock.now()),
+                    created_at: self.clock.now(),
                 }),
             ];
             let before = ops.len();

@@ -25,7 +25,9 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LogEntry {
     pub seq: i64,
-    pub at: String,
+    /// When it was appended; hashed in the [`time::ts`] form, and serialized in it.
+    #[serde(serialize_with = "time::serialize")]
+    pub at: chrono::DateTime<chrono::Utc>,
     pub system: String,
     pub vendor: String,
     pub direction: String,
@@ -58,7 +60,7 @@ pub fn entry_hash(prev_hash: &str, e: &LogEntry) -> String {
     };
     field(prev_hash.as_bytes());
     field(e.seq.to_string().as_bytes());
-    field(e.at.as_bytes());
+    field(time::ts(e.at).as_bytes());
     field(e.system.as_bytes());
     field(e.vendor.as_bytes());
     field(e.direction.as_bytes());

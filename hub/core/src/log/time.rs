@@ -48,6 +48,20 @@ pub fn parse_store_ts(s: &str) -> Option<DateTime<Utc>> {
     Some(date.and_hms_micro_opt(num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 26)?)?.and_utc())
 }
 
+/// Serializes an instant in the hashed form ([`ts`]), for `#[serde(serialize_with)]`: the
+/// JSON the API returns keeps the form it always had, whatever type the field has.
+pub fn serialize<S: serde::Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&ts(*at))
+}
+
+/// [`serialize`] for an optional instant (`null` when absent).
+pub fn serialize_opt<S: serde::Serializer>(at: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => s.serialize_some(&ts(*at)),
+        None => s.serialize_none(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;

@@ -370,7 +370,7 @@ mod tests {
             month: "2026-11".into(),
             canonical: json!({"lines": lines, "billing_references": credits, "not_verified": []}).to_string(),
             log_seq: 1,
-            received_at: String::new(),
+            received_at: chrono::DateTime::UNIX_EPOCH,
         }
     }
 

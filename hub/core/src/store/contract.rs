@@ -161,7 +161,7 @@ fn decision_record(d: &Decision) -> DecisionRecord {
         client: d.client.expose().into(),
         provider: d.provider.as_str().into(),
         canonical: serde_json::to_string(d).expect("json"),
-        received_at: String::new(),
+        received_at: start(),
     }
 }
 
@@ -331,9 +331,9 @@ pub async fn the_log_is_one_hash_chain_across_commits(store: Arc<dyn Store>, clo
     for e in &entries {
         assert_eq!(e.hash, entry_hash(&e.prev_hash, e), "entry {} hashes as the log module says", e.seq);
     }
-    let stamps: Vec<&str> = entries.iter().map(|e| e.at.as_str()).collect();
-    let (t0, t1, t2) = (ts(start()), ts(start() + Duration::seconds(90)), ts(start() + Duration::seconds(91)));
-    assert_eq!(stamps, vec![t0.as_str(), &t1, &t1, &t1, &t2], "stamped with the store's clock");
+    let stamps: Vec<DateTime<Utc>> = entries.iter().map(|e| e.at).collect();
+    let (t0, t1, t2) = (start(), start() + Duration::seconds(90), start() + Duration::seconds(91));
+    assert_eq!(stamps, vec![t0, t1, t1, t1, t2], "stamped with the store's clock");
     assert_eq!(store.log_entry(3).await.expect("read").as_ref(), Some(&entries[2]), "one entry reads the same");
 
     let report = verify_chain(&*store).await.expect("verifies");
@@ -503,7 +503,7 @@ pub async fn requeue_puts_dead_letters_back(store: Arc<dyn Store>, clock: Clock)
     assert_eq!(entry.status, status::REQUEUED);
     assert_eq!(entry.delivery_key.as_deref(), Some("O-1:order"));
     assert_eq!((entry.order_id.as_deref(), entry.client.as_deref()), (Some("O-1"), Some(CLIENT)));
-    assert_eq!(entry.at, ts(clock.now()));
+    assert_eq!(entry.at, clock.now());
 
     let all = store.commit(vec![Op::Requeue { ids: None }]).await.expect("requeued");
     assert!(matches!(all.as_slice(), [OpResult::Requeued(rows)] if rows.len() == 1 && rows[0].id == x.id));
@@ -712,7 +712,7 @@ fn invoice(provider: &str, kind: &str, id: &str, canonical: &str) -> NewInvoice 
         month: "2026-11".into(),
         canonical: canonical.into(),
         log: LogRef::Op(0),
-        received_at: ts(start()),
+        received_at: start(),
     }
 }
 
@@ -726,7 +726,7 @@ fn verification(provider: &str, invoice_id: &str, line: &str, log: LogRef) -> Ne
         report: format!("{{\"provider\":\"{provider}\"}}"),
         lines: vec![line.into()],
         log,
-        created_at: ts(start()),
+        created_at: start(),
     }
 }
 

@@ -210,7 +210,7 @@ pub struct DecisionRecord {
     pub client: String,
     pub provider: String,
     pub canonical: String,
-    pub received_at: String,
+    pub received_at: DateTime<Utc>,
 }
 
 /// Where an order stands.
@@ -410,7 +410,7 @@ pub struct NewInvoice {
     pub canonical: String,
     /// The log entry of the message it came in.
     pub log: LogRef,
-    pub received_at: String,
+    pub received_at: DateTime<Utc>,
 }
 
 /// A verification report to record.
@@ -425,7 +425,7 @@ pub struct NewVerification {
     pub lines: Vec<String>,
     /// The log entry that holds the report.
     pub log: LogRef,
-    pub created_at: String,
+    pub created_at: DateTime<Utc>,
 }
 
 /// An invoice or credit note as stored.
@@ -440,7 +440,8 @@ pub struct InvoiceRecord {
     /// JSON: the lines as verification reads them, and the invoices a credit note credits.
     pub canonical: String,
     pub log_seq: i64,
-    pub received_at: String,
+    #[serde(serialize_with = "crate::log::time::serialize")]
+    pub received_at: DateTime<Utc>,
 }
 
 /// A verification report as stored.
@@ -452,7 +453,8 @@ pub struct VerificationRecord {
     /// JSON of the report.
     pub report: String,
     pub log_seq: i64,
-    pub created_at: String,
+    #[serde(serialize_with = "crate::log::time::serialize")]
+    pub created_at: DateTime<Utc>,
 }
 
 /// Names of background jobs' watermarks.

@@ -298,7 +298,7 @@ impl MessageView {
         };
         MessageView {
             id: e.seq,
-            at: e.at,
+            at: carehub_core::store::ts(e.at),
             system: e.system,
             vendor: e.vendor,
             direction: e.direction,

@@ -247,7 +247,7 @@ pub(super) async fn order_trace(
         .iter()
         .map(|e| TraceStep {
             message_id: e.seq,
-            at: e.at.clone(),
+            at: carehub_core::store::ts(e.at),
             step: describe_step(e),
             direction: e.direction.clone(),
             system: e.system.clone(),

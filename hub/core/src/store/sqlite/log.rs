@@ -1,6 +1,7 @@
 //! The hash chain's append in SQLite: the head read inside the writer's transaction, the
 //! entry hashed and inserted with its links.
 
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::log::{entry_hash, GENESIS};
@@ -36,7 +37,7 @@ pub(super) fn append_log_in(
     conn: &Connection,
     chain: &mut (i64, String),
     slot: LogSlot,
-    now: &str,
+    at: DateTime<Utc>,
     e: NewLogEntry,
 ) -> Result<i64, StoreError> {
     if slot.0 != chain.0 + 1 {
@@ -45,13 +46,13 @@ pub(super) fn append_log_in(
             format!("log slot {} was taken before its entry was appended (the chain is at {})", slot.0, chain.0),
         ));
     }
-    append_log(conn, chain, now, e)
+    append_log(conn, chain, at, e)
 }
 
 pub(super) fn append_log(
     conn: &Connection,
     chain: &mut (i64, String),
-    now: &str,
+    at: DateTime<Utc>,
     mut e: NewLogEntry,
 ) -> Result<i64, StoreError> {
     if let Some(earlier) = e.follows {
@@ -69,7 +70,7 @@ pub(super) fn append_log(
     let (links, follows) = (std::mem::take(&mut e.links), e.follows);
     let entry = LogEntry {
         seq: chain.0 + 1,
-        at: now.to_owned(),
+        at,
         system: e.system,
         vendor: e.vendor,
         direction: e.direction.to_owned(),
@@ -97,7 +98,7 @@ pub(super) fn append_log(
     )?
     .execute(params![
         entry.seq,
-        entry.at,
+        ts(entry.at),
         entry.system,
         entry.vendor,
         entry.direction,

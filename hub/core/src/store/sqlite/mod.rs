@@ -255,7 +255,7 @@ impl OrderStore for SqliteStore {
                         client: r.get(3)?,
                         provider: r.get(4)?,
                         canonical: r.get(5)?,
-                        received_at: r.get(6)?,
+                        received_at: instant(r, 6)?,
                     })
                 },
             )
@@ -504,7 +504,7 @@ impl InvoiceStore for SqliteStore {
                     month: r.get(2)?,
                     report: r.get(3)?,
                     log_seq: r.get(4)?,
-                    created_at: r.get(5)?,
+                    created_at: instant(r, 5)?,
                 })
             })
             .optional()?)

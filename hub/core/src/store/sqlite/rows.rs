@@ -2,9 +2,32 @@
 //! a row into the store's records.
 
 use carehub_model::Order;
+use chrono::{DateTime, Utc};
+use rusqlite::types::{FromSqlError, Type};
 use rusqlite::Row;
 
 use crate::store::*;
+
+/// An instant stored in the [`ts`] form, read back.
+pub(super) fn instant(r: &Row<'_>, i: usize) -> rusqlite::Result<DateTime<Utc>> {
+    let text =
+        r.get_ref(i)?.as_str().map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, e.into()))?;
+    parse_store_ts(text).ok_or_else(|| not_an_instant(i, text))
+}
+
+/// [`instant`] for a column that may be null.
+pub(super) fn instant_opt(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    let text = r
+        .get_ref(i)?
+        .as_str_or_null()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, e.into()))?;
+    text.map(|t| parse_store_ts(t).ok_or_else(|| not_an_instant(i, t))).transpose()
+}
+
+fn not_an_instant(i: usize, text: &str) -> rusqlite::Error {
+    let e: FromSqlError = FromSqlError::Other(format!("not an instant: {text:?}").into());
+    rusqlite::Error::FromSqlConversionFailure(i, Type::Text, Box::new(e))
+}
 
 pub(super) const DELIVERY_COLUMNS: &str =
     "id, system, message_type, order_id, idempotency_key, content_type, endpoint, body,
@@ -38,7 +61,7 @@ pub(super) const LOG_COLUMNS: &str =
 pub(super) fn log_row(r: &Row<'_>, with_payload: bool) -> rusqlite::Result<LogEntry> {
     Ok(LogEntry {
         seq: r.get(0)?,
-        at: r.get(1)?,
+        at: instant(r, 1)?,
         system: r.get(2)?,
         vendor: r.get(3)?,
         direction: r.get(4)?,
@@ -94,7 +117,7 @@ pub(super) fn invoice_row(r: &Row<'_>) -> rusqlite::Result<InvoiceRecord> {
         month: r.get(3)?,
         canonical: r.get(4)?,
         log_seq: r.get(5)?,
-        received_at: r.get(6)?,
+        received_at: instant(r, 6)?,
     })
 }
 

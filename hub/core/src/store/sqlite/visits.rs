@@ -221,7 +221,7 @@ pub(super) fn ingest(
     let batch = visits::Batch { system: &system, visits, thresholds, now, cursor: cursor.as_deref() };
     let results = visits::ingest(&mut ledger, batch)?;
     log.canonical = ledger.summary.take();
-    let seq = append_log_in(conn, chain, slot, &received_at, log)?;
+    let seq = append_log_in(conn, chain, slot, now, log)?;
     Ok(IngestReport { log_seq: seq, results })
 }
 

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use carehub_model::{AckStatus, Clock};
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
@@ -91,11 +92,12 @@ fn apply_batch(conn: &mut Connection, batch: Vec<WriteRequest>, clock: &Clock) {
     let mut replies = Vec::with_capacity(batch.len());
     for req in batch {
         let saved = chain.clone();
-        let now = ts(clock.now());
+        let at = clock.now();
+        let now = ts(at);
         let result = tx.execute_batch("SAVEPOINT request").map_err(StoreError::from).and_then(|_| {
             let mut results = Vec::with_capacity(req.ops.len());
             for op in req.ops {
-                let result = apply_op(&tx, &mut chain, &now, &results, op)?;
+                let result = apply_op(&tx, &mut chain, at, &now, &results, op)?;
                 results.push(result);
             }
             Ok(results)
@@ -152,18 +154,19 @@ fn resolve(conn: &Connection, done: &[OpResult], reference: LogRef) -> Result<i6
 fn apply_op(
     conn: &Connection,
     chain: &mut (i64, String),
+    at: DateTime<Utc>,
     now: &str,
     done: &[OpResult],
     op: Op,
 ) -> Result<OpResult, StoreError> {
     match op {
-        Op::AppendLog(e) => Ok(OpResult::Logged(append_log(conn, chain, now, e)?)),
+        Op::AppendLog(e) => Ok(OpResult::Logged(append_log(conn, chain, at, e)?)),
         Op::InsertDecision(d) => {
             conn.prepare_cached(
                 "INSERT INTO decisions (id, system, content_hash, client, provider, canonical, received_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
-            .execute(params![d.id, d.system, d.content_hash, d.client, d.provider, d.canonical, d.received_at])
+            .execute(params![d.id, d.system, d.content_hash, d.client, d.provider, d.canonical, ts(d.received_at)])
             .map_err(|e| {
                 if is_unique_violation(&e) {
                     StoreError::Conflict(format!("decision {}", d.id))
@@ -335,7 +338,7 @@ fn apply_op(
                 append_log(
                     conn,
                     chain,
-                    &now,
+                    at,
                     NewLogEntry {
                         system: d.system.clone(),
                         vendor: String::new(),
@@ -392,7 +395,7 @@ fn apply_op(
                     "INSERT INTO invoices (provider, kind, id, month, canonical, log_seq, received_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
                 )?
-                .execute(params![i.provider, i.kind, i.id, i.month, i.canonical, log_seq, i.received_at])?;
+                .execute(params![i.provider, i.kind, i.id, i.month, i.canonical, log_seq, ts(i.received_at)])?;
             if stored > 0 {
                 bump_invoice_generation(conn, &i.provider)?;
             }
@@ -404,7 +407,7 @@ fn apply_op(
                 "INSERT INTO verifications (provider, invoice_id, month, report, log_seq, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![v.provider, v.invoice_id, v.month, v.report, log_seq, v.created_at])?;
+            .execute(params![v.provider, v.invoice_id, v.month, v.report, log_seq, ts(v.created_at)])?;
             let mut line = conn.prepare_cached(
                 "INSERT INTO verified_lines (provider, invoice_id, line_id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
             )?;
