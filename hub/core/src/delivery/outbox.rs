@@ -15,15 +15,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use tokio::sync::{watch, Notify, Semaphore};
 use tracing::{info, warn, Instrument};
 
 use crate::adapter::{DeliveryError, Envelope, Registry};
 use crate::metrics::Metrics;
-use crate::store::{
-    status, ts, AttemptOutcome, Delivery, DeliveryFilter, NewLogEntry, Op, OpResult, Store, StoreError,
-};
+use crate::store::{status, AttemptOutcome, Delivery, DeliveryFilter, NewLogEntry, Op, OpResult, Store, StoreError};
 
 /// How long a lease outlives an attempt's timeout.
 pub const LEASE_MARGIN: Duration = Duration::from_secs(2);
@@ -133,13 +130,9 @@ impl DeliveryLoop {
     async fn idle_wait(&self) -> Duration {
         let max = Duration::from_secs(1);
         match self.store.next_due().await {
-            Ok(Some(at)) => match DateTime::parse_from_rfc3339(&at) {
-                Ok(at) => (at.with_timezone(&Utc) - self.clock.now())
-                    .to_std()
-                    .unwrap_or(Duration::ZERO)
-                    .clamp(Duration::from_millis(5), max),
-                Err(_) => max,
-            },
+            Ok(Some(at)) => {
+                (at - self.clock.now()).to_std().unwrap_or(Duration::ZERO).clamp(Duration::from_millis(5), max)
+            }
             _ => max,
         }
     }
@@ -149,7 +142,7 @@ impl DeliveryLoop {
             chrono::Duration::from_std(self.policy.timeout + LEASE_MARGIN).unwrap_or(chrono::Duration::seconds(30));
         let results = self
             .store
-            .commit(vec![Op::ClaimDue { owner: self.owner.clone(), lease_until: ts(self.clock.now() + lease), limit }])
+            .commit(vec![Op::ClaimDue { owner: self.owner.clone(), lease_until: self.clock.now() + lease, limit }])
             .await?;
         Ok(results
             .into_iter()
@@ -243,10 +236,8 @@ impl DeliveryLoop {
                 entry.content_type = receipt.content_type.unwrap_or_default();
                 entry.payload = receipt.body;
                 info!(system = %d.system, delivery = d.id, attempt, "delivered");
-                if let Ok(enqueued) = DateTime::parse_from_rfc3339(&d.created_at) {
-                    let latency = self.clock.now() - enqueued.with_timezone(&Utc);
-                    self.metrics.delivered_after(&d.system, latency.num_milliseconds() as f64 / 1000.0);
-                }
+                let latency = self.clock.now() - d.created_at;
+                self.metrics.delivered_after(&d.system, latency.num_milliseconds() as f64 / 1000.0);
                 AttemptOutcome::Delivered
             }
             Err((e, vendor)) => {
@@ -260,7 +251,7 @@ impl DeliveryLoop {
                         self.clock.now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1));
                     entry.status = status::RETRYING;
                     warn!(system = %d.system, delivery = d.id, attempt, retry_in_ms = wait.as_millis() as u64, error = %e, "delivery failed, will retry");
-                    AttemptOutcome::Retry { next_attempt_at: ts(next), error: e.to_string() }
+                    AttemptOutcome::Retry { next_attempt_at: next, error: e.to_string() }
                 } else {
                     entry.status = status::DEAD_LETTER;
                     warn!(system = %d.system, delivery = d.id, attempt, error = %e, "delivery dead-lettered");

@@ -29,7 +29,7 @@ use tracing::{debug, info, warn, Instrument};
 use crate::adapter::{Registry, System, SystemRole};
 use crate::mapping::Decoded;
 use crate::metrics::Metrics;
-use crate::store::{order_status, status, ts, DecisionRecord, LogRef, NewLogEntry, Op, OrderRecord, Store, StoreError};
+use crate::store::{order_status, status, DecisionRecord, LogRef, NewLogEntry, Op, OrderRecord, Store, StoreError};
 
 /// Where orders for a provider go.
 #[derive(Debug, Clone)]
@@ -406,7 +406,7 @@ impl Hub {
                     &inbound.system.name,
                     &target.name,
                     order_status::QUEUED,
-                    ts(self.clock.now()),
+                    self.clock.now(),
                 ))),
                 Op::AppendLog(out_entry),
                 Op::Enqueue(super::delivery(

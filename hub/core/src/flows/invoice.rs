@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 
 use carehub_model::{Decision, ErrorCode, InvoiceKind, Message, MessageType, Month, OrgNumber, VisitOutcome};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use serde_json::json;
 use tracing::{debug, info};
 
@@ -416,7 +416,7 @@ impl Hub {
             let plan_notice = match (&record.plan_established_on, &record.plan_received_at) {
                 (Some(on), Some(at)) => Some(PlanNoticeFacts {
                     established_on: NaiveDate::parse_from_str(on, "%Y-%m-%d").unwrap_or(record.order.plan_due),
-                    arrived_at: parse_store_ts(at).unwrap_or(DateTime::<Utc>::MAX_UTC),
+                    arrived_at: *at,
                     compensated_before: false,
                 }),
                 _ => None,

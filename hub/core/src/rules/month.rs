@@ -187,8 +187,7 @@ fn order_facts(facts: ProviderMonth) -> Vec<OrderEvidence> {
                 (Some(on), Some(at)) => Some(PlanNoticeFacts {
                     established_on: chrono::NaiveDate::parse_from_str(on, "%Y-%m-%d")
                         .unwrap_or(o.record.order.plan_due),
-                    // A stamp that cannot be read never counts as on time.
-                    arrived_at: crate::store::parse_store_ts(at).unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
+                    arrived_at: *at,
                     compensated_before: false,
                 }),
                 _ => None,
@@ -342,7 +341,7 @@ mod tests {
         let start = NaiveDate::from_ymd_opt(2026, 11, 1).expect("date");
         let order = Order::from_decision(id.to_owned(), &decision, start, Deadlines::default());
         MonthOrder {
-            record: OrderRecord::new(order, "combine", "phoniro", "accepted", String::new()),
+            record: OrderRecord::new(order, "combine", "phoniro", "accepted", chrono::DateTime::UNIX_EPOCH),
             decision_valid_from: start,
             decision_valid_to: None,
             visits: visits

@@ -175,7 +175,7 @@ fn decision_ops(n: usize, client: &str) -> Vec<Op> {
     vec![
         Op::AppendLog(NewLogEntry { decision_id: Some(d.id.as_str().into()), ..inbound("decision") }),
         Op::InsertDecision(decision_record(&d)),
-        Op::InsertOrder(Box::new(OrderRecord::new(order, "combine", "phoniro", order_status::QUEUED, ts(start())))),
+        Op::InsertOrder(Box::new(OrderRecord::new(order, "combine", "phoniro", order_status::QUEUED, start()))),
         Op::AppendLog(queued(&key, Some(&order_id))),
         Op::Enqueue(delivery(&key, Some(&order_id), LogRef::Op(3))),
     ]
@@ -203,10 +203,8 @@ fn logged(results: &[OpResult]) -> Vec<i64> {
 }
 
 async fn claim(store: &dyn Store, owner: &str, lease_until: DateTime<Utc>, limit: usize) -> Vec<String> {
-    let results = store
-        .commit(vec![Op::ClaimDue { owner: owner.into(), lease_until: ts(lease_until), limit }])
-        .await
-        .expect("a claim commits");
+    let results =
+        store.commit(vec![Op::ClaimDue { owner: owner.into(), lease_until, limit }]).await.expect("a claim commits");
     match results.as_slice() {
         [OpResult::Claimed(rows)] => rows.iter().map(|d| d.idempotency_key.clone()).collect(),
         other => panic!("ClaimDue yields Claimed, not {other:?}"),
@@ -392,13 +390,13 @@ pub async fn claims_take_due_rows_and_respect_leases(store: Arc<dyn Store>, cloc
     let (a, b) = (by_key(&*store, "A").await, by_key(&*store, "B").await);
     attempted(&*store, a.id, AttemptOutcome::Delivered).await;
     let retry_at = start() + Duration::minutes(10);
-    attempted(&*store, b.id, AttemptOutcome::Retry { next_attempt_at: ts(retry_at), error: "503".into() }).await;
+    attempted(&*store, b.id, AttemptOutcome::Retry { next_attempt_at: retry_at, error: "503".into() }).await;
 
     clock.set(lease);
     assert!(claim(&*store, "w3", lease + Duration::seconds(60), 10).await.is_empty(), "a lease holds through its end");
     clock.set(lease + Duration::microseconds(1));
     assert_eq!(claim(&*store, "w3", retry_at, 10).await, vec!["C"], "an expired lease is claimed again");
-    assert_eq!(store.next_due().await.expect("reads"), Some(ts(start() + Duration::seconds(2))), "C is still due");
+    assert_eq!(store.next_due().await.expect("reads"), Some(start() + Duration::seconds(2)), "C is still due");
 
     clock.set(retry_at - Duration::seconds(1));
     assert!(claim(&*store, "w4", retry_at + Duration::minutes(1), 10).await.is_empty(), "B is not due yet");
@@ -428,11 +426,11 @@ pub async fn attempts_are_recorded_and_move_the_order(store: Arc<dyn Store>, clo
     let (one, two) = (by_key(&*store, "O-1:order").await, by_key(&*store, "O-2:order").await);
 
     let retry_at = start() + Duration::minutes(5);
-    attempted(&*store, one.id, AttemptOutcome::Retry { next_attempt_at: ts(retry_at), error: "timeout".into() }).await;
+    attempted(&*store, one.id, AttemptOutcome::Retry { next_attempt_at: retry_at, error: "timeout".into() }).await;
     let row = by_key(&*store, "O-1:order").await;
     assert_eq!(
-        (row.state.as_str(), row.attempts, row.next_attempt_at.clone(), row.last_error.as_deref()),
-        (delivery_state::PENDING, 1, ts(retry_at), Some("timeout"))
+        (row.state.as_str(), row.attempts, row.next_attempt_at, row.last_error.as_deref()),
+        (delivery_state::PENDING, 1, retry_at, Some("timeout"))
     );
     assert_eq!(store.order("O-1").await.expect("read").expect("order").status, order_status::QUEUED);
 
@@ -450,9 +448,9 @@ pub async fn attempts_are_recorded_and_move_the_order(store: Arc<dyn Store>, clo
     store.commit(vec![Op::RecordAck(ack)]).await.expect("ack");
     attempted(&*store, two.id, AttemptOutcome::Delivered).await;
     let row = by_key(&*store, "O-2:order").await;
-    assert_eq!((row.state.as_str(), row.delivered_at.clone()), (delivery_state::DELIVERED, Some(ts(retry_at))));
+    assert_eq!((row.state.as_str(), row.delivered_at), (delivery_state::DELIVERED, Some(retry_at)));
     let order = store.order("O-2").await.expect("read").expect("order");
-    assert_eq!((order.status.as_str(), order.delivered_at), (order_status::ACCEPTED, Some(ts(retry_at))));
+    assert_eq!((order.status.as_str(), order.delivered_at), (order_status::ACCEPTED, Some(retry_at)));
     assert_eq!(store.outbox_counts().await.expect("counts"), OutboxCounts { pending: 0, delivered: 1, dead: 1 });
 
     let err = store
@@ -490,10 +488,7 @@ pub async fn requeue_puts_dead_letters_back(store: Arc<dyn Store>, clock: Clock)
     };
     assert_eq!(requeued.iter().map(|d| d.id).collect::<Vec<_>>(), vec![one.id], "only dead rows come back");
     let row = by_key(&*store, "O-1:order").await;
-    assert_eq!(
-        (row.state.as_str(), row.attempts, row.next_attempt_at.clone()),
-        (delivery_state::PENDING, 0, ts(clock.now()))
-    );
+    assert_eq!((row.state.as_str(), row.attempts, row.next_attempt_at), (delivery_state::PENDING, 0, clock.now()));
     assert_eq!(by_key(&*store, "X").await.state, delivery_state::DEAD, "X was not named");
     assert_eq!(store.order("O-1").await.expect("read").expect("order").status, order_status::QUEUED);
 
@@ -520,7 +515,7 @@ async fn homes(store: &dyn Store) {
         store
             .commit(vec![
                 Op::InsertDecision(decision_record(&d)),
-                Op::InsertOrder(Box::new(OrderRecord::new(order, "combine", "phoniro", "accepted", String::new()))),
+                Op::InsertOrder(Box::new(OrderRecord::new(order, "combine", "phoniro", "accepted", start()))),
                 Op::RegisterTag(TagRegistration {
                     tag_uid: TagUid::parse(tag).expect("tag"),
                     client: PersonalIdentityNumber::parse(client).expect("pnr"),

@@ -231,13 +231,17 @@ pub struct OrderRecord {
     /// The provider's time-registration system the order goes to.
     pub provider_system: String,
     pub status: String,
-    pub created_at: String,
-    pub delivered_at: Option<String>,
+    #[serde(serialize_with = "crate::log::time::serialize")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::log::time::serialize_opt")]
+    pub delivered_at: Option<DateTime<Utc>>,
     pub ack_status: Option<String>,
     pub ack_reason: Option<String>,
-    pub acked_at: Option<String>,
+    #[serde(serialize_with = "crate::log::time::serialize_opt")]
+    pub acked_at: Option<DateTime<Utc>>,
     pub plan_established_on: Option<String>,
-    pub plan_received_at: Option<String>,
+    #[serde(serialize_with = "crate::log::time::serialize_opt")]
+    pub plan_received_at: Option<DateTime<Utc>>,
 }
 
 impl OrderRecord {
@@ -248,7 +252,7 @@ impl OrderRecord {
         source_system: impl Into<String>,
         provider_system: impl Into<String>,
         status: impl Into<String>,
-        created_at: String,
+        created_at: DateTime<Utc>,
     ) -> OrderRecord {
         OrderRecord {
             order,
@@ -320,10 +324,13 @@ pub struct Delivery {
     pub body: Vec<u8>,
     pub state: String,
     pub attempts: u32,
-    pub next_attempt_at: String,
+    #[serde(serialize_with = "crate::log::time::serialize")]
+    pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
-    pub created_at: String,
-    pub delivered_at: Option<String>,
+    #[serde(serialize_with = "crate::log::time::serialize")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::log::time::serialize_opt")]
+    pub delivered_at: Option<DateTime<Utc>>,
     pub action: Option<String>,
     /// The log entry that queued it (absent for rows queued before version 7 whose entry
     /// was not found).
@@ -334,7 +341,7 @@ pub struct Delivery {
 #[derive(Debug, Clone)]
 pub enum AttemptOutcome {
     Delivered,
-    Retry { next_attempt_at: String, error: String },
+    Retry { next_attempt_at: DateTime<Utc>, error: String },
     Dead { error: String },
 }
 
@@ -358,7 +365,7 @@ pub enum Op {
     /// Records an attempt's result on a delivery (and its order, for order deliveries).
     Attempted { id: i64, outcome: AttemptOutcome },
     /// Leases up to `limit` due deliveries to `owner`; yields [`OpResult::Claimed`].
-    ClaimDue { owner: String, lease_until: String, limit: usize },
+    ClaimDue { owner: String, lease_until: DateTime<Utc>, limit: usize },
     /// Puts dead letters (all, or those with these ids) back in the outbox and logs a
     /// `requeued` entry for each; yields [`OpResult::Requeued`].
     Requeue { ids: Option<Vec<i64>> },
@@ -702,7 +709,7 @@ pub trait OrderStore: Send + Sync {
 pub trait OutboxStore: Send + Sync {
     async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<Delivery>, StoreError>;
     /// When the earliest pending delivery falls due.
-    async fn next_due(&self) -> Result<Option<String>, StoreError>;
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
 }
 

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::Json;
-use carehub_core::store::DeliveryFilter;
+use carehub_core::store::{ts, DeliveryFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -38,10 +38,10 @@ impl From<carehub_core::store::Delivery> for DeliveryView {
             idempotency_key: d.idempotency_key,
             state: d.state,
             attempts: d.attempts,
-            next_attempt_at: d.next_attempt_at,
+            next_attempt_at: ts(d.next_attempt_at),
             last_error: d.last_error,
-            created_at: d.created_at,
-            delivered_at: d.delivered_at,
+            created_at: ts(d.created_at),
+            delivered_at: d.delivered_at.map(ts),
         }
     }
 }

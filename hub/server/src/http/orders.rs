@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::Json;
-use carehub_core::store::{DeliveryFilter, LogEntry, LogFilter, OrderFilter, OrderRecord};
+use carehub_core::store::{ts, DeliveryFilter, LogEntry, LogFilter, OrderFilter, OrderRecord};
 use carehub_model::ErrorCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -42,13 +42,13 @@ impl OrderView {
             source_system: r.source_system,
             provider_system: r.provider_system,
             status: r.status,
-            created_at: r.created_at,
-            delivered_at: r.delivered_at,
+            created_at: ts(r.created_at),
+            delivered_at: r.delivered_at.map(ts),
             ack_status: r.ack_status,
             ack_reason: r.ack_reason,
-            acked_at: r.acked_at,
+            acked_at: r.acked_at.map(ts),
             plan_established_on: r.plan_established_on,
-            plan_received_at: r.plan_received_at,
+            plan_received_at: r.plan_received_at.map(ts),
         }
     }
 }
@@ -247,7 +247,7 @@ pub(super) async fn order_trace(
         .iter()
         .map(|e| TraceStep {
             message_id: e.seq,
-            at: carehub_core::store::ts(e.at),
+            at: ts(e.at),
             step: describe_step(e),
             direction: e.direction.clone(),
             system: e.system.clone(),

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use carehub_model::Clock;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
@@ -355,9 +355,11 @@ impl OutboxStore for SqliteStore {
         .await
     }
 
-    async fn next_due(&self) -> Result<Option<String>, StoreError> {
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.read(|c| {
-            Ok(c.query_row("SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'", [], |r| r.get(0))?)
+            Ok(c.query_row("SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'", [], |r| {
+                instant_opt(r, 0)
+            })?)
         })
         .await
     }

@@ -45,10 +45,10 @@ pub(super) fn delivery_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
         body: r.get(7)?,
         state: r.get(8)?,
         attempts: r.get(9)?,
-        next_attempt_at: r.get(10)?,
+        next_attempt_at: instant(r, 10)?,
         last_error: r.get(11)?,
-        created_at: r.get(12)?,
-        delivered_at: r.get(13)?,
+        created_at: instant(r, 12)?,
+        delivered_at: instant_opt(r, 13)?,
         action: r.get(14)?,
         log_seq: r.get(15)?,
     })
@@ -99,13 +99,13 @@ pub(super) fn order_row_at(r: &Row<'_>, at: usize) -> rusqlite::Result<OrderReco
         source_system: r.get(at + 1)?,
         provider_system: r.get(at + 2)?,
         status: r.get(at + 3)?,
-        created_at: r.get(at + 4)?,
-        delivered_at: r.get(at + 5)?,
+        created_at: instant(r, at + 4)?,
+        delivered_at: instant_opt(r, at + 5)?,
         ack_status: r.get(at + 6)?,
         ack_reason: r.get(at + 7)?,
-        acked_at: r.get(at + 8)?,
+        acked_at: instant_opt(r, at + 8)?,
         plan_established_on: r.get(at + 9)?,
-        plan_received_at: r.get(at + 10)?,
+        plan_received_at: instant_opt(r, at + 10)?,
     })
 }
 

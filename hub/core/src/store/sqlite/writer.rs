@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use carehub_model::{AckStatus, Clock};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
@@ -92,7 +92,8 @@ fn apply_batch(conn: &mut Connection, batch: Vec<WriteRequest>, clock: &Clock) {
     let mut replies = Vec::with_capacity(batch.len());
     for req in batch {
         let saved = chain.clone();
-        let at = clock.now();
+        // To the microsecond: the instant reads back as it was written.
+        let at = clock.now().trunc_subsecs(6);
         let now = ts(at);
         let result = tx.execute_batch("SAVEPOINT request").map_err(StoreError::from).and_then(|_| {
             let mut results = Vec::with_capacity(req.ops.len());
@@ -193,7 +194,7 @@ fn apply_op(
                 o.order.execute_by.to_string(),
                 o.order.plan_due.to_string(),
                 canonical,
-                o.created_at,
+                ts(o.created_at),
                 o.status,
                 o.order.start_date.to_string(),
                 o.order.end_date.map(|d| d.to_string()),
@@ -265,7 +266,7 @@ fn apply_op(
             let (state, next, error, delivered) = match outcome {
                 AttemptOutcome::Delivered => (delivery_state::DELIVERED, now.clone(), None, Some(now.clone())),
                 AttemptOutcome::Retry { next_attempt_at, error } => {
-                    (delivery_state::PENDING, next_attempt_at, Some(error), None)
+                    (delivery_state::PENDING, ts(next_attempt_at), Some(error), None)
                 }
                 AttemptOutcome::Dead { error } => (delivery_state::DEAD, now.clone(), Some(error), None),
             };
@@ -307,7 +308,7 @@ fn apply_op(
                  RETURNING {DELIVERY_COLUMNS}"
             ))?;
             let mut rows =
-                stmt.query_map(params![owner, lease_until, now], delivery_row)?.collect::<Result<Vec<_>, _>>()?;
+                stmt.query_map(params![owner, ts(lease_until), now], delivery_row)?.collect::<Result<Vec<_>, _>>()?;
             rows.sort_by_key(|d| d.id);
             Ok(OpResult::Claimed(rows))
         }
@@ -355,7 +356,7 @@ fn apply_op(
                 )?;
                 d.state = delivery_state::PENDING.to_owned();
                 d.attempts = 0;
-                d.next_attempt_at = now.clone();
+                d.next_attempt_at = at;
                 requeued.push(d);
             }
             Ok(OpResult::Requeued(requeued))
