@@ -25,7 +25,6 @@ use crate::rules::invoices::{
     self, Invoice, InvoiceLine, ManualCounts, OrderEvidence, PlanNoticeFacts, VerificationInput, VisitEvidence,
 };
 use crate::rules::visits::Outcome;
-use crate::store::parse_store_ts;
 use crate::store::{
     status, ts, InvoiceRecord, LogLink, LogRef, NewInvoice, NewLogEntry, NewVerification, Op, StoreError, VisitFilter,
 };
@@ -402,15 +401,13 @@ impl Hub {
                 .map_err(store_unavailable)?;
             let visits = stored
                 .iter()
-                .filter_map(|v| {
-                    Some(VisitEvidence {
-                        check_in: parse_store_ts(&v.check_in)?,
-                        check_out: v.check_out.as_deref().and_then(parse_store_ts),
-                        validation: Outcome::parse(&v.outcome),
-                        outcome: VisitOutcome::parse(&v.visit_outcome),
-                        planned_minutes: v.planned_minutes.and_then(|m| u32::try_from(m).ok()),
-                        manual: v.manual,
-                    })
+                .map(|v| VisitEvidence {
+                    check_in: v.check_in,
+                    check_out: v.check_out,
+                    validation: Outcome::parse(&v.outcome),
+                    outcome: VisitOutcome::parse(&v.visit_outcome),
+                    planned_minutes: v.planned_minutes.and_then(|m| u32::try_from(m).ok()),
+                    manual: v.manual,
                 })
                 .collect();
             let plan_notice = match (&record.plan_established_on, &record.plan_received_at) {

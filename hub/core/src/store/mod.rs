@@ -511,8 +511,10 @@ pub struct VisitRecord {
     pub client: String,
     pub order_id: Option<String>,
     pub staff: String,
-    pub check_in: String,
-    pub check_out: Option<String>,
+    #[serde(serialize_with = "crate::log::time::serialize")]
+    pub check_in: DateTime<Utc>,
+    #[serde(serialize_with = "crate::log::time::serialize_opt")]
+    pub check_out: Option<DateTime<Utc>>,
     pub month: String,
     pub seconds: Option<i64>,
     pub planned_minutes: Option<i64>,
@@ -524,7 +526,8 @@ pub struct VisitRecord {
     pub visit: serde_json::Value,
     pub message_id: i64,
     pub line: Option<i64>,
-    pub received_at: String,
+    #[serde(serialize_with = "crate::log::time::serialize")]
+    pub received_at: DateTime<Utc>,
     /// For paging: list the next page with `after`.
     pub seq: i64,
 }
@@ -587,8 +590,8 @@ pub struct LogFilter {
     pub message_type: Option<String>,
     pub system: Option<String>,
     pub status: Option<String>,
-    pub since: Option<String>,
-    pub until: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
     /// Only entries after this sequence number (for paging).
     pub after_seq: Option<i64>,
     pub limit: usize,

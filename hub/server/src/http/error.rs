@@ -187,11 +187,11 @@ pub(super) fn bad_request(msg: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::BadRequest, msg)
 }
 
-pub(super) fn instant(s: &Option<String>, key: &str) -> ApiResult<Option<String>> {
+pub(super) fn instant(s: &Option<String>, key: &str) -> ApiResult<Option<chrono::DateTime<chrono::Utc>>> {
     match s {
         None => Ok(None),
         Some(s) => chrono::DateTime::parse_from_rfc3339(s)
-            .map(|d| Some(carehub_core::store::ts(d.with_timezone(&chrono::Utc))))
+            .map(|d| Some(d.with_timezone(&chrono::Utc)))
             .map_err(|_| bad_request(format!("{key}: not an RFC 3339 instant"))),
     }
 }

@@ -222,8 +222,8 @@ impl LogStore for SqliteStore {
             add("message_type", "=", &f.message_type);
             add("system", "=", &f.system);
             add("status", "=", &f.status);
-            add("at", ">=", &f.since);
-            add("at", "<", &f.until);
+            add("at", ">=", &f.since.map(ts));
+            add("at", "<", &f.until.map(ts));
             if let Some(after) = f.after_seq {
                 args.push(Box::new(after));
                 sql.push_str(&format!(" AND seq > ?{}", args.len()));

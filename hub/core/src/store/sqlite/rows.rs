@@ -139,8 +139,8 @@ pub(super) fn visit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VisitRecord> 
         client: r.get(4)?,
         order_id: r.get(5)?,
         staff: r.get(6)?,
-        check_in: r.get(7)?,
-        check_out: r.get(8)?,
+        check_in: instant(r, 7)?,
+        check_out: instant_opt(r, 8)?,
         month: r.get(9)?,
         seconds: r.get(10)?,
         planned_minutes: r.get(11)?,
@@ -152,6 +152,6 @@ pub(super) fn visit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VisitRecord> 
         visit: json(17)?,
         message_id: r.get(18)?,
         line: r.get(19)?,
-        received_at: r.get(20)?,
+        received_at: instant(r, 20)?,
     })
 }
