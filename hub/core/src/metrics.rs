@@ -229,13 +229,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn message(&self, system: &str, direction: &str, message_type: &str, status: &str) {
+    pub fn message(&self, system: &str, direction: &str, message_type: &str, status: carehub_model::LogStatus) {
         self.messages
             .get_or_create(&MessageLabels {
                 system: system.to_owned(),
                 direction: direction.to_owned(),
                 message_type: message_type.to_owned(),
-                status: status.to_owned(),
+                status: status.as_str().to_owned(),
             })
             .inc();
     }
@@ -263,8 +263,9 @@ impl Metrics {
         }
     }
 
-    pub fn delivery(&self, system: &str, outcome: &str) {
-        self.deliveries.get_or_create(&DeliveryLabels { system: system.to_owned(), outcome: outcome.to_owned() }).inc();
+    pub fn delivery(&self, system: &str, outcome: carehub_model::LogStatus) {
+        let outcome = outcome.as_str().to_owned();
+        self.deliveries.get_or_create(&DeliveryLabels { system: system.to_owned(), outcome }).inc();
     }
 
     /// An HTTP request answered: its matched route (or `unmatched`), method, status code and
@@ -362,7 +363,7 @@ mod tests {
     #[test]
     fn counter_families_are_named_total_in_the_classic_format() {
         let m = Metrics::default();
-        m.message("combine", "in", "decision", "accepted");
+        m.message("combine", "in", "decision", carehub_model::LogStatus::Accepted);
         m.http_request("/healthz", "GET", 200, 0.002);
         let text = m.render(OverdueCounts::default(), OutboxCounts::default(), Format::Classic);
         assert!(text.contains("# HELP carehub_messages_total Messages logged"), "{text}");

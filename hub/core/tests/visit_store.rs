@@ -92,7 +92,7 @@ async fn ingest(store: &SqliteStore, visits: Vec<IncomingVisit>, cursor: Option<
                 direction: "in",
                 message_type: "visits".into(),
                 content_type: "application/json".into(),
-                status: "accepted",
+                status: carehub_core::store::LogStatus::Accepted,
                 ..NewLogEntry::default()
             },
             visits,

@@ -17,6 +17,8 @@
 //! - [`secret`]: configuration secrets that print as `**REDACTED**`.
 //! - [`message`]: decisions, orders, acknowledgements, plan notices and the [`Message`] enum.
 //! - [`month`]: [`Month`], the calendar month invoices, verification and follow-up are about.
+//! - [`status`]: where a message ([`LogStatus`]), an order ([`OrderStatus`]) and a delivery
+//!   ([`DeliveryState`]) stand, as closed sets with their stored text.
 
 pub mod clock;
 pub mod error;
@@ -24,6 +26,7 @@ pub mod id;
 pub mod message;
 pub mod month;
 pub mod secret;
+pub mod status;
 pub mod time;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -43,3 +46,4 @@ pub use id::{HsaId, OrgNumber, PersonalIdentityNumber, SourceId, TagUid};
 pub use message::*;
 pub use month::Month;
 pub use secret::Secret;
+pub use status::{DeliveryState, LogStatus, OrderStatus, UnknownStatus};

@@ -20,7 +20,7 @@ use tracing::{info, warn, Instrument};
 
 use crate::adapter::{DeliveryError, Envelope, Registry};
 use crate::metrics::Metrics;
-use crate::store::{status, AttemptOutcome, Delivery, DeliveryFilter, NewLogEntry, Op, OpResult, Store, StoreError};
+use crate::store::{AttemptOutcome, Delivery, DeliveryFilter, LogStatus, NewLogEntry, Op, OpResult, Store, StoreError};
 
 /// How long a lease outlives an attempt's timeout.
 pub const LEASE_MARGIN: Duration = Duration::from_secs(2);
@@ -232,7 +232,7 @@ impl DeliveryLoop {
         let outcome = match result {
             Ok((receipt, vendor)) => {
                 entry.vendor = vendor.to_owned();
-                entry.status = status::DELIVERED;
+                entry.status = LogStatus::Delivered;
                 entry.content_type = receipt.content_type.unwrap_or_default();
                 entry.payload = receipt.body;
                 info!(system = %d.system, delivery = d.id, attempt, "delivered");
@@ -249,11 +249,11 @@ impl DeliveryLoop {
                     let wait = self.policy.backoff(attempt);
                     let next =
                         self.clock.now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1));
-                    entry.status = status::RETRYING;
+                    entry.status = LogStatus::Retrying;
                     warn!(system = %d.system, delivery = d.id, attempt, retry_in_ms = wait.as_millis() as u64, error = %e, "delivery failed, will retry");
                     AttemptOutcome::Retry { next_attempt_at: next, error: e.to_string() }
                 } else {
-                    entry.status = status::DEAD_LETTER;
+                    entry.status = LogStatus::DeadLetter;
                     warn!(system = %d.system, delivery = d.id, attempt, error = %e, "delivery dead-lettered");
                     AttemptOutcome::Dead { error: e.to_string() }
                 }
@@ -265,7 +265,7 @@ impl DeliveryLoop {
         if let Err(e) = self.store.commit(ops).await {
             // The lease runs out and the row is tried again: the receiver drops the repeat
             // by its idempotency key.
-            warn!(delivery = d.id, status, error = %e, "cannot record a delivery attempt");
+            warn!(delivery = d.id, status = status.as_str(), error = %e, "cannot record a delivery attempt");
         }
     }
 }

@@ -29,7 +29,7 @@ use tracing::{debug, info, warn, Instrument};
 use crate::adapter::{Registry, System, SystemRole};
 use crate::mapping::Decoded;
 use crate::metrics::Metrics;
-use crate::store::{order_status, status, DecisionRecord, LogRef, NewLogEntry, Op, OrderRecord, Store, StoreError};
+use crate::store::{order_status, DecisionRecord, LogRef, LogStatus, NewLogEntry, Op, OrderRecord, Store, StoreError};
 
 /// Where orders for a provider go.
 #[derive(Debug, Clone)]
@@ -44,7 +44,7 @@ pub struct Route {
 pub struct Receipt {
     pub message_id: i64,
     /// `accepted`, or `duplicate` when the same message was taken before.
-    pub status: &'static str,
+    pub status: LogStatus,
     pub message_type: MessageType,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision_id: Option<String>,
@@ -125,7 +125,7 @@ pub(crate) struct Inbound<'a> {
 }
 
 impl Inbound<'_> {
-    pub(crate) fn entry(&self, status: &'static str) -> NewLogEntry {
+    pub(crate) fn entry(&self, status: LogStatus) -> NewLogEntry {
         NewLogEntry {
             system: self.system.name.clone(),
             vendor: self.system.vendor.to_owned(),
@@ -277,7 +277,7 @@ impl Hub {
         info!(system = %sys.name, rows = rows.len(), taken = kinds.len(), "CSV file taken");
         Ok(first.unwrap_or(Receipt {
             message_id: 0,
-            status: status::ACCEPTED,
+            status: LogStatus::Accepted,
             message_type: MessageType::Receipt,
             decision_id: None,
             order_id: None,
@@ -315,12 +315,12 @@ impl Hub {
         reason: String,
         corr: Correlation,
     ) -> Rejection {
-        let mut entry = inbound.entry(status::REJECTED);
+        let mut entry = inbound.entry(LogStatus::Rejected);
         entry.error_code = Some(code.as_str().to_owned());
         entry.error_message = Some(reason.clone());
         corr.apply(&mut entry);
         self.metrics.rejection(&inbound.system.name, code.as_str());
-        self.metrics.message(&inbound.system.name, "in", &entry.message_type, status::REJECTED);
+        self.metrics.message(&inbound.system.name, "in", &entry.message_type, LogStatus::Rejected);
         info!(system = %inbound.system.name, code = code.as_str(), "message rejected");
         match self.store.commit(vec![Op::AppendLog(entry)]).await {
             Ok(results) => Rejection { code, message: reason, message_id: logged_id(&results) },
@@ -334,14 +334,14 @@ impl Hub {
         kind: MessageType,
         corr: Correlation,
     ) -> Result<Receipt, Rejection> {
-        let mut entry = inbound.entry(status::DUPLICATE);
+        let mut entry = inbound.entry(LogStatus::Duplicate);
         corr.apply(&mut entry);
         let results = self.store.commit(vec![Op::AppendLog(entry)]).await.map_err(store_unavailable)?;
-        self.metrics.message(&inbound.system.name, "in", kind.as_str(), status::DUPLICATE);
+        self.metrics.message(&inbound.system.name, "in", kind.as_str(), LogStatus::Duplicate);
         debug!(system = %inbound.system.name, "duplicate message");
         Ok(Receipt {
             message_id: logged_id(&results).unwrap_or_default(),
-            status: status::DUPLICATE,
+            status: LogStatus::Duplicate,
             message_type: kind,
             decision_id: corr.decision_id,
             order_id: corr.order_id,
@@ -384,7 +384,7 @@ impl Hub {
                 Err(e) => return Err(self.cannot_render(inbound, target, e, corr).await),
             };
             let key = format!("{order_id}:order");
-            let mut inbound_entry = inbound.entry(status::ACCEPTED);
+            let mut inbound_entry = inbound.entry(LogStatus::Accepted);
             corr.apply(&mut inbound_entry);
             let mut out_entry =
                 outbound_entry(target, MessageType::Order, &rendered.content_type, &rendered.body, &key);
@@ -421,12 +421,12 @@ impl Hub {
             match self.store.commit(ops).await {
                 Ok(results) => {
                     self.outbox_notify.notify_one();
-                    self.metrics.message(&inbound.system.name, "in", "decision", status::ACCEPTED);
-                    self.metrics.message(&target.name, "out", "order", status::QUEUED);
+                    self.metrics.message(&inbound.system.name, "in", "decision", LogStatus::Accepted);
+                    self.metrics.message(&target.name, "out", "order", LogStatus::Queued);
                     info!(system = %inbound.system.name, order = %order_id, to = %target.name, "decision accepted, order queued");
                     return Ok(Receipt {
                         message_id: logged_id(&results).unwrap_or_default(),
-                        status: status::ACCEPTED,
+                        status: LogStatus::Accepted,
                         message_type: MessageType::Decision,
                         decision_id: corr.decision_id,
                         order_id: corr.order_id,
@@ -503,7 +503,7 @@ impl Hub {
             Err(e) => return Err(self.cannot_render(inbound, source, e, corr).await),
         };
         let key = format!("{}:{}", record.order.id, kind.as_str());
-        let mut inbound_entry = inbound.entry(status::ACCEPTED);
+        let mut inbound_entry = inbound.entry(LogStatus::Accepted);
         corr.apply(&mut inbound_entry);
         let mut out_entry = outbound_entry(source, kind, &rendered.content_type, &rendered.body, &key);
         out_entry.canonical = context
@@ -529,12 +529,12 @@ impl Hub {
         match self.store.commit(ops).await {
             Ok(results) => {
                 self.outbox_notify.notify_one();
-                self.metrics.message(&inbound.system.name, "in", kind.as_str(), status::ACCEPTED);
-                self.metrics.message(&source.name, "out", kind.as_str(), status::QUEUED);
+                self.metrics.message(&inbound.system.name, "in", kind.as_str(), LogStatus::Accepted);
+                self.metrics.message(&source.name, "out", kind.as_str(), LogStatus::Queued);
                 info!(system = %inbound.system.name, order = %record.order.id, kind = kind.as_str(), to = %source.name, "forwarded to case management");
                 Ok(Receipt {
                     message_id: logged_id(&results).unwrap_or_default(),
-                    status: status::ACCEPTED,
+                    status: LogStatus::Accepted,
                     message_type: kind,
                     decision_id: corr.decision_id,
                     order_id: corr.order_id,
@@ -587,7 +587,7 @@ impl Hub {
         let receipt = match &result {
             Ok(r) => carehub_model::FileReceipt {
                 file: file.to_owned(),
-                status: r.status.to_owned(),
+                status: r.status.as_str().to_owned(),
                 message_id: Some(r.message_id),
                 error_code: None,
                 error_message: None,
@@ -597,7 +597,7 @@ impl Hub {
             },
             Err(r) => carehub_model::FileReceipt {
                 file: file.to_owned(),
-                status: status::REJECTED.to_owned(),
+                status: LogStatus::Rejected.as_str().to_owned(),
                 message_id: r.message_id,
                 error_code: Some(r.code.as_str().to_owned()),
                 error_message: Some(r.message.clone()),
@@ -671,7 +671,7 @@ impl Hub {
             ..NewLogEntry::default()
         };
         let refuse = |mut entry: NewLogEntry, code: ErrorCode, reason: String| async move {
-            entry.status = status::REJECTED;
+            entry.status = LogStatus::Rejected;
             entry.error_code = Some(code.as_str().to_owned());
             entry.error_message = Some(reason.clone());
             match self.store.commit(vec![Op::AppendLog(entry)]).await {
@@ -692,7 +692,7 @@ impl Hub {
             }
         }
         let mut accepted = entry.clone();
-        accepted.status = status::ACCEPTED;
+        accepted.status = LogStatus::Accepted;
         match self.store.commit(vec![Op::AppendLog(accepted), Op::RegisterTag(tag)]).await {
             Ok(results) => Ok(logged_id(&results).unwrap_or_default()),
             Err(StoreError::Conflict(why)) => {
@@ -797,7 +797,7 @@ pub(crate) fn outbound_entry(
         message_type: kind.as_str().to_owned(),
         content_type: content_type.to_owned(),
         payload: body.to_vec(),
-        status: status::QUEUED,
+        status: LogStatus::Queued,
         delivery_key: Some(key.to_owned()),
         ..NewLogEntry::default()
     }

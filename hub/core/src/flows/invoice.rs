@@ -26,7 +26,8 @@ use crate::rules::invoices::{
 };
 use crate::rules::visits::Outcome;
 use crate::store::{
-    status, ts, InvoiceRecord, LogLink, LogRef, NewInvoice, NewLogEntry, NewVerification, Op, StoreError, VisitFilter,
+    ts, InvoiceRecord, LogLink, LogRef, LogStatus, NewInvoice, NewLogEntry, NewVerification, Op, StoreError,
+    VisitFilter,
 };
 
 /// Verifications of one invoice that may race others of the same provider's before the
@@ -264,7 +265,7 @@ impl Hub {
             for (key, value) in &report_extra {
                 report_json[key.as_str()] = value.clone();
             }
-            let mut entry: NewLogEntry = inbound.entry(status::ACCEPTED);
+            let mut entry: NewLogEntry = inbound.entry(LogStatus::Accepted);
             entry.message_type = kind.to_owned();
             entry.canonical = Some(report_json.to_string());
             corr.apply(&mut entry);
@@ -297,11 +298,11 @@ impl Hub {
         if queued {
             self.outbox_notify.notify_one();
         }
-        self.metrics.message(&sys.name, "in", kind, status::ACCEPTED);
+        self.metrics.message(&sys.name, "in", kind, LogStatus::Accepted);
         info!(system = %sys.name, lines = target.lines.len(), codes = report.codes().len(), "invoice verified");
         Ok(Receipt {
             message_id: crate::flows::decision::logged_id(&results).unwrap_or_default(),
-            status: status::ACCEPTED,
+            status: LogStatus::Accepted,
             message_type: MessageType::Receipt,
             decision_id: None,
             order_id: None,
@@ -630,7 +631,7 @@ impl Hub {
                 content_type: "text/csv; charset=utf-8".to_owned(),
                 payload: payload(&[r.line]),
                 canonical: r.canonical.clone(),
-                status: status::REJECTED,
+                status: LogStatus::Rejected,
                 error_code: Some(r.code.as_str().to_owned()),
                 error_message: Some(r.message.clone()),
                 ..NewLogEntry::default()
@@ -640,7 +641,7 @@ impl Hub {
             }
             let results = self.store.commit(vec![Op::AppendLog(entry)]).await.map_err(store_unavailable)?;
             self.metrics.rejection(&sys.name, r.code.as_str());
-            self.metrics.message(&sys.name, "in", MessageType::InvoiceLine.as_str(), status::REJECTED);
+            self.metrics.message(&sys.name, "in", MessageType::InvoiceLine.as_str(), LogStatus::Rejected);
             let id = crate::flows::decision::logged_id(&results);
             first_id = first_id.or(id);
             refusals.push(json!({"line": r.line, "code": r.code.as_str(), "message": r.message, "message_id": id}));
@@ -689,7 +690,7 @@ impl Hub {
         }
         Ok(Receipt {
             message_id: receipt_id.unwrap_or_default(),
-            status: status::ACCEPTED,
+            status: LogStatus::Accepted,
             message_type: MessageType::InvoiceLine,
             decision_id: None,
             order_id: None,

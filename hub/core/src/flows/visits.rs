@@ -28,7 +28,7 @@ use crate::flows::decision::{
 use crate::mapping::RowDecoded;
 use crate::rules::visits::Outcome;
 use crate::store::{
-    progress, status, IncomingVisit, IngestReport, LogRef, NewLogEntry, Op, OpResult, StoreError, VisitIngest,
+    progress, IncomingVisit, IngestReport, LogRef, LogStatus, NewLogEntry, Op, OpResult, StoreError, VisitIngest,
 };
 
 /// Visits per store commit when a file is taken: large enough to share the commit's cost,
@@ -138,7 +138,7 @@ impl Hub {
                 batch.visits.into_iter().map(|v| self.complete(sys, &served, v, None, &Sender::Trusted)).collect();
             ops.push(Op::IngestVisits(Box::new(VisitIngest {
                 system: sys.name.clone(),
-                log: inbound.entry(status::ACCEPTED),
+                log: inbound.entry(LogStatus::Accepted),
                 visits,
                 thresholds: self.visit_rules,
                 now,
@@ -150,7 +150,7 @@ impl Hub {
         for r in results {
             if let OpResult::Visits(report) = r {
                 self.count(sys, &report);
-                self.metrics.message(&sys.name, "in", MessageType::Visits.as_str(), status::ACCEPTED);
+                self.metrics.message(&sys.name, "in", MessageType::Visits.as_str(), LogStatus::Accepted);
                 reports.push(report);
             }
         }
@@ -187,7 +187,7 @@ impl Hub {
         let served = self.providers_of(inbound.system);
         let incoming: Vec<IncomingVisit> =
             visits.into_iter().map(|v| self.complete(inbound.system, &served, v, None, sender)).collect();
-        let mut entry = inbound.entry(status::ACCEPTED);
+        let mut entry = inbound.entry(LogStatus::Accepted);
         let only = match incoming.as_slice() {
             [IncomingVisit::Visit { visit, .. }] => Some(visit),
             _ => None,
@@ -199,7 +199,7 @@ impl Hub {
             Sender::Trusted => only.and_then(|v| v.provider.as_ref()).map(|p| p.as_str().to_owned()),
         };
         let report = self.ingest(inbound.system, entry, incoming, cursor).await?;
-        self.metrics.message(&inbound.system.name, "in", kind.as_str(), status::ACCEPTED);
+        self.metrics.message(&inbound.system.name, "in", kind.as_str(), LogStatus::Accepted);
         let all_copies = !report.results.is_empty() && report.results.iter().all(|r| r.duplicate_of.is_some());
         info!(
             system = %inbound.system.name,
@@ -209,7 +209,7 @@ impl Hub {
         );
         Ok(Receipt {
             message_id: report.log_seq,
-            status: if all_copies { status::DUPLICATE } else { status::ACCEPTED },
+            status: if all_copies { LogStatus::Duplicate } else { LogStatus::Accepted },
             message_type: kind,
             decision_id: None,
             order_id: None,
@@ -244,7 +244,7 @@ impl Hub {
                 message_type: MessageType::Visits.as_str().to_owned(),
                 content_type: "text/csv".to_owned(),
                 payload: payload.take().unwrap_or_default(),
-                status: status::ACCEPTED,
+                status: LogStatus::Accepted,
                 ..NewLogEntry::default()
             };
             if let Some(first) = first_seq {
@@ -264,11 +264,11 @@ impl Hub {
             all.extend(report.results);
         }
         let rejected = all.iter().filter(|r| r.outcome == Outcome::Rejected).count();
-        self.metrics.message(&sys.name, "in", MessageType::Visits.as_str(), status::ACCEPTED);
+        self.metrics.message(&sys.name, "in", MessageType::Visits.as_str(), LogStatus::Accepted);
         info!(system = %sys.name, rows = total, rejected, "visit file taken");
         Ok(Receipt {
             message_id: first_seq.unwrap_or_default(),
-            status: status::ACCEPTED,
+            status: LogStatus::Accepted,
             message_type: MessageType::Visits,
             decision_id: None,
             order_id: None,

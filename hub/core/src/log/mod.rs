@@ -36,7 +36,7 @@ pub struct LogEntry {
     #[serde(skip)]
     pub payload: Vec<u8>,
     pub canonical: Option<String>,
-    pub status: String,
+    pub status: carehub_model::LogStatus,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub decision_id: Option<String>,
@@ -69,7 +69,7 @@ pub fn entry_hash(prev_hash: &str, e: &LogEntry) -> String {
     field(&e.payload);
     for opt in [
         &e.canonical,
-        &Some(e.status.clone()),
+        &Some(e.status.as_str().to_owned()),
         &e.error_code,
         &e.error_message,
         &e.decision_id,

@@ -109,7 +109,7 @@ fn inbound(message_type: &str) -> NewLogEntry {
         message_type: message_type.into(),
         content_type: "application/json".into(),
         payload: message_type.as_bytes().to_vec(),
-        status: status::ACCEPTED,
+        status: LogStatus::Accepted,
         ..NewLogEntry::default()
     }
 }
@@ -121,7 +121,7 @@ fn queued(key: &str, order_id: Option<&str>) -> NewLogEntry {
         direction: "out",
         message_type: "order".into(),
         content_type: "application/json".into(),
-        status: status::QUEUED,
+        status: LogStatus::Queued,
         order_id: order_id.map(str::to_owned),
         client: order_id.map(|_| CLIENT.to_owned()),
         delivery_key: Some(key.into()),
@@ -495,7 +495,7 @@ pub async fn requeue_puts_dead_letters_back(store: Arc<dyn Store>, clock: Clock)
     let entries = all_entries(&*store).await;
     assert_eq!(entries.len(), before + 1, "one entry per requeued delivery");
     let entry = entries.last().expect("an entry");
-    assert_eq!(entry.status, status::REQUEUED);
+    assert_eq!(entry.status, LogStatus::Requeued);
     assert_eq!(entry.delivery_key.as_deref(), Some("O-1:order"));
     assert_eq!((entry.order_id.as_deref(), entry.client.as_deref()), (Some("O-1"), Some(CLIENT)));
     assert_eq!(entry.at, clock.now());
@@ -557,7 +557,7 @@ fn ingest_op(system: &str, visits: Vec<IncomingVisit>, cursor: Option<&str>) -> 
             direction: "in",
             message_type: "visits".into(),
             content_type: "application/json".into(),
-            status: status::ACCEPTED,
+            status: LogStatus::Accepted,
             ..NewLogEntry::default()
         },
         visits,

@@ -56,6 +56,7 @@ mod followup;
 pub mod sqlite;
 
 use async_trait::async_trait;
+pub use carehub_model::{DeliveryState, LogStatus, OrderStatus};
 use carehub_model::{Order, OrderAck, PlanNotice};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -146,28 +147,8 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// Log entry statuses.
-pub mod status {
-    /// An inbound message the hub took.
-    pub const ACCEPTED: &str = "accepted";
-    /// An inbound message the hub refused, with its error code.
-    pub const REJECTED: &str = "rejected";
-    /// An inbound message the hub had already taken.
-    pub const DUPLICATE: &str = "duplicate";
-    /// An outbound message written to the outbox.
-    pub const QUEUED: &str = "queued";
-    /// A delivery attempt the receiver acknowledged.
-    pub const DELIVERED: &str = "delivered";
-    /// A delivery attempt that failed and will be retried.
-    pub const RETRYING: &str = "retrying";
-    /// A delivery given up on (attempts exhausted or a permanent error).
-    pub const DEAD_LETTER: &str = "dead_letter";
-    /// A dead letter put back in the outbox by `carehub replay`.
-    pub const REQUEUED: &str = "requeued";
-}
-
 /// An entry to append to the message log.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewLogEntry {
     pub system: String,
     pub vendor: String,
@@ -177,7 +158,7 @@ pub struct NewLogEntry {
     pub content_type: String,
     pub payload: Vec<u8>,
     pub canonical: Option<String>,
-    pub status: &'static str,
+    pub status: LogStatus,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub decision_id: Option<String>,
@@ -192,6 +173,31 @@ pub struct NewLogEntry {
     /// its decision, order, client and provider fill this one's unset columns, and its links
     /// become this one's.
     pub follows: Option<i64>,
+}
+
+impl Default for NewLogEntry {
+    /// Empty, `accepted` until its status is set.
+    fn default() -> Self {
+        NewLogEntry {
+            system: String::new(),
+            vendor: String::new(),
+            direction: "",
+            message_type: String::new(),
+            content_type: String::new(),
+            payload: Vec::new(),
+            canonical: None,
+            status: LogStatus::Accepted,
+            error_code: None,
+            error_message: None,
+            decision_id: None,
+            order_id: None,
+            client: None,
+            provider: None,
+            delivery_key: None,
+            links: Vec::new(),
+            follows: None,
+        }
+    }
 }
 
 /// A client and/or an order a log entry concerns (SPEC §8: the log is searched by both).

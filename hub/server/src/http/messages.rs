@@ -167,7 +167,7 @@ pub(super) async fn take_message(
     let receipt = hub.receive(system, body.to_vec(), content_type.as_deref(), &sender).await?;
     Ok(ReceiptBody {
         message_id: receipt.message_id,
-        status: receipt.status.to_owned(),
+        status: receipt.status.as_str().to_owned(),
         message_type: receipt.message_type.as_str().to_owned(),
         decision_id: receipt.decision_id,
         order_id: receipt.order_id,
@@ -304,7 +304,7 @@ impl MessageView {
             direction: e.direction,
             message_type: e.message_type,
             content_type: e.content_type,
-            status: e.status,
+            status: e.status.as_str().to_owned(),
             error_code: e.error_code,
             error_message: e.error_message,
             decision_id: e.decision_id,

@@ -252,7 +252,7 @@ pub(super) async fn order_trace(
             direction: e.direction.clone(),
             system: e.system.clone(),
             message_type: e.message_type.clone(),
-            status: e.status.clone(),
+            status: e.status.as_str().to_owned(),
             error_code: e.error_code.clone(),
             error_message: e.error_message.clone(),
         })

@@ -106,7 +106,7 @@ pub(super) fn append_log(
         entry.content_type,
         entry.payload,
         entry.canonical,
-        entry.status,
+        entry.status.as_str(),
         entry.error_code,
         entry.error_message,
         entry.decision_id,

@@ -24,6 +24,16 @@ pub(super) fn instant_opt(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<Date
     text.map(|t| parse_store_ts(t).ok_or_else(|| not_an_instant(i, t))).transpose()
 }
 
+/// A closed set's stored text ([`LogStatus`], [`OrderStatus`], [`DeliveryState`]), read back.
+pub(super) fn parsed<T>(r: &Row<'_>, i: usize) -> rusqlite::Result<T>
+where
+    T: std::str::FromStr<Err = carehub_model::UnknownStatus>,
+{
+    let text =
+        r.get_ref(i)?.as_str().map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, e.into()))?;
+    text.parse().map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, Box::new(e)))
+}
+
 fn not_an_instant(i: usize, text: &str) -> rusqlite::Error {
     let e: FromSqlError = FromSqlError::Other(format!("not an instant: {text:?}").into());
     rusqlite::Error::FromSqlConversionFailure(i, Type::Text, Box::new(e))
@@ -68,7 +78,7 @@ pub(super) fn log_row(r: &Row<'_>, with_payload: bool) -> rusqlite::Result<LogEn
         message_type: r.get(5)?,
         content_type: r.get(6)?,
         canonical: r.get(7)?,
-        status: r.get(8)?,
+        status: parsed(r, 8)?,
         error_code: r.get(9)?,
         error_message: r.get(10)?,
         decision_id: r.get(11)?,

@@ -347,7 +347,7 @@ fn apply_op(
                         message_type: d.message_type.clone(),
                         content_type: d.content_type.clone(),
                         payload: Vec::new(),
-                        status: status::REQUEUED,
+                        status: LogStatus::Requeued,
                         order_id: d.order_id.clone(),
                         delivery_key: Some(d.idempotency_key.clone()),
                         follows: d.log_seq,
