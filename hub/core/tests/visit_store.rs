@@ -48,7 +48,13 @@ async fn store_with_orders() -> (tempfile::TempDir, SqliteStore) {
                     canonical: serde_json::to_string(&decision).expect("json"),
                     received_at: at(1, 0, 0),
                 }),
-                Op::InsertOrder(Box::new(OrderRecord::new(order, "combine", "phoniro", "accepted", at(1, 0, 0)))),
+                Op::InsertOrder(Box::new(OrderRecord::new(
+                    order,
+                    "combine",
+                    "phoniro",
+                    carehub_core::store::OrderStatus::Accepted,
+                    at(1, 0, 0),
+                ))),
                 Op::RegisterTag(TagRegistration {
                     tag_uid: TagUid::parse(if n == 0 { "04A21BC3" } else { "04A21BC4" }).expect("tag"),
                     client: PersonalIdentityNumber::parse(client).expect("pnr"),

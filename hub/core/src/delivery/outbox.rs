@@ -20,7 +20,9 @@ use tracing::{info, warn, Instrument};
 
 use crate::adapter::{DeliveryError, Envelope, Registry};
 use crate::metrics::Metrics;
-use crate::store::{AttemptOutcome, Delivery, DeliveryFilter, LogStatus, NewLogEntry, Op, OpResult, Store, StoreError};
+use crate::store::{
+    AttemptOutcome, Delivery, DeliveryFilter, DeliveryState, LogStatus, NewLogEntry, Op, OpResult, Store, StoreError,
+};
 
 /// How long a lease outlives an attempt's timeout.
 pub const LEASE_MARGIN: Duration = Duration::from_secs(2);
@@ -188,7 +190,7 @@ impl DeliveryLoop {
                 .into_iter()
                 .filter(|d| ids.contains(&d.id))
                 .collect();
-            if rows.iter().all(|d| d.state != crate::store::delivery_state::PENDING) {
+            if rows.iter().all(|d| d.state != DeliveryState::Pending) {
                 return Ok(rows);
             }
             tokio::time::sleep(self.idle_wait().await).await;

@@ -29,7 +29,7 @@ use tracing::{debug, info, warn, Instrument};
 use crate::adapter::{Registry, System, SystemRole};
 use crate::mapping::Decoded;
 use crate::metrics::Metrics;
-use crate::store::{order_status, DecisionRecord, LogRef, LogStatus, NewLogEntry, Op, OrderRecord, Store, StoreError};
+use crate::store::{DecisionRecord, LogRef, LogStatus, NewLogEntry, Op, OrderRecord, OrderStatus, Store, StoreError};
 
 /// Where orders for a provider go.
 #[derive(Debug, Clone)]
@@ -405,7 +405,7 @@ impl Hub {
                     order.clone(),
                     &inbound.system.name,
                     &target.name,
-                    order_status::QUEUED,
+                    OrderStatus::Queued,
                     self.clock.now(),
                 ))),
                 Op::AppendLog(out_entry),

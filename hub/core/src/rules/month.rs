@@ -341,7 +341,13 @@ mod tests {
         let start = NaiveDate::from_ymd_opt(2026, 11, 1).expect("date");
         let order = Order::from_decision(id.to_owned(), &decision, start, Deadlines::default());
         MonthOrder {
-            record: OrderRecord::new(order, "combine", "phoniro", "accepted", chrono::DateTime::UNIX_EPOCH),
+            record: OrderRecord::new(
+                order,
+                "combine",
+                "phoniro",
+                crate::store::OrderStatus::Accepted,
+                chrono::DateTime::UNIX_EPOCH,
+            ),
             decision_valid_from: start,
             decision_valid_to: None,
             visits: visits

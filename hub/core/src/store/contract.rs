@@ -175,7 +175,7 @@ fn decision_ops(n: usize, client: &str) -> Vec<Op> {
     vec![
         Op::AppendLog(NewLogEntry { decision_id: Some(d.id.as_str().into()), ..inbound("decision") }),
         Op::InsertDecision(decision_record(&d)),
-        Op::InsertOrder(Box::new(OrderRecord::new(order, "combine", "phoniro", order_status::QUEUED, start()))),
+        Op::InsertOrder(Box::new(OrderRecord::new(order, "combine", "phoniro", OrderStatus::Queued, start()))),
         Op::AppendLog(queued(&key, Some(&order_id))),
         Op::Enqueue(delivery(&key, Some(&order_id), LogRef::Op(3))),
     ]
@@ -365,7 +365,7 @@ pub async fn an_idempotency_key_is_queued_once(store: Arc<dyn Store>, clock: Clo
     }
     let row = by_key(&*store, "K-1").await;
     assert_eq!(row.log_seq, Some(1), "the entry that queued it");
-    assert_eq!((row.body.as_slice(), row.state.as_str()), (b"K-1".as_slice(), delivery_state::DELIVERED));
+    assert_eq!((row.body.as_slice(), row.state), (b"K-1".as_slice(), DeliveryState::Delivered));
 }
 
 /// `ClaimDue` leases due, pending, unleased rows to an owner, oldest due first, up to its
@@ -429,28 +429,25 @@ pub async fn attempts_are_recorded_and_move_the_order(store: Arc<dyn Store>, clo
     attempted(&*store, one.id, AttemptOutcome::Retry { next_attempt_at: retry_at, error: "timeout".into() }).await;
     let row = by_key(&*store, "O-1:order").await;
     assert_eq!(
-        (row.state.as_str(), row.attempts, row.next_attempt_at, row.last_error.as_deref()),
-        (delivery_state::PENDING, 1, retry_at, Some("timeout"))
+        (row.state, row.attempts, row.next_attempt_at, row.last_error.as_deref()),
+        (DeliveryState::Pending, 1, retry_at, Some("timeout"))
     );
-    assert_eq!(store.order("O-1").await.expect("read").expect("order").status, order_status::QUEUED);
+    assert_eq!(store.order("O-1").await.expect("read").expect("order").status, OrderStatus::Queued);
 
     clock.set(retry_at);
     attempted(&*store, one.id, AttemptOutcome::Dead { error: "refused".into() }).await;
     let row = by_key(&*store, "O-1:order").await;
-    assert_eq!(
-        (row.state.as_str(), row.attempts, row.last_error.as_deref()),
-        (delivery_state::DEAD, 2, Some("refused"))
-    );
-    assert_eq!(store.order("O-1").await.expect("read").expect("order").status, order_status::DEAD_LETTER);
+    assert_eq!((row.state, row.attempts, row.last_error.as_deref()), (DeliveryState::Dead, 2, Some("refused")));
+    assert_eq!(store.order("O-1").await.expect("read").expect("order").status, OrderStatus::DeadLetter);
 
     // The provider's answer overtakes the delivery record of order 2.
     let ack = OrderAck { order_id: "O-2".into(), status: AckStatus::Accepted, reason: None, at: retry_at };
     store.commit(vec![Op::RecordAck(ack)]).await.expect("ack");
     attempted(&*store, two.id, AttemptOutcome::Delivered).await;
     let row = by_key(&*store, "O-2:order").await;
-    assert_eq!((row.state.as_str(), row.delivered_at), (delivery_state::DELIVERED, Some(retry_at)));
+    assert_eq!((row.state, row.delivered_at), (DeliveryState::Delivered, Some(retry_at)));
     let order = store.order("O-2").await.expect("read").expect("order");
-    assert_eq!((order.status.as_str(), order.delivered_at), (order_status::ACCEPTED, Some(retry_at)));
+    assert_eq!((order.status, order.delivered_at), (OrderStatus::Accepted, Some(retry_at)));
     assert_eq!(store.outbox_counts().await.expect("counts"), OutboxCounts { pending: 0, delivered: 1, dead: 1 });
 
     let err = store
@@ -488,9 +485,9 @@ pub async fn requeue_puts_dead_letters_back(store: Arc<dyn Store>, clock: Clock)
     };
     assert_eq!(requeued.iter().map(|d| d.id).collect::<Vec<_>>(), vec![one.id], "only dead rows come back");
     let row = by_key(&*store, "O-1:order").await;
-    assert_eq!((row.state.as_str(), row.attempts, row.next_attempt_at), (delivery_state::PENDING, 0, clock.now()));
-    assert_eq!(by_key(&*store, "X").await.state, delivery_state::DEAD, "X was not named");
-    assert_eq!(store.order("O-1").await.expect("read").expect("order").status, order_status::QUEUED);
+    assert_eq!((row.state, row.attempts, row.next_attempt_at), (DeliveryState::Pending, 0, clock.now()));
+    assert_eq!(by_key(&*store, "X").await.state, DeliveryState::Dead, "X was not named");
+    assert_eq!(store.order("O-1").await.expect("read").expect("order").status, OrderStatus::Queued);
 
     let entries = all_entries(&*store).await;
     assert_eq!(entries.len(), before + 1, "one entry per requeued delivery");
@@ -515,7 +512,13 @@ async fn homes(store: &dyn Store) {
         store
             .commit(vec![
                 Op::InsertDecision(decision_record(&d)),
-                Op::InsertOrder(Box::new(OrderRecord::new(order, "combine", "phoniro", "accepted", start()))),
+                Op::InsertOrder(Box::new(OrderRecord::new(
+                    order,
+                    "combine",
+                    "phoniro",
+                    OrderStatus::Accepted,
+                    start(),
+                ))),
                 Op::RegisterTag(TagRegistration {
                     tag_uid: TagUid::parse(tag).expect("tag"),
                     client: PersonalIdentityNumber::parse(client).expect("pnr"),

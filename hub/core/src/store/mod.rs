@@ -219,15 +219,6 @@ pub struct DecisionRecord {
     pub received_at: DateTime<Utc>,
 }
 
-/// Where an order stands.
-pub mod order_status {
-    pub const QUEUED: &str = "queued";
-    pub const DELIVERED: &str = "delivered";
-    pub const DEAD_LETTER: &str = "dead_letter";
-    pub const ACCEPTED: &str = "accepted";
-    pub const REJECTED: &str = "rejected";
-}
-
 /// An order with its routing and its lifecycle so far.
 #[derive(Debug, Clone, Serialize)]
 pub struct OrderRecord {
@@ -236,7 +227,7 @@ pub struct OrderRecord {
     pub source_system: String,
     /// The provider's time-registration system the order goes to.
     pub provider_system: String,
-    pub status: String,
+    pub status: OrderStatus,
     #[serde(serialize_with = "crate::log::time::serialize")]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::log::time::serialize_opt")]
@@ -257,14 +248,14 @@ impl OrderRecord {
         order: Order,
         source_system: impl Into<String>,
         provider_system: impl Into<String>,
-        status: impl Into<String>,
+        status: OrderStatus,
         created_at: DateTime<Utc>,
     ) -> OrderRecord {
         OrderRecord {
             order,
             source_system: source_system.into(),
             provider_system: provider_system.into(),
-            status: status.into(),
+            status,
             created_at,
             delivered_at: None,
             ack_status: None,
@@ -284,19 +275,12 @@ impl OrderRecord {
         }
         if self.plan_established_on.is_none()
             && self.order.plan_due < today
-            && self.ack_status.as_deref() != Some(order_status::REJECTED)
+            && self.ack_status.as_deref() != Some(OrderStatus::Rejected.as_str())
         {
             v.push("plan_missing");
         }
         v
     }
-}
-
-/// Outbox states.
-pub mod delivery_state {
-    pub const PENDING: &str = "pending";
-    pub const DELIVERED: &str = "delivered";
-    pub const DEAD: &str = "dead";
 }
 
 /// Something to send, as written to the outbox.
@@ -328,7 +312,7 @@ pub struct Delivery {
     pub endpoint: Option<String>,
     #[serde(skip)]
     pub body: Vec<u8>,
-    pub state: String,
+    pub state: DeliveryState,
     pub attempts: u32,
     #[serde(serialize_with = "crate::log::time::serialize")]
     pub next_attempt_at: DateTime<Utc>,

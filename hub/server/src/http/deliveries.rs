@@ -36,7 +36,7 @@ impl From<carehub_core::store::Delivery> for DeliveryView {
             message_type: d.message_type,
             order_id: d.order_id,
             idempotency_key: d.idempotency_key,
-            state: d.state,
+            state: d.state.as_str().to_owned(),
             attempts: d.attempts,
             next_attempt_at: ts(d.next_attempt_at),
             last_error: d.last_error,

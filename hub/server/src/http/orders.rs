@@ -41,7 +41,7 @@ impl OrderView {
             order: serde_json::to_value(&r.order).unwrap_or(Value::Null),
             source_system: r.source_system,
             provider_system: r.provider_system,
-            status: r.status,
+            status: r.status.as_str().to_owned(),
             created_at: ts(r.created_at),
             delivered_at: r.delivered_at.map(ts),
             ack_status: r.ack_status,

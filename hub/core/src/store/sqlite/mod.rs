@@ -371,11 +371,11 @@ impl OutboxStore for SqliteStore {
             let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
             for row in rows {
                 let (state, n) = row?;
-                match state.as_str() {
-                    delivery_state::PENDING => counts.pending = n,
-                    delivery_state::DELIVERED => counts.delivered = n,
-                    delivery_state::DEAD => counts.dead = n,
-                    _ => {}
+                match state.parse() {
+                    Ok(DeliveryState::Pending) => counts.pending = n,
+                    Ok(DeliveryState::Delivered) => counts.delivered = n,
+                    Ok(DeliveryState::Dead) => counts.dead = n,
+                    Err(_) => {}
                 }
             }
             Ok(counts)

@@ -195,7 +195,7 @@ fn apply_op(
                 o.order.plan_due.to_string(),
                 canonical,
                 ts(o.created_at),
-                o.status,
+                o.status.as_str(),
                 o.order.start_date.to_string(),
                 o.order.end_date.map(|d| d.to_string()),
             ])
@@ -239,14 +239,14 @@ fn apply_op(
         }
         Op::RecordAck(ack) => {
             let status = match ack.status {
-                AckStatus::Accepted => order_status::ACCEPTED,
-                AckStatus::Rejected => order_status::REJECTED,
+                AckStatus::Accepted => OrderStatus::Accepted,
+                AckStatus::Rejected => OrderStatus::Rejected,
             };
             let n = conn
                 .prepare_cached(
                     "UPDATE orders SET status = ?2, ack_status = ?3, ack_reason = ?4, acked_at = ?5 WHERE id = ?1",
                 )?
-                .execute(params![ack.order_id, status, ack.status.as_str(), ack.reason, ts(ack.at)])?;
+                .execute(params![ack.order_id, status.as_str(), ack.status.as_str(), ack.reason, ts(ack.at)])?;
             if n == 0 {
                 return Err(StoreError::Missing(format!("order {}", ack.order_id)));
             }
@@ -264,11 +264,11 @@ fn apply_op(
         Op::Attempted { id, outcome } => {
             let now = now.to_owned();
             let (state, next, error, delivered) = match outcome {
-                AttemptOutcome::Delivered => (delivery_state::DELIVERED, now.clone(), None, Some(now.clone())),
+                AttemptOutcome::Delivered => (DeliveryState::Delivered, now.clone(), None, Some(now.clone())),
                 AttemptOutcome::Retry { next_attempt_at, error } => {
-                    (delivery_state::PENDING, ts(next_attempt_at), Some(error), None)
+                    (DeliveryState::Pending, ts(next_attempt_at), Some(error), None)
                 }
-                AttemptOutcome::Dead { error } => (delivery_state::DEAD, now.clone(), Some(error), None),
+                AttemptOutcome::Dead { error } => (DeliveryState::Dead, now.clone(), Some(error), None),
             };
             let row: Option<(String, Option<String>)> = conn
                 .prepare_cached(
@@ -276,14 +276,14 @@ fn apply_op(
                         last_error = COALESCE(?4, last_error), delivered_at = ?5, lease_owner = NULL, lease_until = NULL
                      WHERE id = ?1 RETURNING message_type, order_id",
                 )?
-                .query_row(params![id, state, next, error, delivered], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_row(params![id, state.as_str(), next, error, delivered], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
             let Some((message_type, order_id)) = row else {
                 return Err(StoreError::Missing(format!("delivery {id}")));
             };
             let order_state = match state {
-                delivery_state::DELIVERED => Some(order_status::DELIVERED),
-                delivery_state::DEAD => Some(order_status::DEAD_LETTER),
+                DeliveryState::Delivered => Some(OrderStatus::Delivered),
+                DeliveryState::Dead => Some(OrderStatus::DeadLetter),
                 _ => None,
             };
             if let (Some(order_id), Some(s), "order") = (order_id, order_state, message_type.as_str()) {
@@ -294,7 +294,7 @@ fn apply_op(
                         delivered_at = COALESCE(delivered_at, ?3)
                      WHERE id = ?1",
                 )?
-                .execute(params![order_id, s, delivered])?;
+                .execute(params![order_id, s.as_str(), delivered])?;
             }
             Ok(OpResult::Done)
         }
@@ -354,7 +354,7 @@ fn apply_op(
                         ..NewLogEntry::default()
                     },
                 )?;
-                d.state = delivery_state::PENDING.to_owned();
+                d.state = DeliveryState::Pending;
                 d.attempts = 0;
                 d.next_attempt_at = at;
                 requeued.push(d);
