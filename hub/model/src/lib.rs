@@ -18,7 +18,8 @@
 //! - [`message`]: decisions, orders, acknowledgements, plan notices and the [`Message`] enum.
 //! - [`month`]: [`Month`], the calendar month invoices, verification and follow-up are about.
 //! - [`status`]: where a message ([`LogStatus`]), an order ([`OrderStatus`]) and a delivery
-//!   ([`DeliveryState`]) stand, as closed sets with their stored text.
+//!   ([`DeliveryState`]) and a visit's validation ([`ValidationOutcome`]) stand, as closed
+//!   sets with their stored text.
 
 pub mod clock;
 pub mod error;
@@ -46,4 +47,4 @@ pub use id::{HsaId, OrgNumber, PersonalIdentityNumber, SourceId, TagUid};
 pub use message::*;
 pub use month::Month;
 pub use secret::Secret;
-pub use status::{DeliveryState, LogStatus, OrderStatus, UnknownStatus};
+pub use status::{DeliveryState, LogStatus, OrderStatus, UnknownStatus, ValidationOutcome};

@@ -1,4 +1,5 @@
-//! Where a message, an order and a delivery stand: closed sets, stored and shown as text.
+//! Where a message, an order, a delivery and a visit's validation stand: closed sets, stored
+//! and shown as text.
 //!
 //! Each enum's text ([`as_str`](LogStatus::as_str), and its serde form) is what the store
 //! keeps and the API shows, and for [`LogStatus`] part of what the message log hashes, so a
@@ -129,6 +130,25 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// What validation made of a visit (SPEC §6); the strongest of its findings wins, so
+    /// the order of the variants is their strength.
+    ValidationOutcome, "validation outcome" {
+        Accepted => "accepted",
+        /// Counts, but is shown: a manual registration, an unknown tag, a declined visit.
+        Flagged => "flagged",
+        /// Does not count; stored with its codes.
+        Rejected => "rejected",
+    }
+}
+
+impl ValidationOutcome {
+    /// The outcome of a stored text; anything else reads as rejected (never counted).
+    pub fn parse(s: &str) -> ValidationOutcome {
+        s.parse().unwrap_or(ValidationOutcome::Rejected)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +162,10 @@ mod tests {
         for s in OrderStatus::ALL {
             assert_eq!(s.as_str().parse::<OrderStatus>(), Ok(*s));
         }
+        for s in ValidationOutcome::ALL {
+            assert_eq!(s.as_str().parse::<ValidationOutcome>(), Ok(*s));
+        }
+        assert_eq!(ValidationOutcome::parse("unknown"), ValidationOutcome::Rejected);
         for s in DeliveryState::ALL {
             assert_eq!(s.as_str().parse::<DeliveryState>(), Ok(*s));
         }

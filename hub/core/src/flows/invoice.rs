@@ -24,7 +24,6 @@ use crate::peppol::{self, PeppolDocument};
 use crate::rules::invoices::{
     self, Invoice, InvoiceLine, ManualCounts, OrderEvidence, PlanNoticeFacts, VerificationInput, VisitEvidence,
 };
-use crate::rules::visits::Outcome;
 use crate::store::{
     ts, InvoiceRecord, LogLink, LogRef, LogStatus, NewInvoice, NewLogEntry, NewVerification, Op, StoreError,
     VisitFilter,
@@ -405,7 +404,7 @@ impl Hub {
                 .map(|v| VisitEvidence {
                     check_in: v.check_in,
                     check_out: v.check_out,
-                    validation: Outcome::parse(&v.outcome),
+                    validation: v.outcome,
                     outcome: VisitOutcome::parse(&v.visit_outcome),
                     planned_minutes: v.planned_minutes.and_then(|m| u32::try_from(m).ok()),
                     manual: v.manual,

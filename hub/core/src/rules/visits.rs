@@ -20,32 +20,9 @@ use carehub_model::{Month, OrgNumber, PersonalIdentityNumber, RegistrationMethod
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde::Serialize;
 
-/// A visit's validation outcome; the strongest of its findings wins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Accepted,
-    /// Counts, but is shown: a manual registration, an unknown tag, a declined visit.
-    Flagged,
-    /// Does not count; stored with its codes.
-    Rejected,
-}
-
-impl Outcome {
-    /// The wire name (as serialized, and as the store keeps it).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Accepted => "accepted",
-            Outcome::Flagged => "flagged",
-            Outcome::Rejected => "rejected",
-        }
-    }
-
-    /// The outcome of a wire name; anything else reads as rejected (never counted).
-    pub fn parse(s: &str) -> Outcome {
-        [Outcome::Accepted, Outcome::Flagged].into_iter().find(|o| o.as_str() == s).unwrap_or(Outcome::Rejected)
-    }
-}
+/// A visit's validation outcome; the strongest of its findings wins. Defined in the model,
+/// with the text the store keeps.
+pub use carehub_model::ValidationOutcome as Outcome;
 
 /// The visit rule codes of SPEC §6 (VIS001-VIS010); the invoice rules have their own,
 /// [`InvoiceCode`](crate::rules::invoices::InvoiceCode).

@@ -510,7 +510,7 @@ pub struct VisitRecord {
     pub planned_minutes: Option<i64>,
     pub visit_outcome: String,
     pub manual: bool,
-    pub outcome: String,
+    pub outcome: carehub_model::ValidationOutcome,
     pub codes: Vec<String>,
     pub findings: serde_json::Value,
     pub visit: serde_json::Value,
@@ -553,7 +553,7 @@ pub struct ManualShare {
 pub struct PendingForward {
     pub id: i64,
     pub visit: carehub_model::Visit,
-    pub outcome: String,
+    pub outcome: carehub_model::ValidationOutcome,
     pub codes: Vec<String>,
     pub seconds: Option<i64>,
     pub manual: bool,

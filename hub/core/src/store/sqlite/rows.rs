@@ -156,7 +156,7 @@ pub(super) fn visit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VisitRecord> 
         planned_minutes: r.get(11)?,
         visit_outcome: r.get(12)?,
         manual: r.get(13)?,
-        outcome: r.get(14)?,
+        outcome: parsed(r, 14)?,
         codes: codes.split_whitespace().map(str::to_owned).collect(),
         findings: json(16)?,
         visit: json(17)?,

@@ -15,7 +15,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::log::{append_log_in, reserve_log_slot};
-use super::rows::{order_row_at, visit_row, ORDER_COLUMNS, VISIT_COLUMNS};
+use super::rows::{order_row_at, parsed, visit_row, ORDER_COLUMNS, VISIT_COLUMNS};
 use crate::rules::visits::{self, Thresholds, VisitFacts, VisitLedger, VisitToStore};
 use crate::store::*;
 
@@ -369,9 +369,9 @@ pub(super) fn visits_to_report(conn: &Connection, limit: usize) -> Result<Report
     let mut batch = ReportBatch::default();
     while let Some(r) = rows.next()? {
         batch.through = Some(r.get(0)?);
-        let outcome: String = r.get(1)?;
+        let outcome: carehub_model::ValidationOutcome = parsed(r, 1)?;
         let has_order: bool = r.get(6)?;
-        if outcome == "rejected" || !has_order {
+        if outcome == carehub_model::ValidationOutcome::Rejected || !has_order {
             continue;
         }
         let canonical: String = r.get(2)?;
