@@ -21,7 +21,9 @@
 //! - [`flows`]: one room per flow (SPEC §4): [`flows::decision`] (decisions, orders and
 //!   their acknowledgements; for now also [`flows::decision::Hub`] and its entry point
 //!   [`flows::decision::Hub::receive`]), [`flows::visits`] and [`flows::invoice`].
-//! - [`rules`]: what the flows judge by, pure: [`rules::visits`] (VIS001-VIS010),
+//! - [`rules`]: what the flows judge by, pure: [`rules::visits`] (VIS001-VIS010, and
+//!   [`rules::visits::ingest`], a batch validated and stored over the
+//!   [`rules::visits::VisitLedger`] port each store backend implements in its transaction),
 //!   [`rules::invoices`] (INV001-INV007 and the SPEC §7 arithmetic), and [`rules::month`],
 //!   the driver that gathers a month from the store and runs the invoice rules on it.
 //! - [`followup`]: the monthly follow-up report (SPEC §4.4), computed from the store and
