@@ -157,14 +157,16 @@ fn seed(db: &Path, scale: Scale, month: NaiveDate) -> anyhow::Result<Seeded> {
     )?;
     let tx = conn.transaction()?;
     {
+        // Seeded rows carry the epoch where a received row carries its arrival: the store
+        // reads every stamp back as an instant, and '' is none.
         let mut dec = tx.prepare(
             "INSERT INTO decisions (id, system, content_hash, client, provider, canonical, received_at)
-             VALUES (?1, 'combine', '', ?2, ?3, ?4, '')",
+             VALUES (?1, 'combine', '', ?2, ?3, ?4, '1970-01-01T00:00:00.000000Z')",
         )?;
         let mut ord = tx.prepare(
             "INSERT INTO orders (id, decision_id, source_system, provider, provider_system, client, execute_by,
                 plan_due, canonical, created_at, status, start_date, end_date)
-             VALUES (?1, ?2, 'combine', ?3, 'phoniro', ?4, ?5, ?6, ?7, '', 'accepted', ?8, NULL)",
+             VALUES (?1, ?2, 'combine', ?3, 'phoniro', ?4, ?5, ?6, ?7, '1970-01-01T00:00:00.000000Z', 'accepted', ?8, NULL)",
         )?;
         for (c, pnr) in pnrs.iter().enumerate() {
             let org = &orgs[c % n_providers];
@@ -258,7 +260,7 @@ fn seed(db: &Path, scale: Scale, month: NaiveDate) -> anyhow::Result<Seeded> {
     {
         let mut inv = tx.prepare(
             "INSERT INTO invoices (provider, kind, id, month, canonical, log_seq, received_at)
-             VALUES (?1, 'invoice', ?2, ?3, ?4, 0, '')",
+             VALUES (?1, 'invoice', ?2, ?3, ?4, 0, '1970-01-01T00:00:00.000000Z')",
         )?;
         for (p, org) in orgs.iter().enumerate().take(n_providers.saturating_sub(1)) {
             let mut items = Vec::new();

@@ -137,14 +137,16 @@ fn seed(db: &Path, world: &World, visits: usize) -> anyhow::Result<Duration> {
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF;")?;
     let tx = conn.transaction()?;
     {
+        // Seeded rows carry the epoch where a received row carries its arrival: the store
+        // reads every stamp back as an instant, and '' is none.
         let mut dec = tx.prepare(
             "INSERT INTO decisions (id, system, content_hash, client, provider, canonical, received_at)
-             VALUES (?1, 'combine', '', ?2, ?3, ?4, '')",
+             VALUES (?1, 'combine', '', ?2, ?3, ?4, '1970-01-01T00:00:00.000000Z')",
         )?;
         let mut ord = tx.prepare(
             "INSERT INTO orders (id, decision_id, source_system, provider, provider_system, client, execute_by,
                 plan_due, canonical, created_at, status, start_date, end_date)
-             VALUES (?1, ?2, 'combine', ?3, ?4, ?5, ?6, ?7, ?8, '', 'accepted', ?9, NULL)",
+             VALUES (?1, ?2, 'combine', ?3, ?4, ?5, ?6, ?7, ?8, '1970-01-01T00:00:00.000000Z', 'accepted', ?9, NULL)",
         )?;
         let mut tag = tx.prepare(
             "INSERT INTO tag_registrations (tag_uid, client, installed_on, removed_on, created_at)
@@ -184,7 +186,7 @@ fn seed(db: &Path, world: &World, visits: usize) -> anyhow::Result<Duration> {
                 seconds, planned_minutes, visit_outcome, manual, outcome, codes, findings, canonical, log_seq, line,
                 received_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1800, 30, 'performed', 0, 'accepted', '', '[]', ?10, 0,
-                NULL, '')",
+                NULL, '1970-01-01T00:00:00.000000Z')",
         )?;
         let month = format!("{:04}-{:02}", world.last_month.year(), world.last_month.month());
         for i in 0..visits {
