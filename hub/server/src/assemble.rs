@@ -246,5 +246,5 @@ pub fn build_with_store(config: &Config, store: Arc<dyn Store>, clock: Clock) ->
         Some(section) => Some(Arc::new(crate::tls::Tls::load(section, config)?)),
         None => None,
     };
-    Ok(Runtime { state, delivery, tls, limits: config.server_limits() })
+    Ok(Runtime { state, delivery, tls, limits: crate::accept::Limits::of(config) })
 }
