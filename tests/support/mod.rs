@@ -1,15 +1,19 @@
 //! Helpers for the integration tests: a hub on 127.0.0.1:0 over a real SQLite file in a
 //! temporary folder ([`TestHub`]), the same hub's router called without a socket for tests
-//! that only ask and check answers ([`TestApp`]), tokens, HTTP calls, polling, and test data
-//! drawn from Skatteverket's test personal identity numbers.
+//! that only ask and check answers ([`TestApp`]), tokens, HTTP calls, waiting on events the
+//! hub shows (a poller's pass, a connection a client made), and test data drawn from
+//! Skatteverket's test personal identity numbers.
 
 #![allow(dead_code)]
 
 pub mod sshd;
 
 use std::future::Future;
+use std::net::{TcpListener, TcpStream};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -410,6 +414,42 @@ impl TestHub {
         })
         .await
     }
+    /// When `system`'s `kind` poller (`inbox` or `feed`) last finished a pass without
+    /// failing, in the hub's unix seconds, as `/metrics` shows it; `None` before its first.
+    pub async fn last_poll(&self, system: &str, kind: &str) -> Option<i64> {
+        let text = self.http.get(format!("{}/metrics", self.url)).send().await.ok()?.text().await.ok()?;
+        last_poll_in(&text, system, kind)
+    }
+
+    /// Waits until `system`'s `kind` poller has made a whole pass that began after this
+    /// call, so that whatever that pass would have done is done.
+    ///
+    /// The poller shows when it last finished a pass (`last_poll`), in whole seconds of the
+    /// hub's clock. The first change seen may come from a pass that was under way when this
+    /// was called; the passes run one after another, so the pass behind the second change
+    /// began after the first one ended, that is after this call.
+    pub async fn wait_for_a_full_poll(&self, system: &str, kind: &str) {
+        let mut seen = self.last_poll(system, kind).await;
+        for _ in 0..2 {
+            seen = Some(
+                eventually(&format!("the {system} {kind} poller finishes another pass"), || async {
+                    self.last_poll(system, kind).await.filter(|now| Some(*now) != seen)
+                })
+                .await,
+            );
+        }
+    }
+}
+
+/// `carehub_poller_last_success_timestamp_seconds` for `system` and `kind` in a metrics text.
+pub fn last_poll_in(metrics: &str, system: &str, kind: &str) -> Option<i64> {
+    let (system, kind) = (format!("system=\"{system}\""), format!("kind=\"{kind}\""));
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("carehub_poller_last_success_timestamp_seconds{"))
+        .find(|l| l.contains(&system) && l.contains(&kind))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
 /// A hub assembled from the same configuration as a [`TestHub`] but not served: no socket,
@@ -511,6 +551,85 @@ pub async fn call(router: &Router, request: Request<Body>) -> (StatusCode, Heade
     let (parts, body) = response.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX).await.expect("the whole body");
     (parts.status, parts.headers, bytes.to_vec())
+}
+
+/// A port on 127.0.0.1 that counts the TCP connections made to it, relaying each to
+/// `upstream` when there is one and closing it at once when there is not. It shows that a
+/// client tried to connect (a poller polled) where the client itself shows nothing: a poll
+/// that fails (a wrong host key, a server that is down) does not count as a pass.
+pub struct Doorman {
+    pub port: u16,
+    connections: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Doorman {
+    /// Listens on `port` (0: any free port), which may have connections of a server that
+    /// just stopped in TIME_WAIT. Must be called inside the tests' runtime.
+    pub fn open(port: u16, upstream: Option<u16>) -> Doorman {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+        socket.bind(([127, 0, 0, 1], port).into()).expect("bind the doorman's port");
+        let listener: TcpListener = socket.listen(64).expect("listen").into_std().expect("a std listener");
+        listener.set_nonblocking(false).expect("blocking");
+        let port = listener.local_addr().expect("address").port();
+        let (connections, stop) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+        let (count, stopping) = (connections.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                count.fetch_add(1, Ordering::SeqCst);
+                if let Some(server) = upstream.and_then(|p| TcpStream::connect(("127.0.0.1", p)).ok()) {
+                    relay(client, server);
+                }
+            }
+        });
+        Doorman { port, connections, stop, thread: Some(thread) }
+    }
+
+    /// The connections made so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `n` connections were made in all.
+    pub async fn wait_for_connections(&self, n: usize, what: &str) {
+        eventually(what, || async { (self.connections() >= n).then_some(()) }).await;
+    }
+
+    /// Stops listening; the port is free when this returns.
+    pub fn close(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.stop.store(true, Ordering::SeqCst);
+            // Wakes the accept; the thread sees `stop` and drops the listener.
+            let _ = TcpStream::connect(("127.0.0.1", self.port));
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Doorman {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Copies bytes both ways between `a` and `b` until each side has closed.
+fn relay(a: TcpStream, b: TcpStream) {
+    let pipe = |mut from: TcpStream, mut to: TcpStream| {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(std::net::Shutdown::Write);
+        })
+    };
+    if let (Ok(a2), Ok(b2)) = (a.try_clone(), b.try_clone()) {
+        pipe(a, b2);
+        pipe(b, a2);
+    }
 }
 
 /// Polls `f` every 20 ms until it yields something, for at most 20 seconds.
