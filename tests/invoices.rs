@@ -73,8 +73,7 @@ async fn a_peppol_invoice_and_its_credit_note_verify_end_to_end() {
 
 #[tokio::test]
 async fn every_official_peppol_example_is_read_and_refused_or_explained_with_a_code() {
-    let vendor = MockServer::start().await;
-    let hub = TestHub::start(&vendor.uri(), &vendor.uri()).await;
+    let hub = TestApp::start();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/peppol-bis-3");
     let mut seen = 0;
     for entry in std::fs::read_dir(dir).expect("examples") {
