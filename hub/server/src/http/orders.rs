@@ -262,6 +262,10 @@ pub(super) async fn order_trace(
         .store
         .visits(carehub_core::store::VisitFilter { order_id: Some(id.clone()), limit: 10_000, ..Default::default() })
         .await?;
+    // The reads above are not one snapshot: an acknowledgement may have landed, and its
+    // delivery gone out, since the order was first read. Read the order again, last, so its
+    // status is never older than the deliveries and steps shown beside it.
+    let record = state.hub.store.order(&id).await?.unwrap_or(record);
     Ok(Json(Trace {
         order: OrderView::from(record, state.hub.today()),
         steps,
