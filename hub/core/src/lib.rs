@@ -39,6 +39,8 @@ pub mod adapter;
 pub mod delivery;
 pub mod flows;
 pub mod followup;
+pub mod hub;
+pub mod intake;
 pub mod log;
 pub mod mapping;
 pub mod metrics;
