@@ -8,6 +8,8 @@
 //!   (§4.2).
 //! - [`invoice`]: a PEPPOL invoice or credit note, or an invoice basis file, read, verified
 //!   and logged with its report (§4.3).
+//! - [`month`]: a whole month verified from the store, provider by provider (§7), for
+//!   `carehub verify`: not a message, but the same shape (the store read, the rules run).
 //! - [`tags`]: NFC tags registered in clients' homes (VIS002's register).
 //!
 //! # How the flows are reached
@@ -23,6 +25,7 @@
 pub mod answer;
 pub mod decision;
 pub mod invoice;
+pub mod month;
 pub mod tags;
 pub mod visits;
 
