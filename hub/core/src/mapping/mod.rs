@@ -36,8 +36,10 @@
 //! - `load`: files to a [`MappingSet`]: parsing, each field's paths split once, and every
 //!   check of a file ([`MappingFileError`]), so a mistake is refused at start-up, not on a
 //!   message.
-//! - `read`: inbound: which mapping a payload is, the JSON reader, and the field rules and
-//!   conversions every reader shares ([`Decoded`], [`Translated`]).
+//! - `read`: inbound: which mapping a payload is, handed to its reader; the JSON reader.
+//! - `decode`: what every reader shares, so no reader imports another: what they produce
+//!   ([`Decoded`], [`Translated`], [`RowDecoded`]), the node a path selects in, and the
+//!   field rules and conversions.
 //! - `stream`: the XML reader, which follows the fields' paths without building a tree: the
 //!   hot path.
 //! - [`csv`]: CSV both ways (rows under a header), and the checks of what CSV cannot hold.
@@ -50,6 +52,7 @@
 
 mod canonical;
 pub mod csv;
+mod decode;
 mod load;
 mod read;
 mod samples;
@@ -62,8 +65,8 @@ mod xsd;
 
 use carehub_model::MessageType;
 
+pub use self::decode::{Decoded, RowDecoded, Translated};
 pub use self::load::{declared, MappingFileError};
-pub use self::read::{Decoded, RowDecoded, Translated};
 pub use self::samples::SampleFailure;
 pub use self::spec::{Direction, EnvelopeKind, Field, FieldType, Format, Mapping, Match, Sample, When, SOAP11};
 pub use self::write::{get_path, soap_envelope, Rendered};

@@ -156,7 +156,7 @@ pub(super) struct Compiled {
     /// the reader adds it without looking for it first.
     pub(super) sole_key: bool,
     /// A scalar field that only converts what it finds: no condition, constant, default,
-    /// split, list or floor. Most fields are; [`put_field`](super::read::put_field) takes them
+    /// split, list or floor. Most fields are; [`put_field`](super::decode::put_field) takes them
     /// the short way.
     pub(super) direct: bool,
     /// Inbound, the field's code table as (vendor code, canonical value) pairs, looked up

@@ -30,7 +30,7 @@ use quick_xml::utils::is_whitespace;
 use super::text::SingleByte;
 
 use super::canonical::Canon;
-use super::read::{put_field, Found};
+use super::decode::{put_field, Found};
 use super::xml::MAX_DEPTH;
 use super::{Direction, EnvelopeKind, Field, Format, Mapping, MappingSet, SOAP11};
 
