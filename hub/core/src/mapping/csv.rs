@@ -16,8 +16,8 @@ use carehub_model::{ErrorCode, ValidationError};
 use serde_json::Value;
 
 use super::decode::{decode_fields, Node, Row};
-use super::write::scalar_out;
-use super::{get_path, Decoded, Direction, Format, Mapping, MappingSet, RowDecoded};
+use super::encode::{get_path, scalar_out};
+use super::{Decoded, Direction, Format, Mapping, MappingSet, RowDecoded};
 
 /// The delimiter when a mapping names none: Swedish systems write `;`, as `,` is the
 /// decimal separator.

@@ -46,6 +46,8 @@
 //! - `canonical`: the canonical tree the readers build, which the model reads directly.
 //! - `write`: outbound: a canonical context rendered as XML or JSON ([`Rendered`]), and
 //!   SOAP envelopes.
+//! - `encode`: what every writer shares (a field's value found and converted to vendor
+//!   text), so the CSV writer and `write` do not import each other.
 //! - `samples`: each file's samples run ([`SampleFailure`]).
 //! - [`text`]: text encodings and how a payload's is detected; [`xml`]: the hub's one safe
 //!   XML tree; `xsd`: the XML Schema of what an inbound XML mapping reads, for the WSDL.
@@ -53,6 +55,7 @@
 mod canonical;
 pub mod csv;
 mod decode;
+mod encode;
 mod load;
 mod read;
 mod samples;
@@ -66,10 +69,11 @@ mod xsd;
 use carehub_model::MessageType;
 
 pub use self::decode::{Decoded, RowDecoded, Translated};
+pub use self::encode::get_path;
 pub use self::load::{declared, MappingFileError};
 pub use self::samples::SampleFailure;
 pub use self::spec::{Direction, EnvelopeKind, Field, FieldType, Format, Mapping, Match, Sample, When, SOAP11};
-pub use self::write::{get_path, soap_envelope, Rendered};
+pub use self::write::{soap_envelope, Rendered};
 
 /// All mappings of one vendor.
 #[derive(Debug, Clone)]
