@@ -1,14 +1,15 @@
 //! The hub: the one way in. Every payload a system sends, every file it leaves, every tag
 //! registered and every replay goes through a method of [`Hub`].
 //!
-//! A payload's way through: [`Hub::receive`] (a request) or [`Hub::take_file`] (a file from
-//! an inbox) looks the sending system up once, asks [`crate::intake`] what the payload is,
+//! A payload's way through: [`Hub::receive`] (a request, its system found once by the
+//! caller, who authenticated it) or [`Hub::take_file`] (a file from an inbox, its system
+//! looked up once here) asks [`crate::intake`] what the payload is,
 //! and hands it to its flow ([`crate::flows`]): a decision to `decision`, an
 //! acknowledgement or plan notice to `answer`, visits to `visits`, a PEPPOL document or an
 //! invoice basis to `invoice`. The flow commits the message's log entry with everything it
 //! causes before the hub answers. A Phoniro visit, for one, enters here (pushed to
 //! [`Hub::receive`], or pulled from the feed by [`crate::delivery::poller`] and taken by
-//! [`Hub::take_pages`]), is validated by [`crate::rules::visits`] and is stored by
+//! `Hub::take_pages`), is validated by [`crate::rules::visits`] and is stored by
 //! [`crate::store`].
 //!
 //! The hub's parts are private: it is built from [`HubParts`], and the server reaches only
@@ -114,24 +115,24 @@ impl Hub {
         })
     }
 
-    /// Takes a payload `system` sent. Answers only after the message (and everything it
+    /// Takes a payload the system `sys` sent (the caller found it in [`Hub::registry`], once,
+    /// to authenticate the sender). Answers only after the message (and everything it
     /// caused) is durably stored.
     pub async fn receive(
         &self,
-        system: &str,
+        sys: &System,
         body: Vec<u8>,
         content_type: Option<&str>,
         sender: &Sender,
     ) -> Result<Receipt, Rejection> {
-        let span = tracing::info_span!("message", system, bytes = body.len());
+        let span = tracing::info_span!("message", system = %sys.name, bytes = body.len());
         async {
-            let sys = self.system(system)?;
-            let payload = Payload::of_request(&sys, &body);
+            let payload = Payload::of_request(sys, &body);
             let content_type = content_type.unwrap_or(match payload {
                 Payload::Peppol(_) => "application/xml",
                 _ => "application/octet-stream",
             });
-            self.take(&sys, body, content_type, payload, sender).await
+            self.take(sys, body, content_type, payload, sender).await
         }
         .instrument(span)
         .await
@@ -172,7 +173,7 @@ impl Hub {
             Payload::Message(decoding) => self.dispatch(sys, body, content_type, decoding, sender).await,
             Payload::Peppol(document) => {
                 let inbound = Inbound { system: sys, body, content_type: content_type.to_owned(), decoded: None };
-                self.flows.on_invoice(&inbound, document, sender).await
+                self.flows.on_invoice(&inbound, *document, sender).await
             }
             Payload::Rows(Rows::Visits(rows)) => self.flows.take_visit_rows(sys, body, rows).await,
             Payload::Rows(Rows::InvoiceBasis { text, rows }) => {
@@ -286,20 +287,17 @@ impl Hub {
         self.flows.take_pages(sys, pages).await
     }
 
-    /// Refuses a message whose body was not read (too large, unreadable), logging the
-    /// refusal with an empty payload.
+    /// Refuses a message `sys` sent whose body was not read (too large, unreadable), logging
+    /// the refusal with an empty payload.
     pub async fn refuse_unread(
         &self,
-        system: &str,
+        sys: &System,
         content_type: Option<&str>,
         code: ErrorCode,
         reason: String,
     ) -> Rejection {
-        let Some(sys) = self.flows.registry.get(system).cloned() else {
-            return Rejection::new(ErrorCode::UnknownSystem, format!("no system named '{system}' is configured"));
-        };
         let inbound = Inbound {
-            system: &sys,
+            system: sys,
             body: Vec::new(),
             content_type: content_type.unwrap_or("application/octet-stream").to_owned(),
             decoded: None,

@@ -1,16 +1,22 @@
 //! Intake: what a payload is, decided once, from the sending system's mappings, the file
 //! name when it came as a file, and the bytes.
 //!
-//! A system's payload is one of three things ([`Payload`]): a vendor message (XML, JSON or
+//! A system's payload is one of three things (`Payload`): a vendor message (XML, JSON or
 //! a one-row CSV) decoded by the system's mappings, a CSV file to be taken row by row
 //! (visits, an invoice basis, or other messages a row each), or a PEPPOL BIS 3 invoice or
-//! credit note, read by [`crate::peppol`]. [`Payload::of_request`] and [`Payload::of_file`]
+//! credit note, read by [`crate::peppol`]. `Payload::of_request` and `Payload::of_file`
 //! are the only places that look at a payload's bytes to decide which; the hub
 //! ([`crate::hub`]) hands the result to its flow ([`crate::flows`]), and no flow sniffs
-//! again. The sending system is looked up once, by the hub, and passed down as `&System`.
+//! again. The sending system is looked up once and passed down as `&System`.
+//!
+//! One decision stays with the mapping engine, on purpose: which of the vendor's syntaxes
+//! a single message is written in (XML, JSON or one CSV row). The engine sees that only
+//! after it has decoded the text in the encodings the vendor's profile accepts (a UTF-16
+//! XML message does not start with `<` as bytes), and it is part of reading one message,
+//! not of deciding what kind of payload arrived.
 //!
 //! Here too are the types every flow and every caller share about a message coming in:
-//! who sent it ([`Sender`]), the message as the log will record it ([`Inbound`]), and the
+//! who sent it ([`Sender`]), the message as the log will record it (`Inbound`), and the
 //! two answers the hub gives ([`Receipt`], [`Rejection`]).
 
 use carehub_model::{ErrorCode, Message, MessageType, OrgNumber, ValidationError};
@@ -104,8 +110,9 @@ pub(crate) enum Payload {
     Message(Decoding),
     /// A CSV file, taken row by row.
     Rows(Rows),
-    /// A PEPPOL BIS 3 invoice or credit note from a provider's system, read, or why not.
-    Peppol(Result<PeppolDocument, ValidationError>),
+    /// A PEPPOL BIS 3 invoice or credit note from a provider's system, read, or why not
+    /// (boxed: a document is large, and most payloads are not one).
+    Peppol(Box<Result<PeppolDocument, ValidationError>>),
 }
 
 /// A CSV file, by what its rows are (decided by the rows the system's mappings read).
@@ -127,7 +134,7 @@ impl Payload {
     /// basis file, else one message.
     pub(crate) fn of_request(sys: &System, body: &[u8]) -> Payload {
         if sys.role == SystemRole::ProviderSystem && is_ubl(body) {
-            return Payload::Peppol(peppol::read_bytes(body));
+            return Payload::Peppol(Box::new(peppol::read_bytes(body)));
         }
         if sys.role == SystemRole::ProviderSystem
             && sys.reads_csv()

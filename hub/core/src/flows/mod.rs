@@ -13,7 +13,7 @@
 //! - [`tags`]: NFC tags registered in clients' homes (VIS002's register).
 //!
 //! # How the flows are reached
-//! Every flow is an `impl` block on [`Flows`], the hub's working parts (store, systems,
+//! Every flow is an `impl` block on `Flows`, the hub's working parts (store, systems,
 //! routes, rules' settings, clock, wake-ups), defined here. [`crate::hub::Hub`] owns the one
 //! `Flows`, keeps it private, and hands each payload to its flow once [`crate::intake`] has
 //! said what the payload is. So the imports go one way: `hub` uses `flows` and `intake`,

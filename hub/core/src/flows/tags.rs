@@ -3,7 +3,7 @@
 //!
 //! A registration is a message like any other: logged with its outcome before the answer.
 //! A provider's system may register tags only for its own clients and may not move a tag
-//! out of another provider's client's home (see [`Flows::register_tag`]).
+//! out of another provider's client's home (see `Flows::register_tag`).
 
 use carehub_model::{ErrorCode, OrgNumber, TagRegistration, ValidationError};
 

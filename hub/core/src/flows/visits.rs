@@ -9,7 +9,7 @@
 //! hears anything. A page pulled from a feed carries its cursor into that same commit, so a
 //! restart resumes exactly where the last stored page ended.
 //!
-//! Forwarding is decoupled: [`Flows::forward_visits`] walks the stored visits in id order
+//! Forwarding is decoupled: `Flows::forward_visits` walks the stored visits in id order
 //! behind a watermark, renders the accepted and flagged ones for their case-management
 //! system and queues them in the outbox, moving the watermark in the same commit. Ingestion
 //! does not wait for rendering, and a crash between the two loses nothing: the visits past

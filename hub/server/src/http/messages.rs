@@ -159,12 +159,12 @@ pub(super) async fn take_message(
         Err(_) => {
             let reason = format!("the body is larger than {} bytes (or was cut off)", state.max_body);
             return Err(hub
-                .refuse_unread(system, content_type.as_deref(), ErrorCode::PayloadTooLarge, reason)
+                .refuse_unread(sys, content_type.as_deref(), ErrorCode::PayloadTooLarge, reason)
                 .await
                 .into());
         }
     };
-    let receipt = hub.receive(system, body.to_vec(), content_type.as_deref(), &sender).await?;
+    let receipt = hub.receive(sys, body.to_vec(), content_type.as_deref(), &sender).await?;
     Ok(ReceiptBody {
         message_id: receipt.message_id,
         status: receipt.status.to_owned(),
