@@ -41,7 +41,7 @@
 //!   ([`Decoded`], [`Translated`], [`RowDecoded`]), the node a path selects in, and the
 //!   field rules and conversions.
 //! - `stream`: the XML reader, which follows the fields' paths without building a tree: the
-//!   hot path.
+//!   hot path; `plan`: the compiled tree of those paths, kept with each mapping.
 //! - [`csv`]: CSV both ways (rows under a header), and the checks of what CSV cannot hold.
 //! - `canonical`: the canonical tree the readers build, which the model reads directly.
 //! - `write`: outbound: a canonical context rendered as XML or JSON ([`Rendered`]), and
@@ -57,6 +57,7 @@ pub mod csv;
 mod decode;
 mod encode;
 mod load;
+mod plan;
 mod read;
 mod samples;
 mod spec;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use carehub_model::MessageType;
 use serde::Deserialize;
 
-use super::stream;
+use super::plan::Plan;
 
 /// Which way a mapping translates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -275,7 +275,7 @@ pub struct Mapping {
     /// Inbound XML: the fields' paths as the reader follows them, built when the file
     /// loads.
     #[serde(skip)]
-    pub(super) xml_plan: stream::Plan,
+    pub(super) xml_plan: Plan,
 }
 
 fn de_message_type<'de, D: serde::Deserializer<'de>>(d: D) -> Result<MessageType, D::Error> {
