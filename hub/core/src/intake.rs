@@ -211,3 +211,88 @@ pub(crate) fn content_type_of(file: &str) -> &'static str {
         _ => "application/octet-stream",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::adapter::{DeliveryError, DeliveryReceipt, Envelope, Transport};
+    use crate::mapping::MappingSet;
+
+    struct Nowhere;
+
+    #[async_trait::async_trait]
+    impl Transport for Nowhere {
+        async fn deliver(&self, _: &Envelope<'_>) -> Result<DeliveryReceipt, DeliveryError> {
+            Err(DeliveryError::permanent("nowhere"))
+        }
+        async fn check(&self) -> Result<String, DeliveryError> {
+            Ok(String::new())
+        }
+    }
+
+    /// A system with a vendor's mappings from `mappings/`.
+    fn system(vendor: &'static str, role: SystemRole) -> System {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mappings").join(vendor);
+        let mappings = MappingSet::load_dir(vendor, &dir).unwrap_or_else(|e| panic!("{e:?}"));
+        System {
+            name: vendor.to_owned(),
+            vendor,
+            role,
+            mappings: Arc::new(mappings),
+            transport: Arc::new(Nowhere),
+            inbox: None,
+            poll_interval: Duration::from_secs(60),
+            feed: None,
+            visit_reports: false,
+        }
+    }
+
+    const VISITS: &str = "Personnummer;Datum;Kom;Gick;Taggid;Registrering;Insatser;Utfall;Personal\n\
+                          193601016987;2026-11-03;08:02;08:47;04A21BC3;NFC;OMV,SERV;Utförd;st-117\n";
+    const BASIS: &str = "Fakturanummer;Typ;Krediterar;Period;Rad;Uppdragsid;Minuter;Belopp (öre);Kommentar\n\
+                         PG-4711;Faktura;;2026-11-01;1;O-1A2B3C4D5E6F7081;360;234000;\n";
+    const ACK: &str = "Uppdragsid;Status;Orsak;Tidpunkt\nO-1A2B3C4D5E6F7081;Accepterad;;2026-11-02 09:15\n";
+    const UBL: &str = r#"<Invoice xmlns="urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"/>"#;
+
+    fn kind(p: &Payload) -> &'static str {
+        match p {
+            Payload::Message(_) => "message",
+            Payload::Peppol(_) => "peppol",
+            Payload::Rows(Rows::Visits(_)) => "visit rows",
+            Payload::Rows(Rows::InvoiceBasis { .. }) => "invoice basis",
+            Payload::Rows(Rows::Messages { .. }) => "message rows",
+            Payload::Rows(Rows::Unreadable(_)) => "unreadable rows",
+        }
+    }
+
+    #[test]
+    fn a_file_of_a_csv_system_is_classified_by_the_rows_its_mappings_read() {
+        let paraga = system("paraga", SystemRole::ProviderSystem);
+        let of_file = |name: &str, body: &str| kind(&Payload::of_file(&paraga, name, body.as_bytes()));
+        assert_eq!(of_file("besok.csv", VISITS), "visit rows");
+        // Not by the name alone: CSV by not looking like XML or JSON.
+        assert_eq!(of_file("besok.txt", VISITS), "visit rows");
+        assert_eq!(of_file("faktura.csv", BASIS), "invoice basis");
+        assert_eq!(of_file("kvittens.csv", ACK), "message rows");
+        assert_eq!(of_file("okand.csv", "Nej;Rubrik\n1;2\n"), "unreadable rows");
+        // A file that looks like XML is a request's payload: here a PEPPOL document.
+        assert_eq!(of_file("faktura.xml", UBL), "peppol");
+    }
+
+    #[test]
+    fn a_request_is_one_message_unless_a_provider_system_sends_a_peppol_document_or_an_invoice_basis() {
+        let provider = system("paraga", SystemRole::ProviderSystem);
+        let of_request = |sys: &System, body: &str| kind(&Payload::of_request(sys, body.as_bytes()));
+        assert_eq!(of_request(&provider, UBL), "peppol");
+        assert_eq!(of_request(&provider, BASIS), "invoice basis");
+        assert_eq!(of_request(&provider, ACK), "message");
+        assert_eq!(of_request(&provider, VISITS), "message");
+        let case_management = system("paraga", SystemRole::CaseManagement);
+        assert_eq!(of_request(&case_management, UBL), "message");
+        assert_eq!(of_request(&case_management, BASIS), "message");
+    }
+}
