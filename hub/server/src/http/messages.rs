@@ -135,7 +135,7 @@ pub(super) async fn take_message(
     }
     let sender = match claims.as_ref().map(|c| c.role) {
         // The system itself, by its client certificate: it may speak for every provider it
-        // serves; the pipeline checks each order was sent to this system.
+        // serves; the answer flow checks each order was sent to this system.
         None => Sender::Trusted,
         Some(Role::Admin) => Sender::Trusted,
         Some(Role::CaseManagement) if sys.role == carehub_core::adapter::SystemRole::CaseManagement => Sender::Trusted,
