@@ -54,10 +54,14 @@ pub struct HubParts {
 
 /// The hub's flows over a store and the configured systems.
 pub struct Hub {
+    /// Everything the flows work with; private, so the entry points below are the only way
+    /// to change what the hub holds.
     flows: Flows,
 }
 
 impl Hub {
+    /// The hub over `parts`. The wake-up for the visit forwarder and what the flows keep
+    /// between messages are made here: nothing outside the hub uses them.
     pub fn new(parts: HubParts) -> Hub {
         let HubParts { store, registry, routes, deadlines, metrics, outbox_notify, visit_rules, invoice_policy, clock } =
             parts;
@@ -93,6 +97,7 @@ impl Hub {
         self.flows.routes.get(org)
     }
 
+    /// The counters and gauges the hub keeps (the server adds its own and renders them).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.flows.metrics
     }
