@@ -18,7 +18,7 @@
 //! `Flows`, keeps it private, and hands each payload to its flow once [`crate::intake`] has
 //! said what the payload is. So the imports go one way: `hub` uses `flows` and `intake`,
 //! `flows` uses `intake` (the inbound message, the sender, the answers), the rules, the
-//! mapping engine and the store, and nothing here names the `Hub`. What the flows share
+//! mapping engine and the store, and no code here names the `Hub`. What the flows share
 //! (refusing and logging a message, the correlation ids of a log entry, an outbound entry
 //! and its delivery) is below.
 
