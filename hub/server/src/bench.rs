@@ -402,7 +402,7 @@ async fn sftp(files: usize) -> anyhow::Result<ExitCode> {
         sshd.drop_file(&format!("beslut-{i:05}.xml"), d)?;
     }
     let runtime = assemble::build(&config, bench_clock())?;
-    let store = runtime.state.hub.store.clone();
+    let store = runtime.state.hub.store().clone();
     let started = Instant::now();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let hub = run::start(runtime, listener).await?;

@@ -419,7 +419,7 @@ pub async fn run(args: VisitBenchArgs) -> anyhow::Result<ExitCode> {
         limit: 10,
         ..Default::default()
     };
-    let rejected = state.hub.store.visits(filter).await?.len();
+    let rejected = state.hub.store().visits(filter).await?.len();
     for (what, took) in [("first pull after start", cold), ("next pull, running hub", warm)] {
         out!(
             "Phoniro pages of 1,000, {what}: {visits:>7} visits in {:>6.2} s = {:>7.0} visits/s",

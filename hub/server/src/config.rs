@@ -1038,14 +1038,14 @@ impl Config {
         }
     }
 
-    pub fn routes(&self) -> BTreeMap<String, carehub_core::flows::decision::Route> {
+    pub fn routes(&self) -> BTreeMap<String, carehub_core::hub::Route> {
         self.providers
             .iter()
             .filter_map(|p| {
                 let org = OrgNumber::parse(&p.org).ok()?;
                 Some((
                     org.as_str().to_owned(),
-                    carehub_core::flows::decision::Route { provider_name: p.name.clone(), system: p.system.clone() },
+                    carehub_core::hub::Route { provider_name: p.name.clone(), system: p.system.clone() },
                 ))
             })
             .collect()

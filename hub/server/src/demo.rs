@@ -394,7 +394,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
             u.clone_from(&url);
         }
     }
-    let store = hub.state.hub.store.clone();
+    let store = hub.state.hub.store().clone();
 
     out!("carehub demo: Ekerö kommun, home care (hemtjänst)");
     out!("");

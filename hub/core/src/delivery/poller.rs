@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::adapter::{Feed, Inbox, System};
-use crate::flows::decision::{Hub, Sender};
+use crate::hub::{Hub, Sender};
 
 /// A file name as the operational log may show it: a run of ten or more digits (which could
 /// be a personal identity number a producer put in the name) is masked.
@@ -130,7 +130,7 @@ impl Poller {
         if report.taken + report.rejected > 0 {
             info!(system, taken = report.taken, rejected = report.rejected, left = report.left, "inbox polled");
         }
-        self.hub.metrics.polled(system, "inbox", self.hub.clock.now().timestamp());
+        self.hub.metrics().polled(system, "inbox", self.hub.clock().now().timestamp());
         report
     }
 }
@@ -179,7 +179,7 @@ impl FeedPoller {
             if let Some(why) = &report.stopped {
                 warn!(system = %self.system.name, pages = report.pages, reason = %why, "feed pull stopped");
             } else {
-                self.hub.metrics.polled(&self.system.name, "feed", self.hub.clock.now().timestamp());
+                self.hub.metrics().polled(&self.system.name, "feed", self.hub.clock().now().timestamp());
                 if report.pages > 0 {
                     info!(system = %self.system.name, pages = report.pages, visits = report.visits, "feed pulled");
                 }
@@ -205,7 +205,7 @@ impl FeedPoller {
     /// [`pull`](Self::pull), stopping after the commit under way once `stop` turns true.
     pub async fn pull_until(&self, stop: &watch::Receiver<bool>) -> PullReport {
         let mut report = PullReport::default();
-        let cursor = match self.hub.store.feed_cursor(&self.system.name).await {
+        let cursor = match self.hub.store().feed_cursor(&self.system.name).await {
             Ok(c) => c,
             Err(e) => {
                 report.stopped = Some(format!("store: {e}"));
