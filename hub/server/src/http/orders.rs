@@ -269,7 +269,7 @@ pub(super) async fn order_trace(
     // The reads above are not one snapshot: an acknowledgement may have landed, and its
     // delivery gone out, since the order was first read. Read the order again, last, so its
     // status is never older than the deliveries and steps shown beside it.
-    let record = state.hub.store.order(&id).await?.unwrap_or(record);
+    let record = state.hub.store().order(&id).await?.unwrap_or(record);
     Ok(Json(Trace {
         order: OrderView::from(record, state.hub.today()),
         steps,
