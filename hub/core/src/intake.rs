@@ -147,6 +147,14 @@ impl Payload {
         Payload::Message(sys.decode(body))
     }
 
+    /// What a page a system's feed served is: always one vendor message (a page of visits
+    /// with the cursor of the next), so only decoded. The feed poller needs the cursor
+    /// before the page is taken, to fetch the next page ahead; it asks here rather than
+    /// reading the page itself.
+    pub(crate) fn of_feed_page(sys: &System, body: &[u8]) -> Decoding {
+        sys.decode(body)
+    }
+
     /// What a file `name` a system left in its inbox is: a CSV file (by its name, or by not
     /// looking like XML or JSON) when the system sends CSV, else as [`Payload::of_request`].
     pub(crate) fn of_file(sys: &System, name: &str, bytes: &[u8]) -> Payload {

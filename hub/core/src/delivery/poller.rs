@@ -148,9 +148,10 @@ mod tests {
 /// Pulls one system's feed (Phoniro's visits): page after page from the cursor stored with
 /// the last page taken, until the feed has nothing new, then again every `every`.
 ///
-/// Each page goes through [`Hub::receive`] like a pushed message; its visits and its next
-/// cursor are stored in one commit, so a hub stopped between pages resumes at the page after
-/// the last one stored: no visit is skipped, none is taken twice.
+/// Each page is classified by [`crate::intake`] and taken by the visit flow through
+/// `Hub::take_pages` rather than [`Hub::receive`], because several pages and the feed's
+/// next cursor go into one commit: a hub stopped between pages resumes at the page after
+/// the last one stored, so no visit is skipped and none is taken twice.
 pub struct FeedPoller {
     pub hub: Arc<Hub>,
     pub system: Arc<System>,
@@ -219,7 +220,7 @@ impl FeedPoller {
             loop {
                 let page = match feed.page(cursor.as_deref()).await {
                     Ok(body) => {
-                        let decoded = system.decode(&body);
+                        let decoded = crate::intake::Payload::of_feed_page(&system, &body);
                         Fetched { body, decoded }
                     }
                     Err(e) => {
