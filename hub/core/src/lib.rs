@@ -16,8 +16,8 @@
 //! - [`mapping`]: the one declarative mapping engine and its safe XML tree, so no vendor's
 //!   format is written in code.
 //! - [`peppol`]: the PEPPOL BIS 3 reader for invoices and credit notes, a standard format
-//!   rather than a vendor's, so it is read here and not through a mapping file;
-//!   [`peppol_write`] writes the minimal invoices the demo and the tests send.
+//!   rather than a vendor's, so it is read here and not through a mapping file (writing
+//!   PEPPOL is what the hub's counterparts do: the demo's writer is in `carehub-devkit`).
 //! - [`flows`]: one room per flow (SPEC §4): [`flows::decision`] (decisions, orders and
 //!   their acknowledgements; for now also [`flows::decision::Hub`] and its entry point
 //!   [`flows::decision::Hub::receive`]), [`flows::visits`] and [`flows::invoice`].
@@ -43,6 +43,5 @@ pub mod log;
 pub mod mapping;
 pub mod metrics;
 pub mod peppol;
-pub mod peppol_write;
 pub mod rules;
 pub mod store;

@@ -36,9 +36,9 @@ use carehub_model::{Deadlines, Decision, Order, OrgNumber};
 use chrono::{Datelike, NaiveDate};
 use serde_json::{json, Value};
 
-use crate::auth::{Auth, Role};
-use crate::config::Config;
-use crate::{assemble, run};
+use carehub_server::auth::{Auth, Role};
+use carehub_server::config::Config;
+use carehub_server::{assemble, run};
 
 const SECRET: &str = "bench-secret-bench-secret-bench-secret";
 const CLIENTS: usize = 20_000;
@@ -353,7 +353,7 @@ fn config_text(world: &World, db: &Path, mock: &str, reports: bool) -> String {
 pub async fn run(args: VisitBenchArgs) -> anyhow::Result<ExitCode> {
     let temp = tempfile::tempdir_in(args.dir.as_deref().unwrap_or(&std::env::temp_dir()))
         .context("cannot create a folder for the database")?;
-    let clock = crate::bench::bench_clock();
+    let clock = super::bench_clock();
     let today = clock.today();
     let this_month = today.with_day(1).context("a month")?;
     let last_month = (this_month - chrono::Days::new(1)).with_day(1).context("a month")?;
@@ -477,7 +477,7 @@ pub async fn run(args: VisitBenchArgs) -> anyhow::Result<ExitCode> {
         let http = reqwest::Client::builder().pool_max_idle_per_host(n).build()?;
         let (url, clients, world, tokens, pushed) =
             (url.clone(), clients.clone(), world.clone(), tokens.clone(), pushed.clone());
-        let r = crate::bench::closed_loop(n, args.seconds, move |_| {
+        let r = super::closed_loop(n, args.seconds, move |_| {
             let i = pushed.fetch_add(1, Ordering::Relaxed);
             let c = clients[i % clients.len()];
             let token = tokens[world.provider_of(c) - LIFECARE.start].clone();

@@ -1,5 +1,14 @@
 //! `carehub bench`: the measurements behind BENCHMARKS.md.
 //!
+//! # Layout
+//! - this module: the command's options ([`BenchCommand`]), the shared clock and closed
+//!   loop, and the decisions, translation and SFTP benchmarks;
+//! - [`visits`]: visit ingestion over a store seeded with a month of Stockholm-sized data;
+//! - [`verify`]: `carehub verify` over a seeded month at Stockholm or national scale.
+//!
+//! The seeds of [`visits`] and [`verify`] write millions of rows through the store's bulk
+//! loader (`carehub_core::store::bulk`), which keeps the SQL in the store.
+//!
 //! `carehub bench decisions` starts the real hub in this process on a fresh SQLite file,
 //! with a mock Phoniro on loopback that takes every order at once (so deliveries run too),
 //! and posts distinct valid Combine decisions over HTTP from N concurrent clients for a
@@ -18,9 +27,12 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
 
-use crate::auth::{Auth, Role};
-use crate::config::Config;
-use crate::{assemble, run};
+use carehub_server::auth::{Auth, Role};
+use carehub_server::config::Config;
+use carehub_server::{assemble, run};
+
+pub mod verify;
+pub mod visits;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
@@ -60,10 +72,10 @@ pub enum BenchCommand {
     /// Visit records per second through ingestion, validation and durable logging, in
     /// batches (Phoniro pages, a ParaGå file) and as webhook pushes, over a store holding a
     /// month of Stockholm-sized data.
-    Visits(crate::bench_visits::VisitBenchArgs),
+    Visits(visits::VisitBenchArgs),
     /// Verifying a whole month from the store (`carehub verify` in a child process) at
     /// Stockholm or national scale: wall time and peak memory.
-    Verify(crate::bench_verify::VerifyBenchArgs),
+    Verify(verify::VerifyBenchArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -73,8 +85,8 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
             tokio::task::spawn_blocking(move || translate(files, passes, chunk)).await?
         }
         BenchCommand::Sftp { files } => sftp(files).await,
-        BenchCommand::Visits(args) => crate::bench_visits::run(args).await,
-        BenchCommand::Verify(args) => crate::bench_verify::run(args).await,
+        BenchCommand::Visits(args) => visits::run(args).await,
+        BenchCommand::Verify(args) => verify::run(args).await,
     }
 }
 
@@ -374,10 +386,10 @@ fn translate(files: usize, passes: usize, chunk: usize) -> anyhow::Result<ExitCo
 
 async fn sftp(files: usize) -> anyhow::Result<ExitCode> {
     use carehub_core::store::OrderFilter;
-    if !crate::fixtures::LocalSshd::available() {
+    if !crate::sshd::LocalSshd::available() {
         anyhow::bail!("this benchmark starts a local sshd: install openssh-server (scripts/test does)");
     }
-    let sshd = crate::fixtures::LocalSshd::start()?;
+    let sshd = crate::sshd::LocalSshd::start()?;
     let dir = tempfile::tempdir()?;
     let mock = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let mock_url = format!("http://{}", mock.local_addr()?);
