@@ -18,8 +18,8 @@
 //! providers invoice the month ([`invoices`]).
 //!
 //! # Steps
-//! [`run`] starts the vendors and the hub ([`Demo::start`]), then plays one numbered section
-//! of its narrative per method of [`Demo`], in order: decisions, deliveries, the outage and
+//! [`run()`] starts the vendors and the hub (`Demo::start`), then plays one numbered section
+//! of its narrative per method of `Demo`, in order: decisions, deliveries, the outage and
 //! its replay, the answers, deadlines, the other vendors, the month of visits, invoices and
 //! the message log.
 
@@ -162,7 +162,7 @@ visits_page_size = {FEED_PAGE}
     text
 }
 
-fn decision(id: &str, pnr: &str, provider: &str, month: &Month, services: &[(&str, u32)]) -> String {
+fn decision(id: &str, pnr: &str, provider: &str, month: &PlayedMonth, services: &[(&str, u32)]) -> String {
     let mut s = format!(
         "<Beslut xmlns=\"urn:carehub:vendor:combine:1\">\n  <BeslutsId>{id}</BeslutsId>\n  <Personnummer>{}-{}</Personnummer>\n  <Handlaggare>hl-{}</Handlaggare>\n  <Utforare orgnr=\"{provider}\"/>\n  <GiltigFrom>{}</GiltigFrom><GiltigTom>{}</GiltigTom>\n  <Beslutstidpunkt>{}</Beslutstidpunkt>\n",
         &pnr[..8],
@@ -266,7 +266,7 @@ struct Demo {
     /// This run's mark in the decisions' ids, so a kept database takes another run.
     run: String,
     /// The month the decisions start in and the visits and invoices are played.
-    month: Month,
+    month: PlayedMonth,
     clients: Vec<&'static str>,
 }
 
@@ -340,7 +340,7 @@ impl Demo {
         let run = clock.now().format("%y%m%d%H%M%S").to_string();
         // Decisions valid from the first of last month and decided that day: their orders
         // are active over the whole month of visits played in section 7.
-        let month = Month::before(clock.today());
+        let month = PlayedMonth::before(clock.today());
         let cm_token = auth.issue("combine-ekero", Role::CaseManagement, Some("combine-ekero"), None, TTL)?;
         let treserva_token =
             auth.issue("treserva-danderyd", Role::CaseManagement, Some("treserva-danderyd"), None, TTL)?;
@@ -743,7 +743,7 @@ async fn sftp_pair(
     paraga: &LocalSshd,
     clients: &[&str],
     run: &str,
-    month: &Month,
+    month: &PlayedMonth,
     store: &dyn Store,
     clock: &Clock,
 ) -> anyhow::Result<()> {
@@ -844,16 +844,16 @@ async fn sftp_pair(
 /// decisions are valid from its first day and decided on it, so their orders are active
 /// over the whole month.
 #[derive(Debug, Clone, Copy)]
-struct Month {
+struct PlayedMonth {
     first: NaiveDate,
     last: NaiveDate,
 }
 
-impl Month {
-    fn before(today: NaiveDate) -> Month {
+impl PlayedMonth {
+    fn before(today: NaiveDate) -> PlayedMonth {
         let this = today.with_day(1).unwrap_or(today);
         let last = this.pred_opt().unwrap_or(this);
-        Month { first: last.with_day(1).unwrap_or(last), last }
+        PlayedMonth { first: last.with_day(1).unwrap_or(last), last }
     }
 
     /// `YYYY-MM`, as the API wants it.
@@ -906,7 +906,7 @@ mod tests {
 
     #[test]
     fn the_month_is_the_last_complete_one() {
-        let month = |y, m, d| Month::before(NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default());
+        let month = |y, m, d| PlayedMonth::before(NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default());
         let nov = month(2026, 11, 22);
         assert_eq!(
             (nov.first.to_string(), nov.last.to_string(), nov.label()),

@@ -1,8 +1,8 @@
 //! Section 7 of the demo: a month of visits. Tags in the homes, NFC check-ins and
-//! check-outs drawn for each provider's staff ([`VisitPlan::draw`]) with faults planted,
+//! check-outs drawn for each provider's staff (`VisitPlan::draw`) with faults planted,
 //! delivered through the vendors' real paths (Phoniro's feed and pushes, ParaGå's daily
 //! files), and what the hub made of it read back and checked against what was planted
-//! ([`VisitRun::play`]).
+//! (`VisitRun::play`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde_json::{json, Value};
 
 use super::vendors::{MockCaseManagement, MockPhoniro};
-use super::{rfc3339, stockholm, Month, FEED_PAGE, PROVIDERS, SFTP_PROVIDER};
+use super::{rfc3339, stockholm, PlayedMonth, FEED_PAGE, PROVIDERS, SFTP_PROVIDER};
 use crate::sshd::LocalSshd;
 
 /// A provider whose visits the demo plays.
@@ -190,7 +190,7 @@ struct TagMove {
 impl Tags {
     /// A tag in every home the providers visit; one moves on the 15th, between two homes
     /// only the first provider visits.
-    fn for_homes(providers: &[VisitProvider], month: &Month) -> Tags {
+    fn for_homes(providers: &[VisitProvider], month: &PlayedMonth) -> Tags {
         let homes: BTreeSet<&String> = providers.iter().flat_map(|p| p.clients.iter()).collect();
         let home: BTreeMap<String, String> =
             homes.iter().enumerate().map(|(i, c)| ((*c).clone(), format!("04D3{:06X}1C80", i + 1))).collect();
@@ -214,7 +214,7 @@ impl Tags {
     }
 
     /// What the municipality registers: (tag, client, installed on).
-    fn registrations(&self, month: &Month) -> Vec<(String, String, NaiveDate)> {
+    fn registrations(&self, month: &PlayedMonth) -> Vec<(String, String, NaiveDate)> {
         let mut all: Vec<(String, String, NaiveDate)> =
             self.home.iter().map(|(c, t)| (t.clone(), c.clone(), month.first)).collect();
         if let Some(m) = &self.moved {
@@ -245,7 +245,7 @@ struct VisitPlan {
 impl VisitPlan {
     /// Draws a month: each client 1-3 visits a day of 20-60 minutes by a small staff pool,
     /// each staff member's day one visit after another, then the faults.
-    fn draw(providers: &[VisitProvider], tags: &Tags, month: &Month) -> VisitPlan {
+    fn draw(providers: &[VisitProvider], tags: &Tags, month: &PlayedMonth) -> VisitPlan {
         let mut rng = fastrand::Rng::with_seed(2026);
         let mut visits: Vec<Planned> = Vec::new();
         let mut n = 0usize;
@@ -455,7 +455,7 @@ pub(super) struct VisitRun<'a> {
     pub(super) cm_token: &'a str,
     pub(super) tokens: &'a BTreeMap<String, String>,
     pub(super) store: &'a dyn Store,
-    pub(super) month: Month,
+    pub(super) month: PlayedMonth,
     pub(super) feeds: [(&'static str, &'a MockPhoniro); 2],
     pub(super) paraga: Option<&'a LocalSshd>,
     pub(super) procapita: Option<&'a LocalSshd>,
@@ -907,7 +907,7 @@ mod tests {
         let providers = providers();
         for n in 0..30u32 {
             let today = NaiveDate::from_ymd_opt(2026 + (n / 12) as i32, 1 + n % 12, 15).unwrap_or_default();
-            let month = Month::before(today);
+            let month = PlayedMonth::before(today);
             let tags = Tags::for_homes(&providers, &month);
             assert!(tags.moved.is_some(), "{today}");
             let plan = VisitPlan::draw(&providers, &tags, &month);
