@@ -18,11 +18,13 @@
 //!
 //! # Layout
 //! - [`demo`]: `carehub demo`, a month of a municipality's decisions, visits and invoices
-//!   played end to end, cut into named steps. Its mock vendors ([`demo::vendors`]) are a
-//!   piece of their own, so a mock hub for vendors can reuse them; [`demo::visits`] plays
-//!   the month of visits and [`demo::invoices`] the providers' invoices.
+//!   played end to end, cut into named steps over one scenario (its providers, clients and
+//!   month). Its mock vendors ([`demo::vendors`]) are a piece of their own, so a mock hub
+//!   for vendors can reuse them; [`demo::visits`] plays the month of visits and
+//!   [`demo::invoices`] the providers' invoices.
 //! - [`bench`](mod@bench): `carehub bench`, the throughput, latency and month-verification
-//!   benchmarks ([`bench::visits`], [`bench::verify`]). Their seeds load millions of rows
+//!   benchmarks ([`bench::visits`], [`bench::verify`]) over a shared harness
+//!   ([`bench::harness`]: the clock and the closed loop). Their seeds load millions of rows
 //!   through the store's documented bulk loader (`carehub_core::store::bulk`), so no SQL is
 //!   written here.
 //! - [`peppol_write`]: minimal home-care PEPPOL BIS 3 invoices and credit notes, as the

@@ -275,7 +275,7 @@ pub async fn run(args: VerifyBenchArgs) -> anyhow::Result<ExitCode> {
     let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let temp = tempfile::tempdir_in(&parent).context("cannot create a folder for the database")?;
     let (clients, n_providers, visits) = args.scale.sizes();
-    let this_month = super::bench_clock().today().with_day(1).context("a month")?;
+    let this_month = super::harness::bench_clock().today().with_day(1).context("a month")?;
     let month = (this_month - chrono::Days::new(1)).with_day(1).context("a month")?;
     let month_key = format!("{:04}-{:02}", month.year(), month.month());
     out!(

@@ -325,7 +325,7 @@ fn config_text(world: &World, db: &Path, mock: &str, reports: bool) -> String {
 pub async fn run(args: VisitBenchArgs) -> anyhow::Result<ExitCode> {
     let temp = tempfile::tempdir_in(args.dir.as_deref().unwrap_or(&std::env::temp_dir()))
         .context("cannot create a folder for the database")?;
-    let clock = super::bench_clock();
+    let clock = super::harness::bench_clock();
     let today = clock.today();
     let this_month = today.with_day(1).context("a month")?;
     let last_month = (this_month - chrono::Days::new(1)).with_day(1).context("a month")?;
@@ -449,7 +449,7 @@ pub async fn run(args: VisitBenchArgs) -> anyhow::Result<ExitCode> {
         let http = reqwest::Client::builder().pool_max_idle_per_host(n).build()?;
         let (url, clients, world, tokens, pushed) =
             (url.clone(), clients.clone(), world.clone(), tokens.clone(), pushed.clone());
-        let r = super::closed_loop(n, args.seconds, move |_| {
+        let r = super::harness::closed_loop(n, args.seconds, move |_| {
             let i = pushed.fetch_add(1, Ordering::Relaxed);
             let c = clients[i % clients.len()];
             let token = tokens[world.provider_of(c) - LIFECARE.start].clone();

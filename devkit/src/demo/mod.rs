@@ -22,6 +22,14 @@
 //! of its narrative per method of `Demo`, in order: decisions, deliveries, the outage and
 //! its replay, the answers, deadlines, the other vendors, the month of visits, invoices and
 //! the message log.
+//!
+//! # Layout
+//! - this module: the options, the hub's configuration and the steps;
+//! - `scenario`: the cast and the calendar every step draws on (providers, clients, the
+//!   month played, Stockholm times), so no section imports another;
+//! - [`vendors`]: the mock vendors, reusable apart from the demo;
+//! - [`visits`]: section 7, the month of visits with its planted faults;
+//! - [`invoices`]: section 8, the providers' PEPPOL invoices.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,15 +45,18 @@ use carehub_server::auth::{Auth, Role};
 use carehub_server::config::Config;
 use carehub_server::run::RunningHub;
 use carehub_server::{assemble, run};
-use chrono::{DateTime, Datelike, Days, Months, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::sshd::LocalSshd;
 use vendors::{MockCaseManagement, MockPhoniro};
 
 pub mod invoices;
+mod scenario;
 pub mod vendors;
 pub mod visits;
+
+use scenario::{clients, PlayedMonth, DEMO_RATE_KR, FEED_PAGE, PROVIDERS, SFTP_PROVIDER};
 
 /// `carehub demo`'s options.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -70,50 +81,6 @@ fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
 }
 
 const SECRET: &str = "demo-only-secret-never-use-in-production-0123";
-
-struct Provider {
-    org: &'static str,
-    name: &'static str,
-    system: &'static str,
-    decisions: usize,
-    /// Its staff ids are `<staff>-sNN`.
-    staff: &'static str,
-    /// One visit in this many is registered by hand (with a reason).
-    manual_every: usize,
-}
-
-/// The contracted rate of the demo's providers, kronor per hour (Södertälje's).
-const DEMO_RATE_KR: u32 = 390;
-
-/// The provider whose orders go to ParaGå over SFTP.
-const SFTP_PROVIDER: &str = "5599000030";
-
-const PROVIDERS: &[Provider] = &[
-    Provider {
-        org: "5599000014",
-        name: "Hemtjänst Norr AB",
-        system: "phoniro-norr",
-        decisions: 16,
-        staff: "norr",
-        manual_every: 6,
-    },
-    Provider {
-        org: "5566778899",
-        name: "Omsorgshuset i Ekerö AB",
-        system: "phoniro-norr",
-        decisions: 12,
-        staff: "ekero",
-        manual_every: 25,
-    },
-    Provider {
-        org: "5560123456",
-        name: "Södra Vård & Omsorg AB",
-        system: "phoniro-soder",
-        decisions: 8,
-        staff: "soder",
-        manual_every: 30,
-    },
-];
 
 fn config_text(db: &std::path::Path, combine: &str, norr: &str, soder: &str, more: &str) -> String {
     let mut text = format!(
@@ -177,15 +144,6 @@ fn decision(id: &str, pnr: &str, provider: &str, month: &PlayedMonth, services: 
     }
     s.push_str("</Beslut>\n");
     s
-}
-
-/// Clients: Skatteverket's test numbers (shipped in `data/`), people born 1925-1945.
-fn clients() -> Vec<&'static str> {
-    include_str!("../../../data/skatteverket-testpersonnummer.txt")
-        .lines()
-        .filter(|l| l.len() == 12 && ("1925".."1946").contains(&&l[..4]))
-        .step_by(7)
-        .collect()
 }
 
 /// Runs the demo.
@@ -837,85 +795,4 @@ async fn sftp_pair(
         procapita.files("outbox").iter().filter(|f| f.starts_with("verkstallighet-")).count()
     );
     Ok(())
-}
-
-/// The calendar month the demo's visits fall in: the last complete one before today
-/// (Stockholm), so every visit is in the past whatever day the demo runs. The demo's
-/// decisions are valid from its first day and decided on it, so their orders are active
-/// over the whole month.
-#[derive(Debug, Clone, Copy)]
-struct PlayedMonth {
-    first: NaiveDate,
-    last: NaiveDate,
-}
-
-impl PlayedMonth {
-    fn before(today: NaiveDate) -> PlayedMonth {
-        let this = today.with_day(1).unwrap_or(today);
-        let last = this.pred_opt().unwrap_or(this);
-        PlayedMonth { first: last.with_day(1).unwrap_or(last), last }
-    }
-
-    /// `YYYY-MM`, as the API wants it.
-    fn label(&self) -> String {
-        self.first.format("%Y-%m").to_string()
-    }
-
-    fn days(&self) -> impl Iterator<Item = NaiveDate> {
-        let last = self.last;
-        self.first.iter_days().take_while(move |d| *d <= last)
-    }
-
-    /// A decision's last valid day: a year on.
-    fn valid_to(&self) -> NaiveDate {
-        self.first.checked_add_months(Months::new(12)).and_then(|d| d.pred_opt()).unwrap_or(self.last)
-    }
-
-    /// When the demo's decisions were made: 09:00 on the first day, Stockholm time.
-    fn decided_at(&self) -> String {
-        rfc3339(stockholm(self.first, 9 * 60))
-    }
-
-    /// The `n`th day of the month (1-based), or its last.
-    fn day(&self, n: u64) -> NaiveDate {
-        self.first.checked_add_days(Days::new(n.saturating_sub(1))).filter(|d| *d <= self.last).unwrap_or(self.last)
-    }
-}
-
-/// A Stockholm wall-clock time (minutes after midnight on `day`) as an instant.
-fn stockholm(day: NaiveDate, minutes: i64) -> DateTime<Utc> {
-    let local = day.and_time(NaiveTime::MIN) + chrono::Duration::minutes(minutes);
-    carehub_model::MUNICIPAL_TZ
-        .from_local_datetime(&local)
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(|| Utc.from_utc_datetime(&local))
-}
-
-/// RFC 3339 with Stockholm's offset, as Phoniro and Combine write times.
-fn rfc3339(at: DateTime<Utc>) -> String {
-    at.with_timezone(&carehub_model::MUNICIPAL_TZ).format("%Y-%m-%dT%H:%M:%S%:z").to_string()
-}
-
-/// Visits per page of the mock Phoniro feed (the hub asks for this many).
-const FEED_PAGE: usize = 200;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_month_is_the_last_complete_one() {
-        let month = |y, m, d| PlayedMonth::before(NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default());
-        let nov = month(2026, 11, 22);
-        assert_eq!(
-            (nov.first.to_string(), nov.last.to_string(), nov.label()),
-            ("2026-10-01".into(), "2026-10-31".into(), "2026-10".into())
-        );
-        assert_eq!(month(2027, 1, 1).label(), "2026-12");
-        assert_eq!(month(2028, 3, 31).last.to_string(), "2028-02-29");
-        assert_eq!(nov.decided_at(), "2026-10-01T09:00:00+02:00");
-        assert_eq!(month(2027, 1, 5).decided_at(), "2026-12-01T09:00:00+01:00");
-        assert_eq!(nov.valid_to().to_string(), "2027-09-30");
-    }
 }

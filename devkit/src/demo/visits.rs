@@ -13,8 +13,8 @@ use carehub_core::store::{DeliveryFilter, LogFilter, OrderFilter, Store};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde_json::{json, Value};
 
+use super::scenario::{rfc3339, stockholm, PlayedMonth, FEED_PAGE, PROVIDERS, SFTP_PROVIDER};
 use super::vendors::{MockCaseManagement, MockPhoniro};
-use super::{rfc3339, stockholm, PlayedMonth, FEED_PAGE, PROVIDERS, SFTP_PROVIDER};
 use crate::sshd::LocalSshd;
 
 /// A provider whose visits the demo plays.
@@ -870,7 +870,7 @@ impl VisitRun<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::demo::clients;
+    use crate::demo::scenario::clients;
 
     /// The demo's providers with clients drawn as its decisions draw them.
     fn providers() -> Vec<VisitProvider> {
