@@ -29,7 +29,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use carehub_core::store::bulk::{BulkLoader, Durability, VisitRow};
+use carehub_core::store::bulk::{BulkLoader, Durability, Stamp, VisitRow};
 use carehub_model::{Deadlines, Decision, Order, OrgNumber};
 use chrono::{Datelike, NaiveDate};
 use serde_json::json;
@@ -194,17 +194,20 @@ fn seed(db: &Path, scale: Scale, month: NaiveDate) -> anyhow::Result<Seeded> {
                 if outcome != "rejected" {
                     performed_seconds[c] += seconds;
                 }
-                let (check_in, check_out) = (carehub_core::store::ts(at), carehub_core::store::ts(out));
+                let (check_in, check_out) = (Stamp::new(at), Stamp::new(out));
                 let staff = format!("bench-{}", i / 12);
                 let id = format!("phoniro:B-{i}");
                 let order = format!("O-B{c:07}");
                 let method = if manual { "manual" } else { "nfc" };
                 let canonical = format!(
                     "{{\"id\":\"{id}\",\"provider\":\"{}\",\"client\":\"{}\",\"order_id\":\"{order}\",\"staff\":\"{staff}\",\
-                     \"check_in\":{{\"at\":\"{check_in}\",\"method\":\"{method}\",\"tag_uid\":\"04{c:06X}\"}},\
-                     \"check_out\":{{\"at\":\"{check_out}\",\"method\":\"{method}\",\"tag_uid\":\"04{c:06X}\"}},\
+                     \"check_in\":{{\"at\":\"{}\",\"method\":\"{method}\",\"tag_uid\":\"04{c:06X}\"}},\
+                     \"check_out\":{{\"at\":\"{}\",\"method\":\"{method}\",\"tag_uid\":\"04{c:06X}\"}},\
                      \"planned_minutes\":30,\"activities\":[\"personal_care\"],\"outcome\":\"performed\"}}",
-                    orgs[p], pnrs[c]
+                    orgs[p],
+                    pnrs[c],
+                    check_in.as_str(),
+                    check_out.as_str()
                 );
                 let findings = if codes.is_empty() {
                     "[]".to_owned()
@@ -218,8 +221,8 @@ fn seed(db: &Path, scale: Scale, month: NaiveDate) -> anyhow::Result<Seeded> {
                     client: &pnrs[c],
                     order_id: &order,
                     staff: &staff,
-                    check_in: at,
-                    check_out: out,
+                    check_in: &check_in,
+                    check_out: &check_out,
                     month: &month_key,
                     seconds,
                     planned_minutes: 30,
@@ -229,7 +232,7 @@ fn seed(db: &Path, scale: Scale, month: NaiveDate) -> anyhow::Result<Seeded> {
                     codes,
                     findings: &findings,
                     canonical: &canonical,
-                    received_at: Some(out),
+                    received_at: Some(&check_out),
                 })?;
             }
             Ok(())

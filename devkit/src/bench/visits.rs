@@ -32,7 +32,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
-use carehub_core::store::bulk::{BulkLoader, Durability, VisitRow};
+use carehub_core::store::bulk::{BulkLoader, Durability, Stamp, VisitRow};
 use carehub_model::{Deadlines, Decision, Order, OrgNumber};
 use chrono::{Datelike, NaiveDate};
 use serde_json::{json, Value};
@@ -171,8 +171,8 @@ fn seed(db: &Path, world: &World, visits: usize) -> anyhow::Result<Duration> {
                 client: world.pnrs[c],
                 order_id: &order,
                 staff: &staff,
-                check_in: at,
-                check_out: out,
+                check_in: &Stamp::new(at),
+                check_out: &Stamp::new(out),
                 month: &month,
                 seconds: 1800,
                 planned_minutes: 30,

@@ -85,6 +85,23 @@ impl BulkLoader {
     }
 }
 
+/// An instant in the form the store keeps it ([`ts`]), formatted once: a seed that also
+/// writes the instant into a row's canonical JSON formats it once for both, which counts
+/// over millions of rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp(String);
+
+impl Stamp {
+    pub fn new(at: DateTime<Utc>) -> Stamp {
+        Stamp(ts(at))
+    }
+
+    /// The stored form, e.g. `2026-10-01T05:00:00.000000Z`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A stored visit as the hub's visit flow would have written it, with its verdict.
 #[derive(Debug, Clone)]
 pub struct VisitRow<'a> {
@@ -95,8 +112,8 @@ pub struct VisitRow<'a> {
     pub client: &'a str,
     pub order_id: &'a str,
     pub staff: &'a str,
-    pub check_in: DateTime<Utc>,
-    pub check_out: DateTime<Utc>,
+    pub check_in: &'a Stamp,
+    pub check_out: &'a Stamp,
     /// `YYYY-MM`, the month the visit counts in.
     pub month: &'a str,
     /// Performed seconds.
@@ -114,7 +131,7 @@ pub struct VisitRow<'a> {
     /// The canonical visit as JSON.
     pub canonical: &'a str,
     /// When it was received; `None` leaves it empty.
-    pub received_at: Option<DateTime<Utc>>,
+    pub received_at: Option<&'a Stamp>,
 }
 
 /// The rows of one transaction. Each kind's statement is prepared the first time it is
@@ -231,8 +248,8 @@ impl<'t> Batch<'t> {
             v.client,
             v.order_id,
             v.staff,
-            ts(v.check_in),
-            ts(v.check_out),
+            v.check_in.as_str(),
+            v.check_out.as_str(),
             v.month,
             v.seconds,
             v.planned_minutes,
@@ -242,7 +259,7 @@ impl<'t> Batch<'t> {
             v.codes,
             v.findings,
             v.canonical,
-            v.received_at.map(ts).unwrap_or_default(),
+            v.received_at.map_or("", Stamp::as_str),
         ])?;
         Ok(())
     }
@@ -300,6 +317,7 @@ mod tests {
         let day = NaiveDate::from_ymd_opt(2026, 10, 1).expect("day");
         let order = Order::from_decision("O-SEED1".into(), &decision, day, Deadlines::default());
         let at = day.and_hms_opt(7, 0, 0).expect("time").and_utc();
+        let (check_in, check_out) = (Stamp::new(at), Stamp::new(at + chrono::Duration::minutes(30)));
         for durability in [Durability::Unjournaled, Durability::WalUnsynced] {
             let _ = std::fs::remove_file(&db);
             let mut loader = BulkLoader::create(&db, durability).expect("create");
@@ -315,8 +333,8 @@ mod tests {
                         client: "193601016987",
                         order_id: "O-SEED1",
                         staff: "seed-1",
-                        check_in: at,
-                        check_out: at + chrono::Duration::minutes(30),
+                        check_in: &check_in,
+                        check_out: &check_out,
                         month: "2026-10",
                         seconds: 1800,
                         planned_minutes: 30,
