@@ -109,15 +109,15 @@ async fn a_peppol_invoice_left_in_an_sftp_inbox_is_verified_and_archived() {
     // No visits performed: an hour invoiced is an hour more than performed (INV001), and the
     // order is far under its grant (INV006).
     let day = |d| chrono::NaiveDate::from_ymd_opt(2026, 11, d).expect("date");
-    let line = carehub_core::peppol_write::Line {
+    let line = carehub_devkit::peppol_write::Line {
         id: "1".into(),
         order_id: order.clone(),
         minutes: 60,
         amount_ore: 39_000,
         comment: None,
     };
-    let doc = carehub_core::peppol_write::home_care(
-        carehub_core::peppol_write::Kind::Invoice,
+    let doc = carehub_devkit::peppol_write::home_care(
+        carehub_devkit::peppol_write::Kind::Invoice,
         "PG-1",
         PROVIDER_D,
         "Hemtjänst i Hägersten AB",

@@ -38,8 +38,8 @@
 //! - [`mapping`]: the one declarative mapping engine and its safe XML tree, so no vendor's
 //!   format is written in code.
 //! - [`peppol`]: the PEPPOL BIS 3 reader for invoices and credit notes, a standard format
-//!   rather than a vendor's, so it is read here and not through a mapping file;
-//!   [`peppol_write`] writes the minimal invoices the demo and the tests send.
+//!   rather than a vendor's, so it is read here and not through a mapping file (writing
+//!   PEPPOL is what the hub's counterparts do: the demo's writer is in `carehub-devkit`).
 //! - [`followup`]: the monthly follow-up report (SPEC §4.4), computed from the store and
 //!   rendered as HTML and tables.
 //! - [`store`]: the [`store::Store`] trait, its contract tests and the SQLite backend; the
@@ -62,6 +62,5 @@ pub mod log;
 pub mod mapping;
 pub mod metrics;
 pub mod peppol;
-pub mod peppol_write;
 pub mod rules;
 pub mod store;

@@ -21,6 +21,7 @@
 //! ([`store_contract_suite!`](crate::store_contract_suite)), so the two cannot drift apart
 //! on what a flow may assume.
 
+pub mod bulk;
 #[doc(hidden)]
 pub mod contract;
 mod followup_sql;
