@@ -22,6 +22,21 @@ async fn audit_verify_passes_untouched_and_names_a_tampered_entry() {
     for i in 0..5 {
         hub.wait_for_order_status(&order_id(&format!("DEC-{i}")), "delivered").await;
     }
+    // The target: the third decision as received (its entry number depends on how the
+    // deliveries interleaved), and its bytes as the log keeps them.
+    let admin = hub.admin();
+    let (_, page) = hub.get("/v1/messages?limit=1000", Some(&admin)).await;
+    let target = page["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["direction"] == "in")
+        .nth(2)
+        .and_then(|m| m["id"].as_i64())
+        .expect("a third entry in");
+    let (_, entry) = hub.get(&format!("/v1/messages/{target}"), Some(&admin)).await;
+    assert_eq!(entry["payload_encoding"], "utf-8", "{entry}");
+    let mut payload = entry["payload"].as_str().expect("a payload").as_bytes().to_vec();
     hub.stop().await;
     let db = hub.db.to_str().expect("path").to_owned();
 
@@ -30,19 +45,14 @@ async fn audit_verify_passes_untouched_and_names_a_tampered_entry() {
     assert!(ok.status.success(), "{stdout}");
     assert!(stdout.contains("ok: the message log's hash chain verifies (16 entries)"), "{stdout}");
 
-    // The target: the third decision as received (its entry number depends on how the
-    // deliveries interleaved).
+    // A tamperer works on the database file itself, behind the hub's back: only the
+    // tampering writes to it here; what it reads it read through the API above.
     let conn = rusqlite::Connection::open(&hub.db).expect("open");
-    let target: i64 = conn
-        .query_row("SELECT seq FROM message_log WHERE direction = 'in' ORDER BY seq LIMIT 1 OFFSET 2", [], |r| r.get(0))
-        .expect("an entry");
     // The database refuses to change a log entry...
     let refused = conn.execute("UPDATE message_log SET status = 'accepted' WHERE seq = ?1", [target]);
     assert!(refused.is_err(), "the append-only trigger holds");
     // ...so a tamperer drops the trigger and flips one byte of the entry's payload.
     conn.execute_batch("DROP TRIGGER message_log_no_update").expect("drop trigger");
-    let mut payload: Vec<u8> =
-        conn.query_row("SELECT payload FROM message_log WHERE seq = ?1", [target], |r| r.get(0)).expect("payload");
     payload[10] ^= 0x01;
     conn.execute("UPDATE message_log SET payload = ?1 WHERE seq = ?2", rusqlite::params![payload, target])
         .expect("tamper");
@@ -68,11 +78,12 @@ async fn audit_verify_passes_untouched_and_names_a_tampered_entry() {
 
 #[tokio::test]
 async fn reads_of_the_log_are_recorded() {
-    let phoniro = MockServer::start().await;
-    let hub = TestHub::start(&phoniro.uri(), &phoniro.uri()).await;
+    let hub = TestApp::start();
     let auditor = hub.token(carehub_server::auth::Role::Auditor, None);
     hub.get("/v1/messages", Some(&auditor)).await;
     hub.get("/v1/messages/1", Some(&auditor)).await;
+    // Neither the API nor the store reads the record of reads back: the test reads its
+    // table.
     let conn = rusqlite::Connection::open(&hub.db).expect("open");
     let reads: Vec<(String, String)> = conn
         .prepare("SELECT role, what FROM log_reads ORDER BY id")

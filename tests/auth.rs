@@ -1,17 +1,14 @@
-//! Roles and tenancy: a provider's token sees only its own orders and messages.
+//! Roles and tenancy: a provider's token sees only its own orders and messages. Only
+//! answers are checked here, so the hub's router is called without a socket ([`TestApp`]).
 
+use axum::http::Method;
 use reqwest::StatusCode;
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::*;
 
 #[tokio::test]
 async fn a_provider_cannot_read_another_providers_order() {
-    let phoniro = MockServer::start().await;
-    let combine = MockServer::start().await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&phoniro).await;
-    let hub = TestHub::start(&phoniro.uri(), &combine.uri()).await;
+    let hub = TestApp::start();
     let pnrs = test_pnrs();
     let cm = hub.system_token("combine");
     let (s, _) = hub.post("combine", decision_xml("DEC-A", &pnrs[10], PROVIDER_A, None), Some(&cm)).await;
@@ -56,9 +53,8 @@ async fn a_provider_cannot_read_another_providers_order() {
     assert!(page["messages"]
         .as_array()
         .is_some_and(|m| !m.is_empty() && m.iter().all(|e| e["client"] == pnrs[11].as_str())));
-    let resp =
-        hub.http.post(format!("{}/v1/deliveries/replay", hub.url)).bearer_auth(&auditor).send().await.expect("post");
-    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let (status, _, _) = hub.send(Method::POST, "/v1/deliveries/replay", Some(&auditor), &[], "").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, body) = hub.get("/v1/messages?client=123", Some(&auditor)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["code"], "INVALID_PERSONAL_IDENTITY_NUMBER");
@@ -66,10 +62,9 @@ async fn a_provider_cannot_read_another_providers_order() {
 
 #[tokio::test]
 async fn tokens_come_from_the_cli_and_the_configured_key() {
-    let phoniro = MockServer::start().await;
     // `carehub token` dates its tokens by the machine's clock: so does this hub.
     let options = Options { at: carehub_model::Clock::system().now(), ..Options::default() };
-    let hub = TestHub::start_with(&phoniro.uri(), &phoniro.uri(), options).await;
+    let hub = TestApp::start_with(options);
     let config = hub.config_path.to_str().expect("path");
     let out = carehub(&[
         "token",
@@ -93,10 +88,9 @@ async fn tokens_come_from_the_cli_and_the_configured_key() {
 
 #[tokio::test]
 async fn a_system_token_from_the_cli_names_a_configured_system_of_its_kind() {
-    let phoniro = MockServer::start().await;
     // `carehub token` dates its tokens by the machine's clock: so does this hub.
     let options = Options { at: carehub_model::Clock::system().now(), ..Options::default() };
-    let hub = TestHub::start_with(&phoniro.uri(), &phoniro.uri(), options).await;
+    let hub = TestApp::start_with(options);
     let config = hub.config_path.to_str().expect("path");
     // Without --system a case-management token is refused, with a clear message.
     let out = carehub(&["token", "--role", "case_management", "--config", config]);
@@ -136,9 +130,7 @@ async fn a_system_token_from_the_cli_names_a_configured_system_of_its_kind() {
 
 #[tokio::test]
 async fn a_case_management_token_cannot_send_as_another_system() {
-    let phoniro = MockServer::start().await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&phoniro).await;
-    let hub = TestHub::start(&phoniro.uri(), &phoniro.uri()).await;
+    let hub = TestApp::start();
     let pnrs = test_pnrs();
     let admin = hub.admin();
 
@@ -183,8 +175,7 @@ fn signed(claims: &serde_json::Value) -> String {
 
 #[tokio::test]
 async fn tokens_not_yet_valid_or_for_another_audience_or_issuer_are_refused() {
-    let phoniro = MockServer::start().await;
-    let hub = TestHub::start(&phoniro.uri(), &phoniro.uri()).await;
+    let hub = TestApp::start();
     // The hub's clock, not the machine's: the hub runs in December 2026.
     let now = hub.clock.now().timestamp();
     let good = serde_json::json!({

@@ -2,7 +2,7 @@
 //! confirmation and plan notice back to Combine, every step in the trace.
 
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -180,7 +180,17 @@ async fn a_repeated_decision_is_acknowledged_as_a_duplicate_and_sent_once() {
         (combine.received_requests().await.unwrap_or_default().len() == 1).then_some(())
     })
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Both answers were taken before that: the outbox holds one acknowledgement for the
+    // order, delivered at its first attempt, and nothing else that could reach Combine.
+    let (_, outbox) = hub.get(&format!("/v1/deliveries?order={order}"), Some(&hub.admin())).await;
+    let acks: Vec<&Value> =
+        outbox["deliveries"].as_array().expect("deliveries").iter().filter(|d| d["system"] != "phoniro").collect();
+    assert_eq!(acks.len(), 1, "{outbox}");
+    assert_eq!(
+        (acks[0]["message_type"].as_str(), acks[0]["state"].as_str(), acks[0]["attempts"].as_u64()),
+        (Some("order_ack"), Some("delivered"), Some(1)),
+        "{outbox}"
+    );
 }
 
 #[tokio::test]

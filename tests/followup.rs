@@ -198,7 +198,7 @@ async fn the_follow_up_matches_a_hand_computation() {
     assert_eq!((s, bad["code"].as_str()), (StatusCode::BAD_REQUEST, Some("BAD_REQUEST")));
     let (s, _) = hub.get("/v1/reports/follow-up?month=2026-11", None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    // The read is recorded.
+    // The read is recorded (in a table neither the API nor the store reads back yet).
     let reads: i64 = rusqlite::Connection::open(&hub.db)
         .and_then(|c| c.query_row("SELECT COUNT(*) FROM log_reads WHERE what = 'follow-up 2026-11'", [], |r| r.get(0)))
         .expect("log_reads");

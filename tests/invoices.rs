@@ -73,8 +73,7 @@ async fn a_peppol_invoice_and_its_credit_note_verify_end_to_end() {
 
 #[tokio::test]
 async fn every_official_peppol_example_is_read_and_refused_or_explained_with_a_code() {
-    let vendor = MockServer::start().await;
-    let hub = TestHub::start(&vendor.uri(), &vendor.uri()).await;
+    let hub = TestApp::start();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/peppol-bis-3");
     let mut seen = 0;
     for entry in std::fs::read_dir(dir).expect("examples") {
@@ -110,15 +109,15 @@ async fn a_peppol_invoice_left_in_an_sftp_inbox_is_verified_and_archived() {
     // No visits performed: an hour invoiced is an hour more than performed (INV001), and the
     // order is far under its grant (INV006).
     let day = |d| chrono::NaiveDate::from_ymd_opt(2026, 11, d).expect("date");
-    let line = carehub_core::peppol_write::Line {
+    let line = carehub_devkit::peppol_write::Line {
         id: "1".into(),
         order_id: order.clone(),
         minutes: 60,
         amount_ore: 39_000,
         comment: None,
     };
-    let doc = carehub_core::peppol_write::home_care(
-        carehub_core::peppol_write::Kind::Invoice,
+    let doc = carehub_devkit::peppol_write::home_care(
+        carehub_devkit::peppol_write::Kind::Invoice,
         "PG-1",
         PROVIDER_D,
         "Hemtjänst i Hägersten AB",

@@ -1,6 +1,7 @@
-//! carehub's integration tests: the real HTTP API over loopback, vendors played by
-//! wiremock, a real SQLite file, and the real binary where a test needs a process (crash
-//! recovery, `audit verify`, `replay`). One module per capability; helpers in `support`.
+//! carehub's integration tests: the real HTTP API over loopback (or, where a test only
+//! checks answers, its router called without a socket), vendors played by wiremock, a real
+//! SQLite file, and the real binary where a test needs a process (crash recovery, `audit
+//! verify`, `replay`). One module per capability; helpers in `support`.
 
 mod support;
 

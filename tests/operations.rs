@@ -532,6 +532,13 @@ fn json_logs_on_request_are_one_json_object_a_line() {
         .expect("config");
     let (mut child, addr, lines) = serve_binary(&config, &[("CAREHUB_LOG_FORMAT", "json"), ("CAREHUB_LOG", "info")]);
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    // The delivery loop logs its start just after the listening line: wait for it, so there
+    // are lines from two modules to check, rather than racing the kill against it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !lines.lock().is_ok_and(|l| l.iter().any(|l| l.contains("delivery loop started"))) {
+        assert!(std::time::Instant::now() < deadline, "no 'delivery loop started' line: {:?}", lines.lock());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     child.kill().expect("kill");
     child.wait().expect("reap");
     let lines = lines.lock().map(|l| l.clone()).unwrap_or_default();

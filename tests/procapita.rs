@@ -2,8 +2,6 @@
 //! (ISO-8859-1), receipts, acknowledgements and plans out as files, and the ways file
 //! transfers break.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -95,7 +93,7 @@ async fn partial_unreadable_and_repeated_files_and_a_restarting_server() {
     assert!(text.starts_with("MALFORMED_PAYLOAD: "), "{text}");
     assert!(text.contains("message_id: "), "{text}");
     wait_for_file(&sshd, "error", "the bad file is moved beside its reason", |f| f.ends_with("-trasig.xml")).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    hub.wait_for_a_full_poll("procapita", "inbox").await;
     assert_eq!(sshd.files("inbox"), vec!["beslut-1.xml.part".to_owned()], "the partial file was never touched");
     // Renamed into place, it is taken.
     let full = decision_file("PC-1", &pnrs[400], PROVIDER_A);
@@ -128,11 +126,22 @@ async fn partial_unreadable_and_repeated_files_and_a_restarting_server() {
     sshd.restart().expect("restart sshd");
     sshd.drop_file("beslut-3.xml", &decision_file("PC-3", &pnrs[402], PROVIDER_A)).expect("drop a file");
     wait_for_file(&sshd, "archive", "a file after the restart is archived", |f| f.ends_with("-beslut-3.xml")).await;
-    // ...and while it is down, files wait.
+    // ...and while it is down, files wait. (Its receipt delivered first: then only the
+    // poller connects to the server's port while it is down.)
+    let admin = hub.admin();
+    eventually("nothing waits in the outbox", || async {
+        let (_, pending) = hub.get("/v1/deliveries?state=pending", Some(&admin)).await;
+        pending["deliveries"].as_array().is_some_and(Vec::is_empty).then_some(())
+    })
+    .await;
     sshd.stop();
     sshd.drop_file("beslut-4.xml", &decision_file("PC-4", &pnrs[403], PROVIDER_A)).expect("drop a file");
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    // Something that is not an SSH server answers on the server's port: the poller's second
+    // knock there means its first poll since has ended, without a server.
+    let mut door = Doorman::open(sshd.port, None);
+    door.wait_for_connections(2, "the poller tries the stopped server twice").await;
     assert_eq!(sshd.files("inbox"), vec!["beslut-4.xml".to_owned()]);
+    door.close();
     sshd.restart().expect("restart sshd");
     wait_for_file(&sshd, "archive", "the waiting file is archived", |f| f.ends_with("-beslut-4.xml")).await;
     hub.wait_for_order_status(&carehub_core::flows::decision::order_id_for("procapita:PC-4"), "delivered").await;
@@ -143,9 +152,21 @@ async fn a_wrong_host_key_is_refused() {
     let sshd = Sshd::start();
     let phoniro = MockServer::start().await;
     let wrong = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-    let hub = hub_with(&sshd, &phoniro, wrong).await;
+    // The hub reaches the server through a door that counts its connections: each poll
+    // connects anew, since none gets past the host key.
+    let door = Doorman::open(0, Some(sshd.port));
+    let keys = sshd.system_keys(wrong).replace(&format!("port = {}\n", sshd.port), &format!("port = {}\n", door.port));
+    let options = Options { procapita: Some(keys), ..Options::default() };
+    let hub = TestHub::start_with(&phoniro.uri(), &phoniro.uri(), options).await;
     sshd.drop_file("beslut-9.xml", &decision_file("PC-9", "193601016987", PROVIDER_A)).expect("drop a file");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // A poll reads the folder only after its connection is made: the next connection's
+    // poll could read the file, and once the one after it is made, that poll has ended. (A
+    // poll that got in would keep its connection: the file leaving the inbox ends the wait.)
+    let knocks = door.connections();
+    eventually("two more polls connect", || async {
+        (door.connections() >= knocks + 2 || sshd.files("inbox") != ["beslut-9.xml"]).then_some(())
+    })
+    .await;
     assert_eq!(
         sshd.files("inbox"),
         vec!["beslut-9.xml".to_owned()],

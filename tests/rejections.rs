@@ -1,16 +1,14 @@
 //! Bad input: each gets its coded error, is logged as rejected where it got far enough to
-//! be logged, and nothing panics.
+//! be logged, and nothing panics. Only answers are checked here, so the hub's router is
+//! called without a socket ([`TestApp`]).
 
 use reqwest::StatusCode;
-use wiremock::MockServer;
 
 use crate::support::*;
 
 #[tokio::test]
 async fn bad_input_gets_coded_errors_and_is_logged_as_rejected() {
-    let phoniro = MockServer::start().await;
-    let combine = MockServer::start().await;
-    let hub = TestHub::start(&phoniro.uri(), &combine.uri()).await;
+    let hub = TestApp::start();
     let cm = hub.system_token("combine");
     let pnrs = test_pnrs();
 
@@ -62,16 +60,8 @@ async fn bad_input_gets_coded_errors_and_is_logged_as_rejected() {
     }
 
     // Raw bytes that are not UTF-8 at all.
-    let resp = hub
-        .http
-        .post(format!("{}/v1/systems/combine/messages", hub.url))
-        .bearer_auth(&cm)
-        .body(vec![0x3c, 0xff, 0xfe, 0x3e])
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    let answer: serde_json::Value = resp.json().await.expect("json");
+    let (got, answer) = hub.post("combine", vec![0x3c, 0xff, 0xfe, 0x3e], Some(&cm)).await;
+    assert_eq!(got, StatusCode::BAD_REQUEST);
     assert_eq!(answer["code"], "MALFORMED_PAYLOAD");
 
     // A body over the limit (64 KiB in tests).
@@ -114,10 +104,13 @@ async fn bad_input_gets_coded_errors_and_is_logged_as_rejected() {
     }
     let (_, page) = hub.get("/v1/messages?status=rejected&limit=1000", Some(&admin)).await;
     assert_eq!(page["messages"].as_array().map(Vec::len), Some(logged.len() + 1), "{page}");
-    // Nothing was accepted, nothing queued, and the hub still answers.
+    // Nothing was accepted, nothing queued, and the hub still answers (its store too: the
+    // chain below is read from it).
     let (_, orders) = hub.get("/v1/orders", Some(&admin)).await;
     assert_eq!(orders["orders"].as_array().map(Vec::len), Some(0));
-    let (status, _) = hub.get("/readyz", None).await;
+    let (_, outbox) = hub.get("/v1/deliveries", Some(&admin)).await;
+    assert_eq!(outbox["deliveries"].as_array().map(Vec::len), Some(0), "{outbox}");
+    let (status, _) = hub.get("/healthz", None).await;
     assert_eq!(status, StatusCode::OK);
     // The chain covers the rejections too.
     let (_, chain) = hub.get("/v1/audit/verify", Some(&admin)).await;
@@ -126,13 +119,7 @@ async fn bad_input_gets_coded_errors_and_is_logged_as_rejected() {
 
 #[tokio::test]
 async fn acks_for_unknown_or_foreign_orders_are_refused() {
-    let phoniro = MockServer::start().await;
-    let combine = MockServer::start().await;
-    wiremock::Mock::given(wiremock::matchers::method("POST"))
-        .respond_with(wiremock::ResponseTemplate::new(200))
-        .mount(&phoniro)
-        .await;
-    let hub = TestHub::start(&phoniro.uri(), &combine.uri()).await;
+    let hub = TestApp::start();
     let (got, answer) =
         hub.post("phoniro", phoniro_ack("O-0000000000000000", "ACCEPTED"), Some(&hub.provider(PROVIDER_A))).await;
     assert_eq!(got, StatusCode::UNPROCESSABLE_ENTITY);
@@ -157,9 +144,7 @@ async fn acks_for_unknown_or_foreign_orders_are_refused() {
 /// and logged as rejected; the same text declared truthfully is taken as it was written.
 #[tokio::test]
 async fn an_encoding_outside_the_profile_or_a_lying_declaration_is_refused() {
-    let phoniro = MockServer::start().await;
-    let combine = MockServer::start().await;
-    let hub = TestHub::start(&phoniro.uri(), &combine.uri()).await;
+    let hub = TestApp::start();
     let (cm, admin) = (hub.system_token("combine"), hub.admin());
     let with = |decl: &str, id: &str| {
         format!("<?xml version=\"1.0\" encoding=\"{decl}\"?>\n{}", SPEC_DECISION)

@@ -1,22 +1,20 @@
 //! The NFC tag registry: which tag hangs in which home, from when to when; a moved tag
-//! keeps its history; `carehub tags import` for the initial load.
+//! keeps its history; `carehub tags import` for the initial load. Only answers are checked
+//! here, so the hub's router is called without a socket ([`TestApp`]).
 
+use axum::http::Method;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use wiremock::MockServer;
 
 use crate::support::*;
 
-async fn post_tag(hub: &TestHub, token: &str, body: Value) -> (StatusCode, Value) {
-    let r = hub.http.post(format!("{}/v1/tags", hub.url)).bearer_auth(token).json(&body).send().await.expect("post");
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
+async fn post_tag(hub: &TestApp, token: &str, body: Value) -> (StatusCode, Value) {
+    hub.post_json("/v1/tags", &body, Some(token)).await
 }
 
 #[tokio::test]
 async fn a_moved_tag_keeps_its_history_and_bad_registrations_are_coded() {
-    let vendor = MockServer::start().await;
-    let hub = TestHub::start(&vendor.uri(), &vendor.uri()).await;
+    let hub = TestApp::start();
     let cm = hub.system_token("combine");
     let pnrs = test_pnrs();
     let (a, b) = (&pnrs[700], &pnrs[701]);
@@ -76,15 +74,8 @@ async fn a_moved_tag_keeps_its_history_and_bad_registrations_are_coded() {
         assert_eq!((s, r["code"].as_str()), (status, Some(code)), "{r}");
         assert!(r["message_id"].as_i64().is_some(), "{code}: the refusal is logged");
     }
-    let resp = hub
-        .http
-        .post(format!("{}/v1/tags", hub.url))
-        .bearer_auth(&cm)
-        .body("{\"tag_uid\":")
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let (status, _, _) = hub.send(Method::POST, "/v1/tags", Some(&cm), &[], "{\"tag_uid\":").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     let auditor = hub.token(carehub_server::auth::Role::Auditor, None);
     let (s, _) =
         post_tag(&hub, &auditor, json!({"tag_uid": "04A21BC3", "client": a, "installed_on": "2026-11-20"})).await;
@@ -96,8 +87,7 @@ async fn a_moved_tag_keeps_its_history_and_bad_registrations_are_coded() {
 
 #[tokio::test]
 async fn tags_import_loads_a_file_and_reports_bad_rows_by_line() {
-    let vendor = MockServer::start().await;
-    let hub = TestHub::start(&vendor.uri(), &vendor.uri()).await;
+    let hub = TestApp::start();
     let pnrs = test_pnrs();
     let file = hub.dir.path().join("taggar.csv");
     let text = format!(
@@ -120,8 +110,7 @@ async fn tags_import_loads_a_file_and_reports_bad_rows_by_line() {
 
 #[tokio::test]
 async fn a_provider_registers_tags_only_for_its_own_clients_and_cannot_rehome_anothers() {
-    let vendor = MockServer::start().await;
-    let hub = TestHub::start(&vendor.uri(), &vendor.uri()).await;
+    let hub = TestApp::start();
     let cm = hub.system_token("combine");
     let pnrs = test_pnrs();
     let (a, b) = (&pnrs[720], &pnrs[721]);
@@ -130,7 +119,8 @@ async fn a_provider_registers_tags_only_for_its_own_clients_and_cannot_rehome_an
         assert_eq!(s, StatusCode::ACCEPTED, "{r}");
     }
     // The tag in B's client's home.
-    register_tag(&hub, "04B70001", b, "2026-11-01").await;
+    let (s, r) = post_tag(&hub, &cm, json!({"tag_uid": "04B70001", "client": b, "installed_on": "2026-11-01"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
     let provider_a = hub.provider(PROVIDER_A);
 
     // A moves it into its own client's home: refused, and the refusal is logged.

@@ -2,6 +2,7 @@
 //! faults carrying the hub's codes; acknowledgements out as SOAP calls whose faults are
 //! classified (Server: retry; Client: dead letter); the WSDL.
 
+use axum::http::Method;
 use carehub_core::mapping::xml;
 use reqwest::StatusCode;
 use wiremock::matchers::{body_string_contains, header, method, path};
@@ -80,16 +81,8 @@ async fn a_treserva_decision_reaches_phoniro_and_the_ack_returns_as_a_soap_call(
 
 #[tokio::test]
 async fn refusals_are_soap_faults_with_the_hubs_code() {
-    let phoniro = MockServer::start().await;
-    let hub = TestHub::start(&phoniro.uri(), &phoniro.uri()).await;
+    let hub = TestApp::start();
     let token = hub.system_token("treserva");
-    let post = |body: String, token: Option<String>| {
-        let mut r = hub.http.post(format!("{}/v1/systems/treserva/messages", hub.url)).body(body);
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
-        r.send()
-    };
     let cases = [
         (
             treserva_decision("TRE-1", "19360101-6988", PROVIDER_A),
@@ -115,9 +108,10 @@ async fn refusals_are_soap_faults_with_the_hubs_code() {
         (treserva_decision("TRE-3", "193601016987", PROVIDER_A), None, 401, "Client", "UNAUTHENTICATED"),
     ];
     for (body, token, status, faultcode, code) in cases {
-        let resp = post(body, token).await.expect("post");
-        assert_eq!(resp.status().as_u16(), status, "{code}");
-        let fault = soap_body(&resp.text().await.expect("text"));
+        let (got, _, answer) =
+            hub.send(Method::POST, "/v1/systems/treserva/messages", token.as_deref(), &[], body).await;
+        assert_eq!(got.as_u16(), status, "{code}");
+        let fault = soap_body(&String::from_utf8_lossy(&answer));
         assert_eq!(fault.name, "Fault");
         assert_eq!(fault.child("faultcode").map(|c| c.text.as_str()), Some(format!("soap:{faultcode}").as_str()));
         let error = fault.child("detail").and_then(|d| d.child("error")).expect("detail/error");
@@ -196,11 +190,10 @@ async fn treserva_server_faults_are_retried_and_client_faults_dead_letter() {
 
 #[tokio::test]
 async fn the_wsdl_describes_the_endpoint() {
-    let phoniro = MockServer::start().await;
-    let hub = TestHub::start(&phoniro.uri(), &phoniro.uri()).await;
-    let resp = hub.http.get(format!("{}/v1/systems/treserva/messages?wsdl", hub.url)).send().await.expect("get");
-    assert_eq!(resp.status(), StatusCode::OK);
-    let text = resp.text().await.expect("text");
+    let hub = TestApp::start();
+    let (status, _, body) = hub.send(Method::GET, "/v1/systems/treserva/messages?wsdl", None, &[], "").await;
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(body).expect("UTF-8");
     let wsdl = xml::parse(&text).expect("the WSDL is XML");
     assert_eq!(wsdl.name, "definitions");
     assert!(text.contains("<wsdl:operation name=\"RegistreraBeslut\">"), "{text}");
@@ -222,6 +215,6 @@ async fn the_wsdl_describes_the_endpoint() {
     ] {
         assert!(text.contains(declared), "the WSDL lacks {declared}: {text}");
     }
-    let resp = hub.http.get(format!("{}/v1/systems/combine/messages?wsdl", hub.url)).send().await.expect("get");
-    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let (status, _, _) = hub.send(Method::GET, "/v1/systems/combine/messages?wsdl", None, &[], "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -466,8 +466,8 @@ async fn a_phoniro_pull_restarted_mid_paging_resumes_at_its_cursor() {
     let (_, copies) = hub.get("/v1/visits?code=VIS007", Some(&hub.admin())).await;
     assert_eq!(copies["visits"].as_array().map(Vec::len), Some(0));
     // Polls that find nothing new are not logged: three pages, three entries, however long
-    // the hub keeps polling (every second here).
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    // the hub keeps polling (every second here): after another whole pull, still three.
+    hub.wait_for_a_full_poll("phoniro", "feed").await;
     let (_, log) = hub.get("/v1/messages?system=phoniro&type=visits", Some(&hub.admin())).await;
     assert_eq!(log["messages"].as_array().map(Vec::len), Some(3), "{log}");
     for m in log["messages"].as_array().expect("messages") {

@@ -1,24 +1,34 @@
 //! Helpers for the integration tests: a hub on 127.0.0.1:0 over a real SQLite file in a
-//! temporary folder, tokens, HTTP calls, polling, and test data drawn from Skatteverket's
-//! test personal identity numbers.
+//! temporary folder ([`TestHub`]), the same hub's router called without a socket for tests
+//! that only ask and check answers ([`TestApp`]), tokens, HTTP calls, waiting on events the
+//! hub shows (a poller's pass, a connection a client made), and test data drawn from
+//! Skatteverket's test personal identity numbers.
 
 #![allow(dead_code)]
 
 pub mod sshd;
 
 use std::future::Future;
+use std::net::{TcpListener, TcpStream};
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, Request};
+use axum::Router;
 use carehub_model::Clock;
 use carehub_server::auth::{Auth, Role};
 use carehub_server::config::Config;
 use carehub_server::run::RunningHub;
-use carehub_server::{assemble, run};
+use carehub_server::{assemble, http, run};
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tempfile::TempDir;
+use tower::ServiceExt;
 
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
 /// The provider of the SPEC sample decision, routed to the `phoniro` system.
@@ -229,62 +239,16 @@ rate_per_hour = 390
     )
 }
 
-/// A hub running in this process.
-pub struct TestHub {
-    pub hub: Option<RunningHub>,
-    pub url: String,
-    pub dir: TempDir,
-    pub db: PathBuf,
-    pub config_path: PathBuf,
-    pub http: reqwest::Client,
+/// The tokens a test presents, signed with the test hub's key and dated by its clock.
+/// [`TestHub`] and [`TestApp`] hand them out (through `Deref`), so a test says
+/// `hub.admin()` whichever it uses.
+pub struct Tokens {
     auth: Auth,
-    /// The hub's clock (shared with the hub: setting it moves the hub's time too).
-    pub clock: Clock,
 }
 
-impl TestHub {
-    pub async fn start(phoniro_url: &str, combine_url: &str) -> TestHub {
-        TestHub::start_with(phoniro_url, combine_url, Options::default()).await
-    }
-
-    pub async fn start_with(phoniro_url: &str, combine_url: &str, o: Options) -> TestHub {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db = dir.path().join("carehub.db");
-        let config_path = dir.path().join("carehub.toml");
-        std::fs::write(&config_path, config_text(&db, phoniro_url, combine_url, &o)).expect("write config");
-        let config = Config::load(&config_path).expect("valid config");
-        let clock = Clock::starting_at(o.at);
-        let runtime = assemble::build(&config, clock.clone()).expect("build");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let hub = run::start(runtime, listener).await.expect("start");
-        TestHub {
-            url: hub.url(),
-            hub: Some(hub),
-            dir,
-            db,
-            config_path,
-            http: reqwest::Client::new(),
-            auth: Auth::new(SECRET, clock.clone()),
-            clock,
-        }
-    }
-
-    /// Stops the hub and starts it again on the same database and configuration.
-    pub async fn restart(&mut self) {
-        self.stop().await;
-        let config = Config::load(&self.config_path).expect("valid config");
-        let runtime = assemble::build(&config, self.clock.clone()).expect("build");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let hub = run::start(runtime, listener).await.expect("start");
-        self.url = hub.url();
-        self.hub = Some(hub);
-    }
-
-    /// Stops the hub (the database stays).
-    pub async fn stop(&mut self) {
-        if let Some(h) = self.hub.take() {
-            h.stop().await;
-        }
+impl Tokens {
+    fn new(clock: &Clock) -> Tokens {
+        Tokens { auth: Auth::new(SECRET, clock.clone()) }
     }
 
     /// A token for `role`: a case-management token speaks for `combine`, a provider's for
@@ -321,6 +285,86 @@ impl TestHub {
     /// A provider's token, for the system its orders go to.
     pub fn provider(&self, org: &str) -> String {
         self.provider_on(system_of(org), org)
+    }
+}
+
+/// A configuration written to a fresh temporary folder, with the database beside it.
+struct Written {
+    dir: TempDir,
+    db: PathBuf,
+    config_path: PathBuf,
+    config: Config,
+}
+
+fn write_config(phoniro_url: &str, combine_url: &str, o: &Options) -> Written {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("carehub.db");
+    let config_path = dir.path().join("carehub.toml");
+    std::fs::write(&config_path, config_text(&db, phoniro_url, combine_url, o)).expect("write config");
+    let config = Config::load(&config_path).expect("valid config");
+    Written { dir, db, config_path, config }
+}
+
+/// A hub running in this process.
+pub struct TestHub {
+    pub hub: Option<RunningHub>,
+    pub url: String,
+    pub dir: TempDir,
+    pub db: PathBuf,
+    pub config_path: PathBuf,
+    pub http: reqwest::Client,
+    tokens: Tokens,
+    /// The hub's clock (shared with the hub: setting it moves the hub's time too).
+    pub clock: Clock,
+}
+
+impl Deref for TestHub {
+    type Target = Tokens;
+
+    fn deref(&self) -> &Tokens {
+        &self.tokens
+    }
+}
+
+impl TestHub {
+    pub async fn start(phoniro_url: &str, combine_url: &str) -> TestHub {
+        TestHub::start_with(phoniro_url, combine_url, Options::default()).await
+    }
+
+    pub async fn start_with(phoniro_url: &str, combine_url: &str, o: Options) -> TestHub {
+        let Written { dir, db, config_path, config } = write_config(phoniro_url, combine_url, &o);
+        let clock = Clock::starting_at(o.at);
+        let runtime = assemble::build(&config, clock.clone()).expect("build");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let hub = run::start(runtime, listener).await.expect("start");
+        TestHub {
+            url: hub.url(),
+            hub: Some(hub),
+            dir,
+            db,
+            config_path,
+            http: reqwest::Client::new(),
+            tokens: Tokens::new(&clock),
+            clock,
+        }
+    }
+
+    /// Stops the hub and starts it again on the same database and configuration.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let config = Config::load(&self.config_path).expect("valid config");
+        let runtime = assemble::build(&config, self.clock.clone()).expect("build");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let hub = run::start(runtime, listener).await.expect("start");
+        self.url = hub.url();
+        self.hub = Some(hub);
+    }
+
+    /// Stops the hub (the database stays).
+    pub async fn stop(&mut self) {
+        if let Some(h) = self.hub.take() {
+            h.stop().await;
+        }
     }
 
     pub async fn post(&self, system: &str, body: impl Into<Vec<u8>>, token: Option<&str>) -> (StatusCode, Value) {
@@ -369,6 +413,222 @@ impl TestHub {
             (status == StatusCode::OK && body["status"] == want).then_some(body)
         })
         .await
+    }
+    /// When `system`'s `kind` poller (`inbox` or `feed`) last finished a pass without
+    /// failing, in the hub's unix seconds, as `/metrics` shows it; `None` before its first.
+    pub async fn last_poll(&self, system: &str, kind: &str) -> Option<i64> {
+        let text = self.http.get(format!("{}/metrics", self.url)).send().await.ok()?.text().await.ok()?;
+        last_poll_in(&text, system, kind)
+    }
+
+    /// Waits until `system`'s `kind` poller has made a whole pass that began after this
+    /// call, so that whatever that pass would have done is done.
+    ///
+    /// The poller shows when it last finished a pass (`last_poll`), in whole seconds of the
+    /// hub's clock. The first change seen may come from a pass that was under way when this
+    /// was called; the passes run one after another, so the pass behind the second change
+    /// began after the first one ended, that is after this call.
+    pub async fn wait_for_a_full_poll(&self, system: &str, kind: &str) {
+        let mut seen = self.last_poll(system, kind).await;
+        for _ in 0..2 {
+            seen = Some(
+                eventually(&format!("the {system} {kind} poller finishes another pass"), || async {
+                    self.last_poll(system, kind).await.filter(|now| Some(*now) != seen)
+                })
+                .await,
+            );
+        }
+    }
+}
+
+/// `carehub_poller_last_success_timestamp_seconds` for `system` and `kind` in a metrics text.
+pub fn last_poll_in(metrics: &str, system: &str, kind: &str) -> Option<i64> {
+    let (system, kind) = (format!("system=\"{system}\""), format!("kind=\"{kind}\""));
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("carehub_poller_last_success_timestamp_seconds{"))
+        .find(|l| l.contains(&system) && l.contains(&kind))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A hub assembled from the same configuration as a [`TestHub`] but not served: no socket,
+/// no delivery loop, no pollers. Requests go straight to its router
+/// ([`carehub_server::http::app`]) with `tower`'s `oneshot`, for the tests that only send
+/// requests and check the answers (refusals, authentication, validation, documents) and
+/// need nothing delivered.
+pub struct TestApp {
+    pub router: Router,
+    /// What the hub's own links start with: requests carry this host.
+    pub url: String,
+    pub dir: TempDir,
+    pub db: PathBuf,
+    pub config_path: PathBuf,
+    /// The hub's clock (shared with the hub: setting it moves the hub's time too).
+    pub clock: Clock,
+    tokens: Tokens,
+}
+
+impl Deref for TestApp {
+    type Target = Tokens;
+
+    fn deref(&self) -> &Tokens {
+        &self.tokens
+    }
+}
+
+/// The host a [`TestApp`]'s requests name.
+const APP_HOST: &str = "carehub.test";
+
+/// Where a [`TestApp`]'s systems would be delivered to, if anything delivered: nothing
+/// listens there.
+const NOWHERE: &str = "http://127.0.0.1:9";
+
+impl TestApp {
+    pub fn start() -> TestApp {
+        TestApp::start_with(Options::default())
+    }
+
+    pub fn start_with(o: Options) -> TestApp {
+        let Written { dir, db, config_path, config } = write_config(NOWHERE, NOWHERE, &o);
+        let clock = Clock::starting_at(o.at);
+        let runtime = assemble::build(&config, clock.clone()).expect("build");
+        TestApp {
+            router: http::app(runtime.state),
+            url: format!("http://{APP_HOST}"),
+            dir,
+            db,
+            config_path,
+            tokens: Tokens::new(&clock),
+            clock,
+        }
+    }
+
+    /// Sends `body` to `method path` with `headers` and the bearer `token`, and returns the
+    /// answer's status, headers and body.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> (StatusCode, HeaderMap, Vec<u8>) {
+        let mut request = Request::builder().method(method).uri(path).header(header::HOST, APP_HOST);
+        if let Some(t) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        call(&self.router, request.body(body.into()).expect("a request")).await
+    }
+
+    /// A vendor's message to `system`'s endpoint, answered as JSON.
+    pub async fn post(&self, system: &str, body: impl Into<Vec<u8>>, token: Option<&str>) -> (StatusCode, Value) {
+        let path = format!("/v1/systems/{system}/messages");
+        let (status, _, bytes) = self.send(Method::POST, &path, token, &[], body.into()).await;
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// `body` as JSON to `path`, answered as JSON.
+    pub async fn post_json(&self, path: &str, body: &Value, token: Option<&str>) -> (StatusCode, Value) {
+        let json = [("content-type", "application/json")];
+        let (status, _, bytes) = self.send(Method::POST, path, token, &json, body.to_string()).await;
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let (status, _, bytes) = self.send(Method::GET, path, token, &[], Body::empty()).await;
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+}
+
+/// Calls `router` once with `request`, as the server would for a request read from a
+/// connection, and returns the answer's status, headers and whole body.
+pub async fn call(router: &Router, request: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
+    let response = router.clone().oneshot(request).await.expect("the router always answers");
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.expect("the whole body");
+    (parts.status, parts.headers, bytes.to_vec())
+}
+
+/// A port on 127.0.0.1 that counts the TCP connections made to it, relaying each to
+/// `upstream` when there is one and closing it at once when there is not. It shows that a
+/// client tried to connect (a poller polled) where the client itself shows nothing: a poll
+/// that fails (a wrong host key, a server that is down) does not count as a pass.
+pub struct Doorman {
+    pub port: u16,
+    connections: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Doorman {
+    /// Listens on `port` (0: any free port), which may have connections of a server that
+    /// just stopped in TIME_WAIT. Must be called inside the tests' runtime.
+    pub fn open(port: u16, upstream: Option<u16>) -> Doorman {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+        socket.bind(([127, 0, 0, 1], port).into()).expect("bind the doorman's port");
+        let listener: TcpListener = socket.listen(64).expect("listen").into_std().expect("a std listener");
+        listener.set_nonblocking(false).expect("blocking");
+        let port = listener.local_addr().expect("address").port();
+        let (connections, stop) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+        let (count, stopping) = (connections.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                count.fetch_add(1, Ordering::SeqCst);
+                if let Some(server) = upstream.and_then(|p| TcpStream::connect(("127.0.0.1", p)).ok()) {
+                    relay(client, server);
+                }
+            }
+        });
+        Doorman { port, connections, stop, thread: Some(thread) }
+    }
+
+    /// The connections made so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `n` connections were made in all.
+    pub async fn wait_for_connections(&self, n: usize, what: &str) {
+        eventually(what, || async { (self.connections() >= n).then_some(()) }).await;
+    }
+
+    /// Stops listening; the port is free when this returns.
+    pub fn close(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.stop.store(true, Ordering::SeqCst);
+            // Wakes the accept; the thread sees `stop` and drops the listener.
+            let _ = TcpStream::connect(("127.0.0.1", self.port));
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Doorman {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Copies bytes both ways between `a` and `b` until each side has closed.
+fn relay(a: TcpStream, b: TcpStream) {
+    let pipe = |mut from: TcpStream, mut to: TcpStream| {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(std::net::Shutdown::Write);
+        })
+    };
+    if let (Ok(a2), Ok(b2)) = (a.try_clone(), b.try_clone()) {
+        pipe(a, b2);
+        pipe(b, a2);
     }
 }
 

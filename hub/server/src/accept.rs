@@ -36,6 +36,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
+use crate::config::Config;
 use crate::tls::{PeerSystem, Tls};
 
 /// The server's timeouts and connection limit (`[hub]` in `carehub.toml`).
@@ -45,6 +46,20 @@ pub struct Limits {
     pub idle_timeout: Duration,
     pub max_connections: usize,
     pub drain_timeout: Duration,
+}
+
+impl Limits {
+    /// The limits `[hub]` configures. Here rather than in `config`, so the configuration
+    /// stays plain data that knows nothing of the server that reads it.
+    pub fn of(config: &Config) -> Limits {
+        let hub = &config.hub;
+        Limits {
+            header_read_timeout: Duration::from_millis(hub.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(hub.idle_timeout_ms),
+            max_connections: hub.max_connections,
+            drain_timeout: Duration::from_millis(hub.drain_timeout_ms),
+        }
+    }
 }
 
 impl Default for Limits {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use carehub_core::adapter::Registry;
 use carehub_core::delivery::outbox::DeliveryLoop;
-use carehub_core::flows::decision::Hub;
+use carehub_core::hub::{Hub, HubParts};
 use carehub_core::mapping::MappingSet;
 use carehub_core::metrics::Metrics;
 use carehub_core::store::sqlite::SqliteStore;
@@ -211,7 +211,7 @@ pub fn build_with_store(config: &Config, store: Arc<dyn Store>, clock: Clock) ->
     let registry = Arc::new(registry(config, &clock)?);
     let metrics = Arc::new(Metrics::default());
     let notify = Arc::new(Notify::new());
-    let hub = Arc::new(Hub {
+    let hub = Arc::new(Hub::new(HubParts {
         store: store.clone(),
         registry: registry.clone(),
         routes: config.routes(),
@@ -219,10 +219,9 @@ pub fn build_with_store(config: &Config, store: Arc<dyn Store>, clock: Clock) ->
         metrics: metrics.clone(),
         outbox_notify: notify.clone(),
         visit_rules: config.visits.thresholds(),
-        visit_notify: Arc::new(Notify::new()),
         invoice_policy: config.invoice_policy(),
         clock: clock.clone(),
-    });
+    }));
     let delivery = Arc::new(DeliveryLoop {
         store,
         registry,
@@ -245,5 +244,5 @@ pub fn build_with_store(config: &Config, store: Arc<dyn Store>, clock: Clock) ->
         Some(section) => Some(Arc::new(crate::tls::Tls::load(section, config)?)),
         None => None,
     };
-    Ok(Runtime { state, delivery, tls, limits: config.server_limits() })
+    Ok(Runtime { state, delivery, tls, limits: crate::accept::Limits::of(config) })
 }

@@ -993,16 +993,6 @@ impl Config {
         }
     }
 
-    /// The HTTP server's timeouts and connection limit.
-    pub fn server_limits(&self) -> crate::accept::Limits {
-        crate::accept::Limits {
-            header_read_timeout: Duration::from_millis(self.hub.header_read_timeout_ms),
-            idle_timeout: Duration::from_millis(self.hub.idle_timeout_ms),
-            max_connections: self.hub.max_connections,
-            drain_timeout: Duration::from_millis(self.hub.drain_timeout_ms),
-        }
-    }
-
     pub fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy {
             max_attempts: self.delivery.max_attempts,
@@ -1048,14 +1038,14 @@ impl Config {
         }
     }
 
-    pub fn routes(&self) -> BTreeMap<String, carehub_core::flows::decision::Route> {
+    pub fn routes(&self) -> BTreeMap<String, carehub_core::hub::Route> {
         self.providers
             .iter()
             .filter_map(|p| {
                 let org = OrgNumber::parse(&p.org).ok()?;
                 Some((
                     org.as_str().to_owned(),
-                    carehub_core::flows::decision::Route { provider_name: p.name.clone(), system: p.system.clone() },
+                    carehub_core::hub::Route { provider_name: p.name.clone(), system: p.system.clone() },
                 ))
             })
             .collect()

@@ -1,7 +1,11 @@
-//! The `carehub` binary's library: everything the command line, the demo and the
-//! integration tests share. It is the edge of the system: it reads configuration, serves
-//! HTTP and runs commands; what a message is and what the hub does with it live in
+//! carehub's edge, as a library: it reads configuration, serves HTTP and runs the
+//! product's commands; what a message is and what the hub does with it live in
 //! `carehub_core` and `carehub_model`, below it.
+//!
+//! What it is not: an executable, nor home to the tooling. The `carehub` executable
+//! (`hub/bin`) parses one command line made of [`cli::Command`] and the demo and benchmark
+//! commands of `carehub-devkit`, which builds on this library; nothing here depends on the
+//! devkit, so the product ships without mock vendors, benchmarks or test fixtures.
 //!
 //! # Layout
 //! Data flows one way, from the top of this list down: the command line assembles and runs
@@ -10,7 +14,7 @@
 //!
 //! - [`cli`]: the `carehub` command line: the clap definitions and dispatch in `cli/mod.rs`,
 //!   one file per command (`serve`, `check`, `token`, `audit verify`, `replay`,
-//!   `tags import`, `verify`, `report`); `demo` and `bench` are dispatched to their modules.
+//!   `tags import`, `verify`, `report`), as a clap [`cli::Command`] the executable flattens.
 //! - [`config`]: `carehub.toml`, parsed and validated without IO, every error at once, so
 //!   `carehub check` and `carehub serve` agree on what a good configuration is.
 //! - [`assemble`]: a validated configuration into a [`assemble::Runtime`] (store, systems
@@ -27,10 +31,6 @@
 //!   OpenAPI document. It imports nothing from [`assemble`] or [`run`].
 //! - [`auth`]: bearer tokens and roles, issued by `carehub token` and checked by the API;
 //!   it knows nothing of HTTP, so both can use it without a circle.
-//! - [`demo`]: the demo municipality with in-process mock vendors (`carehub demo`).
-//! - [`fixtures`]: a local OpenSSH server for the demo, the benchmarks and the tests.
-//! - [`bench`](mod@bench), [`bench_verify`], [`bench_visits`]: the throughput, latency and
-//!   month-verification benchmarks behind BENCHMARKS.md (`carehub bench`).
 
 /// Prints a line to standard output, ignoring a closed pipe (`carehub ... | head` must not
 /// panic).
@@ -45,14 +45,8 @@ macro_rules! out {
 pub mod accept;
 pub mod assemble;
 pub mod auth;
-pub mod bench;
-pub mod bench_verify;
-pub mod bench_visits;
 pub mod cli;
 pub mod config;
-pub mod demo;
-mod demo_invoices;
-pub mod fixtures;
 pub mod http;
 pub mod run;
 pub mod tls;

@@ -76,7 +76,7 @@ pub async fn start(runtime: Runtime, listener: tokio::net::TcpListener) -> anyho
     });
     let mut pollers: Vec<JoinHandle<()>> = state
         .hub
-        .registry
+        .registry()
         .iter()
         .filter_map(|system| {
             let inbox = system.inbox.clone()?;
@@ -85,7 +85,7 @@ pub async fn start(runtime: Runtime, listener: tokio::net::TcpListener) -> anyho
             Some(tokio::spawn(poller.run(rx.clone())))
         })
         .collect();
-    for system in state.hub.registry.iter() {
+    for system in state.hub.registry().iter() {
         if let Some((feed, every)) = system.feed.clone() {
             let puller = carehub_core::delivery::poller::FeedPoller {
                 hub: state.hub.clone(),
@@ -103,7 +103,7 @@ pub async fn start(runtime: Runtime, listener: tokio::net::TcpListener) -> anyho
     }));
     let app = crate::http::app(state.clone());
     let (tls, limits) = (runtime.tls.clone(), runtime.limits);
-    let events = Arc::new(ConnectionMetrics(state.hub.metrics.clone()));
+    let events = Arc::new(ConnectionMetrics(state.hub.metrics().clone()));
     let server = tokio::spawn(crate::accept::serve(listener, app, tls, limits, events, rx));
     let scheme = if runtime.tls.is_some() { "https" } else { "http" };
     info!(%addr, scheme, "carehub listening");

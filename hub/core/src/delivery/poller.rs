@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::adapter::{Feed, Inbox, System};
-use crate::flows::decision::{Hub, Sender};
+use crate::hub::{Hub, Sender};
 
 /// A file name as the operational log may show it: a run of ten or more digits (which could
 /// be a personal identity number a producer put in the name) is masked.
@@ -130,7 +130,7 @@ impl Poller {
         if report.taken + report.rejected > 0 {
             info!(system, taken = report.taken, rejected = report.rejected, left = report.left, "inbox polled");
         }
-        self.hub.metrics.polled(system, "inbox", self.hub.clock.now().timestamp());
+        self.hub.metrics().polled(system, "inbox", self.hub.clock().now().timestamp());
         report
     }
 }
@@ -148,9 +148,10 @@ mod tests {
 /// Pulls one system's feed (Phoniro's visits): page after page from the cursor stored with
 /// the last page taken, until the feed has nothing new, then again every `every`.
 ///
-/// Each page goes through [`Hub::receive`] like a pushed message; its visits and its next
-/// cursor are stored in one commit, so a hub stopped between pages resumes at the page after
-/// the last one stored: no visit is skipped, none is taken twice.
+/// Each page is classified by [`crate::intake`] and taken by the visit flow through
+/// `Hub::take_pages` rather than [`Hub::receive`], because several pages and the feed's
+/// next cursor go into one commit: a hub stopped between pages resumes at the page after
+/// the last one stored, so no visit is skipped and none is taken twice.
 pub struct FeedPoller {
     pub hub: Arc<Hub>,
     pub system: Arc<System>,
@@ -179,7 +180,7 @@ impl FeedPoller {
             if let Some(why) = &report.stopped {
                 warn!(system = %self.system.name, pages = report.pages, reason = %why, "feed pull stopped");
             } else {
-                self.hub.metrics.polled(&self.system.name, "feed", self.hub.clock.now().timestamp());
+                self.hub.metrics().polled(&self.system.name, "feed", self.hub.clock().now().timestamp());
                 if report.pages > 0 {
                     info!(system = %self.system.name, pages = report.pages, visits = report.visits, "feed pulled");
                 }
@@ -205,7 +206,7 @@ impl FeedPoller {
     /// [`pull`](Self::pull), stopping after the commit under way once `stop` turns true.
     pub async fn pull_until(&self, stop: &watch::Receiver<bool>) -> PullReport {
         let mut report = PullReport::default();
-        let cursor = match self.hub.store.feed_cursor(&self.system.name).await {
+        let cursor = match self.hub.store().feed_cursor(&self.system.name).await {
             Ok(c) => c,
             Err(e) => {
                 report.stopped = Some(format!("store: {e}"));
@@ -219,7 +220,7 @@ impl FeedPoller {
             loop {
                 let page = match feed.page(cursor.as_deref()).await {
                     Ok(body) => {
-                        let decoded = system.decode(&body);
+                        let decoded = crate::intake::Payload::of_feed_page(&system, &body);
                         Fetched { body, decoded }
                     }
                     Err(e) => {

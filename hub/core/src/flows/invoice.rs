@@ -12,13 +12,16 @@
 
 use std::collections::BTreeSet;
 
-use carehub_model::{Decision, ErrorCode, InvoiceKind, Message, MessageType, Month, OrgNumber, VisitOutcome};
+use carehub_model::{
+    Decision, ErrorCode, InvoiceKind, Message, MessageType, Month, OrgNumber, ValidationError, VisitOutcome,
+};
 use chrono::NaiveDate;
 use serde_json::json;
 use tracing::{debug, info};
 
+use super::{logged_id, outbound_entry, store_unavailable, Correlation, Flows};
 use crate::adapter::System;
-use crate::flows::decision::{store_unavailable, Correlation, Hub, Inbound, Receipt, Rejection, Sender};
+use crate::intake::{Inbound, Receipt, Rejection, Sender};
 use crate::mapping::RowDecoded;
 use crate::peppol::{self, PeppolDocument};
 use crate::rules::invoices::{
@@ -32,14 +35,6 @@ use crate::store::{
 /// Verifications of one invoice that may race others of the same provider's before the
 /// hub answers 503 (each race means another verification of the provider committed).
 const STALE_ATTEMPTS: u32 = 5;
-
-/// Whether a payload is a UBL invoice or credit note (by its namespace, near the start).
-pub fn is_ubl(body: &[u8]) -> bool {
-    let head = &body[..body.len().min(4096)];
-    let text = String::from_utf8_lossy(head);
-    text.contains("urn:oasis:names:specification:ubl:schema:xsd:Invoice-2")
-        || text.contains("urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2")
-}
 
 fn document_kind_str(k: InvoiceKind) -> &'static str {
     match k {
@@ -117,19 +112,18 @@ pub(crate) fn invoice_from_record(r: &InvoiceRecord) -> Option<Invoice> {
     })
 }
 
-impl Hub {
-    /// Takes a PEPPOL invoice or credit note a provider's system sent.
+impl Flows {
+    /// Takes a PEPPOL invoice or credit note a provider's system sent, as intake read it.
     pub(crate) async fn on_invoice(
         &self,
-        sys: &System,
-        body: Vec<u8>,
-        content_type: &str,
+        inbound: &Inbound<'_>,
+        document: Result<PeppolDocument, ValidationError>,
         sender: &Sender,
     ) -> Result<Receipt, Rejection> {
-        let inbound = Inbound { system: sys, body, content_type: content_type.to_owned(), decoded: None };
-        let doc = match peppol::read_bytes(&inbound.body) {
+        let sys = inbound.system;
+        let doc = match document {
             Ok(d) => d,
-            Err(e) => return Err(self.reject(&inbound, e.code, e.reason, Correlation::default()).await),
+            Err(e) => return Err(self.reject(inbound, e.code, e.reason, Correlation::default()).await),
         };
         let corr = Correlation {
             provider: doc.supplier.org_number.as_ref().map(|o| o.as_str().to_owned()),
@@ -137,28 +131,28 @@ impl Hub {
         };
         let Some(provider) = doc.supplier.org_number.clone() else {
             let reason = "the supplier names no Swedish organisation number (PartyLegalEntity/CompanyID)".to_owned();
-            return Err(self.reject(&inbound, ErrorCode::MissingField, reason, corr).await);
+            return Err(self.reject(inbound, ErrorCode::MissingField, reason, corr).await);
         };
         if let Sender::Provider(org) = sender {
             if *org != provider {
                 let reason = "an invoice of another provider".to_owned();
-                return Err(self.reject(&inbound, ErrorCode::Forbidden, reason, corr).await);
+                return Err(self.reject(inbound, ErrorCode::Forbidden, reason, corr).await);
             }
         }
         if self.routes.get(provider.as_str()).is_none_or(|r| r.system != sys.name) {
             let reason = format!("provider {provider} does not use the system {}", sys.name);
-            return Err(self.reject(&inbound, ErrorCode::UnknownProvider, reason, corr).await);
+            return Err(self.reject(inbound, ErrorCode::UnknownProvider, reason, corr).await);
         }
         let Some(start) = doc.invoice_period.as_ref().and_then(|p| p.start) else {
             let reason = "the invoice names no period (cac:InvoicePeriod/cbc:StartDate)".to_owned();
-            return Err(self.reject(&inbound, ErrorCode::MissingField, reason, corr).await);
+            return Err(self.reject(inbound, ErrorCode::MissingField, reason, corr).await);
         };
         let (invoice, not_verified) = to_invoice(&doc, &provider, Month::of(start));
         let mut report_extra = serde_json::Map::new();
         report_extra.insert("reader_findings".into(), json!(doc.findings));
         report_extra.insert("totals_check".into(), json!(peppol::check_totals(&doc)));
         let document = Document { invoice, credits: doc.billing_references.clone(), not_verified, report_extra };
-        self.verify_document(&inbound, document, corr).await
+        self.verify_document(inbound, document, corr).await
     }
 
     /// Verifies an invoice or credit note however it came (PEPPOL, a provider system's
@@ -300,7 +294,7 @@ impl Hub {
         self.metrics.message(&sys.name, "in", kind, LogStatus::Accepted);
         info!(system = %sys.name, lines = target.lines.len(), codes = report.codes().len(), "invoice verified");
         Ok(Receipt {
-            message_id: crate::flows::decision::logged_id(&results).unwrap_or_default(),
+            message_id: logged_id(&results).unwrap_or_default(),
             status: LogStatus::Accepted,
             message_type: MessageType::Receipt,
             decision_id: None,
@@ -343,13 +337,8 @@ impl Hub {
                 }
             };
             let key = format!("{}:{}:verification:{stamp}:{}", invoice.provider, invoice.id, target.name);
-            let mut entry = crate::flows::decision::outbound_entry(
-                &target,
-                MessageType::Verification,
-                &rendered.content_type,
-                &rendered.body,
-                &key,
-            );
+            let mut entry =
+                outbound_entry(&target, MessageType::Verification, &rendered.content_type, &rendered.body, &key);
             entry.canonical = Some(context.to_string());
             entry.provider = Some(invoice.provider.as_str().to_owned());
             entry.links = links.to_vec();
@@ -470,21 +459,6 @@ fn report_context(report: &serde_json::Value) -> serde_json::Value {
     out
 }
 
-/// The rows of a provider system's invoice basis export (SPEC §5: Phoniro's and ParaGå's
-/// CSV), when `body` is one: its text (as UTF-8) and its rows, each decoded on its own.
-/// `None` for anything else (XML, JSON, another CSV file), which the caller reads as before.
-pub(crate) fn invoice_rows(sys: &System, body: &[u8]) -> Option<(String, Vec<RowDecoded>)> {
-    let first = body.iter().copied().find(|b| !b.is_ascii_whitespace() && *b != 0xEF && *b != 0xBB && *b != 0xBF);
-    if !sys.reads_csv() || matches!(first, None | Some(b'<' | b'{' | b'[')) {
-        return None;
-    }
-    let text = sys.mappings.text_of(body).ok()?.into_owned();
-    let rows = sys.mappings.decode_rows(&text).ok()?;
-    rows.iter()
-        .any(|r| matches!(&r.result, Ok(d) if d.message_type == MessageType::InvoiceLine))
-        .then_some((text, rows))
-}
-
 /// One invoice of an invoice basis file, as its rows are gathered.
 struct BasisInvoice {
     provider: OrgNumber,
@@ -505,10 +479,10 @@ struct RefusedRow {
     canonical: Option<String>,
 }
 
-impl Hub {
+impl Flows {
     /// An invoice basis file (a CSV export, posted or left in an SFTP inbox): its rows
     /// gathered by invoice number into invoices, each verified as a PEPPOL invoice is
-    /// ([`Hub::verify_document`]) and logged with its rows; a bad row is refused with its
+    /// ([`Flows::verify_document`]) and logged with its rows; a bad row is refused with its
     /// line and code (logged as rejected) without stopping the others. The answer's
     /// `verification` holds every invoice's report and every refused row.
     pub(crate) async fn take_invoice_rows(
@@ -533,7 +507,7 @@ impl Hub {
             };
             let parsed = row.result.and_then(|d| match d.message() {
                 Ok(Message::InvoiceLine(r)) => Ok(r),
-                Ok(m) => Err(carehub_model::ValidationError::new(
+                Ok(m) => Err(ValidationError::new(
                     ErrorCode::UnknownMessageType,
                     format!("a {} row in an invoice basis file", m.message_type()),
                 )),
@@ -641,7 +615,7 @@ impl Hub {
             let results = self.store.commit(vec![Op::AppendLog(entry)]).await.map_err(store_unavailable)?;
             self.metrics.rejection(&sys.name, r.code.as_str());
             self.metrics.message(&sys.name, "in", MessageType::InvoiceLine.as_str(), LogStatus::Rejected);
-            let id = crate::flows::decision::logged_id(&results);
+            let id = logged_id(&results);
             first_id = first_id.or(id);
             refusals.push(json!({"line": r.line, "code": r.code.as_str(), "message": r.message, "message_id": id}));
         }

@@ -9,7 +9,7 @@
 //! hears anything. A page pulled from a feed carries its cursor into that same commit, so a
 //! restart resumes exactly where the last stored page ended.
 //!
-//! Forwarding is decoupled: [`Hub::forward_visits`] walks the stored visits in id order
+//! Forwarding is decoupled: `Flows::forward_visits` walks the stored visits in id order
 //! behind a watermark, renders the accepted and flagged ones for their case-management
 //! system and queues them in the outbox, moving the watermark in the same commit. Ingestion
 //! does not wait for rendering, and a crash between the two loses nothing: the visits past
@@ -21,10 +21,9 @@ use carehub_model::{ErrorCode, MessageType, OrgNumber, Visit};
 use serde_json::json;
 use tracing::{info, warn};
 
+use super::{outbound_entry, store_unavailable, Correlation, Flows};
 use crate::adapter::System;
-use crate::flows::decision::{
-    outbound_entry, store_unavailable, Correlation, Hub, Inbound, Receipt, Rejection, Sender,
-};
+use crate::intake::{Inbound, Receipt, Rejection, Sender};
 use crate::mapping::RowDecoded;
 use crate::rules::visits::Outcome;
 use crate::store::{
@@ -38,7 +37,7 @@ pub const FILE_CHUNK: usize = 5_000;
 /// Visits rendered and queued per commit by the forwarder.
 const FORWARD_CHUNK: usize = 500;
 
-impl Hub {
+impl Flows {
     /// The providers a system's orders go to, by organisation number.
     fn providers_of(&self, sys: &System) -> Vec<&str> {
         self.routes.iter().filter(|(_, r)| r.system == sys.name).map(|(org, _)| org.as_str()).collect()
@@ -310,7 +309,7 @@ impl Hub {
 
     /// Renders waiting visits for their case-management systems and queues them, a chunk
     /// per commit, until none wait. Returns how many were queued.
-    pub async fn forward_visits(&self) -> Result<usize, StoreError> {
+    pub(crate) async fn forward_visits(&self) -> Result<usize, StoreError> {
         let mut queued = 0;
         loop {
             let batch = self.store.visits_to_report(FORWARD_CHUNK).await?;
@@ -369,7 +368,7 @@ impl Hub {
 
     /// Forwards visits whenever some were stored (and every `every`, in case a wake-up was
     /// missed), until `shutdown` changes.
-    pub async fn run_visit_forwarder(&self, every: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub(crate) async fn run_visit_forwarder(&self, every: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         loop {
             if let Err(e) = self.forward_visits().await {
                 warn!(error = %e, "cannot forward visits; trying again");

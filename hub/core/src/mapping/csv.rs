@@ -15,32 +15,13 @@ use ::csv::{QuoteStyle, ReaderBuilder, StringRecord, Terminator, WriterBuilder};
 use carehub_model::{ErrorCode, ValidationError};
 use serde_json::Value;
 
-use super::read::{decode_fields, Node};
-use super::write::scalar_out;
-use super::{get_path, Decoded, Direction, Format, Mapping, MappingSet, RowDecoded};
+use super::decode::{decode_fields, Node, Row};
+use super::encode::{get_path, scalar_out};
+use super::{Decoded, Direction, Format, Mapping, MappingSet, RowDecoded};
 
 /// The delimiter when a mapping names none: Swedish systems write `;`, as `,` is the
 /// decimal separator.
 pub const DEFAULT_DELIMITER: char = ';';
-
-/// One data row as the field logic reads it: its cells, and for each field of the mapping
-/// (in file order) the cells its columns are in. The columns are found by name once per
-/// file, not once per cell: a file can hold a hundred thousand rows.
-#[derive(Clone, Copy)]
-pub(crate) struct Row<'a> {
-    cells: &'a StringRecord,
-    columns: &'a [Vec<Option<usize>>],
-}
-
-impl<'a> Row<'a> {
-    /// The trimmed cell of the `k`th column of field `at` (its `vendor`, or its `join`
-    /// paths in order), or `None` when the column is missing or the cell empty.
-    pub(crate) fn cell(&self, at: usize, k: usize) -> Option<&'a str> {
-        let column = (*self.columns.get(at)?.get(k)?)?;
-        let text = self.cells.get(column)?.trim();
-        (!text.is_empty()).then_some(text)
-    }
-}
 
 /// Where each field's columns are in a file's header: by field (in file order), an index
 /// per column it reads, `None` for a column the header lacks. A duplicated column name

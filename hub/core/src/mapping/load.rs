@@ -9,8 +9,9 @@ use std::path::Path;
 
 use carehub_model::MessageType;
 
+use super::plan::Plan;
 use super::spec::segments;
-use super::{stream, text, Direction, Field, FieldType, Format, Mapping, MappingSet};
+use super::{text, Direction, Field, FieldType, Format, Mapping, MappingSet};
 
 /// A mapping file that could not be loaded, with the reason and, when the TOML reader
 /// could tell, the line and column (1-based) the reason is about.
@@ -148,7 +149,7 @@ impl MappingSet {
                 .unwrap_or(encoding_rs::UTF_8);
             let single_byte = text::SingleByte::new(inbound);
             for m in mappings.iter_mut().filter(|m| m.format == Format::Xml && m.direction == Direction::In) {
-                m.xml_plan = stream::Plan::new(m.root.as_deref(), &m.fields, single_byte.as_ref().map(|t| t.encoding));
+                m.xml_plan = Plan::new(m.root.as_deref(), &m.fields, single_byte.as_ref().map(|t| t.encoding));
             }
             let mut accepted = vec![inbound];
             for m in mappings.iter().filter(|m| m.direction == Direction::In) {

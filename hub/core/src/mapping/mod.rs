@@ -36,21 +36,28 @@
 //! - `load`: files to a [`MappingSet`]: parsing, each field's paths split once, and every
 //!   check of a file ([`MappingFileError`]), so a mistake is refused at start-up, not on a
 //!   message.
-//! - `read`: inbound: which mapping a payload is, the JSON reader, and the field rules and
-//!   conversions every reader shares ([`Decoded`], [`Translated`]).
+//! - `read`: inbound: which mapping a payload is, handed to its reader; the JSON reader.
+//! - `decode`: what every reader shares, so no reader imports another: what they produce
+//!   ([`Decoded`], [`Translated`], [`RowDecoded`]), the node a path selects in, and the
+//!   field rules and conversions.
 //! - `stream`: the XML reader, which follows the fields' paths without building a tree: the
-//!   hot path.
+//!   hot path; `plan`: the compiled tree of those paths, kept with each mapping.
 //! - [`csv`]: CSV both ways (rows under a header), and the checks of what CSV cannot hold.
 //! - `canonical`: the canonical tree the readers build, which the model reads directly.
 //! - `write`: outbound: a canonical context rendered as XML or JSON ([`Rendered`]), and
 //!   SOAP envelopes.
+//! - `encode`: what every writer shares (a field's value found and converted to vendor
+//!   text), so the CSV writer and `write` do not import each other.
 //! - `samples`: each file's samples run ([`SampleFailure`]).
 //! - [`text`]: text encodings and how a payload's is detected; [`xml`]: the hub's one safe
 //!   XML tree; `xsd`: the XML Schema of what an inbound XML mapping reads, for the WSDL.
 
 mod canonical;
 pub mod csv;
+mod decode;
+mod encode;
 mod load;
+mod plan;
 mod read;
 mod samples;
 mod spec;
@@ -62,11 +69,12 @@ mod xsd;
 
 use carehub_model::MessageType;
 
+pub use self::decode::{Decoded, RowDecoded, Translated};
+pub use self::encode::get_path;
 pub use self::load::{declared, MappingFileError};
-pub use self::read::{Decoded, RowDecoded, Translated};
 pub use self::samples::SampleFailure;
 pub use self::spec::{Direction, EnvelopeKind, Field, FieldType, Format, Mapping, Match, Sample, When, SOAP11};
-pub use self::write::{get_path, soap_envelope, Rendered};
+pub use self::write::{soap_envelope, Rendered};
 
 /// All mappings of one vendor.
 #[derive(Debug, Clone)]

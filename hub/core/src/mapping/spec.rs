@@ -12,7 +12,7 @@ use std::sync::Arc;
 use carehub_model::MessageType;
 use serde::Deserialize;
 
-use super::stream;
+use super::plan::Plan;
 
 /// Which way a mapping translates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -156,7 +156,7 @@ pub(super) struct Compiled {
     /// the reader adds it without looking for it first.
     pub(super) sole_key: bool,
     /// A scalar field that only converts what it finds: no condition, constant, default,
-    /// split, list or floor. Most fields are; [`put_field`](super::read::put_field) takes them
+    /// split, list or floor. Most fields are; [`put_field`](super::decode::put_field) takes them
     /// the short way.
     pub(super) direct: bool,
     /// Inbound, the field's code table as (vendor code, canonical value) pairs, looked up
@@ -275,7 +275,7 @@ pub struct Mapping {
     /// Inbound XML: the fields' paths as the reader follows them, built when the file
     /// loads.
     #[serde(skip)]
-    pub(super) xml_plan: stream::Plan,
+    pub(super) xml_plan: Plan,
 }
 
 fn de_message_type<'de, D: serde::Deserializer<'de>>(d: D) -> Result<MessageType, D::Error> {

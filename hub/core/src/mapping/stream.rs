@@ -1,5 +1,5 @@
 //! Inbound XML without a tree: the mapping's paths, compiled into a tree of element names
-//! when the file loads ([`Plan`]), followed by the reader's events as they come.
+//! when the file loads (`plan`), followed by the reader's events as they come.
 //!
 //! This is the hot path of every XML message the hub receives (a decision file from
 //! Procapita, a SOAP call from Treserva), so it builds nothing it does not keep: an element
@@ -30,7 +30,8 @@ use quick_xml::utils::is_whitespace;
 use super::text::SingleByte;
 
 use super::canonical::Canon;
-use super::read::{put_field, Found};
+use super::decode::{put_field, Found};
+use super::plan::{Name, Node, Plan};
 use super::xml::MAX_DEPTH;
 use super::{Direction, EnvelopeKind, Field, Format, Mapping, MappingSet, SOAP11};
 
@@ -313,74 +314,7 @@ fn declares_namespace(key: &[u8]) -> bool {
 }
 
 // ---------------------------------------------------------------------------------------
-// The compiled plan
-
-/// An inbound XML mapping's fields as the reader follows them: one tree of element names
-/// per frame (the payload element, or an item of a list field), rooted at the frame's own
-/// element, with what is read at each node. Built once, when the mapping file loads.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Plan {
-    /// Frame 0 is the payload's.
-    frames: Vec<Vec<Node>>,
-    /// The payload element's name, compared as the document holds it.
-    root: Option<Name>,
-    /// The single-byte encoding names are also held in (the vendor's), if any.
-    single_byte: Option<&'static Encoding>,
-}
-
-/// An element or attribute name, as UTF-8 and in the vendor's single-byte encoding (`None`
-/// when that cannot write it).
-#[derive(Debug, Clone)]
-struct Name {
-    /// As UTF-8, then in the single-byte encoding (empty when that cannot write it: no
-    /// name in a document is empty).
-    forms: [Box<[u8]>; 2],
-}
-
-impl Name {
-    /// Whether `local`, a name in a document read as `single_byte` or not, is this one.
-    /// Lengths and first bytes are compared before the bytes, as most names differ there.
-    fn is(&self, local: &[u8], single_byte: bool) -> bool {
-        let name = &self.forms[usize::from(single_byte)];
-        name.len() == local.len() && name.first() == local.first() && same_bytes(name, local)
-    }
-
-    fn utf8(&self) -> &[u8] {
-        &self.forms[0]
-    }
-}
-
-/// Whether two byte strings of the same length are equal. Names are short: up to sixteen
-/// bytes are compared as two overlapping words (or half-words) from each end, in line; a
-/// call to `memcmp`, which first sorts out the length, cost more than the comparison (a
-/// few percent of a decision file's time, `perf`).
-#[inline(always)]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    let word = |s: &[u8], at: usize| s.get(at..at + 8).map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()));
-    let half = |s: &[u8], at: usize| s.get(at..at + 4).map(|w| u32::from_le_bytes(w.try_into().unwrap_or_default()));
-    match n {
-        0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
-        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
-        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
-        _ => a == b,
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-struct Node {
-    /// Child elements a path continues to: (local name, node).
-    children: Vec<(Name, usize)>,
-    /// Attributes read here: (local name, field).
-    attrs: Vec<(Name, usize)>,
-    /// Fields that take this element's text.
-    texts: Vec<usize>,
-    /// List fields whose items are these elements: (field, the items' frame).
-    lists: Vec<(usize, usize)>,
-}
+// Building the plan (the type is `plan`'s)
 
 impl Plan {
     /// `single_byte`: the encoding the vendor's documents are in, when it is a single-byte

@@ -50,6 +50,7 @@
 //! - [`contract`]: the contract suite every backend passes.
 //! - [`sqlite`]: the embedded backend, a folder of its own; the only place SQL is written.
 
+pub mod bulk;
 #[doc(hidden)]
 pub mod contract;
 mod followup;

@@ -1,10 +1,11 @@
-//! The command line (SPEC §8): `carehub demo | serve | check | token | audit verify | replay
-//! | tags import | verify | report | bench`.
+//! The product's commands (SPEC §8): `carehub serve | check | token | audit verify | replay
+//! | tags import | verify | report`.
 //!
-//! This module holds the clap definitions, the dispatch and what every command shares
-//! (loading the configuration, operational logging); each command's work is in its own
-//! file. `demo` and `bench` are dispatched to [`crate::demo`] and
-//! [`crate::bench`](mod@crate::bench), which stay at the crate's top level.
+//! This module holds the clap definitions ([`Command`]), the dispatch ([`run`]) and what
+//! every command shares (loading the configuration, operational logging); each command's
+//! work is in its own file. There is no `Parser` here: the `carehub` executable (`hub/bin`)
+//! flattens [`Command`] into its own command line beside `demo` and `bench`, which are
+//! tooling (`carehub-devkit`) and not the product's.
 //!
 //! # Layout
 //! - `serve`: `carehub serve`.
@@ -19,7 +20,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 
 use crate::auth::Role;
 use crate::config::{Config, LogFormat};
@@ -33,28 +34,9 @@ mod tags;
 mod token;
 pub mod verify;
 
-#[derive(Debug, Parser)]
-#[command(name = "carehub", version, about = "The integration hub for Swedish municipal home care")]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
+/// The product's commands, for the executable to flatten into its command line.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the demo municipality end to end on an embedded database; no setup needed.
-    Demo {
-        /// Keep the database here instead of in a temporary folder.
-        #[arg(long)]
-        db: Option<PathBuf>,
-        /// Keep the hub (and the mock vendors) running afterwards, for a look.
-        #[arg(long)]
-        serve: bool,
-        /// Run as if it were this instant (RFC 3339, e.g. 2027-03-28T01:30:00+01:00): the
-        /// hub's clock and the demo's dates start there. Default: now.
-        #[arg(long, value_parser = parse_instant)]
-        at: Option<chrono::DateTime<chrono::Utc>>,
-    },
     /// Run the hub.
     Serve {
         #[arg(long, default_value = "carehub.toml")]
@@ -124,11 +106,6 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Write the monthly follow-up (SPEC §4.4) as an HTML page for the committee, and as CSV.
     Report(report::ReportArgs),
-    /// Measure throughput and latency (see BENCHMARKS.md).
-    Bench {
-        #[command(subcommand)]
-        command: crate::bench::BenchCommand,
-    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,21 +158,9 @@ fn load_config(path: &Path) -> Result<Config, ExitCode> {
     })
 }
 
-/// An instant on the command line: RFC 3339 with its offset.
-fn parse_instant(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .map_err(|e| format!("{e}: expected an RFC 3339 instant such as 2027-03-28T01:30:00+01:00"))
-}
-
 /// Runs a command; the exit code says how it went (0 ok, 1 failed, 2 bad configuration).
-pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Demo { db, serve, at } => {
-            // The demo's output is its narrative; `CAREHUB_LOG=info` shows the hub's log too.
-            init_tracing("error", LogFormat::Text);
-            crate::demo::run(crate::demo::DemoOptions { db, serve, at }).await
-        }
+pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Serve { config } => {
             let config = match load_config(&config) {
                 Ok(c) => c,
@@ -244,9 +209,5 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             verify::run(args).await
         }
         Command::Report(args) => report::run(args).await,
-        Command::Bench { command } => {
-            init_tracing("error", LogFormat::Text);
-            crate::bench::run(command).await
-        }
     }
 }

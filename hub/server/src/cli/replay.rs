@@ -11,7 +11,7 @@ use crate::config::Config;
 
 pub(super) async fn run(config: Config, ids: Vec<i64>, list: bool) -> anyhow::Result<ExitCode> {
     let runtime = crate::assemble::build(&config, Clock::system())?;
-    let store: Arc<dyn Store> = runtime.state.hub.store.clone();
+    let store: Arc<dyn Store> = runtime.state.hub.store().clone();
     let dead = store
         .deliveries(DeliveryFilter { state: Some("dead".into()), limit: 10_000, ..DeliveryFilter::default() })
         .await?;

@@ -55,12 +55,7 @@ pub(super) async fn import(config: Config, file: &Path) -> anyhow::Result<ExitCo
         let parsed = serde_json::from_value::<carehub_model::TagRegistration>(value.clone())
             .map_err(|e| carehub_model::ValidationError::from_message(&e.to_string()));
         match hub
-            .register_tag(
-                "import",
-                value.to_string().into_bytes(),
-                parsed,
-                &carehub_core::flows::decision::Sender::Trusted,
-            )
+            .register_tag("import", value.to_string().into_bytes(), parsed, &carehub_core::hub::Sender::Trusted)
             .await
         {
             Ok(_) => taken += 1,

@@ -1,5 +1,5 @@
 //! `carehub verify --month YYYY-MM`: every invoice and credit note of a month verified from
-//! the store (SPEC §7, [`carehub_core::rules::month`]), with a summary.
+//! the store (SPEC §7, [`carehub_core::flows::month`]), with a summary.
 //!
 //! The database is the one named by `--db`, else the configuration's (`--config`). The
 //! policy (tolerance, thresholds, contracted rates) is the configuration's when one is
@@ -20,8 +20,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use carehub_core::flows::month::verify_month;
 use carehub_core::rules::invoices::Rates;
-use carehub_core::rules::month::{verify_month, MonthTotals, Progress, ProviderResult};
+use carehub_core::rules::month::{MonthTotals, Progress, ProviderResult};
 use carehub_core::store::sqlite::SqliteStore;
 use carehub_core::store::Store;
 use carehub_model::Month;

@@ -7,7 +7,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use carehub_core::flows::decision::Hub;
+use carehub_core::hub::Hub;
 use carehub_core::store::Op;
 use carehub_model::ErrorCode;
 
@@ -78,7 +78,7 @@ impl FromRequestParts<AppState> for SystemCaller {
 
 /// Records who read the log.
 pub(super) async fn record_read(hub: &Hub, caller: &Caller, what: String) -> ApiResult<()> {
-    hub.store
+    hub.store()
         .commit(vec![Op::RecordRead { subject: caller.0.sub.clone(), role: caller.0.role.as_str().to_owned(), what }])
         .await?;
     Ok(())

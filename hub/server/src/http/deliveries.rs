@@ -82,7 +82,7 @@ pub(super) async fn list_deliveries(
     caller.require(&[Role::Admin, Role::Auditor])?;
     let rows = state
         .hub
-        .store
+        .store()
         .deliveries(DeliveryFilter { state: q.state, order_id: q.order, limit: limit_param(q.limit, 1000, 10_000)? })
         .await?;
     Ok(Json(DeliveryList { deliveries: rows.into_iter().map(DeliveryView::from).collect() }))

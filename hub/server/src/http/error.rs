@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use carehub_core::flows::decision::Rejection;
+use carehub_core::hub::Rejection;
 use carehub_core::store::StoreError;
 use carehub_model::{ErrorCode, OrgNumber, PersonalIdentityNumber};
 use serde::de::DeserializeOwned;

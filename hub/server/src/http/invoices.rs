@@ -53,7 +53,7 @@ pub(super) async fn invoice_verification(
     let provider = match provider {
         Some(p) => p,
         None => {
-            let mut providers = state.hub.store.verified_providers(&id).await?;
+            let mut providers = state.hub.store().verified_providers(&id).await?;
             if providers.len() > 1 {
                 let message = format!(
                     "providers {} have each sent an invoice {id}: name one with ?provider=",
@@ -66,7 +66,7 @@ pub(super) async fn invoice_verification(
             providers.pop().ok_or_else(not_found)?
         }
     };
-    let record = state.hub.store.verification(&provider, &id).await?.ok_or_else(not_found)?;
+    let record = state.hub.store().verification(&provider, &id).await?.ok_or_else(not_found)?;
     record_read(&state.hub, &caller, format!("verification {provider} {id}")).await?;
     let report: serde_json::Value = serde_json::from_str(&record.report).unwrap_or_default();
     Ok(axum::Json(json_report(record.log_seq, report)))

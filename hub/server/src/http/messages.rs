@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
-use carehub_core::flows::decision::Sender;
+use carehub_core::hub::Sender;
 use carehub_core::store::{LogEntry, LogFilter};
 use carehub_model::{ErrorCode, OrgNumber};
 use serde::{Deserialize, Serialize};
@@ -88,7 +88,7 @@ pub(super) async fn post_message(
     caller: Result<SystemCaller, ApiError>,
     request: Request,
 ) -> Response {
-    let Some(sys) = state.hub.registry.get(&system).cloned() else {
+    let Some(sys) = state.hub.registry().get(&system).cloned() else {
         return ApiError::new(ErrorCode::UnknownSystem, format!("no system named '{system}' is configured"))
             .into_response();
     };
@@ -135,7 +135,7 @@ pub(super) async fn take_message(
     }
     let sender = match claims.as_ref().map(|c| c.role) {
         // The system itself, by its client certificate: it may speak for every provider it
-        // serves; the pipeline checks each order was sent to this system.
+        // serves; the answer flow checks each order was sent to this system.
         None => Sender::Trusted,
         Some(Role::Admin) => Sender::Trusted,
         Some(Role::CaseManagement) if sys.role == carehub_core::adapter::SystemRole::CaseManagement => Sender::Trusted,
@@ -159,12 +159,12 @@ pub(super) async fn take_message(
         Err(_) => {
             let reason = format!("the body is larger than {} bytes (or was cut off)", state.max_body);
             return Err(hub
-                .refuse_unread(system, content_type.as_deref(), ErrorCode::PayloadTooLarge, reason)
+                .refuse_unread(sys, content_type.as_deref(), ErrorCode::PayloadTooLarge, reason)
                 .await
                 .into());
         }
     };
-    let receipt = hub.receive(system, body.to_vec(), content_type.as_deref(), &sender).await?;
+    let receipt = hub.receive(sys, body.to_vec(), content_type.as_deref(), &sender).await?;
     Ok(ReceiptBody {
         message_id: receipt.message_id,
         status: receipt.status.as_str().to_owned(),
@@ -235,7 +235,7 @@ pub(super) async fn get_wsdl(
 ) -> ApiResult<Response> {
     let sys = state
         .hub
-        .registry
+        .registry()
         .get(&system)
         .filter(|s| s.speaks_soap())
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("'{system}' is not a SOAP system")))?;
@@ -403,7 +403,7 @@ pub(super) async fn list_messages(
         with_payload: false,
     };
     record_read(&state.hub, &caller, format!("list messages {filter:?}")).await?;
-    let entries = state.hub.store.log_entries(filter).await?;
+    let entries = state.hub.store().log_entries(filter).await?;
     let next_after = (entries.len() == limit).then(|| entries.last().map(|e| e.seq)).flatten();
     Ok(Json(MessagePage { messages: entries.into_iter().map(|e| MessageView::from(e, false)).collect(), next_after }))
 }
@@ -428,7 +428,7 @@ pub(super) async fn get_message(
     record_read(&state.hub, &caller, format!("message {id}")).await?;
     let entry = state
         .hub
-        .store
+        .store()
         .log_entry(id)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no message {id}")))?;

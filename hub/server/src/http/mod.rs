@@ -90,10 +90,10 @@ async fn observe(State(state): State<AppState>, request: Request, next: axum::mi
         _ => "other",
     };
     let started = std::time::Instant::now();
-    let in_flight = state.hub.metrics.request_in_flight();
+    let in_flight = state.hub.metrics().request_in_flight();
     let response = next.run(request).await;
     drop(in_flight);
-    state.hub.metrics.http_request(
+    state.hub.metrics().http_request(
         route.as_deref().unwrap_or("unmatched"),
         method,
         response.status().as_u16(),

@@ -40,7 +40,7 @@ pub struct ChainView {
 pub(super) async fn audit_verify(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<ChainView>> {
     caller.require(&[Role::Admin, Role::Auditor])?;
     record_read(&state.hub, &caller, "verify chain".into()).await?;
-    let r = carehub_core::store::verify_chain(state.hub.store.as_ref()).await?;
+    let r = carehub_core::store::verify_chain(state.hub.store().as_ref()).await?;
     Ok(Json(ChainView {
         ok: r.first_bad.is_none(),
         entries: r.entries,
@@ -60,7 +60,7 @@ pub(super) async fn healthz() -> Json<Value> {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "ready"), (status = 503, description = "UNAVAILABLE: the store does not answer or the delivery loop is not running", body = ErrorBody)))]
 pub(super) async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    state.hub.store.ping().await?;
+    state.hub.store().ping().await?;
     if !state.delivery_running.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::new(ErrorCode::Unavailable, "the delivery loop is not running"));
     }
@@ -76,9 +76,9 @@ pub(super) async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Valu
 pub(super) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     let accept = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
     let format = carehub_core::metrics::Format::from_accept(&accept);
-    let overdue = state.hub.store.overdue_counts(state.hub.today()).await?;
-    let outbox = state.hub.store.outbox_counts().await?;
-    let text = state.hub.metrics.render(overdue, outbox, format);
+    let overdue = state.hub.store().overdue_counts(state.hub.today()).await?;
+    let outbox = state.hub.store().outbox_counts().await?;
+    let text = state.hub.metrics().render(overdue, outbox, format);
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(format.content_type()));
     Ok((headers, Body::from(text)).into_response())

@@ -103,13 +103,17 @@ pub(super) async fn list_orders(
         overdue_on: q.overdue.unwrap_or(false).then(|| state.hub.today()),
         limit: limit_param(q.limit, 1000, 10_000)?,
     };
-    let orders = state.hub.store.orders(filter).await?;
+    let orders = state.hub.store().orders(filter).await?;
     Ok(Json(OrderList { orders: orders.into_iter().map(|o| OrderView::from(o, state.hub.today())).collect() }))
 }
 
 pub(super) async fn order_for(state: &AppState, caller: &Caller, id: &str) -> ApiResult<OrderRecord> {
-    let record =
-        state.hub.store.order(id).await?.ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no order {id}")))?;
+    let record = state
+        .hub
+        .store()
+        .order(id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no order {id}")))?;
     if let Some(own) = caller.0.provider() {
         if record.order.provider.as_str() != own {
             return Err(ApiError::new(ErrorCode::Forbidden, "the order belongs to another provider"));
@@ -230,7 +234,7 @@ pub(super) async fn order_trace(
     record_read(&state.hub, &caller, format!("trace {id}")).await?;
     let mut entries = state
         .hub
-        .store
+        .store()
         .log_entries(LogFilter { order_id: Some(id.clone()), limit: 10_000, ..LogFilter::default() })
         .await?;
     // Another provider's invoice may name the order (INV004): not the provider's to read.
@@ -240,7 +244,7 @@ pub(super) async fn order_trace(
     let invoice_lines = entries.iter().flat_map(|e| invoice_lines(e, &id)).collect();
     let deliveries = state
         .hub
-        .store
+        .store()
         .deliveries(DeliveryFilter { order_id: Some(id.clone()), limit: 1000, ..DeliveryFilter::default() })
         .await?;
     let steps = entries
@@ -259,9 +263,13 @@ pub(super) async fn order_trace(
         .collect();
     let visits = state
         .hub
-        .store
+        .store()
         .visits(carehub_core::store::VisitFilter { order_id: Some(id.clone()), limit: 10_000, ..Default::default() })
         .await?;
+    // The reads above are not one snapshot: an acknowledgement may have landed, and its
+    // delivery gone out, since the order was first read. Read the order again, last, so its
+    // status is never older than the deliveries and steps shown beside it.
+    let record = state.hub.store().order(&id).await?.unwrap_or(record);
     Ok(Json(Trace {
         order: OrderView::from(record, state.hub.today()),
         steps,

@@ -60,7 +60,7 @@ pub fn manual_rows(shares: Vec<ManualShare>, state: &AppState) -> Vec<ManualShar
     shares
         .into_iter()
         .map(|s| ManualShareRow {
-            name: state.hub.routes.get(&s.provider).map(|r| r.provider_name.clone()),
+            name: state.hub.route(&s.provider).map(|r| r.provider_name.clone()),
             over_threshold: s.share > state.manual_share_threshold,
             provider: s.provider,
             visits: s.visits,
@@ -88,7 +88,7 @@ pub(super) async fn manual_registrations(
 ) -> ApiResult<Json<ManualReport>> {
     caller.require(&[Role::Admin, Role::Auditor, Role::CaseManagement, Role::ProviderSystem])?;
     let month = month_param(q.month.as_deref().ok_or_else(|| bad_request("name a month: ?month=YYYY-MM"))?)?;
-    let mut shares = state.hub.store.manual_shares(&month).await?;
+    let mut shares = state.hub.store().manual_shares(&month).await?;
     if let Some(own) = caller.0.provider() {
         shares.retain(|s| s.provider == own);
     }
@@ -146,14 +146,14 @@ pub(super) async fn follow_up(
     let own = caller.0.provider().map(str::to_owned);
     record_read(&state.hub, &caller, format!("follow-up {month}")).await?;
     let mut report: FollowUp = followup::compute(
-        state.hub.store.as_ref(),
+        state.hub.store().as_ref(),
         month,
         state.hub.today(),
         state.manual_share_threshold,
         own.as_deref(),
     )
     .await?;
-    report.name_providers(|p| state.hub.routes.get(p).map(|r| r.provider_name.clone()));
+    report.name_providers(|p| state.hub.route(p).map(|r| r.provider_name.clone()));
     if csv {
         let name = format!("attachment; filename=\"follow-up-{month}.csv\"");
         return Ok((

@@ -6,7 +6,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use carehub_core::flows::decision::Hub;
+use carehub_core::hub::Hub;
 
 use crate::auth::Auth;
 

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use carehub_core::flows::decision::Sender;
+use carehub_core::hub::Sender;
 use carehub_model::{ErrorCode, OrgNumber};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -132,5 +132,5 @@ pub(super) async fn list_tags(
         return Err(bad_request("name a client or a tag"));
     }
     record_read(&state.hub, &caller, "tags".into()).await?;
-    Ok(Json(TagList { tags: state.hub.store.tags(client, tag).await? }))
+    Ok(Json(TagList { tags: state.hub.store().tags(client, tag).await? }))
 }

@@ -103,7 +103,7 @@ pub(super) async fn list_visits(
         limit,
     };
     record_read(&state.hub, &caller, "visits".into()).await?;
-    let visits: Vec<VisitRecord> = state.hub.store.visits(filter).await?;
+    let visits: Vec<VisitRecord> = state.hub.store().visits(filter).await?;
     let next_after = (visits.len() == limit).then(|| visits.last().map(|v| v.seq)).flatten();
     let visits = visits.into_iter().map(|v| serde_json::to_value(v).unwrap_or_default()).collect();
     Ok(Json(VisitPage { visits, next_after }))
@@ -137,6 +137,6 @@ pub(super) async fn close_month(
 ) -> ApiResult<StatusCode> {
     caller.require(&[Role::Admin])?;
     let month = month_param(&month)?;
-    state.hub.store.commit(vec![Op::CloseMonth(month)]).await?;
+    state.hub.store().commit(vec![Op::CloseMonth(month)]).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,5 +1,15 @@
 //! `carehub bench`: the measurements behind BENCHMARKS.md.
 //!
+//! # Layout
+//! - this module: the command's options ([`BenchCommand`]) and the decisions, translation
+//!   and SFTP benchmarks;
+//! - [`harness`]: what every benchmark shares, the clock and the closed loop of clients;
+//! - [`visits`]: visit ingestion over a store seeded with a month of Stockholm-sized data;
+//! - [`verify`]: `carehub verify` over a seeded month at Stockholm or national scale.
+//!
+//! The seeds of [`visits`] and [`verify`] write millions of rows through the store's bulk
+//! loader (`carehub_core::store::bulk`), which keeps the SQL in the store.
+//!
 //! `carehub bench decisions` starts the real hub in this process on a fresh SQLite file,
 //! with a mock Phoniro on loopback that takes every order at once (so deliveries run too),
 //! and posts distinct valid Combine decisions over HTTP from N concurrent clients for a
@@ -9,7 +19,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,9 +27,15 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
 
-use crate::auth::{Auth, Role};
-use crate::config::Config;
-use crate::{assemble, run};
+use carehub_server::auth::{Auth, Role};
+use carehub_server::config::Config;
+use carehub_server::{assemble, run};
+
+pub mod harness;
+pub mod verify;
+pub mod visits;
+
+use harness::{bench_clock, closed_loop, Run};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
@@ -60,10 +75,10 @@ pub enum BenchCommand {
     /// Visit records per second through ingestion, validation and durable logging, in
     /// batches (Phoniro pages, a ParaGå file) and as webhook pushes, over a store holding a
     /// month of Stockholm-sized data.
-    Visits(crate::bench_visits::VisitBenchArgs),
+    Visits(visits::VisitBenchArgs),
     /// Verifying a whole month from the store (`carehub verify` in a child process) at
     /// Stockholm or national scale: wall time and peak memory.
-    Verify(crate::bench_verify::VerifyBenchArgs),
+    Verify(verify::VerifyBenchArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -73,33 +88,12 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
             tokio::task::spawn_blocking(move || translate(files, passes, chunk)).await?
         }
         BenchCommand::Sftp { files } => sftp(files).await,
-        BenchCommand::Visits(args) => crate::bench_visits::run(args).await,
-        BenchCommand::Verify(args) => crate::bench_verify::run(args).await,
+        BenchCommand::Visits(args) => visits::run(args).await,
+        BenchCommand::Verify(args) => verify::run(args).await,
     }
 }
 
 const SECRET: &str = "bench-secret-bench-secret-bench-secret";
-
-/// The instant every benchmark's clock starts at: late in a month, so a month of visits
-/// lies in the past and the month before is complete, whatever day the bench is run on.
-pub const BENCH_AT: &str = "2026-11-28T12:00:00+01:00";
-
-/// The benchmarks' clock: [`BENCH_AT`], ticking from there.
-pub fn bench_clock() -> carehub_model::Clock {
-    let at = chrono::DateTime::parse_from_rfc3339(BENCH_AT).map(|t| t.with_timezone(&chrono::Utc)).unwrap_or_default();
-    carehub_model::Clock::starting_at(at)
-}
-
-/// Latency percentiles of a run.
-pub(crate) struct Run {
-    pub clients: usize,
-    pub count: usize,
-    pub errors: usize,
-    pub elapsed: Duration,
-    pub p50: Duration,
-    pub p99: Duration,
-    pub max: Duration,
-}
 
 fn decision(n: usize, pnr: &str) -> String {
     format!(
@@ -154,69 +148,6 @@ async fn one_run(
     .await;
     hub.stop().await;
     run
-}
-
-/// Runs `clients` concurrent closed-loop clients, each calling `call(n)` again as soon as its
-/// last call answered (`n` counts calls across clients), for `seconds` after a 2-second
-/// warm-up. A call answers whether it succeeded; the latencies of the measured successful
-/// calls give the percentiles.
-pub(crate) async fn closed_loop<F, Fut>(clients: usize, seconds: u64, call: F) -> anyhow::Result<Run>
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
-{
-    let call = Arc::new(call);
-    let measuring = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..clients {
-        let (call, measuring, stop, counter) = (call.clone(), measuring.clone(), stop.clone(), counter.clone());
-        tasks.spawn(async move {
-            let mut latencies = Vec::with_capacity(1 << 16);
-            let mut errors = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                let n = counter.fetch_add(1, Ordering::Relaxed);
-                let t = Instant::now();
-                let ok = call(n).await;
-                if measuring.load(Ordering::Relaxed) {
-                    if ok {
-                        latencies.push(t.elapsed());
-                    } else {
-                        errors += 1;
-                    }
-                }
-            }
-            (latencies, errors)
-        });
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    measuring.store(true, Ordering::SeqCst);
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    measuring.store(false, Ordering::SeqCst);
-    let elapsed = started.elapsed();
-    stop.store(true, Ordering::SeqCst);
-    let mut all = Vec::new();
-    let mut errors = 0;
-    while let Some(r) = tasks.join_next().await {
-        let (l, e) = r?;
-        all.extend(l);
-        errors += e;
-    }
-    all.sort();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default()
-    };
-    Ok(Run {
-        clients,
-        count: all.len(),
-        errors,
-        elapsed,
-        p50: pct(0.50),
-        p99: pct(0.99),
-        max: all.last().copied().unwrap_or_default(),
-    })
 }
 
 async fn decisions(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -374,10 +305,10 @@ fn translate(files: usize, passes: usize, chunk: usize) -> anyhow::Result<ExitCo
 
 async fn sftp(files: usize) -> anyhow::Result<ExitCode> {
     use carehub_core::store::OrderFilter;
-    if !crate::fixtures::LocalSshd::available() {
+    if !crate::sshd::LocalSshd::available() {
         anyhow::bail!("this benchmark starts a local sshd: install openssh-server (scripts/test does)");
     }
-    let sshd = crate::fixtures::LocalSshd::start()?;
+    let sshd = crate::sshd::LocalSshd::start()?;
     let dir = tempfile::tempdir()?;
     let mock = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let mock_url = format!("http://{}", mock.local_addr()?);
@@ -402,7 +333,7 @@ async fn sftp(files: usize) -> anyhow::Result<ExitCode> {
         sshd.drop_file(&format!("beslut-{i:05}.xml"), d)?;
     }
     let runtime = assemble::build(&config, bench_clock())?;
-    let store = runtime.state.hub.store.clone();
+    let store = runtime.state.hub.store().clone();
     let started = Instant::now();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let hub = run::start(runtime, listener).await?;

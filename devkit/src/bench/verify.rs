@@ -3,8 +3,8 @@
 //! 300 providers, 11,000,000 visits): wall time and peak memory.
 //!
 //! Method:
-//! 1. Seed (timed apart; not what is measured): a fresh SQLite file gets, by direct SQL in
-//!    large transactions like `carehub bench visits`, one decision and one active order per
+//! 1. Seed (timed apart; not what is measured): a fresh SQLite file gets, through the
+//!    store's bulk loader in large transactions like `carehub bench visits`, one decision and one active order per
 //!    client (client `c` at provider `c % providers`), and the visits of last month with
 //!    every index the hub keeps, in the order a month of visits arrives (day by day, all
 //!    providers mixed, so a provider's visits are spread over the whole table, as in
@@ -29,6 +29,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use carehub_core::store::bulk::{BulkLoader, Durability, Stamp, VisitRow};
 use carehub_model::{Deadlines, Decision, Order, OrgNumber};
 use chrono::{Datelike, NaiveDate};
 use serde_json::json;
@@ -123,7 +124,7 @@ struct Seeded {
     lines: usize,
 }
 
-/// The seed: decisions, orders, a month of visits and the invoices, by plain SQL.
+/// The seed: decisions, orders, a month of visits and the invoices, through the bulk loader.
 fn seed(db: &Path, scale: Scale, month: NaiveDate) -> anyhow::Result<Seeded> {
     let (clients, n_providers, visits) = scale.sizes();
     let started = Instant::now();
@@ -147,27 +148,10 @@ fn seed(db: &Path, scale: Scale, month: NaiveDate) -> anyhow::Result<Seeded> {
         }
     };
 
-    carehub_core::store::sqlite::migrate_file(db)?;
-    let mut conn = rusqlite::Connection::open(db)?;
     // A bulk load: no journal, no syncs, a large cache (the hub's own settings come back
     // when it opens the file).
-    conn.execute_batch(
-        "PRAGMA journal_mode = DELETE; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
-         PRAGMA cache_size = -1048576;",
-    )?;
-    let tx = conn.transaction()?;
-    {
-        // Seeded rows carry the epoch where a received row carries its arrival: the store
-        // reads every stamp back as an instant, and '' is none.
-        let mut dec = tx.prepare(
-            "INSERT INTO decisions (id, system, content_hash, client, provider, canonical, received_at)
-             VALUES (?1, 'combine', '', ?2, ?3, ?4, '1970-01-01T00:00:00.000000Z')",
-        )?;
-        let mut ord = tx.prepare(
-            "INSERT INTO orders (id, decision_id, source_system, provider, provider_system, client, execute_by,
-                plan_due, canonical, created_at, status, start_date, end_date)
-             VALUES (?1, ?2, 'combine', ?3, 'phoniro', ?4, ?5, ?6, ?7, '1970-01-01T00:00:00.000000Z', 'accepted', ?8, NULL)",
-        )?;
+    let mut loader = BulkLoader::create(db, Durability::Unjournaled)?;
+    loader.load(|batch| -> anyhow::Result<()> {
         for (c, pnr) in pnrs.iter().enumerate() {
             let org = &orgs[c % n_providers];
             let decision: Decision = serde_json::from_value(json!({
@@ -176,38 +160,21 @@ fn seed(db: &Path, scale: Scale, month: NaiveDate) -> anyhow::Result<Seeded> {
                 "services": [{"code": "PO", "category": "personal_care", "minutes_per_month": granted(c)}]
             }))?;
             let order = Order::from_decision(format!("O-B{c:07}"), &decision, valid_from, Deadlines::default());
-            dec.execute(rusqlite::params![decision.id.as_str(), pnr, org, serde_json::to_string(&decision)?])?;
-            ord.execute(rusqlite::params![
-                order.id,
-                decision.id.as_str(),
-                org,
-                pnr,
-                order.execute_by.to_string(),
-                order.plan_due.to_string(),
-                serde_json::to_string(&order)?,
-                order.start_date.to_string(),
-            ])?;
+            batch.decision("combine", &decision)?;
+            batch.order(&order, "combine", "phoniro", "accepted")?;
         }
-    }
-    tx.commit()?;
+        Ok(())
+    })?;
 
     // The month's visits, day by day: each day every client gets its share, in an order
     // that mixes providers. Staff member `i / 12` does 12 visits a day, 40 minutes apart.
     let mut performed_seconds = vec![0i64; clients];
     let per_day = visits.div_ceil(28);
     let mut i = 0usize;
-    let batch = 500_000;
+    let batch_size = 500_000;
     while i < visits {
-        let tx = conn.transaction()?;
-        {
-            let mut visit = tx.prepare_cached(
-                "INSERT INTO visits (source_id, system, provider, client, order_id, staff, check_in, check_out,
-                    month, seconds, planned_minutes, visit_outcome, manual, outcome, codes, findings, canonical,
-                    log_seq, line, received_at)
-                 VALUES (?1, 'phoniro', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 30, 'performed', ?10, ?11, ?12, ?13, ?14, 0,
-                    NULL, ?15)",
-            )?;
-            for i in i..(i + batch).min(visits) {
+        loader.load(|batch| -> anyhow::Result<()> {
+            for i in i..(i + batch_size).min(visits) {
                 let c = (i * 7919) % clients;
                 let p = c % n_providers;
                 let day = month + chrono::Days::new((i / per_day) as u64);
@@ -227,41 +194,55 @@ fn seed(db: &Path, scale: Scale, month: NaiveDate) -> anyhow::Result<Seeded> {
                 if outcome != "rejected" {
                     performed_seconds[c] += seconds;
                 }
-                let (check_in, check_out) = (carehub_core::store::ts(at), carehub_core::store::ts(out));
+                let (check_in, check_out) = (Stamp::new(at), Stamp::new(out));
                 let staff = format!("bench-{}", i / 12);
                 let id = format!("phoniro:B-{i}");
                 let order = format!("O-B{c:07}");
                 let method = if manual { "manual" } else { "nfc" };
                 let canonical = format!(
                     "{{\"id\":\"{id}\",\"provider\":\"{}\",\"client\":\"{}\",\"order_id\":\"{order}\",\"staff\":\"{staff}\",\
-                     \"check_in\":{{\"at\":\"{check_in}\",\"method\":\"{method}\",\"tag_uid\":\"04{c:06X}\"}},\
-                     \"check_out\":{{\"at\":\"{check_out}\",\"method\":\"{method}\",\"tag_uid\":\"04{c:06X}\"}},\
+                     \"check_in\":{{\"at\":\"{}\",\"method\":\"{method}\",\"tag_uid\":\"04{c:06X}\"}},\
+                     \"check_out\":{{\"at\":\"{}\",\"method\":\"{method}\",\"tag_uid\":\"04{c:06X}\"}},\
                      \"planned_minutes\":30,\"activities\":[\"personal_care\"],\"outcome\":\"performed\"}}",
-                    orgs[p], pnrs[c]
+                    orgs[p],
+                    pnrs[c],
+                    check_in.as_str(),
+                    check_out.as_str()
                 );
                 let findings = if codes.is_empty() {
                     "[]".to_owned()
                 } else {
                     format!("[{{\"code\":\"{codes}\",\"detail\":\"bench\"}}]")
                 };
-                visit.execute(rusqlite::params![
-                    id, orgs[p], pnrs[c], order, staff, check_in, check_out, month_key, seconds, manual, outcome,
-                    codes, findings, canonical, check_out,
-                ])?;
+                batch.visit(&VisitRow {
+                    source_id: &id,
+                    system: "phoniro",
+                    provider: &orgs[p],
+                    client: &pnrs[c],
+                    order_id: &order,
+                    staff: &staff,
+                    check_in: &check_in,
+                    check_out: &check_out,
+                    month: &month_key,
+                    seconds,
+                    planned_minutes: 30,
+                    visit_outcome: "performed",
+                    manual,
+                    outcome,
+                    codes,
+                    findings: &findings,
+                    canonical: &canonical,
+                    received_at: Some(&check_out),
+                })?;
             }
-        }
-        tx.commit()?;
-        i = (i + batch).min(visits);
+            Ok(())
+        })?;
+        i = (i + batch_size).min(visits);
     }
 
     // One invoice per provider (the last sends none), a line per order.
-    let (mut invoices, mut lines) = (0, 0);
-    let tx = conn.transaction()?;
-    {
-        let mut inv = tx.prepare(
-            "INSERT INTO invoices (provider, kind, id, month, canonical, log_seq, received_at)
-             VALUES (?1, 'invoice', ?2, ?3, ?4, 0, '1970-01-01T00:00:00.000000Z')",
-        )?;
+    let (invoices, lines) = loader.load(|batch| -> anyhow::Result<(usize, usize)> {
+        let (mut invoices, mut lines) = (0, 0);
         for (p, org) in orgs.iter().enumerate().take(n_providers.saturating_sub(1)) {
             let mut items = Vec::new();
             for c in (p..clients).step_by(n_providers) {
@@ -284,12 +265,11 @@ fn seed(db: &Path, scale: Scale, month: NaiveDate) -> anyhow::Result<Seeded> {
             lines += items.len();
             invoices += 1;
             let canonical = json!({"lines": items, "billing_references": [], "not_verified": []}).to_string();
-            inv.execute(rusqlite::params![org, format!("HC-{month_key}-{p}"), month_key, canonical])?;
+            batch.invoice(org, "invoice", &format!("HC-{month_key}-{p}"), &month_key, &canonical)?;
         }
-    }
-    tx.commit()?;
-    conn.execute_batch("PRAGMA journal_mode = WAL;")?;
-    drop(conn);
+        Ok((invoices, lines))
+    })?;
+    loader.finish()?;
     let bytes = std::fs::metadata(db).map(|m| m.len()).unwrap_or(0);
     Ok(Seeded { took: started.elapsed(), bytes, invoices, lines })
 }
@@ -298,7 +278,7 @@ pub async fn run(args: VerifyBenchArgs) -> anyhow::Result<ExitCode> {
     let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let temp = tempfile::tempdir_in(&parent).context("cannot create a folder for the database")?;
     let (clients, n_providers, visits) = args.scale.sizes();
-    let this_month = crate::bench::bench_clock().today().with_day(1).context("a month")?;
+    let this_month = super::harness::bench_clock().today().with_day(1).context("a month")?;
     let month = (this_month - chrono::Days::new(1)).with_day(1).context("a month")?;
     let month_key = format!("{:04}-{:02}", month.year(), month.month());
     out!(

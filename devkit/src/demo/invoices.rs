@@ -6,8 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::peppol_write::{self, Kind, Line};
 use anyhow::Context;
-use carehub_core::peppol_write::{self, Kind, Line};
 use carehub_core::store::{OrderFilter, Store, VisitFilter};
 use chrono::NaiveDate;
 use serde_json::Value;

@@ -1,5 +1,5 @@
 //! Writing a minimal home-care PEPPOL BIS 3 invoice or credit note: what the demo's
-//! providers send and what tests post. Only the elements [`crate::peppol`] and the
+//! providers send and what tests post. Only the elements [`carehub_core::peppol`] and the
 //! verification read, with totals that add up (VAT exempt, category E).
 
 use std::fmt::Write as _;
@@ -129,15 +129,15 @@ mod tests {
             },
         ];
         let text = home_care(Kind::Invoice, "F-1", "5599000014", "Norr & Co AB", day(1), day(30), None, &lines);
-        let doc = crate::peppol::read(&text).expect("reads");
-        assert!(crate::peppol::check_totals(&doc).is_empty());
-        let read = crate::peppol::home_care_lines(&doc);
+        let doc = carehub_core::peppol::read(&text).expect("reads");
+        assert!(carehub_core::peppol::check_totals(&doc).is_empty());
+        let read = carehub_core::peppol::home_care_lines(&doc);
         assert!(read.iter().all(|l| l.is_home_care()), "{read:?}");
         assert_eq!(read[1].comment.as_deref(), Some("Extra <besök>"));
         assert_eq!(doc.supplier.org_number.as_ref().map(|o| o.as_str()), Some("5599000014"));
         let credit =
             home_care(Kind::CreditNote, "C-1", "5599000014", "Norr", day(1), day(30), Some("F-1"), &lines[..1]);
-        let doc = crate::peppol::read(&credit).expect("reads");
+        let doc = carehub_core::peppol::read(&credit).expect("reads");
         assert_eq!(doc.billing_references, vec!["F-1".to_owned()]);
     }
 }

@@ -2,7 +2,7 @@
 //! durable logging, with a store already holding a month of Stockholm-sized data.
 //!
 //! Method:
-//! 1. Seed: a fresh SQLite file gets, by direct SQL in one transaction (the seed is not what
+//! 1. Seed: a fresh SQLite file gets, through the store's bulk loader in one transaction (the seed is not what
 //!    is measured), 20,000 clients (Skatteverket test numbers) with a decision, an active
 //!    order and a tag each, spread over 130 providers, and 1,000,000 visits in the previous
 //!    month with every index the hub keeps (behind the visit-report watermark, so the
@@ -32,13 +32,14 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
+use carehub_core::store::bulk::{BulkLoader, Durability, Stamp, VisitRow};
 use carehub_model::{Deadlines, Decision, Order, OrgNumber};
 use chrono::{Datelike, NaiveDate};
 use serde_json::{json, Value};
 
-use crate::auth::{Auth, Role};
-use crate::config::Config;
-use crate::{assemble, run};
+use carehub_server::auth::{Auth, Role};
+use carehub_server::config::Config;
+use carehub_server::{assemble, run};
 
 const SECRET: &str = "bench-secret-bench-secret-bench-secret";
 const CLIENTS: usize = 20_000;
@@ -129,29 +130,12 @@ fn local(day: NaiveDate, h: u32, m: u32) -> String {
     format!("{}T{h:02}:{m:02}:00+01:00", day.format("%Y-%m-%d"))
 }
 
-/// The seed: clients, decisions, orders, tags and a month of visits, by plain SQL.
+/// The seed: clients, decisions, orders, tags and a month of visits, through the bulk
+/// loader in one transaction.
 fn seed(db: &Path, world: &World, visits: usize) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    carehub_core::store::sqlite::migrate_file(db)?;
-    let mut conn = rusqlite::Connection::open(db)?;
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF;")?;
-    let tx = conn.transaction()?;
-    {
-        // Seeded rows carry the epoch where a received row carries its arrival: the store
-        // reads every stamp back as an instant, and '' is none.
-        let mut dec = tx.prepare(
-            "INSERT INTO decisions (id, system, content_hash, client, provider, canonical, received_at)
-             VALUES (?1, 'combine', '', ?2, ?3, ?4, '1970-01-01T00:00:00.000000Z')",
-        )?;
-        let mut ord = tx.prepare(
-            "INSERT INTO orders (id, decision_id, source_system, provider, provider_system, client, execute_by,
-                plan_due, canonical, created_at, status, start_date, end_date)
-             VALUES (?1, ?2, 'combine', ?3, ?4, ?5, ?6, ?7, ?8, '1970-01-01T00:00:00.000000Z', 'accepted', ?9, NULL)",
-        )?;
-        let mut tag = tx.prepare(
-            "INSERT INTO tag_registrations (tag_uid, client, installed_on, removed_on, created_at)
-             VALUES (?1, ?2, ?3, NULL, '')",
-        )?;
+    let mut loader = BulkLoader::create(db, Durability::WalUnsynced)?;
+    loader.load(|batch| -> anyhow::Result<()> {
         for c in 0..CLIENTS {
             let p = world.provider_of(c);
             let decision: Decision = serde_json::from_value(json!({
@@ -161,33 +145,10 @@ fn seed(db: &Path, world: &World, visits: usize) -> anyhow::Result<Duration> {
             }))?;
             let order =
                 Order::from_decision(format!("O-SEED{c:06}"), &decision, world.last_month, Deadlines::default());
-            let system = system_of(p);
-            dec.execute(rusqlite::params![
-                decision.id.as_str(),
-                world.pnrs[c],
-                world.providers[p],
-                serde_json::to_string(&decision)?
-            ])?;
-            ord.execute(rusqlite::params![
-                order.id,
-                decision.id.as_str(),
-                world.providers[p],
-                system,
-                world.pnrs[c],
-                order.execute_by.to_string(),
-                order.plan_due.to_string(),
-                serde_json::to_string(&order)?,
-                order.start_date.to_string(),
-            ])?;
-            tag.execute(rusqlite::params![World::tag(c), world.pnrs[c], world.last_month.to_string()])?;
+            batch.decision("combine", &decision)?;
+            batch.order(&order, "combine", system_of(p), "accepted")?;
+            batch.tag(&World::tag(c), world.pnrs[c], world.last_month)?;
         }
-        let mut visit = tx.prepare(
-            "INSERT INTO visits (source_id, system, provider, client, order_id, staff, check_in, check_out, month,
-                seconds, planned_minutes, visit_outcome, manual, outcome, codes, findings, canonical, log_seq, line,
-                received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1800, 30, 'performed', 0, 'accepted', '', '[]', ?10, 0,
-                NULL, '1970-01-01T00:00:00.000000Z')",
-        )?;
         let month = format!("{:04}-{:02}", world.last_month.year(), world.last_month.month());
         for i in 0..visits {
             let c = (i * 7919) % CLIENTS;
@@ -198,28 +159,37 @@ fn seed(db: &Path, world: &World, visits: usize) -> anyhow::Result<Duration> {
             let at = day.and_hms_opt(minutes / 60, minutes % 60, 0).unwrap_or_default().and_utc();
             let out = at + chrono::Duration::minutes(30);
             let id = format!("phoniro:S-{i}");
+            let order = format!("O-SEED{c:06}");
             let canonical = json!({"id": id, "provider": world.providers[p], "client": world.pnrs[c],
-                "order_id": format!("O-SEED{c:06}"), "staff": staff,
+                "order_id": order, "staff": staff,
                 "check_in": {"at": at, "method": "nfc", "tag_uid": World::tag(c)},
                 "check_out": {"at": out, "method": "nfc", "tag_uid": World::tag(c)}, "outcome": "performed"});
-            visit.execute(rusqlite::params![
-                id,
-                system_of(p),
-                world.providers[p],
-                world.pnrs[c],
-                format!("O-SEED{c:06}"),
-                staff,
-                carehub_core::store::ts(at),
-                carehub_core::store::ts(out),
-                month,
-                canonical.to_string(),
-            ])?;
+            batch.visit(&VisitRow {
+                source_id: &id,
+                system: system_of(p),
+                provider: &world.providers[p],
+                client: world.pnrs[c],
+                order_id: &order,
+                staff: &staff,
+                check_in: &Stamp::new(at),
+                check_out: &Stamp::new(out),
+                month: &month,
+                seconds: 1800,
+                planned_minutes: 30,
+                visit_outcome: "performed",
+                manual: false,
+                outcome: "accepted",
+                codes: "",
+                findings: "[]",
+                canonical: &canonical.to_string(),
+                received_at: None,
+            })?;
         }
-    }
-    // The seeded month was reported long ago.
-    tx.execute("INSERT INTO progress (name, through) SELECT 'visit_reports', COALESCE(MAX(id), 0) FROM visits", [])?;
-    tx.commit()?;
-    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        // The seeded month was reported long ago.
+        batch.mark_visits_reported()?;
+        Ok(())
+    })?;
+    loader.finish()?;
     Ok(started.elapsed())
 }
 
@@ -355,7 +325,7 @@ fn config_text(world: &World, db: &Path, mock: &str, reports: bool) -> String {
 pub async fn run(args: VisitBenchArgs) -> anyhow::Result<ExitCode> {
     let temp = tempfile::tempdir_in(args.dir.as_deref().unwrap_or(&std::env::temp_dir()))
         .context("cannot create a folder for the database")?;
-    let clock = crate::bench::bench_clock();
+    let clock = super::harness::bench_clock();
     let today = clock.today();
     let this_month = today.with_day(1).context("a month")?;
     let last_month = (this_month - chrono::Days::new(1)).with_day(1).context("a month")?;
@@ -421,7 +391,7 @@ pub async fn run(args: VisitBenchArgs) -> anyhow::Result<ExitCode> {
         limit: 10,
         ..Default::default()
     };
-    let rejected = state.hub.store.visits(filter).await?.len();
+    let rejected = state.hub.store().visits(filter).await?.len();
     for (what, took) in [("first pull after start", cold), ("next pull, running hub", warm)] {
         out!(
             "Phoniro pages of 1,000, {what}: {visits:>7} visits in {:>6.2} s = {:>7.0} visits/s",
@@ -479,7 +449,7 @@ pub async fn run(args: VisitBenchArgs) -> anyhow::Result<ExitCode> {
         let http = reqwest::Client::builder().pool_max_idle_per_host(n).build()?;
         let (url, clients, world, tokens, pushed) =
             (url.clone(), clients.clone(), world.clone(), tokens.clone(), pushed.clone());
-        let r = crate::bench::closed_loop(n, args.seconds, move |_| {
+        let r = super::harness::closed_loop(n, args.seconds, move |_| {
             let i = pushed.fetch_add(1, Ordering::Relaxed);
             let c = clients[i % clients.len()];
             let token = tokens[world.provider_of(c) - LIFECARE.start].clone();

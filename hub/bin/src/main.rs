@@ -1,0 +1,75 @@
+//! The `carehub` executable: one command line made of the product's commands
+//! ([`carehub_server::cli::Command`]) and the tooling's `demo` and `bench`
+//! ([`carehub_devkit`]).
+//!
+//! Why a package of its own: the product library (`carehub-server`) must not depend on
+//! the devkit's mock vendors, benchmarks and fixtures, yet `carehub demo` and
+//! `carehub bench` are commands of the same executable as `carehub serve`. Only this small
+//! package sees both, so the dependency points from the executable to the tooling and never
+//! from the product to it. It also holds the process-wide choices (the global allocator,
+//! the async runtime) and the integration tests, which run this binary.
+
+use std::process::ExitCode;
+
+use carehub_devkit::{bench::BenchCommand, demo::DemoArgs};
+use carehub_server::cli::init_tracing;
+use carehub_server::config::LogFormat;
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Debug, Parser)]
+#[command(name = "carehub", version, about = "The integration hub for Swedish municipal home care")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// `demo` first and `bench` last, the product's commands between, as `carehub --help` has
+/// always listed them.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the demo municipality end to end on an embedded database; no setup needed.
+    Demo(DemoArgs),
+    #[command(flatten)]
+    Product(carehub_server::cli::Command),
+    /// Measure throughput and latency (see BENCHMARKS.md).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Demo(args) => {
+            // The demo's output is its narrative; `CAREHUB_LOG=info` shows the hub's log too.
+            init_tracing("error", LogFormat::Text);
+            carehub_devkit::demo::run(args).await
+        }
+        Command::Product(command) => carehub_server::cli::run(command).await,
+        Command::Bench { command } => {
+            init_tracing("error", LogFormat::Text);
+            carehub_devkit::bench::run(command).await
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
