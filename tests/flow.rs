@@ -180,9 +180,18 @@ async fn a_repeated_decision_is_acknowledged_as_a_duplicate_and_sent_once() {
         (combine.received_requests().await.unwrap_or_default().len() == 1).then_some(())
     })
     .await;
-    // Both answers were taken before that: the outbox holds one acknowledgement for the
-    // order, delivered at its first attempt, and nothing else that could reach Combine.
-    let (_, outbox) = hub.get(&format!("/v1/deliveries?order={order}"), Some(&hub.admin())).await;
+    // Both answers were taken before that: once the delivery loop has recorded the attempt
+    // Combine answered, the outbox holds one acknowledgement for the order, delivered at its
+    // first attempt, and nothing else that could reach Combine.
+    let outbox = eventually("the ack's attempt is recorded", || async {
+        let (_, outbox) = hub.get(&format!("/v1/deliveries?order={order}"), Some(&hub.admin())).await;
+        let recorded = outbox["deliveries"]
+            .as_array()?
+            .iter()
+            .any(|d| d["message_type"] == "order_ack" && d["state"] != "pending");
+        recorded.then_some(outbox)
+    })
+    .await;
     let acks: Vec<&Value> =
         outbox["deliveries"].as_array().expect("deliveries").iter().filter(|d| d["system"] != "phoniro").collect();
     assert_eq!(acks.len(), 1, "{outbox}");
