@@ -26,6 +26,8 @@
 //! - [`accept`]: the one accept loop for HTTP and HTTPS: timeouts, connection limit,
 //!   draining. Apart from [`run`] because it knows connections, not the hub.
 //! - [`tls`]: HTTPS and systems authenticated by client certificates.
+//! - [`telemetry`]: operational logging (text or JSON on stderr), set up once per command;
+//!   the metrics themselves are counted in `carehub_core::metrics`.
 //! - [`http`]: the HTTP API (axum): `app(state) -> Router` so tests can drive it without a
 //!   socket, its state, error answers and extractors, one module per resource, and the
 //!   OpenAPI document. It imports nothing from [`assemble`] or [`run`].
@@ -49,4 +51,5 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod run;
+pub mod telemetry;
 pub mod tls;
