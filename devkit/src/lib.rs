@@ -25,7 +25,7 @@
 //! - [`bench`](mod@bench): `carehub bench`, the throughput, latency and month-verification
 //!   benchmarks ([`bench::visits`], [`bench::verify`]) over a shared harness
 //!   ([`bench::harness`]: the clock and the closed loop). Their seeds load millions of rows
-//!   through the store's documented bulk loader (`carehub_core::store::bulk`), so no SQL is
+//!   through the store's documented bulk loader (`carehub_core::store::sqlite::bulk`), so no SQL is
 //!   written here.
 //! - [`peppol_write`]: minimal home-care PEPPOL BIS 3 invoices and credit notes, as the
 //!   demo's providers and the tests send them. The hub only reads PEPPOL; writing it is

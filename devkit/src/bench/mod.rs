@@ -8,7 +8,7 @@
 //! - [`verify`]: `carehub verify` over a seeded month at Stockholm or national scale.
 //!
 //! The seeds of [`visits`] and [`verify`] write millions of rows through the store's bulk
-//! loader (`carehub_core::store::bulk`), which keeps the SQL in the store.
+//! loader (`carehub_core::store::sqlite::bulk`), which keeps the SQL in the store.
 //!
 //! `carehub bench decisions` starts the real hub in this process on a fresh SQLite file,
 //! with a mock Phoniro on loopback that takes every order at once (so deliveries run too),

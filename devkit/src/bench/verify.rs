@@ -29,7 +29,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use carehub_core::store::bulk::{BulkLoader, Durability, Stamp, VisitRow};
+use carehub_core::store::sqlite::bulk::{BulkLoader, Durability, Stamp, VisitRow};
 use carehub_model::{Deadlines, Decision, Order, OrgNumber};
 use chrono::{Datelike, NaiveDate};
 use serde_json::json;

@@ -32,7 +32,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
-use carehub_core::store::bulk::{BulkLoader, Durability, Stamp, VisitRow};
+use carehub_core::store::sqlite::bulk::{BulkLoader, Durability, Stamp, VisitRow};
 use carehub_model::{Deadlines, Decision, Order, OrgNumber};
 use chrono::{Datelike, NaiveDate};
 use serde_json::{json, Value};

@@ -16,6 +16,7 @@
 //! - [`id`]: personal identity numbers, organisation numbers, HSA-ids, NFC tag UIDs, source ids.
 //! - [`secret`]: configuration secrets that print as `**REDACTED**`.
 //! - [`message`]: decisions, orders, acknowledgements, plan notices and the [`Message`] enum.
+//! - [`time`]: fast readers of canonical dates and instants for the messages' serde fields.
 //! - [`month`]: [`Month`], the calendar month invoices, verification and follow-up are about.
 //! - [`status`]: where a message ([`LogStatus`]), an order ([`OrderStatus`]) and a delivery
 //!   ([`DeliveryState`]) and a visit's validation ([`ValidationOutcome`]) stand, as closed

@@ -18,7 +18,10 @@
 //!   visit listings.
 //! - `month`: month verification's bulk reads.
 //! - `followup`: the follow-up report's reads.
+//! - [`bulk`]: the benchmarks' bulk loader, straight into a fresh file (not a way in for
+//!   real data: it runs no rule and writes no log).
 
+pub mod bulk;
 mod followup;
 mod log;
 mod month;

@@ -2,7 +2,7 @@
 //! database file, for the benchmarks' seeds (`carehub bench visits`, `carehub bench
 //! verify`), which need a month of a city's data in the store before they measure anything.
 //!
-//! Why it exists: seeding through [`CommitStore::commit`](super::CommitStore::commit) would run every
+//! Why it exists: seeding through [`CommitStore::commit`](crate::store::CommitStore::commit) would run every
 //! rule and write a log entry, a hash and a sync per message, hours for eleven million
 //! visits. The loader writes the rows the hub would have written, in large transactions
 //! with durability off, and it is here so that the SQL stays in the store: the tooling
@@ -10,7 +10,7 @@
 //!
 //! What it is not: a way in for real data. Rows go in as given: no validation, no rules,
 //! no message log or hash chain behind them (a visit's or an invoice's log entry is 0, a
-//! row's creation time empty), so nothing can show where they came from. A crash while
+//! row's creation time the epoch: [`Stamp`]), so nothing can show where they came from. A crash while
 //! loading may leave the file unusable ([`Durability`]). Use it only on a file no store
 //! has open, and open the store after [`BulkLoader::finish`].
 //!
@@ -25,8 +25,8 @@ use carehub_model::{Decision, Order};
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, Connection, Statement, Transaction};
 
-use super::sqlite::migrate_file;
-use super::{ts, StoreError};
+use super::migrate_file;
+use crate::store::{ts, StoreError};
 
 /// How much a load may lose in a crash: both modes skip syncs, so neither survives one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
