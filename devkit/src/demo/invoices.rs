@@ -68,7 +68,7 @@ impl InvoiceRun<'_> {
             .orders(OrderFilter { provider: Some(org.to_owned()), limit: 10_000, ..Default::default() })
             .await?;
         let mut out = Vec::new();
-        for o in orders.iter().filter(|o| o.ack_status.as_deref() != Some("rejected")) {
+        for o in orders.iter().filter(|o| o.ack_status != Some(carehub_model::AckStatus::Rejected)) {
             let visits = self
                 .store
                 .visits(VisitFilter {

@@ -505,7 +505,9 @@ impl VisitRun<'_> {
         for p in &mut list {
             let clients: BTreeSet<String> = orders
                 .iter()
-                .filter(|o| o.order.provider.as_str() == p.org && o.ack_status.as_deref() != Some("rejected"))
+                .filter(|o| {
+                    o.order.provider.as_str() == p.org && o.ack_status != Some(carehub_model::AckStatus::Rejected)
+                })
                 .map(|o| o.order.client.expose().to_owned())
                 .collect();
             p.clients = clients.into_iter().collect();

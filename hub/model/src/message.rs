@@ -231,6 +231,19 @@ impl AckStatus {
     }
 }
 
+impl std::str::FromStr for AckStatus {
+    type Err = crate::status::UnknownStatus;
+
+    /// The stored text back ([`AckStatus::as_str`]).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "accepted" => Ok(AckStatus::Accepted),
+            "rejected" => Ok(AckStatus::Rejected),
+            _ => Err(crate::status::UnknownStatus { kind: "acknowledgement status", text: s.to_owned() }),
+        }
+    }
+}
+
 /// The provider's answer to an order (kvittens, verkställighet).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -233,7 +233,7 @@ pub struct OrderRecord {
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::log::time::serialize_opt")]
     pub delivered_at: Option<DateTime<Utc>>,
-    pub ack_status: Option<String>,
+    pub ack_status: Option<carehub_model::AckStatus>,
     pub ack_reason: Option<String>,
     #[serde(serialize_with = "crate::log::time::serialize_opt")]
     pub acked_at: Option<DateTime<Utc>>,
@@ -276,7 +276,7 @@ impl OrderRecord {
         }
         if self.plan_established_on.is_none()
             && self.order.plan_due < today
-            && self.ack_status.as_deref() != Some(OrderStatus::Rejected.as_str())
+            && self.ack_status != Some(carehub_model::AckStatus::Rejected)
         {
             v.push("plan_missing");
         }

@@ -44,7 +44,7 @@ impl OrderView {
             status: r.status.as_str().to_owned(),
             created_at: ts(r.created_at),
             delivered_at: r.delivered_at.map(ts),
-            ack_status: r.ack_status,
+            ack_status: r.ack_status.map(|s| s.as_str().to_owned()),
             ack_reason: r.ack_reason,
             acked_at: r.acked_at.map(ts),
             plan_established_on: r.plan_established_on,

@@ -111,7 +111,13 @@ pub(super) fn order_row_at(r: &Row<'_>, at: usize) -> rusqlite::Result<OrderReco
         status: parsed(r, at + 3)?,
         created_at: instant(r, at + 4)?,
         delivered_at: instant_opt(r, at + 5)?,
-        ack_status: r.get(at + 6)?,
+        ack_status: {
+            let text: Option<String> = r.get(at + 6)?;
+            text.map(|t| {
+                t.parse().map_err(|e| rusqlite::Error::FromSqlConversionFailure(at + 6, Type::Text, Box::new(e)))
+            })
+            .transpose()?
+        },
         ack_reason: r.get(at + 7)?,
         acked_at: instant_opt(r, at + 8)?,
         plan_established_on: r.get(at + 9)?,
