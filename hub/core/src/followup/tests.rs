@@ -2,6 +2,7 @@
 
 use chrono::{NaiveDate, TimeZone, Utc};
 
+use super::build::max_in_window;
 use super::*;
 
 const P1: &str = "5599000014";
