@@ -16,6 +16,8 @@
 //! - [`id`]: personal identity numbers, organisation numbers, HSA-ids, NFC tag UIDs, source ids.
 //! - [`secret`]: configuration secrets that print as `**REDACTED**`.
 //! - [`message`]: decisions, orders, acknowledgements, plan notices and the [`Message`] enum.
+//! - [`life`]: a decision's life after its first version: its changes, the order changes and
+//!   ends they send providers, and the deviations and changes of need providers report back.
 //! - [`time`]: fast readers of canonical dates and instants for the messages' serde fields.
 //! - [`month`]: [`Month`], the calendar month invoices, verification and follow-up are about.
 //! - [`status`]: where a message ([`LogStatus`]), an order ([`OrderStatus`]) and a delivery
@@ -25,6 +27,7 @@
 pub mod clock;
 pub mod error;
 pub mod id;
+pub mod life;
 pub mod message;
 pub mod month;
 pub mod secret;
@@ -45,6 +48,7 @@ pub fn local_date(at: DateTime<Utc>) -> NaiveDate {
 pub use clock::Clock;
 pub use error::{ErrorCode, ValidationError};
 pub use id::{HsaId, OrgNumber, PersonalIdentityNumber, SourceId, TagUid};
+pub use life::*;
 pub use message::*;
 pub use month::Month;
 pub use secret::Secret;

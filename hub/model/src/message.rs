@@ -33,10 +33,21 @@ pub enum MessageType {
     /// One row of a provider system's invoice basis export (Phoniro's, ParaGå's CSV): rows
     /// of the same invoice number make one invoice, verified as a PEPPOL invoice is.
     InvoiceLine,
+    /// A later version of a decision (case-management system to hub).
+    DecisionChange,
+    /// A change of a provider's order (hub to provider system).
+    OrderChange,
+    /// The end of a provider's order (hub to provider system).
+    OrderEnd,
+    /// A provider's report of an event at a client (provider system to hub).
+    Deviation,
+    /// A provider's notice that a client's needs seem to have changed (provider system to
+    /// hub).
+    NeedChange,
 }
 
 impl MessageType {
-    pub const ALL: [MessageType; 9] = [
+    pub const ALL: [MessageType; 14] = [
         MessageType::Decision,
         MessageType::Order,
         MessageType::OrderAck,
@@ -46,6 +57,11 @@ impl MessageType {
         MessageType::Visits,
         MessageType::Verification,
         MessageType::InvoiceLine,
+        MessageType::DecisionChange,
+        MessageType::OrderChange,
+        MessageType::OrderEnd,
+        MessageType::Deviation,
+        MessageType::NeedChange,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +75,11 @@ impl MessageType {
             MessageType::Visits => "visits",
             MessageType::Verification => "verification",
             MessageType::InvoiceLine => "invoice_line",
+            MessageType::DecisionChange => "decision_change",
+            MessageType::OrderChange => "order_change",
+            MessageType::OrderEnd => "order_end",
+            MessageType::Deviation => "deviation",
+            MessageType::NeedChange => "need_change",
         }
     }
 
@@ -505,6 +526,11 @@ pub enum Message {
     Visit(Box<Visit>),
     Visits(VisitBatch),
     InvoiceLine(Box<InvoiceBasisRow>),
+    DecisionChange(Box<crate::life::DecisionChange>),
+    OrderChange(Box<crate::life::OrderChange>),
+    OrderEnd(Box<crate::life::OrderEnd>),
+    Deviation(Box<crate::life::Deviation>),
+    NeedChange(Box<crate::life::NeedChange>),
 }
 
 /// A serde error as a coded error, without the position in the text a reader adds (the
@@ -526,6 +552,11 @@ impl Message {
             Message::Visit(_) => MessageType::Visit,
             Message::Visits(_) => MessageType::Visits,
             Message::InvoiceLine(_) => MessageType::InvoiceLine,
+            Message::DecisionChange(_) => MessageType::DecisionChange,
+            Message::OrderChange(_) => MessageType::OrderChange,
+            Message::OrderEnd(_) => MessageType::OrderEnd,
+            Message::Deviation(_) => MessageType::Deviation,
+            Message::NeedChange(_) => MessageType::NeedChange,
         }
     }
 
@@ -573,6 +604,31 @@ impl Message {
                 let row: InvoiceBasisRow = typed(value)?;
                 row.validate()?;
                 Message::InvoiceLine(Box::new(row))
+            }
+            MessageType::DecisionChange => {
+                let c: crate::life::DecisionChange = typed(value)?;
+                c.validate()?;
+                Message::DecisionChange(Box::new(c))
+            }
+            MessageType::OrderChange => {
+                let c: crate::life::OrderChange = typed(value)?;
+                c.validate()?;
+                Message::OrderChange(Box::new(c))
+            }
+            MessageType::OrderEnd => {
+                let e: crate::life::OrderEnd = typed(value)?;
+                e.validate()?;
+                Message::OrderEnd(Box::new(e))
+            }
+            MessageType::Deviation => {
+                let d: crate::life::Deviation = typed(value)?;
+                d.validate()?;
+                Message::Deviation(Box::new(d))
+            }
+            MessageType::NeedChange => {
+                let n: crate::life::NeedChange = typed(value)?;
+                n.validate()?;
+                Message::NeedChange(Box::new(n))
             }
             MessageType::Verification => {
                 return Err(ValidationError::new(
