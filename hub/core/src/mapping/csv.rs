@@ -130,6 +130,10 @@ pub(crate) fn render(m: &Mapping, context: &Value) -> Result<String, ValidationE
     let items = match get_path(context, path).filter(|v| !v.is_null()) {
         Some(Value::Array(items)) => items,
         Some(_) => return Err(ValidationError::new(ErrorCode::InvalidValue, format!("canonical {path}: not a list"))),
+        None if m.rows_optional => {
+            out.push(cells(m, context)?);
+            return write(&out, m.csv_delimiter());
+        }
         None => {
             return Err(ValidationError::new(ErrorCode::MissingField, format!("canonical {path} is required for rows")))
         }
@@ -313,6 +317,9 @@ impl Mapping {
             if !c.is_ascii() || matches!(c, '"' | '\r' | '\n') {
                 problems.push(format!("delimiter {c:?}: use one ASCII character other than a quote or line break"));
             }
+        }
+        if self.rows_optional && self.rows.is_none() {
+            problems.push("`rows_optional` needs `rows`".to_owned());
         }
         if self.rows.is_some() && self.direction == Direction::In {
             problems.push("`rows` is for outbound mappings (inbound, every row is a message)".to_owned());
@@ -575,6 +582,31 @@ optional = true
         assert!(e.reason.starts_with("row 2: "), "{}", e.reason);
         ctx["order"]["services"] = json!("none");
         assert_eq!(s.encode(MessageType::Order, &ctx).expect_err("not a list").code, ErrorCode::InvalidValue);
+        ctx["order"].as_object_mut().expect("object").remove("services");
+        assert_eq!(s.encode(MessageType::Order, &ctx).expect_err("no list").code, ErrorCode::MissingField);
+    }
+
+    #[test]
+    fn an_optional_list_absent_writes_one_row_without_its_item() {
+        let optional = ORDER
+            .replace("rows = \"order.services\"", "rows = \"order.services\"\nrows_optional = true")
+            .replace("canonical = \"item.category\"", "canonical = \"item.category\"\noptional = true")
+            .replace(
+                "canonical = \"item.minutes_per_month\"",
+                "canonical = \"item.minutes_per_month\"\noptional = true",
+            );
+        let s = MappingSet::from_sources("t", [("order.toml", optional.as_str())]).expect("loads");
+        let mut ctx = order_context();
+        let r = s.encode(MessageType::Order, &ctx).expect("renders");
+        assert_eq!(encoding_rs::WINDOWS_1252.decode(&r.body).0.lines().count(), 3, "a row per item");
+        ctx["order"].as_object_mut().expect("object").remove("services");
+        let r = s.encode(MessageType::Order, &ctx).expect("renders");
+        let text = encoding_rs::WINDOWS_1252.decode(&r.body).0.into_owned();
+        assert_eq!(text, "Id;Namn;Slut;Typ;Insats;Minuter\r\nO-1;\"\u{c5}sa \u{d6}berg; G\u{e4}rdet\";;U;;\r\n");
+
+        let without_rows = ORDER.replace("rows = \"order.services\"", "rows_optional = true");
+        let errors = MappingSet::from_sources("t", [("order.toml", without_rows.as_str())]).expect_err("no rows");
+        assert!(errors.iter().any(|e| e.reason.contains("`rows_optional` needs `rows`")), "{errors:?}");
     }
 
     #[test]

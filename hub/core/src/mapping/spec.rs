@@ -263,6 +263,10 @@ pub struct Mapping {
     /// being the whole context plus `item` (the element). Without it, one row.
     #[serde(default)]
     pub rows: Option<String>,
+    /// CSV out, with `rows`: when the list is absent, one row without `item` instead of
+    /// `MISSING_FIELD` (a message whose list belongs to only some of its kinds).
+    #[serde(default)]
+    pub rows_optional: bool,
     /// Out: the action the transport announces (SOAP 1.1's `SOAPAction` header).
     #[serde(default)]
     pub action: Option<String>,
