@@ -61,4 +61,8 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("paraga", "plan_notice.in.toml", include_str!("../../mappings/paraga/plan_notice.in.toml")),
     ("paraga", "visit.in.toml", include_str!("../../mappings/paraga/visit.in.toml")),
     ("paraga", "verification.out.toml", include_str!("../../mappings/paraga/verification.out.toml")),
+    ("paraga", "order_change.out.toml", include_str!("../../mappings/paraga/order_change.out.toml")),
+    ("paraga", "order_end.out.toml", include_str!("../../mappings/paraga/order_end.out.toml")),
+    ("paraga", "deviation.in.toml", include_str!("../../mappings/paraga/deviation.in.toml")),
+    ("paraga", "need_change.in.toml", include_str!("../../mappings/paraga/need_change.in.toml")),
 ];
