@@ -6,6 +6,7 @@
 /// (vendor, file name, text) of every built-in mapping file.
 pub const FILES: &[(&str, &str, &str)] = &[
     ("combine", "decision.in.toml", include_str!("../../mappings/combine/decision.in.toml")),
+    ("combine", "decision_change.in.toml", include_str!("../../mappings/combine/decision_change.in.toml")),
     ("combine", "order_ack.out.toml", include_str!("../../mappings/combine/order_ack.out.toml")),
     ("combine", "plan_notice.out.toml", include_str!("../../mappings/combine/plan_notice.out.toml")),
     ("combine", "visit.out.toml", include_str!("../../mappings/combine/visit.out.toml")),
@@ -18,6 +19,7 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("phoniro", "visits.in.toml", include_str!("../../mappings/phoniro/visits.in.toml")),
     ("phoniro", "verification.out.toml", include_str!("../../mappings/phoniro/verification.out.toml")),
     ("treserva", "decision.in.toml", include_str!("../../mappings/treserva/decision.in.toml")),
+    ("treserva", "decision_change.in.toml", include_str!("../../mappings/treserva/decision_change.in.toml")),
     ("treserva", "order_ack.out.toml", include_str!("../../mappings/treserva/order_ack.out.toml")),
     ("treserva", "plan_notice.out.toml", include_str!("../../mappings/treserva/plan_notice.out.toml")),
     ("treserva", "visit.out.toml", include_str!("../../mappings/treserva/visit.out.toml")),
