@@ -34,6 +34,8 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("lifecare", "plan_notice.out.toml", include_str!("../../mappings/lifecare/plan_notice.out.toml")),
     ("lifecare", "visit.out.toml", include_str!("../../mappings/lifecare/visit.out.toml")),
     ("lifecare", "verification.out.toml", include_str!("../../mappings/lifecare/verification.out.toml")),
+    ("lifecare", "deviation.out.toml", include_str!("../../mappings/lifecare/deviation.out.toml")),
+    ("lifecare", "need_change.out.toml", include_str!("../../mappings/lifecare/need_change.out.toml")),
     ("lifecare-mobil", "order.out.toml", include_str!("../../mappings/lifecare-mobil/order.out.toml")),
     (
         "lifecare-mobil",
@@ -55,6 +57,8 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("procapita", "receipt.out.toml", include_str!("../../mappings/procapita/receipt.out.toml")),
     ("procapita", "visit.out.toml", include_str!("../../mappings/procapita/visit.out.toml")),
     ("procapita", "verification.out.toml", include_str!("../../mappings/procapita/verification.out.toml")),
+    ("procapita", "deviation.out.toml", include_str!("../../mappings/procapita/deviation.out.toml")),
+    ("procapita", "need_change.out.toml", include_str!("../../mappings/procapita/need_change.out.toml")),
     ("paraga", "invoice_basis.in.toml", include_str!("../../mappings/paraga/invoice_basis.in.toml")),
     ("paraga", "order.out.toml", include_str!("../../mappings/paraga/order.out.toml")),
     ("paraga", "order_ack.in.toml", include_str!("../../mappings/paraga/order_ack.in.toml")),
