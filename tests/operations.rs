@@ -51,8 +51,8 @@ async fn check_reaches_every_system_and_reports_every_config_problem() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "combine is unreachable: {stdout}");
     assert!(stdout.contains("configuration: ok (5 systems, 3 providers)"), "{stdout}");
-    assert!(stdout.contains("mappings treserva: 5 files, 12 samples pass"), "{stdout}");
-    assert!(stdout.contains("mappings combine: 5 files, 17 samples pass"), "{stdout}");
+    assert!(stdout.contains("mappings treserva: 8 files, 25 samples pass"), "{stdout}");
+    assert!(stdout.contains("mappings combine: 8 files, 31 samples pass"), "{stdout}");
     assert!(stdout.contains("system phoniro (phoniro): reachable"), "{stdout}");
     assert!(stdout.contains("system combine (combine): FAILED: transient: cannot connect"), "{stdout}");
 
@@ -281,7 +281,7 @@ fn check_goes_on_to_the_mapping_files_when_the_configuration_has_problems() {
         )),
         "{stdout}"
     );
-    assert!(stdout.contains("mappings combine: 5 files,"), "{stdout}");
+    assert!(stdout.contains("mappings combine: 8 files,"), "{stdout}");
     // The broken file still counts for the acknowledgements it maps: not missing as well.
     assert!(!stdout.contains("has no inbound order_ack mapping"), "{stdout}");
     assert!(stdout.contains("configuration: FAILED"), "{stdout}");
