@@ -492,8 +492,7 @@ impl Flows {
         rows: Vec<RowDecoded>,
         sender: &Sender,
     ) -> Result<Receipt, Rejection> {
-        let served: Vec<String> =
-            self.routes.iter().filter(|(_, r)| r.system == sys.name).map(|(org, _)| org.clone()).collect();
+        let served = self.providers_of(sys);
         let mut invoices: Vec<BasisInvoice> = Vec::new();
         let mut refused: Vec<RefusedRow> = Vec::new();
         for row in rows {
@@ -523,7 +522,7 @@ impl Flows {
             let provider = match (&r.provider, sender) {
                 (Some(p), _) => p.clone(),
                 (None, Sender::Provider(org)) => org.clone(),
-                (None, Sender::Trusted) if served.len() == 1 => match OrgNumber::parse(&served[0]) {
+                (None, Sender::Trusted) if served.len() == 1 => match OrgNumber::parse(served[0]) {
                     Ok(p) => p,
                     Err(e) => {
                         refused.push(refuse(e.code, e.reason));
@@ -540,7 +539,7 @@ impl Flows {
                 refused.push(refuse(ErrorCode::Forbidden, "an invoice of another provider".into()));
                 continue;
             }
-            if !served.iter().any(|s| s == provider.as_str()) {
+            if !served.contains(&provider.as_str()) {
                 let why = format!("provider {provider} does not use the system {}", sys.name);
                 refused.push(refuse(ErrorCode::UnknownProvider, why));
                 continue;

@@ -77,6 +77,12 @@ pub(crate) fn store_unavailable(e: StoreError) -> Rejection {
 }
 
 impl Flows {
+    /// The providers a system's orders go to, by organisation number: the ones a provider
+    /// system's visits and invoice rows may name.
+    pub(super) fn providers_of(&self, sys: &System) -> Vec<&str> {
+        self.routes.iter().filter(|(_, r)| r.system == sys.name).map(|(org, _)| org.as_str()).collect()
+    }
+
     /// Logs the inbound message as rejected and builds the refusal.
     pub(crate) async fn reject(
         &self,

@@ -38,11 +38,6 @@ pub const FILE_CHUNK: usize = 5_000;
 const FORWARD_CHUNK: usize = 500;
 
 impl Flows {
-    /// The providers a system's orders go to, by organisation number.
-    fn providers_of(&self, sys: &System) -> Vec<&str> {
-        self.routes.iter().filter(|(_, r)| r.system == sys.name).map(|(org, _)| org.as_str()).collect()
-    }
-
     /// Fills in what the record may leave out (the provider a system serves alone, an id
     /// derived from the visit) and checks the sender may speak for the provider.
     fn complete(
