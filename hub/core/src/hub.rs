@@ -220,6 +220,13 @@ impl Hub {
             (Message::Visits(b), SystemRole::ProviderSystem) => {
                 flows.on_visits(&inbound, b.visits, b.cursor, sender, MessageType::Visits).await
             }
+            (Message::DecisionChange(c), SystemRole::CaseManagement) => flows.on_decision_change(&inbound, *c).await,
+            (Message::Deviation(d), SystemRole::ProviderSystem) => {
+                flows.on_provider_report(&inbound, (*d).into(), sender).await
+            }
+            (Message::NeedChange(n), SystemRole::ProviderSystem) => {
+                flows.on_provider_report(&inbound, (*n).into(), sender).await
+            }
             (m, role) => {
                 let reason = format!("a {} system does not send {} messages", role.as_str(), m.message_type());
                 Err(flows.reject(&inbound, ErrorCode::MessageNotAllowed, reason, Correlation::default()).await)
@@ -279,6 +286,7 @@ impl Hub {
             order_id: None,
             visits: Vec::new(),
             verification: None,
+            code: None,
         }))
     }
 

@@ -31,7 +31,8 @@ use crate::store::{LogStatus, NewLogEntry};
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Receipt {
     pub message_id: i64,
-    /// `accepted`, or `duplicate` when the same message was taken before.
+    /// `accepted`, `duplicate` when the same message was taken before, or `stale` for a
+    /// decision's version older than the latest.
     pub status: LogStatus,
     pub message_type: MessageType,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,6 +45,17 @@ pub struct Receipt {
     /// For an invoice or credit note: its verification report.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<serde_json::Value>,
+    /// Why a message taken changed nothing: `STALE_VERSION` for a decision's version older
+    /// than the latest the hub holds (status `stale`).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "code_text")]
+    pub code: Option<ErrorCode>,
+}
+
+fn code_text<S: serde::Serializer>(code: &Option<ErrorCode>, s: S) -> Result<S::Ok, S::Error> {
+    match code {
+        Some(c) => s.serialize_str(c.as_str()),
+        None => s.serialize_none(),
+    }
 }
 
 /// A message the hub refused: a stable code, a reason, and the log entry that records the

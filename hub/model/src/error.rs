@@ -76,11 +76,16 @@ pub enum ErrorCode {
     /// An invoice id that several providers have used: the request must name the provider
     /// (an invoice is identified by provider and id). The answer lists the providers.
     AmbiguousInvoice,
+    /// A change names a decision the hub has not received.
+    UnknownDecision,
+    /// A version of a decision older than the latest the hub holds: it changes nothing. Not
+    /// a refusal: the receipt carries the code (status `stale`).
+    StaleVersion,
 }
 
 impl ErrorCode {
     /// All codes, for documentation and tests.
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 30] = [
         ErrorCode::MalformedPayload,
         ErrorCode::DtdForbidden,
         ErrorCode::UnknownMessageType,
@@ -109,6 +114,8 @@ impl ErrorCode {
         ErrorCode::DeliveryRefused,
         ErrorCode::UnsupportedEncoding,
         ErrorCode::AmbiguousInvoice,
+        ErrorCode::UnknownDecision,
+        ErrorCode::StaleVersion,
     ];
 
     /// The code as it appears on the wire.
@@ -142,6 +149,8 @@ impl ErrorCode {
             ErrorCode::TagConflict => "TAG_CONFLICT",
             ErrorCode::UnsupportedEncoding => "UNSUPPORTED_ENCODING",
             ErrorCode::AmbiguousInvoice => "AMBIGUOUS_INVOICE",
+            ErrorCode::UnknownDecision => "UNKNOWN_DECISION",
+            ErrorCode::StaleVersion => "STALE_VERSION",
         }
     }
 

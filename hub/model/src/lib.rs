@@ -19,6 +19,8 @@
 //! - [`life`]: a decision's life after its first version: its changes, the order changes and
 //!   ends they send providers, and the deviations and changes of need providers report back.
 //! - [`time`]: fast readers of canonical dates and instants for the messages' serde fields.
+//! - [`schedule`]: an order's days after its decision changed: services revised from a day,
+//!   pauses, and the month's share granted time is prorated over.
 //! - [`month`]: [`Month`], the calendar month invoices, verification and follow-up are about.
 //! - [`status`]: where a message ([`LogStatus`]), an order ([`OrderStatus`]) and a delivery
 //!   ([`DeliveryState`]) and a visit's validation ([`ValidationOutcome`]) stand, as closed
@@ -30,6 +32,7 @@ pub mod id;
 pub mod life;
 pub mod message;
 pub mod month;
+pub mod schedule;
 pub mod secret;
 pub mod status;
 pub mod time;
@@ -51,5 +54,6 @@ pub use id::{HsaId, OrgNumber, PersonalIdentityNumber, SourceId, TagUid};
 pub use life::*;
 pub use message::*;
 pub use month::Month;
+pub use schedule::{MonthShare, Pause, Revision, Schedule};
 pub use secret::Secret;
 pub use status::{DeliveryState, LogStatus, OrderStatus, UnknownStatus, ValidationOutcome};

@@ -180,11 +180,14 @@ pub struct Deadlines {
     pub execute_days: u32,
     /// Days from the order's start within which the implementation plan must be established.
     pub plan_days: u32,
+    /// Whether a changed order must be confirmed again, within `execute_days` of the change
+    /// (SPEC §4.4). Off by default: a change is delivered, and the first confirmation stands.
+    pub reconfirm_changes: bool,
 }
 
 impl Default for Deadlines {
     fn default() -> Self {
-        Deadlines { execute_days: 14, plan_days: 14 }
+        Deadlines { execute_days: 14, plan_days: 14, reconfirm_changes: false }
     }
 }
 
@@ -209,6 +212,22 @@ pub struct Order {
     /// The start date plus the plan deadline.
     #[serde(deserialize_with = "crate::time::date")]
     pub plan_due: NaiveDate,
+    /// The latest version of the decision applied to the order (0: as first sent).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub version: u32,
+    /// Services changed from a day on by later versions (SPEC §4.4).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revisions: Vec<crate::schedule::Revision>,
+    /// Days with no help.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pauses: Vec<crate::schedule::Pause>,
+    /// Why the order ended, once it has (its last day is `end_date`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<crate::life::OrderEndReason>,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 impl Order {
@@ -227,7 +246,27 @@ impl Order {
             end_date: decision.valid_to,
             execute_by: add_days(order_date, deadlines.execute_days),
             plan_due: add_days(start_date, deadlines.plan_days),
+            version: 0,
+            revisions: Vec::new(),
+            pauses: Vec::new(),
+            ended: None,
         }
+    }
+
+    /// The order's days: its dates, the services in force each day, its pauses.
+    pub fn schedule(&self) -> crate::schedule::Schedule<'_> {
+        crate::schedule::Schedule {
+            start: self.start_date,
+            end: self.end_date,
+            services: &self.services,
+            revisions: &self.revisions,
+            pauses: &self.pauses,
+        }
+    }
+
+    /// Help is due on `day`: inside the order's dates and in no pause.
+    pub fn active_on(&self, day: NaiveDate) -> bool {
+        self.schedule().active_on(day)
     }
 }
 

@@ -89,6 +89,9 @@ text_enum! {
         Rejected => "rejected",
         /// An inbound message the hub had already taken.
         Duplicate => "duplicate",
+        /// An inbound version of a decision older than the latest the hub holds: logged,
+        /// answered with `STALE_VERSION`, and it changes nothing.
+        Stale => "stale",
         /// An outbound message written to the outbox.
         Queued => "queued",
         /// A delivery attempt the receiver acknowledged.

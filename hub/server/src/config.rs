@@ -263,12 +263,14 @@ impl Default for DeliverySection {
 pub struct DeadlineSection {
     pub execute_days: u32,
     pub plan_days: u32,
+    /// A changed order must be confirmed again within `execute_days` of the change.
+    pub reconfirm_changes: bool,
 }
 
 impl Default for DeadlineSection {
     fn default() -> Self {
         let d = Deadlines::default();
-        DeadlineSection { execute_days: d.execute_days, plan_days: d.plan_days }
+        DeadlineSection { execute_days: d.execute_days, plan_days: d.plan_days, reconfirm_changes: d.reconfirm_changes }
     }
 }
 
@@ -1003,7 +1005,11 @@ impl Config {
     }
 
     pub fn deadlines(&self) -> Deadlines {
-        Deadlines { execute_days: self.deadlines.execute_days, plan_days: self.deadlines.plan_days }
+        Deadlines {
+            execute_days: self.deadlines.execute_days,
+            plan_days: self.deadlines.plan_days,
+            reconfirm_changes: self.deadlines.reconfirm_changes,
+        }
     }
 
     pub fn token_ttl(&self) -> Duration {

@@ -126,6 +126,7 @@ impl Flows {
                     order_id: corr.order_id,
                     visits: Vec::new(),
                     verification: None,
+                    code: None,
                 })
             }
             // The same acknowledgement or plan notice was queued before.

@@ -111,6 +111,7 @@ impl Flows {
                         order_id: corr.order_id,
                         visits: Vec::new(),
                         verification: None,
+                        code: None,
                     });
                 }
                 // Another request stored the same decision between our look-up and our

@@ -301,6 +301,7 @@ impl Flows {
             order_id: None,
             visits: Vec::new(),
             verification: Some(report_json),
+            code: None,
         })
     }
 
@@ -668,6 +669,7 @@ impl Flows {
             order_id: None,
             visits: Vec::new(),
             verification: Some(json!({ "invoices": reports, "refused": refusals })),
+            code: None,
         })
     }
 }

@@ -8,6 +8,9 @@
 //!   (§4.2).
 //! - [`invoice`]: a PEPPOL invoice or credit note, or an invoice basis file, read, verified
 //!   and logged with its report (§4.3).
+//! - [`life`]: later versions of a decision carried to providers as order changes, ends
+//!   and new orders, and providers' deviations and changes of need carried to the case
+//!   officer (§4.4).
 //! - [`month`]: a whole month verified from the store, provider by provider (§7), for
 //!   `carehub verify`: not a message, but the same shape (the store read, the rules run).
 //! - [`tags`]: NFC tags registered in clients' homes (VIS002's register).
@@ -25,6 +28,7 @@
 pub mod answer;
 pub mod decision;
 pub mod invoice;
+pub mod life;
 pub mod month;
 pub mod tags;
 pub mod visits;
@@ -123,6 +127,7 @@ impl Flows {
             order_id: corr.order_id,
             visits: Vec::new(),
             verification: None,
+            code: None,
         })
     }
 

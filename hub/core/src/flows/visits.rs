@@ -209,6 +209,7 @@ impl Flows {
             order_id: None,
             visits: report.results,
             verification: None,
+            code: None,
         })
     }
 
@@ -268,6 +269,7 @@ impl Flows {
             order_id: None,
             visits: all,
             verification: None,
+            code: None,
         })
     }
 

@@ -69,9 +69,14 @@ pub const WINDOW_DAYS: u32 = 14;
 // ---------------------------------------------------------------------------------------
 
 impl FollowUpOrder {
-    /// Days of `month` inside both the order's and the decision's validity (inclusive).
+    /// Days of `month` inside both the order's and the decision's validity (inclusive),
+    /// and in none of the order's pauses.
     pub fn active_days(&self, month: Month) -> i64 {
-        invoices::active_days(month, self.start_date, self.end_date, self.decision_valid_from, self.decision_valid_to)
+        self.share(month).active_days
+    }
+
+    fn share(&self, month: Month) -> carehub_model::MonthShare {
+        self.schedule().share(month, self.decision_valid_from, self.decision_valid_to)
     }
 
     /// Granted minutes in `month` (SPEC §7), 0 for a rejected order.
@@ -79,7 +84,7 @@ impl FollowUpOrder {
         if self.rejected {
             return 0;
         }
-        invoices::granted_minutes(self.minutes_per_month, self.active_days(month), month)
+        invoices::granted_minutes(self.share(month), month)
     }
 
     /// Whether the order's own dates overlap the month.

@@ -27,7 +27,13 @@ fn order(id: &str, provider: &str, client: &str, minutes: i64, start: &str) -> F
         order_id: id.into(),
         provider: provider.into(),
         client: client.into(),
-        minutes_per_month: minutes,
+        services: vec![carehub_model::Service {
+            code: "PO".into(),
+            category: carehub_model::ServiceCategory::PersonalCare,
+            minutes_per_month: u32::try_from(minutes).expect("minutes"),
+        }],
+        revisions: Vec::new(),
+        pauses: Vec::new(),
         start_date: d(start),
         end_date: None,
         decision_valid_from: d(start),
@@ -109,7 +115,7 @@ fn granted_prorates_over_both_validities_and_rounds_halves_up() {
     let mut half = order("O-2", P1, C1, 3, "2026-11-26");
     assert_eq!(half.granted(nov()), 1);
     // 2 × 5 / 30 = 0.33: down.
-    half.minutes_per_month = 2;
+    half.services[0].minutes_per_month = 2;
     assert_eq!(half.granted(nov()), 0);
     // Not active at all.
     let later = order("O-3", P1, C1, 600, "2026-12-01");

@@ -12,7 +12,9 @@
 //! `i128`; tolerance and thresholds are exact fractions ([`Ratio`], written as decimals
 //! such as `1.10`). There is exactly one rounding per figure, at the end:
 //! - granted: `Σ minutes_per_month × active_days / days_in_month`, summed exactly, then
-//!   rounded to the nearest minute, halves up;
+//!   rounded to the nearest minute, halves up; an order whose decision changed sums each
+//!   active day's minutes in force (SPEC §4.4: each version prorated over its own days,
+//!   paused days not active) before the one division;
 //! - performed: the visits' seconds, summed, then rounded to the nearest minute, halves up;
 //! - cap: `tolerance × granted`, rounded down;
 //! - amount: `minutes × rate / 60` rounded to the öre, halves up. With time bands the
@@ -29,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
-use carehub_model::{InvoiceKind, Month, Order, OrgNumber, VisitOutcome, MUNICIPAL_TZ};
+use carehub_model::{InvoiceKind, Month, MonthShare, Order, OrgNumber, VisitOutcome, MUNICIPAL_TZ};
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Utc, Weekday};
 use serde::Serialize;
 
@@ -548,40 +550,25 @@ struct Figures {
     total_seconds: i64,
 }
 
-/// Days of `month` inside both the order's validity (`start`..`end`) and the decision's
-/// (`valid_from`..`valid_to`), inclusive.
-pub fn active_days(
-    month: Month,
-    start: NaiveDate,
-    end: Option<NaiveDate>,
-    valid_from: NaiveDate,
-    valid_to: Option<NaiveDate>,
-) -> i64 {
-    let from = month.first_day().max(start).max(valid_from);
-    let to = [Some(month.last_day()), end, valid_to].into_iter().flatten().min();
-    match to {
-        Some(to) if to >= from => (to - from).num_days() + 1,
-        _ => 0,
-    }
-}
-
 /// Performed minutes (SPEC §7): the visits' seconds summed, then rounded to the nearest
 /// minute, halves up.
 pub fn performed_minutes(seconds: i64) -> i64 {
     narrow(round_half_up(i128::from(seconds), 60))
 }
 
-/// Granted minutes (SPEC §7): the minutes per month (all services summed) × active days /
-/// days in the month, rounded to the nearest minute, halves up.
-pub fn granted_minutes(minutes_per_month: i64, active_days: i64, month: Month) -> i64 {
-    narrow(round_half_up(i128::from(minutes_per_month) * i128::from(active_days), i128::from(month.days())))
+/// Granted minutes (SPEC §7, §4.4): each active day of the month adds the minutes per
+/// month in force that day (its version's services; paused days are not active), and the
+/// sum over the month's active days is divided by the days in the month once, rounded to
+/// the nearest minute, halves up. An order that never changed grants its minutes per month
+/// × active days / days in the month.
+pub fn granted_minutes(share: MonthShare, month: Month) -> i64 {
+    narrow(round_half_up(i128::from(share.minute_days), i128::from(month.days())))
 }
 
 fn figures(facts: &OrderEvidence, month: Month, policy: &Policy, rates: &Rates) -> Figures {
     let o = &facts.order;
-    let active_days = active_days(month, o.start_date, o.end_date, facts.decision_valid_from, facts.decision_valid_to);
-    let per_month: i64 = o.services.iter().map(|s| i64::from(s.minutes_per_month)).sum();
-    let granted = granted_minutes(per_month, active_days, month);
+    let share = o.schedule().share(month, facts.decision_valid_from, facts.decision_valid_to);
+    let (active_days, granted) = (share.active_days, granted_minutes(share, month));
 
     let mut seconds = vec![0; rates.slots()];
     for v in counted_visits(&facts.visits, month) {
@@ -941,6 +928,10 @@ mod tests {
                 end_date: None,
                 execute_by: date(11, 15),
                 plan_due: date(11, 15),
+                version: 0,
+                revisions: Vec::new(),
+                pauses: Vec::new(),
+                ended: None,
             },
             decision_valid_from: date(11, 1),
             decision_valid_to: None,

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use carehub_model::Order;
+use carehub_model::{Order, Pause, Revision, Schedule, Service};
 use chrono::{DateTime, NaiveDate, Utc};
 
 /// An order as the monthly follow-up needs it: one that is active in the month, or has its
@@ -17,8 +17,11 @@ pub struct FollowUpOrder {
     pub provider: String,
     /// The client's identity, only to group the client's orders; never rendered or logged.
     pub client: String,
-    /// Σ of the services' minutes per month.
-    pub minutes_per_month: i64,
+    /// The services the order was placed with, and how they changed from a day on.
+    pub services: Vec<Service>,
+    pub revisions: Vec<Revision>,
+    /// Days with no help.
+    pub pauses: Vec<Pause>,
     pub start_date: NaiveDate,
     pub end_date: Option<NaiveDate>,
     pub decision_valid_from: NaiveDate,
@@ -38,7 +41,9 @@ impl fmt::Debug for FollowUpOrder {
             .field("order_id", &self.order_id)
             .field("provider", &self.provider)
             .field("client", &"**REDACTED**")
-            .field("minutes_per_month", &self.minutes_per_month)
+            .field("services", &self.services)
+            .field("revisions", &self.revisions)
+            .field("pauses", &self.pauses)
             .field("start_date", &self.start_date)
             .field("end_date", &self.end_date)
             .field("decision_valid_from", &self.decision_valid_from)
@@ -53,6 +58,17 @@ impl fmt::Debug for FollowUpOrder {
 }
 
 impl FollowUpOrder {
+    /// The order's days, as [`Order::schedule`] gives them.
+    pub fn schedule(&self) -> Schedule<'_> {
+        Schedule {
+            start: self.start_date,
+            end: self.end_date,
+            services: &self.services,
+            revisions: &self.revisions,
+            pauses: &self.pauses,
+        }
+    }
+
     /// From a stored order and its decision's validity (the order's own dates when the
     /// decision is not found).
     pub fn from_order(
@@ -67,7 +83,9 @@ impl FollowUpOrder {
             order_id: order.id.clone(),
             provider: order.provider.as_str().to_owned(),
             client: order.client.expose().to_owned(),
-            minutes_per_month: order.services.iter().map(|s| i64::from(s.minutes_per_month)).sum(),
+            services: order.services.clone(),
+            revisions: order.revisions.clone(),
+            pauses: order.pauses.clone(),
             start_date: order.start_date,
             end_date: order.end_date,
             decision_valid_from: valid_from,

@@ -393,6 +393,69 @@ pub enum Op {
     /// A backend checks it inside the commit's transaction (SQLite: the writer's; a server
     /// database: with the provider's row locked, `SELECT ... FOR UPDATE`).
     ExpectInvoiceGeneration { provider: String, generation: i64 },
+    /// Records a later version of a decision and the decision as it now stands
+    /// (`current`, its provider); [`StoreError::Conflict`] if the version is stored,
+    /// [`StoreError::Stale`] if a later one is, [`StoreError::Missing`] if the decision is
+    /// not. Versions only grow, across concurrent requests and nodes.
+    ChangeDecision { version: DecisionVersion, current: String, provider: String },
+    /// Replaces an order's terms (its dates, services from a day, pauses, end) after its
+    /// decision changed. With `confirm_by`, the provider must confirm the changed order
+    /// again by that day: its answer is cleared and its execute-by date moves there.
+    ReviseOrder { order: Box<Order>, confirm_by: Option<NaiveDate> },
+    /// Stores a deviation or change of need; [`StoreError::Conflict`] if its id exists.
+    StoreProviderReport(ProviderReport),
+}
+
+/// One version of a decision as it arrived: version 0 is the decision as first sent (`kind`
+/// `decision`), each later one a change (`kind` the change's kind).
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionVersion {
+    pub decision_id: String,
+    pub version: u32,
+    pub effective_from: NaiveDate,
+    pub kind: String,
+    /// The canonical JSON of the decision or the change.
+    pub canonical: serde_json::Value,
+    /// The case-management system it came from.
+    pub system: String,
+    #[serde(serialize_with = "crate::log::time::serialize")]
+    pub received_at: DateTime<Utc>,
+}
+
+/// A deviation (avvikelse) or change of need (bevakning) a provider reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderReport {
+    pub id: String,
+    /// `deviation` or `need_change`.
+    pub message_type: String,
+    /// A deviation's kind (`fall`, `missed_visit`, ...) or a change of need's direction
+    /// (`more`, `less`).
+    pub kind: String,
+    pub severity: Option<String>,
+    pub provider: String,
+    /// The client's personal identity number: shown to the roles that may see the order.
+    pub client: String,
+    pub order_id: Option<String>,
+    /// The day it happened, or was noticed.
+    pub day: NaiveDate,
+    /// The provider's system that sent it.
+    pub system: String,
+    /// The canonical JSON of the message.
+    pub canonical: serde_json::Value,
+    #[serde(serialize_with = "crate::log::time::serialize")]
+    pub received_at: DateTime<Utc>,
+}
+
+/// Filters for listing deviations and changes of need.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderReportFilter {
+    pub provider: Option<String>,
+    /// Its day in this month.
+    pub month: Option<carehub_model::Month>,
+    /// `deviation` or `need_change`, a deviation's kind, or a direction.
+    pub kind: Option<String>,
+    pub order_id: Option<String>,
+    pub limit: usize,
 }
 
 /// An invoice or credit note to store.
@@ -595,6 +658,10 @@ pub struct LogFilter {
 pub struct OrderFilter {
     pub provider: Option<String>,
     pub status: Option<String>,
+    /// A client's orders (their personal identity number, 12 digits).
+    pub client: Option<String>,
+    /// A decision's orders (several once its client switched provider).
+    pub decision_id: Option<String>,
     /// Only orders overdue on this date.
     pub overdue_on: Option<NaiveDate>,
     pub limit: usize,
@@ -696,6 +763,10 @@ pub trait OrderStore: Send + Sync {
     /// The providers with an order for `client` active on `day` (by the order's dates, and
     /// not rejected: the orders VIS009 counts), in order.
     async fn client_providers(&self, client: &str, day: NaiveDate) -> Result<Vec<String>, StoreError>;
+    /// A decision's versions, oldest first (empty if the decision is unknown).
+    async fn decision_versions(&self, id: &str) -> Result<Vec<DecisionVersion>, StoreError>;
+    /// Deviations and changes of need, by day, then id.
+    async fn provider_reports(&self, filter: ProviderReportFilter) -> Result<Vec<ProviderReport>, StoreError>;
 }
 
 /// The outbox: what is waiting to be delivered, and how it went.

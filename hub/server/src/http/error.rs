@@ -128,8 +128,12 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::InvalidTagUid
         | ErrorCode::UnknownProvider
         | ErrorCode::UnknownOrder
+        | ErrorCode::UnknownDecision
         | ErrorCode::MessageNotAllowed => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::DecisionConflict | ErrorCode::TagConflict | ErrorCode::AmbiguousInvoice => StatusCode::CONFLICT,
+        ErrorCode::DecisionConflict
+        | ErrorCode::TagConflict
+        | ErrorCode::AmbiguousInvoice
+        | ErrorCode::StaleVersion => StatusCode::CONFLICT,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,

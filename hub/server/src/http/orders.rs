@@ -102,6 +102,7 @@ pub(super) async fn list_orders(
         status: q.status.clone(),
         overdue_on: q.overdue.unwrap_or(false).then(|| state.hub.today()),
         limit: limit_param(q.limit, 1000, 10_000)?,
+        ..OrderFilter::default()
     };
     let orders = state.hub.store().orders(filter).await?;
     Ok(Json(OrderList { orders: orders.into_iter().map(|o| OrderView::from(o, state.hub.today())).collect() }))

@@ -23,6 +23,7 @@
 
 pub mod bulk;
 mod followup;
+mod life;
 mod log;
 mod month;
 mod rows;
@@ -56,6 +57,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_verifications_by_id.sql"),
     include_str!("migrations/0007_log_links.sql"),
     include_str!("migrations/0008_invoice_generations.sql"),
+    include_str!("migrations/0009_decision_life.sql"),
 ];
 
 /// The SQLite store. Cheap to clone; all clones share the writer and the reader pool.
@@ -291,7 +293,21 @@ impl OrderStore for SqliteStore {
                 args.push(s.clone());
                 sql.push_str(&format!(" AND status = ?{}", args.len()));
             }
-            sql.push_str(&format!(" ORDER BY created_at, id LIMIT {}", f.limit.clamp(1, 10_000)));
+            if let Some(client) = &f.client {
+                args.push(client.clone());
+                sql.push_str(&format!(" AND client = ?{}", args.len()));
+            }
+            if let Some(d) = &f.decision_id {
+                args.push(d.clone());
+                sql.push_str(&format!(" AND decision_id = ?{}", args.len()));
+            }
+            // A client's or a decision's orders read in the order they applied.
+            let order_by = if f.client.is_some() || f.decision_id.is_some() {
+                "start_date, created_at, id"
+            } else {
+                "created_at, id"
+            };
+            sql.push_str(&format!(" ORDER BY {order_by} LIMIT {}", f.limit.clamp(1, 10_000)));
             let mut stmt = c.prepare(&sql)?;
             let rows =
                 stmt.query_map(rusqlite::params_from_iter(args.iter()), order_row)?.collect::<Result<Vec<_>, _>>()?;
@@ -322,15 +338,32 @@ impl OrderStore for SqliteStore {
         let (client, day) = (client.to_owned(), day.to_string());
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT DISTINCT provider FROM orders
+                "SELECT provider, paused FROM orders
                  WHERE client = ?1 AND start_date <= ?2 AND (end_date IS NULL OR end_date >= ?2)
                    AND (ack_status IS NULL OR ack_status <> 'rejected')
                  ORDER BY provider",
             )?;
-            let rows = stmt.query_map(params![client, day], |r| r.get(0))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            let rows =
+                stmt.query_map(params![client, day], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)))?;
+            let mut out: Vec<String> = Vec::new();
+            for row in rows {
+                let (provider, paused) = row?;
+                if !life::paused_on(paused.as_deref(), &day) && out.last() != Some(&provider) {
+                    out.push(provider);
+                }
+            }
+            Ok(out)
         })
         .await
+    }
+
+    async fn decision_versions(&self, id: &str) -> Result<Vec<DecisionVersion>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| life::decision_versions(c, &id)).await
+    }
+
+    async fn provider_reports(&self, filter: ProviderReportFilter) -> Result<Vec<ProviderReport>, StoreError> {
+        self.read(move |c| life::provider_reports(c, &filter)).await
     }
 }
 

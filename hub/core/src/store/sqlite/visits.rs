@@ -133,18 +133,29 @@ impl VisitFacts for SqlLedger<'_> {
         if let Some(known) = self.orders.borrow().get(&key) {
             return known.clone();
         }
+        // An order in a pause on the day is not active (VIS009): the first candidate that
+        // is not paused stands.
+        let day_text = day.to_string();
         let found: Option<String> = self
             .conn
             .prepare_cached(
-                "SELECT id FROM orders
+                "SELECT id, paused FROM orders
                  WHERE client = ?1 AND provider = ?2 AND start_date <= ?3
                    AND (end_date IS NULL OR end_date >= ?3)
                    AND (ack_status IS NULL OR ack_status <> 'rejected')
-                 ORDER BY (id = ?4) DESC, start_date DESC LIMIT 1",
+                 ORDER BY (id = ?4) DESC, start_date DESC",
             )
             .and_then(|mut s| {
-                s.query_row(params![client.expose(), provider.as_str(), day.to_string(), named], |r| r.get(0))
-                    .optional()
+                let rows = s.query_map(params![client.expose(), provider.as_str(), &day_text, named], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+                })?;
+                for row in rows {
+                    let (id, paused) = row?;
+                    if !super::life::paused_on(paused.as_deref(), &day_text) {
+                        return Ok(Some(id));
+                    }
+                }
+                Ok(None)
             })
             .ok()
             .flatten();

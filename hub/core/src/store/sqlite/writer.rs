@@ -175,6 +175,11 @@ fn apply_op(
                     e.into()
                 }
             })?;
+            conn.prepare_cached(
+                "INSERT INTO decision_versions (decision_id, version, effective_from, kind, canonical, system, received_at)
+                 VALUES (?1, 0, COALESCE(json_extract(?2, '$.valid_from'), substr(?4, 1, 10)), 'decision', ?2, ?3, ?4)",
+            )?
+            .execute(params![d.id, d.canonical, d.system, ts(d.received_at)])?;
             Ok(OpResult::Done)
         }
         Op::InsertOrder(o) => {
@@ -416,6 +421,102 @@ fn apply_op(
                 line.execute(params![v.provider, v.invoice_id, l])?;
             }
             bump_invoice_generation(conn, &v.provider)?;
+            Ok(OpResult::Done)
+        }
+        Op::ChangeDecision { version: v, current, provider } => {
+            // Inside the writer's transaction: the version read here is the latest.
+            let latest: Option<u32> = conn
+                .prepare_cached("SELECT version FROM decisions WHERE id = ?1")?
+                .query_row([&v.decision_id], |r| r.get(0))
+                .optional()?;
+            match latest {
+                None => return Err(StoreError::Missing(format!("decision {}", v.decision_id))),
+                Some(latest) if latest == v.version => {
+                    return Err(StoreError::Conflict(format!("decision {} version {}", v.decision_id, v.version)))
+                }
+                Some(latest) if latest > v.version => {
+                    return Err(StoreError::Stale(format!(
+                        "decision {} is at version {latest}, later than {}",
+                        v.decision_id, v.version
+                    )))
+                }
+                Some(_) => {}
+            }
+            conn.prepare_cached(
+                "INSERT INTO decision_versions (decision_id, version, effective_from, kind, canonical, system, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                v.decision_id,
+                v.version,
+                v.effective_from.to_string(),
+                v.kind,
+                v.canonical.to_string(),
+                v.system,
+                ts(v.received_at)
+            ])?;
+            conn.prepare_cached("UPDATE decisions SET version = ?2, canonical = ?3, provider = ?4 WHERE id = ?1")?
+                .execute(params![v.decision_id, v.version, current, provider])?;
+            Ok(OpResult::Done)
+        }
+        Op::ReviseOrder { order, confirm_by } => {
+            let canonical = serde_json::to_string(&order).map_err(|e| StoreError::backend("order JSON", e))?;
+            let paused = (!order.pauses.is_empty()).then(|| {
+                let pairs: Vec<[String; 2]> =
+                    order.pauses.iter().map(|p| [p.from.to_string(), p.to.to_string()]).collect();
+                serde_json::json!(pairs).to_string()
+            });
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE orders SET canonical = ?2, start_date = ?3, end_date = ?4, paused = ?5 WHERE id = ?1",
+                )?
+                .execute(params![
+                    order.id,
+                    canonical,
+                    order.start_date.to_string(),
+                    order.end_date.map(|d| d.to_string()),
+                    paused
+                ])?;
+            if changed == 0 {
+                return Err(StoreError::Missing(format!("order {}", order.id)));
+            }
+            if let Some(by) = confirm_by {
+                conn.prepare_cached(
+                    "UPDATE orders SET execute_by = ?2, ack_status = NULL, ack_reason = NULL, acked_at = NULL,
+                        status = CASE WHEN status IN ('accepted', 'rejected') THEN 'delivered' ELSE status END
+                     WHERE id = ?1",
+                )?
+                .execute(params![order.id, by.to_string()])?;
+            }
+            Ok(OpResult::Done)
+        }
+        Op::StoreProviderReport(r) => {
+            conn.prepare_cached(
+                "INSERT INTO provider_reports (id, message_type, kind, severity, provider, client, order_id, day, month,
+                    system, canonical, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?
+            .execute(params![
+                r.id,
+                r.message_type,
+                r.kind,
+                r.severity,
+                r.provider,
+                r.client,
+                r.order_id,
+                r.day.to_string(),
+                carehub_model::Month::of(r.day).to_string(),
+                r.system,
+                r.canonical.to_string(),
+                ts(r.received_at)
+            ])
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!("report {}", r.id))
+                } else {
+                    e.into()
+                }
+            })?;
             Ok(OpResult::Done)
         }
         Op::ExpectInvoiceGeneration { provider, generation } => {
