@@ -203,11 +203,10 @@ impl Flows {
                     OrderStatus::Queued,
                     self.clock.now(),
                 )))),
-                Effect::Changed { order, message } => {
-                    ops.push(Op::ReviseOrder { order: Box::new(order.clone()), confirm_by: message.confirm_by })
-                }
+                Effect::Changed { order, message } => ops
+                    .push(Op::ReviseOrder { order: Box::new(order.clone()), reconfirm: message.confirm_by.is_some() }),
                 Effect::Ended { order, .. } => {
-                    ops.push(Op::ReviseOrder { order: Box::new(order.clone()), confirm_by: None })
+                    ops.push(Op::ReviseOrder { order: Box::new(order.clone()), reconfirm: false })
                 }
             }
             let mut out = outbound_entry(&target, kind, &rendered.content_type, &rendered.body, &key);

@@ -1166,6 +1166,46 @@ mod tests {
         assert_eq!(run(&i).lines[0].granted_minutes, 836);
     }
 
+    /// SPEC §4.4 by hand, in November 2026 (30 days), an order of 600 minutes a month.
+    #[test]
+    fn proration_follows_the_decisions_versions() {
+        use carehub_model::{Pause, PauseReason, Revision};
+        let mut i = input(vec![line("L1", "O-1", 0)]);
+        i.orders[0].order.services = vec![service(600)];
+        // Untouched: 600.
+        assert_eq!(run(&i).lines[0].granted_minutes, 600);
+
+        // A switch on the 17th: the old order ends on the 16th (16 days), the new one runs
+        // from the 17th (14 days): 600 × 16 / 30 = 320 and 600 × 14 / 30 = 280.
+        let mut old = i.clone();
+        old.orders[0].order.end_date = Some(date(11, 16));
+        assert_eq!(run(&old).lines[0].granted_minutes, 320);
+        let mut new = i.clone();
+        new.orders[0].order.start_date = date(11, 17);
+        assert_eq!(run(&new).lines[0].granted_minutes, 280);
+
+        // A pause from the 5th to the 12th: 8 days out, 22 active: 600 × 22 / 30 = 440.
+        let mut paused = i.clone();
+        paused.orders[0].order.pauses =
+            vec![Pause { from: date(11, 5), to: date(11, 12), reason: PauseReason::HospitalStay, version: 1 }];
+        let r = run(&paused);
+        assert_eq!(r.lines[0].granted_minutes, 440);
+
+        // Minutes raised to 900 from the 10th: days 1-9 at 600, 10-30 at 900:
+        // (9 × 600 + 21 × 900) / 30 = 24300 / 30 = 810.
+        let mut raised = i.clone();
+        raised.orders[0].order.revisions =
+            vec![Revision { from: date(11, 10), version: 1, services: vec![service(900)] }];
+        assert_eq!(run(&raised).lines[0].granted_minutes, 810);
+
+        // All three on one order: raised from the 10th, paused 5-12, ended by a switch on
+        // the 16th: days 1-4 at 600 (2400) and 13-16 at 900 (3600): 6000 / 30 = 200.
+        let mut all = raised.clone();
+        all.orders[0].order.pauses = paused.orders[0].order.pauses.clone();
+        all.orders[0].order.end_date = Some(date(11, 16));
+        assert_eq!(run(&all).lines[0].granted_minutes, 200);
+    }
+
     #[test]
     fn rounding_granted_halves_up_after_summing() {
         let mut i = input(vec![line("L1", "O-1", 2)]);

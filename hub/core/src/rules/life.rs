@@ -88,6 +88,13 @@ pub fn derive(
     let mut next = decision.clone();
     let mut effects = Vec::new();
     let confirm_by = deadlines.reconfirm_changes.then(|| plus(order_date, deadlines.execute_days));
+    // A changed order to be confirmed again is due by then, like a new one.
+    let reconfirm = |mut order: Order| {
+        if let Some(by) = confirm_by {
+            order.execute_by = by;
+        }
+        order
+    };
     let message = |o: &Order, kind: OrderChangeKind, from: NaiveDate| OrderChange {
         order_id: o.id.clone(),
         decision_id: o.decision_id.clone(),
@@ -124,7 +131,7 @@ pub fn derive(
                 order.revisions.push(Revision { from, version: v, services: services.clone() });
                 order.version = v;
                 let kind = OrderChangeKind::Services { services: services.clone() };
-                effects.push(Effect::Changed { message: message(&order, kind, from), order });
+                effects.push(Effect::Changed { message: message(&order, kind, from), order: reconfirm(order) });
             }
         }
         DecisionChangeKind::EndDate { valid_to } => {
@@ -139,7 +146,8 @@ pub fn derive(
                 order.end_date = Some(*valid_to);
                 order.version = v;
                 let kind = OrderChangeKind::EndDate { end_date: *valid_to };
-                effects.push(Effect::Changed { message: message(&order, kind, change.effective_from), order });
+                let message = message(&order, kind, change.effective_from);
+                effects.push(Effect::Changed { message, order: reconfirm(order) });
             }
         }
         DecisionChangeKind::Ended { on, reason } => {
@@ -160,7 +168,8 @@ pub fn derive(
                 let kind = OrderChangeKind::Paused { from: pause.from, to: pause.to, reason: *reason };
                 order.pauses.push(pause);
                 order.version = v;
-                effects.push(Effect::Changed { message: message(&order, kind, change.effective_from), order });
+                let message = message(&order, kind, change.effective_from);
+                effects.push(Effect::Changed { message, order: reconfirm(order) });
             }
         }
         DecisionChangeKind::NewProvider { provider, from } => {
@@ -278,6 +287,7 @@ mod tests {
         assert_eq!(order.schedule().minutes_on(d("2026-11-09")), 600);
         assert_eq!(order.schedule().minutes_on(d("2026-11-10")), 900);
         assert_eq!((message.version, message.confirm_by), (2, Some(d("2026-11-30"))));
+        assert_eq!(order.execute_by, d("2026-11-30"), "the changed order is due for confirmation then");
         let out = run(&c, Deadlines::default());
         let [Effect::Changed { message, .. }] = out.effects.as_slice() else { panic!() };
         assert_eq!(message.confirm_by, None);

@@ -70,6 +70,9 @@ macro_rules! store_contract_suite {
             of_two_verifications_that_read_one_generation_one_commits,
             an_op_is_linked_to_the_entry_it_names,
             a_reference_that_does_not_resolve_fails_its_commit,
+            a_decisions_versions_only_grow,
+            a_revised_order_reads_back_and_its_pauses_are_not_active,
+            a_provider_report_is_stored_once_and_filtered,
         );
     };
     (@each $fresh:path; $($name:ident),* $(,)?) => {
@@ -981,4 +984,148 @@ pub async fn a_reference_that_does_not_resolve_fails_its_commit(store: Arc<dyn S
     let next = store.commit(vec![Op::AppendLog(inbound("decision"))]).await.expect("commits");
     assert_eq!(logged(&next), vec![2], "failed commits leave no gap in the sequence");
     assert_eq!(verify_chain(&*store).await.expect("verifies").first_bad, None);
+}
+
+fn version(decision_id: &str, version: u32, kind: &str) -> DecisionVersion {
+    DecisionVersion {
+        decision_id: decision_id.into(),
+        version,
+        effective_from: nov_day(10),
+        kind: kind.into(),
+        canonical: serde_json::json!({"version": version}),
+        system: "combine".into(),
+        received_at: start(),
+    }
+}
+
+/// A decision's versions (SPEC §4.4) only grow, inside the commit: the same version again
+/// is a [`StoreError::Conflict`] (a duplicate), an older one [`StoreError::Stale`], one of a
+/// decision not stored [`StoreError::Missing`]; none of them changes anything. Version 0 is
+/// the decision as first stored.
+pub async fn a_decisions_versions_only_grow(store: Arc<dyn Store>, clock: Clock) {
+    clock.set(start());
+    store.commit(decision_ops(1, CLIENT)).await.expect("the decision commits");
+    let change = |v: u32, current: &str| Op::ChangeDecision {
+        version: version("combine:D-1", v, "services"),
+        current: current.into(),
+        provider: PROVIDER.into(),
+    };
+    let d = decision(1, CLIENT);
+    let current = serde_json::to_string(&d).expect("json");
+    store.commit(vec![change(2, &current)]).await.expect("version 2 commits");
+    let again = store.commit(vec![Op::AppendLog(inbound("decision_change")), change(2, &current)]).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "the same version again: {again:?}");
+    let older = store.commit(vec![Op::AppendLog(inbound("decision_change")), change(1, &current)]).await;
+    assert!(matches!(older, Err(StoreError::Stale(_))), "an older version: {older:?}");
+    let unknown = store
+        .commit(vec![Op::ChangeDecision {
+            version: version("combine:D-404", 1, "ended"),
+            current: current.clone(),
+            provider: PROVIDER.into(),
+        }])
+        .await;
+    assert!(matches!(unknown, Err(StoreError::Missing(_))), "a decision not stored: {unknown:?}");
+
+    let versions = store.decision_versions("combine:D-1").await.expect("reads");
+    let seen: Vec<(u32, &str)> = versions.iter().map(|v| (v.version, v.kind.as_str())).collect();
+    assert_eq!(seen, vec![(0, "decision"), (2, "services")]);
+    assert_eq!(versions[0].effective_from, nov_day(1), "version 0 applies from the decision's first day");
+    assert_eq!(all_entries(&*store).await.len(), 2, "the refused commits logged nothing");
+    assert!(store.decision_versions("combine:D-404").await.expect("reads").is_empty());
+}
+
+/// A revised order (SPEC §4.4) reads back as written; a day in one of its pauses is not an
+/// active day for [`OrderStore::client_providers`]; `reconfirm` clears its answer; orders
+/// are found by client and by decision.
+pub async fn a_revised_order_reads_back_and_its_pauses_are_not_active(store: Arc<dyn Store>, clock: Clock) {
+    clock.set(start());
+    store.commit(decision_ops(1, CLIENT)).await.expect("the decision commits");
+    let ack = OrderAck { order_id: "O-1".into(), status: AckStatus::Accepted, reason: None, at: start() };
+    store.commit(vec![Op::RecordAck(ack)]).await.expect("acked");
+    let mut order = store.order("O-1").await.expect("reads").expect("stored").order;
+    order.pauses.push(carehub_model::Pause {
+        from: nov_day(5),
+        to: nov_day(12),
+        reason: carehub_model::PauseReason::HospitalStay,
+        version: 1,
+    });
+    order.version = 1;
+    order.execute_by = nov_day(20);
+    store.commit(vec![Op::ReviseOrder { order: Box::new(order.clone()), reconfirm: true }]).await.expect("revised");
+    let read = store.order("O-1").await.expect("reads").expect("stored");
+    assert_eq!(read.order, order);
+    assert_eq!((read.ack_status, read.acked_at), (None, None), "the changed order awaits a new answer");
+    let overdue = store.overdue_counts(nov_day(21)).await.expect("reads");
+    assert_eq!(overdue.not_confirmed, 1, "and is overdue after its new execute-by date");
+    for (day, active) in [(4, true), (5, false), (12, false), (13, true)] {
+        let providers = store.client_providers(CLIENT, nov_day(day)).await.expect("reads");
+        assert_eq!(!providers.is_empty(), active, "November {day}: {providers:?}");
+    }
+    let mut ended = order.clone();
+    ended.end_date = Some(nov_day(20));
+    ended.ended = Some(carehub_model::OrderEndReason::Died);
+    store.commit(vec![Op::ReviseOrder { order: Box::new(ended), reconfirm: false }]).await.expect("ended");
+    assert!(store.client_providers(CLIENT, nov_day(21)).await.expect("reads").is_empty(), "after its end");
+    assert_eq!(store.client_providers(CLIENT, nov_day(20)).await.expect("reads"), vec![PROVIDER.to_owned()]);
+
+    let missing = store
+        .commit(vec![Op::ReviseOrder { order: Box::new(Order { id: "O-404".into(), ..order }), reconfirm: false }])
+        .await;
+    assert!(matches!(missing, Err(StoreError::Missing(_))), "{missing:?}");
+    let by = |client: Option<&str>, decision: Option<&str>| OrderFilter {
+        client: client.map(Into::into),
+        decision_id: decision.map(Into::into),
+        limit: 10,
+        ..OrderFilter::default()
+    };
+    assert_eq!(store.orders(by(Some(CLIENT), None)).await.expect("reads").len(), 1);
+    assert_eq!(store.orders(by(None, Some("combine:D-1"))).await.expect("reads").len(), 1);
+    assert!(store.orders(by(Some("191212121212"), None)).await.expect("reads").is_empty());
+}
+
+fn report(id: &str, message_type: &str, kind: &str, day: u32) -> ProviderReport {
+    ProviderReport {
+        id: id.into(),
+        message_type: message_type.into(),
+        kind: kind.into(),
+        severity: (message_type == "deviation").then(|| "high".to_owned()),
+        provider: PROVIDER.into(),
+        client: CLIENT.into(),
+        order_id: Some("O-1".into()),
+        day: nov_day(day),
+        system: "phoniro".into(),
+        canonical: serde_json::json!({"id": id}),
+        received_at: start(),
+    }
+}
+
+/// Deviations and changes of need are stored once by id ([`StoreError::Conflict`] for the
+/// same id again) and listed by provider, month and kind (the message type or its kind).
+pub async fn a_provider_report_is_stored_once_and_filtered(store: Arc<dyn Store>, clock: Clock) {
+    clock.set(start());
+    let ops = vec![
+        Op::StoreProviderReport(report("phoniro:AV-1", "deviation", "fall", 3)),
+        Op::StoreProviderReport(report("phoniro:AV-2", "deviation", "missed_visit", 9)),
+        Op::StoreProviderReport(report("phoniro:BEV-1", "need_change", "more", 9)),
+    ];
+    store.commit(ops).await.expect("stored");
+    let again = store.commit(vec![Op::StoreProviderReport(report("phoniro:AV-1", "deviation", "other", 4))]).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let list = |kind: Option<&str>, month: Option<(i32, u32)>, provider: Option<&str>| {
+        let store = store.clone();
+        let filter = ProviderReportFilter {
+            kind: kind.map(Into::into),
+            month: month.and_then(|(y, m)| carehub_model::Month::new(y, m)),
+            provider: provider.map(Into::into),
+            limit: 100,
+            ..ProviderReportFilter::default()
+        };
+        async move { store.provider_reports(filter).await.expect("reads").into_iter().map(|r| r.id).collect::<Vec<_>>() }
+    };
+    assert_eq!(list(None, None, None).await, vec!["phoniro:AV-1", "phoniro:AV-2", "phoniro:BEV-1"]);
+    assert_eq!(list(Some("deviation"), None, None).await, vec!["phoniro:AV-1", "phoniro:AV-2"]);
+    assert_eq!(list(Some("fall"), None, None).await, vec!["phoniro:AV-1"]);
+    assert_eq!(list(Some("need_change"), Some((2026, 11)), Some(PROVIDER)).await, vec!["phoniro:BEV-1"]);
+    assert!(list(None, Some((2026, 12)), None).await.is_empty());
+    assert!(list(None, None, Some("5566778899")).await.is_empty());
 }

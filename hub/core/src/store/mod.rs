@@ -398,10 +398,11 @@ pub enum Op {
     /// [`StoreError::Stale`] if a later one is, [`StoreError::Missing`] if the decision is
     /// not. Versions only grow, across concurrent requests and nodes.
     ChangeDecision { version: DecisionVersion, current: String, provider: String },
-    /// Replaces an order's terms (its dates, services from a day, pauses, end) after its
-    /// decision changed. With `confirm_by`, the provider must confirm the changed order
-    /// again by that day: its answer is cleared and its execute-by date moves there.
-    ReviseOrder { order: Box<Order>, confirm_by: Option<NaiveDate> },
+    /// Replaces an order's terms (its dates and execute-by date, services from a day,
+    /// pauses, end) after its decision changed; [`StoreError::Missing`] if it is not stored.
+    /// With `reconfirm`, the provider must confirm the changed order again: its answer is
+    /// cleared, so it counts as unconfirmed until then.
+    ReviseOrder { order: Box<Order>, reconfirm: bool },
     /// Stores a deviation or change of need; [`StoreError::Conflict`] if its id exists.
     StoreProviderReport(ProviderReport),
 }

@@ -459,7 +459,7 @@ fn apply_op(
                 .execute(params![v.decision_id, v.version, current, provider])?;
             Ok(OpResult::Done)
         }
-        Op::ReviseOrder { order, confirm_by } => {
+        Op::ReviseOrder { order, reconfirm } => {
             let canonical = serde_json::to_string(&order).map_err(|e| StoreError::backend("order JSON", e))?;
             let paused = (!order.pauses.is_empty()).then(|| {
                 let pairs: Vec<[String; 2]> =
@@ -468,25 +468,27 @@ fn apply_op(
             });
             let changed = conn
                 .prepare_cached(
-                    "UPDATE orders SET canonical = ?2, start_date = ?3, end_date = ?4, paused = ?5 WHERE id = ?1",
+                    "UPDATE orders SET canonical = ?2, start_date = ?3, end_date = ?4, paused = ?5, execute_by = ?6
+                     WHERE id = ?1",
                 )?
                 .execute(params![
                     order.id,
                     canonical,
                     order.start_date.to_string(),
                     order.end_date.map(|d| d.to_string()),
-                    paused
+                    paused,
+                    order.execute_by.to_string(),
                 ])?;
             if changed == 0 {
                 return Err(StoreError::Missing(format!("order {}", order.id)));
             }
-            if let Some(by) = confirm_by {
+            if reconfirm {
                 conn.prepare_cached(
-                    "UPDATE orders SET execute_by = ?2, ack_status = NULL, ack_reason = NULL, acked_at = NULL,
+                    "UPDATE orders SET ack_status = NULL, ack_reason = NULL, acked_at = NULL,
                         status = CASE WHEN status IN ('accepted', 'rejected') THEN 'delivered' ELSE status END
                      WHERE id = ?1",
                 )?
-                .execute(params![order.id, by.to_string()])?;
+                .execute([&order.id])?;
             }
             Ok(OpResult::Done)
         }
