@@ -3,6 +3,7 @@
 //! # Layout
 //! - this module: the command's options ([`BenchCommand`]) and the decisions, translation
 //!   and SFTP benchmarks;
+//! - [`changes`]: decision changes end to end beside new decisions (SPEC §4.4);
 //! - [`harness`]: what every benchmark shares, the clock and the closed loop of clients;
 //! - [`visits`]: visit ingestion over a store seeded with a month of Stockholm-sized data;
 //! - [`verify`]: `carehub verify` over a seeded month at Stockholm or national scale.
@@ -31,6 +32,7 @@ use carehub_server::auth::{Auth, Role};
 use carehub_server::config::Config;
 use carehub_server::{assemble, run};
 
+pub mod changes;
 pub mod harness;
 pub mod verify;
 pub mod visits;
@@ -79,6 +81,9 @@ pub enum BenchCommand {
     /// Verifying a whole month from the store (`carehub verify` in a child process) at
     /// Stockholm or national scale: wall time and peak memory.
     Verify(verify::VerifyBenchArgs),
+    /// Decision changes per second end to end (in, derived, logged, delivered as order
+    /// changes to a mock provider system), alternating with new decisions in the same run.
+    Changes(changes::ChangeBenchArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -90,12 +95,13 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Sftp { files } => sftp(files).await,
         BenchCommand::Visits(args) => visits::run(args).await,
         BenchCommand::Verify(args) => verify::run(args).await,
+        BenchCommand::Changes(args) => changes::run(args).await,
     }
 }
 
-const SECRET: &str = "bench-secret-bench-secret-bench-secret";
+pub(crate) const SECRET: &str = "bench-secret-bench-secret-bench-secret";
 
-fn decision(n: usize, pnr: &str) -> String {
+pub(crate) fn decision(n: usize, pnr: &str) -> String {
     format!(
         "<Beslut xmlns=\"urn:carehub:vendor:combine:1\"><BeslutsId>BENCH-{n}</BeslutsId><Personnummer>{pnr}</Personnummer><Handlaggare>hl-1</Handlaggare><Utforare orgnr=\"5599000014\"/><GiltigFrom>2026-11-01</GiltigFrom><GiltigTom>2027-10-31</GiltigTom><Insats kod=\"SERV\"><MinuterPerManad>480</MinuterPerManad></Insats><Insats kod=\"PO\"><MinuterPerManad>1800</MinuterPerManad></Insats></Beslut>"
     )
