@@ -41,7 +41,9 @@ fn v3() -> String {
     change_xml(
         3,
         "2026-11-17",
-        &format!(r#"<Andring typ="Utforarbyte"><Utforare orgnr="{PROVIDER_B}"/><ForstaDag>2026-11-17</ForstaDag></Andring>"#),
+        &format!(
+            r#"<Andring typ="Utforarbyte"><Utforare orgnr="{PROVIDER_B}"/><ForstaDag>2026-11-17</ForstaDag></Andring>"#
+        ),
     )
 }
 
@@ -115,7 +117,11 @@ async fn a_decision_shows_its_versions_and_the_orders_of_both_providers() {
             .expect("versions")
             .iter()
             .map(|v| {
-                (v["version"].as_u64().expect("n"), v["kind"].as_str().expect("kind"), v["effective_from"].as_str().expect("day"))
+                (
+                    v["version"].as_u64().expect("n"),
+                    v["kind"].as_str().expect("kind"),
+                    v["effective_from"].as_str().expect("day"),
+                )
             })
             .collect();
         assert_eq!(
@@ -151,7 +157,8 @@ async fn a_decision_shows_its_versions_and_the_orders_of_both_providers() {
     let path = format!("/v1/decisions/combine:{DECISION}");
     let (status, d) = hub.get(&path, Some(&hub.provider(PROVIDER_B))).await;
     assert_eq!(status, StatusCode::OK, "{d}");
-    let ids: Vec<&str> = d["orders"].as_array().expect("orders").iter().filter_map(|o| o["order_id"].as_str()).collect();
+    let ids: Vec<&str> =
+        d["orders"].as_array().expect("orders").iter().filter_map(|o| o["order_id"].as_str()).collect();
     assert_eq!(ids, [new.as_str()]);
     let (status, body) = hub.get(&path, Some(&hub.provider(PROVIDER_C))).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("FORBIDDEN")), "{body}");
@@ -184,7 +191,8 @@ async fn a_clients_orders_read_in_start_order_and_repeats_change_nothing() {
     }
     let (status, body) = hub.get(&format!("/v1/orders?client={pnr}"), Some(&hub.provider(PROVIDER_A))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let ids: Vec<&str> = body["orders"].as_array().expect("orders").iter().filter_map(|o| o["order"]["id"].as_str()).collect();
+    let ids: Vec<&str> =
+        body["orders"].as_array().expect("orders").iter().filter_map(|o| o["order"]["id"].as_str()).collect();
     assert_eq!(ids, [old.as_str()], "a provider sees only its own of the client's orders");
     let mut wrong = pnr.clone();
     let last = wrong.pop().expect("a digit").to_digit(10).expect("digit");
@@ -251,20 +259,24 @@ async fn deviations_and_changes_of_need_list_by_provider_month_and_kind_and_show
     assert_eq!((fall["order_id"].as_str(), fall["day"].as_str()), (Some(new.as_str()), Some("2026-11-20")));
 
     // A provider sees its own, never another's.
-    let (status, body) = hub.get(&format!("/v1/deviations?provider={PROVIDER_B}"), Some(&hub.provider(PROVIDER_A))).await;
+    let (status, body) =
+        hub.get(&format!("/v1/deviations?provider={PROVIDER_B}"), Some(&hub.provider(PROVIDER_A))).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("FORBIDDEN")), "{body}");
     let (status, body) = hub.get("/v1/deviations", Some(&hub.provider(PROVIDER_A))).await;
     assert_eq!((status, ids(&body)), (StatusCode::OK, vec!["phoniro:AV-1"]), "{body}");
     let (status, body) = hub.get("/v1/deviations", Some(&hub.provider(PROVIDER_C))).await;
     assert_eq!((status, ids(&body)), (StatusCode::OK, Vec::<&str>::new()), "{body}");
-    for (query, code) in [("month=2026-13", "INVALID_DATE"), ("month=november", "INVALID_DATE"), ("provider=123", "INVALID_ORG_NUMBER")] {
+    for (query, code) in
+        [("month=2026-13", "INVALID_DATE"), ("month=november", "INVALID_DATE"), ("provider=123", "INVALID_ORG_NUMBER")]
+    {
         let (status, body) = hub.get(&format!("/v1/deviations?{query}"), Some(&admin)).await;
         assert_eq!((status, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(code)), "{query}: {body}");
     }
 
     // The old order's trace: its change, pause and end, its terms, and its deviation.
     let trace = hub.trace(&old).await;
-    let steps: Vec<&str> = trace["steps"].as_array().expect("steps").iter().filter_map(|s| s["step"].as_str()).collect();
+    let steps: Vec<&str> =
+        trace["steps"].as_array().expect("steps").iter().filter_map(|s| s["step"].as_str()).collect();
     let has = |what: &str| steps.iter().any(|s| s.contains(what));
     assert!(has("decision change received from combine: version 2, paused 2026-11-12 to 2026-11-14"), "{steps:#?}");
     assert!(has("version 1, services from 2026-11-10"), "{steps:#?}");
@@ -272,7 +284,8 @@ async fn deviations_and_changes_of_need_list_by_provider_month_and_kind_and_show
     assert!(has("deviation received from phoniro: missed_visit on 2026-11-05"), "{steps:#?}");
     assert_eq!(trace["terms"]["ended"], "provider_switch");
     assert_eq!(trace["terms"]["version"], 3);
-    let summary: Vec<&str> = trace["terms"]["summary"].as_array().expect("summary").iter().filter_map(Value::as_str).collect();
+    let summary: Vec<&str> =
+        trace["terms"]["summary"].as_array().expect("summary").iter().filter_map(Value::as_str).collect();
     assert_eq!(
         summary,
         [
@@ -285,9 +298,16 @@ async fn deviations_and_changes_of_need_list_by_provider_month_and_kind_and_show
     assert_eq!(ids(&trace), ["phoniro:AV-1"]);
     // The new order's: the switch that made it, and what its provider reported.
     let trace = hub.trace(&new).await;
-    let steps: Vec<&str> = trace["steps"].as_array().expect("steps").iter().filter_map(|s| s["step"].as_str()).collect();
-    assert!(steps.iter().any(|s| s.contains(&format!("version 3, provider {PROVIDER_B} from 2026-11-17"))), "{steps:#?}");
-    assert!(steps.iter().any(|s| s.contains("need change received from phoniro: more help on 2026-11-21")), "{steps:#?}");
+    let steps: Vec<&str> =
+        trace["steps"].as_array().expect("steps").iter().filter_map(|s| s["step"].as_str()).collect();
+    assert!(
+        steps.iter().any(|s| s.contains(&format!("version 3, provider {PROVIDER_B} from 2026-11-17"))),
+        "{steps:#?}"
+    );
+    assert!(
+        steps.iter().any(|s| s.contains("need change received from phoniro: more help on 2026-11-21")),
+        "{steps:#?}"
+    );
     assert_eq!(ids(&trace), ["phoniro:AV-2", "phoniro:BEV-1", "phoniro:AV-3"]);
 
     // The follow-up counts November's reports per provider and kind.
