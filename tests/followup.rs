@@ -232,6 +232,7 @@ fn check_csv(csv: &str, sc: &Scenario) {
         "clients;key;provider;granted_minutes;performed_minutes;ratio;band;visits;staff_in_month;max_staff_14_days",
         "plans;order_id;provider;plan_due;established_on;status;days_late",
         "confirmations;order_id;provider;execute_by;confirmed_on;status;days_late",
+        "reports;provider;message_type;kind;count",
     ] {
         assert_eq!(lines.iter().filter(|l| l.starts_with(header)).count(), 1, "no header {header}:\n{csv}");
     }
@@ -255,7 +256,7 @@ fn check_csv(csv: &str, sc: &Scenario) {
         "{csv}"
     );
     // Sections are separated by one empty line; every other line names its section.
-    assert_eq!(lines.iter().filter(|l| l.is_empty()).count(), 5, "{csv}");
+    assert_eq!(lines.iter().filter(|l| l.is_empty()).count(), 6, "{csv}");
     for pnr in &sc.pnrs {
         assert!(!csv.contains(pnr.as_str()), "the CSV names a client");
     }

@@ -219,6 +219,7 @@ impl Builder {
             clients,
             plans,
             confirmations,
+            reports: Vec::new(),
         }
     }
 }

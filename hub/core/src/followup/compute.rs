@@ -1,5 +1,6 @@
 //! The report computed from the store: the month's orders, then each provider's counted
-//! visits, through the [`Builder`]; the only part of the follow-up that reads the store.
+//! visits, through the [`Builder`], then the month's deviations and changes of need; the
+//! only part of the follow-up that reads the store.
 
 use super::*;
 
@@ -37,6 +38,11 @@ pub async fn compute(
         builder.add_visits(&visits);
     }
     let mut report = builder.finish(&shares, threshold);
+    let mut counts = store.followup_reports(month).await?;
+    if let Some(p) = provider {
+        counts.retain(|c| c.provider == p);
+    }
+    report.add_reports(&counts);
     if let Some(p) = provider {
         report.only_provider(p);
     }

@@ -247,7 +247,7 @@ pub fn render(r: &FollowUp) -> String {
     let _ = write!(h, "<h1>Uppföljning av hemtjänsten, {}</h1>", escape(&month));
     let _ = write!(
         h,
-        r#"<p class="sub">Månadsuppföljning per utförare: beviljad och utförd tid, manuella registreringar, personalkontinuitet, genomförandeplaner och kvittering av beställningar. Beräknad {}. Brukare visas endast med pseudonym (beställningens id).</p>"#,
+        r#"<p class="sub">Månadsuppföljning per utförare: beviljad och utförd tid, manuella registreringar, personalkontinuitet, genomförandeplaner, kvittering av beställningar samt avvikelser och bevakningar. Beräknad {}. Brukare visas endast med pseudonym (beställningens id).</p>"#,
         r.computed_on
     );
 
@@ -300,6 +300,7 @@ pub fn render(r: &FollowUp) -> String {
         s.confirmations.not_in_time().to_string(),
         &format!("beställningar inte kvitterade i tid (av {})", s.confirmations.due),
     );
+    card(&mut h, false, format!("{} / {}", s.deviations, s.need_changes), "avvikelser / bevakningar (ändrat behov)");
     h.push_str("</div>");
 
     // Granted vs performed.
@@ -506,9 +507,57 @@ pub fn render(r: &FollowUp) -> String {
         late.map(|c| (&c.order_id, &c.provider, c.execute_by, c.confirmed_on, c.days_late)),
     );
 
+    reports_section(&mut h, r);
+
     h.push_str(r#"<footer><p>Beviljad tid: beslutade minuter per månad × aktiva dagar / dagar i månaden. Utförd tid: godkända och flaggade utförda besök med incheckning under månaden (avböjda besök räknas inte). Manuell andel: manuellt registrerade besök / alla godkända och flaggade besök. Framtagen av carehub.</p></footer>"#);
     h.push_str("</body></html>\n");
     h
+}
+
+/// A deviation's kind or a change of need's direction, in Swedish.
+fn report_kind_label(message_type: &str, kind: &str) -> String {
+    let label = match (message_type, kind) {
+        ("deviation", "missed_visit") => "uteblivet besök",
+        ("deviation", "late_visit") => "försenat besök",
+        ("deviation", "fall") => "fall",
+        ("deviation", "care_refused") => "avböjd insats",
+        ("deviation", "medication_incident") => "läkemedelsavvikelse",
+        ("deviation", "other") => "övrigt",
+        ("need_change", "more") => "ökat behov",
+        ("need_change", "less") => "minskat behov",
+        _ => return kind.replace('_', " "),
+    };
+    label.to_owned()
+}
+
+/// Deviations and changes of need per provider and kind: one table for each.
+fn reports_section(h: &mut String, r: &FollowUp) {
+    h.push_str("<h2>Avvikelser och bevakningar</h2>");
+    h.push_str(r#"<p class="note">Avvikelser och bevakningar (ändrat behov) som utförarna rapporterat, efter dag då de inträffade eller uppmärksammades under månaden.</p>"#);
+    for (message_type, title, column) in
+        [("deviation", "Avvikelser", "Avvikelse"), ("need_change", "Bevakningar", "Behov")]
+    {
+        let rows: Vec<_> = r.reports.iter().filter(|c| c.message_type == message_type).collect();
+        let _ = write!(h, "<h3>{title}</h3>");
+        if rows.is_empty() {
+            let _ = write!(h, r#"<p class="note">Inga {} under månaden.</p>"#, title.to_lowercase());
+            continue;
+        }
+        let _ = write!(
+            h,
+            r#"<table><thead><tr><th>Utförare</th><th>{column}</th><th class="num">Antal</th></tr></thead><tbody>"#
+        );
+        for c in rows {
+            let _ = write!(
+                h,
+                r#"<tr><td>{}</td><td>{}</td><td class="num">{}</td></tr>"#,
+                escape(&r.provider_label(&c.provider)),
+                escape(&report_kind_label(&c.message_type, &c.kind)),
+                c.count
+            );
+        }
+        h.push_str("</tbody></table>");
+    }
 }
 
 /// A chart of counts by status, one bar each.

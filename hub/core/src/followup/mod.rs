@@ -6,7 +6,8 @@
 //! - staff continuity: distinct staff per client in the month, and the most in any 14
 //!   consecutive days of the month;
 //! - plans established on time (`plan_established_on <= plan_due`), late, or missing;
-//! - orders not confirmed in time (confirmed after `execute_by`, or not at all).
+//! - orders not confirmed in time (confirmed after `execute_by`, or not at all);
+//! - deviations (avvikelser) and changes of need (bevakningar) per provider and kind.
 //!
 //! The computation is pure: [`Builder`] takes the month's orders ([`FollowUpOrder`]), then the
 //! month's counted visits a provider at a time ([`FollowUpVisit`]), folding each visit into a
@@ -37,6 +38,9 @@
 //! - confirmations: orders whose execute-by date falls in the month: `on_time` (confirmed,
 //!   Stockholm date, on or before it), `late`, `not_confirmed` (none, date passed),
 //!   `pending`.
+//! - reports: deviations and changes of need whose day (occurred or noticed) falls in the
+//!   month, counted per provider, type and kind (a deviation's kind, a change of need's
+//!   direction), as the hub filed them.
 
 mod build;
 mod compute;
@@ -55,7 +59,7 @@ use carehub_model::Month;
 
 use crate::rules::invoices;
 pub use crate::store::{FollowUpOrder, FollowUpVisit};
-use crate::store::{ManualShare, Store, StoreError};
+use crate::store::{FollowUpReportCount, ManualShare, Store, StoreError};
 
 /// The lower edge of the band, as a fraction `num/den` of granted (80%).
 const BAND_LOW: (i64, i64) = (4, 5);
@@ -194,6 +198,20 @@ pub struct FollowUp {
     pub plans: Vec<PlanRow>,
     /// Orders whose execute-by date falls in the month.
     pub confirmations: Vec<ConfirmationRow>,
+    /// Deviations and changes of need per provider, type and kind.
+    pub reports: Vec<ReportCountRow>,
+}
+
+/// How many deviations or changes of need of one kind a provider reported in the month.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportCountRow {
+    pub provider: String,
+    /// `deviation` or `need_change`.
+    pub message_type: String,
+    /// A deviation's kind (`fall`, `missed_visit`, ...) or a change of need's direction
+    /// (`more`, `less`).
+    pub kind: String,
+    pub count: u64,
 }
 
 /// Plans by status.
@@ -286,6 +304,9 @@ pub struct Summary {
     pub confirmations: ConfirmCounts,
     /// Counted visits whose order is not among the month's orders (not in any figure).
     pub visits_without_order: u64,
+    /// Deviations and changes of need reported in the month.
+    pub deviations: u64,
+    pub need_changes: u64,
 }
 
 /// One provider's figures.
@@ -307,6 +328,9 @@ pub struct ProviderRow {
     pub avg_max_staff_14_days: Option<f64>,
     pub plans: PlanCounts,
     pub confirmations: ConfirmCounts,
+    /// Deviations and changes of need the provider reported in the month.
+    pub deviations: u64,
+    pub need_changes: u64,
 }
 
 /// One client at one provider.
@@ -368,6 +392,33 @@ impl FollowUp {
         b.finish(shares, threshold)
     }
 
+    /// Adds the month's deviations and changes of need: a row per provider, type and kind,
+    /// and their totals per provider and in the summary. A provider with reports but no
+    /// order or visit in the month gets a row of its own.
+    pub fn add_reports(&mut self, counts: &[FollowUpReportCount]) {
+        for c in counts {
+            let at = match self.providers.binary_search_by(|p| p.provider.as_str().cmp(&c.provider)) {
+                Ok(at) => at,
+                Err(at) => {
+                    self.providers.insert(at, ProviderRow { provider: c.provider.clone(), ..ProviderRow::default() });
+                    at
+                }
+            };
+            let (row, total) = match c.message_type.as_str() {
+                "deviation" => (&mut self.providers[at].deviations, &mut self.summary.deviations),
+                _ => (&mut self.providers[at].need_changes, &mut self.summary.need_changes),
+            };
+            *row += c.count;
+            *total += c.count;
+            self.reports.push(ReportCountRow {
+                provider: c.provider.clone(),
+                message_type: c.message_type.clone(),
+                kind: c.kind.clone(),
+                count: c.count,
+            });
+        }
+    }
+
     /// Names the providers (from the configuration).
     pub fn name_providers(&mut self, name: impl Fn(&str) -> Option<String>) {
         for p in &mut self.providers {
@@ -382,6 +433,7 @@ impl FollowUp {
         self.clients.retain(|c| c.provider == provider);
         self.plans.retain(|p| p.provider == provider);
         self.confirmations.retain(|c| c.provider == provider);
+        self.reports.retain(|r| r.provider == provider);
         let mut s = Summary { visits_without_order: 0, ..Summary::default() };
         if let Some(p) = self.providers.first() {
             s.clients = p.clients;
@@ -397,6 +449,8 @@ impl FollowUp {
             s.avg_max_staff_14_days = p.avg_max_staff_14_days;
             s.plans = p.plans;
             s.confirmations = p.confirmations;
+            s.deviations = p.deviations;
+            s.need_changes = p.need_changes;
         }
         self.summary = s;
     }

@@ -2,7 +2,8 @@
 //!
 //! One UTF-8 document, `;`-separated (what Swedish spreadsheet software expects), CRLF line
 //! ends, with one section per table separated by an empty line. Every line starts with its
-//! section's name (`summary`, `providers`, `clients`, `plans`, `confirmations`), and each
+//! section's name (`summary`, `providers`, `clients`, `plans`, `confirmations`,
+//! `reports`), and each
 //! section starts with its header line, so a section is one filter away in a
 //! spreadsheet. Numbers use a decimal point; ratios and shares are fractions (`0.950`), an
 //! empty cell is "not applicable". Clients are named by their pseudonymous key (an order
@@ -71,6 +72,8 @@ pub fn render(r: &FollowUp) -> String {
         ("orders_confirmed_late", s.confirmations.late.to_string()),
         ("orders_not_confirmed", s.confirmations.not_confirmed.to_string()),
         ("orders_pending", s.confirmations.pending.to_string()),
+        ("deviations", s.deviations.to_string()),
+        ("need_changes", s.need_changes.to_string()),
     ];
     for (k, v) in rows {
         line(&mut out, &cells!["summary", k, v]);
@@ -103,6 +106,8 @@ pub fn render(r: &FollowUp) -> String {
             "orders_due",
             "orders_confirmed_late",
             "orders_not_confirmed",
+            "deviations",
+            "need_changes",
         ],
     );
     for p in &r.providers {
@@ -132,6 +137,8 @@ pub fn render(r: &FollowUp) -> String {
                 p.confirmations.due,
                 p.confirmations.late,
                 p.confirmations.not_confirmed,
+                p.deviations,
+                p.need_changes,
             ],
         );
     }
@@ -205,6 +212,12 @@ pub fn render(r: &FollowUp) -> String {
                 opt(c.days_late)
             ],
         );
+    }
+
+    out.push_str("\r\n");
+    line(&mut out, &cells!["reports", "provider", "message_type", "kind", "count"]);
+    for r in &r.reports {
+        line(&mut out, &cells!["reports", r.provider, r.message_type, r.kind, r.count]);
     }
     out
 }

@@ -252,6 +252,49 @@ fn renderings_never_name_a_client() {
     assert!(csv.contains("confirmations;O-A2;5599000014;2026-11-10;2026-11-11;late;1\r\n"), "{csv}");
 }
 
+fn count(provider: &str, message_type: &str, kind: &str, n: u64) -> FollowUpReportCount {
+    FollowUpReportCount { provider: provider.into(), message_type: message_type.into(), kind: kind.into(), count: n }
+}
+
+/// Deviations and changes of need add up per provider and in the summary; a provider with
+/// reports but no order in the month gets its own row; a provider's view keeps its own.
+#[test]
+fn deviations_and_changes_of_need_are_counted_per_provider_and_kind() {
+    let counts = [
+        count(P1, "deviation", "fall", 2),
+        count(P1, "deviation", "missed_visit", 1),
+        count(P1, "need_change", "more", 3),
+        count(P2, "need_change", "less", 1),
+        count("5599000030", "deviation", "late_visit", 4),
+    ];
+    let mut r = scenario();
+    let providers_before = r.providers.len();
+    r.add_reports(&counts);
+    assert_eq!((r.summary.deviations, r.summary.need_changes), (7, 4));
+    let row = |p: &str| r.providers.iter().find(|row| row.provider == p).expect("a row");
+    assert_eq!((row(P1).deviations, row(P1).need_changes), (3, 3));
+    assert_eq!((row(P2).deviations, row(P2).need_changes), (0, 1));
+    assert_eq!((row(P3).deviations, row(P3).need_changes), (0, 0));
+    assert_eq!(r.providers.len(), providers_before + 1);
+    assert!(r.providers.windows(2).all(|w| w[0].provider < w[1].provider), "providers stay in order");
+    assert_eq!(r.reports.len(), 5);
+
+    let csv = table::render(&r);
+    assert!(csv.contains("summary;deviations;7\r\n") && csv.contains("summary;need_changes;4\r\n"), "{csv}");
+    assert!(csv.contains("reports;5599000014;deviation;fall;2\r\n"), "{csv}");
+    assert!(csv.contains("reports;5566778899;need_change;less;1\r\n"), "{csv}");
+    let p1 = csv.lines().find(|l| l.starts_with("providers;5599000014;")).expect("P1's line");
+    assert!(p1.ends_with(";3;3"), "{p1}");
+    let html = html::render(&r);
+    assert!(html.contains("<h2>Avvikelser och bevakningar</h2>"), "{html}");
+    assert!(html.contains("<td>uteblivet besök</td><td class=\"num\">1</td>"), "{html}");
+    assert!(html.contains("<td>ökat behov</td><td class=\"num\">3</td>"), "{html}");
+
+    r.only_provider(P1);
+    assert_eq!((r.summary.deviations, r.summary.need_changes), (3, 3));
+    assert!(r.reports.iter().all(|c| c.provider == P1) && r.reports.len() == 3);
+}
+
 #[test]
 fn months_parse() {
     assert_eq!(parse_month("2026-11"), Month::new(2026, 11));

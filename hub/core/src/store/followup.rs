@@ -113,3 +113,15 @@ pub struct FollowUpVisit {
     /// The outcome is `Performed` (not declined at the door or cancelled).
     pub performed: bool,
 }
+
+/// How many deviations or changes of need of one kind a provider reported in a month (by
+/// the day each happened, or was noticed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowUpReportCount {
+    pub provider: String,
+    /// `deviation` or `need_change`.
+    pub message_type: String,
+    /// A deviation's kind (`fall`, ...) or a change of need's direction (`more`, `less`).
+    pub kind: String,
+    pub count: u64,
+}

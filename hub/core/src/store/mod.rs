@@ -62,7 +62,7 @@ use carehub_model::{Order, OrderAck, PlanNotice};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
-pub use self::followup::{FollowUpOrder, FollowUpVisit};
+pub use self::followup::{FollowUpOrder, FollowUpReportCount, FollowUpVisit};
 pub use crate::log::time::{parse_store_ts, ts};
 use crate::log::ChainVerifier;
 pub use crate::log::{ChainReport, LogEntry};
@@ -837,6 +837,9 @@ pub trait ReportStore: Send + Sync {
         provider: &str,
         month: carehub_model::Month,
     ) -> Result<Vec<FollowUpVisit>, StoreError>;
+    /// The deviations and changes of need of `month`, counted per provider, message type
+    /// and kind, in that order.
+    async fn followup_reports(&self, month: carehub_model::Month) -> Result<Vec<FollowUpReportCount>, StoreError>;
 }
 
 /// Recomputes the whole hash chain, a page at a time.

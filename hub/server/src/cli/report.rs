@@ -111,7 +111,8 @@ fn summary_line(r: &followup::FollowUp, args: &ReportArgs) -> String {
     let pct = |x: f64| format!("{:.1}%", x * 100.0);
     format!(
         "follow-up {}: {} clients ({} under 80%, {} within 80-120%, {} over 120%), performed {} of {} granted minutes ({}), \
-         manual share {} ({} of {} providers over {}), plans on time {} of {}, {} orders not confirmed in time; wrote {}{}",
+         manual share {} ({} of {} providers over {}), plans on time {} of {}, {} orders not confirmed in time, \
+         {} deviations and {} changes of need; wrote {}{}",
         r.month,
         s.clients,
         s.bands.under,
@@ -127,6 +128,8 @@ fn summary_line(r: &followup::FollowUp, args: &ReportArgs) -> String {
         s.plans.on_time,
         s.plans.due,
         s.confirmations.not_in_time(),
+        s.deviations,
+        s.need_changes,
         args.out.display(),
         args.csv.as_ref().map(|c| format!(" and {}", c.display())).unwrap_or_default(),
     )

@@ -226,3 +226,11 @@ pub(super) fn month_param(month: &str) -> ApiResult<String> {
         Err(ApiError::new(ErrorCode::InvalidDate, format!("'{month}' is not a month (YYYY-MM)")))
     }
 }
+
+/// A `YYYY-MM` month as a [`carehub_model::Month`], refused as `INVALID_DATE` like
+/// [`month_param`].
+pub(super) fn month_of(month: &str) -> ApiResult<carehub_model::Month> {
+    let checked = month_param(month)?;
+    carehub_core::followup::parse_month(&checked)
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidDate, format!("'{month}' is not a month (YYYY-MM)")))
+}

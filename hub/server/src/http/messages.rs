@@ -29,7 +29,8 @@ use crate::auth::Role;
 pub struct ReceiptBody {
     /// The message-log entry that holds the message.
     pub message_id: i64,
-    /// `accepted`, or `duplicate` when the same message was taken before.
+    /// `accepted`; `duplicate` when the same message was taken before; `stale` when a
+    /// decision change is older than the decision's latest version (it changes nothing).
     pub status: String,
     pub message_type: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,6 +45,9 @@ pub struct ReceiptBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub verification: Option<serde_json::Value>,
+    /// Why a message taken was not acted on: `STALE_VERSION` for a stale decision change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 /// Send a system's native payload to the hub.
@@ -65,7 +69,7 @@ pub struct ReceiptBody {
     )),
     responses(
         (status = 202, description = "Taken and durably logged", body = ReceiptBody),
-        (status = 200, description = "A repeat of a message taken before; or a SOAP system's `...Response`",
+        (status = 200, description = "A repeat of a message taken before (`duplicate`), a decision change older than the latest version (`stale`, code `STALE_VERSION`); or a SOAP system's `...Response`",
             content((ReceiptBody = "application/json"), (String = "text/xml"))),
         (status = 400, description = "MALFORMED_PAYLOAD, DTD_FORBIDDEN", body = ErrorBody),
         (status = 401, description = "UNAUTHENTICATED (a SOAP system answers a fault)",
@@ -98,7 +102,12 @@ pub(super) async fn post_message(
     }
     match result {
         Ok(receipt) => {
-            let status = if receipt.status == "duplicate" { StatusCode::OK } else { StatusCode::ACCEPTED };
+            // A repeat or a stale version was taken before or is outdated: nothing new happened.
+            let status = if matches!(receipt.status.as_str(), "duplicate" | "stale") {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
             (status, Json(receipt)).into_response()
         }
         Err(e) => e.into_response(),
@@ -173,6 +182,7 @@ pub(super) async fn take_message(
         order_id: receipt.order_id,
         visits: receipt.visits.iter().map(|v| serde_json::to_value(v).unwrap_or_default()).collect(),
         verification: receipt.verification,
+        code: receipt.code.map(|c| c.as_str().to_owned()),
     })
 }
 

@@ -13,7 +13,9 @@
 //! - [`auth`](mod@auth): the `Caller` and `SystemCaller` extractors over the token logic
 //!   of [`crate::auth`], and recording who read what.
 //! - [`messages`]: a vendor's message in, its WSDL, the message log.
-//! - [`orders`]: orders and an order's trace.
+//! - [`orders`]: orders, a client's orders over time, and an order's trace.
+//! - [`decisions`]: a decision as it stands, its versions and its orders.
+//! - [`deviations`]: deviations and changes of need providers reported.
 //! - [`tags`]: the tag registry.
 //! - [`visits`]: visits and closing a month.
 //! - [`invoices`]: an invoice's verification.
@@ -32,7 +34,9 @@ use carehub_model::ErrorCode;
 use utoipa::OpenApi;
 
 pub mod auth;
+pub mod decisions;
 pub mod deliveries;
+pub mod deviations;
 pub mod error;
 pub mod invoices;
 pub mod messages;
@@ -57,6 +61,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/orders", get(orders::list_orders))
         .route("/v1/orders/{id}", get(orders::get_order))
         .route("/v1/orders/{id}/trace", get(orders::order_trace))
+        .route("/v1/decisions/{id}", get(decisions::get_decision))
+        .route("/v1/deviations", get(deviations::list_deviations))
         .route("/v1/tags", post(tags::post_tag).get(tags::list_tags))
         .route("/v1/visits", get(visits::list_visits))
         .route("/v1/visits/months/{month}/close", post(visits::close_month))
@@ -119,8 +125,8 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "carehub", description = "The integration hub for Swedish municipal home care. Errors are {code, message} with stable codes."),
-    paths(messages::post_message, messages::get_wsdl, tags::post_tag, tags::list_tags, visits::list_visits, visits::close_month, reports::manual_registrations, reports::follow_up, invoices::invoice_verification, messages::list_messages, messages::get_message, orders::list_orders, orders::get_order, orders::order_trace, deliveries::list_deliveries, deliveries::replay, ops::audit_verify, ops::healthz, ops::readyz, ops::metrics),
-    components(schemas(ErrorBody, ErrorCodeSchema, visits::Outcome, reports::ReportFormat, messages::ReceiptBody, tags::TagBody, tags::TagList, tags::TagRegistered, visits::VisitPage, reports::ManualReport, reports::ManualShareRow, messages::MessageView, messages::MessagePage, orders::OrderView, orders::OrderList, orders::Trace, orders::TraceStep, deliveries::DeliveryView, deliveries::DeliveryList, deliveries::ReplayRequest, ops::ChainView)),
+    paths(messages::post_message, messages::get_wsdl, tags::post_tag, tags::list_tags, visits::list_visits, visits::close_month, reports::manual_registrations, reports::follow_up, invoices::invoice_verification, messages::list_messages, messages::get_message, orders::list_orders, orders::get_order, orders::order_trace, decisions::get_decision, deviations::list_deviations, deliveries::list_deliveries, deliveries::replay, ops::audit_verify, ops::healthz, ops::readyz, ops::metrics),
+    components(schemas(ErrorBody, ErrorCodeSchema, visits::Outcome, reports::ReportFormat, messages::ReceiptBody, tags::TagBody, tags::TagList, tags::TagRegistered, visits::VisitPage, reports::ManualReport, reports::ManualShareRow, messages::MessageView, messages::MessagePage, orders::OrderView, orders::OrderList, orders::Trace, orders::TraceStep, orders::OrderTerms, decisions::DecisionView, decisions::VersionView, decisions::DecisionOrder, deviations::ReportView, deviations::DeviationList, deliveries::DeliveryView, deliveries::DeliveryList, deliveries::ReplayRequest, ops::ChainView)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

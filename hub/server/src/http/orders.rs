@@ -1,17 +1,19 @@
 //! Orders and their traces: `GET /v1/orders[/{id}]` and `GET /v1/orders/{id}/trace`,
-//! everything the hub logged and delivered about one order.
+//! everything the hub logged and delivered about one order, and the terms it stands on
+//! after its decision's changes (SPEC §4.4).
 
 use axum::extract::State;
 use axum::Json;
-use carehub_core::store::{ts, DeliveryFilter, LogEntry, LogFilter, OrderFilter, OrderRecord};
-use carehub_model::ErrorCode;
+use carehub_core::store::{ts, DeliveryFilter, LogEntry, LogFilter, OrderFilter, OrderRecord, ProviderReportFilter};
+use carehub_model::{ErrorCode, Order};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::auth::{record_read, Caller};
 use super::deliveries::DeliveryView;
-use super::error::{limit_param, org_param, ApiError, ApiResult, ErrorBody, Path, Query};
+use super::deviations::ReportView;
+use super::error::{client_param, limit_param, org_param, ApiError, ApiResult, ErrorBody, Path, Query};
 use super::state::AppState;
 
 /// An order, where it stands, and whether it is overdue.
@@ -53,6 +55,73 @@ impl OrderView {
     }
 }
 
+/// The terms an order stands on after its decision's changes: its dates, the services it
+/// was placed with and how they changed, its pauses, and why it ended.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OrderTerms {
+    /// The latest version of the decision applied to the order (0: as first sent).
+    pub version: u32,
+    pub start_date: String,
+    /// Its last day, included.
+    pub end_date: Option<String>,
+    /// Why it ended (`provider_switch`, `moved_to_residential_care`, ...), once it has.
+    pub ended: Option<String>,
+    /// Services changed from a day on: `{from, version, services}`.
+    #[schema(value_type = Vec<Object>)]
+    pub revisions: Vec<Value>,
+    /// Days with no help: `{from, to, reason, version}`.
+    #[schema(value_type = Vec<Object>)]
+    pub pauses: Vec<Value>,
+    /// The terms in words, in the order of the days they apply from.
+    pub summary: Vec<String>,
+}
+
+impl OrderTerms {
+    pub fn of(order: &Order) -> OrderTerms {
+        OrderTerms {
+            version: order.version,
+            start_date: order.start_date.to_string(),
+            end_date: order.end_date.map(|d| d.to_string()),
+            ended: order.ended.map(|r| wire(&r)),
+            revisions: order.revisions.iter().map(|r| serde_json::to_value(r).unwrap_or_default()).collect(),
+            pauses: order.pauses.iter().map(|p| serde_json::to_value(p).unwrap_or_default()).collect(),
+            summary: summary(order),
+        }
+    }
+}
+
+/// A value's serde name (`provider_switch`), for enums that serialise as one string.
+fn wire<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+fn services_text(services: &[carehub_model::Service]) -> String {
+    services.iter().map(|s| format!("{} {} min/month", s.code, s.minutes_per_month)).collect::<Vec<_>>().join(", ")
+}
+
+/// An order's terms in words, by the day each applies from.
+fn summary(order: &Order) -> Vec<String> {
+    let mut lines = vec![(order.start_date, format!("from {}: {}", order.start_date, services_text(&order.services)))];
+    lines.extend(
+        order
+            .revisions
+            .iter()
+            .map(|r| (r.from, format!("from {} (version {}): {}", r.from, r.version, services_text(&r.services)))),
+    );
+    lines.extend(
+        order
+            .pauses
+            .iter()
+            .map(|p| (p.from, format!("paused {} to {} (version {}): {}", p.from, p.to, p.version, wire(&p.reason)))),
+    );
+    if let Some(end) = order.end_date {
+        let why = order.ended.map(|r| format!(", ended: {}", wire(&r))).unwrap_or_default();
+        lines.push((end, format!("last day {end}{why}")));
+    }
+    lines.sort_by_key(|(day, _)| *day);
+    lines.into_iter().map(|(_, line)| line).collect()
+}
+
 /// Filters for `GET /v1/orders`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -63,6 +132,11 @@ pub struct OrderQuery {
     #[param(format = "organisationsnummer")]
     pub provider: Option<String>,
     pub status: Option<String>,
+    /// A client's personal identity number, 10 or 12 digits, with or without the
+    /// separator (`INVALID_PERSONAL_IDENTITY_NUMBER` when it is not one): the client's
+    /// orders over time, by start date.
+    #[param(format = "personnummer")]
+    pub client: Option<String>,
     /// At most this many: 1 to 10000, 1000 by default (`BAD_REQUEST` outside the range).
     #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
@@ -74,14 +148,15 @@ pub struct OrderList {
     pub orders: Vec<OrderView>,
 }
 
-/// List orders; `overdue=true` lists those past a deadline.
+/// List orders; `overdue=true` lists those past a deadline, `client=` a client's orders
+/// over time (by start date; several once the client switched provider).
 #[utoipa::path(get, path = "/v1/orders", tag = "orders", params(OrderQuery),
     responses(
         (status = 200, body = OrderList),
         (status = 400, description = "BAD_REQUEST: a parameter does not parse or is out of range", body = ErrorBody),
         (status = 401, description = "UNAUTHENTICATED: no valid bearer token", body = ErrorBody),
         (status = 403, description = "FORBIDDEN: a provider asks for another provider's orders", body = ErrorBody),
-        (status = 422, description = "INVALID_ORG_NUMBER: a provider that is not one", body = ErrorBody),
+        (status = 422, description = "INVALID_ORG_NUMBER: a provider that is not one; INVALID_PERSONAL_IDENTITY_NUMBER: a client that is not one", body = ErrorBody),
         (status = 503, description = "UNAVAILABLE: the store is not available; try again", body = ErrorBody),
     ),
     security(("bearer" = [])))]
@@ -97,8 +172,13 @@ pub(super) async fn list_orders(
         }
         provider = Some(own.to_owned());
     }
+    let client = client_param(&q.client)?;
+    if let Some(c) = &client {
+        record_read(&state.hub, &caller, format!("orders of client {c}")).await?;
+    }
     let filter = OrderFilter {
         provider,
+        client,
         status: q.status.clone(),
         overdue_on: q.overdue.unwrap_or(false).then(|| state.hub.today()),
         limit: limit_param(q.limit, 1000, 10_000)?,
@@ -158,11 +238,12 @@ pub struct TraceStep {
     pub error_message: Option<String>,
 }
 
-/// An outbox row.
-
+/// Everything about one order.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Trace {
     pub order: OrderView,
+    /// The terms it stands on after its decision's changes.
+    pub terms: OrderTerms,
     pub steps: Vec<TraceStep>,
     pub deliveries: Vec<DeliveryView>,
     /// The order's visits with their outcome and codes (the first 10,000).
@@ -174,6 +255,9 @@ pub struct Trace {
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     pub invoice_lines: Vec<Value>,
+    /// The deviations and changes of need the provider reported under the order, by day.
+    #[serde(default)]
+    pub reports: Vec<ReportView>,
 }
 
 /// The lines of a verified invoice's log entry that name `order_id`, with the invoice they
@@ -199,11 +283,58 @@ fn invoice_lines(e: &LogEntry, order_id: &str) -> Vec<Value> {
         .collect()
 }
 
+/// What a decision's change, an order's change or end, or a provider's report was about,
+/// from its canonical form: `paused 2026-11-05 to 2026-11-12`, `fall`. Never the free
+/// text of a report, which may describe the client's health.
+fn step_detail(e: &LogEntry) -> Option<String> {
+    let c: Value = serde_json::from_str(e.canonical.as_deref()?).ok()?;
+    let s = |v: &Value| v.as_str().map(str::to_owned);
+    match e.message_type.as_str() {
+        "decision_change" | "order_change" => {
+            let change = &c["change"];
+            let kind = s(&change["kind"])?;
+            let what = match kind.as_str() {
+                "paused" => format!("paused {} to {}", s(&change["from"])?, s(&change["to"])?),
+                "end_date" => format!(
+                    "last day {}",
+                    s(&change["valid_to"]).or_else(|| s(&change["end_date"])).unwrap_or_default()
+                ),
+                "ended" => format!("ends {}", s(&change["on"]).unwrap_or_default()),
+                "new_provider" => format!(
+                    "provider {} from {}",
+                    s(&change["provider"]).unwrap_or_default(),
+                    s(&change["from"]).unwrap_or_default()
+                ),
+                _ => kind.replace('_', " "),
+            };
+            Some(format!("version {}, {what} from {}", c["version"], s(&c["effective_from"]).unwrap_or_default()))
+        }
+        "order_end" => Some(format!(
+            "version {}, last day {} ({})",
+            c["version"],
+            s(&c["end_date"]).unwrap_or_default(),
+            s(&c["reason"]).unwrap_or_default().replace('_', " ")
+        )),
+        "deviation" => Some(format!("{} on {}", s(&c["kind"])?, s(&c["occurred_on"]).unwrap_or_default())),
+        "need_change" => Some(format!("{} help on {}", s(&c["direction"])?, s(&c["noticed_on"]).unwrap_or_default())),
+        _ => None,
+    }
+}
+
 fn describe_step(e: &LogEntry) -> String {
+    let step = describe_outcome(e);
+    match step_detail(e) {
+        Some(detail) => format!("{step}: {detail}"),
+        None => step,
+    }
+}
+
+fn describe_outcome(e: &LogEntry) -> String {
     let what = e.message_type.replace('_', " ");
     match (e.direction.as_str(), e.status.as_str()) {
         ("in", "accepted") => format!("{what} received from {}", e.system),
         ("in", "duplicate") => format!("{what} received again from {} (a repeat, not acted on)", e.system),
+        ("in", "stale") => format!("{what} from {} older than the latest version (not acted on)", e.system),
         ("in", "rejected") => format!("{what} from {} rejected ({})", e.system, e.error_code.as_deref().unwrap_or("?")),
         ("out", "queued") => format!("{what} queued for {}", e.system),
         ("out", "delivered") => format!("{what} delivered to {}", e.system),
@@ -214,8 +345,10 @@ fn describe_step(e: &LogEntry) -> String {
     }
 }
 
-/// The lifecycle of an order: decision, deliveries, acknowledgement, plan, visits, and the
-/// invoice lines that name it with their verification.
+/// The lifecycle of an order: decision, deliveries, acknowledgement, plan, the decision's
+/// changes (order changes, pauses, ends) and the terms they leave, visits, the deviations
+/// and changes of need reported under it, and the invoice lines that name it with their
+/// verification.
 #[utoipa::path(get, path = "/v1/orders/{id}/trace", tag = "orders",
     params(("id" = String, Path, description = "The order id")),
     responses(
@@ -267,15 +400,22 @@ pub(super) async fn order_trace(
         .store()
         .visits(carehub_core::store::VisitFilter { order_id: Some(id.clone()), limit: 10_000, ..Default::default() })
         .await?;
+    let reports = state
+        .hub
+        .store()
+        .provider_reports(ProviderReportFilter { order_id: Some(id.clone()), limit: 10_000, ..Default::default() })
+        .await?;
     // The reads above are not one snapshot: an acknowledgement may have landed, and its
     // delivery gone out, since the order was first read. Read the order again, last, so its
     // status is never older than the deliveries and steps shown beside it.
     let record = state.hub.store().order(&id).await?.unwrap_or(record);
     Ok(Json(Trace {
+        terms: OrderTerms::of(&record.order),
         order: OrderView::from(record, state.hub.today()),
         steps,
         deliveries: deliveries.into_iter().map(DeliveryView::from).collect(),
         visits: visits.into_iter().map(|v| serde_json::to_value(v).unwrap_or_default()).collect(),
         invoice_lines,
+        reports: reports.into_iter().map(ReportView::from).collect(),
     }))
 }

@@ -13,12 +13,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use carehub_core::followup::{self, FollowUp};
 use carehub_core::store::ManualShare;
-use carehub_model::ErrorCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::{record_read, Caller};
-use super::error::{bad_request, month_param, ApiError, ApiResult, ErrorBody, Query};
+use super::error::{bad_request, month_of, month_param, ApiResult, ErrorBody, Query};
 use super::state::AppState;
 use crate::auth::Role;
 
@@ -135,9 +134,7 @@ pub(super) async fn follow_up(
     Query(q): Query<FollowUpQuery>,
 ) -> ApiResult<Response> {
     caller.require(&[Role::Admin, Role::Auditor, Role::CaseManagement, Role::ProviderSystem])?;
-    let month = month_param(q.month.as_deref().ok_or_else(|| bad_request("name a month: ?month=YYYY-MM"))?)?;
-    let month = followup::parse_month(&month)
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidDate, format!("'{month}' is not a month (YYYY-MM)")))?;
+    let month = month_of(q.month.as_deref().ok_or_else(|| bad_request("name a month: ?month=YYYY-MM"))?)?;
     let csv = match q.format.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,

@@ -1,12 +1,13 @@
 //! The follow-up's reads (SPEC §4.4): the month's orders with their decision's validity,
-//! and a provider's counted visits of the month via `visits_provider_month`.
+//! a provider's counted visits of the month via `visits_provider_month`, and the month's
+//! deviations and changes of need, counted.
 
 use carehub_model::Order;
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{params, Connection};
 
 use crate::store::StoreError;
-use crate::store::{FollowUpOrder, FollowUpVisit};
+use crate::store::{FollowUpOrder, FollowUpReportCount, FollowUpVisit};
 use carehub_model::Month;
 
 fn backend(e: serde_json::Error) -> StoreError {
@@ -75,4 +76,22 @@ pub(super) fn visits(conn: &Connection, provider: &str, month: Month) -> Result<
         });
     }
     Ok(out)
+}
+
+/// The month's deviations and changes of need per provider, message type and kind (by
+/// `provider_reports_month`).
+pub(super) fn reports(conn: &Connection, month: Month) -> Result<Vec<FollowUpReportCount>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT provider, message_type, kind, COUNT(*) FROM provider_reports WHERE month = ?1
+         GROUP BY provider, message_type, kind ORDER BY provider, message_type, kind",
+    )?;
+    let rows = stmt.query_map(params![month.to_string()], |r| {
+        Ok(FollowUpReportCount {
+            provider: r.get(0)?,
+            message_type: r.get(1)?,
+            kind: r.get(2)?,
+            count: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }

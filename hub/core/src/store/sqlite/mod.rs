@@ -591,6 +591,10 @@ impl ReportStore for SqliteStore {
         let provider = provider.to_owned();
         self.read(move |c| followup::visits(c, &provider, month)).await
     }
+
+    async fn followup_reports(&self, month: carehub_model::Month) -> Result<Vec<FollowUpReportCount>, StoreError> {
+        self.read(move |c| followup::reports(c, month)).await
+    }
 }
 
 /// The benchmark's ceiling: the rows one decision writes (two log entries, the decision,
