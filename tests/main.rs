@@ -15,6 +15,7 @@ mod flow;
 mod followup;
 mod invoice_basis;
 mod invoices;
+mod life_matrix;
 mod lifecare;
 mod mappings;
 mod matrix;
