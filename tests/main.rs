@@ -17,6 +17,7 @@ mod followup;
 mod invoice_basis;
 mod invoices;
 mod life;
+mod life_matrix;
 mod lifecare;
 mod mappings;
 mod matrix;

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod life;
 pub mod sshd;
 
 use std::future::Future;

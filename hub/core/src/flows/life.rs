@@ -287,10 +287,13 @@ impl Flows {
     ) -> Result<Receipt, Rejection> {
         let mut corr = Correlation { client: Some(report.client.expose().to_owned()), ..Correlation::default() };
         let served = self.providers_of(inbound.system);
-        let provider = match (&report.provider, served.as_slice()) {
-            (Some(p), _) => p.as_str().to_owned(),
-            (None, [only]) => (*only).to_owned(),
-            (None, _) => {
+        // A report that names no provider is the sending provider's (its token's), or the
+        // one provider the system serves.
+        let provider = match (&report.provider, sender, served.as_slice()) {
+            (Some(p), _, _) => p.as_str().to_owned(),
+            (None, Sender::Provider(org), _) => org.as_str().to_owned(),
+            (None, Sender::Trusted, [only]) => (*only).to_owned(),
+            (None, Sender::Trusted, _) => {
                 let reason = "provider: the system serves several providers; the message must name one".to_owned();
                 return Err(self.reject(inbound, ErrorCode::MissingField, reason, corr).await);
             }
