@@ -281,6 +281,8 @@ async fn deviations_and_changes_of_need_list_by_provider_month_and_kind_and_show
     assert!(has("decision change received from combine: version 2, paused 2026-11-12 to 2026-11-14"), "{steps:#?}");
     assert!(has("version 1, services from 2026-11-10"), "{steps:#?}");
     assert!(has("order end") && has("last day 2026-11-16 (provider switch)"), "{steps:#?}");
+    // The switch itself is logged under the new order, and is part of the old one's story.
+    assert!(has("decision change received from combine: version 3"), "{steps:#?}");
     assert!(has("deviation received from phoniro: missed_visit on 2026-11-05"), "{steps:#?}");
     assert_eq!(trace["terms"]["ended"], "provider_switch");
     assert_eq!(trace["terms"]["version"], 3);

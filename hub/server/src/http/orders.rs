@@ -371,6 +371,17 @@ pub(super) async fn order_trace(
         .store()
         .log_entries(LogFilter { order_id: Some(id.clone()), limit: 10_000, ..LogFilter::default() })
         .await?;
+    // Every version of the order's decision belongs in its story, also one logged under
+    // another of the decision's orders (a switch's change names the new order).
+    let changes = LogFilter {
+        decision_id: Some(record.order.decision_id.as_str().to_owned()),
+        message_type: Some("decision_change".into()),
+        limit: 10_000,
+        ..LogFilter::default()
+    };
+    entries.extend(state.hub.store().log_entries(changes).await?);
+    entries.sort_by_key(|e| e.seq);
+    entries.dedup_by_key(|e| e.seq);
     // Another provider's invoice may name the order (INV004): not the provider's to read.
     if let Some(own) = caller.0.provider() {
         entries.retain(|e| e.provider.as_deref().is_none_or(|p| p == own));
