@@ -207,6 +207,7 @@ fn soap_answer(sys: &carehub_core::adapter::System, result: ApiResult<ReceiptBod
                 status: &r.status,
                 decision_id: r.decision_id.as_deref(),
                 order_id: r.order_id.as_deref(),
+                code: r.code.as_deref(),
             };
             xml(StatusCode::OK, soap::response(root, ns, &receipt))
         }
