@@ -5,31 +5,33 @@
 //! in-process HTTP servers on 127.0.0.1 ([`vendors`]): a Combine case-management system that
 //! records the callbacks it gets, and two Phoniro systems that take orders and answer them
 //! (confirm, sometimes reject, report plans) by calling the hub back like the real ones
-//! would. One Phoniro system is down for the whole batch. Everything travels over loopback
+//! would. One Phoniro system is down for the first days. Everything travels over loopback
 //! HTTP through the public API, and every figure printed is read back from the hub's store.
 //!
-//! Then the month before this one is played as visits ([`visits`]): a tag in every home,
-//! NFC check-ins and check-outs by each provider's staff, served by the mock Phoniro systems
-//! as a feed the hub pulls by cursor, pushed one by one, and (when OpenSSH's server is
-//! installed) left as ParaGå's daily CSV files. The faults are planted: manual registrations
-//! with and without a reason, a tag moved between homes, a staff member in two homes at
-//! once, declined visits, a visit too long, an unknown tag, a retried push and a page served
-//! twice. The demo fails if the hub's figures differ from what it planted. Last, the
-//! providers invoice the month ([`invoices`]).
+//! It plays one month (the one before the instant it is run for) on the hub's clock, which
+//! it moves forward from the month's first morning to the fifth of the next: decisions on
+//! days 1-3, each provider's answers on their own day (mostly within the deadlines, a few
+//! late on purpose), the decisions' later versions and the providers' reports on theirs
+//! ([`life`]). On the next month's first morning the month's visits arrive ([`visits`]),
+//! drawn from each client's granted time as the hub prorates it, with planted outliers and
+//! faults; on the fifth the providers invoice it and the follow-up is read ([`invoices`]).
+//! The demo fails if a figure it prints differs from what it planted.
 //!
 //! # Steps
 //! [`run()`] starts the vendors and the hub (`Demo::start`), then plays one numbered section
 //! of its narrative per method of `Demo`, in order: decisions, deliveries, the outage and
-//! its replay, the answers, deadlines, the other vendors, the month of visits, invoices and
-//! the message log.
+//! its replay, the other vendors, (the month played day by day, `Demo::play_month`) the
+//! answers, deadlines, a decision's life, the month of visits, invoices with the follow-up,
+//! and the message log.
 //!
 //! # Layout
 //! - this module: the options, the hub's configuration and the steps;
 //! - `scenario`: the cast and the calendar every step draws on (providers, clients, the
 //!   month played, Stockholm times), so no section imports another;
 //! - [`vendors`]: the mock vendors, reusable apart from the demo;
-//! - [`visits`]: section 7, the month of visits with its planted faults;
-//! - [`invoices`]: section 8, the providers' PEPPOL invoices.
+//! - `life`: section 7, the decisions' later versions and the providers' reports;
+//! - [`visits`]: section 8, the month of visits with its planted faults;
+//! - [`invoices`]: section 9, the providers' PEPPOL invoices and the follow-up.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -376,8 +378,8 @@ impl Demo {
         }
     }
 
-    /// 1. Decisions from Combine, over HTTP, on the month's first three days: valid ones,
-    /// faulty ones (on the first) and a repeat (on the third).
+    /// Section 1, decisions from Combine over HTTP on the month's first three days: valid
+    /// ones, faulty ones (on the first) and a repeat (on the third).
     async fn decisions(&self) -> anyhow::Result<()> {
         let (run, month, clients) = (&self.run, &self.month, &self.clients);
         let service_sets: [&[(&str, u32)]; 4] = [
@@ -648,8 +650,8 @@ impl Demo {
         all
     }
 
-    /// 5. The providers' answers over the month, carried back to the case-management
-    /// systems. Returns the first order's id.
+    /// Section 5, the providers' answers over the month, carried back to the
+    /// case-management systems. Returns the first order's id.
     async fn answers(&self) -> anyhow::Result<Option<String>> {
         let orders = self.store.orders(OrderFilter { limit: 10_000, ..OrderFilter::default() }).await?;
         let by_status = |s: &str| orders.iter().filter(|o| o.status == s).count();
@@ -784,8 +786,8 @@ impl Demo {
         Ok(())
     }
 
-    /// 8. The month's visits, reported on the next month's first morning. Returns what was
-    /// planted and where the hub's figures differ from it.
+    /// Section 8, the month's visits, reported on the next month's first morning. Returns
+    /// what was planted and where the hub's figures differ from it.
     async fn visits(&self) -> anyhow::Result<visits::Played> {
         self.at(self.month.next(1), 7 * 60);
         let visits = visits::VisitRun {
@@ -809,9 +811,9 @@ impl Demo {
         Ok(played)
     }
 
-    /// 9. Invoices on the next month's fifth: each provider bills the month in its own
-    /// style; then the month's follow-up. Returns where the hub's figures differ from what
-    /// was planted.
+    /// Section 9, invoices on the next month's fifth (each provider bills the month in its
+    /// own style), then the month's follow-up. Returns where the hub's figures differ from
+    /// what was planted.
     async fn invoices(&self, played: &visits::Played) -> anyhow::Result<Vec<String>> {
         self.at(self.month.next(5), 9 * 60);
         let styles = [invoices::Style::Honest, invoices::Style::OverBilling, invoices::Style::NoPlanClaim];

@@ -231,7 +231,7 @@ impl Answers {
         let late = n % 10 == 5;
         let acked = if late { days(execute_by, 2) } else { days(received, n % 3) };
         let mut out = vec![answer(acked, AnswerKind::Accept)];
-        if n % 10 != 0 {
+        if !n.is_multiple_of(10) {
             let planned = if late { days(plan_due, 3) } else { days(acked, 3 + n % 7).min(plan_due) };
             out.push(answer(planned.max(acked), AnswerKind::Plan));
         }
