@@ -377,7 +377,7 @@ fn the_demo_runs_end_to_end() {
         "derived: 2 order changes and 2 order ends to the providers' systems (2 and 2 delivered; Phoniro took 2 and 2)",
         "ends 2027-02-16 at phoniro-norr, ",
         "starts 2027-02-17 at phoniro-soder (accepted,",
-        "Combine received 3 deviations (Avvikelse) and 1 changes of need (Bevakning)",
+        "Combine received 3 deviations (Avvikelse) and 1 change of need (Bevakning)",
     ] {
         assert!(life.contains(line), "the demo's decision life lacks {line:?}:\n{stdout}");
     }

@@ -323,8 +323,11 @@ impl LifeRun<'_> {
         let (deviations, needs) = combine.reports();
         let sent_deviations = REPORTS.iter().filter(|r| matches!(r.kind, Kind::Deviation(..))).count();
         let sent_needs = REPORTS.len() - sent_deviations;
+        let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         out!(
-            "   Combine received {deviations} deviations (Avvikelse) and {needs} changes of need (Bevakning), each linked to the client's order at that provider"
+            "   Combine received {} (Avvikelse) and {} (Bevakning), each linked to the client's order at that provider",
+            plural(deviations, "deviation", "deviations"),
+            plural(needs, "change of need", "changes of need")
         );
         let events = |f: fn(&Change) -> bool| EVENTS.iter().filter(|e| f(&e.change)).count();
         // Minutes and pauses change an order; a switch ends one (and starts another), so does an end.
