@@ -362,16 +362,16 @@ impl From<ValidationError> for ValidationFault {
     }
 }
 
-/// Whether a system of `role` may send messages of `kind` (the messages
+/// Whether a system of `role` may send messages of `kind` on their own (the messages
 /// [`crate::hub::Hub`] hands to a flow; the rest it refuses with `MESSAGE_NOT_ALLOWED`).
+/// An invoice basis row is taken only in its file, with the other rows of its invoice.
 pub fn may_send(role: SystemRole, kind: MessageType) -> bool {
     use MessageType as M;
     match role {
         SystemRole::CaseManagement => matches!(kind, M::Decision | M::DecisionChange),
-        SystemRole::ProviderSystem => matches!(
-            kind,
-            M::OrderAck | M::PlanNotice | M::Visit | M::Visits | M::InvoiceLine | M::Deviation | M::NeedChange
-        ),
+        SystemRole::ProviderSystem => {
+            matches!(kind, M::OrderAck | M::PlanNotice | M::Visit | M::Visits | M::Deviation | M::NeedChange)
+        }
     }
 }
 
