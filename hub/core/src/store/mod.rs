@@ -215,9 +215,14 @@ pub struct DecisionRecord {
     pub system: String,
     pub content_hash: String,
     pub client: String,
+    /// The provider as the decision stands (after a switch, the new one).
     pub provider: String,
+    /// The decision as it stands after its latest version.
     pub canonical: String,
     pub received_at: DateTime<Utc>,
+    /// Its latest version: 0 as first sent ([`Op::InsertDecision`] ignores the field), then
+    /// each [`Op::ChangeDecision`]'s.
+    pub version: u32,
 }
 
 /// An order with its routing and its lifecycle so far.

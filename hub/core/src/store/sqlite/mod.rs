@@ -250,7 +250,8 @@ impl OrderStore for SqliteStore {
         let id = id.to_owned();
         self.read(move |c| {
             Ok(c.query_row(
-                "SELECT id, system, content_hash, client, provider, canonical, received_at FROM decisions WHERE id = ?1",
+                "SELECT id, system, content_hash, client, provider, canonical, received_at, version
+                 FROM decisions WHERE id = ?1",
                 [id],
                 |r| {
                     Ok(DecisionRecord {
@@ -261,6 +262,7 @@ impl OrderStore for SqliteStore {
                         provider: r.get(4)?,
                         canonical: r.get(5)?,
                         received_at: instant(r, 6)?,
+                        version: r.get(7)?,
                     })
                 },
             )
