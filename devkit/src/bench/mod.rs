@@ -112,11 +112,19 @@ async fn one_run(
     seconds: u64,
     dir: &std::path::Path,
     pnrs: Arc<Vec<&'static str>>,
-) -> anyhow::Result<Run> {
+) -> anyhow::Result<Outcome> {
     let mock = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let mock_url = format!("http://{}", mock.local_addr()?);
+    let delivered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = delivered.clone();
     tokio::spawn(async move {
-        let app = Router::new().route("/api/orders", post(|| async { StatusCode::CREATED }));
+        let app = Router::new().route(
+            "/api/orders",
+            post(move || async move {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                StatusCode::CREATED
+            }),
+        );
         let _ = axum::serve(mock, app).await;
     });
     let db = dir.join(format!("bench-{clients}.db"));
@@ -130,9 +138,23 @@ async fn one_run(
     let config = Config::parse(&config_text, dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let clock = bench_clock();
     let runtime = assemble::build(&config, clock.clone())?;
+    let store = runtime.state.hub.store().clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let hub = run::start(runtime, listener).await?;
     let url = format!("{}/v1/systems/combine/messages", hub.url());
+    // The write-ahead log's largest size during the run, sampled every 50 ms.
+    let wal = db.with_extension("db-wal");
+    let wal_max = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampler = {
+        let wal_max = wal_max.clone();
+        tokio::spawn(async move {
+            loop {
+                let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+                wal_max.fetch_max(size, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
     let token = Auth::new(SECRET, clock).issue(
         "bench",
         Role::CaseManagement,
@@ -152,8 +174,23 @@ async fn one_run(
         }
     })
     .await;
+    // What was delivered while intake ran, and what was still waiting when it stopped.
+    let delivered = delivered.load(std::sync::atomic::Ordering::Relaxed);
+    let backlog = store.outbox_counts().await.map(|c| c.pending).unwrap_or(0);
+    sampler.abort();
     hub.stop().await;
-    run
+    let run = run?;
+    Ok(Outcome { run, delivered, backlog, wal_max: wal_max.load(std::sync::atomic::Ordering::Relaxed) })
+}
+
+/// A decisions run: the closed loop's figures, the orders the mock received by the end of
+/// the measured window (warm-up included), the outbox's pending rows then, and the largest
+/// the write-ahead log grew.
+struct Outcome {
+    run: Run,
+    delivered: usize,
+    backlog: u64,
+    wal_max: u64,
 }
 
 async fn decisions(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -168,31 +205,39 @@ async fn decisions(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> a
     );
     out!("");
     out!(
-        "{:>8} {:>10} {:>12} {:>9} {:>9} {:>9} {:>7}",
+        "{:>8} {:>10} {:>12} {:>9} {:>9} {:>9} {:>7} {:>10} {:>8} {:>8}",
         "clients",
         "decisions",
         "decisions/s",
         "p50 ms",
         "p99 ms",
         "max ms",
-        "errors"
+        "errors",
+        "delivered",
+        "backlog",
+        "WAL MiB"
     );
     let mut best = 0.0f64;
     for c in clients {
-        let r = one_run(c, seconds, temp.path(), pnrs.clone()).await?;
+        let o = one_run(c, seconds, temp.path(), pnrs.clone()).await?;
+        let r = &o.run;
         let rate = r.count as f64 / r.elapsed.as_secs_f64();
         best = best.max(rate);
         out!(
-            "{:>8} {:>10} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+            "{:>8} {:>10} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>10} {:>8} {:>8.1}",
             r.clients,
             r.count,
             rate,
             r.p50.as_secs_f64() * 1e3,
             r.p99.as_secs_f64() * 1e3,
             r.max.as_secs_f64() * 1e3,
-            r.errors
+            r.errors,
+            o.delivered,
+            o.backlog,
+            o.wal_max as f64 / (1024.0 * 1024.0)
         );
     }
+    out!("(delivered: orders the mock received by the end, warm-up included; backlog: outbox rows still pending then; WAL: the largest the write-ahead log grew)");
     out!("");
     let payload = decision(0, "193601016987").into_bytes();
     let n = 2000;

@@ -122,6 +122,9 @@ impl SqliteStore {
         // Checkpoints (copying the WAL into the database file) run on their own thread, so
         // the writer only appends to the WAL and its commits do not wait for them.
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+        // The writer starts the WAL over after a complete checkpoint; the file is then cut
+        // back to this size rather than kept at the largest it ever grew to.
+        conn.pragma_update(None, "journal_size_limit", writer::WAL_KEEP_BYTES)?;
         let (tx, rx) = mpsc::channel::<WriteRequest>(8192);
         std::thread::Builder::new()
             .name("carehub-store-writer".into())
