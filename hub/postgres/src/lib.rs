@@ -131,6 +131,17 @@ fn config(url: &str) -> Result<postgres::Config, StoreError> {
     Ok(config)
 }
 
+/// Where a configuration points, without its password: `host:port/database`.
+fn describe(config: &postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", config.get_dbname().unwrap_or("postgres"))
+}
+
 /// Applies the pending migrations in one transaction, under an advisory lock so nodes
 /// starting together apply each once. Refuses a database newer than this carehub.
 fn migrate(conn: &mut Conn) -> Result<(), StoreError> {
@@ -182,6 +193,46 @@ impl PgStore {
         let pool = Arc::new(Pool { config: config(url)?, idle: Mutex::new(Vec::new()) });
         blocking(pool.clone(), migrate).await?;
         Ok(PgStore { pool, clock })
+    }
+
+    /// [`PgStore::open`] for a caller that cannot await (assembling the hub): connects and
+    /// migrates on a thread of its own (a blocking client must not run on an async task's
+    /// thread), so it may be called from anywhere, and blocks until done.
+    pub fn open_blocking(url: &str, clock: Clock) -> Result<PgStore, StoreError> {
+        let pool = Arc::new(Pool { config: config(url)?, idle: Mutex::new(Vec::new()) });
+        let migrating = pool.clone();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let mut conn = migrating.take()?;
+                let result = migrate(&mut conn);
+                migrating.give(conn);
+                result
+            })
+            .join()
+            .map_err(|_| StoreError::backend("migrating", "the migration thread panicked"))?
+        })?;
+        Ok(PgStore { pool, clock })
+    }
+
+    /// Reaches the database at `url` without changing it (`carehub check`): the server's
+    /// version, where it is, and the schema's version against this carehub's.
+    pub async fn reach(url: &str) -> Result<String, StoreError> {
+        let config = config(url)?;
+        let place = describe(&config);
+        let pool = Arc::new(Pool { config, idle: Mutex::new(Vec::new()) });
+        blocking(pool, move |conn| {
+            let mut db = conn.reader();
+            let server: String = col(&db.one("SHOW server_version", &[])?, 0)?;
+            let migrated: bool = col(&db.one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])?, 0)?;
+            let version: i64 = if migrated {
+                col(&db.one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])?, 0)?
+            } else {
+                0
+            };
+            let known = MIGRATIONS.last().map_or(0, |m| m.0);
+            Ok(format!("PostgreSQL {server} at {place}, schema version {version} of {known}"))
+        })
+        .await
     }
 
     /// Applies the pending migrations at `url` and nothing else (`carehub migrate`).
