@@ -75,6 +75,8 @@ pub struct Options {
     pub at: DateTime<Utc>,
     /// More `[hub]` keys (e.g. `max_connections = 5`).
     pub hub_extra: String,
+    /// On a SQLite file whatever `CAREHUB_TEST_DATABASE` says: for a test of the file itself.
+    pub sqlite_file: bool,
 }
 
 /// The instant test hubs start at unless a test says otherwise: early December 2026, after
@@ -110,6 +112,7 @@ impl Default for Options {
             combine_extra: String::new(),
             at: test_instant(),
             hub_extra: String::new(),
+            sqlite_file: false,
         }
     }
 }
@@ -302,12 +305,32 @@ struct Written {
 
 fn write_config(phoniro_url: &str, combine_url: &str, o: &Options) -> Written {
     let dir = tempfile::tempdir().expect("temp dir");
-    let database = test_database();
+    let database = if o.sqlite_file { None } else { test_database() };
     let db = database.as_ref().map_or_else(|| dir.path().join("carehub.db"), |d| PathBuf::from(d.url()));
     let config_path = dir.path().join("carehub.toml");
     std::fs::write(&config_path, config_text(&db, phoniro_url, combine_url, o)).expect("write config");
     let config = Config::load(&config_path).expect("valid config");
     Written { dir, db, config_path, config, database }
+}
+
+/// The record of the log's reads, (role, what) oldest first, read straight from a hub's
+/// database (SQLite file or PostgreSQL URL): neither the API nor the store reads it back.
+pub fn log_reads(db: &Path) -> Vec<(String, String)> {
+    const SQL: &str = "SELECT role, what FROM log_reads ORDER BY id";
+    let text = db.to_str().expect("a database path or URL").to_owned();
+    if !carehub_postgres::is_postgres_url(&text) {
+        let conn = rusqlite::Connection::open(db).expect("open");
+        let mut stmt = conn.prepare(SQL).expect("prepare");
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("query");
+        return rows.collect::<Result<_, _>>().expect("rows");
+    }
+    // A blocking client must not run on an async task's thread.
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&text, postgres::NoTls).expect("connect");
+        c.query(SQL, &[]).expect("query").iter().map(|r| (r.get(0), r.get(1))).collect()
+    })
+    .join()
+    .expect("the thread runs")
 }
 
 /// With `CAREHUB_TEST_DATABASE=postgres`, a hub's own PostgreSQL database on the test

@@ -89,8 +89,19 @@ impl Db<'_> {
     }
 
     /// Every row of a query.
+    ///
+    /// A read whose parameter holds a NUL character (a filter as a client sent it) finds
+    /// nothing, as on SQLite: PostgreSQL's text cannot hold NUL, so no stored value equals
+    /// it, and the server refuses the parameter rather than comparing it.
     pub(crate) fn query(&mut self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>, StoreError> {
-        self.raw_query(sql, params).map_err(|e| pg("querying", e))
+        match self.raw_query(sql, params) {
+            Err(e) if self.is_reader() && e.code() == Some(&SqlState::CHARACTER_NOT_IN_REPERTOIRE) => Ok(Vec::new()),
+            other => other.map_err(|e| pg("querying", e)),
+        }
+    }
+
+    fn is_reader(&self) -> bool {
+        matches!(self.exec, Exec::Client(_))
     }
 
     /// The first row of a query, if any.

@@ -198,3 +198,24 @@ async fn the_database_keeps_the_log_append_only() {
     assert_eq!(entries[0].system, "combine");
     assert_eq!(verify_chain(&*store).await.expect("verifies").first_bad, None);
 }
+
+/// A listing filtered by text that no stored value can hold (a NUL character, which
+/// PostgreSQL's text refuses) finds nothing, as on SQLite, rather than failing the store.
+#[tokio::test]
+async fn a_filter_with_a_nul_character_finds_nothing() {
+    let db = ScratchDb::create(&server(), "nul").await.expect("a scratch database");
+    let store = nodes(&db, 1).await.remove(0);
+    store.commit(vec![Op::AppendLog(entry(0, 0))]).await.expect("commits");
+    let odd = "pending\u{0}".to_owned();
+    let found = store
+        .deliveries(DeliveryFilter { state: Some(odd.clone()), limit: 10, ..DeliveryFilter::default() })
+        .await
+        .expect("the listing answers");
+    assert!(found.is_empty());
+    let entries = store
+        .log_entries(LogFilter { system: Some(odd), limit: 10, ..LogFilter::default() })
+        .await
+        .expect("the log answers");
+    assert!(entries.is_empty());
+    assert_eq!(store.log_entries(LogFilter { limit: 10, ..LogFilter::default() }).await.expect("reads").len(), 1);
+}
