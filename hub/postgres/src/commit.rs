@@ -1,44 +1,183 @@
-//! One commit: one transaction, every [`Op`] of it applied in order, the chain head moved,
-//! then COMMIT; the caller hears of it only after COMMIT returned. A failing op fails the
-//! transaction (PostgreSQL aborts it at the first error), so nothing of the commit stays.
+//! Commits: a writer thread per node that group-commits, and where each [`Op`] becomes SQL.
 //!
-//! Locks, always taken in this order so two commits cannot wait on each other in a circle:
-//! the chain's sequencer row first (when any op appends to the log), then the rows an op
-//! decides on: a decision's row for [`Op::ChangeDecision`], a provider's generation row for
-//! [`Op::ExpectInvoiceGeneration`], outbox rows for [`Op::ClaimDue`] (`SKIP LOCKED`: a row
-//! another node is claiming is passed over, not waited for).
+//! The message log is one chain, so every commit that appends holds the chain's sequencer
+//! row from its first append until its COMMIT has been flushed: one transaction per commit
+//! would let a node commit once per WAL flush, whatever its load. So, as SQLite's writer
+//! does, each node's writer thread takes whatever requests have queued while the previous
+//! transaction was flushing (up to [`MAX_BATCH`]) and applies them in one transaction (a
+//! failing request is undone alone, with a savepoint per request: its ops land together or
+//! not at all), takes the sequencer once for the batch, and commits once. Every caller
+//! hears of its request only after that COMMIT returned. The nodes' writers take turns at
+//! the sequencer, so a second node adds no flushes, only batches.
+//!
+//! Locks, always taken in this order so two batches cannot wait on each other in a circle:
+//! the chain's sequencer row first (when any request of the batch appends to the log), then
+//! the rows an op decides on: a decision's row for [`Op::ChangeDecision`], a provider's
+//! generation row for [`Op::ExpectInvoiceGeneration`], outbox rows for [`Op::ClaimDue`]
+//! (`SKIP LOCKED`: a row another node is claiming is passed over, not waited for). Should
+//! the server still pick a batch as a deadlock's victim, the batch is tried again.
+
+use std::sync::Arc;
 
 use carehub_core::store::*;
 use carehub_model::{AckStatus, Clock};
 use chrono::{DateTime, SubsecRound, Utc};
+use postgres::error::SqlState;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::db::{col, Conn, Db};
 use crate::log::Chain;
 use crate::rows::{delivery_row, narrow, DELIVERY_COLUMNS};
+use crate::Pool;
 
-/// Whether an op appends to the log (so its commit takes the sequencer first).
+/// Most requests one transaction takes. Past 64 subtransactions that write, PostgreSQL's
+/// snapshots of every session overflow to a slower path; a batch that falls back to a
+/// savepoint per request stays under that.
+pub const MAX_BATCH: usize = 64;
+
+/// Times a batch the server aborted (a deadlock's victim, a serialization failure) is tried.
+const TRIES: usize = 3;
+
+/// One caller's ops and where their results go.
+pub(crate) struct Request {
+    pub(crate) ops: Vec<Op>,
+    pub(crate) reply: oneshot::Sender<Result<Vec<OpResult>, StoreError>>,
+}
+
+/// Each request's result, in the batch's order.
+type Results = Vec<Result<Vec<OpResult>, StoreError>>;
+
+/// Whether an op appends to the log (so its batch takes the sequencer first).
 fn appends(op: &Op) -> bool {
     matches!(op, Op::AppendLog(_) | Op::Requeue { .. } | Op::IngestVisits(_))
 }
 
-/// Applies `ops` in one transaction on `conn`, stamped with `clock`'s time.
-pub(crate) fn commit(conn: &mut Conn, clock: &Clock, ops: Vec<Op>) -> Result<Vec<OpResult>, StoreError> {
+/// Whether the server aborted the work for a reason that a second try may not meet.
+fn retryable(e: &StoreError) -> bool {
+    let StoreError::Backend { source, .. } = e else { return false };
+    source
+        .downcast_ref::<postgres::Error>()
+        .and_then(postgres::Error::code)
+        .is_some_and(|c| *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE)
+}
+
+/// The writer: takes the queued requests in batches until every sender is gone.
+pub(crate) fn writer_loop(pool: Arc<Pool>, mut rx: mpsc::Receiver<Request>, clock: &Clock) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        apply_batch(&pool, batch, clock);
+    }
+}
+
+fn apply_batch(pool: &Pool, batch: Vec<Request>, clock: &Clock) {
+    let (ops, replies): (Vec<Vec<Op>>, Vec<_>) = batch.into_iter().map(|r| (r.ops, r.reply)).unzip();
+    let outcome = pool.take().and_then(|mut conn| {
+        let mut outcome = try_batch(&mut conn, &ops, clock);
+        for _ in 1..TRIES {
+            match &outcome {
+                Err(e) if retryable(e) => outcome = try_batch(&mut conn, &ops, clock),
+                _ => break,
+            }
+        }
+        pool.give(conn);
+        outcome
+    });
+    match outcome {
+        Ok(results) => {
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(result);
+            }
+        }
+        Err(e) => {
+            // One error, many callers: each gets it as its source.
+            let e = Arc::new(e);
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::backend("postgres: the commit failed", Arc::clone(&e))));
+            }
+        }
+    }
+}
+
+/// Applies each request's ops in one transaction and commits; each request's result, or
+/// the batch's failure. Requests rarely fail, so the batch first runs without savepoints
+/// (one round trip per statement, nothing more); if one of several fails, that
+/// transaction is rolled back and the batch runs again with a savepoint per request, so
+/// the failing one is undone alone.
+fn try_batch(conn: &mut Conn, requests: &[Vec<Op>], clock: &Clock) -> Result<Results, StoreError> {
+    match run_batch(conn, requests, clock, false)? {
+        Some(results) => Ok(results),
+        None => run_batch(conn, requests, clock, true)?
+            .ok_or_else(|| StoreError::backend("postgres", "a batch with savepoints gave no results")),
+    }
+}
+
+/// One try of a batch: `None` when, without savepoints, one of several requests failed
+/// (the transaction is rolled back as it is dropped).
+fn run_batch(
+    conn: &mut Conn,
+    requests: &[Vec<Op>],
+    clock: &Clock,
+    savepoints: bool,
+) -> Result<Option<Results>, StoreError> {
     let mut db = conn.transaction()?;
     let mut chain = Chain::default();
-    if ops.iter().any(appends) {
+    if requests.iter().flatten().any(appends) {
         chain.head(&mut db)?;
     }
-    // To the microsecond: the instant reads back as it was written. Read after the
-    // sequencer is held, so entries' times follow their order.
-    let at = clock.now().trunc_subsecs(6);
-    let now = ts(at);
-    let mut results = Vec::with_capacity(ops.len());
-    for op in ops {
-        let result = apply_op(&mut db, &mut chain, at, &now, &results, op)?;
-        results.push(result);
+    if savepoints {
+        db.batch("SAVEPOINT request")?;
+    }
+    // Whether the savepoint stands before the next request (not after a successful one).
+    let mut fresh = true;
+    let mut out = Vec::with_capacity(requests.len());
+    for ops in requests {
+        // To the microsecond: the instant reads back as it was written. Read with the
+        // sequencer held, so entries' times follow their order.
+        let at = clock.now().trunc_subsecs(6);
+        let now = ts(at);
+        if savepoints && !fresh {
+            db.batch("RELEASE SAVEPOINT request; SAVEPOINT request")?;
+        }
+        let saved = chain.clone();
+        let result = apply_ops(&mut db, &mut chain, at, &now, ops);
+        match &result {
+            Err(e) if retryable(e) => return Err(result.err().unwrap_or(StoreError::Closed)),
+            Err(_) if savepoints => {
+                // The savepoint still stands after ROLLBACK TO: the next request reuses it.
+                chain = saved;
+                db.batch("ROLLBACK TO SAVEPOINT request")?;
+                fresh = true;
+            }
+            // Alone, its failure is the transaction's: nothing of it is committed.
+            Err(_) if requests.len() == 1 => return Ok(Some(vec![result])),
+            Err(_) => return Ok(None),
+            Ok(_) => fresh = false,
+        }
+        out.push(result);
     }
     chain.save(&mut db)?;
     db.commit()?;
+    Ok(Some(out))
+}
+
+fn apply_ops(
+    db: &mut Db<'_>,
+    chain: &mut Chain,
+    at: DateTime<Utc>,
+    now: &str,
+    ops: &[Op],
+) -> Result<Vec<OpResult>, StoreError> {
+    let mut results = Vec::with_capacity(ops.len());
+    for op in ops {
+        let result = apply_op(db, chain, at, now, &results, op.clone())?;
+        results.push(result);
+    }
     Ok(results)
 }
 

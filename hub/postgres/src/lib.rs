@@ -9,8 +9,11 @@
 //!   transaction, so a commit is a plain function over a transaction, run in
 //!   `spawn_blocking`: no `.await` falls between a look-up and the insert that depends on
 //!   it. Connections are pooled (a few kept idle), and each keeps its prepared statements.
-//! - **One commit, one transaction.** The caller hears of a commit only after COMMIT
-//!   returned (with the server's `synchronous_commit`, durable as SQLite's `FULL`).
+//! - **Group commit, a receipt only after COMMIT.** Each node's writer thread applies the
+//!   requests queued meanwhile in one transaction, each inside its own savepoint (its ops
+//!   land together or not at all), and answers them after COMMIT returned (with the
+//!   server's `synchronous_commit`, durable as SQLite's `FULL`). One transaction per
+//!   request would cost a WAL flush per request with the sequencer held (`commit`).
 //! - **One hash chain across nodes.** A commit that appends to the message log locks the
 //!   one-row sequencer `chain_head` (`SELECT ... FOR UPDATE`) first, appends after the
 //!   head it read, and moves the head before COMMIT (`log`): entries are numbered without
@@ -32,7 +35,7 @@
 //! # Layout
 //! - this module: [`PgStore`], the pool, migrations, and the traits' reads.
 //! - `db`: a connection with its prepared statements; the calls every query goes through.
-//! - `commit`: where each `Op` becomes SQL, in one transaction.
+//! - `commit`: the group-committing writer, and where each `Op` becomes SQL.
 //! - `log`: the chain's sequencer and append.
 //! - `rows`: column lists and row -> record mapping.
 //! - `visits`: the visit ledger and the visit listings.
@@ -56,6 +59,7 @@ use carehub_model::Clock;
 use chrono::{DateTime, NaiveDate, Utc};
 use postgres::types::ToSql;
 use postgres::NoTls;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::db::{col, Conn, Db};
 use crate::rows::*;
@@ -69,20 +73,20 @@ const MAX_IDLE: usize = 8;
 /// The key of the advisory lock migrations run under ("carehub" in ASCII).
 const MIGRATION_LOCK: i64 = 0x63_61_72_65_68_75_62;
 
-/// The PostgreSQL store. Cheap to clone; clones share the pool.
+/// The PostgreSQL store. Cheap to clone; clones share the writer and the pool.
 #[derive(Clone)]
 pub struct PgStore {
     pool: Arc<Pool>,
-    clock: Clock,
+    writer: mpsc::Sender<commit::Request>,
 }
 
-struct Pool {
+pub(crate) struct Pool {
     config: postgres::Config,
     idle: Mutex<Vec<Conn>>,
 }
 
 impl Pool {
-    fn take(&self) -> Result<Conn, StoreError> {
+    pub(crate) fn take(&self) -> Result<Conn, StoreError> {
         let idle = self.idle.lock().map_err(|_| StoreError::Closed)?.pop();
         match idle {
             Some(c) if !c.client.is_closed() => Ok(c),
@@ -90,7 +94,7 @@ impl Pool {
         }
     }
 
-    fn give(&self, conn: Conn) {
+    pub(crate) fn give(&self, conn: Conn) {
         if conn.client.is_closed() {
             return;
         }
@@ -192,7 +196,7 @@ impl PgStore {
     pub async fn open(url: &str, clock: Clock) -> Result<PgStore, StoreError> {
         let pool = Arc::new(Pool { config: config(url)?, idle: Mutex::new(Vec::new()) });
         blocking(pool.clone(), migrate).await?;
-        Ok(PgStore { pool, clock })
+        PgStore::start(pool, clock)
     }
 
     /// [`PgStore::open`] for a caller that cannot await (assembling the hub): connects and
@@ -211,7 +215,18 @@ impl PgStore {
             .join()
             .map_err(|_| StoreError::backend("migrating", "the migration thread panicked"))?
         })?;
-        Ok(PgStore { pool, clock })
+        PgStore::start(pool, clock)
+    }
+
+    /// Starts the writer thread over a migrated database's pool.
+    fn start(pool: Arc<Pool>, clock: Clock) -> Result<PgStore, StoreError> {
+        let (writer, rx) = mpsc::channel::<commit::Request>(8192);
+        let for_writer = pool.clone();
+        std::thread::Builder::new()
+            .name("carehub-pg-writer".into())
+            .spawn(move || commit::writer_loop(for_writer, rx, &clock))
+            .map_err(|e| StoreError::backend("cannot start the writer thread", e))?;
+        Ok(PgStore { pool, writer })
     }
 
     /// Reaches the database at `url` without changing it (`carehub check`): the server's
@@ -268,11 +283,15 @@ fn refs(args: &Args) -> Vec<&(dyn ToSql + Sync)> {
 #[async_trait]
 impl CommitStore for PgStore {
     async fn commit(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, StoreError> {
-        let clock = self.clock.clone();
-        blocking(self.pool.clone(), move |conn| commit::commit(conn, &clock, ops)).await
+        let (reply, rx) = oneshot::channel();
+        self.writer.send(commit::Request { ops, reply }).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        if self.writer.is_closed() {
+            return Err(StoreError::Closed);
+        }
         self.read(|db| db.one("SELECT 1", &[]).map(|_| ())).await
     }
 }

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use crate::db::{col, Db};
 
 /// The chain head a commit holds: read (and locked) the first time the commit needs it.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct Chain {
     head: Option<(i64, String)>,
     moved: bool,
