@@ -26,7 +26,7 @@ use postgres::error::SqlState;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db::{col, Conn, Db};
-use crate::log::Chain;
+use crate::log::{storable, Chain};
 use crate::rows::{delivery_row, narrow, DELIVERY_COLUMNS};
 use crate::Pool;
 
@@ -512,9 +512,9 @@ fn attempted(db: &mut Db<'_>, now: &str, id: i64, outcome: AttemptOutcome) -> Re
     let (state, next, error, delivered) = match outcome {
         AttemptOutcome::Delivered => (DeliveryState::Delivered, now.to_owned(), None, Some(now.to_owned())),
         AttemptOutcome::Retry { next_attempt_at, error } => {
-            (DeliveryState::Pending, ts(next_attempt_at), Some(error), None)
+            (DeliveryState::Pending, ts(next_attempt_at), Some(storable(error)), None)
         }
-        AttemptOutcome::Dead { error } => (DeliveryState::Dead, now.to_owned(), Some(error), None),
+        AttemptOutcome::Dead { error } => (DeliveryState::Dead, now.to_owned(), Some(storable(error)), None),
     };
     let row = db.opt(
         "UPDATE outbox SET state = $2, attempts = attempts + 1, next_attempt_at = $3,

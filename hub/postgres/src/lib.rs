@@ -32,6 +32,14 @@
 //!   transaction under an advisory lock (nodes starting together apply them once) and
 //!   recorded in `schema_migrations`.
 //!
+//! # Where it differs from SQLite
+//! PostgreSQL's text cannot hold a NUL character, which SQLite keeps. A listing filtered by
+//! such text finds nothing (no stored value could equal it), as on SQLite. A log entry's
+//! text and a delivery's last error (a vendor's answer may carry one) are stored with NUL
+//! replaced by U+FFFD, before the entry is hashed, so the chain verifies over what is
+//! stored. Anything else written with a NUL (an identifier in a vendor's message) fails
+//! its commit as a backend error.
+//!
 //! # Layout
 //! - this module: [`PgStore`], the pool, migrations, and the traits' reads.
 //! - `db`: a connection with its prepared statements; the calls every query goes through.

@@ -43,8 +43,10 @@ impl Chain {
         Ok(self.head(db)?.0 + 1)
     }
 
-    /// Appends `e` at `at`; its sequence number.
-    pub(crate) fn append(&mut self, db: &mut Db<'_>, at: DateTime<Utc>, mut e: NewLogEntry) -> Result<i64, StoreError> {
+    /// Appends `e` at `at`; its sequence number. Its text is made [`storable`] before it is
+    /// hashed, so the chain verifies over what the table holds.
+    pub(crate) fn append(&mut self, db: &mut Db<'_>, at: DateTime<Utc>, e: NewLogEntry) -> Result<i64, StoreError> {
+        let mut e = storable_entry(e);
         if let Some(earlier) = e.follows {
             let row =
                 db.opt("SELECT decision_id, order_id, client, provider FROM message_log WHERE seq = $1", &[&earlier])?;
@@ -127,5 +129,36 @@ impl Chain {
             )?;
         }
         Ok(entry.seq)
+    }
+}
+
+/// `text` as PostgreSQL's text can hold it: a NUL character (which a vendor's error answer
+/// may carry, and SQLite would keep) becomes U+FFFD, the replacement character. Refusing it
+/// instead would fail the commit that records a delivery attempt, again at every attempt.
+pub(crate) fn storable(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    }
+}
+
+fn storable_entry(e: NewLogEntry) -> NewLogEntry {
+    let opt = |t: Option<String>| t.map(storable);
+    NewLogEntry {
+        system: storable(e.system),
+        vendor: storable(e.vendor),
+        message_type: storable(e.message_type),
+        content_type: storable(e.content_type),
+        canonical: opt(e.canonical),
+        error_code: opt(e.error_code),
+        error_message: opt(e.error_message),
+        decision_id: opt(e.decision_id),
+        order_id: opt(e.order_id),
+        client: opt(e.client),
+        provider: opt(e.provider),
+        delivery_key: opt(e.delivery_key),
+        links: e.links.into_iter().map(|l| LogLink { client: opt(l.client), order_id: opt(l.order_id) }).collect(),
+        ..e
     }
 }

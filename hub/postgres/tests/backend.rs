@@ -219,3 +219,42 @@ async fn a_filter_with_a_nul_character_finds_nothing() {
     assert!(entries.is_empty());
     assert_eq!(store.log_entries(LogFilter { limit: 10, ..LogFilter::default() }).await.expect("reads").len(), 1);
 }
+
+/// A delivery attempt whose error carries a NUL character (a vendor's answer may), which
+/// PostgreSQL's text cannot hold, is still recorded, in the log and on the outbox row,
+/// with the character replaced, and the chain verifies over what is stored.
+#[tokio::test]
+async fn an_attempt_with_a_nul_in_its_error_is_recorded() {
+    let db = ScratchDb::create(&server(), "nulerror").await.expect("a scratch database");
+    let store = nodes(&db, 1).await.remove(0);
+    let queued = NewLogEntry { direction: "out", status: LogStatus::Queued, ..entry(0, 0) };
+    let delivery = NewDelivery {
+        system: "phoniro".into(),
+        message_type: "order".into(),
+        order_id: None,
+        idempotency_key: "K-NUL".into(),
+        content_type: "application/json".into(),
+        endpoint: None,
+        body: Vec::new(),
+        action: None,
+        log: LogRef::Op(0),
+    };
+    store.commit(vec![Op::AppendLog(queued), Op::Enqueue(delivery)]).await.expect("queued");
+    let id = store.deliveries(DeliveryFilter { limit: 1, ..DeliveryFilter::default() }).await.expect("reads")[0].id;
+    let error = "502: bad\u{0}gateway".to_owned();
+    let failed = NewLogEntry {
+        direction: "out",
+        status: LogStatus::Retrying,
+        error_message: Some(error.clone()),
+        follows: Some(1),
+        ..entry(0, 1)
+    };
+    let retry = AttemptOutcome::Retry { next_attempt_at: start() + Duration::minutes(1), error };
+    store.commit(vec![Op::AppendLog(failed), Op::Attempted { id, outcome: retry }]).await.expect("recorded");
+    let row = store.deliveries(DeliveryFilter { limit: 1, ..DeliveryFilter::default() }).await.expect("reads");
+    assert_eq!(row[0].last_error.as_deref(), Some("502: bad\u{FFFD}gateway"));
+    assert_eq!(row[0].attempts, 1);
+    let logged = store.log_entry(2).await.expect("reads").expect("the attempt's entry");
+    assert_eq!(logged.error_message.as_deref(), Some("502: bad\u{FFFD}gateway"));
+    assert_eq!(verify_chain(&*store).await.expect("verifies").first_bad, None);
+}
