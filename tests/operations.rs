@@ -597,6 +597,17 @@ async fn check_reaches_a_postgresql_database_or_says_it_cannot() {
     let place = format!("at 127.0.0.1:5432/{}, schema version 0 of ", database.name());
     assert!(stdout.contains("database: ok (PostgreSQL ") && stdout.contains(&place), "{stdout}");
 
+    // `carehub migrate` brings the schema up to this carehub's, and check then says so.
+    let config = dir.path().join("carehub.toml");
+    let out = carehub(&["migrate", "--config", config.to_str().expect("path")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let out = check(&database.url());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let version = stdout.split("schema version ").nth(1).and_then(|v| v.split(')').next()).expect("a version");
+    let (at, of) = version.split_once(" of ").expect("N of M");
+    assert!(at == of && at != "0", "migrated to this carehub's schema: {stdout}");
+
     let out = check("postgres://postgres@127.0.0.1:9/nowhere");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
