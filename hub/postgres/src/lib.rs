@@ -8,7 +8,8 @@
 //!   runs core's rules over the synchronous `VisitLedger` port inside the commit's
 //!   transaction, so a commit is a plain function over a transaction, run in
 //!   `spawn_blocking`: no `.await` falls between a look-up and the insert that depends on
-//!   it. Connections are pooled (a few kept idle), and each keeps its prepared statements.
+//!   it. Connections are pooled (a few kept idle, at most `MAX_READERS` reading at once
+//!   plus the writer's), and each keeps its prepared statements.
 //! - **Group commit, a receipt only after COMMIT.** Each node's writer thread applies the
 //!   requests queued meanwhile in one transaction, each inside its own savepoint (its ops
 //!   land together or not at all), and answers them after COMMIT returned (with the
@@ -67,7 +68,7 @@ use carehub_model::Clock;
 use chrono::{DateTime, NaiveDate, Utc};
 use postgres::types::ToSql;
 use postgres::NoTls;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::db::{col, Conn, Db};
 use crate::rows::*;
@@ -78,6 +79,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migratio
 /// Connections kept open between requests.
 const MAX_IDLE: usize = 8;
 
+/// Reads running at once on one node, each on a connection of its own: a burst of requests
+/// waits its turn here rather than opening connections past the server's limit (every
+/// node of a cluster counts against it).
+const MAX_READERS: usize = 16;
+
 /// The key of the advisory lock migrations run under ("carehub" in ASCII).
 const MIGRATION_LOCK: i64 = 0x63_61_72_65_68_75_62;
 
@@ -86,6 +92,7 @@ const MIGRATION_LOCK: i64 = 0x63_61_72_65_68_75_62;
 pub struct PgStore {
     pool: Arc<Pool>,
     writer: mpsc::Sender<commit::Request>,
+    readers: Arc<Semaphore>,
 }
 
 pub(crate) struct Pool {
@@ -234,7 +241,7 @@ impl PgStore {
             .name("carehub-pg-writer".into())
             .spawn(move || commit::writer_loop(for_writer, rx, &clock))
             .map_err(|e| StoreError::backend("cannot start the writer thread", e))?;
-        Ok(PgStore { pool, writer })
+        Ok(PgStore { pool, writer, readers: Arc::new(Semaphore::new(MAX_READERS)) })
     }
 
     /// Reaches the database at `url` without changing it (`carehub check`): the server's
@@ -269,6 +276,7 @@ impl PgStore {
         T: Send + 'static,
         F: FnOnce(&mut Db<'_>) -> Result<T, StoreError> + Send + 'static,
     {
+        let _turn = self.readers.acquire().await.map_err(|_| StoreError::Closed)?;
         blocking(self.pool.clone(), move |conn| f(&mut conn.reader())).await
     }
 }
