@@ -24,7 +24,7 @@
 //!   outbox rows `FOR UPDATE SKIP LOCKED` with a lease; INV005 locks the provider's
 //!   invoice-generation row; a decision change locks the decision's row (`commit`).
 //! - **Times stay text**, the same fixed-width UTC form SQLite keeps
-//!   (`2026-11-22T10:48:00.000000Z`, [`ts`](carehub_core::store::ts)): it is the form the
+//!   (`2026-11-22T10:48:00.000000Z`, `carehub_core::store::ts`): it is the form the
 //!   log hashes, it sorts as text, and with every text column collated `"C"` both backends
 //!   order and compare rows identically, so the contract suite pins one behaviour, not two.
 //!   `timestamptz` would buy nothing the queries use and cost a conversion on every hashed
