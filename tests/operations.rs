@@ -57,6 +57,9 @@ async fn check_reaches_every_system_and_reports_every_config_problem() {
     }
     assert!(stdout.contains("system phoniro (phoniro): reachable"), "{stdout}");
     assert!(stdout.contains("system combine (combine): FAILED: transient: cannot connect"), "{stdout}");
+    if hub.database.is_none() {
+        assert!(stdout.contains("database: ok (SQLite file "), "{stdout}");
+    }
 
     let bad = hub.dir.path().join("bad.toml");
     std::fs::write(&bad, "[hub]\nlisten = 5\n[[systems]]\nname = \"a\"\nvendor = \"visma\"\n").expect("write");
@@ -604,4 +607,44 @@ fn json_logs_on_request_are_one_json_object_a_line() {
     let listening = lines.iter().find(|l| l.contains("carehub listening")).expect("the listening line");
     let v: serde_json::Value = serde_json::from_str(listening).expect("json");
     assert_eq!(v["addr"].as_str(), Some(addr.as_str()), "fields are JSON fields: {listening}");
+}
+
+/// `carehub check` says whether it reaches the database: a PostgreSQL one with its server
+/// and schema version (without migrating it), and FAILED (exit 1) for one that does not answer.
+#[tokio::test]
+async fn check_reaches_a_postgresql_database_or_says_it_cannot() {
+    let up = MockServer::start().await;
+    let database = carehub_postgres::scratch::ScratchDb::create(&carehub_postgres::scratch::server(), "check")
+        .await
+        .expect("a database on the test server");
+    let dir = tempfile::tempdir().expect("dir");
+    let check = |db: &str| {
+        let config = dir.path().join("carehub.toml");
+        let text = config_text(std::path::Path::new(db), &up.uri(), &up.uri(), &Options::default());
+        std::fs::write(&config, text).expect("write config");
+        carehub(&["check", "--config", config.to_str().expect("path")])
+    };
+
+    let out = check(&database.url());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let place = format!("at 127.0.0.1:5432/{}, schema version 0 of ", database.name());
+    assert!(stdout.contains("database: ok (PostgreSQL ") && stdout.contains(&place), "{stdout}");
+
+    // `carehub migrate` brings the schema up to this carehub's, and check then says so.
+    let config = dir.path().join("carehub.toml");
+    let out = carehub(&["migrate", "--config", config.to_str().expect("path")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let out = check(&database.url());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let version = stdout.split("schema version ").nth(1).and_then(|v| v.split(')').next()).expect("a version");
+    let (at, of) = version.split_once(" of ").expect("N of M");
+    assert!(at == of && at != "0", "migrated to this carehub's schema: {stdout}");
+
+    let out = check("postgres://postgres@127.0.0.1:9/nowhere");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("database: FAILED: "), "{stdout}");
+    assert!(stdout.contains("system phoniro (phoniro): reachable"), "the systems are still checked: {stdout}");
 }

@@ -21,6 +21,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request};
 use axum::Router;
 use carehub_model::Clock;
+use carehub_postgres::scratch::{self, ScratchDb};
 use carehub_server::auth::{Auth, Role};
 use carehub_server::config::Config;
 use carehub_server::run::RunningHub;
@@ -74,6 +75,8 @@ pub struct Options {
     pub at: DateTime<Utc>,
     /// More `[hub]` keys (e.g. `max_connections = 5`).
     pub hub_extra: String,
+    /// On a SQLite file whatever `CAREHUB_TEST_DATABASE` says: for a test of the file itself.
+    pub sqlite_file: bool,
 }
 
 /// The instant test hubs start at unless a test says otherwise: early December 2026, after
@@ -109,6 +112,7 @@ impl Default for Options {
             combine_extra: String::new(),
             at: test_instant(),
             hub_extra: String::new(),
+            sqlite_file: false,
         }
     }
 }
@@ -289,21 +293,57 @@ impl Tokens {
     }
 }
 
-/// A configuration written to a fresh temporary folder, with the database beside it.
+/// A configuration written to a fresh temporary folder, with the database beside it (or,
+/// on PostgreSQL, a database of its own: [`test_database`]).
 struct Written {
     dir: TempDir,
     db: PathBuf,
     config_path: PathBuf,
     config: Config,
+    database: Option<ScratchDb>,
 }
 
 fn write_config(phoniro_url: &str, combine_url: &str, o: &Options) -> Written {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = dir.path().join("carehub.db");
+    let database = if o.sqlite_file { None } else { test_database() };
+    let db = database.as_ref().map_or_else(|| dir.path().join("carehub.db"), |d| PathBuf::from(d.url()));
     let config_path = dir.path().join("carehub.toml");
     std::fs::write(&config_path, config_text(&db, phoniro_url, combine_url, o)).expect("write config");
     let config = Config::load(&config_path).expect("valid config");
-    Written { dir, db, config_path, config }
+    Written { dir, db, config_path, config, database }
+}
+
+/// The record of the log's reads, (role, what) oldest first, read straight from a hub's
+/// database (SQLite file or PostgreSQL URL): neither the API nor the store reads it back.
+pub fn log_reads(db: &Path) -> Vec<(String, String)> {
+    const SQL: &str = "SELECT role, what FROM log_reads ORDER BY id";
+    let text = db.to_str().expect("a database path or URL").to_owned();
+    if !carehub_postgres::is_postgres_url(&text) {
+        let conn = rusqlite::Connection::open(db).expect("open");
+        let mut stmt = conn.prepare(SQL).expect("prepare");
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("query");
+        return rows.collect::<Result<_, _>>().expect("rows");
+    }
+    // A blocking client must not run on an async task's thread.
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&text, postgres::NoTls).expect("connect");
+        c.query(SQL, &[]).expect("query").iter().map(|r| (r.get(0), r.get(1))).collect()
+    })
+    .join()
+    .expect("the thread runs")
+}
+
+/// With `CAREHUB_TEST_DATABASE=postgres`, a hub's own PostgreSQL database on the test
+/// server (`CAREHUB_TEST_POSTGRES`, or 127.0.0.1:5432), dropped with the hub; otherwise
+/// `None`, and the hub keeps a SQLite file in its folder.
+pub fn test_database() -> Option<ScratchDb> {
+    (std::env::var("CAREHUB_TEST_DATABASE").as_deref() == Ok("postgres")).then(|| {
+        // A blocking client must not run on an async task's thread.
+        std::thread::spawn(|| ScratchDb::create_blocking(&scratch::server(), "hub"))
+            .join()
+            .expect("the thread runs")
+            .expect("a database on the test server")
+    })
 }
 
 /// A hub running in this process.
@@ -317,6 +357,8 @@ pub struct TestHub {
     tokens: Tokens,
     /// The hub's clock (shared with the hub: setting it moves the hub's time too).
     pub clock: Clock,
+    /// The hub's PostgreSQL database, when it runs on one (dropped after the hub).
+    pub database: Option<ScratchDb>,
 }
 
 impl Deref for TestHub {
@@ -333,7 +375,7 @@ impl TestHub {
     }
 
     pub async fn start_with(phoniro_url: &str, combine_url: &str, o: Options) -> TestHub {
-        let Written { dir, db, config_path, config } = write_config(phoniro_url, combine_url, &o);
+        let Written { dir, db, config_path, config, database } = write_config(phoniro_url, combine_url, &o);
         let clock = Clock::starting_at(o.at);
         let runtime = assemble::build(&config, clock.clone()).expect("build");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -347,6 +389,7 @@ impl TestHub {
             http: reqwest::Client::new(),
             tokens: Tokens::new(&clock),
             clock,
+            database,
         }
     }
 
@@ -468,6 +511,8 @@ pub struct TestApp {
     /// The hub's clock (shared with the hub: setting it moves the hub's time too).
     pub clock: Clock,
     tokens: Tokens,
+    /// The app's PostgreSQL database, when it runs on one.
+    pub database: Option<ScratchDb>,
 }
 
 impl Deref for TestApp {
@@ -491,7 +536,7 @@ impl TestApp {
     }
 
     pub fn start_with(o: Options) -> TestApp {
-        let Written { dir, db, config_path, config } = write_config(NOWHERE, NOWHERE, &o);
+        let Written { dir, db, config_path, config, database } = write_config(NOWHERE, NOWHERE, &o);
         let clock = Clock::starting_at(o.at);
         let runtime = assemble::build(&config, clock.clone()).expect("build");
         TestApp {
@@ -502,6 +547,7 @@ impl TestApp {
             config_path,
             tokens: Tokens::new(&clock),
             clock,
+            database,
         }
     }
 

@@ -3,17 +3,15 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use carehub_core::store::sqlite::SqliteStore;
 use carehub_model::Clock;
 
 pub(super) async fn verify(db: &Path) -> anyhow::Result<ExitCode> {
-    if !db.is_file() {
+    if !crate::assemble::database_exists(db) {
         eprintln!("{}: no such database file", db.display());
         return Ok(ExitCode::from(2));
     }
-    let store = SqliteStore::open(db, Clock::system()).with_context(|| format!("cannot open {}", db.display()))?;
-    let report = carehub_core::store::verify_chain(&store).await?;
+    let store = crate::assemble::open_store(db, Clock::system())?;
+    let report = carehub_core::store::verify_chain(&*store).await?;
     match report.first_bad {
         None => {
             crate::out!("ok: the message log's hash chain verifies ({} entries)", report.entries);
