@@ -372,7 +372,8 @@ impl OrderStore for PgStore {
         let id = id.to_owned();
         self.read(move |db| {
             let row = db.opt(
-                "SELECT id, system, content_hash, client, provider, canonical, received_at FROM decisions WHERE id = $1",
+                "SELECT id, system, content_hash, client, provider, canonical, received_at, version
+                 FROM decisions WHERE id = $1",
                 &[&id],
             )?;
             row.map(|r| {
@@ -384,6 +385,8 @@ impl OrderStore for PgStore {
                     provider: col(&r, 4)?,
                     canonical: col(&r, 5)?,
                     received_at: instant(&r, 6)?,
+                    version: u32::try_from(col::<i64>(&r, 7)?)
+                        .map_err(|e| StoreError::backend("a decision's version", e))?,
                 })
             })
             .transpose()

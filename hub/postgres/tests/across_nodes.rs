@@ -53,6 +53,7 @@ async fn two_nodes(label: &str) -> (ScratchDb, Arc<PgStore>, Arc<PgStore>) {
                 provider: PROVIDER.into(),
                 canonical: serde_json::to_string(&d).expect("json"),
                 received_at: start(),
+                version: 0,
             }),
             Op::InsertOrder(Box::new(OrderRecord::new(order, "combine", "phoniro", OrderStatus::Accepted, start()))),
             Op::RegisterTag(TagRegistration {
