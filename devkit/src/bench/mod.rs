@@ -53,6 +53,9 @@ pub enum BenchCommand {
         /// Where to put the databases (default: a temporary folder on the same disk as /tmp).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// The hub's `[delivery] max_in_flight`: deliveries sent at once.
+        #[arg(long, default_value_t = 256)]
+        in_flight: usize,
     },
     /// Translation throughput of Procapita decision XML (ISO-8859-1) to canonical on one
     /// core, beside a bare quick-xml parse of the same files.
@@ -88,7 +91,9 @@ pub enum BenchCommand {
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
-        BenchCommand::Decisions { clients, seconds, dir } => decisions(clients, seconds, dir).await,
+        BenchCommand::Decisions { clients, seconds, dir, in_flight } => {
+            decisions(clients, seconds, dir, in_flight).await
+        }
         BenchCommand::Translate { files, passes, chunk } => {
             tokio::task::spawn_blocking(move || translate(files, passes, chunk)).await?
         }
@@ -108,6 +113,7 @@ pub(crate) fn decision(n: usize, pnr: &str) -> String {
 }
 
 async fn one_run(
+    in_flight: usize,
     clients: usize,
     seconds: u64,
     dir: &std::path::Path,
@@ -132,7 +138,8 @@ async fn one_run(
         "[hub]\nlisten = \"127.0.0.1:0\"\ndatabase = \"{}\"\n[auth]\njwt_secret = \"{SECRET}\"\n\
          [[systems]]\nname = \"combine\"\nvendor = \"combine\"\ncallback_url = \"{mock_url}/cb\"\n\
          [[systems]]\nname = \"phoniro\"\nvendor = \"phoniro\"\nbase_url = \"{mock_url}/api\"\n\
-         [[providers]]\norg = \"5599000014\"\nname = \"Bench AB\"\nsystem = \"phoniro\"\n",
+         [[providers]]\norg = \"5599000014\"\nname = \"Bench AB\"\nsystem = \"phoniro\"\n\
+         [delivery]\nmax_in_flight = {in_flight}\n",
         db.display()
     );
     let config = Config::parse(&config_text, dir).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -193,7 +200,12 @@ struct Outcome {
     wal_max: u64,
 }
 
-async fn decisions(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+async fn decisions(
+    clients: Vec<usize>,
+    seconds: u64,
+    dir: Option<PathBuf>,
+    in_flight: usize,
+) -> anyhow::Result<ExitCode> {
     let temp =
         tempfile::tempdir_in(dir.as_deref().unwrap_or(&std::env::temp_dir())).context("cannot create a folder")?;
     let pnrs: Arc<Vec<&'static str>> =
@@ -219,7 +231,7 @@ async fn decisions(clients: Vec<usize>, seconds: u64, dir: Option<PathBuf>) -> a
     );
     let mut best = 0.0f64;
     for c in clients {
-        let o = one_run(c, seconds, temp.path(), pnrs.clone()).await?;
+        let o = one_run(in_flight, c, seconds, temp.path(), pnrs.clone()).await?;
         let r = &o.run;
         let rate = r.count as f64 / r.elapsed.as_secs_f64();
         best = best.max(rate);

@@ -254,6 +254,9 @@ pub struct DeliverySection {
     pub initial_backoff_ms: u64,
     pub max_backoff_ms: u64,
     pub timeout_ms: u64,
+    /// Deliveries sent at once, across systems. Each waits for its receiver and then for the
+    /// commit that records its attempt, so this many in flight is what lets deliveries keep
+    /// up with intake: at 64, 64 clients posting decisions left half their orders waiting.
     pub max_in_flight: usize,
 }
 
@@ -265,7 +268,7 @@ impl Default for DeliverySection {
             initial_backoff_ms: p.initial_backoff.as_millis() as u64,
             max_backoff_ms: p.max_backoff.as_millis() as u64,
             timeout_ms: p.timeout.as_millis() as u64,
-            max_in_flight: 64,
+            max_in_flight: 256,
         }
     }
 }
