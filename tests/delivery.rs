@@ -127,3 +127,64 @@ async fn a_permanent_refusal_is_dead_lettered_without_retrying() {
     let (_, entry) = hub.get(&format!("/v1/messages/{}", last["message_id"]), Some(&hub.admin())).await;
     assert_eq!(entry["payload"], "unknown activity");
 }
+
+/// Past `[delivery] max_backlog` waiting deliveries, intake answers 503 with `Retry-After`
+/// and takes nothing, until the outbox has caught up; `/metrics` shows the backlog and the
+/// write-ahead log's size.
+#[tokio::test]
+async fn past_the_backlog_intake_waits_with_retry_after_and_resumes_when_deliveries_catch_up() {
+    let phoniro = MockServer::start().await;
+    let combine = MockServer::start().await;
+    Mock::given(method("POST")).and(path("/api/orders")).respond_with(ResponseTemplate::new(503)).mount(&phoniro).await;
+    let options = Options { max_attempts: 1000, delivery_extra: "max_backlog = 2".into(), ..Options::default() };
+    let hub = TestHub::start_with(&phoniro.uri(), &combine.uri(), options).await;
+    let token = hub.system_token("combine");
+    let pnrs = test_pnrs();
+    let post = |n: usize| {
+        let (hub, token, pnr) = (&hub, token.clone(), pnrs[840 + n].clone());
+        async move {
+            let r = hub
+                .http
+                .post(format!("{}/v1/systems/combine/messages", hub.url))
+                .bearer_auth(&token)
+                .body(decision_xml(&format!("DEC-BRAKE-{n}"), &pnr, PROVIDER_A, None))
+                .send()
+                .await
+                .expect("post");
+            let retry_after = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            (r.status(), retry_after, r.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    // The provider is down: deliveries wait. Once the hub has seen more than two waiting,
+    // the next message is refused.
+    let mut n = 0;
+    let refused = eventually("intake closes past the backlog", || {
+        n += 1;
+        let attempt = post(n);
+        async move {
+            let (status, retry_after, body) = attempt.await;
+            (status == StatusCode::SERVICE_UNAVAILABLE).then_some((n, retry_after, body))
+        }
+    })
+    .await;
+    let (refused_n, retry_after, body) = refused;
+    assert!(refused_n > 3, "three were taken first, as the backlog was not yet past two: {refused_n}");
+    assert_eq!((retry_after.as_deref(), body["code"].as_str()), (Some("1"), Some("UNAVAILABLE")), "{body}");
+    let (_, log) = hub.get(&format!("/v1/messages?decision=combine:DEC-BRAKE-{refused_n}"), Some(&hub.admin())).await;
+    assert_eq!(log["messages"].as_array().map(Vec::len), Some(0), "the refused message was not taken: {log}");
+    let metrics =
+        hub.http.get(format!("{}/metrics", hub.url)).send().await.expect("metrics").text().await.expect("text");
+    let pending = format!("carehub_outbox{{state=\"pending\"}} {}", refused_n - 1);
+    assert!(metrics.contains(&pending) && metrics.contains("carehub_store_wal_bytes"), "{metrics}");
+
+    // The provider is back: the outbox drains, and intake opens again.
+    phoniro.reset().await;
+    Mock::given(method("POST")).and(path("/api/orders")).respond_with(ResponseTemplate::new(200)).mount(&phoniro).await;
+    let mut n = 100;
+    eventually("intake opens once deliveries caught up", || {
+        n += 1;
+        let attempt = post(n);
+        async move { (attempt.await.0 == StatusCode::ACCEPTED).then_some(()) }
+    })
+    .await;
+}

@@ -75,6 +75,8 @@ pub struct Options {
     pub at: DateTime<Utc>,
     /// More `[hub]` keys (e.g. `max_connections = 5`).
     pub hub_extra: String,
+    /// More `[delivery]` keys (e.g. `max_backlog = 2`).
+    pub delivery_extra: String,
     /// On a SQLite file whatever `CAREHUB_TEST_DATABASE` says: for a test of the file itself.
     pub sqlite_file: bool,
 }
@@ -112,6 +114,7 @@ impl Default for Options {
             combine_extra: String::new(),
             at: test_instant(),
             hub_extra: String::new(),
+            delivery_extra: String::new(),
             sqlite_file: false,
         }
     }
@@ -177,6 +180,7 @@ initial_backoff_ms = 20
 max_backoff_ms = 200
 timeout_ms = 2000
 max_in_flight = 32
+{delivery_extra}
 
 [[systems]]
 name = "combine"
@@ -241,6 +245,7 @@ rate_per_hour = 390
         visits = o.visits,
         combine_extra = o.combine_extra,
         hub_extra = o.hub_extra,
+        delivery_extra = o.delivery_extra,
     )
 }
 

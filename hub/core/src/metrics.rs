@@ -145,6 +145,7 @@ pub struct Metrics {
     last_poll: Family<PollLabels, Gauge>,
     connections: Gauge,
     connections_refused: Counter,
+    wal_bytes: Gauge,
     requests_in_flight: Gauge,
 }
 
@@ -210,7 +211,14 @@ impl Default for Metrics {
             "HTTP requests in the handlers (headers read, answer not yet produced)",
             requests_in_flight.clone(),
         );
+        let wal_bytes = Gauge::default();
+        registry.register(
+            "store_wal_bytes",
+            "The size of the embedded store's write-ahead log file (0 for a server database)",
+            wal_bytes.clone(),
+        );
         Metrics {
+            wal_bytes,
             registry,
             messages,
             rejections,
@@ -307,8 +315,9 @@ impl Metrics {
     }
 
     /// Renders a text exposition format, with the store-derived gauges set first.
-    pub fn render(&self, overdue: OverdueCounts, outbox: OutboxCounts, format: Format) -> String {
+    pub fn render(&self, overdue: OverdueCounts, outbox: OutboxCounts, wal_bytes: u64, format: Format) -> String {
         let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.wal_bytes.set(gauge(wal_bytes));
         self.overdue.get_or_create(&KindLabels { kind: "not_confirmed".into() }).set(gauge(overdue.not_confirmed));
         self.overdue.get_or_create(&KindLabels { kind: "plan_missing".into() }).set(gauge(overdue.plan_missing));
         for (state, n) in [("pending", outbox.pending), ("delivered", outbox.delivered), ("dead", outbox.dead)] {
@@ -365,13 +374,13 @@ mod tests {
         let m = Metrics::default();
         m.message("combine", "in", "decision", carehub_model::LogStatus::Accepted);
         m.http_request("/healthz", "GET", 200, 0.002);
-        let text = m.render(OverdueCounts::default(), OutboxCounts::default(), Format::Classic);
+        let text = m.render(OverdueCounts::default(), OutboxCounts::default(), 0, Format::Classic);
         assert!(text.contains("# HELP carehub_messages_total Messages logged"), "{text}");
         assert!(text.contains("# TYPE carehub_messages_total counter\n"), "{text}");
         assert!(text.contains("carehub_messages_total{system=\"combine\""), "{text}");
         assert!(text.contains("# TYPE carehub_http_request_duration_seconds histogram\n"), "{text}");
         assert!(!text.contains("# EOF"), "{text}");
-        let om = m.render(OverdueCounts::default(), OutboxCounts::default(), Format::OpenMetrics);
+        let om = m.render(OverdueCounts::default(), OutboxCounts::default(), 0, Format::OpenMetrics);
         assert!(om.contains("# TYPE carehub_messages counter\n") && om.ends_with("# EOF\n"), "{om}");
     }
 }

@@ -258,6 +258,7 @@ pub fn build_with_store(config: &Config, store: Arc<dyn Store>, clock: Clock) ->
         delivery_running: Arc::new(AtomicBool::new(false)),
         scheme: if config.hub.tls.is_some() { "https" } else { "http" },
         manual_share_threshold: config.visits.manual_share_threshold,
+        gate: Arc::new(crate::http::state::IntakeGate::new(config.delivery.max_backlog)),
     };
     let tls = match &config.hub.tls {
         Some(section) => Some(Arc::new(crate::tls::Tls::load(section, config)?)),

@@ -258,6 +258,9 @@ pub struct DeliverySection {
     /// commit that records its attempt, so this many in flight is what lets deliveries keep
     /// up with intake: at 64, 64 clients posting decisions left half their orders waiting.
     pub max_in_flight: usize,
+    /// Past this many deliveries waiting, messages are refused with 503 and `Retry-After`
+    /// until the outbox has caught up (0: never).
+    pub max_backlog: u64,
 }
 
 impl Default for DeliverySection {
@@ -269,6 +272,7 @@ impl Default for DeliverySection {
             max_backoff_ms: p.max_backoff.as_millis() as u64,
             timeout_ms: p.timeout.as_millis() as u64,
             max_in_flight: 256,
+            max_backlog: 100_000,
         }
     }
 }

@@ -101,6 +101,19 @@ pub async fn start(runtime: Runtime, listener: tokio::net::TcpListener) -> anyho
     pollers.push(tokio::spawn(async move {
         forwarder_hub.run_visit_forwarder(std::time::Duration::from_secs(5), forwarder_rx).await;
     }));
+    // Intake's brake reads the outbox's backlog twice a second (see `IntakeGate`).
+    let (gate, gate_hub, mut gate_rx) = (state.gate.clone(), state.hub.clone(), rx.clone());
+    pollers.push(tokio::spawn(async move {
+        loop {
+            if let Ok(counts) = gate_hub.store().outbox_counts().await {
+                gate.observe(counts.pending);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                _ = gate_rx.changed() => break,
+            }
+        }
+    }));
     let app = crate::http::app(state.clone());
     let (tls, limits) = (runtime.tls.clone(), runtime.limits);
     let events = Arc::new(ConnectionMetrics(state.hub.metrics().clone()));

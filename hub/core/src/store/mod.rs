@@ -749,6 +749,11 @@ pub trait CommitStore: Send + Sync {
     async fn commit(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, StoreError>;
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The size of the store's write-ahead log file, for `/metrics`: an embedded database's
+    /// (SQLite's `-wal` file); 0 where the database server keeps its own.
+    fn wal_bytes(&self) -> u64 {
+        0
+    }
 }
 
 /// The message log, read (it is written by [`Op::AppendLog`] and the ops that log).

@@ -123,6 +123,16 @@ pub(super) async fn take_message(
 ) -> ApiResult<ReceiptBody> {
     let hub = &state.hub;
     let sender = sender_of(sys, caller?)?;
+    if state.gate.closed() {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "{} deliveries are waiting, more than the hub holds ({}); send again shortly",
+                state.gate.backlog(),
+                state.gate.max_backlog
+            ),
+        ));
+    }
     let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let body = match to_bytes(request.into_body(), state.max_body).await {
         Ok(b) => b,

@@ -78,7 +78,8 @@ pub(super) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
     let format = carehub_core::metrics::Format::from_accept(&accept);
     let overdue = state.hub.store().overdue_counts(state.hub.today()).await?;
     let outbox = state.hub.store().outbox_counts().await?;
-    let text = state.hub.metrics().render(overdue, outbox, format);
+    let wal = state.hub.store().wal_bytes();
+    let text = state.hub.metrics().render(overdue, outbox, wal, format);
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(format.content_type()));
     Ok((headers, Body::from(text)).into_response())

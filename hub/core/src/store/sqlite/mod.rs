@@ -174,6 +174,12 @@ const OVERDUE_SQL: &str = "((acked_at IS NULL AND execute_by < ?1)
 
 #[async_trait]
 impl CommitStore for SqliteStore {
+    fn wal_bytes(&self) -> u64 {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0)
+    }
+
     async fn commit(&self, ops: Vec<Op>) -> Result<Vec<OpResult>, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.writer.send(WriteRequest { ops, reply }).await.map_err(|_| StoreError::Closed)?;
