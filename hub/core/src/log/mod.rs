@@ -7,15 +7,25 @@
 //! the log unforgeable by someone who can rewrite it wholesale; an auditor who keeps the
 //! head hash from an earlier verification (printed by `carehub audit verify`) can tell.
 //!
-//! This folder is the message log's own: the Merkle tree over the log's entries, for proofs
-//! that one entry is in a published head without handing over the rest, goes here next,
-//! beside the chain. It imports nothing of the store: the store keeps [`LogEntry`]s and
-//! calls [`entry_hash`], not the reverse.
+//! The head hash alone does not let an auditor check one entry without the whole log:
+//! [`merkle`] builds an RFC 9162 Merkle tree over the entries' chain hashes, [`checkpoint`]
+//! signs its root, and [`bundle`] packs entries with their proofs for offline checking.
+//!
+//! This folder is the logs' own. It imports nothing of the store: the store keeps
+//! [`LogEntry`]s and calls [`entry_hash`], not the reverse.
 //!
 //! # Layout
 //! - this module: [`LogEntry`], [`entry_hash`] and the [`ChainVerifier`].
 //! - [`time`]: the one text form of an instant that is hashed (and stored).
+//! - [`access`]: the access log's entries and their hash chain.
+//! - [`merkle`]: the Merkle tree, its proofs and their verification (pure).
+//! - [`checkpoint`]: signed checkpoints (C2SP signed-note text, Ed25519).
+//! - [`bundle`]: the export bundle and its offline verification.
 
+pub mod access;
+pub mod bundle;
+pub mod checkpoint;
+pub mod merkle;
 pub mod time;
 
 use serde::Serialize;
