@@ -74,7 +74,14 @@ pub struct Options {
     pub at: DateTime<Utc>,
     /// More `[hub]` keys (e.g. `max_connections = 5`).
     pub hub_extra: String,
+    /// How often the hub checkpoints its message log, in milliseconds (`[audit]
+    /// checkpoint_every_ms`; 0, the default here, makes checkpoints only on demand). The
+    /// signing key is always [`TEST_SIGNING_KEY`].
+    pub checkpoint_every_ms: u64,
 }
+
+/// The test hubs' checkpoint signing key: the 32-byte seed of sevens, base64.
+pub const TEST_SIGNING_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 
 /// The instant test hubs start at unless a test says otherwise: early December 2026, after
 /// the November the tests' decisions and visits are set in.
@@ -109,6 +116,7 @@ impl Default for Options {
             combine_extra: String::new(),
             at: test_instant(),
             hub_extra: String::new(),
+            checkpoint_every_ms: 0,
         }
     }
 }
@@ -163,6 +171,11 @@ max_body_bytes = {max_body}
 
 [auth]
 jwt_secret = "{SECRET}"
+
+[audit]
+signing_key = "{TEST_SIGNING_KEY}"
+origin = "carehub.test/log"
+checkpoint_every_ms = {checkpoint_every_ms}
 
 [visits]
 {visits}
@@ -237,6 +250,7 @@ rate_per_hour = 390
         visits = o.visits,
         combine_extra = o.combine_extra,
         hub_extra = o.hub_extra,
+        checkpoint_every_ms = o.checkpoint_every_ms,
     )
 }
 
@@ -281,6 +295,11 @@ impl Tokens {
 
     pub fn admin(&self) -> String {
         self.token(Role::Admin, None)
+    }
+
+    /// A person's token: `subject` in `role` (auditor or admin), as the access log names them.
+    pub fn person(&self, role: Role, subject: &str) -> String {
+        self.auth.issue(subject, role, None, None, Duration::from_secs(600)).expect("token")
     }
 
     /// A provider's token, for the system its orders go to.
@@ -812,6 +831,18 @@ pub fn serve_binary(config: &Path, env: &[(&str, &str)]) -> (std::process::Child
         panic!("carehub serve did not report its address ({status:?}):\n{log}");
     };
     (child, addr, lines)
+}
+
+/// The folder of the test tools' Python environment (`scripts/test` installs it).
+pub fn python_env() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-python/bin")
+}
+
+/// A program of the test tools' Python environment; panics (the test fails) without it.
+pub fn python_tool(name: &str) -> PathBuf {
+    let path = python_env().join(name);
+    assert!(path.exists(), "{} is missing: scripts/test installs the Python test tools", path.display());
+    path
 }
 
 /// Runs the `carehub` binary to completion.

@@ -233,6 +233,35 @@ pub struct AuthSection {
     pub token_ttl_minutes: Option<u64>,
 }
 
+/// `[audit]`: signed checkpoints of the message log's Merkle tree (SPEC §9).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSection {
+    /// The hub's Ed25519 signing key, the 32-byte seed in base64 (`carehub audit keygen`
+    /// writes one): inline, or `signing_key_env` / `signing_key_file` like every secret.
+    /// Without it no checkpoints are written and the proof endpoints answer UNAVAILABLE.
+    pub signing_key: Option<carehub_model::Secret>,
+    /// The log's name in its checkpoints (the signed note's origin and key name), such as
+    /// `carehub.vasteras.se/log`.
+    pub origin: String,
+    /// How often the background task checkpoints a grown log, in milliseconds; 0 turns it
+    /// off (checkpoints are then made only on demand, by a proof or an export).
+    pub checkpoint_every_ms: u64,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection { signing_key: None, origin: "carehub".into(), checkpoint_every_ms: 5000 }
+    }
+}
+
+impl AuditSection {
+    /// The signing key, when one is configured (validated when the configuration loaded).
+    pub fn key(&self) -> Option<ed25519_dalek::SigningKey> {
+        self.signing_key.as_ref().and_then(|k| carehub_core::log::checkpoint::signing_key_from_text(k.expose()).ok())
+    }
+}
+
 /// `[delivery]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -462,6 +491,7 @@ pub struct Config {
     pub hub: HubSection,
     pub auth: AuthSection,
     pub jwt_secret: carehub_model::Secret,
+    pub audit: AuditSection,
     pub delivery: DeliverySection,
     pub deadlines: DeadlineSection,
     pub visits: VisitSection,
@@ -654,6 +684,9 @@ impl Config {
         if let Some(toml::Value::Table(auth)) = table.get_mut("auth") {
             resolve_secrets(auth, &["jwt_secret"], ("[auth]", &at(&["auth"])), base, env, &mut errors);
         }
+        if let Some(toml::Value::Table(audit)) = table.get_mut("audit") {
+            resolve_secrets(audit, &["signing_key"], ("[audit]", &at(&["audit"])), base, env, &mut errors);
+        }
         if let Some(toml::Value::Table(tls)) =
             table.get_mut("hub").and_then(|h| h.as_table_mut()).and_then(|h| h.get_mut("tls"))
         {
@@ -661,6 +694,21 @@ impl Config {
         }
         let mut hub: HubSection = section(&mut table, "hub", &mut errors);
         let auth: AuthSection = section(&mut table, "auth", &mut errors);
+        let audit: AuditSection = section(&mut table, "audit", &mut errors);
+        if let Some(Err(e)) = audit
+            .signing_key
+            .as_ref()
+            .filter(|k| k.expose() != UNRESOLVED)
+            .map(|k| carehub_core::log::checkpoint::signing_key_from_text(k.expose()))
+        {
+            errors.at(at(&["audit", "signing_key"]), format!("[audit] signing_key: {e}"));
+        }
+        if audit.origin.trim().is_empty() || audit.origin.contains(char::is_whitespace) {
+            errors.at(
+                at(&["audit", "origin"]),
+                "[audit] origin: a name without spaces, such as carehub.example.se/log".into(),
+            );
+        }
         let delivery: DeliverySection = section(&mut table, "delivery", &mut errors);
         let deadlines: DeadlineSection = section(&mut table, "deadlines", &mut errors);
         let visits: VisitSection = section(&mut table, "visits", &mut errors);
@@ -970,12 +1018,12 @@ impl Config {
         }
         for key in table.keys() {
             errors.at(at(&[key]), format!(
-                "unknown key or section '{key}' (known: hub, auth, delivery, deadlines, visits, invoices, systems, providers)"
+                "unknown key or section '{key}' (known: hub, auth, audit, delivery, deadlines, visits, invoices, systems, providers)"
             ));
         }
         if errors.is_empty() {
             let providers = numbered.into_iter().map(|(_, p)| p).collect();
-            Ok(Config { hub, auth, jwt_secret, delivery, deadlines, visits, invoices, systems, providers })
+            Ok(Config { hub, auth, jwt_secret, audit, delivery, deadlines, visits, invoices, systems, providers })
         } else {
             Err((ConfigErrors(errors.located(text)), outline))
         }

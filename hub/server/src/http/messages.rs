@@ -20,6 +20,7 @@ use super::auth::{record_read, Caller, SystemCaller};
 use super::error::{client_param, instant, limit_param, org_param, ApiError, ApiResult, ErrorBody, Path, Query};
 use super::state::AppState;
 use crate::auth::Role;
+use carehub_core::store::AccessQuery;
 
 // ---------------------------------------------------------------------------------------
 // Messages in
@@ -412,8 +413,22 @@ pub(super) async fn list_messages(
         limit,
         with_payload: false,
     };
-    record_read(&state.hub, &caller, format!("list messages {filter:?}")).await?;
+    let query = AccessQuery::new("GET /v1/messages")
+        .with("client", filter.client.as_ref())
+        .with("provider", filter.provider.as_ref())
+        .with("order", filter.order_id.as_ref())
+        .with("decision", filter.decision_id.as_ref())
+        .with("type", filter.message_type.as_ref())
+        .with("system", filter.system.as_ref())
+        .with("status", filter.status.as_ref())
+        .with("since", q.since.as_ref())
+        .with("until", q.until.as_ref())
+        .with("after", filter.after_seq)
+        .with("limit", Some(limit));
+    let asked = filter.client.clone();
     let entries = state.hub.store().log_entries(filter).await?;
+    let clients = entries.iter().filter_map(|e| e.client.clone()).chain(asked);
+    record_read(&state.hub, &caller, query, clients, entries.iter().map(|e| e.seq)).await?;
     let next_after = (entries.len() == limit).then(|| entries.last().map(|e| e.seq)).flatten();
     Ok(Json(MessagePage { messages: entries.into_iter().map(|e| MessageView::from(e, false)).collect(), next_after }))
 }
@@ -435,7 +450,6 @@ pub(super) async fn get_message(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<MessageView>> {
-    record_read(&state.hub, &caller, format!("message {id}")).await?;
     let entry = state
         .hub
         .store()
@@ -447,5 +461,7 @@ pub(super) async fn get_message(
             return Err(ApiError::new(ErrorCode::Forbidden, "the message concerns another provider"));
         }
     }
+    let query = AccessQuery::new("GET /v1/messages/{id}").with("id", Some(id));
+    record_read(&state.hub, &caller, query, entry.client.clone(), [id]).await?;
     Ok(Json(MessageView::from(entry, true)))
 }

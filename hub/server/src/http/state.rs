@@ -21,4 +21,6 @@ pub struct AppState {
     pub scheme: &'static str,
     /// Providers above this manual-registration share are marked in reports.
     pub manual_share_threshold: f64,
+    /// Signs checkpoints of the message log, when a signing key is configured.
+    pub checkpointer: Option<Arc<carehub_core::audit::Checkpointer>>,
 }

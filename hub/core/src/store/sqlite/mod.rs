@@ -18,9 +18,11 @@
 //!   visit listings.
 //! - `month`: month verification's bulk reads.
 //! - `followup`: the follow-up report's reads.
+//! - `audit`: the access log, the message log's leaf hashes, checkpoints.
 //! - [`bulk`]: the benchmarks' bulk loader, straight into a fresh file (not a way in for
 //!   real data: it runs no rule and writes no log).
 
+mod audit;
 pub mod bulk;
 mod followup;
 mod life;
@@ -58,6 +60,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_log_links.sql"),
     include_str!("migrations/0008_invoice_generations.sql"),
     include_str!("migrations/0009_decision_life.sql"),
+    include_str!("migrations/0010_audit.sql"),
 ];
 
 /// The SQLite store. Cheap to clone; all clones share the writer and the reader pool.
@@ -594,6 +597,29 @@ impl ReportStore for SqliteStore {
 
     async fn followup_reports(&self, month: carehub_model::Month) -> Result<Vec<FollowUpReportCount>, StoreError> {
         self.read(move |c| followup::reports(c, month)).await
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn access_log(&self, filter: AccessFilter) -> Result<Vec<AccessEntry>, StoreError> {
+        self.read(move |c| audit::access_log(c, &filter)).await
+    }
+
+    async fn log_size(&self) -> Result<i64, StoreError> {
+        self.read(audit::log_size).await
+    }
+
+    async fn log_hashes(&self, after_seq: i64, limit: usize) -> Result<Vec<(i64, String)>, StoreError> {
+        self.read(move |c| audit::log_hashes(c, after_seq, limit)).await
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError> {
+        self.read(|c| audit::checkpoint(c, None)).await
+    }
+
+    async fn checkpoint_covering(&self, size: i64) -> Result<Option<CheckpointRecord>, StoreError> {
+        self.read(move |c| audit::checkpoint(c, Some(size))).await
     }
 }
 
