@@ -20,7 +20,7 @@ use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{verifying_key_from_text, Checkpoint};
-use super::merkle::{leaf_hash, verify_consistency, verify_inclusion, Hash};
+use super::merkle::{leaf_hash, verify_consistency, Hash, InclusionVerifier};
 use super::{entry_hash, LogEntry};
 
 /// The format's name and version, the header's `format`.
@@ -218,6 +218,7 @@ pub fn verify(reader: impl BufRead, known: &[String]) -> Result<BundleReport, Bu
         root: B64.encode(cp.root),
         earlier: header.earlier.len() + known.len(),
     };
+    let mut proofs = InclusionVerifier::new(cp.size, cp.root);
     let mut prev: Option<(i64, String)> = None;
     for (n, line) in lines.enumerate() {
         let line_no = n + 2;
@@ -243,7 +244,7 @@ pub fn verify(reader: impl BufRead, known: &[String]) -> Result<BundleReport, Bu
         let (Ok(raw), Some(proof)) = (hex::decode(&entry.hash), hashes(&b.proof)) else {
             return fail(format!("entry {seq}: a hash is not hex, or a proof is not base64"));
         };
-        if seq < 1 || !verify_inclusion(&leaf_hash(&raw), (seq - 1) as u64, cp.size, &proof, &cp.root) {
+        if seq < 1 || !proofs.verify(&leaf_hash(&raw), (seq - 1) as u64, &proof) {
             return fail(format!("entry {seq}: its inclusion proof does not lead to the checkpoint's root"));
         }
         report.entries += 1;

@@ -203,6 +203,75 @@ pub fn verify_inclusion(leaf: &Hash, index: u64, size: u64, proof: &[Hash], root
     snode == 0 && r == *root
 }
 
+/// Checks many inclusion proofs in one tree, remembering the path of the last proof it
+/// accepted, so the proofs of neighbouring leaves (an export's run of entries) stop hashing
+/// where they meet that path: a run of `k` leaves costs about `2k` hashes instead of
+/// `k log n`. Where a proof meets a node already shown to lead to the root, the rest of the
+/// proof must be the siblings that path used above it (compared, not hashed), so the answers
+/// are exactly [`verify_inclusion`]'s (tested below).
+#[derive(Debug, Clone)]
+pub struct InclusionVerifier {
+    size: u64,
+    root: Hash,
+    /// Per level above the leaves, on the last accepted path: the node (its index and
+    /// hash) and the sibling hashed into it (none where a lone node was carried up).
+    known: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Step {
+    index: u64,
+    node: Hash,
+    sibling: Option<Hash>,
+}
+
+impl InclusionVerifier {
+    pub fn new(size: u64, root: Hash) -> InclusionVerifier {
+        InclusionVerifier { size, root, known: Vec::new() }
+    }
+
+    /// Whether `proof` shows `leaf` at `index` in the tree.
+    pub fn verify(&mut self, leaf: &Hash, index: u64, proof: &[Hash]) -> bool {
+        if index >= self.size {
+            return false;
+        }
+        // The tree bottom-up: at each level a node pairs with its sibling when it has one
+        // and is carried up unchanged when it is the lone rightmost node (RFC 9162's split).
+        let (mut idx, mut width, mut r) = (index, self.size, *leaf);
+        let mut rest = proof;
+        let mut path: Vec<Step> = Vec::new();
+        while width > 1 {
+            let sibling = if idx & 1 == 1 || idx + 1 < width {
+                let Some((p, more)) = rest.split_first() else { return false };
+                rest = more;
+                r = if idx & 1 == 1 { node_hash(p, &r) } else { node_hash(&r, p) };
+                Some(*p)
+            } else {
+                None
+            };
+            idx >>= 1;
+            width = width.div_ceil(2);
+            let step = Step { index: idx, node: r, sibling };
+            let level = path.len();
+            path.push(step);
+            if self.known.get(level).is_some_and(|k| k.index == step.index && k.node == step.node) {
+                // Met the last accepted path: above here the proof must be its siblings.
+                let above = self.known[level + 1..].iter().filter_map(|k| k.sibling);
+                if !above.eq(rest.iter().copied()) {
+                    return false;
+                }
+                self.known[..=level].copy_from_slice(&path);
+                return true;
+            }
+        }
+        if !rest.is_empty() || r != self.root {
+            return false;
+        }
+        self.known = path;
+        true
+    }
+}
+
 /// Checks a consistency proof (RFC 9162 §2.1.4.2) that the tree of `old` leaves with root
 /// `old_root` is a prefix of the tree of `new` leaves with root `new_root`.
 pub fn verify_consistency(old: u64, new: u64, old_root: &Hash, new_root: &Hash, proof: &[Hash]) -> bool {
@@ -379,6 +448,36 @@ mod tests {
                 let forged = reference::mth(&data(m + 1)[1..]);
                 assert!(!verify_consistency(m as u64, n as u64, &forged, &t.root(), &p), "forged {m} -> {n}");
             }
+        }
+    }
+
+    /// The remembering verifier answers as the RFC's algorithm does, for good proofs, proofs
+    /// of another leaf, and proofs with a hash changed, in order and out of order.
+    #[test]
+    fn the_remembering_verifier_agrees_with_the_rfcs_algorithm() {
+        for n in 1..=40usize {
+            let d = data(n);
+            let t = tree(&d);
+            let mut v = InclusionVerifier::new(n as u64, t.root());
+            let order: Vec<usize> = (0..n).chain((0..n).rev()).chain((0..n).step_by(3)).collect();
+            for m in order {
+                let p = t.inclusion_proof(m as u64, n as u64).expect("proof");
+                let leaf = leaf_hash(&d[m]);
+                assert!(v.verify(&leaf, m as u64, &p), "{m} of {n}");
+                assert!(!v.verify(&leaf_hash(b"changed"), m as u64, &p), "a changed leaf {m} of {n}");
+                for i in 0..p.len() {
+                    let mut bad = p.clone();
+                    bad[i][0] ^= 1;
+                    assert_eq!(
+                        v.verify(&leaf, m as u64, &bad),
+                        verify_inclusion(&leaf, m as u64, n as u64, &bad, &t.root()),
+                        "hash {i} of the proof of {m} in {n} changed"
+                    );
+                }
+                assert!(!v.verify(&leaf, n as u64, &p));
+            }
+            let mut fresh = InclusionVerifier::new(n as u64, [0; 32]);
+            assert!(!fresh.verify(&leaf_hash(&d[0]), 0, &t.inclusion_proof(0, n as u64).expect("proof")), "{n}");
         }
     }
 
