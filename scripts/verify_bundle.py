@@ -35,7 +35,11 @@ def checkpoint(note, key):  # -> (origin, size, root); the signed-note format
 
 def entry_hash(e):  # the message log's chain hash: length-prefixed fields
     fields = [e["prev_hash"], str(e["seq"]), e["at"], e["system"], e["vendor"], e["direction"],
-              e["message_type"], e["content_type"], b64(e["payload"])]
+              e["message_type"], e["content_type"]]
+    digest, payload = e.get("payload_sha256"), e["payload"]
+    if payload is not None and digest and hashlib.sha256(b64(payload)).hexdigest() != digest:
+        return "a payload that does not match its payload hash"
+    fields += ["sha256", bytes.fromhex(digest)] if digest else [b64(payload)]  # retention keeps the digest
     for k in ("canonical", "status", "error_code", "error_message", "decision_id", "order_id",
               "client", "provider", "delivery_key"):
         fields += ["0"] if e[k] is None else ["1", e[k]]

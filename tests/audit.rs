@@ -409,7 +409,7 @@ async fn an_exported_bundle_verifies_offline_and_a_change_a_removal_and_a_fork_a
     tampered[2] = &changed;
     let file = write(&tmp, "changed.jsonl", &tampered.join("\n"));
     let (ok, out) = verify_bundle(&file, None);
-    assert!(!ok && out.contains("entry 2: its content does not match its hash"), "{out}");
+    assert!(!ok && out.contains("entry 2: its payload does not match its payload hash"), "{out}");
     let (ok, out) = script(&[&file]);
     assert!(!ok && out.contains("entry 2"), "{out}");
 
@@ -474,4 +474,92 @@ async fn the_hub_checkpoints_its_log_in_the_background_after_new_entries() {
     let key = carehub_core::log::checkpoint::signing_key_from_text(TEST_SIGNING_KEY).expect("key");
     let cp = carehub_core::log::checkpoint::Checkpoint::verify(&note, &key.verifying_key()).expect("signed");
     assert!(cp.size as i64 >= size);
+}
+
+#[tokio::test]
+async fn after_retention_the_payloads_are_gone_and_the_chain_every_proof_and_the_bundle_still_verify() {
+    let vendor = vendor().await;
+    let mut hub = TestHub::start(&vendor.uri(), &vendor.uri()).await;
+    let pnrs = test_pnrs();
+    decided(&hub, &[("DEC-RET-1", &pnrs[340]), ("DEC-RET-2", &pnrs[341])]).await;
+    let auditor = hub.token(Role::Auditor, None);
+    let tmp = hub.dir.path().to_owned();
+    let (_, checkpoint) = hub.get("/v1/log/checkpoint", Some(&auditor)).await;
+    let size = checkpoint["size"].as_i64().expect("size");
+    let (s, proof) = hub.get("/v1/log/entries/1/proof", Some(&auditor)).await;
+    assert_eq!(s, StatusCode::OK, "{proof}");
+    let early_proof = write(&tmp, "early-proof.json", &proof.to_string());
+    hub.stop().await;
+
+    let config = hub.config_path.to_str().expect("path").to_owned();
+    let run = carehub(&["audit", "retention", "--before", "2026-12-04", "--config", &config]);
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{run:?}");
+    let run_seq = size + 1;
+    assert!(said.contains(&format!("retention logged as entry {run_seq}:")), "{said}");
+    assert!(said.contains(&format!(r#""removed":{size}"#)), "every entry so far: {said}");
+
+    // The payloads are gone from the database; their hashes are not.
+    let conn = rusqlite::Connection::open(&hub.db).expect("open");
+    let (with_payload, with_hash): (i64, i64) = conn
+        .query_row(
+            "SELECT COUNT(*) FILTER (WHERE length(payload) > 0), COUNT(payload_sha256) FROM message_log WHERE seq < ?1",
+            [run_seq],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("counts");
+    assert_eq!((with_payload, with_hash), (0, size));
+    drop(conn);
+
+    let verify = carehub(&["audit", "verify", "--db", hub.db.to_str().expect("path")]);
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    // The proof taken before still verifies (the entry's hash, the leaf, did not change),
+    // and the log after retention is consistent with the checkpoint before it.
+    let (ok, out) = script(&[Path::new("--proof"), &early_proof]);
+    assert!(ok, "{out}");
+    for (name, args) in [("entry", ["--entry", "1"]), ("from", ["--from", &size.to_string()])] {
+        let out = carehub(&[&["audit", "prove"], &args[..], &["--config", &config]].concat());
+        assert!(out.status.success(), "{out:?}");
+        let proof: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        if name == "entry" {
+            let early: Value =
+                serde_json::from_str(&std::fs::read_to_string(&early_proof).expect("read")).expect("JSON");
+            assert_eq!(proof["hash"], early["hash"], "the entry's hash is unchanged");
+        }
+        let file = write(&tmp, &format!("after-{name}.json"), &proof.to_string());
+        let (ok, text) = script(&[Path::new("--proof"), &file]);
+        assert!(ok, "{name}: {text}");
+    }
+
+    let bundle = tmp.join("after.jsonl");
+    let export = carehub(&[
+        "audit",
+        "export",
+        "--from",
+        "2026-12-01",
+        "--to",
+        "2026-12-10",
+        "--out",
+        bundle.to_str().expect("path"),
+        "--config",
+        &config,
+    ]);
+    assert!(export.status.success(), "{export:?}");
+    let text = std::fs::read_to_string(&bundle).expect("bundle");
+    let entries: Vec<Value> = text.lines().skip(1).map(|l| serde_json::from_str(l).expect("entry")).collect();
+    assert!(entries.iter().filter(|e| e["seq"].as_i64() < Some(run_seq)).all(|e| e["payload"].is_null()));
+    assert!(entries.iter().any(|e| e["message_type"] == "retention" && !e["payload"].is_null()));
+    let (ok, out) = verify_bundle(&bundle, None);
+    assert!(ok, "{out}");
+    let (ok, out) = script(&[&bundle]);
+    assert!(ok, "{out}");
+
+    // A removed payload's hash cannot be changed unnoticed either.
+    let mut tampered: Vec<String> = text.lines().map(str::to_owned).collect();
+    let mut first: Value = serde_json::from_str(&tampered[1]).expect("entry");
+    first["payload_sha256"] = Value::String("11".repeat(32));
+    tampered[1] = first.to_string();
+    let file = write(&tmp, "after-tampered.jsonl", &tampered.join("\n"));
+    assert!(!verify_bundle(&file, None).0);
+    assert!(!script(&[&file]).0);
 }

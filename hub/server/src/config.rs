@@ -247,12 +247,29 @@ pub struct AuditSection {
     /// How often the background task checkpoints a grown log, in milliseconds; 0 turns it
     /// off (checkpoints are then made only on demand, by a proof or an export).
     pub checkpoint_every_ms: u64,
+    /// How long payloads are kept: `carehub audit retention` removes those older (`10y`,
+    /// `18m` months, `90d`).
+    pub retention: String,
 }
 
 impl Default for AuditSection {
     fn default() -> Self {
-        AuditSection { signing_key: None, origin: "carehub".into(), checkpoint_every_ms: 5000 }
+        AuditSection { signing_key: None, origin: "carehub".into(), checkpoint_every_ms: 5000, retention: "10y".into() }
     }
+}
+
+/// The instant `age` (`10y`, `18m`, `90d`) before `now`.
+pub fn before(now: chrono::DateTime<chrono::Utc>, age: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let bad = || format!("'{age}' is not an age such as 10y, 18m or 90d");
+    let (n, unit) = age.trim().split_at(age.trim().len().saturating_sub(1));
+    let n: u32 = n.parse().map_err(|_| bad())?;
+    match unit {
+        "y" => now.checked_sub_months(chrono::Months::new(n.saturating_mul(12))),
+        "m" => now.checked_sub_months(chrono::Months::new(n)),
+        "d" => now.checked_sub_days(chrono::Days::new(n.into())),
+        _ => None,
+    }
+    .ok_or_else(bad)
 }
 
 impl AuditSection {
@@ -702,6 +719,9 @@ impl Config {
             .map(|k| carehub_core::log::checkpoint::signing_key_from_text(k.expose()))
         {
             errors.at(at(&["audit", "signing_key"]), format!("[audit] signing_key: {e}"));
+        }
+        if let Err(e) = before(chrono::DateTime::UNIX_EPOCH + chrono::Days::new(365 * 100), &audit.retention) {
+            errors.at(at(&["audit", "retention"]), format!("[audit] retention: {e}"));
         }
         if audit.origin.trim().is_empty() || audit.origin.contains(char::is_whitespace) {
             errors.at(

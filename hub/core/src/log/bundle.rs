@@ -7,7 +7,8 @@
 //! line one [`BundleEntry`]. [`verify`] checks, streaming:
 //! 1. every checkpoint's signature by the public key, and that no two checkpoints of one
 //!    size have different roots and every earlier one is consistent with the latest (a fork);
-//! 2. every entry's chain hash, recomputed from its fields and payload;
+//! 2. every entry's chain hash, recomputed from its fields and payload (or, for an entry
+//!    whose payload retention removed, its payload's hash);
 //! 3. the chain links between consecutive entries (an entry removed from the middle of the
 //!    range breaks them);
 //! 4. every entry's inclusion proof (leaf index `seq - 1`, leaf data the 32 bytes of its
@@ -63,7 +64,11 @@ pub struct BundleEntry {
     pub direction: String,
     pub message_type: String,
     pub content_type: String,
-    pub payload: String,
+    /// Base64; null once retention removed it.
+    pub payload: Option<String>,
+    /// The payload's SHA-256, hex, for entries hashed over it (null for older entries).
+    #[serde(default)]
+    pub payload_sha256: Option<String>,
     pub canonical: Option<String>,
     pub status: String,
     pub error_code: Option<String>,
@@ -89,7 +94,8 @@ impl BundleEntry {
             direction: e.direction.clone(),
             message_type: e.message_type.clone(),
             content_type: e.content_type.clone(),
-            payload: B64.encode(&e.payload),
+            payload: (!e.payload_removed).then(|| B64.encode(&e.payload)),
+            payload_sha256: e.payload_hash.clone(),
             canonical: e.canonical.clone(),
             status: e.status.as_str().to_owned(),
             error_code: e.error_code.clone(),
@@ -105,9 +111,13 @@ impl BundleEntry {
         }
     }
 
-    /// The entry as the log keeps it; `None` when a field is not in its stored form.
+    /// The entry as the log keeps it; `None` when a field is not in its stored form (or the
+    /// payload is gone with no hash in its place).
     fn entry(&self) -> Option<LogEntry> {
         let at = super::time::parse_store_ts(&self.at).filter(|at| super::time::ts(*at) == self.at)?;
+        if self.payload.is_none() && self.payload_sha256.is_none() {
+            return None;
+        }
         Some(LogEntry {
             seq: self.seq,
             at,
@@ -116,7 +126,10 @@ impl BundleEntry {
             direction: self.direction.clone(),
             message_type: self.message_type.clone(),
             content_type: self.content_type.clone(),
-            payload: B64.decode(&self.payload).ok()?,
+            payload: match &self.payload {
+                Some(p) => B64.decode(p).ok()?,
+                None => Vec::new(),
+            },
             canonical: self.canonical.clone(),
             status: self.status.parse().ok()?,
             error_code: self.error_code.clone(),
@@ -128,6 +141,8 @@ impl BundleEntry {
             delivery_key: self.delivery_key.clone(),
             prev_hash: self.prev_hash.clone(),
             hash: self.hash.clone(),
+            payload_hash: self.payload_sha256.clone(),
+            payload_removed: self.payload.is_none(),
         })
     }
 }
@@ -240,6 +255,11 @@ pub fn verify(reader: impl BufRead, known: &[String]) -> Result<BundleReport, Bu
         }
         if entry_hash(&entry.prev_hash, &entry) != entry.hash {
             return fail(format!("entry {seq}: its content does not match its hash"));
+        }
+        if !entry.payload_removed
+            && entry.payload_hash.as_ref().is_some_and(|h| *h != super::payload_hash(&entry.payload))
+        {
+            return fail(format!("entry {seq}: its payload does not match its payload hash"));
         }
         let (Ok(raw), Some(proof)) = (hex::decode(&entry.hash), hashes(&b.proof)) else {
             return fail(format!("entry {seq}: a hash is not hex, or a proof is not base64"));

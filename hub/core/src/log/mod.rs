@@ -56,12 +56,26 @@ pub struct LogEntry {
     pub delivery_key: Option<String>,
     pub prev_hash: String,
     pub hash: String,
+    /// The payload's SHA-256 (hex) for an entry hashed over it rather than over the payload
+    /// itself: every entry appended since schema version 11. `None`: an older entry.
+    pub payload_hash: Option<String>,
+    /// Retention removed the payload (`payload` is empty); its hash stays, so the entry's
+    /// hash, the chain and the Merkle tree still verify.
+    pub payload_removed: bool,
 }
 
 /// The `prev_hash` of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The hash of an entry whose predecessor hashed to `prev_hash`.
+/// The payload's SHA-256, hex: an entry's [`LogEntry::payload_hash`].
+pub fn payload_hash(payload: &[u8]) -> String {
+    hex::encode(Sha256::digest(payload))
+}
+
+/// The hash of an entry whose predecessor hashed to `prev_hash`. An entry with a
+/// [`LogEntry::payload_hash`] is hashed over that instead of its payload (the field
+/// `sha256` then the hash's 32 bytes in place of the payload), so that retention can remove
+/// the payload and keep the hash (docs/audit-log.md §1).
 pub fn entry_hash(prev_hash: &str, e: &LogEntry) -> String {
     let mut h = Sha256::new();
     let mut field = |bytes: &[u8]| {
@@ -76,7 +90,13 @@ pub fn entry_hash(prev_hash: &str, e: &LogEntry) -> String {
     field(e.direction.as_bytes());
     field(e.message_type.as_bytes());
     field(e.content_type.as_bytes());
-    field(&e.payload);
+    match &e.payload_hash {
+        Some(h) => {
+            field(b"sha256");
+            field(&hex::decode(h).unwrap_or_else(|_| h.as_bytes().to_vec()));
+        }
+        None => field(&e.payload),
+    }
     for opt in [
         &e.canonical,
         &Some(e.status.as_str().to_owned()),
@@ -143,6 +163,10 @@ impl ChainVerifier {
         let want = entry_hash(&self.prev, e);
         if want != e.hash {
             self.report.first_bad = Some((e.seq, "its content does not match its hash".into()));
+            return false;
+        }
+        if !e.payload_removed && e.payload_hash.as_ref().is_some_and(|h| *h != payload_hash(&e.payload)) {
+            self.report.first_bad = Some((e.seq, "its payload does not match its payload hash".into()));
             return false;
         }
         self.prev = want;

@@ -77,6 +77,7 @@ macro_rules! store_contract_suite {
             an_access_is_recorded_with_its_commit_or_not_at_all,
             the_logs_leaf_hashes_are_its_chain_hashes_in_order,
             one_checkpoint_is_kept_per_size_and_the_largest_is_the_latest,
+            retention_removes_old_payloads_and_the_chain_and_the_tree_still_verify,
         );
     };
     (@each $fresh:path; $($name:ident),* $(,)?) => {
@@ -1253,4 +1254,50 @@ pub async fn one_checkpoint_is_kept_per_size_and_the_largest_is_the_latest(store
     assert_eq!(store.checkpoint_covering(1).await.expect("reads"), Some(cp(2, "two")));
     assert_eq!(store.checkpoint_covering(3).await.expect("reads"), Some(cp(5, "first")));
     assert_eq!(store.checkpoint_covering(6).await.expect("reads"), None);
+}
+
+/// Retention removes the payloads of the entries appended before its instant and nothing
+/// else: each keeps its hash and its payload's hash, so the chain verifies and the Merkle
+/// tree (over the chain hashes) is unchanged; the run is an entry of the log saying what it
+/// removed; a second run removes nothing more.
+pub async fn retention_removes_old_payloads_and_the_chain_and_the_tree_still_verify(
+    store: Arc<dyn Store>,
+    clock: Clock,
+) {
+    clock.set(start());
+    for t in ["old-a", "old-b"] {
+        store.commit(vec![Op::AppendLog(inbound(t))]).await.expect("commit");
+    }
+    clock.set(start() + Duration::days(1));
+    store.commit(vec![Op::AppendLog(inbound("recent"))]).await.expect("commit");
+    let before = all_entries(store.as_ref()).await;
+    assert!(before.iter().all(|e| e.payload_hash.as_deref() == Some(crate::log::payload_hash(&e.payload).as_str())));
+    let root = crate::audit::tree(store.as_ref(), 3).await.expect("tree").root();
+
+    let cutoff = start() + Duration::hours(1);
+    let results =
+        store.commit(vec![Op::RemovePayloads { before: cutoff, policy: "test".into() }]).await.expect("commit");
+    assert_eq!(logged(&results), vec![4]);
+    let after = all_entries(store.as_ref()).await;
+    for (b, a) in before.iter().zip(&after) {
+        let old = b.seq <= 2;
+        assert_eq!(a.payload_removed, old, "entry {}", a.seq);
+        assert_eq!(a.payload.is_empty(), old, "entry {}", a.seq);
+        assert_eq!((&a.hash, &a.payload_hash), (&b.hash, &b.payload_hash), "entry {} keeps its hashes", a.seq);
+    }
+    let run = &after[3];
+    assert_eq!((run.message_type.as_str(), run.direction.as_str()), ("retention", "internal"));
+    let said: serde_json::Value = serde_json::from_str(run.canonical.as_deref().unwrap_or("null")).expect("JSON");
+    assert_eq!(
+        (&said["removed"], &said["first"], &said["last"], &said["policy"]),
+        (&serde_json::json!(2), &serde_json::json!(1), &serde_json::json!(2), &serde_json::json!("test"))
+    );
+    let report = verify_chain(store.as_ref()).await.expect("verifies");
+    assert_eq!((report.entries, report.first_bad), (4, None));
+    assert_eq!(crate::audit::tree(store.as_ref(), 3).await.expect("tree").root(), root, "the tree is unchanged");
+
+    let again = store.commit(vec![Op::RemovePayloads { before: cutoff, policy: "test".into() }]).await.expect("commit");
+    let run = store.log_entry(logged(&again)[0]).await.expect("reads").expect("the run");
+    assert!(run.canonical.as_deref().is_some_and(|c| c.contains(r#""removed":0"#)), "{:?}", run.canonical);
+    assert_eq!(verify_chain(store.as_ref()).await.expect("verifies").first_bad, None);
 }

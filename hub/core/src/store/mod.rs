@@ -364,6 +364,14 @@ pub enum Op {
     Requeue { ids: Option<Vec<i64>> },
     /// Appends a read of personal data to the access log, chained to the entry before it.
     RecordAccess(NewAccess),
+    /// Retention: removes the payloads of the entries appended before `before` that are
+    /// hashed over their payload's hash (the entry, its hash and the payload's hash stay,
+    /// so the chain and the Merkle tree still verify), and appends a `retention` entry that
+    /// says what was removed (its payload and canonical form:
+    /// `{"policy", "before", "removed", "first", "last", "kept_unhashed"}`); yields
+    /// [`OpResult::Logged`] with that entry. Entries hashed over the payload itself (appended
+    /// before payload hashes were kept) keep their payloads: `kept_unhashed` counts them.
+    RemovePayloads { before: DateTime<Utc>, policy: String },
     /// Stores a signed checkpoint of the message log's Merkle tree; one of a size already
     /// stored is kept as it was (a tree of a given size has one root).
     StoreCheckpoint(CheckpointRecord),

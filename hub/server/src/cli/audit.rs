@@ -213,3 +213,36 @@ pub(super) fn verify_bundle(file: &Path, known: &[PathBuf]) -> anyhow::Result<Ex
         }
     }
 }
+
+/// Removes payloads older than the policy and prints what the retention entry says.
+pub(super) async fn retention(
+    config: Config,
+    older_than: Option<String>,
+    before: Option<DateTime<Utc>>,
+) -> anyhow::Result<ExitCode> {
+    let clock = Clock::system();
+    let (before, policy) = match before {
+        Some(b) => (b, format!("before {}", carehub_core::store::ts(b))),
+        None => {
+            let age = older_than.unwrap_or_else(|| config.audit.retention.clone());
+            match crate::config::before(clock.now(), &age) {
+                Ok(b) => (b, format!("older than {age}")),
+                Err(e) => {
+                    eprintln!("--older-than: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            }
+        }
+    };
+    let db = &config.hub.database;
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(db, clock).with_context(|| format!("cannot open {}", db.display()))?);
+    let results = store.commit(vec![Op::RemovePayloads { before, policy }]).await?;
+    let Some(&carehub_core::store::OpResult::Logged(seq)) = results.first() else {
+        anyhow::bail!("retention did not log its run");
+    };
+    let entry = store.log_entry(seq).await?;
+    let said = entry.and_then(|e| e.canonical).unwrap_or_default();
+    crate::out!("retention logged as entry {seq}: {said}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -11,7 +11,7 @@
 //! - `serve`: `carehub serve`.
 //! - `check`: `carehub check`.
 //! - `token`: `carehub token`.
-//! - `audit`: `carehub audit verify | keygen | prove | export | verify-bundle`.
+//! - `audit`: `carehub audit verify | keygen | prove | export | verify-bundle | retention`.
 //! - `replay`: `carehub replay`.
 //! - `tags`: `carehub tags import`.
 //! - [`verify`]: `carehub verify`.
@@ -164,6 +164,19 @@ pub enum AuditCommand {
         #[arg(long, default_value = "carehub.toml")]
         config: PathBuf,
     },
+    /// Remove the payloads of entries older than the retention policy (`[audit] retention`,
+    /// default 10y; --older-than overrides, --before names an instant): each entry keeps its
+    /// hash and its payload's hash, so the chain, the tree and every proof still verify. The
+    /// run is logged as a `retention` entry. Entries written before payload hashes were kept
+    /// keep their payloads (reported).
+    Retention {
+        #[arg(long, conflicts_with = "before")]
+        older_than: Option<String>,
+        #[arg(long, value_parser = audit::parse_when)]
+        before: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, default_value = "carehub.toml")]
+        config: PathBuf,
+    },
     /// Verify a bundle with no database and no network: every entry's chain hash, the
     /// chain between them, every inclusion proof, the checkpoint's signature, and earlier
     /// checkpoints (the bundle's and --known files) against it. Exit codes: 0 verifies, 1
@@ -193,6 +206,13 @@ async fn run_audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             init_tracing("warn", LogFormat::Text);
             match load_config(&config) {
                 Ok(c) => audit::prove(c, entry, from).await,
+                Err(code) => Ok(code),
+            }
+        }
+        AuditCommand::Retention { older_than, before, config } => {
+            init_tracing("warn", LogFormat::Text);
+            match load_config(&config) {
+                Ok(c) => audit::retention(c, older_than, before).await,
                 Err(code) => Ok(code),
             }
         }

@@ -293,11 +293,15 @@ pub struct MessageView {
     pub payload: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_encoding: Option<String>,
+    /// The payload's SHA-256 (hex; entries appended before it was kept have none).
+    pub payload_sha256: Option<String>,
+    /// Retention removed the payload; its hash remains.
+    pub payload_removed: bool,
 }
 
 impl MessageView {
     fn from(e: LogEntry, with_payload: bool) -> Self {
-        let (payload, payload_encoding) = if with_payload {
+        let (payload, payload_encoding) = if with_payload && !e.payload_removed {
             match String::from_utf8(e.payload) {
                 Ok(s) => (Some(s), Some("utf-8".to_owned())),
                 Err(b) => {
@@ -328,6 +332,8 @@ impl MessageView {
             canonical: e.canonical.and_then(|c| serde_json::from_str(&c).ok()),
             payload,
             payload_encoding,
+            payload_sha256: e.payload_hash,
+            payload_removed: e.payload_removed,
         }
     }
 }

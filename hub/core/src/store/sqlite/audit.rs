@@ -55,6 +55,62 @@ pub(super) fn record_access(conn: &Connection, at: DateTime<Utc>, a: NewAccess) 
     Ok(e.seq)
 }
 
+/// [`Op::RemovePayloads`]: counts what goes, appends the retention entry saying so, then
+/// empties those payloads, marked with that entry (the schema's trigger allows exactly this).
+pub(super) fn remove_payloads(
+    conn: &Connection,
+    chain: &mut (i64, String),
+    at: DateTime<Utc>,
+    before: DateTime<Utc>,
+    policy: &str,
+) -> Result<i64, StoreError> {
+    let before_ts = ts(before);
+    let (removed, first, last): (i64, Option<i64>, Option<i64>) = conn.query_row(
+        "SELECT COUNT(*), MIN(seq), MAX(seq) FROM message_log
+         WHERE at < ?1 AND payload_sha256 IS NOT NULL AND retained_by IS NULL",
+        [&before_ts],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let kept: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM message_log WHERE at < ?1 AND payload_sha256 IS NULL",
+        [&before_ts],
+        |r| r.get(0),
+    )?;
+    let body = serde_json::json!({
+        "policy": policy, "before": before_ts, "removed": removed, "first": first, "last": last,
+        "kept_unhashed": kept,
+    })
+    .to_string();
+    let seq = super::log::append_log(
+        conn,
+        chain,
+        at,
+        NewLogEntry {
+            system: "carehub".into(),
+            vendor: "carehub".into(),
+            direction: "internal",
+            message_type: "retention".into(),
+            content_type: "application/json".into(),
+            payload: body.clone().into_bytes(),
+            canonical: Some(body),
+            status: LogStatus::Accepted,
+            ..NewLogEntry::default()
+        },
+    )?;
+    let updated = conn.execute(
+        "UPDATE message_log SET payload = x'', retained_by = ?2
+         WHERE at < ?1 AND payload_sha256 IS NOT NULL AND retained_by IS NULL AND seq < ?2",
+        params![before_ts, seq],
+    )?;
+    if updated as i64 != removed {
+        return Err(StoreError::backend(
+            "retention",
+            format!("counted {removed} payloads to remove, removed {updated}"),
+        ));
+    }
+    Ok(seq)
+}
+
 pub(super) fn store_checkpoint(conn: &Connection, c: &CheckpointRecord) -> Result<(), StoreError> {
     conn.prepare_cached("INSERT OR IGNORE INTO checkpoints (size, root, at, note) VALUES (?1, ?2, ?3, ?4)")?
         .execute(params![c.size, c.root, ts(c.at), c.note])?;

@@ -544,6 +544,9 @@ fn apply_op(
             super::audit::record_access(conn, at, a)?;
             Ok(OpResult::Done)
         }
+        Op::RemovePayloads { before, policy } => {
+            Ok(OpResult::Logged(super::audit::remove_payloads(conn, chain, at, before, &policy)?))
+        }
         Op::StoreCheckpoint(c) => {
             super::audit::store_checkpoint(conn, &c)?;
             Ok(OpResult::Done)
