@@ -201,7 +201,10 @@ async fn run_audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
     match command {
         AuditCommand::Verify { db } => audit::verify(&db).await,
         AuditCommand::Keygen { out } => audit::keygen(&out),
-        AuditCommand::VerifyBundle { file, known } => audit::verify_bundle(&file, &known),
+        // Reading and hashing a bundle is blocking work: off the runtime's threads.
+        AuditCommand::VerifyBundle { file, known } => {
+            tokio::task::spawn_blocking(move || audit::verify_bundle(&file, &known)).await?
+        }
         AuditCommand::Prove { entry, from, config } => {
             init_tracing("warn", LogFormat::Text);
             match load_config(&config) {
