@@ -563,3 +563,32 @@ async fn after_retention_the_payloads_are_gone_and_the_chain_every_proof_and_the
     assert!(!verify_bundle(&file, None).0);
     assert!(!script(&[&file]).0);
 }
+
+#[tokio::test]
+async fn keygen_writes_a_private_key_the_configuration_takes_and_never_overwrites_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let key = dir.path().join("audit.key");
+    let made = carehub(&["audit", "keygen", "--out", key.to_str().expect("path")]);
+    let stdout = String::from_utf8_lossy(&made.stdout).into_owned();
+    assert!(made.status.success(), "{made:?}");
+    let public = stdout.lines().find_map(|l| l.strip_prefix("public key: ")).expect("a public key").to_owned();
+    let written = std::fs::read_to_string(&key).expect("the key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).expect("metadata").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "readable by its owner only");
+    }
+    let again = carehub(&["audit", "keygen", "--out", key.to_str().expect("path")]);
+    assert_eq!(again.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&key).expect("the key"), written, "not overwritten");
+
+    // The configuration takes it as a file, like every secret, and signs with it.
+    let nowhere = "http://127.0.0.1:9";
+    let text = config_text(&dir.path().join("carehub.db"), nowhere, nowhere, &Options::default())
+        .replace(&format!("signing_key = \"{TEST_SIGNING_KEY}\""), "signing_key_file = \"audit.key\"");
+    std::fs::write(dir.path().join("carehub.toml"), text).expect("write");
+    let config = carehub_server::config::Config::load(&dir.path().join("carehub.toml")).expect("valid");
+    let signing = config.audit.key().expect("a key");
+    assert_eq!(carehub_core::log::checkpoint::public_key_text(&signing.verifying_key()), public);
+}

@@ -1239,6 +1239,24 @@ system = "phoniro"
     }
 
     #[test]
+    fn a_retention_age_counts_back_in_years_months_or_days_and_nothing_else() {
+        let now = chrono::DateTime::parse_from_rfc3339("2036-12-05T10:00:00Z").map(|t| t.to_utc()).expect("instant");
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).map(|t| t.to_utc()).expect("instant");
+        assert_eq!(before(now, "10y"), Ok(at("2026-12-05T10:00:00Z")));
+        assert_eq!(before(now, "18m"), Ok(at("2035-06-05T10:00:00Z")));
+        assert_eq!(before(now, "90d"), Ok(at("2036-09-06T10:00:00Z")));
+        for bad in ["", "y", "10", "10w", "-1y", "ten years"] {
+            assert!(before(now, bad).is_err(), "{bad}");
+        }
+        let text =
+            format!("{GOOD}\n[audit]\nretention = \"10w\"\nsigning_key = \"c2hvcnQ=\"\norigin = \"two words\"\n");
+        let errors = Config::parse(&text, Path::new(".")).expect_err("three problems").0.join("\n");
+        for key in ["[audit] retention", "[audit] signing_key", "[audit] origin"] {
+            assert!(errors.contains(key), "{key}: {errors}");
+        }
+    }
+
+    #[test]
     fn secrets_come_inline_from_a_variable_or_from_a_file_the_same_way_everywhere() {
         let dir = tempfile::tempdir().expect("dir");
         std::fs::write(dir.path().join("jwt.secret"), "from-a-file-0123456789abcdef0123456789\n").expect("write");
