@@ -17,7 +17,9 @@ use crate::support::*;
 async fn audit_verify_passes_untouched_and_names_a_tampered_entry() {
     let phoniro = MockServer::start().await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&phoniro).await;
-    let mut hub = TestHub::start(&phoniro.uri(), &phoniro.uri()).await;
+    // The tamperer below works on the SQLite file; the PostgreSQL chain has its own test.
+    let o = Options { sqlite_file: true, ..Options::default() };
+    let mut hub = TestHub::start_with(&phoniro.uri(), &phoniro.uri(), o).await;
     let pnrs = test_pnrs();
     let cm = hub.system_token("combine");
     for i in 0..5 {
@@ -81,6 +83,58 @@ async fn audit_verify_passes_untouched_and_names_a_tampered_entry() {
 
     let missing = carehub(&["audit", "verify", "--db", "/nonexistent/carehub.db"]);
     assert_eq!(missing.status.code(), Some(2));
+}
+
+/// `carehub audit verify --db postgres://...` recomputes a PostgreSQL database's chain the
+/// same way: it passes untouched, and names the entry a tamperer changed after getting past
+/// the trigger that keeps the log append-only.
+#[tokio::test]
+async fn audit_verify_reads_a_postgresql_chain_and_names_a_tampered_entry() {
+    use carehub_core::store::{CommitStore, LogStatus, NewLogEntry, Op};
+    let database = carehub_postgres::scratch::ScratchDb::create(&carehub_postgres::scratch::server(), "audit")
+        .await
+        .expect("a database on the test server");
+    let url = database.url();
+    let store = carehub_postgres::PgStore::open(&url, carehub_model::Clock::starting_at(test_instant()))
+        .await
+        .expect("the store opens");
+    for i in 0..5 {
+        let entry = NewLogEntry {
+            system: "combine".into(),
+            vendor: "combine".into(),
+            direction: "in",
+            message_type: "decision".into(),
+            content_type: "application/xml".into(),
+            payload: format!("<beslut id=\"DEC-{i}\"/>").into_bytes(),
+            status: LogStatus::Accepted,
+            ..NewLogEntry::default()
+        };
+        store.commit(vec![Op::AppendLog(entry)]).await.expect("commits");
+    }
+    drop(store);
+    let ok = carehub(&["audit", "verify", "--db", &url]);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{stdout}");
+    assert!(stdout.contains("ok: the message log's hash chain verifies (5 entries)"), "{stdout}");
+
+    let tamper = url.clone();
+    let refused = std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&tamper, postgres::NoTls).expect("connect");
+        let refused = c.execute("UPDATE message_log SET status = 'rejected' WHERE seq = 3", &[]).is_err();
+        c.batch_execute(
+            "ALTER TABLE message_log DISABLE TRIGGER message_log_no_update;
+             UPDATE message_log SET payload = '<beslut id=\"DEC-X\"/>'::bytea WHERE seq = 3;",
+        )
+        .expect("a superuser gets past the trigger");
+        refused
+    })
+    .join()
+    .expect("the thread runs");
+    assert!(refused, "the append-only trigger holds");
+    let bad = carehub(&["audit", "verify", "--db", &url]);
+    let stdout = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAILED: entry 3 does not match"), "{stdout}");
 }
 
 #[tokio::test]

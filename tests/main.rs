@@ -28,6 +28,7 @@ mod rejections;
 mod tags;
 mod tls;
 mod treserva;
+mod validate;
 mod verify_month;
 mod visit_paths;
 mod visits;

@@ -57,6 +57,9 @@ async fn check_reaches_every_system_and_reports_every_config_problem() {
     }
     assert!(stdout.contains("system phoniro (phoniro): reachable"), "{stdout}");
     assert!(stdout.contains("system combine (combine): FAILED: transient: cannot connect"), "{stdout}");
+    if hub.database.is_none() {
+        assert!(stdout.contains("database: ok (SQLite file "), "{stdout}");
+    }
 
     let bad = hub.dir.path().join("bad.toml");
     std::fs::write(&bad, "[hub]\nlisten = 5\n[[systems]]\nname = \"a\"\nvendor = \"visma\"\n").expect("write");
@@ -354,6 +357,8 @@ fn the_demo_runs_end_to_end() {
         "resends the 8 dead letters",
         "delivered 8, still dead 0; phoniro-soder took 8 orders for 8 replayed",
         "not confirmed in time 4",
+        // On the hub's clock: most providers answer within their deadlines, four late on purpose.
+        "answered by the execute-by date 35, after it 4 (on purpose); plans by the due date 30, after it 4",
         "treserva-danderyd (SOAP): 3 decisions answered RegistreraBeslutResponse, 1 answered with a SOAP fault INVALID_PERSONAL_IDENTITY_NUMBER",
         "treserva-danderyd got 3 TaEmotKvittens",
         "procapita-sodertalje (SFTP): 3 files archived, 1 refused into the error folder with a reason file, 4 receipts uploaded",
@@ -365,7 +370,21 @@ fn the_demo_runs_end_to_end() {
     }
     // A month of visits: the planted faults come back with their codes, the provider with
     // many manual registrations is marked, and the demo found every figure as planted.
-    let visits = stdout.split("7. Visits in ").nth(1).unwrap_or_default();
+    // A decision's life: a pause, raised minutes, a switch to a provider on another Phoniro
+    // system and an end become order changes, ends and a new order; the providers' reports
+    // reach Combine.
+    let life = stdout.split("7. A decision's life in ").nth(1).unwrap_or_default();
+    for line in [
+        "a hospital stay: no help 2027-02-05 to 2027-02-12: 202 accepted",
+        "minutes raised from 2027-02-10 after a fall",
+        "derived: 2 order changes and 2 order ends to the providers' systems (2 and 2 delivered; Phoniro took 2 and 2)",
+        "ends 2027-02-16 at phoniro-norr, ",
+        "starts 2027-02-17 at phoniro-soder (accepted,",
+        "Combine received 3 deviations (Avvikelse) and 1 change of need (Bevakning)",
+    ] {
+        assert!(life.contains(line), "the demo's decision life lacks {line:?}:\n{stdout}");
+    }
+    let visits = stdout.split("8. Visits in ").nth(1).unwrap_or_default();
     for line in [
         "1 moved to another home on ",
         "feed pages (1 served twice)",
@@ -379,6 +398,8 @@ fn the_demo_runs_end_to_end() {
         "VIS005     2  the same staff member in two homes at once",
         "VIS007 ",
         "VIS008     3  a manual registration without a reason",
+        "VIS009     1  no active order for the client at the provider that day",
+        "42 clients at their providers, 38 within 80-120%; planted under 2, over 2",
         "visit reports on to case management: ",
         "Manual registrations, ",
         "every figure above is what the demo planted",
@@ -391,8 +412,11 @@ fn the_demo_runs_end_to_end() {
     assert!(marked[0].trim_start().starts_with("Hemtjänst Norr AB"), "{stdout}");
     // Invoices: the over-biller is found (INV001) and its credit note takes one line's
     // excess back; the provider with many manual registrations is reported (INV003).
-    assert!(stdout.contains("8. Invoices for February 2027"), "the demo's month follows its clock:\n{stdout}");
-    let invoices = stdout.split("8. Invoices for ").nth(1).unwrap_or_default();
+    assert!(
+        stdout.contains("9. Invoices for February 2027 on 2027-03-05"),
+        "the demo's month follows its clock:\n{stdout}"
+    );
+    let invoices = stdout.split("9. Invoices for ").nth(1).unwrap_or_default();
     let line =
         |who: &str, what: &str| invoices.lines().find(|l| l.contains(who) && l.contains(what)).unwrap_or_default();
     let count = |l: &str, code: &str| -> usize {
@@ -401,7 +425,7 @@ fn the_demo_runs_end_to_end() {
             .and_then(|n| n.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
             .unwrap_or(0)
     };
-    let over = line("Omsorgshuset", "a quarter over on 3 orders");
+    let over = line("Omsorgshuset", "a tenth over on 3 orders");
     let credited = line("Omsorgshuset", "after credit note K1 for line");
     assert!(count(over, "INV001") >= 1, "over-billing is found: {stdout}");
     assert_eq!(
@@ -411,6 +435,19 @@ fn the_demo_runs_end_to_end() {
     );
     assert!(line("Hemtjänst Norr AB", "as performed").contains("INV003 ×1"), "{stdout}");
     assert!(!line("Hemtjänst Norr AB", "as performed").contains("INV001"), "{stdout}");
+    // The planted under-performer at Norr is the one order under 80% of its grant (INV006).
+    assert!(line("Hemtjänst Norr AB", "as performed").contains("INV006 ×1"), "{stdout}");
+    // The follow-up reports what was planted: most clients within their granted time, the
+    // planted outliers outside it, and the providers' answers mostly in time.
+    for line in [
+        "42 clients: granted ",
+        "within 80-120% of granted 38, under 2, over 2",
+        "plans due 41: on time 29, late 4, missing 8; orders to confirm 43: on time 35, late 4, not confirmed 4",
+        "every figure above is what the demo planted",
+    ] {
+        assert!(invoices.contains(line), "the demo's follow-up lacks {line:?}:\n{stdout}");
+    }
+    assert!(!stdout.contains("MISMATCH"), "{stdout}");
     // No personal identity number is printed, with or without its dash.
     let pnrs: std::collections::HashSet<String> = test_pnrs().into_iter().collect();
     let squeezed = stdout.replace('-', "");
@@ -570,4 +607,44 @@ fn json_logs_on_request_are_one_json_object_a_line() {
     let listening = lines.iter().find(|l| l.contains("carehub listening")).expect("the listening line");
     let v: serde_json::Value = serde_json::from_str(listening).expect("json");
     assert_eq!(v["addr"].as_str(), Some(addr.as_str()), "fields are JSON fields: {listening}");
+}
+
+/// `carehub check` says whether it reaches the database: a PostgreSQL one with its server
+/// and schema version (without migrating it), and FAILED (exit 1) for one that does not answer.
+#[tokio::test]
+async fn check_reaches_a_postgresql_database_or_says_it_cannot() {
+    let up = MockServer::start().await;
+    let database = carehub_postgres::scratch::ScratchDb::create(&carehub_postgres::scratch::server(), "check")
+        .await
+        .expect("a database on the test server");
+    let dir = tempfile::tempdir().expect("dir");
+    let check = |db: &str| {
+        let config = dir.path().join("carehub.toml");
+        let text = config_text(std::path::Path::new(db), &up.uri(), &up.uri(), &Options::default());
+        std::fs::write(&config, text).expect("write config");
+        carehub(&["check", "--config", config.to_str().expect("path")])
+    };
+
+    let out = check(&database.url());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let place = format!("at 127.0.0.1:5432/{}, schema version 0 of ", database.name());
+    assert!(stdout.contains("database: ok (PostgreSQL ") && stdout.contains(&place), "{stdout}");
+
+    // `carehub migrate` brings the schema up to this carehub's, and check then says so.
+    let config = dir.path().join("carehub.toml");
+    let out = carehub(&["migrate", "--config", config.to_str().expect("path")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let out = check(&database.url());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let version = stdout.split("schema version ").nth(1).and_then(|v| v.split(')').next()).expect("a version");
+    let (at, of) = version.split_once(" of ").expect("N of M");
+    assert!(at == of && at != "0", "migrated to this carehub's schema: {stdout}");
+
+    let out = check("postgres://postgres@127.0.0.1:9/nowhere");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("database: FAILED: "), "{stdout}");
+    assert!(stdout.contains("system phoniro (phoniro): reachable"), "the systems are still checked: {stdout}");
 }

@@ -21,6 +21,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request};
 use axum::Router;
 use carehub_model::Clock;
+use carehub_postgres::scratch::{self, ScratchDb};
 use carehub_server::auth::{Auth, Role};
 use carehub_server::config::Config;
 use carehub_server::run::RunningHub;
@@ -78,6 +79,8 @@ pub struct Options {
     /// checkpoint_every_ms`; 0, the default here, makes checkpoints only on demand). The
     /// signing key is always [`TEST_SIGNING_KEY`].
     pub checkpoint_every_ms: u64,
+    /// On a SQLite file whatever `CAREHUB_TEST_DATABASE` says: for a test of the file itself.
+    pub sqlite_file: bool,
 }
 
 /// The test hubs' checkpoint signing key: the 32-byte seed of sevens, base64.
@@ -117,6 +120,7 @@ impl Default for Options {
             at: test_instant(),
             hub_extra: String::new(),
             checkpoint_every_ms: 0,
+            sqlite_file: false,
         }
     }
 }
@@ -308,21 +312,37 @@ impl Tokens {
     }
 }
 
-/// A configuration written to a fresh temporary folder, with the database beside it.
+/// A configuration written to a fresh temporary folder, with the database beside it (or,
+/// on PostgreSQL, a database of its own: [`test_database`]).
 struct Written {
     dir: TempDir,
     db: PathBuf,
     config_path: PathBuf,
     config: Config,
+    database: Option<ScratchDb>,
 }
 
 fn write_config(phoniro_url: &str, combine_url: &str, o: &Options) -> Written {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = dir.path().join("carehub.db");
+    let database = if o.sqlite_file { None } else { test_database() };
+    let db = database.as_ref().map_or_else(|| dir.path().join("carehub.db"), |d| PathBuf::from(d.url()));
     let config_path = dir.path().join("carehub.toml");
     std::fs::write(&config_path, config_text(&db, phoniro_url, combine_url, o)).expect("write config");
     let config = Config::load(&config_path).expect("valid config");
-    Written { dir, db, config_path, config }
+    Written { dir, db, config_path, config, database }
+}
+
+/// With `CAREHUB_TEST_DATABASE=postgres`, a hub's own PostgreSQL database on the test
+/// server (`CAREHUB_TEST_POSTGRES`, or 127.0.0.1:5432), dropped with the hub; otherwise
+/// `None`, and the hub keeps a SQLite file in its folder.
+pub fn test_database() -> Option<ScratchDb> {
+    (std::env::var("CAREHUB_TEST_DATABASE").as_deref() == Ok("postgres")).then(|| {
+        // A blocking client must not run on an async task's thread.
+        std::thread::spawn(|| ScratchDb::create_blocking(&scratch::server(), "hub"))
+            .join()
+            .expect("the thread runs")
+            .expect("a database on the test server")
+    })
 }
 
 /// A hub running in this process.
@@ -336,6 +356,8 @@ pub struct TestHub {
     tokens: Tokens,
     /// The hub's clock (shared with the hub: setting it moves the hub's time too).
     pub clock: Clock,
+    /// The hub's PostgreSQL database, when it runs on one (dropped after the hub).
+    pub database: Option<ScratchDb>,
 }
 
 impl Deref for TestHub {
@@ -352,7 +374,7 @@ impl TestHub {
     }
 
     pub async fn start_with(phoniro_url: &str, combine_url: &str, o: Options) -> TestHub {
-        let Written { dir, db, config_path, config } = write_config(phoniro_url, combine_url, &o);
+        let Written { dir, db, config_path, config, database } = write_config(phoniro_url, combine_url, &o);
         let clock = Clock::starting_at(o.at);
         let runtime = assemble::build(&config, clock.clone()).expect("build");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -366,6 +388,7 @@ impl TestHub {
             http: reqwest::Client::new(),
             tokens: Tokens::new(&clock),
             clock,
+            database,
         }
     }
 
@@ -487,6 +510,8 @@ pub struct TestApp {
     /// The hub's clock (shared with the hub: setting it moves the hub's time too).
     pub clock: Clock,
     tokens: Tokens,
+    /// The app's PostgreSQL database, when it runs on one.
+    pub database: Option<ScratchDb>,
 }
 
 impl Deref for TestApp {
@@ -510,7 +535,7 @@ impl TestApp {
     }
 
     pub fn start_with(o: Options) -> TestApp {
-        let Written { dir, db, config_path, config } = write_config(NOWHERE, NOWHERE, &o);
+        let Written { dir, db, config_path, config, database } = write_config(NOWHERE, NOWHERE, &o);
         let clock = Clock::starting_at(o.at);
         let runtime = assemble::build(&config, clock.clone()).expect("build");
         TestApp {
@@ -521,6 +546,7 @@ impl TestApp {
             config_path,
             tokens: Tokens::new(&clock),
             clock,
+            database,
         }
     }
 

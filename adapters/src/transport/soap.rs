@@ -26,6 +26,8 @@ pub struct SoapReceipt<'a> {
     pub status: &'a str,
     pub decision_id: Option<&'a str>,
     pub order_id: Option<&'a str>,
+    /// Why a message taken changed nothing (`STALE_VERSION`).
+    pub code: Option<&'a str>,
 }
 
 /// The response envelope for a call whose payload element was `root` in `namespace`:
@@ -40,6 +42,9 @@ pub fn response(root: &str, namespace: Option<&str>, r: &SoapReceipt<'_>) -> Str
     }
     if let Some(o) = r.order_id {
         leaf(&mut el, "OrderId", o);
+    }
+    if let Some(c) = r.code {
+        leaf(&mut el, "Code", c);
     }
     xml::write(&soap_envelope(el), "UTF-8")
 }
@@ -145,6 +150,7 @@ pub fn wsdl(system: &str, location: &str, mappings: &MappingSet) -> String {
                  \x20     <xsd:element name=\"{root}Response\"><xsd:complexType><xsd:sequence>\
                  <xsd:element name=\"MessageId\" type=\"xsd:long\"/><xsd:element name=\"Status\" type=\"xsd:string\"/>\
                  <xsd:element name=\"DecisionId\" type=\"xsd:string\" minOccurs=\"0\"/><xsd:element name=\"OrderId\" type=\"xsd:string\" minOccurs=\"0\"/>\
+                 <xsd:element name=\"Code\" type=\"xsd:string\" minOccurs=\"0\"/>\
                  </xsd:sequence></xsd:complexType></xsd:element>\n"
             ));
         }

@@ -130,11 +130,19 @@ async fn one_run(
     dir: &std::path::Path,
     pnrs: Arc<Vec<&'static str>>,
     checkpoint_every_ms: Option<u64>,
-) -> anyhow::Result<Run> {
+) -> anyhow::Result<Outcome> {
     let mock = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let mock_url = format!("http://{}", mock.local_addr()?);
+    let delivered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = delivered.clone();
     tokio::spawn(async move {
-        let app = Router::new().route("/api/orders", post(|| async { StatusCode::CREATED }));
+        let app = Router::new().route(
+            "/api/orders",
+            post(move || async move {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                StatusCode::CREATED
+            }),
+        );
         let _ = axum::serve(mock, app).await;
     });
     let db = dir.join(format!("bench-{clients}-{}.db", fastrand::u32(..)));
@@ -152,9 +160,23 @@ async fn one_run(
     let config = Config::parse(&config_text, dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let clock = bench_clock();
     let runtime = assemble::build(&config, clock.clone())?;
+    let store = runtime.state.hub.store().clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let hub = run::start(runtime, listener).await?;
     let url = format!("{}/v1/systems/combine/messages", hub.url());
+    // The write-ahead log's largest size during the run, sampled every 50 ms.
+    let wal = db.with_extension("db-wal");
+    let wal_max = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampler = {
+        let wal_max = wal_max.clone();
+        tokio::spawn(async move {
+            loop {
+                let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+                wal_max.fetch_max(size, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
     let token = Auth::new(SECRET, clock).issue(
         "bench",
         Role::CaseManagement,
@@ -174,8 +196,23 @@ async fn one_run(
         }
     })
     .await;
+    // What was delivered while intake ran, and what was still waiting when it stopped.
+    let delivered = delivered.load(std::sync::atomic::Ordering::Relaxed);
+    let backlog = store.outbox_counts().await.map(|c| c.pending).unwrap_or(0);
+    sampler.abort();
     hub.stop().await;
-    run
+    let run = run?;
+    Ok(Outcome { run, delivered, backlog, wal_max: wal_max.load(std::sync::atomic::Ordering::Relaxed) })
+}
+
+/// A decisions run: the closed loop's figures, the orders the mock received by the end of
+/// the measured window (warm-up included), the outbox's pending rows then, and the largest
+/// the write-ahead log grew.
+struct Outcome {
+    run: Run,
+    delivered: usize,
+    backlog: u64,
+    wal_max: u64,
 }
 
 async fn decisions(
@@ -195,7 +232,7 @@ async fn decisions(
     );
     out!("");
     out!(
-        "{:>8} {:>12} {:>10} {:>12} {:>9} {:>9} {:>9} {:>7}",
+        "{:>8} {:>12} {:>10} {:>12} {:>9} {:>9} {:>9} {:>7} {:>10} {:>8} {:>8}",
         "clients",
         "checkpoints",
         "decisions",
@@ -203,7 +240,10 @@ async fn decisions(
         "p50 ms",
         "p99 ms",
         "max ms",
-        "errors"
+        "errors",
+        "delivered",
+        "backlog",
+        "WAL MiB"
     );
     // Without checkpoints, one run per client count; with them, off and on twice in mirrored
     // order, so a drift of the machine's speed during the pair weighs on both alike.
@@ -215,7 +255,8 @@ async fn decisions(
     for c in clients {
         let (mut off, mut on) = (0.0f64, 0.0f64);
         for mode in &modes {
-            let r = one_run(c, seconds, temp.path(), pnrs.clone(), *mode).await?;
+            let o = one_run(c, seconds, temp.path(), pnrs.clone(), *mode).await?;
+            let r = &o.run;
             let rate = r.count as f64 / r.elapsed.as_secs_f64();
             if mode.is_some() {
                 on += rate;
@@ -224,7 +265,7 @@ async fn decisions(
                 best = best.max(rate);
             }
             out!(
-                "{:>8} {:>12} {:>10} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+                "{:>8} {:>12} {:>10} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>10} {:>8} {:>8.1}",
                 r.clients,
                 mode.map_or("off".to_owned(), |ms| format!("every {ms} ms")),
                 r.count,
@@ -232,13 +273,17 @@ async fn decisions(
                 r.p50.as_secs_f64() * 1e3,
                 r.p99.as_secs_f64() * 1e3,
                 r.max.as_secs_f64() * 1e3,
-                r.errors
+                r.errors,
+                o.delivered,
+                o.backlog,
+                o.wal_max as f64 / (1024.0 * 1024.0)
             );
         }
         if checkpoint_every_ms.is_some() {
             out!("{c:>8} clients: checkpointing on / off = {:.3}", on / off);
         }
     }
+    out!("(delivered: orders the mock received by the end, warm-up included; backlog: outbox rows still pending then; WAL: the largest the write-ahead log grew)");
     out!("");
     let payload = decision(0, "193601016987").into_bytes();
     let n = 2000;

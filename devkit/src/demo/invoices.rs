@@ -4,11 +4,12 @@
 //! compensation. The hub verifies each against orders, decisions and validated visits; the
 //! demo prints the verification read back from `GET /v1/invoices/{id}/verification`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
+use super::visits::Expected;
 use crate::peppol_write::{self, Kind, Line};
 use anyhow::Context;
-use carehub_core::store::{OrderFilter, Store, VisitFilter};
+use carehub_core::followup::Band;
 use chrono::NaiveDate;
 use serde_json::Value;
 
@@ -27,7 +28,8 @@ pub(crate) struct Biller {
 pub(crate) enum Style {
     /// What was performed.
     Honest,
-    /// A quarter more than performed on its first three orders, then a credit note for one.
+    /// A tenth more than performed on its first three orders within their grant, then a
+    /// credit note for one.
     OverBilling,
     /// What was performed, with no line for plan compensation (the hub adds it anyway).
     NoPlanClaim,
@@ -38,9 +40,44 @@ pub(crate) struct InvoiceRun<'a> {
     pub url: &'a str,
     pub tokens: &'a BTreeMap<String, String>,
     pub reader: &'a str,
-    pub store: &'a dyn Store,
     pub first: NaiveDate,
     pub last: NaiveDate,
+}
+
+/// Plans or confirmations due in the month, by how they went (SPEC §4.4's follow-up).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Due {
+    pub due: i64,
+    pub on_time: i64,
+    pub late: i64,
+    /// Missing plans, or orders never confirmed.
+    pub missing: i64,
+    pub pending: i64,
+}
+
+impl Due {
+    /// One more, answered on `on` (or not) against its `deadline`, as seen on `today`.
+    pub(crate) fn add(&mut self, on: Option<NaiveDate>, deadline: NaiveDate, today: NaiveDate) {
+        self.due += 1;
+        match on {
+            Some(on) if on <= deadline => self.on_time += 1,
+            Some(_) => self.late += 1,
+            None if today > deadline => self.missing += 1,
+            None => self.pending += 1,
+        }
+    }
+
+    fn of(v: &Value, missing: &str) -> Due {
+        let n = |k: &str| v[k].as_i64().unwrap_or(0);
+        Due { due: n("due"), on_time: n("on_time"), late: n("late"), missing: n(missing), pending: n("pending") }
+    }
+}
+
+/// What the providers' answers should make of the month's deadlines.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Timeliness {
+    pub plans: Due,
+    pub confirmations: Due,
 }
 
 fn hours(minutes: i64) -> String {
@@ -59,38 +96,6 @@ fn kronor(ore: i64) -> String {
 }
 
 impl InvoiceRun<'_> {
-    /// Each order's performed minutes this month, from the hub's validated visits, and what
-    /// the order grants a month.
-    async fn performed(&self, org: &str) -> anyhow::Result<Vec<(String, i64, i64)>> {
-        let month = self.first.format("%Y-%m").to_string();
-        let orders = self
-            .store
-            .orders(OrderFilter { provider: Some(org.to_owned()), limit: 10_000, ..Default::default() })
-            .await?;
-        let mut out = Vec::new();
-        for o in orders.iter().filter(|o| o.ack_status != Some(carehub_model::AckStatus::Rejected)) {
-            let visits = self
-                .store
-                .visits(VisitFilter {
-                    order_id: Some(o.order.id.clone()),
-                    month: Some(month.clone()),
-                    limit: 10_000,
-                    ..Default::default()
-                })
-                .await?;
-            let seconds: i64 = visits
-                .iter()
-                .filter(|v| v.outcome != "rejected" && v.visit_outcome == "performed")
-                .filter_map(|v| v.seconds)
-                .sum();
-            let granted: i64 = o.order.services.iter().map(|s| i64::from(s.minutes_per_month)).sum();
-            if seconds > 0 {
-                out.push((o.order.id.clone(), (seconds + 30) / 60, granted));
-            }
-        }
-        Ok(out)
-    }
-
     async fn send(&self, b: &Biller, body: String) -> anyhow::Result<Value> {
         let token = self.tokens.get(b.org).context("a provider token")?;
         let resp = self
@@ -147,30 +152,43 @@ impl InvoiceRun<'_> {
 
     /// Sends each provider's invoice (and the over-biller's credit note) and prints what the
     /// hub made of them.
-    pub(crate) async fn play(&self, billers: &[Biller]) -> anyhow::Result<()> {
+    pub(crate) async fn play(
+        &self,
+        billers: &[Biller],
+        expected: &[Expected],
+        deadlines: &Timeliness,
+    ) -> anyhow::Result<Vec<String>> {
         out!(
-            "8. Invoices for {}: PEPPOL BIS 3 over HTTP, verified against orders, decisions and visits",
-            self.first.format("%B %Y")
+            "9. Invoices for {} on {}: PEPPOL BIS 3 over HTTP, verified against orders, decisions and visits",
+            self.first.format("%B %Y"),
+            self.last.checked_add_days(chrono::Days::new(5)).unwrap_or(self.last)
         );
-        let mut sent = BTreeSet::new();
+        let mut problems = Vec::new();
         for b in billers {
-            let performed = self.performed(b.org).await?;
+            // The provider bills each of its orders with visits: what it performed, against
+            // what the order granted this month (after its changes, pauses and end).
+            let performed: Vec<(String, i64, i64)> = expected
+                .iter()
+                .filter(|e| e.org == b.org && e.performed > 0)
+                .filter_map(|e| Some((e.orders.first()?.clone(), e.performed, e.granted)))
+                .collect();
             if performed.is_empty() {
                 continue;
             }
             let id = format!("{}-{}", b.system.to_uppercase(), self.first.format("%Y%m"));
             // An honest provider bills what was performed, not over-delivery beyond the grant.
-            // The over-biller adds a quarter on three orders where that stays under the
-            // grant's tolerance: over what was performed (INV001), not over the cap (INV002).
+            // The over-biller adds a tenth on three orders where that stays under the
+            // grant's tolerance (110%): over what was performed (INV001), not over the cap
+            // (INV002).
             let mut padded = 0;
             let lines: Vec<Line> = performed
                 .iter()
                 .enumerate()
                 .map(|(n, (order, done, granted))| {
                     let honest = (*done).min(*granted);
-                    let pad = b.style == Style::OverBilling && padded < 3 && done * 125 <= granted * 110;
+                    let pad = b.style == Style::OverBilling && padded < 3 && done <= granted;
                     padded += usize::from(pad);
-                    let minutes = if pad { done + done / 4 } else { honest };
+                    let minutes = if pad { done + done / 10 } else { honest };
                     Line {
                         id: (n + 1).to_string(),
                         order_id: order.clone(),
@@ -183,9 +201,19 @@ impl InvoiceRun<'_> {
             let doc = peppol_write::home_care(Kind::Invoice, &id, b.org, b.name, self.first, self.last, None, &lines);
             self.send(b, doc).await?;
             let report = self.report(b.org, &id).await?;
+            let under = performed.iter().filter(|(_, done, granted)| Band::of(*granted, *done) == Band::Under).count();
+            let approved: i64 = performed.iter().map(|(_, done, granted)| (*done).min(*granted)).sum();
+            check(&mut problems, &format!("{} INV006 (under 80% of granted)", b.name), under, codes(&report, "INV006"));
+            check(&mut problems, &format!("{} INV001 (over performed)", b.name), padded, codes(&report, "INV001"));
+            check(
+                &mut problems,
+                &format!("{} approved minutes", b.name),
+                usize::try_from(approved).unwrap_or(0),
+                usize::try_from(report["totals"]["approved_minutes"].as_i64().unwrap_or(0)).unwrap_or(0),
+            );
             let what = match b.style {
                 Style::Honest => "invoice, as performed",
-                Style::OverBilling => "invoice, a quarter over on 3 orders",
+                Style::OverBilling => "invoice, a tenth over on 3 orders",
                 Style::NoPlanClaim => "invoice, no plan compensation claimed",
             };
             self.print(b, what, &report);
@@ -213,15 +241,25 @@ impl InvoiceRun<'_> {
                 self.send(b, doc).await?;
                 let report = self.report(b.org, &id).await?;
                 self.print(b, &format!("after credit note K1 for line {}", first.id), &report);
+                check(
+                    &mut problems,
+                    &format!("{} INV001 after the credit note", b.name),
+                    padded - 1,
+                    codes(&report, "INV001"),
+                );
             }
-            sent.insert(id);
         }
         out!("   (amounts: approved minutes at the contracted rate; findings INV001-INV007 as in SPEC §7)");
-        self.follow_up().await
+        problems.extend(self.follow_up(expected, deadlines).await?);
+        if problems.is_empty() {
+            out!("   every figure above is what the demo planted");
+        }
+        Ok(problems)
     }
 
-    /// The month's follow-up (SPEC §4.4), read back from `GET /v1/reports/follow-up`.
-    async fn follow_up(&self) -> anyhow::Result<()> {
+    /// The month's follow-up (SPEC §4.4), read back from `GET /v1/reports/follow-up`;
+    /// where it differs from what was planted.
+    async fn follow_up(&self, expected: &[Expected], deadlines: &Timeliness) -> anyhow::Result<Vec<String>> {
         let month = self.first.format("%Y-%m");
         let resp = self
             .http
@@ -259,6 +297,42 @@ impl InvoiceRun<'_> {
             s["avg_staff_per_client"].as_f64().unwrap_or(0.0),
             n(&s["providers_over_threshold"])
         );
-        Ok(())
+        let mut problems = Vec::new();
+        if expected.is_empty() {
+            return Ok(problems);
+        }
+        let bands = |b: Band| expected.iter().filter(|e| e.band() == b).count();
+        let as_usize = |v: &Value| usize::try_from(n(v)).unwrap_or(0);
+        let sum = |f: fn(&Expected) -> i64| usize::try_from(expected.iter().map(f).sum::<i64>()).unwrap_or(0);
+        let p = &mut problems;
+        check(p, "follow-up clients", expected.len(), as_usize(&s["clients"]));
+        check(p, "follow-up granted minutes", sum(|e| e.granted), as_usize(&s["granted_minutes"]));
+        check(p, "follow-up performed minutes", sum(|e| e.performed), as_usize(&s["performed_minutes"]));
+        check(p, "clients within 80-120%", bands(Band::Within), as_usize(&s["bands"]["within"]));
+        check(p, "clients under 80%", bands(Band::Under), as_usize(&s["bands"]["under"]));
+        check(p, "clients over 120%", bands(Band::Over), as_usize(&s["bands"]["over"]));
+        for (what, want, got) in [
+            ("plans", deadlines.plans, Due::of(&s["plans"], "missing")),
+            ("confirmations", deadlines.confirmations, Due::of(&s["confirmations"], "not_confirmed")),
+        ] {
+            if want != got {
+                p.push(format!("follow-up {what}: the providers answered {want:?}, the hub says {got:?}"));
+            }
+        }
+        Ok(problems)
+    }
+}
+
+/// How many findings with `code` a verification report has, on its lines and in all.
+fn codes(report: &Value, code: &str) -> usize {
+    let lines =
+        report["lines"].as_array().into_iter().flatten().flat_map(|l| l["findings"].as_array().into_iter().flatten());
+    lines.chain(report["findings"].as_array().into_iter().flatten()).filter(|f| f["code"] == code).count()
+}
+
+/// Notes a figure that differs from what was planted.
+fn check(problems: &mut Vec<String>, what: &str, planted: usize, hub: usize) {
+    if planted != hub {
+        problems.push(format!("{what}: planted {planted}, the hub says {hub}"));
     }
 }

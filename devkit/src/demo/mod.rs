@@ -5,36 +5,37 @@
 //! in-process HTTP servers on 127.0.0.1 ([`vendors`]): a Combine case-management system that
 //! records the callbacks it gets, and two Phoniro systems that take orders and answer them
 //! (confirm, sometimes reject, report plans) by calling the hub back like the real ones
-//! would. One Phoniro system is down for the whole batch. Everything travels over loopback
+//! would. One Phoniro system is down for the first days. Everything travels over loopback
 //! HTTP through the public API, and every figure printed is read back from the hub's store.
 //!
-//! Then the month before this one is played as visits ([`visits`]): a tag in every home,
-//! NFC check-ins and check-outs by each provider's staff, served by the mock Phoniro systems
-//! as a feed the hub pulls by cursor, pushed one by one, and (when OpenSSH's server is
-//! installed) left as ParaGå's daily CSV files. The faults are planted: manual registrations
-//! with and without a reason, a tag moved between homes, a staff member in two homes at
-//! once, declined visits, a visit too long, an unknown tag, a retried push and a page served
-//! twice. The demo fails if the hub's figures differ from what it planted. Last, the
-//! providers invoice the month ([`invoices`]).
+//! It plays one month (the one before the instant it is run for) on the hub's clock, which
+//! it moves forward from the month's first morning to the fifth of the next: decisions on
+//! days 1-3, each provider's answers on their own day (mostly within the deadlines, a few
+//! late on purpose), the decisions' later versions and the providers' reports on theirs
+//! ([`life`]). On the next month's first morning the month's visits arrive ([`visits`]),
+//! drawn from each client's granted time as the hub prorates it, with planted outliers and
+//! faults; on the fifth the providers invoice it and the follow-up is read ([`invoices`]).
+//! The demo fails if a figure it prints differs from what it planted.
 //!
 //! # Steps
 //! [`run()`] starts the vendors and the hub (`Demo::start`), then plays one numbered section
 //! of its narrative per method of `Demo`, in order: decisions, deliveries, the outage and
-//! its replay, the answers, deadlines, the other vendors, the month of visits, invoices and
-//! the message log.
+//! its replay, the other vendors, (the month played day by day, `Demo::play_month`) the
+//! answers, deadlines, a decision's life, the month of visits, invoices with the follow-up,
+//! and the message log.
 //!
 //! # Layout
 //! - this module: the options, the hub's configuration and the steps;
 //! - `scenario`: the cast and the calendar every step draws on (providers, clients, the
 //!   month played, Stockholm times), so no section imports another;
 //! - [`vendors`]: the mock vendors, reusable apart from the demo;
-//! - [`visits`]: section 7, the month of visits with its planted faults;
-//! - [`invoices`]: section 8, the providers' PEPPOL invoices.
+//! - `life`: section 7, the decisions' later versions and the providers' reports;
+//! - [`visits`]: section 8, the month of visits with its planted faults;
+//! - [`invoices`]: section 9, the providers' PEPPOL invoices and the follow-up.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,11 +53,15 @@ use crate::sshd::LocalSshd;
 use vendors::{MockCaseManagement, MockPhoniro};
 
 pub mod invoices;
+mod life;
 mod scenario;
 pub mod vendors;
 pub mod visits;
 
-use scenario::{clients, PlayedMonth, DEMO_RATE_KR, FEED_PAGE, PROVIDERS, SFTP_PROVIDER};
+use scenario::{clients, stockholm, PlayedMonth, DEMO_RATE_KR, FEED_PAGE, PROVIDERS, SFTP_PROVIDER};
+
+/// The day of the month ParaGå reports its plans (a file for all its orders).
+const PARAGA_PLANS_ON: u64 = 9;
 
 /// `carehub demo`'s options.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -129,7 +134,14 @@ visits_page_size = {FEED_PAGE}
     text
 }
 
-fn decision(id: &str, pnr: &str, provider: &str, month: &PlayedMonth, services: &[(&str, u32)]) -> String {
+fn decision(
+    id: &str,
+    pnr: &str,
+    provider: &str,
+    month: &PlayedMonth,
+    decided_at: &str,
+    services: &[(&str, u32)],
+) -> String {
     let mut s = format!(
         "<Beslut xmlns=\"urn:carehub:vendor:combine:1\">\n  <BeslutsId>{id}</BeslutsId>\n  <Personnummer>{}-{}</Personnummer>\n  <Handlaggare>hl-{}</Handlaggare>\n  <Utforare orgnr=\"{provider}\"/>\n  <GiltigFrom>{}</GiltigFrom><GiltigTom>{}</GiltigTom>\n  <Beslutstidpunkt>{}</Beslutstidpunkt>\n",
         &pnr[..8],
@@ -137,7 +149,7 @@ fn decision(id: &str, pnr: &str, provider: &str, month: &PlayedMonth, services: 
         100 + id.len() % 7,
         month.first,
         month.valid_to(),
-        month.decided_at()
+        decided_at
     );
     for (code, minutes) in services {
         s.push_str(&format!("  <Insats kod=\"{code}\"><MinuterPerManad>{minutes}</MinuterPerManad></Insats>\n"));
@@ -151,20 +163,24 @@ pub async fn run(options: DemoArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let temp = tempfile::tempdir().context("cannot create a temporary folder")?;
     let db = options.db.clone().unwrap_or_else(|| temp.path().join("carehub-demo.db"));
-    let clock = match options.at {
-        Some(at) => Clock::starting_at(at),
-        None => Clock::starting_at(Clock::system().now()),
-    };
-    let demo = Demo::start(&db, clock).await?;
+    // The month before the instant the demo is run for, played on the hub's clock from its
+    // first morning to the fifth of the next month.
+    let at = options.at.unwrap_or_else(|| Clock::system().now());
+    let month = PlayedMonth::before(carehub_model::local_date(at));
+    let clock = Clock::starting_at(stockholm(month.first, 8 * 60));
+    let demo = Demo::start(&db, clock, month, at.format("%y%m%d%H%M%S").to_string()).await?;
     demo.introduce(&db, options.db.is_none());
     demo.decisions().await?;
     demo.deliveries().await?;
     demo.outage_and_replay().await?;
+    demo.other_vendors().await?;
+    let lives = demo.play_month().await?;
     let orders = demo.answers().await?;
     demo.deadlines().await?;
-    demo.other_vendors().await?;
-    let planted = demo.visits().await?;
-    demo.invoices().await?;
+    let mut planted = demo.life(&lives).await?;
+    let figures = demo.visits().await?;
+    planted.extend(figures.problems.iter().cloned());
+    planted.extend(demo.invoices(&figures).await?);
     let report = demo.message_log().await?;
     out!("done in {:.1} s", started.elapsed().as_secs_f64());
 
@@ -188,14 +204,15 @@ pub async fn run(options: DemoArgs) -> anyhow::Result<ExitCode> {
     drop(temp);
     anyhow::ensure!(
         planted.is_empty(),
-        "the hub's visit figures differ from what the demo planted:\n  {}",
+        "the hub's figures differ from what the demo planted:\n  {}",
         planted.join("\n  ")
     );
     Ok(if report.first_bad.is_none() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// How long the demo's tokens live.
-const TTL: Duration = Duration::from_secs(8 * 3600);
+/// How long the demo's tokens live: the whole played month and the days after it, on the
+/// hub's clock.
+const TTL: Duration = Duration::from_secs(45 * 24 * 3600);
 
 /// The demo once it is up: the mock vendors, the hub serving on loopback, and what its
 /// steps share. Each step prints one numbered section of the narrative.
@@ -209,8 +226,6 @@ struct Demo {
     cm_token: String,
     treserva_token: String,
     http: reqwest::Client,
-    /// Answers the mock Phoniro systems still have to send.
-    inflight: Arc<AtomicUsize>,
     norr: Arc<MockPhoniro>,
     soder: Arc<MockPhoniro>,
     combine: Arc<MockCaseManagement>,
@@ -226,6 +241,8 @@ struct Demo {
     /// The month the decisions start in and the visits and invoices are played.
     month: PlayedMonth,
     clients: Vec<&'static str>,
+    /// What the demo, playing ParaGå, answered its orders, and when.
+    paraga_answers: std::sync::Mutex<BTreeMap<String, vendors::Answered>>,
 }
 
 /// Where the mock vendors listen.
@@ -239,7 +256,7 @@ struct VendorUrls {
 impl Demo {
     /// Starts the mock vendors (and the SFTP pair when it can), then the hub on `db`,
     /// configured with them.
-    async fn start(db: &std::path::Path, clock: Clock) -> anyhow::Result<Demo> {
+    async fn start(db: &std::path::Path, clock: Clock, month: PlayedMonth, run: String) -> anyhow::Result<Demo> {
         let auth = Auth::new(SECRET, clock.clone());
         let tokens: BTreeMap<String, String> = PROVIDERS
             .iter()
@@ -248,8 +265,7 @@ impl Demo {
             })
             .collect::<anyhow::Result<_>>()?;
         let http = reqwest::Client::new();
-        let inflight = Arc::new(AtomicUsize::new(0));
-        let mock = |name| MockPhoniro::new(name, tokens.clone(), http.clone(), inflight.clone(), clock.clone());
+        let mock = |name| MockPhoniro::new(name, tokens.clone(), http.clone(), clock.clone());
         let norr = Arc::new(mock("phoniro-norr").flaky());
         let soder = Arc::new(mock("phoniro-soder"));
         soder.set_down(true);
@@ -295,10 +311,6 @@ impl Demo {
             p.set_hub_url(&url);
         }
         let store = hub.state.hub.store().clone();
-        let run = clock.now().format("%y%m%d%H%M%S").to_string();
-        // Decisions valid from the first of last month and decided that day: their orders
-        // are active over the whole month of visits played in section 7.
-        let month = PlayedMonth::before(clock.today());
         let cm_token = auth.issue("combine-ekero", Role::CaseManagement, Some("combine-ekero"), None, TTL)?;
         let treserva_token =
             auth.issue("treserva-danderyd", Role::CaseManagement, Some("treserva-danderyd"), None, TTL)?;
@@ -309,7 +321,6 @@ impl Demo {
             cm_token,
             treserva_token,
             http,
-            inflight,
             norr,
             soder,
             combine,
@@ -322,6 +333,7 @@ impl Demo {
             run,
             month,
             clients: clients(),
+            paraga_answers: std::sync::Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -357,7 +369,17 @@ impl Demo {
         format!("{}{}", &c[..11], wrong)
     }
 
-    /// 1. Decisions from Combine, over HTTP: valid ones, faulty ones and a repeat.
+    /// Moves the hub's clock forward to `minutes` after midnight on `day` (Stockholm); never
+    /// back.
+    fn at(&self, day: chrono::NaiveDate, minutes: i64) {
+        let to = stockholm(day, minutes);
+        if to > self.clock.now() {
+            self.clock.set(to);
+        }
+    }
+
+    /// Section 1, decisions from Combine over HTTP on the month's first three days: valid
+    /// ones, faulty ones (on the first) and a repeat (on the third).
     async fn decisions(&self) -> anyhow::Result<()> {
         let (run, month, clients) = (&self.run, &self.month, &self.clients);
         let service_sets: [&[(&str, u32)]; 4] = [
@@ -366,84 +388,88 @@ impl Demo {
             &[("PO", 2400), ("MAT", 300), ("LARM", 30)],
             &[("SERV", 360), ("LEDS", 120)],
         ];
-        let mut batch: Vec<(String, String)> = Vec::new();
+        // (day of the month, what, body)
+        let mut batch: Vec<(u64, String, String)> = Vec::new();
         let mut n = 0usize;
         for p in PROVIDERS {
             for _ in 0..p.decisions {
                 n += 1;
                 let late = n.is_multiple_of(9);
-                let id = if late { format!("DEC-{run}-LATE-{n:03}") } else { format!("DEC-{run}-{n:03}") };
+                let id = if late { format!("DEC-{run}-LATE-{n:03}") } else { life::decision_id(run, n) };
+                let day = 1 + (n as u64 - 1) % 3;
                 batch.push((
+                    day,
                     format!("decision {id}"),
-                    decision(&id, clients[n % clients.len()], p.org, month, service_sets[n % 4]),
+                    decision(
+                        &id,
+                        clients[n % clients.len()],
+                        p.org,
+                        month,
+                        &month.decided_at_on(day),
+                        service_sets[n % 4],
+                    ),
                 ));
             }
         }
         let good = batch.len();
-        batch.push((
-            "a mistyped personal identity number".into(),
-            decision(&format!("DEC-{run}-901"), &self.bad_pnr(), PROVIDERS[0].org, month, service_sets[1]),
-        ));
-        batch.push((
-            "a provider with no contract in Ekerö".into(),
-            decision(&format!("DEC-{run}-902"), clients[1], "5599000022", month, service_sets[1]),
-        ));
-        batch.push((
-            "an unknown service code".into(),
-            decision(&format!("DEC-{run}-903"), clients[2], PROVIDERS[0].org, month, &[("GOLF", 60)]),
-        ));
-        batch.push((
-            "no personal identity number".into(),
+        let first = month.decided_at();
+        let mut faulty = |what: &str, body: String| batch.push((1, what.to_owned(), body));
+        faulty(
+            "a mistyped personal identity number",
+            decision(&format!("DEC-{run}-901"), &self.bad_pnr(), PROVIDERS[0].org, month, &first, service_sets[1]),
+        );
+        faulty(
+            "a provider with no contract in Ekerö",
+            decision(&format!("DEC-{run}-902"), clients[1], "5599000022", month, &first, service_sets[1]),
+        );
+        faulty(
+            "an unknown service code",
+            decision(&format!("DEC-{run}-903"), clients[2], PROVIDERS[0].org, month, &first, &[("GOLF", 60)]),
+        );
+        faulty(
+            "no personal identity number",
             format!("<Beslut xmlns=\"urn:carehub:vendor:combine:1\"><BeslutsId>DEC-{run}-904</BeslutsId><Handlaggare>hl-1</Handlaggare><Utforare orgnr=\"5599000014\"/><GiltigFrom>{}</GiltigFrom><Insats kod=\"SERV\"><MinuterPerManad>60</MinuterPerManad></Insats></Beslut>", month.first),
-        ));
-        batch.push((
-            "a file cut off in transfer".into(),
-            decision(&format!("DEC-{run}-905"), clients[3], PROVIDERS[0].org, month, service_sets[0])[..150].to_owned(),
-        ));
-        batch.push((
-            "an XML bomb (entity expansion)".into(),
+        );
+        faulty(
+            "a file cut off in transfer",
+            decision(&format!("DEC-{run}-905"), clients[3], PROVIDERS[0].org, month, &first, service_sets[0])[..150]
+                .to_owned(),
+        );
+        faulty(
+            "an XML bomb (entity expansion)",
             "<?xml version=\"1.0\"?><!DOCTYPE b [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;\">]><Beslut>&b;</Beslut>".into(),
-        ));
-        batch.push((
-            "something that is not a decision".into(),
+        );
+        faulty(
+            "something that is not a decision",
             "<Faktura xmlns=\"urn:carehub:vendor:combine:1\"><Belopp>1200</Belopp></Faktura>".into(),
-        ));
-        let repeat = batch[0].1.clone();
-        batch.push(("the first decision, sent again".into(), repeat));
+        );
+        let repeat = batch[0].2.clone();
+        let faults = batch.len() - good;
 
         out!(
-            "1. Combine sends {} decisions ({} valid, {} with faults, 1 repeat)",
-            batch.len(),
-            good,
-            batch.len() - good - 1
+            "1. Combine sends {} decisions on {} to {} ({good} valid, {faults} with faults, 1 repeat)",
+            batch.len() + 1,
+            month.day(1),
+            month.day(3)
         );
         let mut receipts = Vec::new();
-        let mut tasks = tokio::task::JoinSet::new();
-        for (i, (what, body)) in batch.into_iter().enumerate() {
-            let (http, url, token) = (self.http.clone(), self.url.clone(), self.cm_token.clone());
-            // The repeat goes last, after the original is in.
-            if i == good + 7 {
-                while let Some(r) = tasks.join_next().await {
-                    receipts.push(r?);
-                }
+        for day in 1..=3u64 {
+            self.at(month.day(day), 9 * 60 + 5);
+            let mut tasks = tokio::task::JoinSet::new();
+            for (_, what, body) in batch.iter().filter(|b| b.0 == day) {
+                tasks.spawn(self.send_decision(what.clone(), body.clone()));
             }
-            tasks.spawn(async move {
-                let resp = http
-                    .post(format!("{url}/v1/systems/combine-ekero/messages"))
-                    .bearer_auth(token)
-                    .header("content-type", "application/xml")
-                    .body(body)
-                    .send()
-                    .await;
-                match resp {
-                    Ok(r) => (what, r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null)),
-                    Err(e) => (what, 0, Value::String(e.to_string())),
-                }
-            });
+            while let Some(r) = tasks.join_next().await {
+                receipts.push(r?);
+            }
+            settle(self.store.as_ref(), &self.combine, Duration::from_secs(30)).await;
+            if day < 3 {
+                self.at(month.day(day), 16 * 60);
+                self.answer_day().await;
+            }
         }
-        while let Some(r) = tasks.join_next().await {
-            receipts.push(r?);
-        }
+        // The repeat goes last, after the original is in.
+        receipts.push(self.send_decision("the first decision, sent again".into(), repeat).await);
         receipts.sort_by(|a, b| a.0.cmp(&b.0));
         let accepted = receipts.iter().filter(|r| r.1 == 202).count();
         out!("   accepted and logged before the answer: {accepted}");
@@ -455,10 +481,32 @@ impl Demo {
         Ok(())
     }
 
+    /// Sends one Combine message; what it was, the HTTP status and the receipt.
+    fn send_decision(
+        &self,
+        what: String,
+        body: String,
+    ) -> impl std::future::Future<Output = (String, u16, Value)> + Send + 'static {
+        let (http, url, token) = (self.http.clone(), self.url.clone(), self.cm_token.clone());
+        async move {
+            let resp = http
+                .post(format!("{url}/v1/systems/combine-ekero/messages"))
+                .bearer_auth(token)
+                .header("content-type", "application/xml")
+                .body(body)
+                .send()
+                .await;
+            match resp {
+                Ok(r) => (what, r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null)),
+                Err(e) => (what, 0, Value::String(e.to_string())),
+            }
+        }
+    }
+
     /// 2. Deliveries: waits until the outbox has settled (the down provider dead-letters).
     async fn deliveries(&self) -> anyhow::Result<()> {
         let store = self.store.as_ref();
-        settle(store, &self.combine, &self.inflight, Duration::from_secs(30)).await;
+        settle(store, &self.combine, Duration::from_secs(30)).await;
         let deliveries = store.deliveries(DeliveryFilter { limit: 10_000, ..DeliveryFilter::default() }).await?;
         let orders_out: Vec<_> = deliveries.iter().filter(|d| d.message_type == "order").collect();
         out!("2. Orders to the providers' systems (one delivery loop: backoff with jitter, one idempotency key per order)");
@@ -479,10 +527,15 @@ impl Demo {
     /// 3. The outage ends; the dead letters are replayed.
     async fn outage_and_replay(&self) -> anyhow::Result<()> {
         let store = self.store.as_ref();
+        self.at(self.month.day(3), 15 * 60);
         self.soder.set_down(false);
         let requeued = self.hub.state.hub.replay(None).await?;
-        out!("3. phoniro-soder is back; `carehub replay` resends the {} dead letters", requeued.len());
-        settle(store, &self.combine, &self.inflight, Duration::from_secs(30)).await;
+        out!(
+            "3. {} 15:00: phoniro-soder is back; `carehub replay` resends the {} dead letters",
+            self.month.day(3),
+            requeued.len()
+        );
+        settle(store, &self.combine, Duration::from_secs(30)).await;
         let after: Vec<_> = store
             .deliveries(DeliveryFilter { limit: 10_000, ..DeliveryFilter::default() })
             .await?
@@ -500,11 +553,109 @@ impl Demo {
         Ok(())
     }
 
-    /// 4. The providers' answers, carried back to Combine. Returns the first order's id.
+    /// Sends the answers the mock providers owe today and lets the hub carry them on.
+    async fn answer_day(&self) {
+        if self.norr.answer_due().await + self.soder.answer_due().await > 0 {
+            settle(self.store.as_ref(), &self.combine, Duration::from_secs(30)).await;
+        }
+    }
+
+    /// The month from the third on: each day the providers' answers due, the decisions'
+    /// later versions and the providers' reports, on the hub's clock; the lines of
+    /// section 7 for what was sent.
+    async fn play_month(&self) -> anyhow::Result<Vec<life::Sent>> {
+        let life = self.life_run();
+        let mut sent = Vec::new();
+        for n in 3..=u64::try_from(self.month.len()).unwrap_or(28) {
+            let day = self.month.day(n);
+            self.at(day, 10 * 60);
+            let lines = life.send_day(n, &scenario::rfc3339(self.clock.now())).await?;
+            if !lines.is_empty() {
+                settle(self.store.as_ref(), &self.combine, Duration::from_secs(30)).await;
+            }
+            sent.extend(lines);
+            if n == PARAGA_PLANS_ON {
+                self.paraga_plans().await?;
+            }
+            self.answer_day().await;
+        }
+        self.at(self.month.last, 18 * 60);
+        anyhow::ensure!(
+            self.norr.owed() + self.soder.owed() == 0,
+            "the mock providers still owe answers at the end of the month"
+        );
+        Ok(sent)
+    }
+
+    fn life_run(&self) -> life::LifeRun<'_> {
+        life::LifeRun {
+            http: &self.http,
+            url: &self.url,
+            cm_token: &self.cm_token,
+            tokens: &self.tokens,
+            store: self.store.as_ref(),
+            run: &self.run,
+            month: self.month,
+            clients: &self.clients,
+        }
+    }
+
+    /// ParaGå's plans: one CSV file for the orders the demo accepted as ParaGå, dated
+    /// today; waits until the hub has them.
+    async fn paraga_plans(&self) -> anyhow::Result<()> {
+        let Some((_, paraga)) = &self.sftp else { return Ok(()) };
+        use carehub_core::mapping::text;
+        let cp1252 = text::encoding("windows-1252").context("Windows-1252")?;
+        let today = self.clock.today();
+        let orders: Vec<String> = self.paraga_answers.lock().map(|a| a.keys().cloned().collect()).unwrap_or_default();
+        let mut csv = String::from("Uppdragsid;Genomförandeplan upprättad\r\n");
+        for o in &orders {
+            csv.push_str(&format!("{o};{today}\r\n"));
+        }
+        paraga.drop_file(
+            &format!("plan-{today}.csv"),
+            &text::encode(&csv, cp1252).map_err(|e| anyhow::anyhow!("{e}"))?,
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let planned = self
+                .store
+                .orders(OrderFilter { provider: Some(SFTP_PROVIDER.into()), limit: 100, ..OrderFilter::default() })
+                .await?
+                .iter()
+                .filter(|o| o.plan_established_on.is_some())
+                .count();
+            if planned >= orders.len() {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "ParaGå's plan file was not taken in time");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if let Ok(mut answers) = self.paraga_answers.lock() {
+            for a in answers.values_mut() {
+                a.planned = Some(today);
+            }
+        }
+        settle(self.store.as_ref(), &self.combine, Duration::from_secs(30)).await;
+        Ok(())
+    }
+
+    /// What every provider answered, and when: the mock Phoniro systems' and ParaGå's.
+    fn answered(&self) -> BTreeMap<String, vendors::Answered> {
+        let mut all = self.norr.answered();
+        all.extend(self.soder.answered());
+        if let Ok(paraga) = self.paraga_answers.lock() {
+            all.extend(paraga.iter().map(|(k, v)| (k.clone(), *v)));
+        }
+        all
+    }
+
+    /// Section 5, the providers' answers over the month, carried back to the
+    /// case-management systems. Returns the first order's id.
     async fn answers(&self) -> anyhow::Result<Option<String>> {
         let orders = self.store.orders(OrderFilter { limit: 10_000, ..OrderFilter::default() }).await?;
         let by_status = |s: &str| orders.iter().filter(|o| o.status == s).count();
-        out!("4. Providers answer through Phoniro; the hub carries it back to Combine as XML");
+        out!("5. Providers answer over the month, each on its day by the hub's clock; the hub carries it back as XML");
         out!(
             "   orders accepted {}, rejected {}, delivered but unanswered {}; plans established {}",
             by_status("accepted"),
@@ -512,23 +663,54 @@ impl Demo {
             by_status("delivered"),
             orders.iter().filter(|o| o.plan_established_on.is_some()).count()
         );
+        let answered = self.answered();
+        let (mut acks, mut plans) = ((0, 0), (0, 0));
+        for o in &orders {
+            let Some(a) = answered.get(&o.order.id) else { continue };
+            if let Some(on) = a.confirmed {
+                if on <= o.order.execute_by {
+                    acks.0 += 1
+                } else {
+                    acks.1 += 1
+                }
+            }
+            if let Some(on) = a.planned {
+                if on <= o.order.plan_due {
+                    plans.0 += 1
+                } else {
+                    plans.1 += 1
+                }
+            }
+        }
+        out!(
+            "   answered by the execute-by date {}, after it {} (on purpose); plans by the due date {}, after it {}",
+            acks.0,
+            acks.1,
+            plans.0,
+            plans.1
+        );
         out!(
             "   Combine received {} acknowledgements (Kvittens) and {} plan notices (Genomforandeplan)",
             self.combine.acks(),
             self.combine.plans()
         );
+        out!(
+            "   treserva-danderyd got {} TaEmotKvittens and {} TaEmotGenomforandeplan calls back",
+            self.treserva.acks(),
+            self.treserva.plans()
+        );
         out!("");
         Ok(orders.first().map(|o| o.order.id.as_str().to_owned()))
     }
 
-    /// 5. Deadlines: orders not confirmed or without a plan in time.
+    /// 6. Deadlines at the month's end: orders not confirmed or without a plan in time.
     async fn deadlines(&self) -> anyhow::Result<()> {
         let store = self.store.as_ref();
         let today = self.clock.today();
         let overdue =
             store.orders(OrderFilter { overdue_on: Some(today), limit: 10_000, ..OrderFilter::default() }).await?;
         let counts = store.overdue_counts(today).await?;
-        out!("5. Deadlines (14 days to confirm, 14 days to a plan): GET /v1/orders?overdue=true");
+        out!("6. Deadlines on {today} (14 days to confirm, 14 days to a plan): GET /v1/orders?overdue=true");
         out!("   not confirmed in time {}, plan missing {}", counts.not_confirmed, counts.plan_missing);
         for o in overdue.iter().take(6) {
             let why = o.overdue_reasons(today).join(", ");
@@ -548,14 +730,19 @@ impl Demo {
         Ok(())
     }
 
+    /// 7. A decision's life: what the month's later versions and reports became.
+    async fn life(&self, sent: &[life::Sent]) -> anyhow::Result<Vec<String>> {
+        self.life_run().report(sent, &self.norr, &self.soder, &self.combine).await
+    }
+
     /// 6. More vendors: Treserva over SOAP, and the SFTP pair.
     async fn other_vendors(&self) -> anyhow::Result<()> {
         let (run, month, clients, url) = (&self.run, &self.month, &self.clients, &self.url);
-        out!("6. Other vendors, through the same mapping engine and delivery loop");
+        out!("4. Other vendors on {}, through the same mapping engine and delivery loop", month.day(3));
         let mut soap_ok = 0;
         let mut soap_fault = None;
         for i in 0..4 {
-            let pnr = if i == 3 { self.bad_pnr() } else { clients[(20 + i) % clients.len()].to_owned() };
+            let pnr = if i == 3 { self.bad_pnr() } else { clients[(37 + i) % clients.len()].to_owned() };
             let body = format!(
                 "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:tre=\"urn:carehub:vendor:treserva:1\"><soapenv:Body>\
                  <tre:RegistreraBeslut><tre:Beslut><tre:Id>TRE-{run}-{i}</tre:Id><tre:Klient><tre:Personnr>{pnr}</tre:Personnr></tre:Klient>\
@@ -581,25 +768,28 @@ impl Demo {
                 soap_fault = Some(code.to_owned());
             }
         }
-        settle(self.store.as_ref(), &self.treserva, &self.inflight, Duration::from_secs(30)).await;
+        settle(self.store.as_ref(), &self.treserva, Duration::from_secs(30)).await;
         out!(
             "   treserva-danderyd (SOAP): {soap_ok} decisions answered RegistreraBeslutResponse, 1 answered with a SOAP fault {}",
             soap_fault.as_deref().unwrap_or("?")
         );
-        out!(
-            "   treserva-danderyd got {} TaEmotKvittens and {} TaEmotGenomforandeplan calls back",
-            self.treserva.acks(),
-            self.treserva.plans()
-        );
         if let Some((procapita, paraga)) = &self.sftp {
-            sftp_pair(procapita, paraga, clients, run, month, self.store.as_ref(), &self.clock).await?;
+            let orders = sftp_pair(procapita, paraga, clients, run, month, self.store.as_ref(), &self.clock).await?;
+            let today = self.clock.today();
+            if let Ok(mut answers) = self.paraga_answers.lock() {
+                for o in orders {
+                    answers.insert(o, vendors::Answered { confirmed: Some(today), planned: None });
+                }
+            }
         }
         out!("");
         Ok(())
     }
 
-    /// 7. A month of visits. Returns where the hub's figures differ from what was planted.
-    async fn visits(&self) -> anyhow::Result<Vec<String>> {
+    /// Section 8, the month's visits, reported on the next month's first morning. Returns
+    /// what was planted and where the hub's figures differ from it.
+    async fn visits(&self) -> anyhow::Result<visits::Played> {
+        self.at(self.month.next(1), 7 * 60);
         let visits = visits::VisitRun {
             http: &self.http,
             url: &self.url,
@@ -613,16 +803,19 @@ impl Demo {
             combine: &self.combine,
             treserva: &self.treserva,
         };
-        let planted = visits.play().await?;
-        for p in &planted {
+        let played = visits.play().await?;
+        for p in &played.problems {
             out!("   MISMATCH {p}");
         }
         out!("");
-        Ok(planted)
+        Ok(played)
     }
 
-    /// 8. Invoices: each provider bills the month in its own style.
-    async fn invoices(&self) -> anyhow::Result<()> {
+    /// Section 9, invoices on the next month's fifth (each provider bills the month in its
+    /// own style), then the month's follow-up. Returns where the hub's figures differ from
+    /// what was planted.
+    async fn invoices(&self, played: &visits::Played) -> anyhow::Result<Vec<String>> {
+        self.at(self.month.next(5), 9 * 60);
         let styles = [invoices::Style::Honest, invoices::Style::OverBilling, invoices::Style::NoPlanClaim];
         let billers: Vec<invoices::Biller> = PROVIDERS
             .iter()
@@ -635,22 +828,46 @@ impl Demo {
                 style,
             })
             .collect();
-        invoices::InvoiceRun {
+        let deadlines = self.timeliness().await?;
+        let problems = invoices::InvoiceRun {
             http: &self.http,
             url: &self.url,
             tokens: &self.tokens,
             reader: &self.cm_token,
-            store: self.store.as_ref(),
             first: self.month.first,
             last: self.month.last,
         }
-        .play(&billers)
+        .play(&billers, &played.expected, &deadlines)
         .await?;
+        for p in &problems {
+            out!("   MISMATCH {p}");
+        }
         out!("");
-        Ok(())
+        Ok(problems)
     }
 
-    /// 9. The message log: its hash chain verified, its rejections counted.
+    /// What the follow-up should say of plans and confirmations due in the month, from
+    /// what the providers answered and when, against each order's deadlines.
+    async fn timeliness(&self) -> anyhow::Result<invoices::Timeliness> {
+        let orders = self.store.orders(OrderFilter { limit: 10_000, ..OrderFilter::default() }).await?;
+        let answered = self.answered();
+        let today = self.clock.today();
+        let within = |d: chrono::NaiveDate| d >= self.month.first && d <= self.month.last;
+        let mut t = invoices::Timeliness::default();
+        for o in &orders {
+            let a = answered.get(&o.order.id).copied().unwrap_or_default();
+            let rejected = o.ack_status == Some(carehub_model::AckStatus::Rejected);
+            if within(o.order.plan_due) && !rejected {
+                t.plans.add(a.planned, o.order.plan_due, today);
+            }
+            if within(o.order.execute_by) {
+                t.confirmations.add(a.confirmed, o.order.execute_by, today);
+            }
+        }
+        Ok(t)
+    }
+
+    /// 10. The message log: its hash chain verified, its rejections counted.
     async fn message_log(&self) -> anyhow::Result<ChainReport> {
         let store = self.store.as_ref();
         let report = carehub_core::store::verify_chain(store).await?;
@@ -658,7 +875,7 @@ impl Demo {
             .log_entries(LogFilter { status: Some("rejected".into()), limit: 10_000, ..LogFilter::default() })
             .await?;
         out!(
-            "9. The message log: {} entries, hash-chained; {} rejections kept with their codes",
+            "10. The message log: {} entries, hash-chained; {} rejections kept with their codes",
             report.entries,
             rejected.len()
         );
@@ -671,19 +888,20 @@ impl Demo {
     }
 }
 
-/// Waits until nothing is pending in the outbox, no mock provider still has an answer to
-/// send, and the case-management mock's callbacks stop changing.
-async fn settle(store: &dyn Store, combine: &MockCaseManagement, inflight: &AtomicUsize, limit: Duration) {
+/// Waits until nothing is pending in the outbox and the case-management mock's callbacks
+/// stop changing.
+async fn settle(store: &dyn Store, combine: &MockCaseManagement, limit: Duration) {
     let deadline = Instant::now() + limit;
     let mut quiet = 0;
-    let mut last = (usize::MAX, usize::MAX);
+    let mut last = (usize::MAX, usize::MAX, usize::MAX);
     while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
         let pending = store.outbox_counts().await.map(|c| c.pending).unwrap_or(1);
-        let now = (combine.acks(), combine.plans());
-        if pending == 0 && inflight.load(Ordering::SeqCst) == 0 && now == last {
+        let (deviations, needs) = combine.reports();
+        let now = (combine.acks() + combine.plans(), deviations, needs);
+        if pending == 0 && now == last {
             quiet += 1;
-            if quiet >= 4 {
+            if quiet >= 3 {
                 return;
             }
         } else {
@@ -704,7 +922,7 @@ async fn sftp_pair(
     month: &PlayedMonth,
     store: &dyn Store,
     clock: &Clock,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<String>> {
     use carehub_core::mapping::text;
     let latin1 = text::encoding("iso-8859-1").context("ISO-8859-1")?;
     let cp1252 = text::encoding("windows-1252").context("Windows-1252")?;
@@ -771,7 +989,7 @@ async fn sftp_pair(
     let mut answer = String::from("Uppdragsid;Status;Orsak;Tidpunkt\r\n");
     let ids = order_rows();
     let orders = ids.len();
-    for order in ids {
+    for order in &ids {
         answer.push_str(&format!("{order};Accepterad;;{}\r\n", clock.now().format("%Y-%m-%d %H:%M")));
     }
     paraga.drop_file("svar.csv", &text::encode(&answer, cp1252).map_err(|e| anyhow::anyhow!("{e}"))?)?;
@@ -794,5 +1012,5 @@ async fn sftp_pair(
         "   procapita-sodertalje got {} Verkställighet files (ISO-8859-1) for {accepted} accepted orders",
         procapita.files("outbox").iter().filter(|f| f.starts_with("verkstallighet-")).count()
     );
-    Ok(())
+    Ok(ids)
 }

@@ -60,10 +60,11 @@ pub(super) fn clients() -> Vec<&'static str> {
         .collect()
 }
 
-/// The calendar month the demo's visits fall in: the last complete one before today
-/// (Stockholm), so every visit is in the past whatever day the demo runs. The demo's
-/// decisions are valid from its first day and decided on it, so their orders are active
-/// over the whole month.
+/// The calendar month the demo plays: the last complete one before the day it is run for
+/// (Stockholm). The hub's clock is set to its first morning and moved forward through it to
+/// the fifth of the next month. The demo's decisions are valid from its first day and
+/// decided on its first three, so their orders are active over the whole month unless a
+/// later version says otherwise.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct PlayedMonth {
     pub(super) first: NaiveDate,
@@ -92,9 +93,24 @@ impl PlayedMonth {
         self.first.checked_add_months(Months::new(12)).and_then(|d| d.pred_opt()).unwrap_or(self.last)
     }
 
-    /// When the demo's decisions were made: 09:00 on the first day, Stockholm time.
+    /// When the demo's first decisions were made: 09:00 on the first day, Stockholm time.
     pub(super) fn decided_at(&self) -> String {
-        rfc3339(stockholm(self.first, 9 * 60))
+        self.decided_at_on(1)
+    }
+
+    /// 09:00 on the `n`th day, Stockholm time, as Combine writes a decision's time.
+    pub(super) fn decided_at_on(&self, n: u64) -> String {
+        rfc3339(stockholm(self.day(n), 9 * 60))
+    }
+
+    /// The `n`th day of the next month (the demo ends on its fifth, when invoices are due).
+    pub(super) fn next(&self, n: u64) -> NaiveDate {
+        self.last.checked_add_days(Days::new(n)).unwrap_or(self.last)
+    }
+
+    /// Its number of days.
+    pub(super) fn len(&self) -> i64 {
+        (self.last - self.first).num_days() + 1
     }
 
     /// The `n`th day of the month (1-based), or its last.
@@ -138,5 +154,12 @@ mod tests {
         assert_eq!(nov.decided_at(), "2026-10-01T09:00:00+02:00");
         assert_eq!(month(2027, 1, 5).decided_at(), "2026-12-01T09:00:00+01:00");
         assert_eq!(nov.valid_to().to_string(), "2027-09-30");
+        assert_eq!(nov.decided_at_on(3), "2026-10-03T09:00:00+02:00");
+        assert_eq!((nov.next(5).to_string(), nov.len()), ("2026-11-05".into(), 31));
+        let feb = month(2028, 3, 1);
+        assert_eq!(
+            (feb.next(1).to_string(), feb.len(), feb.day(31).to_string()),
+            ("2028-03-01".into(), 29, "2028-02-29".into())
+        );
     }
 }

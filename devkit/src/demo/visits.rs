@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::http::StatusCode;
+use carehub_core::followup::Band;
 use carehub_core::store::{DeliveryFilter, LogFilter, OrderFilter, Store};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde_json::{json, Value};
@@ -28,7 +29,44 @@ struct VisitProvider {
     manual_every: usize,
     /// Its clients' personal identity numbers: one home, one tag each.
     clients: Vec<String>,
+    /// Each client's granted time at this provider (by the same index).
+    grants: Vec<Grant>,
 }
+
+/// A client's granted time at a provider over the month, day by day, as the hub prorates
+/// it (SPEC §7), and how much of it the provider performs.
+#[derive(Debug, Clone)]
+pub(super) struct Grant {
+    /// Each day's share of the minutes per month in force (0 on a day with no active
+    /// order: before it starts, in a pause, after it ends).
+    daily: Vec<f64>,
+    /// The month's granted minutes, by the hub's rule.
+    granted: i64,
+    /// The orders behind it (one, as the demo's decisions are drawn).
+    orders: Vec<String>,
+}
+
+impl Grant {
+    /// The same minutes per month on every day from `from` to `to` (days of the month,
+    /// 1-based, both included), as for an order that never changed.
+    #[cfg(test)]
+    fn steady(minutes: i64, month: &PlayedMonth, from: u64, to: u64) -> Grant {
+        #[allow(clippy::cast_precision_loss)]
+        let daily: Vec<f64> = (1..=u64::try_from(month.len()).unwrap_or(28))
+            .map(|d| if (from..=to).contains(&d) { minutes as f64 / month.len() as f64 } else { 0.0 })
+            .collect();
+        #[allow(clippy::cast_possible_truncation)]
+        let granted = daily.iter().sum::<f64>().round() as i64;
+        Grant { daily, granted, orders: vec![format!("O-TEST-{minutes}-{from}")] }
+    }
+}
+
+/// Minutes a month from which a client's visits may carry a planted fault.
+const STURDY: i64 = 1000;
+
+/// The outliers the demo plants: (provider index, client index, share of granted time
+/// performed). Everyone else performs 97-105% of what was granted.
+const OUTLIERS: [(usize, usize, f64); 4] = [(0, 3, 0.6), (0, 9, 1.45), (1, 4, 1.4), (2, 1, 0.55)];
 
 /// How a registration at the door was made.
 #[derive(Debug, Clone)]
@@ -65,6 +103,9 @@ struct Planned {
     declined: bool,
     channel: Channel,
     codes: Vec<&'static str>,
+    /// The client's grant is large enough that a fault planted on this visit leaves it
+    /// within 80-120% of it.
+    sturdy: bool,
 }
 
 impl Planned {
@@ -195,9 +236,13 @@ impl Tags {
         let home: BTreeMap<String, String> =
             homes.iter().enumerate().map(|(i, c)| ((*c).clone(), format!("04D3{:06X}1C80", i + 1))).collect();
         let only_first: Vec<&String> = match providers {
-            [first, others @ ..] => {
-                first.clients.iter().filter(|c| !others.iter().any(|o| o.clients.contains(c))).collect()
-            }
+            [first, others @ ..] => first
+                .clients
+                .iter()
+                .zip(&first.grants)
+                .filter(|(c, g)| g.granted >= STURDY && !others.iter().any(|o| o.clients.contains(c)))
+                .map(|(c, _)| c)
+                .collect(),
             [] => Vec::new(),
         };
         let moved = match only_first.as_slice() {
@@ -243,25 +288,63 @@ struct VisitPlan {
 }
 
 impl VisitPlan {
-    /// Draws a month: each client 1-3 visits a day of 20-60 minutes by a small staff pool,
-    /// each staff member's day one visit after another, then the faults.
+    /// Draws a month: each client's visits follow its granted time (what it is owed piles
+    /// up day by day and is visited off in one to three visits of 15-60 minutes), by a
+    /// small staff pool, each staff member's day one visit after another, then the faults.
     fn draw(providers: &[VisitProvider], tags: &Tags, month: &PlayedMonth) -> VisitPlan {
         let mut rng = fastrand::Rng::with_seed(2026);
         let mut visits: Vec<Planned> = Vec::new();
         let mut n = 0usize;
         let yymm = month.first.format("%y%m").to_string();
+        let factors: Vec<Vec<f64>> = providers
+            .iter()
+            .enumerate()
+            .map(|(pi, p)| {
+                (0..p.clients.len())
+                    .map(|ci| {
+                        let planted = OUTLIERS.iter().find(|(op, oc, _)| *op == pi && *oc == ci);
+                        planted.map_or_else(|| 0.97 + rng.f64() * 0.08, |o| o.2)
+                    })
+                    .collect()
+            })
+            .collect();
         for (pi, p) in providers.iter().enumerate() {
             let pool = p.clients.len().div_ceil(4) + 1;
             let paraga = p.system == "paraga-stockholm";
-            for day in month.days() {
+            let mut owed = vec![0.0f64; p.clients.len()];
+            for (d, day) in month.days().enumerate() {
                 // Minutes after midnight each staff member is free again.
                 let mut free = vec![6 * 60 + 45; pool];
                 let turn = day.ordinal0() as usize;
+                // Today's visits per client, and each one's planned length.
+                let today: Vec<(usize, i64)> = (0..p.clients.len())
+                    .map(|ci| {
+                        let share = p.grants[ci].daily.get(d).copied().unwrap_or(0.0);
+                        if share <= 0.0 {
+                            return (0, 0);
+                        }
+                        owed[ci] += share * factors[pi][ci];
+                        let count = match owed[ci] {
+                            o if o >= 100.0 => 3,
+                            o if o >= 55.0 => 2,
+                            o if o >= 18.0 => 1,
+                            _ => 0,
+                        };
+                        #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+                        let planned = if count == 0 {
+                            0
+                        } else {
+                            ((owed[ci] / count as f64 / 5.0).round() as i64 * 5).clamp(15, 60)
+                        };
+                        (count, planned)
+                    })
+                    .collect();
                 for (slot, slot_start) in [(0usize, 7 * 60), (1, 11 * 60 + 30), (2, 17 * 60)] {
                     for k in 0..p.clients.len() {
                         let ci = (k + turn) % p.clients.len();
-                        let per_day = [2usize, 1, 3, 2, 3, 1][ci % 6];
-                        let visited = match per_day {
+                        let (count, planned) = today[ci];
+                        let visited = match count {
+                            0 => false,
                             1 => slot == 0,
                             2 => slot != 1,
                             _ => true,
@@ -271,8 +354,11 @@ impl VisitPlan {
                         }
                         let s = (0..pool).min_by_key(|s| (free[*s], *s)).unwrap_or(0);
                         let start = i64::max(free[s], slot_start) + rng.i64(0..10);
-                        let planned = 5 * rng.i64(4..=12);
                         let minutes = planned + rng.i64(-4..=4);
+                        #[allow(clippy::cast_precision_loss)]
+                        {
+                            owed[ci] -= minutes as f64;
+                        }
                         free[s] = start + minutes + rng.i64(5..=15);
                         n += 1;
                         visits.push(Planned {
@@ -299,6 +385,7 @@ impl VisitPlan {
                                 Channel::Feed
                             },
                             codes: Vec::new(),
+                            sturdy: p.grants[ci].granted >= STURDY,
                         });
                     }
                 }
@@ -316,7 +403,7 @@ impl VisitPlan {
             }
             for block in mine.chunks(90) {
                 if let Some(&i) = block.get(rng.usize(0..90)) {
-                    if visits[i].plain() {
+                    if visits[i].plain() && visits[i].sturdy {
                         visits[i].declined = true;
                         visits[i].minutes = rng.i64(2..=4);
                     }
@@ -324,7 +411,9 @@ impl VisitPlan {
             }
         }
         let pick = |visits: &[Planned], provider: usize, channel: Channel, from: NaiveDate| {
-            visits.iter().position(|v| v.provider == provider && v.channel == channel && v.day >= from && v.plain())
+            visits
+                .iter()
+                .position(|v| v.provider == provider && v.channel == channel && v.day >= from && v.plain() && v.sturdy)
         };
         let plant = |visits: &mut Vec<Planned>, at: Option<usize>, code: &'static str, reg: Option<Reg>| {
             if let Some(v) = at.and_then(|i| visits.get_mut(i)) {
@@ -370,7 +459,7 @@ impl VisitPlan {
                 let last = (0..visits.len())
                     .filter(|i| visits[*i].provider == 1 && visits[*i].staff == staff && visits[*i].day == day)
                     .max_by_key(|i| visits[*i].start)?;
-                (visits[last].plain() && visits[last].channel == Channel::Feed).then_some(last)
+                (visits[last].plain() && visits[last].sturdy && visits[last].channel == Channel::Feed).then_some(last)
             });
             if let Some(v) = at.and_then(|i| visits.get_mut(i)) {
                 v.minutes = 8 * 60 + 30;
@@ -388,11 +477,21 @@ impl VisitPlan {
                     && v.channel == Channel::Feed
                     && v.day >= month.day(on)
                     && v.plain()
+                    && v.sturdy
                     && v.minutes >= 30
                     && Some(v.client.as_str()) != moved_from
             });
             let Some(original) = original else { continue };
-            let Some(other) = p.clients.iter().find(|c| **c != original.client && Some(c.as_str()) != moved_from)
+            let day0 = (original.day - month.first).num_days();
+            let active = |ci: usize| {
+                usize::try_from(day0).ok().and_then(|d| p.grants[ci].daily.get(d)).is_some_and(|m| *m > 0.0)
+            };
+            let Some(other) = p
+                .clients
+                .iter()
+                .enumerate()
+                .find(|(ci, c)| **c != original.client && Some(c.as_str()) != moved_from && active(*ci))
+                .map(|(_, c)| c)
             else {
                 continue;
             };
@@ -408,6 +507,39 @@ impl VisitPlan {
                 ..original.clone()
             });
         }
+        // VIS009: a stand-in goes to a client two days after help ended (at the second
+        // provider if one of its clients' orders ended, else the first such client).
+        let ended = providers
+            .iter()
+            .enumerate()
+            .flat_map(|(pi, p)| p.grants.iter().enumerate().map(move |(ci, g)| (pi, ci, g)))
+            .filter_map(|(pi, ci, g)| {
+                let last = g.daily.iter().rposition(|m| *m > 0.0)?;
+                let after = month.day(u64::try_from(last).ok()? + 3);
+                (after > month.day(u64::try_from(last).ok()? + 1) && providers[pi].system != "paraga-stockholm")
+                    .then_some((pi, ci, after))
+            })
+            .min_by_key(|(pi, _, _)| usize::from(*pi != 1));
+        if let Some((pi, ci, day)) = ended {
+            let p = &providers[pi];
+            n += 1;
+            extras.push(Planned {
+                id: format!("V-{yymm}-{n:05}"),
+                provider: pi,
+                client: p.clients[ci].clone(),
+                staff: format!("{}-s99", p.staff),
+                day,
+                start: stockholm(day, 10 * 60),
+                minutes: 30,
+                planned: 30,
+                activity: 0,
+                reg: Reg::Nfc(tags.at(&p.clients[ci], day)),
+                declined: false,
+                channel: if day == month.last { Channel::Push } else { Channel::Feed },
+                codes: vec!["VIS009"],
+                sturdy: false,
+            });
+        }
         let mut feeds: BTreeMap<&'static str, Vec<Planned>> = BTreeMap::new();
         for v in visits.iter().filter(|v| v.channel == Channel::Feed) {
             feeds.entry(providers[v.provider].system).or_default().push(v.clone());
@@ -415,7 +547,7 @@ impl VisitPlan {
         for feed in feeds.values_mut() {
             feed.sort_by_key(|v| v.start);
         }
-        for e in &extras {
+        for e in extras.iter().filter(|e| e.channel == Channel::Feed) {
             feeds.entry(providers[e.provider].system).or_default().push(e.clone());
         }
         visits.extend(extras);
@@ -423,6 +555,28 @@ impl VisitPlan {
         let retried =
             visits.iter().find(|v| v.channel == Channel::Push && v.provider == 1 && v.plain()).map(|v| v.id.clone());
         VisitPlan { visits, feeds, retried }
+    }
+
+    /// What the follow-up should say of each client at each provider: its granted time
+    /// and the minutes of its counted, performed visits.
+    fn expected(&self, providers: &[VisitProvider]) -> Vec<Expected> {
+        providers
+            .iter()
+            .enumerate()
+            .flat_map(|(pi, p)| {
+                p.clients.iter().zip(&p.grants).map(move |(client, g)| Expected {
+                    org: p.org,
+                    orders: g.orders.clone(),
+                    granted: g.granted,
+                    performed: self
+                        .visits
+                        .iter()
+                        .filter(|v| v.provider == pi && v.client == *client && v.outcome() != "rejected" && !v.declined)
+                        .map(|v| v.minutes)
+                        .sum(),
+                })
+            })
+            .collect()
     }
 
     /// Copies the hub should recognise: the retried push and the feed page served twice.
@@ -433,6 +587,31 @@ impl VisitPlan {
         });
         replayed + usize::from(self.retried.is_some())
     }
+}
+
+/// What the demo planted for one client at one provider: the follow-up's row and the
+/// provider's invoice line.
+#[derive(Debug, Clone)]
+pub(crate) struct Expected {
+    pub(crate) org: &'static str,
+    pub(crate) orders: Vec<String>,
+    pub(crate) granted: i64,
+    pub(crate) performed: i64,
+}
+
+impl Expected {
+    pub(crate) fn band(&self) -> Band {
+        Band::of(self.granted, self.performed)
+    }
+}
+
+/// What section 8 leaves for the invoices and the follow-up.
+#[derive(Debug, Default)]
+pub(super) struct Played {
+    /// Where the hub's visit figures differ from what was planted.
+    pub(super) problems: Vec<String>,
+    /// Each client at each provider, as planted; empty when the month was played before.
+    pub(super) expected: Vec<Expected>,
 }
 
 /// What the message log says the hub received from one system.
@@ -478,7 +657,9 @@ impl VisitRun<'_> {
         Ok(body)
     }
 
-    /// The providers whose visits are played, each with the clients it has an order for.
+    /// The providers whose visits are played, each with the clients it has an order for
+    /// and their granted time, day by day, from the orders as the hub holds them now (with
+    /// their changes, pauses and ends).
     async fn providers(&self) -> anyhow::Result<Vec<VisitProvider>> {
         let orders = self.store.orders(OrderFilter { limit: 10_000, ..OrderFilter::default() }).await?;
         let mut list: Vec<VisitProvider> = PROVIDERS
@@ -490,6 +671,7 @@ impl VisitRun<'_> {
                 staff: p.staff,
                 manual_every: p.manual_every,
                 clients: Vec::new(),
+                grants: Vec::new(),
             })
             .collect();
         if self.paraga.is_some() {
@@ -500,20 +682,51 @@ impl VisitRun<'_> {
                 staff: "hagersten",
                 manual_every: 20,
                 clients: Vec::new(),
+                grants: Vec::new(),
             });
         }
+        let month =
+            carehub_model::Month::new(self.month.first.year(), self.month.first.month()).context("the played month")?;
+        #[allow(clippy::cast_precision_loss)]
+        let days = self.month.len() as f64;
         for p in &mut list {
-            let clients: BTreeSet<String> = orders
-                .iter()
-                .filter(|o| {
-                    o.order.provider.as_str() == p.org && o.ack_status != Some(carehub_model::AckStatus::Rejected)
-                })
-                .map(|o| o.order.client.expose().to_owned())
-                .collect();
-            p.clients = clients.into_iter().collect();
+            let mut grants: BTreeMap<String, Grant> = BTreeMap::new();
+            for o in orders.iter().filter(|o| {
+                o.order.provider.as_str() == p.org && o.ack_status != Some(carehub_model::AckStatus::Rejected)
+            }) {
+                let (valid_from, valid_to) = self.validity(o.order.decision_id.as_str()).await?;
+                let schedule = o.order.schedule();
+                let share = schedule.share(month, valid_from, valid_to);
+                let g = grants.entry(o.order.client.expose().to_owned()).or_insert_with(|| Grant {
+                    daily: vec![0.0; self.month.days().count()],
+                    granted: 0,
+                    orders: Vec::new(),
+                });
+                g.granted += carehub_core::rules::invoices::granted_minutes(share, month);
+                g.orders.push(o.order.id.clone());
+                for (d, day) in self.month.days().enumerate() {
+                    let valid = day >= valid_from && valid_to.is_none_or(|t| day <= t);
+                    if valid && schedule.active_on(day) {
+                        #[allow(clippy::cast_precision_loss)]
+                        {
+                            g.daily[d] += schedule.minutes_on(day) as f64 / days;
+                        }
+                    }
+                }
+            }
+            grants.retain(|_, g| g.granted > 0);
+            (p.clients, p.grants) = grants.into_iter().unzip();
         }
         list.retain(|p| !p.clients.is_empty());
         Ok(list)
+    }
+
+    /// A decision's validity, from its canonical form in the store.
+    async fn validity(&self, decision: &str) -> anyhow::Result<(NaiveDate, Option<NaiveDate>)> {
+        let record = self.store.decision(decision).await?.with_context(|| format!("decision {decision}"))?;
+        let d: Value = serde_json::from_str(&record.canonical)?;
+        let date = |v: &Value| v.as_str().and_then(|s| s.parse::<NaiveDate>().ok());
+        Ok((date(&d["valid_from"]).unwrap_or(self.month.first), date(&d["valid_to"])))
     }
 
     /// Registers the tags as the municipality does, through `POST /v1/tags`.
@@ -637,17 +850,17 @@ impl VisitRun<'_> {
 
     /// Plays the month; prints what the hub made of it; returns where that differs from
     /// what was planted.
-    pub(super) async fn play(&self) -> anyhow::Result<Vec<String>> {
+    pub(super) async fn play(&self) -> anyhow::Result<Played> {
         let month = self.month;
         let label = month.label();
         out!(
-            "7. Visits in {}: NFC tags at the door, through Phoniro's feed (pulled by cursor), Phoniro's pushes and ParaGå's daily files",
+            "8. Visits in {}, drawn from each client's granted time: NFC tags at the door, through Phoniro's feed (pulled by cursor), Phoniro's pushes and ParaGå's daily files",
             month.first.format("%B %Y")
         );
         let earlier = self.get(&format!("/v1/visits?month={label}&limit=1")).await?;
         if earlier["visits"].as_array().is_some_and(|v| !v.is_empty()) {
             out!("   the database already holds visits for {label} from an earlier run; they are not played again");
-            return Ok(Vec::new());
+            return Ok(Played::default());
         }
         let providers = self.providers().await?;
         let tags = Tags::for_homes(&providers, &month);
@@ -865,7 +1078,16 @@ impl VisitRun<'_> {
         if problems.is_empty() {
             out!("   every figure above is what the demo planted");
         }
-        Ok(problems)
+        let expected = plan.expected(&providers);
+        let bands = |b: Band| expected.iter().filter(|e| e.band() == b).count();
+        out!(
+            "   drawn from granted time: {} clients at their providers, {} within 80-120%; planted under {}, over {}",
+            expected.len(),
+            bands(Band::Within),
+            bands(Band::Under),
+            bands(Band::Over)
+        );
+        Ok(Played { problems, expected })
     }
 }
 
@@ -874,29 +1096,64 @@ mod tests {
     use super::*;
     use crate::demo::scenario::clients;
 
-    /// The demo's providers with clients drawn as its decisions draw them.
-    fn providers() -> Vec<VisitProvider> {
+    /// The demo's providers with clients drawn as its decisions draw them, with the
+    /// month's story: a pause from the 5th to the 12th, a switch on the 17th from the
+    /// first provider to the third and an end after the 20th at the second.
+    fn providers(month: &PlayedMonth) -> Vec<VisitProvider> {
         let clients = clients();
-        let take = |range: std::ops::Range<usize>| range.map(|i| clients[i % clients.len()].to_owned()).collect();
+        let last = u64::try_from(month.len()).unwrap_or(28);
+        let take = |range: std::ops::Range<usize>, provider: usize| {
+            range
+                .map(|i| {
+                    let pnr = clients[i % clients.len()].to_owned();
+                    let minutes = [2280, 240, 2730, 480][i % 4];
+                    let grant = match (provider, i) {
+                        (0, 6) => Grant::steady(minutes, month, 1, 16),
+                        (1, 17) => Grant::steady(minutes, month, 1, 20),
+                        (0, 4) => {
+                            let mut g = Grant::steady(minutes, month, 1, last);
+                            g.daily[4..12].iter_mut().for_each(|m| *m = 0.0);
+                            #[allow(clippy::cast_possible_truncation)]
+                            {
+                                g.granted = g.daily.iter().sum::<f64>().round() as i64;
+                            }
+                            g
+                        }
+                        _ => Grant::steady(minutes, month, 1, last),
+                    };
+                    (pnr, grant)
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut lists: Vec<Vec<(String, Grant)>> = vec![take(1..17, 0), take(17..29, 1), take(29..37, 2)];
+        let switched = (clients[6].to_owned(), Grant::steady(2280, month, 17, last));
+        lists[2].push(switched);
         let mut list: Vec<VisitProvider> = PROVIDERS
             .iter()
-            .zip([1..17, 17..29, 29..37])
-            .map(|(p, range)| VisitProvider {
-                org: p.org,
-                name: p.name,
-                system: p.system,
-                staff: p.staff,
-                manual_every: p.manual_every,
-                clients: take(range),
+            .zip(lists)
+            .map(|(p, mut grants)| {
+                grants.sort_by(|a, b| a.0.cmp(&b.0));
+                let (clients, grants) = grants.into_iter().unzip();
+                VisitProvider {
+                    org: p.org,
+                    name: p.name,
+                    system: p.system,
+                    staff: p.staff,
+                    manual_every: p.manual_every,
+                    clients,
+                    grants,
+                }
             })
             .collect();
+        let (clients, grants) = take(40..43, 3).into_iter().unzip();
         list.push(VisitProvider {
             org: SFTP_PROVIDER,
             name: "Hemtjänst i Hägersten AB",
             system: "paraga-stockholm",
             staff: "hagersten",
             manual_every: 20,
-            clients: take(40..43),
+            clients,
+            grants,
         });
         list
     }
@@ -906,10 +1163,10 @@ mod tests {
     /// month, and one provider well above a 10% manual share.
     #[test]
     fn every_month_plants_the_same_faults_and_nothing_else() {
-        let providers = providers();
         for n in 0..30u32 {
             let today = NaiveDate::from_ymd_opt(2026 + (n / 12) as i32, 1 + n % 12, 15).unwrap_or_default();
             let month = PlayedMonth::before(today);
+            let providers = providers(&month);
             let tags = Tags::for_homes(&providers, &month);
             assert!(tags.moved.is_some(), "{today}");
             let plan = VisitPlan::draw(&providers, &tags, &month);
@@ -918,7 +1175,9 @@ mod tests {
                 *planted.entry(*c).or_default() += 1;
             }
             let want: BTreeMap<&str, usize> =
-                [("VIS001", 2), ("VIS002", 3), ("VIS004", 1), ("VIS005", 2), ("VIS008", 3)].into_iter().collect();
+                [("VIS001", 2), ("VIS002", 3), ("VIS004", 1), ("VIS005", 2), ("VIS008", 3), ("VIS009", 1)]
+                    .into_iter()
+                    .collect();
             assert_eq!(planted, want, "{today}");
             assert!(plan.copies() > 1 && plan.retried.is_some(), "{today}");
             let ids: BTreeSet<&str> = plan.visits.iter().map(|v| v.id.as_str()).collect();
@@ -940,6 +1199,25 @@ mod tests {
                     }
                 }
             }
+            // Visits only on a client's active days (the planted VIS009 apart), and only the
+            // planted outliers outside 80-120% of granted time.
+            for v in plan.visits.iter().filter(|v| !v.codes.contains(&"VIS009")) {
+                let p = &providers[v.provider];
+                let ci = p.clients.iter().position(|c| *c == v.client).unwrap_or(usize::MAX);
+                let d = usize::try_from((v.day - month.first).num_days()).unwrap_or(usize::MAX);
+                assert!(p.grants[ci].daily[d] > 0.0, "a visit on an inactive day {}, {today}", v.day);
+            }
+            let expected = plan.expected(&providers);
+            let outside: Vec<(usize, usize)> = providers
+                .iter()
+                .enumerate()
+                .flat_map(|(pi, p)| (0..p.clients.len()).map(move |ci| (pi, ci)))
+                .zip(&expected)
+                .filter(|(_, e)| e.band() != Band::Within)
+                .map(|(at, _)| at)
+                .collect();
+            let planted: Vec<(usize, usize)> = OUTLIERS.iter().map(|(p, c, _)| (*p, *c)).collect();
+            assert_eq!(outside, planted, "{today}: {expected:?}");
             for (pi, _) in providers.iter().enumerate() {
                 let counted: Vec<&Planned> =
                     plan.visits.iter().filter(|v| v.provider == pi && v.outcome() != "rejected").collect();

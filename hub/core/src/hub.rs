@@ -25,10 +25,10 @@ use serde_json::json;
 use tokio::sync::Notify;
 use tracing::{info, warn, Instrument};
 
-use crate::adapter::{Registry, System, SystemRole};
+use crate::adapter::{Registry, System};
 pub use crate::flows::Route;
 use crate::flows::{Correlation, Flows};
-use crate::intake::{content_type_of, Decoding, Inbound, Payload, Rows};
+use crate::intake::{content_type_of, may_send, Decoding, Inbound, Payload, Rows};
 pub use crate::intake::{Receipt, Rejection, Sender};
 use crate::mapping::{Decoded, RowDecoded};
 use crate::metrics::Metrics;
@@ -210,25 +210,29 @@ impl Hub {
                 return Err(flows.reject(&inbound, e.code, e.reason, Correlation::default()).await);
             }
         };
-        match (message, sys.role) {
-            (Message::Decision(d), SystemRole::CaseManagement) => flows.on_decision(&inbound, d).await,
-            (Message::OrderAck(a), SystemRole::ProviderSystem) => flows.on_ack(&inbound, a, sender).await,
-            (Message::PlanNotice(p), SystemRole::ProviderSystem) => flows.on_plan(&inbound, p, sender).await,
-            (Message::Visit(v), SystemRole::ProviderSystem) => {
-                flows.on_visits(&inbound, vec![*v], None, sender, MessageType::Visit).await
-            }
-            (Message::Visits(b), SystemRole::ProviderSystem) => {
-                flows.on_visits(&inbound, b.visits, b.cursor, sender, MessageType::Visits).await
-            }
-            (Message::DecisionChange(c), SystemRole::CaseManagement) => flows.on_decision_change(&inbound, *c).await,
-            (Message::Deviation(d), SystemRole::ProviderSystem) => {
-                flows.on_provider_report(&inbound, (*d).into(), sender).await
-            }
-            (Message::NeedChange(n), SystemRole::ProviderSystem) => {
-                flows.on_provider_report(&inbound, (*n).into(), sender).await
-            }
-            (m, role) => {
-                let reason = format!("a {} system does not send {} messages", role.as_str(), m.message_type());
+        // Which messages a system may send is said once (`may_send`, which the dry run of
+        // `POST /v1/validate` asks too); each of them has its flow.
+        let kind = message.message_type();
+        if !may_send(sys.role, kind) {
+            let reason = format!("a {} system does not send {kind} messages", sys.role.as_str());
+            return Err(flows.reject(&inbound, ErrorCode::MessageNotAllowed, reason, Correlation::default()).await);
+        }
+        match message {
+            Message::Decision(d) => flows.on_decision(&inbound, d).await,
+            Message::DecisionChange(c) => flows.on_decision_change(&inbound, *c).await,
+            Message::OrderAck(a) => flows.on_ack(&inbound, a, sender).await,
+            Message::PlanNotice(p) => flows.on_plan(&inbound, p, sender).await,
+            Message::Visit(v) => flows.on_visits(&inbound, vec![*v], None, sender, MessageType::Visit).await,
+            Message::Visits(b) => flows.on_visits(&inbound, b.visits, b.cursor, sender, MessageType::Visits).await,
+            Message::Deviation(d) => flows.on_provider_report(&inbound, (*d).into(), sender).await,
+            Message::NeedChange(n) => flows.on_provider_report(&inbound, (*n).into(), sender).await,
+            // An invoice basis row travels in a file (`take_invoice_rows`); the rest go out.
+            Message::InvoiceLine(_)
+            | Message::Order(_)
+            | Message::Receipt(_)
+            | Message::OrderChange(_)
+            | Message::OrderEnd(_) => {
+                let reason = format!("a {kind} message is not taken on its own");
                 Err(flows.reject(&inbound, ErrorCode::MessageNotAllowed, reason, Correlation::default()).await)
             }
         }

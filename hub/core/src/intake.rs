@@ -316,3 +316,125 @@ mod tests {
         assert_eq!(of_request(&case_management, BASIS), "message");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Validation without taking (POST /v1/validate/{system})
+
+/// What the hub would make of a payload, with no side effects: each message it holds, read
+/// into its canonical form or refused with its code. Nothing is stored or logged as received.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Validation {
+    /// Every message reads and the system may send it.
+    pub valid: bool,
+    /// One per message: a CSV file gives one per row, a PEPPOL document one.
+    pub messages: Vec<ValidatedMessage>,
+}
+
+/// One message of a payload, as [`validate`] reads it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ValidatedMessage {
+    /// The row's line in a CSV file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_type: Option<String>,
+    /// The canonical form, also for a message the model refused once it was read (so the
+    /// vendor sees what the mapping made of its fields).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canonical: Option<serde_json::Value>,
+    /// The PEPPOL rules' findings on a document's totals (none: they add up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub findings: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ValidationFault>,
+}
+
+/// Why a message would be refused: the code and reason the hub would answer with.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ValidationFault {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl From<ValidationError> for ValidationFault {
+    fn from(e: ValidationError) -> Self {
+        ValidationFault { code: e.code.as_str(), message: e.reason }
+    }
+}
+
+/// Whether a system of `role` may send messages of `kind` on their own (the messages
+/// [`crate::hub::Hub`] hands to a flow; the rest it refuses with `MESSAGE_NOT_ALLOWED`).
+/// An invoice basis row is taken only in its file, with the other rows of its invoice.
+pub fn may_send(role: SystemRole, kind: MessageType) -> bool {
+    use MessageType as M;
+    match role {
+        SystemRole::CaseManagement => matches!(kind, M::Decision | M::DecisionChange),
+        SystemRole::ProviderSystem => {
+            matches!(kind, M::OrderAck | M::PlanNotice | M::Visit | M::Visits | M::Deviation | M::NeedChange)
+        }
+    }
+}
+
+fn checked(line: Option<usize>, result: Result<Decoded, ValidationError>, role: SystemRole) -> ValidatedMessage {
+    let mut m = ValidatedMessage { line, message_type: None, canonical: None, findings: None, error: None };
+    match result {
+        Ok(d) => {
+            m.message_type = Some(d.message_type.as_str().to_owned());
+            m.canonical = Some(d.value());
+            if let Err(e) = Message::from_canonical_json(d.message_type, &d.canonical) {
+                m.error = Some(e.into());
+            } else if !may_send(role, d.message_type) {
+                let reason = format!("a {} system does not send {} messages", role.as_str(), d.message_type);
+                m.error = Some(ValidationError::new(ErrorCode::MessageNotAllowed, reason).into());
+            }
+        }
+        Err(e) => m.error = Some(e.into()),
+    }
+    m
+}
+
+/// What `sys` would make of `body` (a request's body, or a file named `file` left in its
+/// inbox): the same reading as when the hub takes it, stopped before anything is stored.
+pub fn validate(sys: &System, body: &[u8], file: Option<&str>) -> Validation {
+    let payload = match file {
+        Some(name) => Payload::of_file(sys, name, body),
+        None => Payload::of_request(sys, body),
+    };
+    let messages = match payload {
+        Payload::Message(Ok((decoded, _))) => vec![checked(None, Ok(decoded), sys.role)],
+        Payload::Message(Err((decoded, e))) => {
+            let mut m = checked(None, Err(e), sys.role);
+            if let Some(d) = decoded {
+                m.message_type = Some(d.message_type.as_str().to_owned());
+                m.canonical = Some(d.value());
+            }
+            vec![m]
+        }
+        Payload::Peppol(document) => vec![match *document {
+            Ok(doc) => {
+                let findings = crate::peppol::check_totals(&doc);
+                ValidatedMessage {
+                    line: None,
+                    message_type: Some(document_type(&doc).to_owned()),
+                    findings: (!findings.is_empty()).then(|| serde_json::json!(findings)),
+                    canonical: serde_json::to_value(&doc).ok(),
+                    error: None,
+                }
+            }
+            Err(e) => checked(None, Err(e), sys.role),
+        }],
+        Payload::Rows(Rows::Visits(rows) | Rows::InvoiceBasis { rows, .. } | Rows::Messages { rows, .. }) => {
+            rows.into_iter().map(|r| checked(Some(r.line), r.result, sys.role)).collect()
+        }
+        Payload::Rows(Rows::Unreadable(e)) => vec![checked(None, Err(e), sys.role)],
+    };
+    let valid = messages.iter().all(|m| m.error.is_none());
+    Validation { valid, messages }
+}
+
+fn document_type(doc: &PeppolDocument) -> &'static str {
+    match doc.kind {
+        carehub_model::InvoiceKind::Invoice => "invoice",
+        carehub_model::InvoiceKind::CreditNote => "credit_note",
+    }
+}

@@ -47,6 +47,7 @@ async fn store_with_orders() -> (tempfile::TempDir, SqliteStore) {
                     provider: PROVIDER.into(),
                     canonical: serde_json::to_string(&decision).expect("json"),
                     received_at: at(1, 0, 0),
+                    version: 0,
                 }),
                 Op::InsertOrder(Box::new(OrderRecord::new(
                     order,

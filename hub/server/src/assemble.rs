@@ -203,9 +203,28 @@ pub fn registry(config: &Config, clock: &Clock) -> anyhow::Result<Registry> {
 /// Opens the store and assembles the hub, reading every "now" from `clock` (the system
 /// clock for `carehub serve`; a clock set to an instant for tests, the demo and the mock hub).
 pub fn build(config: &Config, clock: Clock) -> anyhow::Result<Runtime> {
-    let store = SqliteStore::open(&config.hub.database, clock.clone())
-        .with_context(|| format!("cannot open the database {}", config.hub.database.display()))?;
-    build_with_store(config, Arc::new(store), clock)
+    let store = open_store(&config.hub.database, clock.clone())?;
+    build_with_store(config, store, clock)
+}
+
+/// Opens the store `database` names, migrating it: a PostgreSQL database by its
+/// `postgres://` URL, otherwise a SQLite file (created if needed).
+pub fn open_store(database: &Path, clock: Clock) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match crate::config::database_url(database) {
+        Some(url) => Arc::new(
+            carehub_postgres::PgStore::open_blocking(url, clock).context("cannot open the PostgreSQL database")?,
+        ),
+        None => Arc::new(
+            SqliteStore::open(database, clock)
+                .with_context(|| format!("cannot open the database {}", database.display()))?,
+        ),
+    })
+}
+
+/// Whether an existing database is named: a PostgreSQL URL (reached when opened), or a
+/// SQLite file that exists. Commands that read a database refuse to create an empty one.
+pub fn database_exists(database: &Path) -> bool {
+    crate::config::database_url(database).is_some() || database.is_file()
 }
 
 /// Assembles the hub over a given store.

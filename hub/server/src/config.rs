@@ -135,13 +135,26 @@ fn named_field(message: &str) -> Option<&str> {
     rest.split('`').next()
 }
 
+impl HubSection {
+    /// The PostgreSQL URL `database` names, if it names one rather than a SQLite file.
+    pub fn postgres_url(&self) -> Option<&str> {
+        database_url(&self.database)
+    }
+}
+
+/// `database` as a PostgreSQL URL (`postgres://...` or `postgresql://...`), if it is one.
+pub fn database_url(database: &Path) -> Option<&str> {
+    database.to_str().filter(|d| carehub_postgres::is_postgres_url(d))
+}
+
 /// `[hub]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HubSection {
     /// Address and port the HTTP API listens on.
     pub listen: String,
-    /// The SQLite database file (relative to the config file).
+    /// The SQLite database file (relative to the config file), or a PostgreSQL database's
+    /// `postgres://` URL (several hub nodes on one database, SPEC §11).
     pub database: PathBuf,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
@@ -768,7 +781,9 @@ impl Config {
         if hub.max_connections == 0 {
             errors.push("[hub] max_connections: at least 1".into());
         }
-        hub.database = base.join(&hub.database);
+        if hub.postgres_url().is_none() {
+            hub.database = base.join(&hub.database);
+        }
         hub.mappings_dir = hub.mappings_dir.map(|d| base.join(d));
         if let Some(tls) = &mut hub.tls {
             tls.cert = base.join(&tls.cert);
@@ -1154,6 +1169,16 @@ system = "phoniro"
         let c = Config::parse(GOOD, Path::new("/etc/carehub")).expect("valid");
         assert_eq!(c.hub.database, PathBuf::from("/etc/carehub/x.db"));
         assert_eq!(c.routes().keys().collect::<Vec<_>>(), vec!["5599000014"]);
+        assert_eq!(c.hub.postgres_url(), None, "a file is SQLite");
+    }
+
+    #[test]
+    fn a_postgres_url_names_the_database_as_written() {
+        for url in ["postgres://carehub@db.kommun.se:5432/carehub", "postgresql://db/carehub"] {
+            let text = GOOD.replace("database = \"x.db\"", &format!("database = \"{url}\""));
+            let c = Config::parse(&text, Path::new("/etc/carehub")).expect("valid");
+            assert_eq!(c.hub.postgres_url(), Some(url), "not joined to the config's folder");
+        }
     }
 
     #[test]

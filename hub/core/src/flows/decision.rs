@@ -79,6 +79,7 @@ impl Flows {
                     provider: d.provider.as_str().to_owned(),
                     canonical: canonical.clone(),
                     received_at: self.clock.now(),
+                    version: 0,
                 }),
                 Op::InsertOrder(Box::new(OrderRecord::new(
                     order.clone(),

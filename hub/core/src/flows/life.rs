@@ -102,11 +102,9 @@ impl Flows {
             let reason = format!("decision {id} came from another system; only that system may change it");
             return Err(self.reject(inbound, ErrorCode::Forbidden, reason, corr).await);
         }
-        let versions = self.store.decision_versions(&id).await.map_err(store_unavailable)?;
-        let latest = versions.last().map_or(0, |v| v.version);
-        match change.standing(latest) {
+        match change.standing(record.version) {
             VersionStanding::Duplicate => return self.duplicate(inbound, MessageType::DecisionChange, corr).await,
-            VersionStanding::Stale => return self.stale(inbound, change.version, latest, corr).await,
+            VersionStanding::Stale => return self.stale(inbound, change.version, record.version, corr).await,
             VersionStanding::Newer => {}
         }
         let decision: Decision = serde_json::from_str(&record.canonical)
@@ -243,7 +241,7 @@ impl Flows {
             // the commit.
             Err(StoreError::Conflict(_)) => self.duplicate(inbound, MessageType::DecisionChange, corr).await,
             Err(StoreError::Stale(_)) => {
-                let latest = self.store.decision_versions(&id).await.ok().and_then(|v| v.last().map(|v| v.version));
+                let latest = self.store.decision(&id).await.ok().flatten().map(|d| d.version);
                 self.stale(inbound, change.version, latest.unwrap_or(change.version), corr).await
             }
             Err(e) => Err(store_unavailable(e)),

@@ -170,6 +170,7 @@ fn decision_record(d: &Decision) -> DecisionRecord {
         provider: d.provider.as_str().into(),
         canonical: serde_json::to_string(d).expect("json"),
         received_at: start(),
+        version: 0,
     }
 }
 
@@ -1031,6 +1032,8 @@ pub async fn a_decisions_versions_only_grow(store: Arc<dyn Store>, clock: Clock)
         .await;
     assert!(matches!(unknown, Err(StoreError::Missing(_))), "a decision not stored: {unknown:?}");
 
+    let record = store.decision("combine:D-1").await.expect("reads").expect("stored");
+    assert_eq!(record.version, 2, "the decision's row knows its latest version");
     let versions = store.decision_versions("combine:D-1").await.expect("reads");
     let seen: Vec<(u32, &str)> = versions.iter().map(|v| (v.version, v.kind.as_str())).collect();
     assert_eq!(seen, vec![(0, "decision"), (2, "services")]);

@@ -5,8 +5,8 @@
 //! and hands them to [`CommitStore::commit`], which applies them atomically and durably: the
 //! inbound log entry, the decision, the order, the outbound log entry and the outbox row of
 //! one decision land together or not at all, and the sender is acknowledged only after the
-//! commit returned. A PostgreSQL backend implements the same trait; nothing above this
-//! module changes.
+//! commit returned. The PostgreSQL backend (crate `carehub-postgres`, for several hub
+//! nodes on one database) implements the same traits; nothing above this module changes.
 //!
 //! [`sqlite::SqliteStore`] is the embedded backend: WAL, `synchronous=FULL`, one writer
 //! thread that group-commits whatever requests have queued up while the previous commit
@@ -18,9 +18,9 @@
 //! idempotency keys, claims and leases, visit copies and overlaps, feed cursors, invoice
 //! keys) as tests written against this trait alone, not against SQLite. A backend is
 //! correct when the whole suite passes on it: `tests/store_contract.rs` runs it on
-//! [`sqlite::SqliteStore`], and a PostgreSQL backend runs the same suite unchanged
-//! ([`store_contract_suite!`](crate::store_contract_suite)), so the two cannot drift apart
-//! on what a flow may assume.
+//! [`sqlite::SqliteStore`], and `hub/postgres/tests/store_contract.rs` runs the same suite
+//! unchanged on PostgreSQL ([`store_contract_suite!`](crate::store_contract_suite)), so the
+//! two cannot drift apart on what a flow may assume.
 //!
 //! # The store holds data; core holds the rules
 //!
@@ -217,9 +217,14 @@ pub struct DecisionRecord {
     pub system: String,
     pub content_hash: String,
     pub client: String,
+    /// The provider as the decision stands (after a switch, the new one).
     pub provider: String,
+    /// The decision as it stands after its latest version.
     pub canonical: String,
     pub received_at: DateTime<Utc>,
+    /// Its latest version: 0 as first sent ([`Op::InsertDecision`] ignores the field), then
+    /// each [`Op::ChangeDecision`]'s.
+    pub version: u32,
 }
 
 /// An order with its routing and its lifecycle so far.

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use base64::Engine as _;
 use carehub_core::audit::Checkpointer;
-use carehub_core::store::sqlite::SqliteStore;
 use carehub_core::store::{AccessQuery, NewAccess, Op, Store};
 use carehub_model::Clock;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -18,15 +17,15 @@ use chrono::{DateTime, NaiveDate, Utc};
 use crate::config::Config;
 
 pub(super) async fn verify(db: &Path) -> anyhow::Result<ExitCode> {
-    if !db.is_file() {
+    if !crate::assemble::database_exists(db) {
         eprintln!("{}: no such database file", db.display());
         return Ok(ExitCode::from(2));
     }
-    let store = SqliteStore::open(db, Clock::system()).with_context(|| format!("cannot open {}", db.display()))?;
+    let store = crate::assemble::open_store(db, Clock::system())?;
     let mut ok = true;
     for (name, entry, report) in [
-        ("message log", "entry", carehub_core::store::verify_chain(&store).await?),
-        ("access log", "access-log entry", carehub_core::store::verify_access_chain(&store).await?),
+        ("message log", "entry", carehub_core::store::verify_chain(&*store).await?),
+        ("access log", "access-log entry", carehub_core::store::verify_access_chain(&*store).await?),
     ] {
         match report.first_bad {
             None => {
@@ -76,8 +75,7 @@ fn open(config: &Config) -> anyhow::Result<Result<Checkpointer, ExitCode>> {
         return Ok(Err(ExitCode::from(2)));
     };
     let db = &config.hub.database;
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(db, Clock::system()).with_context(|| format!("cannot open {}", db.display()))?);
+    let store: Arc<dyn Store> = crate::assemble::open_store(db, Clock::system())?;
     Ok(Ok(Checkpointer::new(store, key, config.audit.origin.clone(), Clock::system())))
 }
 
@@ -235,8 +233,7 @@ pub(super) async fn retention(
         }
     };
     let db = &config.hub.database;
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(db, clock).with_context(|| format!("cannot open {}", db.display()))?);
+    let store: Arc<dyn Store> = crate::assemble::open_store(db, clock)?;
     let results = store.commit(vec![Op::RemovePayloads { before, policy }]).await?;
     let Some(&carehub_core::store::OpResult::Logged(seq)) = results.first() else {
         anyhow::bail!("retention did not log its run");

@@ -69,10 +69,11 @@ pub(super) async fn run(config: Result<Config, crate::config::Outline>, offline:
     }
     let registry = crate::assemble::registry(&config, &Clock::system())?;
     if offline {
+        crate::out!("database: not contacted (--offline)");
         crate::out!("systems: not contacted (--offline)");
         return Ok(ExitCode::SUCCESS);
     }
-    let mut failed = false;
+    let mut failed = !database(&config).await;
     for sys in registry.iter() {
         match tokio::time::timeout(Duration::from_secs(10), sys.transport.check()).await {
             Ok(Ok(what)) => crate::out!("system {} ({}): {what}", sys.name, sys.vendor),
@@ -87,4 +88,29 @@ pub(super) async fn run(config: Result<Config, crate::config::Outline>, offline:
         }
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Reports the database: a PostgreSQL one reached (within 10 s) with its schema version, or
+/// the SQLite file. Whether it was reached.
+async fn database(config: &Config) -> bool {
+    let Some(url) = config.hub.postgres_url() else {
+        let file = &config.hub.database;
+        let state = if file.is_file() { "exists" } else { "created at the first start" };
+        crate::out!("database: ok (SQLite file {}, {state})", file.display());
+        return true;
+    };
+    match tokio::time::timeout(Duration::from_secs(10), carehub_postgres::PgStore::reach(url)).await {
+        Ok(Ok(what)) => {
+            crate::out!("database: ok ({what})");
+            true
+        }
+        Ok(Err(e)) => {
+            crate::out!("database: FAILED: {e}");
+            false
+        }
+        Err(_) => {
+            crate::out!("database: FAILED: no answer within 10 s");
+            false
+        }
+    }
 }

@@ -1,5 +1,5 @@
-//! The product's commands (SPEC §8): `carehub serve | check | token | audit verify | replay
-//! | tags import | verify | report`.
+//! The product's commands (SPEC §8): `carehub serve | check | migrate | token | audit verify
+//! | replay | tags import | verify | report`.
 //!
 //! This module holds the clap definitions ([`Command`]), the dispatch ([`run`]) and what
 //! every command shares (loading the configuration, operational logging); each command's
@@ -10,6 +10,7 @@
 //! # Layout
 //! - `serve`: `carehub serve`.
 //! - `check`: `carehub check`.
+//! - `migrate`: `carehub migrate`.
 //! - `token`: `carehub token`.
 //! - `audit`: `carehub audit verify | keygen | prove | export | verify-bundle | retention`.
 //! - `replay`: `carehub replay`.
@@ -28,6 +29,7 @@ pub use crate::telemetry::init_tracing;
 
 mod audit;
 mod check;
+mod migrate;
 mod replay;
 pub mod report;
 mod serve;
@@ -45,11 +47,11 @@ pub enum Command {
     },
     /// Validate the configuration (every problem at once, each as FILE:LINE:COLUMN where it
     /// has a place), check every configured route has the mappings it needs, run the mapping
-    /// samples, then reach every configured system.
+    /// samples, then reach the database and every configured system.
     ///
     /// Exit codes: 0 all is well; 2 a configuration problem (the file, a secret, a TLS file,
-    /// a missing or failing mapping); 1 the configuration is good but a system cannot be
-    /// reached.
+    /// a missing or failing mapping); 1 the configuration is good but the database or a
+    /// system cannot be reached.
     Check {
         #[arg(long, default_value = "carehub.toml")]
         config: PathBuf,
@@ -78,6 +80,12 @@ pub enum Command {
         /// Lifetime in minutes (default: the configuration's, else 480).
         #[arg(long)]
         ttl_minutes: Option<u64>,
+        #[arg(long, default_value = "carehub.toml")]
+        config: PathBuf,
+    },
+    /// Bring the configured database's schema up to this carehub's and exit (the hub also
+    /// does at start). Exit codes: 0 migrated, 2 a configuration problem, 1 it failed.
+    Migrate {
         #[arg(long, default_value = "carehub.toml")]
         config: PathBuf,
     },
@@ -259,6 +267,14 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             token::run(config, role, system, org, subject, ttl_minutes)
         }
         Command::Audit { command } => run_audit(command).await,
+        Command::Migrate { config } => {
+            init_tracing("warn", LogFormat::Text);
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            migrate::run(config).await
+        }
         Command::Replay { config, ids, list } => {
             init_tracing("warn", LogFormat::Text);
             let config = match load_config(&config) {

@@ -13,7 +13,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use carehub_core::followup;
-use carehub_core::store::sqlite::SqliteStore;
 use carehub_model::OrgNumber;
 use clap::{ArgGroup, Args};
 
@@ -75,14 +74,14 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    if !db.is_file() {
+    if !crate::assemble::database_exists(&db) {
         eprintln!("{}: no such database file", db.display());
         return Ok(ExitCode::from(2));
     }
     let clock = carehub_model::Clock::system();
     let as_of = args.as_of.unwrap_or_else(|| clock.today());
-    let store = SqliteStore::open(&db, clock).with_context(|| format!("cannot open {}", db.display()))?;
-    let mut report = followup::compute(&store, month, as_of, threshold, None)
+    let store = crate::assemble::open_store(&db, clock)?;
+    let mut report = followup::compute(&*store, month, as_of, threshold, None)
         .await
         .with_context(|| format!("cannot read the follow-up for {month} from {}", db.display()))?;
     report.name_providers(|org| names.iter().find(|(o, _)| o == org).map(|(_, n)| n.clone()));

@@ -23,7 +23,6 @@ use anyhow::Context;
 use carehub_core::flows::month::verify_month;
 use carehub_core::rules::invoices::Rates;
 use carehub_core::rules::month::{MonthTotals, Progress, ProviderResult};
-use carehub_core::store::sqlite::SqliteStore;
 use carehub_core::store::Store;
 use carehub_model::Month;
 
@@ -123,16 +122,13 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         eprintln!("name the database: --db FILE or --config FILE");
         return Ok(ExitCode::from(2));
     };
-    if !db.is_file() {
+    if !crate::assemble::database_exists(&db) {
         eprintln!("{}: no such database file", db.display());
         return Ok(ExitCode::from(2));
     }
     let policy = config.as_ref().map(Config::invoice_policy).unwrap_or_default();
     let fallback = args.rate.map(|r| Rates::flat(r.ore));
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&db, carehub_model::Clock::system())
-            .with_context(|| format!("cannot open {}", db.display()))?,
-    );
+    let store: Arc<dyn Store> = crate::assemble::open_store(&db, carehub_model::Clock::system())?;
     let mut out = match &args.out {
         Some(path) => Some(JsonOut::create(path, month)?),
         None => None,

@@ -123,46 +123,7 @@ pub(super) async fn take_message(
     request: Request,
 ) -> ApiResult<ReceiptBody> {
     let hub = &state.hub;
-    let system = sys.name.as_str();
-    let claims = match caller? {
-        SystemCaller::Certificate(name) if name == system => None,
-        SystemCaller::Certificate(name) => {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                format!("the client certificate of {name} may send only as {name}"),
-            ))
-        }
-        SystemCaller::Token(claims) => Some(claims),
-    };
-    // A system's token speaks for the one system it names, whatever its role may do.
-    if let Some(named) = claims.as_ref().filter(|c| c.role.is_system()).and_then(|c| c.system()) {
-        if named != system {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                format!("this token is the system {named}'s: it may send only to /v1/systems/{named}/messages"),
-            ));
-        }
-    }
-    let sender = match claims.as_ref().map(|c| c.role) {
-        // The system itself, by its client certificate: it may speak for every provider it
-        // serves; the answer flow checks each order was sent to this system.
-        None => Sender::Trusted,
-        Some(Role::Admin) => Sender::Trusted,
-        Some(Role::CaseManagement) if sys.role == carehub_core::adapter::SystemRole::CaseManagement => Sender::Trusted,
-        Some(Role::ProviderSystem) if sys.role == carehub_core::adapter::SystemRole::ProviderSystem => {
-            let org =
-                claims.as_ref().and_then(|c| c.provider()).and_then(|o| OrgNumber::parse(o).ok()).ok_or_else(|| {
-                    ApiError::new(ErrorCode::Unauthenticated, "a provider_system token must carry a valid org")
-                })?;
-            Sender::Provider(org)
-        }
-        Some(role) => {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                format!("the role {} may not send as the {} system {system}", role.as_str(), sys.role.as_str()),
-            ))
-        }
-    };
+    let sender = sender_of(sys, caller?)?;
     let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let body = match to_bytes(request.into_body(), state.max_body).await {
         Ok(b) => b,
@@ -187,6 +148,53 @@ pub(super) async fn take_message(
     })
 }
 
+/// Who may send as `sys`, and as whom the hub takes it: the system itself (its client
+/// certificate or its system token), an administrator, or a provider's token on a provider
+/// system (bound to its organisation number). The message endpoint and the validation
+/// endpoint authorise alike.
+pub(super) fn sender_of(sys: &carehub_core::adapter::System, caller: SystemCaller) -> ApiResult<Sender> {
+    let system = sys.name.as_str();
+    let claims = match caller {
+        SystemCaller::Certificate(name) if name == system => None,
+        SystemCaller::Certificate(name) => {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("the client certificate of {name} may send only as {name}"),
+            ))
+        }
+        SystemCaller::Token(claims) => Some(claims),
+    };
+    // A system's token speaks for the one system it names, whatever its role may do.
+    if let Some(named) = claims.as_ref().filter(|c| c.role.is_system()).and_then(|c| c.system()) {
+        if named != system {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("this token is the system {named}'s: it may send only to /v1/systems/{named}/messages"),
+            ));
+        }
+    }
+    match claims.as_ref().map(|c| c.role) {
+        // The system itself, by its client certificate: it may speak for every provider it
+        // serves; the answer flow checks each order was sent to this system.
+        None => Ok(Sender::Trusted),
+        Some(Role::Admin) => Ok(Sender::Trusted),
+        Some(Role::CaseManagement) if sys.role == carehub_core::adapter::SystemRole::CaseManagement => {
+            Ok(Sender::Trusted)
+        }
+        Some(Role::ProviderSystem) if sys.role == carehub_core::adapter::SystemRole::ProviderSystem => {
+            let org =
+                claims.as_ref().and_then(|c| c.provider()).and_then(|o| OrgNumber::parse(o).ok()).ok_or_else(|| {
+                    ApiError::new(ErrorCode::Unauthenticated, "a provider_system token must carry a valid org")
+                })?;
+            Ok(Sender::Provider(org))
+        }
+        Some(role) => Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("the role {} may not send as the {} system {system}", role.as_str(), sys.role.as_str()),
+        )),
+    }
+}
+
 /// A SOAP system's answer: the `...Response` envelope, or a fault with the error code
 /// (`Client` when the message was at fault, `Server` when the hub was). Faults go out with
 /// status 500 as SOAP 1.1 asks, except authentication failures, which keep 401 and 403.
@@ -208,6 +216,7 @@ fn soap_answer(sys: &carehub_core::adapter::System, result: ApiResult<ReceiptBod
                 status: &r.status,
                 decision_id: r.decision_id.as_deref(),
                 order_id: r.order_id.as_deref(),
+                code: r.code.as_deref(),
             };
             xml(StatusCode::OK, soap::response(root, ns, &receipt))
         }

@@ -47,6 +47,7 @@ pub mod orders;
 pub mod reports;
 pub mod state;
 pub mod tags;
+pub mod validate;
 pub mod visits;
 
 pub use error::{status_of, ApiError, ErrorBody};
@@ -58,6 +59,7 @@ use error::ErrorCodeSchema;
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/systems/{system}/messages", post(messages::post_message).get(messages::get_wsdl))
+        .route("/v1/validate/{system}", post(validate::validate_payload))
         .route("/v1/messages", get(messages::list_messages))
         .route("/v1/messages/{id}", get(messages::get_message))
         .route("/v1/orders", get(orders::list_orders))
@@ -131,8 +133,8 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "carehub", description = "The integration hub for Swedish municipal home care. Errors are {code, message} with stable codes."),
-    paths(messages::post_message, messages::get_wsdl, tags::post_tag, tags::list_tags, visits::list_visits, visits::close_month, reports::manual_registrations, reports::follow_up, invoices::invoice_verification, messages::list_messages, messages::get_message, orders::list_orders, orders::get_order, orders::order_trace, decisions::get_decision, deviations::list_deviations, deliveries::list_deliveries, deliveries::replay, ops::audit_verify, audit::access_log, audit::checkpoint, audit::inclusion, audit::consistency, ops::healthz, ops::readyz, ops::metrics),
-    components(schemas(ErrorBody, ErrorCodeSchema, visits::Outcome, reports::ReportFormat, messages::ReceiptBody, tags::TagBody, tags::TagList, tags::TagRegistered, visits::VisitPage, reports::ManualReport, reports::ManualShareRow, messages::MessageView, messages::MessagePage, orders::OrderView, orders::OrderList, orders::Trace, orders::TraceStep, orders::OrderTerms, decisions::DecisionView, decisions::VersionView, decisions::DecisionOrder, deviations::ReportView, deviations::DeviationList, deliveries::DeliveryView, deliveries::DeliveryList, deliveries::ReplayRequest, ops::ChainView, audit::AccessPage, audit::CheckpointView)),
+    paths(messages::post_message, messages::get_wsdl, validate::validate_payload, tags::post_tag, tags::list_tags, visits::list_visits, visits::close_month, reports::manual_registrations, reports::follow_up, invoices::invoice_verification, messages::list_messages, messages::get_message, orders::list_orders, orders::get_order, orders::order_trace, decisions::get_decision, deviations::list_deviations, deliveries::list_deliveries, deliveries::replay, ops::audit_verify, audit::access_log, audit::checkpoint, audit::inclusion, audit::consistency, ops::healthz, ops::readyz, ops::metrics),
+    components(schemas(ErrorBody, ErrorCodeSchema, visits::Outcome, reports::ReportFormat, messages::ReceiptBody, validate::ValidationBody, tags::TagBody, tags::TagList, tags::TagRegistered, visits::VisitPage, reports::ManualReport, reports::ManualShareRow, messages::MessageView, messages::MessagePage, orders::OrderView, orders::OrderList, orders::Trace, orders::TraceStep, orders::OrderTerms, decisions::DecisionView, decisions::VersionView, decisions::DecisionOrder, deviations::ReportView, deviations::DeviationList, deliveries::DeliveryView, deliveries::DeliveryList, deliveries::ReplayRequest, ops::ChainView, audit::AccessPage, audit::CheckpointView)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

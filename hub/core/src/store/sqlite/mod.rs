@@ -126,6 +126,9 @@ impl SqliteStore {
         // Checkpoints (copying the WAL into the database file) run on their own thread, so
         // the writer only appends to the WAL and its commits do not wait for them.
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+        // The writer starts the WAL over after a complete checkpoint; the file is then cut
+        // back to this size rather than kept at the largest it ever grew to.
+        conn.pragma_update(None, "journal_size_limit", writer::WAL_KEEP_BYTES)?;
         let (tx, rx) = mpsc::channel::<WriteRequest>(8192);
         std::thread::Builder::new()
             .name("carehub-store-writer".into())
@@ -254,7 +257,8 @@ impl OrderStore for SqliteStore {
         let id = id.to_owned();
         self.read(move |c| {
             Ok(c.query_row(
-                "SELECT id, system, content_hash, client, provider, canonical, received_at FROM decisions WHERE id = ?1",
+                "SELECT id, system, content_hash, client, provider, canonical, received_at, version
+                 FROM decisions WHERE id = ?1",
                 [id],
                 |r| {
                     Ok(DecisionRecord {
@@ -265,6 +269,7 @@ impl OrderStore for SqliteStore {
                         provider: r.get(4)?,
                         canonical: r.get(5)?,
                         received_at: instant(r, 6)?,
+                        version: r.get(7)?,
                     })
                 },
             )

@@ -1,0 +1,170 @@
+//! The hash chain's append on PostgreSQL. A commit that appends locks the sequencer row
+//! (`chain_head`, `SELECT ... FOR UPDATE`) before anything else, appends its entries after
+//! the head it read (hashed with core's [`entry_hash`], times in core's [`ts`] form, exactly
+//! as SQLite does), and moves the head in the same transaction. A second commit, on this
+//! node or another, waits on the row and then reads the head the first one committed: the
+//! entries of all nodes form one chain, numbered without gaps in commit order, and a reader
+//! sees a prefix of it.
+//!
+//! Every entry is hashed over its payload's SHA-256 (kept in `payload_sha256`), as SQLite
+//! hashes entries since its version 11, so retention can empty the payload and keep the hash.
+
+use carehub_core::log::{entry_hash, payload_hash};
+use carehub_core::store::*;
+use chrono::{DateTime, Utc};
+
+use crate::db::{col, Db};
+
+/// The chain head a commit holds: read (and locked) the first time the commit needs it.
+#[derive(Default, Clone)]
+pub(crate) struct Chain {
+    head: Option<(i64, String)>,
+    moved: bool,
+}
+
+impl Chain {
+    /// The last entry's sequence number and hash, locking the sequencer row on first use.
+    pub(crate) fn head<'c>(&'c mut self, db: &mut Db<'_>) -> Result<&'c mut (i64, String), StoreError> {
+        if self.head.is_none() {
+            let row = db.one("SELECT seq, hash FROM chain_head WHERE id = 1 FOR UPDATE", &[])?;
+            self.head = Some((col(&row, 0)?, col(&row, 1)?));
+        }
+        self.head.as_mut().ok_or_else(|| StoreError::backend("postgres", "the chain head was not read"))
+    }
+
+    /// Writes the head back if the commit appended (before it commits).
+    pub(crate) fn save(&self, db: &mut Db<'_>) -> Result<(), StoreError> {
+        if let (true, Some((seq, hash))) = (self.moved, &self.head) {
+            db.execute("UPDATE chain_head SET seq = $1, hash = $2 WHERE id = 1", &[seq, hash])?;
+        }
+        Ok(())
+    }
+
+    /// The place the next entry will take (for an op that writes rows pointing at the entry
+    /// it appends after them: visit ingestion).
+    pub(crate) fn next_seq(&mut self, db: &mut Db<'_>) -> Result<i64, StoreError> {
+        Ok(self.head(db)?.0 + 1)
+    }
+
+    /// Appends `e` at `at`; its sequence number. Its text is made [`storable`] before it is
+    /// hashed, so the chain verifies over what the table holds.
+    pub(crate) fn append(&mut self, db: &mut Db<'_>, at: DateTime<Utc>, e: NewLogEntry) -> Result<i64, StoreError> {
+        let mut e = storable_entry(e);
+        if let Some(earlier) = e.follows {
+            let row =
+                db.opt("SELECT decision_id, order_id, client, provider FROM message_log WHERE seq = $1", &[&earlier])?;
+            if let Some(r) = row {
+                e.decision_id = e.decision_id.or(col(&r, 0)?);
+                e.order_id = e.order_id.or(col(&r, 1)?);
+                e.client = e.client.or(col(&r, 2)?);
+                e.provider = e.provider.or(col(&r, 3)?);
+            }
+        }
+        let (links, follows) = (std::mem::take(&mut e.links), e.follows);
+        let (seq, prev_hash) = {
+            let head = self.head(db)?;
+            (head.0 + 1, head.1.clone())
+        };
+        let entry = LogEntry {
+            seq,
+            at,
+            system: e.system,
+            vendor: e.vendor,
+            direction: e.direction.to_owned(),
+            message_type: e.message_type,
+            content_type: e.content_type,
+            canonical: e.canonical,
+            status: e.status.to_owned(),
+            error_code: e.error_code,
+            error_message: e.error_message,
+            decision_id: e.decision_id,
+            order_id: e.order_id,
+            client: e.client,
+            provider: e.provider,
+            delivery_key: e.delivery_key,
+            prev_hash,
+            hash: String::new(),
+            payload_hash: Some(payload_hash(&e.payload)),
+            payload_removed: false,
+            payload: e.payload,
+        };
+        let hash = entry_hash(&entry.prev_hash, &entry);
+        db.execute(
+            "INSERT INTO message_log (seq, at, system, vendor, direction, message_type, content_type,
+                payload, canonical, status, error_code, error_message, decision_id, order_id, client,
+                provider, delivery_key, prev_hash, hash, payload_sha256)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+            &[
+                &entry.seq,
+                &ts(entry.at),
+                &entry.system,
+                &entry.vendor,
+                &entry.direction,
+                &entry.message_type,
+                &entry.content_type,
+                &entry.payload,
+                &entry.canonical,
+                &entry.status.as_str(),
+                &entry.error_code,
+                &entry.error_message,
+                &entry.decision_id,
+                &entry.order_id,
+                &entry.client,
+                &entry.provider,
+                &entry.delivery_key,
+                &entry.prev_hash,
+                &hash,
+                &entry.payload_hash,
+            ],
+        )?;
+        self.head = Some((entry.seq, hash));
+        self.moved = true;
+        if let Some(earlier) = follows {
+            db.execute(
+                "INSERT INTO log_links (seq, client, order_id) SELECT $1, client, order_id FROM log_links WHERE seq = $2",
+                &[&entry.seq, &earlier],
+            )?;
+        }
+        let mut links = links;
+        links.sort();
+        links.dedup();
+        for l in links.iter().filter(|l| l.client.is_some() || l.order_id.is_some()) {
+            db.execute(
+                "INSERT INTO log_links (seq, client, order_id) VALUES ($1, $2, $3)",
+                &[&entry.seq, &l.client, &l.order_id],
+            )?;
+        }
+        Ok(entry.seq)
+    }
+}
+
+/// `text` as PostgreSQL's text can hold it: a NUL character (which a vendor's error answer
+/// may carry, and SQLite would keep) becomes U+FFFD, the replacement character. Refusing it
+/// instead would fail the commit that records a delivery attempt, again at every attempt.
+pub(crate) fn storable(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    }
+}
+
+fn storable_entry(e: NewLogEntry) -> NewLogEntry {
+    let opt = |t: Option<String>| t.map(storable);
+    NewLogEntry {
+        system: storable(e.system),
+        vendor: storable(e.vendor),
+        message_type: storable(e.message_type),
+        content_type: storable(e.content_type),
+        canonical: opt(e.canonical),
+        error_code: opt(e.error_code),
+        error_message: opt(e.error_message),
+        decision_id: opt(e.decision_id),
+        order_id: opt(e.order_id),
+        client: opt(e.client),
+        provider: opt(e.provider),
+        delivery_key: opt(e.delivery_key),
+        links: e.links.into_iter().map(|l| LogLink { client: opt(l.client), order_id: opt(l.order_id) }).collect(),
+        ..e
+    }
+}
