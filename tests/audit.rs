@@ -301,8 +301,7 @@ async fn reads_are_in_the_access_log_with_the_clients_shown_and_a_changed_byte_i
     hub.stop().await;
 
     let db = hub.db.to_str().expect("path").to_owned();
-    let conn = rusqlite::Connection::open(&hub.db).expect("open");
-    let count: i64 = conn.query_row("SELECT COUNT(*) FROM access_log", [], |r| r.get(0)).expect("count");
+    let count = db_value(&hub.db, "SELECT COUNT(*) FROM access_log");
     let ok = carehub(&["audit", "verify", "--db", &db]);
     let stdout = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success(), "{stdout}");
@@ -310,16 +309,15 @@ async fn reads_are_in_the_access_log_with_the_clients_shown_and_a_changed_byte_i
 
     // One digit of the client in anna's first read changed, behind the hub's back.
     let target = list["seq"].as_i64().expect("seq");
-    assert!(conn.execute("UPDATE access_log SET subject = 'x' WHERE seq = ?1", [target]).is_err(), "append-only");
-    conn.execute_batch("DROP TRIGGER access_log_no_update").expect("drop trigger");
-    let clients: String =
-        conn.query_row("SELECT clients FROM access_log WHERE seq = ?1", [target], |r| r.get(0)).expect("row");
+    let refused = db_execute(&hub.db, &format!("UPDATE access_log SET subject = 'x' WHERE seq = {target}"));
+    assert!(refused.is_err(), "append-only");
+    drop_trigger(&hub.db, "access_log", "access_log_no_update");
+    let clients = db_value(&hub.db, &format!("SELECT clients FROM access_log WHERE seq = {target}"));
     let other_digit = if looked_at.ends_with('0') { "1" } else { "0" };
     let changed = clients.replacen(looked_at.as_str(), &format!("{}{other_digit}", &looked_at[..11]), 1);
     assert_ne!(changed, clients);
-    conn.execute("UPDATE access_log SET clients = ?1 WHERE seq = ?2", rusqlite::params![changed, target])
-        .expect("tamper");
-    drop(conn);
+    let tamper = format!("UPDATE access_log SET clients = '{changed}' WHERE seq = {target}");
+    assert_eq!(db_execute(&hub.db, &tamper), Ok(1), "tamper");
     let bad = carehub(&["audit", "verify", "--db", &db]);
     let stdout = String::from_utf8_lossy(&bad.stdout);
     assert_eq!(bad.status.code(), Some(1), "{stdout}");
@@ -431,9 +429,7 @@ async fn an_exported_bundle_verifies_offline_and_a_change_a_removal_and_a_fork_a
     assert!(export.status.success(), "{export:?}");
     let text = std::fs::read_to_string(&bundle).expect("bundle");
     let lines: Vec<&str> = text.lines().collect();
-    let size: i64 = rusqlite::Connection::open(&hub.db)
-        .and_then(|c| c.query_row("SELECT MAX(seq) FROM message_log", [], |r| r.get(0)))
-        .expect("size");
+    let size: i64 = db_value(&hub.db, "SELECT MAX(seq) FROM message_log").parse().expect("size");
     assert_eq!(lines.len() as i64, size + 1, "a header and every entry of the range");
 
     let (ok, out) = verify_bundle(&bundle, None);
@@ -442,13 +438,9 @@ async fn an_exported_bundle_verifies_offline_and_a_change_a_removal_and_a_fork_a
     assert!(ok, "{out}");
 
     // The export is in the access log, with the clients it showed.
-    let (subject, clients): (String, String) = rusqlite::Connection::open(&hub.db)
-        .and_then(|c| {
-            c.query_row("SELECT subject, clients FROM access_log WHERE query LIKE '%audit export%'", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-        })
-        .expect("the export's record");
+    let record = db_rows(&hub.db, "SELECT subject, clients FROM access_log WHERE query LIKE '%audit export%'");
+    let [row] = &record[..] else { panic!("one record of the export: {record:?}") };
+    let (subject, clients) = (row[0].clone().unwrap_or_default(), row[1].clone().unwrap_or_default());
     assert_eq!(subject, "revisor");
     assert!(clients.contains(pnrs[320].as_str()) && clients.contains(pnrs[322].as_str()), "{clients}");
 
@@ -509,15 +501,13 @@ async fn the_hub_checkpoints_its_log_in_the_background_after_new_entries() {
     let mut hub = TestHub::start_with(&vendor.uri(), &vendor.uri(), options).await;
     let pnrs = test_pnrs();
     decided(&hub, &[("DEC-BG-1", &pnrs[330])]).await;
-    let conn = rusqlite::Connection::open(&hub.db).expect("open");
-    let size: i64 = conn.query_row("SELECT MAX(seq) FROM message_log", [], |r| r.get(0)).expect("size");
+    let size: i64 = db_value(&hub.db, "SELECT MAX(seq) FROM message_log").parse().expect("size");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let note = loop {
-        let latest: Option<(i64, String)> = conn
-            .query_row("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .ok();
+        let latest: Option<(i64, String)> =
+            db_rows(&hub.db, "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")
+                .pop()
+                .and_then(|r| Some((r[0].as_deref()?.parse().ok()?, r[1].clone()?)));
         match latest {
             Some((s, note)) if s >= size => break note,
             _ if std::time::Instant::now() > deadline => panic!("no checkpoint of {size} entries: {latest:?}"),
@@ -554,16 +544,15 @@ async fn after_retention_the_payloads_are_gone_and_the_chain_every_proof_and_the
     assert!(said.contains(&format!(r#""removed":{size}"#)), "every entry so far: {said}");
 
     // The payloads are gone from the database; their hashes are not.
-    let conn = rusqlite::Connection::open(&hub.db).expect("open");
-    let (with_payload, with_hash): (i64, i64) = conn
-        .query_row(
-            "SELECT COUNT(*) FILTER (WHERE length(payload) > 0), COUNT(payload_sha256) FROM message_log WHERE seq < ?1",
-            [run_seq],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .expect("counts");
-    assert_eq!((with_payload, with_hash), (0, size));
-    drop(conn);
+    let counts = db_rows(
+        &hub.db,
+        &format!(
+            "SELECT COUNT(*) FILTER (WHERE length(payload) > 0), COUNT(payload_sha256) FROM message_log \
+             WHERE seq < {run_seq}"
+        ),
+    );
+    let (with_payload, with_hash) = (counts[0][0].clone(), counts[0][1].clone());
+    assert_eq!((with_payload, with_hash), (Some("0".to_owned()), Some(size.to_string())));
 
     let verify = carehub(&["audit", "verify", "--db", hub.db.to_str().expect("path")]);
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));

@@ -332,6 +332,82 @@ fn write_config(phoniro_url: &str, combine_url: &str, o: &Options) -> Written {
     Written { dir, db, config_path, config, database }
 }
 
+/// The rows of `sql` as text (`None` for NULL), read straight from a hub's database
+/// (SQLite file or PostgreSQL URL), for a test that looks behind the hub's back. The SQL
+/// must mean the same on both backends.
+pub fn db_rows(db: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
+    let text = db.to_str().expect("a database path or URL").to_owned();
+    if !carehub_postgres::is_postgres_url(&text) {
+        use rusqlite::types::ValueRef;
+        let conn = rusqlite::Connection::open(db).expect("open");
+        let mut stmt = conn.prepare(sql).expect("prepare");
+        let n = stmt.column_count();
+        let rows = stmt
+            .query_map([], |r| {
+                (0..n)
+                    .map(|i| {
+                        Ok(match r.get_ref(i)? {
+                            ValueRef::Null => None,
+                            ValueRef::Integer(v) => Some(v.to_string()),
+                            ValueRef::Real(v) => Some(v.to_string()),
+                            ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+                        })
+                    })
+                    .collect()
+            })
+            .expect("query");
+        return rows.collect::<Result<_, _>>().expect("rows");
+    }
+    let sql = sql.to_owned();
+    // A blocking client must not run on an async task's thread.
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&text, postgres::NoTls).expect("connect");
+        c.simple_query(&sql)
+            .expect("query")
+            .into_iter()
+            .filter_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+                }
+                _ => None,
+            })
+            .collect()
+    })
+    .join()
+    .expect("the thread runs")
+}
+
+/// The one value of a query of one row and one column ([`db_rows`]).
+pub fn db_value(db: &Path, sql: &str) -> String {
+    let rows = db_rows(db, sql);
+    assert_eq!(rows.len(), 1, "one row of {sql}: {rows:?}");
+    rows[0][0].clone().unwrap_or_else(|| panic!("a value from {sql}"))
+}
+
+/// Runs one statement on a hub's database behind its back (a tamperer's change); the rows
+/// it changed, or the database's refusal as text.
+pub fn db_execute(db: &Path, sql: &str) -> Result<u64, String> {
+    let text = db.to_str().expect("a database path or URL").to_owned();
+    if !carehub_postgres::is_postgres_url(&text) {
+        let conn = rusqlite::Connection::open(db).expect("open");
+        return conn.execute(sql, []).map(|n| n as u64).map_err(|e| e.to_string());
+    }
+    let sql = sql.to_owned();
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&text, postgres::NoTls).expect("connect");
+        c.execute(sql.as_str(), &[]).map_err(|e| e.to_string())
+    })
+    .join()
+    .expect("the thread runs")
+}
+
+/// Drops the trigger `name` of `table` from a hub's database, as a tamperer would.
+pub fn drop_trigger(db: &Path, table: &str, name: &str) {
+    let on_table = db.to_str().is_some_and(carehub_postgres::is_postgres_url);
+    let sql = if on_table { format!("DROP TRIGGER {name} ON {table}") } else { format!("DROP TRIGGER {name}") };
+    db_execute(db, &sql).expect("the trigger is dropped");
+}
+
 /// With `CAREHUB_TEST_DATABASE=postgres`, a hub's own PostgreSQL database on the test
 /// server (`CAREHUB_TEST_POSTGRES`, or 127.0.0.1:5432), dropped with the hub; otherwise
 /// `None`, and the hub keeps a SQLite file in its folder.
