@@ -16,21 +16,9 @@ use wiremock::MockServer;
 
 use crate::support::*;
 
-/// The folder of the test tools' Python environment.
-fn python_env() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-python/bin")
-}
-
 /// This folder, where the Python halves of these tests are.
 fn tests_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests")
-}
-
-/// A program of the test tools' Python environment; panics (the test fails) without it.
-fn python_tool(name: &str) -> PathBuf {
-    let path = python_env().join(name);
-    assert!(path.exists(), "{} is missing: scripts/test installs the Python test tools", path.display());
-    path
 }
 
 /// Runs a program to its end within `limit`, and returns its exit status and output.

@@ -198,9 +198,17 @@ async fn the_follow_up_matches_a_hand_computation() {
     assert_eq!((s, bad["code"].as_str()), (StatusCode::BAD_REQUEST, Some("BAD_REQUEST")));
     let (s, _) = hub.get("/v1/reports/follow-up?month=2026-11", None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    // The read is recorded (in a table neither the API nor the store reads back yet).
-    let reads = log_reads(&hub.db).iter().filter(|(_, what)| what == "follow-up 2026-11").count();
-    assert!(reads >= 2, "{reads}");
+    // The reads are in the access log, with the month asked for.
+    let (_, log) = hub.get("/v1/access-log?limit=1000", Some(&hub.admin())).await;
+    let reads = log["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| {
+            e["query"]["endpoint"] == "GET /v1/reports/follow-up" && e["query"]["filters"]["month"] == "2026-11"
+        })
+        .count();
+    assert!(reads >= 2, "{log}");
 }
 
 #[tokio::test]

@@ -77,9 +77,16 @@ pub struct Options {
     pub hub_extra: String,
     /// More `[delivery]` keys (e.g. `max_backlog = 2`).
     pub delivery_extra: String,
+    /// How often the hub checkpoints its message log, in milliseconds (`[audit]
+    /// checkpoint_every_ms`; 0, the default here, makes checkpoints only on demand). The
+    /// signing key is always [`TEST_SIGNING_KEY`].
+    pub checkpoint_every_ms: u64,
     /// On a SQLite file whatever `CAREHUB_TEST_DATABASE` says: for a test of the file itself.
     pub sqlite_file: bool,
 }
+
+/// The test hubs' checkpoint signing key: the 32-byte seed of sevens, base64.
+pub const TEST_SIGNING_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 
 /// The instant test hubs start at unless a test says otherwise: early December 2026, after
 /// the November the tests' decisions and visits are set in.
@@ -115,6 +122,7 @@ impl Default for Options {
             at: test_instant(),
             hub_extra: String::new(),
             delivery_extra: String::new(),
+            checkpoint_every_ms: 0,
             sqlite_file: false,
         }
     }
@@ -170,6 +178,11 @@ max_body_bytes = {max_body}
 
 [auth]
 jwt_secret = "{SECRET}"
+
+[audit]
+signing_key = "{TEST_SIGNING_KEY}"
+origin = "carehub.test/log"
+checkpoint_every_ms = {checkpoint_every_ms}
 
 [visits]
 {visits}
@@ -246,6 +259,7 @@ rate_per_hour = 390
         combine_extra = o.combine_extra,
         hub_extra = o.hub_extra,
         delivery_extra = o.delivery_extra,
+        checkpoint_every_ms = o.checkpoint_every_ms,
     )
 }
 
@@ -292,6 +306,11 @@ impl Tokens {
         self.token(Role::Admin, None)
     }
 
+    /// A person's token: `subject` in `role` (auditor or admin), as the access log names them.
+    pub fn person(&self, role: Role, subject: &str) -> String {
+        self.auth.issue(subject, role, None, None, Duration::from_secs(600)).expect("token")
+    }
+
     /// A provider's token, for the system its orders go to.
     pub fn provider(&self, org: &str) -> String {
         self.provider_on(system_of(org), org)
@@ -318,24 +337,80 @@ fn write_config(phoniro_url: &str, combine_url: &str, o: &Options) -> Written {
     Written { dir, db, config_path, config, database }
 }
 
-/// The record of the log's reads, (role, what) oldest first, read straight from a hub's
-/// database (SQLite file or PostgreSQL URL): neither the API nor the store reads it back.
-pub fn log_reads(db: &Path) -> Vec<(String, String)> {
-    const SQL: &str = "SELECT role, what FROM log_reads ORDER BY id";
+/// The rows of `sql` as text (`None` for NULL), read straight from a hub's database
+/// (SQLite file or PostgreSQL URL), for a test that looks behind the hub's back. The SQL
+/// must mean the same on both backends.
+pub fn db_rows(db: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
     let text = db.to_str().expect("a database path or URL").to_owned();
     if !carehub_postgres::is_postgres_url(&text) {
+        use rusqlite::types::ValueRef;
         let conn = rusqlite::Connection::open(db).expect("open");
-        let mut stmt = conn.prepare(SQL).expect("prepare");
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("query");
+        let mut stmt = conn.prepare(sql).expect("prepare");
+        let n = stmt.column_count();
+        let rows = stmt
+            .query_map([], |r| {
+                (0..n)
+                    .map(|i| {
+                        Ok(match r.get_ref(i)? {
+                            ValueRef::Null => None,
+                            ValueRef::Integer(v) => Some(v.to_string()),
+                            ValueRef::Real(v) => Some(v.to_string()),
+                            ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+                        })
+                    })
+                    .collect()
+            })
+            .expect("query");
         return rows.collect::<Result<_, _>>().expect("rows");
     }
+    let sql = sql.to_owned();
     // A blocking client must not run on an async task's thread.
     std::thread::spawn(move || {
         let mut c = postgres::Client::connect(&text, postgres::NoTls).expect("connect");
-        c.query(SQL, &[]).expect("query").iter().map(|r| (r.get(0), r.get(1))).collect()
+        c.simple_query(&sql)
+            .expect("query")
+            .into_iter()
+            .filter_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+                }
+                _ => None,
+            })
+            .collect()
     })
     .join()
     .expect("the thread runs")
+}
+
+/// The one value of a query of one row and one column ([`db_rows`]).
+pub fn db_value(db: &Path, sql: &str) -> String {
+    let rows = db_rows(db, sql);
+    assert_eq!(rows.len(), 1, "one row of {sql}: {rows:?}");
+    rows[0][0].clone().unwrap_or_else(|| panic!("a value from {sql}"))
+}
+
+/// Runs one statement on a hub's database behind its back (a tamperer's change); the rows
+/// it changed, or the database's refusal as text.
+pub fn db_execute(db: &Path, sql: &str) -> Result<u64, String> {
+    let text = db.to_str().expect("a database path or URL").to_owned();
+    if !carehub_postgres::is_postgres_url(&text) {
+        let conn = rusqlite::Connection::open(db).expect("open");
+        return conn.execute(sql, []).map(|n| n as u64).map_err(|e| e.to_string());
+    }
+    let sql = sql.to_owned();
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&text, postgres::NoTls).expect("connect");
+        c.execute(sql.as_str(), &[]).map_err(|e| e.to_string())
+    })
+    .join()
+    .expect("the thread runs")
+}
+
+/// Drops the trigger `name` of `table` from a hub's database, as a tamperer would.
+pub fn drop_trigger(db: &Path, table: &str, name: &str) {
+    let on_table = db.to_str().is_some_and(carehub_postgres::is_postgres_url);
+    let sql = if on_table { format!("DROP TRIGGER {name} ON {table}") } else { format!("DROP TRIGGER {name}") };
+    db_execute(db, &sql).expect("the trigger is dropped");
 }
 
 /// With `CAREHUB_TEST_DATABASE=postgres`, a hub's own PostgreSQL database on the test
@@ -863,6 +938,18 @@ pub fn serve_binary(config: &Path, env: &[(&str, &str)]) -> (std::process::Child
         panic!("carehub serve did not report its address ({status:?}):\n{log}");
     };
     (child, addr, lines)
+}
+
+/// The folder of the test tools' Python environment (`scripts/test` installs it).
+pub fn python_env() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-python/bin")
+}
+
+/// A program of the test tools' Python environment; panics (the test fails) without it.
+pub fn python_tool(name: &str) -> PathBuf {
+    let path = python_env().join(name);
+    assert!(path.exists(), "{} is missing: scripts/test installs the Python test tools", path.display());
+    path
 }
 
 /// Runs the `carehub` binary to completion.

@@ -4,6 +4,7 @@
 //! - this module: the command's options ([`BenchCommand`]) and the decisions, translation
 //!   and SFTP benchmarks;
 //! - [`changes`]: decision changes end to end beside new decisions (SPEC §4.4);
+//! - [`audit`]: verifying an export bundle of a million entries offline (SPEC §9);
 //! - [`harness`]: what every benchmark shares, the clock and the closed loop of clients;
 //! - [`visits`]: visit ingestion over a store seeded with a month of Stockholm-sized data;
 //! - [`verify`]: `carehub verify` over a seeded month at Stockholm or national scale.
@@ -32,6 +33,7 @@ use carehub_server::auth::{Auth, Role};
 use carehub_server::config::Config;
 use carehub_server::{assemble, run};
 
+pub mod audit;
 pub mod changes;
 pub mod harness;
 pub mod verify;
@@ -56,6 +58,10 @@ pub enum BenchCommand {
         /// The hub's `[delivery] max_in_flight`: deliveries sent at once.
         #[arg(long, default_value_t = 256)]
         in_flight: usize,
+        /// Also run with the hub checkpointing its message log this often (milliseconds):
+        /// each client count then runs off, on, on, off, and the report gives on / off.
+        #[arg(long)]
+        checkpoint_every_ms: Option<u64>,
     },
     /// Translation throughput of Procapita decision XML (ISO-8859-1) to canonical on one
     /// core, beside a bare quick-xml parse of the same files.
@@ -87,12 +93,15 @@ pub enum BenchCommand {
     /// Decision changes per second end to end (in, derived, logged, delivered as order
     /// changes to a mock provider system), alternating with new decisions in the same run.
     Changes(changes::ChangeBenchArgs),
+    /// `carehub audit verify-bundle` over an exported bundle of a seeded, chained log
+    /// (default one million entries), beside the export that wrote it.
+    Bundle(audit::BundleBenchArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
-        BenchCommand::Decisions { clients, seconds, dir, in_flight } => {
-            decisions(clients, seconds, dir, in_flight).await
+        BenchCommand::Decisions { clients, seconds, dir, in_flight, checkpoint_every_ms } => {
+            decisions(clients, seconds, dir, in_flight, checkpoint_every_ms).await
         }
         BenchCommand::Translate { files, passes, chunk } => {
             tokio::task::spawn_blocking(move || translate(files, passes, chunk)).await?
@@ -101,6 +110,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Visits(args) => visits::run(args).await,
         BenchCommand::Verify(args) => verify::run(args).await,
         BenchCommand::Changes(args) => changes::run(args).await,
+        BenchCommand::Bundle(args) => audit::run(args).await,
     }
 }
 
@@ -112,12 +122,18 @@ pub(crate) fn decision(n: usize, pnr: &str) -> String {
     )
 }
 
+/// A fixed checkpoint signing key for the benchmark's hub (base64 of 32 bytes).
+const BENCH_SIGNING_KEY: &str = "YmVuY2gtc2lnbmluZy1rZXktYmVuY2gtc2lnbmluZy0=";
+
+/// One closed-loop run of `clients` against a fresh hub; `checkpoint_every_ms` turns the
+/// hub's background checkpointer on.
 async fn one_run(
     in_flight: usize,
     clients: usize,
     seconds: u64,
     dir: &std::path::Path,
     pnrs: Arc<Vec<&'static str>>,
+    checkpoint_every_ms: Option<u64>,
 ) -> anyhow::Result<Outcome> {
     let mock = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let mock_url = format!("http://{}", mock.local_addr()?);
@@ -133,9 +149,13 @@ async fn one_run(
         );
         let _ = axum::serve(mock, app).await;
     });
-    let db = dir.join(format!("bench-{clients}.db"));
+    let db = dir.join(format!("bench-{clients}-{}.db", fastrand::u32(..)));
+    let audit = match checkpoint_every_ms {
+        Some(ms) => format!("[audit]\nsigning_key = \"{BENCH_SIGNING_KEY}\"\ncheckpoint_every_ms = {ms}\n"),
+        None => String::new(),
+    };
     let config_text = format!(
-        "[hub]\nlisten = \"127.0.0.1:0\"\ndatabase = \"{}\"\n[auth]\njwt_secret = \"{SECRET}\"\n\
+        "[hub]\nlisten = \"127.0.0.1:0\"\ndatabase = \"{}\"\n[auth]\njwt_secret = \"{SECRET}\"\n{audit}\
          [[systems]]\nname = \"combine\"\nvendor = \"combine\"\ncallback_url = \"{mock_url}/cb\"\n\
          [[systems]]\nname = \"phoniro\"\nvendor = \"phoniro\"\nbase_url = \"{mock_url}/api\"\n\
          [[providers]]\norg = \"5599000014\"\nname = \"Bench AB\"\nsystem = \"phoniro\"\n\
@@ -205,6 +225,7 @@ async fn decisions(
     seconds: u64,
     dir: Option<PathBuf>,
     in_flight: usize,
+    checkpoint_every_ms: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
     let temp =
         tempfile::tempdir_in(dir.as_deref().unwrap_or(&std::env::temp_dir())).context("cannot create a folder")?;
@@ -217,8 +238,9 @@ async fn decisions(
     );
     out!("");
     out!(
-        "{:>8} {:>10} {:>12} {:>9} {:>9} {:>9} {:>7} {:>10} {:>8} {:>8}",
+        "{:>8} {:>12} {:>10} {:>12} {:>9} {:>9} {:>9} {:>7} {:>10} {:>8} {:>8}",
         "clients",
+        "checkpoints",
         "decisions",
         "decisions/s",
         "p50 ms",
@@ -229,25 +251,43 @@ async fn decisions(
         "backlog",
         "WAL MiB"
     );
+    // Without checkpoints, one run per client count; with them, off and on twice in mirrored
+    // order, so a drift of the machine's speed during the pair weighs on both alike.
+    let modes: Vec<Option<u64>> = match checkpoint_every_ms {
+        None => vec![None],
+        Some(ms) => vec![None, Some(ms), Some(ms), None],
+    };
     let mut best = 0.0f64;
     for c in clients {
-        let o = one_run(in_flight, c, seconds, temp.path(), pnrs.clone()).await?;
-        let r = &o.run;
-        let rate = r.count as f64 / r.elapsed.as_secs_f64();
-        best = best.max(rate);
-        out!(
-            "{:>8} {:>10} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>10} {:>8} {:>8.1}",
-            r.clients,
-            r.count,
-            rate,
-            r.p50.as_secs_f64() * 1e3,
-            r.p99.as_secs_f64() * 1e3,
-            r.max.as_secs_f64() * 1e3,
-            r.errors,
-            o.delivered,
-            o.backlog,
-            o.wal_max as f64 / (1024.0 * 1024.0)
-        );
+        let (mut off, mut on) = (0.0f64, 0.0f64);
+        for mode in &modes {
+            let o = one_run(in_flight, c, seconds, temp.path(), pnrs.clone(), *mode).await?;
+            let r = &o.run;
+            let rate = r.count as f64 / r.elapsed.as_secs_f64();
+            if mode.is_some() {
+                on += rate;
+            } else {
+                off += rate;
+                best = best.max(rate);
+            }
+            out!(
+                "{:>8} {:>12} {:>10} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>10} {:>8} {:>8.1}",
+                r.clients,
+                mode.map_or("off".to_owned(), |ms| format!("every {ms} ms")),
+                r.count,
+                rate,
+                r.p50.as_secs_f64() * 1e3,
+                r.p99.as_secs_f64() * 1e3,
+                r.max.as_secs_f64() * 1e3,
+                r.errors,
+                o.delivered,
+                o.backlog,
+                o.wal_max as f64 / (1024.0 * 1024.0)
+            );
+        }
+        if checkpoint_every_ms.is_some() {
+            out!("{c:>8} clients: checkpointing on / off = {:.3}", on / off);
+        }
     }
     out!("(delivered: orders the mock received by the end, warm-up included; backlog: outbox rows still pending then; WAL: the largest the write-ahead log grew)");
     out!("");

@@ -46,8 +46,10 @@
 //!   rendered as HTML and tables.
 //! - [`store`]: the [`store::Store`] trait, its contract tests and one folder per backend
 //!   ([`store::sqlite`]); the only place that speaks SQL.
-//! - [`log`]: the message log's entry, hash chain and hashed time form (and, next, its
-//!   Merkle tree), kept apart from the store so the chain is the same whatever the backend.
+//! - [`log`]: the message log's entry, hash chain and hashed time form, the access log's
+//!   chain, the Merkle tree, signed checkpoints and the export bundle, kept apart from the
+//!   store so they are the same whatever the backend.
+//! - [`audit`]: the tree joined to the store: the checkpointer, proofs, the export.
 //! - [`delivery`]: traffic that does not arrive as a request: [`delivery::outbox`], the one
 //!   delivery loop (retries, backoff, dead letters, replay), and [`delivery::poller`],
 //!   reading the files systems leave in their inboxes (SFTP) and the feeds they publish,
@@ -55,6 +57,7 @@
 //! - [`metrics`]: Prometheus counters and gauges, what municipal IT alerts on.
 
 pub mod adapter;
+pub mod audit;
 pub mod delivery;
 pub mod flows;
 pub mod followup;

@@ -12,6 +12,7 @@
 //!
 //! Locks, always taken in this order so two batches cannot wait on each other in a circle:
 //! the chain's sequencer row first (when any request of the batch appends to the log), then
+//! the access log's sequencer row (`access_head`, for [`Op::RecordAccess`]), then
 //! the rows an op decides on: a decision's row for [`Op::ChangeDecision`], a provider's
 //! generation row for [`Op::ExpectInvoiceGeneration`], outbox rows for [`Op::ClaimDue`]
 //! (`SKIP LOCKED`: a row another node is claiming is passed over, not waited for). Should
@@ -49,7 +50,7 @@ type Results = Vec<Result<Vec<OpResult>, StoreError>>;
 
 /// Whether an op appends to the log (so its batch takes the sequencer first).
 fn appends(op: &Op) -> bool {
-    matches!(op, Op::AppendLog(_) | Op::Requeue { .. } | Op::IngestVisits(_))
+    matches!(op, Op::AppendLog(_) | Op::Requeue { .. } | Op::IngestVisits(_) | Op::RemovePayloads { .. })
 }
 
 /// Whether the server aborted the work for a reason that a second try may not meet.
@@ -498,11 +499,15 @@ fn apply_op(
             )?;
             Ok(OpResult::Done)
         }
-        Op::RecordRead { subject, role, what } => {
-            db.execute(
-                "INSERT INTO log_reads (at, subject, role, what) VALUES ($1, $2, $3, $4)",
-                &[&now, &subject, &role, &what],
-            )?;
+        Op::RecordAccess(a) => {
+            crate::audit::record_access(db, at, a)?;
+            Ok(OpResult::Done)
+        }
+        Op::RemovePayloads { before, policy } => {
+            Ok(OpResult::Logged(crate::audit::remove_payloads(db, chain, at, before, &policy)?))
+        }
+        Op::StoreCheckpoint(c) => {
+            crate::audit::store_checkpoint(db, &c)?;
             Ok(OpResult::Done)
         }
     }

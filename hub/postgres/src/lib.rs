@@ -49,7 +49,9 @@
 //! - `rows`: column lists and row -> record mapping.
 //! - `visits`: the visit ledger and the visit listings.
 //! - `month`: month verification's and the follow-up's bulk reads.
+//! - `audit`: the access log, retention, the message log's leaf hashes, checkpoints.
 
+mod audit;
 mod commit;
 mod db;
 mod log;
@@ -74,7 +76,10 @@ use crate::db::{col, Conn, Db};
 use crate::rows::*;
 
 /// The schema's migrations, in order: (version, name, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (2, "audit", include_str!("../migrations/0002_audit.sql")),
+];
 
 /// Connections kept open between requests.
 const MAX_IDLE: usize = 8;
@@ -774,5 +779,28 @@ impl ReportStore for PgStore {
 
     async fn followup_reports(&self, month: carehub_model::Month) -> Result<Vec<FollowUpReportCount>, StoreError> {
         self.read(move |db| month::followup_reports(db, month)).await
+    }
+}
+
+#[async_trait]
+impl AuditStore for PgStore {
+    async fn access_log(&self, filter: AccessFilter) -> Result<Vec<AccessEntry>, StoreError> {
+        self.read(move |db| audit::access_log(db, &filter)).await
+    }
+
+    async fn log_size(&self) -> Result<i64, StoreError> {
+        self.read(audit::log_size).await
+    }
+
+    async fn log_hashes(&self, after_seq: i64, limit: usize) -> Result<Vec<(i64, String)>, StoreError> {
+        self.read(move |db| audit::log_hashes(db, after_seq, limit)).await
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError> {
+        self.read(|db| audit::checkpoint(db, None)).await
+    }
+
+    async fn checkpoint_covering(&self, size: i64) -> Result<Option<CheckpointRecord>, StoreError> {
+        self.read(move |db| audit::checkpoint(db, Some(size))).await
     }
 }

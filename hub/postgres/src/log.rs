@@ -5,8 +5,11 @@
 //! node or another, waits on the row and then reads the head the first one committed: the
 //! entries of all nodes form one chain, numbered without gaps in commit order, and a reader
 //! sees a prefix of it.
+//!
+//! Every entry is hashed over its payload's SHA-256 (kept in `payload_sha256`), as SQLite
+//! hashes entries since its version 11, so retention can empty the payload and keep the hash.
 
-use carehub_core::log::entry_hash;
+use carehub_core::log::{entry_hash, payload_hash};
 use carehub_core::store::*;
 use chrono::{DateTime, Utc};
 
@@ -70,7 +73,6 @@ impl Chain {
             direction: e.direction.to_owned(),
             message_type: e.message_type,
             content_type: e.content_type,
-            payload: e.payload,
             canonical: e.canonical,
             status: e.status.to_owned(),
             error_code: e.error_code,
@@ -82,13 +84,16 @@ impl Chain {
             delivery_key: e.delivery_key,
             prev_hash,
             hash: String::new(),
+            payload_hash: Some(payload_hash(&e.payload)),
+            payload_removed: false,
+            payload: e.payload,
         };
         let hash = entry_hash(&entry.prev_hash, &entry);
         db.execute(
             "INSERT INTO message_log (seq, at, system, vendor, direction, message_type, content_type,
                 payload, canonical, status, error_code, error_message, decision_id, order_id, client,
-                provider, delivery_key, prev_hash, hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+                provider, delivery_key, prev_hash, hash, payload_sha256)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
             &[
                 &entry.seq,
                 &ts(entry.at),
@@ -109,6 +114,7 @@ impl Chain {
                 &entry.delivery_key,
                 &entry.prev_hash,
                 &hash,
+                &entry.payload_hash,
             ],
         )?;
         self.head = Some((entry.seq, hash));

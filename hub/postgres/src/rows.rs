@@ -78,7 +78,8 @@ pub(crate) fn delivery_row(r: &Row) -> Result<Delivery, StoreError> {
 
 pub(crate) const LOG_COLUMNS: &str =
     "seq, at, system, vendor, direction, message_type, content_type, canonical, status,
-    error_code, error_message, decision_id, order_id, client, provider, delivery_key, prev_hash, hash";
+    error_code, error_message, decision_id, order_id, client, provider, delivery_key, prev_hash, hash,
+    payload_sha256, retained_by IS NOT NULL";
 
 pub(crate) fn log_row(r: &Row, with_payload: bool) -> Result<LogEntry, StoreError> {
     Ok(LogEntry {
@@ -100,7 +101,9 @@ pub(crate) fn log_row(r: &Row, with_payload: bool) -> Result<LogEntry, StoreErro
         delivery_key: col(r, 15)?,
         prev_hash: col(r, 16)?,
         hash: col(r, 17)?,
-        payload: if with_payload { col(r, 18)? } else { Vec::new() },
+        payload_hash: col(r, 18)?,
+        payload_removed: col(r, 19)?,
+        payload: if with_payload { col(r, 20)? } else { Vec::new() },
     })
 }
 

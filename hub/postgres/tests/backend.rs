@@ -1,7 +1,8 @@
 //! What the PostgreSQL backend promises beyond the contract suite, for several nodes on one
 //! database: migrations that any number of nodes may apply at start, one gap-free hash
-//! chain whichever node appends, an outbox row claimed by one node at a time, and a log
-//! the database itself keeps append-only. Each test has a database of its own.
+//! chain whichever node appends, an outbox row claimed by one node at a time, a log the
+//! database itself keeps append-only (but for retention's one change), and one access-log
+//! chain whichever node records a read. Each test has a database of its own.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -72,7 +73,8 @@ async fn migrations_apply_once_however_often_they_run() {
     first.commit(vec![Op::AppendLog(entry(1, 1))]).await.expect("commits");
     let again = nodes(&db, 1).await.remove(0);
     PgStore::migrate(&url).await.expect("migrating a migrated database is harmless");
-    assert_eq!(scalar(url.clone(), "SELECT COUNT(*) FROM schema_migrations").await, 1, "each migration recorded once");
+    // Two migrations: the schema, then auditing's tables (0002_audit.sql).
+    assert_eq!(scalar(url.clone(), "SELECT COUNT(*) FROM schema_migrations").await, 2, "each migration recorded once");
     let entries = again.log_entries(LogFilter { limit: 10, ..LogFilter::default() }).await.expect("reads");
     assert_eq!(entries.len(), 1, "the entry written before survives a second start");
     assert_eq!(verify_chain(&*again).await.expect("verifies").first_bad, None);
@@ -257,4 +259,151 @@ async fn an_attempt_with_a_nul_in_its_error_is_recorded() {
     let logged = store.log_entry(2).await.expect("reads").expect("the attempt's entry");
     assert_eq!(logged.error_message.as_deref(), Some("502: bad\u{FFFD}gateway"));
     assert_eq!(verify_chain(&*store).await.expect("verifies").first_bad, None);
+}
+
+/// Runs several statements on the database directly, off the async threads.
+async fn batch(url: String, sql: String) {
+    tokio::task::spawn_blocking(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connects");
+        c.batch_execute(&sql).expect("the batch runs");
+    })
+    .await
+    .expect("the task runs")
+}
+
+/// Entries written at schema version 1 are hashed over their payloads: after the upgrade
+/// the chain still verifies across them and the entries after, retention keeps their
+/// payloads (their hashes could not be checked without them) and empties the newer one,
+/// and the database still refuses any other change to the log (as SQLite's version 11).
+#[tokio::test]
+async fn entries_from_before_payload_hashes_verify_and_keep_their_payloads() {
+    let db = ScratchDb::create(&server(), "upgrade").await.expect("a scratch database");
+    let at = start();
+    let mut prev = carehub_core::log::GENESIS.to_owned();
+    let mut inserts = String::from(include_str!("../migrations/0001_init.sql"));
+    inserts.push_str(
+        "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+         INSERT INTO schema_migrations (version, name) VALUES (1, 'init');",
+    );
+    for seq in 1..=2i64 {
+        let mut e = LogEntry {
+            seq,
+            at,
+            system: "combine".into(),
+            vendor: "combine".into(),
+            direction: "in".into(),
+            message_type: "decision".into(),
+            content_type: "application/xml".into(),
+            payload: format!("<old {seq}/>").into_bytes(),
+            canonical: None,
+            status: LogStatus::Accepted,
+            error_code: None,
+            error_message: None,
+            decision_id: None,
+            order_id: None,
+            client: None,
+            provider: None,
+            delivery_key: None,
+            prev_hash: prev.clone(),
+            hash: String::new(),
+            payload_hash: None,
+            payload_removed: false,
+        };
+        e.hash = carehub_core::log::entry_hash(&prev, &e);
+        inserts.push_str(&format!(
+            "INSERT INTO message_log (seq, at, system, vendor, direction, message_type, content_type, payload,
+                status, prev_hash, hash) VALUES ({seq}, '{}', 'combine', 'combine', 'in', 'decision',
+                'application/xml', convert_to('<old {seq}/>', 'UTF8'), 'accepted', '{}', '{}');
+             UPDATE chain_head SET seq = {seq}, hash = '{}';",
+            ts(at),
+            e.prev_hash,
+            e.hash,
+            e.hash
+        ));
+        prev = e.hash;
+    }
+    batch(db.url(), inserts).await;
+
+    let clock = Clock::frozen(at + Duration::days(1));
+    let store = PgStore::open(&db.url(), clock.clone()).await.expect("the upgrade");
+    store.commit(vec![Op::AppendLog(entry(0, 0))]).await.expect("append");
+    let before = clock.now() + Duration::seconds(1);
+    let run = store.commit(vec![Op::RemovePayloads { before, policy: "all".into() }]).await.expect("retention");
+    let Some(OpResult::Logged(run)) = run.first().cloned() else { panic!("the run is logged") };
+    let entries =
+        store.log_entries(LogFilter { limit: 10, with_payload: true, ..LogFilter::default() }).await.expect("entries");
+    assert_eq!(entries.iter().map(|e| e.payload_removed).collect::<Vec<_>>(), vec![false, false, true, false]);
+    assert_eq!(entries[0].payload, b"<old 1/>".to_vec());
+    assert!(entries[2].payload.is_empty() && entries[2].payload_hash.is_some());
+    let said = entries[run as usize - 1].canonical.clone().unwrap_or_default();
+    assert!(said.contains(r#""kept_unhashed":2"#) && said.contains(r#""removed":1"#), "{said}");
+    let report = verify_chain(&store).await.expect("verifies");
+    assert_eq!((report.entries, report.first_bad), (4, None));
+
+    for statement in [
+        "UPDATE message_log SET status = 'rejected' WHERE seq = 3",
+        "UPDATE message_log SET payload = ''::bytea WHERE seq = 1",
+        "UPDATE message_log SET payload = '\\x00'::bytea, retained_by = NULL WHERE seq = 3",
+        "UPDATE message_log SET payload = ''::bytea, retained_by = 4 WHERE seq = 2",
+        "DELETE FROM message_log WHERE seq = 3",
+    ] {
+        let err = sql(db.url(), statement).await.expect_err(statement);
+        assert!(format!("{err:?}").contains("append-only"), "{statement}: {err:?}");
+    }
+}
+
+/// Reads recorded by two nodes at once form one access-log chain, numbered without gaps,
+/// and the database keeps it append-only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_record_reads_in_one_access_chain() {
+    let db = ScratchDb::create(&server(), "access").await.expect("a scratch database");
+    let stores = nodes(&db, 2).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    const PER_NODE: usize = 20;
+    for (node, store) in stores.iter().enumerate() {
+        for n in 0..PER_NODE {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let access = NewAccess {
+                    subject: format!("node-{node}"),
+                    role: "auditor".into(),
+                    query: AccessQuery::new("GET /v1/messages").with("n", Some(n)),
+                    clients: vec!["193601016987".into()],
+                    entries: vec![1],
+                };
+                // Half the reads come with an append, which takes the log's sequencer first.
+                let mut ops = vec![Op::RecordAccess(access)];
+                if n % 2 == 0 {
+                    ops.push(Op::AppendLog(entry(node, n)));
+                }
+                store.commit(ops).await
+            });
+        }
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.expect("the task runs").expect("every commit succeeds");
+    }
+    let total = 2 * PER_NODE;
+    let all = stores[0]
+        .access_log(AccessFilter { limit: 1000, ..AccessFilter::default() })
+        .await
+        .expect("reads the access log");
+    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=total as i64).collect::<Vec<_>>());
+    let report = verify_access_chain(&*stores[1]).await.expect("verifies");
+    assert_eq!((report.entries, report.first_bad), (total as u64, None));
+    let mine = stores[1]
+        .access_log(AccessFilter {
+            client: Some("193601016987".into()),
+            subject: Some("node-1".into()),
+            limit: 1000,
+            ..AccessFilter::default()
+        })
+        .await
+        .expect("reads");
+    assert_eq!(mine.len(), PER_NODE);
+    for statement in ["UPDATE access_log SET subject = 'x'", "DELETE FROM access_log", "TRUNCATE access_log CASCADE"] {
+        let err = sql(db.url(), statement).await.expect_err(statement);
+        assert!(format!("{err:?}").contains("append-only"), "{statement}: {err:?}");
+    }
 }

@@ -33,6 +33,8 @@ pub struct Runtime {
     pub tls: Option<Arc<crate::tls::Tls>>,
     /// The server's timeouts and connection limit.
     pub limits: crate::accept::Limits,
+    /// How often the background task checkpoints the message log (none: only on demand).
+    pub checkpoint_every: Option<std::time::Duration>,
 }
 
 /// The HTTP client every outbound HTTP transport shares.
@@ -241,6 +243,9 @@ pub fn build_with_store(config: &Config, store: Arc<dyn Store>, clock: Clock) ->
         invoice_policy: config.invoice_policy(),
         clock: clock.clone(),
     }));
+    let checkpointer = config.audit.key().map(|key| {
+        Arc::new(carehub_core::audit::Checkpointer::new(store.clone(), key, config.audit.origin.clone(), clock.clone()))
+    });
     let delivery = Arc::new(DeliveryLoop {
         store,
         registry,
@@ -259,10 +264,13 @@ pub fn build_with_store(config: &Config, store: Arc<dyn Store>, clock: Clock) ->
         scheme: if config.hub.tls.is_some() { "https" } else { "http" },
         manual_share_threshold: config.visits.manual_share_threshold,
         gate: Arc::new(crate::http::state::IntakeGate::new(config.delivery.max_backlog)),
+        checkpointer,
     };
     let tls = match &config.hub.tls {
         Some(section) => Some(Arc::new(crate::tls::Tls::load(section, config)?)),
         None => None,
     };
-    Ok(Runtime { state, delivery, tls, limits: crate::accept::Limits::of(config) })
+    let checkpoint_every = (config.audit.checkpoint_every_ms > 0)
+        .then(|| std::time::Duration::from_millis(config.audit.checkpoint_every_ms));
+    Ok(Runtime { state, delivery, tls, limits: crate::accept::Limits::of(config), checkpoint_every })
 }

@@ -246,6 +246,52 @@ pub struct AuthSection {
     pub token_ttl_minutes: Option<u64>,
 }
 
+/// `[audit]`: signed checkpoints of the message log's Merkle tree (SPEC §9).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSection {
+    /// The hub's Ed25519 signing key, the 32-byte seed in base64 (`carehub audit keygen`
+    /// writes one): inline, or `signing_key_env` / `signing_key_file` like every secret.
+    /// Without it no checkpoints are written and the proof endpoints answer UNAVAILABLE.
+    pub signing_key: Option<carehub_model::Secret>,
+    /// The log's name in its checkpoints (the signed note's origin and key name), such as
+    /// `carehub.vasteras.se/log`.
+    pub origin: String,
+    /// How often the background task checkpoints a grown log, in milliseconds; 0 turns it
+    /// off (checkpoints are then made only on demand, by a proof or an export).
+    pub checkpoint_every_ms: u64,
+    /// How long payloads are kept: `carehub audit retention` removes those older (`10y`,
+    /// `18m` months, `90d`).
+    pub retention: String,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection { signing_key: None, origin: "carehub".into(), checkpoint_every_ms: 5000, retention: "10y".into() }
+    }
+}
+
+/// The instant `age` (`10y`, `18m`, `90d`) before `now`.
+pub fn before(now: chrono::DateTime<chrono::Utc>, age: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let bad = || format!("'{age}' is not an age such as 10y, 18m or 90d");
+    let (n, unit) = age.trim().split_at(age.trim().len().saturating_sub(1));
+    let n: u32 = n.parse().map_err(|_| bad())?;
+    match unit {
+        "y" => now.checked_sub_months(chrono::Months::new(n.saturating_mul(12))),
+        "m" => now.checked_sub_months(chrono::Months::new(n)),
+        "d" => now.checked_sub_days(chrono::Days::new(n.into())),
+        _ => None,
+    }
+    .ok_or_else(bad)
+}
+
+impl AuditSection {
+    /// The signing key, when one is configured (validated when the configuration loaded).
+    pub fn key(&self) -> Option<ed25519_dalek::SigningKey> {
+        self.signing_key.as_ref().and_then(|k| carehub_core::log::checkpoint::signing_key_from_text(k.expose()).ok())
+    }
+}
+
 /// `[delivery]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -482,6 +528,7 @@ pub struct Config {
     pub hub: HubSection,
     pub auth: AuthSection,
     pub jwt_secret: carehub_model::Secret,
+    pub audit: AuditSection,
     pub delivery: DeliverySection,
     pub deadlines: DeadlineSection,
     pub visits: VisitSection,
@@ -674,6 +721,9 @@ impl Config {
         if let Some(toml::Value::Table(auth)) = table.get_mut("auth") {
             resolve_secrets(auth, &["jwt_secret"], ("[auth]", &at(&["auth"])), base, env, &mut errors);
         }
+        if let Some(toml::Value::Table(audit)) = table.get_mut("audit") {
+            resolve_secrets(audit, &["signing_key"], ("[audit]", &at(&["audit"])), base, env, &mut errors);
+        }
         if let Some(toml::Value::Table(tls)) =
             table.get_mut("hub").and_then(|h| h.as_table_mut()).and_then(|h| h.get_mut("tls"))
         {
@@ -681,6 +731,24 @@ impl Config {
         }
         let mut hub: HubSection = section(&mut table, "hub", &mut errors);
         let auth: AuthSection = section(&mut table, "auth", &mut errors);
+        let audit: AuditSection = section(&mut table, "audit", &mut errors);
+        if let Some(Err(e)) = audit
+            .signing_key
+            .as_ref()
+            .filter(|k| k.expose() != UNRESOLVED)
+            .map(|k| carehub_core::log::checkpoint::signing_key_from_text(k.expose()))
+        {
+            errors.at(at(&["audit", "signing_key"]), format!("[audit] signing_key: {e}"));
+        }
+        if let Err(e) = before(chrono::DateTime::UNIX_EPOCH + chrono::Days::new(365 * 100), &audit.retention) {
+            errors.at(at(&["audit", "retention"]), format!("[audit] retention: {e}"));
+        }
+        if audit.origin.trim().is_empty() || audit.origin.contains(char::is_whitespace) {
+            errors.at(
+                at(&["audit", "origin"]),
+                "[audit] origin: a name without spaces, such as carehub.example.se/log".into(),
+            );
+        }
         let delivery: DeliverySection = section(&mut table, "delivery", &mut errors);
         let deadlines: DeadlineSection = section(&mut table, "deadlines", &mut errors);
         let visits: VisitSection = section(&mut table, "visits", &mut errors);
@@ -992,12 +1060,12 @@ impl Config {
         }
         for key in table.keys() {
             errors.at(at(&[key]), format!(
-                "unknown key or section '{key}' (known: hub, auth, delivery, deadlines, visits, invoices, systems, providers)"
+                "unknown key or section '{key}' (known: hub, auth, audit, delivery, deadlines, visits, invoices, systems, providers)"
             ));
         }
         if errors.is_empty() {
             let providers = numbered.into_iter().map(|(_, p)| p).collect();
-            Ok(Config { hub, auth, jwt_secret, delivery, deadlines, visits, invoices, systems, providers })
+            Ok(Config { hub, auth, jwt_secret, audit, delivery, deadlines, visits, invoices, systems, providers })
         } else {
             Err((ConfigErrors(errors.located(text)), outline))
         }
@@ -1200,6 +1268,24 @@ system = "phoniro"
         let c = c.expect("valid with a client CA");
         assert_eq!(c.hub.tls.as_ref().and_then(|t| t.client_ca.clone()), Some(dir.path().join("ca.pem")));
         assert_eq!(c.systems[0].client_cert_name.as_deref(), Some("combine.example"));
+    }
+
+    #[test]
+    fn a_retention_age_counts_back_in_years_months_or_days_and_nothing_else() {
+        let now = chrono::DateTime::parse_from_rfc3339("2036-12-05T10:00:00Z").map(|t| t.to_utc()).expect("instant");
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).map(|t| t.to_utc()).expect("instant");
+        assert_eq!(before(now, "10y"), Ok(at("2026-12-05T10:00:00Z")));
+        assert_eq!(before(now, "18m"), Ok(at("2035-06-05T10:00:00Z")));
+        assert_eq!(before(now, "90d"), Ok(at("2036-09-06T10:00:00Z")));
+        for bad in ["", "y", "10", "10w", "-1y", "ten years"] {
+            assert!(before(now, bad).is_err(), "{bad}");
+        }
+        let text =
+            format!("{GOOD}\n[audit]\nretention = \"10w\"\nsigning_key = \"c2hvcnQ=\"\norigin = \"two words\"\n");
+        let errors = Config::parse(&text, Path::new(".")).expect_err("three problems").0.join("\n");
+        for key in ["[audit] retention", "[audit] signing_key", "[audit] origin"] {
+            assert!(errors.contains(key), "{key}: {errors}");
+        }
     }
 
     #[test]

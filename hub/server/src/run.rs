@@ -1,5 +1,5 @@
 //! Running an assembled hub: the HTTP server on the caller's listener, the delivery loop,
-//! the pollers and the visit forwarder, and stopping them all gracefully.
+//! the pollers, the visit forwarder and the checkpointer, and stopping them all gracefully.
 //!
 //! [`start`] serves a [`Runtime`] on a listener the caller bound (tests and the demo bind
 //! `127.0.0.1:0`) and returns a [`RunningHub`] that stops it. `carehub serve`, the demo, the
@@ -114,6 +114,9 @@ pub async fn start(runtime: Runtime, listener: tokio::net::TcpListener) -> anyho
             }
         }
     }));
+    if let (Some(checkpointer), Some(every)) = (state.checkpointer.clone(), runtime.checkpoint_every) {
+        pollers.push(tokio::spawn(checkpointer.run(every, rx.clone())));
+    }
     let app = crate::http::app(state.clone());
     let (tls, limits) = (runtime.tls.clone(), runtime.limits);
     let events = Arc::new(ConnectionMetrics(state.hub.metrics().clone()));

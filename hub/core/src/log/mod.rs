@@ -7,15 +7,25 @@
 //! the log unforgeable by someone who can rewrite it wholesale; an auditor who keeps the
 //! head hash from an earlier verification (printed by `carehub audit verify`) can tell.
 //!
-//! This folder is the message log's own: the Merkle tree over the log's entries, for proofs
-//! that one entry is in a published head without handing over the rest, goes here next,
-//! beside the chain. It imports nothing of the store: the store keeps [`LogEntry`]s and
-//! calls [`entry_hash`], not the reverse.
+//! The head hash alone does not let an auditor check one entry without the whole log:
+//! [`merkle`] builds an RFC 9162 Merkle tree over the entries' chain hashes, [`checkpoint`]
+//! signs its root, and [`bundle`] packs entries with their proofs for offline checking.
+//!
+//! This folder is the logs' own. It imports nothing of the store: the store keeps
+//! [`LogEntry`]s and calls [`entry_hash`], not the reverse.
 //!
 //! # Layout
 //! - this module: [`LogEntry`], [`entry_hash`] and the [`ChainVerifier`].
 //! - [`time`]: the one text form of an instant that is hashed (and stored).
+//! - [`access`]: the access log's entries and their hash chain.
+//! - [`merkle`]: the Merkle tree, its proofs and their verification (pure).
+//! - [`checkpoint`]: signed checkpoints (C2SP signed-note text, Ed25519).
+//! - [`bundle`]: the export bundle and its offline verification.
 
+pub mod access;
+pub mod bundle;
+pub mod checkpoint;
+pub mod merkle;
 pub mod time;
 
 use serde::Serialize;
@@ -46,12 +56,26 @@ pub struct LogEntry {
     pub delivery_key: Option<String>,
     pub prev_hash: String,
     pub hash: String,
+    /// The payload's SHA-256 (hex) for an entry hashed over it rather than over the payload
+    /// itself: every entry appended since schema version 11. `None`: an older entry.
+    pub payload_hash: Option<String>,
+    /// Retention removed the payload (`payload` is empty); its hash stays, so the entry's
+    /// hash, the chain and the Merkle tree still verify.
+    pub payload_removed: bool,
 }
 
 /// The `prev_hash` of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The hash of an entry whose predecessor hashed to `prev_hash`.
+/// The payload's SHA-256, hex: an entry's [`LogEntry::payload_hash`].
+pub fn payload_hash(payload: &[u8]) -> String {
+    hex::encode(Sha256::digest(payload))
+}
+
+/// The hash of an entry whose predecessor hashed to `prev_hash`. An entry with a
+/// [`LogEntry::payload_hash`] is hashed over that instead of its payload (the field
+/// `sha256` then the hash's 32 bytes in place of the payload), so that retention can remove
+/// the payload and keep the hash (docs/audit-log.md §1).
 pub fn entry_hash(prev_hash: &str, e: &LogEntry) -> String {
     let mut h = Sha256::new();
     let mut field = |bytes: &[u8]| {
@@ -66,7 +90,13 @@ pub fn entry_hash(prev_hash: &str, e: &LogEntry) -> String {
     field(e.direction.as_bytes());
     field(e.message_type.as_bytes());
     field(e.content_type.as_bytes());
-    field(&e.payload);
+    match &e.payload_hash {
+        Some(h) => {
+            field(b"sha256");
+            field(&hex::decode(h).unwrap_or_else(|_| h.as_bytes().to_vec()));
+        }
+        None => field(&e.payload),
+    }
     for opt in [
         &e.canonical,
         &Some(e.status.as_str().to_owned()),
@@ -133,6 +163,10 @@ impl ChainVerifier {
         let want = entry_hash(&self.prev, e);
         if want != e.hash {
             self.report.first_bad = Some((e.seq, "its content does not match its hash".into()));
+            return false;
+        }
+        if !e.payload_removed && e.payload_hash.as_ref().is_some_and(|h| *h != payload_hash(&e.payload)) {
+            self.report.first_bad = Some((e.seq, "its payload does not match its payload hash".into()));
             return false;
         }
         self.prev = want;

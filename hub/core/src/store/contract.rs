@@ -73,6 +73,11 @@ macro_rules! store_contract_suite {
             a_decisions_versions_only_grow,
             a_revised_order_reads_back_and_its_pauses_are_not_active,
             a_provider_report_is_stored_once_and_filtered,
+            the_access_log_is_one_hash_chain_searched_by_client_subject_and_time,
+            an_access_is_recorded_with_its_commit_or_not_at_all,
+            the_logs_leaf_hashes_are_its_chain_hashes_in_order,
+            one_checkpoint_is_kept_per_size_and_the_largest_is_the_latest,
+            retention_removes_old_payloads_and_the_chain_and_the_tree_still_verify,
         );
     };
     (@each $fresh:path; $($name:ident),* $(,)?) => {
@@ -1131,4 +1136,171 @@ pub async fn a_provider_report_is_stored_once_and_filtered(store: Arc<dyn Store>
     assert_eq!(list(Some("need_change"), Some((2026, 11)), Some(PROVIDER)).await, vec!["phoniro:BEV-1"]);
     assert!(list(None, Some((2026, 12)), None).await.is_empty());
     assert!(list(None, None, Some("5566778899")).await.is_empty());
+}
+
+fn access(subject: &str, endpoint: &str, clients: &[&str], entries: &[i64]) -> Op {
+    Op::RecordAccess(NewAccess {
+        subject: subject.into(),
+        role: "auditor".into(),
+        query: AccessQuery::new(endpoint).with("client", clients.first()),
+        clients: clients.iter().map(|c| (*c).to_owned()).collect(),
+        entries: entries.to_vec(),
+    })
+}
+
+async fn access_log(store: &dyn Store, filter: AccessFilter) -> Vec<i64> {
+    store
+        .access_log(AccessFilter { limit: 100, ..filter })
+        .await
+        .expect("the access log reads")
+        .iter()
+        .map(|e| e.seq)
+        .collect()
+}
+
+/// The access log (SPEC §9): every read is an entry chained to the one before, stamped by
+/// the store's clock, with its clients and entries sorted and without repeats; it is read by
+/// a client shown, by who read, by time, and in pages.
+pub async fn the_access_log_is_one_hash_chain_searched_by_client_subject_and_time(store: Arc<dyn Store>, clock: Clock) {
+    clock.set(start());
+    store
+        .commit(vec![access("anna", "GET /v1/messages", &[CLIENT, NEIGHBOUR, CLIENT], &[3, 1, 3])])
+        .await
+        .expect("commit");
+    clock.set(start() + Duration::hours(1));
+    store.commit(vec![access("bertil", "GET /v1/messages/1", &[NEIGHBOUR], &[1])]).await.expect("commit");
+    clock.set(start() + Duration::hours(2));
+    store.commit(vec![access("anna", "GET /v1/orders", &[], &[])]).await.expect("commit");
+
+    let all = store.access_log(AccessFilter { limit: 100, ..AccessFilter::default() }).await.expect("reads");
+    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(all[0].prev_hash, GENESIS);
+    assert_eq!(all[1].prev_hash, all[0].hash);
+    assert_eq!(all[0].hash, crate::log::access::access_hash(GENESIS, &all[0]), "the documented recipe");
+    assert_eq!(all[0].clients, vec![CLIENT.to_owned(), NEIGHBOUR.to_owned()], "sorted, once each");
+    assert_eq!(all[0].entries, vec![1, 3]);
+    assert_eq!(all[0].query.endpoint, "GET /v1/messages");
+    assert_eq!(all[0].query.filters.get("client").map(String::as_str), Some(CLIENT));
+    assert_eq!(all[1].at, start() + Duration::hours(1), "stamped by the store's clock");
+    let report = verify_access_chain(store.as_ref()).await.expect("verifies");
+    assert_eq!((report.entries, report.first_bad, report.head), (3, None, all[2].hash.clone()));
+
+    let by = |client: Option<&str>, subject: Option<&str>| AccessFilter {
+        client: client.map(str::to_owned),
+        subject: subject.map(str::to_owned),
+        ..AccessFilter::default()
+    };
+    assert_eq!(access_log(store.as_ref(), by(Some(NEIGHBOUR), None)).await, vec![1, 2]);
+    assert_eq!(access_log(store.as_ref(), by(Some(CLIENT), None)).await, vec![1]);
+    assert_eq!(access_log(store.as_ref(), by(None, Some("anna"))).await, vec![1, 3]);
+    assert_eq!(access_log(store.as_ref(), by(Some(NEIGHBOUR), Some("anna"))).await, vec![1]);
+    let window = AccessFilter {
+        since: Some(start() + Duration::minutes(30)),
+        until: Some(start() + Duration::hours(2)),
+        ..AccessFilter::default()
+    };
+    assert_eq!(access_log(store.as_ref(), window).await, vec![2], "since inclusive, until exclusive");
+    let page = AccessFilter { after_seq: Some(1), limit: 1, ..AccessFilter::default() };
+    assert_eq!(store.access_log(page).await.expect("reads").iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2]);
+}
+
+/// A read recorded in a commit that fails is not recorded, and the chain goes on from the
+/// last entry that was.
+pub async fn an_access_is_recorded_with_its_commit_or_not_at_all(store: Arc<dyn Store>, clock: Clock) {
+    clock.set(start());
+    store.commit(vec![access("anna", "GET /v1/messages", &[CLIENT], &[])]).await.expect("commit");
+    let failed = store
+        .commit(vec![
+            access("anna", "GET /v1/messages", &[NEIGHBOUR], &[]),
+            Op::Enqueue(delivery("k", None, LogRef::Seq(999))),
+        ])
+        .await;
+    assert!(failed.is_err(), "the commit names an entry that is not in the log");
+    store.commit(vec![access("bertil", "GET /v1/messages", &[CLIENT], &[])]).await.expect("commit");
+    let all = store.access_log(AccessFilter { limit: 100, ..AccessFilter::default() }).await.expect("reads");
+    assert_eq!(all.iter().map(|e| e.subject.as_str()).collect::<Vec<_>>(), vec!["anna", "bertil"]);
+    assert_eq!(
+        access_log(store.as_ref(), AccessFilter { client: Some(NEIGHBOUR.into()), ..AccessFilter::default() }).await,
+        Vec::<i64>::new()
+    );
+    assert_eq!(verify_access_chain(store.as_ref()).await.expect("verifies").first_bad, None);
+}
+
+/// The Merkle tree's leaves are the message log's chain hashes, in sequence order, read
+/// in pages.
+pub async fn the_logs_leaf_hashes_are_its_chain_hashes_in_order(store: Arc<dyn Store>, clock: Clock) {
+    clock.set(start());
+    assert_eq!(store.log_size().await.expect("size"), 0);
+    for t in ["a", "b", "c"] {
+        store.commit(vec![Op::AppendLog(inbound(t))]).await.expect("commit");
+    }
+    let entries = all_entries(store.as_ref()).await;
+    assert_eq!(store.log_size().await.expect("size"), 3);
+    let want: Vec<(i64, String)> = entries.iter().map(|e| (e.seq, e.hash.clone())).collect();
+    assert_eq!(store.log_hashes(0, 10).await.expect("hashes"), want);
+    assert_eq!(store.log_hashes(1, 1).await.expect("hashes"), want[1..2].to_vec());
+    assert_eq!(store.log_hashes(3, 10).await.expect("hashes"), vec![]);
+}
+
+/// A checkpoint is kept once per tree size (the first one stored); the latest is the
+/// largest; the one covering an entry is the smallest at least its size.
+pub async fn one_checkpoint_is_kept_per_size_and_the_largest_is_the_latest(store: Arc<dyn Store>, clock: Clock) {
+    clock.set(start());
+    assert_eq!(store.latest_checkpoint().await.expect("reads"), None);
+    let cp =
+        |size: i64, note: &str| CheckpointRecord { size, root: format!("root-{size}"), at: start(), note: note.into() };
+    store.commit(vec![Op::StoreCheckpoint(cp(5, "first"))]).await.expect("commit");
+    store.commit(vec![Op::StoreCheckpoint(cp(2, "two"))]).await.expect("commit");
+    store.commit(vec![Op::StoreCheckpoint(cp(5, "again"))]).await.expect("commit");
+    assert_eq!(store.latest_checkpoint().await.expect("reads"), Some(cp(5, "first")));
+    assert_eq!(store.checkpoint_covering(2).await.expect("reads"), Some(cp(2, "two")));
+    assert_eq!(store.checkpoint_covering(1).await.expect("reads"), Some(cp(2, "two")));
+    assert_eq!(store.checkpoint_covering(3).await.expect("reads"), Some(cp(5, "first")));
+    assert_eq!(store.checkpoint_covering(6).await.expect("reads"), None);
+}
+
+/// Retention removes the payloads of the entries appended before its instant and nothing
+/// else: each keeps its hash and its payload's hash, so the chain verifies and the Merkle
+/// tree (over the chain hashes) is unchanged; the run is an entry of the log saying what it
+/// removed; a second run removes nothing more.
+pub async fn retention_removes_old_payloads_and_the_chain_and_the_tree_still_verify(
+    store: Arc<dyn Store>,
+    clock: Clock,
+) {
+    clock.set(start());
+    for t in ["old-a", "old-b"] {
+        store.commit(vec![Op::AppendLog(inbound(t))]).await.expect("commit");
+    }
+    clock.set(start() + Duration::days(1));
+    store.commit(vec![Op::AppendLog(inbound("recent"))]).await.expect("commit");
+    let before = all_entries(store.as_ref()).await;
+    assert!(before.iter().all(|e| e.payload_hash.as_deref() == Some(crate::log::payload_hash(&e.payload).as_str())));
+    let root = crate::audit::tree(store.as_ref(), 3).await.expect("tree").root();
+
+    let cutoff = start() + Duration::hours(1);
+    let results =
+        store.commit(vec![Op::RemovePayloads { before: cutoff, policy: "test".into() }]).await.expect("commit");
+    assert_eq!(logged(&results), vec![4]);
+    let after = all_entries(store.as_ref()).await;
+    for (b, a) in before.iter().zip(&after) {
+        let old = b.seq <= 2;
+        assert_eq!(a.payload_removed, old, "entry {}", a.seq);
+        assert_eq!(a.payload.is_empty(), old, "entry {}", a.seq);
+        assert_eq!((&a.hash, &a.payload_hash), (&b.hash, &b.payload_hash), "entry {} keeps its hashes", a.seq);
+    }
+    let run = &after[3];
+    assert_eq!((run.message_type.as_str(), run.direction.as_str()), ("retention", "internal"));
+    let said: serde_json::Value = serde_json::from_str(run.canonical.as_deref().unwrap_or("null")).expect("JSON");
+    assert_eq!(
+        (&said["removed"], &said["first"], &said["last"], &said["policy"]),
+        (&serde_json::json!(2), &serde_json::json!(1), &serde_json::json!(2), &serde_json::json!("test"))
+    );
+    let report = verify_chain(store.as_ref()).await.expect("verifies");
+    assert_eq!((report.entries, report.first_bad), (4, None));
+    assert_eq!(crate::audit::tree(store.as_ref(), 3).await.expect("tree").root(), root, "the tree is unchanged");
+
+    let again = store.commit(vec![Op::RemovePayloads { before: cutoff, policy: "test".into() }]).await.expect("commit");
+    let run = store.log_entry(logged(&again)[0]).await.expect("reads").expect("the run");
+    assert!(run.canonical.as_deref().is_some_and(|c| c.contains(r#""removed":0"#)), "{:?}", run.canonical);
+    assert_eq!(verify_chain(store.as_ref()).await.expect("verifies").first_bad, None);
 }

@@ -63,6 +63,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 pub use self::followup::{FollowUpOrder, FollowUpReportCount, FollowUpVisit};
+use crate::log::access::AccessVerifier;
+pub use crate::log::access::{AccessEntry, AccessQuery, NewAccess};
 pub use crate::log::time::{parse_store_ts, ts};
 use crate::log::ChainVerifier;
 pub use crate::log::{ChainReport, LogEntry};
@@ -365,8 +367,19 @@ pub enum Op {
     /// Puts dead letters (all, or those with these ids) back in the outbox and logs a
     /// `requeued` entry for each; yields [`OpResult::Requeued`].
     Requeue { ids: Option<Vec<i64>> },
-    /// Records a read of the message log.
-    RecordRead { subject: String, role: String, what: String },
+    /// Appends a read of personal data to the access log, chained to the entry before it.
+    RecordAccess(NewAccess),
+    /// Retention: removes the payloads of the entries appended before `before` that are
+    /// hashed over their payload's hash (the entry, its hash and the payload's hash stay,
+    /// so the chain and the Merkle tree still verify), and appends a `retention` entry that
+    /// says what was removed (its payload and canonical form:
+    /// `{"policy", "before", "removed", "first", "last", "kept_unhashed"}`); yields
+    /// [`OpResult::Logged`] with that entry. Entries hashed over the payload itself (appended
+    /// before payload hashes were kept) keep their payloads: `kept_unhashed` counts them.
+    RemovePayloads { before: DateTime<Utc>, policy: String },
+    /// Stores a signed checkpoint of the message log's Merkle tree; one of a size already
+    /// stored is kept as it was (a tree of a given size has one root).
+    StoreCheckpoint(CheckpointRecord),
     /// Registers a tag in a home from `installed_on`; the tag's open registration (in
     /// another home, or this one) ends the day before. [`StoreError::Conflict`] if the tag
     /// already has a registration starting on or after that day: history is not rewritten.
@@ -733,12 +746,20 @@ pub struct ProviderMonth {
 /// [`Store`] (a blanket impl), and `Arc<dyn Store>` calls any of their methods. A function
 /// that needs one concern can take that trait alone.
 pub trait Store:
-    CommitStore + LogStore + OrderStore + OutboxStore + VisitStore + InvoiceStore + ReportStore + 'static
+    CommitStore + LogStore + OrderStore + OutboxStore + VisitStore + InvoiceStore + ReportStore + AuditStore + 'static
 {
 }
 
 impl<T> Store for T where
-    T: CommitStore + LogStore + OrderStore + OutboxStore + VisitStore + InvoiceStore + ReportStore + 'static
+    T: CommitStore
+        + LogStore
+        + OrderStore
+        + OutboxStore
+        + VisitStore
+        + InvoiceStore
+        + ReportStore
+        + AuditStore
+        + 'static
 {
 }
 
@@ -850,6 +871,68 @@ pub trait ReportStore: Send + Sync {
     /// The deviations and changes of need of `month`, counted per provider, message type
     /// and kind, in that order.
     async fn followup_reports(&self, month: carehub_model::Month) -> Result<Vec<FollowUpReportCount>, StoreError>;
+}
+
+/// A signed checkpoint of the message log's Merkle tree, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckpointRecord {
+    /// Entries in the tree (entries 1..=size).
+    pub size: i64,
+    /// The tree's root, hex.
+    pub root: String,
+    #[serde(serialize_with = "crate::log::time::serialize")]
+    pub at: DateTime<Utc>,
+    /// The signed note (docs/audit-log.md).
+    pub note: String,
+}
+
+/// Filters for reading the access log. Unset fields do not filter.
+#[derive(Debug, Clone, Default)]
+pub struct AccessFilter {
+    /// Entries that showed this client.
+    pub client: Option<String>,
+    pub subject: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Only entries after this sequence number (for paging).
+    pub after_seq: Option<i64>,
+    pub limit: usize,
+}
+
+/// Auditing: the access log, the message log's leaves for its Merkle tree, and the
+/// tree's signed checkpoints (written by [`Op::RecordAccess`] and [`Op::StoreCheckpoint`]).
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Access-log entries in sequence order.
+    async fn access_log(&self, filter: AccessFilter) -> Result<Vec<AccessEntry>, StoreError>;
+    /// The number of message-log entries (the last sequence number; 0 when empty).
+    async fn log_size(&self) -> Result<i64, StoreError>;
+    /// The chain hashes (hex) of up to `limit` message-log entries after `after_seq`, in
+    /// sequence order: the Merkle tree's leaf data.
+    async fn log_hashes(&self, after_seq: i64, limit: usize) -> Result<Vec<(i64, String)>, StoreError>;
+    /// The checkpoint of the largest size.
+    async fn latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError>;
+    /// The checkpoint of the smallest size at least `size`: the first that covered entry
+    /// `size` (of exactly that size when one was written).
+    async fn checkpoint_covering(&self, size: i64) -> Result<Option<CheckpointRecord>, StoreError>;
+}
+
+/// Recomputes the access log's hash chain, a page at a time.
+pub async fn verify_access_chain(store: &dyn Store) -> Result<ChainReport, StoreError> {
+    let mut verifier = AccessVerifier::default();
+    let mut after = 0;
+    loop {
+        let page =
+            store.access_log(AccessFilter { after_seq: Some(after), limit: 2000, ..AccessFilter::default() }).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for e in &page {
+            if !verifier.push(e) {
+                return Ok(verifier.finish());
+            }
+        }
+    }
+    Ok(verifier.finish())
 }
 
 /// Recomputes the whole hash chain, a page at a time.

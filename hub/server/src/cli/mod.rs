@@ -12,7 +12,7 @@
 //! - `check`: `carehub check`.
 //! - `migrate`: `carehub migrate`.
 //! - `token`: `carehub token`.
-//! - `audit`: `carehub audit verify`.
+//! - `audit`: `carehub audit verify | keygen | prove | export | verify-bundle | retention`.
 //! - `replay`: `carehub replay`.
 //! - `tags`: `carehub tags import`.
 //! - [`verify`]: `carehub verify`.
@@ -131,10 +131,69 @@ pub enum TagsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Recompute the message log's hash chain and name the first entry that does not match.
+    /// Recompute the message log's and the access log's hash chains and name the first
+    /// entry of each that does not match. Exit codes: 0 both verify, 1 one does not, 2 no
+    /// such database.
     Verify {
         #[arg(long)]
         db: PathBuf,
+    },
+    /// Write a new Ed25519 signing key for checkpoints (base64, readable by its owner only)
+    /// and print its public key. An existing file is not overwritten (exit code 2).
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print a proof against the latest signed checkpoint (made now if the log grew since),
+    /// as JSON: --entry N, the entry's inclusion proof; --from SIZE, the consistency proof
+    /// from the checkpoint of that size.
+    Prove {
+        #[arg(long, conflicts_with = "from")]
+        entry: Option<i64>,
+        #[arg(long)]
+        from: Option<i64>,
+        #[arg(long, default_value = "carehub.toml")]
+        config: PathBuf,
+    },
+    /// Write the bundle of the entries appended from --from up to --to (days, YYYY-MM-DD,
+    /// from the day's start in UTC; or RFC 3339 instants): payloads, inclusion proofs, the
+    /// signed checkpoint and the public key (docs/audit-log.md). The export is recorded in
+    /// the access log.
+    Export {
+        #[arg(long, value_parser = audit::parse_when)]
+        from: chrono::DateTime<chrono::Utc>,
+        #[arg(long, value_parser = audit::parse_when)]
+        to: chrono::DateTime<chrono::Utc>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Who exports (recorded in the access log).
+        #[arg(long, env = "USER", default_value = "carehub-cli")]
+        subject: String,
+        #[arg(long, default_value = "carehub.toml")]
+        config: PathBuf,
+    },
+    /// Remove the payloads of entries older than the retention policy (`[audit] retention`,
+    /// default 10y; --older-than overrides, --before names an instant): each entry keeps its
+    /// hash and its payload's hash, so the chain, the tree and every proof still verify. The
+    /// run is logged as a `retention` entry. Entries written before payload hashes were kept
+    /// keep their payloads (reported).
+    Retention {
+        #[arg(long, conflicts_with = "before")]
+        older_than: Option<String>,
+        #[arg(long, value_parser = audit::parse_when)]
+        before: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, default_value = "carehub.toml")]
+        config: PathBuf,
+    },
+    /// Verify a bundle with no database and no network: every entry's chain hash, the
+    /// chain between them, every inclusion proof, the checkpoint's signature, and earlier
+    /// checkpoints (the bundle's and --known files) against it. Exit codes: 0 verifies, 1
+    /// does not, 2 no such file.
+    VerifyBundle {
+        file: PathBuf,
+        /// A signed checkpoint kept from before; repeat for several.
+        #[arg(long)]
+        known: Vec<PathBuf>,
     },
 }
 
@@ -144,6 +203,38 @@ fn load_config(path: &Path) -> Result<Config, ExitCode> {
         eprintln!("{} problem(s) in the configuration", e.0.len());
         ExitCode::from(2)
     })
+}
+
+async fn run_audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        AuditCommand::Verify { db } => audit::verify(&db).await,
+        AuditCommand::Keygen { out } => audit::keygen(&out),
+        // Reading and hashing a bundle is blocking work: off the runtime's threads.
+        AuditCommand::VerifyBundle { file, known } => {
+            tokio::task::spawn_blocking(move || audit::verify_bundle(&file, &known)).await?
+        }
+        AuditCommand::Prove { entry, from, config } => {
+            init_tracing("warn", LogFormat::Text);
+            match load_config(&config) {
+                Ok(c) => audit::prove(c, entry, from).await,
+                Err(code) => Ok(code),
+            }
+        }
+        AuditCommand::Retention { older_than, before, config } => {
+            init_tracing("warn", LogFormat::Text);
+            match load_config(&config) {
+                Ok(c) => audit::retention(c, older_than, before).await,
+                Err(code) => Ok(code),
+            }
+        }
+        AuditCommand::Export { from, to, out, subject, config } => {
+            init_tracing("warn", LogFormat::Text);
+            match load_config(&config) {
+                Ok(c) => audit::export(c, from, to, &out, subject).await,
+                Err(code) => Ok(code),
+            }
+        }
+    }
 }
 
 /// Runs a command; the exit code says how it went (0 ok, 1 failed, 2 bad configuration).
@@ -175,6 +266,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             };
             token::run(config, role, system, org, subject, ttl_minutes)
         }
+        Command::Audit { command } => run_audit(command).await,
         Command::Migrate { config } => {
             init_tracing("warn", LogFormat::Text);
             let config = match load_config(&config) {
@@ -183,7 +275,6 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             };
             migrate::run(config).await
         }
-        Command::Audit { command: AuditCommand::Verify { db } } => audit::verify(&db).await,
         Command::Replay { config, ids, list } => {
             init_tracing("warn", LogFormat::Text);
             let config = match load_config(&config) {

@@ -8,7 +8,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use carehub_core::hub::Hub;
-use carehub_core::store::Op;
+use carehub_core::store::{AccessQuery, NewAccess, Op};
 use carehub_model::ErrorCode;
 
 use super::error::{ApiError, ApiResult};
@@ -76,10 +76,24 @@ impl FromRequestParts<AppState> for SystemCaller {
     }
 }
 
-/// Records who read the log.
-pub(super) async fn record_read(hub: &Hub, caller: &Caller, what: String) -> ApiResult<()> {
-    hub.store()
-        .commit(vec![Op::RecordRead { subject: caller.0.sub.clone(), role: caller.0.role.as_str().to_owned(), what }])
-        .await?;
+/// Records a read in the access log (SPEC §9): who, in which role, what they asked, and
+/// the clients and log entries the answer shows. Handlers call it after reading and before
+/// answering, so the record is committed before the answer leaves; a read that cannot be
+/// recorded is not answered.
+pub(super) async fn record_read(
+    hub: &Hub,
+    caller: &Caller,
+    query: AccessQuery,
+    clients: impl IntoIterator<Item = String>,
+    entries: impl IntoIterator<Item = i64>,
+) -> ApiResult<()> {
+    let access = NewAccess {
+        subject: caller.0.sub.clone(),
+        role: caller.0.role.as_str().to_owned(),
+        query,
+        clients: clients.into_iter().collect(),
+        entries: entries.into_iter().collect(),
+    };
+    hub.store().commit(vec![Op::RecordAccess(access)]).await?;
     Ok(())
 }

@@ -19,6 +19,7 @@ use super::error::{ApiError, ApiResult, ErrorBody, Path};
 use super::orders::OrderTerms;
 use super::state::AppState;
 use crate::auth::Role;
+use carehub_core::store::AccessQuery;
 
 /// One version of a decision as it arrived.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -127,8 +128,9 @@ pub(super) async fn get_decision(
             return Err(ApiError::new(ErrorCode::Forbidden, "the decision has no order at the provider"));
         }
     }
-    record_read(&state.hub, &caller, format!("decision {id}")).await?;
     let versions = store.decision_versions(&id).await?;
+    let query = AccessQuery::new("GET /v1/decisions/{id}").with("id", Some(&id));
+    record_read(&state.hub, &caller, query, Some(record.client.clone()), None).await?;
     Ok(Json(DecisionView {
         version: versions.last().map_or(0, |v| v.version),
         decision: serde_json::from_str(&record.canonical).unwrap_or(Value::Null),

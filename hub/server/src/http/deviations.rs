@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 use super::auth::{record_read, Caller};
 use super::error::{limit_param, month_of, org_param, ApiError, ApiResult, ErrorBody, Query};
 use super::state::AppState;
+use carehub_core::store::AccessQuery;
 
 /// A deviation or change of need, as the hub filed it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -119,7 +120,13 @@ pub(super) async fn list_deviations(
         order_id: q.order.clone(),
         limit: limit_param(q.limit, 1000, 10_000)?,
     };
-    record_read(&state.hub, &caller, format!("deviations {filter:?}")).await?;
+    let query = AccessQuery::new("GET /v1/deviations")
+        .with("provider", filter.provider.as_ref())
+        .with("month", filter.month)
+        .with("kind", filter.kind.as_ref())
+        .with("order", filter.order_id.as_ref())
+        .with("limit", Some(filter.limit));
     let reports = state.hub.store().provider_reports(filter).await?;
+    record_read(&state.hub, &caller, query, reports.iter().map(|r| r.client.clone()), None).await?;
     Ok(Json(DeviationList { reports: reports.into_iter().map(ReportView::from).collect() }))
 }

@@ -10,6 +10,7 @@ use super::auth::{record_read, Caller};
 use super::error::{org_param, ApiError, ApiResult, ErrorBody, Path, Query};
 use super::state::AppState;
 use crate::auth::Role;
+use carehub_core::store::AccessQuery;
 
 /// `?provider=` for an invoice's verification.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -67,7 +68,9 @@ pub(super) async fn invoice_verification(
         }
     };
     let record = state.hub.store().verification(&provider, &id).await?.ok_or_else(not_found)?;
-    record_read(&state.hub, &caller, format!("verification {provider} {id}")).await?;
+    let query =
+        AccessQuery::new("GET /v1/invoices/{id}/verification").with("id", Some(&id)).with("provider", Some(&provider));
+    record_read(&state.hub, &caller, query, None, [record.log_seq]).await?;
     let report: serde_json::Value = serde_json::from_str(&record.report).unwrap_or_default();
     Ok(axum::Json(json_report(record.log_seq, report)))
 }

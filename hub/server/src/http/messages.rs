@@ -20,6 +20,7 @@ use super::auth::{record_read, Caller, SystemCaller};
 use super::error::{client_param, instant, limit_param, org_param, ApiError, ApiResult, ErrorBody, Path, Query};
 use super::state::AppState;
 use crate::auth::Role;
+use carehub_core::store::AccessQuery;
 
 // ---------------------------------------------------------------------------------------
 // Messages in
@@ -311,11 +312,15 @@ pub struct MessageView {
     pub payload: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_encoding: Option<String>,
+    /// The payload's SHA-256 (hex; entries appended before it was kept have none).
+    pub payload_sha256: Option<String>,
+    /// Retention removed the payload; its hash remains.
+    pub payload_removed: bool,
 }
 
 impl MessageView {
     fn from(e: LogEntry, with_payload: bool) -> Self {
-        let (payload, payload_encoding) = if with_payload {
+        let (payload, payload_encoding) = if with_payload && !e.payload_removed {
             match String::from_utf8(e.payload) {
                 Ok(s) => (Some(s), Some("utf-8".to_owned())),
                 Err(b) => {
@@ -346,6 +351,8 @@ impl MessageView {
             canonical: e.canonical.and_then(|c| serde_json::from_str(&c).ok()),
             payload,
             payload_encoding,
+            payload_sha256: e.payload_hash,
+            payload_removed: e.payload_removed,
         }
     }
 }
@@ -431,8 +438,22 @@ pub(super) async fn list_messages(
         limit,
         with_payload: false,
     };
-    record_read(&state.hub, &caller, format!("list messages {filter:?}")).await?;
+    let query = AccessQuery::new("GET /v1/messages")
+        .with("client", filter.client.as_ref())
+        .with("provider", filter.provider.as_ref())
+        .with("order", filter.order_id.as_ref())
+        .with("decision", filter.decision_id.as_ref())
+        .with("type", filter.message_type.as_ref())
+        .with("system", filter.system.as_ref())
+        .with("status", filter.status.as_ref())
+        .with("since", q.since.as_ref())
+        .with("until", q.until.as_ref())
+        .with("after", filter.after_seq)
+        .with("limit", Some(limit));
+    let asked = filter.client.clone();
     let entries = state.hub.store().log_entries(filter).await?;
+    let clients = entries.iter().filter_map(|e| e.client.clone()).chain(asked);
+    record_read(&state.hub, &caller, query, clients, entries.iter().map(|e| e.seq)).await?;
     let next_after = (entries.len() == limit).then(|| entries.last().map(|e| e.seq)).flatten();
     Ok(Json(MessagePage { messages: entries.into_iter().map(|e| MessageView::from(e, false)).collect(), next_after }))
 }
@@ -454,7 +475,6 @@ pub(super) async fn get_message(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<MessageView>> {
-    record_read(&state.hub, &caller, format!("message {id}")).await?;
     let entry = state
         .hub
         .store()
@@ -466,5 +486,7 @@ pub(super) async fn get_message(
             return Err(ApiError::new(ErrorCode::Forbidden, "the message concerns another provider"));
         }
     }
+    let query = AccessQuery::new("GET /v1/messages/{id}").with("id", Some(id));
+    record_read(&state.hub, &caller, query, entry.client.clone(), [id]).await?;
     Ok(Json(MessageView::from(entry, true)))
 }

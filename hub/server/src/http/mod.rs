@@ -22,6 +22,7 @@
 //! - [`reports`]: the monthly follow-up and the manual-registration share.
 //! - [`deliveries`]: the outbox and replaying deliveries.
 //! - [`ops`]: health, readiness, metrics, the OpenAPI document, verifying the chain.
+//! - [`audit`](mod@audit): the access log, the message log's checkpoint and proofs.
 //!
 //! Data flows one way: the resource modules use `state`, `error` and `auth`, which use no
 //! resource module; nothing here imports the code that assembles or runs the hub.
@@ -33,6 +34,7 @@ use axum::Router;
 use carehub_model::ErrorCode;
 use utoipa::OpenApi;
 
+pub mod audit;
 pub mod auth;
 pub mod decisions;
 pub mod deliveries;
@@ -74,6 +76,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/deliveries", get(deliveries::list_deliveries))
         .route("/v1/deliveries/replay", post(deliveries::replay))
         .route("/v1/audit/verify", get(ops::audit_verify))
+        .route("/v1/access-log", get(audit::access_log))
+        .route("/v1/log/checkpoint", get(audit::checkpoint))
+        .route("/v1/log/entries/{seq}/proof", get(audit::inclusion))
+        .route("/v1/log/consistency", get(audit::consistency))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -127,8 +133,8 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "carehub", description = "The integration hub for Swedish municipal home care. Errors are {code, message} with stable codes."),
-    paths(messages::post_message, messages::get_wsdl, validate::validate_payload, tags::post_tag, tags::list_tags, visits::list_visits, visits::close_month, reports::manual_registrations, reports::follow_up, invoices::invoice_verification, messages::list_messages, messages::get_message, orders::list_orders, orders::get_order, orders::order_trace, decisions::get_decision, deviations::list_deviations, deliveries::list_deliveries, deliveries::replay, ops::audit_verify, ops::healthz, ops::readyz, ops::metrics),
-    components(schemas(ErrorBody, ErrorCodeSchema, visits::Outcome, reports::ReportFormat, messages::ReceiptBody, validate::ValidationBody, tags::TagBody, tags::TagList, tags::TagRegistered, visits::VisitPage, reports::ManualReport, reports::ManualShareRow, messages::MessageView, messages::MessagePage, orders::OrderView, orders::OrderList, orders::Trace, orders::TraceStep, orders::OrderTerms, decisions::DecisionView, decisions::VersionView, decisions::DecisionOrder, deviations::ReportView, deviations::DeviationList, deliveries::DeliveryView, deliveries::DeliveryList, deliveries::ReplayRequest, ops::ChainView)),
+    paths(messages::post_message, messages::get_wsdl, validate::validate_payload, tags::post_tag, tags::list_tags, visits::list_visits, visits::close_month, reports::manual_registrations, reports::follow_up, invoices::invoice_verification, messages::list_messages, messages::get_message, orders::list_orders, orders::get_order, orders::order_trace, decisions::get_decision, deviations::list_deviations, deliveries::list_deliveries, deliveries::replay, ops::audit_verify, audit::access_log, audit::checkpoint, audit::inclusion, audit::consistency, ops::healthz, ops::readyz, ops::metrics),
+    components(schemas(ErrorBody, ErrorCodeSchema, visits::Outcome, reports::ReportFormat, messages::ReceiptBody, validate::ValidationBody, tags::TagBody, tags::TagList, tags::TagRegistered, visits::VisitPage, reports::ManualReport, reports::ManualShareRow, messages::MessageView, messages::MessagePage, orders::OrderView, orders::OrderList, orders::Trace, orders::TraceStep, orders::OrderTerms, decisions::DecisionView, decisions::VersionView, decisions::DecisionOrder, deviations::ReportView, deviations::DeviationList, deliveries::DeliveryView, deliveries::DeliveryList, deliveries::ReplayRequest, ops::ChainView, audit::AccessPage, audit::CheckpointView)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

@@ -16,6 +16,7 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::state::AppState;
 use super::ApiDoc;
 use crate::auth::Role;
+use carehub_core::store::AccessQuery;
 
 /// The result of recomputing the message log's hash chain.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -39,7 +40,7 @@ pub struct ChainView {
     security(("bearer" = [])))]
 pub(super) async fn audit_verify(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<ChainView>> {
     caller.require(&[Role::Admin, Role::Auditor])?;
-    record_read(&state.hub, &caller, "verify chain".into()).await?;
+    record_read(&state.hub, &caller, AccessQuery::new("GET /v1/audit/verify"), None, None).await?;
     let r = carehub_core::store::verify_chain(state.hub.store().as_ref()).await?;
     Ok(Json(ChainView {
         ok: r.first_bad.is_none(),

@@ -15,6 +15,7 @@ use super::deliveries::DeliveryView;
 use super::deviations::ReportView;
 use super::error::{client_param, limit_param, org_param, ApiError, ApiResult, ErrorBody, Path, Query};
 use super::state::AppState;
+use carehub_core::store::AccessQuery;
 
 /// An order, where it stands, and whether it is overdue.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -173,9 +174,6 @@ pub(super) async fn list_orders(
         provider = Some(own.to_owned());
     }
     let client = client_param(&q.client)?;
-    if let Some(c) = &client {
-        record_read(&state.hub, &caller, format!("orders of client {c}")).await?;
-    }
     let filter = OrderFilter {
         provider,
         client,
@@ -184,7 +182,15 @@ pub(super) async fn list_orders(
         limit: limit_param(q.limit, 1000, 10_000)?,
         ..OrderFilter::default()
     };
+    let query = AccessQuery::new("GET /v1/orders")
+        .with("provider", filter.provider.as_ref())
+        .with("client", filter.client.as_ref())
+        .with("status", filter.status.as_ref())
+        .with("overdue", q.overdue)
+        .with("limit", Some(filter.limit));
     let orders = state.hub.store().orders(filter).await?;
+    let clients = orders.iter().map(|o| o.order.client.expose().to_owned());
+    record_read(&state.hub, &caller, query, clients, None).await?;
     Ok(Json(OrderList { orders: orders.into_iter().map(|o| OrderView::from(o, state.hub.today())).collect() }))
 }
 
@@ -219,7 +225,10 @@ pub(super) async fn get_order(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<OrderView>> {
-    Ok(Json(OrderView::from(order_for(&state, &caller, &id).await?, state.hub.today())))
+    let record = order_for(&state, &caller, &id).await?;
+    let query = AccessQuery::new("GET /v1/orders/{id}").with("id", Some(&id));
+    record_read(&state.hub, &caller, query, Some(record.order.client.expose().to_owned()), None).await?;
+    Ok(Json(OrderView::from(record, state.hub.today())))
 }
 
 /// One step of an order's life.
@@ -365,7 +374,6 @@ pub(super) async fn order_trace(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Trace>> {
     let record = order_for(&state, &caller, &id).await?;
-    record_read(&state.hub, &caller, format!("trace {id}")).await?;
     let mut entries = state
         .hub
         .store()
@@ -420,6 +428,9 @@ pub(super) async fn order_trace(
     // delivery gone out, since the order was first read. Read the order again, last, so its
     // status is never older than the deliveries and steps shown beside it.
     let record = state.hub.store().order(&id).await?.unwrap_or(record);
+    let query = AccessQuery::new("GET /v1/orders/{id}/trace").with("id", Some(&id));
+    let shown = entries.iter().map(|e| e.seq).chain(visits.iter().map(|v| v.message_id));
+    record_read(&state.hub, &caller, query, Some(record.order.client.expose().to_owned()), shown).await?;
     Ok(Json(Trace {
         terms: OrderTerms::of(&record.order),
         order: OrderView::from(record, state.hub.today()),

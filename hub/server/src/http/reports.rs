@@ -20,6 +20,7 @@ use super::auth::{record_read, Caller};
 use super::error::{bad_request, month_of, month_param, ApiResult, ErrorBody, Query};
 use super::state::AppState;
 use crate::auth::Role;
+use carehub_core::store::AccessQuery;
 
 /// `?month=YYYY-MM`
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -141,7 +142,6 @@ pub(super) async fn follow_up(
         Some(_) => return Err(bad_request("format is json or csv")),
     };
     let own = caller.0.provider().map(str::to_owned);
-    record_read(&state.hub, &caller, format!("follow-up {month}")).await?;
     let mut report: FollowUp = followup::compute(
         state.hub.store().as_ref(),
         month,
@@ -151,6 +151,9 @@ pub(super) async fn follow_up(
     )
     .await?;
     report.name_providers(|p| state.hub.route(p).map(|r| r.provider_name.clone()));
+    let query =
+        AccessQuery::new("GET /v1/reports/follow-up").with("month", Some(month)).with("format", q.format.as_ref());
+    record_read(&state.hub, &caller, query, None, None).await?;
     if csv {
         let name = format!("attachment; filename=\"follow-up-{month}.csv\"");
         return Ok((

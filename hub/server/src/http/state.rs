@@ -23,6 +23,8 @@ pub struct AppState {
     pub manual_share_threshold: f64,
     /// Paces intake when the outbox falls behind.
     pub gate: Arc<IntakeGate>,
+    /// Signs checkpoints of the message log, when a signing key is configured.
+    pub checkpointer: Option<Arc<carehub_core::audit::Checkpointer>>,
 }
 
 /// Intake's brake (`[delivery] max_backlog`): once more deliveries are waiting than the

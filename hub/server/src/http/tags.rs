@@ -13,6 +13,7 @@ use super::auth::{record_read, Caller};
 use super::error::{bad_request, client_param, ApiError, ApiResult, ErrorBody, Query};
 use super::state::AppState;
 use crate::auth::Role;
+use carehub_core::store::AccessQuery;
 
 /// A tag in a home: `{"tag_uid", "client", "installed_on", "removed_on"?}`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -131,6 +132,8 @@ pub(super) async fn list_tags(
     if client.is_none() && tag.is_none() {
         return Err(bad_request("name a client or a tag"));
     }
-    record_read(&state.hub, &caller, "tags".into()).await?;
-    Ok(Json(TagList { tags: state.hub.store().tags(client, tag).await? }))
+    let query = AccessQuery::new("GET /v1/tags").with("client", client.as_ref()).with("tag", tag.as_ref());
+    let tags = state.hub.store().tags(client, tag).await?;
+    record_read(&state.hub, &caller, query, tags.iter().map(|t| t.client.expose().to_owned()), None).await?;
+    Ok(Json(TagList { tags }))
 }

@@ -17,6 +17,7 @@ use super::error::{
 };
 use super::state::AppState;
 use crate::auth::Role;
+use carehub_core::store::AccessQuery;
 
 /// Filters for `GET /v1/visits`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -102,8 +103,18 @@ pub(super) async fn list_visits(
         after: q.after,
         limit,
     };
-    record_read(&state.hub, &caller, "visits".into()).await?;
+    let query = AccessQuery::new("GET /v1/visits")
+        .with("client", filter.client.as_ref())
+        .with("provider", filter.provider.as_ref())
+        .with("order", filter.order_id.as_ref())
+        .with("month", filter.month.as_ref())
+        .with("outcome", filter.outcome.as_ref())
+        .with("code", filter.code.as_ref())
+        .with("after", filter.after)
+        .with("limit", Some(limit));
     let visits: Vec<VisitRecord> = state.hub.store().visits(filter).await?;
+    let (clients, entries) = (visits.iter().map(|v| v.client.clone()), visits.iter().map(|v| v.message_id));
+    record_read(&state.hub, &caller, query, clients, entries).await?;
     let next_after = (visits.len() == limit).then(|| visits.last().map(|v| v.seq)).flatten();
     let visits = visits.into_iter().map(|v| serde_json::to_value(v).unwrap_or_default()).collect();
     Ok(Json(VisitPage { visits, next_after }))

@@ -9,7 +9,8 @@
 //! says what the rows are, never how they are kept.
 //!
 //! What it is not: a way in for real data. Rows go in as given: no validation, no rules,
-//! no message log or hash chain behind them (a visit's or an invoice's log entry is 0, a
+//! no message log or hash chain behind them (unless a seed writes log entries itself,
+//! [`Batch::log_entry`], which chains them as the hub does) (a visit's or an invoice's log entry is 0, a
 //! row's creation time the epoch: [`Stamp`]), so nothing can show where they came from. A crash while
 //! loading may leave the file unusable ([`Durability`]). Use it only on a file no store
 //! has open, and open the store after [`BulkLoader::finish`].
@@ -169,6 +170,23 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 impl<'t> Batch<'t> {
     fn new(tx: &'t Transaction<'t>) -> Batch<'t> {
         Batch { tx, decision: None, order: None, tag: None, visit: None, invoice: None }
+    }
+
+    /// The message log's last sequence number and hash (for [`Batch::log_entry`]).
+    pub fn log_head(&self) -> Result<(i64, String), StoreError> {
+        Ok(super::log::chain_head(self.tx)?)
+    }
+
+    /// A message-log entry appended at `at` to the chain at `head` (moved on), hashed as
+    /// the hub hashes it: unlike the other rows, a seeded log verifies (the audit
+    /// benchmarks prove and export it).
+    pub fn log_entry(
+        &mut self,
+        head: &mut (i64, String),
+        at: DateTime<Utc>,
+        e: crate::store::NewLogEntry,
+    ) -> Result<i64, StoreError> {
+        super::log::append_log(self.tx, head, at, e)
     }
 
     /// A decision received from `system`, with no content hash or receipt time.

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::log::{entry_hash, GENESIS};
+use crate::log::{entry_hash, payload_hash, GENESIS};
 use crate::store::*;
 
 /// The last entry's sequence number and hash.
@@ -76,7 +76,6 @@ pub(super) fn append_log(
         direction: e.direction.to_owned(),
         message_type: e.message_type,
         content_type: e.content_type,
-        payload: e.payload,
         canonical: e.canonical,
         status: e.status.to_owned(),
         error_code: e.error_code,
@@ -88,13 +87,16 @@ pub(super) fn append_log(
         delivery_key: e.delivery_key,
         prev_hash: chain.1.clone(),
         hash: String::new(),
+        payload_hash: Some(payload_hash(&e.payload)),
+        payload_removed: false,
+        payload: e.payload,
     };
     let hash = entry_hash(&entry.prev_hash, &entry);
     conn.prepare_cached(
         "INSERT INTO message_log (seq, at, system, vendor, direction, message_type, content_type,
             payload, canonical, status, error_code, error_message, decision_id, order_id, client,
-            provider, delivery_key, prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+            provider, delivery_key, prev_hash, hash, payload_sha256)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
     )?
     .execute(params![
         entry.seq,
@@ -116,6 +118,7 @@ pub(super) fn append_log(
         entry.delivery_key,
         entry.prev_hash,
         hash,
+        entry.payload_hash,
     ])?;
     *chain = (entry.seq, hash);
     if let Some(earlier) = follows {

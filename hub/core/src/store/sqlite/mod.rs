@@ -18,9 +18,11 @@
 //!   visit listings.
 //! - `month`: month verification's bulk reads.
 //! - `followup`: the follow-up report's reads.
+//! - `audit`: the access log, the message log's leaf hashes, checkpoints.
 //! - [`bulk`]: the benchmarks' bulk loader, straight into a fresh file (not a way in for
 //!   real data: it runs no rule and writes no log).
 
+mod audit;
 pub mod bulk;
 mod followup;
 mod life;
@@ -58,6 +60,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_log_links.sql"),
     include_str!("migrations/0008_invoice_generations.sql"),
     include_str!("migrations/0009_decision_life.sql"),
+    include_str!("migrations/0010_audit.sql"),
+    include_str!("migrations/0011_retention.sql"),
 ];
 
 /// The SQLite store. Cheap to clone; all clones share the writer and the reader pool.
@@ -608,6 +612,29 @@ impl ReportStore for SqliteStore {
     }
 }
 
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn access_log(&self, filter: AccessFilter) -> Result<Vec<AccessEntry>, StoreError> {
+        self.read(move |c| audit::access_log(c, &filter)).await
+    }
+
+    async fn log_size(&self) -> Result<i64, StoreError> {
+        self.read(audit::log_size).await
+    }
+
+    async fn log_hashes(&self, after_seq: i64, limit: usize) -> Result<Vec<(i64, String)>, StoreError> {
+        self.read(move |c| audit::log_hashes(c, after_seq, limit)).await
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError> {
+        self.read(|c| audit::checkpoint(c, None)).await
+    }
+
+    async fn checkpoint_covering(&self, size: i64) -> Result<Option<CheckpointRecord>, StoreError> {
+        self.read(move |c| audit::checkpoint(c, Some(size))).await
+    }
+}
+
 /// The benchmark's ceiling: the rows one decision writes (two log entries, the decision,
 /// the order, the outbox row), inserted by a bare loop on a fresh database with the same
 /// durability (WAL, `synchronous=FULL`), committing every `per_commit` decisions. Returns
@@ -720,5 +747,98 @@ mod tests {
             "an unknown order links without a client"
         );
         assert_eq!(seqs("SELECT log_seq FROM outbox ORDER BY id"), vec![1, 4]);
+    }
+
+    /// Entries appended before version 11 are hashed over their payloads: after the upgrade
+    /// the chain still verifies across them and the entries after, retention keeps their
+    /// payloads (it could not keep their hashes verifiable without them), and the database
+    /// still refuses any other change to the log.
+    #[tokio::test]
+    async fn entries_from_before_payload_hashes_verify_and_keep_their_payloads() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("v10.db");
+        let conn = Connection::open(&path).expect("open");
+        for sql in &MIGRATIONS[..10] {
+            conn.execute_batch(sql).expect("migration");
+        }
+        conn.execute_batch("PRAGMA user_version = 10;").expect("version");
+        let at = parse_store_ts("2026-11-22T10:00:00.000000Z").expect("instant");
+        let mut prev = crate::log::GENESIS.to_owned();
+        for seq in 1..=2i64 {
+            let mut e = LogEntry {
+                seq,
+                at,
+                system: "combine".into(),
+                vendor: "combine".into(),
+                direction: "in".into(),
+                message_type: "decision".into(),
+                content_type: "application/xml".into(),
+                payload: format!("<old {seq}/>").into_bytes(),
+                canonical: None,
+                status: LogStatus::Accepted,
+                error_code: None,
+                error_message: None,
+                decision_id: None,
+                order_id: None,
+                client: None,
+                provider: None,
+                delivery_key: None,
+                prev_hash: prev.clone(),
+                hash: String::new(),
+                payload_hash: None,
+                payload_removed: false,
+            };
+            e.hash = crate::log::entry_hash(&prev, &e);
+            conn.execute(
+                "INSERT INTO message_log (seq, at, system, vendor, direction, message_type, content_type, payload,
+                    status, prev_hash, hash) VALUES (?1, ?2, 'combine', 'combine', 'in', 'decision', 'application/xml',
+                    ?3, 'accepted', ?4, ?5)",
+                params![seq, ts(at), e.payload, e.prev_hash, e.hash],
+            )
+            .expect("a version 10 entry");
+            prev = e.hash;
+        }
+        drop(conn);
+
+        let clock = Clock::frozen(at + chrono::Duration::days(1));
+        let store = SqliteStore::open(&path, clock.clone()).expect("upgrade");
+        let new = NewLogEntry {
+            system: "combine".into(),
+            vendor: "combine".into(),
+            direction: "in",
+            message_type: "decision".into(),
+            content_type: "application/xml".into(),
+            payload: b"<new/>".to_vec(),
+            ..NewLogEntry::default()
+        };
+        store.commit(vec![Op::AppendLog(new)]).await.expect("append");
+        let run = store
+            .commit(vec![Op::RemovePayloads {
+                before: clock.now() + chrono::Duration::seconds(1),
+                policy: "all".into(),
+            }])
+            .await
+            .expect("retention");
+        let Some(OpResult::Logged(run)) = run.first().cloned() else { panic!("the run is logged") };
+        let entries = store
+            .log_entries(LogFilter { limit: 10, with_payload: true, ..LogFilter::default() })
+            .await
+            .expect("entries");
+        assert_eq!(entries.iter().map(|e| e.payload_removed).collect::<Vec<_>>(), vec![false, false, true, false]);
+        assert_eq!(entries[0].payload, b"<old 1/>".to_vec());
+        let said = entries[run as usize - 1].canonical.clone().unwrap_or_default();
+        assert!(said.contains(r#""kept_unhashed":2"#) && said.contains(r#""removed":1"#), "{said}");
+        let report = crate::store::verify_chain(&store).await.expect("verifies");
+        assert_eq!((report.entries, report.first_bad), (4, None));
+
+        let conn = open_connection(&path).expect("open");
+        for sql in [
+            "UPDATE message_log SET status = 'rejected' WHERE seq = 3",
+            "UPDATE message_log SET payload = x'' WHERE seq = 1",
+            "UPDATE message_log SET payload = x'00', retained_by = NULL WHERE seq = 3",
+            "UPDATE message_log SET payload = x'', retained_by = 4 WHERE seq = 2",
+        ] {
+            assert!(conn.execute(sql, []).is_err(), "refused: {sql}");
+        }
     }
 }

@@ -66,7 +66,8 @@ pub(super) fn delivery_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
 
 pub(super) const LOG_COLUMNS: &str =
     "seq, at, system, vendor, direction, message_type, content_type, canonical, status,
-    error_code, error_message, decision_id, order_id, client, provider, delivery_key, prev_hash, hash";
+    error_code, error_message, decision_id, order_id, client, provider, delivery_key, prev_hash, hash,
+    payload_sha256, retained_by IS NOT NULL";
 
 pub(super) fn log_row(r: &Row<'_>, with_payload: bool) -> rusqlite::Result<LogEntry> {
     Ok(LogEntry {
@@ -88,7 +89,9 @@ pub(super) fn log_row(r: &Row<'_>, with_payload: bool) -> rusqlite::Result<LogEn
         delivery_key: r.get(15)?,
         prev_hash: r.get(16)?,
         hash: r.get(17)?,
-        payload: if with_payload { r.get(18)? } else { Vec::new() },
+        payload_hash: r.get(18)?,
+        payload_removed: r.get(19)?,
+        payload: if with_payload { r.get(20)? } else { Vec::new() },
     })
 }
 

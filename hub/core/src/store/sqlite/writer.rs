@@ -568,9 +568,15 @@ fn apply_op(
             .execute(params![name, through])?;
             Ok(OpResult::Done)
         }
-        Op::RecordRead { subject, role, what } => {
-            conn.prepare_cached("INSERT INTO log_reads (at, subject, role, what) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![now, subject, role, what])?;
+        Op::RecordAccess(a) => {
+            super::audit::record_access(conn, at, a)?;
+            Ok(OpResult::Done)
+        }
+        Op::RemovePayloads { before, policy } => {
+            Ok(OpResult::Logged(super::audit::remove_payloads(conn, chain, at, before, &policy)?))
+        }
+        Op::StoreCheckpoint(c) => {
+            super::audit::store_checkpoint(conn, &c)?;
             Ok(OpResult::Done)
         }
     }
