@@ -18,6 +18,17 @@ use crate::adapter::System;
 use crate::intake::{Inbound, Receipt, Rejection, Sender};
 use crate::store::{LogRef, LogStatus, Op, OrderRecord, StoreError};
 
+/// What [`Flows::forward`] carries to case management: the message's kind, the context its
+/// mapping renders, the op recording it on the hub's side, the delivery's idempotency key,
+/// and the outbound entry's canonical form.
+pub(super) struct Forward {
+    pub(super) kind: MessageType,
+    pub(super) context: serde_json::Value,
+    pub(super) record_op: Op,
+    pub(super) key: String,
+    pub(super) canonical: Option<String>,
+}
+
 impl Flows {
     /// Looks up the order an ack or plan refers to and checks the sender may speak for it.
     async fn order_for(
@@ -58,7 +69,14 @@ impl Flows {
     ) -> Result<Receipt, Rejection> {
         let (record, source) = self.order_for(inbound, &ack.order_id, sender).await?;
         let context = json!({ "ack": ack, "order": record.order });
-        self.forward(inbound, &record, &source, MessageType::OrderAck, context, Op::RecordAck(ack)).await
+        let message = Forward {
+            kind: MessageType::OrderAck,
+            key: format!("{}:order_ack", record.order.id),
+            canonical: serde_json::to_string(&ack).ok(),
+            context,
+            record_op: Op::RecordAck(ack),
+        };
+        self.forward(inbound, &record, &source, message).await
     }
 
     pub(crate) async fn on_plan(
@@ -69,35 +87,39 @@ impl Flows {
     ) -> Result<Receipt, Rejection> {
         let (record, source) = self.order_for(inbound, &plan.order_id, sender).await?;
         let context = json!({ "plan": plan, "order": record.order });
-        self.forward(inbound, &record, &source, MessageType::PlanNotice, context, Op::RecordPlan(plan)).await
+        let message = Forward {
+            kind: MessageType::PlanNotice,
+            key: format!("{}:plan_notice", record.order.id),
+            canonical: serde_json::to_string(&plan).ok(),
+            context,
+            record_op: Op::RecordPlan(plan),
+        };
+        self.forward(inbound, &record, &source, message).await
     }
 
-    /// Records a provider's message on its order and queues it for the case-management
-    /// system the decision came from.
-    async fn forward(
+    /// Records a provider's message on its order (`record_op`) and queues it for the
+    /// case-management system the decision came from, under the idempotency `key`: the one
+    /// path by which what a provider says about an order (an answer, a plan, a deviation,
+    /// a change of need) reaches case management. The outbound entry keeps `canonical` as
+    /// its canonical form. The same message again (its key, or what `record_op` stores,
+    /// already taken) is answered as a duplicate.
+    pub(super) async fn forward(
         &self,
         inbound: &Inbound<'_>,
         record: &OrderRecord,
         source: &System,
-        kind: MessageType,
-        context: serde_json::Value,
-        record_op: Op,
+        message: Forward,
     ) -> Result<Receipt, Rejection> {
+        let Forward { kind, context, record_op, key, canonical } = message;
         let corr = Correlation::of(record);
         let rendered = match source.encode(kind, &context) {
             Ok(r) => r,
             Err(e) => return Err(self.cannot_render(inbound, source, e, corr).await),
         };
-        let key = format!("{}:{}", record.order.id, kind.as_str());
         let mut inbound_entry = inbound.entry(LogStatus::Accepted);
         corr.apply(&mut inbound_entry);
         let mut out_entry = outbound_entry(source, kind, &rendered.content_type, &rendered.body, &key);
-        out_entry.canonical = context
-            .get(match kind {
-                MessageType::OrderAck => "ack",
-                _ => "plan",
-            })
-            .map(|v| v.to_string());
+        out_entry.canonical = canonical;
         corr.apply(&mut out_entry);
         let ops = vec![
             Op::AppendLog(inbound_entry),
@@ -129,7 +151,7 @@ impl Flows {
                     code: None,
                 })
             }
-            // The same acknowledgement or plan notice was queued before.
+            // The same message was queued (or stored) before.
             Err(StoreError::Conflict(_)) => self.duplicate(inbound, kind, corr).await,
             Err(e) => Err(store_unavailable(e)),
         }

@@ -314,13 +314,12 @@ impl Flows {
             };
             return Err(self.reject(inbound, ErrorCode::UnknownOrder, reason, corr).await);
         };
-        let corr = Correlation::of(&record);
         let Some(source) = self.registry.get(&record.source_system).cloned() else {
             let reason =
                 format!("the order's case-management system '{}' is no longer configured", record.source_system);
-            return Err(self.reject(inbound, ErrorCode::UnknownSystem, reason, corr).await);
+            return Err(self.reject(inbound, ErrorCode::UnknownSystem, reason, Correlation::of(&record)).await);
         };
-        self.report_to_case_officer(inbound, report, provider, &record, &source, corr).await
+        self.report_to_case_officer(inbound, report, provider, &record, &source).await
     }
 
     /// The order a report is about: the one it names, or the client's order at the provider
@@ -350,68 +349,28 @@ impl Flows {
         provider: String,
         record: &OrderRecord,
         source: &Arc<System>,
-        corr: Correlation,
     ) -> Result<Receipt, Rejection> {
         let kind = report.kind;
         // The case officer sees the order and the provider the hub filed it under.
         report.canonical["provider"] = json!(provider);
         report.canonical["order_id"] = json!(record.order.id);
         let context = json!({ kind.as_str(): report.canonical, "order": record.order });
-        let rendered = match source.encode(kind, &context) {
-            Ok(r) => r,
-            Err(e) => return Err(self.cannot_render(inbound, source, e, corr).await),
-        };
         let key = format!("{}:{}", kind.as_str(), report.id);
-        let mut inbound_entry = inbound.entry(LogStatus::Accepted);
-        corr.apply(&mut inbound_entry);
-        let mut out = outbound_entry(source, kind, &rendered.content_type, &rendered.body, &key);
-        out.canonical = Some(report.canonical.to_string());
-        corr.apply(&mut out);
-        let ops = vec![
-            Op::AppendLog(inbound_entry),
-            Op::StoreProviderReport(ProviderReport {
-                id: report.id.clone(),
-                message_type: kind.as_str().to_owned(),
-                kind: report.code,
-                severity: report.severity,
-                provider,
-                client: report.client.expose().to_owned(),
-                order_id: Some(record.order.id.clone()),
-                day: report.day,
-                system: inbound.system.name.clone(),
-                canonical: report.canonical,
-                received_at: self.clock.now(),
-            }),
-            Op::AppendLog(out),
-            Op::Enqueue(super::delivery(
-                &source.name,
-                kind,
-                Some(record.order.id.clone()),
-                key,
-                rendered,
-                LogRef::Op(2),
-            )),
-        ];
-        match self.store.commit(ops).await {
-            Ok(results) => {
-                self.outbox_notify.notify_one();
-                self.metrics.message(&inbound.system.name, "in", kind.as_str(), LogStatus::Accepted);
-                self.metrics.message(&source.name, "out", kind.as_str(), LogStatus::Queued);
-                info!(system = %inbound.system.name, order = %record.order.id, kind = kind.as_str(), to = %source.name, "forwarded to the case officer");
-                Ok(Receipt {
-                    message_id: logged_id(&results).unwrap_or_default(),
-                    status: LogStatus::Accepted,
-                    message_type: kind,
-                    decision_id: corr.decision_id,
-                    order_id: corr.order_id,
-                    visits: Vec::new(),
-                    verification: None,
-                    code: None,
-                })
-            }
-            // The same report (its id) was taken before.
-            Err(StoreError::Conflict(_)) => self.duplicate(inbound, kind, corr).await,
-            Err(e) => Err(store_unavailable(e)),
-        }
+        let canonical = Some(report.canonical.to_string());
+        let store = Op::StoreProviderReport(ProviderReport {
+            id: report.id,
+            message_type: kind.as_str().to_owned(),
+            kind: report.code,
+            severity: report.severity,
+            provider,
+            client: report.client.expose().to_owned(),
+            order_id: Some(record.order.id.clone()),
+            day: report.day,
+            system: inbound.system.name.clone(),
+            canonical: report.canonical,
+            received_at: self.clock.now(),
+        });
+        let message = super::answer::Forward { kind, context, record_op: store, key, canonical };
+        self.forward(inbound, record, source, message).await
     }
 }
