@@ -3,7 +3,7 @@
 //!
 //! 1. Seed: N message-log entries (decisions of the size Combine sends, a distinct client
 //!    each of the test numbers in turn) chained as the hub chains them, through the store's
-//!    bulk loader ([`Batch::log_entry`]), one instant a second from the bench clock.
+//!    bulk loader ([`carehub_core::store::sqlite::bulk::Batch::log_entry`]), one instant a second from the bench clock.
 //! 2. Export, timed: `carehub audit export` in this process (a fresh checkpoint, the tree,
 //!    every entry's proof).
 //! 3. Measured: `carehub audit verify-bundle FILE` in a child process, its wall time; and,

@@ -12,7 +12,7 @@
 //! it moves forward from the month's first morning to the fifth of the next: decisions on
 //! days 1-3, each provider's answers on their own day (mostly within the deadlines, a few
 //! late on purpose), the decisions' later versions and the providers' reports on theirs
-//! ([`life`]). On the next month's first morning the month's visits arrive ([`visits`]),
+//! (`life`). On the next month's first morning the month's visits arrive ([`visits`]),
 //! drawn from each client's granted time as the hub prorates it, with planted outliers and
 //! faults; on the fifth the providers invoice it and the follow-up is read ([`invoices`]).
 //! The demo fails if a figure it prints differs from what it planted.

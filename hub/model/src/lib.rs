@@ -15,6 +15,7 @@
 //! - [`error`]: the stable error codes and [`ValidationError`].
 //! - [`id`]: personal identity numbers, organisation numbers, HSA-ids, NFC tag UIDs, source ids.
 //! - [`secret`]: configuration secrets that print as `**REDACTED**`.
+//! - [`service`]: the services a decision grants (a leaf the others name).
 //! - [`message`]: decisions, orders, acknowledgements, plan notices and the [`Message`] enum.
 //! - [`life`]: a decision's life after its first version: its changes, the order changes and
 //!   ends they send providers, and the deviations and changes of need providers report back.
@@ -34,6 +35,7 @@ pub mod message;
 pub mod month;
 pub mod schedule;
 pub mod secret;
+pub mod service;
 pub mod status;
 pub mod time;
 
@@ -54,6 +56,6 @@ pub use id::{HsaId, OrgNumber, PersonalIdentityNumber, SourceId, TagUid};
 pub use life::*;
 pub use message::*;
 pub use month::Month;
-pub use schedule::{MonthShare, Pause, Revision, Schedule};
+pub use schedule::{MonthShare, OrderEndReason, Pause, PauseReason, Revision, Schedule};
 pub use secret::Secret;
 pub use status::{DeliveryState, LogStatus, OrderStatus, UnknownStatus, ValidationOutcome};

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorCode, ValidationError};
 use crate::id::{OrgNumber, PersonalIdentityNumber, SourceId};
-use crate::message::Service;
+use crate::schedule::{OrderEndReason, PauseReason};
+use crate::service::Service;
 
 /// Why help ends (a decision's [`DecisionChangeKind::Ended`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -26,29 +27,6 @@ pub enum EndReason {
     Died,
     /// The client declined further help.
     DeclinedFurtherHelp,
-    Other,
-}
-
-/// Why help pauses for a period.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PauseReason {
-    HospitalStay,
-    /// Short-term care (korttidsboende).
-    ShortTermCare,
-    Travel,
-    Other,
-}
-
-/// Why a provider's order ends: the decision ended, or the client chose another provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderEndReason {
-    MovedToResidentialCare,
-    Died,
-    DeclinedFurtherHelp,
-    /// The client chose another provider (LOV) from the day after the order's end.
-    ProviderSwitch,
     Other,
 }
 

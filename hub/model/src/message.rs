@@ -8,6 +8,8 @@
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use crate::service::{Service, ServiceCategory};
+
 use crate::error::{ErrorCode, ValidationError};
 use crate::id::{OrgNumber, PersonalIdentityNumber, SourceId};
 
@@ -92,35 +94,6 @@ impl std::fmt::Display for MessageType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// The canonical service categories a decision grants (SoL insatser).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ServiceCategory {
-    /// Serviceinsatser: cleaning, laundry, shopping.
-    Service,
-    /// Personlig omvårdnad.
-    PersonalCare,
-    /// Matdistribution, måltider.
-    Meals,
-    /// Trygghetslarm.
-    SafetyAlarm,
-    /// Ledsagning.
-    Escort,
-    /// Avlösning.
-    Relief,
-}
-
-/// One granted service of a decision or order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Service {
-    /// The code the case-management system uses for the service (kept for traceability).
-    pub code: String,
-    pub category: ServiceCategory,
-    /// Granted minutes per calendar month.
-    pub minutes_per_month: u32,
 }
 
 /// A care decision (biståndsbeslut) as the case officer made it.
@@ -223,7 +196,7 @@ pub struct Order {
     pub pauses: Vec<crate::schedule::Pause>,
     /// Why the order ended, once it has (its last day is `end_date`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ended: Option<crate::life::OrderEndReason>,
+    pub ended: Option<crate::schedule::OrderEndReason>,
 }
 
 fn is_zero(v: &u32) -> bool {

@@ -11,9 +11,31 @@
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::life::PauseReason;
-use crate::message::Service;
 use crate::month::Month;
+use crate::service::Service;
+
+/// Why help pauses for a period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseReason {
+    HospitalStay,
+    /// Short-term care (korttidsboende).
+    ShortTermCare,
+    Travel,
+    Other,
+}
+
+/// Why a provider's order ends: the decision ended, or the client chose another provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderEndReason {
+    MovedToResidentialCare,
+    Died,
+    DeclinedFurtherHelp,
+    /// The client chose another provider (LOV) from the day after the order's end.
+    ProviderSwitch,
+    Other,
+}
 
 /// The services of an order from a day on, from a version of its decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,7 +137,7 @@ impl Schedule<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::ServiceCategory;
+    use crate::service::ServiceCategory;
 
     fn d(s: &str) -> NaiveDate {
         s.parse().expect("date")
