@@ -40,7 +40,7 @@ impl ScratchDb {
             "carehub_{label}_{}_{}_{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed),
-            fastrand_suffix()
+            random_suffix()
         );
         admin(server)?
             .batch_execute(&format!("CREATE DATABASE {name}"))
@@ -66,11 +66,10 @@ impl ScratchDb {
     }
 }
 
-/// A few characters that differ between runs, so two processes with one pid (containers)
-/// do not collide.
-fn fastrand_suffix() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    format!("{nanos:x}")
+/// A few random characters, so two processes with one pid (containers) do not collide. Not
+/// a time: nothing here depends on the date a test runs.
+fn random_suffix() -> String {
+    format!("{:08x}", fastrand::u32(..))
 }
 
 impl Drop for ScratchDb {
