@@ -3,7 +3,7 @@
 //! so the reads of every node form one chain) and reads, retention's removal of payloads,
 //! the message log's leaf hashes, and checkpoints.
 
-use carehub_core::log::access::{access_hash, AccessEntry, AccessQuery, NewAccess};
+use carehub_core::log::access::{AccessEntry, AccessQuery, NewAccess};
 use carehub_core::store::*;
 use chrono::{DateTime, Utc};
 use postgres::types::ToSql;
@@ -37,19 +37,7 @@ fn storable_access(a: NewAccess) -> NewAccess {
 pub(crate) fn record_access(db: &mut Db<'_>, at: DateTime<Utc>, a: NewAccess) -> Result<i64, StoreError> {
     let head = db.one("SELECT seq, hash FROM access_head WHERE id = 1 FOR UPDATE", &[])?;
     let (seq, prev): (i64, String) = (col(&head, 0)?, col(&head, 1)?);
-    let a = storable_access(a).normalized();
-    let mut e = AccessEntry {
-        seq: seq + 1,
-        at,
-        subject: a.subject,
-        role: a.role,
-        query: a.query,
-        clients: a.clients,
-        entries: a.entries,
-        prev_hash: prev,
-        hash: String::new(),
-    };
-    e.hash = access_hash(&e.prev_hash, &e);
+    let e = storable_access(a).chained(seq + 1, prev, at);
     db.execute(
         "INSERT INTO access_log (seq, at, subject, role, query, clients, entries, prev_hash, hash)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",

@@ -9,7 +9,6 @@
 //! Every entry is hashed over its payload's SHA-256 (kept in `payload_sha256`), as SQLite
 //! hashes entries since its version 11, so retention can empty the payload and keep the hash.
 
-use carehub_core::log::{entry_hash, payload_hash};
 use carehub_core::store::*;
 use chrono::{DateTime, Utc};
 
@@ -65,30 +64,7 @@ impl Chain {
             let head = self.head(db)?;
             (head.0 + 1, head.1.clone())
         };
-        let entry = LogEntry {
-            seq,
-            at,
-            system: e.system,
-            vendor: e.vendor,
-            direction: e.direction.to_owned(),
-            message_type: e.message_type,
-            content_type: e.content_type,
-            canonical: e.canonical,
-            status: e.status.to_owned(),
-            error_code: e.error_code,
-            error_message: e.error_message,
-            decision_id: e.decision_id,
-            order_id: e.order_id,
-            client: e.client,
-            provider: e.provider,
-            delivery_key: e.delivery_key,
-            prev_hash,
-            hash: String::new(),
-            payload_hash: Some(payload_hash(&e.payload)),
-            payload_removed: false,
-            payload: e.payload,
-        };
-        let hash = entry_hash(&entry.prev_hash, &entry);
+        let (entry, hash) = e.chained(seq, prev_hash, at);
         db.execute(
             "INSERT INTO message_log (seq, at, system, vendor, direction, message_type, content_type,
                 payload, canonical, status, error_code, error_message, decision_id, order_id, client,

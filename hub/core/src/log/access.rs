@@ -65,6 +65,25 @@ impl NewAccess {
         self.entries.dedup();
         self
     }
+
+    /// The entry this read becomes at `seq`, after the entry hashed `prev_hash`, hashed: the
+    /// one recipe every backend appends by.
+    pub fn chained(self, seq: i64, prev_hash: String, at: chrono::DateTime<chrono::Utc>) -> AccessEntry {
+        let a = self.normalized();
+        let mut e = AccessEntry {
+            seq,
+            at,
+            subject: a.subject,
+            role: a.role,
+            query: a.query,
+            clients: a.clients,
+            entries: a.entries,
+            prev_hash,
+            hash: String::new(),
+        };
+        e.hash = access_hash(&e.prev_hash, &e);
+        e
+    }
 }
 
 /// An access-log entry as stored.
@@ -108,47 +127,17 @@ pub fn access_hash(prev_hash: &str, e: &AccessEntry) -> String {
 
 /// Walks access-log entries in order and checks links and hashes, like
 /// [`super::ChainVerifier`] for the message log.
-pub struct AccessVerifier {
-    prev: String,
-    report: super::ChainReport,
-}
-
-impl Default for AccessVerifier {
-    fn default() -> Self {
-        AccessVerifier {
-            prev: super::GENESIS.to_owned(),
-            report: super::ChainReport { entries: 0, head: super::GENESIS.to_owned(), first_bad: None },
-        }
-    }
-}
+#[derive(Default)]
+pub struct AccessVerifier(super::ChainWalk);
 
 impl AccessVerifier {
     /// Checks the next entry; false once a mismatch has been found.
     pub fn push(&mut self, e: &AccessEntry) -> bool {
-        if self.report.first_bad.is_some() {
-            return false;
-        }
-        self.report.entries += 1;
-        if e.prev_hash != self.prev {
-            self.report.first_bad = Some((
-                e.seq,
-                "its prev_hash does not match the previous entry's hash (an entry before it was removed or changed)"
-                    .into(),
-            ));
-            return false;
-        }
-        let want = access_hash(&self.prev, e);
-        if want != e.hash {
-            self.report.first_bad = Some((e.seq, "its content does not match its hash".into()));
-            return false;
-        }
-        self.prev = want;
-        self.report.head = self.prev.clone();
-        true
+        self.0.step(e.seq, &e.prev_hash, &e.hash, |prev| access_hash(prev, e), || None)
     }
 
     pub fn finish(self) -> super::ChainReport {
-        self.report
+        self.0.finish()
     }
 }
 

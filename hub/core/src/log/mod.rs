@@ -130,43 +130,54 @@ pub struct ChainReport {
     pub first_bad: Option<(i64, String)>,
 }
 
-/// Walks entries in sequence order and checks links and hashes.
-pub struct ChainVerifier {
+/// The walk every hash chain of the hub shares (the message log's, the access log's): each
+/// entry names the previous entry's hash and carries its own, over its content and that
+/// link. It stops at the first entry that breaks the chain and says why.
+pub(crate) struct ChainWalk {
     prev: String,
     report: ChainReport,
 }
 
-impl Default for ChainVerifier {
+impl Default for ChainWalk {
     fn default() -> Self {
-        ChainVerifier {
+        ChainWalk {
             prev: GENESIS.to_owned(),
             report: ChainReport { entries: 0, head: GENESIS.to_owned(), first_bad: None },
         }
     }
 }
 
-impl ChainVerifier {
-    /// Checks the next entry; returns false once a mismatch has been found.
-    pub fn push(&mut self, e: &LogEntry) -> bool {
+impl ChainWalk {
+    /// Checks the next entry: its link, then its hash (`hash_of` the previous hash gives what
+    /// its content hashes to), then `more` (a further check of the entry, a reason when it
+    /// fails). False once a mismatch has been found.
+    pub(crate) fn step(
+        &mut self,
+        seq: i64,
+        prev_hash: &str,
+        hash: &str,
+        hash_of: impl FnOnce(&str) -> String,
+        more: impl FnOnce() -> Option<String>,
+    ) -> bool {
         if self.report.first_bad.is_some() {
             return false;
         }
         self.report.entries += 1;
-        if e.prev_hash != self.prev {
+        if prev_hash != self.prev {
             self.report.first_bad = Some((
-                e.seq,
+                seq,
                 "its prev_hash does not match the previous entry's hash (an entry before it was removed or changed)"
                     .into(),
             ));
             return false;
         }
-        let want = entry_hash(&self.prev, e);
-        if want != e.hash {
-            self.report.first_bad = Some((e.seq, "its content does not match its hash".into()));
+        let want = hash_of(&self.prev);
+        if want != hash {
+            self.report.first_bad = Some((seq, "its content does not match its hash".into()));
             return false;
         }
-        if !e.payload_removed && e.payload_hash.as_ref().is_some_and(|h| *h != payload_hash(&e.payload)) {
-            self.report.first_bad = Some((e.seq, "its payload does not match its payload hash".into()));
+        if let Some(why) = more() {
+            self.report.first_bad = Some((seq, why));
             return false;
         }
         self.prev = want;
@@ -174,7 +185,31 @@ impl ChainVerifier {
         true
     }
 
-    pub fn finish(self) -> ChainReport {
+    pub(crate) fn finish(self) -> ChainReport {
         self.report
+    }
+}
+
+/// Walks the message log's entries in sequence order and checks links, hashes and payloads.
+#[derive(Default)]
+pub struct ChainVerifier(ChainWalk);
+
+impl ChainVerifier {
+    /// Checks the next entry; returns false once a mismatch has been found.
+    pub fn push(&mut self, e: &LogEntry) -> bool {
+        self.0.step(
+            e.seq,
+            &e.prev_hash,
+            &e.hash,
+            |prev| entry_hash(prev, e),
+            || {
+                (!e.payload_removed && e.payload_hash.as_ref().is_some_and(|h| *h != payload_hash(&e.payload)))
+                    .then(|| "its payload does not match its payload hash".to_owned())
+            },
+        )
+    }
+
+    pub fn finish(self) -> ChainReport {
+        self.0.finish()
     }
 }

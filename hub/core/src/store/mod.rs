@@ -178,6 +178,41 @@ pub struct NewLogEntry {
     pub follows: Option<i64>,
 }
 
+impl NewLogEntry {
+    /// The entry this becomes at `seq`, after the entry hashed `prev_hash`, and its hash: the
+    /// one recipe every backend appends by (the payload hashed first, the entry over that
+    /// hash, so retention can empty a payload and the chain still verifies). Its links and
+    /// the entry it follows are the backend's to store.
+    pub fn chained(self, seq: i64, prev_hash: String, at: DateTime<Utc>) -> (LogEntry, String) {
+        let mut entry = LogEntry {
+            seq,
+            at,
+            system: self.system,
+            vendor: self.vendor,
+            direction: self.direction.to_owned(),
+            message_type: self.message_type,
+            content_type: self.content_type,
+            canonical: self.canonical,
+            status: self.status.to_owned(),
+            error_code: self.error_code,
+            error_message: self.error_message,
+            decision_id: self.decision_id,
+            order_id: self.order_id,
+            client: self.client,
+            provider: self.provider,
+            delivery_key: self.delivery_key,
+            prev_hash,
+            hash: String::new(),
+            payload_hash: Some(crate::log::payload_hash(&self.payload)),
+            payload_removed: false,
+            payload: self.payload,
+        };
+        let hash = crate::log::entry_hash(&entry.prev_hash, &entry);
+        entry.hash.clone_from(&hash);
+        (entry, hash)
+    }
+}
+
 impl Default for NewLogEntry {
     /// Empty, `accepted` until its status is set.
     fn default() -> Self {

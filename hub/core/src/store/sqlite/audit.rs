@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::rows::instant;
-use crate::log::access::{access_hash, AccessEntry, AccessQuery, NewAccess};
+use crate::log::access::{AccessEntry, AccessQuery, NewAccess};
 use crate::log::GENESIS;
 use crate::store::*;
 
@@ -20,19 +20,7 @@ pub(super) fn record_access(conn: &Connection, at: DateTime<Utc>, a: NewAccess) 
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
         .unwrap_or((0, GENESIS.to_owned()));
-    let a = a.normalized();
-    let mut e = AccessEntry {
-        seq: seq + 1,
-        at,
-        subject: a.subject,
-        role: a.role,
-        query: a.query,
-        clients: a.clients,
-        entries: a.entries,
-        prev_hash: prev,
-        hash: String::new(),
-    };
-    e.hash = access_hash(&e.prev_hash, &e);
+    let e = a.chained(seq + 1, prev, at);
     conn.prepare_cached(
         "INSERT INTO access_log (seq, at, subject, role, query, clients, entries, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",

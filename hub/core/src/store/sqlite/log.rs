@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::log::{entry_hash, payload_hash, GENESIS};
+use crate::log::GENESIS;
 use crate::store::*;
 
 /// The last entry's sequence number and hash.
@@ -68,30 +68,7 @@ pub(super) fn append_log(
         }
     }
     let (links, follows) = (std::mem::take(&mut e.links), e.follows);
-    let entry = LogEntry {
-        seq: chain.0 + 1,
-        at,
-        system: e.system,
-        vendor: e.vendor,
-        direction: e.direction.to_owned(),
-        message_type: e.message_type,
-        content_type: e.content_type,
-        canonical: e.canonical,
-        status: e.status.to_owned(),
-        error_code: e.error_code,
-        error_message: e.error_message,
-        decision_id: e.decision_id,
-        order_id: e.order_id,
-        client: e.client,
-        provider: e.provider,
-        delivery_key: e.delivery_key,
-        prev_hash: chain.1.clone(),
-        hash: String::new(),
-        payload_hash: Some(payload_hash(&e.payload)),
-        payload_removed: false,
-        payload: e.payload,
-    };
-    let hash = entry_hash(&entry.prev_hash, &entry);
+    let (entry, hash) = e.chained(chain.0 + 1, chain.1.clone(), at);
     conn.prepare_cached(
         "INSERT INTO message_log (seq, at, system, vendor, direction, message_type, content_type,
             payload, canonical, status, error_code, error_message, decision_id, order_id, client,
