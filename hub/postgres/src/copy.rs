@@ -391,7 +391,11 @@ fn copy_table(
     if !sqlite_only.is_empty() || !pg_only.is_empty() {
         return Err(CopyError::Columns {
             table: name.to_owned(),
-            detail: format!("only in SQLite: [{}]; only in PostgreSQL: [{}]", sqlite_only.join(", "), pg_only.join(", ")),
+            detail: format!(
+                "only in SQLite: [{}]; only in PostgreSQL: [{}]",
+                sqlite_only.join(", "),
+                pg_only.join(", ")
+            ),
         });
     }
     let mut kinds = Vec::with_capacity(target.len());
@@ -485,7 +489,8 @@ fn verify_access(db: &mut Db<'_>) -> Result<ChainReport, StoreError> {
     let mut verifier = AccessVerifier::default();
     let mut after = 0i64;
     loop {
-        let page = audit::access_log(db, &AccessFilter { after_seq: Some(after), limit: 2000, ..AccessFilter::default() })?;
+        let page =
+            audit::access_log(db, &AccessFilter { after_seq: Some(after), limit: 2000, ..AccessFilter::default() })?;
         let Some(last) = page.last() else {
             return Ok(verifier.finish());
         };
@@ -495,5 +500,41 @@ fn verify_access(db: &mut Db<'_>) -> Result<ChainReport, StoreError> {
                 return Ok(verifier.finish());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_values_convert_to_their_columns_types_or_say_why_not() {
+        assert!(matches!(convert(Kind::Bool, &Value::Integer(1), false), Ok(Cell::Bool(true))));
+        assert!(matches!(convert(Kind::Bool, &Value::Integer(0), false), Ok(Cell::Bool(false))));
+        assert!(convert(Kind::Bool, &Value::Integer(2), false).is_err_and(|e| e.contains("0 or 1")));
+        assert!(matches!(convert(Kind::Int8, &Value::Null, false), Ok(Cell::Null(Kind::Int8))));
+        assert!(convert(Kind::Int4, &Value::Integer(i64::from(i32::MAX) + 1), false).is_err());
+        assert!(convert(Kind::Int8, &Value::Text("12".into()), false).is_err_and(|e| e.contains("SQLite holds text")));
+        assert!(matches!(convert(Kind::Bytea, &Value::Blob(vec![0, 1]), false), Ok(Cell::Bytes(b)) if b == [0, 1]));
+    }
+
+    #[test]
+    fn a_nul_character_fails_the_copy_except_where_the_store_replaces_it() {
+        let text = Value::Text("answer\0tail".into());
+        let refused = convert(Kind::Text, &text, false).expect_err("refused");
+        assert!(refused.contains("NUL"), "{refused}");
+        assert!(!refused.contains("answer"), "the value itself is never in the message: {refused}");
+        assert!(matches!(convert(Kind::Text, &text, true), Ok(Cell::Text(t)) if t == "answer\u{FFFD}tail"));
+    }
+
+    #[test]
+    fn every_table_is_planned_once_and_parents_come_before_their_children() {
+        let at = |name: &str| TABLES.iter().position(|(t, _)| *t == name).expect(name);
+        for (name, _) in TABLES {
+            assert_eq!(TABLES.iter().filter(|(t, _)| t == name).count(), 1, "{name}");
+        }
+        assert!(at("decisions") < at("orders") && at("decisions") < at("decision_versions"));
+        assert!(at("access_log") < at("access_log_clients"));
+        assert!(matches!(TABLES[at("leases")].1, Plan::Skip(_)), "leases are ephemeral");
     }
 }

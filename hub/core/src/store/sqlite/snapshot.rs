@@ -142,9 +142,10 @@ impl Snapshot {
                     ValueRef::Null => Value::Null,
                     ValueRef::Integer(v) => Value::Integer(v),
                     ValueRef::Real(v) => Value::Real(v),
-                    ValueRef::Text(t) => Value::Text(String::from_utf8(t.to_vec()).map_err(|e| {
-                        StoreError::backend(format!("reading {table}.{column}, row {}", n + 1), e)
-                    })?),
+                    ValueRef::Text(t) => Value::Text(
+                        String::from_utf8(t.to_vec())
+                            .map_err(|e| StoreError::backend(format!("reading {table}.{column}, row {}", n + 1), e))?,
+                    ),
                     ValueRef::Blob(b) => Value::Blob(b.to_vec()),
                 });
             }
