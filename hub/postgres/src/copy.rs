@@ -428,7 +428,7 @@ fn copy_table(
         let refs: Vec<&(dyn ToSql + Sync)> = cells.iter().map(Cell::sql).collect();
         writer.write(&refs).map_err(|e| crate::db::pg(&format!("copying {name}"), e))?;
         copied += 1;
-        if copied % PROGRESS_EVERY == 0 {
+        if copied.is_multiple_of(PROGRESS_EVERY) {
             progress(Progress { table: name, copied, of, done: false });
         }
         Ok(())
