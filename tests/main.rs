@@ -10,6 +10,7 @@ mod auth;
 mod connections;
 mod contract;
 mod crash;
+mod db_copy;
 mod decisions_api;
 mod delivery;
 mod flow;

@@ -140,6 +140,15 @@ impl Db<'_> {
         .map_err(|e| pg("running a batch", e))
     }
 
+    /// Starts a `COPY ... FROM STDIN` (`carehub db copy`'s bulk load).
+    pub(crate) fn copy_in(&mut self, sql: &str) -> Result<postgres::CopyInWriter<'_>, StoreError> {
+        match &mut self.exec {
+            Exec::Client(c) => c.copy_in(sql),
+            Exec::Tx(t) => t.copy_in(sql),
+        }
+        .map_err(|e| pg("starting a copy", e))
+    }
+
     /// Commits the transaction (a reader has nothing to commit).
     pub(crate) fn commit(self) -> Result<(), StoreError> {
         match self.exec {

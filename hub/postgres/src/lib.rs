@@ -50,9 +50,12 @@
 //! - `visits`: the visit ledger and the visit listings.
 //! - `month`: month verification's and the follow-up's bulk reads.
 //! - `audit`: the access log, retention, the message log's leaf hashes, checkpoints.
+//! - [`copy`]: `carehub db copy`, a SQLite database moved into an empty PostgreSQL one
+//!   and verified there.
 
 mod audit;
 mod commit;
+pub mod copy;
 mod db;
 mod log;
 mod month;

@@ -1,5 +1,5 @@
 //! The product's commands (SPEC §8): `carehub serve | check | migrate | token | audit verify
-//! | replay | tags import | verify | report`.
+//! | replay | tags import | verify | report | db copy`.
 //!
 //! This module holds the clap definitions ([`Command`]), the dispatch ([`run`]) and what
 //! every command shares (loading the configuration, operational logging); each command's
@@ -17,6 +17,7 @@
 //! - `tags`: `carehub tags import`.
 //! - [`verify`]: `carehub verify`.
 //! - [`report`]: `carehub report`.
+//! - [`db`]: `carehub db copy`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -29,6 +30,7 @@ pub use crate::telemetry::init_tracing;
 
 mod audit;
 mod check;
+pub mod db;
 mod migrate;
 mod replay;
 pub mod report;
@@ -115,6 +117,11 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Write the monthly follow-up (SPEC §4.4) as an HTML page for the committee, and as CSV.
     Report(report::ReportArgs),
+    /// Moving a hub's database: `db copy` from SQLite to PostgreSQL.
+    Db {
+        #[command(subcommand)]
+        command: db::DbCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -296,5 +303,9 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             verify::run(args).await
         }
         Command::Report(args) => report::run(args).await,
+        Command::Db { command } => {
+            init_tracing("warn", LogFormat::Text);
+            db::run(command).await
+        }
     }
 }

@@ -21,6 +21,8 @@
 //! - `audit`: the access log, the message log's leaf hashes, checkpoints.
 //! - [`bulk`]: the benchmarks' bulk loader, straight into a fresh file (not a way in for
 //!   real data: it runs no rule and writes no log).
+//! - [`snapshot`]: the database read table by table in one snapshot, for `carehub db
+//!   copy` (nothing written).
 
 mod audit;
 pub mod bulk;
@@ -29,6 +31,7 @@ mod life;
 mod log;
 mod month;
 mod rows;
+pub mod snapshot;
 mod visits;
 mod writer;
 
