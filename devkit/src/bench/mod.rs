@@ -7,7 +7,8 @@
 //! - [`audit`]: verifying an export bundle of a million entries offline (SPEC §9);
 //! - [`harness`]: what every benchmark shares, the clock and the closed loop of clients;
 //! - [`visits`]: visit ingestion over a store seeded with a month of Stockholm-sized data;
-//! - [`verify`]: `carehub verify` over a seeded month at Stockholm or national scale.
+//! - [`verify`]: `carehub verify` over a seeded month at Stockholm or national scale;
+//! - [`search`]: an auditor's search by client on a log of ten million entries.
 //!
 //! The seeds of [`visits`] and [`verify`] write millions of rows through the store's bulk
 //! loader (`carehub_core::store::sqlite::bulk`), which keeps the SQL in the store.
@@ -36,6 +37,7 @@ use carehub_server::{assemble, run};
 pub mod audit;
 pub mod changes;
 pub mod harness;
+pub mod search;
 pub mod verify;
 pub mod visits;
 
@@ -96,6 +98,9 @@ pub enum BenchCommand {
     /// `carehub audit verify-bundle` over an exported bundle of a seeded, chained log
     /// (default one million entries), beside the export that wrote it.
     Bundle(audit::BundleBenchArgs),
+    /// An auditor's search by client, first page, on a seeded log (default 10,000,000
+    /// entries): the store's query beside the API that records the read.
+    Search(search::SearchBenchArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -111,6 +116,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Verify(args) => verify::run(args).await,
         BenchCommand::Changes(args) => changes::run(args).await,
         BenchCommand::Bundle(args) => audit::run(args).await,
+        BenchCommand::Search(args) => search::run(args).await,
     }
 }
 
