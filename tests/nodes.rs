@@ -269,7 +269,7 @@ fn receipt(what: &str, a: &Answer) -> i64 {
 /// tag in the home, the decision's change, two visits and, for every third case, an
 /// invoice. Each step is sent until a node acknowledges it.
 async fn one_case(i: usize, pnr: &str, sender: &Sender, keys: &Keys, acked: &Mutex<Acked>) {
-    let provider = if i % 2 == 0 { PROVIDER_A } else { PROVIDER_B };
+    let provider = if i.is_multiple_of(2) { PROVIDER_A } else { PROVIDER_B };
     let decision = format!("DEC-N-{i}");
     let (combine, provider_token) = (keys.combine(), keys.provider(provider));
     let path = "/v1/systems/combine/messages";
@@ -310,7 +310,7 @@ async fn one_case(i: usize, pnr: &str, sender: &Sender, keys: &Keys, acked: &Mut
         acked.messages.push((format!("visit {visit_id}"), id));
         acked.visits.push(format!("phoniro:{visit_id}"));
     }
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         let invoice = format!("NI-{i}");
         let order = order_id(&decision);
         let doc = peppol_of(provider, "invoice", &invoice, None, &[("1", &order, "1", "HUR", "390.00")]);

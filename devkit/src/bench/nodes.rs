@@ -497,7 +497,8 @@ pub async fn run(args: NodesBenchArgs) -> anyhow::Result<ExitCode> {
     );
     let mut results: Vec<RunResult> = Vec::new();
     for round in 0..args.rounds {
-        let order: Vec<Setup> = if round % 2 == 0 { setups.clone() } else { setups.iter().rev().copied().collect() };
+        let order: Vec<Setup> =
+            if round.is_multiple_of(2) { setups.clone() } else { setups.iter().rev().copied().collect() };
         for setup in order {
             let r = one_run(setup, &args, temp.path(), &mock, &world, &server).await?;
             let (d, v) = (&r.decisions, &r.visits);
