@@ -150,19 +150,36 @@ struct Cpu {
 /// architecture it runs on.
 const TICK: f64 = 0.01;
 
-fn cpu_now(hubs: &[u32], database: Option<&str>) -> Cpu {
-    let sum = |pids: &[String]| pids.iter().filter_map(|p| ticks(p)).sum::<u64>() as f64 * TICK;
-    Cpu {
-        hubs: sum(&hubs.iter().map(u32::to_string).collect::<Vec<_>>()),
-        generator: sum(&["self".to_owned()]),
-        postgres: sum(&postgres_pids(database)),
+/// The CPU ticks so far of each process that counts, by pid.
+struct Sample {
+    hubs: Vec<(String, u64)>,
+    generator: u64,
+    postgres: Vec<(String, u64)>,
+}
+
+fn sample(hubs: &[u32], database: Option<&str>) -> Sample {
+    let read = |pids: Vec<String>| pids.into_iter().filter_map(|p| ticks(&p).map(|t| (p, t))).collect();
+    Sample {
+        hubs: read(hubs.iter().map(u32::to_string).collect()),
+        generator: ticks("self").unwrap_or(0),
+        postgres: read(postgres_pids(database)),
     }
 }
 
-impl std::ops::Sub for Cpu {
-    type Output = Cpu;
-    fn sub(self, o: Cpu) -> Cpu {
-        Cpu { hubs: self.hubs - o.hubs, generator: self.generator - o.generator, postgres: self.postgres - o.postgres }
+/// The CPU seconds each part used from `before` to `after`, process by process: a
+/// PostgreSQL backend that started in between counts from its start (one that ended in
+/// between is lost, which undercounts; the hubs keep their connections).
+fn used(before: &Sample, after: &Sample) -> Cpu {
+    let delta = |b: &[(String, u64)], a: &[(String, u64)]| {
+        a.iter()
+            .map(|(pid, t)| t.saturating_sub(b.iter().find(|(p, _)| p == pid).map_or(0, |(_, t0)| *t0)))
+            .sum::<u64>() as f64
+            * TICK
+    };
+    Cpu {
+        hubs: delta(&before.hubs, &after.hubs),
+        generator: after.generator.saturating_sub(before.generator) as f64 * TICK,
+        postgres: delta(&before.postgres, &after.postgres),
     }
 }
 
@@ -346,7 +363,7 @@ where
     let client_of = Arc::new(AtomicUsize::new(0));
     let counted = acked.clone();
     let call = Arc::new(call);
-    let before = cpu_now(pids, database);
+    let before = sample(pids, database);
     let started = Instant::now();
     let run = closed_loop(clients, seconds, move |n| {
         let (call, counted) = (call.clone(), counted.clone());
@@ -362,7 +379,7 @@ where
     })
     .await?;
     let wall = started.elapsed().as_secs_f64();
-    let cpu = cpu_now(pids, database) - before;
+    let cpu = used(&before, &sample(pids, database));
     Ok(Phase {
         rate: (run.count * per_call) as f64 / run.elapsed.as_secs_f64(),
         errors: run.errors,
