@@ -23,7 +23,7 @@
 //!   for vendors can reuse them; [`demo::visits`] plays the month of visits and
 //!   [`demo::invoices`] the providers' invoices.
 //! - [`bench`](mod@bench): `carehub bench`, the throughput, latency and month-verification
-//!   benchmarks ([`bench::visits`], [`bench::verify`]) over a shared harness
+//!   benchmarks ([`bench::visits`], [`bench::verify`], [`bench::nodes`]) over a shared harness
 //!   ([`bench::harness`]: the clock and the closed loop). Their seeds load millions of rows
 //!   through the store's documented bulk loader (`carehub_core::store::sqlite::bulk`), so no SQL is
 //!   written here.

@@ -6,6 +6,8 @@
 //! - [`changes`]: decision changes end to end beside new decisions (SPEC §4.4);
 //! - [`audit`]: verifying an export bundle of a million entries offline (SPEC §9);
 //! - [`harness`]: what every benchmark shares, the clock and the closed loop of clients;
+//! - [`nodes`]: decisions and visit pages on one node with SQLite beside one, two and three
+//!   `carehub serve` processes on one PostgreSQL database (SPEC §11), with each part's CPU;
 //! - [`visits`]: visit ingestion over a store seeded with a month of Stockholm-sized data;
 //! - [`verify`]: `carehub verify` over a seeded month at Stockholm or national scale;
 //! - [`search`]: an auditor's search by client on a log of ten million entries.
@@ -37,6 +39,7 @@ use carehub_server::{assemble, run};
 pub mod audit;
 pub mod changes;
 pub mod harness;
+pub mod nodes;
 pub mod search;
 pub mod verify;
 pub mod visits;
@@ -101,6 +104,10 @@ pub enum BenchCommand {
     /// An auditor's search by client, first page, on a seeded log (default 10,000,000
     /// entries): the store's query beside the API that records the read.
     Search(search::SearchBenchArgs),
+    /// Decisions per second and visits per second (pages of 1,000) on one node with SQLite
+    /// and on one, two and three nodes sharing a PostgreSQL database, alternating over
+    /// rounds, with the CPU of the hubs, the load generator and PostgreSQL.
+    Nodes(nodes::NodesBenchArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -117,6 +124,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Changes(args) => changes::run(args).await,
         BenchCommand::Bundle(args) => audit::run(args).await,
         BenchCommand::Search(args) => search::run(args).await,
+        BenchCommand::Nodes(args) => nodes::run(args).await,
     }
 }
 
