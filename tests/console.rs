@@ -80,7 +80,8 @@ struct Idp {
 impl Idp {
     async fn start(clock: Clock) -> Idp {
         let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("key").as_ref().to_vec();
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("key").as_ref().to_vec();
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &rng).expect("key pair");
         let point = pair.public_key().as_ref();
         let jwk = json!({"kty": "EC", "crv": "P-256", "kid": "test-key", "alg": "ES256", "use": "sig",
@@ -197,7 +198,8 @@ async fn token(
         s.refusals.lock().expect("lock").push(format!("token: {why}"));
         (AxStatus::BAD_REQUEST, Json(json!({"error": "invalid_grant"}))).into_response()
     };
-    let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}")));
+    let basic =
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}")));
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(basic.as_str()) {
         return refuse("client authentication".into());
     }
@@ -261,7 +263,6 @@ async fn scene() -> Scene {
     }
     Scene { hub, idp, _phoniro: phoniro, a, b }
 }
-
 
 // ---------------------------------------------------------------------------------------
 // HTTP, cookies by hand
@@ -338,7 +339,13 @@ async fn page(sc: &Scene, cookie: &str, path: &str) -> (StatusCode, String) {
     (status, r.text().await.expect("body"))
 }
 
-async fn post_form(sc: &Scene, cookie: &str, path: &str, form: &[(&str, &str)], origin: Option<&str>) -> reqwest::Response {
+async fn post_form(
+    sc: &Scene,
+    cookie: &str,
+    path: &str,
+    form: &[(&str, &str)],
+    origin: Option<&str>,
+) -> reqwest::Response {
     let mut req = no_redirects().post(format!("{}{path}", sc.hub.url)).header(COOKIE, cookie).form(form);
     if let Some(o) = origin {
         req = req.header(ORIGIN, o);
@@ -399,12 +406,21 @@ async fn sessions_are_new_at_sign_in_and_posts_need_the_sessions_token_and_origi
         let text = r.text().await.expect("body");
         assert!(text.contains(code), "the page names the code: {text}");
     }
-    let r = post_form(&sc, &s.cookie, "/console/proof/bundle", &[("csrf", "forged"), ("from", "2026-11-01"), ("to", "2026-12-31")], Some(own)).await;
+    let r = post_form(
+        &sc,
+        &s.cookie,
+        "/console/proof/bundle",
+        &[("csrf", "forged"), ("from", "2026-11-01"), ("to", "2026-12-31")],
+        Some(own),
+    )
+    .await;
     assert_eq!((r.status(), error_code(&r).as_str()), (StatusCode::FORBIDDEN, "CSRF_TOKEN_INVALID"));
     let (status, _) = page(&sc, &s.cookie, "/console/").await;
     assert_eq!(status, StatusCode::OK, "refused posts leave the session alone");
     // The session's token from the other session does not do either.
-    let r = post_form(&sc, &format!("carehub_console={id}"), "/console/logout", &[("csrf", s.csrf.as_str())], Some(own)).await;
+    let r =
+        post_form(&sc, &format!("carehub_console={id}"), "/console/logout", &[("csrf", s.csrf.as_str())], Some(own))
+            .await;
     assert_eq!(error_code(&r), "CSRF_TOKEN_INVALID");
     // With both, sign-out works and the session is gone.
     let r = post_form(&sc, &s.cookie, "/console/logout", &[("csrf", s.csrf.as_str())], Some(own)).await;
@@ -523,7 +539,10 @@ async fn console_reads_are_in_the_access_log_and_a_providers_staff_see_only_thei
         assert_eq!(e["role"], "provider", "{e}");
         assert_eq!(e["query"]["filters"]["provider_scope"], PROVIDER_B, "{e}");
         let clients = e["clients"].as_array().expect("clients");
-        assert!(clients.iter().all(|c| c != a_client.as_str() || e["query"]["filters"]["client"] == a_client.as_str()), "{e}");
+        assert!(
+            clients.iter().all(|c| c != a_client.as_str() || e["query"]["filters"]["client"] == a_client.as_str()),
+            "{e}"
+        );
     }
 }
 
@@ -611,7 +630,9 @@ async fn an_auditor_and_a_providers_staff_use_the_console_in_chromium() {
     // One's own reads, in the access log.
     b.goto(&format!("{}/console/access?subject=anna.granskare", hub.url)).await;
     let log = b.text_of("#access-log").await;
-    for read in ["GET /console/", "GET /console/messages/{id}", "GET /console/orders/{id}", "POST /console/proof/bundle"] {
+    for read in
+        ["GET /console/", "GET /console/messages/{id}", "GET /console/orders/{id}", "POST /console/proof/bundle"]
+    {
         assert!(log.contains(read), "{read} in {log}");
     }
     assert!(log.contains(a_client.as_str()), "{log}");

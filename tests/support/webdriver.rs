@@ -127,11 +127,7 @@ impl Browser {
 
     pub async fn find_all(&self, css: &str) -> Vec<Element> {
         let v = self.call("POST", "/elements", json!({"using": "css selector", "value": css})).await;
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e[ELEMENT].as_str().map(|s| Element(s.to_owned())))
-            .collect()
+        v.as_array().into_iter().flatten().filter_map(|e| e[ELEMENT].as_str().map(|s| Element(s.to_owned()))).collect()
     }
 
     pub async fn click(&self, e: &Element) {

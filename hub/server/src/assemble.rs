@@ -279,7 +279,10 @@ pub fn build_with_store(config: &Config, store: Arc<dyn Store>, clock: Clock) ->
         manual_share_threshold: config.visits.manual_share_threshold,
         gate: Arc::new(crate::http::state::IntakeGate::new(config.delivery.max_backlog)),
         checkpointer,
-        console: config.console.as_ref().map(|c| Arc::new(crate::http::console::Console::new(console_settings(c), clock.clone()))),
+        console: config
+            .console
+            .as_ref()
+            .map(|c| Arc::new(crate::http::console::Console::new(console_settings(c), clock.clone()))),
     };
     let tls = match &config.hub.tls {
         Some(section) => Some(Arc::new(crate::tls::Tls::load(section, config)?)),

@@ -719,7 +719,10 @@ impl ConsoleSection {
             errors.at(at(&["console", "client_id"]), "[console] client_id: empty".into());
         }
         if section.session_max_age_minutes == 0 {
-            errors.at(at(&["console", "session_max_age_minutes"]), "[console] session_max_age_minutes: at least 1".into());
+            errors.at(
+                at(&["console", "session_max_age_minutes"]),
+                "[console] session_max_age_minutes: at least 1".into(),
+            );
         }
         Some(section)
     }
@@ -1167,7 +1170,19 @@ impl Config {
         }
         if errors.is_empty() {
             let providers = numbered.into_iter().map(|(_, p)| p).collect();
-            Ok(Config { hub, auth, jwt_secret, audit, delivery, deadlines, visits, invoices, systems, providers, console })
+            Ok(Config {
+                hub,
+                auth,
+                jwt_secret,
+                audit,
+                delivery,
+                deadlines,
+                visits,
+                invoices,
+                systems,
+                providers,
+                console,
+            })
         } else {
             Err((ConfigErrors(errors.located(text)), outline))
         }
@@ -1497,5 +1512,24 @@ system = "missing"
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }
+    }
+
+    #[test]
+    fn the_console_section_is_optional_and_its_urls_must_be_https_but_on_loopback() {
+        assert!(Config::parse(GOOD, Path::new("/etc/carehub")).expect("valid").console.is_none());
+        let section = |issuer: &str| {
+            format!("{GOOD}\n[console]\nissuer = \"{issuer}\"\nclient_id = \"carehub\"\nclient_secret = \"s3cret\"\n")
+        };
+        let c = Config::parse(&section("https://login.kommun.se/realms/x"), Path::new("/etc/carehub")).expect("valid");
+        let console = c.console.expect("a console");
+        assert_eq!((console.role_claim.as_str(), console.provider_claim.as_str()), ("roles", "provider_org"));
+        assert_eq!(console.client_secret.as_ref().map(|s| s.expose()), Some("s3cret"));
+        assert_eq!(console.session_max_age_minutes, 480);
+        assert!(Config::parse(&section("http://127.0.0.1:8080"), Path::new("/etc")).is_ok());
+        let e = Config::parse(&section("http://login.kommun.se"), Path::new("/etc")).expect_err("plain http");
+        assert!(e.0.iter().any(|p| p.contains("[console] issuer") && p.contains("https")), "{e}");
+        let e = Config::parse(&format!("{GOOD}\n[console]\nissuer = \"https://x.se\"\n"), Path::new("/etc"))
+            .expect_err("no client id");
+        assert!(e.0.iter().any(|p| p.contains("client_id")), "{e}");
     }
 }

@@ -177,13 +177,7 @@ impl Console {
             settings.provider_claim.clone(),
             clock.clone(),
         );
-        Console {
-            settings,
-            provider,
-            clock,
-            pending: Mutex::new(HashMap::new()),
-            sessions: Mutex::new(HashMap::new()),
-        }
+        Console { settings, provider, clock, pending: Mutex::new(HashMap::new()), sessions: Mutex::new(HashMap::new()) }
     }
 
     /// The session a cookie names, unless it has expired (then it is forgotten).
@@ -239,7 +233,9 @@ impl Console {
     /// HTTP and browsers reach it on a loopback address (the tests).
     fn insecure_ok(&self, scheme: &str, headers: &HeaderMap) -> bool {
         scheme == "http"
-            && self.origin(scheme, headers).is_some_and(|o| crate::config::console_url(&o).is_ok() && o.starts_with("http:"))
+            && self
+                .origin(scheme, headers)
+                .is_some_and(|o| crate::config::console_url(&o).is_ok() && o.starts_with("http:"))
     }
 }
 
@@ -302,7 +298,9 @@ impl ConsoleError {
             _ => StatusCode::UNAUTHORIZED,
         };
         let message = match e {
-            SignInError::Provider(_) => "Identitetsleverantören svarade inte som väntat. Försök igen senare.".to_owned(),
+            SignInError::Provider(_) => {
+                "Identitetsleverantören svarade inte som väntat. Försök igen senare.".to_owned()
+            }
             SignInError::InvalidToken(_) => "Inloggningen kunde inte verifieras.".to_owned(),
             SignInError::Expired => "Identitetsleverantörens intyg (ID-token) har gått ut.".to_owned(),
             SignInError::NoRole(why) => format!("Du har ingen roll i konsolen: {why}."),
@@ -455,14 +453,10 @@ async fn login(State(state): State<AppState>, headers: HeaderMap) -> Result<Resp
         .redirect_uri(state.scheme, &headers)
         .ok_or_else(|| ConsoleError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", "Förfrågan saknar Host."))?;
     let (login_state, nonce, verifier, browser) = (random_token(), random_token(), random_token(), random_token());
-    let url = console
-        .provider
-        .authorize_url(&redirect_uri, &login_state, &nonce, &verifier)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "console sign-in cannot start");
-            ConsoleError::sign_in(&e)
-        })?;
+    let url = console.provider.authorize_url(&redirect_uri, &login_state, &nonce, &verifier).await.map_err(|e| {
+        tracing::warn!(error = %e, "console sign-in cannot start");
+        ConsoleError::sign_in(&e)
+    })?;
     {
         let now = console.clock.now();
         let mut pending = console.pending.lock().unwrap_or_else(|p| p.into_inner());

@@ -236,7 +236,10 @@ impl Provider {
     pub async fn verify(&self, token: &str, nonce: &str) -> Result<IdClaims, SignInError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| SignInError::InvalidToken(e.to_string()))?;
         if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
-            return Err(SignInError::InvalidToken(format!("algorithm {:?} is not accepted (RS256, ES256)", header.alg)));
+            return Err(SignInError::InvalidToken(format!(
+                "algorithm {:?} is not accepted (RS256, ES256)",
+                header.alg
+            )));
         }
         let key = self.key_for(header.kid.as_deref()).await?;
         let mut validation = Validation::new(header.alg);

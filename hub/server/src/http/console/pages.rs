@@ -176,7 +176,9 @@ pub async fn search(
     let form = search_form(&f);
     let searched = f.go.is_some() || !f.pairs().is_empty();
     if !searched {
-        let body = format!("{form}<p class=\"hint\">Fyll i ett eller flera fält, eller sök utan fält för de senaste meddelandena.</p>");
+        let body = format!(
+            "{form}<p class=\"hint\">Fyll i ett eller flera fält, eller sök utan fält för de senaste meddelandena.</p>"
+        );
         return Ok(html::page_response(html::page("Sök i meddelandeloggen", &person, &signed.session.csrf, &body)));
     }
     let client = client_param(&field(&f.client))?;
@@ -253,12 +255,10 @@ fn parse_id(id: &str) -> Result<i64, ConsoleError> {
 }
 
 async fn entry_for(state: &AppState, signed: &SignedIn, id: i64) -> Result<LogEntry, ConsoleError> {
-    let entry = state
-        .hub
-        .store()
-        .log_entry(id)
-        .await?
-        .ok_or_else(|| ConsoleError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("Meddelande {id} finns inte.")))?;
+    let entry =
+        state.hub.store().log_entry(id).await?.ok_or_else(|| {
+            ConsoleError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("Meddelande {id} finns inte."))
+        })?;
     if let Some(own) = &signed.person().provider {
         if entry.provider.as_deref() != Some(own.as_str()) {
             return Err(forbidden("Meddelandet gäller en annan utförare."));
@@ -288,7 +288,9 @@ fn declared_charset(content_type: &str, payload: &[u8]) -> Option<String> {
 fn decode(content_type: &str, payload: &[u8]) -> (String, &'static str) {
     let encoding = encoding_rs::Encoding::for_bom(payload)
         .map(|(e, _)| e)
-        .or_else(|| declared_charset(content_type, payload).and_then(|c| encoding_rs::Encoding::for_label(c.as_bytes())))
+        .or_else(|| {
+            declared_charset(content_type, payload).and_then(|c| encoding_rs::Encoding::for_label(c.as_bytes()))
+        })
         .unwrap_or(encoding_rs::UTF_8);
     let (text, used, _) = encoding.decode(payload);
     (text.into_owned(), used.name())
@@ -398,7 +400,9 @@ pub async fn message(
     ]);
     body.push_str("<h2>Meddelandet som det togs emot</h2>");
     if entry.payload_removed {
-        body.push_str("<p id=\"payload-removed\">Innehållet har gallrats; dess hash finns kvar och kedjan verifierar.</p>");
+        body.push_str(
+            "<p id=\"payload-removed\">Innehållet har gallrats; dess hash finns kvar och kedjan verifierar.</p>",
+        );
     } else {
         let (text, charset) = decode(&entry.content_type, &entry.payload);
         body.push_str(&format!(
@@ -449,7 +453,11 @@ pub async fn message(
 }
 
 /// `GET /console/messages/{id}/raw`: the payload's bytes, as a hex dump and base64.
-pub async fn raw(State(state): State<AppState>, signed: SignedIn, Path(id): Path<String>) -> Result<Response, ConsoleError> {
+pub async fn raw(
+    State(state): State<AppState>,
+    signed: SignedIn,
+    Path(id): Path<String>,
+) -> Result<Response, ConsoleError> {
     let id = parse_id(&id)?;
     let entry = entry_for(&state, &signed, id).await?;
     let query = AccessQuery::new("GET /console/messages/{id}/raw").with("id", Some(id));
@@ -550,7 +558,11 @@ pub async fn timeline(
             ]
         })
         .collect();
-    body.push_str(&table("order-deliveries", &["Nr", "Till", "Typ", "Läge", "Försök", "Senaste fel", "Levererad"], &rows));
+    body.push_str(&table(
+        "order-deliveries",
+        &["Nr", "Till", "Typ", "Läge", "Försök", "Senaste fel", "Levererad"],
+        &rows,
+    ));
     body.push_str("<h2>Besök per månad</h2>");
     let mut months: BTreeMap<String, (u64, i64, u64, u64)> = BTreeMap::new();
     for v in &trace.visits {
@@ -566,7 +578,11 @@ pub async fn timeline(
             vec![esc(m), n.to_string(), format!("{}", secs / 60), manual.to_string(), flagged.to_string()]
         })
         .collect();
-    body.push_str(&table("visits-by-month", &["Månad", "Besök", "Minuter", "Manuellt registrerade", "Med anmärkning"], &rows));
+    body.push_str(&table(
+        "visits-by-month",
+        &["Månad", "Besök", "Minuter", "Manuellt registrerade", "Med anmärkning"],
+        &rows,
+    ));
     body.push_str("<h2>Fakturarader och verifiering</h2>");
     let rows: Vec<Vec<String>> = trace
         .invoice_lines
@@ -578,10 +594,22 @@ pub async fn timeline(
                 .as_array()
                 .map(|f| f.iter().map(|x| s(&x["code"])).collect::<Vec<_>>().join(", "))
                 .unwrap_or_default();
-            vec![msg, s(&l["invoice_id"]), s(&l["month"]), s(&l["kind"]), s(&line["service"]), s(&line["amount"]), findings]
+            vec![
+                msg,
+                s(&l["invoice_id"]),
+                s(&l["month"]),
+                s(&l["kind"]),
+                s(&line["service"]),
+                s(&line["amount"]),
+                findings,
+            ]
         })
         .collect();
-    body.push_str(&table("invoice-lines", &["Nr", "Faktura", "Månad", "Slag", "Insats", "Belopp", "Anmärkningar"], &rows));
+    body.push_str(&table(
+        "invoice-lines",
+        &["Nr", "Faktura", "Månad", "Slag", "Insats", "Belopp", "Anmärkningar"],
+        &rows,
+    ));
     body.push_str("<h2>Avvikelser och ändrade behov</h2>");
     let rows: Vec<Vec<String>> = trace
         .reports
@@ -668,7 +696,11 @@ pub async fn access(
         })
         .collect();
     body.push_str("<p>Äldst först. Din egen visning av den här sidan registreras också.</p>");
-    body.push_str(&table("access-log", &["Nr", "Tid", "Vem", "Roll", "Fråga", "Personnummer som visades", "Poster"], &rows));
+    body.push_str(&table(
+        "access-log",
+        &["Nr", "Tid", "Vem", "Roll", "Fråga", "Personnummer som visades", "Poster"],
+        &rows,
+    ));
     if entries.len() == 100 {
         if let Some(last) = entries.last() {
             body.push_str(&format!("<p><a id=\"newer\" href=\"/console/access?after={}\">Nyare →</a></p>", last.seq));
@@ -715,8 +747,12 @@ pub async fn proof(
     };
     let cp = c.covering(size.max(1)).await.map_err(audit)?;
     let proof = match entry {
-        Some(seq) if seq >= 1 => Some(carehub_core::audit::prove_inclusion(state.hub.store().as_ref(), seq, &cp).await.map_err(audit)?),
-        Some(seq) => return Err(ConsoleError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("Post {seq} finns inte."))),
+        Some(seq) if seq >= 1 => {
+            Some(carehub_core::audit::prove_inclusion(state.hub.store().as_ref(), seq, &cp).await.map_err(audit)?)
+        }
+        Some(seq) => {
+            return Err(ConsoleError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("Post {seq} finns inte.")))
+        }
         None => None,
     };
     let query = AccessQuery::new("GET /console/proof").with("entry", entry);
@@ -825,7 +861,8 @@ pub async fn bundle(
     }
     let query = AccessQuery::new("POST /console/proof/bundle").with("from", Some(ts(from))).with("to", Some(ts(to)));
     signed.record(&state, query, clients, None).await?;
-    let name = format!("carehub-bundle-{}-{}.jsonl", field(&f.from).unwrap_or_default(), field(&f.to).unwrap_or_default());
+    let name =
+        format!("carehub-bundle-{}-{}.jsonl", field(&f.from).unwrap_or_default(), field(&f.to).unwrap_or_default());
     let name: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')).collect();
     let mut r = out.into_response();
     let h = r.headers_mut();
