@@ -394,7 +394,7 @@ async fn sessions_are_new_at_sign_in_and_posts_need_the_sessions_token_and_origi
     // CSRF: the session's token and the hub's own origin, or 403 with a code.
     let s = sign_in(&sc, auditor()).await;
     let own = hub.url.as_str();
-    let cases: [(&[(&str, &str)], Option<&str>, &str); 4] = [
+    let cases: [(Fields, Option<&str>, &str); 4] = [
         (&[], Some(own), "CSRF_TOKEN_INVALID"),
         (&[("csrf", "not-the-sessions-token")], Some(own), "CSRF_TOKEN_INVALID"),
         (&[("csrf", s.csrf.as_str())], Some("http://evil.example"), "ORIGIN_REFUSED"),
@@ -447,6 +447,9 @@ async fn sessions_are_new_at_sign_in_and_posts_need_the_sessions_token_and_origi
 
     assert!(sc.idp.refusals().is_empty(), "the hub spoke OpenID Connect with PKCE: {:?}", sc.idp.refusals());
 }
+
+/// A form's fields.
+type Fields<'a> = &'a [(&'a str, &'a str)];
 
 /// The message-log entry of a decision as received.
 async fn decision_entry(sc: &Scene, client: &str) -> i64 {
