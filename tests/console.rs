@@ -578,7 +578,7 @@ async fn an_auditor_and_a_providers_staff_use_the_console_in_chromium() {
     b.goto(&format!("{}/console/", hub.url)).await;
     assert!(b.url().await.ends_with("/console/signin"));
     let signin = b.find("#signin").await;
-    b.click(&signin).await;
+    b.click_to_next_page(&signin).await;
     let who = b.text_of("#who").await;
     assert!(who.contains("Anna Granskare") && who.contains("granskare"), "{who}");
 
@@ -586,7 +586,7 @@ async fn an_auditor_and_a_providers_staff_use_the_console_in_chromium() {
     let field = b.find("#f-client").await;
     b.type_into(&field, a_client).await;
     let button = b.find("#search-button").await;
-    b.click(&button).await;
+    b.click_to_next_page(&button).await;
     let results = b.text_of("#results").await;
     assert!(results.contains(a_decision.as_str()), "{results}");
 
@@ -601,13 +601,13 @@ async fn an_auditor_and_a_providers_staff_use_the_console_in_chromium() {
     let canonical = b.text_of("#canonical").await;
     assert!(canonical.contains(a_decision.as_str()), "{canonical}");
     let raw = b.find("#raw-link").await;
-    b.click(&raw).await;
+    b.click_to_next_page(&raw).await;
     assert!(b.text_of("#hexdump").await.starts_with("00000000"));
     b.goto(&format!("{}{href}", hub.url)).await;
 
     // Follow the order's timeline.
     let order = b.find("dl.facts a.order-link").await;
-    b.click(&order).await;
+    b.click_to_next_page(&order).await;
     assert_eq!(b.text_of("#order-status").await, "delivered");
     let steps = b.text_of("#steps").await;
     assert!(steps.contains("delivered to phoniro"), "{steps}");
@@ -643,7 +643,7 @@ async fn an_auditor_and_a_providers_staff_use_the_console_in_chromium() {
 
     // Sign out; the console is closed again.
     let out = b.find("#logout").await;
-    b.click(&out).await;
+    b.click_to_next_page(&out).await;
     assert!(b.page_text().await.contains("Du är utloggad"));
     b.goto(&format!("{}/console/", hub.url)).await;
     assert!(b.url().await.ends_with("/console/signin"));
@@ -651,11 +651,11 @@ async fn an_auditor_and_a_providers_staff_use_the_console_in_chromium() {
     // A provider's staff member sees their provider's data only, and no auditor's pages.
     sc.idp.sign_in_as(provider_staff(PROVIDER_B));
     let signin = b.find("#signin").await;
-    b.click(&signin).await;
+    b.click_to_next_page(&signin).await;
     assert!(b.text_of("#who").await.contains("Bo Utförare"));
     assert!(b.find_all("a[href='/console/access']").await.is_empty());
     let button = b.find("#search-button").await;
-    b.click(&button).await;
+    b.click_to_next_page(&button).await;
     let results = b.text_of("#results").await;
     assert!(results.contains(b_decision.as_str()), "{results}");
     assert!(!results.contains(a_decision.as_str()) && !results.contains(a_client.as_str()), "{results}");

@@ -134,6 +134,29 @@ impl Browser {
         self.call("POST", &format!("/element/{}/click", e.0), json!({})).await;
     }
 
+    /// Clicks a link or a form's button and waits, up to 10 s, until the next page has
+    /// loaded (a click does not wait for the navigation it starts).
+    pub async fn click_to_next_page(&self, e: &Element) {
+        self.script("window.carehubPageBefore = true; return null;").await;
+        self.click(e).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let check = "return window.carehubPageBefore === undefined && document.readyState === 'complete';";
+        while self.try_script(check).await != Some(Value::Bool(true)) {
+            assert!(Instant::now() < deadline, "the click led to no new page (at {})", self.url().await);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs a script, or nothing when the page is between documents.
+    async fn try_script(&self, script: &str) -> Option<Value> {
+        let url = format!("{}/execute/sync", self.base);
+        let resp = self.http.post(&url).json(&json!({"script": script, "args": []})).send().await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        resp.json::<Value>().await.ok().map(|v| v["value"].clone())
+    }
+
     pub async fn type_into(&self, e: &Element, text: &str) {
         self.call("POST", &format!("/element/{}/clear", e.0), json!({})).await;
         self.call("POST", &format!("/element/{}/value", e.0), json!({ "text": text })).await;
