@@ -8,6 +8,7 @@ mod support;
 mod audit;
 mod auth;
 mod connections;
+mod console;
 mod contract;
 mod crash;
 mod db_copy;

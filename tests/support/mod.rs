@@ -8,6 +8,7 @@
 
 pub mod life;
 pub mod sshd;
+pub mod webdriver;
 
 use std::future::Future;
 use std::net::{TcpListener, TcpStream};
@@ -83,6 +84,8 @@ pub struct Options {
     pub checkpoint_every_ms: u64,
     /// On a SQLite file whatever `CAREHUB_TEST_DATABASE` says: for a test of the file itself.
     pub sqlite_file: bool,
+    /// More sections at the end of the configuration (e.g. `[console]`).
+    pub sections: String,
 }
 
 /// The test hubs' checkpoint signing key: the 32-byte seed of sevens, base64.
@@ -124,6 +127,7 @@ impl Default for Options {
             delivery_extra: String::new(),
             checkpoint_every_ms: 0,
             sqlite_file: false,
+            sections: String::new(),
         }
     }
 }
@@ -249,6 +253,7 @@ org = "{PROVIDER_B}"
 name = "Omsorgshuset AB"
 system = "phoniro"
 rate_per_hour = 390
+{sections}
 "#,
         listen = o.listen,
         db = db.display(),
@@ -260,6 +265,7 @@ rate_per_hour = 390
         hub_extra = o.hub_extra,
         delivery_extra = o.delivery_extra,
         checkpoint_every_ms = o.checkpoint_every_ms,
+        sections = o.sections,
     )
 }
 

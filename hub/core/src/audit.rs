@@ -249,7 +249,7 @@ pub async fn export(
     checkpointer: &Checkpointer,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> Result<ExportReport, AuditError> {
     let store = checkpointer.store.as_ref();
     let size = store.log_size().await?;

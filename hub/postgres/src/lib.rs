@@ -361,13 +361,17 @@ impl LogStore for PgStore {
             add("message_type", "=", &f.message_type);
             add("system", "=", &f.system);
             add("status", "=", &f.status);
+            add("error_code", "=", &f.error_code);
             add("at", ">=", &f.since.map(ts));
             add("at", "<", &f.until.map(ts));
-            if let Some(after) = f.after_seq {
-                args.push(Box::new(after));
-                sql.push_str(&format!(" AND seq > ${}", args.len()));
+            for (op, bound) in [(">", f.after_seq), ("<", f.before_seq)] {
+                if let Some(seq) = bound {
+                    args.push(Box::new(seq));
+                    sql.push_str(&format!(" AND seq {op} ${}", args.len()));
+                }
             }
-            sql.push_str(&format!(" ORDER BY seq LIMIT {}", f.limit.clamp(1, 10_000)));
+            let order = if f.newest_first { "DESC" } else { "ASC" };
+            sql.push_str(&format!(" ORDER BY seq {order} LIMIT {}", f.limit.clamp(1, 10_000)));
             db.query(&sql, &refs(&args))?.iter().map(|r| log_row(r, f.with_payload)).collect()
         })
         .await

@@ -227,6 +227,20 @@ pub fn database_exists(database: &Path) -> bool {
     crate::config::database_url(database).is_some() || database.is_file()
 }
 
+/// `[console]` as the console takes it.
+fn console_settings(c: &crate::config::ConsoleSection) -> crate::http::console::Settings {
+    crate::http::console::Settings {
+        issuer: c.issuer.clone(),
+        client_id: c.client_id.clone(),
+        client_secret: c.client_secret.as_ref().map(|s| s.expose().to_owned()),
+        role_claim: c.role_claim.clone(),
+        provider_claim: c.provider_claim.clone(),
+        public_url: c.public_url.as_ref().map(|u| u.trim_end_matches('/').to_owned()),
+        redirect_url: c.redirect_url.clone(),
+        max_age: chrono::Duration::minutes(i64::try_from(c.session_max_age_minutes).unwrap_or(i64::MAX / 120_000)),
+    }
+}
+
 /// Assembles the hub over a given store.
 pub fn build_with_store(config: &Config, store: Arc<dyn Store>, clock: Clock) -> anyhow::Result<Runtime> {
     let registry = Arc::new(registry(config, &clock)?);
@@ -265,6 +279,10 @@ pub fn build_with_store(config: &Config, store: Arc<dyn Store>, clock: Clock) ->
         manual_share_threshold: config.visits.manual_share_threshold,
         gate: Arc::new(crate::http::state::IntakeGate::new(config.delivery.max_backlog)),
         checkpointer,
+        console: config
+            .console
+            .as_ref()
+            .map(|c| Arc::new(crate::http::console::Console::new(console_settings(c), clock.clone()))),
     };
     let tls = match &config.hub.tls {
         Some(section) => Some(Arc::new(crate::tls::Tls::load(section, config)?)),

@@ -535,6 +535,8 @@ pub struct Config {
     pub invoices: InvoiceSection,
     pub systems: Vec<SystemConfig>,
     pub providers: Vec<ProviderConfig>,
+    /// `[console]`, when the auditors' web console is configured.
+    pub console: Option<ConsoleSection>,
 }
 
 fn section<T: serde::de::DeserializeOwned + Default>(table: &mut toml::Table, key: &str, errors: &mut Problems) -> T {
@@ -639,6 +641,105 @@ pub struct SystemOutline {
     pub role: SystemRole,
 }
 
+// ---------------------------------------------------------------------------------------
+// [console]: the auditors' web console and its OpenID Connect sign-in (docs/console.md).
+
+/// `[console]`: the auditors' web console at `/console`, people signing in through the
+/// municipality's identity provider with OpenID Connect (docs/console.md). Absent: no
+/// console, `/console` answers NOT_FOUND.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSection {
+    /// The identity provider's issuer URL; its discovery document is
+    /// `{issuer}/.well-known/openid-configuration`. HTTPS, or HTTP on loopback only.
+    pub issuer: String,
+    /// The hub's client id at the identity provider (the ID token's audience).
+    pub client_id: String,
+    /// The client secret, when the identity provider wants one (a confidential client):
+    /// inline, or `client_secret_env` / `client_secret_file` like every secret.
+    #[serde(default)]
+    pub client_secret: Option<carehub_model::Secret>,
+    /// The ID-token claim carrying the person's role(s): a string or a list of strings,
+    /// among `auditor`, `admin`, `provider`.
+    #[serde(default = "ConsoleSection::default_role_claim")]
+    pub role_claim: String,
+    /// The ID-token claim carrying the organisation number of the provider whose staff the
+    /// person is (for the role `provider`).
+    #[serde(default = "ConsoleSection::default_provider_claim")]
+    pub provider_claim: String,
+    /// The hub's public base URL as browsers reach it (`https://carehub.kommun.se`): the
+    /// redirect URL is `{public_url}/console/callback` and a POST's `Origin` must be it.
+    /// Absent: taken from each request's `Host` (fine behind nothing, not behind a proxy).
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// The redirect URL registered at the identity provider, when it is not
+    /// `{public_url}/console/callback`.
+    #[serde(default)]
+    pub redirect_url: Option<String>,
+    /// The longest a console session lasts, in minutes (default 480), whatever the ID
+    /// token's own expiry.
+    #[serde(default = "ConsoleSection::default_max_age")]
+    pub session_max_age_minutes: u64,
+}
+
+impl ConsoleSection {
+    fn default_role_claim() -> String {
+        "roles".into()
+    }
+
+    fn default_provider_claim() -> String {
+        "provider_org".into()
+    }
+
+    fn default_max_age() -> u64 {
+        480
+    }
+
+    /// Reads `[console]`, reporting what is wrong with it.
+    fn parse(value: toml::Value, errors: &mut Problems) -> Option<ConsoleSection> {
+        let section = match ConsoleSection::deserialize(value) {
+            Ok(s) => s,
+            Err(e) => {
+                let mut place = at(&["console"]);
+                place.extend(named_field(e.message()).map(|f| Seg::Key(f.to_owned())));
+                errors.at(place, format!("[console]: {}", e.message()));
+                return None;
+            }
+        };
+        for (key, value) in [
+            ("issuer", Some(&section.issuer)),
+            ("public_url", section.public_url.as_ref()),
+            ("redirect_url", section.redirect_url.as_ref()),
+        ] {
+            if let Some(Err(e)) = value.map(|v| console_url(v)) {
+                errors.at(at(&["console", key]), format!("[console] {key}: {e}"));
+            }
+        }
+        if section.client_id.trim().is_empty() {
+            errors.at(at(&["console", "client_id"]), "[console] client_id: empty".into());
+        }
+        if section.session_max_age_minutes == 0 {
+            errors.at(
+                at(&["console", "session_max_age_minutes"]),
+                "[console] session_max_age_minutes: at least 1".into(),
+            );
+        }
+        Some(section)
+    }
+}
+
+/// Checks a URL of the console's: `https://`, or `http://` to a loopback address only.
+pub fn console_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("'{url}' is not a URL: {e}"))?;
+    let host = parsed.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(format!("'{url}' must be https (plain http only on a loopback address)")),
+    }
+}
+
 /// Whether some vendor's `[[systems]]` table has `key` (for an entry whose vendor is
 /// missing or unknown). A vendor refuses a key it lacks before anything else, so a table of
 /// that key alone tells.
@@ -723,6 +824,9 @@ impl Config {
         }
         if let Some(toml::Value::Table(audit)) = table.get_mut("audit") {
             resolve_secrets(audit, &["signing_key"], ("[audit]", &at(&["audit"])), base, env, &mut errors);
+        }
+        if let Some(toml::Value::Table(console)) = table.get_mut("console") {
+            resolve_secrets(console, &["client_secret"], ("[console]", &at(&["console"])), base, env, &mut errors);
         }
         if let Some(toml::Value::Table(tls)) =
             table.get_mut("hub").and_then(|h| h.as_table_mut()).and_then(|h| h.get_mut("tls"))
@@ -1058,14 +1162,27 @@ impl Config {
                 "[[systems]] client_cert_name needs [hub.tls] client_ca to verify client certificates".into(),
             );
         }
+        let console = table.remove("console").and_then(|v| ConsoleSection::parse(v, &mut errors));
         for key in table.keys() {
             errors.at(at(&[key]), format!(
-                "unknown key or section '{key}' (known: hub, auth, audit, delivery, deadlines, visits, invoices, systems, providers)"
+                "unknown key or section '{key}' (known: hub, auth, audit, delivery, deadlines, visits, invoices, systems, providers, console)"
             ));
         }
         if errors.is_empty() {
             let providers = numbered.into_iter().map(|(_, p)| p).collect();
-            Ok(Config { hub, auth, jwt_secret, audit, delivery, deadlines, visits, invoices, systems, providers })
+            Ok(Config {
+                hub,
+                auth,
+                jwt_secret,
+                audit,
+                delivery,
+                deadlines,
+                visits,
+                invoices,
+                systems,
+                providers,
+                console,
+            })
         } else {
             Err((ConfigErrors(errors.located(text)), outline))
         }
@@ -1395,5 +1512,24 @@ system = "missing"
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }
+    }
+
+    #[test]
+    fn the_console_section_is_optional_and_its_urls_must_be_https_but_on_loopback() {
+        assert!(Config::parse(GOOD, Path::new("/etc/carehub")).expect("valid").console.is_none());
+        let section = |issuer: &str| {
+            format!("{GOOD}\n[console]\nissuer = \"{issuer}\"\nclient_id = \"carehub\"\nclient_secret = \"s3cret\"\n")
+        };
+        let c = Config::parse(&section("https://login.kommun.se/realms/x"), Path::new("/etc/carehub")).expect("valid");
+        let console = c.console.expect("a console");
+        assert_eq!((console.role_claim.as_str(), console.provider_claim.as_str()), ("roles", "provider_org"));
+        assert_eq!(console.client_secret.as_ref().map(|s| s.expose()), Some("s3cret"));
+        assert_eq!(console.session_max_age_minutes, 480);
+        assert!(Config::parse(&section("http://127.0.0.1:8080"), Path::new("/etc")).is_ok());
+        let e = Config::parse(&section("http://login.kommun.se"), Path::new("/etc")).expect_err("plain http");
+        assert!(e.0.iter().any(|p| p.contains("[console] issuer") && p.contains("https")), "{e}");
+        let e = Config::parse(&format!("{GOOD}\n[console]\nissuer = \"https://x.se\"\n"), Path::new("/etc"))
+            .expect_err("no client id");
+        assert!(e.0.iter().any(|p| p.contains("client_id")), "{e}");
     }
 }

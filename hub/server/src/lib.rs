@@ -30,7 +30,8 @@
 //!   the metrics themselves are counted in `carehub_core::metrics`.
 //! - [`http`]: the HTTP API (axum): `app(state) -> Router` so tests can drive it without a
 //!   socket, its state, error answers and extractors, one module per resource, and the
-//!   OpenAPI document. It imports nothing from [`assemble`] or [`run`].
+//!   OpenAPI document, and the auditors' web console (`http::console`, docs/console.md).
+//!   It imports nothing from [`assemble`] or [`run`].
 //! - [`auth`]: bearer tokens and roles, issued by `carehub token` and checked by the API;
 //!   it knows nothing of HTTP, so both can use it without a circle.
 

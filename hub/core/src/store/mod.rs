@@ -705,6 +705,12 @@ pub struct LogFilter {
     pub limit: usize,
     /// Also load payloads (off for listings).
     pub with_payload: bool,
+    /// Entries that failed with this error code (`UNKNOWN_ORDER`, ...).
+    pub error_code: Option<String>,
+    /// Only entries before this sequence number (for paging newest first).
+    pub before_seq: Option<i64>,
+    /// Newest first (by sequence number, descending) instead of oldest first.
+    pub newest_first: bool,
 }
 
 /// Filters for listing orders.

@@ -87,9 +87,22 @@ pub(super) async fn record_read(
     clients: impl IntoIterator<Item = String>,
     entries: impl IntoIterator<Item = i64>,
 ) -> ApiResult<()> {
+    record_access(hub, &caller.0.sub, caller.0.role.as_str(), query, clients, entries).await
+}
+
+/// Records a read by `subject` in `role` in the access log, like [`record_read`]: for
+/// readers who are not bearer-token callers (a person signed in to the console).
+pub(super) async fn record_access(
+    hub: &Hub,
+    subject: &str,
+    role: &str,
+    query: AccessQuery,
+    clients: impl IntoIterator<Item = String>,
+    entries: impl IntoIterator<Item = i64>,
+) -> ApiResult<()> {
     let access = NewAccess {
-        subject: caller.0.sub.clone(),
-        role: caller.0.role.as_str().to_owned(),
+        subject: subject.to_owned(),
+        role: role.to_owned(),
         query,
         clients: clients.into_iter().collect(),
         entries: entries.into_iter().collect(),

@@ -437,6 +437,7 @@ pub(super) async fn list_messages(
         after_seq: q.after,
         limit,
         with_payload: false,
+        ..LogFilter::default()
     };
     let query = AccessQuery::new("GET /v1/messages")
         .with("client", filter.client.as_ref())

@@ -23,9 +23,13 @@
 //! - [`deliveries`]: the outbox and replaying deliveries.
 //! - [`ops`]: health, readiness, metrics, the OpenAPI document, verifying the chain.
 //! - [`audit`](mod@audit): the access log, the message log's checkpoint and proofs.
+//! - [`console`]: the auditors' web console at `/console` (HTML, in Swedish), its
+//!   OpenID Connect sign-in and sessions; it reads through the store queries and the
+//!   trace the resource modules use, and records its reads like them.
 //!
 //! Data flows one way: the resource modules use `state`, `error` and `auth`, which use no
-//! resource module; nothing here imports the code that assembles or runs the hub.
+//! resource module; `console` uses `orders` (an order's trace), nothing uses `console`
+//! but the router; nothing here imports the code that assembles or runs the hub.
 
 use axum::extract::{Request, State};
 use axum::response::Response;
@@ -36,6 +40,7 @@ use utoipa::OpenApi;
 
 pub mod audit;
 pub mod auth;
+pub mod console;
 pub mod decisions;
 pub mod deliveries;
 pub mod deviations;
@@ -84,6 +89,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .merge(console::routes())
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

@@ -373,7 +373,17 @@ pub(super) async fn order_trace(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Trace>> {
-    let record = order_for(&state, &caller, &id).await?;
+    let (trace, client, shown) = build_trace(&state, &caller, &id).await?;
+    let query = AccessQuery::new("GET /v1/orders/{id}/trace").with("id", Some(&id));
+    record_read(&state.hub, &caller, query, Some(client), shown).await?;
+    Ok(Json(trace))
+}
+
+/// An order's trace as `caller` may see it, with the client and the log entries it shows,
+/// not yet recorded: the caller records the read before answering.
+pub(super) async fn build_trace(state: &AppState, caller: &Caller, id: &str) -> ApiResult<(Trace, String, Vec<i64>)> {
+    let id = id.to_owned();
+    let record = order_for(state, caller, &id).await?;
     let mut entries = state
         .hub
         .store()
@@ -428,10 +438,9 @@ pub(super) async fn order_trace(
     // delivery gone out, since the order was first read. Read the order again, last, so its
     // status is never older than the deliveries and steps shown beside it.
     let record = state.hub.store().order(&id).await?.unwrap_or(record);
-    let query = AccessQuery::new("GET /v1/orders/{id}/trace").with("id", Some(&id));
-    let shown = entries.iter().map(|e| e.seq).chain(visits.iter().map(|v| v.message_id));
-    record_read(&state.hub, &caller, query, Some(record.order.client.expose().to_owned()), shown).await?;
-    Ok(Json(Trace {
+    let shown = entries.iter().map(|e| e.seq).chain(visits.iter().map(|v| v.message_id)).collect();
+    let client = record.order.client.expose().to_owned();
+    let trace = Trace {
         terms: OrderTerms::of(&record.order),
         order: OrderView::from(record, state.hub.today()),
         steps,
@@ -439,5 +448,6 @@ pub(super) async fn order_trace(
         visits: visits.into_iter().map(|v| serde_json::to_value(v).unwrap_or_default()).collect(),
         invoice_lines,
         reports: reports.into_iter().map(ReportView::from).collect(),
-    }))
+    };
+    Ok((trace, client, shown))
 }
