@@ -12,6 +12,7 @@ mod contract;
 mod crash;
 mod decisions_api;
 mod delivery;
+mod failover;
 mod flow;
 mod followup;
 mod invoice_basis;
