@@ -430,7 +430,12 @@ mod tests {
         m.message("combine", "in", "decision", carehub_model::LogStatus::Accepted);
         m.poller_held("inbox:procapita", true);
         m.connection_opened();
-        let text = m.render(OverdueCounts::default(), OutboxCounts { pending: 3, ..OutboxCounts::default() }, 0, Format::Classic);
+        let text = m.render(
+            OverdueCounts::default(),
+            OutboxCounts { pending: 3, ..OutboxCounts::default() },
+            0,
+            Format::Classic,
+        );
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
         assert!(!samples.is_empty());
         for sample in &samples {

@@ -57,7 +57,10 @@ async fn listen(config: tokio_postgres::Config, mut alive: watch::Receiver<()>, 
             // It listened, then the connection dropped: back off from the start again.
             Ok(true) => backoff = BACKOFF.0,
             Ok(false) => {
-                tracing::warn!(retry_in_ms = backoff.as_millis() as u64, "the server closed the outbox wake-up connection");
+                tracing::warn!(
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "the server closed the outbox wake-up connection"
+                );
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot listen for outbox wake-ups");

@@ -253,13 +253,8 @@ pub fn build_with_store(config: &Config, store: Arc<dyn Store>, clock: Clock) ->
     // Who this node and process is to the store: its delivery claims and its pollers'
     // leases. A restarted process is a new owner.
     let owner = format!("{}/pid{}-{:08x}", config.hub.node, std::process::id(), fastrand::u32(..));
-    let ownership = Arc::new(Ownership::new(
-        store.clone(),
-        clock.clone(),
-        owner.clone(),
-        config.lease_settings(),
-        metrics.clone(),
-    ));
+    let ownership =
+        Arc::new(Ownership::new(store.clone(), clock.clone(), owner.clone(), config.lease_settings(), metrics.clone()));
     let delivery = Arc::new(DeliveryLoop {
         store,
         registry,

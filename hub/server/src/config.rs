@@ -835,7 +835,10 @@ impl Config {
         } else if !is_node_name(&hub.node) {
             errors.at(
                 at(&["hub", "node"]),
-                format!("[hub] node: '{}' is not a node name (letters, digits, '.', '-' and '_', at most 64)", hub.node),
+                format!(
+                    "[hub] node: '{}' is not a node name (letters, digits, '.', '-' and '_', at most 64)",
+                    hub.node
+                ),
             );
         }
         if hub.poller_heartbeat_ms == 0 {

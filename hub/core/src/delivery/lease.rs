@@ -187,7 +187,9 @@ impl Ownership {
         match released {
             Ok(_) if *tx.borrow() => info!(poller = name, owner = %self.owner, "gave the poller up"),
             Ok(_) => {}
-            Err(e) => warn!(poller = name, error = %e, "cannot give the poller up; it is taken over when its lease ends"),
+            Err(e) => {
+                warn!(poller = name, error = %e, "cannot give the poller up; it is taken over when its lease ends")
+            }
         }
         self.metrics.poller_held(name, false);
     }

@@ -1332,7 +1332,11 @@ pub async fn a_lease_is_held_by_one_owner_at_a_time_and_taken_over_after_its_end
     let inbox = "inbox:procapita";
     assert_eq!(hold(&*store, inbox, "node-a/1", start() + ttl).await, LeaseHold::Taken);
     let refused = hold(&*store, inbox, "node-b/1", start() + ttl).await;
-    assert_eq!(refused, LeaseHold::Refused { holder: "node-a/1".into(), until: start() + ttl }, "two owners, one holds");
+    assert_eq!(
+        refused,
+        LeaseHold::Refused { holder: "node-a/1".into(), until: start() + ttl },
+        "two owners, one holds"
+    );
     assert!(!refused.held());
     assert_eq!(hold(&*store, "feed:phoniro", "node-b/1", start() + ttl).await, LeaseHold::Taken, "another name");
 
