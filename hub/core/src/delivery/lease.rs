@@ -314,20 +314,12 @@ mod tests {
         next_pass_of(&mut passes, "a").await;
         let (b_stop, b) = node("b", store.clone(), &clock, tx.clone());
         // a dies: its task is dropped where it stands, nothing given up. b takes the inbox
-        // once a's lease has run out by the hub's clock, not before.
+        // once a's lease has run out by the hub's clock (a's lease is far from its end
+        // until the clock moves: b's heartbeats are refused until then).
         a.abort();
         let _ = a.await;
         clock.set(start + chrono::Duration::seconds(16));
         next_pass_of(&mut passes, "b").await;
-        let holder = store
-            .commit(vec![Op::HoldLease { name: "inbox:x".into(), owner: "probe".into(), until: clock.now() }])
-            .await
-            .expect("commits");
-        assert!(
-            matches!(holder.as_slice(), [OpResult::Lease(LeaseHold::Refused { holder, .. })] if holder == "b/1"),
-            "{holder:?}"
-        );
-
         // b stops cleanly: it gives the lease up, and c takes it at once (the clock stands).
         let (_c_stop, _c) = node("c", store.clone(), &clock, tx.clone());
         b_stop.send(true).expect("b is running");
