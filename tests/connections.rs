@@ -16,7 +16,9 @@ use crate::support::*;
 
 /// The value of an unlabelled sample in a metrics text.
 fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    // Every sample carries the node's label: `name{node="test"} 1`.
+    let series = format!("{name}{{node=\"{TEST_NODE}\"}}");
+    text.lines().find_map(|l| l.strip_prefix(&series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// Reads until the peer closes the connection (end of file or reset); what it read.

@@ -68,7 +68,7 @@ async fn a_provider_down_for_good_is_dead_lettered_and_replay_delivers_once() {
     assert_eq!(dead["deliveries"].as_array().map(Vec::len), Some(1), "{dead}");
     let metrics =
         hub.http.get(format!("{}/metrics", hub.url)).send().await.expect("metrics").text().await.expect("text");
-    assert!(metrics.contains(r#"carehub_outbox{state="dead"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"carehub_outbox{node="test",state="dead"} 1"#), "{metrics}");
     hub.stop().await;
     phoniro.verify().await;
 
@@ -174,7 +174,7 @@ async fn past_the_backlog_intake_waits_with_retry_after_and_resumes_when_deliver
     assert_eq!(log["messages"].as_array().map(Vec::len), Some(0), "the refused message was not taken: {log}");
     let metrics =
         hub.http.get(format!("{}/metrics", hub.url)).send().await.expect("metrics").text().await.expect("text");
-    let pending = format!("carehub_outbox{{state=\"pending\"}} {}", refused_n - 1);
+    let pending = format!("carehub_outbox{{node=\"test\",state=\"pending\"}} {}", refused_n - 1);
     assert!(metrics.contains(&pending) && metrics.contains("carehub_store_wal_bytes"), "{metrics}");
 
     // The provider is back: the outbox drains, and intake opens again.

@@ -229,8 +229,8 @@ async fn overdue_orders_are_listed_and_counted_in_metrics() {
 
     let metrics =
         hub.http.get(format!("{}/metrics", hub.url)).send().await.expect("metrics").text().await.expect("text");
-    assert!(metrics.contains(r#"carehub_orders_overdue{kind="not_confirmed"} 1"#), "{metrics}");
-    assert!(metrics.contains(r#"carehub_orders_overdue{kind="plan_missing"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"carehub_orders_overdue{node="test",kind="not_confirmed"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"carehub_orders_overdue{node="test",kind="plan_missing"} 1"#), "{metrics}");
 
     // Once confirmed, it is no longer unconfirmed.
     let p = hub.provider(PROVIDER_A);

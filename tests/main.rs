@@ -14,6 +14,7 @@ mod crash;
 mod db_copy;
 mod decisions_api;
 mod delivery;
+mod failover;
 mod flow;
 mod followup;
 mod invoice_basis;

@@ -23,7 +23,7 @@ async fn health_readiness_metrics_and_openapi_answer() {
         .expect("metrics");
     assert!(resp.headers()["content-type"].to_str().unwrap_or("").starts_with("application/openmetrics-text"));
     let text = resp.text().await.expect("text");
-    assert!(text.contains("carehub_outbox{state=\"pending\"} 0"), "{text}");
+    assert!(text.contains("carehub_outbox{node=\"test\",state=\"pending\"} 0"), "{text}");
     assert!(text.ends_with("# EOF\n"), "{text}");
     let (status, doc) = hub.get("/openapi.json", None).await;
     assert_eq!(status, StatusCode::OK);
@@ -538,7 +538,8 @@ async fn metrics_answer_the_classic_format_with_request_delivery_build_and_poll_
         let resp = hub.http.get(format!("{}/metrics", hub.url)).header("accept", "text/plain").send().await.ok()?;
         assert_eq!(resp.headers()["content-type"].to_str().unwrap_or(""), "text/plain; version=0.0.4; charset=utf-8");
         let text = resp.text().await.ok()?;
-        text.contains("carehub_poller_last_success_timestamp_seconds{system=\"phoniro\",kind=\"feed\"}").then_some(text)
+        text.contains("carehub_poller_last_success_timestamp_seconds{node=\"test\",system=\"phoniro\",kind=\"feed\"}")
+            .then_some(text)
     })
     .await;
     let families = classic_families(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -556,28 +557,33 @@ async fn metrics_answer_the_classic_format_with_request_delivery_build_and_poll_
     let polled = text
         .lines()
         .find_map(|l| {
-            l.strip_prefix("carehub_poller_last_success_timestamp_seconds{system=\"phoniro\",kind=\"feed\"} ")
+            l.strip_prefix(
+                "carehub_poller_last_success_timestamp_seconds{node=\"test\",system=\"phoniro\",kind=\"feed\"} ",
+            )
         })
         .and_then(|v| v.parse::<i64>().ok())
         .expect("a poll time");
     let clock = hub.clock.now().timestamp();
     assert!((clock - 60..=clock).contains(&polled), "polled at {polled}, the hub's clock says {clock}");
-    assert!(text.contains(&format!("carehub_build_info{{version=\"{}\"}} 1\n", env!("CARGO_PKG_VERSION"))), "{text}");
+    assert!(
+        text.contains(&format!("carehub_build_info{{node=\"test\",version=\"{}\"}} 1\n", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
     // The order's status was read (route, not path) and the decision posted.
     assert!(
         text.contains(
-            "carehub_http_request_duration_seconds_count{route=\"/v1/orders/{id}\",method=\"GET\",status=\"2xx\"} "
+            "carehub_http_request_duration_seconds_count{node=\"test\",route=\"/v1/orders/{id}\",method=\"GET\",status=\"2xx\"} "
         ),
         "{text}"
     );
     assert!(
         text.contains(
-            "carehub_http_request_duration_seconds_count{route=\"/v1/systems/{system}/messages\",method=\"POST\",status=\"2xx\"} 1\n"
+            "carehub_http_request_duration_seconds_count{node=\"test\",route=\"/v1/systems/{system}/messages\",method=\"POST\",status=\"2xx\"} 1\n"
         ),
         "{text}"
     );
     assert!(!text.contains(&order), "no raw path (with its ids) as a label");
-    assert!(text.contains("carehub_delivery_latency_seconds_count{system=\"phoniro\"} 1\n"), "{text}");
+    assert!(text.contains("carehub_delivery_latency_seconds_count{node=\"test\",system=\"phoniro\"} 1\n"), "{text}");
 }
 
 #[test]

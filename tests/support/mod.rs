@@ -86,7 +86,12 @@ pub struct Options {
     pub sqlite_file: bool,
     /// More sections at the end of the configuration (e.g. `[console]`).
     pub sections: String,
+    /// The node's name (`[hub] node`), on every metric: [`TEST_NODE`] unless a test says.
+    pub node: String,
 }
+
+/// The node name of a test hub, unless a test says otherwise: metrics read `node="test"`.
+pub const TEST_NODE: &str = "test";
 
 /// The test hubs' checkpoint signing key: the 32-byte seed of sevens, base64.
 pub const TEST_SIGNING_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
@@ -128,6 +133,7 @@ impl Default for Options {
             checkpoint_every_ms: 0,
             sqlite_file: false,
             sections: String::new(),
+            node: TEST_NODE.into(),
         }
     }
 }
@@ -177,6 +183,7 @@ pub fn config_text(db: &Path, phoniro_url: &str, combine_url: &str, o: &Options)
 listen = "{listen}"
 database = "{db}"
 max_body_bytes = {max_body}
+node = "{node}"
 {hub_extra}
 {tls}
 
@@ -266,6 +273,7 @@ rate_per_hour = 390
         delivery_extra = o.delivery_extra,
         checkpoint_every_ms = o.checkpoint_every_ms,
         sections = o.sections,
+        node = o.node,
     )
 }
 
@@ -490,6 +498,17 @@ impl TestHub {
         self.hub = Some(hub);
     }
 
+    /// Another node of the same hub: its configuration, but named `node`, on the same
+    /// database and clock, serving on a port of its own (SPEC §11: several nodes on one
+    /// database; on SQLite, two processes' worth of stores on one file).
+    pub async fn another_node(&self, node: &str) -> RunningHub {
+        let mut config = Config::load(&self.config_path).expect("valid config");
+        config.hub.node = node.to_owned();
+        let runtime = assemble::build(&config, self.clock.clone()).expect("build");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        run::start(runtime, listener).await.expect("start")
+    }
+
     /// Stops the hub (the database stays).
     pub async fn stop(&mut self) {
         if let Some(h) = self.hub.take() {
@@ -569,6 +588,14 @@ impl TestHub {
             );
         }
     }
+}
+
+/// `carehub_pollers_held` for `poller` on the node `node` serving at `url`: whether that
+/// node holds the poller's lease (`None` until its metrics answer).
+pub async fn poller_held(http: &reqwest::Client, url: &str, node: &str, poller: &str) -> Option<bool> {
+    let text = http.get(format!("{url}/metrics")).send().await.ok()?.text().await.ok()?;
+    let series = format!("carehub_pollers_held{{node=\"{node}\",poller=\"{poller}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&series)).map(|v| v.trim() == "1")
 }
 
 /// `carehub_poller_last_success_timestamp_seconds` for `system` and `kind` in a metrics text.

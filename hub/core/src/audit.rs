@@ -126,10 +126,27 @@ impl Checkpointer {
 
     /// Checkpoints every `every` while the log grows, until `shutdown` says stop. A failed
     /// round is logged and tried again at the next.
-    pub async fn run(self: Arc<Self>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, every: Duration, shutdown: watch::Receiver<bool>) {
+        let lease = crate::delivery::lease::Lease::always(CHECKPOINTER_LEASE);
+        self.run_leased(every, lease, shutdown).await;
+    }
+
+    /// [`run`](Self::run), checkpointing only while this node holds `lease`
+    /// ([`CHECKPOINTER_LEASE`]): one node at a time signs the log's growth. (A checkpoint
+    /// made on demand, for a proof, needs no lease: one of a size already stored is kept as
+    /// it was.)
+    pub async fn run_leased(
+        self: Arc<Self>,
+        every: Duration,
+        mut lease: crate::delivery::lease::Lease,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if !lease.wait(&mut shutdown).await {
+                break;
+            }
             tokio::select! {
                 _ = tick.tick() => {
                     if let Err(e) = self.checkpoint().await {
@@ -156,6 +173,9 @@ impl Checkpointer {
         }
     }
 }
+
+/// The name of the lease the background checkpointer runs under.
+pub const CHECKPOINTER_LEASE: &str = "checkpointer";
 
 /// An inclusion proof against a checkpoint.
 #[derive(Debug, Clone, serde::Serialize)]

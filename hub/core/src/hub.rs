@@ -34,6 +34,9 @@ use crate::mapping::{Decoded, RowDecoded};
 use crate::metrics::Metrics;
 use crate::store::{Delivery, IngestReport, LogRef, LogStatus, Op, OpResult, Store, StoreError};
 
+/// The name of the lease the visit forwarder runs under.
+pub const FORWARDER_LEASE: &str = "forwarder";
+
 /// What a hub is built from.
 pub struct HubParts {
     pub store: Arc<dyn Store>,
@@ -411,7 +414,20 @@ impl Hub {
     /// Forwards visits whenever some were stored (and every `every`, in case a wake-up was
     /// missed), until `shutdown` changes.
     pub async fn run_visit_forwarder(&self, every: Duration, shutdown: tokio::sync::watch::Receiver<bool>) {
-        self.flows.run_visit_forwarder(every, shutdown).await;
+        let lease = crate::delivery::lease::Lease::always(FORWARDER_LEASE);
+        self.flows.run_visit_forwarder(every, lease, shutdown).await;
+    }
+
+    /// [`run_visit_forwarder`](Self::run_visit_forwarder), forwarding only while this node
+    /// holds `lease` ([`FORWARDER_LEASE`]): one node at a time forwards, from the watermark
+    /// the last one committed.
+    pub async fn run_visit_forwarder_leased(
+        &self,
+        every: Duration,
+        lease: crate::delivery::lease::Lease,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        self.flows.run_visit_forwarder(every, lease, shutdown).await;
     }
 
     /// Puts dead letters (all, or these) back in the outbox.

@@ -53,7 +53,8 @@
 //! - [`delivery`]: traffic that does not arrive as a request: [`delivery::outbox`], the one
 //!   delivery loop (retries, backoff, dead letters, replay), and [`delivery::poller`],
 //!   reading the files systems leave in their inboxes (SFTP) and the feeds they publish,
-//!   handing both to the [`hub`].
+//!   handing both to the [`hub`]; [`delivery::lease`], which of several nodes on one
+//!   database runs each poller, the visit forwarder and the checkpointer.
 //! - [`metrics`]: Prometheus counters and gauges, what municipal IT alerts on.
 
 pub mod adapter;

@@ -4,6 +4,15 @@
 //! orders, the outbox by state) are set from the store when `/metrics` is scraped, so they
 //! are right even after a restart.
 //!
+//! Every sample carries the node's name (`node="..."`, `[hub] node`), so that the nodes of
+//! one hub (SPEC §11) can be scraped side by side. What a node counts (messages, requests,
+//! delivery attempts, connections) is its own; the gauges read from the store
+//! (`carehub_orders_overdue`, `carehub_outbox`) are the whole cluster's, since every node
+//! reads the one shared database: every node shows the same figures, so sum counters over
+//! nodes but not these. `carehub_pollers_held` says which work (an inbox, a feed, the visit
+//! forwarder, the checkpointer) this node runs: 1 on the node holding its lease, 0 on the
+//! others.
+//!
 //! Two text formats: OpenMetrics 1.0 for scrapers that ask for it, and the classic
 //! Prometheus format 0.0.4 for everyone else ([`Format`]). A counter family is named
 //! `..._total` in both: OpenMetrics names the family without the suffix and its samples
@@ -77,6 +86,12 @@ struct SystemLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PollerLabels {
+    /// The lease's name: `inbox:<system>`, `feed:<system>`, `forwarder`, `checkpointer`.
+    poller: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PollLabels {
     system: String,
     /// `inbox` (files over SFTP) or `feed` (pages pulled over HTTP).
@@ -143,15 +158,30 @@ pub struct Metrics {
     requests: HistogramFamily<RequestLabels>,
     delivery_latency: HistogramFamily<SystemLabels>,
     last_poll: Family<PollLabels, Gauge>,
+    pollers_held: Family<PollerLabels, Gauge>,
     connections: Gauge,
     connections_refused: Counter,
     wal_bytes: Gauge,
     requests_in_flight: Gauge,
 }
 
+/// The node name of metrics made with [`Metrics::default`].
+pub const DEFAULT_NODE: &str = "carehub";
+
 impl Default for Metrics {
+    /// The metrics of a node named [`DEFAULT_NODE`].
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("carehub");
+        Metrics::for_node(DEFAULT_NODE)
+    }
+}
+
+impl Metrics {
+    /// The metrics of the node named `node`: every sample carries `node="<node>"`.
+    pub fn for_node(node: &str) -> Self {
+        let mut registry = Registry::with_prefix_and_labels(
+            "carehub",
+            std::iter::once((std::borrow::Cow::Borrowed("node"), std::borrow::Cow::Owned(node.to_owned()))),
+        );
         let messages = Family::<MessageLabels, Counter>::default();
         registry.register("messages", "Messages logged, by system, direction, type and status", messages.clone());
         let rejections = Family::<RejectionLabels, Counter>::default();
@@ -197,6 +227,12 @@ impl Default for Metrics {
             "When each poller last polled successfully (unix seconds, the hub's clock), by system and kind (inbox, feed)",
             last_poll.clone(),
         );
+        let pollers_held = Family::<PollerLabels, Gauge>::default();
+        registry.register(
+            "pollers_held",
+            "Whether this node holds a poller's lease and runs it (1) or another node does (0), by poller",
+            pollers_held.clone(),
+        );
         let connections = Gauge::default();
         registry.register("http_connections", "HTTP connections open", connections.clone());
         let connections_refused = Counter::default();
@@ -229,14 +265,13 @@ impl Default for Metrics {
             requests,
             delivery_latency,
             last_poll,
+            pollers_held,
             connections,
             connections_refused,
             requests_in_flight,
         }
     }
-}
 
-impl Metrics {
     pub fn message(&self, system: &str, direction: &str, message_type: &str, status: carehub_model::LogStatus) {
         self.messages
             .get_or_create(&MessageLabels {
@@ -294,6 +329,11 @@ impl Metrics {
         self.last_poll
             .get_or_create(&PollLabels { system: system.to_owned(), kind: kind.to_owned() })
             .set(unix_seconds);
+    }
+
+    /// Whether this node holds the lease of `poller` (and runs it).
+    pub fn poller_held(&self, poller: &str, held: bool) {
+        self.pollers_held.get_or_create(&PollerLabels { poller: poller.to_owned() }).set(i64::from(held));
     }
 
     /// Counts a request in the handlers until the returned guard is dropped.
@@ -377,10 +417,32 @@ mod tests {
         let text = m.render(OverdueCounts::default(), OutboxCounts::default(), 0, Format::Classic);
         assert!(text.contains("# HELP carehub_messages_total Messages logged"), "{text}");
         assert!(text.contains("# TYPE carehub_messages_total counter\n"), "{text}");
-        assert!(text.contains("carehub_messages_total{system=\"combine\""), "{text}");
+        assert!(text.contains("carehub_messages_total{node=\"carehub\",system=\"combine\""), "{text}");
         assert!(text.contains("# TYPE carehub_http_request_duration_seconds histogram\n"), "{text}");
         assert!(!text.contains("# EOF"), "{text}");
         let om = m.render(OverdueCounts::default(), OutboxCounts::default(), 0, Format::OpenMetrics);
         assert!(om.contains("# TYPE carehub_messages counter\n") && om.ends_with("# EOF\n"), "{om}");
+    }
+
+    #[test]
+    fn every_sample_carries_the_nodes_name() {
+        let m = Metrics::for_node("vasteras-2");
+        m.message("combine", "in", "decision", carehub_model::LogStatus::Accepted);
+        m.poller_held("inbox:procapita", true);
+        m.connection_opened();
+        let text = m.render(
+            OverdueCounts::default(),
+            OutboxCounts { pending: 3, ..OutboxCounts::default() },
+            0,
+            Format::Classic,
+        );
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
+        assert!(!samples.is_empty());
+        for sample in &samples {
+            assert!(sample.contains("{node=\"vasteras-2\""), "{sample}");
+        }
+        assert!(text.contains("carehub_pollers_held{node=\"vasteras-2\",poller=\"inbox:procapita\"} 1\n"), "{text}");
+        assert!(text.contains("carehub_outbox{node=\"vasteras-2\",state=\"pending\"} 3\n"), "{text}");
+        assert!(text.contains("carehub_http_connections{node=\"vasteras-2\"} 1\n"), "{text}");
     }
 }

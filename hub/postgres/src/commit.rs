@@ -14,9 +14,14 @@
 //! the chain's sequencer row first (when any request of the batch appends to the log), then
 //! the access log's sequencer row (`access_head`, for [`Op::RecordAccess`]), then
 //! the rows an op decides on: a decision's row for [`Op::ChangeDecision`], a provider's
-//! generation row for [`Op::ExpectInvoiceGeneration`], outbox rows for [`Op::ClaimDue`]
-//! (`SKIP LOCKED`: a row another node is claiming is passed over, not waited for). Should
-//! the server still pick a batch as a deadlock's victim, the batch is tried again.
+//! generation row for [`Op::ExpectInvoiceGeneration`], a lease's row for [`Op::HoldLease`],
+//! outbox rows for [`Op::ClaimDue`] (`SKIP LOCKED`: a row another node is claiming is passed
+//! over, not waited for). Should the server still pick a batch as a deadlock's victim, the
+//! batch is tried again.
+//!
+//! A batch that adds outbox rows ([`Op::Enqueue`], [`Op::Requeue`]) sends
+//! `NOTIFY carehub_outbox` inside its transaction, so every node's delivery loop wakes when
+//! the rows are committed rather than at its next poll.
 
 use std::sync::Arc;
 
@@ -52,6 +57,16 @@ type Results = Vec<Result<Vec<OpResult>, StoreError>>;
 fn appends(op: &Op) -> bool {
     matches!(op, Op::AppendLog(_) | Op::Requeue { .. } | Op::IngestVisits(_) | Op::RemovePayloads { .. })
 }
+
+/// Whether an op adds rows to the outbox (or puts some back), so its batch wakes the other
+/// nodes' delivery loops.
+fn adds_work(op: &Op) -> bool {
+    matches!(op, Op::Enqueue(_) | Op::Requeue { .. })
+}
+
+/// The channel a commit that adds outbox rows notifies, and each node listens on
+/// ([`crate::PgStore`]'s `watch_outbox`).
+pub(crate) const OUTBOX_CHANNEL: &str = "carehub_outbox";
 
 /// Whether the server aborted the work for a reason that a second try may not meet.
 fn retryable(e: &StoreError) -> bool {
@@ -163,6 +178,11 @@ fn run_batch(
         out.push(result);
     }
     chain.save(&mut db)?;
+    // Inside the transaction: the server delivers it once the rows are committed (and not
+    // at all if they are not), to every node listening, this one included.
+    if requests.iter().flatten().any(adds_work) {
+        db.batch(&format!("NOTIFY {OUTBOX_CHANNEL}"))?;
+    }
     db.commit()?;
     Ok(Some(out))
 }
@@ -510,7 +530,42 @@ fn apply_op(
             crate::audit::store_checkpoint(db, &c)?;
             Ok(OpResult::Done)
         }
+        Op::HoldLease { name, owner, until } => hold_lease(db, at, name, owner, until),
+        Op::ReleaseLease { name, owner } => {
+            db.execute("DELETE FROM leases WHERE name = $1 AND owner = $2", &[&name, &owner])?;
+            Ok(OpResult::Done)
+        }
     }
+}
+
+/// [`Op::HoldLease`]: the lease's row locked (`FOR UPDATE`, inserted first when there is
+/// none), so two nodes asking at once decide one after the other, by core's rule.
+fn hold_lease(
+    db: &mut Db<'_>,
+    now: DateTime<Utc>,
+    name: String,
+    owner: String,
+    until: DateTime<Utc>,
+) -> Result<OpResult, StoreError> {
+    let until = ts(until);
+    // A row that was not there is the caller's at once; a concurrent insert of the same
+    // name waits for this one's transaction and then finds the row.
+    let inserted = db.execute(
+        "INSERT INTO leases (name, owner, until) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        &[&name, &owner, &until],
+    )?;
+    if inserted == 1 {
+        return Ok(OpResult::Lease(LeaseHold::Taken));
+    }
+    let row = db.one("SELECT owner, until FROM leases WHERE name = $1 FOR UPDATE", &[&name])?;
+    let (holder, held_until): (String, String) = (col(&row, 0)?, col(&row, 1)?);
+    let held_until = parse_store_ts(&held_until)
+        .ok_or_else(|| StoreError::backend("postgres: reading a lease", format!("'{held_until}' is not a time")))?;
+    let hold = LeaseHold::decide(Some((holder, held_until)), &owner, now);
+    if hold.held() {
+        db.execute("UPDATE leases SET owner = $2, until = $3 WHERE name = $1", &[&name, &owner, &until])?;
+    }
+    Ok(OpResult::Lease(hold))
 }
 
 fn attempted(db: &mut Db<'_>, now: &str, id: i64, outcome: AttemptOutcome) -> Result<OpResult, StoreError> {

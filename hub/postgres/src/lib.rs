@@ -23,6 +23,20 @@
 //! - **Rules that must hold across nodes are row locks, not hub locks**: claims take due
 //!   outbox rows `FOR UPDATE SKIP LOCKED` with a lease; INV005 locks the provider's
 //!   invoice-generation row; a decision change locks the decision's row (`commit`).
+//! - **Pollers are owned through lease rows, not advisory locks.** Each SFTP inbox, feed,
+//!   the visit forwarder and the checkpointer run on one node at a time, the one holding
+//!   the row `leases(name)` through its `until` (`Op::HoldLease`, renewed every heartbeat,
+//!   given up on a clean shutdown; `carehub_core::delivery::lease`). A session-level
+//!   advisory lock would need a connection held open per lock for as long as the poller
+//!   runs, and a pooled connection returned with the lock still taken would hand it to
+//!   whoever takes the connection next; it has no counterpart on SQLite; and the contract
+//!   suite could not move its expiry with the hub's clock. A lease row is an ordinary row
+//!   written by an ordinary commit: the same on both backends, tested once by the suite.
+//! - **Wake-ups across nodes by `LISTEN/NOTIFY`.** A commit that adds outbox rows notifies
+//!   `carehub_outbox` inside its transaction; each node keeps one connection listening
+//!   (`listen`) that wakes its delivery loop, so a decision taken by one node is sent by
+//!   whichever node claims it first, without waiting for a poll. Polling stays as the
+//!   fallback for a notification lost while a connection was down.
 //! - **Times stay text**, the same fixed-width UTC form SQLite keeps
 //!   (`2026-11-22T10:48:00.000000Z`, `carehub_core::store::ts`): it is the form the
 //!   log hashes, it sorts as text, and with every text column collated `"C"` both backends
@@ -44,7 +58,9 @@
 //! # Layout
 //! - this module: [`PgStore`], the pool, migrations, and the traits' reads.
 //! - `db`: a connection with its prepared statements; the calls every query goes through.
-//! - `commit`: the group-committing writer, and where each `Op` becomes SQL.
+//! - `commit`: the group-committing writer, and where each `Op` becomes SQL; the
+//!   `NOTIFY` of a commit that adds outbox rows.
+//! - `listen`: the one `LISTEN` connection per store that wakes the delivery loop.
 //! - `log`: the chain's sequencer and append.
 //! - `rows`: column lists and row -> record mapping.
 //! - `visits`: the visit ledger and the visit listings.
@@ -57,6 +73,7 @@ mod audit;
 mod commit;
 pub mod copy;
 mod db;
+mod listen;
 mod log;
 mod month;
 mod rows;
@@ -82,6 +99,7 @@ use crate::rows::*;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (2, "audit", include_str!("../migrations/0002_audit.sql")),
+    (3, "leases", include_str!("../migrations/0003_leases.sql")),
 ];
 
 /// Connections kept open between requests.
@@ -101,6 +119,9 @@ pub struct PgStore {
     pool: Arc<Pool>,
     writer: mpsc::Sender<commit::Request>,
     readers: Arc<Semaphore>,
+    /// Where outbox wake-ups are listened for (`watch_outbox`); its listeners end when the
+    /// last clone of the store is dropped.
+    listener: Arc<listen::Listener>,
 }
 
 pub(crate) struct Pool {
@@ -155,6 +176,21 @@ fn config(url: &str) -> Result<postgres::Config, StoreError> {
     if config.get_application_name().is_none() {
         config.application_name("carehub");
     }
+    Ok(config)
+}
+
+/// The settings of the connection that listens for outbox wake-ups: the same URL as the
+/// pool's, on the async driver, with TCP keepalives frequent enough that a connection a
+/// network cut left half open is noticed and opened again within a minute or so.
+fn listen_config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    let mut config = tokio_postgres::Config::from_str(url).map_err(|e| db::pg("reading the database URL", e))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("carehub-listen");
+    }
+    config.keepalives(true).keepalives_idle(Duration::from_secs(30));
     Ok(config)
 }
 
@@ -219,7 +255,7 @@ impl PgStore {
     pub async fn open(url: &str, clock: Clock) -> Result<PgStore, StoreError> {
         let pool = Arc::new(Pool { config: config(url)?, idle: Mutex::new(Vec::new()) });
         blocking(pool.clone(), migrate).await?;
-        PgStore::start(pool, clock)
+        PgStore::start(pool, listen_config(url)?, clock)
     }
 
     /// [`PgStore::open`] for a caller that cannot await (assembling the hub): connects and
@@ -238,18 +274,23 @@ impl PgStore {
             .join()
             .map_err(|_| StoreError::backend("migrating", "the migration thread panicked"))?
         })?;
-        PgStore::start(pool, clock)
+        PgStore::start(pool, listen_config(url)?, clock)
     }
 
     /// Starts the writer thread over a migrated database's pool.
-    fn start(pool: Arc<Pool>, clock: Clock) -> Result<PgStore, StoreError> {
+    fn start(pool: Arc<Pool>, listen: tokio_postgres::Config, clock: Clock) -> Result<PgStore, StoreError> {
         let (writer, rx) = mpsc::channel::<commit::Request>(8192);
         let for_writer = pool.clone();
         std::thread::Builder::new()
             .name("carehub-pg-writer".into())
             .spawn(move || commit::writer_loop(for_writer, rx, &clock))
             .map_err(|e| StoreError::backend("cannot start the writer thread", e))?;
-        Ok(PgStore { pool, writer, readers: Arc::new(Semaphore::new(MAX_READERS)) })
+        Ok(PgStore {
+            pool,
+            writer,
+            readers: Arc::new(Semaphore::new(MAX_READERS)),
+            listener: Arc::new(listen::Listener::new(listen)),
+        })
     }
 
     /// Reaches the database at `url` without changing it (`carehub check`): the server's
@@ -584,6 +625,10 @@ impl OutboxStore for PgStore {
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.read(|db| instant_opt(&db.one("SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'", &[])?, 0))
             .await
+    }
+
+    fn watch_outbox(&self, wake: Arc<tokio::sync::Notify>) {
+        self.listener.watch(wake);
     }
 
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {

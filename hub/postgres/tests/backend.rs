@@ -73,8 +73,9 @@ async fn migrations_apply_once_however_often_they_run() {
     first.commit(vec![Op::AppendLog(entry(1, 1))]).await.expect("commits");
     let again = nodes(&db, 1).await.remove(0);
     PgStore::migrate(&url).await.expect("migrating a migrated database is harmless");
-    // Two migrations: the schema, then auditing's tables (0002_audit.sql).
-    assert_eq!(scalar(url.clone(), "SELECT COUNT(*) FROM schema_migrations").await, 2, "each migration recorded once");
+    // Three migrations: the schema, auditing's tables (0002_audit.sql), the pollers'
+    // leases (0003_leases.sql).
+    assert_eq!(scalar(url.clone(), "SELECT COUNT(*) FROM schema_migrations").await, 3, "each migration recorded once");
     let entries = again.log_entries(LogFilter { limit: 10, ..LogFilter::default() }).await.expect("reads");
     assert_eq!(entries.len(), 1, "the entry written before survives a second start");
     assert_eq!(verify_chain(&*again).await.expect("verifies").first_bad, None);

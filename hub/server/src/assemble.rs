@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use carehub_core::adapter::Registry;
+use carehub_core::delivery::lease::Ownership;
 use carehub_core::delivery::outbox::DeliveryLoop;
 use carehub_core::hub::{Hub, HubParts};
 use carehub_core::mapping::MappingSet;
@@ -35,6 +36,9 @@ pub struct Runtime {
     pub limits: crate::accept::Limits,
     /// How often the background task checkpoints the message log (none: only on demand).
     pub checkpoint_every: Option<std::time::Duration>,
+    /// This node's leases: the pollers, the visit forwarder and the checkpointer run only
+    /// while it holds theirs.
+    pub ownership: Arc<Ownership>,
 }
 
 /// The HTTP client every outbound HTTP transport shares.
@@ -244,7 +248,7 @@ fn console_settings(c: &crate::config::ConsoleSection) -> crate::http::console::
 /// Assembles the hub over a given store.
 pub fn build_with_store(config: &Config, store: Arc<dyn Store>, clock: Clock) -> anyhow::Result<Runtime> {
     let registry = Arc::new(registry(config, &clock)?);
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::for_node(&config.hub.node));
     let notify = Arc::new(Notify::new());
     let hub = Arc::new(Hub::new(HubParts {
         store: store.clone(),
@@ -260,15 +264,21 @@ pub fn build_with_store(config: &Config, store: Arc<dyn Store>, clock: Clock) ->
     let checkpointer = config.audit.key().map(|key| {
         Arc::new(carehub_core::audit::Checkpointer::new(store.clone(), key, config.audit.origin.clone(), clock.clone()))
     });
+    // Who this node and process is to the store: its delivery claims and its pollers'
+    // leases. A restarted process is a new owner.
+    let owner = format!("{}/pid{}-{:08x}", config.hub.node, std::process::id(), fastrand::u32(..));
+    let ownership =
+        Arc::new(Ownership::new(store.clone(), clock.clone(), owner.clone(), config.lease_settings(), metrics.clone()));
     let delivery = Arc::new(DeliveryLoop {
         store,
         registry,
         policy: config.retry_policy(),
         metrics,
         notify,
-        owner: format!("pid{}-{:08x}", std::process::id(), fastrand::u32(..)),
+        owner,
         max_in_flight: config.delivery.max_in_flight,
         clock: clock.clone(),
+        idle_poll: std::time::Duration::from_millis(config.delivery.idle_poll_ms),
     });
     let state = AppState {
         hub,
@@ -290,5 +300,5 @@ pub fn build_with_store(config: &Config, store: Arc<dyn Store>, clock: Clock) ->
     };
     let checkpoint_every = (config.audit.checkpoint_every_ms > 0)
         .then(|| std::time::Duration::from_millis(config.audit.checkpoint_every_ms));
-    Ok(Runtime { state, delivery, tls, limits: crate::accept::Limits::of(config), checkpoint_every })
+    Ok(Runtime { state, delivery, tls, limits: crate::accept::Limits::of(config), checkpoint_every, ownership })
 }

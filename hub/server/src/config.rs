@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use carehub_adapters::VendorConfig;
 use carehub_core::adapter::SystemRole;
+use carehub_core::delivery::lease::LeaseSettings;
 use carehub_core::delivery::outbox::RetryPolicy;
 use carehub_model::{Deadlines, OrgNumber};
 use serde::Deserialize;
@@ -176,6 +177,39 @@ pub struct HubSection {
     /// The operational log's format on stderr: `text` (default) or `json` (one object a
     /// line, for log shippers). `CAREHUB_LOG_FORMAT` overrides it.
     pub log_format: LogFormat,
+    /// This node's name, when several hub nodes share a PostgreSQL database (SPEC §11): on
+    /// every metric (`node="..."`) and in the owner of its leases. Letters, digits, `.`,
+    /// `-` and `_`, at most 64. Default: the machine's host name, or `carehub` when that is
+    /// not such a name.
+    pub node: String,
+    /// How often a node renews the leases of the pollers it runs (each SFTP inbox, each
+    /// feed, the visit forwarder, the checkpointer), and tries to take those no node holds,
+    /// in milliseconds (default 5000).
+    pub poller_heartbeat_ms: u64,
+    /// How long each renewal holds, in milliseconds (default 15000; at least twice the
+    /// heartbeat): a node that dies has its pollers taken over by another this long after
+    /// its last renewal, give or take a heartbeat. On a clean shutdown they are given up at
+    /// once.
+    pub poller_lease_ttl_ms: u64,
+}
+
+/// The node name when `[hub] node` is not set: the host name if it makes a node name,
+/// else `carehub`. (The one look-up a configuration makes: the kernel's host name.)
+pub fn default_node() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let host = host.trim();
+    if is_node_name(host) {
+        host.to_owned()
+    } else {
+        carehub_core::metrics::DEFAULT_NODE.to_owned()
+    }
+}
+
+/// Whether `s` may name a node: 1 to 64 ASCII letters, digits, `.`, `-` and `_`.
+pub fn is_node_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 
 /// The operational log's format.
@@ -231,6 +265,9 @@ impl Default for HubSection {
             max_connections: 1024,
             drain_timeout_ms: 30_000,
             log_format: LogFormat::Text,
+            node: String::new(),
+            poller_heartbeat_ms: LeaseSettings::default().heartbeat.as_millis() as u64,
+            poller_lease_ttl_ms: LeaseSettings::default().ttl.as_millis() as u64,
         }
     }
 }
@@ -307,6 +344,10 @@ pub struct DeliverySection {
     /// Past this many deliveries waiting, messages are refused with 503 and `Retry-After`
     /// until the outbox has caught up (0: never).
     pub max_backlog: u64,
+    /// The longest the delivery loop sleeps when nothing is due, in milliseconds (default
+    /// 1000): the fallback for a wake-up missed. New work wakes it at once: this node's
+    /// own, and on PostgreSQL every node's (`LISTEN/NOTIFY`).
+    pub idle_poll_ms: u64,
 }
 
 impl Default for DeliverySection {
@@ -319,6 +360,7 @@ impl Default for DeliverySection {
             timeout_ms: p.timeout.as_millis() as u64,
             max_in_flight: 256,
             max_backlog: 100_000,
+            idle_poll_ms: 1000,
         }
     }
 }
@@ -892,6 +934,29 @@ impl Config {
         if hub.max_connections == 0 {
             errors.push("[hub] max_connections: at least 1".into());
         }
+        if hub.node.is_empty() {
+            hub.node = default_node();
+        } else if !is_node_name(&hub.node) {
+            errors.at(
+                at(&["hub", "node"]),
+                format!(
+                    "[hub] node: '{}' is not a node name (letters, digits, '.', '-' and '_', at most 64)",
+                    hub.node
+                ),
+            );
+        }
+        if hub.poller_heartbeat_ms == 0 {
+            errors.at(at(&["hub", "poller_heartbeat_ms"]), "[hub] poller_heartbeat_ms: at least 1".into());
+        } else if hub.poller_lease_ttl_ms < hub.poller_heartbeat_ms.saturating_mul(2) {
+            errors.at(
+                at(&["hub", "poller_lease_ttl_ms"]),
+                format!(
+                    "[hub] poller_lease_ttl_ms: at least twice poller_heartbeat_ms ({} ms), so that a renewal \
+                     that fails once does not hand the pollers to another node",
+                    hub.poller_heartbeat_ms.saturating_mul(2)
+                ),
+            );
+        }
         if hub.postgres_url().is_none() {
             hub.database = base.join(&hub.database);
         }
@@ -920,6 +985,9 @@ impl Config {
         }
         if delivery.timeout_ms == 0 || delivery.max_in_flight == 0 {
             errors.at(at(&["delivery"]), "[delivery] timeout_ms and max_in_flight must be positive".into());
+        }
+        if delivery.idle_poll_ms == 0 {
+            errors.at(at(&["delivery", "idle_poll_ms"]), "[delivery] idle_poll_ms: at least 1".into());
         }
         if delivery.initial_backoff_ms > delivery.max_backoff_ms {
             errors.at(
@@ -1202,6 +1270,15 @@ impl Config {
         }
     }
 
+    /// How this node renews its pollers' leases (`[hub] poller_heartbeat_ms`,
+    /// `poller_lease_ttl_ms`).
+    pub fn lease_settings(&self) -> LeaseSettings {
+        LeaseSettings {
+            heartbeat: Duration::from_millis(self.hub.poller_heartbeat_ms),
+            ttl: Duration::from_millis(self.hub.poller_lease_ttl_ms),
+        }
+    }
+
     pub fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy {
             max_attempts: self.delivery.max_attempts,
@@ -1294,6 +1371,34 @@ system = "phoniro"
         assert_eq!(c.hub.database, PathBuf::from("/etc/carehub/x.db"));
         assert_eq!(c.routes().keys().collect::<Vec<_>>(), vec!["5599000014"]);
         assert_eq!(c.hub.postgres_url(), None, "a file is SQLite");
+    }
+
+    #[test]
+    fn a_node_is_named_and_its_leases_timed_with_defaults_and_checks() {
+        let c = Config::parse(GOOD, Path::new("/etc/carehub")).expect("valid");
+        assert!(is_node_name(&c.hub.node), "the default is a node name: {}", c.hub.node);
+        assert_eq!(c.hub.node, default_node());
+        assert_eq!(c.lease_settings(), LeaseSettings::default());
+        assert_eq!(c.delivery.idle_poll_ms, 1000);
+
+        let named = GOOD.replace(
+            "database = \"x.db\"",
+            "database = \"x.db\"\nnode = \"vasteras-2\"\npoller_heartbeat_ms = 200\npoller_lease_ttl_ms = 1000",
+        );
+        let c = Config::parse(&named, Path::new("/etc/carehub")).expect("valid");
+        assert_eq!(c.hub.node, "vasteras-2");
+        assert_eq!(
+            c.lease_settings(),
+            LeaseSettings { heartbeat: Duration::from_millis(200), ttl: Duration::from_millis(1000) }
+        );
+
+        let bad = GOOD.replace(
+            "database = \"x.db\"",
+            "database = \"x.db\"\nnode = \"nod e\"\npoller_heartbeat_ms = 5000\npoller_lease_ttl_ms = 6000",
+        );
+        let errors = Config::parse(&bad, Path::new("/etc/carehub")).expect_err("invalid").0;
+        assert!(errors.iter().any(|e| e.contains("[hub] node: 'nod e' is not a node name")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("[hub] poller_lease_ttl_ms: at least twice")), "{errors:?}");
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! Running an assembled hub: the HTTP server on the caller's listener, the delivery loop,
 //! the pollers, the visit forwarder and the checkpointer, and stopping them all gracefully.
+//! The pollers, the forwarder and the checkpointer each run under a lease of this node's
+//! [`Ownership`](carehub_core::delivery::lease::Ownership), so that of several nodes on one
+//! database one at a time runs each; stopping gives the leases up.
 //!
 //! [`start`] serves a [`Runtime`] on a listener the caller bound (tests and the demo bind
 //! `127.0.0.1:0`) and returns a [`RunningHub`] that stops it. `carehub serve`, the demo, the
@@ -10,6 +13,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::Context;
+use carehub_core::delivery::lease::Lease;
+use carehub_core::delivery::poller::{FeedPoller, Poller};
 use carehub_core::metrics::Metrics;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -17,6 +22,9 @@ use tracing::info;
 
 use crate::assemble::Runtime;
 use crate::http::AppState;
+
+/// A poller's work once it is given its lease.
+type BoxedWork = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// A hub serving HTTP and delivering its outbox.
 pub struct RunningHub {
@@ -59,6 +67,17 @@ impl RunningHub {
     pub fn shutdown_handle(&self) -> watch::Sender<bool> {
         self.shutdown.clone()
     }
+
+    /// Stops at once, as a killed process would, for tests of what other nodes do then:
+    /// every task is aborted where it stands, nothing is drained, no lease is given up
+    /// (each runs out at its end), no delivery's claim is let go.
+    pub fn abort(self) {
+        self.server.abort();
+        self.delivery.abort();
+        for p in self.pollers {
+            p.abort();
+        }
+    }
 }
 
 /// Serves `runtime` on `listener` and starts its delivery loop.
@@ -74,33 +93,43 @@ pub async fn start(runtime: Runtime, listener: tokio::net::TcpListener) -> anyho
         delivery_loop.run(delivery_rx).await;
         running.store(false, Ordering::SeqCst);
     });
-    let mut pollers: Vec<JoinHandle<()>> = state
-        .hub
-        .registry()
-        .iter()
-        .filter_map(|system| {
-            let inbox = system.inbox.clone()?;
-            let poller =
-                carehub_core::delivery::poller::Poller { hub: state.hub.clone(), system: system.clone(), inbox };
-            Some(tokio::spawn(poller.run(rx.clone())))
-        })
-        .collect();
+    // Another node's new outbox rows wake this node's delivery loop too (PostgreSQL).
+    runtime.delivery.store.watch_outbox(runtime.delivery.notify.clone());
+    // Each poller, the visit forwarder and the checkpointer run under a lease, so that of
+    // several nodes on one database one at a time runs each (`delivery::lease`).
+    let ownership = runtime.ownership.clone();
+    let leased = |name: String, work: Box<dyn FnOnce(Lease) -> BoxedWork + Send>| -> JoinHandle<()> {
+        let ownership = ownership.clone();
+        tokio::spawn(async move { ownership.hold(&name, work).await })
+    };
+    let mut pollers: Vec<JoinHandle<()>> = Vec::new();
     for system in state.hub.registry().iter() {
+        if let Some(inbox) = system.inbox.clone() {
+            let poller = Poller { hub: state.hub.clone(), system: system.clone(), inbox };
+            let stop = rx.clone();
+            pollers.push(leased(
+                Poller::lease_name(&system.name),
+                Box::new(move |lease| Box::pin(poller.run_leased(lease, stop))),
+            ));
+        }
         if let Some((feed, every)) = system.feed.clone() {
-            let puller = carehub_core::delivery::poller::FeedPoller {
-                hub: state.hub.clone(),
-                system: system.clone(),
-                feed,
-                every,
-            };
-            pollers.push(tokio::spawn(puller.run(rx.clone())));
+            let puller = FeedPoller { hub: state.hub.clone(), system: system.clone(), feed, every };
+            let stop = rx.clone();
+            pollers.push(leased(
+                FeedPoller::lease_name(&system.name),
+                Box::new(move |lease| Box::pin(puller.run_leased(lease, stop))),
+            ));
         }
     }
-    let forwarder_hub = state.hub.clone();
-    let forwarder_rx = rx.clone();
-    pollers.push(tokio::spawn(async move {
-        forwarder_hub.run_visit_forwarder(std::time::Duration::from_secs(5), forwarder_rx).await;
-    }));
+    let (forwarder_hub, stop) = (state.hub.clone(), rx.clone());
+    pollers.push(leased(
+        carehub_core::hub::FORWARDER_LEASE.to_owned(),
+        Box::new(move |lease| {
+            Box::pin(async move {
+                forwarder_hub.run_visit_forwarder_leased(std::time::Duration::from_secs(5), lease, stop).await;
+            })
+        }),
+    ));
     // Intake's brake reads the outbox's backlog twice a second (see `IntakeGate`).
     let (gate, gate_hub, mut gate_rx) = (state.gate.clone(), state.hub.clone(), rx.clone());
     pollers.push(tokio::spawn(async move {
@@ -115,7 +144,11 @@ pub async fn start(runtime: Runtime, listener: tokio::net::TcpListener) -> anyho
         }
     }));
     if let (Some(checkpointer), Some(every)) = (state.checkpointer.clone(), runtime.checkpoint_every) {
-        pollers.push(tokio::spawn(checkpointer.run(every, rx.clone())));
+        let stop = rx.clone();
+        pollers.push(leased(
+            carehub_core::audit::CHECKPOINTER_LEASE.to_owned(),
+            Box::new(move |lease| Box::pin(checkpointer.run_leased(every, lease, stop))),
+        ));
     }
     let app = crate::http::app(state.clone());
     let (tls, limits) = (runtime.tls.clone(), runtime.limits);

@@ -10,7 +10,15 @@
 //!
 //! Leases make the loop safe to run in more than one process and after a crash: a row is
 //! sent only by whoever holds its lease, and a lease left by a killed process runs out
-//! after `timeout + LEASE_MARGIN`, when the row is picked up again.
+//! after `timeout + LEASE_MARGIN`, when the row is picked up again. A lease is not renewed
+//! while its attempt runs, and needs not be: the attempt runs under the hard `timeout`,
+//! started as soon as the row is claimed, so it ends inside the lease (see
+//! [`super::lease`] for the whole argument).
+//!
+//! The loop wakes when this process writes to the outbox (`notify`), when another node
+//! does (the store's [`watch_outbox`](crate::store::OutboxStore::watch_outbox): PostgreSQL's
+//! `LISTEN/NOTIFY`), when the next retry falls due, and otherwise every `idle_poll`, the
+//! fallback for a wake-up lost.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,6 +84,8 @@ pub struct DeliveryLoop {
     pub max_in_flight: usize,
     /// Where "now" comes from for leases and retry times.
     pub clock: carehub_model::Clock,
+    /// The longest the loop sleeps when nothing is due and nothing woke it.
+    pub idle_poll: Duration,
 }
 
 impl DeliveryLoop {
@@ -128,9 +138,10 @@ impl DeliveryLoop {
         info!("delivery loop stopped");
     }
 
-    /// How long to sleep when nothing is due: until the next row falls due, at most a second.
+    /// How long to sleep when nothing is due: until the next row falls due, at most
+    /// `idle_poll`.
     async fn idle_wait(&self) -> Duration {
-        let max = Duration::from_secs(1);
+        let max = self.idle_poll.max(Duration::from_millis(5));
         match self.store.next_due().await {
             Ok(Some(at)) => {
                 (at - self.clock.now()).to_std().unwrap_or(Duration::ZERO).clamp(Duration::from_millis(5), max)
@@ -171,6 +182,7 @@ impl DeliveryLoop {
                 owner: self.owner.clone(),
                 max_in_flight: self.max_in_flight,
                 clock: self.clock.clone(),
+                idle_poll: self.idle_poll,
             };
             tasks.spawn(async move { this.deliver(d).await });
         }

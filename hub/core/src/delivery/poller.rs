@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::adapter::{Feed, Inbox, System};
+use crate::delivery::lease::Lease;
 use crate::hub::{Hub, Sender};
 
 /// A file name as the operational log may show it: a run of ten or more digits (which could
@@ -63,10 +64,26 @@ pub struct Poller {
 }
 
 impl Poller {
+    /// The name of the lease an inbox is polled under (one node at a time polls it).
+    pub fn lease_name(system: &str) -> String {
+        format!("inbox:{system}")
+    }
+
     /// Polls every `system.poll_interval` until `shutdown` turns true.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let lease = Lease::always(&Poller::lease_name(&self.system.name));
+        self.run_leased(lease, shutdown).await;
+    }
+
+    /// [`run`](Self::run), polling only while this node holds `lease`: a pass begins only
+    /// while it does (at once when the node takes the lease), and a lease lost during a pass
+    /// stops the polling after it.
+    pub async fn run_leased(self, mut lease: Lease, mut shutdown: watch::Receiver<bool>) {
         info!(system = %self.system.name, every_s = self.system.poll_interval.as_secs_f64(), "polling started");
         loop {
+            if !lease.wait(&mut shutdown).await {
+                break;
+            }
             self.poll_once().await;
             tokio::select! {
                 _ = tokio::time::sleep(self.system.poll_interval) => {}
@@ -169,10 +186,26 @@ pub struct PullReport {
 }
 
 impl FeedPoller {
+    /// The name of the lease a feed is pulled under (one node at a time pulls it).
+    pub fn lease_name(system: &str) -> String {
+        format!("feed:{system}")
+    }
+
     /// Runs until `shutdown` turns true. A pull under way when it does stops after the
     /// commit in progress, so what was read is stored with its cursor.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let lease = Lease::always(&FeedPoller::lease_name(&self.system.name));
+        self.run_leased(lease, shutdown).await;
+    }
+
+    /// [`run`](Self::run), pulling only while this node holds `lease`: a pull begins only
+    /// while it does, and a lease lost during a pull stops the pulling after it. Whichever
+    /// node pulls next starts at the cursor stored with the last page committed.
+    pub async fn run_leased(self, mut lease: Lease, mut shutdown: watch::Receiver<bool>) {
         loop {
+            if !lease.wait(&mut shutdown).await {
+                return;
+            }
             let report = self.pull_until(&shutdown).await;
             if *shutdown.borrow() {
                 return;

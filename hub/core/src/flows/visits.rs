@@ -365,8 +365,16 @@ impl Flows {
 
     /// Forwards visits whenever some were stored (and every `every`, in case a wake-up was
     /// missed), until `shutdown` changes.
-    pub(crate) async fn run_visit_forwarder(&self, every: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub(crate) async fn run_visit_forwarder(
+        &self,
+        every: Duration,
+        mut lease: crate::delivery::lease::Lease,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
         loop {
+            if !lease.wait(&mut shutdown).await {
+                return;
+            }
             if let Err(e) = self.forward_visits().await {
                 warn!(error = %e, "cannot forward visits; trying again");
             }

@@ -78,6 +78,8 @@ macro_rules! store_contract_suite {
             the_logs_leaf_hashes_are_its_chain_hashes_in_order,
             one_checkpoint_is_kept_per_size_and_the_largest_is_the_latest,
             retention_removes_old_payloads_and_the_chain_and_the_tree_still_verify,
+            a_lease_is_held_by_one_owner_at_a_time_and_taken_over_after_its_end,
+            a_released_lease_is_free_at_once_and_only_its_holder_releases_it,
         );
     };
     (@each $fresh:path; $($name:ident),* $(,)?) => {
@@ -1303,4 +1305,73 @@ pub async fn retention_removes_old_payloads_and_the_chain_and_the_tree_still_ver
     let run = store.log_entry(logged(&again)[0]).await.expect("reads").expect("the run");
     assert!(run.canonical.as_deref().is_some_and(|c| c.contains(r#""removed":0"#)), "{:?}", run.canonical);
     assert_eq!(verify_chain(store.as_ref()).await.expect("verifies").first_bad, None);
+}
+
+async fn hold(store: &dyn Store, name: &str, owner: &str, until: DateTime<Utc>) -> LeaseHold {
+    let results = store
+        .commit(vec![Op::HoldLease { name: name.into(), owner: owner.into(), until }])
+        .await
+        .expect("a lease commits");
+    match results.as_slice() {
+        [OpResult::Lease(hold)] => hold.clone(),
+        other => panic!("HoldLease yields Lease, not {other:?}"),
+    }
+}
+
+async fn release(store: &dyn Store, name: &str, owner: &str) {
+    store.commit(vec![Op::ReleaseLease { name: name.into(), owner: owner.into() }]).await.expect("a release commits");
+}
+
+/// `HoldLease` gives a lease to one owner at a time: taken when no one holds it, renewed by
+/// its holder (even past its end, when no one took it meanwhile), refused to another owner
+/// through its `until` (a lease holds through its end, as a claim's does), and taken over by
+/// another once the store's clock is past it. Leases of different names are independent.
+pub async fn a_lease_is_held_by_one_owner_at_a_time_and_taken_over_after_its_end(store: Arc<dyn Store>, clock: Clock) {
+    clock.set(start());
+    let ttl = Duration::seconds(15);
+    let inbox = "inbox:procapita";
+    assert_eq!(hold(&*store, inbox, "node-a/1", start() + ttl).await, LeaseHold::Taken);
+    let refused = hold(&*store, inbox, "node-b/1", start() + ttl).await;
+    assert_eq!(
+        refused,
+        LeaseHold::Refused { holder: "node-a/1".into(), until: start() + ttl },
+        "two owners, one holds"
+    );
+    assert!(!refused.held());
+    assert_eq!(hold(&*store, "feed:phoniro", "node-b/1", start() + ttl).await, LeaseHold::Taken, "another name");
+
+    clock.set(start() + Duration::seconds(5));
+    let renewed_until = start() + Duration::seconds(20);
+    assert_eq!(hold(&*store, inbox, "node-a/1", renewed_until).await, LeaseHold::Renewed, "the holder renews");
+    clock.set(start() + Duration::seconds(16));
+    assert!(!hold(&*store, inbox, "node-b/1", start() + Duration::seconds(31)).await.held(), "renewed: still a's");
+    clock.set(renewed_until);
+    assert!(!hold(&*store, inbox, "node-b/1", renewed_until + ttl).await.held(), "a lease holds through its end");
+
+    clock.set(renewed_until + Duration::microseconds(1));
+    let taken = hold(&*store, inbox, "node-b/1", renewed_until + ttl).await;
+    assert_eq!(taken, LeaseHold::TakenOver { from: "node-a/1".into() }, "past its end, another takes it over");
+    assert!(taken.held());
+    assert_eq!(
+        hold(&*store, inbox, "node-a/1", renewed_until + ttl).await,
+        LeaseHold::Refused { holder: "node-b/1".into(), until: renewed_until + ttl },
+        "the old holder does not get it back while the new one holds it"
+    );
+
+    // b's lease on the feed ran out long ago, but no one took it: b renews it.
+    assert_eq!(hold(&*store, "feed:phoniro", "node-b/1", clock.now() + ttl).await, LeaseHold::Renewed);
+}
+
+/// `ReleaseLease` by the holder frees the lease at once (another owner takes it before its
+/// `until`); a release by an owner that does not hold it changes nothing.
+pub async fn a_released_lease_is_free_at_once_and_only_its_holder_releases_it(store: Arc<dyn Store>, clock: Clock) {
+    clock.set(start());
+    let until = start() + Duration::seconds(15);
+    assert!(hold(&*store, "checkpointer", "node-a/1", until).await.held());
+    release(&*store, "checkpointer", "node-b/1").await;
+    assert!(!hold(&*store, "checkpointer", "node-b/1", until).await.held(), "b's release did not free a's lease");
+    release(&*store, "checkpointer", "node-a/1").await;
+    assert_eq!(hold(&*store, "checkpointer", "node-b/1", until).await, LeaseHold::Taken, "released: free at once");
+    release(&*store, "never-held", "node-a/1").await;
+    assert_eq!(hold(&*store, "never-held", "node-a/1", until).await, LeaseHold::Taken);
 }

@@ -458,6 +458,48 @@ pub enum Op {
     ReviseOrder { order: Box<Order>, reconfirm: bool },
     /// Stores a deviation or change of need; [`StoreError::Conflict`] if its id exists.
     StoreProviderReport(ProviderReport),
+    /// Takes or renews the lease `name` for `owner` through `until` (a poller's, so that one
+    /// node at a time runs it: `crate::delivery::lease`); yields [`OpResult::Lease`], which
+    /// says whether `owner` holds it after the commit. It is taken when no one holds it,
+    /// renewed when `owner` does (whether or not its `until` has passed), taken over when
+    /// another owner's `until` is before the store's clock (a lease holds through its end,
+    /// as a claim's does: [`Op::ClaimDue`]), and refused otherwise.
+    HoldLease { name: String, owner: String, until: DateTime<Utc> },
+    /// Gives the lease `name` up if `owner` holds it (on a clean shutdown), so that another
+    /// owner takes it at once; nothing if another owner holds it. Yields [`OpResult::Done`].
+    ReleaseLease { name: String, owner: String },
+}
+
+/// What an [`Op::HoldLease`] found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseHold {
+    /// No one held the lease; the caller does now.
+    Taken,
+    /// The caller held it; its `until` moved on.
+    Renewed,
+    /// Another owner held it, past its `until`; the caller does now.
+    TakenOver { from: String },
+    /// Another owner holds it through `until`; nothing changed.
+    Refused { holder: String, until: DateTime<Utc> },
+}
+
+impl LeaseHold {
+    /// Whether the caller holds the lease after the commit.
+    pub fn held(&self) -> bool {
+        !matches!(self, LeaseHold::Refused { .. })
+    }
+
+    /// What a backend decides, given the lease's row as it stands inside the commit's
+    /// transaction (`(owner, until)`, none when there is no row), for `owner` at `now`: the
+    /// one rule every backend applies, so they cannot differ.
+    pub fn decide(current: Option<(String, DateTime<Utc>)>, owner: &str, now: DateTime<Utc>) -> LeaseHold {
+        match current {
+            None => LeaseHold::Taken,
+            Some((holder, _)) if holder == owner => LeaseHold::Renewed,
+            Some((holder, until)) if until < now => LeaseHold::TakenOver { from: holder },
+            Some((holder, until)) => LeaseHold::Refused { holder, until },
+        }
+    }
 }
 
 /// One version of a decision as it arrived: version 0 is the decision as first sent (`kind`
@@ -686,6 +728,8 @@ pub enum OpResult {
     Claimed(Vec<Delivery>),
     Requeued(Vec<Delivery>),
     Visits(IngestReport),
+    /// What an [`Op::HoldLease`] did.
+    Lease(LeaseHold),
 }
 
 /// Filters for reading the message log. Unset fields do not filter.
@@ -849,6 +893,15 @@ pub trait OutboxStore: Send + Sync {
     /// When the earliest pending delivery falls due.
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
+    /// Wakes `wake` whenever another process (another hub node) commits new work to the
+    /// outbox, for as long as the store is open; call it from inside a Tokio runtime. The
+    /// delivery loop keeps polling as well, so a wake-up lost (a dropped connection) only
+    /// costs latency. By default it does nothing: an embedded store has one process, whose
+    /// flows wake their own delivery loop. The PostgreSQL backend listens for the
+    /// notification each commit that adds outbox rows sends.
+    fn watch_outbox(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
+        let _ = wake;
+    }
 }
 
 /// Visits, the tags they are checked against, and the feeds and reports they come from and go to.

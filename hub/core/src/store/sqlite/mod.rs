@@ -65,6 +65,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_decision_life.sql"),
     include_str!("migrations/0010_audit.sql"),
     include_str!("migrations/0011_retention.sql"),
+    include_str!("migrations/0012_leases.sql"),
 ];
 
 /// The SQLite store. Cheap to clone; all clones share the writer and the reader pool.

@@ -579,6 +579,35 @@ fn apply_op(
             super::audit::store_checkpoint(conn, &c)?;
             Ok(OpResult::Done)
         }
+        Op::HoldLease { name, owner, until } => {
+            // Inside the writer's transaction (BEGIN IMMEDIATE): no other process writes
+            // between this read and the write that depends on it.
+            let current: Option<(String, String)> = conn
+                .prepare_cached("SELECT owner, until FROM leases WHERE name = ?1")?
+                .query_row([&name], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let current = match current {
+                Some((holder, until)) => Some((
+                    holder,
+                    parse_store_ts(&until)
+                        .ok_or_else(|| StoreError::backend("reading a lease", format!("'{until}' is not a time")))?,
+                )),
+                None => None,
+            };
+            let hold = LeaseHold::decide(current, &owner, at);
+            if hold.held() {
+                conn.prepare_cached(
+                    "INSERT INTO leases (name, owner, until) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until",
+                )?
+                .execute(params![name, owner, ts(until)])?;
+            }
+            Ok(OpResult::Lease(hold))
+        }
+        Op::ReleaseLease { name, owner } => {
+            conn.prepare_cached("DELETE FROM leases WHERE name = ?1 AND owner = ?2")?.execute(params![name, owner])?;
+            Ok(OpResult::Done)
+        }
     }
 }
 
