@@ -51,15 +51,14 @@ async fn shared_database(label: &str) -> ScratchDb {
         .expect("a database on the test PostgreSQL server (CAREHUB_TEST_POSTGRES or 127.0.0.1:5432)")
 }
 
-/// Node `name`'s configuration: [`config_text`] on the shared database, with `[hub] node`
-/// when this hub's configuration knows the key (an older one refuses it; then every node
-/// is anonymous, which changes nothing this test checks).
+/// Node `name`'s configuration: [`config_text`] on the shared database, named `name`
+/// (`[hub] node`, on its metrics and in its poller leases), with leases short enough that a
+/// killed node's pollers are taken over within seconds rather than the default 15.
 fn node_config(dir: &Path, name: &str, db: &ScratchDb, vendor: &str, o: &Options) -> PathBuf {
     let mut named = o.clone();
-    named.hub_extra = format!("node = \"{name}\"\n{}", o.hub_extra);
-    let url = PathBuf::from(db.url());
-    let with_name = config_text(&url, vendor, vendor, &named);
-    let text = if Config::parse(&with_name, dir).is_ok() { with_name } else { config_text(&url, vendor, vendor, o) };
+    named.node = name.into();
+    named.hub_extra = format!("poller_heartbeat_ms = 500\npoller_lease_ttl_ms = 3000\n{}", o.hub_extra);
+    let text = config_text(&PathBuf::from(db.url()), vendor, vendor, &named);
     Config::parse(&text, dir).expect("a valid configuration");
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).expect("write the configuration");
@@ -366,10 +365,15 @@ impl Respond for Feed {
     }
 }
 
-/// The value of `carehub_outbox{state="..."}` in a metrics text.
+/// The value of `carehub_outbox{node="...",state="..."}` in a metrics text: the cluster's
+/// outbox, whichever node is asked.
 fn outbox_gauge(metrics: &str, state: &str) -> Option<i64> {
-    let prefix = format!("carehub_outbox{{state=\"{state}\"}} ");
-    metrics.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok())
+    let label = format!(",state=\"{state}\"}} ");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("carehub_outbox{node=\""))
+        .find_map(|l| l.split_once(&label).map(|(_, v)| v))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// A set of the first column of `sql`'s rows.
@@ -640,8 +644,18 @@ async fn three_nodes_killed_and_restarted_under_load_lose_nothing_acknowledged()
         }
     }
 
-    // The operational logs of every run never carry a personal identity number.
+    // The inbox changed hands as its nodes were killed: more than one node took it.
     cluster.stop();
+    let takers: std::collections::BTreeSet<usize> = (0..cluster.logs.len())
+        .filter(|&i| {
+            cluster.logs[i].lock().expect("lines").iter().any(|l| {
+                l.contains("inbox:procapita") && (l.contains("took the poller") || l.contains("took the poller over"))
+            })
+        })
+        .collect();
+    assert!(takers.len() >= 2, "the SFTP inbox was taken by more than one run: {takers:?}");
+
+    // The operational logs of every run never carry a personal identity number.
     let used: Vec<&String> =
         pnrs[2499..2500 + dropped.len()].iter().chain(&pnrs[3000..3000 + acked.decisions.len()]).collect();
     for log in &cluster.logs {
