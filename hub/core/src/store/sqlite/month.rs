@@ -233,8 +233,8 @@ mod tests {
                     let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20;
                     let c = (i * 7919) % pnrs.len();
                     // Mostly the order's provider; now and then another one, or an unknown order.
-                    let p = if h % 37 == 0 { (c + 1) % 4 } else { c % 4 };
-                    let order = if h % 53 == 0 { "O-GONE".to_owned() } else { format!("O-T{c:03}") };
+                    let p = if h.is_multiple_of(37) { (c + 1) % 4 } else { c % 4 };
+                    let order = if h.is_multiple_of(53) { "O-GONE".to_owned() } else { format!("O-T{c:03}") };
                     let day = Utc.with_ymd_and_hms(2026, 9, 29, 0, 0, 0).single().expect("day")
                         + chrono::Duration::days((i % 36) as i64);
                     let at = day + chrono::Duration::minutes(((h % 1400) as i64) + 1);
@@ -257,7 +257,7 @@ mod tests {
                         seconds: (out - at).num_seconds(),
                         planned_minutes: 20 + (h % 30) as i64,
                         visit_outcome,
-                        manual: (h >> 7) % 4 == 0,
+                        manual: (h >> 7).is_multiple_of(4),
                         outcome,
                         codes: "",
                         findings: "[]",
