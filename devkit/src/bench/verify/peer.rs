@@ -133,7 +133,7 @@ lines AS (
 ),
 checked AS (
     SELECT l.*, f.id IS NOT NULL AS known, f.performed, f.granted * 110 / 100 AS cap,
-           least(greatest(least(l.invoiced, f.performed, f.granted * 110 / 100), 0), l.positive) AS approved
+           least(greatest(least(l.invoiced, f.performed, f.granted * 110 / 100), 0), l.positive) AS approved -- numeric (a sum of bigint)
     FROM lines l LEFT JOIN figures f ON f.id = l.order_id AND f.provider = l.provider
 ),
 providers AS (
@@ -146,7 +146,7 @@ manual AS (
 SELECT
     (SELECT count(*) FROM figures)::bigint,
     (SELECT coalesce(sum(approved), 0) FROM checked WHERE known)::bigint,
-    (SELECT coalesce(sum((2 * approved * p.rate + 60) / 120), 0) FROM checked, p WHERE known)::bigint,
+    (SELECT coalesce(sum(floor((2 * approved * p.rate + 60) / 120)), 0) FROM checked, p WHERE known)::bigint,
     (SELECT count(*) FROM checked WHERE known AND invoiced > performed)::bigint,
     (SELECT count(*) FROM checked WHERE known AND invoiced > cap)::bigint,
     (SELECT count(*) FROM manual WHERE counted > 0 AND manual * 100 > 10 * counted)::bigint,
