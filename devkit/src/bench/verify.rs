@@ -20,9 +20,17 @@
 //!    verification's alone, not the seed's. Wall time is the child's own figure (store
 //!    opened to summary printed) and, beside it, the process's from spawn to exit.
 //!
+//! 3. With `--peer postgres` ([`peer`]): the same month loaded into a database of its own on
+//!    the PostgreSQL server (timed apart), and verified there as one SQL query. Then
+//!    `--rounds` rounds, each running `carehub verify` and the query once, which goes first
+//!    alternating; the medians, their ratio, and both sides' figures (orders, approved
+//!    minutes and amount, findings by code), which must be equal.
+//!
 //! Clients: Stockholm scale uses Skatteverket's test numbers (data/); national scale needs
 //! more than the 41,493 there and uses clearly synthetic numbers instead: 12 digits, born
 //! 1890-1899, serial and valid Luhn digit, so no living person can have one.
+
+mod peer;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -66,6 +74,55 @@ pub struct VerifyBenchArgs {
     /// Keep the database (and the reports) afterwards, to run `carehub verify` on by hand.
     #[arg(long)]
     pub keep: bool,
+    /// Verify the same month in another database too, as one SQL query, and compare.
+    #[arg(long, value_enum)]
+    pub peer: Option<PeerKind>,
+    /// Rounds of carehub and the peer, taking turns (with `--peer`).
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+}
+
+/// The databases `--peer` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PeerKind {
+    /// PostgreSQL (`CAREHUB_TEST_POSTGRES`, else postgres://postgres@127.0.0.1:5432).
+    Postgres,
+}
+
+/// One run of `carehub verify` in a child process.
+struct CarehubRun {
+    /// Its own wall time (store opened to summary), as it prints it.
+    own: Duration,
+    /// Spawn to exit.
+    process: Duration,
+    stdout: String,
+}
+
+async fn run_carehub(argv: &[&str]) -> anyhow::Result<CarehubRun> {
+    let exe = std::env::current_exe().context("cannot find the carehub binary")?;
+    let started = Instant::now();
+    let output = tokio::process::Command::new(exe)
+        .args(argv)
+        .env("CAREHUB_LOG", "warn")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .context("cannot run carehub verify")?;
+    let process = started.elapsed();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    anyhow::ensure!(output.status.success(), "carehub verify failed: {}\n{stdout}", output.status);
+    let own = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("wall time: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|s| s.parse::<f64>().ok())
+        .map_or(process, Duration::from_secs_f64);
+    Ok(CarehubRun { own, process, stdout })
+}
+
+fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    xs.get(xs.len() / 2).copied().unwrap_or_default()
 }
 
 /// `n` valid organisation numbers: 10 digits, a Luhn check digit.
@@ -298,35 +355,102 @@ pub async fn run(args: VerifyBenchArgs) -> anyhow::Result<ExitCode> {
     );
 
     let reports = temp.path().join("reports.json");
-    let exe = std::env::current_exe().context("cannot find the carehub binary")?;
     let (db_arg, out_arg) = (db.display().to_string(), reports.display().to_string());
     let rate = RATE.to_string();
     let argv = ["verify", "--month", &month_key, "--db", &db_arg, "--rate", &rate, "--out", &out_arg];
     out!("measured: carehub {}", argv.join(" "));
-    let started = Instant::now();
-    let output = tokio::process::Command::new(exe)
-        .args(argv)
-        .env("CAREHUB_LOG", "warn")
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .await
-        .context("cannot run carehub verify")?;
-    let wall = started.elapsed();
-    let text = String::from_utf8_lossy(&output.stdout);
-    for line in text.lines() {
-        out!("  {line}");
-    }
-    let json_bytes = std::fs::metadata(&reports).map(|m| m.len()).unwrap_or(0);
-    out!("process wall time (spawn to exit): {:.2} s; reports {:.0} MB", wall.as_secs_f64(), json_bytes as f64 / 1e6);
+    let outcome = match args.peer {
+        None => measure_alone(&argv, &reports).await,
+        Some(PeerKind::Postgres) => measure_beside_postgres(&argv, &db, &month_key, args.rounds).await,
+    };
     if args.keep {
         let kept = temp.keep();
         out!("kept: {}", kept.display());
     }
-    anyhow::ensure!(output.status.success(), "carehub verify failed: {}", output.status);
+    let text = outcome?;
     for code in ["INV001", "INV002", "INV003", "INV006", "INV007"] {
         anyhow::ensure!(text.contains(code), "no {code} in the summary: the bench's data is wrong");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One run of `carehub verify`; its summary comes back.
+async fn measure_alone(argv: &[&str], reports: &Path) -> anyhow::Result<String> {
+    let run = run_carehub(argv).await?;
+    for line in run.stdout.lines() {
+        out!("  {line}");
+    }
+    let json_bytes = std::fs::metadata(reports).map(|m| m.len()).unwrap_or(0);
+    out!(
+        "process wall time (spawn to exit): {:.2} s; reports {:.0} MB",
+        run.process.as_secs_f64(),
+        json_bytes as f64 / 1e6
+    );
+    Ok(run.stdout)
+}
+
+/// Loads the month into PostgreSQL, then `rounds` rounds of carehub and the query taking
+/// turns; the medians, the ratio, and both sides' figures, which must be equal.
+async fn measure_beside_postgres(argv: &[&str], db: &Path, month_key: &str, rounds: usize) -> anyhow::Result<String> {
+    let month = carehub_server::cli::verify::parse_month(month_key).context("a month")?;
+    let (sqlite, key) = (db.to_owned(), month_key.to_owned());
+    let mut peer = tokio::task::spawn_blocking(move || peer::Peer::load(&sqlite, &key)).await??;
+    out!(
+        "PostgreSQL {}: loaded {} orders, {} visits, {} invoice lines by COPY in {:.1} s ({:.0} MB)",
+        peer.server_version,
+        peer.rows.0,
+        peer.rows.1,
+        peer.rows.2,
+        peer.loaded_in.as_secs_f64(),
+        peer.bytes as f64 / 1e6
+    );
+    out!("peer: one SQL query (devkit/src/bench/verify/peer.rs, QUERY)");
+    let rate_ore = RATE * 100;
+    let (mut ours, mut theirs, mut processes) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut our_figures, mut their_figures, mut summary) = (None, None, String::new());
+    for round in 0..rounds.max(1) {
+        let mut parts = Vec::new();
+        for side in [round % 2, 1 - round % 2] {
+            if side == 0 {
+                let run = run_carehub(argv).await?;
+                parts.push(format!(
+                    "carehub {:.2} s (process {:.2} s)",
+                    run.own.as_secs_f64(),
+                    run.process.as_secs_f64()
+                ));
+                ours.push(run.own);
+                processes.push(run.process);
+                our_figures = Some(peer::Figures::from_summary(&run.stdout)?);
+                summary = run.stdout;
+            } else {
+                // A blocking client: off the runtime's other tasks (there are none to starve).
+                let (figures, took) = tokio::task::block_in_place(|| peer.verify(month, rate_ore))?;
+                parts.push(format!("postgres {:.2} s", took.as_secs_f64()));
+                theirs.push(took);
+                their_figures = Some(figures);
+            }
+        }
+        let line = format!("round {}: {}", round + 1, parts.join(", "));
+        out!("{line}");
+    }
+    tokio::task::block_in_place(|| drop(peer));
+    for l in summary.lines() {
+        out!("  {l}");
+    }
+    let (ours_m, theirs_m) = (median(ours), median(theirs));
+    out!(
+        "median of {rounds} rounds: carehub {:.2} s (process {:.2} s), PostgreSQL {:.2} s; PostgreSQL / carehub = {:.2}",
+        ours_m.as_secs_f64(),
+        median(processes).as_secs_f64(),
+        theirs_m.as_secs_f64(),
+        theirs_m.as_secs_f64() / ours_m.as_secs_f64().max(1e-9)
+    );
+    let (ours_f, theirs_f) = (our_figures.unwrap_or_default(), their_figures.unwrap_or_default());
+    out!("carehub:    {ours_f}");
+    out!("PostgreSQL: {theirs_f}");
+    anyhow::ensure!(ours_f == theirs_f, "the two sides' figures differ");
+    out!("the figures are equal");
+    Ok(summary)
 }
 
 #[cfg(test)]

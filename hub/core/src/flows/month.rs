@@ -4,9 +4,10 @@
 //!
 //! # How the facts are gathered
 //! One provider at a time, in bulk ([`InvoiceStore::provider_month`](crate::store::InvoiceStore::provider_month)): its orders with their
-//! decisions in one join, its visits of the month in one pass over `visits_provider_month`
-//! grouped by order as they stream, its invoices and credit notes. The next provider is read
-//! while the current one is verified (two providers in memory at most, never the month).
+//! decisions in one join, its visits of the month in one sequential pass over the covering
+//! index `visits_provider_month_cover`, grouped by order as they stream, its invoices and
+//! credit notes. The next provider is read while the current one is verified (two
+//! providers in memory at most, never the month).
 //! Nothing is written (see the rules' "A dry run").
 
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 use super::*;
 
 /// Reads the month's orders and counted visits from the store (one provider's visits at a
-/// time, via `visits_provider_month`) and computes the report. `provider` restricts it to
+/// time, from the covering index `visits_provider_month_cover`) and computes the report. `provider` restricts it to
 /// one provider's rows.
 pub async fn compute(
     store: &dyn Store,

@@ -136,6 +136,11 @@ pub struct MonthDocument {
     pub credits: Vec<String>,
 }
 
+/// An invoice with no lines: what the shared input holds before its first document.
+fn claim_placeholder(org: &OrgNumber, month: Month) -> Invoice {
+    Invoice { id: String::new(), provider: org.clone(), kind: InvoiceKind::Invoice, period: month, lines: Vec::new() }
+}
+
 /// Verifies one provider's month (pure: the facts in, the result out), with `fallback`
 /// rates when the policy has none for the provider.
 pub fn verify_provider(
@@ -181,11 +186,33 @@ pub fn verify_provider(
         }
         _ => policy,
     };
-    let orders = facts.orders;
-    let input = |invoice: Invoice, credit_notes: Vec<Invoice>| VerificationInput {
-        invoice,
-        credit_notes,
-        orders: orders.clone(),
+    // The month's figures per order: a claim of 0 minutes for each active order of the
+    // provider (the rate does not change minutes: any will do when none is contracted).
+    let lines = facts
+        .orders
+        .iter()
+        .filter(|f| f.order.provider == org)
+        .map(|f| InvoiceLine {
+            id: f.order.id.clone(),
+            order_id: f.order.id.clone(),
+            minutes: 0,
+            amount: 0,
+            comment: None,
+        })
+        .collect();
+    let claim = Invoice {
+        id: format!("{month} figures"),
+        provider: org.clone(),
+        kind: InvoiceKind::Invoice,
+        period: month,
+        lines,
+    };
+    // One input for every document and the claim, its invoice swapped in turn: the orders
+    // and their visits (a provider's month) are not copied per document.
+    let mut input = VerificationInput {
+        invoice: claim_placeholder(&org, month),
+        credit_notes: Vec::new(),
+        orders: facts.orders,
         already_verified: BTreeSet::new(),
         manual_share: Some(manual_share),
     };
@@ -198,30 +225,19 @@ pub fn verify_provider(
         .map(|(c, _)| c)
         .collect();
     for doc in invoices.iter().chain(alone) {
-        match invoices::verify(&input(doc.clone(), credit_notes.clone()), policy) {
+        input.invoice = doc.clone();
+        input.credit_notes.clone_from(&credit_notes);
+        match invoices::verify(&input, policy) {
             Ok(report) => result.reports.push(report),
             Err(e) => result.errors.push(format!("{}: {e}", doc.id)),
         }
     }
 
-    // The month's figures per order: a claim of 0 minutes for each active order of the
-    // provider (the rate does not change minutes: any will do when none is contracted).
-    let own: Vec<&OrderEvidence> = orders.iter().filter(|f| f.order.provider == org).collect();
-    let lines = own
-        .iter()
-        .map(|f| InvoiceLine {
-            id: f.order.id.clone(),
-            order_id: f.order.id.clone(),
-            minutes: 0,
-            amount: 0,
-            comment: None,
-        })
-        .collect();
     let rates = rates.unwrap_or_else(|| Rates::flat(0));
-    let summary_policy = Policy { rates: BTreeMap::from([(org.clone(), rates)]), ..policy.clone() };
-    let claim =
-        Invoice { id: format!("{month} figures"), provider: org, kind: InvoiceKind::Invoice, period: month, lines };
-    match invoices::verify(&input(claim, Vec::new()), &summary_policy) {
+    let summary_policy = Policy { rates: BTreeMap::from([(org, rates)]), ..policy.clone() };
+    input.invoice = claim;
+    input.credit_notes = Vec::new();
+    match invoices::verify(&input, &summary_policy) {
         Ok(figures) => {
             let under: BTreeSet<&str> = figures
                 .findings

@@ -946,7 +946,7 @@ pub trait InvoiceStore: Send + Sync {
     async fn month_providers(&self, month: carehub_model::Month) -> Result<Vec<String>, StoreError>;
     /// One provider's month in bulk (for month verification): its orders with their
     /// decisions, its visits of the month grouped by order (read once, through
-    /// `visits_provider_month`), its invoices and credit notes. Memory is one provider's.
+    /// `visits_provider_month_cover`), its invoices and credit notes. Memory is one provider's.
     async fn provider_month(&self, provider: &str, month: carehub_model::Month) -> Result<ProviderMonth, StoreError>;
 }
 

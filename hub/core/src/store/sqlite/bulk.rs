@@ -318,6 +318,78 @@ impl<'t> Batch<'t> {
     }
 }
 
+/// What [`export_month`] writes: one table of a month, flattened for another database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Export {
+    /// Every order active in the month by its own dates: `id, provider, minutes_per_month`
+    /// (its services' sum), `start_date, end_date`, its decision's `valid_from, valid_to`.
+    Orders,
+    /// The month's visits: `provider, month, order_id, check_in, check_out, outcome,
+    /// visit_outcome, planned_minutes, manual` (`t`/`f`).
+    Visits,
+    /// The month's invoice and credit-note lines: `provider, invoice_id, kind, month,
+    /// order_id, minutes, amount` (öre).
+    InvoiceLines,
+}
+
+/// Writes one table of `month` (`YYYY-MM`) from the database at `path` as PostgreSQL's
+/// `COPY ... FROM STDIN` text format (tab-separated, `\N` for NULL), read-only, for a
+/// benchmark that loads the same data into another database (`carehub bench verify
+/// --peer postgres`). Values are written as stored; text holding a tab, a newline or a
+/// backslash is refused (none of the seeded columns do). Returns the rows written.
+pub fn export_month(path: &Path, month: &str, table: Export, out: &mut dyn std::io::Write) -> Result<u64, StoreError> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.execute_batch("PRAGMA mmap_size = 0;")?;
+    let sql = match table {
+        Export::Orders => {
+            "SELECT o.id, o.provider,
+                    (SELECT SUM(json_extract(s.value, '$.minutes_per_month')) FROM json_each(o.canonical, '$.services') s),
+                    o.start_date, o.end_date, json_extract(d.canonical, '$.valid_from'), json_extract(d.canonical, '$.valid_to')
+             FROM orders o JOIN decisions d ON d.id = o.decision_id
+             WHERE o.start_date <= date(?1 || '-01', '+1 month', '-1 day') AND (o.end_date IS NULL OR o.end_date >= ?1 || '-01')"
+        }
+        Export::Visits => {
+            "SELECT provider, month, order_id, check_in, check_out, outcome, visit_outcome, planned_minutes,
+                    CASE WHEN manual THEN 't' ELSE 'f' END
+             FROM visits WHERE month = ?1"
+        }
+        Export::InvoiceLines => {
+            "SELECT i.provider, i.id, i.kind, i.month, json_extract(l.value, '$.order_id'),
+                    json_extract(l.value, '$.minutes'), json_extract(l.value, '$.amount')
+             FROM invoices i, json_each(i.canonical, '$.lines') l WHERE i.month = ?1"
+        }
+    };
+    let io = |e: std::io::Error| StoreError::backend("writing an export", e);
+    let mut stmt = conn.prepare(sql)?;
+    let columns = stmt.column_count();
+    let mut rows = stmt.query([month])?;
+    let mut n = 0u64;
+    let mut line = Vec::with_capacity(256);
+    while let Some(r) = rows.next()? {
+        line.clear();
+        for c in 0..columns {
+            if c > 0 {
+                line.push(b'\t');
+            }
+            match r.get_ref(c)? {
+                rusqlite::types::ValueRef::Null => line.extend_from_slice(b"\\N"),
+                rusqlite::types::ValueRef::Integer(i) => line.extend_from_slice(i.to_string().as_bytes()),
+                rusqlite::types::ValueRef::Real(f) => line.extend_from_slice(f.to_string().as_bytes()),
+                rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                    if t.iter().any(|b| matches!(b, b'\t' | b'\n' | b'\r' | b'\\')) {
+                        return Err(StoreError::backend("exporting", "a value holds a tab, a newline or a backslash"));
+                    }
+                    line.extend_from_slice(t);
+                }
+            }
+        }
+        line.push(b'\n');
+        out.write_all(&line).map_err(io)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

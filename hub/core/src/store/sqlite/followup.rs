@@ -1,5 +1,6 @@
 //! The follow-up's reads (SPEC §4.4): the month's orders with their decision's validity,
-//! a provider's counted visits of the month via `visits_provider_month`, and the month's
+//! a provider's counted visits of the month from the covering index
+//! `visits_provider_month_cover` (one contiguous range, the table untouched), and the month's
 //! deviations and changes of need, counted.
 
 use carehub_model::Order;
@@ -59,7 +60,7 @@ pub(super) fn orders(conn: &Connection, month: Month) -> Result<Vec<FollowUpOrde
 /// A provider's accepted and flagged visits checked in during the month.
 pub(super) fn visits(conn: &Connection, provider: &str, month: Month) -> Result<Vec<FollowUpVisit>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT order_id, staff, check_in, seconds, visit_outcome FROM visits
+        "SELECT order_id, staff, check_in, seconds, visit_outcome FROM visits INDEXED BY visits_provider_month_cover
          WHERE provider = ?1 AND month = ?2 AND outcome IN ('accepted', 'flagged') AND order_id IS NOT NULL",
     )?;
     let mut rows = stmt.query(params![provider, month.to_string()])?;

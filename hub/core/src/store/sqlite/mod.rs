@@ -66,6 +66,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_audit.sql"),
     include_str!("migrations/0011_retention.sql"),
     include_str!("migrations/0012_leases.sql"),
+    include_str!("migrations/0013_visits_month_covering.sql"),
 ];
 
 /// The SQLite store. Cheap to clone; all clones share the writer and the reader pool.

@@ -1,10 +1,13 @@
 //! Month verification's bulk reads in SQLite: one provider's month in a handful of
 //! statements, never a round trip per order.
 //!
-//! The visits are read once, streaming, through `visits_provider_month (provider, month)`,
-//! and grouped by order in memory as they come (an order id is looked up, not copied, per
-//! row); orders come with their decision's validity in one join; the invoices and credit
-//! notes of the month through `invoices_month`. What is held is one provider's month.
+//! The visits are read once, streaming, from the covering index `visits_provider_month_cover
+//! (provider, month, order_id, check_in, ...)` (migration 0013): a provider's month is one
+//! contiguous range of it, read in one sequential pass without touching the visits table,
+//! whose pages hold every provider's visits mixed as they arrived. The rows come ordered
+//! by order, so they are grouped as they come (an order id is looked up once per order,
+//! not per row); orders come with their decision's validity in one join; the invoices and
+//! credit notes of the month through `invoices_month`. What is held is one provider's month.
 
 use std::collections::HashMap;
 
@@ -134,12 +137,14 @@ pub(super) fn provider_month(conn: &Connection, provider: &str, month: Month) ->
         }
     }
 
-    // The month's visits, streamed and grouped by order as they come.
+    // The month's visits, streamed in order id order (the covering index's) and grouped
+    // as they come: the order is looked up when the id changes.
     let mut stmt = conn.prepare_cached(
         "SELECT order_id, check_in, check_out, outcome, visit_outcome, planned_minutes, manual FROM visits
-         WHERE provider = ?1 AND month = ?2",
+         INDEXED BY visits_provider_month_cover WHERE provider = ?1 AND month = ?2",
     )?;
     let mut rows = stmt.query(params![provider, month_key])?;
+    let mut current: (Vec<u8>, Option<usize>) = (Vec::new(), None);
     while let Some(r) = rows.next()? {
         out.visits_read += 1;
         let validation = Outcome::parse(r.get_ref(3)?.as_str().map_err(backend)?);
@@ -149,8 +154,11 @@ pub(super) fn provider_month(conn: &Connection, provider: &str, month: Month) ->
         let manual: bool = r.get(6)?;
         out.counted_visits += 1;
         out.manual_visits += u64::from(manual);
-        let order = r.get_ref(0)?.as_str_or_null().map_err(backend)?;
-        let Some(&at) = order.and_then(|id| index.get(id)) else { continue };
+        let Some(order) = r.get_ref(0)?.as_str_or_null().map_err(backend)? else { continue };
+        if current.0 != order.as_bytes() {
+            current = (order.as_bytes().to_vec(), index.get(order).copied());
+        }
+        let Some(at) = current.1 else { continue };
         let Some(check_in) = parse_store_ts(r.get_ref(1)?.as_str().map_err(backend)?) else { continue };
         let check_out = r.get_ref(2)?.as_str_or_null().map_err(backend)?.and_then(parse_store_ts);
         let planned: Option<i64> = r.get(5)?;
@@ -164,4 +172,289 @@ pub(super) fn provider_month(conn: &Connection, provider: &str, month: Month) ->
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The one-pass read (the covering index, ordered by order) against a straightforward
+    //! one: every visit row of the provider's month read from the table itself in arrival
+    //! order, grouped by order. Same facts, same verification, on a varied month.
+
+    use std::collections::BTreeMap;
+
+    use carehub_model::{Deadlines, Decision, Order, OrgNumber};
+    use chrono::{NaiveTime, TimeZone, Utc};
+    use serde_json::json;
+
+    use super::*;
+    use crate::rules::invoices::{Band, BandKind, Policy, Rates};
+    use crate::rules::month::{verify_provider, MonthDocument, ProviderFacts};
+    use crate::store::sqlite::bulk::{BulkLoader, Durability, Stamp, VisitRow};
+
+    const PNRS: &str = include_str!("../../../../../data/skatteverket-testpersonnummer.txt");
+
+    fn orgs(n: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stem = 0u32;
+        while out.len() < n {
+            let base = format!("55990{stem:04}");
+            stem += 1;
+            if let Some(org) = (0..10).map(|c| format!("{base}{c}")).find(|c| OrgNumber::parse(c).is_ok()) {
+                out.push(org);
+            }
+        }
+        out
+    }
+
+    /// Four providers, 60 orders (some starting mid-month, one of another decision's
+    /// validity), 3,000 visits over October and the days either side, mixed as they arrive:
+    /// accepted, flagged, rejected, declined, cancelled, by hand, naming another provider's
+    /// order or none known; invoices and a credit note, lines naming orders of others.
+    fn seed(path: &std::path::Path) -> Vec<String> {
+        let providers = orgs(4);
+        let pnrs: Vec<&str> = PNRS.lines().take(60).collect();
+        let mut loader = BulkLoader::create(path, Durability::WalUnsynced).expect("loader");
+        loader
+            .load(|batch| -> Result<(), StoreError> {
+                for (c, pnr) in pnrs.iter().enumerate() {
+                    let from = if c % 9 == 4 { "2026-10-12" } else { "2026-09-01" };
+                    let decision: Decision = serde_json::from_value(json!({
+                        "id": format!("combine:T-{c}"), "client": pnr, "case_officer": "hl-1",
+                        "provider": providers[c % 4], "valid_from": from,
+                        "services": [{"code": "PO", "category": "personal_care", "minutes_per_month": 600 + 60 * (c % 7)}]
+                    }))
+                    .expect("decision");
+                    let start = NaiveDate::parse_from_str(from, "%Y-%m-%d").expect("date");
+                    let order = Order::from_decision(format!("O-T{c:03}"), &decision, start, Deadlines::default());
+                    batch.decision("combine", &decision)?;
+                    batch.order(&order, "combine", "phoniro", "accepted")?;
+                }
+                for i in 0..3000usize {
+                    let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20;
+                    let c = (i * 7919) % pnrs.len();
+                    // Mostly the order's provider; now and then another one, or an unknown order.
+                    let p = if h.is_multiple_of(37) { (c + 1) % 4 } else { c % 4 };
+                    let order = if h.is_multiple_of(53) { "O-GONE".to_owned() } else { format!("O-T{c:03}") };
+                    let day = Utc.with_ymd_and_hms(2026, 9, 29, 0, 0, 0).single().expect("day")
+                        + chrono::Duration::days((i % 36) as i64);
+                    let at = day + chrono::Duration::minutes(((h % 1400) as i64) + 1);
+                    let out = at + chrono::Duration::seconds(600 + (h % 3000) as i64);
+                    let (check_in, check_out) = (Stamp::new(at), Stamp::new(out));
+                    let month = carehub_model::local_date(at).format("%Y-%m").to_string();
+                    let outcome = ["accepted", "accepted", "accepted", "flagged", "rejected"][(h % 5) as usize];
+                    let visit_outcome = ["performed", "performed", "performed", "declined_at_door", "cancelled_in_advance"]
+                        [((h >> 3) % 5) as usize];
+                    batch.visit(&VisitRow {
+                        source_id: &format!("phoniro:T-{i}"),
+                        system: "phoniro",
+                        provider: &providers[p],
+                        client: pnrs[c],
+                        order_id: &order,
+                        staff: &format!("staff-{}", h % 11),
+                        check_in: &check_in,
+                        check_out: &check_out,
+                        month: &month,
+                        seconds: (out - at).num_seconds(),
+                        planned_minutes: 20 + (h % 30) as i64,
+                        visit_outcome,
+                        manual: (h >> 7).is_multiple_of(4),
+                        outcome,
+                        codes: "",
+                        findings: "[]",
+                        canonical: "{}",
+                        received_at: None,
+                    })?;
+                }
+                for (p, org) in providers.iter().enumerate().take(3) {
+                    let lines: Vec<_> = (0..pnrs.len())
+                        .filter(|c| c % 4 == p || *c == 5)
+                        .map(|c| json!({"id": format!("{c}"), "order_id": format!("O-T{c:03}"),
+                                        "minutes": 300 + 37 * (c % 13), "amount": (300 + 37 * (c % 13)) * 650 + 90 * (c % 3)}))
+                        .collect();
+                    let canonical = json!({"lines": lines, "billing_references": [], "not_verified": []}).to_string();
+                    batch.invoice(org, "invoice", &format!("HC-{p}"), "2026-10", &canonical)?;
+                }
+                let credit = json!({"lines": [{"id": "1", "order_id": "O-T000", "minutes": 60, "amount": 39_000}],
+                                    "billing_references": ["HC-0"], "not_verified": []});
+                batch.invoice(&providers[0], "credit_note", "CN-0", "2026-10", &credit.to_string())?;
+                Ok(())
+            })
+            .expect("seed");
+        loader.finish().expect("finish");
+        providers
+    }
+
+    /// The straightforward read: the table's rows in arrival order, no index.
+    fn visits_read_plainly(conn: &Connection, provider: &str, month: Month, into: &mut ProviderMonth) {
+        let index: HashMap<String, usize> =
+            into.orders.iter().enumerate().map(|(i, o)| (o.record.order.id.clone(), i)).collect();
+        for o in &mut into.orders {
+            o.visits.clear();
+        }
+        (into.visits_read, into.counted_visits, into.manual_visits) = (0, 0, 0);
+        let mut stmt = conn
+            .prepare(
+                "SELECT order_id, check_in, check_out, outcome, visit_outcome, planned_minutes, manual FROM visits
+                 NOT INDEXED WHERE provider = ?1 AND month = ?2 ORDER BY id",
+            )
+            .expect("prepare");
+        let mut rows = stmt.query(params![provider, month.to_string()]).expect("query");
+        while let Some(r) = rows.next().expect("row") {
+            into.visits_read += 1;
+            let validation = Outcome::parse(&r.get::<_, String>(3).expect("outcome"));
+            if validation == Outcome::Rejected {
+                continue;
+            }
+            let manual: bool = r.get(6).expect("manual");
+            into.counted_visits += 1;
+            into.manual_visits += u64::from(manual);
+            let order: Option<String> = r.get(0).expect("order");
+            let Some(&at) = order.as_ref().and_then(|o| index.get(o)) else { continue };
+            let check_out: Option<String> = r.get(2).expect("check-out");
+            into.orders[at].visits.push(invoices::VisitEvidence {
+                check_in: parse_store_ts(&r.get::<_, String>(1).expect("check-in")).expect("instant"),
+                check_out: check_out.as_deref().and_then(parse_store_ts),
+                validation,
+                outcome: VisitOutcome::parse(&r.get::<_, String>(4).expect("visit outcome")),
+                planned_minutes: r.get::<_, Option<i64>>(5).expect("planned").and_then(|m| u32::try_from(m).ok()),
+                manual,
+            });
+        }
+    }
+
+    fn facts(m: &ProviderMonth) -> ProviderFacts {
+        let documents = m
+            .invoices
+            .iter()
+            .map(|r| {
+                let v: serde_json::Value = serde_json::from_str(&r.canonical).expect("json");
+                let lines = v["lines"]
+                    .as_array()
+                    .expect("lines")
+                    .iter()
+                    .map(|l| invoices::InvoiceLine {
+                        id: l["id"].as_str().expect("id").to_owned(),
+                        order_id: l["order_id"].as_str().expect("order").to_owned(),
+                        minutes: l["minutes"].as_i64().expect("minutes"),
+                        amount: l["amount"].as_i64().expect("amount"),
+                        comment: None,
+                    })
+                    .collect();
+                let kind = if r.kind == "credit_note" {
+                    carehub_model::InvoiceKind::CreditNote
+                } else {
+                    carehub_model::InvoiceKind::Invoice
+                };
+                let credits = v["billing_references"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default();
+                Ok(MonthDocument {
+                    invoice: invoices::Invoice {
+                        id: r.id.clone(),
+                        provider: OrgNumber::parse(&r.provider).expect("org"),
+                        kind,
+                        period: Month::new(2026, 10).expect("month"),
+                        lines,
+                    },
+                    credits,
+                })
+            })
+            .collect();
+        ProviderFacts {
+            provider: m.provider.clone(),
+            orders: m
+                .orders
+                .iter()
+                .map(|o| invoices::OrderEvidence {
+                    order: o.record.order.clone(),
+                    decision_valid_from: o.decision_valid_from,
+                    decision_valid_to: o.decision_valid_to,
+                    visits: o.visits.clone(),
+                    plan_notice: None,
+                })
+                .collect(),
+            documents,
+            counted_visits: m.counted_visits,
+            manual_visits: m.manual_visits,
+            visits_read: m.visits_read,
+        }
+    }
+
+    fn sorted(mut visits: Vec<invoices::VisitEvidence>) -> Vec<invoices::VisitEvidence> {
+        visits.sort_by_key(|v| (v.check_in, v.check_out, v.manual, format!("{:?}{:?}", v.validation, v.outcome)));
+        visits
+    }
+
+    #[test]
+    fn the_one_pass_read_gives_the_same_month_as_reading_the_table_row_by_row() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("month.db");
+        let providers = seed(&path);
+        let conn = Connection::open(&path).expect("open");
+        let month = Month::new(2026, 10).expect("month");
+        assert_eq!(month_providers(&conn, month).expect("providers"), providers);
+        // Evening and weekend bands, so where in the day each second falls counts too.
+        let banded = Rates {
+            day: 39_000,
+            bands: vec![
+                Band { kind: BandKind::Weekend, from: NaiveTime::MIN, to: NaiveTime::MIN, rate: 52_000 },
+                Band {
+                    kind: BandKind::Evening,
+                    from: NaiveTime::from_hms_opt(18, 0, 0).expect("time"),
+                    to: NaiveTime::from_hms_opt(22, 0, 0).expect("time"),
+                    rate: 45_000,
+                },
+            ],
+        };
+        let mut checked = (0, 0);
+        for (p, provider) in providers.iter().enumerate() {
+            let one_pass = provider_month(&conn, provider, month).expect("one pass");
+            let mut plain = one_pass.clone();
+            visits_read_plainly(&conn, provider, month, &mut plain);
+            assert_eq!(
+                (one_pass.visits_read, one_pass.counted_visits, one_pass.manual_visits),
+                (plain.visits_read, plain.counted_visits, plain.manual_visits),
+                "{provider}"
+            );
+            assert!(one_pass.visits_read > 100 && one_pass.manual_visits > 0, "{provider}: a varied month");
+            for (a, b) in one_pass.orders.iter().zip(&plain.orders) {
+                assert_eq!(sorted(a.visits.clone()), sorted(b.visits.clone()), "{}", a.record.order.id);
+                checked.0 += a.visits.len();
+            }
+            let org = OrgNumber::parse(provider).expect("org");
+            let rates = if p % 2 == 0 { Rates::flat(39_000) } else { banded.clone() };
+            let policy = Policy { rates: BTreeMap::from([(org, rates)]), ..Policy::default() };
+            let ours = verify_provider(facts(&one_pass), month, &policy, None);
+            let theirs = verify_provider(facts(&plain), month, &policy, None);
+            assert_eq!(
+                serde_json::to_value(&ours).expect("json"),
+                serde_json::to_value(&theirs).expect("json"),
+                "{provider}"
+            );
+            checked.1 += ours.reports.iter().map(|r| r.lines.len()).sum::<usize>();
+            assert!(ours.errors.is_empty(), "{:?}", ours.errors);
+
+            // The follow-up's read: the same visits as the table's.
+            let follow = super::super::followup::visits(&conn, provider, month).expect("follow-up");
+            let mut plain_follow: Vec<(String, String, String, Option<i64>)> = conn
+                .prepare(
+                    "SELECT order_id, staff, check_in, seconds FROM visits NOT INDEXED
+                     WHERE provider = ?1 AND month = ?2 AND outcome IN ('accepted', 'flagged') AND order_id IS NOT NULL",
+                )
+                .expect("prepare")
+                .query_map(params![provider, "2026-10"], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .expect("query")
+                .collect::<Result<_, _>>()
+                .expect("rows");
+            let mut ours_follow: Vec<(String, String, String, Option<i64>)> = follow
+                .iter()
+                .map(|v| (v.order_id.clone(), v.staff.clone(), crate::store::ts(v.check_in), v.seconds))
+                .collect();
+            plain_follow.sort();
+            ours_follow.sort();
+            assert_eq!(ours_follow, plain_follow, "{provider}");
+        }
+        assert!(checked.0 > 1000 && checked.1 > 30, "{checked:?}");
+    }
 }

@@ -310,7 +310,7 @@ pub(super) fn list(conn: &Connection, f: &VisitFilter) -> Result<Vec<VisitRecord
         ));
     }
     if let Some(order) = &f.order_id {
-        // Through the order's provider: `visits_provider_month`.
+        // Through the order's provider: `visits_provider_month_cover`.
         args.push(order.clone().into());
         let n = args.len();
         sql.push_str(&format!(" AND provider = (SELECT provider FROM orders WHERE id = ?{n}) AND order_id = ?{n}"));
