@@ -20,7 +20,7 @@
 //!    verification's alone, not the seed's. Wall time is the child's own figure (store
 //!    opened to summary printed) and, beside it, the process's from spawn to exit.
 //!
-//! 3. With `--peer postgres` ([`peer`]): the same month loaded into a database of its own on
+//! 3. With `--peer postgres` (the `peer` module): the same month loaded into a database of its own on
 //!    the PostgreSQL server (timed apart), and verified there as one SQL query. Then
 //!    `--rounds` rounds, each running `carehub verify` and the query once, which goes first
 //!    alternating; the medians, their ratio, and both sides' figures (orders, approved
