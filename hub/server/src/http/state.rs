@@ -26,7 +26,7 @@ pub struct AppState {
     /// Signs checkpoints of the message log, when a signing key is configured.
     pub checkpointer: Option<Arc<carehub_core::audit::Checkpointer>>,
     /// The auditors' web console, when `[console]` is configured.
-    pub console: Option<Arc<super::console::Console>>,
+    pub console: Option<Arc<super::console::sessions::Console>>,
 }
 
 /// Intake's brake (`[delivery] max_backlog`): once more deliveries are waiting than the
