@@ -52,8 +52,9 @@ async fn slow_header_clients_are_closed_after_the_timeout_while_others_are_answe
     for _ in 0..SLOW {
         let addr = addr.clone();
         slow.spawn(async move {
-            let mut socket = TcpStream::connect(&addr).await.expect("connect");
+            // Taken before the connection exists: the hub's clock for it cannot start earlier.
             let since = Instant::now();
+            let mut socket = TcpStream::connect(&addr).await.expect("connect");
             socket.write_all(b"POST /v1/systems/combine/messages HT").await.expect("half a request line");
             (socket, since)
         });
@@ -108,7 +109,10 @@ async fn a_stalled_tls_client_is_closed_after_the_header_read_timeout() {
     let mut stalled = Vec::new();
     for _ in 0..50 {
         // Connects and never starts the handshake.
-        stalled.push((TcpStream::connect(&addr).await.expect("connect"), Instant::now()));
+        // The instant is taken before the connection exists: the hub's header timer starts at
+        // its accept, which can run before this task resumes from `connect`.
+        let since = Instant::now();
+        stalled.push((TcpStream::connect(&addr).await.expect("connect"), since));
     }
     let (status, _) = {
         let r = https_client(None).get(format!("{}/healthz", hub.url)).send().await.expect("healthz over HTTPS");
@@ -316,8 +320,10 @@ async fn a_kept_alive_connection_is_closed_after_the_idle_timeout() {
         Options { hub_extra: "header_read_timeout_ms = 60000\nidle_timeout_ms = 300".into(), ..Options::default() };
     let hub = TestHub::start_with(&vendor.uri(), &vendor.uri(), options).await;
     let mut socket = TcpStream::connect(hub.url.trim_start_matches("http://")).await.expect("connect");
-    socket.write_all(b"GET /healthz HTTP/1.1\r\nhost: hub\r\n\r\n").await.expect("request");
+    // Taken before the request is sent: the hub's idle timer starts after its answer, which
+    // can come before this task resumes from the write.
     let since = Instant::now();
+    socket.write_all(b"GET /healthz HTTP/1.1\r\nhost: hub\r\n\r\n").await.expect("request");
     let got = tokio::time::timeout(Duration::from_secs(20), read_until_closed(&mut socket))
         .await
         .expect("the hub closes the idle connection");
