@@ -377,23 +377,7 @@ pub fn db_rows(db: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
             .expect("query");
         return rows.collect::<Result<_, _>>().expect("rows");
     }
-    let sql = sql.to_owned();
-    // A blocking client must not run on an async task's thread.
-    std::thread::spawn(move || {
-        let mut c = postgres::Client::connect(&text, postgres::NoTls).expect("connect");
-        c.simple_query(&sql)
-            .expect("query")
-            .into_iter()
-            .filter_map(|m| match m {
-                postgres::SimpleQueryMessage::Row(r) => {
-                    Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
-                }
-                _ => None,
-            })
-            .collect()
-    })
-    .join()
-    .expect("the thread runs")
+    carehub_postgres::scratch::text_rows(&text, sql)
 }
 
 /// The one value of a query of one row and one column ([`db_rows`]).

@@ -85,3 +85,25 @@ impl Drop for ScratchDb {
         let _ = dropped.join();
     }
 }
+
+/// The rows of `sql` on the database at `url`, every value as text (the simple query
+/// protocol), through a blocking client on a thread of its own so that an async test may
+/// call it: how tests look into a database beside the store.
+pub fn text_rows(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        c.simple_query(&sql)
+            .expect("query")
+            .into_iter()
+            .filter_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+                }
+                _ => None,
+            })
+            .collect()
+    })
+    .join()
+    .expect("the thread runs")
+}

@@ -60,24 +60,9 @@ fn queue(key: &str) -> Vec<Op> {
     ]
 }
 
-/// Rows of `sql` on the database at `url`, as text (a blocking client, on its own thread).
+/// Rows of `sql` on the database at `url`, as text.
 fn rows(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
-    let (url, sql) = (url.to_owned(), sql.to_owned());
-    std::thread::spawn(move || {
-        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-        c.simple_query(&sql)
-            .expect("query")
-            .into_iter()
-            .filter_map(|m| match m {
-                postgres::SimpleQueryMessage::Row(r) => {
-                    Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
-                }
-                _ => None,
-            })
-            .collect()
-    })
-    .join()
-    .expect("the thread runs")
+    carehub_postgres::scratch::text_rows(url, sql)
 }
 
 #[tokio::test]
