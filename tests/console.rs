@@ -510,6 +510,10 @@ async fn console_reads_are_in_the_access_log_and_a_providers_staff_see_only_thei
     // The console's own page shows it too (and records that).
     let (_, body) = page(&sc, &s.cookie, &format!("/console/access?client={a_client}")).await;
     assert!(body.contains("anna.granskare") && body.contains("GET /console/messages/{id}"), "{body}");
+    let at = |endpoint: &str| body.find(&format!("<code class=\"endpoint\">{endpoint}</code>"));
+    let (opened_at, searched_at) = (at("GET /console/messages/{id}"), at("GET /console/"));
+    assert!(opened_at.is_some() && searched_at.is_some(), "{body}");
+    assert!(opened_at < searched_at, "newest first: the message was opened after the search: {body}");
 
     // A provider's staff: only their provider's messages and orders, whatever they ask.
     let staff = sign_in(&sc, provider_staff(PROVIDER_B)).await;

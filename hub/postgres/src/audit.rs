@@ -155,7 +155,9 @@ pub(crate) fn access_log(db: &mut Db<'_>, f: &AccessFilter) -> Result<Vec<Access
     add(" AND at >= ?", text(f.since.map(ts)));
     add(" AND at < ?", text(f.until.map(ts)));
     add(" AND seq > ?", f.after_seq.map(|s| Box::new(s) as Box<dyn ToSql + Sync + Send>));
-    sql.push_str(&format!(" ORDER BY seq LIMIT {}", f.limit.clamp(1, 10_000)));
+    add(" AND seq < ?", f.before_seq.map(|s| Box::new(s) as Box<dyn ToSql + Sync + Send>));
+    let order = if f.newest_first { "DESC" } else { "ASC" };
+    sql.push_str(&format!(" ORDER BY seq {order} LIMIT {}", f.limit.clamp(1, 10_000)));
     let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync)).collect();
     db.query(&sql, &params)?.iter().map(access_row).collect()
 }

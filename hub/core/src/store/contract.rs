@@ -1204,6 +1204,13 @@ pub async fn the_access_log_is_one_hash_chain_searched_by_client_subject_and_tim
     assert_eq!(access_log(store.as_ref(), window).await, vec![2], "since inclusive, until exclusive");
     let page = AccessFilter { after_seq: Some(1), limit: 1, ..AccessFilter::default() };
     assert_eq!(store.access_log(page).await.expect("reads").iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2]);
+    let seqs = |entries: Vec<AccessEntry>| entries.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let newest = AccessFilter { newest_first: true, limit: 2, ..AccessFilter::default() };
+    assert_eq!(seqs(store.access_log(newest).await.expect("reads")), vec![3, 2], "newest first");
+    let older = AccessFilter { newest_first: true, before_seq: Some(2), limit: 2, ..AccessFilter::default() };
+    assert_eq!(seqs(store.access_log(older).await.expect("reads")), vec![1], "the page before the newest");
+    let anna_older = AccessFilter { newest_first: true, before_seq: Some(3), ..by(None, Some("anna")) };
+    assert_eq!(access_log(store.as_ref(), anna_older).await, vec![1], "paging keeps the filters");
 }
 
 /// A read recorded in a commit that fails is not recorded, and the chain goes on from the

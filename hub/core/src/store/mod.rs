@@ -988,8 +988,12 @@ pub struct AccessFilter {
     pub subject: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
-    /// Only entries after this sequence number (for paging).
+    /// Only entries after this sequence number (for paging forward).
     pub after_seq: Option<i64>,
+    /// Only entries before this sequence number (for paging back from the newest).
+    pub before_seq: Option<i64>,
+    /// Newest first (the console's order) instead of sequence order.
+    pub newest_first: bool,
     pub limit: usize,
 }
 
@@ -997,7 +1001,7 @@ pub struct AccessFilter {
 /// tree's signed checkpoints (written by [`Op::RecordAccess`] and [`Op::StoreCheckpoint`]).
 #[async_trait]
 pub trait AuditStore: Send + Sync {
-    /// Access-log entries in sequence order.
+    /// Access-log entries in sequence order, or newest first when the filter asks.
     async fn access_log(&self, filter: AccessFilter) -> Result<Vec<AccessEntry>, StoreError>;
     /// The number of message-log entries (the last sequence number; 0 when empty).
     async fn log_size(&self) -> Result<i64, StoreError>;

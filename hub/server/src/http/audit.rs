@@ -76,6 +76,7 @@ pub(super) async fn access_log(
         until: instant(&q.until, "until")?,
         after_seq: q.after,
         limit,
+        ..AccessFilter::default()
     };
     let query = AccessQuery::new("GET /v1/access-log")
         .with("client", filter.client.as_ref())

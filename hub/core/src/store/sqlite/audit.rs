@@ -140,7 +140,9 @@ pub(super) fn access_log(c: &Connection, f: &AccessFilter) -> Result<Vec<AccessE
     add(" AND at >= ?", f.since.map(ts));
     add(" AND at < ?", f.until.map(ts));
     add(" AND seq > CAST(? AS INTEGER)", f.after_seq.map(|s| s.to_string()));
-    sql.push_str(&format!(" ORDER BY seq LIMIT {}", f.limit.clamp(1, 10_000)));
+    add(" AND seq < CAST(? AS INTEGER)", f.before_seq.map(|s| s.to_string()));
+    let order = if f.newest_first { "DESC" } else { "ASC" };
+    sql.push_str(&format!(" ORDER BY seq {order} LIMIT {}", f.limit.clamp(1, 10_000)));
     let mut stmt = c.prepare(&sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), access_row)?.collect::<Result<Vec<_>, _>>()?;
     Ok(rows)

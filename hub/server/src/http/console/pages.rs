@@ -24,6 +24,8 @@ use carehub_model::ErrorCode;
 
 /// Results per page.
 const PAGE: usize = 50;
+/// Access-log entries per page.
+const ACCESS_PAGE: usize = 100;
 
 impl From<StoreError> for ConsoleError {
     fn from(e: StoreError) -> ConsoleError {
@@ -634,7 +636,8 @@ pub struct AccessForm {
     pub subject: Option<String>,
     pub since: Option<String>,
     pub until: Option<String>,
-    pub after: Option<String>,
+    /// The page of entries before this sequence number (the next older page).
+    pub before: Option<String>,
 }
 
 /// `GET /console/access`: the access log by client, person and time (auditors, admins).
@@ -647,21 +650,23 @@ pub async fn access(
         return Err(forbidden("Åtkomstloggen är för granskare och administratörer."));
     }
     let client = client_param(&field(&f.client))?;
-    let after = number(&f.after, "after")?;
+    let before = number(&f.before, "before")?;
     let filter = AccessFilter {
         client: client.clone(),
         subject: field(&f.subject),
         since: when(&f.since, "since", false)?,
         until: when(&f.until, "until", true)?,
-        after_seq: after,
-        limit: 100,
+        before_seq: before,
+        newest_first: true,
+        limit: ACCESS_PAGE,
+        ..AccessFilter::default()
     };
     let query = AccessQuery::new("GET /console/access")
         .with("client", filter.client.as_ref())
         .with("subject", filter.subject.as_ref())
         .with("since", field(&f.since))
         .with("until", field(&f.until))
-        .with("after", after);
+        .with("before", before);
     let entries = state.hub.store().access_log(filter).await?;
     let clients = entries.iter().flat_map(|e| e.clients.iter().cloned()).chain(client);
     signed.record(&state, query, clients, None).await?;
@@ -695,15 +700,27 @@ pub async fn access(
             ]
         })
         .collect();
-    body.push_str("<p>Äldst först. Din egen visning av den här sidan registreras också.</p>");
+    body.push_str("<p>Nyast först. Din egen visning av den här sidan registreras också.</p>");
     body.push_str(&table(
         "access-log",
         &["Nr", "Tid", "Vem", "Roll", "Fråga", "Personnummer som visades", "Poster"],
         &rows,
     ));
-    if entries.len() == 100 {
-        if let Some(last) = entries.last() {
-            body.push_str(&format!("<p><a id=\"newer\" href=\"/console/access?after={}\">Nyare →</a></p>", last.seq));
+    if entries.len() == ACCESS_PAGE {
+        if let Some(oldest) = entries.last() {
+            // The next page keeps the filters it was asked with.
+            let mut next = vec![format!("before={}", oldest.seq)];
+            for (name, value) in
+                [("client", &f.client), ("subject", &f.subject), ("since", &f.since), ("until", &f.until)]
+            {
+                if let Some(v) = field(value) {
+                    next.push(format!("{name}={}", html::q(&v)));
+                }
+            }
+            body.push_str(&format!(
+                "<p><a id=\"older\" href=\"/console/access?{}\">Äldre →</a></p>",
+                next.join("&amp;")
+            ));
         }
     }
     Ok(html::page_response(html::page("Vem har tittat", signed.person(), &signed.session.csrf, &body)))
