@@ -173,6 +173,15 @@ async fn db_copy_of_the_demos_database_verifies_on_postgresql_and_the_demos_figu
     assert_eq!(tally(&orders_pg, by_status), tally(&orders_sqlite, by_status));
     assert_eq!(orders_sqlite.len(), 43, "the demo's orders");
     assert_eq!(pg.outbox_counts().await.expect("counts"), sqlite.outbox_counts().await.expect("counts"));
+    // The command line's reads are in each database's access log, like the API's.
+    for store in [&sqlite as &dyn carehub_core::store::Store, &pg] {
+        let filter = carehub_core::store::AccessFilter { limit: 1000, ..Default::default() };
+        let reads = carehub_core::store::AuditStore::access_log(store, filter).await.expect("the access log reads");
+        let endpoints: Vec<&str> = reads.iter().map(|r| r.query.endpoint.as_str()).collect();
+        for read in ["carehub verify", "carehub report"] {
+            assert!(endpoints.contains(&read), "{read} in {endpoints:?}");
+        }
+    }
     drop(sqlite);
 
     // A hub carries on from the copy: its next entry chains onto the copied head, its next

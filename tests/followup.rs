@@ -351,6 +351,8 @@ async fn the_html_report_opens_in_chromium_and_shows_its_charts() {
             &csv_arg,
             "--config",
             &config.display().to_string(),
+            "--subject",
+            "revisor.cli",
         ]);
         let by_db = carehub(&[
             "report",
@@ -391,6 +393,13 @@ async fn the_html_report_opens_in_chromium_and_shows_its_charts() {
     );
     assert!(by_db.status.success(), "{}", String::from_utf8_lossy(&by_db.stderr));
     assert_eq!((no_db.status.code(), bad_month.status.code()), (Some(2), Some(2)));
+    // The read is in the access log, under the person who ran it, before the page was written.
+    let (status, log) = sc.hub.get("/v1/access-log?subject=revisor.cli", Some(&sc.hub.admin())).await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let reads = log["entries"].as_array().expect("entries");
+    assert_eq!(reads.len(), 1, "{log}");
+    assert_eq!(reads[0]["query"]["endpoint"], "carehub report");
+    assert_eq!(reads[0]["query"]["filters"]["month"], "2026-11");
 
     let html = std::fs::read_to_string(&html_path).expect("report.html");
     let csv = std::fs::read_to_string(&csv_path).expect("report.csv");

@@ -309,3 +309,27 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
     }
 }
+
+/// Records a read made from the command line in the access log, before its result is
+/// written: a report or a verification read by a person is recorded like one read through
+/// the API (SPEC §9), with the operating-system user as the subject (`--subject` names
+/// another).
+pub(crate) async fn record_cli_read(
+    store: &dyn carehub_core::store::Store,
+    subject: &str,
+    query: carehub_core::store::AccessQuery,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let access = carehub_core::store::NewAccess {
+        subject: subject.to_owned(),
+        role: "admin".into(),
+        query,
+        clients: Vec::new(),
+        entries: Vec::new(),
+    };
+    store
+        .commit(vec![carehub_core::store::Op::RecordAccess(access)])
+        .await
+        .context("cannot record the read in the access log, so nothing was written")?;
+    Ok(())
+}

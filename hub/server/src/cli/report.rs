@@ -36,6 +36,9 @@ pub struct ReportArgs {
     /// The hub's SQLite database.
     #[arg(long)]
     pub db: Option<PathBuf>,
+    /// Who reads the report (recorded in the access log).
+    #[arg(long, env = "USER", default_value = "carehub-cli")]
+    pub subject: String,
     /// The hub's configuration: its `[hub] database`, provider names and threshold.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -85,6 +88,11 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot read the follow-up for {month} from {}", db.display()))?;
     report.name_providers(|org| names.iter().find(|(o, _)| o == org).map(|(_, n)| n.clone()));
+    let query = carehub_core::store::AccessQuery::new("carehub report")
+        .with("month", Some(month))
+        .with("as_of", Some(as_of))
+        .with("format", Some(if args.csv.is_some() { "html,csv" } else { "html" }));
+    super::record_cli_read(&*store, &args.subject, query).await?;
 
     let html = followup::html::render(&report);
     write(&args.out, html).await?;

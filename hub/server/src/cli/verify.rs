@@ -47,6 +47,9 @@ pub struct VerifyArgs {
     /// Write every report, as JSON, to this file.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Who reads the verification (recorded in the access log).
+    #[arg(long, env = "USER", default_value = "carehub-cli")]
+    pub subject: String,
 }
 
 /// `YYYY-MM`.
@@ -129,6 +132,8 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let policy = config.as_ref().map(Config::invoice_policy).unwrap_or_default();
     let fallback = args.rate.map(|r| Rates::flat(r.ore));
     let store: Arc<dyn Store> = crate::assemble::open_store(&db, carehub_model::Clock::system())?;
+    let query = carehub_core::store::AccessQuery::new("carehub verify").with("month", Some(month));
+    super::record_cli_read(&*store, &args.subject, query).await?;
     let mut out = match &args.out {
         Some(path) => Some(JsonOut::create(path, month)?),
         None => None,
