@@ -32,7 +32,7 @@ use postgres::error::SqlState;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db::{col, Conn, Db};
-use crate::log::{storable, Chain};
+use crate::log::{storable, Chain, Known};
 use crate::rows::{delivery_row, narrow, DELIVERY_COLUMNS};
 use crate::Pool;
 
@@ -79,6 +79,7 @@ fn retryable(e: &StoreError) -> bool {
 
 /// The writer: takes the queued requests in batches until every sender is gone.
 pub(crate) fn writer_loop(pool: Arc<Pool>, mut rx: mpsc::Receiver<Request>, clock: &Clock) {
+    let mut known = Known::default();
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -87,17 +88,17 @@ pub(crate) fn writer_loop(pool: Arc<Pool>, mut rx: mpsc::Receiver<Request>, cloc
                 Err(_) => break,
             }
         }
-        apply_batch(&pool, batch, clock);
+        apply_batch(&pool, batch, clock, &mut known);
     }
 }
 
-fn apply_batch(pool: &Pool, batch: Vec<Request>, clock: &Clock) {
+fn apply_batch(pool: &Pool, batch: Vec<Request>, clock: &Clock, known: &mut Known) {
     let (ops, replies): (Vec<Vec<Op>>, Vec<_>) = batch.into_iter().map(|r| (r.ops, r.reply)).unzip();
     let outcome = pool.take().and_then(|mut conn| {
-        let mut outcome = try_batch(&mut conn, &ops, clock);
+        let mut outcome = try_batch(pool, &mut conn, &ops, clock, known);
         for _ in 1..TRIES {
             match &outcome {
-                Err(e) if retryable(e) => outcome = try_batch(&mut conn, &ops, clock),
+                Err(e) if retryable(e) => outcome = try_batch(pool, &mut conn, &ops, clock, known),
                 _ => break,
             }
         }
@@ -125,11 +126,20 @@ fn apply_batch(pool: &Pool, batch: Vec<Request>, clock: &Clock) {
 /// (one round trip per statement, nothing more); if one of several fails, that
 /// transaction is rolled back and the batch runs again with a savepoint per request, so
 /// the failing one is undone alone.
-fn try_batch(conn: &mut Conn, requests: &[Vec<Op>], clock: &Clock) -> Result<Results, StoreError> {
-    match run_batch(conn, requests, clock, false)? {
+fn try_batch(
+    pool: &Pool,
+    conn: &mut Conn,
+    requests: &[Vec<Op>],
+    clock: &Clock,
+    known: &mut Known,
+) -> Result<Results, StoreError> {
+    match run_batch(conn, requests, clock, false, known)? {
         Some(results) => Ok(results),
-        None => run_batch(conn, requests, clock, true)?
-            .ok_or_else(|| StoreError::backend("postgres", "a batch with savepoints gave no results")),
+        None => {
+            pool.second_passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            run_batch(conn, requests, clock, true, known)?
+                .ok_or_else(|| StoreError::backend("postgres", "a batch with savepoints gave no results"))
+        }
     }
 }
 
@@ -140,9 +150,14 @@ fn run_batch(
     requests: &[Vec<Op>],
     clock: &Clock,
     savepoints: bool,
+    known: &mut Known,
 ) -> Result<Option<Results>, StoreError> {
-    let mut db = conn.transaction()?;
-    let mut chain = Chain::default();
+    // The optimistic pass holds plain inserts and sends them together (`db.rs`); the pass
+    // with savepoints sends each at once, so a failure is its own request's.
+    let holding = !savepoints;
+    let mut db = if holding { conn.holding_transaction()? } else { conn.transaction()? };
+    // Taken, so the commit adds to it without a copy (a failed pass forgets it: it is a cache).
+    let mut chain = Chain::remembering(std::mem::take(known));
     if requests.iter().flatten().any(appends) {
         chain.head(&mut db)?;
     }
@@ -170,12 +185,20 @@ fn run_batch(
                 db.batch("ROLLBACK TO SAVEPOINT request")?;
                 fresh = true;
             }
-            // Alone, its failure is the transaction's: nothing of it is committed.
-            Err(_) if requests.len() == 1 => return Ok(Some(vec![result])),
+            // Alone, its failure is the transaction's: nothing of it is committed. Unless it
+            // may be a held row's, which the pass with savepoints names properly.
+            Err(_) if requests.len() == 1 && !holding => return Ok(Some(vec![result])),
             Err(_) => return Ok(None),
             Ok(_) => fresh = false,
         }
         out.push(result);
+    }
+    // The held rows' errors (a key taken by a concurrent node) belong to a request this
+    // pass cannot name: the pass with savepoints runs the batch again.
+    match db.flush() {
+        Err(e) if retryable(&e) => return Err(e),
+        Err(_) => return Ok(None),
+        Ok(()) => {}
     }
     chain.save(&mut db)?;
     // Inside the transaction: the server delivers it once the rows are committed (and not
@@ -184,6 +207,7 @@ fn run_batch(
         db.batch(&format!("NOTIFY {OUTBOX_CHANNEL}"))?;
     }
     db.commit()?;
+    *known = chain.committed();
     Ok(Some(out))
 }
 
@@ -241,22 +265,26 @@ fn apply_op(
         Op::AppendLog(e) => Ok(OpResult::Logged(chain.append(db, at, e)?)),
         Op::InsertDecision(d) => {
             let received_at = ts(d.received_at);
-            db.insert_unique(
+            db.insert_later(
+                2,
                 "INSERT INTO decisions (id, system, content_hash, client, provider, canonical, received_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 &[&d.id, &d.system, &d.content_hash, &d.client, &d.provider, &d.canonical, &received_at],
-                &format!("decision {}", d.id),
+                Some(&format!("decision {}", d.id)),
             )?;
-            db.execute(
+            db.insert_later(
+                3,
                 "INSERT INTO decision_versions (decision_id, version, effective_from, kind, canonical, system, received_at)
                  VALUES ($1, 0, $2, 'decision', $3, $4, $5)",
                 &[&d.id, &valid_from(&d.canonical, &received_at), &d.canonical, &d.system, &received_at],
+                None,
             )?;
             Ok(OpResult::Done)
         }
         Op::InsertOrder(o) => {
             let canonical = json_text(&o.order, "order JSON")?;
-            db.insert_unique(
+            db.insert_later(
+                4,
                 "INSERT INTO orders (id, decision_id, source_system, provider, provider_system, client,
                     execute_by, plan_due, canonical, created_at, status, start_date, end_date)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
@@ -275,13 +303,14 @@ fn apply_op(
                     &o.order.start_date.to_string(),
                     &o.order.end_date.map(|d| d.to_string()),
                 ],
-                &format!("order {}", o.order.id),
+                Some(&format!("order {}", o.order.id)),
             )?;
             Ok(OpResult::Done)
         }
         Op::Enqueue(d) => {
             let log_seq = resolve(db, done, d.log)?;
-            db.insert_unique(
+            db.insert_later(
+                5,
                 "INSERT INTO outbox (system, message_type, order_id, idempotency_key, content_type, endpoint,
                     body, state, next_attempt_at, created_at, action, log_seq)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8, $9, $10)",
@@ -297,7 +326,7 @@ fn apply_op(
                     &d.action,
                     &log_seq,
                 ],
-                &format!("delivery {}", d.idempotency_key),
+                Some(&format!("delivery {}", d.idempotency_key)),
             )?;
             Ok(OpResult::Done)
         }

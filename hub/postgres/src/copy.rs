@@ -295,7 +295,7 @@ pub fn copy_from_sqlite(
             return Err(CopyError::UnknownTable(t.name.clone()));
         }
     }
-    let pool = Pool { config: config(url)?, idle: std::sync::Mutex::new(Vec::new()) };
+    let pool = Pool::new(config(url)?);
     let mut conn = pool.take()?;
     migrate(&mut conn)?;
     let mut db = conn.transaction()?;

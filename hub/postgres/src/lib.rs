@@ -127,9 +127,16 @@ pub struct PgStore {
 pub(crate) struct Pool {
     config: postgres::Config,
     idle: Mutex<Vec<Conn>>,
+    /// Batches the writer ran a second time, one statement at a time, because its
+    /// optimistic pass failed (`commit.rs`).
+    pub(crate) second_passes: std::sync::atomic::AtomicU64,
 }
 
 impl Pool {
+    fn new(config: postgres::Config) -> Pool {
+        Pool { config, idle: Mutex::new(Vec::new()), second_passes: std::sync::atomic::AtomicU64::new(0) }
+    }
+
     pub(crate) fn take(&self) -> Result<Conn, StoreError> {
         let idle = self.idle.lock().map_err(|_| StoreError::Closed)?.pop();
         match idle {
@@ -253,7 +260,7 @@ impl PgStore {
     /// pending migrations, and opens the store. The store stamps what it writes (log
     /// entries, attempts, claims) with `clock`'s time.
     pub async fn open(url: &str, clock: Clock) -> Result<PgStore, StoreError> {
-        let pool = Arc::new(Pool { config: config(url)?, idle: Mutex::new(Vec::new()) });
+        let pool = Arc::new(Pool::new(config(url)?));
         blocking(pool.clone(), migrate).await?;
         PgStore::start(pool, listen_config(url)?, clock)
     }
@@ -262,7 +269,7 @@ impl PgStore {
     /// migrates on a thread of its own (a blocking client must not run on an async task's
     /// thread), so it may be called from anywhere, and blocks until done.
     pub fn open_blocking(url: &str, clock: Clock) -> Result<PgStore, StoreError> {
-        let pool = Arc::new(Pool { config: config(url)?, idle: Mutex::new(Vec::new()) });
+        let pool = Arc::new(Pool::new(config(url)?));
         let migrating = pool.clone();
         std::thread::scope(|s| {
             s.spawn(move || {
@@ -298,7 +305,7 @@ impl PgStore {
     pub async fn reach(url: &str) -> Result<String, StoreError> {
         let config = config(url)?;
         let place = describe(&config);
-        let pool = Arc::new(Pool { config, idle: Mutex::new(Vec::new()) });
+        let pool = Arc::new(Pool::new(config));
         blocking(pool, move |conn| {
             let mut db = conn.reader();
             let server: String = col(&db.one("SHOW server_version", &[])?, 0)?;
@@ -314,9 +321,16 @@ impl PgStore {
         .await
     }
 
+    /// How many of the writer's batches had to run a second time, one statement at a time
+    /// (a request failed, or a held row's key was taken): a measure of how often the fast
+    /// path is left, which the backend's tests pin and an operator may watch.
+    pub fn second_passes(&self) -> u64 {
+        self.pool.second_passes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Applies the pending migrations at `url` and nothing else (`carehub migrate`).
     pub async fn migrate(url: &str) -> Result<(), StoreError> {
-        let pool = Arc::new(Pool { config: config(url)?, idle: Mutex::new(Vec::new()) });
+        let pool = Arc::new(Pool::new(config(url)?));
         blocking(pool, migrate).await
     }
 

@@ -9,6 +9,9 @@
 //! Every entry is hashed over its payload's SHA-256 (kept in `payload_sha256`), as SQLite
 //! hashes entries since its version 11, so retention can empty the payload and keep the hash.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use carehub_core::store::*;
 use chrono::{DateTime, Utc};
 
@@ -19,9 +22,49 @@ use crate::db::{col, Db};
 pub(crate) struct Chain {
     head: Option<(i64, String)>,
     moved: bool,
+    /// What the entries this commit appended carry for an entry that follows one of them
+    /// (a delivery's attempt follows its queued entry), so it need not be read back.
+    recent: HashMap<i64, Followed>,
+    /// The same for entries this node's writer committed before ([`Known`]).
+    known: Known,
+}
+
+/// What a node's writer remembers of the entries it committed, for the entries that follow
+/// them: an attempt's entry takes its queued entry's keys and links, and reading them back
+/// cost two round trips per delivery. Entries never change once committed (retention
+/// empties payloads only), so remembering them is safe; entries another node appended are
+/// read from the table as before. Bounded: it starts over past [`KNOWN_MAX`] entries.
+pub(crate) type Known = Arc<HashMap<i64, Followed>>;
+
+/// Entries a writer remembers at most.
+const KNOWN_MAX: usize = 100_000;
+
+/// The keys and links of an entry appended in this commit.
+#[derive(Clone)]
+pub(crate) struct Followed {
+    decision_id: Option<String>,
+    order_id: Option<String>,
+    client: Option<String>,
+    provider: Option<String>,
+    links: Vec<(Option<String>, Option<String>)>,
 }
 
 impl Chain {
+    /// A chain for one commit, with what the writer remembers from its commits before.
+    pub(crate) fn remembering(known: Known) -> Chain {
+        Chain { known, ..Chain::default() }
+    }
+
+    /// What the writer remembers after this commit committed: its entries added.
+    pub(crate) fn committed(self) -> Known {
+        let mut known = self.known;
+        if known.len() + self.recent.len() > KNOWN_MAX {
+            known = Known::default();
+        }
+        Arc::make_mut(&mut known).extend(self.recent);
+        known
+    }
+
     /// The last entry's sequence number and hash, locking the sequencer row on first use.
     pub(crate) fn head<'c>(&'c mut self, db: &mut Db<'_>) -> Result<&'c mut (i64, String), StoreError> {
         if self.head.is_none() {
@@ -49,7 +92,14 @@ impl Chain {
     /// hashed, so the chain verifies over what the table holds.
     pub(crate) fn append(&mut self, db: &mut Db<'_>, at: DateTime<Utc>, e: NewLogEntry) -> Result<i64, StoreError> {
         let mut e = storable_entry(e);
-        if let Some(earlier) = e.follows {
+        let earlier_here =
+            e.follows.and_then(|earlier| self.recent.get(&earlier).or_else(|| self.known.get(&earlier)).cloned());
+        if let Some(r) = &earlier_here {
+            e.decision_id = e.decision_id.or(r.decision_id.clone());
+            e.order_id = e.order_id.or(r.order_id.clone());
+            e.client = e.client.or(r.client.clone());
+            e.provider = e.provider.or(r.provider.clone());
+        } else if let Some(earlier) = e.follows {
             let row =
                 db.opt("SELECT decision_id, order_id, client, provider FROM message_log WHERE seq = $1", &[&earlier])?;
             if let Some(r) = row {
@@ -65,7 +115,8 @@ impl Chain {
             (head.0 + 1, head.1.clone())
         };
         let (entry, hash) = e.chained(seq, prev_hash, at);
-        db.execute(
+        db.insert_later(
+            0,
             "INSERT INTO message_log (seq, at, system, vendor, direction, message_type, content_type,
                 payload, canonical, status, error_code, error_message, decision_id, order_id, client,
                 provider, delivery_key, prev_hash, hash, payload_sha256)
@@ -92,24 +143,46 @@ impl Chain {
                 &hash,
                 &entry.payload_hash,
             ],
+            None,
         )?;
         self.head = Some((entry.seq, hash));
         self.moved = true;
-        if let Some(earlier) = follows {
-            db.execute(
-                "INSERT INTO log_links (seq, client, order_id) SELECT $1, client, order_id FROM log_links WHERE seq = $2",
-                &[&entry.seq, &earlier],
-            )?;
+        // An entry that follows another is found by that one's clients and orders too.
+        let mut linked: Vec<(Option<String>, Option<String>)> = Vec::new();
+        match (follows, earlier_here) {
+            (Some(_), Some(r)) => linked.extend(r.links),
+            (Some(earlier), None) => {
+                db.execute(
+                    "INSERT INTO log_links (seq, client, order_id) SELECT $1, client, order_id FROM log_links WHERE seq = $2",
+                    &[&entry.seq, &earlier],
+                )?;
+            }
+            (None, _) => {}
         }
         let mut links = links;
         links.sort();
         links.dedup();
-        for l in links.iter().filter(|l| l.client.is_some() || l.order_id.is_some()) {
-            db.execute(
+        linked.extend(
+            links.into_iter().filter(|l| l.client.is_some() || l.order_id.is_some()).map(|l| (l.client, l.order_id)),
+        );
+        for (client, order_id) in &linked {
+            db.insert_later(
+                1,
                 "INSERT INTO log_links (seq, client, order_id) VALUES ($1, $2, $3)",
-                &[&entry.seq, &l.client, &l.order_id],
+                &[&entry.seq, client, order_id],
+                None,
             )?;
         }
+        self.recent.insert(
+            entry.seq,
+            Followed {
+                decision_id: entry.decision_id.clone(),
+                order_id: entry.order_id.clone(),
+                client: entry.client.clone(),
+                provider: entry.provider.clone(),
+                links: linked,
+            },
+        );
         Ok(entry.seq)
     }
 }

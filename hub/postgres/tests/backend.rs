@@ -408,3 +408,104 @@ async fn two_nodes_record_reads_in_one_access_chain() {
         assert!(format!("{err:?}").contains("append-only"), "{statement}: {err:?}");
     }
 }
+
+fn delivery(key: &str, log: LogRef) -> NewDelivery {
+    NewDelivery {
+        system: "phoniro-norr".into(),
+        message_type: "order".into(),
+        order_id: None,
+        idempotency_key: key.into(),
+        content_type: "application/json".into(),
+        endpoint: None,
+        body: b"{}".to_vec(),
+        action: None,
+        log,
+    }
+}
+
+fn linked(n: usize) -> NewLogEntry {
+    NewLogEntry {
+        links: vec![LogLink { client: Some(format!("client-{n}")), order_id: Some(format!("order-{n}")) }],
+        ..entry(0, n)
+    }
+}
+
+/// Entries whose keys and links another entry follows up (a delivery's attempt follows its
+/// queued entry): `follows` names the earlier one.
+fn follower(of: i64) -> NewLogEntry {
+    NewLogEntry { message_type: "order".into(), direction: "out", decision_id: None, follows: Some(of), ..entry(9, 0) }
+}
+
+async fn seqs_for_client(store: &PgStore, client: &str) -> Vec<i64> {
+    let filter = LogFilter { client: Some(client.into()), limit: 100, ..LogFilter::default() };
+    store.log_entries(filter).await.expect("reads").iter().map(|e| e.seq).collect()
+}
+
+/// The writer sends a commit's inserts together, at its end, and its fast pass is the one
+/// that runs: concurrent requests each with an entry and a delivery commit without a second
+/// pass. An entry that follows another takes its keys and links whether the writer
+/// remembers the earlier one (its own commit) or reads it (another node's). And a key
+/// another request of the batch took fails that request alone, as a Conflict.
+#[tokio::test]
+async fn held_inserts_commit_together_and_a_taken_key_fails_only_its_request() {
+    let db = ScratchDb::create(&server(), "held").await.expect("a scratch database");
+    let stores = nodes(&db, 2).await;
+    let (a, b) = (stores[0].clone(), stores[1].clone());
+    let tasks: Vec<_> = (0..20)
+        .map(|n| {
+            let a = a.clone();
+            tokio::spawn(async move {
+                a.commit(vec![Op::AppendLog(linked(n)), Op::Enqueue(delivery(&format!("k{n}"), LogRef::Op(0)))]).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("the task runs").expect("the commit");
+    }
+    assert_eq!(a.second_passes(), 0, "every batch committed on its first pass");
+    assert_eq!(
+        a.deliveries(DeliveryFilter { limit: 100, ..DeliveryFilter::default() }).await.expect("reads").len(),
+        20
+    );
+
+    // Followers: one on the node that appended the earlier entry, one on the other node.
+    let first = seqs_for_client(&a, "client-3").await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    let on_a = a.commit(vec![Op::AppendLog(follower(first[0]))]).await.expect("commit");
+    let on_b = b.commit(vec![Op::AppendLog(follower(first[0]))]).await.expect("commit");
+    let logged = |r: Vec<OpResult>| match r.first() {
+        Some(OpResult::Logged(seq)) => *seq,
+        other => panic!("an entry: {other:?}"),
+    };
+    let (on_a, on_b) = (logged(on_a), logged(on_b));
+    assert_eq!(seqs_for_client(&a, "client-3").await, vec![first[0], on_a, on_b], "linked to the client, both ways");
+    let filter = LogFilter { order_id: Some("order-3".into()), limit: 100, ..LogFilter::default() };
+    let by_order = a.log_entries(filter).await.expect("reads");
+    assert_eq!(by_order.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![first[0], on_a, on_b]);
+    for e in by_order.iter().skip(1) {
+        assert_eq!(e.decision_id.as_deref(), Some("combine:D-0-3"), "the decision taken from the entry followed");
+    }
+
+    // A key taken twice in one batch (and once more later): only the late ones fail.
+    let tasks: Vec<_> = ["dup", "dup", "fresh", "k5"]
+        .into_iter()
+        .enumerate()
+        .map(|(n, key)| {
+            let a = a.clone();
+            tokio::spawn(async move {
+                a.commit(vec![Op::AppendLog(entry(1, n)), Op::Enqueue(delivery(key, LogRef::Op(0)))]).await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.expect("the task runs"));
+    }
+    let conflicts = outcomes.iter().filter(|o| matches!(o, Err(StoreError::Conflict(_)))).count();
+    assert_eq!(conflicts, 2, "one of the two 'dup' and the 'k5' taken before: {outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 2, "{outcomes:?}");
+    assert!(a.second_passes() >= 1, "the taken keys were found on a second pass");
+    let report = verify_chain(&*a).await.expect("verifies");
+    assert_eq!(report.first_bad, None);
+    assert_eq!(report.entries, 20 + 2 + 2, "the failed requests' entries are not in the chain");
+}
