@@ -80,6 +80,7 @@ fn retryable(e: &StoreError) -> bool {
 /// The writer: takes the queued requests in batches until every sender is gone.
 pub(crate) fn writer_loop(pool: Arc<Pool>, mut rx: mpsc::Receiver<Request>, clock: &Clock) {
     let mut known = Known::default();
+    let mut own: Option<Conn> = None;
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -88,13 +89,25 @@ pub(crate) fn writer_loop(pool: Arc<Pool>, mut rx: mpsc::Receiver<Request>, cloc
                 Err(_) => break,
             }
         }
-        apply_batch(&pool, batch, clock, &mut known);
+        apply_batch(&pool, &mut own, batch, clock, &mut known);
+    }
+    if let Some(conn) = own {
+        pool.give(conn);
     }
 }
 
-fn apply_batch(pool: &Pool, batch: Vec<Request>, clock: &Clock, known: &mut Known) {
+/// Applies one batch on the writer's own connection (`own`, taken from the pool once and
+/// kept, so its prepared statements stay prepared; taken anew when it has closed).
+fn apply_batch(pool: &Pool, own: &mut Option<Conn>, batch: Vec<Request>, clock: &Clock, known: &mut Known) {
     let (ops, replies): (Vec<Vec<Op>>, Vec<_>) = batch.into_iter().map(|r| (r.ops, r.reply)).unzip();
-    let outcome = pool.take().and_then(|mut conn| {
+    if own.as_ref().is_some_and(|c| c.client.is_closed()) {
+        *own = None;
+    }
+    let conn = match own.take() {
+        Some(conn) => Ok(conn),
+        None => pool.take(),
+    };
+    let outcome = conn.and_then(|mut conn| {
         let mut outcome = try_batch(pool, &mut conn, &ops, clock, known);
         for _ in 1..TRIES {
             match &outcome {
@@ -102,7 +115,7 @@ fn apply_batch(pool: &Pool, batch: Vec<Request>, clock: &Clock, known: &mut Know
                 _ => break,
             }
         }
-        pool.give(conn);
+        *own = Some(conn);
         outcome
     });
     match outcome {

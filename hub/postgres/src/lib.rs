@@ -102,8 +102,10 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "leases", include_str!("../migrations/0003_leases.sql")),
 ];
 
-/// Connections kept open between requests.
-const MAX_IDLE: usize = 8;
+/// Connections kept open between requests: as many as reads may run at once, so a steady
+/// load reuses connections (and their prepared statements) instead of opening and closing
+/// one per read past the idle count.
+const MAX_IDLE: usize = MAX_READERS;
 
 /// Reads running at once on one node, each on a connection of its own: a burst of requests
 /// waits its turn here rather than opening connections past the server's limit (every
