@@ -308,6 +308,38 @@ async fn a_plain_rename_does_not_replace_and_errors_carry_sftp_codes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_go_to_the_end_and_handles_answer_fstat() {
+    let b = TestBox::start().await;
+    let addr = b.addr;
+    let (content, fstat_size, lstat_is_file, read_only_write) = blocking(move || {
+        let session = ssh2_login(addr, USER, PASSWORD).expect("password login");
+        let sftp = session.sftp().expect("sftp");
+        let path = Path::new("inbox/dag.csv");
+        let flags = ssh2::OpenFlags::WRITE | ssh2::OpenFlags::APPEND | ssh2::OpenFlags::CREATE;
+        for row in [&b"Id;Namn\r\n"[..], b"1;a\r\n"] {
+            let mut file = sftp.open_mode(path, flags, 0o644, ssh2::OpenType::File).expect("open to append");
+            std::io::Write::write_all(&mut file, row).expect("append");
+        }
+        let mut file = sftp.open(path).expect("open to read");
+        let fstat_size = file.stat().expect("fstat").size;
+        let mut content = String::new();
+        std::io::Read::read_to_string(&mut file, &mut content).expect("read");
+        // A file opened to read cannot be written through.
+        let read_only_write =
+            std::io::Write::write_all(&mut file, b"x").and_then(|()| std::io::Write::flush(&mut file));
+        let lstat_is_file = sftp.lstat(path).expect("lstat").is_file();
+        (content, fstat_size, lstat_is_file, read_only_write.is_err())
+    })
+    .await;
+    assert_eq!(content, "Id;Namn\r\n1;a\r\n");
+    assert_eq!(fstat_size, Some(14));
+    assert!(lstat_is_file && read_only_write);
+    let written: Vec<(String, u64)> =
+        b.events().into_iter().filter(|e| e.op == DropboxOp::Written).map(|e| (e.path, e.size)).collect();
+    assert_eq!(written, vec![("inbox/dag.csv".to_owned(), 9), ("inbox/dag.csv".to_owned(), 14)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openssh_sftp_puts_renames_gets_and_removes_in_batch_mode() {
     let b = TestBox::start().await;
     let work = b.dir.path().join("vendor");
