@@ -562,11 +562,29 @@ async fn a_host_key_from_a_file_keeps_its_fingerprint_and_shutdown_closes_the_po
     let task = dropbox.serve(listener, async move {
         let _ = stopped.await;
     });
-    let session = blocking(move || ssh2_login(addr, USER, PASSWORD).expect("login")).await;
-    assert_eq!(blocking(move || session.host_key_hash(ssh2::HashType::Sha256).map(<[u8]>::len)).await, Some(32));
+    let (session, sftp) = blocking(move || {
+        let session = ssh2_login(addr, USER, PASSWORD).expect("login");
+        let sftp = session.sftp().expect("sftp");
+        (session, sftp)
+    })
+    .await;
     stop.send(()).expect("stop");
     tokio::time::timeout(Duration::from_secs(10), task).await.expect("stops").expect("task").expect("no error");
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "nothing listens after shutdown");
+    // A connection open at shutdown is told to go: its requests fail from then on.
+    let cut = blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if sftp.stat(Path::new("/")).is_err() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(session);
+        false
+    })
+    .await;
+    assert!(cut, "the open connection was closed at shutdown");
 }
 
 impl Drop for TestBox {
