@@ -21,4 +21,5 @@
 //!   the engine that plays them against a [`exchange::Counterpart`];
 //! - `report/`: the conformance report as HTML, JSON and JUnit XML.
 
+pub mod dropbox;
 pub mod exchange;
