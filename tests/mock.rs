@@ -275,6 +275,30 @@ async fn an_armed_503_answers_the_next_request_and_the_one_after_is_taken() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_set_up_through_the_state_api_can_be_acknowledged_without_problems() {
+    let (vendor, hub) = phoniro().await;
+    let http = reqwest::Client::new();
+    let (status, order) = call(
+        &http,
+        reqwest::Method::PUT,
+        format!("{}/mock/state/order/O-TEST-1", hub.url()),
+        Some(json!({"client": "193601016987"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{order}");
+    assert_eq!((order["status"].as_str(), order["provider_system"].as_str()), (Some("delivered"), Some("phoniro")));
+    let before = head(&hub);
+    assert_eq!(post(&http, &hub, hub.token(), "application/json", ack("O-TEST-1")).await, 202);
+    let x = last_inbound(&http, &hub, before).await;
+    assert!(codes(&x).is_empty(), "{x}");
+    let (status, again) =
+        call(&http, reqwest::Method::PUT, format!("{}/mock/state/order/O-TEST-1", hub.url()), Some(json!({}))).await;
+    assert_eq!((status, again["code"].as_str()), (400, Some("MOCK_BAD_COMMAND")), "{again}");
+    assert!(vendor.received_requests().await.expect("recorded").is_empty(), "nothing was really sent");
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_field_shows_the_hubs_code_with_the_field_and_its_byte_offset() {
     let (_vendor, hub) = phoniro().await;
     let http = reqwest::Client::new();
@@ -377,4 +401,57 @@ async fn carehub_mock_prints_where_it_listens_and_answers_there() {
     assert_eq!(body["vendor"], "phoniro");
     child.kill().expect("stops");
     let _ = child.wait();
+}
+
+/// A mapping file's sample payload, by its name.
+fn sample(file: &str, name: &str) -> String {
+    let text =
+        std::fs::read_to_string(format!("{}/../../mappings/{file}", env!("CARGO_MANIFEST_DIR"))).expect("the file");
+    let mapping: toml::Table = toml::from_str(&text).expect("TOML");
+    mapping["samples"]
+        .as_array()
+        .expect("samples")
+        .iter()
+        .find(|s| s["name"].as_str() == Some(name))
+        .and_then(|s| s["vendor"].as_str())
+        .unwrap_or_else(|| panic!("no sample '{name}' in {file}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn treserva_over_soap_is_answered_in_soap_journaled_with_the_faults_code_and_called_back() {
+    let vendor = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/soap"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(
+            "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body><Ok xmlns=\"urn:carehub:vendor:treserva:1\"/></s:Body></s:Envelope>",
+        ))
+        .mount(&vendor)
+        .await;
+    let hub = mock("treserva", &format!("endpoint_url = \"{}/soap\"\n", vendor.uri())).await;
+    let http = reqwest::Client::new();
+    let soap = "text/xml; charset=utf-8";
+
+    let before = head(&hub);
+    let taken =
+        post(&http, &hub, hub.token(), soap, sample("treserva/decision.in.toml", "a decision in a SOAP envelope"))
+            .await;
+    assert_eq!(taken, 200, "a SOAP system is answered 200 with a response envelope");
+    let x = last_inbound(&http, &hub, before).await;
+    assert_eq!((x["wire"].as_str(), x["message_type"].as_str()), (Some("soap"), Some("decision")), "{x}");
+    assert!(codes(&x).is_empty(), "{x}");
+
+    let before = head(&hub);
+    let refused =
+        post(&http, &hub, hub.token(), soap, sample("treserva/decision.in.toml", "a wrong check digit")).await;
+    assert!(refused >= 400, "{refused}");
+    let x = last_inbound(&http, &hub, before).await;
+    assert!(codes(&x).contains(&"INVALID_PERSONAL_IDENTITY_NUMBER".to_owned()), "the SOAP fault's hub:code: {x}");
+
+    let out = exchange(&http, &hub, send(&http, &hub, json!({"message": "order_ack"})).await[0]).await;
+    assert_eq!((out["wire"].as_str(), out["status"].as_u64()), (Some("soap"), Some(200)), "{out}");
+    let received = vendor.received_requests().await.expect("recorded");
+    assert!(String::from_utf8_lossy(&received[0].body).contains("TaEmotKvittens"), "Treserva was called back");
+    assert!(received[0].headers.get("soapaction").is_some(), "with its SOAPAction");
+    hub.stop().await;
 }
