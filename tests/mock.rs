@@ -333,15 +333,26 @@ async fn a_combine_decision_is_taken_and_an_acknowledgement_sent_on_command_reac
     let hub = mock("combine", &format!("callback_url = \"{}/carehub/callback\"\n", vendor.uri())).await;
     let http = reqwest::Client::new();
     // The profile's own sample decision, from its mapping file.
-    let file = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../mappings/combine/decision.in.toml"))
-        .expect("the mapping file");
-    let mapping: toml::Table = toml::from_str(&file).expect("TOML");
-    let sample = mapping["samples"][0]["vendor"].as_str().expect("a sample").to_owned();
+    let decision = sample("combine/decision.in.toml", "the SPEC sample decision");
     let before = head(&hub);
-    assert_eq!(post(&http, &hub, hub.token(), "application/xml", sample).await, 202);
+    assert_eq!(post(&http, &hub, hub.token(), "application/xml", decision).await, 202);
     let x = last_inbound(&http, &hub, before).await;
     assert_eq!(x["message_type"], "decision");
     assert!(codes(&x).is_empty(), "{x}");
+
+    // A check digit off: the hub's code, and the field and offset from the profile's mapping.
+    let bad = sample("combine/decision.in.toml", "a personal identity number with a wrong check digit");
+    let before = head(&hub);
+    assert_eq!(post(&http, &hub, hub.token(), "application/xml", bad.clone()).await, 422);
+    let x = last_inbound(&http, &hub, before).await;
+    let p = x["problems"][0].clone();
+    assert_eq!(
+        (p["code"].as_str(), p["field"].as_str()),
+        (Some("INVALID_PERSONAL_IDENTITY_NUMBER"), Some("Personnummer")),
+        "{x}"
+    );
+    let offset = usize::try_from(p["offset"].as_u64().expect("an offset")).expect("fits");
+    assert!(bad[offset..].starts_with("19360101-6988"), "{}", &bad[offset..]);
 
     let ids = send(&http, &hub, json!({"message": "order_ack"})).await;
     let out = exchange(&http, &hub, ids[0]).await;
@@ -453,5 +464,61 @@ async fn treserva_over_soap_is_answered_in_soap_journaled_with_the_faults_code_a
     let received = vendor.received_requests().await.expect("recorded");
     assert!(String::from_utf8_lossy(&received[0].body).contains("TaEmotKvittens"), "Treserva was called back");
     assert!(received[0].headers.get("soapaction").is_some(), "with its SOAPAction");
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_mock_token_the_mock_api_needs_it_and_a_message_id_reused_for_other_content_is_flagged() {
+    let vendor = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(201)).mount(&vendor).await;
+    let config = MockConfig::parse(&format!(
+        "at = \"{START}\"\nmock_token = \"only-the-tester-knows\"\n[system]\nbase_url = \"{}/api/v1\"\n",
+        vendor.uri()
+    ))
+    .expect("config");
+    let hub = MockHub::start(MockOptions {
+        vendor: "phoniro".into(),
+        config,
+        listen: Some("127.0.0.1:0".into()),
+        ..MockOptions::default()
+    })
+    .await
+    .expect("starts");
+    let http = reqwest::Client::new();
+    let clock = format!("{}/mock/clock", hub.url());
+    let refused = http.get(&clock).send().await.expect("answers");
+    assert_eq!(refused.status().as_u16(), 401);
+    let body: Value = refused.json().await.expect("JSON");
+    assert_eq!(body["code"], "MOCK_UNAUTHENTICATED");
+    let taken = http.get(&clock).bearer_auth("only-the-tester-knows").send().await.expect("answers");
+    assert_eq!(taken.status().as_u16(), 200);
+
+    // Driven in process: an order, then two acknowledgements under one message id.
+    let ids = hub
+        .send(&carehub_conformance::exchange::SendCommand { message: "order".into(), ..Default::default() })
+        .await
+        .expect("sent");
+    let order = hub.exchanges_since(ids[0] - 1).await.expect("journal")[0].key.clone().expect("an order");
+    let with_id = |body: String| {
+        http.post(format!("{}/v1/systems/phoniro/messages", hub.url()))
+            .bearer_auth(hub.token())
+            .header("content-type", "application/json")
+            .header("x-message-id", "MSG-1")
+            .body(body)
+            .send()
+    };
+    with_id(ack(&order)).await.expect("answers");
+    let before = head(&hub);
+    let rejected = json!({"type": "orderConfirmation", "orderId": order, "status": "REJECTED", "reason": "Ingen plats", "confirmedAt": "2026-11-02T09:20:00+01:00"});
+    with_id(rejected.to_string()).await.expect("answers");
+    let seen = hub.exchanges_since(before).await.expect("journal");
+    assert!(seen.iter().any(|x| x.problems.iter().any(|p| p.code == "MOCK_MESSAGE_ID_REUSED")), "{seen:?}");
+
+    // A delay armed through the contract is journaled as played.
+    hub.fault(Fault { path: "/v1/systems".into(), times: 1, kind: FaultKind::Delay { millis: 50 } });
+    let before = head(&hub);
+    with_id(ack(&order)).await.expect("answers");
+    let seen = hub.exchanges_since(before).await.expect("journal");
+    assert!(seen.iter().any(|x| x.problems.iter().any(|p| p.code == "MOCK_FAULT_DELAY")), "{seen:?}");
     hub.stop().await;
 }

@@ -209,7 +209,14 @@ pub async fn journal_layer(State(inbound): State<Arc<Inbound>>, request: Request
     let answer = axum::body::to_bytes(rbody, usize::MAX).await.unwrap_or_default();
     let status = rparts.status.as_u16();
     if status >= 400 {
-        problems.extend(refusal(&answer, &bytes));
+        if let Some(mut p) = refusal(&answer, &bytes) {
+            if p.field.is_none() {
+                if let Some((field, offset)) = inbound.field_for(&p.code, &bytes) {
+                    (p.field, p.offset) = (Some(field), offset);
+                }
+            }
+            problems.push(p);
+        }
     }
     let x = exchange(&inbound, target, headers, bytes.to_vec(), Some(status), answer.to_vec(), started, problems, what);
     record(&inbound, x).await;
@@ -343,6 +350,37 @@ impl Inbound {
             }
         }
         problems
+    }
+}
+
+impl Inbound {
+    /// The vendor's field an identifier's code is about, when the hub's message does not
+    /// name it (a check digit is checked where the identifier is typed, past the mapping):
+    /// the inbound mapping fields whose canonical field holds that kind of identifier, the
+    /// first found in the payload, with its value's offset.
+    fn field_for(&self, code: &str, body: &[u8]) -> Option<(String, Option<u64>)> {
+        let holds: &[&str] = match code {
+            "INVALID_PERSONAL_IDENTITY_NUMBER" => &["client", "personal_identity_number"],
+            "INVALID_ORG_NUMBER" => &["provider", "org", "organisation_number"],
+            "INVALID_HSA_ID" => &["hsa", "hsa_id", "staff"],
+            "INVALID_TAG_UID" => &["tag", "tag_uid"],
+            _ => return None,
+        };
+        let sys = self.hub.registry().get(&self.system)?.clone();
+        let candidates = sys
+            .mappings
+            .mappings
+            .iter()
+            .filter(|m| m.direction == carehub_core::mapping::Direction::In)
+            .flat_map(|m| m.fields.iter())
+            .filter(|f| {
+                f.canonical.as_deref().is_some_and(|c| {
+                    let last = c.rsplit('.').next().unwrap_or(c);
+                    holds.contains(&last)
+                })
+            })
+            .filter_map(|f| f.vendor.clone());
+        candidates.into_iter().find_map(|vendor| locate(body, &vendor).map(|offset| (vendor, Some(offset))))
     }
 }
 
