@@ -181,6 +181,8 @@ async fn an_order_sent_on_command_reaches_phoniro_and_its_acknowledgement_is_jou
     assert_eq!(change["message_type"], "order_change", "{change}");
     assert_eq!(change["key"], a["key"]);
     assert!(change["target"].as_str().is_some_and(|t| t.contains("order-changes")), "{change}");
+    let end = exchange(&http, &hub, send(&http, &hub, json!({"message": "order_end"})).await[0]).await;
+    assert_eq!((end["message_type"].as_str(), end["key"].as_str()), (Some("order_end"), a["key"].as_str()), "{end}");
     let (status, refused) =
         call(&http, reqwest::Method::POST, format!("{}/mock/send", hub.url()), Some(json!({"message": "visit"}))).await;
     assert_eq!((status, refused["code"].as_str()), (400, Some("MOCK_UNSUPPORTED_MESSAGE")), "{refused}");
