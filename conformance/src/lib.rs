@@ -13,7 +13,7 @@
 //! - [`exchange`]: what the mock saw on the wire (an [`exchange::Exchange`] with its
 //!   problems), and what a scenario or a case may ask of the mock
 //!   ([`exchange::Counterpart`]): the one contract between the mock hub and what drives it;
-//! - `mock/`: `carehub mock --vendor V`, a real hub on an embedded database with a clock the
+//! - [`mock`]: `carehub mock --vendor V`, a real hub on an embedded database with a clock the
 //!   tester sets, state per business key, faults, and a journal of every exchange;
 //! - `dropbox/`: the SFTP server the mock serves itself for the file-based vendors, so a
 //!   vendor needs no sshd to test;
@@ -23,3 +23,4 @@
 
 pub mod dropbox;
 pub mod exchange;
+pub mod mock;

@@ -1,6 +1,6 @@
 //! The `carehub` executable: one command line made of the product's commands
-//! ([`carehub_server::cli::Command`]) and the tooling's `demo` and `bench`
-//! ([`carehub_devkit`]).
+//! ([`carehub_server::cli::Command`]), the vendors' `mock` ([`carehub_conformance`]) and
+//! the tooling's `demo` and `bench` ([`carehub_devkit`]).
 //!
 //! Why a package of its own: the product library (`carehub-server`) must not depend on
 //! the devkit's mock vendors, benchmarks and fixtures, yet `carehub demo` and
@@ -11,6 +11,7 @@
 
 use std::process::ExitCode;
 
+use carehub_conformance::mock::MockArgs;
 use carehub_devkit::{bench::BenchCommand, demo::DemoArgs};
 use carehub_server::cli::init_tracing;
 use carehub_server::config::LogFormat;
@@ -32,6 +33,8 @@ struct Cli {
 enum Command {
     /// Run the demo municipality end to end on an embedded database; no setup needed.
     Demo(DemoArgs),
+    /// Play the hub toward one vendor's system, for testing that system (docs/vendors.md).
+    Mock(MockArgs),
     #[command(flatten)]
     Product(carehub_server::cli::Command),
     /// Measure throughput and latency (see BENCHMARKS.md).
@@ -47,6 +50,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             // The demo's output is its narrative; `CAREHUB_LOG=info` shows the hub's log too.
             init_tracing("error", LogFormat::Text);
             carehub_devkit::demo::run(args).await
+        }
+        Command::Mock(args) => {
+            // What the mock prints is where it listens and how to drive it; `CAREHUB_LOG`
+            // shows the hub's log too.
+            init_tracing("warn", LogFormat::Text);
+            carehub_conformance::mock::run(args).await
         }
         Command::Product(command) => carehub_server::cli::run(command).await,
         Command::Bench { command } => {

@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::Context;
-use carehub_core::adapter::Registry;
+use carehub_core::adapter::{Registry, Transport};
 use carehub_core::delivery::lease::Ownership;
 use carehub_core::delivery::outbox::DeliveryLoop;
 use carehub_core::hub::{Hub, HubParts};
@@ -192,14 +192,24 @@ pub fn missing_mappings(outline: &crate::config::Outline, covered: &Coverage) ->
     gaps
 }
 
+/// How a caller may wrap a system's outbound transport (by the system's name), for
+/// [`build_with_transports`].
+pub type WrapTransport<'a> = &'a dyn Fn(&str, Arc<dyn Transport>) -> Arc<dyn Transport>;
+
 /// The configured systems.
 pub fn registry(config: &Config, clock: &Clock) -> anyhow::Result<Registry> {
+    registry_with(config, clock, &|_, transport| transport)
+}
+
+/// The configured systems, each transport as `wrap` makes it.
+fn registry_with(config: &Config, clock: &Clock, wrap: WrapTransport<'_>) -> anyhow::Result<Registry> {
     let client = http_client(config)?;
     let mappings = load_mappings(config)?;
     Ok(Registry::new(config.systems.iter().map(|s| {
         let set = mappings[s.vendor.vendor()].clone();
         let mut system = carehub_adapters::build_system(&s.name, &s.vendor, set, &client, clock);
         system.visit_reports = s.visit_reports;
+        system.transport = wrap(&s.name, system.transport.clone());
         system
     })))
 }
@@ -245,9 +255,27 @@ fn console_settings(c: &crate::config::ConsoleSection) -> crate::http::console::
     }
 }
 
+/// [`build`], with every system's outbound transport as `wrap` makes it: the mock hub
+/// journals what the hub sends a vendor by wrapping that vendor's transport, so the
+/// journal sees each attempt as the delivery loop makes it (the bytes, the answer, the
+/// time taken), retries included.
+pub fn build_with_transports(config: &Config, clock: Clock, wrap: WrapTransport<'_>) -> anyhow::Result<Runtime> {
+    let store = open_store(&config.hub.database, clock.clone())?;
+    build_parts(config, store, clock, wrap)
+}
+
 /// Assembles the hub over a given store.
 pub fn build_with_store(config: &Config, store: Arc<dyn Store>, clock: Clock) -> anyhow::Result<Runtime> {
-    let registry = Arc::new(registry(config, &clock)?);
+    build_parts(config, store, clock, &|_, transport| transport)
+}
+
+fn build_parts(
+    config: &Config,
+    store: Arc<dyn Store>,
+    clock: Clock,
+    wrap: WrapTransport<'_>,
+) -> anyhow::Result<Runtime> {
+    let registry = Arc::new(registry_with(config, &clock, wrap)?);
     let metrics = Arc::new(Metrics::for_node(&config.hub.node));
     let notify = Arc::new(Notify::new());
     let hub = Arc::new(Hub::new(HubParts {

@@ -82,6 +82,17 @@ impl RunningHub {
 
 /// Serves `runtime` on `listener` and starts its delivery loop.
 pub async fn start(runtime: Runtime, listener: tokio::net::TcpListener) -> anyhow::Result<RunningHub> {
+    start_with(runtime, listener, |app| app).await
+}
+
+/// [`start`], serving the hub's router as `wrap` makes it: the mock hub
+/// (`carehub-conformance`) adds its journal around the API and its own `/mock/` routes
+/// beside it, on the same listener and accept loop as the hub's.
+pub async fn start_with(
+    runtime: Runtime,
+    listener: tokio::net::TcpListener,
+    wrap: impl FnOnce(axum::Router) -> axum::Router,
+) -> anyhow::Result<RunningHub> {
     let addr = listener.local_addr().context("the listener has no address")?;
     let (tx, rx) = watch::channel(false);
     let state = runtime.state.clone();
@@ -150,7 +161,7 @@ pub async fn start(runtime: Runtime, listener: tokio::net::TcpListener) -> anyho
             Box::new(move |lease| Box::pin(checkpointer.run_leased(every, lease, stop))),
         ));
     }
-    let app = crate::http::app(state.clone());
+    let app = wrap(crate::http::app(state.clone()));
     let (tls, limits) = (runtime.tls.clone(), runtime.limits);
     let events = Arc::new(ConnectionMetrics(state.hub.metrics().clone()));
     let server = tokio::spawn(crate::accept::serve(listener, app, tls, limits, events, rx));
