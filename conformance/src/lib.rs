@@ -22,3 +22,4 @@
 //! - `report/`: the conformance report as HTML, JSON and JUnit XML.
 
 pub mod exchange;
+pub mod scenario;
