@@ -22,4 +22,5 @@
 //! - `report/`: the conformance report as HTML, JSON and JUnit XML.
 
 pub mod exchange;
+pub mod report;
 pub mod scenario;
