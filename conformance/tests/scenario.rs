@@ -501,3 +501,34 @@ async fn the_command_runs_the_cases_named_and_writes_the_reports() {
     let e = run_cli(&other, &fake).await.expect_err("no such vendor");
     assert!(e.to_string().contains("no conformance catalogue for vendor 'nosuch'"), "{e}");
 }
+
+#[tokio::test]
+async fn a_scenario_file_plays_from_where_the_journal_stands() {
+    use carehub_conformance::scenario::play::play_scenario;
+    use carehub_conformance::scenario::Scenario;
+    let fake = Fake::new(Mode::Good);
+    fake.append(Direction::Inbound, "order_ack", Some("O-OLD"), 202, Vec::new(), Vec::new());
+    let scenario = Scenario::from_toml(
+        "retry.toml",
+        r#"
+name = "an order, and its confirmation"
+start = "2026-11-02T08:00:00+01:00"
+
+[[steps]]
+send = { message = "order", capture = { order_id = "key" } }
+
+[[steps]]
+expect = { direction = "inbound", message = "order_ack", key = "${order_id}", clean = true, within_ms = 2000 }
+
+[[steps]]
+expect = { direction = "inbound", message = "order_ack", within_ms = 200 }
+"#,
+    )
+    .expect("reads");
+    let (seen, result) = play_scenario(&fake, &scenario, &options().play).await;
+    let f = result.expect_err("one confirmation answers one expect, and the old one is not the scenario's");
+    assert_eq!(f.step, 3);
+    assert_eq!(f.line, Some(11), "the third [[steps]] header");
+    assert_eq!(seen.seen.len(), 2, "the order and its confirmation, not what came before");
+    assert!(seen.vars.get("order_id").is_some_and(|o| o.starts_with("O-")));
+}

@@ -131,6 +131,32 @@ impl Play {
     }
 }
 
+/// Plays a scenario from where the journal stands now: what it saw, and how it ended.
+/// For a scenario file on its own (a conformance case is played by the runner).
+pub async fn play_scenario(
+    cp: &dyn Counterpart,
+    scenario: &Scenario,
+    options: &PlayOptions,
+) -> (Play, Result<(), StepFailure>) {
+    let mark = match cp.exchanges_since(0).await {
+        Ok(all) => all.iter().map(|x| x.id).max().unwrap_or(0),
+        Err(e) => {
+            let failure = StepFailure {
+                step: 0,
+                line: None,
+                what: "read the journal".into(),
+                reason: format!("the journal could not be read: {e:#}"),
+                diff: None,
+                exchange: None,
+            };
+            return (Play::default(), Err(failure));
+        }
+    };
+    let mut state = Play::after(mark);
+    let result = play(cp, scenario, options, &mut state).await;
+    (state, result)
+}
+
 /// Plays the scenario's steps in order; the first step that fails stops it. `play` keeps
 /// what was seen, also when the caller gives up on the future (a case's timeout).
 pub async fn play(
