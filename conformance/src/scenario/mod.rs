@@ -30,17 +30,19 @@
 //! - `fault = { path = "/v1/", times = 1, kind = "status", status = 503 }` (or
 //!   `kind = "delay", millis = 3000`, or `kind = "reset"`): arms a fault on what the vendor
 //!   sends next.
-//! - `expect = { direction, message, key, target, status, clean, problem, count, body,
-//!   within_ms, capture }`: waits, up to `within_ms` of real time, for `count` exchanges
-//!   (one by default) that match: `direction` (`inbound`, `outbound`), `message` (the hub's
-//!   message type), `key` (the business key), `target` (a prefix of `POST /v1/...` or of
-//!   the file's path), `status` (`202`, or a class: `2xx`), `clean = true` (no problems) or
-//!   `problem = "CODE"` (a problem with that code), and `body` (the exact bytes, diffed
-//!   when they differ). Each exchange answers one `expect` at most, so two steps that
+//! - `expect = { direction, message, key, target, status, clean, ignore, problem, count,
+//!   json, body, within_ms, capture }`: waits, up to `within_ms` of real time, for `count`
+//!   exchanges (one by default) that match: `direction` (`inbound`, `outbound`), `message`
+//!   (the hub's message type), `key` (the business key), `target` (a prefix of `POST
+//!   /v1/...` or of the file's path), `status` (`202`, or a class: `2xx`), `clean = true`
+//!   (no problems but the codes in `ignore`) or `problem = "CODE"` (a problem with that
+//!   code), `json = { "/status" = "ACCEPTED" }` (values in the body, by JSON pointer), and
+//!   `body` (the exact bytes, diffed when they differ). Each exchange answers one `expect` at most, so two steps that
 //!   expect an order confirmation need two confirmations. The journal is polled until the
 //!   deadline; nothing is waited for that is not expected.
 //! - `expect_state = { kind, key, pointer, equals, within_ms }`: polls the hub's state of
-//!   a business key until the JSON pointer's value equals `equals` (or is present).
+//!   a business key until the JSON pointer's value equals `equals` (or is present and not
+//!   null).
 //! - `trigger = "Register a visit for order ${order_id}"`: what the vendor's system must be
 //!   made to do now; the runner posts it to the vendor's test harness or shows it to the
 //!   tester (see [`play`]).
@@ -678,9 +680,13 @@ pub struct Expect {
     pub target: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<StatusMatch>,
-    /// The exchange has no problems.
+    /// The exchange has no problems (other than those in `ignore`).
     #[serde(default)]
     pub clean: bool,
+    /// Problem codes `clean` does not count: what the case itself provoked, such as the
+    /// mock's `MOCK_FAULT_DELAY` on the answer a delay fault slowed down.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<String>,
     /// The exchange has a problem with this code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
@@ -705,6 +711,9 @@ impl Expect {
     fn check(&self) -> Result<(), String> {
         if self.clean && self.problem.is_some() {
             return Err("`clean = true` and `problem` contradict each other".into());
+        }
+        if !self.ignore.is_empty() && !self.clean {
+            return Err("`ignore` only says which problems `clean = true` does not count".into());
         }
         if self.count == Some(0) {
             return Err("`count = 0` would wait for nothing; there is no step that proves absence".into());
@@ -747,8 +756,10 @@ impl Expect {
         if let Some(st) = self.status {
             s.push_str(&format!(", status {st}"));
         }
-        if self.clean {
+        if self.clean && self.ignore.is_empty() {
             s.push_str(", without problems");
+        } else if self.clean {
+            s.push_str(&format!(", without problems other than {}", self.ignore.join(", ")));
         }
         if let Some(p) = &self.problem {
             s.push_str(&format!(", with problem {p}"));
@@ -773,7 +784,7 @@ pub struct ExpectState {
     /// A JSON pointer into the state; empty, the whole state.
     #[serde(default)]
     pub pointer: String,
-    /// The value; absent, any value present.
+    /// The value; absent, any value present (not null).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub equals: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

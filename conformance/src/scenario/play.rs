@@ -271,7 +271,7 @@ fn mismatch(
             return Some((format!("status {got}, not {s}"), None));
         }
     }
-    if e.clean && !x.problems.is_empty() {
+    if e.clean && x.problems.iter().any(|p| !e.ignore.contains(&p.code)) {
         return Some((format!("problems: {}", problems(x)), None));
     }
     if let Some(code) = &e.problem {
@@ -429,7 +429,7 @@ async fn expect_state(
             .state(&s.kind, &key)
             .await
             .map_err(|e| play.fail(scenario, format!("the state of {} {key} could not be read: {e:#}", s.kind)))?;
-        let value = state.as_ref().and_then(|v| v.pointer(&s.pointer)).cloned();
+        let value = state.as_ref().and_then(|v| v.pointer(&s.pointer)).filter(|v| !v.is_null()).cloned();
         let ok = match (&value, &equals) {
             (Some(v), Some(want)) => v == want,
             (Some(_), None) => true,
@@ -447,5 +447,51 @@ async fn expect_state(
             return Err(play.fail(scenario, format!("within {} ms: {seen}", within.as_millis())));
         }
         tokio::time::sleep(options.poll.min(deadline - Instant::now())).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::{Problem, Wire};
+
+    fn exchange(problems: &[&str]) -> Exchange {
+        Exchange {
+            id: 7,
+            at: chrono::DateTime::UNIX_EPOCH,
+            direction: Direction::Inbound,
+            wire: Wire::Http,
+            message_type: Some("order_ack".into()),
+            key: Some("O-1".into()),
+            target: "POST /v1/systems/phoniro/messages".into(),
+            headers: Vec::new(),
+            body: br#"{"orderId": "O-1", "status": "ACCEPTED"}"#.to_vec(),
+            status: Some(202),
+            response: Vec::new(),
+            millis: 1,
+            problems: problems
+                .iter()
+                .map(|c| Problem { code: (*c).into(), message: "m".into(), field: None, offset: None })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn clean_counts_every_problem_but_the_ignored_ones() {
+        let e = Expect { clean: true, ignore: vec!["MOCK_FAULT_DELAY".into()], ..Expect::default() };
+        let none = BTreeMap::new();
+        assert_eq!(mismatch(&e, &exchange(&["MOCK_FAULT_DELAY"]), None, &none), None);
+        let (why, _) = mismatch(&e, &exchange(&["MOCK_FAULT_DELAY", "INVALID_DATE"]), None, &none).expect("not clean");
+        assert!(why.contains("INVALID_DATE"), "{why}");
+    }
+
+    #[test]
+    fn json_values_are_compared_by_pointer() {
+        let e = Expect::default();
+        let want: BTreeMap<String, serde_json::Value> = [("/status".to_owned(), serde_json::json!("REJECTED"))].into();
+        let (why, _) = mismatch(&e, &exchange(&[]), None, &want).expect("accepted, not rejected");
+        assert_eq!(why, "\"ACCEPTED\" at /status, not \"REJECTED\"");
+        let missing: BTreeMap<String, serde_json::Value> = [("/reason".to_owned(), serde_json::json!("x"))].into();
+        assert!(mismatch(&e, &exchange(&[]), None, &missing).is_some_and(|(w, _)| w.starts_with("nothing at /reason")));
     }
 }
