@@ -314,6 +314,17 @@ fn problems(x: &Exchange) -> String {
 
 /// One line about an exchange, for reasons and reports.
 pub fn summary(x: &Exchange) -> String {
+    let mut s = head(x);
+    if x.problems.is_empty() {
+        s.push_str(", no problems");
+    } else {
+        s.push_str(&format!(", {} problem(s): {}", x.problems.len(), problems(x)));
+    }
+    s
+}
+
+/// An exchange's journal id, way, target, message, key and status.
+fn head(x: &Exchange) -> String {
     let dir = match x.direction {
         Direction::Inbound => "inbound",
         Direction::Outbound => "outbound",
@@ -328,11 +339,6 @@ pub fn summary(x: &Exchange) -> String {
     match x.status {
         Some(st) => s.push_str(&format!(" -> {st}")),
         None => s.push_str(" -> no answer"),
-    }
-    if x.problems.is_empty() {
-        s.push_str(", no problems");
-    } else {
-        s.push_str(&format!(", {} problem(s): {}", x.problems.len(), problems(x)));
     }
     s
 }
@@ -396,7 +402,7 @@ async fn expect(
                 failure.diff = diff.clone();
                 let more =
                     if misses.len() > 1 { format!(" (and {} more like it)", misses.len() - 1) } else { String::new() };
-                format!("within {} ms {counted}; the nearest, {}, has {why}{more}", within.as_millis(), summary(x))
+                format!("within {} ms {counted}; the nearest, {}, has {why}{more}", within.as_millis(), head(x))
             } else {
                 format!(
                     "within {} ms {counted}, and no exchange like it at all ({} exchange(s) in this case so far)",
