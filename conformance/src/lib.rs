@@ -19,8 +19,12 @@
 //!   vendor needs no sshd to test;
 //! - `scenario/`: scenarios and conformance cases as data (steps, expectations, faults) and
 //!   the engine that plays them against a [`exchange::Counterpart`];
-//! - `report/`: the conformance report as HTML, JSON and JUnit XML.
+//! - `report/`: the conformance report as HTML, JSON and JUnit XML;
+//! - [`cli`]: `carehub conformance`'s arguments and its run against any counterpart.
 
+pub mod cli;
 pub mod dropbox;
 pub mod exchange;
 pub mod mock;
+pub mod report;
+pub mod scenario;
