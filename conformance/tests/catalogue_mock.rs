@@ -1,0 +1,128 @@
+//! The Phoniro catalogue's cases that need no person at the vendor's side, played by the
+//! conformance run against the real mock hub, with a small Phoniro played by an axum
+//! server on 127.0.0.1: it takes orders (one per idempotency key), confirms each, and
+//! sends again until the hub's answer is 2xx, as the profile asks.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use carehub_conformance::cli::{run, ConformanceArgs};
+use carehub_conformance::mock::{MockConfig, MockHub, MockOptions};
+use serde_json::{json, Value};
+
+const START: &str = "2026-11-02T08:00:00+01:00";
+
+#[derive(Clone)]
+struct Phoniro {
+    /// The hub's messages endpoint and the provider's token, once the mock runs.
+    hub: Arc<Mutex<Option<(String, String)>>>,
+    keys: Arc<Mutex<BTreeSet<String>>>,
+    /// Sends a confirmation again until it is taken; a broken Phoniro sends it once.
+    retries: bool,
+}
+
+async fn order(State(p): State<Phoniro>, headers: HeaderMap, Json(body): Json<Value>) -> StatusCode {
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    if !p.keys.lock().expect("keys").insert(key) {
+        return StatusCode::OK; // a repeat: taken, not a second order
+    }
+    let order = body["orderId"].as_str().unwrap_or_default().to_owned();
+    let Some((url, token)) = p.hub.lock().expect("hub").clone() else { return StatusCode::SERVICE_UNAVAILABLE };
+    tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        let ack = json!({"type": "orderConfirmation", "orderId": order, "status": "ACCEPTED",
+                         "confirmedAt": "2026-11-02T09:15:00+01:00"});
+        for _ in 0..if p.retries { 20 } else { 1 } {
+            let answer = http.post(&url).bearer_auth(&token).json(&ack).send().await;
+            if answer.is_ok_and(|a| a.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    StatusCode::CREATED
+}
+
+/// A Phoniro on 127.0.0.1 and the mock hub in front of it.
+async fn start(retries: bool) -> (String, MockHub) {
+    let phoniro = Phoniro { hub: Arc::default(), keys: Arc::default(), retries };
+    let app = Router::new()
+        .route("/api/v1/orders", post(order))
+        .route("/api/v1/order-changes", post(|| async { StatusCode::CREATED }))
+        .route("/api/v1/order-ends", post(|| async { StatusCode::CREATED }))
+        .with_state(phoniro.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let vendor = format!("http://{}/api/v1", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let config = MockConfig::parse(&format!("at = \"{START}\"\n[system]\nbase_url = \"{vendor}\"\napi_key = \"k\"\n"))
+        .expect("the mock's config");
+    let hub = MockHub::start(MockOptions {
+        vendor: "phoniro".into(),
+        config,
+        listen: Some("127.0.0.1:0".into()),
+        ..MockOptions::default()
+    })
+    .await
+    .expect("the mock starts");
+    *phoniro.hub.lock().expect("hub") =
+        Some((format!("{}/v1/systems/{}/messages", hub.url(), hub.system()), hub.token().to_owned()));
+    (vendor, hub)
+}
+
+fn args(target: String, out: &std::path::Path, cases: &[&str], case_timeout: u64) -> ConformanceArgs {
+    ConformanceArgs {
+        vendor: "phoniro".into(),
+        target,
+        out: out.to_owned(),
+        cases: cases.iter().map(|c| (*c).to_owned()).collect(),
+        trigger: None,
+        wait: 20,
+        case_timeout,
+        mappings: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_automatic_phoniro_cases_pass_against_the_mock_hub() {
+    let (vendor, hub) = start(true).await;
+    let dir = tempfile::tempdir().expect("a folder");
+    let args = args(
+        vendor,
+        dir.path(),
+        &[
+            "CONF-PHONIRO-ORDER-001",
+            "CONF-PHONIRO-ORDER-002",
+            "CONF-PHONIRO-ORDER_CHANGE-001",
+            "CONF-PHONIRO-ORDER_END-001",
+            "CONF-PHONIRO-ORDER_ACK-002",
+            "CONF-PHONIRO-ORDER_ACK-003",
+            "CONF-PHONIRO-ORDER_ACK-004",
+        ],
+        60,
+    );
+    let outcome = run(&args, &hub).await.expect("the run");
+    let failed: Vec<_> = outcome.run.cases.iter().filter(|c| !c.passed).collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    assert_eq!(outcome.run.score.total, 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phoniro_that_never_sends_again_is_caught_by_the_retry_cases_and_nothing_else() {
+    let (vendor, hub) = start(false).await;
+    let dir = tempfile::tempdir().expect("a folder");
+    let cases = ["CONF-PHONIRO-ORDER-001", "CONF-PHONIRO-ORDER_ACK-002", "CONF-PHONIRO-ORDER_ACK-004"];
+    let outcome = run(&args(vendor, dir.path(), &cases, 4), &hub).await.expect("the run");
+    let passed: Vec<(&str, bool)> = outcome.run.cases.iter().map(|c| (c.id.as_str(), c.passed)).collect();
+    assert_eq!(passed, [(cases[0], true), (cases[1], false), (cases[2], false)]);
+    let after_503 = outcome.run.cases[1].failure.as_ref().expect("no retry after the 503");
+    assert_eq!(after_503.step, 4, "the step that waits for the confirmation sent again: {after_503:?}");
+    let after_reset = outcome.run.cases[2].failure.as_ref().expect("no retry after the reset");
+    assert_eq!(after_reset.step, 3, "{after_reset:?}");
+    assert_eq!(outcome.exit_code(), 1);
+}
