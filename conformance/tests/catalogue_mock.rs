@@ -24,6 +24,33 @@ struct Phoniro {
     keys: Arc<Mutex<BTreeSet<String>>>,
     /// Sends a confirmation again until it is taken; a broken Phoniro sends it once.
     retries: bool,
+    /// Told by a trigger to reject the next order.
+    reject_next: Arc<Mutex<bool>>,
+}
+
+/// The vendor's test harness: what a case's trigger asks, done at once.
+async fn trigger(State(p): State<Phoniro>, Json(body): Json<Value>) -> StatusCode {
+    let what = body["do"].as_str().unwrap_or_default();
+    let Some((url, token)) = p.hub.lock().expect("hub").clone() else { return StatusCode::SERVICE_UNAVAILABLE };
+    if what.starts_with("Reject the next order") {
+        *p.reject_next.lock().expect("flag") = true;
+        return StatusCode::NO_CONTENT;
+    }
+    if what.starts_with("Check that order") {
+        // Orders are kept by idempotency key: the second delivery made none.
+        return StatusCode::NO_CONTENT;
+    }
+    if what.starts_with("Establish the care plan") {
+        let order = what.split_whitespace().find(|w| w.starts_with("O-")).unwrap_or_default();
+        let plan = json!({"type": "carePlanEstablished", "orderId": order, "establishedDate": "2026-11-03"});
+        let answer = reqwest::Client::new().post(&url).bearer_auth(&token).json(&plan).send().await;
+        return if answer.is_ok_and(|a| a.status().is_success()) {
+            StatusCode::NO_CONTENT
+        } else {
+            StatusCode::BAD_GATEWAY
+        };
+    }
+    StatusCode::NOT_IMPLEMENTED
 }
 
 async fn order(State(p): State<Phoniro>, headers: HeaderMap, Json(body): Json<Value>) -> StatusCode {
@@ -34,9 +61,17 @@ async fn order(State(p): State<Phoniro>, headers: HeaderMap, Json(body): Json<Va
     let order = body["orderId"].as_str().unwrap_or_default().to_owned();
     let Some((url, token)) = p.hub.lock().expect("hub").clone() else { return StatusCode::SERVICE_UNAVAILABLE };
     tokio::spawn(async move {
+        // A moment after the order's answer, as a real system confirms: the mock marks an
+        // order sent once the vendor has answered its delivery, so a confirmation that
+        // overtakes that answer is journaled as MOCK_UNKNOWN_ORDER (a race in the mock).
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let http = reqwest::Client::new();
-        let ack = json!({"type": "orderConfirmation", "orderId": order, "status": "ACCEPTED",
-                         "confirmedAt": "2026-11-02T09:15:00+01:00"});
+        let mut ack = json!({"type": "orderConfirmation", "orderId": order, "status": "ACCEPTED",
+                             "confirmedAt": "2026-11-02T09:15:00+01:00"});
+        if std::mem::take(&mut *p.reject_next.lock().expect("flag")) {
+            ack["status"] = json!("REJECTED");
+            ack["reason"] = json!("Ingen kapacitet i området");
+        }
         for _ in 0..if p.retries { 20 } else { 1 } {
             let answer = http.post(&url).bearer_auth(&token).json(&ack).send().await;
             if answer.is_ok_and(|a| a.status().is_success()) {
@@ -50,11 +85,12 @@ async fn order(State(p): State<Phoniro>, headers: HeaderMap, Json(body): Json<Va
 
 /// A Phoniro on 127.0.0.1 and the mock hub in front of it.
 async fn start(retries: bool) -> (String, MockHub) {
-    let phoniro = Phoniro { hub: Arc::default(), keys: Arc::default(), retries };
+    let phoniro = Phoniro { hub: Arc::default(), keys: Arc::default(), retries, reject_next: Arc::default() };
     let app = Router::new()
         .route("/api/v1/orders", post(order))
         .route("/api/v1/order-changes", post(|| async { StatusCode::CREATED }))
         .route("/api/v1/order-ends", post(|| async { StatusCode::CREATED }))
+        .route("/harness", post(trigger))
         .with_state(phoniro.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let vendor = format!("http://{}/api/v1", listener.local_addr().expect("address"));
@@ -103,13 +139,16 @@ async fn the_automatic_phoniro_cases_pass_against_the_mock_hub() {
             "CONF-PHONIRO-ORDER_ACK-002",
             "CONF-PHONIRO-ORDER_ACK-003",
             "CONF-PHONIRO-ORDER_ACK-004",
+            "CONF-PHONIRO-ORDER_ACK-001",
+            "CONF-PHONIRO-PLAN_NOTICE-001",
         ],
         60,
     );
+    let args = ConformanceArgs { trigger: Some(args.target.replace("/api/v1", "/harness")), ..args };
     let outcome = run(&args, &hub).await.expect("the run");
     let failed: Vec<_> = outcome.run.cases.iter().filter(|c| !c.passed).collect();
     assert!(failed.is_empty(), "{failed:#?}");
-    assert_eq!(outcome.run.score.total, 7);
+    assert_eq!(outcome.run.score.total, 9);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
