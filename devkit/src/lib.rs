@@ -27,6 +27,8 @@
 //!   ([`bench::harness`]: the clock and the closed loop). Their seeds load millions of rows
 //!   through the store's documented bulk loader (`carehub_core::store::sqlite::bulk`), so no SQL is
 //!   written here.
+//! - [`conformance`]: vendor systems for `carehub conformance` to meet, correct and
+//!   deliberately broken, one module per kind of vendor.
 //! - [`peppol_write`]: minimal home-care PEPPOL BIS 3 invoices and credit notes, as the
 //!   demo's providers and the tests send them. The hub only reads PEPPOL; writing it is
 //!   what its counterparts do.
@@ -39,6 +41,7 @@ macro_rules! out {
 }
 
 pub mod bench;
+pub mod conformance;
 pub mod demo;
 pub mod peppol_write;
 pub mod sshd;
