@@ -213,3 +213,55 @@ async fn a_paraga_writing_utf8_fails_the_cases_with_swedish_letters_only() {
         set(&["CONF-PARAGA-ORDER_ACK-005", "CONF-PARAGA-PLAN_NOTICE-001"])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carehub_mock_for_paraga_prints_its_drop_box_and_the_vendor_logs_in_with_what_it_printed() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_carehub"))
+        .args(["mock", "--vendor", "paraga", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let done = line.trim_start().starts_with("host key");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        seen
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(60), lines).await.expect("prints in time").expect("joins");
+    let sftp = lines.iter().find(|l| l.trim_start().starts_with("sftp ")).expect("an sftp line");
+    // `sftp   sftp://paraga@127.0.0.1:PORT (password XYZ)`
+    let url = sftp.split_whitespace().nth(1).expect("a URL");
+    let (user, addr) = url.trim_start_matches("sftp://").split_once('@').expect("user@address");
+    let password = sftp.trim_end_matches(')').split_whitespace().last().expect("a password").to_owned();
+    assert_eq!(user, "paraga");
+    let host_key = lines.last().expect("a host key line");
+    assert!(host_key.contains("SHA256:"), "{host_key}");
+
+    // ParaGå logs in with what was printed and fetches the hub's order file.
+    let login = Login { addr: addr.parse().expect("an address"), user: user.to_owned(), password };
+    let system = FileVendor::start(Vendor::Paraga, Mistake::None, login).await.expect("the vendor's system");
+    let mock_api = lines.iter().find(|l| l.trim_start().starts_with("mock API")).expect("a mock API line");
+    let base = mock_api.split_whitespace().last().expect("a URL").trim_end_matches('/').to_owned();
+    let sent = reqwest::Client::new()
+        .post(format!("{base}/send"))
+        .json(&serde_json::json!({"message": "order"}))
+        .send()
+        .await
+        .expect("the mock answers");
+    assert!(sent.status().is_success(), "{}", sent.text().await.unwrap_or_default());
+    eventually("ParaGå fetched the day's order file", || {
+        system.fetched().into_iter().find(|f| f.starts_with("uppdrag-") && f.ends_with(".csv"))
+    })
+    .await;
+    system.stop();
+    child.kill().expect("stops");
+    let _ = child.wait();
+}
