@@ -207,10 +207,11 @@ async fn a_paraga_without_temporary_names_fails_the_temporary_name_case_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paraga_writing_utf8_fails_the_cases_with_swedish_letters_only() {
-    // The encoding case's reason, and the plan file's header (Genomförandeplan upprättad).
+    // The encoding case's reason, and the headers with Swedish letters: the plan file's
+    // (Genomförandeplan upprättad) and the invoice basis's (Belopp (öre)).
     assert_eq!(
         failed_cases(Vendor::Paraga, Mistake::Utf8, 8).await,
-        set(&["CONF-PARAGA-ORDER_ACK-005", "CONF-PARAGA-PLAN_NOTICE-001"])
+        set(&["CONF-PARAGA-INVOICE_LINE-001", "CONF-PARAGA-ORDER_ACK-005", "CONF-PARAGA-PLAN_NOTICE-001"])
     );
 }
 

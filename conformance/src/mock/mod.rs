@@ -481,6 +481,25 @@ impl Shared {
                 self.inject(PROVIDER_COUNTERPART, body, "application/json").await?;
                 self.await_delivery(head, &order, Some(kind), command.twice).await
             }
+            (Side::CaseManagement, "verification") => {
+                // The provider invoices the order; the hub verifies the invoice and sends the
+                // report to the case-management system the order came from.
+                let order = match (f.opt("order_id"), f.opt("decision")) {
+                    (Some(o), _) => o,
+                    (None, Some(d)) => carehub_core::flows::decision::order_id_for(&d),
+                    (None, None) => self.latest_order().await?,
+                };
+                let provider = f.text("provider", &self.providers[0]);
+                let invoice = f.text("invoice", &format!("MOCK-INV-{}", head + 1));
+                let minutes = f.0.get("minutes").and_then(Value::as_u64).unwrap_or(300);
+                let period = f.text("period", &today);
+                let csv = format!(
+                    "InvoiceNumber,Type,CreditedInvoice,OrganisationNumber,PeriodStart,Row,OrderId,Minutes,AmountOre,Comment\n{invoice},INVOICE,,{provider},{period},1,{order},{minutes},,\n"
+                );
+                self.inject(PROVIDER_COUNTERPART, csv, "text/csv").await?;
+                // The report's idempotency key starts with the provider.
+                self.await_delivery(head, &provider, Some("verification"), command.twice).await
+            }
             _ => Err(send::unsupported(command, supported)),
         }
     }

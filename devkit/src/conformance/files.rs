@@ -13,7 +13,8 @@
 //!   complete, in their profile's encoding, and fetch (read, then remove) what the hub
 //!   leaves in `outbox`;
 //! - ParaGå confirms every order it finds in the hub's daily order files, one confirmation
-//!   file per order, and on a trigger rejects the next one or reports a care plan;
+//!   file per order, and on a trigger rejects the next one, reports a care plan, or
+//!   uploads an invoice basis (whose verification report it then fetches);
 //! - Procapita uploads decision files on a trigger.
 //!
 //! The broken ones ([`Mistake`]) each get one thing wrong, as real integrations do.
@@ -344,6 +345,18 @@ impl Inner {
                     let order = order_in(what).ok_or_else(|| anyhow::anyhow!("no order in the instruction"))?;
                     let text = format!("Uppdragsid;Genomförandeplan upprättad\r\n{order};2026-11-03\r\n");
                     self.upload(&format!("plan-{order}.csv"), &self.encode(&text))?;
+                } else if what.starts_with("Upload the invoice basis") {
+                    let order = order_in(what).ok_or_else(|| anyhow::anyhow!("no order in the instruction"))?;
+                    let n = {
+                        let mut seq = self.seq.lock().unwrap_or_else(PoisonError::into_inner);
+                        *seq += 1;
+                        *seq
+                    };
+                    let text = format!(
+                        "Fakturanummer;Typ;Krediterar;Period;Rad;Uppdragsid;Minuter;Belopp (öre);Kommentar\r\nPG-{}-{n};Faktura;;2026-11-01;1;{order};360;;\r\n",
+                        self.run
+                    );
+                    self.upload(&format!("faktura-{}-{n}.csv", self.run), &self.encode(&text))?;
                 } else if what.starts_with("Upload the confirmation of order") && what.contains("half-way") {
                     let order = order_in(what).ok_or_else(|| anyhow::anyhow!("no order in the instruction"))?;
                     let name = format!("bekraftelse-{order}-igen.csv");
