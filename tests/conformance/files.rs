@@ -108,6 +108,18 @@ async fn the_drop_box_takes_a_vendors_file_answers_with_a_receipt_and_never_read
     assert!(archived[0].ends_with(whole.target.trim_start_matches("inbox/")), "{archived:?}");
     assert_eq!(files(&root.join("error")), Vec::<String>::new());
     assert_eq!(files(&root.join("inbox")), Vec::<String>::new());
+
+    // A partial upload left as it is: journaled at once, and still untouched in the inbox
+    // after the hub has taken a later file (so a poll has seen it and passed it by).
+    harness(&procapita, "Start uploading a decision and lose the connection half-way").await;
+    let partial = loop_until(&hub, |x| x.id > whole.id && !x.problems.is_empty()).await;
+    assert_eq!(partial.problems[0].code, "MOCK_PARTIAL_UPLOAD");
+    let left = partial.target.trim_start_matches("inbox/").to_owned();
+    harness(&procapita, "Upload a decision").await;
+    eventually("the later file is archived", || (files(&root.join("archive")).len() == 2).then_some(())).await;
+    assert_eq!(files(&root.join("inbox")), vec![left.clone()], "the partial file was never taken");
+    assert_eq!(std::fs::read(root.join("inbox").join(&left)).expect("the partial file"), partial.body);
+    assert_eq!(files(&root.join("error")), Vec::<String>::new(), "nor refused");
     procapita.stop();
     hub.stop().await;
 }

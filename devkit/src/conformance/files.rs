@@ -327,6 +327,9 @@ impl Inner {
                     self.upload_half(&name, &bytes)?;
                     // Reconnected, it uploads the file again, whole.
                     self.upload(&name, &bytes)?;
+                } else if what.starts_with("Start uploading a decision and lose the connection") {
+                    let (name, bytes) = self.decision(false);
+                    self.upload_half(&name, &bytes)?;
                 } else if what.starts_with("Upload a decision with an end date") {
                     let (name, bytes) = self.decision(true);
                     self.upload(&name, &bytes)?;
