@@ -278,3 +278,25 @@ async fn carehub_mock_for_paraga_prints_its_drop_box_and_the_vendor_logs_in_with
     child.kill().expect("stops");
     let _ = child.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mock_restarted_on_the_same_data_folder_keeps_its_drop_box_host_key() {
+    let data = tempfile::tempdir().expect("a data folder");
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let config = MockConfig::parse(&format!("at = \"{START}\"\nsftp_listen = \"127.0.0.1:0\"\n")).expect("config");
+        let hub = MockHub::start(MockOptions {
+            vendor: "procapita".into(),
+            config,
+            listen: Some("127.0.0.1:0".into()),
+            data: Some(data.path().to_owned()),
+            ..MockOptions::default()
+        })
+        .await
+        .expect("the mock starts");
+        seen.push(hub.dropbox().expect("drop box").fingerprint.clone());
+        hub.stop().await;
+    }
+    assert!(seen[0].starts_with("SHA256:"), "{seen:?}");
+    assert_eq!(seen[0], seen[1]);
+}

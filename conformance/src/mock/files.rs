@@ -47,6 +47,8 @@ use crate::exchange::{Direction, Exchange, Problem, Wire};
 
 /// The file the hub's private key is written to, in the data folder.
 const HUB_KEY: &str = "hub_ed25519";
+/// The drop box's host key, in the data folder.
+const HOST_KEY: &str = "sftp_host_ed25519";
 
 /// The folders of the vendor's drop box, as the hub's system is configured with them.
 #[derive(Debug, Clone)]
@@ -127,11 +129,23 @@ impl DropboxSide {
         let account =
             DropboxUser { name: user.clone(), password: Some(password.clone()), authorized_keys: vec![public] };
         let (events, mut heard) = mpsc::unbounded_channel::<DropboxEvent>();
+        // The host key is kept in the data folder, so a vendor that trusted it once keeps
+        // trusting it when the mock restarts on the same `--data`.
+        let host_path = data.join(HOST_KEY);
         let dropbox = Dropbox::new(data.join("sftp"), vec![account])
-            .map_err(|e| MockError::Hub(format!("the drop box: {}: {e}", e.code())))?
-            .observe(move |e| {
-                let _ = events.send(e);
-            });
+            .map_err(|e| MockError::Hub(format!("the drop box: {}: {e}", e.code())))?;
+        let dropbox = if host_path.is_file() {
+            dropbox.with_host_key_file(&host_path).await.map_err(|e| config(format!("{}: {e}", e.code())))?
+        } else {
+            let host = PrivateKey::from(Ed25519Keypair::from_seed(&random_bytes::<32>()?));
+            let text = host.to_openssh(LineEnding::LF).map_err(|e| MockError::Hub(format!("the host key: {e}")))?;
+            write_private(&host_path, text.as_bytes())
+                .map_err(|e| config(format!("cannot write {}: {e}", host_path.display())))?;
+            dropbox.with_host_key(host)
+        };
+        let dropbox = dropbox.observe(move |e| {
+            let _ = events.send(e);
+        });
         let fingerprint = dropbox.host_key_fingerprint();
         let root = dropbox.user_root(&user).ok_or_else(|| MockError::Hub("the drop box has no user".into()))?;
 
