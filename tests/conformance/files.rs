@@ -300,3 +300,22 @@ async fn a_mock_restarted_on_the_same_data_folder_keeps_its_drop_box_host_key() 
     assert!(seen[0].starts_with("SHA256:"), "{seen:?}");
     assert_eq!(seen[0], seen[1]);
 }
+
+#[test]
+fn the_file_catalogues_claim_only_what_the_mappings_have_and_cover_the_messages_exchanged() {
+    use carehub_conformance::scenario::case::Catalogue;
+    use carehub_conformance::scenario::coverage::Universe;
+    for (vendor, messages) in [
+        ("procapita", &["decision", "order_ack", "plan_notice", "receipt", "verification"][..]),
+        ("paraga", &["invoice_line", "order", "order_ack", "plan_notice", "verification"][..]),
+    ] {
+        let catalogue = Catalogue::builtin(vendor).expect("the catalogue reads");
+        let set = carehub_adapters::load_mappings(vendor, None).expect("the mappings load");
+        let universe = Universe::from_mappings(&set);
+        assert_eq!(catalogue.check_against(&universe), Vec::<String>::new(), "{vendor}");
+        let claimed: BTreeSet<&str> =
+            catalogue.cases.iter().flat_map(|c| c.covers.keys()).map(String::as_str).collect();
+        assert_eq!(claimed, messages.iter().copied().collect(), "{vendor}");
+        assert!(catalogue.cases.iter().any(|c| c.negative), "{vendor} has negative cases");
+    }
+}
