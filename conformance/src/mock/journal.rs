@@ -267,9 +267,22 @@ impl Journaled {
     }
 }
 
-/// The business key in an idempotency key: the order id (`O-...`) of `O-...:order`, or the
+/// The business key in an idempotency key: the order id (`O-...`) of `O-...:order`; the
+/// visit's id of `<visit id>:visit`; the report's id of `deviation:<id>` and
+/// `need_change:<id>`; the invoice's id of `<provider>:<invoice>:verification:...`; or the
 /// key's first part.
 pub fn key_of(idempotency_key: &str) -> String {
+    if let Some(visit) = idempotency_key.strip_suffix(":visit") {
+        return visit.to_owned();
+    }
+    for kind in ["deviation:", "need_change:"] {
+        if let Some(report) = idempotency_key.strip_prefix(kind) {
+            return report.to_owned();
+        }
+    }
+    if let Some((head, _)) = idempotency_key.split_once(":verification:") {
+        return head.split_once(':').map_or(head, |(_, invoice)| invoice).to_owned();
+    }
     let parts: Vec<&str> = idempotency_key.split(':').collect();
     parts.iter().find(|p| p.starts_with("O-")).or(parts.first()).map(|p| (*p).to_owned()).unwrap_or_default()
 }

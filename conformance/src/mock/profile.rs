@@ -108,6 +108,6 @@ pub fn profile(vendor: &str) -> Result<Profile, MockError> {
 pub fn messages(side: Side) -> &'static [&'static str] {
     match side {
         Side::Provider => &["order", "order_change", "order_end"],
-        Side::CaseManagement => &["order_ack", "plan_notice"],
+        Side::CaseManagement => &["order_ack", "plan_notice", "visit", "deviation", "need_change", "verification"],
     }
 }

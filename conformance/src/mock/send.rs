@@ -14,6 +14,15 @@
 //! | `order_end` | `decision_id` (the last sent), `version` (next), `on` (today), `reason` (`SABO`) |
 //! | `order_ack` | `order_id` (the vendor's latest order), `status` (`ACCEPTED`), `reason`, `at` (now) |
 //! | `plan_notice` | `order_id` (the vendor's latest order), `established_on` (today) |
+//! | `visit` | `visit_id` (new), `order_id` (the vendor's latest order), `staff` (`st-mock`), `check_in` (an hour ago), `check_out` (15 minutes ago), `status` (`PERFORMED`) |
+//! | `deviation` | `deviation_id` (new), `order_id` (the latest), `occurred_on` (today), `category` (`FALL`), `severity` (`HIGH`), `description` |
+//! | `need_change` | `need_change_id` (new), `order_id` (the latest), `noticed_on` (today), `direction` (`INCREASED`), `description` |
+//! | `verification` | `invoice_id` (new), `order_id` (the latest), `minutes` (60), `amount_ore` (39000), `period_start` (the month's first day) |
+//!
+//! A visit, a deviation, a change of need and an invoice are the provider's, about the
+//! order's client and provider, as the hub has them: the hub then reports them to the
+//! vendor (the visit report, the deviation, the change of need, the invoice's
+//! verification report) from its own flows.
 
 use serde_json::{Map, Value};
 
@@ -136,6 +145,64 @@ pub fn order_ack(order: &str, status: &str, reason: Option<&str>, at: &str) -> S
 /// A provider's plan notice as Phoniro sends it.
 pub fn plan_notice(order: &str, on: &str) -> String {
     serde_json::json!({"type": "carePlanEstablished", "orderId": order, "establishedDate": on}).to_string()
+}
+
+/// The order a provider's report is about: its id, client and provider.
+pub struct About {
+    pub order: String,
+    pub client: String,
+    pub provider: String,
+}
+
+impl About {
+    fn head(&self, kind: &str, id_field: &str, id: &str) -> Value {
+        serde_json::json!({
+            "type": kind, id_field: id, "orderId": self.order,
+            "provider": {"organisationNumber": self.provider},
+            "client": {"personalIdentityNumber": self.client},
+        })
+    }
+}
+
+/// A provider's visit as Phoniro sends it, checked in and out by NFC.
+pub fn visit(about: &About, id: &str, staff: &str, check_in: &str, check_out: &str, status: &str) -> String {
+    let mut v = about.head("visit", "visitId", id);
+    v["staffId"] = Value::String(staff.to_owned());
+    v["checkIn"] = serde_json::json!({"time": check_in, "method": "NFC", "tagUid": "04A21BC3"});
+    v["checkOut"] = serde_json::json!({"time": check_out, "method": "NFC", "tagUid": "04A21BC3"});
+    v["status"] = Value::String(status.to_owned());
+    v["doubleStaffing"] = Value::Bool(false);
+    v.to_string()
+}
+
+/// A provider's deviation report as Phoniro sends it.
+pub fn deviation(about: &About, id: &str, on: &str, category: &str, severity: &str, text: &str, at: &str) -> String {
+    let mut v = about.head("deviation", "deviationId", id);
+    v["occurredDate"] = Value::String(on.to_owned());
+    v["category"] = Value::String(category.to_owned());
+    v["severity"] = Value::String(severity.to_owned());
+    v["description"] = Value::String(text.to_owned());
+    v["reportedAt"] = Value::String(at.to_owned());
+    v.to_string()
+}
+
+/// A provider's change of need as Phoniro sends it.
+pub fn need_change(about: &About, id: &str, on: &str, direction: &str, text: &str, at: &str) -> String {
+    let mut v = about.head("needChange", "needChangeId", id);
+    v["noticedDate"] = Value::String(on.to_owned());
+    v["direction"] = Value::String(direction.to_owned());
+    v["description"] = Value::String(text.to_owned());
+    v["reportedAt"] = Value::String(at.to_owned());
+    v.to_string()
+}
+
+/// A provider's invoice basis as Phoniro exports it (CSV): one line for the order.
+pub fn invoice_basis(about: &About, id: &str, period_start: &str, minutes: u64, amount_ore: u64) -> String {
+    format!(
+        "InvoiceNumber,Type,CreditedInvoice,OrganisationNumber,PeriodStart,Row,OrderId,Minutes,AmountOre,Comment\n\
+         {id},INVOICE,,{},{period_start},1,{},{minutes},{amount_ore},\n",
+        about.provider, about.order
+    )
 }
 
 /// Refuses a command for a message this mock cannot send, naming those it can.

@@ -33,8 +33,12 @@ use super::coverage::Universe;
 use super::{line_col, parse_error, Scenario, ScenarioError, Step, TomlInstant};
 
 /// The vendors with a built-in catalogue, and its text.
-const BUILTIN: &[(&str, &str, &str)] =
-    &[("phoniro", "conformance/catalogue/phoniro.toml", include_str!("../../catalogue/phoniro.toml"))];
+const BUILTIN: &[(&str, &str, &str)] = &[
+    ("phoniro", "conformance/catalogue/phoniro.toml", include_str!("../../catalogue/phoniro.toml")),
+    ("combine", "conformance/catalogue/combine.toml", include_str!("../../catalogue/combine.toml")),
+    ("treserva", "conformance/catalogue/treserva.toml", include_str!("../../catalogue/treserva.toml")),
+    ("lifecare", "conformance/catalogue/lifecare.toml", include_str!("../../catalogue/lifecare.toml")),
+];
 
 /// One conformance case.
 #[derive(Debug, Clone, Serialize)]
