@@ -57,7 +57,7 @@ async fn passes_in_full(vendor: Vendor) {
     let (outcome, system) = play(vendor, Mistake::None, 20).await;
     let failures: Vec<_> = outcome.run.cases.iter().filter(|c| !c.passed).map(|c| (&c.id, &c.failure)).collect();
     assert!(failures.is_empty(), "{failures:#?}");
-    assert_eq!(outcome.run.score.total, 22);
+    assert_eq!(outcome.run.score.total, 23);
     assert_eq!(outcome.exit_code(), 0);
     assert!(outcome.run.coverage.uncovered_messages.is_empty(), "every message: {:?}", outcome.run.coverage);
     // What the hub sent reached the system, each kind at least once.
@@ -104,4 +104,18 @@ async fn a_lifecare_leaving_out_a_change_s_version_fails_only_the_change_cases()
             "CONF-LIFECARE-DECISION_CHANGE-003"
         ])
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_combine_with_a_check_digit_off_in_the_short_form_fails_only_that_case() {
+    let (outcome, _) = play(Vendor::Combine, Mistake::CheckDigit, 6).await;
+    assert_eq!(failed(&outcome), ids(&["CONF-COMBINE-DECISION-010"]));
+    let failure = outcome.run.cases.iter().find(|c| !c.passed).and_then(|c| c.failure.as_ref()).expect("a failure");
+    assert_eq!(failure.step, 2, "the step that waits for the decision taken: {failure:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_treserva_writing_a_last_day_in_the_wrong_format_fails_only_the_last_day_case() {
+    let (outcome, _) = play(Vendor::Treserva, Mistake::DateFormat, 6).await;
+    assert_eq!(failed(&outcome), ids(&["CONF-TRESERVA-DECISION-002"]));
 }

@@ -61,6 +61,9 @@ pub enum Mistake {
     DateFormat,
     /// A decision's change without its version, which the profile requires.
     MissingVersion,
+    /// A client's number in the 10-digit form written with its check digit off by one
+    /// (a system that shortens the 12-digit number and computes the digit again, wrongly).
+    CheckDigit,
     /// A refusal answered as a SOAP fault with HTTP 200 instead of 500 (Treserva), so the
     /// hub takes it as delivered.
     FaultWith200,
@@ -72,6 +75,7 @@ enum Action {
     Decision,
     DecisionWithLastDay,
     DecisionTwice,
+    DecisionTenDigits,
     WrongRole,
     Oversize,
     Latin1,
@@ -84,6 +88,7 @@ enum Action {
 const ACTIONS: &[(&str, Action)] = &[
     ("Send a decision with a last day", Action::DecisionWithLastDay),
     ("Send a decision twice", Action::DecisionTwice),
+    ("Send a decision with the client's number in the 10-digit form", Action::DecisionTenDigits),
     ("Send a decision with a token of the wrong role", Action::WrongRole),
     ("Send a decision whose body is larger", Action::Oversize),
     ("Send a decision encoded in ISO-8859-1", Action::Latin1),
@@ -277,7 +282,12 @@ impl CaseManagementSystem {
             }
         });
         let officer = if action == Action::Latin1 { "Åsa Öberg" } else { "hl-117" };
-        let text = self.decision(&id, &today, last_day.as_deref(), officer);
+        let client = match (action, self.mistake) {
+            (Action::DecisionTenDigits, Mistake::CheckDigit) => "360101-6988",
+            (Action::DecisionTenDigits, _) => "360101-6987",
+            _ => CLIENT,
+        };
+        let text = self.decision(&id, client, &today, last_day.as_deref(), officer);
         let mut body = if action == Action::Latin1 { latin1(&text) } else { text.into_bytes() };
         if action == Action::Oversize {
             body = self.padded(body);
@@ -303,13 +313,13 @@ impl CaseManagementSystem {
     }
 
     /// A decision in the vendor's format.
-    fn decision(&self, id: &str, from: &str, to: Option<&str>, officer: &str) -> String {
+    fn decision(&self, id: &str, client: &str, from: &str, to: Option<&str>, officer: &str) -> String {
         match self.vendor {
             Vendor::Combine => {
                 let to = to.map(|t| format!("<GiltigTom>{t}</GiltigTom>")).unwrap_or_default();
                 format!(
                     "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Beslut xmlns=\"urn:carehub:vendor:combine:1\">\
-                     <BeslutsId>{id}</BeslutsId><Personnummer>{CLIENT}</Personnummer>\
+                     <BeslutsId>{id}</BeslutsId><Personnummer>{client}</Personnummer>\
                      <Handlaggare>{officer}</Handlaggare><Utforare orgnr=\"{PROVIDER}\"/>\
                      <GiltigFrom>{from}</GiltigFrom>{to}<Beslutstidpunkt>{from}T09:00:00+01:00</Beslutstidpunkt>\
                      <Insats kod=\"SERV\" kategori=\"Service\"><MinuterPerManad>480</MinuterPerManad></Insats>\
@@ -321,7 +331,7 @@ impl CaseManagementSystem {
                 let to = to.map(|t| format!("<tre:Tom>{t}</tre:Tom>")).unwrap_or_default();
                 soap(&format!(
                     "<tre:RegistreraBeslut><tre:Beslut><tre:Id>{id}</tre:Id>\
-                     <tre:Klient><tre:Personnr>{CLIENT}</tre:Personnr></tre:Klient><tre:Handlaggare>{officer}</tre:Handlaggare>\
+                     <tre:Klient><tre:Personnr>{client}</tre:Personnr></tre:Klient><tre:Handlaggare>{officer}</tre:Handlaggare>\
                      <tre:Utforare><tre:Orgnr>{PROVIDER}</tre:Orgnr></tre:Utforare>\
                      <tre:Period><tre:From>{from}</tre:From>{to}</tre:Period>\
                      <tre:Beslutsdatum>{from}T09:00:00+01:00</tre:Beslutsdatum>\
@@ -332,7 +342,7 @@ impl CaseManagementSystem {
             }
             Vendor::Lifecare => {
                 let mut decision = json!({
-                    "decisionId": id, "personalNumber": CLIENT, "caseWorker": officer,
+                    "decisionId": id, "personalNumber": client, "caseWorker": officer,
                     "provider": {"orgNo": PROVIDER}, "validFrom": from, "decidedAt": format!("{from}T09:00:00+01:00"),
                     "interventions": [{"code": "SERVICE", "minutesPerMonth": 480}, {"code": "PERSONAL_CARE", "minutesPerMonth": 1800}],
                 });
