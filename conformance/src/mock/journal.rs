@@ -307,3 +307,18 @@ impl Transport for Journaled {
         self.inner.check().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::key_of;
+
+    #[test]
+    fn the_business_key_is_the_order_visit_report_or_invoice_named_in_the_idempotency_key() {
+        assert_eq!(key_of("O-2FD54EB2443AFC68:order_ack"), "O-2FD54EB2443AFC68");
+        assert_eq!(key_of("mock-provider:V-7:visit"), "mock-provider:V-7");
+        assert_eq!(key_of("deviation:mock-provider:AV-3"), "mock-provider:AV-3");
+        assert_eq!(key_of("need_change:mock-provider:BEV-4"), "mock-provider:BEV-4");
+        assert_eq!(key_of("5599000014:INV-1:verification:20261102T070000:combine"), "INV-1");
+        assert_eq!(key_of("something"), "something");
+    }
+}

@@ -419,12 +419,27 @@ impl Shared {
                         .and_then(Value::as_u64)
                         .and_then(|v| u32::try_from(v).ok())
                         .unwrap_or(stored.version + 1);
-                let change = if kind == "order_change" {
-                    send::Change::Services(f.services(&[("SERV", 600)])?)
-                } else {
-                    send::Change::End { on: f.text("on", &today), reason: f.text("reason", "SABO") }
-                };
                 let from = f.text("effective_from", &f.text("on", &today));
+                let later = |days: i64| {
+                    chrono::NaiveDate::parse_from_str(&from, "%Y-%m-%d")
+                        .map(|d| (d + chrono::Duration::days(days)).to_string())
+                        .map_err(|_| MockError::Send(format!("effective_from: '{from}' is not a date (YYYY-MM-DD)")))
+                };
+                let change = match (kind, f.text("change", "services").as_str()) {
+                    ("order_end", _) => send::Change::End { on: f.text("on", &today), reason: f.text("reason", "SABO") },
+                    (_, "services") => send::Change::Services(f.services(&[("SERV", 600)])?),
+                    (_, "end_date") => send::Change::EndDate(f.text("valid_to", &later(30)?)),
+                    (_, "pause") => send::Change::Pause {
+                        from: f.text("from", &from),
+                        to: f.text("to", &later(7)?),
+                        reason: f.text("reason", "SJUKHUS"),
+                    },
+                    (_, other) => {
+                        return Err(MockError::Send(format!(
+                            "order_change: change '{other}' is not one of services, end_date, pause"
+                        )))
+                    }
+                };
                 let xml = send::decision_change(&id, version, &from, &stamp, &change);
                 self.inject(CASE_MANAGEMENT_COUNTERPART, xml, "application/xml").await?;
                 let order = carehub_core::flows::decision::order_id_for(&format!("combine:{id}"));

@@ -10,7 +10,7 @@
 //! | message | fields (default) |
 //! |---|---|
 //! | `order` | `decision_id` (new), `client` (193601016987), `provider` (the first), `valid_from` (today), `valid_to`, `decided_at` (now), `services` (`[{"code":"SERV","minutes":480},{"code":"PO","minutes":1800}]`) |
-//! | `order_change` | `decision_id` (the last sent), `version` (next), `effective_from` (today), `services` (`[{"code":"SERV","minutes":600}]`) |
+//! | `order_change` | `decision_id` (the last sent), `version` (next), `effective_from` (today), `change` (`services`, `end_date` or `pause`); for services `services` (`[{"code":"SERV","minutes":600}]`), for an end date `valid_to` (a month on), for a pause `from` (`effective_from`), `to` (a week on) and `reason` (`SJUKHUS`) |
 //! | `order_end` | `decision_id` (the last sent), `version` (next), `on` (today), `reason` (`SABO`) |
 //! | `order_ack` | `order_id` (the vendor's latest order), `status` (`ACCEPTED`), `reason`, `at` (now) |
 //! | `plan_notice` | `order_id` (the vendor's latest order), `established_on` (today) |
@@ -112,6 +112,14 @@ impl NewDecision {
 pub fn decision_change(id: &str, version: u32, from: &str, decided_at: &str, change: &Change) -> String {
     let body = match change {
         Change::Services(services) => format!("<Andring typ=\"Insatser\">{}</Andring>", insatser(services)),
+        Change::EndDate(to) => format!("<Andring typ=\"Slutdatum\"><GiltigTom>{}</GiltigTom></Andring>", xml(to)),
+        Change::Pause { from, to, reason } => format!(
+            "<Andring typ=\"Uppehall\"><UppehallFrom>{}</UppehallFrom><UppehallTom>{}</UppehallTom>\
+             <Uppehallsorsak kod=\"{}\"/></Andring>",
+            xml(from),
+            xml(to),
+            xml(reason)
+        ),
         Change::End { on, reason } => format!(
             "<Andring typ=\"Avslut\"><SistaDag>{}</SistaDag><Avslutsorsak kod=\"{}\"/></Andring>",
             xml(on),
@@ -130,6 +138,10 @@ pub fn decision_change(id: &str, version: u32, from: &str, decided_at: &str, cha
 /// What a decision's change changes.
 pub enum Change {
     Services(Vec<(String, u64)>),
+    /// A new last day.
+    EndDate(String),
+    /// A pause, both days inclusive.
+    Pause { from: String, to: String, reason: String },
     End { on: String, reason: String },
 }
 
@@ -228,5 +240,15 @@ mod tests {
         let x = d.xml();
         assert!(x.contains("<BeslutsId>A&lt;B</BeslutsId>"), "{x}");
         assert!(x.contains("<Insats kod=\"SERV\"><MinuterPerManad>480</MinuterPerManad></Insats>"), "{x}");
+    }
+
+    #[test]
+    fn a_change_of_end_date_or_a_pause_is_written_as_combine_writes_it() {
+        let end = decision_change("D-1", 2, "2026-11-10", "2026-11-08T09:00:00Z", &Change::EndDate("2027-04-30".into()));
+        assert!(end.contains("<Andring typ=\"Slutdatum\"><GiltigTom>2027-04-30</GiltigTom></Andring>"), "{end}");
+        let pause = Change::Pause { from: "2026-11-05".into(), to: "2026-11-12".into(), reason: "SJUKHUS".into() };
+        let x = decision_change("D-1", 3, "2026-11-05", "2026-11-04T09:00:00Z", &pause);
+        assert!(x.contains("<UppehallFrom>2026-11-05</UppehallFrom><UppehallTom>2026-11-12</UppehallTom>"), "{x}");
+        assert!(x.contains("<Uppehallsorsak kod=\"SJUKHUS\"/>") && x.contains("<Version>3</Version>"), "{x}");
     }
 }
