@@ -58,7 +58,10 @@ async fn an_order_change_of_end_date_and_a_pause_reach_the_provider_as_changes()
     let journal = hub.exchanges_since(0).await.expect("the journal");
     let body = |id: i64| -> Value {
         let x = journal.iter().find(|x| x.id == id).expect("journaled");
-        assert_eq!((x.direction, x.message_type.as_deref(), x.status), (Direction::Outbound, Some("order_change"), Some(201)));
+        assert_eq!(
+            (x.direction, x.message_type.as_deref(), x.status),
+            (Direction::Outbound, Some("order_change"), Some(201))
+        );
         serde_json::from_slice(&x.body).expect("JSON")
     };
     let (end, pause) = (body(end[0]), body(pause[0]));

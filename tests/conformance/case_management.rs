@@ -57,7 +57,7 @@ async fn passes_in_full(vendor: Vendor) {
     let (outcome, system) = play(vendor, Mistake::None, 20).await;
     let failures: Vec<_> = outcome.run.cases.iter().filter(|c| !c.passed).map(|c| (&c.id, &c.failure)).collect();
     assert!(failures.is_empty(), "{failures:#?}");
-    assert_eq!(outcome.run.score.total, 23);
+    assert_eq!(outcome.run.score.total, 24);
     assert_eq!(outcome.exit_code(), 0);
     assert!(outcome.run.coverage.uncovered_messages.is_empty(), "every message: {:?}", outcome.run.coverage);
     // What the hub sent reached the system, each kind at least once.
@@ -101,7 +101,8 @@ async fn a_lifecare_leaving_out_a_change_s_version_fails_only_the_change_cases()
         ids(&[
             "CONF-LIFECARE-DECISION_CHANGE-001",
             "CONF-LIFECARE-DECISION_CHANGE-002",
-            "CONF-LIFECARE-DECISION_CHANGE-003"
+            "CONF-LIFECARE-DECISION_CHANGE-003",
+            "CONF-LIFECARE-DECISION_CHANGE-004",
         ])
     );
 }

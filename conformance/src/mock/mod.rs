@@ -426,7 +426,9 @@ impl Shared {
                         .map_err(|_| MockError::Send(format!("effective_from: '{from}' is not a date (YYYY-MM-DD)")))
                 };
                 let change = match (kind, f.text("change", "services").as_str()) {
-                    ("order_end", _) => send::Change::End { on: f.text("on", &today), reason: f.text("reason", "SABO") },
+                    ("order_end", _) => {
+                        send::Change::End { on: f.text("on", &today), reason: f.text("reason", "SABO") }
+                    }
                     (_, "services") => send::Change::Services(f.services(&[("SERV", 600)])?),
                     (_, "end_date") => send::Change::EndDate(f.text("valid_to", &later(30)?)),
                     (_, "pause") => send::Change::Pause {

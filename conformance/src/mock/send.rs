@@ -141,8 +141,15 @@ pub enum Change {
     /// A new last day.
     EndDate(String),
     /// A pause, both days inclusive.
-    Pause { from: String, to: String, reason: String },
-    End { on: String, reason: String },
+    Pause {
+        from: String,
+        to: String,
+        reason: String,
+    },
+    End {
+        on: String,
+        reason: String,
+    },
 }
 
 /// A provider's acknowledgement as Phoniro sends it.
@@ -182,6 +189,7 @@ pub fn visit(about: &About, id: &str, staff: &str, check_in: &str, check_out: &s
     v["staffId"] = Value::String(staff.to_owned());
     v["checkIn"] = serde_json::json!({"time": check_in, "method": "NFC", "tagUid": "04A21BC3"});
     v["checkOut"] = serde_json::json!({"time": check_out, "method": "NFC", "tagUid": "04A21BC3"});
+    v["activities"] = serde_json::json!(["CARE"]);
     v["status"] = Value::String(status.to_owned());
     v["doubleStaffing"] = Value::Bool(false);
     v.to_string()
@@ -244,7 +252,8 @@ mod tests {
 
     #[test]
     fn a_change_of_end_date_or_a_pause_is_written_as_combine_writes_it() {
-        let end = decision_change("D-1", 2, "2026-11-10", "2026-11-08T09:00:00Z", &Change::EndDate("2027-04-30".into()));
+        let end =
+            decision_change("D-1", 2, "2026-11-10", "2026-11-08T09:00:00Z", &Change::EndDate("2027-04-30".into()));
         assert!(end.contains("<Andring typ=\"Slutdatum\"><GiltigTom>2027-04-30</GiltigTom></Andring>"), "{end}");
         let pause = Change::Pause { from: "2026-11-05".into(), to: "2026-11-12".into(), reason: "SJUKHUS".into() };
         let x = decision_change("D-1", 3, "2026-11-05", "2026-11-04T09:00:00Z", &pause);

@@ -80,6 +80,7 @@ enum Action {
     Oversize,
     Latin1,
     ChangeServices,
+    LastDay,
     End,
     Pause,
     RefuseNext,
@@ -94,6 +95,7 @@ const ACTIONS: &[(&str, Action)] = &[
     ("Send a decision encoded in ISO-8859-1", Action::Latin1),
     ("Send a decision", Action::Decision),
     ("Change the services of your last decision", Action::ChangeServices),
+    ("Move the last day of your last decision", Action::LastDay),
     ("End your last decision", Action::End),
     ("Pause your last decision", Action::Pause),
     ("Refuse the next message", Action::RefuseNext),
@@ -257,7 +259,7 @@ impl CaseManagementSystem {
                 self.refuse_next.store(true, Ordering::SeqCst);
                 return Ok(());
             }
-            Action::ChangeServices | Action::End | Action::Pause => {
+            Action::ChangeServices | Action::LastDay | Action::End | Action::Pause => {
                 let (id, version) =
                     self.last.lock().unwrap_or_else(PoisonError::into_inner).clone().context("no decision sent yet")?;
                 let today = self.today(&hub).await?;
@@ -362,7 +364,7 @@ impl CaseManagementSystem {
                 .map(|d| (d + chrono::Duration::days(days)).to_string())
                 .unwrap_or_default()
         };
-        let (last, resume) = (day(14), day(7));
+        let (last, resume, new_end) = (day(14), day(7), day(180));
         let with_version = self.mistake != Mistake::MissingVersion;
         match self.vendor {
             Vendor::Combine => {
@@ -370,6 +372,7 @@ impl CaseManagementSystem {
                     Action::ChangeServices => "<Andring typ=\"Insatser\"><Insats kod=\"SERV\"><MinuterPerManad>480</MinuterPerManad></Insats>\
                          <Insats kod=\"PO\"><MinuterPerManad>2400</MinuterPerManad></Insats></Andring>"
                         .to_owned(),
+                    Action::LastDay => format!("<Andring typ=\"Slutdatum\"><GiltigTom>{new_end}</GiltigTom></Andring>"),
                     Action::End => {
                         format!("<Andring typ=\"Avslut\"><SistaDag>{last}</SistaDag><Avslutsorsak kod=\"SABO\"/></Andring>")
                     }
@@ -390,6 +393,9 @@ impl CaseManagementSystem {
                          <tre:Insats><tre:Kod>HT-SERV</tre:Kod><tre:Tid>480</tre:Tid></tre:Insats>\
                          <tre:Insats><tre:Kod>HT-PO</tre:Kod><tre:Tid>2400</tre:Tid></tre:Insats></tre:Insatser>"
                         .to_owned(),
+                    Action::LastDay => format!(
+                        "<tre:Andringstyp>SLUTDATUM</tre:Andringstyp><tre:NyttSlutdatum><tre:Tom>{new_end}</tre:Tom></tre:NyttSlutdatum>"
+                    ),
                     Action::End => format!(
                         "<tre:Andringstyp>AVSLUT</tre:Andringstyp><tre:Avslut><tre:SistaDag>{last}</tre:SistaDag>\
                          <tre:Orsak>SARSKILT_BOENDE</tre:Orsak></tre:Avslut>"
@@ -417,6 +423,10 @@ impl CaseManagementSystem {
                         decision["changeType"] = json!("INTERVENTIONS_CHANGED");
                         decision["interventions"] = json!([{"code": "SERVICE", "minutesPerMonth": 480},
                                                            {"code": "PERSONAL_CARE", "minutesPerMonth": 2400}]);
+                    }
+                    Action::LastDay => {
+                        decision["changeType"] = json!("VALIDITY_CHANGED");
+                        decision["validTo"] = json!(new_end);
                     }
                     Action::End => {
                         decision["changeType"] = json!("TERMINATED");
