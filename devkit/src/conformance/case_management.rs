@@ -124,6 +124,8 @@ pub struct CaseManagementSystem {
     /// The last decision sent: its id and version.
     last: Mutex<Option<(String, u32)>>,
     seq: AtomicU64,
+    /// What a trigger asked that the system could not do, for the test to show.
+    errors: Mutex<Vec<String>>,
     http: reqwest::Client,
 }
 
@@ -149,6 +151,7 @@ impl CaseManagementSystem {
             refuse_next: AtomicBool::new(false),
             last: Mutex::new(None),
             seq: AtomicU64::new(0),
+            errors: Mutex::default(),
             http: reqwest::Client::new(),
         })
     }
@@ -187,6 +190,12 @@ impl CaseManagementSystem {
     /// The hub's calls taken so far (a path's last part, or a SOAP operation).
     pub fn taken(&self) -> Vec<String> {
         self.taken.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// What triggers asked that the system could not do (a hub it could not reach, a
+    /// change before any decision); empty when it did everything.
+    pub fn errors(&self) -> Vec<String> {
+        self.errors.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     fn hub(&self) -> anyhow::Result<Hub> {
@@ -481,7 +490,8 @@ async fn harness(State(s): State<Arc<CaseManagementSystem>>, Json(body): Json<Va
     }
     tokio::spawn(async move {
         if let Err(e) = s.act(&case, action).await {
-            eprintln!("the {} system could not {action:?} for {case}: {e:#}", s.vendor.name());
+            let error = format!("the {} system could not {action:?} for {case}: {e:#}", s.vendor.name());
+            s.errors.lock().unwrap_or_else(PoisonError::into_inner).push(error);
         }
     });
     StatusCode::ACCEPTED
