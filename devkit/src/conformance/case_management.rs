@@ -32,6 +32,8 @@ use serde_json::{json, Value};
 pub const CLIENT: &str = "193601016987";
 /// The provider every decision chooses: the mock hub's default provider.
 pub const PROVIDER: &str = "5599000014";
+/// The provider a switch moves a decision to: the mock hub's second provider.
+pub const NEW_PROVIDER: &str = "5560360793";
 
 /// Which case-management vendor the system plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +83,7 @@ enum Action {
     Latin1,
     ChangeServices,
     LastDay,
+    Switch,
     End,
     Pause,
     RefuseNext,
@@ -97,6 +100,7 @@ const ACTIONS: &[(&str, Action)] = &[
     ("Change the services of your last decision", Action::ChangeServices),
     ("Move the last day of your last decision", Action::LastDay),
     ("End your last decision", Action::End),
+    ("Switch the provider of your last decision", Action::Switch),
     ("Pause your last decision", Action::Pause),
     ("Refuse the next message", Action::RefuseNext),
 ];
@@ -268,7 +272,7 @@ impl CaseManagementSystem {
                 self.refuse_next.store(true, Ordering::SeqCst);
                 return Ok(());
             }
-            Action::ChangeServices | Action::LastDay | Action::End | Action::Pause => {
+            Action::ChangeServices | Action::LastDay | Action::End | Action::Pause | Action::Switch => {
                 let (id, version) =
                     self.last.lock().unwrap_or_else(PoisonError::into_inner).clone().context("no decision sent yet")?;
                 let today = self.today(&hub).await?;
@@ -382,6 +386,9 @@ impl CaseManagementSystem {
                          <Insats kod=\"PO\"><MinuterPerManad>2400</MinuterPerManad></Insats></Andring>"
                         .to_owned(),
                     Action::LastDay => format!("<Andring typ=\"Slutdatum\"><GiltigTom>{new_end}</GiltigTom></Andring>"),
+                    Action::Switch => format!(
+                        "<Andring typ=\"Utforarbyte\"><Utforare orgnr=\"{NEW_PROVIDER}\"/><ForstaDag>{resume}</ForstaDag></Andring>"
+                    ),
                     Action::End => {
                         format!("<Andring typ=\"Avslut\"><SistaDag>{last}</SistaDag><Avslutsorsak kod=\"SABO\"/></Andring>")
                     }
@@ -404,6 +411,10 @@ impl CaseManagementSystem {
                         .to_owned(),
                     Action::LastDay => format!(
                         "<tre:Andringstyp>SLUTDATUM</tre:Andringstyp><tre:NyttSlutdatum><tre:Tom>{new_end}</tre:Tom></tre:NyttSlutdatum>"
+                    ),
+                    Action::Switch => format!(
+                        "<tre:Andringstyp>UTFORARBYTE</tre:Andringstyp><tre:Utforarbyte><tre:Utforare><tre:Orgnr>{NEW_PROVIDER}</tre:Orgnr>\
+                         </tre:Utforare><tre:From>{resume}</tre:From></tre:Utforarbyte>"
                     ),
                     Action::End => format!(
                         "<tre:Andringstyp>AVSLUT</tre:Andringstyp><tre:Avslut><tre:SistaDag>{last}</tre:SistaDag>\
@@ -436,6 +447,10 @@ impl CaseManagementSystem {
                     Action::LastDay => {
                         decision["changeType"] = json!("VALIDITY_CHANGED");
                         decision["validTo"] = json!(new_end);
+                    }
+                    Action::Switch => {
+                        decision["changeType"] = json!("PROVIDER_CHANGED");
+                        decision["provider"] = json!({"orgNo": NEW_PROVIDER, "from": resume});
                     }
                     Action::End => {
                         decision["changeType"] = json!("TERMINATED");
