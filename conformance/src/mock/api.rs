@@ -174,10 +174,25 @@ async fn arm_fault(State(s): State<Arc<Shared>>, body: Result<Json<Fault>, JsonR
 #[derive(Deserialize)]
 struct TokenQuery {
     org: Option<String>,
+    /// `auditor`: a token of a role that may send nothing, for a vendor testing that the
+    /// hub refuses a token of the wrong role (403) as its profile says.
+    role: Option<String>,
 }
 
 async fn token(State(s): State<Arc<Shared>>, Query(q): Query<TokenQuery>) -> Answer {
-    let token = s.token_for(q.org.as_deref())?;
+    let token = match q.role.as_deref() {
+        None => s.token_for(q.org.as_deref())?,
+        Some("auditor") => s
+            .auth
+            .issue(s.profile.vendor, carehub_server::auth::Role::Auditor, None, None, super::TOKEN_TTL)
+            .map_err(|e| MockError::Send(format!("cannot issue a token: {e}")))?,
+        Some(other) => {
+            return Err(MockError::Send(format!(
+                "role '{other}': the mock issues the system's own token, or role=auditor"
+            ))
+            .into())
+        }
+    };
     Ok(Json(json!({"system": s.profile.vendor, "token": token})).into_response())
 }
 

@@ -51,6 +51,10 @@ const DEFAULT_SECRET: &str = "carehub-mock-only-secret-never-in-production-42";
 /// profiles' sample decisions.
 pub const DEFAULT_PROVIDER: &str = "5599000014";
 
+/// A second provider the mock routes orders for when the file names none, so that a
+/// case-management vendor can switch a decision's provider (the profiles' sample switch).
+pub const SECOND_PROVIDER: &str = "5560360793";
+
 /// `carehub mock --config FILE`, as read.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -133,7 +137,7 @@ impl MockConfig {
     /// The providers orders are routed for.
     pub fn providers(&self) -> Vec<String> {
         if self.providers.is_empty() {
-            vec![DEFAULT_PROVIDER.to_owned()]
+            vec![DEFAULT_PROVIDER.to_owned(), SECOND_PROVIDER.to_owned()]
         } else {
             self.providers.clone()
         }

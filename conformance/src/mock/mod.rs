@@ -37,7 +37,7 @@ use carehub_core::store::{DecisionRecord, LogStatus, Op, OrderFilter, OrderRecor
 use carehub_model::{Clock, Deadlines, OrderStatus};
 use carehub_server::auth::{Auth, Role};
 use carehub_server::run::RunningHub;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
@@ -449,12 +449,29 @@ impl Shared {
                         .and_then(Value::as_u64)
                         .and_then(|v| u32::try_from(v).ok())
                         .unwrap_or(stored.version + 1);
-                let change = if kind == "order_change" {
-                    send::Change::Services(f.services(&[("SERV", 600)])?)
-                } else {
-                    send::Change::End { on: f.text("on", &today), reason: f.text("reason", "SABO") }
-                };
                 let from = f.text("effective_from", &f.text("on", &today));
+                let later = |days: i64| {
+                    chrono::NaiveDate::parse_from_str(&from, "%Y-%m-%d")
+                        .map(|d| (d + chrono::Duration::days(days)).to_string())
+                        .map_err(|_| MockError::Send(format!("effective_from: '{from}' is not a date (YYYY-MM-DD)")))
+                };
+                let change = match (kind, f.text("change", "services").as_str()) {
+                    ("order_end", _) => {
+                        send::Change::End { on: f.text("on", &today), reason: f.text("reason", "SABO") }
+                    }
+                    (_, "services") => send::Change::Services(f.services(&[("SERV", 600)])?),
+                    (_, "end_date") => send::Change::EndDate(f.text("valid_to", &later(30)?)),
+                    (_, "pause") => send::Change::Pause {
+                        from: f.text("from", &from),
+                        to: f.text("to", &later(7)?),
+                        reason: f.text("reason", "SJUKHUS"),
+                    },
+                    (_, other) => {
+                        return Err(MockError::Send(format!(
+                            "order_change: change '{other}' is not one of services, end_date, pause"
+                        )))
+                    }
+                };
                 let xml = send::decision_change(&id, version, &from, &stamp, &change);
                 self.inject(CASE_MANAGEMENT_COUNTERPART, xml, "application/xml").await?;
                 let order = carehub_core::flows::decision::order_id_for(&format!("combine:{id}"));
@@ -481,7 +498,9 @@ impl Shared {
                 self.inject(PROVIDER_COUNTERPART, body, "application/json").await?;
                 self.await_delivery(head, &order, Some(kind), command.twice).await
             }
-            (Side::CaseManagement, "verification") => {
+            (Side::CaseManagement, "verification") if f.opt("decision").is_some() => {
+                // Procapita's catalogue names the order by its decision (each case resets the
+                // clock, so "the latest order" is ambiguous there).
                 // The provider invoices the order; the hub verifies the invoice and sends the
                 // report to the case-management system the order came from.
                 let order = match (f.opt("order_id"), f.opt("decision")) {
@@ -500,12 +519,126 @@ impl Shared {
                 // The report's idempotency key starts with the provider.
                 self.await_delivery(head, &provider, Some("verification"), command.twice).await
             }
+            (Side::CaseManagement, kind @ ("visit" | "deviation" | "need_change" | "verification")) => {
+                let order = match f.opt("order_id") {
+                    Some(o) => o,
+                    None => self.latest_order().await?,
+                };
+                let record = self
+                    .hub
+                    .store()
+                    .order(&order)
+                    .await
+                    .map_err(|e| MockError::Store(e.to_string()))?
+                    .ok_or_else(|| MockError::Send(format!("{kind}: the hub has no order {order}")))?;
+                let about = send::About {
+                    order: order.clone(),
+                    client: f.text("client", record.order.client.expose()),
+                    provider: f.text("provider", record.order.provider.as_str()),
+                };
+                let n = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+                let local = |prefix: &str, field: &str| f.text(field, &format!("{prefix}-MOCK-{}-{n}", head + 1));
+                let (id, body, content_type) = match kind {
+                    "visit" => {
+                        let id = local("V", "visit_id");
+                        let check_in = (now - chrono::Duration::minutes(60)).to_rfc3339();
+                        let check_out = (now - chrono::Duration::minutes(15)).to_rfc3339();
+                        let body = send::visit(
+                            &about,
+                            &id,
+                            &f.text("staff", "st-mock"),
+                            &f.text("check_in", &check_in),
+                            &f.text("check_out", &check_out),
+                            &f.text("status", "PERFORMED"),
+                        );
+                        (id, body, "application/json")
+                    }
+                    "deviation" => {
+                        let id = local("AV", "deviation_id");
+                        let body = send::deviation(
+                            &about,
+                            &id,
+                            &f.text("occurred_on", &today),
+                            &f.text("category", "FALL"),
+                            &f.text("severity", "HIGH"),
+                            &f.text("description", "Found on the floor at the morning visit; nurse called."),
+                            &stamp,
+                        );
+                        (id, body, "application/json")
+                    }
+                    "need_change" => {
+                        let id = local("BEV", "need_change_id");
+                        let body = send::need_change(
+                            &about,
+                            &id,
+                            &f.text("noticed_on", &today),
+                            &f.text("direction", "INCREASED"),
+                            &f.text("description", "Needs help to shower since the fall."),
+                            &stamp,
+                        );
+                        (id, body, "application/json")
+                    }
+                    _ => {
+                        let id = local("INV", "invoice_id");
+                        let first = self.clock.today().with_day(1).map(|d| d.to_string()).unwrap_or(today.clone());
+                        let number =
+                            |name: &str, default: u64| f.0.get(name).and_then(Value::as_u64).unwrap_or(default);
+                        let body = send::invoice_basis(
+                            &about,
+                            &id,
+                            &f.text("period_start", &first),
+                            number("minutes", 60),
+                            number("amount_ore", 39_000),
+                        );
+                        (id, body, "text/csv")
+                    }
+                };
+                self.inject(PROVIDER_COUNTERPART, body, content_type).await?;
+                self.await_report(head, kind, &id, command.twice).await
+            }
             _ => Err(send::unsupported(command, supported)),
         }
     }
 
-    /// The latest order made from the vendor's decisions.
+    /// Waits for the hub's report of a provider's visit, deviation, change of need or
+    /// invoice to the vendor: the journal's key is the hub's id, which ends with the
+    /// provider's own (`mock-provider:V-1`), or the invoice's number.
+    async fn await_report(&self, head: i64, kind: &str, local: &str, twice: bool) -> Result<Vec<i64>, MockError> {
+        let deadline = tokio::time::Instant::now() + SEND_WAIT;
+        let suffix = format!(":{local}");
+        loop {
+            let waiting = self.journal.recorded.notified();
+            let found = self.exchanges_since(head, 10_000).await?.into_iter().find(|x| {
+                x.direction == Direction::Outbound
+                    && x.message_type.as_deref() == Some(kind)
+                    && x.key.as_deref().is_some_and(|k| k == local || k.ends_with(&suffix))
+            });
+            if let Some(x) = found {
+                let key = x.key.clone().unwrap_or_default();
+                return self.await_delivery(head, &key, Some(kind), twice).await;
+            }
+            if tokio::time::timeout_at(deadline, waiting).await.is_err() {
+                return Err(MockError::NoDelivery { key: local.to_owned(), seconds: SEND_WAIT.as_secs() });
+            }
+        }
+    }
+
+    /// The latest order made from the vendor's decisions: the order of the decision the
+    /// vendor sent last (by the journal, since a tester's clock may stand still and give
+    /// many orders one creation time), or else the newest order from the vendor.
     async fn latest_order(&self) -> Result<String, MockError> {
+        let journal = self.exchanges_since(0, 100_000).await?;
+        let sent = journal.iter().rev().find(|x| {
+            x.direction == Direction::Inbound
+                && x.message_type.as_deref() == Some("decision")
+                && x.status.is_some_and(|s| (200..300).contains(&s))
+        });
+        if let Some(decision) = sent.and_then(|x| x.key.as_deref()) {
+            let order = carehub_core::flows::decision::order_id_for(decision);
+            if self.hub.store().order(&order).await.map_err(|e| MockError::Store(e.to_string()))?.is_some() {
+                return Ok(order);
+            }
+        }
         let orders = self
             .hub
             .store()

@@ -7,7 +7,8 @@
 //! provider-side vendor (Phoniro, Lifecare Mobil, ParaGå) is sent orders, which the hub
 //! makes from decisions, so the mock holds a case-management system (Combine) it injects
 //! decisions through. A case-management vendor (Combine, Treserva, Procapita, Lifecare) is
-//! sent acknowledgements and plan notices, which the hub makes from what a provider says,
+//! sent acknowledgements, plan notices, visit reports, deviations, changes of need and
+//! invoice verification reports, which the hub makes from what a provider says and sends,
 //! so the mock holds a provider system (Phoniro) it injects those through. The transport
 //! is a per-vendor choice ([`Transport`]); the SFTP vendors use the mock's own drop box
 //! (`files`).
@@ -18,7 +19,8 @@ use crate::mock::MockError;
 /// Which side of the hub a vendor's system sits on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
-    /// A case-management system: sends decisions, is sent acknowledgements and plans.
+    /// A case-management system: sends decisions, is sent acknowledgements, plans and the
+    /// provider's reports.
     CaseManagement,
     /// A provider's time-registration system: is sent orders, sends acknowledgements.
     Provider,
@@ -109,6 +111,6 @@ pub fn profile(vendor: &str) -> Result<Profile, MockError> {
 pub fn messages(side: Side) -> &'static [&'static str] {
     match side {
         Side::Provider => &["order", "order_change", "order_end"],
-        Side::CaseManagement => &["order_ack", "plan_notice", "verification"],
+        Side::CaseManagement => &["order_ack", "plan_notice", "visit", "deviation", "need_change", "verification"],
     }
 }

@@ -37,6 +37,9 @@ const BUILTIN: &[(&str, &str, &str)] = &[
     ("phoniro", "conformance/catalogue/phoniro.toml", include_str!("../../catalogue/phoniro.toml")),
     ("procapita", "conformance/catalogue/procapita.toml", include_str!("../../catalogue/procapita.toml")),
     ("paraga", "conformance/catalogue/paraga.toml", include_str!("../../catalogue/paraga.toml")),
+    ("combine", "conformance/catalogue/combine.toml", include_str!("../../catalogue/combine.toml")),
+    ("treserva", "conformance/catalogue/treserva.toml", include_str!("../../catalogue/treserva.toml")),
+    ("lifecare", "conformance/catalogue/lifecare.toml", include_str!("../../catalogue/lifecare.toml")),
 ];
 
 /// One conformance case.
