@@ -300,6 +300,31 @@ impl MockHub {
         &self.shared.journal
     }
 
+    /// Keeps a finished conformance run in the journal (vendor, score, coverage, cases and
+    /// the report's SHA-256, at the mock's time), listed by `GET /mock/reports` and on the
+    /// journal's page; the entry as kept.
+    pub async fn record_report(
+        &self,
+        run: &crate::scenario::run::Run,
+        written: &crate::report::Written,
+    ) -> Result<journal::ReportEntry, MockError> {
+        let entry = journal::ReportEntry {
+            id: 0,
+            at: DateTime::<Utc>::default(),
+            vendor: run.vendor.clone(),
+            passed: run.score.passed,
+            total: run.score.total,
+            score: run.score.share,
+            coverage: run.coverage.share,
+            cases: run.cases.iter().map(|c| c.id.clone()).collect(),
+            sha256: written.sha256.clone(),
+        };
+        let journal = self.shared.journal.clone();
+        tokio::task::spawn_blocking(move || journal.record_report(&entry))
+            .await
+            .map_err(|e| MockError::Journal(e.to_string()))?
+    }
+
     /// Stops the hub and the counterpart's sink.
     pub async fn stop(self) {
         self.hub.stop().await;
