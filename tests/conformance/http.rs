@@ -1,4 +1,4 @@
-//! The REST provider vendors (Phoniro) held to their catalogue over HTTP on 127.0.0.1:
+//! The REST provider vendors (Phoniro, Lifecare Mobil Hemtjänst) held to their catalogue over HTTP on 127.0.0.1:
 //! the correct system passes every case, each broken one fails exactly the cases named for
 //! its mistake, the run's report hash is kept in the mock's journal, the reports are read
 //! by a browser and a JUnit parser, and an order acknowledged before its POST is answered
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use carehub_conformance::cli::{run_on_mock, ConformanceArgs, Outcome};
 use carehub_conformance::exchange::{Counterpart, Direction};
 use carehub_conformance::mock::{MockConfig, MockHub, MockOptions};
-use carehub_devkit::conformance::http::{Flaw, HubAccess, RestVendor};
+use carehub_devkit::conformance::http::{Flaw, HubAccess, RestVendor, Vendor};
 use carehub_model::Clock;
 use carehub_server::auth::{Auth, Role};
 use serde_json::Value;
@@ -23,17 +23,18 @@ mod webdriver;
 const START: &str = "2026-11-02T08:00:00+01:00";
 const SECRET: &str = "conformance-http-test-secret-0123456789";
 
-/// A Phoniro system (with `flaw`, a broken one) and the mock hub in front of it, connected
-/// as a vendor would be from what `carehub conformance` prints.
-async fn phoniro(flaw: Option<Flaw>) -> (RestVendor, MockHub) {
-    let vendor = RestVendor::phoniro(flaw).await.expect("the vendor's system starts");
-    let config = MockConfig::parse(&format!(
-        "at = \"{START}\"\njwt_secret = \"{SECRET}\"\n[system]\nbase_url = \"{}\"\napi_key = \"k\"\n",
-        vendor.base_url
-    ))
-    .expect("the mock's config");
+/// A vendor's system (with `flaw`, a broken one) and the mock hub in front of it, the hub
+/// pointed at the system's `--target` as `carehub conformance` points it, and the system
+/// connected as a vendor would be from what the command prints.
+async fn system(which: Vendor, flaw: Option<Flaw>) -> (RestVendor, MockHub) {
+    let vendor = RestVendor::start(which, flaw).await.expect("the vendor's system starts");
+    let config = MockConfig {
+        at: Some(START.into()),
+        jwt_secret: Some(SECRET.into()),
+        ..carehub_conformance::cli::system_for_target(which.name(), &vendor.base_url).expect("the target")
+    };
     let hub = MockHub::start(MockOptions {
-        vendor: "phoniro".into(),
+        vendor: which.name().into(),
         config,
         listen: Some("127.0.0.1:0".into()),
         ..MockOptions::default()
@@ -43,7 +44,7 @@ async fn phoniro(flaw: Option<Flaw>) -> (RestVendor, MockHub) {
     // A valid token of the wrong role, as a municipality might hand a vendor by mistake.
     let at = chrono::DateTime::parse_from_rfc3339("2026-10-01T00:00:00Z").expect("instant").to_utc();
     let wrong = Auth::new(SECRET, Clock::starting_at(at))
-        .issue("phoniro", Role::CaseManagement, Some("phoniro"), None, Duration::from_secs(10 * 365 * 86_400))
+        .issue(which.name(), Role::CaseManagement, Some(which.name()), None, Duration::from_secs(10 * 365 * 86_400))
         .expect("a case-management token");
     vendor.connect(HubAccess {
         url: hub.url().to_owned(),
@@ -54,9 +55,9 @@ async fn phoniro(flaw: Option<Flaw>) -> (RestVendor, MockHub) {
     (vendor, hub)
 }
 
-fn args(vendor: &RestVendor, out: &Path, wait: u64) -> ConformanceArgs {
+fn args(which: Vendor, vendor: &RestVendor, out: &Path, wait: u64) -> ConformanceArgs {
     ConformanceArgs {
-        vendor: "phoniro".into(),
+        vendor: which.name().into(),
         target: vendor.base_url.clone(),
         out: out.to_owned(),
         cases: Vec::new(),
@@ -73,10 +74,10 @@ fn failed(outcome: &Outcome) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_full_phoniro_catalogue_passes_against_a_correct_phoniro_and_its_hash_is_kept() {
-    let (vendor, hub) = phoniro(None).await;
+    let (vendor, hub) = system(Vendor::Phoniro, None).await;
     let dir = tempfile::tempdir().expect("a folder");
     let started = Instant::now();
-    let outcome = run_on_mock(&args(&vendor, dir.path(), 20), &hub).await.expect("the run");
+    let outcome = run_on_mock(&args(Vendor::Phoniro, &vendor, dir.path(), 20), &hub).await.expect("the run");
     println!("the Phoniro catalogue took {:.1} s", started.elapsed().as_secs_f64());
     let failures: Vec<_> = outcome.run.cases.iter().filter(|c| !c.passed).collect();
     assert!(failures.is_empty(), "{failures:#?}");
@@ -127,10 +128,10 @@ async fn each_broken_phoniro_fails_exactly_the_cases_named_for_its_mistake() {
     };
     let mut wrong = Vec::new();
     for flaw in Flaw::ALL {
-        let (vendor, hub) = phoniro(Some(flaw)).await;
+        let (vendor, hub) = system(Vendor::Phoniro, Some(flaw)).await;
         let dir = tempfile::tempdir().expect("a folder");
         let started = Instant::now();
-        let outcome = run_on_mock(&args(&vendor, dir.path(), 4), &hub).await.expect("the run");
+        let outcome = run_on_mock(&args(Vendor::Phoniro, &vendor, dir.path(), 4), &hub).await.expect("the run");
         println!("{flaw:?}: the catalogue took {:.1} s", started.elapsed().as_secs_f64());
         let got = failed(&outcome);
         if got != expected(flaw) {
@@ -143,6 +144,58 @@ async fn each_broken_phoniro_fails_exactly_the_cases_named_for_its_mistake() {
                 c.exchanges.iter().find(|x| x.direction == Direction::Outbound).and_then(|x| x.key.clone())
             });
             assert_eq!(vendor.times_taken(&order.expect("the order twice delivered")), 2);
+        }
+        hub.stop().await;
+        vendor.stop();
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_full_lifecare_mobil_catalogue_passes_against_a_correct_lifecare_mobil() {
+    let (vendor, hub) = system(Vendor::LifecareMobil, None).await;
+    let dir = tempfile::tempdir().expect("a folder");
+    let started = Instant::now();
+    let outcome = run_on_mock(&args(Vendor::LifecareMobil, &vendor, dir.path(), 20), &hub).await.expect("the run");
+    println!("the Lifecare Mobil catalogue took {:.1} s", started.elapsed().as_secs_f64());
+    let failures: Vec<_> = outcome.run.cases.iter().filter(|c| !c.passed).collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!(outcome.run.score.total, 18, "every case of the catalogue ran");
+    junit_counts(&outcome.written.junit, 18, 0);
+    let reports: Value =
+        reqwest::get(format!("{}/mock/reports", hub.url())).await.expect("reports").json().await.expect("json");
+    assert_eq!(reports[0]["sha256"], outcome.written.sha256.as_str());
+    hub.stop().await;
+    vendor.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_broken_lifecare_mobil_fails_exactly_the_cases_named_for_its_mistake() {
+    let expected = |flaw: Flaw| -> BTreeSet<String> {
+        let ids: &[&str] = match flaw {
+            Flaw::IgnoresIdempotencyKey => &["CONF-LIFECARE_MOBIL-ORDER-002"],
+            Flaw::WrongDateFormat | Flaw::CheckDigitOff => {
+                &["CONF-LIFECARE_MOBIL-DEVIATION-001", "CONF-LIFECARE_MOBIL-DEVIATION-002"]
+            }
+            Flaw::MissingMandatoryField => &["CONF-LIFECARE_MOBIL-NEED_CHANGE-001"],
+            Flaw::AckForUnknownOrder => &["CONF-LIFECARE_MOBIL-ORDER_ACK-006"],
+            Flaw::PlanBeforeAck => &["CONF-LIFECARE_MOBIL-PLAN_NOTICE-001"],
+            Flaw::PeppolTotalOff => &[],
+        };
+        ids.iter().map(|s| (*s).to_owned()).collect()
+    };
+    let mut wrong = Vec::new();
+    // Lifecare Mobil sends no PEPPOL invoice through its system.
+    for flaw in Flaw::ALL.into_iter().filter(|f| *f != Flaw::PeppolTotalOff) {
+        let (vendor, hub) = system(Vendor::LifecareMobil, Some(flaw)).await;
+        let dir = tempfile::tempdir().expect("a folder");
+        let started = Instant::now();
+        let outcome = run_on_mock(&args(Vendor::LifecareMobil, &vendor, dir.path(), 4), &hub).await.expect("the run");
+        println!("{flaw:?}: the catalogue took {:.1} s", started.elapsed().as_secs_f64());
+        let got = failed(&outcome);
+        if got != expected(flaw) {
+            let why: Vec<_> = outcome.run.cases.iter().filter(|c| !c.passed).map(|c| (&c.id, &c.failure)).collect();
+            wrong.push(format!("{flaw:?}: failed {got:?}, expected {:?}: {why:#?}", expected(flaw)));
         }
         hub.stop().await;
         vendor.stop();

@@ -33,8 +33,14 @@ use super::coverage::Universe;
 use super::{line_col, parse_error, Scenario, ScenarioError, Step, TomlInstant};
 
 /// The vendors with a built-in catalogue, and its text.
-const BUILTIN: &[(&str, &str, &str)] =
-    &[("phoniro", "conformance/catalogue/phoniro.toml", include_str!("../../catalogue/phoniro.toml"))];
+const BUILTIN: &[(&str, &str, &str)] = &[
+    ("phoniro", "conformance/catalogue/phoniro.toml", include_str!("../../catalogue/phoniro.toml")),
+    (
+        "lifecare-mobil",
+        "conformance/catalogue/lifecare-mobil.toml",
+        include_str!("../../catalogue/lifecare-mobil.toml"),
+    ),
+];
 
 /// One conformance case.
 #[derive(Debug, Clone, Serialize)]

@@ -1,13 +1,16 @@
-//! The provider-side REST vendors as a conformance run meets them: a Phoniro that does
-//! everything its profile asks (mappings/phoniro), and the same Phoniro with one
-//! deliberate mistake ([`Flaw`]) each.
+//! The provider-side REST vendors as a conformance run meets them: a Phoniro and a
+//! Lifecare Mobil Hemtjänst that do everything their profiles ask (mappings/phoniro,
+//! mappings/lifecare-mobil), and the same systems with one deliberate mistake ([`Flaw`])
+//! each.
 //!
 //! Why one system with flags and not a system per mistake: a broken variant must differ
 //! from the correct one in exactly one thing, or a test that it is "caught by its named
 //! case and by nothing unrelated" proves nothing. Each flag changes one message.
 //!
-//! The system serves what the hub calls (`POST {base}/orders`, `/order-changes`,
-//! `/order-ends`, `/invoice-verifications`), calls the hub's messages endpoint with the
+//! The system serves what the hub calls (Phoniro's `POST {base}/orders`, `/order-changes`,
+//! `/order-ends`; Lifecare Mobil's `/assignments`, `/assignment-changes`,
+//! `/assignment-terminations` and its OAuth token endpoint; both `/invoice-verifications`),
+//! calls the hub's messages endpoint with the
 //! provider's token, and serves a harness endpoint (`POST /harness`, the run's
 //! `--trigger`) that does at once what a case asks of "the vendor's person". It learns
 //! where the hub is through [`RestVendor::connect`], as a real system is configured with
@@ -29,6 +32,23 @@ use crate::peppol_write::{self, Kind, Line};
 /// The provider the system registers for: the mock hub's default provider.
 pub const PROVIDER: &str = "5599000014";
 
+/// Which vendor's system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vendor {
+    Phoniro,
+    LifecareMobil,
+}
+
+impl Vendor {
+    /// Its name in the hub and the catalogue.
+    pub fn name(self) -> &'static str {
+        match self {
+            Vendor::Phoniro => "phoniro",
+            Vendor::LifecareMobil => "lifecare-mobil",
+        }
+    }
+}
+
 /// One deliberate mistake, each changing one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flaw {
@@ -38,7 +58,8 @@ pub enum Flaw {
     WrongDateFormat,
     /// Leaves a change of need's mandatory `direction` out.
     MissingMandatoryField,
-    /// Writes the invoice basis's organisation number with its check digit off by one.
+    /// Writes an identifier with its check digit off by one: Phoniro's invoice basis's
+    /// organisation number, Lifecare Mobil's deviation's personnummer.
     CheckDigitOff,
     /// Asked to confirm an order again, confirms it under an id of its own, which the hub
     /// never sent.
@@ -95,6 +116,7 @@ struct Inner {
 
 #[derive(Clone)]
 struct System {
+    vendor: Vendor,
     flaw: Option<Flaw>,
     inner: Arc<Mutex<Inner>>,
     http: reqwest::Client,
@@ -113,16 +135,29 @@ pub struct RestVendor {
 impl RestVendor {
     /// Starts a Phoniro system on 127.0.0.1 (with `flaw`, a broken one).
     pub async fn phoniro(flaw: Option<Flaw>) -> anyhow::Result<RestVendor> {
+        RestVendor::start(Vendor::Phoniro, flaw).await
+    }
+
+    /// Starts a vendor's system on 127.0.0.1 (with `flaw`, a broken one).
+    pub async fn start(vendor: Vendor, flaw: Option<Flaw>) -> anyhow::Result<RestVendor> {
         let system = System {
+            vendor,
             flaw,
             inner: Arc::default(),
             http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
         };
+        let (orders, changes, ends) = match vendor {
+            Vendor::Phoniro => ("/api/v1/orders", "/api/v1/order-changes", "/api/v1/order-ends"),
+            Vendor::LifecareMobil => {
+                ("/api/v1/assignments", "/api/v1/assignment-changes", "/api/v1/assignment-terminations")
+            }
+        };
         let app = Router::new()
-            .route("/api/v1/orders", post(order))
-            .route("/api/v1/order-changes", post(taken))
-            .route("/api/v1/order-ends", post(taken))
+            .route(orders, post(order))
+            .route(changes, post(taken))
+            .route(ends, post(taken))
             .route("/api/v1/invoice-verifications", post(taken))
+            .route("/oauth/token", post(oauth_token))
             .route("/harness", post(trigger))
             .with_state(system.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -227,11 +262,18 @@ async fn taken() -> StatusCode {
     StatusCode::CREATED
 }
 
+/// Lifecare Mobil's OAuth 2.0 token endpoint (client credentials), which the hub asks
+/// before it calls the API.
+async fn oauth_token() -> Json<Value> {
+    Json(json!({"access_token": "lm-test-access-token", "token_type": "Bearer", "expires_in": 3600}))
+}
+
 /// An order: taken once per idempotency key (a repeat is answered 200 and not taken
 /// again), then confirmed in the background, as a real system confirms after its answer.
 async fn order(State(s): State<System>, headers: HeaderMap, Json(body): Json<Value>) -> StatusCode {
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let Some(order) = body["orderId"].as_str().map(str::to_owned) else { return StatusCode::BAD_REQUEST };
+    let id = body.get("orderId").or_else(|| body.get("assignmentId"));
+    let Some(order) = id.and_then(Value::as_str).map(str::to_owned) else { return StatusCode::BAD_REQUEST };
     let reject = {
         let mut inner = s.lock();
         if !inner.keys.insert(key) && s.flaw != Some(Flaw::IgnoresIdempotencyKey) {
@@ -243,25 +285,36 @@ async fn order(State(s): State<System>, headers: HeaderMap, Json(body): Json<Val
     tokio::spawn(async move {
         if s.flaw == Some(Flaw::PlanBeforeAck) {
             let date = s.now().await.map(|n| n.date_naive().to_string()).unwrap_or_default();
-            let _ = s.post_json(&plan(&order, &date)).await;
+            let _ = s.post_json(&plan(s.vendor, &order, &date)).await;
         }
         let at = s.now().await.map(|n| n.to_rfc3339()).unwrap_or_default();
-        let _ = s.post_json(&ack(&order, reject, &at)).await;
+        let _ = s.post_json(&ack(s.vendor, &order, reject, &at)).await;
     });
     StatusCode::CREATED
 }
 
-fn ack(order: &str, reject: bool, at: &str) -> Value {
-    let mut ack = json!({"type": "orderConfirmation", "orderId": order, "status": "ACCEPTED", "confirmedAt": at});
-    if reject {
-        ack["status"] = json!("REJECTED");
-        ack["reason"] = json!("Ingen kapacitet i området");
+const NO_CAPACITY: &str = "Ingen kapacitet i området";
+
+fn ack(vendor: Vendor, order: &str, reject: bool, at: &str) -> Value {
+    match (vendor, reject) {
+        (Vendor::Phoniro, false) => {
+            json!({"type": "orderConfirmation", "orderId": order, "status": "ACCEPTED", "confirmedAt": at})
+        }
+        (Vendor::Phoniro, true) => json!({"type": "orderConfirmation", "orderId": order, "status": "REJECTED",
+                                          "reason": NO_CAPACITY, "confirmedAt": at}),
+        (Vendor::LifecareMobil, false) => {
+            json!({"event": "assignment.accepted", "assignmentId": order, "timestamp": at})
+        }
+        (Vendor::LifecareMobil, true) => json!({"event": "assignment.rejected", "assignmentId": order,
+                                                "reason": NO_CAPACITY, "timestamp": at}),
     }
-    ack
 }
 
-fn plan(order: &str, date: &str) -> Value {
-    json!({"type": "carePlanEstablished", "orderId": order, "establishedDate": date})
+fn plan(vendor: Vendor, order: &str, date: &str) -> Value {
+    match vendor {
+        Vendor::Phoniro => json!({"type": "carePlanEstablished", "orderId": order, "establishedDate": date}),
+        Vendor::LifecareMobil => json!({"event": "careplan.established", "assignmentId": order, "date": date}),
+    }
 }
 
 /// The order id (`O-...`) a case's instruction names.
@@ -316,7 +369,7 @@ async fn act(s: &System, what: &str) -> Acted {
         let hub = s.hub().ok_or((StatusCode::SERVICE_UNAVAILABLE, "not connected".into()))?;
         let wrong =
             hub.wrong_role_token.clone().ok_or((StatusCode::UNPROCESSABLE_ENTITY, "no other role's token".into()))?;
-        let body = ack(&order, false, &now.to_rfc3339()).to_string();
+        let body = ack(s.vendor, &order, false, &now.to_rfc3339()).to_string();
         // The wrong role is answered 403 and not sent again; then the right token.
         let _ = s
             .http
@@ -333,31 +386,31 @@ async fn act(s: &System, what: &str) -> Acted {
         // The broken system confirms the order under an id of its own, which the hub never
         // sent it: an acknowledgement for an unknown order.
         let id = if s.flaw == Some(Flaw::AckForUnknownOrder) { "O-00000000DEADBEEF".to_owned() } else { order };
-        return sent(s.post_json(&ack(&id, false, &now.to_rfc3339())).await);
+        return sent(s.post_json(&ack(s.vendor, &id, false, &now.to_rfc3339())).await);
     }
     if what.starts_with("Establish the care plan") {
         if s.flaw == Some(Flaw::PlanBeforeAck) {
             return Ok(()); // reported when the order came
         }
         let order = need_order()?;
-        return sent(s.post_json(&plan(&order, &today.to_string())).await);
+        return sent(s.post_json(&plan(s.vendor, &order, &today.to_string())).await);
     }
     if what.starts_with("Register a visit for order") {
         let order = need_order()?;
         let manual = what.contains("by hand");
-        let v = visit(&s.next_id("V"), &order, now, manual);
+        let v = visit(s, &s.next_id("V"), &order, now, manual);
         return sent(s.post_json(&v).await);
     }
     if what.starts_with("Push a visit whose body is larger") {
-        let mut v = visit(&s.next_id("V"), "O-0000000000000000", now, true);
-        v["checkOut"]["reason"] = json!("x".repeat(1_100_000));
+        let mut v = visit(s, &s.next_id("V"), "O-0000000000000000", now, true);
+        v["padding"] = json!("x".repeat(1_100_000));
         return sent(s.post_json(&v).await);
     }
     if what.starts_with("Register two visits for order") {
         let order = need_order()?;
         let page = json!({"type": "visitPage", "nextCursor": s.next_id("c"), "visits": [
-            visit(&s.next_id("V"), &order, now, false),
-            visit(&s.next_id("V"), &order, now, true),
+            visit(s, &s.next_id("V"), &order, now, false),
+            visit(s, &s.next_id("V"), &order, now, true),
         ]});
         return sent(s.post_json(&page).await);
     }
@@ -376,14 +429,25 @@ async fn act(s: &System, what: &str) -> Acted {
         return sent(s.post(latin1, "application/json").await);
     }
     if what.starts_with("Report that the client of order") {
-        let mut n = json!({"type": "needChange", "needChangeId": s.next_id("BEV"),
-            "provider": {"organisationNumber": PROVIDER}, "client": {"personalIdentityNumber": CLIENT},
-            "orderId": order, "noticedDate": today.to_string(), "direction": "INCREASED",
-            "description": "Behöver hjälp att duscha sedan fallet.", "reportedAt": now.to_rfc3339()});
+        let text = "Behöver hjälp att duscha sedan fallet.";
+        let (mut n, direction) = match s.vendor {
+            Vendor::Phoniro => (
+                json!({"type": "needChange", "needChangeId": s.next_id("BEV"),
+                    "provider": {"organisationNumber": PROVIDER}, "client": {"personalIdentityNumber": CLIENT},
+                    "orderId": order, "noticedDate": today.to_string(), "direction": "INCREASED",
+                    "description": text, "reportedAt": now.to_rfc3339()}),
+                "/direction",
+            ),
+            Vendor::LifecareMobil => (
+                json!({"event": "needs.changed", "eventId": s.next_id("evt"), "timestamp": now.to_rfc3339(),
+                    "observation": {"id": s.next_id("LMB"), "organisationNumber": PROVIDER,
+                        "client": {"ssn": CLIENT}, "assignmentId": order, "date": today.to_string(),
+                        "needs": "INCREASED", "description": text}}),
+                "/observation/needs",
+            ),
+        };
         if s.flaw == Some(Flaw::MissingMandatoryField) {
-            if let Some(m) = n.as_object_mut() {
-                m.remove("direction");
-            }
+            remove(&mut n, direction);
         }
         return sent(s.post_json(&n).await);
     }
@@ -435,20 +499,46 @@ fn first_of_last_month(today: NaiveDate) -> NaiveDate {
     prev.with_day(1).unwrap_or(prev)
 }
 
-fn visit(id: &str, order: &str, now: DateTime<FixedOffset>, manual: bool) -> Value {
+/// Removes the value at a JSON pointer.
+fn remove(v: &mut Value, pointer: &str) {
+    let (parent, last) = pointer.rsplit_once('/').unwrap_or(("", pointer));
+    if let Some(Value::Object(m)) = v.pointer_mut(parent) {
+        m.remove(last);
+    }
+}
+
+fn visit(s: &System, id: &str, order: &str, now: DateTime<FixedOffset>, manual: bool) -> Value {
     let start = now - chrono::Duration::minutes(50);
     let end = now - chrono::Duration::minutes(5);
-    let end_of = |at: DateTime<FixedOffset>| {
-        if manual {
-            json!({"time": at.to_rfc3339(), "method": "MANUAL", "reason": "Taggen saknades"})
-        } else {
-            json!({"time": at.to_rfc3339(), "method": "NFC", "tagUid": "04A21BC3"})
+    match s.vendor {
+        Vendor::Phoniro => {
+            let end_of = |at: DateTime<FixedOffset>| {
+                if manual {
+                    json!({"time": at.to_rfc3339(), "method": "MANUAL", "reason": "Taggen saknades"})
+                } else {
+                    json!({"time": at.to_rfc3339(), "method": "NFC", "tagUid": "04A21BC3"})
+                }
+            };
+            json!({"type": "visit", "visitId": id, "provider": {"organisationNumber": PROVIDER},
+                "client": {"personalIdentityNumber": CLIENT}, "orderId": order, "staffId": "st-117",
+                "checkIn": end_of(start), "checkOut": end_of(end),
+                "plannedMinutes": 45, "activities": ["CARE"], "status": "PERFORMED", "doubleStaffing": false})
         }
-    };
-    json!({"type": "visit", "visitId": id, "provider": {"organisationNumber": PROVIDER},
-        "client": {"personalIdentityNumber": CLIENT}, "orderId": order, "staffId": "st-117",
-        "checkIn": end_of(start), "checkOut": end_of(end),
-        "plannedMinutes": 45, "activities": ["CARE"], "status": "PERFORMED", "doubleStaffing": false})
+        Vendor::LifecareMobil => {
+            let end_of = |at: DateTime<FixedOffset>| {
+                if manual {
+                    json!({"time": at.to_rfc3339(), "registration": "MANUAL", "manualReason": "Taggen saknades"})
+                } else {
+                    json!({"time": at.to_rfc3339(), "registration": "NFC", "tagId": "04A21BC3"})
+                }
+            };
+            json!({"event": "visit.completed", "eventId": format!("evt-{id}"), "timestamp": now.to_rfc3339(),
+                "visit": {"id": id, "organisationNumber": PROVIDER, "client": {"ssn": CLIENT},
+                    "assignmentId": order, "employeeId": "emp-4411",
+                    "arrival": end_of(start), "departure": end_of(end), "plannedDuration": 45,
+                    "services": [{"type": "PERSONAL_CARE"}], "status": "PERFORMED", "doubleStaffing": false}})
+        }
+    }
 }
 
 fn deviation(s: &System, id: &str, order: Option<&str>, now: DateTime<FixedOffset>, text: &str) -> Value {
@@ -457,11 +547,29 @@ fn deviation(s: &System, id: &str, order: Option<&str>, now: DateTime<FixedOffse
     } else {
         now.date_naive().to_string()
     };
-    let mut d = json!({"type": "deviation", "deviationId": id, "provider": {"organisationNumber": PROVIDER},
-        "client": {"personalIdentityNumber": CLIENT}, "occurredDate": date, "category": "FALL",
-        "severity": "HIGH", "description": text, "reportedAt": now.to_rfc3339()});
-    if let Some(o) = order {
-        d["orderId"] = json!(o);
+    match s.vendor {
+        Vendor::Phoniro => {
+            let mut d = json!({"type": "deviation", "deviationId": id, "provider": {"organisationNumber": PROVIDER},
+                "client": {"personalIdentityNumber": CLIENT}, "occurredDate": date, "category": "FALL",
+                "severity": "HIGH", "description": text, "reportedAt": now.to_rfc3339()});
+            if let Some(o) = order {
+                d["orderId"] = json!(o);
+            }
+            d
+        }
+        Vendor::LifecareMobil => {
+            // The event's id is the deviation's: sent again, it is the same event.
+            // The broken system's check digit is off by one (Lifecare Mobil sends no invoice
+            // basis, so the deviation carries the identifier this flaw gets wrong).
+            let client = if s.flaw == Some(Flaw::CheckDigitOff) { "193601016988" } else { CLIENT };
+            let mut d = json!({"event": "deviation.reported", "eventId": format!("evt-{id}"),
+                "timestamp": now.to_rfc3339(),
+                "deviation": {"id": id, "organisationNumber": PROVIDER, "client": {"ssn": client},
+                    "date": date, "type": "FALL", "severity": "HIGH", "description": text}});
+            if let Some(o) = order {
+                d["deviation"]["assignmentId"] = json!(o);
+            }
+            d
+        }
     }
-    d
 }
