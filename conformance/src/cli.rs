@@ -181,10 +181,11 @@ pub async fn main(command: ConformanceCommand) -> anyhow::Result<std::process::E
         Ok(c) => c,
         Err(e) => return usage(&e),
     };
-    if let Err(e) = catalogue.select(&args.cases) {
-        return usage(&e);
-    }
-    let (config, base) = match &command.config {
+    let earliest = match catalogue.select(&args.cases) {
+        Ok(cases) => cases.iter().filter_map(|c| c.start()).min(),
+        Err(e) => return usage(&e),
+    };
+    let (mut config, base) = match &command.config {
         Some(path) => match crate::mock::MockConfig::load(path) {
             Ok(c) => c,
             Err(e) => return usage(&e),
@@ -194,6 +195,11 @@ pub async fn main(command: ConformanceCommand) -> anyhow::Result<std::process::E
             Err(e) => return usage(&e),
         },
     };
+    // The cases set the mock's clock to their own days; the tokens the mock issues (and
+    // prints) must already be valid on the earliest of them, so its clock starts there.
+    if config.at.is_none() {
+        config.at = earliest.map(|at| at.to_rfc3339());
+    }
     let options = crate::mock::MockOptions {
         vendor: args.vendor.clone(),
         config,

@@ -291,3 +291,70 @@ async fn html_opens_without_console_errors(path: &Path) {
     assert!(errors.is_empty(), "console errors: {errors:?}");
     browser.quit().await;
 }
+
+/// `carehub conformance` as a vendor runs it: the binary starts the mock toward the
+/// vendor's `--target` on the `--listen` address, prints the hub's URL and token (which the
+/// vendor's system is configured with as they appear), runs the cases and exits 0 when all
+/// passed, 1 when one failed, 2 for a mistake in the arguments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_runs_the_cases_against_the_target_and_exits_by_the_outcome() {
+    use tokio::io::AsyncBufReadExt;
+
+    let bin = env!("CARGO_BIN_EXE_carehub");
+    let out = tokio::process::Command::new(bin)
+        .args(["conformance", "--vendor", "nobody", "--target", "http://127.0.0.1:9/api", "--out"])
+        .arg(std::env::temp_dir())
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "an unknown vendor is a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("phoniro"), "the error names the vendors known");
+
+    for (flaw, code) in [(None, 0), (Some(Flaw::PeppolTotalOff), 1)] {
+        let vendor = RestVendor::phoniro(flaw).await.expect("the vendor's system");
+        let dir = tempfile::tempdir().expect("a folder");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let mut child = tokio::process::Command::new(bin)
+            .args([
+                "conformance",
+                "--vendor",
+                "phoniro",
+                "--target",
+                &vendor.base_url,
+                "--trigger",
+                &vendor.trigger_url,
+            ])
+            .args(["--cases", "CONF-PHONIRO-ORDER-001,CONF-PHONIRO-INVOICE-001", "--wait", "5"])
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--out"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starts");
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut printed = Vec::new();
+        while let Some(line) = lines.next_line().await.expect("reads") {
+            if let Some(token) = line.trim().strip_prefix("token") {
+                vendor.connect(HubAccess {
+                    url: format!("http://127.0.0.1:{port}"),
+                    system: "phoniro".into(),
+                    token: token.trim().to_owned(),
+                    wrong_role_token: None,
+                });
+            }
+            printed.push(line);
+        }
+        let status = child.wait().await.expect("exits");
+        let printed = printed.join("\n");
+        assert_eq!(status.code(), Some(code), "{flaw:?}:\n{printed}");
+        assert!(printed.contains(&format!("127.0.0.1:{port}/v1/systems/phoniro/messages")), "{printed}");
+        let json = std::fs::read(dir.path().join("conformance-phoniro.json")).expect("the JSON report");
+        let hash = {
+            use sha2::Digest;
+            format!("{:x}", sha2::Sha256::digest(&json))
+        };
+        assert!(printed.contains(&hash), "the report's hash is printed: {printed}");
+        assert!(printed.contains("kept in the mock's journal as run 1"), "{printed}");
+        vendor.stop();
+    }
+}

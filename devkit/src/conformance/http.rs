@@ -200,10 +200,15 @@ impl System {
 
     /// Posts to the hub's messages endpoint until it answers 2xx, as the profile asks
     /// (a 503, a reset or a timeout is sent again); the last status.
+    /// Until the system is connected it waits, as a vendor's outbox does: an order may
+    /// come before the vendor has read the token `carehub conformance` prints.
     async fn post(&self, body: Vec<u8>, content_type: &str) -> Result<u16, String> {
-        let hub = self.hub().ok_or("the system is not connected to a hub")?;
-        let mut last = String::from("no attempt");
+        let mut last = String::from("the system is not connected to a hub");
         for _ in 0..60 {
+            let Some(hub) = self.hub() else {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
             let answer = self
                 .http
                 .post(hub.messages())
@@ -283,6 +288,12 @@ async fn order(State(s): State<System>, headers: HeaderMap, Json(body): Json<Val
         std::mem::take(&mut inner.reject_next)
     };
     tokio::spawn(async move {
+        for _ in 0..100 {
+            if s.hub().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         if s.flaw == Some(Flaw::PlanBeforeAck) {
             let date = s.now().await.map(|n| n.date_naive().to_string()).unwrap_or_default();
             let _ = s.post_json(&plan(s.vendor, &order, &date)).await;
