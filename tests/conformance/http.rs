@@ -122,7 +122,7 @@ async fn each_broken_phoniro_fails_exactly_the_cases_named_for_its_mistake() {
             Flaw::CheckDigitOff => &["CONF-PHONIRO-INVOICE_LINE-001"],
             Flaw::AckForUnknownOrder => &["CONF-PHONIRO-ORDER_ACK-006"],
             Flaw::PlanBeforeAck => &["CONF-PHONIRO-PLAN_NOTICE-001"],
-            Flaw::PeppolTotalOff => &["CONF-PHONIRO-INVOICE-001"],
+            Flaw::PeppolTotalOff => &["CONF-PHONIRO-VERIFICATION-001"],
         };
         ids.iter().map(|s| (*s).to_owned()).collect()
     };
@@ -324,7 +324,7 @@ async fn the_command_runs_the_cases_against_the_target_and_exits_by_the_outcome(
                 "--trigger",
                 &vendor.trigger_url,
             ])
-            .args(["--cases", "CONF-PHONIRO-ORDER-001,CONF-PHONIRO-INVOICE-001", "--wait", "5"])
+            .args(["--cases", "CONF-PHONIRO-ORDER-001,CONF-PHONIRO-VERIFICATION-001", "--wait", "5"])
             .args(["--listen", &format!("127.0.0.1:{port}"), "--out"])
             .arg(dir.path())
             .stdout(std::process::Stdio::piped())
