@@ -24,7 +24,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
-use chrono::{DateTime, FixedOffset, NaiveDate};
+use chrono::{DateTime, Datelike as _, FixedOffset, NaiveDate};
 use serde_json::{json, Value};
 
 use crate::peppol_write::{self, Kind, Line};
@@ -348,7 +348,8 @@ async fn trigger(State(s): State<System>, Json(body): Json<Value>) -> (StatusCod
 
 type Acted = Result<(), (StatusCode, String)>;
 
-fn hub_refused(e: String) -> (StatusCode, String) {
+/// The hub could not be reached (its clock, for the day the person works on).
+fn unreachable_hub(e: String) -> (StatusCode, String) {
     (StatusCode::BAD_GATEWAY, e)
 }
 
@@ -360,7 +361,7 @@ fn sent(_: Result<u16, String>) -> Acted {
 async fn act(s: &System, what: &str) -> Acted {
     let order = order_in(what);
     let need_order = || order.clone().ok_or((StatusCode::UNPROCESSABLE_ENTITY, format!("no order in: {what}")));
-    let now = s.now().await.map_err(hub_refused)?;
+    let now = s.now().await.map_err(unreachable_hub)?;
     let today = now.date_naive();
     if what.starts_with("Reject the next order") {
         s.lock().reject_next = true;
@@ -498,8 +499,6 @@ async fn act(s: &System, what: &str) -> Acted {
     }
     Err((StatusCode::NOT_IMPLEMENTED, format!("the harness cannot do: {what}")))
 }
-
-use chrono::Datelike as _;
 
 /// The client of the mock hub's default order.
 const CLIENT: &str = "193601016987";
