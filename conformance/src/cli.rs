@@ -137,10 +137,17 @@ pub struct ConformanceCommand {
 
 /// The vendor system's keys for the mock when no `--config` is given: the profile's
 /// defaults, with its URL (and a token endpoint beside it, for the vendors that fetch
-/// OAuth tokens) at `target`.
+/// OAuth tokens) at `target`. A file vendor's system is the client of the mock's own drop
+/// box, so its `sftp://` target needs no keys.
 pub fn system_for_target(vendor: &str, target: &str) -> anyhow::Result<crate::mock::MockConfig> {
     let profile = crate::mock::profile::profile(vendor)?;
     let url = reqwest::Url::parse(target).map_err(|e| anyhow::anyhow!("--target {target}: {e}"))?;
+    if profile.transport == crate::mock::profile::Transport::Sftp {
+        if url.scheme() != "sftp" {
+            anyhow::bail!("--target {target}: {vendor} exchanges files; give the drop box as sftp://user@host:port");
+        }
+        return Ok(crate::mock::MockConfig::default());
+    }
     if !matches!(url.scheme(), "http" | "https") {
         anyhow::bail!("--target {target}: {vendor} takes the hub's calls over HTTP(S); give its base URL");
     }
@@ -217,6 +224,10 @@ pub async fn main(command: ConformanceCommand) -> anyhow::Result<std::process::E
     println!("  token        {}", mock.token());
     println!("  journal      {}/mock/journal.html", mock.url());
     println!("  data         {}", mock.data().display());
+    if let Some(d) = mock.dropbox() {
+        println!("  sftp         sftp://{}@{} (password {})", d.user, d.addr, d.password);
+        println!("  host key     {}", d.fingerprint);
+    }
     let outcome = run_on_mock(args, &mock).await;
     mock.stop().await;
     let outcome = outcome?;

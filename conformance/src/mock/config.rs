@@ -28,6 +28,12 @@
 //! [delivery]                              # [delivery] of the hub
 //! max_attempts = 4
 //! ```
+//!
+//! For the SFTP vendors (Procapita, ParaGå) the mock serves a drop box of its own and
+//! fills in the system's SFTP keys itself; `sftp_listen` (default `127.0.0.1:2222`) and
+//! `sftp_password` (default a new random one) say where and with what the vendor logs in,
+//! and `[system]` may set the folders (`inbox`, `archive`, `error`, `outbox`) and
+//! `poll_seconds` (1 by default).
 
 use std::path::{Path, PathBuf};
 
@@ -74,6 +80,12 @@ pub struct MockConfig {
     /// The hub's `[delivery]`, over the mock's own defaults.
     #[serde(default)]
     pub delivery: Option<toml::Table>,
+    /// Where the SFTP drop box listens (Procapita, ParaGå). Default `127.0.0.1:2222`.
+    #[serde(default)]
+    pub sftp_listen: Option<String>,
+    /// The vendor's password on the drop box. Default: a new random one at each start.
+    #[serde(default)]
+    pub sftp_password: Option<String>,
 }
 
 impl MockConfig {
@@ -89,6 +101,11 @@ impl MockConfig {
     /// Parses the file's text.
     pub fn parse(text: &str) -> Result<MockConfig, MockError> {
         toml::from_str(text).map_err(|e| MockError::Config(e.message().to_owned()))
+    }
+
+    /// Where the SFTP drop box listens.
+    pub fn sftp_listen(&self) -> &str {
+        self.sftp_listen.as_deref().unwrap_or("127.0.0.1:2222")
     }
 
     /// Where the mock listens.

@@ -16,6 +16,8 @@
 //! - [`journal`]: the journal (`journal.sqlite`) and the outbound transport's wrapper;
 //! - [`inbound`]: faults, the journal's middleware, and the counterpart's checks;
 //! - [`send`]: the messages the counterpart injects for a [`SendCommand`];
+//! - [`files`]: the SFTP drop box of the file-based vendors (Procapita, ParaGå), which the
+//!   hub polls, and the journaling of every file the vendor leaves there;
 //! - `api`: the `/mock/` routes and the journal's page.
 //!
 //! The hub's deadlines (an order overdue 15 days after it was sent) are worked out when
@@ -43,6 +45,7 @@ use crate::exchange::{Counterpart, Direction, Exchange, Fault, SendCommand};
 
 mod api;
 pub mod config;
+pub mod files;
 pub mod inbound;
 pub mod journal;
 pub mod profile;
@@ -65,9 +68,6 @@ pub enum MockError {
     /// `--vendor` names no vendor carehub knows.
     #[error("unknown vendor '{vendor}', known: {known}")]
     UnknownVendor { vendor: String, known: String },
-    /// The vendor's transport is one the mock cannot serve yet.
-    #[error("{vendor} exchanges files over SFTP, and the mock's SFTP drop box is not part of this build yet; the HTTP and SOAP vendors (combine, treserva, lifecare, phoniro, lifecare-mobil) can be mocked")]
-    TransportNotReady { vendor: String },
     /// The mock's configuration, or the hub configuration made from it, is wrong.
     #[error("configuration: {0}")]
     Config(String),
@@ -102,7 +102,6 @@ impl MockError {
     pub fn code(&self) -> &'static str {
         match self {
             MockError::UnknownVendor { .. } => "MOCK_UNKNOWN_VENDOR",
-            MockError::TransportNotReady { .. } => "MOCK_TRANSPORT_NOT_READY",
             MockError::Config(_) => "MOCK_CONFIG",
             MockError::Journal(_) => "MOCK_JOURNAL",
             MockError::Hub(_) => "MOCK_HUB",
@@ -117,7 +116,7 @@ impl MockError {
 
     /// A mistake in how the mock was started (exit code 2), not a failure while running.
     pub fn is_usage(&self) -> bool {
-        matches!(self, MockError::UnknownVendor { .. } | MockError::TransportNotReady { .. } | MockError::Config(_))
+        matches!(self, MockError::UnknownVendor { .. } | MockError::Config(_))
     }
 }
 
@@ -162,6 +161,8 @@ pub struct MockHub {
     url: String,
     data: PathBuf,
     sink: tokio::task::JoinHandle<()>,
+    /// The SFTP vendors' drop box.
+    dropbox: Option<files::DropboxSide>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -172,10 +173,7 @@ impl MockHub {
     /// Starts the mock: the counterpart's sink, the hub on its listener, the journal.
     pub async fn start(options: MockOptions) -> Result<MockHub, MockError> {
         let profile = profile::profile(&options.vendor)?;
-        if profile.transport == profile::Transport::Sftp {
-            return Err(MockError::TransportNotReady { vendor: profile.vendor.to_owned() });
-        }
-        let config = &options.config;
+        let mut config = &options.config;
         let listen = options.listen.clone().unwrap_or_else(|| config.listen().to_owned());
         let at = config.start()?.unwrap_or_else(|| Clock::system().now());
         let (temp, data) = match &options.data {
@@ -203,6 +201,30 @@ impl MockHub {
             )));
         }
         let (sink, sink_url) = serve_sink().await?;
+        // A file-based vendor's system is the mock's own drop box, which the hub polls.
+        let with_dropbox;
+        let dropbox = if profile.transport == profile::Transport::Sftp {
+            let sftp_listen = match &config.sftp_listen {
+                Some(l) => l.clone(),
+                // Any port for the hub means any port for the drop box too.
+                None if listen.ends_with(":0") => format!("{}:0", addr.ip()),
+                None => config.sftp_listen().to_owned(),
+            };
+            let (side, system) = files::DropboxSide::start(
+                &profile,
+                &data,
+                &sftp_listen,
+                config.sftp_password.clone(),
+                config.system.as_ref(),
+                journal.clone(),
+            )
+            .await?;
+            with_dropbox = MockConfig { system: Some(system), ..config.clone() };
+            config = &with_dropbox;
+            Some(side)
+        } else {
+            None
+        };
         let text = config.hub_toml(&profile, &data, &addr.to_string(), &sink_url)?;
         let hub_config = carehub_server::config::Config::parse(&text, &options.base)
             .map_err(|e| MockError::Config(e.report(std::path::Path::new("mock configuration"))))?;
@@ -267,7 +289,7 @@ impl MockHub {
         .await
         .map_err(|e| MockError::Hub(format!("{e:#}")))?;
         let url = running.url();
-        Ok(MockHub { shared, hub: running, url, data, sink, _temp: temp })
+        Ok(MockHub { shared, hub: running, url, data, sink, dropbox, _temp: temp })
     }
 
     /// The base URL of the hub's API and of `/mock/`.
@@ -325,10 +347,18 @@ impl MockHub {
             .map_err(|e| MockError::Journal(e.to_string()))?
     }
 
-    /// Stops the hub and the counterpart's sink.
+    /// The SFTP drop box, for a file-based vendor (Procapita, ParaGå).
+    pub fn dropbox(&self) -> Option<&files::DropboxSide> {
+        self.dropbox.as_ref()
+    }
+
+    /// Stops the hub, the counterpart's sink and the drop box.
     pub async fn stop(self) {
         self.hub.stop().await;
         self.sink.abort();
+        if let Some(d) = self.dropbox {
+            d.stop().await;
+        }
     }
 }
 
@@ -456,9 +486,12 @@ impl Shared {
                 self.await_delivery(head, &order, Some(kind), command.twice).await
             }
             (Side::CaseManagement, kind @ ("order_ack" | "plan_notice")) => {
-                let order = match f.opt("order_id") {
-                    Some(o) => o,
-                    None => self.latest_order().await?,
+                // An order named, or the order made from a decision named (`procapita:PC-1`),
+                // or the latest made from the vendor's decisions.
+                let order = match (f.opt("order_id"), f.opt("decision")) {
+                    (Some(o), _) => o,
+                    (None, Some(d)) => carehub_core::flows::decision::order_id_for(&d),
+                    (None, None) => self.latest_order().await?,
                 };
                 let body = if kind == "order_ack" {
                     send::order_ack(
@@ -472,6 +505,25 @@ impl Shared {
                 };
                 self.inject(PROVIDER_COUNTERPART, body, "application/json").await?;
                 self.await_delivery(head, &order, Some(kind), command.twice).await
+            }
+            (Side::CaseManagement, "verification") => {
+                // The provider invoices the order; the hub verifies the invoice and sends the
+                // report to the case-management system the order came from.
+                let order = match (f.opt("order_id"), f.opt("decision")) {
+                    (Some(o), _) => o,
+                    (None, Some(d)) => carehub_core::flows::decision::order_id_for(&d),
+                    (None, None) => self.latest_order().await?,
+                };
+                let provider = f.text("provider", &self.providers[0]);
+                let invoice = f.text("invoice", &format!("MOCK-INV-{}", head + 1));
+                let minutes = f.0.get("minutes").and_then(Value::as_u64).unwrap_or(300);
+                let period = f.text("period", &today);
+                let csv = format!(
+                    "InvoiceNumber,Type,CreditedInvoice,OrganisationNumber,PeriodStart,Row,OrderId,Minutes,AmountOre,Comment\n{invoice},INVOICE,,{provider},{period},1,{order},{minutes},,\n"
+                );
+                self.inject(PROVIDER_COUNTERPART, csv, "text/csv").await?;
+                // The report's idempotency key starts with the provider.
+                self.await_delivery(head, &provider, Some("verification"), command.twice).await
             }
             _ => Err(send::unsupported(command, supported)),
         }
@@ -665,8 +717,9 @@ impl Counterpart for MockHub {
 /// `carehub mock`'s options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct MockArgs {
-    /// The vendor whose system is tested: combine, treserva, lifecare, phoniro,
-    /// lifecare-mobil (procapita and paraga need the SFTP drop box).
+    /// The vendor whose system is tested: combine, treserva, procapita, lifecare, phoniro,
+    /// lifecare-mobil, paraga (the last two of the case-management and provider vendors
+    /// exchange files in the mock's own SFTP drop box).
     #[arg(long)]
     pub vendor: String,
     /// The mock's settings (TOML): listen, at, mock_token, providers, [system], [tls].
@@ -717,6 +770,15 @@ pub async fn run(args: MockArgs) -> anyhow::Result<ExitCode> {
         mock.data().display(),
         if args.data.is_none() { " (temporary)" } else { "" }
     );
+    if let Some(d) = mock.dropbox() {
+        carehub_server::out!("  sftp         sftp://{}@{} (password {})", d.user, d.addr, d.password);
+        carehub_server::out!("  host key     {}", d.fingerprint);
+        carehub_server::out!(
+            "  folders      put files in {}/ (under a temporary name, then rename), fetch the hub's from {}/",
+            d.folders.inbox,
+            d.folders.outbox
+        );
+    }
     carehub_server::out!("");
     carehub_server::out!("The system's token (Authorization: Bearer ...):");
     carehub_server::out!("  export TOKEN={}", mock.token());

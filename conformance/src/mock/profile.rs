@@ -9,7 +9,8 @@
 //! decisions through. A case-management vendor (Combine, Treserva, Procapita, Lifecare) is
 //! sent acknowledgements and plan notices, which the hub makes from what a provider says,
 //! so the mock holds a provider system (Phoniro) it injects those through. The transport
-//! is a per-vendor choice ([`Transport`]); the SFTP vendors wait for the drop box.
+//! is a per-vendor choice ([`Transport`]); the SFTP vendors use the mock's own drop box
+//! (`files`).
 
 use crate::exchange::Wire;
 use crate::mock::MockError;
@@ -108,6 +109,6 @@ pub fn profile(vendor: &str) -> Result<Profile, MockError> {
 pub fn messages(side: Side) -> &'static [&'static str] {
     match side {
         Side::Provider => &["order", "order_change", "order_end"],
-        Side::CaseManagement => &["order_ack", "plan_notice"],
+        Side::CaseManagement => &["order_ack", "plan_notice", "verification"],
     }
 }

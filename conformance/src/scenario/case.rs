@@ -35,6 +35,8 @@ use super::{line_col, parse_error, Scenario, ScenarioError, Step, TomlInstant};
 /// The vendors with a built-in catalogue, and its text.
 const BUILTIN: &[(&str, &str, &str)] = &[
     ("phoniro", "conformance/catalogue/phoniro.toml", include_str!("../../catalogue/phoniro.toml")),
+    ("procapita", "conformance/catalogue/procapita.toml", include_str!("../../catalogue/procapita.toml")),
+    ("paraga", "conformance/catalogue/paraga.toml", include_str!("../../catalogue/paraga.toml")),
     (
         "lifecare-mobil",
         "conformance/catalogue/lifecare-mobil.toml",

@@ -3,14 +3,16 @@
 //! batch waits and then sees this one's visits: a copy or an overlap sent to two nodes at
 //! once is caught once), and the listings behind `/v1/visits` and the reports. The
 //! look-ups are SQLite's, one index probe each, through statements prepared once per
-//! connection.
+//! connection; for a batch they are read ahead in a few queries (`PgLedger::preload`) and
+//! its visits stored with its other held rows in one statement, since each probe was a
+//! round trip of the writer (SQLite's probes cost no round trip).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
-use carehub_core::rules::visits::{self, Thresholds, VisitFacts, VisitLedger, VisitToStore};
+use carehub_core::rules::visits::{self, IncomingVisit, Thresholds, VisitFacts, VisitLedger, VisitToStore};
 use carehub_core::store::*;
-use carehub_model::{OrgNumber, PersonalIdentityNumber, TagUid, Visit};
+use carehub_model::{OrgNumber, PersonalIdentityNumber, RegistrationMethod, TagUid, Visit};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::db::{col, Db};
@@ -26,6 +28,16 @@ struct PgLedger<'a, 'b> {
     /// The staff member's visits around the one being validated, read once for both the
     /// copy check and the overlap check.
     window: RefCell<Option<StaffWindow>>,
+    /// Every visit of the batch's staff members in the batch's span, read in one query
+    /// before the rules run and kept up to date as the batch's visits are stored, when the
+    /// span is short enough ([`PRELOAD_SPAN`]); `None`: a window is read per visit.
+    preloaded: Option<Preloaded>,
+    /// Source ids already stored, of the batch's visits (read with the preload), and those
+    /// the batch stores: a visit whose id is here is not inserted again.
+    stored_ids: HashSet<String>,
+    /// The registrations of every tag the batch's visits name (read with the preload):
+    /// (installed on, removed on, client), by tag. A tag not here is looked up alone.
+    tag_rows: HashMap<String, Vec<(String, Option<String>, String)>>,
     /// Tags and orders do not change during a batch: each is looked up once per batch.
     tags: RefCell<HashMap<(String, NaiveDate), Option<PersonalIdentityNumber>>>,
     orders: RefCell<HashMap<OrderKey, Option<String>>>,
@@ -38,6 +50,21 @@ struct PgLedger<'a, 'b> {
 /// (provider, client, day, the order the visit names).
 type OrderKey = (String, String, NaiveDate, Option<String>);
 
+/// The staff members' visits a batch may meet, by staff member (see `PgLedger::preloaded`).
+struct Preloaded {
+    by_staff: HashMap<String, Vec<PreloadedVisit>>,
+}
+
+struct PreloadedVisit {
+    check_in: String,
+    nearby: Nearby,
+}
+
+/// A batch spanning more than this (from its first check-in, less the longest visit, to its
+/// last check-out) reads windows per visit instead: a page of old and new visits would
+/// otherwise read months of its staff's visits.
+const PRELOAD_SPAN: chrono::Duration = chrono::Duration::days(3);
+
 struct StaffWindow {
     staff: String,
     from: String,
@@ -45,6 +72,7 @@ struct StaffWindow {
     visits: Vec<Nearby>,
 }
 
+#[derive(Clone)]
 struct Nearby {
     source_id: String,
     client: String,
@@ -57,6 +85,23 @@ impl PgLedger<'_, '_> {
     /// Runs `f` over the staff member's visits in [from - max_duration, to], reading them
     /// only when the window differs from the last one read.
     fn with_window<T>(&self, staff: &str, from: &str, to: &str, f: impl FnOnce(&[Nearby]) -> T) -> Option<T> {
+        if let Some(pre) = &self.preloaded {
+            let earliest = DateTime::parse_from_rfc3339(from)
+                .map(|t| ts(t.with_timezone(&Utc) - self.thresholds.max_duration))
+                .ok()?;
+            let near: Vec<Nearby> = pre
+                .by_staff
+                .get(staff)
+                .map(|visits| {
+                    visits
+                        .iter()
+                        .filter(|v| v.check_in.as_str() > earliest.as_str() && v.check_in.as_str() <= to)
+                        .map(|v| v.nearby.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Some(f(&near));
+        }
         let mut cache = self.window.borrow_mut();
         let fresh = cache.as_ref().is_none_or(|w| w.staff != staff || w.from != from || w.to != to);
         if fresh {
@@ -103,6 +148,16 @@ impl VisitFacts for PgLedger<'_, '_> {
             return known.clone();
         }
         let day = day.to_string();
+        if let Some(rows) = self.tag_rows.get(tag.as_str()) {
+            // The query below, over the rows read with the preload.
+            let owner = rows
+                .iter()
+                .filter(|(installed, removed, _)| *installed <= day && removed.as_ref().is_none_or(|r| *r >= day))
+                .max_by(|a, b| a.0.cmp(&b.0))
+                .and_then(|(_, _, client)| PersonalIdentityNumber::parse(client).ok());
+            self.tags.borrow_mut().insert(key, owner.clone());
+            return owner;
+        }
         let client: Option<String> = self
             .db
             .borrow_mut()
@@ -198,40 +253,29 @@ impl VisitLedger for PgLedger<'_, '_> {
         // The next visit must see this one: no window survives an insert.
         self.window.get_mut().take();
         let stored = v.visit;
-        let canonical = serde_json::to_string(stored).map_err(backend)?;
-        let findings = serde_json::to_string(&v.verdict.findings).map_err(backend)?;
-        let codes_text = v.verdict.findings.iter().map(|f| f.code.as_str()).collect::<Vec<_>>().join(" ");
-        let line = v.line.and_then(|l| i64::try_from(l).ok());
-        let inserted = self.db.get_mut().execute(
-            "INSERT INTO visits (source_id, system, provider, client, order_id, staff, check_in, check_out,
-                month, seconds, planned_minutes, visit_outcome, manual, outcome, codes, findings, canonical,
-                log_seq, line, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
-             ON CONFLICT (source_id) DO NOTHING",
-            &[
-                &v.source_id,
-                &v.system,
-                &stored.provider.as_ref().map(|p| p.as_str()),
-                &stored.client,
-                &v.order_id,
-                &stored.staff,
-                &ts(stored.check_in.at),
-                &stored.check_out.as_ref().map(|o| ts(o.at)),
-                &month_key(v.month),
-                &stored.duration().map(|d| d.num_seconds()),
-                &stored.planned_minutes.map(i64::from),
-                &stored.outcome.as_str(),
-                &v.manual,
-                &v.verdict.outcome.as_str(),
-                &codes_text,
-                &findings,
-                &canonical,
-                &self.log_seq,
-                &line,
-                &self.received_at,
-            ],
-        )?;
-        Ok(inserted > 0)
+        if self.preloaded.is_some() {
+            // The ids were read with the preload, under the sequencer: no other node
+            // stores a visit meanwhile, so an id not seen is free and the insert can wait
+            // for the commit's other held rows (`db.rs`).
+            if !self.stored_ids.insert(v.source_id.to_owned()) {
+                return Ok(false);
+            }
+            let check_in = ts(stored.check_in.at);
+            if let Some(pre) = self.preloaded.as_mut() {
+                pre.by_staff.entry(stored.staff.clone()).or_default().push(PreloadedVisit {
+                    check_in: check_in.clone(),
+                    nearby: Nearby {
+                        source_id: v.source_id.to_owned(),
+                        client: stored.client.clone(),
+                        check_in,
+                        check_out: stored.check_out.as_ref().map(|o| ts(o.at)),
+                        rejected: v.verdict.outcome.as_str() == "rejected",
+                    },
+                });
+            }
+            return self.insert_row(v, true);
+        }
+        self.insert_row(v, false)
     }
 
     fn set_cursor(&mut self, system: &str, cursor: &str) -> Result<(), StoreError> {
@@ -245,6 +289,138 @@ impl VisitLedger for PgLedger<'_, '_> {
 
     fn set_canonical(&mut self, summary: String) -> Result<(), StoreError> {
         self.summary = Some(summary);
+        Ok(())
+    }
+}
+
+impl PgLedger<'_, '_> {
+    /// Stores one visit: `held` (its id known to be free) with the commit's held rows,
+    /// otherwise at once, a taken id then storing nothing.
+    fn insert_row(&mut self, v: VisitToStore<'_>, held: bool) -> Result<bool, StoreError> {
+        let stored = v.visit;
+        let canonical = serde_json::to_string(stored).map_err(backend)?;
+        let findings = serde_json::to_string(&v.verdict.findings).map_err(backend)?;
+        let codes_text = v.verdict.findings.iter().map(|f| f.code.as_str()).collect::<Vec<_>>().join(" ");
+        let line = v.line.and_then(|l| i64::try_from(l).ok());
+        let provider = stored.provider.as_ref().map(|p| p.as_str());
+        let (check_in, check_out) = (ts(stored.check_in.at), stored.check_out.as_ref().map(|o| ts(o.at)));
+        let (month, seconds) = (month_key(v.month), stored.duration().map(|d| d.num_seconds()));
+        let planned = stored.planned_minutes.map(i64::from);
+        let params: [&(dyn postgres::types::ToSql + Sync); 20] = [
+            &v.source_id,
+            &v.system,
+            &provider,
+            &stored.client,
+            &v.order_id,
+            &stored.staff,
+            &check_in,
+            &check_out,
+            &month,
+            &seconds,
+            &planned,
+            &stored.outcome.as_str(),
+            &v.manual,
+            &v.verdict.outcome.as_str(),
+            &codes_text,
+            &findings,
+            &canonical,
+            &self.log_seq,
+            &line,
+            &self.received_at,
+        ];
+        if held {
+            self.db.get_mut().insert_later(
+                6,
+                "INSERT INTO visits (source_id, system, provider, client, order_id, staff, check_in, check_out,
+                    month, seconds, planned_minutes, visit_outcome, manual, outcome, codes, findings, canonical,
+                    log_seq, line, received_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+                &params,
+                Some(&format!("visit {}", v.source_id)),
+            )?;
+            return Ok(true);
+        }
+        let inserted = self.db.get_mut().execute(
+            "INSERT INTO visits (source_id, system, provider, client, order_id, staff, check_in, check_out,
+                month, seconds, planned_minutes, visit_outcome, manual, outcome, codes, findings, canonical,
+                log_seq, line, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+             ON CONFLICT (source_id) DO NOTHING",
+            &params,
+        )?;
+        Ok(inserted > 0)
+    }
+
+    /// Reads, in three queries, what the rules would otherwise ask of the database once per
+    /// visit: the registrations of the tags the batch names, its staff members' visits over
+    /// its span and which of its ids are stored already (the last two only when the span is
+    /// short enough to read at once, [`PRELOAD_SPAN`]). Each look-up was a round trip of
+    /// the node's one writer, which the whole cluster's batches wait for at the sequencer.
+    fn preload(&mut self, visits: &[IncomingVisit]) -> Result<(), StoreError> {
+        let mut staff: Vec<&str> = Vec::new();
+        let mut ids: Vec<&str> = Vec::new();
+        let mut tags: Vec<String> = Vec::new();
+        let (mut first, mut last): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) = (None, None);
+        for v in visits {
+            let IncomingVisit::Visit { visit, .. } = v else { continue };
+            staff.push(&visit.staff);
+            if let Some(id) = &visit.id {
+                ids.push(id.as_str());
+            }
+            for r in std::iter::once(&visit.check_in).chain(visit.check_out.as_ref()) {
+                if let RegistrationMethod::Nfc { tag_uid } = &r.method {
+                    if let Ok(uid) = TagUid::parse(tag_uid) {
+                        tags.push(uid.as_str().to_owned());
+                    }
+                }
+            }
+            let (from, to) = (visit.check_in.at, visit.check_out.as_ref().map_or(visit.check_in.at, |o| o.at.max(visit.check_in.at)));
+            first = Some(first.map_or(from, |f| f.min(from)));
+            last = Some(last.map_or(to, |l| l.max(to)));
+        }
+        tags.sort_unstable();
+        tags.dedup();
+        let registrations = self.db.get_mut().query(
+            "SELECT tag_uid, installed_on, removed_on, client FROM tag_registrations WHERE tag_uid = ANY($1)",
+            &[&tags],
+        )?;
+        let mut tag_rows: HashMap<String, Vec<(String, Option<String>, String)>> =
+            tags.into_iter().map(|t| (t, Vec::new())).collect();
+        for r in &registrations {
+            let uid: String = col(r, 0)?;
+            tag_rows.entry(uid).or_default().push((col(r, 1)?, col(r, 2)?, col(r, 3)?));
+        }
+        self.tag_rows = tag_rows;
+        let (Some(first), Some(last)) = (first, last) else { return Ok(()) };
+        let earliest = first - self.thresholds.max_duration;
+        if last - earliest > PRELOAD_SPAN {
+            return Ok(());
+        }
+        staff.sort_unstable();
+        staff.dedup();
+        let db = self.db.get_mut();
+        let rows = db.query(
+            "SELECT staff, source_id, client, check_in, check_out, outcome FROM visits
+             WHERE staff = ANY($1) AND check_in > $2 AND check_in <= $3",
+            &[&staff, &ts(earliest), &ts(last)],
+        )?;
+        let mut by_staff: HashMap<String, Vec<PreloadedVisit>> = HashMap::new();
+        for r in &rows {
+            let check_in: String = col(r, 3)?;
+            by_staff.entry(col(r, 0)?).or_default().push(PreloadedVisit {
+                check_in: check_in.clone(),
+                nearby: Nearby {
+                    source_id: col(r, 1)?,
+                    client: col(r, 2)?,
+                    check_in,
+                    check_out: col(r, 4)?,
+                    rejected: col::<&str>(r, 5)? == "rejected",
+                },
+            });
+        }
+        let taken = db.query("SELECT source_id FROM visits WHERE source_id = ANY($1)", &[&ids])?;
+        self.stored_ids = taken.iter().map(|r| col::<String>(r, 0)).collect::<Result<_, _>>()?;
+        self.preloaded = Some(Preloaded { by_staff });
         Ok(())
     }
 }
@@ -267,12 +443,16 @@ pub(crate) fn ingest(db: &mut Db<'_>, chain: &mut Chain, ingest: VisitIngest) ->
         thresholds,
         closed,
         window: RefCell::new(None),
+        preloaded: None,
+        stored_ids: HashSet::new(),
+        tag_rows: HashMap::new(),
         tags: RefCell::default(),
         orders: RefCell::default(),
         log_seq: slot,
         received_at: ts(now),
         summary: None,
     };
+    ledger.preload(&visits)?;
     let batch = visits::Batch { system: &system, visits, thresholds, now, cursor: cursor.as_deref() };
     let results = visits::ingest(&mut ledger, batch)?;
     log.canonical = ledger.summary.take();
