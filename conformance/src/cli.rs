@@ -115,3 +115,121 @@ pub async fn run(args: &ConformanceArgs, counterpart: &dyn Counterpart) -> anyho
     );
     Ok(Outcome { run, written })
 }
+
+/// `carehub conformance`: the run's arguments, and where the mock hub it starts listens.
+#[derive(Debug, Clone, Args)]
+pub struct ConformanceCommand {
+    #[command(flatten)]
+    pub run: ConformanceArgs,
+    /// Where the mock hub listens (the hub's API the vendor's system calls, and `/mock/`),
+    /// so the vendor's side can be configured up front. Default `127.0.0.1:8090`.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// The mock's settings (as `carehub mock --config`); its `[system]` is the vendor's
+    /// side, and `--target` is then only the report's name for it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Keep the hub's database and the journal (with the run's entry) here; default a
+    /// temporary folder.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+/// The vendor system's keys for the mock when no `--config` is given: the profile's
+/// defaults, with its URL (and a token endpoint beside it, for the vendors that fetch
+/// OAuth tokens) at `target`. A file vendor's system is the client of the mock's own drop
+/// box, so its `sftp://` target needs no keys.
+pub fn system_for_target(vendor: &str, target: &str) -> anyhow::Result<crate::mock::MockConfig> {
+    let profile = crate::mock::profile::profile(vendor)?;
+    let url = reqwest::Url::parse(target).map_err(|e| anyhow::anyhow!("--target {target}: {e}"))?;
+    if profile.transport == crate::mock::profile::Transport::Sftp {
+        if url.scheme() != "sftp" {
+            anyhow::bail!("--target {target}: {vendor} exchanges files; give the drop box as sftp://user@host:port");
+        }
+        return Ok(crate::mock::MockConfig::default());
+    }
+    if !matches!(url.scheme(), "http" | "https") {
+        anyhow::bail!("--target {target}: {vendor} takes the hub's calls over HTTP(S); give its base URL");
+    }
+    let mut keys: toml::Table = toml::from_str(profile.defaults)?;
+    for key in ["base_url", "callback_url", "endpoint_url"] {
+        if keys.contains_key(key) {
+            keys.insert(key.into(), toml::Value::String(target.trim_end_matches('/').to_owned()));
+        }
+    }
+    if keys.contains_key("token_url") {
+        let origin = url.origin().ascii_serialization();
+        keys.insert("token_url".into(), toml::Value::String(format!("{origin}/oauth/token")));
+    }
+    Ok(crate::mock::MockConfig { system: Some(keys), ..crate::mock::MockConfig::default() })
+}
+
+/// Runs the catalogue against the mock hub and keeps the run's entry (score, coverage,
+/// cases, the report's SHA-256) in the mock's journal, so `GET /mock/reports` shows which
+/// run the vendor passed.
+pub async fn run_on_mock(args: &ConformanceArgs, mock: &crate::mock::MockHub) -> anyhow::Result<Outcome> {
+    let outcome = run(args, mock).await?;
+    let entry = mock.record_report(&outcome.run, &outcome.written).await?;
+    println!("kept in the mock's journal as run {} at {} (GET /mock/reports)", entry.id, entry.at.to_rfc3339());
+    Ok(outcome)
+}
+
+/// `carehub conformance`: starts the mock hub toward the vendor's `--target`, prints where
+/// the vendor's system reaches it, runs the catalogue, and exits 0 when every case passed,
+/// 1 when one failed, 2 for a mistake in the arguments.
+pub async fn main(command: ConformanceCommand) -> anyhow::Result<std::process::ExitCode> {
+    use std::process::ExitCode;
+    let usage = |e: &dyn std::fmt::Display| {
+        eprintln!("error: {e}");
+        Ok(ExitCode::from(2))
+    };
+    let args = &command.run;
+    let catalogue = match Catalogue::builtin(&args.vendor) {
+        Ok(c) => c,
+        Err(e) => return usage(&e),
+    };
+    let earliest = match catalogue.select(&args.cases) {
+        Ok(cases) => cases.iter().filter_map(|c| c.start()).min(),
+        Err(e) => return usage(&e),
+    };
+    let (mut config, base) = match &command.config {
+        Some(path) => match crate::mock::MockConfig::load(path) {
+            Ok(c) => c,
+            Err(e) => return usage(&e),
+        },
+        None => match system_for_target(&args.vendor, &args.target) {
+            Ok(c) => (c, PathBuf::from(".")),
+            Err(e) => return usage(&e),
+        },
+    };
+    // The cases set the mock's clock to their own days; the tokens the mock issues (and
+    // prints) must already be valid on the earliest of them, so its clock starts there.
+    if config.at.is_none() {
+        config.at = earliest.map(|at| at.to_rfc3339());
+    }
+    let options = crate::mock::MockOptions {
+        vendor: args.vendor.clone(),
+        config,
+        base,
+        data: command.data.clone(),
+        listen: command.listen.clone(),
+    };
+    let mock = match crate::mock::MockHub::start(options).await {
+        Ok(m) => m,
+        Err(e) if e.is_usage() => return usage(&e),
+        Err(e) => return Err(e.into()),
+    };
+    println!("carehub conformance: {} against {}", args.vendor, args.target);
+    println!("  hub API      {}/v1/systems/{}/messages", mock.url(), mock.system());
+    println!("  token        {}", mock.token());
+    println!("  journal      {}/mock/journal.html", mock.url());
+    println!("  data         {}", mock.data().display());
+    if let Some(d) = mock.dropbox() {
+        println!("  sftp         sftp://{}@{} (password {})", d.user, d.addr, d.password);
+        println!("  host key     {}", d.fingerprint);
+    }
+    let outcome = run_on_mock(args, &mock).await;
+    mock.stop().await;
+    let outcome = outcome?;
+    Ok(ExitCode::from(outcome.exit_code()))
+}

@@ -61,9 +61,9 @@ async fn order(State(p): State<Phoniro>, headers: HeaderMap, Json(body): Json<Va
     let order = body["orderId"].as_str().unwrap_or_default().to_owned();
     let Some((url, token)) = p.hub.lock().expect("hub").clone() else { return StatusCode::SERVICE_UNAVAILABLE };
     tokio::spawn(async move {
-        // A moment after the order's answer, as a real system confirms: the mock marks an
-        // order sent once the vendor has answered its delivery, so a confirmation that
-        // overtakes that answer is journaled as MOCK_UNKNOWN_ORDER (a race in the mock).
+        // A moment after the order's answer, as a real system confirms (the mock counts an
+        // order as sent from the moment its delivery starts, so confirming sooner is fine
+        // too: tests/conformance/http.rs confirms before answering).
         tokio::time::sleep(Duration::from_millis(200)).await;
         let http = reqwest::Client::new();
         let mut ack = json!({"type": "orderConfirmation", "orderId": order, "status": "ACCEPTED",

@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::journal::ReportEntry;
 use super::{MockError, Shared};
 use crate::exchange::{Exchange, Fault, SendCommand};
 
@@ -63,6 +64,7 @@ pub(crate) fn routes(shared: Arc<Shared>) -> Router {
         .route("/mock/journal", get(journal))
         .route("/mock/journal.html", get(journal_page))
         .route("/mock/journal/{id}", get(exchange))
+        .route("/mock/reports", get(reports))
         .layer(axum::middleware::from_fn_with_state(shared.clone(), guard))
         .with_state(shared)
 }
@@ -219,9 +221,22 @@ async fn exchange(State(s): State<Arc<Shared>>, Path(id): Path<i64>) -> Answer {
     }
 }
 
+async fn kept_reports(s: &Shared) -> Result<Vec<ReportEntry>, Refusal> {
+    let journal = s.journal.clone();
+    Ok(tokio::task::spawn_blocking(move || journal.reports())
+        .await
+        .map_err(|e| Refusal(StatusCode::INTERNAL_SERVER_ERROR, "MOCK_JOURNAL", e.to_string()))??)
+}
+
+/// The conformance runs played against this mock, with their reports' hashes.
+async fn reports(State(s): State<Arc<Shared>>) -> Answer {
+    Ok(Json(kept_reports(&s).await?).into_response())
+}
+
 async fn journal_page(State(s): State<Arc<Shared>>, Query(page): Query<Page>) -> Answer {
     let exchanges = s.exchanges_since(page.after, page.limit.unwrap_or(500).clamp(1, 10_000)).await?;
-    Ok(Html(page_html(s.profile.vendor, &exchanges)).into_response())
+    let reports = kept_reports(&s).await?;
+    Ok(Html(page_html(s.profile.vendor, &exchanges, &reports)).into_response())
 }
 
 fn esc(s: &str) -> String {
@@ -229,7 +244,32 @@ fn esc(s: &str) -> String {
 }
 
 /// The journal as one plain page: no scripts, no external assets.
-pub fn page_html(vendor: &str, exchanges: &[Exchange]) -> String {
+pub fn page_html(vendor: &str, exchanges: &[Exchange], reports: &[ReportEntry]) -> String {
+    let mut runs = String::new();
+    for r in reports {
+        runs.push_str(&format!(
+            "<tr><td>{id}</td><td>{at}</td><td>{vendor}</td><td>{passed}/{total} ({score:.1}%)</td><td>{coverage:.1}%</td><td>{cases}</td><td><code>{sha}</code></td></tr>\n",
+            id = r.id,
+            at = esc(&r.at.to_rfc3339()),
+            vendor = esc(&r.vendor),
+            passed = r.passed,
+            total = r.total,
+            score = r.score * 100.0,
+            coverage = r.coverage * 100.0,
+            cases = r.cases.len(),
+            sha = esc(&r.sha256),
+        ));
+    }
+    let runs = if reports.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<h2>Conformance runs</h2><p>Each run's report is its JSON file; its SHA-256 is kept here. \
+             JSON: <a href=\"/mock/reports\">/mock/reports</a>.</p>\
+             <table><thead><tr><th>run</th><th>at (mock clock)</th><th>vendor</th><th>score</th><th>coverage</th><th>cases</th><th>report SHA-256</th></tr></thead>\
+             <tbody>\n{runs}</tbody></table><h2>Exchanges</h2>"
+        )
+    };
     let mut rows = String::new();
     for x in exchanges {
         let problems: String = x
@@ -271,7 +311,7 @@ pub fn page_html(vendor: &str, exchanges: &[Exchange]) -> String {
          td,th{{border-bottom:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top}}\
          tr.bad td:first-child{{border-left:4px solid #b00}}tr.ok td:first-child{{border-left:4px solid #080}}\
          pre{{white-space:pre-wrap;max-width:60em;background:#f6f6f6;padding:.4em}}.at{{color:#555}}</style></head>\
-         <body><h1>Journal of the mock hub toward {vendor}</h1><p>{n} exchanges, oldest first. \
+         <body><h1>Journal of the mock hub toward {vendor}</h1>{runs}<p>{n} exchanges, oldest first. \
          JSON: <a href=\"/mock/journal\">/mock/journal</a>.</p>\
          <table><thead><tr><th>id</th><th>at (mock clock)</th><th>way</th><th>wire</th><th>target</th><th>message</th><th>key</th><th>status</th><th>ms</th><th>problems</th></tr></thead>\
          <tbody>\n{rows}</tbody></table></body></html>\n",
@@ -307,7 +347,7 @@ mod tests {
                 offset: Some(35),
             }],
         };
-        let page = page_html("phoniro", &[x]);
+        let page = page_html("phoniro", &[x], &[]);
         assert!(!page.contains("<script>"), "the payload is escaped");
         assert!(page.contains("&lt;script&gt;"));
         assert!(page.contains("<code>INVALID_DATE</code>") && page.contains("confirmedAt @ byte 35"));

@@ -134,12 +134,15 @@ impl MockConfig {
         self.jwt_secret.as_deref().unwrap_or(DEFAULT_SECRET)
     }
 
-    /// The providers orders are routed for.
-    pub fn providers(&self) -> Vec<String> {
-        if self.providers.is_empty() {
-            vec![DEFAULT_PROVIDER.to_owned(), SECOND_PROVIDER.to_owned()]
-        } else {
-            self.providers.clone()
+    /// The providers orders are routed for. By default two when the mock's own provider
+    /// system serves them (a case-management vendor then meets a switch of provider), and
+    /// one when the vendor is the provider system: a provider-side vendor's files and rows
+    /// need not name a provider the hub could not tell from another.
+    pub fn providers(&self, side: Side) -> Vec<String> {
+        match (self.providers.is_empty(), side) {
+            (false, _) => self.providers.clone(),
+            (true, Side::CaseManagement) => vec![DEFAULT_PROVIDER.to_owned(), SECOND_PROVIDER.to_owned()],
+            (true, Side::Provider) => vec![DEFAULT_PROVIDER.to_owned()],
         }
     }
 
@@ -195,7 +198,7 @@ impl MockConfig {
             Side::CaseManagement => PROVIDER_COUNTERPART,
         };
         let providers = self
-            .providers()
+            .providers(profile.side)
             .iter()
             .enumerate()
             .map(|(i, org)| {

@@ -200,9 +200,11 @@ pub async fn journal_layer(State(inbound): State<Arc<Inbound>>, request: Request
     // What the message is, by the vendor's mappings, and what the hub knew before it.
     let is_message = parts.method == axum::http::Method::POST
         && parts.uri.path() == format!("/v1/systems/{}/messages", inbound.system);
-    let what = if is_message { inbound.what(&bytes) } else { None };
+    let mut what = if is_message { inbound.what(&bytes) } else { None };
     if let Some(w) = &what {
         problems.extend(inbound.before(w, &parts.headers, &bytes).await);
+    } else if is_message {
+        what = peppol(&bytes, &mut problems);
     }
     let response = next.run(Request::from_parts(parts, Body::from(bytes.clone()))).await;
     let (rparts, rbody) = response.into_parts();
@@ -221,6 +223,19 @@ pub async fn journal_layer(State(inbound): State<Arc<Inbound>>, request: Request
     let x = exchange(&inbound, target, headers, bytes.to_vec(), Some(status), answer.to_vec(), started, problems, what);
     record(&inbound, x).await;
     Response::from_parts(rparts, Body::from(answer))
+}
+
+/// A PEPPOL BIS 3 invoice or credit note (which no mapping file decodes: the hub reads
+/// UBL itself): its type and number, and the EN 16931 totals rules it breaks (BR-CO-10 to
+/// BR-CO-16), which the hub reports in its verification rather than refusing the document.
+fn peppol(body: &[u8], problems: &mut Vec<Problem>) -> Option<What> {
+    let doc = carehub_core::peppol::read_bytes(body).ok()?;
+    problems.extend(carehub_core::peppol::check_totals(&doc).into_iter().map(|f| problem(f.code.as_str(), &f.message)));
+    let message_type = match doc.kind {
+        carehub_model::InvoiceKind::Invoice => "invoice",
+        carehub_model::InvoiceKind::CreditNote => "credit_note",
+    };
+    Some(What { message_type: message_type.to_owned(), key: Some(doc.id), own_id: None })
 }
 
 fn problem(code: &str, message: &str) -> Problem {

@@ -11,7 +11,7 @@
 //! state and error. It records and passes everything on unchanged, so the delivery loop
 //! behaves as it would against the real vendor.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -31,6 +31,11 @@ pub struct Journal {
     clock: Clock,
     /// Woken at each record, for those waiting for an exchange.
     pub recorded: tokio::sync::Notify,
+    /// The business keys the hub has started delivering to the vendor. An order counts as
+    /// sent from the moment its delivery starts, not once the vendor has answered it: a
+    /// vendor may well acknowledge an order before its answer to the order's POST is on
+    /// the wire, and the journal's outbound row is written only after that answer.
+    delivering: Mutex<HashSet<String>>,
 }
 
 const SCHEMA: &str = "
@@ -50,7 +55,41 @@ CREATE TABLE IF NOT EXISTS exchanges (
     problems TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS exchanges_by_key ON exchanges (key, direction);
+CREATE TABLE IF NOT EXISTS reports (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    vendor TEXT NOT NULL,
+    passed INTEGER NOT NULL,
+    total INTEGER NOT NULL,
+    score REAL NOT NULL,
+    coverage REAL NOT NULL,
+    cases TEXT NOT NULL,
+    sha256 TEXT NOT NULL
+);
 ";
+
+/// A conformance run the mock played, as its journal keeps it: which vendor, how it
+/// scored, which cases ran, and the SHA-256 of its JSON report, at the mock's time. A
+/// vendor shows a municipality this entry beside the report, and anyone can hash the
+/// report again and compare.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReportEntry {
+    /// The journal's sequence number of reports (0 before it is recorded).
+    pub id: i64,
+    /// On the mock's clock (which the run may have moved).
+    pub at: DateTime<Utc>,
+    pub vendor: String,
+    pub passed: usize,
+    pub total: usize,
+    /// The share of cases passed, 0 to 1.
+    pub score: f64,
+    /// The share of the profile's messages and fields exercised, 0 to 1.
+    pub coverage: f64,
+    /// The ids of the cases run, in order.
+    pub cases: Vec<String>,
+    /// The SHA-256 of the JSON report's bytes, lowercase hex.
+    pub sha256: String,
+}
 
 fn word<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
@@ -67,7 +106,12 @@ impl Journal {
         let conn = Connection::open(path).map_err(journal)?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").map_err(journal)?;
         conn.execute_batch(SCHEMA).map_err(journal)?;
-        Ok(Journal { conn: Mutex::new(conn), clock, recorded: tokio::sync::Notify::new() })
+        Ok(Journal {
+            conn: Mutex::new(conn),
+            clock,
+            recorded: tokio::sync::Notify::new(),
+            delivering: Mutex::new(HashSet::new()),
+        })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -134,8 +178,17 @@ impl Journal {
         .map_err(|e| MockError::Journal(e.to_string()))
     }
 
-    /// Whether anything about `key` (an order) was delivered to the vendor, or tried.
+    /// Notes that the hub has started delivering something about `key` to the vendor.
+    pub fn delivering(&self, key: &str) {
+        self.delivering.lock().unwrap_or_else(PoisonError::into_inner).insert(key.to_owned());
+    }
+
+    /// Whether anything about `key` (an order) was delivered to the vendor, or tried, or
+    /// is being delivered now.
     pub fn sent(&self, key: &str) -> bool {
+        if self.delivering.lock().unwrap_or_else(PoisonError::into_inner).contains(key) {
+            return true;
+        }
         self.conn()
             .query_row(
                 "SELECT 1 FROM exchanges WHERE key = ?1 AND direction = 'outbound' LIMIT 1",
@@ -146,6 +199,59 @@ impl Journal {
             .ok()
             .flatten()
             .is_some()
+    }
+
+    /// Keeps a conformance run's entry (its `id` and `at` are the journal's); the entry.
+    pub fn record_report(&self, entry: &ReportEntry) -> Result<ReportEntry, MockError> {
+        let at = self.clock.now();
+        let cases = serde_json::to_string(&entry.cases).unwrap_or_else(|_| "[]".into());
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO reports (at, vendor, passed, total, score, coverage, cases, sha256)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                at.to_rfc3339(),
+                entry.vendor,
+                i64::try_from(entry.passed).unwrap_or(i64::MAX),
+                i64::try_from(entry.total).unwrap_or(i64::MAX),
+                entry.score,
+                entry.coverage,
+                cases,
+                entry.sha256
+            ],
+        )
+        .map_err(|e| MockError::Journal(e.to_string()))?;
+        Ok(ReportEntry { id: conn.last_insert_rowid(), at, ..entry.clone() })
+    }
+
+    /// The conformance runs kept, oldest first.
+    pub fn reports(&self) -> Result<Vec<ReportEntry>, MockError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, at, vendor, passed, total, score, coverage, cases, sha256 FROM reports ORDER BY id",
+            )
+            .map_err(|e| MockError::Journal(e.to_string()))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let at: String = r.get(1)?;
+                let cases: String = r.get(7)?;
+                let passed: i64 = r.get(3)?;
+                let total: i64 = r.get(4)?;
+                Ok(ReportEntry {
+                    id: r.get(0)?,
+                    at: DateTime::parse_from_rfc3339(&at).map(|t| t.with_timezone(&Utc)).unwrap_or_default(),
+                    vendor: r.get(2)?,
+                    passed: usize::try_from(passed).unwrap_or(0),
+                    total: usize::try_from(total).unwrap_or(0),
+                    score: r.get(5)?,
+                    coverage: r.get(6)?,
+                    cases: serde_json::from_str(&cases).unwrap_or_default(),
+                    sha256: r.get(8)?,
+                })
+            })
+            .map_err(|e| MockError::Journal(e.to_string()))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| MockError::Journal(e.to_string()))
     }
 
     /// The last exchange's id (0 when there is none).
@@ -290,6 +396,7 @@ pub fn key_of(idempotency_key: &str) -> String {
 #[async_trait]
 impl Transport for Journaled {
     async fn deliver(&self, envelope: &Envelope<'_>) -> Result<DeliveryReceipt, DeliveryError> {
+        self.journal.delivering(&key_of(envelope.idempotency_key));
         self.sent.lock().unwrap_or_else(PoisonError::into_inner).insert(
             envelope.idempotency_key.to_owned(),
             Sent {

@@ -250,7 +250,7 @@ impl MockHub {
         let outbox = runtime.delivery.notify.clone();
         let max_body = runtime.state.max_body;
         let auth = Auth::new(config.secret(), clock.clone());
-        let providers = config.providers();
+        let providers = config.providers(profile.side);
         let token = match profile.side {
             Side::CaseManagement => {
                 auth.issue(profile.vendor, Role::CaseManagement, Some(profile.vendor), None, TOKEN_TTL)
@@ -320,6 +320,31 @@ impl MockHub {
     /// The journal.
     pub fn journal(&self) -> &Journal {
         &self.shared.journal
+    }
+
+    /// Keeps a finished conformance run in the journal (vendor, score, coverage, cases and
+    /// the report's SHA-256, at the mock's time), listed by `GET /mock/reports` and on the
+    /// journal's page; the entry as kept.
+    pub async fn record_report(
+        &self,
+        run: &crate::scenario::run::Run,
+        written: &crate::report::Written,
+    ) -> Result<journal::ReportEntry, MockError> {
+        let entry = journal::ReportEntry {
+            id: 0,
+            at: DateTime::<Utc>::default(),
+            vendor: run.vendor.clone(),
+            passed: run.score.passed,
+            total: run.score.total,
+            score: run.score.share,
+            coverage: run.coverage.share,
+            cases: run.cases.iter().map(|c| c.id.clone()).collect(),
+            sha256: written.sha256.clone(),
+        };
+        let journal = self.shared.journal.clone();
+        tokio::task::spawn_blocking(move || journal.record_report(&entry))
+            .await
+            .map_err(|e| MockError::Journal(e.to_string()))?
     }
 
     /// The SFTP drop box, for a file-based vendor (Procapita, ParaGå).
@@ -517,7 +542,7 @@ impl Shared {
                 );
                 self.inject(PROVIDER_COUNTERPART, csv, "text/csv").await?;
                 // The report's idempotency key starts with the provider.
-                self.await_delivery(head, &provider, Some("verification"), command.twice).await
+                self.await_report(head, "verification", &invoice, command.twice).await
             }
             (Side::CaseManagement, kind @ ("visit" | "deviation" | "need_change" | "verification")) => {
                 let order = match f.opt("order_id") {

@@ -40,6 +40,11 @@ const BUILTIN: &[(&str, &str, &str)] = &[
     ("combine", "conformance/catalogue/combine.toml", include_str!("../../catalogue/combine.toml")),
     ("treserva", "conformance/catalogue/treserva.toml", include_str!("../../catalogue/treserva.toml")),
     ("lifecare", "conformance/catalogue/lifecare.toml", include_str!("../../catalogue/lifecare.toml")),
+    (
+        "lifecare-mobil",
+        "conformance/catalogue/lifecare-mobil.toml",
+        include_str!("../../catalogue/lifecare-mobil.toml"),
+    ),
 ];
 
 /// One conformance case.

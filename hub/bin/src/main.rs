@@ -1,5 +1,6 @@
 //! The `carehub` executable: one command line made of the product's commands
-//! ([`carehub_server::cli::Command`]), the vendors' `mock` ([`carehub_conformance`]) and
+//! ([`carehub_server::cli::Command`]), the vendors' `mock` and `conformance`
+//! ([`carehub_conformance`]) and
 //! the tooling's `demo` and `bench` ([`carehub_devkit`]).
 //!
 //! Why a package of its own: the product library (`carehub-server`) must not depend on
@@ -11,6 +12,7 @@
 
 use std::process::ExitCode;
 
+use carehub_conformance::cli::ConformanceCommand;
 use carehub_conformance::mock::MockArgs;
 use carehub_devkit::{bench::BenchCommand, demo::DemoArgs};
 use carehub_server::cli::init_tracing;
@@ -35,6 +37,9 @@ enum Command {
     Demo(DemoArgs),
     /// Play the hub toward one vendor's system, for testing that system (docs/vendors.md).
     Mock(MockArgs),
+    /// Run a vendor's conformance catalogue against its system and write the report
+    /// (docs/vendors.md); exit 0 all passed, 1 some failed, 2 bad arguments.
+    Conformance(ConformanceCommand),
     #[command(flatten)]
     Product(carehub_server::cli::Command),
     /// Measure throughput and latency (see BENCHMARKS.md).
@@ -56,6 +61,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             // shows the hub's log too.
             init_tracing("warn", LogFormat::Text);
             carehub_conformance::mock::run(args).await
+        }
+        Command::Conformance(command) => {
+            // The run prints each case and the report's hash; `CAREHUB_LOG` shows the hub's log.
+            init_tracing("warn", LogFormat::Text);
+            carehub_conformance::cli::main(command).await
         }
         Command::Product(command) => carehub_server::cli::run(command).await,
         Command::Bench { command } => {
