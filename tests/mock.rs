@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use carehub_conformance::exchange::{Counterpart, Fault, FaultKind};
-use carehub_conformance::mock::{MockConfig, MockHub, MockOptions};
+use carehub_conformance::mock::{MockConfig, MockHub};
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -18,14 +18,7 @@ const START: &str = "2026-11-02T08:00:00+01:00";
 
 async fn mock(vendor: &str, system: &str) -> MockHub {
     let config = MockConfig::parse(&format!("at = \"{START}\"\n[system]\n{system}")).expect("the mock's config");
-    MockHub::start(MockOptions {
-        vendor: vendor.into(),
-        config,
-        listen: Some("127.0.0.1:0".into()),
-        ..MockOptions::default()
-    })
-    .await
-    .expect("the mock starts")
+    MockHub::on_loopback(vendor, config).await.expect("the mock starts")
 }
 
 /// A Phoniro system played by wiremock: takes orders, their changes and ends with 201.
@@ -472,14 +465,7 @@ async fn with_a_mock_token_the_mock_api_needs_it_and_a_message_id_reused_for_oth
         vendor.uri()
     ))
     .expect("config");
-    let hub = MockHub::start(MockOptions {
-        vendor: "phoniro".into(),
-        config,
-        listen: Some("127.0.0.1:0".into()),
-        ..MockOptions::default()
-    })
-    .await
-    .expect("starts");
+    let hub = MockHub::on_loopback("phoniro", config).await.expect("starts");
     let http = reqwest::Client::new();
     let clock = format!("{}/mock/clock", hub.url());
     let refused = http.get(&clock).send().await.expect("answers");

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use carehub_conformance::cli::{run, ConformanceArgs};
-use carehub_conformance::mock::{MockConfig, MockHub, MockOptions};
+use carehub_conformance::mock::{MockConfig, MockHub};
 use serde_json::{json, Value};
 
 const START: &str = "2026-11-02T08:00:00+01:00";
@@ -98,14 +98,7 @@ async fn start(retries: bool) -> (String, MockHub) {
 
     let config = MockConfig::parse(&format!("at = \"{START}\"\n[system]\nbase_url = \"{vendor}\"\napi_key = \"k\"\n"))
         .expect("the mock's config");
-    let hub = MockHub::start(MockOptions {
-        vendor: "phoniro".into(),
-        config,
-        listen: Some("127.0.0.1:0".into()),
-        ..MockOptions::default()
-    })
-    .await
-    .expect("the mock starts");
+    let hub = MockHub::on_loopback("phoniro", config).await.expect("the mock starts");
     *phoniro.hub.lock().expect("hub") =
         Some((format!("{}/v1/systems/{}/messages", hub.url(), hub.system()), hub.token().to_owned()));
     (vendor, hub)

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use carehub_conformance::exchange::{Counterpart, Direction, SendCommand};
-use carehub_conformance::mock::{MockConfig, MockHub, MockOptions};
+use carehub_conformance::mock::{MockConfig, MockHub};
 use serde_json::{json, Value};
 
 type Taken = Arc<Mutex<Vec<Value>>>;
@@ -37,14 +37,7 @@ async fn an_order_change_of_end_date_and_a_pause_reach_the_provider_as_changes()
         "at = \"2026-11-02T08:00:00+01:00\"\n[system]\nbase_url = \"{vendor}\"\napi_key = \"k\"\n"
     ))
     .expect("the mock's config");
-    let hub = MockHub::start(MockOptions {
-        vendor: "phoniro".into(),
-        config,
-        listen: Some("127.0.0.1:0".into()),
-        ..MockOptions::default()
-    })
-    .await
-    .expect("the mock starts");
+    let hub = MockHub::on_loopback("phoniro", config).await.expect("the mock starts");
 
     hub.send(&command("order", json!({}))).await.expect("the order");
     let end = hub

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use carehub_conformance::cli::{run, ConformanceArgs, Outcome};
-use carehub_conformance::mock::{MockConfig, MockHub, MockOptions};
+use carehub_conformance::mock::{MockConfig, MockHub};
 use carehub_devkit::conformance::case_management::{CaseManagementSystem, Mistake, Vendor};
 
 const START: &str = "2026-11-02T08:00:00+01:00";
@@ -19,14 +19,7 @@ async fn play(vendor: Vendor, mistake: Mistake, wait: u64) -> (Outcome, Arc<Case
     let served = system.serve().await.expect("the vendor's system serves");
     let config =
         MockConfig::parse(&format!("at = \"{START}\"\n[system]\n{}", served.system)).expect("the mock's config");
-    let hub = MockHub::start(MockOptions {
-        vendor: vendor.name().into(),
-        config,
-        listen: Some("127.0.0.1:0".into()),
-        ..MockOptions::default()
-    })
-    .await
-    .expect("the mock starts");
+    let hub = MockHub::on_loopback(vendor.name(), config).await.expect("the mock starts");
     system.connect(hub.url(), hub.system(), hub.token());
     let dir = tempfile::tempdir().expect("a folder");
     let args = ConformanceArgs {

@@ -21,14 +21,7 @@ async fn start(vendor: Vendor, mistake: Mistake) -> (MockHub, FileVendor) {
     };
     let config =
         MockConfig::parse(&format!("at = \"{START}\"\nsftp_listen = \"127.0.0.1:0\"\n")).expect("the mock's config");
-    let hub = MockHub::start(MockOptions {
-        vendor: name.into(),
-        config,
-        listen: Some("127.0.0.1:0".into()),
-        ..MockOptions::default()
-    })
-    .await
-    .expect("the mock starts");
+    let hub = MockHub::on_loopback(name, config).await.expect("the mock starts");
     let dropbox = hub.dropbox().expect("a drop box for an SFTP vendor");
     let login = Login { addr: dropbox.addr, user: dropbox.user.clone(), password: dropbox.password.clone() };
     let system = FileVendor::start(vendor, mistake, login).await.expect("the vendor's system");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use carehub_conformance::cli::{run_on_mock, ConformanceArgs, Outcome};
 use carehub_conformance::exchange::{Counterpart, Direction};
-use carehub_conformance::mock::{MockConfig, MockHub, MockOptions};
+use carehub_conformance::mock::{MockConfig, MockHub};
 use carehub_devkit::conformance::http::{Flaw, HubAccess, RestVendor, Vendor};
 use carehub_model::Clock;
 use carehub_server::auth::{Auth, Role};
@@ -33,14 +33,7 @@ async fn system(which: Vendor, flaw: Option<Flaw>) -> (RestVendor, MockHub) {
         jwt_secret: Some(SECRET.into()),
         ..carehub_conformance::cli::system_for_target(which.name(), &vendor.base_url).expect("the target")
     };
-    let hub = MockHub::start(MockOptions {
-        vendor: which.name().into(),
-        config,
-        listen: Some("127.0.0.1:0".into()),
-        ..MockOptions::default()
-    })
-    .await
-    .expect("the mock starts");
+    let hub = MockHub::on_loopback(which.name(), config).await.expect("the mock starts");
     // A valid token of the wrong role, as a municipality might hand a vendor by mistake.
     let at = chrono::DateTime::parse_from_rfc3339("2026-10-01T00:00:00Z").expect("instant").to_utc();
     let wrong = Auth::new(SECRET, Clock::starting_at(at))
@@ -233,14 +226,7 @@ async fn a_confirmation_sent_before_the_orders_answer_is_for_a_known_order() {
     tokio::spawn(async move { axum::serve(listener, app).await });
     let config = MockConfig::parse(&format!("at = \"{START}\"\n[system]\nbase_url = \"{base}\"\napi_key = \"k\"\n"))
         .expect("config");
-    let hub = MockHub::start(MockOptions {
-        vendor: "phoniro".into(),
-        config,
-        listen: Some("127.0.0.1:0".into()),
-        ..MockOptions::default()
-    })
-    .await
-    .expect("the mock starts");
+    let hub = MockHub::on_loopback("phoniro", config).await.expect("the mock starts");
     *hub_at.lock().expect("hub") =
         Some((format!("{}/v1/systems/{}/messages", hub.url(), hub.system()), hub.token().to_owned()));
 

@@ -170,6 +170,18 @@ pub struct MockHub {
 const TOKEN_TTL: Duration = Duration::from_secs(20 * 365 * 24 * 3600);
 
 impl MockHub {
+    /// A mock for `vendor` on a free port of 127.0.0.1 with a temporary data folder: how the
+    /// tests and the benchmarks start one.
+    pub async fn on_loopback(vendor: &str, config: MockConfig) -> Result<MockHub, MockError> {
+        MockHub::start(MockOptions {
+            vendor: vendor.into(),
+            config,
+            listen: Some("127.0.0.1:0".into()),
+            ..MockOptions::default()
+        })
+        .await
+    }
+
     /// Starts the mock: the counterpart's sink, the hub on its listener, the journal.
     pub async fn start(options: MockOptions) -> Result<MockHub, MockError> {
         let profile = profile::profile(&options.vendor)?;

@@ -374,7 +374,10 @@ impl PgLedger<'_, '_> {
                     }
                 }
             }
-            let (from, to) = (visit.check_in.at, visit.check_out.as_ref().map_or(visit.check_in.at, |o| o.at.max(visit.check_in.at)));
+            let (from, to) = (
+                visit.check_in.at,
+                visit.check_out.as_ref().map_or(visit.check_in.at, |o| o.at.max(visit.check_in.at)),
+            );
             first = Some(first.map_or(from, |f| f.min(from)));
             last = Some(last.map_or(to, |l| l.max(to)));
         }
