@@ -353,14 +353,17 @@ pub async fn run(args: VisitBenchArgs) -> anyhow::Result<ExitCode> {
     });
     let mock = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let mock_url = format!("http://{}", mock.local_addr()?);
-    let delivered = Arc::new(AtomicUsize::new(0));
+    // Messages, and the visits they report (a list carries many): each visit has one BesoksId.
+    let delivered = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
     let d = delivered.clone();
     let app = Router::new().route("/phoniro/visits", get(feed_page)).with_state(feed.clone()).route(
         "/cb/{*rest}",
-        post(move || {
+        post(move |body: axum::body::Bytes| {
             let d = d.clone();
             async move {
-                d.fetch_add(1, Ordering::Relaxed);
+                d.0.fetch_add(1, Ordering::Relaxed);
+                let visits = body.windows(b"<BesoksId>".len()).filter(|w| *w == b"<BesoksId>").count();
+                d.1.fetch_add(visits, Ordering::Relaxed);
                 StatusCode::OK
             }
         }),
@@ -477,7 +480,13 @@ pub async fn run(args: VisitBenchArgs) -> anyhow::Result<ExitCode> {
         );
     }
     out!("");
-    out!("visit reports delivered to the case-management mock during the run: {}", delivered.load(Ordering::Relaxed));
+    out!(
+        "visit reports delivered to the case-management mock during the run: {} visits in {} messages",
+        delivered.1.load(Ordering::Relaxed),
+        delivered.0.load(Ordering::Relaxed)
+    );
+    let pending = state.hub.store().outbox_counts().await.map(|c| c.pending).unwrap_or_default();
+    out!("outbox rows still pending at the end: {pending}");
     hub.stop().await;
     Ok(ExitCode::SUCCESS)
 }
