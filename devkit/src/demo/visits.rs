@@ -989,14 +989,15 @@ impl VisitRun<'_> {
             .deliveries(DeliveryFilter { limit: 10_000, ..DeliveryFilter::default() })
             .await?
             .into_iter()
-            .filter(|d| d.message_type == "visit")
+            // One row per visit, or one per list for a system that takes lists (Combine).
+            .filter(|d| d.message_type == "visit" || d.message_type == "visits")
             .collect();
         let mut by_system: BTreeMap<&str, usize> = BTreeMap::new();
         for d in &reports {
             *by_system.entry(d.system.as_str()).or_default() += 1;
         }
         out!(
-            "   visit reports on to case management: {} (outbox, message type visit), {} delivered: {}",
+            "   visit reports on to case management: {} outbox rows (a visit each, or a list of visits), {} delivered: {}",
             reports.len(),
             reports.iter().filter(|d| d.state == "delivered").count(),
             by_system.iter().map(|(s, n)| format!("{s} {n}")).collect::<Vec<_>>().join(", ")
@@ -1004,7 +1005,7 @@ impl VisitRun<'_> {
         let files =
             self.procapita.map_or(0, |p| p.files("outbox").iter().filter(|f| f.starts_with("besoksrapport-")).count());
         out!(
-            "   Combine took {} Besok reports, Treserva {} TaEmotBesok calls{}",
+            "   Combine took {} Besok reports (in lists), Treserva {} TaEmotBesok calls{}",
             self.combine.visits(),
             self.treserva.visits(),
             if self.procapita.is_some() {
