@@ -68,11 +68,15 @@ pub struct VisitBenchArgs {
     /// Measured seconds per push run (after a 2-second warm-up).
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
-    /// Report accepted visits on to the case-management system during the run (one
-    /// outbound message each, logged and delivered), as a municipality with återrapportering
+    /// Report accepted visits on to the case-management system during the run (Combine:
+    /// lists of visits, logged and delivered), as a municipality with återrapportering
     /// would; `--reports false` measures intake alone.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub reports: bool,
+    /// Before the pushes, wait until the batches' reports are all delivered, so the pushes
+    /// meet only their own reports (the steady state) and not the batches' backlog.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub drain_first: bool,
     /// Where to put the database (default: a temporary folder).
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -418,6 +422,23 @@ pub async fn run(args: VisitBenchArgs) -> anyhow::Result<ExitCode> {
     );
     anyhow::ensure!(refused == 0, "{refused} rows of the bench's file were rejected: the bench's data is wrong");
     out!("");
+
+    // What the batches left to report when the pushes start, and, with `--drain-first`,
+    // the wait until it is gone.
+    let backlog = |hub: Arc<carehub_core::hub::Hub>| async move {
+        let waiting = hub.store().visits_to_report(1).await.map(|b| b.through.is_some()).unwrap_or(false);
+        let pending = hub.store().outbox_counts().await.map(|c| c.pending).unwrap_or_default();
+        (waiting, pending)
+    };
+    let (waiting, pending) = backlog(state.hub.clone()).await;
+    out!("when the pushes start: visits waiting to be reported: {waiting}, outbox rows pending: {pending}");
+    if args.drain_first {
+        let started = Instant::now();
+        while backlog(state.hub.clone()).await != (false, 0) && started.elapsed() < Duration::from_secs(300) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        out!("the batches' reports drained in {:.1} s", started.elapsed().as_secs_f64());
+    }
 
     // Pushes: Lifecare Mobil webhooks.
     let clients = Arc::new(world.clients_in(LIFECARE));
