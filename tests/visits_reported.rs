@@ -116,7 +116,10 @@ async fn combine_gets_a_page_of_visits_in_lists_under_the_cap_and_treserva_one_c
         (seen >= 6).then_some(reports)
     })
     .await;
-    // Lists of at most four, in the order the visits were stored: four, then two.
+    // Lists of at most four, in the order the visits were stored: four, then two (the two
+    // deliveries may arrive in either order, so they are read by their keys).
+    let mut reports = reports;
+    reports.sort();
     let sizes: Vec<usize> = reports.iter().map(|(_, ids)| ids.len()).collect();
     assert_eq!(sizes, vec![4, 2], "{reports:?}");
     let mut all: Vec<String> = reports.iter().flat_map(|(_, ids)| ids.clone()).collect();
@@ -164,6 +167,18 @@ async fn combine_gets_a_page_of_visits_in_lists_under_the_cap_and_treserva_one_c
     })
     .await;
     assert_eq!(combine_reports(&vendor).await.len(), 2, "no list was sent twice");
+
+    // An auditor searching by one client finds the list that reported that client's visit.
+    let (status, found) =
+        hub.get(&format!("/v1/messages?client={}&type=visits", clients[5].0), Some(&hub.admin())).await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    let lists: Vec<&Value> =
+        found["messages"].as_array().expect("messages").iter().filter(|m| m["direction"] == "out").collect();
+    // The list as queued (its canonical form names the visits) and its delivery's record,
+    // which follows it; the first list, of other clients, is not among them.
+    assert!(!lists.is_empty(), "{found}");
+    assert!(lists.iter().any(|m| m["canonical"].to_string().contains(clients[5].0.as_str())), "{found}");
+    assert!(!found.to_string().contains(clients[0].0.as_str()), "only the list with this client: {found}");
 }
 
 #[tokio::test]

@@ -41,7 +41,8 @@ use crate::intake::{Inbound, Receipt, Rejection, Sender};
 use crate::mapping::RowDecoded;
 use crate::rules::visits::Outcome;
 use crate::store::{
-    progress, IncomingVisit, IngestReport, LogRef, LogStatus, NewLogEntry, Op, OpResult, StoreError, VisitIngest,
+    progress, IncomingVisit, IngestReport, LogLink, LogRef, LogStatus, NewLogEntry, Op, OpResult, StoreError,
+    VisitIngest,
 };
 
 /// Visits per store commit when a file is taken: large enough to share the commit's cost,
@@ -351,12 +352,21 @@ impl Flows {
                     let at = match lists.iter().position(|l| l.target.name == target.name) {
                         Some(at) => at,
                         None => {
-                            lists.push(ReportList { target: target.clone(), ids: Vec::new(), items: Vec::new() });
+                            lists.push(ReportList {
+                                target: target.clone(),
+                                ids: Vec::new(),
+                                items: Vec::new(),
+                                links: Vec::new(),
+                            });
                             lists.len() - 1
                         }
                     };
                     lists[at].ids.push(id);
                     lists[at].items.push(context);
+                    lists[at].links.push(LogLink {
+                        client: Some(order.order.client.expose().to_owned()),
+                        order_id: Some(order.order.id.clone()),
+                    });
                     if lists[at].items.len() >= max_list {
                         queued += queue_list(lists.swap_remove(at), &mut ops);
                     }
@@ -455,6 +465,9 @@ struct ReportList {
     ids: Vec<String>,
     /// Each visit's context, as `visit.out.toml` would render it alone.
     items: Vec<serde_json::Value>,
+    /// Each visit's client and order, so a search by either finds the list that reported it
+    /// (a single report carries them in its own columns).
+    links: Vec<LogLink>,
 }
 
 /// Renders a list as one message and queues it with its log entry; returns how many
@@ -463,7 +476,7 @@ struct ReportList {
 /// share a key, and a retry sends the same key. A visit that cannot be rendered is left
 /// out with a warning, as a single report would be, and the others still go.
 fn queue_list(list: ReportList, ops: &mut Vec<Op>) -> usize {
-    let ReportList { target, mut ids, mut items } = list;
+    let ReportList { target, mut ids, mut items, mut links } = list;
     let render = |items: &[serde_json::Value]| {
         let context = json!({ "visits": items });
         target.encode(MessageType::Visits, &context).map(|r| (r, context))
@@ -479,6 +492,8 @@ fn queue_list(list: ReportList, ops: &mut Vec<Op>) -> usize {
             items.retain(|_| *k.next().unwrap_or(&false));
             let mut k = keep.iter();
             ids.retain(|_| *k.next().unwrap_or(&false));
+            let mut k = keep.iter();
+            links.retain(|_| *k.next().unwrap_or(&false));
             if items.is_empty() {
                 return 0;
             }
@@ -495,6 +510,7 @@ fn queue_list(list: ReportList, ops: &mut Vec<Op>) -> usize {
     let key = format!("{first}..{last}:visits");
     let mut entry = outbound_entry(&target, MessageType::Visits, &rendered.content_type, &rendered.body, &key);
     entry.canonical = Some(context.to_string());
+    entry.links = links;
     let log = LogRef::Op(ops.len());
     ops.push(Op::AppendLog(entry));
     ops.push(Op::Enqueue(super::delivery(&target.name, MessageType::Visits, None, key, rendered, log)));
