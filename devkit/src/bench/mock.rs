@@ -51,6 +51,9 @@ const ORDER: &str = "O-BENCH-1";
 const CLIENT: &str = "193601016987";
 /// Where the catalogue's mock clock starts, as in the conformance tests.
 const CATALOGUE_AT: &str = "2026-11-02T08:00:00+01:00";
+/// Room in the visits' numbering for one turn's calls: each round numbers its visits from
+/// the last round's end (a visit sent again would be a duplicate, answered 200).
+const TURN_CALLS: usize = 250_000;
 const SECRET: &str = "bench-mock-secret-bench-mock-secret-0123";
 
 #[derive(Debug, Clone, clap::Args)]
@@ -178,14 +181,15 @@ struct Target {
 }
 
 /// The closed loop on one target, and the first refusal it met (status and body), if any.
-async fn load(target: &Target, clients: usize, seconds: u64) -> anyhow::Result<(Run, Option<String>)> {
+/// Calls are numbered from `first`, so no two turns send the same visit.
+async fn load(target: &Target, clients: usize, seconds: u64, first: usize) -> anyhow::Result<(Run, Option<String>)> {
     let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
     let (url, token) = (target.url.clone(), target.token.clone());
     let first_error = Arc::new(OnceLock::new());
     let seen = first_error.clone();
     let run = closed_loop(clients, seconds, move |n| {
         let (http, url, token, seen) = (http.clone(), url.clone(), token.clone(), seen.clone());
-        let body = visit(n);
+        let body = visit(first + n);
         async move {
             let sent = http.post(&url).bearer_auth(&token).header("content-type", "application/json").body(body).send();
             match sent.await {
@@ -341,7 +345,7 @@ pub async fn run(args: MockBenchArgs) -> anyhow::Result<ExitCode> {
             order.reverse();
         }
         for i in order {
-            let (r, refused) = load(&targets[i], args.clients, args.seconds).await?;
+            let (r, refused) = load(&targets[i], args.clients, args.seconds, (round - 1) * TURN_CALLS).await?;
             if let Some(why) = refused {
                 out!("         {}: first error: {why}", targets[i].name);
             }
