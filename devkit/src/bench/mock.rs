@@ -27,6 +27,7 @@
 //! Prism is a Node process of its own. Both figures are of one machine and its load, which
 //! the report's first line gives.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::{Arc, OnceLock};
@@ -132,7 +133,9 @@ struct Prism {
 }
 
 impl Drop for Prism {
+    /// Stops Prism's whole process group: through npx, Prism is a grandchild of the child.
     fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", self.child.id())]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -152,6 +155,7 @@ async fn start_prism(command: &[String], document: &Path, log: &Path) -> anyhow:
         .args(&command[1..])
         .args(["mock", "--host", "127.0.0.1", "--port", &port.to_string(), "--errors"])
         .arg(document)
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
