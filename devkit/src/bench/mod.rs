@@ -10,7 +10,9 @@
 //!   `carehub serve` processes on one PostgreSQL database (SPEC §11), with each part's CPU;
 //! - [`visits`]: visit ingestion over a store seeded with a month of Stockholm-sized data;
 //! - [`verify`]: `carehub verify` over a seeded month at Stockholm or national scale;
-//! - [`search`]: an auditor's search by client on a log of ten million entries.
+//! - [`search`]: an auditor's search by client on a log of ten million entries;
+//! - [`mock`](mod@mock): the mock hub for vendors under load beside Stoplight Prism, and the
+//!   time of a whole conformance catalogue (issue 17).
 //!
 //! The seeds of [`visits`] and [`verify`] write millions of rows through the store's bulk
 //! loader (`carehub_core::store::sqlite::bulk`), which keeps the SQL in the store.
@@ -39,6 +41,7 @@ use carehub_server::{assemble, run};
 pub mod audit;
 pub mod changes;
 pub mod harness;
+pub mod mock;
 pub mod nodes;
 pub mod search;
 pub mod verify;
@@ -108,6 +111,10 @@ pub enum BenchCommand {
     /// and on one, two and three nodes sharing a PostgreSQL database, alternating over
     /// rounds, with the CPU of the hubs, the load generator and PostgreSQL.
     Nodes(nodes::NodesBenchArgs),
+    /// The mock hub for Phoniro (journal on) under 64 closed-loop clients pushing visits,
+    /// beside Stoplight Prism mocking the same endpoint from an OpenAPI document, in
+    /// alternating rounds; then the time of the whole Phoniro conformance catalogue.
+    Mock(mock::MockBenchArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -125,6 +132,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Bundle(args) => audit::run(args).await,
         BenchCommand::Search(args) => search::run(args).await,
         BenchCommand::Nodes(args) => nodes::run(args).await,
+        BenchCommand::Mock(args) => mock::run(args).await,
     }
 }
 
