@@ -35,4 +35,3 @@ mod validate;
 mod verify_month;
 mod visit_paths;
 mod visits;
-mod visits_reported;
