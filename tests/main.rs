@@ -35,3 +35,4 @@ mod validate;
 mod verify_month;
 mod visit_paths;
 mod visits;
+mod visits_reported;

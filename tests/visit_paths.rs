@@ -68,8 +68,8 @@ async fn a_lifecare_mobil_webhook_visit_is_validated_stored_and_reported_to_comb
     assert!(body.contains(&order) && body.contains("40"), "the report names the order and the minutes: {body}");
     assert_eq!(
         report.headers.get("idempotency-key").and_then(|v| v.to_str().ok()),
-        Some("lifecare-mobil:LMV-1:visit"),
-        "one key per visit, the same on every attempt"
+        Some("lifecare-mobil:LMV-1..lifecare-mobil:LMV-1:visits"),
+        "Combine takes lists: one key per list, naming its first and last visit"
     );
 }
 

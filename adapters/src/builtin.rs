@@ -10,6 +10,7 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("combine", "order_ack.out.toml", include_str!("../../mappings/combine/order_ack.out.toml")),
     ("combine", "plan_notice.out.toml", include_str!("../../mappings/combine/plan_notice.out.toml")),
     ("combine", "visit.out.toml", include_str!("../../mappings/combine/visit.out.toml")),
+    ("combine", "visits.out.toml", include_str!("../../mappings/combine/visits.out.toml")),
     ("combine", "verification.out.toml", include_str!("../../mappings/combine/verification.out.toml")),
     ("combine", "deviation.out.toml", include_str!("../../mappings/combine/deviation.out.toml")),
     ("combine", "need_change.out.toml", include_str!("../../mappings/combine/need_change.out.toml")),

@@ -374,12 +374,16 @@ impl Journaled {
 }
 
 /// The business key in an idempotency key: the order id (`O-...`) of `O-...:order`; the
-/// visit's id of `<visit id>:visit`; the report's id of `deviation:<id>` and
+/// visit's id of `<visit id>:visit`; the range `<first>..<last>` of a list of visits
+/// (`<first>..<last>:visits`); the report's id of `deviation:<id>` and
 /// `need_change:<id>`; the invoice's id of `<provider>:<invoice>:verification:...`; or the
 /// key's first part.
 pub fn key_of(idempotency_key: &str) -> String {
     if let Some(visit) = idempotency_key.strip_suffix(":visit") {
         return visit.to_owned();
+    }
+    if let Some(range) = idempotency_key.strip_suffix(":visits") {
+        return range.to_owned();
     }
     for kind in ["deviation:", "need_change:"] {
         if let Some(report) = idempotency_key.strip_prefix(kind) {
@@ -423,6 +427,7 @@ mod tests {
     fn the_business_key_is_the_order_visit_report_or_invoice_named_in_the_idempotency_key() {
         assert_eq!(key_of("O-2FD54EB2443AFC68:order_ack"), "O-2FD54EB2443AFC68");
         assert_eq!(key_of("mock-provider:V-7:visit"), "mock-provider:V-7");
+        assert_eq!(key_of("mock-provider:V-7..phoniro:V-9:visits"), "mock-provider:V-7..phoniro:V-9");
         assert_eq!(key_of("deviation:mock-provider:AV-3"), "mock-provider:AV-3");
         assert_eq!(key_of("need_change:mock-provider:BEV-4"), "mock-provider:BEV-4");
         assert_eq!(key_of("5599000014:INV-1:verification:20261102T070000:combine"), "INV-1");

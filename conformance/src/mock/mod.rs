@@ -639,20 +639,28 @@ impl Shared {
 
     /// Waits for the hub's report of a provider's visit, deviation, change of need or
     /// invoice to the vendor: the journal's key is the hub's id, which ends with the
-    /// provider's own (`mock-provider:V-1`), or the invoice's number.
+    /// provider's own (`mock-provider:V-1`), or the invoice's number. A vendor whose
+    /// profile takes visits in lists (`visits.out.toml`) gets the visit inside a list
+    /// message (`visits`, keyed by its first and last visit), found by the visit's id in
+    /// the list's body.
     async fn await_report(&self, head: i64, kind: &str, local: &str, twice: bool) -> Result<Vec<i64>, MockError> {
         let deadline = tokio::time::Instant::now() + SEND_WAIT;
         let suffix = format!(":{local}");
+        let listed = format!(":{local}<");
         loop {
             let waiting = self.journal.recorded.notified();
             let found = self.exchanges_since(head, 10_000).await?.into_iter().find(|x| {
-                x.direction == Direction::Outbound
-                    && x.message_type.as_deref() == Some(kind)
-                    && x.key.as_deref().is_some_and(|k| k == local || k.ends_with(&suffix))
+                let single = x.message_type.as_deref() == Some(kind)
+                    && x.key.as_deref().is_some_and(|k| k == local || k.ends_with(&suffix));
+                let in_list = kind == "visit"
+                    && x.message_type.as_deref() == Some("visits")
+                    && String::from_utf8_lossy(&x.body).contains(&listed);
+                x.direction == Direction::Outbound && (single || in_list)
             });
             if let Some(x) = found {
                 let key = x.key.clone().unwrap_or_default();
-                return self.await_delivery(head, &key, Some(kind), twice).await;
+                let kind = x.message_type.clone().unwrap_or_else(|| kind.to_owned());
+                return self.await_delivery(head, &key, Some(&kind), twice).await;
             }
             if tokio::time::timeout_at(deadline, waiting).await.is_err() {
                 return Err(MockError::NoDelivery { key: local.to_owned(), seconds: SEND_WAIT.as_secs() });

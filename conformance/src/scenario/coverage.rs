@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use carehub_core::mapping::{Field, MappingSet};
+use carehub_core::mapping::{Direction, Field, MappingSet};
 use serde::{Deserialize, Serialize};
 
 /// A profile's messages (the hub's message types) and each one's fields.
@@ -21,8 +21,16 @@ pub struct Universe {
 impl Universe {
     /// The messages and fields of a vendor's mappings.
     pub fn from_mappings(set: &MappingSet) -> Universe {
+        // A profile that takes visit reports in lists (an outbound `visits` mapping, as
+        // Combine's) is never sent the single form, which stays beside it only as the
+        // fallback for when the list mapping is removed: it is not part of what the
+        // vendor's system must take.
+        let lists = set.mappings.iter().any(|m| m.direction == Direction::Out && m.message.as_str() == "visits");
         let mut messages: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for m in &set.mappings {
+            if lists && m.direction == Direction::Out && m.message.as_str() == "visit" {
+                continue;
+            }
             let fields = messages.entry(m.message.as_str().to_owned()).or_default();
             collect(&m.fields, "", fields);
         }
@@ -143,6 +151,15 @@ mod tests {
         assert!(!u.has("visit", "activities/."));
         assert!(u.has("invoice_line", "AmountOre"));
         assert!(!u.has("order", "nope"));
+    }
+
+    #[test]
+    fn a_profile_that_takes_visits_in_lists_is_not_asked_for_the_single_form() {
+        let set = carehub_adapters::load_mappings("combine", None).expect("combine's built-in mappings");
+        let u = Universe::from_mappings(&set);
+        assert!(u.has("visits", "Besok/BesoksId"));
+        assert!(!u.messages.contains_key("visit"), "{:?}", u.messages.keys());
+        assert!(phoniro().messages.contains_key("visit"), "Phoniro's own visits are inbound and stay");
     }
 
     #[test]

@@ -68,11 +68,15 @@ pub struct VisitBenchArgs {
     /// Measured seconds per push run (after a 2-second warm-up).
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
-    /// Report accepted visits on to the case-management system during the run (one
-    /// outbound message each, logged and delivered), as a municipality with återrapportering
+    /// Report accepted visits on to the case-management system during the run (Combine:
+    /// lists of visits, logged and delivered), as a municipality with återrapportering
     /// would; `--reports false` measures intake alone.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub reports: bool,
+    /// Before the pushes, wait until the batches' reports are all delivered, so the pushes
+    /// meet only their own reports (the steady state) and not the batches' backlog.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub drain_first: bool,
     /// Where to put the database (default: a temporary folder).
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -353,14 +357,17 @@ pub async fn run(args: VisitBenchArgs) -> anyhow::Result<ExitCode> {
     });
     let mock = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let mock_url = format!("http://{}", mock.local_addr()?);
-    let delivered = Arc::new(AtomicUsize::new(0));
+    // Messages, and the visits they report (a list carries many): each visit has one BesoksId.
+    let delivered = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
     let d = delivered.clone();
     let app = Router::new().route("/phoniro/visits", get(feed_page)).with_state(feed.clone()).route(
         "/cb/{*rest}",
-        post(move || {
+        post(move |body: axum::body::Bytes| {
             let d = d.clone();
             async move {
-                d.fetch_add(1, Ordering::Relaxed);
+                d.0.fetch_add(1, Ordering::Relaxed);
+                let visits = body.windows(b"<BesoksId>".len()).filter(|w| *w == b"<BesoksId>").count();
+                d.1.fetch_add(visits, Ordering::Relaxed);
                 StatusCode::OK
             }
         }),
@@ -415,6 +422,23 @@ pub async fn run(args: VisitBenchArgs) -> anyhow::Result<ExitCode> {
     );
     anyhow::ensure!(refused == 0, "{refused} rows of the bench's file were rejected: the bench's data is wrong");
     out!("");
+
+    // What the batches left to report when the pushes start, and, with `--drain-first`,
+    // the wait until it is gone.
+    let backlog = |hub: Arc<carehub_core::hub::Hub>| async move {
+        let waiting = hub.store().visits_to_report(1).await.map(|b| b.through.is_some()).unwrap_or(false);
+        let pending = hub.store().outbox_counts().await.map(|c| c.pending).unwrap_or_default();
+        (waiting, pending)
+    };
+    let (waiting, pending) = backlog(state.hub.clone()).await;
+    out!("when the pushes start: visits waiting to be reported: {waiting}, outbox rows pending: {pending}");
+    if args.drain_first {
+        let started = Instant::now();
+        while backlog(state.hub.clone()).await != (false, 0) && started.elapsed() < Duration::from_secs(300) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        out!("the batches' reports drained in {:.1} s", started.elapsed().as_secs_f64());
+    }
 
     // Pushes: Lifecare Mobil webhooks.
     let clients = Arc::new(world.clients_in(LIFECARE));
@@ -477,7 +501,13 @@ pub async fn run(args: VisitBenchArgs) -> anyhow::Result<ExitCode> {
         );
     }
     out!("");
-    out!("visit reports delivered to the case-management mock during the run: {}", delivered.load(Ordering::Relaxed));
+    out!(
+        "visit reports delivered to the case-management mock during the run: {} visits in {} messages",
+        delivered.1.load(Ordering::Relaxed),
+        delivered.0.load(Ordering::Relaxed)
+    );
+    let pending = state.hub.store().outbox_counts().await.map(|c| c.pending).unwrap_or_default();
+    out!("outbox rows still pending at the end: {pending}");
     hub.stop().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -369,7 +369,7 @@ pub struct MockCaseManagement {
 
 impl MockCaseManagement {
     /// As Combine: `POST /carehub/callback` (Kvittens, Genomforandeplan),
-    /// `POST /carehub/callback/aterrapportering` (Besok) and `GET /`.
+    /// `POST /carehub/callback/aterrapportering` (Besok, or a Besoksrapport list) and `GET /`.
     pub fn combine_router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/carehub/callback", post(combine_callback))
@@ -429,11 +429,11 @@ async fn combine_callback(State(c): State<Arc<MockCaseManagement>>, body: Bytes)
     StatusCode::OK
 }
 
-/// Combine's återrapportering: a visit report.
+/// Combine's återrapportering: one visit (`Besok`) or a list of them (`Besoksrapport`),
+/// each visit counted once (each has one `BesoksId`).
 async fn combine_visit(State(c): State<Arc<MockCaseManagement>>, body: Bytes) -> StatusCode {
-    if String::from_utf8_lossy(&body).contains("<Besok") {
-        c.visits.fetch_add(1, Ordering::SeqCst);
-    }
+    let visits = String::from_utf8_lossy(&body).matches("<BesoksId>").count();
+    c.visits.fetch_add(visits, Ordering::SeqCst);
     StatusCode::OK
 }
 

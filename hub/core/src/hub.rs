@@ -49,6 +49,8 @@ pub struct HubParts {
     pub outbox_notify: Arc<Notify>,
     /// The visit rules' thresholds (SPEC §6).
     pub visit_rules: crate::rules::visits::Thresholds,
+    /// How visit reports are gathered into lists for the systems that take them.
+    pub report_batch: crate::flows::visits::ReportBatch,
     /// The municipality's invoice verification policy (SPEC §7).
     pub invoice_policy: crate::rules::invoices::Policy,
     /// Where every "now" of the flows comes from.
@@ -66,8 +68,18 @@ impl Hub {
     /// The hub over `parts`. The wake-up for the visit forwarder and what the flows keep
     /// between messages are made here: nothing outside the hub uses them.
     pub fn new(parts: HubParts) -> Hub {
-        let HubParts { store, registry, routes, deadlines, metrics, outbox_notify, visit_rules, invoice_policy, clock } =
-            parts;
+        let HubParts {
+            store,
+            registry,
+            routes,
+            deadlines,
+            metrics,
+            outbox_notify,
+            visit_rules,
+            report_batch,
+            invoice_policy,
+            clock,
+        } = parts;
         Hub {
             flows: Flows {
                 store,
@@ -78,6 +90,7 @@ impl Hub {
                 outbox_notify,
                 visit_rules,
                 visit_notify: Arc::new(Notify::new()),
+                report_batch,
                 invoice_policy,
                 clock,
             },

@@ -286,6 +286,7 @@ fn build_parts(
         metrics: metrics.clone(),
         outbox_notify: notify.clone(),
         visit_rules: config.visits.thresholds(),
+        report_batch: config.visits.report_batch(),
         invoice_policy: config.invoice_policy(),
         clock: clock.clone(),
     }));

@@ -397,6 +397,13 @@ pub struct VisitSection {
     pub future_minutes: u32,
     /// A provider whose manual share of a month is above this is marked (0.10 = 10%).
     pub manual_share_threshold: f64,
+    /// Most visits in one report message, for a case-management system whose profile takes
+    /// lists (a `visits.out.toml` mapping): the size cap.
+    pub report_batch_max: usize,
+    /// How long newly stored visits gather before they are reported, in milliseconds: the
+    /// time cap. Fewer, larger messages spare the store's writer (webhook pushes kept their
+    /// rate with reports on only this way); a report waits about this much longer.
+    pub report_window_ms: u64,
 }
 
 impl Default for VisitSection {
@@ -407,11 +414,21 @@ impl Default for VisitSection {
             max_hours: 8,
             future_minutes: 5,
             manual_share_threshold: 0.10,
+            report_batch_max: carehub_core::flows::visits::ReportBatch::default().max_visits,
+            report_window_ms: carehub_core::flows::visits::ReportBatch::default().window.as_millis() as u64,
         }
     }
 }
 
 impl VisitSection {
+    /// How visit reports are gathered into lists.
+    pub fn report_batch(&self) -> carehub_core::flows::visits::ReportBatch {
+        carehub_core::flows::visits::ReportBatch {
+            max_visits: self.report_batch_max,
+            window: std::time::Duration::from_millis(self.report_window_ms),
+        }
+    }
+
     pub fn thresholds(&self) -> carehub_core::rules::visits::Thresholds {
         use chrono::Duration;
         carehub_core::rules::visits::Thresholds {
@@ -914,6 +931,16 @@ impl Config {
                 at(&["visits", if visits.max_hours == 0 { "max_hours" } else { "open_visit_hours" }]),
                 "[visits] max_hours and open_visit_hours: at least 1".into(),
             );
+        }
+        if !(1..=10_000).contains(&visits.report_batch_max) {
+            errors.at(
+                at(&["visits", "report_batch_max"]),
+                "[visits] report_batch_max: between 1 and 10000 visits in one report message".into(),
+            );
+        }
+        if visits.report_window_ms > 60_000 {
+            errors
+                .at(at(&["visits", "report_window_ms"]), "[visits] report_window_ms: at most 60000 (a minute)".into());
         }
         if !(0.0..=1.0).contains(&visits.manual_share_threshold) {
             errors.at(

@@ -69,6 +69,8 @@ pub(crate) struct Flows {
     pub(crate) visit_rules: crate::rules::visits::Thresholds,
     /// Woken whenever visits were stored that may go on to a case-management system.
     pub(crate) visit_notify: Arc<Notify>,
+    /// How visit reports are gathered into lists (see [`visits::ReportBatch`]).
+    pub(crate) report_batch: visits::ReportBatch,
     /// The municipality's invoice verification policy (SPEC §7).
     pub(crate) invoice_policy: crate::rules::invoices::Policy,
     /// Where every "now" of the flows comes from.
