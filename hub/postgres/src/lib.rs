@@ -824,9 +824,14 @@ impl InvoiceStore for PgStore {
         self.read(move |db| month::month_providers(db, month)).await
     }
 
-    async fn provider_month(&self, provider: &str, month: carehub_model::Month) -> Result<ProviderMonth, StoreError> {
+    async fn provider_month(
+        &self,
+        provider: &str,
+        month: carehub_model::Month,
+        detail: carehub_core::store::MonthDetail,
+    ) -> Result<ProviderMonth, StoreError> {
         let provider = provider.to_owned();
-        self.read(move |db| month::provider_month(db, &provider, month)).await
+        self.read(move |db| month::provider_month(db, &provider, month, detail)).await
     }
 }
 

@@ -46,10 +46,21 @@ fn month_order(r: &postgres::Row) -> Result<Option<MonthOrder>, StoreError> {
     let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
     // A decision without a readable validity is skipped, as the invoice flow does.
     let Some(decision_valid_from) = from.and_then(day) else { return Ok(None) };
-    Ok(Some(MonthOrder { record, decision_valid_from, decision_valid_to: to.and_then(day), visits: Vec::new() }))
+    Ok(Some(MonthOrder {
+        record,
+        decision_valid_from,
+        decision_valid_to: to.and_then(day),
+        visits: Vec::new(),
+        sums: None,
+    }))
 }
 
-pub(crate) fn provider_month(db: &mut Db<'_>, provider: &str, month: Month) -> Result<ProviderMonth, StoreError> {
+pub(crate) fn provider_month(
+    db: &mut Db<'_>,
+    provider: &str,
+    month: Month,
+    detail: MonthDetail,
+) -> Result<ProviderMonth, StoreError> {
     let month_key = key(month);
     let (first, last) = (month.first_day(), month.last_day());
     // Plan notices are stamped in UTC; a day's margin either side of the month catches the
@@ -106,6 +117,36 @@ pub(crate) fn provider_month(db: &mut Db<'_>, provider: &str, month: Month) -> R
                 }
             }
         }
+    }
+
+    if detail == MonthDetail::Sums {
+        // The database sums each order's visits (`VisitSums::of`'s rules in SQL, as the
+        // SQLite store does), so only a row per order crosses the connection.
+        let rows = db.query(
+            "SELECT order_id, count(*),
+                    count(*) FILTER (WHERE outcome IN ('accepted', 'flagged')),
+                    count(*) FILTER (WHERE outcome IN ('accepted', 'flagged') AND manual),
+                    coalesce(sum(seconds) FILTER (WHERE outcome IN ('accepted', 'flagged')
+                        AND visit_outcome NOT IN ('declined_at_door', 'cancelled_in_advance')), 0)::bigint,
+                    coalesce(sum(planned_minutes) FILTER (WHERE outcome IN ('accepted', 'flagged')
+                        AND visit_outcome = 'declined_at_door'), 0)::bigint
+             FROM visits WHERE provider = $1 AND month = $2 GROUP BY order_id",
+            &[&provider, &month_key],
+        )?;
+        for o in &mut out.orders {
+            o.sums = Some(invoices::VisitSums::default());
+        }
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        for r in &rows {
+            out.visits_read += count(col(r, 1)?);
+            out.counted_visits += count(col(r, 2)?);
+            out.manual_visits += count(col(r, 3)?);
+            let order: Option<&str> = col(r, 0)?;
+            let Some(&at) = order.and_then(|id| index.get(id)) else { continue };
+            out.orders[at].sums =
+                Some(invoices::VisitSums { performed_seconds: col(r, 4)?, declined_planned_minutes: col(r, 5)? });
+        }
+        return Ok(out);
     }
 
     let rows = db.query(

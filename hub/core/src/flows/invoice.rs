@@ -413,6 +413,7 @@ impl Flows {
                 decision_valid_from: decision.valid_from,
                 decision_valid_to: decision.valid_to,
                 visits,
+                sums: None,
                 plan_notice,
             });
         }

@@ -3,21 +3,24 @@
 //! ([`crate::rules::month`]), and the results summed.
 //!
 //! # How the facts are gathered
-//! One provider at a time, in bulk ([`InvoiceStore::provider_month`](crate::store::InvoiceStore::provider_month)): its orders with their
+//! Provider by provider, in bulk ([`InvoiceStore::provider_month`](crate::store::InvoiceStore::provider_month)): its orders with their
 //! decisions in one join, its visits of the month in one sequential pass over the covering
-//! index `visits_provider_month_cover`, grouped by order as they stream, its invoices and
-//! credit notes. The next provider is read while the current one is verified (two
-//! providers in memory at most, never the month).
+//! index `visits_provider_month_cover`, its invoices and credit notes. For a provider
+//! whose rates have no time bands the database sums each order's visits as it reads them
+//! ([`MonthDetail::Sums`]: a row per order reaches the hub, not a row per visit); with bands
+//! the visits come one by one, grouped by order as they stream, since a band splits each
+//! visit by its clock times. The next providers (one per core) are read while the current
+//! one is verified: a few providers in memory at most, never the month.
 //! Nothing is written (see the rules' "A dry run").
 
 use std::sync::Arc;
 
-use carehub_model::{InvoiceKind, Month};
+use carehub_model::{InvoiceKind, Month, OrgNumber};
 
 use super::invoice::invoice_from_record;
 use crate::rules::invoices::{OrderEvidence, PlanNoticeFacts, Policy, Rates};
 use crate::rules::month::{verify_provider, MonthDocument, MonthTotals, Progress, ProviderFacts, ProviderResult};
-use crate::store::{ProviderMonth, Store, StoreError};
+use crate::store::{MonthDetail, ProviderMonth, Store, StoreError};
 
 /// What stops a month's verification.
 #[derive(Debug, thiserror::Error)]
@@ -50,16 +53,21 @@ where
     let providers = store.month_providers(month).await?;
     let read = |p: String| {
         let store = store.clone();
-        tokio::spawn(async move { store.provider_month(&p, month).await })
+        let detail = detail_for(&p, &policy, fallback.as_ref());
+        tokio::spawn(async move { store.provider_month(&p, month, detail).await })
     };
     let mut totals = MonthTotals::default();
     let mut progress = Progress { providers_total: providers.len(), ..Progress::default() };
-    let mut next = providers.first().map(|p| read(p.clone()));
+    // Reads run ahead of verification, as many at once as the machine has cores (the
+    // store's readers are connections of their own), and are verified in provider order.
+    let ahead = std::thread::available_parallelism().map_or(2, usize::from).clamp(1, 8);
+    let mut reading: std::collections::VecDeque<_> = providers.iter().take(ahead).map(|p| read(p.clone())).collect();
     for i in 0..providers.len() {
-        let Some(reading) = next.take() else { break };
-        let facts = reading.await.map_err(|e| MonthError::Task(e.to_string()))??;
-        // Read the next provider while this one is verified.
-        next = providers.get(i + 1).map(|p| read(p.clone()));
+        let Some(next) = reading.pop_front() else { break };
+        let facts = next.await.map_err(|e| MonthError::Task(e.to_string()))??;
+        if let Some(p) = providers.get(i + ahead) {
+            reading.push_back(read(p.clone()));
+        }
         let (policy, fallback) = (policy.clone(), fallback.clone());
         let result = tokio::task::spawn_blocking(move || {
             verify_provider(provider_facts(facts), month, &policy, fallback.as_ref())
@@ -72,6 +80,17 @@ where
         sink(&result, progress).map_err(MonthError::Sink)?;
     }
     Ok(totals)
+}
+
+/// Whether a provider's visits are read one by one or summed: summed unless its rates
+/// (the policy's, else the fallback) have time bands, which split each visit by its times.
+fn detail_for(provider: &str, policy: &Policy, fallback: Option<&Rates>) -> MonthDetail {
+    let rates = OrgNumber::parse(provider).ok().and_then(|org| policy.rates.get(&org).or(fallback));
+    match rates {
+        Some(r) if r.bands.is_empty() => MonthDetail::Sums,
+        // Bands, or no rate at all (verification reports that; the visits are read as ever).
+        _ => MonthDetail::Visits,
+    }
 }
 
 /// The credit notes' `billing_references` (the invoices they credit).
@@ -129,6 +148,7 @@ fn order_facts(orders: Vec<crate::store::MonthOrder>) -> Vec<OrderEvidence> {
                 decision_valid_from: o.decision_valid_from,
                 decision_valid_to: o.decision_valid_to,
                 visits: o.visits,
+                sums: o.sums,
                 plan_notice,
             }
         })
@@ -174,6 +194,7 @@ mod tests {
             ),
             decision_valid_from: start,
             decision_valid_to: None,
+            sums: None,
             visits: visits
                 .iter()
                 .map(|&(day, minutes)| {

@@ -91,6 +91,9 @@ pub enum VerifyError {
     /// A tolerance or threshold that is not a non-negative decimal.
     #[error("not a ratio: {0:?} (write a decimal such as 1.10)")]
     BadRatio(String),
+    /// Visits given as sums for a provider with time bands, which need each visit's times.
+    #[error("provider {0} has time bands, but its visits were given summed")]
+    SummedWithBands(OrgNumber),
 }
 
 // ---------------------------------------------------------------------------------------
@@ -375,6 +378,54 @@ pub struct VisitEvidence {
     pub manual: bool,
 }
 
+/// An order's counted visits of a month, summed: all the month's figures need of them when
+/// every second has the same rate (a provider without time bands). [`VisitSums::of`] sums
+/// listed visits by the rules below; a store may sum its rows in the database instead, by the
+/// same rules, which its tests hold to the same figures (`store::sqlite::month`).
+///
+/// Counted are the accepted and flagged visits checked in during the month. A performed
+/// visit counts its duration, check-in to check-out in whole seconds (none without a
+/// check-out, or when the check-out is before the check-in): the visit's `seconds` as the
+/// store keeps it. A visit declined at the door counts its planned minutes when the policy
+/// pays them; a cancelled one counts nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VisitSums {
+    /// The performed visits' durations, seconds.
+    pub performed_seconds: i64,
+    /// The planned minutes of the visits declined at the door.
+    pub declined_planned_minutes: i64,
+}
+
+impl VisitSums {
+    /// The sums of `visits` for `month` (visits outside it and rejected ones do not count).
+    pub fn of<'a>(visits: impl IntoIterator<Item = &'a VisitEvidence>, month: Month) -> VisitSums {
+        let mut sums = VisitSums::default();
+        for v in counted_visits(visits, month) {
+            match v.outcome {
+                VisitOutcome::Performed => sums.performed_seconds += v.performed_seconds(),
+                VisitOutcome::DeclinedAtDoor => {
+                    sums.declined_planned_minutes += i64::from(v.planned_minutes.unwrap_or(0))
+                }
+                VisitOutcome::CancelledInAdvance => {}
+            }
+        }
+        sums
+    }
+
+    /// The seconds these sums pay under `policy`.
+    fn seconds(&self, policy: &Policy) -> i64 {
+        let declined = if policy.declined_visits_paid { self.declined_planned_minutes * 60 } else { 0 };
+        self.performed_seconds + declined
+    }
+}
+
+impl VisitEvidence {
+    /// Check-in to check-out in whole seconds, 0 without a check-out or when it comes first.
+    pub fn performed_seconds(&self) -> i64 {
+        self.check_out.map_or(0, |out| (out - self.check_in).num_seconds().max(0))
+    }
+}
+
 /// An order's plan notice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanNoticeFacts {
@@ -394,6 +445,10 @@ pub struct OrderEvidence {
     pub decision_valid_to: Option<NaiveDate>,
     /// The order's visits (at least those checked in during the month; others are ignored).
     pub visits: Vec<VisitEvidence>,
+    /// The order's counted visits of the month already summed, in place of `visits` (which
+    /// is then empty). Only for a provider whose rates have no time bands: splitting time
+    /// over bands needs each visit's clock times ([`VerifyError::SummedWithBands`]).
+    pub sums: Option<VisitSums>,
     pub plan_notice: Option<PlanNoticeFacts>,
 }
 
@@ -571,10 +626,14 @@ fn figures(facts: &OrderEvidence, month: Month, policy: &Policy, rates: &Rates) 
     let (active_days, granted) = (share.active_days, granted_minutes(share, month));
 
     let mut seconds = vec![0; rates.slots()];
+    if let Some(sums) = &facts.sums {
+        // Without bands every second is in the one slot (`verify` refuses sums with bands).
+        seconds[0] = sums.seconds(policy);
+    }
     for v in counted_visits(&facts.visits, month) {
         let start = v.check_in.timestamp();
         let end = match v.outcome {
-            VisitOutcome::Performed => v.check_out.map_or(start, |o| o.timestamp()),
+            VisitOutcome::Performed => start + v.performed_seconds(),
             VisitOutcome::DeclinedAtDoor if policy.declined_visits_paid => {
                 start + i64::from(v.planned_minutes.unwrap_or(0)) * 60
             }
@@ -635,6 +694,9 @@ pub fn verify(input: &VerificationInput, policy: &Policy) -> Result<Verification
     let invoice = &input.invoice;
     let month = invoice.period;
     let rates = policy.rates.get(&invoice.provider).ok_or_else(|| VerifyError::NoRate(invoice.provider.clone()))?;
+    if !rates.bands.is_empty() && input.orders.iter().any(|o| o.sums.is_some()) {
+        return Err(VerifyError::SummedWithBands(invoice.provider.clone()));
+    }
 
     let mut orders: BTreeMap<&str, (&OrderEvidence, Figures)> = BTreeMap::new();
     for f in &input.orders {
@@ -936,6 +998,7 @@ mod tests {
             decision_valid_from: date(11, 1),
             decision_valid_to: None,
             visits: visits(&[100; 20]),
+            sums: None,
             plan_notice: None,
         }
     }

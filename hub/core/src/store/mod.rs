@@ -801,7 +801,23 @@ pub struct MonthOrder {
     pub record: OrderRecord,
     pub decision_valid_from: NaiveDate,
     pub decision_valid_to: Option<NaiveDate>,
+    /// The visits one by one ([`MonthDetail::Visits`]); empty when they were summed.
     pub visits: Vec<crate::rules::invoices::VisitEvidence>,
+    /// The visits summed ([`MonthDetail::Sums`]): an order without visits has zero sums.
+    pub sums: Option<crate::rules::invoices::VisitSums>,
+}
+
+/// How a provider's month read gives the visits of its orders.
+///
+/// Why two: time bands split each visit by its clock times, so a provider with bands needs
+/// its visits one by one; without bands (most contracts: one rate per hour) the month's
+/// figures need only two sums per order, and the database sums them as it reads its index,
+/// so 11 million visit rows never cross into the hub one by one (BENCHMARKS.md, "A month in
+/// one pass").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MonthDetail {
+    Visits,
+    Sums,
 }
 
 /// Everything month verification needs about one provider's month, read in bulk
@@ -945,9 +961,15 @@ pub trait InvoiceStore: Send + Sync {
     /// order: the units month verification walks.
     async fn month_providers(&self, month: carehub_model::Month) -> Result<Vec<String>, StoreError>;
     /// One provider's month in bulk (for month verification): its orders with their
-    /// decisions, its visits of the month grouped by order (read once, through
-    /// `visits_provider_month_cover`), its invoices and credit notes. Memory is one provider's.
-    async fn provider_month(&self, provider: &str, month: carehub_model::Month) -> Result<ProviderMonth, StoreError>;
+    /// decisions, its visits of the month grouped by order, one by one or summed as `detail`
+    /// asks (read once, through `visits_provider_month_cover` in SQLite), its invoices and
+    /// credit notes. Memory is one provider's.
+    async fn provider_month(
+        &self,
+        provider: &str,
+        month: carehub_model::Month,
+        detail: MonthDetail,
+    ) -> Result<ProviderMonth, StoreError>;
 }
 
 /// The monthly follow-up report's reads.

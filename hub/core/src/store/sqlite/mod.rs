@@ -595,9 +595,14 @@ impl InvoiceStore for SqliteStore {
         self.read(move |c| month::without_mmap(c, |c| month::month_providers(c, month))).await
     }
 
-    async fn provider_month(&self, provider: &str, month: carehub_model::Month) -> Result<ProviderMonth, StoreError> {
+    async fn provider_month(
+        &self,
+        provider: &str,
+        month: carehub_model::Month,
+        detail: MonthDetail,
+    ) -> Result<ProviderMonth, StoreError> {
         let provider = provider.to_owned();
-        self.read(move |c| month::without_mmap(c, |c| month::provider_month(c, &provider, month))).await
+        self.read(move |c| month::without_mmap(c, |c| month::provider_month(c, &provider, month, detail))).await
     }
 }
 

@@ -80,10 +80,16 @@ fn month_order(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<MonthOrder>> {
         decision_valid_from,
         decision_valid_to: to.as_deref().and_then(day),
         visits: Vec::new(),
+        sums: None,
     }))
 }
 
-pub(super) fn provider_month(conn: &Connection, provider: &str, month: Month) -> Result<ProviderMonth, StoreError> {
+pub(super) fn provider_month(
+    conn: &Connection,
+    provider: &str,
+    month: Month,
+    detail: MonthDetail,
+) -> Result<ProviderMonth, StoreError> {
     let month_key = key(month);
     let (first, last) = (month.first_day(), month.last_day());
     // Plan notices are stamped in UTC; a day's margin either side of the month catches the
@@ -137,6 +143,11 @@ pub(super) fn provider_month(conn: &Connection, provider: &str, month: Month) ->
         }
     }
 
+    if detail == MonthDetail::Sums {
+        month_sums(conn, provider, &month_key, &index, &mut out)?;
+        return Ok(out);
+    }
+
     // The month's visits, streamed in order id order (the covering index's) and grouped
     // as they come: the order is looked up when the id changes.
     let mut stmt = conn.prepare_cached(
@@ -172,6 +183,47 @@ pub(super) fn provider_month(conn: &Connection, provider: &str, month: Month) ->
         });
     }
     Ok(out)
+}
+
+/// The month's visits summed per order by SQLite as it walks the covering index (in order
+/// id order, so the grouping streams without a sort): [`invoices::VisitSums::of`]'s rules in
+/// SQL, which the tests below hold to the same figures as the visits read one by one. The
+/// index's `month` is the check-in's month in Stockholm, and `seconds` is the visit's
+/// duration as the rules count it (NULL without a check-out or when it comes first).
+fn month_sums(
+    conn: &Connection,
+    provider: &str,
+    month_key: &str,
+    index: &HashMap<String, usize>,
+    out: &mut ProviderMonth,
+) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT order_id, count(*),
+                sum(outcome IN ('accepted', 'flagged')),
+                sum(outcome IN ('accepted', 'flagged') AND manual),
+                sum(CASE WHEN outcome IN ('accepted', 'flagged')
+                          AND visit_outcome NOT IN ('declined_at_door', 'cancelled_in_advance')
+                         THEN coalesce(seconds, 0) ELSE 0 END),
+                sum(CASE WHEN outcome IN ('accepted', 'flagged') AND visit_outcome = 'declined_at_door'
+                         THEN coalesce(planned_minutes, 0) ELSE 0 END)
+         FROM visits INDEXED BY visits_provider_month_cover WHERE provider = ?1 AND month = ?2
+         GROUP BY order_id",
+    )?;
+    let mut rows = stmt.query(params![provider, month_key])?;
+    for o in &mut out.orders {
+        o.sums = Some(invoices::VisitSums::default());
+    }
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    while let Some(r) = rows.next()? {
+        out.visits_read += count(r.get(1)?);
+        out.counted_visits += count(r.get(2)?);
+        out.manual_visits += count(r.get(3)?);
+        let order = r.get_ref(0)?.as_str_or_null().map_err(backend)?;
+        let Some(&at) = order.and_then(|id| index.get(id)) else { continue };
+        out.orders[at].sums =
+            Some(invoices::VisitSums { performed_seconds: r.get(4)?, declined_planned_minutes: r.get(5)? });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -371,6 +423,7 @@ mod tests {
                     decision_valid_from: o.decision_valid_from,
                     decision_valid_to: o.decision_valid_to,
                     visits: o.visits.clone(),
+                    sums: o.sums,
                     plan_notice: None,
                 })
                 .collect(),
@@ -409,7 +462,7 @@ mod tests {
         };
         let mut checked = (0, 0);
         for (p, provider) in providers.iter().enumerate() {
-            let one_pass = provider_month(&conn, provider, month).expect("one pass");
+            let one_pass = provider_month(&conn, provider, month, MonthDetail::Visits).expect("one pass");
             let mut plain = one_pass.clone();
             visits_read_plainly(&conn, provider, month, &mut plain);
             assert_eq!(
@@ -456,5 +509,55 @@ mod tests {
             assert_eq!(ours_follow, plain_follow, "{provider}");
         }
         assert!(checked.0 > 1000 && checked.1 > 30, "{checked:?}");
+    }
+
+    #[test]
+    fn the_month_summed_in_the_database_verifies_as_the_visits_one_by_one() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("month.db");
+        let providers = seed(&path);
+        let conn = Connection::open(&path).expect("open");
+        let month = Month::new(2026, 10).expect("month");
+        let mut paid_declined = 0;
+        for provider in &providers {
+            let summed = provider_month(&conn, provider, month, MonthDetail::Sums).expect("sums");
+            let listed = provider_month(&conn, provider, month, MonthDetail::Visits).expect("visits");
+            assert_eq!(
+                (summed.visits_read, summed.counted_visits, summed.manual_visits),
+                (listed.visits_read, listed.counted_visits, listed.manual_visits),
+                "{provider}"
+            );
+            assert_eq!(summed.orders.len(), listed.orders.len());
+            for (s, l) in summed.orders.iter().zip(&listed.orders) {
+                assert!(s.visits.is_empty(), "summed, not listed");
+                assert_eq!(s.sums, Some(invoices::VisitSums::of(&l.visits, month)), "{}", s.record.order.id);
+                paid_declined += s.sums.map_or(0, |x| x.declined_planned_minutes);
+            }
+            let org = OrgNumber::parse(provider).expect("org");
+            for declined_visits_paid in [false, true] {
+                let policy = Policy {
+                    rates: BTreeMap::from([(org.clone(), Rates::flat(39_000))]),
+                    declined_visits_paid,
+                    ..Policy::default()
+                };
+                let ours = verify_provider(facts(&summed), month, &policy, None);
+                let theirs = verify_provider(facts(&listed), month, &policy, None);
+                assert!(ours.errors.is_empty(), "{:?}", ours.errors);
+                assert_eq!(
+                    serde_json::to_value(&ours).expect("json"),
+                    serde_json::to_value(&theirs).expect("json"),
+                    "{provider}, declined visits paid: {declined_visits_paid}"
+                );
+            }
+            // Sums cannot be split over time bands: refused, not guessed.
+            let banded = Rates {
+                day: 39_000,
+                bands: vec![Band { kind: BandKind::Weekend, from: NaiveTime::MIN, to: NaiveTime::MIN, rate: 52_000 }],
+            };
+            let policy = Policy { rates: BTreeMap::from([(org, banded)]), ..Policy::default() };
+            let refused = verify_provider(facts(&summed), month, &policy, None);
+            assert!(refused.errors.iter().any(|e| e.contains("time bands")), "{:?}", refused.errors);
+        }
+        assert!(paid_declined > 0, "the month has declined visits with planned minutes");
     }
 }
