@@ -6,15 +6,24 @@
 //! endpoint only (`POST /v1/systems/{system}/messages`). Everything else (reading the log,
 //! orders, replay) still needs a bearer token, because those are people's and roles'
 //! actions, not a system's. A client without a certificate connects as usual.
+//!
+//! A client certificate the hub refuses (expired, from another CA, malformed) ends the
+//! handshake; the hub logs it (the peer's address and a code, nothing about the person
+//! behind it) and tells an optional observer ([`Tls::on_refused`]). The observer exists
+//! for the mock hub (`carehub mock`), which journals each refusal so that a vendor's
+//! conformance run can show its system met an expired or a foreign certificate; a
+//! production hub sets none.
 
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use chrono::{DateTime, Utc};
+use rustls::{CertificateError, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, TlsSection};
@@ -29,6 +38,77 @@ pub struct Tls {
     acceptor: TlsAcceptor,
     /// (DNS name in the client certificate, system name)
     clients: Vec<(ServerName<'static>, String)>,
+    /// Told of every handshake the hub refuses; see [`Tls::on_refused`].
+    refused: OnceLock<RefusalObserver>,
+}
+
+/// Told of each refused handshake.
+pub type RefusalObserver = Arc<dyn Fn(&RefusedHandshake) + Send + Sync>;
+
+/// Why the hub refused a TLS handshake, from the rustls error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The client certificate has expired, or is not valid yet.
+    CertExpired,
+    /// The client certificate is not from the configured client CA.
+    CertUnknownIssuer,
+    /// Anything else about the client certificate (malformed, wrong usage, revoked, ...).
+    CertBad,
+    /// Anything else about the handshake (not TLS at all, no common protocol, an alert).
+    TlsHandshake,
+}
+
+impl Refusal {
+    /// The stable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::CertExpired => "CERT_EXPIRED",
+            Refusal::CertUnknownIssuer => "CERT_UNKNOWN_ISSUER",
+            Refusal::CertBad => "CERT_BAD",
+            Refusal::TlsHandshake => "TLS_HANDSHAKE",
+        }
+    }
+}
+
+/// A handshake the hub refused.
+#[derive(Debug, Clone)]
+pub struct RefusedHandshake {
+    pub peer: SocketAddr,
+    pub reason: Refusal,
+    /// For [`Refusal::CertExpired`], when the certificate's validity ended (or, for one
+    /// not valid yet, began), when rustls says.
+    pub valid_until: Option<DateTime<Utc>>,
+    pub valid_from: Option<DateTime<Utc>>,
+    /// rustls's words for it (no names from the certificate).
+    pub detail: String,
+}
+
+impl RefusedHandshake {
+    /// The refusal an error of a TLS handshake stands for; `None` for an error that is not
+    /// the hub refusing (the client went away, the socket failed).
+    pub fn from_error(peer: SocketAddr, error: &std::io::Error) -> Option<RefusedHandshake> {
+        let tls = error.get_ref()?.downcast_ref::<rustls::Error>()?;
+        let at = |t: &UnixTime| DateTime::<Utc>::from_timestamp(i64::try_from(t.as_secs()).ok()?, 0);
+        let (mut valid_from, mut valid_until) = (None, None);
+        let reason = match tls {
+            rustls::Error::InvalidCertificate(e) => match e {
+                CertificateError::Expired | CertificateError::NotValidYet => Refusal::CertExpired,
+                CertificateError::ExpiredContext { not_after, .. } => {
+                    valid_until = at(not_after);
+                    Refusal::CertExpired
+                }
+                CertificateError::NotValidYetContext { not_before, .. } => {
+                    valid_from = at(not_before);
+                    Refusal::CertExpired
+                }
+                CertificateError::UnknownIssuer => Refusal::CertUnknownIssuer,
+                _ => Refusal::CertBad,
+            },
+            rustls::Error::NoCertificatesPresented => Refusal::CertBad,
+            _ => Refusal::TlsHandshake,
+        };
+        Some(RefusedHandshake { peer, reason, valid_until, valid_from, detail: tls.to_string() })
+    }
 }
 
 fn certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
@@ -80,7 +160,14 @@ impl Tls {
                 Some((name, s.name.clone()))
             })
             .collect();
-        Ok(Tls { acceptor: TlsAcceptor::from(Arc::new(server)), clients })
+        Ok(Tls { acceptor: TlsAcceptor::from(Arc::new(server)), clients, refused: OnceLock::new() })
+    }
+
+    /// Sets the one observer of refused handshakes (the mock hub's journal); false when
+    /// one was set already. The hub refuses and logs as before; the observer only hears
+    /// of it, on the connection's task, so it should not block.
+    pub fn on_refused(&self, observer: RefusalObserver) -> bool {
+        self.refused.set(observer).is_ok()
     }
 
     /// The system a client certificate (already verified against the client CA) names.
@@ -92,13 +179,31 @@ impl Tls {
             .map(|(_, s)| s.clone())
     }
 
-    /// The TLS handshake on an accepted connection, and the system its client certificate
-    /// names, if any. (The accept loop is [`crate::accept`], shared with plain HTTP.)
+    /// The TLS handshake on an accepted connection from `peer`, and the system its client
+    /// certificate names, if any. A handshake the hub refuses is logged and told to the
+    /// observer. (The accept loop is [`crate::accept`], shared with plain HTTP.)
     pub async fn accept(
         &self,
         tcp: tokio::net::TcpStream,
+        peer: SocketAddr,
     ) -> std::io::Result<(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, Option<String>)> {
-        let stream = self.acceptor.accept(tcp).await?;
+        let stream = match self.acceptor.accept(tcp).await {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(refused) = RefusedHandshake::from_error(peer, &e) {
+                    let code = refused.reason.code();
+                    if refused.reason == Refusal::TlsHandshake {
+                        tracing::debug!(%peer, code, detail = %refused.detail, "TLS handshake refused");
+                    } else {
+                        tracing::info!(%peer, code, detail = %refused.detail, "client certificate refused");
+                    }
+                    if let Some(observer) = self.refused.get() {
+                        observer(&refused);
+                    }
+                }
+                return Err(e);
+            }
+        };
         let system = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| self.identify(c));
         Ok((stream, system))
     }
