@@ -93,8 +93,12 @@ async fn the_full_phoniro_catalogue_passes_against_a_correct_phoniro_and_its_has
         outcome.run.cases.iter().filter(|c| c.not_applicable.is_some()).map(|c| c.id.as_str()).collect();
     assert_eq!(not_applicable, MTLS_CASES.into_iter().collect());
     assert_eq!(outcome.run.score.not_applicable, 2);
-    assert!(outcome.run.cases.iter().filter(|c| c.not_applicable.is_some()).all(|c| !c.passed
-        && c.not_applicable.as_deref().is_some_and(|w| w.contains("client certificates"))));
+    assert!(outcome
+        .run
+        .cases
+        .iter()
+        .filter(|c| c.not_applicable.is_some())
+        .all(|c| !c.passed && c.not_applicable.as_deref().is_some_and(|w| w.contains("client certificates"))));
 
     // The run's entry in the mock's journal, over the mock's API and on its page.
     let http = reqwest::Client::new();
@@ -285,7 +289,11 @@ pub(crate) fn junit_counts(path: &Path, tests: usize, failures: usize, skipped: 
         .unwrap_or_else(|e| panic!("{}: {e}; scripts/test makes the venv with junitparser", python.display()));
     assert!(out.status.success(), "junitparser: {}", String::from_utf8_lossy(&out.stderr));
     let counts = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert_eq!(counts, format!("{tests} {failures} {skipped}"), "tests, failures and skipped as junitparser counts them");
+    assert_eq!(
+        counts,
+        format!("{tests} {failures} {skipped}"),
+        "tests, failures and skipped as junitparser counts them"
+    );
 }
 
 /// The HTML report opened from disk in headless Chromium, with no console errors.

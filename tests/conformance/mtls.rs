@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use carehub_conformance::cli::run_on_mock;
-use carehub_devkit::conformance::http::{Certificates, Flaw, RestVendor, Vendor};
 use carehub_conformance::mock::MockHub;
+use carehub_devkit::conformance::http::{Certificates, Flaw, RestVendor, Vendor};
 use serde_json::Value;
 
 use super::http::{args, failed, junit_counts, system_with, MTLS_CASES};
@@ -57,7 +57,9 @@ fn refusals(journal: &[Value]) -> Vec<(String, String)> {
             assert!(x.get("status").is_none_or(Value::is_null), "a refused handshake had no answer: {x}");
         })
         .flat_map(|x| x["problems"].as_array().cloned().unwrap_or_default())
-        .map(|p| (p["code"].as_str().unwrap_or_default().to_owned(), p["message"].as_str().unwrap_or_default().to_owned()))
+        .map(|p| {
+            (p["code"].as_str().unwrap_or_default().to_owned(), p["message"].as_str().unwrap_or_default().to_owned())
+        })
         .collect()
 }
 

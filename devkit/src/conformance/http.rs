@@ -492,7 +492,9 @@ async fn act(s: &System, what: &str) -> Acted {
         let order = need_order()?;
         return sent(s.post_json(&plan(s.vendor, &order, &today.to_string())).await);
     }
-    if let Some(which) = ["expired", "foreign"].into_iter().find(|w| what.starts_with(&format!("Using the {w} client certificate"))) {
+    if let Some(which) =
+        ["expired", "foreign"].into_iter().find(|w| what.starts_with(&format!("Using the {w} client certificate")))
+    {
         let order = need_order()?;
         let clients = s.lock().tls.clone().ok_or((
             StatusCode::UNPROCESSABLE_ENTITY,

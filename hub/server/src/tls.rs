@@ -19,8 +19,8 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
-use rustls::server::WebPkiClientVerifier;
 use chrono::{DateTime, Utc};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -206,5 +206,37 @@ impl Tls {
         };
         let system = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| self.identify(c));
         Ok((stream, system))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(e: rustls::Error) -> Option<RefusedHandshake> {
+        let peer = "127.0.0.1:4711".parse().expect("address");
+        RefusedHandshake::from_error(peer, &std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+
+    #[test]
+    fn a_refusal_is_coded_from_the_rustls_error() {
+        let expired = refused(rustls::Error::InvalidCertificate(CertificateError::ExpiredContext {
+            time: UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_800_000_000)),
+            not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(978_307_200)),
+        }))
+        .expect("a refusal");
+        assert_eq!(expired.reason.code(), "CERT_EXPIRED");
+        assert_eq!(expired.valid_until.map(|t| t.to_rfc3339()).as_deref(), Some("2001-01-01T00:00:00+00:00"));
+        assert_eq!(expired.peer.to_string(), "127.0.0.1:4711");
+        let code = |e| refused(e).map(|r| r.reason.code());
+        use rustls::Error::InvalidCertificate as Invalid;
+        assert_eq!(code(Invalid(CertificateError::NotValidYet)), Some("CERT_EXPIRED"));
+        assert_eq!(code(Invalid(CertificateError::UnknownIssuer)), Some("CERT_UNKNOWN_ISSUER"));
+        assert_eq!(code(Invalid(CertificateError::BadEncoding)), Some("CERT_BAD"));
+        assert_eq!(code(rustls::Error::NoCertificatesPresented), Some("CERT_BAD"));
+        assert_eq!(code(rustls::Error::HandshakeNotComplete), Some("TLS_HANDSHAKE"));
+        // The client going away is not the hub refusing.
+        let gone = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+        assert!(RefusedHandshake::from_error("127.0.0.1:1".parse().expect("address"), &gone).is_none());
     }
 }
