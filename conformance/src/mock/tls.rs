@@ -71,9 +71,11 @@ pub fn problem(refused: &RefusedHandshake) -> Problem {
         }
         Refusal::CertUnknownIssuer => (
             "MOCK_CERT_FOREIGN",
-            "the client certificate is not issued by the hub's client CA, so the hub refused the TLS \
-             handshake: send with the certificate the municipality issued for this system"
-                .to_owned(),
+            format!(
+                "the client certificate is not issued by the hub's client CA{}, so the hub refused the TLS \
+                 handshake: send with the certificate the municipality issued for this system",
+                refused.issuer.as_ref().map(|i| format!(" (issuer: {i})")).unwrap_or_default()
+            ),
         ),
         Refusal::CertBad => (
             "MOCK_CERT_BAD",
@@ -94,6 +96,7 @@ mod tests {
             reason,
             valid_until: chrono::DateTime::from_timestamp(978_307_200, 0),
             valid_from: None,
+            issuer: Some("CN=foreign test CA".into()),
             detail: "d".into(),
         }
     }
@@ -103,7 +106,9 @@ mod tests {
         let p = problem(&refused(Refusal::CertExpired));
         assert_eq!(p.code, "MOCK_CERT_EXPIRED");
         assert!(p.message.contains("expired on 2001-01-01 00:00 UTC"), "{}", p.message);
-        assert_eq!(problem(&refused(Refusal::CertUnknownIssuer)).code, "MOCK_CERT_FOREIGN");
+        let foreign = problem(&refused(Refusal::CertUnknownIssuer));
+        assert_eq!(foreign.code, "MOCK_CERT_FOREIGN");
+        assert!(foreign.message.contains("(issuer: CN=foreign test CA)"), "{}", foreign.message);
         assert_eq!(problem(&refused(Refusal::CertBad)).code, "MOCK_CERT_BAD");
         assert_eq!(problem(&refused(Refusal::TlsHandshake)).code, "MOCK_TLS_HANDSHAKE");
         let x = exchange(&refused(Refusal::CertExpired), Wire::Http);

@@ -20,8 +20,12 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{CertificateError, RootCertStore, ServerConfig};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio_rustls::TlsAcceptor;
@@ -79,6 +83,9 @@ pub struct RefusedHandshake {
     /// not valid yet, began), when rustls says.
     pub valid_until: Option<DateTime<Utc>>,
     pub valid_from: Option<DateTime<Utc>>,
+    /// For [`Refusal::CertUnknownIssuer`], the issuer the certificate names (`CN=..., O=...`),
+    /// when it could be read.
+    pub issuer: Option<String>,
     /// rustls's words for it (no names from the certificate).
     pub detail: String,
 }
@@ -107,7 +114,7 @@ impl RefusedHandshake {
             rustls::Error::NoCertificatesPresented => Refusal::CertBad,
             _ => Refusal::TlsHandshake,
         };
-        Some(RefusedHandshake { peer, reason, valid_until, valid_from, detail: tls.to_string() })
+        Some(RefusedHandshake { peer, reason, valid_until, valid_from, issuer: None, detail: tls.to_string() })
     }
 }
 
@@ -146,7 +153,7 @@ impl Tls {
                     .allow_unauthenticated()
                     .build()
                     .context("cannot build the client certificate verifier")?;
-                builder.with_client_cert_verifier(verifier)
+                builder.with_client_cert_verifier(Arc::new(Remembering(verifier)))
             }
         };
         let mut server =
@@ -187,10 +194,19 @@ impl Tls {
         tcp: tokio::net::TcpStream,
         peer: SocketAddr,
     ) -> std::io::Result<(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, Option<String>)> {
-        let stream = match self.acceptor.accept(tcp).await {
+        let (accepted, presented) = PRESENTED
+            .scope(std::cell::RefCell::new(None), async {
+                let accepted = self.acceptor.accept(tcp).await;
+                (accepted, PRESENTED.with(|p| p.borrow_mut().take()))
+            })
+            .await;
+        let stream = match accepted {
             Ok(s) => s,
             Err(e) => {
-                if let Some(refused) = RefusedHandshake::from_error(peer, &e) {
+                if let Some(mut refused) = RefusedHandshake::from_error(peer, &e) {
+                    if refused.reason == Refusal::CertUnknownIssuer {
+                        refused.issuer = presented.as_deref().and_then(issuer_of);
+                    }
                     let code = refused.reason.code();
                     if refused.reason == Refusal::TlsHandshake {
                         tracing::debug!(%peer, code, detail = %refused.detail, "TLS handshake refused");
@@ -235,8 +251,120 @@ mod tests {
         assert_eq!(code(Invalid(CertificateError::BadEncoding)), Some("CERT_BAD"));
         assert_eq!(code(rustls::Error::NoCertificatesPresented), Some("CERT_BAD"));
         assert_eq!(code(rustls::Error::HandshakeNotComplete), Some("TLS_HANDSHAKE"));
+        let foreign = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../certs/phoniro-ekero-foreign.pem"))
+            .expect("the foreign test certificate");
+        let der = CertificateDer::from_pem_slice(&foreign).expect("a certificate");
+        assert_eq!(issuer_of(&der).as_deref(), Some("CN=foreign test CA, O=somewhere else"));
+        assert_eq!(issuer_of(b"not a certificate"), None);
         // The client going away is not the hub refusing.
         let gone = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
         assert!(RefusedHandshake::from_error("127.0.0.1:1".parse().expect("address"), &gone).is_none());
     }
+}
+
+tokio::task_local! {
+    /// The end-entity certificate a client presented in the handshake on this task, kept
+    /// by [`Remembering`] so that a refusal can name the certificate's issuer.
+    static PRESENTED: std::cell::RefCell<Option<CertificateDer<'static>>>;
+}
+
+/// The client certificate verifier, remembering the certificate it was shown (in
+/// [`PRESENTED`], when the handshake runs inside its scope). Verifies exactly as the inner.
+#[derive(Debug)]
+struct Remembering(Arc<dyn ClientCertVerifier>);
+
+impl ClientCertVerifier for Remembering {
+    fn offer_client_auth(&self) -> bool {
+        self.0.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.0.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let _ = PRESENTED.try_with(|p| *p.borrow_mut() = Some(end_entity.clone().into_owned()));
+        self.0.verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// One DER element at the start of `der`: its tag, its contents, and what follows it.
+/// Definite lengths up to four bytes, which is all a certificate uses.
+fn der_element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = der.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        (rest[..n].iter().fold(0usize, |a, b| (a << 8) | usize::from(*b)), &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The issuer a certificate names, as `CN=..., O=...` (its common name and organisation,
+/// which is what a person recognises a CA by); `None` when it cannot be read.
+fn issuer_of(cert: &[u8]) -> Option<String> {
+    const SEQUENCE: u8 = 0x30;
+    let (_, certificate, _) = der_element(cert).filter(|e| e.0 == SEQUENCE)?;
+    let (_, tbs, _) = der_element(certificate).filter(|e| e.0 == SEQUENCE)?;
+    let mut rest = tbs;
+    // version [0] (optional), serialNumber, signature algorithm, then the issuer.
+    let (tag, _, after) = der_element(rest)?;
+    if tag == 0xa0 {
+        rest = after;
+    }
+    let (_, _, rest) = der_element(rest)?;
+    let (_, _, rest) = der_element(rest)?;
+    let (_, mut name, _) = der_element(rest).filter(|e| e.0 == SEQUENCE)?;
+    let mut parts = Vec::new();
+    while let Some((_, set, more)) = der_element(name) {
+        name = more;
+        let Some((_, attribute, _)) = der_element(set) else { continue };
+        let Some((0x06, oid, value)) = der_element(attribute) else { continue };
+        let label = match oid {
+            [0x55, 0x04, 0x03] => "CN",
+            [0x55, 0x04, 0x0a] => "O",
+            _ => continue,
+        };
+        if let Some((_, text, _)) = der_element(value) {
+            parts.push(format!("{label}={}", String::from_utf8_lossy(text)));
+        }
+    }
+    parts.sort_by_key(|p| !p.starts_with("CN="));
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
