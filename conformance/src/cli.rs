@@ -98,6 +98,9 @@ pub async fn run(args: &ConformanceArgs, counterpart: &dyn Counterpart) -> anyho
         write_reports(&run, &args.out).with_context(|| format!("writing the reports to {}", args.out.display()))?;
     for c in &run.cases {
         match &c.failure {
+            None if c.not_applicable.is_some() => {
+                println!("n/a     {}  {} -- {}", c.id, c.title, c.not_applicable.as_deref().unwrap_or_default())
+            }
             None => println!("passed  {}  {}", c.id, c.title),
             Some(f) => println!("FAILED  {}  {} -- step {}: {}", c.id, c.title, f.step, f.reason),
         }

@@ -136,6 +136,11 @@ pub trait Counterpart: Send + Sync {
     /// The hub's state of one business key (`order`, `client`, `visit`), as JSON; `None`
     /// when it has none.
     async fn state(&self, kind: &str, key: &str) -> anyhow::Result<Option<serde_json::Value>>;
+    /// Whether the hub serves HTTPS and checks client certificates against a client CA
+    /// (mTLS), so that cases of refused certificates apply.
+    fn serves_mtls(&self) -> bool {
+        false
+    }
 }
 
 /// Bytes as base64 text in JSON, so a payload in any encoding survives the journal's API.

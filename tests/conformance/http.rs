@@ -27,10 +27,17 @@ const SECRET: &str = "conformance-http-test-secret-0123456789";
 /// pointed at the system's `--target` as `carehub conformance` points it, and the system
 /// connected as a vendor would be from what the command prints.
 async fn system(which: Vendor, flaw: Option<Flaw>) -> (RestVendor, MockHub) {
+    system_with(which, flaw, None).await
+}
+
+/// [`system`], with the mock's `[tls]` section when given (the system is then given the
+/// certificates in `certs/` before it connects).
+pub(crate) async fn system_with(which: Vendor, flaw: Option<Flaw>, tls: Option<toml::Table>) -> (RestVendor, MockHub) {
     let vendor = RestVendor::start(which, flaw).await.expect("the vendor's system starts");
     let config = MockConfig {
         at: Some(START.into()),
         jwt_secret: Some(SECRET.into()),
+        tls,
         ..carehub_conformance::cli::system_for_target(which.name(), &vendor.base_url).expect("the target")
     };
     let hub = MockHub::on_loopback(which.name(), config).await.expect("the mock starts");
@@ -48,7 +55,7 @@ async fn system(which: Vendor, flaw: Option<Flaw>) -> (RestVendor, MockHub) {
     (vendor, hub)
 }
 
-fn args(which: Vendor, vendor: &RestVendor, out: &Path, wait: u64) -> ConformanceArgs {
+pub(crate) fn args(which: Vendor, vendor: &RestVendor, out: &Path, wait: u64) -> ConformanceArgs {
     ConformanceArgs {
         vendor: which.name().into(),
         target: vendor.base_url.clone(),
@@ -61,9 +68,13 @@ fn args(which: Vendor, vendor: &RestVendor, out: &Path, wait: u64) -> Conformanc
     }
 }
 
-fn failed(outcome: &Outcome) -> BTreeSet<String> {
-    outcome.run.cases.iter().filter(|c| !c.passed).map(|c| c.id.clone()).collect()
+/// The cases that ran and failed (a case that did not apply did neither).
+pub(crate) fn failed(outcome: &Outcome) -> BTreeSet<String> {
+    outcome.run.cases.iter().filter(|c| !c.passed && c.not_applicable.is_none()).map(|c| c.id.clone()).collect()
 }
+
+/// The Phoniro cases that need the mock to serve mTLS (refused client certificates).
+pub(crate) const MTLS_CASES: [&str; 2] = ["CONF-PHONIRO-VISIT-004", "CONF-PHONIRO-VISIT-005"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_full_phoniro_catalogue_passes_against_a_correct_phoniro_and_its_hash_is_kept() {
@@ -72,10 +83,22 @@ async fn the_full_phoniro_catalogue_passes_against_a_correct_phoniro_and_its_has
     let started = Instant::now();
     let outcome = run_on_mock(&args(Vendor::Phoniro, &vendor, dir.path(), 20), &hub).await.expect("the run");
     println!("the Phoniro catalogue took {:.1} s", started.elapsed().as_secs_f64());
-    let failures: Vec<_> = outcome.run.cases.iter().filter(|c| !c.passed).collect();
+    let failures: Vec<_> = outcome.run.cases.iter().filter(|c| !c.passed && c.not_applicable.is_none()).collect();
     assert!(failures.is_empty(), "{failures:#?}");
-    assert_eq!(outcome.run.score.total, 21, "every case of the catalogue ran");
+    assert_eq!(outcome.run.score.total, 21, "every case of the catalogue ran but those that need mTLS");
     assert_eq!(outcome.exit_code(), 0);
+    // Over plain HTTP the cases of refused client certificates do not apply: neither
+    // passed nor failed, and said why.
+    let not_applicable: BTreeSet<&str> =
+        outcome.run.cases.iter().filter(|c| c.not_applicable.is_some()).map(|c| c.id.as_str()).collect();
+    assert_eq!(not_applicable, MTLS_CASES.into_iter().collect());
+    assert_eq!(outcome.run.score.not_applicable, 2);
+    assert!(outcome
+        .run
+        .cases
+        .iter()
+        .filter(|c| c.not_applicable.is_some())
+        .all(|c| !c.passed && c.not_applicable.as_deref().is_some_and(|w| w.contains("client certificates"))));
 
     // The run's entry in the mock's journal, over the mock's API and on its page.
     let http = reqwest::Client::new();
@@ -86,7 +109,7 @@ async fn the_full_phoniro_catalogue_passes_against_a_correct_phoniro_and_its_has
     assert_eq!(entry["vendor"], "phoniro");
     assert_eq!(entry["passed"], 21);
     assert_eq!(entry["total"], 21);
-    assert_eq!(entry["cases"].as_array().map(Vec::len), Some(21));
+    assert_eq!(entry["cases"].as_array().map(Vec::len), Some(23));
     assert_eq!(entry["at"].as_str().map(|t| t.starts_with("2026-12-01")), Some(true), "the mock's clock: {entry}");
     let json = std::fs::read(&outcome.written.json).expect("the JSON report");
     let hashed = {
@@ -99,7 +122,10 @@ async fn the_full_phoniro_catalogue_passes_against_a_correct_phoniro_and_its_has
     assert!(page.contains(&outcome.written.sha256), "the journal's page shows the run's hash");
 
     // The reports as their readers meet them.
-    junit_counts(&outcome.written.junit, 21, 0);
+    junit_counts(&outcome.written.junit, 23, 0, 2);
+    let html = std::fs::read_to_string(&outcome.written.html).expect("the HTML report");
+    assert!(html.contains("21 of 21 cases passed (2 not applicable)"), "the score names the cases left out");
+    assert_eq!(html.matches("<b>Not applicable:</b>").count(), 2, "each such case says why");
     html_opens_without_console_errors(&outcome.written.html).await;
     hub.stop().await;
     vendor.stop();
@@ -116,6 +142,8 @@ async fn each_broken_phoniro_fails_exactly_the_cases_named_for_its_mistake() {
             Flaw::AckForUnknownOrder => &["CONF-PHONIRO-ORDER_ACK-006"],
             Flaw::PlanBeforeAck => &["CONF-PHONIRO-PLAN_NOTICE-001"],
             Flaw::PeppolTotalOff => &["CONF-PHONIRO-VERIFICATION-001"],
+            // Only over mTLS (the `mtls` module), where these cases apply.
+            Flaw::KeepsExpiredCertificate => &[],
         };
         ids.iter().map(|s| (*s).to_owned()).collect()
     };
@@ -154,7 +182,7 @@ async fn the_full_lifecare_mobil_catalogue_passes_against_a_correct_lifecare_mob
     let failures: Vec<_> = outcome.run.cases.iter().filter(|c| !c.passed).collect();
     assert!(failures.is_empty(), "{failures:#?}");
     assert_eq!(outcome.run.score.total, 18, "every case of the catalogue ran");
-    junit_counts(&outcome.written.junit, 18, 0);
+    junit_counts(&outcome.written.junit, 18, 0, 0);
     let reports: Value =
         reqwest::get(format!("{}/mock/reports", hub.url())).await.expect("reports").json().await.expect("json");
     assert_eq!(reports[0]["sha256"], outcome.written.sha256.as_str());
@@ -173,7 +201,7 @@ async fn each_broken_lifecare_mobil_fails_exactly_the_cases_named_for_its_mistak
             Flaw::MissingMandatoryField => &["CONF-LIFECARE_MOBIL-NEED_CHANGE-001"],
             Flaw::AckForUnknownOrder => &["CONF-LIFECARE_MOBIL-ORDER_ACK-006"],
             Flaw::PlanBeforeAck => &["CONF-LIFECARE_MOBIL-PLAN_NOTICE-001"],
-            Flaw::PeppolTotalOff => &[],
+            Flaw::PeppolTotalOff | Flaw::KeepsExpiredCertificate => &[],
         };
         ids.iter().map(|s| (*s).to_owned()).collect()
     };
@@ -247,12 +275,13 @@ async fn a_confirmation_sent_before_the_orders_answer_is_for_a_known_order() {
     hub.stop().await;
 }
 
-/// The JUnit XML read by Python's junitparser (the venv scripts/test makes).
-fn junit_counts(path: &Path, tests: usize, failures: usize) {
+/// The JUnit XML read by Python's junitparser (the venv scripts/test makes): its tests,
+/// failures and skipped (the cases that did not apply).
+pub(crate) fn junit_counts(path: &Path, tests: usize, failures: usize, skipped: usize) {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-python/bin/python");
     let script = "import sys\nfrom junitparser import JUnitXml\nx = JUnitXml.fromfile(sys.argv[1])\n\
-                  t = f = 0\nfor s in (x if hasattr(x, '__iter__') else [x]):\n    t += s.tests; f += s.failures\n\
-                  print(t, f)\n";
+                  t = f = k = 0\nfor s in (x if hasattr(x, '__iter__') else [x]):\n    t += s.tests; f += s.failures; k += s.skipped\n\
+                  print(t, f, k)\n";
     let out = std::process::Command::new(&python)
         .args(["-c", script])
         .arg(path)
@@ -260,7 +289,11 @@ fn junit_counts(path: &Path, tests: usize, failures: usize) {
         .unwrap_or_else(|e| panic!("{}: {e}; scripts/test makes the venv with junitparser", python.display()));
     assert!(out.status.success(), "junitparser: {}", String::from_utf8_lossy(&out.stderr));
     let counts = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert_eq!(counts, format!("{tests} {failures}"), "tests and failures as junitparser counts them");
+    assert_eq!(
+        counts,
+        format!("{tests} {failures} {skipped}"),
+        "tests, failures and skipped as junitparser counts them"
+    );
 }
 
 /// The HTML report opened from disk in headless Chromium, with no console errors.

@@ -6,3 +6,4 @@
 mod case_management;
 mod files;
 mod http;
+mod mtls;

@@ -18,6 +18,8 @@
 //! - [`send`]: the messages the counterpart injects for a [`SendCommand`];
 //! - [`files`]: the SFTP drop box of the file-based vendors (Procapita, ParaGå), which the
 //!   hub polls, and the journaling of every file the vendor leaves there;
+//! - [`tls`]: the handshakes the hub refuses over mTLS (an expired or a foreign client
+//!   certificate), journaled;
 //! - `api`: the `/mock/` routes and the journal's page.
 //!
 //! The hub's deadlines (an order overdue 15 days after it was sent) are worked out when
@@ -50,6 +52,7 @@ pub mod inbound;
 pub mod journal;
 pub mod profile;
 pub mod send;
+pub mod tls;
 
 pub use config::MockConfig;
 use inbound::{Faults, Inbound};
@@ -163,6 +166,8 @@ pub struct MockHub {
     sink: tokio::task::JoinHandle<()>,
     /// The SFTP vendors' drop box.
     dropbox: Option<files::DropboxSide>,
+    /// The hub serves HTTPS and checks client certificates against a client CA.
+    mtls: bool,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -253,6 +258,13 @@ impl MockHub {
         };
         let runtime = carehub_server::assemble::build_with_transports(&hub_config, clock.clone(), &wrap)
             .map_err(|e| MockError::Hub(format!("{e:#}")))?;
+        let mtls = match &runtime.tls {
+            Some(tls) if config.tls.as_ref().is_some_and(|t| t.contains_key("client_ca")) => {
+                tls::journal_refusals(tls, journal.clone(), wire);
+                true
+            }
+            _ => false,
+        };
         let outbound = wrapped
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -301,7 +313,7 @@ impl MockHub {
         .await
         .map_err(|e| MockError::Hub(format!("{e:#}")))?;
         let url = running.url();
-        Ok(MockHub { shared, hub: running, url, data, sink, dropbox, _temp: temp })
+        Ok(MockHub { shared, hub: running, url, data, sink, dropbox, mtls, _temp: temp })
     }
 
     /// The base URL of the hub's API and of `/mock/`.
@@ -864,6 +876,10 @@ impl Counterpart for MockHub {
 
     async fn state(&self, kind: &str, key: &str) -> anyhow::Result<Option<Value>> {
         Ok(self.shared.state(kind, key).await?)
+    }
+
+    fn serves_mtls(&self) -> bool {
+        self.mtls
     }
 }
 

@@ -18,7 +18,7 @@ h3{font-size:1.05rem;margin:0}
 .figure b{font-size:1.8rem;display:block}
 .bar{height:.5rem;background:#e5e5e5;border-radius:3px;overflow:hidden}.bar span{display:block;height:100%;background:#2e7d32}
 table{border-collapse:collapse;width:100%;margin:.5rem 0}th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #e2e2e2;vertical-align:top}
-.pass{color:#1b5e20;font-weight:600}.fail{color:#b71c1c;font-weight:600}
+.pass{color:#1b5e20;font-weight:600}.fail{color:#b71c1c;font-weight:600}.na{color:#616161;font-weight:600}
 .neg{font-size:.8rem;background:#fff3e0;border:1px solid #ffb74d;border-radius:3px;padding:0 .3rem;margin-left:.4rem}
 .case{border:1px solid #ddd;border-left:6px solid #2e7d32;border-radius:4px;padding:.8rem 1rem;margin:1rem 0}
 .case.failed{border-left-color:#b71c1c}
@@ -52,7 +52,16 @@ pub fn html(run: &Run, sha256: &str) -> String {
     );
 
     h.push_str("<div class=\"figures\">\n");
-    figure(&mut h, "Score", run.score.share, &format!("{} of {} cases passed", run.score.passed, run.score.total));
+    let not_applicable = match run.score.not_applicable {
+        0 => String::new(),
+        n => format!(" ({n} not applicable)"),
+    };
+    figure(
+        &mut h,
+        "Score",
+        run.score.share,
+        &format!("{} of {} cases passed{not_applicable}", run.score.passed, run.score.total),
+    );
     figure(
         &mut h,
         "Coverage",
@@ -99,7 +108,9 @@ pub fn html(run: &Run, sha256: &str) -> String {
 }
 
 fn result(c: &CaseResult) -> &'static str {
-    if c.passed {
+    if c.not_applicable.is_some() {
+        "<span class=\"na\">not applicable</span>"
+    } else if c.passed {
         "<span class=\"pass\">passed</span>"
     } else {
         "<span class=\"fail\">failed</span>"
@@ -121,13 +132,16 @@ fn case(h: &mut String, c: &CaseResult) {
     let _ = writeln!(
         h,
         "<section class=\"case{}\" id=\"{}\">\n<h3><code>{}</code> {}{}</h3>",
-        if c.passed { "" } else { " failed" },
+        if c.passed || c.not_applicable.is_some() { "" } else { " failed" },
         escape(&c.id),
         escape(&c.id),
         escape(&c.title),
         if c.negative { "<span class=\"neg\">negative</span>" } else { "" }
     );
     let _ = writeln!(h, "<p><b>Why:</b> {}<br><b>Result:</b> {} in {} ms</p>", escape(&c.why), result(c), c.millis);
+    if let Some(why) = &c.not_applicable {
+        let _ = writeln!(h, "<p><b>Not applicable:</b> {}</p>", escape(why));
+    }
     if let Some(f) = &c.failure {
         let line = f.line.map(|l| format!(" (catalogue line {l})")).unwrap_or_default();
         let _ = writeln!(

@@ -11,16 +11,18 @@ use crate::scenario::run::{CaseResult, Run};
 /// The JUnit XML of a run; `sha256` is the JSON report's hash.
 pub fn junit(run: &Run, sha256: &str) -> String {
     let seconds: f64 = run.cases.iter().map(|c| c.millis as f64 / 1000.0).sum();
-    let (tests, failures) = (run.score.total, run.score.failed);
+    // A case that did not apply is a test skipped, with its reason.
+    let (skipped, failures) = (run.score.not_applicable, run.score.failed);
+    let tests = run.score.total + skipped;
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         x,
-        "<testsuites name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"{seconds:.3}\">",
+        "<testsuites name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{seconds:.3}\">",
         escape(&format!("carehub conformance: {}", run.vendor))
     );
     let _ = writeln!(
         x,
-        "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"{seconds:.3}\" timestamp=\"{}\">",
+        "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{seconds:.3}\" timestamp=\"{}\">",
         escape(&run.vendor),
         run.started_at.format("%Y-%m-%dT%H:%M:%S")
     );
@@ -55,6 +57,9 @@ fn testcase(x: &mut String, case: &CaseResult) {
         case.millis as f64 / 1000.0
     );
     x.push('\n');
+    if let Some(why) = &case.not_applicable {
+        let _ = writeln!(x, "      <skipped message=\"{}\"/>", escape(&format!("not applicable: {why}")));
+    }
     if let Some(f) = &case.failure {
         let message = format!("step {} ({}): {}", f.step, f.what, f.reason);
         let mut body = message.clone();

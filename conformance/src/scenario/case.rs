@@ -61,8 +61,32 @@ pub struct Case {
     pub negative: bool,
     /// The profile's messages and fields the case exercises: message to field paths.
     pub covers: BTreeMap<String, Vec<String>>,
+    /// What the mock hub must offer for the case to apply (`requires = "mtls"`); a run
+    /// whose mock does not offer it reports the case as not applicable, outside the score.
+    pub requires: Option<Requirement>,
     /// The steps (the scenario's name is the case's id).
     pub scenario: Scenario,
+}
+
+/// Something a case needs of the mock hub beyond its plain HTTP API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Requirement {
+    /// HTTPS with client certificates checked against a client CA (`[tls]` with
+    /// `client_ca` in the mock's configuration): the cases of refused certificates.
+    Mtls,
+}
+
+impl Requirement {
+    /// Why a case with this requirement does not apply to a mock that lacks it.
+    pub fn unmet(self) -> &'static str {
+        match self {
+            Requirement::Mtls => {
+                "needs the mock hub to serve HTTPS with client certificates (a [tls] section with client_ca, \
+                 see docs/vendors.md); this run had none, so the case was not run and is not in the score"
+            }
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,6 +113,8 @@ struct CaseFile {
     covers: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     start: Option<TomlInstant>,
+    #[serde(default)]
+    requires: Option<Requirement>,
     steps: Vec<toml::Spanned<Step>>,
 }
 
@@ -164,6 +190,7 @@ impl Catalogue {
                 message: c.message,
                 negative: c.negative,
                 covers: c.covers,
+                requires: c.requires,
                 scenario,
             });
         }

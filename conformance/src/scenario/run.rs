@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::case::{Case, Catalogue};
+use super::case::{Case, Catalogue, Requirement};
 use super::coverage::{Coverage, Universe};
 use super::play::{play, summary, Play, PlayOptions, StepFailure};
 use crate::exchange::{Counterpart, Direction, Exchange, Problem, Wire};
@@ -51,12 +51,15 @@ pub struct Run {
     pub cases: Vec<CaseResult>,
 }
 
-/// Cases passed of cases run.
+/// Cases passed of cases run. A case that did not apply to the run (it needs what the
+/// mock did not offer) is in none of these, only in `not_applicable`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Score {
     pub passed: usize,
     pub failed: usize,
     pub total: usize,
+    #[serde(default)]
+    pub not_applicable: usize,
     /// passed / total, 0 to 1, rounded to four decimals (0 when no case ran: nothing was
     /// shown).
     pub share: f64,
@@ -71,6 +74,10 @@ pub struct CaseResult {
     pub message: String,
     pub negative: bool,
     pub passed: bool,
+    /// Why the case did not apply to this run and was not run (neither passed nor
+    /// failed); absent for a case that ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_applicable: Option<String>,
     /// The step that failed and why; absent for a case that passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<StepFailure>,
@@ -157,6 +164,11 @@ pub async fn run_cases(
     let mut mark = 0;
     let mut results = Vec::with_capacity(cases.len());
     for case in cases {
+        if let Some(unmet) = case.requires.filter(|r| !offers(cp, *r)) {
+            tracing::info!(case = %case.id, "conformance case not applicable");
+            results.push(not_applicable(case, unmet.unmet()));
+            continue;
+        }
         if let Ok(old) = cp.exchanges_since(mark).await {
             mark = old.iter().map(|x| x.id).max().unwrap_or(mark).max(mark);
         }
@@ -168,14 +180,17 @@ pub async fn run_cases(
         results.push(result);
     }
     let passed = results.iter().filter(|r| r.passed).count();
-    let total = results.len();
+    let not_applicable = results.iter().filter(|r| r.not_applicable.is_some()).count();
+    let total = results.len() - not_applicable;
     let score = Score {
         passed,
         failed: total - passed,
         total,
+        not_applicable,
         share: if total == 0 { 0.0 } else { super::coverage::share(passed, total) },
     };
-    let coverage = universe.coverage(cases.iter().flat_map(|c| c.covers.iter()));
+    let ran = |c: &&&Case| c.requires.is_none_or(|r| offers(cp, r));
+    let coverage = universe.coverage(cases.iter().filter(ran).flat_map(|c| c.covers.iter()));
     Run {
         vendor: catalogue.vendor.clone(),
         target: options.target.clone(),
@@ -185,6 +200,30 @@ pub async fn run_cases(
         score,
         coverage,
         cases: results,
+    }
+}
+
+/// Whether the counterpart offers what a case requires.
+fn offers(cp: &dyn Counterpart, requirement: Requirement) -> bool {
+    match requirement {
+        Requirement::Mtls => cp.serves_mtls(),
+    }
+}
+
+/// A case that did not apply to the run, and why.
+fn not_applicable(case: &Case, why: &str) -> CaseResult {
+    CaseResult {
+        id: case.id.clone(),
+        title: case.title.clone(),
+        why: case.why.clone(),
+        message: case.message.clone(),
+        negative: case.negative,
+        passed: false,
+        not_applicable: Some(why.to_owned()),
+        failure: None,
+        instructions: Vec::new(),
+        exchanges: Vec::new(),
+        millis: 0,
     }
 }
 
@@ -220,6 +259,7 @@ pub async fn run_case(cp: &dyn Counterpart, case: &Case, mark: i64, options: &Ru
         message: case.message.clone(),
         negative: case.negative,
         passed: failure.is_none(),
+        not_applicable: None,
         failure,
         instructions: state.instructions.clone(),
         exchanges: state.seen.iter().map(ExchangeSummary::from).collect(),

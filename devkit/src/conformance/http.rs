@@ -14,7 +14,10 @@
 //! provider's token, and serves a harness endpoint (`POST /harness`, the run's
 //! `--trigger`) that does at once what a case asks of "the vendor's person". It learns
 //! where the hub is through [`RestVendor::connect`], as a real system is configured with
-//! the URL and token `carehub conformance` prints.
+//! the URL and token `carehub conformance` prints; over HTTPS with mTLS it is also given
+//! its certificates ([`RestVendor::use_certificates`]: the hub's CA, its own valid client
+//! certificate, and the expired and the foreign one that the cases of refused certificates
+//! ask it to present).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -68,6 +71,9 @@ pub enum Flaw {
     PlanBeforeAck,
     /// Sends a PEPPOL invoice whose payable amount is one krona more than its lines.
     PeppolTotalOff,
+    /// Asked to push a visit with its expired client certificate, keeps sending with it
+    /// and never switches back to the valid one. Only over mTLS, so not in [`Flaw::ALL`].
+    KeepsExpiredCertificate,
 }
 
 impl Flaw {
@@ -103,6 +109,55 @@ impl HubAccess {
     }
 }
 
+/// The certificates of a system that reaches the hub over HTTPS with mTLS, as PEM (each
+/// client certificate followed by its key): what `certs/` holds for Phoniro.
+#[derive(Debug, Clone)]
+pub struct Certificates {
+    /// The CA of the hub's server certificate.
+    pub ca: Vec<u8>,
+    /// The system's own client certificate, from the hub's client CA.
+    pub valid: Vec<u8>,
+    /// The same name from the hub's client CA, expired.
+    pub expired: Vec<u8>,
+    /// The same name from a CA the hub does not know.
+    pub foreign: Vec<u8>,
+}
+
+impl Certificates {
+    /// The Phoniro files in the repository's `certs/` folder.
+    pub fn phoniro(certs: &std::path::Path) -> std::io::Result<Certificates> {
+        let pair = |name: &str| -> std::io::Result<Vec<u8>> {
+            let mut pem = std::fs::read(certs.join(format!("{name}.pem")))?;
+            pem.extend(std::fs::read(certs.join(format!("{name}.key")))?);
+            Ok(pem)
+        };
+        Ok(Certificates {
+            ca: std::fs::read(certs.join("ca.pem"))?,
+            valid: pair("phoniro-ekero")?,
+            expired: pair("phoniro-ekero-expired")?,
+            foreign: pair("phoniro-ekero-foreign")?,
+        })
+    }
+
+    /// A client that trusts the hub's CA and presents `identity`.
+    fn client(&self, identity: &[u8]) -> reqwest::Result<reqwest::Client> {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&self.ca)?)
+            .identity(reqwest::Identity::from_pem(identity)?)
+            .build()
+    }
+}
+
+/// The clients a system over mTLS reaches the hub with.
+#[derive(Clone)]
+struct Clients {
+    valid: reqwest::Client,
+    expired: reqwest::Client,
+    foreign: reqwest::Client,
+}
+
 #[derive(Default)]
 struct Inner {
     hub: Option<HubAccess>,
@@ -112,6 +167,8 @@ struct Inner {
     keys: std::collections::BTreeSet<String>,
     reject_next: bool,
     seq: u32,
+    /// Over mTLS, the clients with each certificate; else the plain client is used.
+    tls: Option<Clients>,
 }
 
 #[derive(Clone)]
@@ -178,6 +235,17 @@ impl RestVendor {
         self.system.lock().hub = Some(hub);
     }
 
+    /// Reaches the hub over HTTPS with these certificates (before [`RestVendor::connect`]).
+    pub fn use_certificates(&self, certs: &Certificates) -> anyhow::Result<()> {
+        let clients = Clients {
+            valid: certs.client(&certs.valid)?,
+            expired: certs.client(&certs.expired)?,
+            foreign: certs.client(&certs.foreign)?,
+        };
+        self.system.lock().tls = Some(clients);
+        Ok(())
+    }
+
     /// How many times the system took order `id` as a new order.
     pub fn times_taken(&self, id: &str) -> u32 {
         self.system.lock().orders.get(id).copied().unwrap_or(0)
@@ -198,19 +266,36 @@ impl System {
         self.lock().hub.clone()
     }
 
+    /// The client the system reaches the hub with: over mTLS, with its valid certificate.
+    fn to_hub(&self) -> reqwest::Client {
+        self.lock().tls.as_ref().map(|c| c.valid.clone()).unwrap_or_else(|| self.http.clone())
+    }
+
     /// Posts to the hub's messages endpoint until it answers 2xx, as the profile asks
     /// (a 503, a reset or a timeout is sent again); the last status.
     /// Until the system is connected it waits, as a vendor's outbox does: an order may
     /// come before the vendor has read the token `carehub conformance` prints.
     async fn post(&self, body: Vec<u8>, content_type: &str) -> Result<u16, String> {
+        self.post_with(None, 60, body, content_type).await
+    }
+
+    /// [`System::post`] with this client instead of the system's own (a certificate the
+    /// hub refuses: then every attempt fails), at most `attempts` times.
+    async fn post_with(
+        &self,
+        client: Option<&reqwest::Client>,
+        attempts: u32,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<u16, String> {
         let mut last = String::from("the system is not connected to a hub");
-        for _ in 0..60 {
+        for _ in 0..attempts {
             let Some(hub) = self.hub() else {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             };
-            let answer = self
-                .http
+            let http = client.cloned().unwrap_or_else(|| self.to_hub());
+            let answer = http
                 .post(hub.messages())
                 .bearer_auth(&hub.token)
                 .header("content-type", content_type)
@@ -242,7 +327,7 @@ impl System {
     async fn now(&self) -> Result<DateTime<FixedOffset>, String> {
         let hub = self.hub().ok_or("the system is not connected to a hub")?;
         let clock: Value = self
-            .http
+            .to_hub()
             .get(format!("{}/mock/clock", hub.url))
             .send()
             .await
@@ -384,7 +469,7 @@ async fn act(s: &System, what: &str) -> Acted {
         let body = ack(s.vendor, &order, false, &now.to_rfc3339()).to_string();
         // The wrong role is answered 403 and not sent again; then the right token.
         let _ = s
-            .http
+            .to_hub()
             .post(hub.messages())
             .bearer_auth(wrong)
             .header("content-type", "application/json")
@@ -406,6 +491,24 @@ async fn act(s: &System, what: &str) -> Acted {
         }
         let order = need_order()?;
         return sent(s.post_json(&plan(s.vendor, &order, &today.to_string())).await);
+    }
+    if let Some(which) =
+        ["expired", "foreign"].into_iter().find(|w| what.starts_with(&format!("Using the {w} client certificate")))
+    {
+        let order = need_order()?;
+        let clients = s.lock().tls.clone().ok_or((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the system reaches the hub without client certificates".to_owned(),
+        ))?;
+        let refused = if which == "expired" { &clients.expired } else { &clients.foreign };
+        let body = visit(s, &s.next_id("V"), &order, now, false).to_string().into_bytes();
+        // The hub ends the handshake: the message never arrives, so it goes again with the
+        // valid certificate (the broken system keeps the expired one).
+        if s.flaw == Some(Flaw::KeepsExpiredCertificate) && which == "expired" {
+            return sent(s.post_with(Some(refused), 3, body, "application/json").await);
+        }
+        let _ = s.post_with(Some(refused), 1, body.clone(), "application/json").await;
+        return sent(s.post(body, "application/json").await);
     }
     if what.starts_with("Register a visit for order") {
         let order = need_order()?;

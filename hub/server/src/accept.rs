@@ -123,7 +123,7 @@ pub async fn serve(
         connections.spawn(async move {
             match tls {
                 None => connection(tcp, app, limits, shutdown).await,
-                Some(tls) => match tokio::time::timeout(limits.header_read_timeout, tls.accept(tcp)).await {
+                Some(tls) => match tokio::time::timeout(limits.header_read_timeout, tls.accept(tcp, peer)).await {
                     Ok(Ok((stream, system))) => {
                         let app = app.layer(axum::Extension(PeerSystem(system)));
                         connection(stream, app, limits, shutdown).await;
