@@ -124,11 +124,10 @@ pub(crate) fn provider_month(
         // SQLite store does), so only a row per order crosses the connection.
         let rows = db.query(
             "SELECT order_id, count(*),
-                    count(*) FILTER (WHERE outcome IN ('accepted', 'flagged')),
-                    count(*) FILTER (WHERE outcome IN ('accepted', 'flagged') AND manual),
-                    coalesce(sum(seconds) FILTER (WHERE outcome IN ('accepted', 'flagged')
-                        AND visit_outcome NOT IN ('declined_at_door', 'cancelled_in_advance')), 0)::bigint,
-                    coalesce(sum(planned_minutes) FILTER (WHERE outcome IN ('accepted', 'flagged')
+                    count(*) FILTER (WHERE outcome <> 'rejected'),
+                    count(*) FILTER (WHERE outcome <> 'rejected' AND manual),
+                    coalesce(sum(seconds) FILTER (WHERE outcome <> 'rejected' AND visit_outcome = 'performed'), 0)::bigint,
+                    coalesce(sum(planned_minutes) FILTER (WHERE outcome <> 'rejected'
                         AND visit_outcome = 'declined_at_door'), 0)::bigint
              FROM visits WHERE provider = $1 AND month = $2 GROUP BY order_id",
             &[&provider, &month_key],

@@ -189,7 +189,10 @@ pub(super) fn provider_month(
 /// id order, so the grouping streams without a sort): [`invoices::VisitSums::of`]'s rules in
 /// SQL, which the tests below hold to the same figures as the visits read one by one. The
 /// index's `month` is the check-in's month in Stockholm, and `seconds` is the visit's
-/// duration as the rules count it (NULL without a check-out or when it comes first).
+/// duration as the rules count it (NULL without a check-out or when it comes first). The
+/// store writes `outcome` and `visit_outcome` only as `Outcome::as_str` and
+/// `VisitOutcome::as_str` give them, so one comparison each decides a row: a second per
+/// row costs about a tenth of the read at national scale (BENCHMARKS.md).
 fn month_sums(
     conn: &Connection,
     provider: &str,
@@ -199,13 +202,10 @@ fn month_sums(
 ) -> Result<(), StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT order_id, count(*),
-                sum(outcome IN ('accepted', 'flagged')),
-                sum(outcome IN ('accepted', 'flagged') AND manual),
-                sum(CASE WHEN outcome IN ('accepted', 'flagged')
-                          AND visit_outcome NOT IN ('declined_at_door', 'cancelled_in_advance')
-                         THEN coalesce(seconds, 0) ELSE 0 END),
-                sum(CASE WHEN outcome IN ('accepted', 'flagged') AND visit_outcome = 'declined_at_door'
-                         THEN coalesce(planned_minutes, 0) ELSE 0 END)
+                count(*) FILTER (WHERE outcome <> 'rejected'),
+                count(*) FILTER (WHERE outcome <> 'rejected' AND manual),
+                coalesce(sum(seconds) FILTER (WHERE outcome <> 'rejected' AND visit_outcome = 'performed'), 0),
+                coalesce(sum(planned_minutes) FILTER (WHERE outcome <> 'rejected' AND visit_outcome = 'declined_at_door'), 0)
          FROM visits INDEXED BY visits_provider_month_cover WHERE provider = ?1 AND month = ?2
          GROUP BY order_id",
     )?;
