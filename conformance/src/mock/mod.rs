@@ -453,6 +453,11 @@ impl Shared {
 
     /// Sends the vendor a message through the hub; the journal ids of the attempts.
     async fn send(&self, command: &SendCommand) -> Result<Vec<i64>, MockError> {
+        if !self.journal.is_on() {
+            return Err(MockError::Send(
+                "the journal is off (--journal off), so a send cannot see its delivery".into(),
+            ));
+        }
         let journal = self.journal.clone();
         let head =
             tokio::task::spawn_blocking(move || journal.head()).await.map_err(|e| MockError::Journal(e.to_string()))?;
