@@ -142,6 +142,11 @@ pub struct ConformanceCommand {
 /// defaults, with its URL (and a token endpoint beside it, for the vendors that fetch
 /// OAuth tokens) at `target`. A file vendor's system is the client of the mock's own drop
 /// box, so its `sftp://` target needs no keys.
+///
+/// So that a run exercises the whole profile: a vendor whose profile has a feed the hub
+/// pulls (Phoniro's visit pages) is pulled every second, and a provider's system is asked
+/// to confirm a changed order again (`[deadlines] reconfirm_changes`), so the changes it
+/// is sent carry their confirmation deadline.
 pub fn system_for_target(vendor: &str, target: &str) -> anyhow::Result<crate::mock::MockConfig> {
     let profile = crate::mock::profile::profile(vendor)?;
     let url = reqwest::Url::parse(target).map_err(|e| anyhow::anyhow!("--target {target}: {e}"))?;
@@ -164,7 +169,20 @@ pub fn system_for_target(vendor: &str, target: &str) -> anyhow::Result<crate::mo
         let origin = url.origin().ascii_serialization();
         keys.insert("token_url".into(), toml::Value::String(format!("{origin}/oauth/token")));
     }
-    Ok(crate::mock::MockConfig { system: Some(keys), ..crate::mock::MockConfig::default() })
+    let mappings = carehub_adapters::load_mappings(vendor, None)
+        .map_err(|_| anyhow::anyhow!("the {vendor} mapping files have problems"))?;
+    let pulled = mappings.mappings.iter().any(|m| {
+        m.direction == carehub_core::mapping::Direction::In && m.message == carehub_model::MessageType::Visits
+    });
+    if pulled {
+        keys.insert("visits_poll_seconds".into(), toml::Value::Integer(1));
+    }
+    let deadlines = (profile.side == crate::mock::profile::Side::Provider).then(|| {
+        let mut d = toml::Table::new();
+        d.insert("reconfirm_changes".into(), toml::Value::Boolean(true));
+        d
+    });
+    Ok(crate::mock::MockConfig { system: Some(keys), deadlines, ..crate::mock::MockConfig::default() })
 }
 
 /// Runs the catalogue against the mock hub and keeps the run's entry (score, coverage,
@@ -216,6 +234,7 @@ pub async fn main(command: ConformanceCommand) -> anyhow::Result<std::process::E
         base,
         data: command.data.clone(),
         listen: command.listen.clone(),
+        journal: crate::mock::journal::JournalMode::On,
     };
     let mock = match crate::mock::MockHub::start(options).await {
         Ok(m) => m,

@@ -181,8 +181,14 @@ async fn the_full_lifecare_mobil_catalogue_passes_against_a_correct_lifecare_mob
     println!("the Lifecare Mobil catalogue took {:.1} s", started.elapsed().as_secs_f64());
     let failures: Vec<_> = outcome.run.cases.iter().filter(|c| !c.passed).collect();
     assert!(failures.is_empty(), "{failures:#?}");
-    assert_eq!(outcome.run.score.total, 18, "every case of the catalogue ran");
-    junit_counts(&outcome.written.junit, 18, 0, 0);
+    assert_eq!(outcome.run.score.total, 23, "every case of the catalogue ran");
+    let coverage = &outcome.run.coverage;
+    assert!(
+        coverage.uncovered_messages.is_empty() && coverage.uncovered_fields.is_empty(),
+        "every message and field of the profile is exercised: {coverage:?}"
+    );
+    assert_eq!(coverage.share, 1.0);
+    junit_counts(&outcome.written.junit, 23, 0, 0);
     let reports: Value =
         reqwest::get(format!("{}/mock/reports", hub.url())).await.expect("reports").json().await.expect("json");
     assert_eq!(reports[0]["sha256"], outcome.written.sha256.as_str());
@@ -201,13 +207,13 @@ async fn each_broken_lifecare_mobil_fails_exactly_the_cases_named_for_its_mistak
             Flaw::MissingMandatoryField => &["CONF-LIFECARE_MOBIL-NEED_CHANGE-001"],
             Flaw::AckForUnknownOrder => &["CONF-LIFECARE_MOBIL-ORDER_ACK-006"],
             Flaw::PlanBeforeAck => &["CONF-LIFECARE_MOBIL-PLAN_NOTICE-001"],
-            Flaw::PeppolTotalOff | Flaw::KeepsExpiredCertificate => &[],
+            Flaw::PeppolTotalOff => &["CONF-LIFECARE_MOBIL-VERIFICATION-001"],
+            Flaw::KeepsExpiredCertificate => &[],
         };
         ids.iter().map(|s| (*s).to_owned()).collect()
     };
     let mut wrong = Vec::new();
-    // Lifecare Mobil sends no PEPPOL invoice through its system.
-    for flaw in Flaw::ALL.into_iter().filter(|f| *f != Flaw::PeppolTotalOff) {
+    for flaw in Flaw::ALL {
         let (vendor, hub) = system(Vendor::LifecareMobil, Some(flaw)).await;
         let dir = tempfile::tempdir().expect("a folder");
         let started = Instant::now();

@@ -71,6 +71,16 @@ pub struct HttpFeed {
 
 #[async_trait]
 impl carehub_core::adapter::Feed for HttpFeed {
+    /// The base URL, path and query as sent; the credential travels in a header, never here.
+    fn shown_url(&self, cursor: Option<&str>) -> Option<String> {
+        let limit = self.page_size.to_string();
+        let mut query: Vec<(&str, &str)> = vec![("limit", &limit)];
+        if let Some(c) = cursor {
+            query.push(("cursor", c));
+        }
+        reqwest::Url::parse_with_params(&self.transport.url(Some(self.path)), &query).ok().map(String::from)
+    }
+
     async fn page(&self, cursor: Option<&str>) -> Result<Vec<u8>, DeliveryError> {
         let t = &self.transport;
         let limit = self.page_size.to_string();

@@ -325,6 +325,46 @@ mod tests {
     use super::*;
     use crate::exchange::{Direction, Problem, Wire};
 
+    /// With the journal off (a measuring aid) the hub still takes what the vendor sends,
+    /// nothing is journaled, and a send is refused with a code instead of waiting for a
+    /// delivery it could never see.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_the_journal_off_the_hub_answers_nothing_is_journaled_and_a_send_is_refused() {
+        let mock = crate::mock::MockHub::start(crate::mock::MockOptions {
+            vendor: "phoniro".into(),
+            config: crate::mock::MockConfig { at: Some("2026-11-02T08:00:00+01:00".into()), ..Default::default() },
+            listen: Some("127.0.0.1:0".into()),
+            journal: crate::mock::journal::JournalMode::Off,
+            ..Default::default()
+        })
+        .await
+        .expect("the mock starts");
+        let http = reqwest::Client::new();
+        let ack = json!({"type": "orderConfirmation", "orderId": "O-0000000000000001", "status": "ACCEPTED",
+                         "confirmedAt": "2026-11-02T09:15:00+01:00"});
+        let answer = http
+            .post(format!("{}/v1/systems/phoniro/messages", mock.url()))
+            .bearer_auth(mock.token())
+            .json(&ack)
+            .send()
+            .await
+            .expect("answered");
+        assert!(answer.status().is_client_error(), "the hub itself answered: {}", answer.status());
+        let journal: Value =
+            http.get(format!("{}/mock/journal", mock.url())).send().await.expect("read").json().await.expect("json");
+        assert_eq!(journal, json!([]), "nothing journaled");
+        let send = http
+            .post(format!("{}/mock/send", mock.url()))
+            .json(&json!({"message": "order"}))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(send.status(), StatusCode::BAD_REQUEST);
+        let body: Value = send.json().await.expect("json");
+        assert_eq!(body["code"], "MOCK_BAD_COMMAND", "{body}");
+        mock.stop().await;
+    }
+
     #[test]
     fn the_page_escapes_what_the_vendor_sent_and_shows_each_problem_in_place() {
         let x = Exchange {

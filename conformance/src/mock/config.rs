@@ -84,6 +84,10 @@ pub struct MockConfig {
     /// The hub's `[delivery]`, over the mock's own defaults.
     #[serde(default)]
     pub delivery: Option<toml::Table>,
+    /// The hub's `[deadlines]` (`reconfirm_changes = true`: a changed order is to be
+    /// confirmed again, and its change says by when).
+    #[serde(default)]
+    pub deadlines: Option<toml::Table>,
     /// Where the SFTP drop box listens (Procapita, ParaGå). Default `127.0.0.1:2222`.
     #[serde(default)]
     pub sftp_listen: Option<String>,
@@ -171,6 +175,9 @@ impl MockConfig {
             delivery.extend(over.clone());
         }
         root.insert("delivery".into(), Value::Table(delivery));
+        if let Some(deadlines) = &self.deadlines {
+            root.insert("deadlines".into(), Value::Table(deadlines.clone()));
+        }
 
         let mut vendor: toml::Table = match &self.system {
             Some(keys) => keys.clone(),

@@ -2,22 +2,41 @@
 //! (`journal.sqlite` in the data folder), apart from the hub's database so that reading it
 //! never touches the hub's message log and a vendor can keep it after the mock stops.
 //!
-//! Two writers fill it. Inbound, the middleware in `inbound` records each request the
+//! Three writers fill it. Inbound, the middleware in `inbound` records each request the
 //! vendor makes to the hub's API. Outbound, [`Journaled`] wraps the vendor system's
 //! transport: we chose wrapping the transport over reading the hub's delivery attempts
 //! back from its store because the wrapper sees each attempt as it is made (the exact
 //! bytes and headers, the vendor's answer and the time it took, retries and a repeat sent
 //! with the same idempotency key included), while the store keeps only a delivery's last
 //! state and error. It records and passes everything on unchanged, so the delivery loop
-//! behaves as it would against the real vendor.
+//! behaves as it would against the real vendor. [`JournaledFeed`] does the same for a feed
+//! the hub pulls from the vendor (Phoniro's visits): each page asked for is an inbound
+//! exchange, as a file the hub fetches from the drop box is.
+//!
+//! # Off the hot path
+//!
+//! A request never waits on the journal's disk. [`Journal::record`] gives the exchange its
+//! id and time and hands it to one writer thread over a channel; the writer takes what has
+//! queued up and commits it in one SQLite transaction (WAL, `synchronous = NORMAL`: a
+//! journal is a test aid, and a power cut may lose its last transaction, never corrupt the
+//! file). Ids are given under one lock in the order exchanges are recorded, so they
+//! increase in the order exchanges happened. Whatever reads the journal flushes first
+//! (waits until the writer has committed every id given so far), so a reader sees every
+//! exchange recorded before it asked, and [`Journal::recorded`] fires only once the
+//! exchanges it announces are readable.
+//!
+//! The journal can be turned off (`carehub mock --journal off`), only to measure what it
+//! costs: then nothing is recorded, and nothing that waits for an exchange can work.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use carehub_core::adapter::{DeliveryError, DeliveryReceipt, Envelope, Transport};
+use carehub_core::adapter::{DeliveryError, DeliveryReceipt, Envelope, Feed, Transport};
+use carehub_core::mapping::MappingSet;
 use carehub_model::Clock;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -25,18 +44,56 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::exchange::{Direction, Exchange, Problem, Wire};
 use crate::mock::MockError;
 
-/// The journal's file, kept in a mutex: the mock's writes are small and quick.
+/// The journal's file: a writer thread that commits exchanges in batches, and a connection
+/// for reading (and for the few conformance runs' entries), kept in a mutex.
 pub struct Journal {
     conn: Mutex<Connection>,
     clock: Clock,
-    /// Woken at each record, for those waiting for an exchange.
-    pub recorded: tokio::sync::Notify,
+    /// Woken each time the writer has committed exchanges, for those waiting for one.
+    pub recorded: Arc<tokio::sync::Notify>,
     /// The business keys the hub has started delivering to the vendor. An order counts as
     /// sent from the moment its delivery starts, not once the vendor has answered it: a
     /// vendor may well acknowledge an order before its answer to the order's POST is on
     /// the wire, and the journal's outbound row is written only after that answer.
     delivering: Mutex<HashSet<String>>,
+    /// The way to the writer, and the next id; `None` when the journal is off.
+    queue: Option<Mutex<Queue>>,
+    written: Arc<Written>,
 }
+
+/// Whether the mock keeps its journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum JournalMode {
+    /// Every exchange is recorded (what a vendor's runs need).
+    #[default]
+    On,
+    /// Nothing is recorded: only to measure what the journal costs.
+    Off,
+}
+
+struct Queue {
+    to_writer: Sender<Pending>,
+    next: i64,
+}
+
+/// An exchange on its way to the writer, with its id and time.
+struct Pending {
+    id: i64,
+    at: DateTime<Utc>,
+    exchange: Exchange,
+}
+
+/// The highest id the writer has committed (or given up on), and a wake-up for flushes.
+struct Written {
+    upto: Mutex<i64>,
+    moved: Condvar,
+}
+
+/// The most exchanges in one transaction.
+const BATCH: usize = 1024;
+
+/// How long a reader waits for the writer before it reports the journal as stuck.
+const FLUSH_WAIT: Duration = Duration::from_secs(30);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS exchanges (
@@ -100,58 +157,92 @@ fn parse_word<T: serde::de::DeserializeOwned>(s: &str) -> Option<T> {
 }
 
 impl Journal {
-    /// Opens (or creates) the journal at `path`; its times are read from `clock`.
+    /// Opens (or creates) the journal at `path`, recording; its times are read from `clock`.
     pub fn open(path: &Path, clock: Clock) -> Result<Journal, MockError> {
+        Journal::open_as(path, clock, JournalMode::On)
+    }
+
+    /// Opens (or creates) the journal at `path`; with [`JournalMode::Off`] it records
+    /// nothing (its conformance runs' entries are still kept).
+    pub fn open_as(path: &Path, clock: Clock, mode: JournalMode) -> Result<Journal, MockError> {
         let journal = |e: rusqlite::Error| MockError::Journal(format!("{}: {e}", path.display()));
-        let conn = Connection::open(path).map_err(journal)?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").map_err(journal)?;
+        let open = || -> Result<Connection, MockError> {
+            let conn = Connection::open(path).map_err(journal)?;
+            conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").map_err(journal)?;
+            conn.busy_timeout(Duration::from_secs(10)).map_err(journal)?;
+            Ok(conn)
+        };
+        let conn = open()?;
         conn.execute_batch(SCHEMA).map_err(journal)?;
-        Ok(Journal {
-            conn: Mutex::new(conn),
-            clock,
-            recorded: tokio::sync::Notify::new(),
-            delivering: Mutex::new(HashSet::new()),
-        })
+        let head: i64 =
+            conn.query_row("SELECT COALESCE(MAX(id), 0) FROM exchanges", [], |r| r.get(0)).map_err(journal)?;
+        let recorded = Arc::new(tokio::sync::Notify::new());
+        let written = Arc::new(Written { upto: Mutex::new(head), moved: Condvar::new() });
+        let queue = match mode {
+            JournalMode::Off => None,
+            JournalMode::On => {
+                let (to_writer, from_records) = std::sync::mpsc::channel();
+                let (writer, written, recorded) = (open()?, written.clone(), recorded.clone());
+                std::thread::Builder::new()
+                    .name("mock-journal".into())
+                    .spawn(move || write_batches(writer, &from_records, &written, &recorded))
+                    .map_err(|e| MockError::Journal(format!("cannot start the journal's writer: {e}")))?;
+                Some(Mutex::new(Queue { to_writer, next: head + 1 }))
+            }
+        };
+        Ok(Journal { conn: Mutex::new(conn), clock, recorded, delivering: Mutex::new(HashSet::new()), queue, written })
+    }
+
+    /// Whether exchanges are recorded.
+    pub fn is_on(&self) -> bool {
+        self.queue.is_some()
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records an exchange (its `id` and `at` are the journal's); its id.
+    /// Records an exchange (its `id` and `at` are the journal's); its id (0 when the
+    /// journal is off). It returns at once: the writer commits it soon after.
     pub fn record(&self, x: &Exchange) -> Result<i64, MockError> {
+        self.put(x.clone())
+    }
+
+    /// [`record`](Self::record), taking the exchange.
+    pub fn put(&self, exchange: Exchange) -> Result<i64, MockError> {
+        let Some(queue) = &self.queue else { return Ok(0) };
         let at = self.clock.now();
-        let headers = serde_json::to_string(&x.headers).unwrap_or_else(|_| "[]".into());
-        let problems = serde_json::to_string(&x.problems).unwrap_or_else(|_| "[]".into());
-        let id = {
-            let conn = self.conn();
-            conn.execute(
-                "INSERT INTO exchanges (at, direction, wire, message_type, key, target, headers, body, status, response, millis, problems)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![
-                    at.to_rfc3339(),
-                    word(&x.direction),
-                    word(&x.wire),
-                    x.message_type,
-                    x.key,
-                    x.target,
-                    headers,
-                    x.body,
-                    x.status,
-                    x.response,
-                    i64::try_from(x.millis).unwrap_or(i64::MAX),
-                    problems
-                ],
-            )
-            .map_err(|e| MockError::Journal(e.to_string()))?;
-            conn.last_insert_rowid()
-        };
-        self.recorded.notify_waiters();
+        let mut q = queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let id = q.next;
+        q.to_writer
+            .send(Pending { id, at, exchange })
+            .map_err(|_| MockError::Journal("the journal's writer has stopped".into()))?;
+        q.next += 1;
         Ok(id)
+    }
+
+    /// Waits until every exchange recorded so far is committed and readable.
+    pub fn flush(&self) -> Result<(), MockError> {
+        let Some(queue) = &self.queue else { return Ok(()) };
+        let last = queue.lock().unwrap_or_else(PoisonError::into_inner).next - 1;
+        let deadline = Instant::now() + FLUSH_WAIT;
+        let mut upto = self.written.upto.lock().unwrap_or_else(PoisonError::into_inner);
+        while *upto < last {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(MockError::Journal(format!(
+                    "the journal's writer has not committed exchange {last} within {} s",
+                    FLUSH_WAIT.as_secs()
+                )));
+            }
+            upto = self.written.moved.wait_timeout(upto, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+        Ok(())
     }
 
     /// The exchanges after `after` (exclusive), oldest first, at most `limit`.
     pub fn since(&self, after: i64, limit: usize) -> Result<Vec<Exchange>, MockError> {
+        self.flush()?;
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
@@ -167,6 +258,7 @@ impl Journal {
 
     /// One exchange.
     pub fn get(&self, id: i64) -> Result<Option<Exchange>, MockError> {
+        self.flush()?;
         let conn = self.conn();
         conn.query_row(
             "SELECT id, at, direction, wire, message_type, key, target, headers, body, status, response, millis, problems
@@ -188,6 +280,9 @@ impl Journal {
     pub fn sent(&self, key: &str) -> bool {
         if self.delivering.lock().unwrap_or_else(PoisonError::into_inner).contains(key) {
             return true;
+        }
+        if self.flush().is_err() {
+            return false;
         }
         self.conn()
             .query_row(
@@ -254,10 +349,71 @@ impl Journal {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| MockError::Journal(e.to_string()))
     }
 
-    /// The last exchange's id (0 when there is none).
+    /// The last exchange's id (0 when there is none), committed or on its way.
     pub fn head(&self) -> i64 {
-        self.conn().query_row("SELECT COALESCE(MAX(id), 0) FROM exchanges", [], |r| r.get(0)).unwrap_or(0)
+        match &self.queue {
+            Some(queue) => queue.lock().unwrap_or_else(PoisonError::into_inner).next - 1,
+            None => *self.written.upto.lock().unwrap_or_else(PoisonError::into_inner),
+        }
     }
+}
+
+/// The writer: takes what has queued up (at most [`BATCH`]), commits it in one transaction,
+/// then moves the committed mark and wakes the readers and waiters; until every sender is
+/// gone. A batch that cannot be written is reported and passed over, so that no reader
+/// waits for it for ever.
+fn write_batches(
+    mut conn: Connection,
+    from_records: &Receiver<Pending>,
+    written: &Written,
+    recorded: &tokio::sync::Notify,
+) {
+    while let Ok(first) = from_records.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match from_records.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let last = batch.last().map_or(0, |p| p.id);
+        if let Err(e) = insert(&mut conn, &batch) {
+            tracing::warn!(error = %e, exchanges = batch.len(), "journal write failed");
+        }
+        *written.upto.lock().unwrap_or_else(PoisonError::into_inner) = last;
+        written.moved.notify_all();
+        recorded.notify_waiters();
+    }
+}
+
+fn insert(conn: &mut Connection, batch: &[Pending]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO exchanges (id, at, direction, wire, message_type, key, target, headers, body, status, response, millis, problems)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?;
+        for Pending { id, at, exchange: x } in batch {
+            let headers = serde_json::to_string(&x.headers).unwrap_or_else(|_| "[]".into());
+            let problems = serde_json::to_string(&x.problems).unwrap_or_else(|_| "[]".into());
+            stmt.execute(params![
+                id,
+                at.to_rfc3339(),
+                word(&x.direction),
+                word(&x.wire),
+                x.message_type,
+                x.key,
+                x.target,
+                headers,
+                x.body,
+                x.status,
+                x.response,
+                i64::try_from(x.millis).unwrap_or(i64::MAX),
+                problems
+            ])?;
+        }
+    }
+    tx.commit()
 }
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Exchange> {
@@ -367,9 +523,7 @@ impl Journaled {
             millis,
             problems,
         };
-        let journal = self.journal.clone();
-        let id = tokio::task::spawn_blocking(move || journal.record(&exchange)).await.ok().and_then(Result::ok);
-        (result, id)
+        (result, self.journal.put(exchange).ok())
     }
 }
 
@@ -419,9 +573,208 @@ impl Transport for Journaled {
     }
 }
 
+/// A feed the hub pulls from the vendor's system (Phoniro's visits), journaled: each page
+/// asked for is recorded as an inbound exchange (the page is the vendor's message to the
+/// hub, as a file the hub fetches from the drop box is), then passed on unchanged. The
+/// exchange's target is `GET` and the URL as asked (with its cursor; a credential goes in a
+/// header and is never kept), its body the page as it came, its status 200 for a page taken
+/// (any 2xx) or the vendor's refusal, and its answer what the page gives the hub to take:
+/// the visits by the ids the hub gives them, and the next cursor. A page the vendor's
+/// mappings cannot read carries the hub's code as a problem.
+pub struct JournaledFeed {
+    inner: Arc<dyn Feed>,
+    journal: Arc<Journal>,
+    mappings: Arc<MappingSet>,
+}
+
+impl JournaledFeed {
+    pub fn new(inner: Arc<dyn Feed>, journal: Arc<Journal>, mappings: Arc<MappingSet>) -> JournaledFeed {
+        JournaledFeed { inner, journal, mappings }
+    }
+
+    fn exchange(&self, cursor: Option<&str>, result: &Result<Vec<u8>, DeliveryError>, millis: u64) -> Exchange {
+        let url = self.inner.shown_url(cursor).unwrap_or_else(|| format!("(feed)?cursor={}", cursor.unwrap_or("")));
+        let mut x = Exchange {
+            id: 0,
+            at: DateTime::<Utc>::default(),
+            direction: Direction::Inbound,
+            wire: Wire::Http,
+            message_type: None,
+            key: None,
+            target: format!("GET {url}"),
+            headers: Vec::new(),
+            body: Vec::new(),
+            status: None,
+            response: Vec::new(),
+            millis,
+            problems: Vec::new(),
+        };
+        match result {
+            Ok(page) => {
+                x.status = Some(200);
+                x.body.clone_from(page);
+                match self.mappings.translate_bytes(page) {
+                    Ok(t) => {
+                        x.message_type = Some(t.message.message_type().as_str().to_owned());
+                        if let carehub_model::Message::Visits(batch) = &t.message {
+                            let ids: Vec<&str> =
+                                batch.visits.iter().filter_map(|v| v.id.as_ref().map(|i| i.as_str())).collect();
+                            if let (Some(first), Some(last)) = (ids.first(), ids.last()) {
+                                x.key =
+                                    Some(if first == last { (*first).to_owned() } else { format!("{first}..{last}") });
+                            }
+                            x.response =
+                                serde_json::to_vec(&serde_json::json!({"visits": ids, "next_cursor": batch.cursor}))
+                                    .unwrap_or_default();
+                        }
+                    }
+                    Err((decoded, e)) => {
+                        x.message_type = decoded.map(|d| d.message_type.as_str().to_owned());
+                        x.problems.push(Problem {
+                            code: e.code.as_str().to_owned(),
+                            message: e.reason.clone(),
+                            field: crate::mock::inbound::named_field(&e.reason),
+                            offset: None,
+                        });
+                    }
+                }
+            }
+            Err(e) => {
+                x.status = e.status;
+                x.response.clone_from(&e.body);
+                x.problems.push(Problem {
+                    code: e.code().as_str().to_owned(),
+                    message: e.message.clone(),
+                    field: None,
+                    offset: None,
+                });
+            }
+        }
+        x
+    }
+}
+
+#[async_trait]
+impl Feed for JournaledFeed {
+    async fn page(&self, cursor: Option<&str>) -> Result<Vec<u8>, DeliveryError> {
+        let started = Instant::now();
+        let result = self.inner.page(cursor).await;
+        let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if self.journal.is_on() {
+            if let Err(e) = self.journal.put(self.exchange(cursor, &result, millis)) {
+                tracing::warn!(error = %e, "journal write failed");
+            }
+        }
+        result
+    }
+
+    fn shown_url(&self, cursor: Option<&str>) -> Option<String> {
+        self.inner.shown_url(cursor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::key_of;
+    use super::*;
+
+    fn clock() -> Clock {
+        Clock::starting_at(DateTime::parse_from_rfc3339("2026-11-02T08:00:00+01:00").expect("instant").to_utc())
+    }
+
+    fn exchange(target: String) -> Exchange {
+        Exchange {
+            id: 0,
+            at: DateTime::<Utc>::default(),
+            direction: Direction::Inbound,
+            wire: Wire::Http,
+            message_type: Some("visit".into()),
+            key: None,
+            target,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: b"{}".to_vec(),
+            status: Some(202),
+            response: Vec::new(),
+            millis: 1,
+            problems: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn exchanges_recorded_at_once_from_many_threads_are_all_read_back_in_the_order_of_their_ids() {
+        let dir = tempfile::tempdir().expect("a folder");
+        let journal = Arc::new(Journal::open(&dir.path().join("journal.sqlite"), clock()).expect("opens"));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let journal = journal.clone();
+                std::thread::spawn(move || {
+                    (0..300)
+                        .map(|i| journal.put(exchange(format!("POST /t{t}/{i}"))).expect("recorded"))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let given: Vec<Vec<i64>> = threads.into_iter().map(|t| t.join().expect("thread")).collect();
+        for ids in &given {
+            assert!(ids.windows(2).all(|w| w[0] < w[1]), "each thread's exchanges get increasing ids");
+        }
+        assert_eq!(journal.head(), 2400);
+        // Read at once: the read waits for the writer, so nothing recorded is missing.
+        let read = journal.since(0, 10_000).expect("read");
+        assert_eq!(read.len(), 2400);
+        assert!(read.iter().zip(1..).all(|(x, id)| x.id == id), "ids 1..=2400, in order");
+        for (t, ids) in given.iter().enumerate() {
+            let targets: Vec<&str> = read.iter().filter(|x| ids.contains(&x.id)).map(|x| x.target.as_str()).collect();
+            let expected: Vec<String> = (0..300).map(|i| format!("POST /t{t}/{i}")).collect();
+            assert_eq!(targets, expected, "thread {t}'s exchanges under the ids it was given, in its order");
+        }
+        assert_eq!(journal.get(1234).expect("read").map(|x| x.id), Some(1234));
+    }
+
+    #[tokio::test]
+    async fn the_recorded_signal_comes_once_the_exchange_is_in_the_file() {
+        let dir = tempfile::tempdir().expect("a folder");
+        let path = dir.path().join("journal.sqlite");
+        let journal = Journal::open(&path, clock()).expect("opens");
+        let other = Connection::open(&path).expect("a second reader");
+        for n in 1..=20 {
+            let woken = journal.recorded.notified();
+            let id = journal.put(exchange(format!("POST /{n}"))).expect("recorded");
+            tokio::time::timeout(Duration::from_secs(10), woken).await.expect("woken");
+            // Read past the journal (no flush): the row is committed by the time of the signal.
+            let count: i64 = other
+                .query_row("SELECT COUNT(*) FROM exchanges WHERE id = ?1", params![id], |r| r.get(0))
+                .expect("read");
+            assert_eq!(count, 1, "exchange {id} is readable when the signal comes");
+        }
+    }
+
+    #[test]
+    fn ids_go_on_from_the_last_one_kept_when_the_journal_is_opened_again() {
+        let dir = tempfile::tempdir().expect("a folder");
+        let path = dir.path().join("journal.sqlite");
+        {
+            let journal = Journal::open(&path, clock()).expect("opens");
+            for n in 0..3 {
+                journal.put(exchange(format!("POST /{n}"))).expect("recorded");
+            }
+            journal.flush().expect("flushed");
+        }
+        let journal = Journal::open(&path, clock()).expect("opens again");
+        assert_eq!(journal.head(), 3);
+        assert_eq!(journal.put(exchange("POST /again".into())).expect("recorded"), 4);
+        let read = journal.since(2, 10).expect("read");
+        assert_eq!(read.iter().map(|x| x.target.as_str()).collect::<Vec<_>>(), ["POST /2", "POST /again"]);
+    }
+
+    #[test]
+    fn a_journal_turned_off_records_nothing() {
+        let dir = tempfile::tempdir().expect("a folder");
+        let journal = Journal::open_as(&dir.path().join("journal.sqlite"), clock(), JournalMode::Off).expect("opens");
+        assert!(!journal.is_on());
+        assert_eq!(journal.put(exchange("POST /x".into())).expect("taken"), 0);
+        assert!(journal.since(0, 10).expect("read").is_empty());
+        assert_eq!(journal.head(), 0);
+    }
 
     #[test]
     fn the_business_key_is_the_order_visit_report_or_invoice_named_in_the_idempotency_key() {

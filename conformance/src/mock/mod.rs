@@ -56,7 +56,7 @@ pub mod tls;
 
 pub use config::MockConfig;
 use inbound::{Faults, Inbound};
-use journal::{Journal, Journaled};
+use journal::{Journal, JournalMode, Journaled, JournaledFeed};
 use profile::{Profile, Side, CASE_MANAGEMENT_COUNTERPART, PROVIDER_COUNTERPART};
 
 /// The client a decision is for when a command names none: the profiles' sample client.
@@ -134,6 +134,8 @@ pub struct MockOptions {
     pub data: Option<PathBuf>,
     /// Where to listen, over the configuration's `listen` (`127.0.0.1:0` in tests).
     pub listen: Option<String>,
+    /// Whether exchanges are journaled (off only to measure what the journal costs).
+    pub journal: JournalMode,
 }
 
 /// What the hub's API and the `/mock/` routes share.
@@ -207,7 +209,7 @@ impl MockHub {
             }
         };
         let clock = Clock::starting_at(at);
-        let journal = Arc::new(Journal::open(&data.join("journal.sqlite"), clock.clone())?);
+        let journal = Arc::new(Journal::open_as(&data.join("journal.sqlite"), clock.clone(), options.journal)?);
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .map_err(|e| MockError::Config(format!("cannot listen on {listen}: {e}")))?;
@@ -256,7 +258,13 @@ impl MockHub {
             *wrapped.lock().unwrap_or_else(PoisonError::into_inner) = Some(j.clone());
             j
         };
-        let runtime = carehub_server::assemble::build_with_transports(&hub_config, clock.clone(), &wrap)
+        let wrap_feed = |system: &carehub_core::adapter::System, feed| -> Arc<dyn carehub_core::adapter::Feed> {
+            if system.name != profile.vendor {
+                return feed;
+            }
+            Arc::new(JournaledFeed::new(feed, journal.clone(), system.mappings.clone()))
+        };
+        let runtime = carehub_server::assemble::build_with_hooks(&hub_config, clock.clone(), &wrap, &wrap_feed)
             .map_err(|e| MockError::Hub(format!("{e:#}")))?;
         let mtls = match &runtime.tls {
             Some(tls) if config.tls.as_ref().is_some_and(|t| t.contains_key("client_ca")) => {
@@ -376,9 +384,12 @@ impl MockHub {
         self.dropbox.as_ref()
     }
 
-    /// Stops the hub, the counterpart's sink and the drop box.
+    /// Stops the hub, the counterpart's sink and the drop box, and waits for the journal
+    /// to commit what it was handed.
     pub async fn stop(self) {
         self.hub.stop().await;
+        let journal = self.shared.journal.clone();
+        let _ = tokio::task::spawn_blocking(move || journal.flush()).await;
         self.sink.abort();
         if let Some(d) = self.dropbox {
             d.stop().await;
@@ -454,6 +465,11 @@ impl Shared {
 
     /// Sends the vendor a message through the hub; the journal ids of the attempts.
     async fn send(&self, command: &SendCommand) -> Result<Vec<i64>, MockError> {
+        if !self.journal.is_on() {
+            return Err(MockError::Send(
+                "the journal is off (--journal off), so a send cannot see its delivery".into(),
+            ));
+        }
         let journal = self.journal.clone();
         let head =
             tokio::task::spawn_blocking(move || journal.head()).await.map_err(|e| MockError::Journal(e.to_string()))?;
@@ -900,6 +916,10 @@ pub struct MockArgs {
     /// Listen here instead of the configuration's `listen` (default 127.0.0.1:8090).
     #[arg(long)]
     pub listen: Option<String>,
+    /// `off` journals nothing: only to measure what the journal costs (`carehub bench
+    /// mock` does); sending, waiting for exchanges and conformance runs need it on.
+    #[arg(long, value_enum, default_value_t = JournalMode::On)]
+    pub journal: JournalMode,
 }
 
 /// Runs `carehub mock` until Ctrl-C. Exit code 2 for a mistake in how it was started.
@@ -914,8 +934,14 @@ pub async fn run(args: MockArgs) -> anyhow::Result<ExitCode> {
         },
         None => (MockConfig::default(), PathBuf::from(".")),
     };
-    let options =
-        MockOptions { vendor: args.vendor.clone(), config, base, data: args.data.clone(), listen: args.listen };
+    let options = MockOptions {
+        vendor: args.vendor.clone(),
+        config,
+        base,
+        data: args.data.clone(),
+        listen: args.listen,
+        journal: args.journal,
+    };
     let mock = match MockHub::start(options).await {
         Ok(m) => m,
         Err(e) if e.is_usage() => {
@@ -933,7 +959,13 @@ pub async fn run(args: MockArgs) -> anyhow::Result<ExitCode> {
     carehub_server::out!("");
     carehub_server::out!("  hub API      {url}/v1/systems/{system}/messages");
     carehub_server::out!("  mock API     {url}/mock/");
-    carehub_server::out!("  journal      {url}/mock/journal.html");
+    if args.journal == JournalMode::Off {
+        carehub_server::out!(
+            "  journal      off (for measuring only: nothing is recorded, and /mock/send cannot see its delivery)"
+        );
+    } else {
+        carehub_server::out!("  journal      {url}/mock/journal.html");
+    }
     carehub_server::out!(
         "  data         {}{}",
         mock.data().display(),

@@ -19,6 +19,11 @@
 //!    last was answered, for `seconds` after a 2-second warm-up. Mock and Prism take turns
 //!    over `rounds`, in reverse order every other round, so a drift of the shared machine
 //!    weighs on both alike. A call counts when it is answered 202.
+//!
+//!    Beside it, unless `--no-journal-off`, a second mock hub exactly like the first but
+//!    with its journal off (`carehub mock --journal off`, a measuring aid only), with the
+//!    same order set up, takes its turn in each round too: the difference between the two
+//!    is what the journal costs, the rest is the hub's own work and the middleware's.
 //! 3. The catalogue: the correct Phoniro system (`conformance::http`) behind a fresh mock
 //!    hub, every case of the Phoniro catalogue run as `carehub conformance` runs it (as
 //!    `tests/conformance/http.rs` does), timed from the first case to the report written.
@@ -35,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use carehub_conformance::cli::{run_on_mock, ConformanceArgs};
+use carehub_conformance::mock::journal::JournalMode;
 use carehub_conformance::mock::{MockConfig, MockHub, MockOptions};
 use carehub_model::Clock;
 use carehub_server::auth::{Auth, Role};
@@ -78,6 +84,10 @@ pub struct MockBenchArgs {
     /// Leave the catalogue's timing out.
     #[arg(long)]
     pub no_catalogue: bool,
+    /// Leave out the mock hub with its journal off (the turn that shows what the journal
+    /// costs).
+    #[arg(long)]
+    pub no_journal_off: bool,
 }
 
 /// How to install what Prism needs, printed when it is missing.
@@ -291,26 +301,25 @@ pub async fn run(args: MockBenchArgs) -> anyhow::Result<ExitCode> {
         load_average()
     );
 
-    // The mock hub, as `carehub mock --vendor phoniro` runs it, with one order to visit.
-    let mock = MockHub::start(MockOptions {
-        vendor: "phoniro".into(),
-        config: MockConfig { at: Some(BENCH_AT.into()), ..MockConfig::default() },
-        data: Some(temp.path().join("mock")),
-        listen: Some("127.0.0.1:0".into()),
-        ..MockOptions::default()
-    })
-    .await?;
-    let set_up = reqwest::Client::new()
-        .put(format!("{}/mock/state/order/{ORDER}", mock.url()))
-        .json(&json!({"client": CLIENT}))
-        .send()
-        .await?;
-    anyhow::ensure!(set_up.status().is_success(), "the mock did not set up the order: {}", set_up.text().await?);
+    // The mock hub, as `carehub mock --vendor phoniro` runs it, with one order to visit;
+    // and the same with its journal off.
+    let mock = mock_with_order(&temp.path().join("mock"), JournalMode::On).await?;
     let mut targets = vec![Target {
         name: "mock hub",
         url: format!("{}/v1/systems/phoniro/messages", mock.url()),
         token: mock.token().to_owned(),
     }];
+    let unjournaled = if args.no_journal_off {
+        None
+    } else {
+        let m = mock_with_order(&temp.path().join("mock-no-journal"), JournalMode::Off).await?;
+        targets.push(Target {
+            name: NO_JOURNAL,
+            url: format!("{}/v1/systems/phoniro/messages", m.url()),
+            token: m.token().to_owned(),
+        });
+        Some(m)
+    };
     let prism = match &prism_cmd {
         Some(cmd) => {
             let document = temp.path().join("phoniro-visit.openapi.yaml");
@@ -361,6 +370,9 @@ pub async fn run(args: MockBenchArgs) -> anyhow::Result<ExitCode> {
     let journaled = mock.journal().head();
     drop(prism);
     mock.stop().await;
+    if let Some(m) = unjournaled {
+        m.stop().await;
+    }
     out!("");
     let mut medians = Vec::new();
     for (i, t) in targets.iter().enumerate() {
@@ -374,8 +386,15 @@ pub async fn run(args: MockBenchArgs) -> anyhow::Result<ExitCode> {
     }
     out!("  the mock's journal holds {journaled} exchanges");
     let (mock_rate, mock_p99) = medians[0];
+    if let Some(i) = targets.iter().position(|t| t.name == NO_JOURNAL) {
+        let (off_rate, off_p99) = medians[i];
+        out!(
+            "  the journal's cost: on {mock_rate:.0} requests/s, p99 {mock_p99:.2} ms; off {off_rate:.0} requests/s, p99 {off_p99:.2} ms; on / off throughput {:.2}",
+            mock_rate / off_rate.max(1e-9)
+        );
+    }
     out!("  target: mock p99 under 10 ms: {}", if mock_rate > 0.0 && mock_p99 < 10.0 { "met" } else { "MISSED" });
-    if let Some((prism_rate, _)) = medians.get(1) {
+    if let Some((prism_rate, _)) = targets.iter().position(|t| t.name == "Prism").map(|i| medians[i]) {
         let ratio = mock_rate / prism_rate.max(1e-9);
         out!(
             "  mock / Prism throughput: {ratio:.1}x; target at least 10x: {}",
@@ -388,6 +407,31 @@ pub async fn run(args: MockBenchArgs) -> anyhow::Result<ExitCode> {
     }
     out!("  load average at the end {}", load_average());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The name of the mock hub's turn with the journal off.
+const NO_JOURNAL: &str = "no journal";
+
+/// A mock hub for Phoniro in `data`, as `carehub mock --vendor phoniro [--journal off]`
+/// runs it, its clock at the bench's instant, with the order the visits are for set up
+/// through its state API.
+async fn mock_with_order(data: &Path, journal: JournalMode) -> anyhow::Result<MockHub> {
+    let mock = MockHub::start(MockOptions {
+        vendor: "phoniro".into(),
+        config: MockConfig { at: Some(BENCH_AT.into()), ..MockConfig::default() },
+        data: Some(data.to_owned()),
+        listen: Some("127.0.0.1:0".into()),
+        journal,
+        ..MockOptions::default()
+    })
+    .await?;
+    let set_up = reqwest::Client::new()
+        .put(format!("{}/mock/state/order/{ORDER}", mock.url()))
+        .json(&json!({"client": CLIENT}))
+        .send()
+        .await?;
+    anyhow::ensure!(set_up.status().is_success(), "the mock did not set up the order: {}", set_up.text().await?);
+    Ok(mock)
 }
 
 /// The Phoniro catalogue against the correct Phoniro, timed.

@@ -23,9 +23,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Datelike as _, FixedOffset, NaiveDate};
 use serde_json::{json, Value};
@@ -169,6 +169,8 @@ struct Inner {
     seq: u32,
     /// Over mTLS, the clients with each certificate; else the plain client is used.
     tls: Option<Clients>,
+    /// Phoniro's visit feed: the visits registered, in order; a cursor is an index into it.
+    feed: Vec<Value>,
 }
 
 #[derive(Clone)]
@@ -211,9 +213,10 @@ impl RestVendor {
         };
         let app = Router::new()
             .route(orders, post(order))
-            .route(changes, post(taken))
+            .route(changes, post(change))
             .route(ends, post(taken))
             .route("/api/v1/invoice-verifications", post(taken))
+            .route("/api/v1/visits", get(feed_page))
             .route("/oauth/token", post(oauth_token))
             .route("/harness", post(trigger))
             .with_state(system.clone());
@@ -350,6 +353,42 @@ impl System {
 
 async fn taken() -> StatusCode {
     StatusCode::CREATED
+}
+
+/// A change of an order: taken, and when it asks for the order to be confirmed again (a
+/// confirmation deadline: Phoniro's `confirmBy`, Lifecare Mobil's `deadlines.confirmBy`),
+/// confirmed again in the background, as a real system's person does.
+async fn change(State(s): State<System>, Json(body): Json<Value>) -> StatusCode {
+    let again = body.get("confirmBy").or_else(|| body.pointer("/deadlines/confirmBy")).is_some();
+    let order = body.get("orderId").or_else(|| body.get("assignmentId")).and_then(Value::as_str).map(str::to_owned);
+    if let (true, Some(order)) = (again, order) {
+        tokio::spawn(async move {
+            let at = s.now().await.map(|n| n.to_rfc3339()).unwrap_or_default();
+            let _ = s.post_json(&ack(s.vendor, &order, false, &at)).await;
+        });
+    }
+    StatusCode::CREATED
+}
+
+#[derive(serde::Deserialize)]
+struct FeedQuery {
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Phoniro's visit feed (`GET {base}/visits?cursor=&limit=`): the visits from the cursor on
+/// (from the first without one), at most `limit`, and the cursor after the last given.
+async fn feed_page(State(s): State<System>, Query(q): Query<FeedQuery>) -> (StatusCode, Json<Value>) {
+    let from = match q.cursor.as_deref().map(|c| c.strip_prefix("c-").and_then(|n| n.parse::<usize>().ok())) {
+        None => 0,
+        Some(Some(n)) => n,
+        Some(None) => return (StatusCode::BAD_REQUEST, Json(json!({"error": "not a cursor of this feed"}))),
+    };
+    let inner = s.lock();
+    let end = inner.feed.len().min(from.saturating_add(q.limit.unwrap_or(1000)));
+    let visits: Vec<Value> = inner.feed.get(from..end).map(<[Value]>::to_vec).unwrap_or_default();
+    let next = format!("c-{}", end.max(from));
+    (StatusCode::OK, Json(json!({"type": "visitPage", "nextCursor": next, "visits": visits})))
 }
 
 /// Lifecare Mobil's OAuth 2.0 token endpoint (client credentials), which the hub asks
@@ -522,12 +561,17 @@ async fn act(s: &System, what: &str) -> Acted {
         return sent(s.post_json(&v).await);
     }
     if what.starts_with("Register two visits for order") {
+        // Left in the visit feed, which the hub pulls.
         let order = need_order()?;
-        let page = json!({"type": "visitPage", "nextCursor": s.next_id("c"), "visits": [
-            visit(s, &s.next_id("V"), &order, now, false),
-            visit(s, &s.next_id("V"), &order, now, true),
-        ]});
-        return sent(s.post_json(&page).await);
+        let (a, b) = (visit(s, &s.next_id("V"), &order, now, false), visit(s, &s.next_id("V"), &order, now, true));
+        let strip = |mut v: Value| {
+            if let Value::Object(m) = &mut v {
+                m.remove("type");
+            }
+            v
+        };
+        s.lock().feed.extend([strip(a), strip(b)]);
+        return Ok(());
     }
     if what.starts_with("Report a deviation") {
         let d = deviation(s, &s.next_id("AV"), order.as_deref(), now, "Låg på köksgolvet; sjuksköterska tillkallad.");

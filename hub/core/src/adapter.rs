@@ -130,6 +130,12 @@ pub trait Inbox: Send + Sync {
 pub trait Feed: Send + Sync {
     /// The page after `cursor`, or the first page without one.
     async fn page(&self, cursor: Option<&str>) -> Result<Vec<u8>, DeliveryError>;
+
+    /// Where the page after `cursor` is asked for, to show (never with a credential in it);
+    /// `None` when the feed cannot say.
+    fn shown_url(&self, _cursor: Option<&str>) -> Option<String> {
+        None
+    }
 }
 
 /// A configured system: name, vendor, role, mappings, transport, and for systems that

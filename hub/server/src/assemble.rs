@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::Context;
-use carehub_core::adapter::{Registry, Transport};
+use carehub_core::adapter::{Feed, Registry, System, Transport};
 use carehub_core::delivery::lease::Ownership;
 use carehub_core::delivery::outbox::DeliveryLoop;
 use carehub_core::hub::{Hub, HubParts};
@@ -196,13 +196,22 @@ pub fn missing_mappings(outline: &crate::config::Outline, covered: &Coverage) ->
 /// [`build_with_transports`].
 pub type WrapTransport<'a> = &'a dyn Fn(&str, Arc<dyn Transport>) -> Arc<dyn Transport>;
 
+/// How a caller may wrap a system's feed (given the system, for its mappings), for
+/// [`build_with_hooks`].
+pub type WrapFeed<'a> = &'a dyn Fn(&System, Arc<dyn Feed>) -> Arc<dyn Feed>;
+
 /// The configured systems.
 pub fn registry(config: &Config, clock: &Clock) -> anyhow::Result<Registry> {
-    registry_with(config, clock, &|_, transport| transport)
+    registry_with(config, clock, &|_, transport| transport, &|_, feed| feed)
 }
 
-/// The configured systems, each transport as `wrap` makes it.
-fn registry_with(config: &Config, clock: &Clock, wrap: WrapTransport<'_>) -> anyhow::Result<Registry> {
+/// The configured systems, each transport and feed as `wrap` and `wrap_feed` make them.
+fn registry_with(
+    config: &Config,
+    clock: &Clock,
+    wrap: WrapTransport<'_>,
+    wrap_feed: WrapFeed<'_>,
+) -> anyhow::Result<Registry> {
     let client = http_client(config)?;
     let mappings = load_mappings(config)?;
     Ok(Registry::new(config.systems.iter().map(|s| {
@@ -210,6 +219,9 @@ fn registry_with(config: &Config, clock: &Clock, wrap: WrapTransport<'_>) -> any
         let mut system = carehub_adapters::build_system(&s.name, &s.vendor, set, &client, clock);
         system.visit_reports = s.visit_reports;
         system.transport = wrap(&s.name, system.transport.clone());
+        if let Some((feed, every)) = system.feed.take() {
+            system.feed = Some((wrap_feed(&system, feed), every));
+        }
         system
     })))
 }
@@ -260,13 +272,24 @@ fn console_settings(c: &crate::config::ConsoleSection) -> crate::http::console::
 /// journal sees each attempt as the delivery loop makes it (the bytes, the answer, the
 /// time taken), retries included.
 pub fn build_with_transports(config: &Config, clock: Clock, wrap: WrapTransport<'_>) -> anyhow::Result<Runtime> {
+    build_with_hooks(config, clock, wrap, &|_, feed| feed)
+}
+
+/// [`build_with_transports`], with every system's feed as `wrap_feed` makes it too: the
+/// mock hub journals each page it pulls from a vendor's feed the same way.
+pub fn build_with_hooks(
+    config: &Config,
+    clock: Clock,
+    wrap: WrapTransport<'_>,
+    wrap_feed: WrapFeed<'_>,
+) -> anyhow::Result<Runtime> {
     let store = open_store(&config.hub.database, clock.clone())?;
-    build_parts(config, store, clock, wrap)
+    build_parts(config, store, clock, wrap, wrap_feed)
 }
 
 /// Assembles the hub over a given store.
 pub fn build_with_store(config: &Config, store: Arc<dyn Store>, clock: Clock) -> anyhow::Result<Runtime> {
-    build_parts(config, store, clock, &|_, transport| transport)
+    build_parts(config, store, clock, &|_, transport| transport, &|_, feed| feed)
 }
 
 fn build_parts(
@@ -274,8 +297,9 @@ fn build_parts(
     store: Arc<dyn Store>,
     clock: Clock,
     wrap: WrapTransport<'_>,
+    wrap_feed: WrapFeed<'_>,
 ) -> anyhow::Result<Runtime> {
-    let registry = Arc::new(registry_with(config, &clock, wrap)?);
+    let registry = Arc::new(registry_with(config, &clock, wrap, wrap_feed)?);
     let metrics = Arc::new(Metrics::for_node(&config.hub.node));
     let notify = Arc::new(Notify::new());
     let hub = Arc::new(Hub::new(HubParts {
