@@ -712,11 +712,16 @@ pub fn verify(input: &VerificationInput, policy: &Policy) -> Result<Verification
     }
 
     // The lines of each order (with their places on the invoice), in invoice order.
+    // (Found through a map: a provider's invoice has a line per order, hundreds of them.)
     let mut groups: Vec<(&str, Vec<(usize, &InvoiceLine)>)> = Vec::new();
+    let mut group_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for (i, line) in invoice.lines.iter().enumerate() {
-        match groups.iter_mut().find(|(o, _)| *o == line.order_id) {
-            Some((_, lines)) => lines.push((i, line)),
-            None => groups.push((&line.order_id, vec![(i, line)])),
+        match group_of.get(line.order_id.as_str()) {
+            Some(&g) => groups[g].1.push((i, line)),
+            None => {
+                group_of.insert(&line.order_id, groups.len());
+                groups.push((&line.order_id, vec![(i, line)]));
+            }
         }
     }
 
