@@ -77,6 +77,11 @@ pub struct VerifyBenchArgs {
     /// Verify the same month in another database too, as one SQL query, and compare.
     #[arg(long, value_enum)]
     pub peer: Option<PeerKind>,
+    /// Measure on a folder kept by an earlier run (`--keep`; its `verify.db`) instead of
+    /// seeding a new one: a national seed takes minutes. The scale must be the one it was
+    /// seeded at.
+    #[arg(long, conflicts_with_all = ["dir", "keep"])]
+    pub reuse: Option<PathBuf>,
     /// Rounds of carehub and the peer, taking turns (with `--peer`).
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
@@ -332,8 +337,16 @@ fn seed(db: &Path, scale: Scale, month: NaiveDate) -> anyhow::Result<Seeded> {
 }
 
 pub async fn run(args: VerifyBenchArgs) -> anyhow::Result<ExitCode> {
-    let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-    let temp = tempfile::tempdir_in(&parent).context("cannot create a folder for the database")?;
+    // A fresh folder (deleted at the end unless kept), or the one kept before.
+    let (temp, folder) = match &args.reuse {
+        Some(kept) => (None, kept.clone()),
+        None => {
+            let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+            let temp = tempfile::tempdir_in(&parent).context("cannot create a folder for the database")?;
+            let folder = temp.path().to_owned();
+            (Some(temp), folder)
+        }
+    };
     let (clients, n_providers, visits) = args.scale.sizes();
     let this_month = super::harness::bench_clock().today().with_day(1).context("a month")?;
     let month = (this_month - chrono::Days::new(1)).with_day(1).context("a month")?;
@@ -342,19 +355,24 @@ pub async fn run(args: VerifyBenchArgs) -> anyhow::Result<ExitCode> {
         "carehub bench verify: {} cores; {clients} clients, {n_providers} providers, {visits} visits in {month_key}",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     );
-    let db = temp.path().join("verify.db");
-    let db2 = db.clone();
-    let scale = args.scale;
-    let seeded = tokio::task::spawn_blocking(move || seed(&db2, scale, month)).await??;
-    out!(
-        "seeded in {:.1} s ({:.0} MB; {} invoices, {} lines)",
-        seeded.took.as_secs_f64(),
-        seeded.bytes as f64 / 1e6,
-        seeded.invoices,
-        seeded.lines
-    );
+    let db = folder.join("verify.db");
+    if args.reuse.is_some() {
+        anyhow::ensure!(db.is_file(), "{}: no verify.db there (a folder kept with --keep)", folder.display());
+        out!("reusing {} ({:.0} MB), seeded before", db.display(), std::fs::metadata(&db)?.len() as f64 / 1e6);
+    } else {
+        let db2 = db.clone();
+        let scale = args.scale;
+        let seeded = tokio::task::spawn_blocking(move || seed(&db2, scale, month)).await??;
+        out!(
+            "seeded in {:.1} s ({:.0} MB; {} invoices, {} lines)",
+            seeded.took.as_secs_f64(),
+            seeded.bytes as f64 / 1e6,
+            seeded.invoices,
+            seeded.lines
+        );
+    }
 
-    let reports = temp.path().join("reports.json");
+    let reports = folder.join("reports.json");
     let (db_arg, out_arg) = (db.display().to_string(), reports.display().to_string());
     let rate = RATE.to_string();
     let argv = ["verify", "--month", &month_key, "--db", &db_arg, "--rate", &rate, "--out", &out_arg];
@@ -363,7 +381,7 @@ pub async fn run(args: VerifyBenchArgs) -> anyhow::Result<ExitCode> {
         None => measure_alone(&argv, &reports).await,
         Some(PeerKind::Postgres) => measure_beside_postgres(&argv, &db, &month_key, args.rounds).await,
     };
-    if args.keep {
+    if let (true, Some(temp)) = (args.keep, temp) {
         let kept = temp.keep();
         out!("kept: {}", kept.display());
     }
