@@ -182,7 +182,7 @@ async fn a_clients_search_finds_every_message_about_them_and_the_trace_reaches_t
         "out order queued",
         "out order delivered",
         "in visit accepted",
-        "out visit delivered",
+        "out visits delivered", // Combine takes its visit reports in lists
         "in order_ack accepted",
         "out order_ack queued",
         "out order_ack delivered",
