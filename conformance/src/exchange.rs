@@ -157,3 +157,13 @@ mod bytes_b64 {
         base64::engine::general_purpose::STANDARD.decode(text.as_bytes()).map_err(serde::de::Error::custom)
     }
 }
+
+/// The field a hub message names at its start (`Personnummer: ...`, `client.personalIdentityNumber: ...`).
+pub fn named_field(message: &str) -> Option<String> {
+    let (head, _) = message.split_once(": ")?;
+    let plausible = !head.is_empty()
+        && head.len() <= 80
+        && head.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '/' | '_' | '-' | '@' | '[' | ']'))
+        && !head.chars().all(|c| c.is_ascii_uppercase() || c == '_');
+    plausible.then(|| head.to_owned())
+}

@@ -31,7 +31,7 @@ use carehub_core::hub::Hub;
 use serde_json::Value;
 
 use super::journal::Journal;
-use crate::exchange::{Direction, Exchange, Fault, FaultKind, Problem, Wire};
+use crate::exchange::{named_field, Direction, Exchange, Fault, FaultKind, Problem, Wire};
 
 /// The faults armed, each with the requests it has left.
 #[derive(Default)]
@@ -418,16 +418,6 @@ fn refusal(answer: &[u8], body: &[u8]) -> Option<Problem> {
 
 fn xml_unescape(s: &str) -> String {
     s.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
-}
-
-/// The field a hub message names at its start (`Personnummer: ...`, `client.personalIdentityNumber: ...`).
-pub fn named_field(message: &str) -> Option<String> {
-    let (head, _) = message.split_once(": ")?;
-    let plausible = !head.is_empty()
-        && head.len() <= 80
-        && head.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '/' | '_' | '-' | '@' | '[' | ']'))
-        && !head.chars().all(|c| c.is_ascii_uppercase() || c == '_');
-    plausible.then(|| head.to_owned())
 }
 
 /// The byte offset of the value of `field` (its last path segment) in a payload: after

@@ -633,7 +633,7 @@ impl JournaledFeed {
                         x.problems.push(Problem {
                             code: e.code.as_str().to_owned(),
                             message: e.reason.clone(),
-                            field: crate::mock::inbound::named_field(&e.reason),
+                            field: crate::exchange::named_field(&e.reason),
                             offset: None,
                         });
                     }
