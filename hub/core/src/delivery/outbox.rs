@@ -239,13 +239,8 @@ impl DeliveryLoop {
             message_type: d.message_type.clone(),
             order_id: d.order_id.clone(),
             delivery_key: Some(d.idempotency_key.clone()),
-            // The attempt concerns the client and orders the queued message does. A list of
-            // visit reports is the exception: its queued entry links every client and order
-            // of its (up to `report_batch_max`) visits, and copying those links to each
-            // attempt's record doubled the rows the writer inserts per visit reported. A
-            // search by client finds the list itself (its exact bytes); its attempts carry
-            // its key (`delivery_key`), which names the list.
-            follows: if d.message_type == carehub_model::MessageType::Visits.as_str() { None } else { d.log_seq },
+            // The attempt concerns the client and orders the queued message does.
+            follows: d.log_seq,
             ..NewLogEntry::default()
         };
         let outcome = match result {

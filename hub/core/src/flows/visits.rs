@@ -27,8 +27,8 @@
 //! as a whole like any other row. A list's log entry keeps the exact bytes sent and, as its
 //! canonical form, only the key and the visit ids (`list_canonical`): the visits are in the
 //! store, and a full copy of each beside the payload doubled the bytes a list cost the
-//! writer. Its links name every client and order, so a search by either finds it; its
-//! attempts' records carry its key and not a copy of those links (`delivery::outbox`).
+//! writer. Its links name every client and order, so a search by either finds it and, as
+//! its attempts' records copy them, its delivery too.
 //! A vendor that refuses a list (a 4xx) refuses all of it:
 //! it is dead-lettered whole and `carehub replay` sends it whole again; the hub does not
 //! split it, which would give its visits new keys and could report one twice. Systems
