@@ -82,7 +82,7 @@ async fn combine_gets_a_page_of_visits_in_lists_under_the_cap_and_treserva_one_c
     let vendor = MockServer::start().await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(200).set_body_string("<ok/>")).mount(&vendor).await;
     let o = Options { visits: "report_batch_max = 4\nreport_window_ms = 20".into(), ..Options::default() };
-    let hub = TestHub::start_with(&vendor.uri(), &vendor.uri(), o).await;
+    let mut hub = TestHub::start_with(&vendor.uri(), &vendor.uri(), o).await;
     let mut clients = combine_clients(&hub, 1100, 6).await;
     // Two clients whose decisions came from Treserva, at the same provider.
     let pnrs = test_pnrs();
@@ -174,10 +174,32 @@ async fn combine_gets_a_page_of_visits_in_lists_under_the_cap_and_treserva_one_c
     assert_eq!(status, StatusCode::OK, "{found}");
     let lists: Vec<&Value> =
         found["messages"].as_array().expect("messages").iter().filter(|m| m["direction"] == "out").collect();
-    // The list as queued (its canonical form names the visits) and its delivery's record,
-    // which follows it; the first list, of other clients, is not among them.
-    assert!(!lists.is_empty(), "{found}");
-    assert!(lists.iter().any(|m| m["canonical"].to_string().contains(clients[5].0.as_str())), "{found}");
+    // The list as queued and its delivery's record, which follows it (so it concerns the
+    // same clients); the first list, of other clients, is not among them. The queued
+    // entry's canonical form is compact: the list's key and every visit id it reports, in
+    // order (the payload has the visits' fields).
+    let queued = lists.iter().find(|m| m["status"] == "queued").expect("the list as queued");
+    let delivered = eventually("the client's search finds the list's delivery", || async {
+        let (_, found) =
+            hub.get(&format!("/v1/messages?client={}&type=visits", clients[5].0), Some(&hub.admin())).await;
+        found["messages"].as_array()?.iter().find(|m| m["status"] == "delivered").cloned()
+    })
+    .await;
+    assert_eq!(delivered["delivery_key"], queued["delivery_key"], "{delivered}");
+    assert_eq!(queued["canonical"]["list"], "phoniro:VR-4..phoniro:VR-5:visits", "{queued}");
+    assert_eq!(queued["canonical"]["visits"], json!(["phoniro:VR-4", "phoniro:VR-5"]), "{queued}");
+    // Opened, the entry's payload is the list's exact bytes, the client's visit among them.
+    let (status, opened) = hub.get(&format!("/v1/messages/{}", queued["id"]), Some(&hub.admin())).await;
+    assert_eq!(status, StatusCode::OK, "{opened}");
+    let payload = opened["payload"].as_str().unwrap_or_default();
+    assert!(payload.contains(clients[5].0.as_str()) && payload.matches("<Besok>").count() == 2, "{opened}");
+
+    // The lists and their attempts are links of the one hash chain, which still verifies.
+    hub.stop().await;
+    let db = hub.db.to_str().expect("path").to_owned();
+    let verified = carehub(&["audit", "verify", "--db", &db]);
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success() && said.contains("ok: the message log's hash chain verifies"), "{said}");
     assert!(!found.to_string().contains(clients[0].0.as_str()), "only the list with this client: {found}");
 }
 

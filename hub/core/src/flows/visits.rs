@@ -24,7 +24,12 @@
 //! (the time cap) first. Each visit is in exactly one list, since the list and the
 //! watermark are committed together; the list's idempotency key names its first and last
 //! visit (`<first>..<last>:visits`), and the delivery loop retries or dead-letters a list
-//! as a whole like any other row. A vendor that refuses a list (a 4xx) refuses all of it:
+//! as a whole like any other row. A list's log entry keeps the exact bytes sent and, as its
+//! canonical form, only the key and the visit ids (`list_canonical`): the visits are in the
+//! store, and a full copy of each beside the payload doubled the bytes a list cost the
+//! writer. Its links name every client and order, so a search by either finds it and, as
+//! its attempts' records copy them, its delivery too.
+//! A vendor that refuses a list (a 4xx) refuses all of it:
 //! it is dead-lettered whole and `carehub replay` sends it whole again; the hub does not
 //! split it, which would give its visits new keys and could report one twice. Systems
 //! without a list mapping keep one message per visit, keyed `<visit id>:visit`.
@@ -477,11 +482,8 @@ struct ReportList {
 /// out with a warning, as a single report would be, and the others still go.
 fn queue_list(list: ReportList, ops: &mut Vec<Op>) -> usize {
     let ReportList { target, mut ids, mut items, mut links } = list;
-    let render = |items: &[serde_json::Value]| {
-        let context = json!({ "visits": items });
-        target.encode(MessageType::Visits, &context).map(|r| (r, context))
-    };
-    let (rendered, context) = match render(&items) {
+    let render = |items: &[serde_json::Value]| target.encode(MessageType::Visits, &json!({ "visits": items }));
+    let rendered = match render(&items) {
         Ok(r) => r,
         Err(_) => {
             // Find the visits that do not render, so one bad visit does not hold back the rest.
@@ -509,10 +511,19 @@ fn queue_list(list: ReportList, ops: &mut Vec<Op>) -> usize {
     let (first, last) = (ids.first().cloned().unwrap_or_default(), ids.last().cloned().unwrap_or_default());
     let key = format!("{first}..{last}:visits");
     let mut entry = outbound_entry(&target, MessageType::Visits, &rendered.content_type, &rendered.body, &key);
-    entry.canonical = Some(context.to_string());
+    entry.canonical = Some(list_canonical(&key, &ids));
     entry.links = links;
     let log = LogRef::Op(ops.len());
     ops.push(Op::AppendLog(entry));
     ops.push(Op::Enqueue(super::delivery(&target.name, MessageType::Visits, None, key, rendered, log)));
     items.len()
+}
+
+/// A list's canonical form in its log entry: its key and the hub's id of every visit it
+/// reports, in order. The rendered payload beside it is the message's exact bytes, with every
+/// visit's fields; repeating each visit's whole context here doubled the bytes every list
+/// put through the store's commit and the log's hash. The visits themselves are in the store
+/// under these ids.
+pub(crate) fn list_canonical(key: &str, ids: &[String]) -> String {
+    json!({ "list": key, "visits": ids }).to_string()
 }
