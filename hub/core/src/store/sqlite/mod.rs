@@ -10,7 +10,7 @@
 //! `rows` and `log`; no two of them import each other.
 //! - this module: [`SqliteStore`], opening and migrating the file, the [`Store`] trait's
 //!   reads, and the benchmark's bare insert loop.
-//! - `writer`: the writer thread (group commit, one savepoint per request) and the WAL
+//! - `writer`: the writer thread (group commit; a savepoint per request only when one fails) and the WAL
 //!   checkpointer; where each [`Op`] becomes SQL.
 //! - `log`: the hash chain's append inside the writer's transaction.
 //! - `rows`: the column lists and the row -> record mapping every read shares.
