@@ -265,14 +265,16 @@ fn cpu_ticks(which: &str) -> Option<u64> {
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
-/// CPU clock ticks of the store's writer thread in this process (the hub runs here).
+/// CPU clock ticks of the store's writer thread in this process (the hub runs here); of
+/// every such thread, should there be more than one.
 fn writer_ticks() -> Option<u64> {
     let tasks = std::fs::read_dir("/proc/self/task").ok()?;
-    tasks.filter_map(Result::ok).find_map(|t| {
+    let ticks = tasks.filter_map(Result::ok).filter_map(|t| {
         let tid = t.file_name().into_string().ok()?;
         let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).ok()?;
         (comm.trim() == "carehub-store-w").then(|| cpu_ticks(&format!("self/task/{tid}"))).flatten()
-    })
+    });
+    ticks.reduce(|a, b| a + b)
 }
 
 /// A decisions run: the closed loop's figures, the orders the mock received by the end of
