@@ -180,9 +180,10 @@ impl SqliteStore {
 
 /// Read connections kept open for the next read. A read that finds none opens one, which
 /// parses the schema and maps the file again: with 64 clients posting decisions more than 8
-/// reads were often under way at once, and opening connections took a sixth of the hub's
-/// CPU outside the writer when only 8 were kept.
-const READERS_KEPT: usize = 64;
+/// reads were often under way at once, and opening connections took a sixteenth of the
+/// process's CPU when only 8 were kept. Keeping 64 saved a little more, but the largest the
+/// WAL grew was larger in every run measured (BENCHMARKS.md, issue 20 item 5).
+const READERS_KEPT: usize = 16;
 
 const OVERDUE_SQL: &str = "((acked_at IS NULL AND execute_by < ?1)
     OR (plan_established_on IS NULL AND plan_due < ?1 AND COALESCE(ack_status, '') <> 'rejected'))";
