@@ -212,24 +212,69 @@ async fn one_run(
         Duration::from_secs(3600),
     )?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
+    // Decisions accepted from the warm-up's start, and the CPU this process (hub, load
+    // generator and mock Phoniro alike) and the store's writer thread used meanwhile.
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let cpu_before = (cpu_ticks("self"), writer_ticks());
     let run = closed_loop(clients, seconds, move |n| {
-        let (http, url, token) = (http.clone(), url.clone(), token.clone());
+        let (http, url, token, counter) = (http.clone(), url.clone(), token.clone(), counter.clone());
         let body = decision(n, pnrs[n % pnrs.len()]);
         async move {
             match http.post(&url).bearer_auth(&token).body(body).send().await {
-                Ok(r) => r.status() == reqwest::StatusCode::ACCEPTED,
-                Err(_) => false,
+                Ok(r) if r.status() == reqwest::StatusCode::ACCEPTED => {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    true
+                }
+                _ => false,
             }
         }
     })
     .await;
+    let cpu_after = (cpu_ticks("self"), writer_ticks());
+    let accepted = accepted.load(std::sync::atomic::Ordering::Relaxed).max(1) as f64;
+    let per_decision = |before: Option<u64>, after: Option<u64>| match (before, after) {
+        (Some(b), Some(a)) => a.saturating_sub(b) as f64 * TICK * 1e6 / accepted,
+        _ => f64::NAN,
+    };
+    let cpu_us = per_decision(cpu_before.0, cpu_after.0);
+    let writer_us = per_decision(cpu_before.1, cpu_after.1);
     // What was delivered while intake ran, and what was still waiting when it stopped.
     let delivered = delivered.load(std::sync::atomic::Ordering::Relaxed);
     let backlog = store.outbox_counts().await.map(|c| c.pending).unwrap_or(0);
     sampler.abort();
     hub.stop().await;
     let run = run?;
-    Ok(Outcome { run, delivered, backlog, wal_max: wal_max.load(std::sync::atomic::Ordering::Relaxed) })
+    Ok(Outcome {
+        run,
+        delivered,
+        backlog,
+        wal_max: wal_max.load(std::sync::atomic::Ordering::Relaxed),
+        cpu_us,
+        writer_us,
+    })
+}
+
+/// Seconds of one `/proc` clock tick (USER_HZ, 100 a second wherever Linux runs).
+const TICK: f64 = 0.01;
+
+/// CPU clock ticks (utime + stime) of a process or thread, from its `/proc/.../stat`.
+fn cpu_ticks(which: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{which}/stat")).ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// CPU clock ticks of the store's writer thread in this process (the hub runs here); of
+/// every such thread, should there be more than one.
+fn writer_ticks() -> Option<u64> {
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    let ticks = tasks.filter_map(Result::ok).filter_map(|t| {
+        let tid = t.file_name().into_string().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).ok()?;
+        (comm.trim() == "carehub-store-w").then(|| cpu_ticks(&format!("self/task/{tid}"))).flatten()
+    });
+    ticks.reduce(|a, b| a + b)
 }
 
 /// A decisions run: the closed loop's figures, the orders the mock received by the end of
@@ -240,6 +285,10 @@ struct Outcome {
     delivered: usize,
     backlog: u64,
     wal_max: u64,
+    /// CPU microseconds of this whole process per decision accepted, warm-up included.
+    cpu_us: f64,
+    /// Of which the store's writer thread.
+    writer_us: f64,
 }
 
 async fn decisions(
@@ -260,7 +309,7 @@ async fn decisions(
     );
     out!("");
     out!(
-        "{:>8} {:>12} {:>10} {:>12} {:>9} {:>9} {:>9} {:>7} {:>10} {:>8} {:>8}",
+        "{:>8} {:>12} {:>10} {:>12} {:>9} {:>9} {:>9} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8}",
         "clients",
         "checkpoints",
         "decisions",
@@ -271,7 +320,9 @@ async fn decisions(
         "errors",
         "delivered",
         "backlog",
-        "WAL MiB"
+        "WAL MiB",
+        "CPU us",
+        "writer"
     );
     // Without checkpoints, one run per client count; with them, off and on twice in mirrored
     // order, so a drift of the machine's speed during the pair weighs on both alike.
@@ -293,7 +344,7 @@ async fn decisions(
                 best = best.max(rate);
             }
             out!(
-                "{:>8} {:>12} {:>10} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>10} {:>8} {:>8.1}",
+                "{:>8} {:>12} {:>10} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>10} {:>8} {:>8.1} {:>8.0} {:>8.0}",
                 r.clients,
                 mode.map_or("off".to_owned(), |ms| format!("every {ms} ms")),
                 r.count,
@@ -304,14 +355,17 @@ async fn decisions(
                 r.errors,
                 o.delivered,
                 o.backlog,
-                o.wal_max as f64 / (1024.0 * 1024.0)
+                o.wal_max as f64 / (1024.0 * 1024.0),
+                o.cpu_us,
+                o.writer_us
             );
         }
         if checkpoint_every_ms.is_some() {
             out!("{c:>8} clients: checkpointing on / off = {:.3}", on / off);
         }
     }
-    out!("(delivered: orders the mock received by the end, warm-up included; backlog: outbox rows still pending then; WAL: the largest the write-ahead log grew)");
+    out!("(delivered: orders the mock received by the end, warm-up included; backlog: outbox rows still pending then; WAL: the largest the write-ahead log grew;");
+    out!(" CPU us: CPU microseconds of this process per decision accepted, warm-up included: hub, load generator and mock Phoniro; writer: of which the store's writer thread)");
     out!("");
     let payload = decision(0, "193601016987").into_bytes();
     let n = 2000;

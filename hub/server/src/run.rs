@@ -141,12 +141,13 @@ pub async fn start_with(
             })
         }),
     ));
-    // Intake's brake reads the outbox's backlog twice a second (see `IntakeGate`).
+    // Intake's brake reads the outbox's backlog twice a second (see `IntakeGate`): the
+    // pending rows only, since counting the whole outbox grows with every order delivered.
     let (gate, gate_hub, mut gate_rx) = (state.gate.clone(), state.hub.clone(), rx.clone());
     pollers.push(tokio::spawn(async move {
         loop {
-            if let Ok(counts) = gate_hub.store().outbox_counts().await {
-                gate.observe(counts.pending);
+            if let Ok(pending) = gate_hub.store().pending_deliveries().await {
+                gate.observe(pending);
             }
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}

@@ -435,6 +435,7 @@ pub async fn attempts_are_recorded_and_move_the_order(store: Arc<dyn Store>, clo
     store.commit(decision_ops(1, CLIENT)).await.expect("order 1");
     store.commit(decision_ops(2, NEIGHBOUR)).await.expect("order 2");
     let (one, two) = (by_key(&*store, "O-1:order").await, by_key(&*store, "O-2:order").await);
+    assert_eq!(store.pending_deliveries().await.expect("pending"), 2);
 
     let retry_at = start() + Duration::minutes(5);
     attempted(&*store, one.id, AttemptOutcome::Retry { next_attempt_at: retry_at, error: "timeout".into() }).await;
@@ -460,6 +461,7 @@ pub async fn attempts_are_recorded_and_move_the_order(store: Arc<dyn Store>, clo
     let order = store.order("O-2").await.expect("read").expect("order");
     assert_eq!((order.status, order.delivered_at), (OrderStatus::Accepted, Some(retry_at)));
     assert_eq!(store.outbox_counts().await.expect("counts"), OutboxCounts { pending: 0, delivered: 1, dead: 1 });
+    assert_eq!(store.pending_deliveries().await.expect("pending"), 0);
 
     let err = store
         .commit(vec![Op::Attempted { id: 9999, outcome: AttemptOutcome::Delivered }])

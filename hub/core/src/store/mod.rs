@@ -909,6 +909,11 @@ pub trait OutboxStore: Send + Sync {
     /// When the earliest pending delivery falls due.
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
+    /// The deliveries still pending: the backlog intake's brake watches. A backend may
+    /// count them without reading the delivered rows, which only grow.
+    async fn pending_deliveries(&self) -> Result<u64, StoreError> {
+        Ok(self.outbox_counts().await?.pending)
+    }
     /// Wakes `wake` whenever another process (another hub node) commits new work to the
     /// outbox, for as long as the store is open; call it from inside a Tokio runtime. The
     /// delivery loop keeps polling as well, so a wake-up lost (a dropped connection) only

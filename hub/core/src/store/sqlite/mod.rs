@@ -10,7 +10,7 @@
 //! `rows` and `log`; no two of them import each other.
 //! - this module: [`SqliteStore`], opening and migrating the file, the [`Store`] trait's
 //!   reads, and the benchmark's bare insert loop.
-//! - `writer`: the writer thread (group commit, one savepoint per request) and the WAL
+//! - `writer`: the writer thread (group commit; a savepoint per request only when one fails) and the WAL
 //!   checkpointer; where each [`Op`] becomes SQL.
 //! - `log`: the hash chain's append inside the writer's transaction.
 //! - `rows`: the column lists and the row -> record mapping every read shares.
@@ -167,7 +167,7 @@ impl SqliteStore {
             };
             let result = f(&conn);
             if let Ok(mut p) = pool.lock() {
-                if p.len() < 8 {
+                if p.len() < READERS_KEPT {
                     p.push(conn);
                 }
             }
@@ -177,6 +177,13 @@ impl SqliteStore {
         .map_err(|e| StoreError::backend("reader task failed", e))?
     }
 }
+
+/// Read connections kept open for the next read. A read that finds none opens one, which
+/// parses the schema and maps the file again: with 64 clients posting decisions more than 8
+/// reads were often under way at once, and opening connections took a sixteenth of the
+/// process's CPU when only 8 were kept. Keeping 64 saved a little more, but the largest the
+/// WAL grew was larger in every run measured (BENCHMARKS.md, issue 20 item 5).
+const READERS_KEPT: usize = 16;
 
 const OVERDUE_SQL: &str = "((acked_at IS NULL AND execute_by < ?1)
     OR (plan_established_on IS NULL AND plan_due < ?1 AND COALESCE(ack_status, '') <> 'rejected'))";
@@ -420,6 +427,14 @@ impl OutboxStore for SqliteStore {
             Ok(c.query_row("SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'", [], |r| {
                 instant_opt(r, 0)
             })?)
+        })
+        .await
+    }
+
+    async fn pending_deliveries(&self) -> Result<u64, StoreError> {
+        // Through the partial index of pending rows: the backlog, not the whole outbox.
+        self.read(|c| {
+            Ok(c.prepare_cached("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")?.query_row([], |r| r.get(0))?)
         })
         .await
     }
