@@ -40,6 +40,8 @@ use crate::support::*;
 const KILLS: usize = 20;
 /// Concurrent senders of the HTTP load.
 const SENDERS: usize = 6;
+/// The senders' cases at most (each its own client from the test numbers, from the 3,000th).
+const CASES_AT_MOST: usize = 12_000;
 /// Visits on each page of the Phoniro feed, and its pages.
 const FEED_PAGE: usize = 5;
 const FEED_PAGES: usize = 16;
@@ -439,7 +441,10 @@ async fn three_nodes_killed_and_restarted_under_load_lose_nothing_acknowledged()
         senders.spawn(async move {
             while !stop.load(Ordering::SeqCst) {
                 let i = cases.fetch_add(1, Ordering::SeqCst);
-                if i >= 2000 {
+                // More cases than the cluster gets through while the kills go on (about
+                // 350 acknowledged messages a second here, four or five a case), so that
+                // every kill lands under load; the stop at the last kill ends them.
+                if i >= CASES_AT_MOST {
                     break;
                 }
                 one_case(i, &pnrs[3000 + i], &sender, &keys, &acked).await;
