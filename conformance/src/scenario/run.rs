@@ -212,18 +212,26 @@ fn offers(cp: &dyn Counterpart, requirement: Requirement) -> bool {
 
 /// A case that did not apply to the run, and why.
 fn not_applicable(case: &Case, why: &str) -> CaseResult {
-    CaseResult {
-        id: case.id.clone(),
-        title: case.title.clone(),
-        why: case.why.clone(),
-        message: case.message.clone(),
-        negative: case.negative,
-        passed: false,
-        not_applicable: Some(why.to_owned()),
-        failure: None,
-        instructions: Vec::new(),
-        exchanges: Vec::new(),
-        millis: 0,
+    CaseResult { passed: false, not_applicable: Some(why.to_owned()), ..CaseResult::of(case) }
+}
+
+impl CaseResult {
+    /// The case's own part of a result (its id, title, why, message, whether negative),
+    /// the rest empty: not passed, no failure, nothing seen.
+    fn of(case: &Case) -> CaseResult {
+        CaseResult {
+            id: case.id.clone(),
+            title: case.title.clone(),
+            why: case.why.clone(),
+            message: case.message.clone(),
+            negative: case.negative,
+            passed: false,
+            not_applicable: None,
+            failure: None,
+            instructions: Vec::new(),
+            exchanges: Vec::new(),
+            millis: 0,
+        }
     }
 }
 
@@ -253,16 +261,11 @@ pub async fn run_case(cp: &dyn Counterpart, case: &Case, mark: i64, options: &Ru
     // What came while the last step was failing belongs to the case too.
     let _ = state.refresh(cp).await;
     CaseResult {
-        id: case.id.clone(),
-        title: case.title.clone(),
-        why: case.why.clone(),
-        message: case.message.clone(),
-        negative: case.negative,
         passed: failure.is_none(),
-        not_applicable: None,
         failure,
         instructions: state.instructions.clone(),
         exchanges: state.seen.iter().map(ExchangeSummary::from).collect(),
         millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        ..CaseResult::of(case)
     }
 }
