@@ -43,16 +43,7 @@ async fn a_treserva_decision_reaches_phoniro_and_the_ack_returns_as_a_soap_call(
         .await;
     let hub = TestHub::start(&phoniro.uri(), &treserva.uri()).await;
 
-    let resp = hub
-        .http
-        .post(format!("{}/v1/systems/treserva/messages", hub.url))
-        .bearer_auth(hub.system_token("treserva"))
-        .header("content-type", "text/xml; charset=utf-8")
-        .header("soapaction", "\"urn:carehub:vendor:treserva:1/RegistreraBeslut\"")
-        .body(treserva_decision("TRE-4411", "193601016987", PROVIDER_A))
-        .send()
-        .await
-        .expect("post");
+    let resp = hub.post_treserva_decision(treserva_decision("TRE-4411", "193601016987", PROVIDER_A)).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.headers()["content-type"].to_str().unwrap_or("").starts_with("text/xml"));
     let answer = soap_body(&resp.text().await.expect("text"));

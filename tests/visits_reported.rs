@@ -87,16 +87,7 @@ async fn combine_gets_a_page_of_visits_in_lists_under_the_cap_and_treserva_one_c
     // Two clients whose decisions came from Treserva, at the same provider.
     let pnrs = test_pnrs();
     for (i, client) in pnrs[1120..1122].iter().enumerate() {
-        let resp = hub
-            .http
-            .post(format!("{}/v1/systems/treserva/messages", hub.url))
-            .bearer_auth(hub.system_token("treserva"))
-            .header("content-type", "text/xml; charset=utf-8")
-            .header("soapaction", "\"urn:carehub:vendor:treserva:1/RegistreraBeslut\"")
-            .body(treserva_decision(&format!("TRE-R{i}"), client, PROVIDER_A))
-            .send()
-            .await
-            .expect("post");
+        let resp = hub.post_treserva_decision(treserva_decision(&format!("TRE-R{i}"), client, PROVIDER_A)).await;
         assert_eq!(resp.status(), StatusCode::OK);
         let tag = format!("04E0{i:04X}");
         register_tag(&hub, &tag, client, "2026-11-01").await;

@@ -500,6 +500,20 @@ impl TestHub {
         }
     }
 
+    /// Posts a decision to the Treserva system as Treserva's SOAP client does
+    /// (`RegistreraBeslut`, its system token) and returns the raw answer.
+    pub async fn post_treserva_decision(&self, body: String) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/systems/treserva/messages", self.url))
+            .bearer_auth(self.system_token("treserva"))
+            .header("content-type", "text/xml; charset=utf-8")
+            .header("soapaction", "\"urn:carehub:vendor:treserva:1/RegistreraBeslut\"")
+            .body(body)
+            .send()
+            .await
+            .expect("post")
+    }
+
     pub async fn post(&self, system: &str, body: impl Into<Vec<u8>>, token: Option<&str>) -> (StatusCode, Value) {
         let mut req = self.http.post(format!("{}/v1/systems/{system}/messages", self.url)).body(body.into());
         if let Some(t) = token {
