@@ -217,6 +217,7 @@ async fn one_run(
     let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = accepted.clone();
     let cpu_before = (cpu_ticks("self"), writer_ticks());
+    let written_before = written_bytes();
     let run = closed_loop(clients, seconds, move |n| {
         let (http, url, token, counter) = (http.clone(), url.clone(), token.clone(), counter.clone());
         let body = decision(n, pnrs[n % pnrs.len()]);
@@ -232,6 +233,7 @@ async fn one_run(
     })
     .await;
     let cpu_after = (cpu_ticks("self"), writer_ticks());
+    let written = written_bytes().saturating_sub(written_before);
     let accepted = accepted.load(std::sync::atomic::Ordering::Relaxed).max(1) as f64;
     let per_decision = |before: Option<u64>, after: Option<u64>| match (before, after) {
         (Some(b), Some(a)) => a.saturating_sub(b) as f64 * TICK * 1e6 / accepted,
@@ -239,6 +241,7 @@ async fn one_run(
     };
     let cpu_us = per_decision(cpu_before.0, cpu_after.0);
     let writer_us = per_decision(cpu_before.1, cpu_after.1);
+    let written_kib = written as f64 / 1024.0 / accepted;
     // What was delivered while intake ran, and what was still waiting when it stopped.
     let delivered = delivered.load(std::sync::atomic::Ordering::Relaxed);
     let backlog = store.outbox_counts().await.map(|c| c.pending).unwrap_or(0);
@@ -252,7 +255,18 @@ async fn one_run(
         wal_max: wal_max.load(std::sync::atomic::Ordering::Relaxed),
         cpu_us,
         writer_us,
+        written_kib,
     })
+}
+
+/// Bytes this process has sent to the disk (`write_bytes` of `/proc/self/io`): the WAL's
+/// frames and the checkpoints' copies into the database file; 0 where it cannot be read.
+fn written_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|io| io.lines().find_map(|l| l.strip_prefix("write_bytes:").map(|v| v.trim().parse().ok())))
+        .flatten()
+        .unwrap_or(0)
 }
 
 /// Seconds of one `/proc` clock tick (USER_HZ, 100 a second wherever Linux runs).
@@ -289,6 +303,8 @@ struct Outcome {
     cpu_us: f64,
     /// Of which the store's writer thread.
     writer_us: f64,
+    /// KiB written to the disk per decision accepted (WAL and checkpoints), warm-up included.
+    written_kib: f64,
 }
 
 async fn decisions(
@@ -309,7 +325,7 @@ async fn decisions(
     );
     out!("");
     out!(
-        "{:>8} {:>12} {:>10} {:>12} {:>9} {:>9} {:>9} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8}",
+        "{:>8} {:>12} {:>10} {:>12} {:>9} {:>9} {:>9} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "clients",
         "checkpoints",
         "decisions",
@@ -322,7 +338,8 @@ async fn decisions(
         "backlog",
         "WAL MiB",
         "CPU us",
-        "writer"
+        "writer",
+        "KiB out"
     );
     // Without checkpoints, one run per client count; with them, off and on twice in mirrored
     // order, so a drift of the machine's speed during the pair weighs on both alike.
@@ -344,7 +361,7 @@ async fn decisions(
                 best = best.max(rate);
             }
             out!(
-                "{:>8} {:>12} {:>10} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>10} {:>8} {:>8.1} {:>8.0} {:>8.0}",
+                "{:>8} {:>12} {:>10} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>7} {:>10} {:>8} {:>8.1} {:>8.0} {:>8.0} {:>8.1}",
                 r.clients,
                 mode.map_or("off".to_owned(), |ms| format!("every {ms} ms")),
                 r.count,
@@ -357,7 +374,8 @@ async fn decisions(
                 o.backlog,
                 o.wal_max as f64 / (1024.0 * 1024.0),
                 o.cpu_us,
-                o.writer_us
+                o.writer_us,
+                o.written_kib
             );
         }
         if checkpoint_every_ms.is_some() {
@@ -365,21 +383,31 @@ async fn decisions(
         }
     }
     out!("(delivered: orders the mock received by the end, warm-up included; backlog: outbox rows still pending then; WAL: the largest the write-ahead log grew;");
-    out!(" CPU us: CPU microseconds of this process per decision accepted, warm-up included: hub, load generator and mock Phoniro; writer: of which the store's writer thread)");
+    out!(" CPU us: CPU microseconds of this process per decision accepted, warm-up included: hub, load generator and mock Phoniro; writer: of which the store's writer thread;");
+    out!(" KiB out: KiB this process wrote to the disk per decision accepted, the WAL and its checkpoints)");
     out!("");
     let payload = decision(0, "193601016987").into_bytes();
-    let n = 2000;
-    for per_commit in [1usize, 64] {
-        let path = temp.path().join(format!("bare-{per_commit}.db"));
+    use carehub_core::store::sqlite::CeilingKeys;
+    // The two ceilings, then the second with the keys the hub writes (about as many
+    // decisions stored before as a 64-client run ends with), to show what the keys cost.
+    let ceilings = [
+        (1usize, CeilingKeys::Sequential, 2_000usize, "same rows per decision"),
+        (64, CeilingKeys::Sequential, 2_000, "same rows per decision"),
+        (64, CeilingKeys::Hub { prefill: 40_000 }, 6_400, "the hub's keys and attempts"),
+    ];
+    for (per_commit, keys, n, what) in ceilings {
+        let path = temp.path().join(format!("bare-{per_commit}-{}.db", matches!(keys, CeilingKeys::Hub { .. })));
         let p = path.clone();
         let payload = payload.clone();
-        let elapsed = tokio::task::spawn_blocking(move || {
-            carehub_core::store::sqlite::bare_insert_loop(&p, n, per_commit, &payload, &bench_clock())
+        let clients = pnrs.clone();
+        let (elapsed, written) = tokio::task::spawn_blocking(move || {
+            carehub_core::store::sqlite::bare_insert_loop(&p, n, per_commit, &payload, &bench_clock(), keys, &clients)
         })
         .await??;
         let rate = n as f64 / elapsed.as_secs_f64();
         out!(
-            "bare SQLite loop, same rows per decision, WAL + synchronous=FULL, {per_commit:>2} decision(s) per commit: {rate:>8.0} decisions/s  (best hub run / this = {:.2})",
+            "bare SQLite loop, {what:<27}, WAL + synchronous=FULL, {per_commit:>2} decision(s) per commit: {rate:>8.0} decisions/s, {:>5.1} KiB written per decision  (best hub run / this = {:.2})",
+            written as f64 / 1024.0 / n as f64,
             best / rate
         );
     }

@@ -278,23 +278,22 @@ impl OrderStore for SqliteStore {
     async fn decision(&self, id: &str) -> Result<Option<DecisionRecord>, StoreError> {
         let id = id.to_owned();
         self.read(move |c| {
-            Ok(c.query_row(
+            Ok(c.prepare_cached(
                 "SELECT id, system, content_hash, client, provider, canonical, received_at, version
                  FROM decisions WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok(DecisionRecord {
-                        id: r.get(0)?,
-                        system: r.get(1)?,
-                        content_hash: r.get(2)?,
-                        client: r.get(3)?,
-                        provider: r.get(4)?,
-                        canonical: r.get(5)?,
-                        received_at: instant(r, 6)?,
-                        version: r.get(7)?,
-                    })
-                },
-            )
+            )?
+            .query_row([id], |r| {
+                Ok(DecisionRecord {
+                    id: r.get(0)?,
+                    system: r.get(1)?,
+                    content_hash: r.get(2)?,
+                    client: r.get(3)?,
+                    provider: r.get(4)?,
+                    canonical: r.get(5)?,
+                    received_at: instant(r, 6)?,
+                    version: r.get(7)?,
+                })
+            })
             .optional()?)
         })
         .await
@@ -664,17 +663,37 @@ impl AuditStore for SqliteStore {
     }
 }
 
+/// Where the benchmark's ceiling puts its rows in the indexes ([`bare_insert_loop`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CeilingKeys {
+    /// The issue's ceiling: order ids that grow one by one and one client, on a fresh
+    /// database, so every index entry goes at the right-hand end of its index.
+    Sequential,
+    /// The keys the hub writes (order ids from [`new_order_id`] at the clock's time), after
+    /// `prefill` decisions are stored, and each decision's delivery attempt recorded in the
+    /// next commit as the delivery loop does (the outbox row and the order updated, a third
+    /// log entry). Clients come in the order of the list given, as the decisions bench
+    /// sends them.
+    ///
+    /// [`new_order_id`]: crate::flows::decision::new_order_id
+    Hub { prefill: usize },
+}
+
 /// The benchmark's ceiling: the rows one decision writes (two log entries, the decision,
-/// the order, the outbox row), inserted by a bare loop on a fresh database with the same
-/// durability (WAL, `synchronous=FULL`), committing every `per_commit` decisions. Returns
-/// the elapsed time for `decisions` decisions. No hashing, no parsing, no HTTP: only SQLite.
+/// the order, the outbox row), inserted by a bare loop with the same durability (WAL,
+/// `synchronous=FULL`), committing every `per_commit` decisions, with its keys as `keys`
+/// says. Returns the elapsed time for `decisions` decisions (a prefill not counted) and
+/// the bytes written to the disk meanwhile (the WAL, and the checkpoints SQLite runs as
+/// commits pass its threshold). No hashing, no parsing, no HTTP: only SQLite.
 pub fn bare_insert_loop(
     path: &Path,
     decisions: usize,
     per_commit: usize,
     payload: &[u8],
     clock: &Clock,
-) -> Result<Duration, StoreError> {
+    keys: CeilingKeys,
+    clients: &[&str],
+) -> Result<(Duration, u64), StoreError> {
     {
         let mut conn = open_connection(path)?;
         // The writer's page cache holds the hot index pages (a batch of visits touches six
@@ -685,34 +704,64 @@ pub fn bare_insert_loop(
     }
     let mut conn = open_connection(path)?;
     let hash = "0".repeat(64);
-    let started = std::time::Instant::now();
-    let mut done = 0;
-    while done < decisions {
+    let (hub_keys, prefill) = match keys {
+        CeilingKeys::Sequential => (false, 0),
+        CeilingKeys::Hub { prefill } => (true, prefill),
+    };
+    if hub_keys {
+        // As the hub's writer: its indexes are too large for SQLite's default cache.
+        conn.execute_batch(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB};"))?;
+    }
+    let key = |i: usize| -> (String, String, String) {
+        let id = format!("bench:DEC-{i}");
+        if !hub_keys || clients.is_empty() {
+            return (format!("O-{i:016}"), id, "193601016987".to_owned());
+        }
+        let order = crate::flows::decision::new_order_id(&id, clock.now());
+        (order, id, clients[i % clients.len()].to_owned())
+    };
+    let commit = |conn: &mut Connection, from: usize, to: usize| -> Result<(), StoreError> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for i in done..(done + per_commit).min(decisions) {
-            let id = format!("bench:DEC-{i}");
-            let order = format!("O-{i:016}");
-            let now = ts(clock.now());
-            for (seq, dir) in [(2 * i as i64 + 1, "in"), (2 * i as i64 + 2, "out")] {
+        let now = ts(clock.now());
+        // The previous commit's deliveries, answered by the provider (the hub's keys only).
+        for i in (if hub_keys { from.saturating_sub(to - from) } else { from })..from {
+            let (order, id, client) = key(i);
+            tx.prepare_cached(
+                "UPDATE outbox SET state = 'delivered', attempts = 1, delivered_at = ?2 WHERE idempotency_key = ?1",
+            )?
+            .execute(params![order, now])?;
+            tx.prepare_cached("UPDATE orders SET status = 'delivered', delivered_at = ?2 WHERE id = ?1")?
+                .execute(params![order, now])?;
+            tx.prepare_cached(
+                "INSERT INTO message_log (seq, at, system, vendor, direction, message_type, content_type, payload,
+                    canonical, status, decision_id, order_id, client, provider, prev_hash, hash)
+                 VALUES (NULL, ?1, 'phoniro', 'phoniro', 'out', 'order', 'application/json', x'', NULL, 'delivered',
+                    ?2, ?3, ?4, '5599000014', ?5, ?5)",
+            )?
+            .execute(params![now, id, order, client, hash])?;
+        }
+        for i in from..to {
+            let (order, id, client) = key(i);
+            for dir in ["in", "out"] {
                 tx.prepare_cached(
                     "INSERT INTO message_log (seq, at, system, vendor, direction, message_type, content_type, payload,
                         canonical, status, decision_id, order_id, client, provider, prev_hash, hash)
-                     VALUES (?1, ?2, 'combine', 'combine', ?3, 'decision', 'application/xml', ?4, '{}', 'accepted',
-                        ?5, ?6, '193601016987', '5599000014', ?7, ?7)",
+                     VALUES (NULL, ?1, 'combine', 'combine', ?2, 'decision', 'application/xml', ?3, '{}', 'accepted',
+                        ?4, ?5, ?6, '5599000014', ?7, ?7)",
                 )?
-                .execute(params![seq, now, dir, payload, id, order, hash])?;
+                .execute(params![now, dir, payload, id, order, client, hash])?;
             }
             tx.prepare_cached(
                 "INSERT INTO decisions (id, system, content_hash, client, provider, canonical, received_at)
-                 VALUES (?1, 'combine', ?2, '193601016987', '5599000014', '{}', ?3)",
+                 VALUES (?1, 'combine', ?2, ?4, '5599000014', '{}', ?3)",
             )?
-            .execute(params![id, hash, now])?;
+            .execute(params![id, hash, now, client])?;
             tx.prepare_cached(
                 "INSERT INTO orders (id, decision_id, source_system, provider, provider_system, client, execute_by,
                     plan_due, canonical, created_at, status)
-                 VALUES (?1, ?2, 'combine', '5599000014', 'phoniro', '193601016987', '2026-12-01', '2026-12-01', '{}', ?3, 'queued')",
+                 VALUES (?1, ?2, 'combine', '5599000014', 'phoniro', ?4, '2026-12-01', '2026-12-01', '{}', ?3, 'queued')",
             )?
-            .execute(params![order, id, now])?;
+            .execute(params![order, id, now, client])?;
             tx.prepare_cached(
                 "INSERT INTO outbox (system, message_type, order_id, idempotency_key, content_type, body, state,
                     next_attempt_at, created_at)
@@ -721,9 +770,34 @@ pub fn bare_insert_loop(
             .execute(params![order, payload, now])?;
         }
         tx.commit()?;
-        done = (done + per_commit).min(decisions);
+        Ok(())
+    };
+    let mut done = 0;
+    while done < prefill {
+        let to = (done + per_commit).min(prefill);
+        commit(&mut conn, done, to)?;
+        done = to;
     }
-    Ok(started.elapsed())
+    let written_before = thread_write_bytes();
+    let started = std::time::Instant::now();
+    let end = prefill + decisions;
+    while done < end {
+        let to = (done + per_commit).min(end);
+        commit(&mut conn, done, to)?;
+        done = to;
+    }
+    let elapsed = started.elapsed();
+    Ok((elapsed, thread_write_bytes().saturating_sub(written_before)))
+}
+
+/// Bytes this thread has sent to the disk (`write_bytes` of `/proc/thread-self/io`): the
+/// WAL's frames and what checkpoints copy into the database file; 0 where it cannot be read.
+fn thread_write_bytes() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/io")
+        .ok()
+        .and_then(|io| io.lines().find_map(|l| l.strip_prefix("write_bytes:").map(|v| v.trim().parse().ok())))
+        .flatten()
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
