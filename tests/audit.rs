@@ -29,7 +29,7 @@ async fn audit_verify_passes_untouched_and_names_a_tampered_entry() {
     }
     hub.post("combine", "<broken", Some(&cm)).await;
     for i in 0..5 {
-        hub.wait_for_order_status(&order_id(&format!("DEC-{i}")), "delivered").await;
+        hub.wait_for_order_status(&hub.order_id(&format!("DEC-{i}")).await, "delivered").await;
     }
     // The target: the third decision as received (its entry number depends on how the
     // deliveries interleaved), and its bytes as the log keeps them.
@@ -236,7 +236,7 @@ async fn decided(hub: &TestHub, ids_and_clients: &[(&str, &str)]) {
         assert_eq!(s, StatusCode::ACCEPTED, "{r}");
     }
     for (id, _) in ids_and_clients {
-        hub.wait_for_order_status(&order_id(id), "delivered").await;
+        hub.wait_for_order_status(&hub.order_id(id).await, "delivered").await;
     }
 }
 

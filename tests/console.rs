@@ -238,6 +238,8 @@ struct Scene {
     /// (decision id, client) for PROVIDER_A and PROVIDER_B.
     a: (String, String),
     b: (String, String),
+    /// The orders of `a`'s and `b`'s decisions, from their receipts.
+    orders: [String; 2],
 }
 
 async fn scene() -> Scene {
@@ -252,16 +254,19 @@ async fn scene() -> Scene {
     let cm = hub.system_token("combine");
     let a = ("DEC-CONSOLE-A".to_owned(), pnrs[310].clone());
     let b = ("DEC-CONSOLE-B".to_owned(), pnrs[311].clone());
+    let mut orders = Vec::new();
     for ((id, pnr), org) in [(&a, PROVIDER_A), (&b, PROVIDER_B)] {
         let (s, body) = hub.post("combine", decision_xml(id, pnr, org, None), Some(&cm)).await;
         assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+        orders.push(body["order_id"].as_str().expect("an order id").to_owned());
     }
     let (s, _) = hub.post("combine", "<broken", Some(&cm)).await;
     assert!(s.is_client_error());
-    for (id, _) in [&a, &b] {
-        hub.wait_for_order_status(&order_id(id), "delivered").await;
+    for order in &orders {
+        hub.wait_for_order_status(order, "delivered").await;
     }
-    Scene { hub, idp, _phoniro: phoniro, a, b }
+    let orders = [orders[0].clone(), orders[1].clone()];
+    Scene { hub, idp, _phoniro: phoniro, a, b, orders }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -528,11 +533,11 @@ async fn console_reads_are_in_the_access_log_and_a_providers_staff_see_only_thei
         (format!("/console/?provider={PROVIDER_A}"), StatusCode::FORBIDDEN),
         (format!("/console/messages/{a_entry}"), StatusCode::FORBIDDEN),
         (format!("/console/messages/{a_entry}/raw"), StatusCode::FORBIDDEN),
-        (format!("/console/orders/{}", order_id(a_decision)), StatusCode::FORBIDDEN),
+        (format!("/console/orders/{}", sc.orders[0]), StatusCode::FORBIDDEN),
         ("/console/access".to_owned(), StatusCode::FORBIDDEN),
         ("/console/proof".to_owned(), StatusCode::FORBIDDEN),
         (format!("/console/messages/{b_entry}"), StatusCode::OK),
-        (format!("/console/orders/{}", order_id(b_decision)), StatusCode::OK),
+        (format!("/console/orders/{}", sc.orders[1]), StatusCode::OK),
     ] {
         let (status, body) = page(&sc, &staff.cookie, &path).await;
         assert_eq!(status, want, "{path}: {body}");
@@ -663,7 +668,7 @@ async fn an_auditor_and_a_providers_staff_use_the_console_in_chromium() {
     let results = b.text_of("#results").await;
     assert!(results.contains(b_decision.as_str()), "{results}");
     assert!(!results.contains(a_decision.as_str()) && !results.contains(a_client.as_str()), "{results}");
-    b.goto(&format!("{}/console/orders/{}", hub.url, order_id(a_decision))).await;
+    b.goto(&format!("{}/console/orders/{}", hub.url, sc.orders[0])).await;
     assert_eq!(b.text_of("#error-code").await, "FORBIDDEN");
     let errors = b.errors().await;
     // The refused page's own 403 is the one thing Chromium reports.

@@ -134,7 +134,7 @@ async fn zeep_sends_a_decision_from_the_wsdl_and_reads_the_hubs_faults() {
             .await;
     assert_eq!(code, Some(0), "soap_client.py:\n{}", tail(&out, 60));
     let lines: Vec<&str> = out.lines().collect();
-    let order = carehub_core::flows::decision::order_id_for("treserva:ZEEP-1");
+    let order = hub.order_of("treserva:ZEEP-1").await;
     assert!(lines.iter().any(|l| l.starts_with("accepted ") && l.ends_with(&order)), "{out}");
     let refused = lines
         .iter()

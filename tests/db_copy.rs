@@ -250,7 +250,7 @@ async fn db_copy_refuses_an_unknown_table_and_a_tampered_chain_with_nothing_comm
         assert_eq!(s, StatusCode::ACCEPTED);
     }
     for i in 0..3 {
-        hub.wait_for_order_status(&order_id(&format!("DEC-{i}")), "delivered").await;
+        hub.wait_for_order_status(&hub.order_id(&format!("DEC-{i}")).await, "delivered").await;
     }
     hub.stop().await;
     let db = hub.db.to_str().expect("path").to_owned();

@@ -95,8 +95,9 @@ async fn decision_with_three_changes() -> Life {
         assert_eq!(status, StatusCode::ACCEPTED, "{kind}: {receipt}");
         assert_eq!(receipt["status"], "accepted", "{kind}: {receipt}");
     }
-    let old = order_id(DECISION);
-    let new = carehub_core::flows::decision::order_id_for(&format!("combine:{DECISION}@3"));
+    let orders = hub.orders_of(&format!("combine:{DECISION}")).await;
+    let [old, new] = &orders[..] else { panic!("the switch leaves two orders: {orders:?}") };
+    let (old, new) = (old.clone(), new.clone());
     Life { hub, pnr, old, new, _vendors: (phoniro, combine) }
 }
 

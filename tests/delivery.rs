@@ -28,7 +28,7 @@ async fn two_503s_then_200_delivers_once_with_one_idempotency_key() {
     let hub = TestHub::start(&phoniro.uri(), &combine.uri()).await;
     let (status, _) = hub.post("combine", SPEC_DECISION, Some(&hub.system_token("combine"))).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let order = order_id("DEC-2026-0001");
+    let order = hub.order_id("DEC-2026-0001").await;
     hub.wait_for_order_status(&order, "delivered").await;
 
     let requests = phoniro.received_requests().await.expect("recorded");
@@ -62,7 +62,7 @@ async fn a_provider_down_for_good_is_dead_lettered_and_replay_delivers_once() {
         TestHub::start_with(&phoniro.uri(), &combine.uri(), Options { max_attempts: 3, ..Options::default() }).await;
     let (status, _) = hub.post("combine", SPEC_DECISION, Some(&hub.system_token("combine"))).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let order = order_id("DEC-2026-0001");
+    let order = hub.order_id("DEC-2026-0001").await;
     hub.wait_for_order_status(&order, "dead_letter").await;
     let (_, dead) = hub.get("/v1/deliveries?state=dead", Some(&hub.admin())).await;
     assert_eq!(dead["deliveries"].as_array().map(Vec::len), Some(1), "{dead}");
@@ -117,7 +117,7 @@ async fn a_permanent_refusal_is_dead_lettered_without_retrying() {
         .await;
     let hub = TestHub::start(&phoniro.uri(), &combine.uri()).await;
     hub.post("combine", SPEC_DECISION, Some(&hub.system_token("combine"))).await;
-    let order = order_id("DEC-2026-0001");
+    let order = hub.order_id("DEC-2026-0001").await;
     hub.wait_for_order_status(&order, "dead_letter").await;
     let trace = hub.trace(&order).await;
     let last = trace["steps"].as_array().and_then(|s| s.last().cloned()).expect("a step");

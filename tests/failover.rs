@@ -55,14 +55,11 @@ async fn a_dead_nodes_inbox_is_taken_over_after_its_lease_and_the_next_file_take
     .await;
     sshd.drop_file("beslut-2.xml", &decision_file("PC-NODE-2", &pnrs[21], PROVIDER_A)).expect("drop a file");
     archived(&sshd, "beslut-2.xml").await;
-    let order = carehub_core::flows::decision::order_id_for("procapita:PC-NODE-2");
     let admin = a.admin();
     let http = reqwest::Client::new();
-    eventually("node b logged the file's decision and made its order", || async {
-        let resp = http.get(format!("{}/v1/orders/{order}", b.url())).bearer_auth(&admin).send().await.ok()?;
-        (resp.status() == reqwest::StatusCode::OK).then_some(())
-    })
-    .await;
+    // Node b made the order: asked for the decision's orders, it names one.
+    let orders = orders_of_decision(&http, &b.url(), &admin, "procapita:PC-NODE-2").await;
+    assert_eq!(orders.len(), 1, "{orders:?}");
     assert!(sshd.files("inbox").is_empty(), "{:?}", sshd.files("inbox"));
     b.stop().await;
 }

@@ -49,7 +49,7 @@ async fn scenario() -> Scenario {
         assert_eq!(s, StatusCode::ACCEPTED, "{r}");
         register_tag(&hub, tags[n], &pnrs[n], "2026-11-01").await;
     }
-    let orders = [order_id("DEC-F0"), order_id("DEC-F1"), order_id("DEC-F2")];
+    let orders = [hub.order_id("DEC-F0").await, hub.order_id("DEC-F1").await, hub.order_id("DEC-F2").await];
     let (pa, pb) = (hub.provider(PROVIDER_A), hub.provider(PROVIDER_B));
     for (body, token) in [
         (phoniro_ack(&orders[0], "ACCEPTED"), &pa),

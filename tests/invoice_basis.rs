@@ -112,7 +112,7 @@ async fn a_paraga_invoice_basis_file_over_sftp_is_verified_and_its_bad_row_named
         .post("combine", november_decision("DEC-IB2", &client, PROVIDER_D), Some(&hub.system_token("combine")))
         .await;
     assert_eq!(s, StatusCode::ACCEPTED);
-    let order = order_id("DEC-IB2");
+    let order = hub.order_id("DEC-IB2").await;
     register_tag(&hub, "04A80001", &client, "2026-11-01").await;
 
     // Performed: four visits of 45 minutes = 180 minutes, in ParaGå's daily file.

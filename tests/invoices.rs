@@ -105,7 +105,7 @@ async fn a_peppol_invoice_left_in_an_sftp_inbox_is_verified_and_archived() {
         .post("combine", november_decision("DEC-INV-S", &client, PROVIDER_D), Some(&hub.system_token("combine")))
         .await;
     assert_eq!(s, StatusCode::ACCEPTED);
-    let order = order_id("DEC-INV-S");
+    let order = hub.order_id("DEC-INV-S").await;
     // No visits performed: an hour invoiced is an hour more than performed (INV001), and the
     // order is far under its grant (INV006).
     let day = |d| chrono::NaiveDate::from_ymd_opt(2026, 11, d).expect("date");

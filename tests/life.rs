@@ -89,7 +89,9 @@ async fn a_switch_on_the_17th_verifies_each_providers_invoice_against_its_own_da
         r#"<Andring typ="Utforarbyte"><Utforare orgnr="{PROVIDER_B}"/><ForstaDag>2026-11-17</ForstaDag></Andring>"#
     );
     let receipt = send_change(&hub, change("DEC-LIFE-2", 1, "2026-11-17", &switch)).await;
-    let (old, new) = (order_id("DEC-LIFE-2"), carehub_core::flows::decision::order_id_for("combine:DEC-LIFE-2@1"));
+    let orders = hub.orders_of("combine:DEC-LIFE-2").await;
+    let [old, new] = &orders[..] else { panic!("the switch leaves two orders: {orders:?}") };
+    let (old, new) = (old.clone(), new.clone());
     assert_eq!(receipt["order_id"].as_str(), Some(new.as_str()), "the receipt names the new order: {receipt}");
 
     // The old provider's last day is the 16th, the new provider's first the 17th.

@@ -349,7 +349,8 @@ async fn a_provider_switch_ends_the_old_order_the_day_before_and_starts_a_new_on
         v.hub.wait_for_order_status(&old, "delivered").await;
         v.send_change(cm, id, 1, &Change::NewProvider { provider: new_org, from }).await;
 
-        let new = carehub_core::flows::decision::order_id_for(&format!("{cm}:{id}@1"));
+        let new = v.hub.orders_of(&format!("{cm}:{id}")).await.pop().expect("the new provider's order");
+        assert_ne!(new, old, "the switch made a second order");
         v.wait_delivered(&old, &format!("{old}:order_end:1")).await;
         let o = v.hub.wait_for_order_status(&new, "delivered").await;
         assert_eq!((o["source_system"].as_str(), o["provider_system"].as_str()), (Some(cm), Some(new_system)), "{o}");

@@ -39,7 +39,17 @@ async fn a_lifecare_decision_reaches_lifecare_mobil_and_the_answers_return() {
         .mount(&lifecare)
         .await;
     let hub = TestHub::start(&mobil.uri(), &lifecare.uri()).await;
-    let order = carehub_core::flows::decision::order_id_for("lifecare:LC-77812");
+    let (status, receipt) = hub
+        .post(
+            "lifecare",
+            lifecare_decision("LC-77812", "19360101-6987", "556012-3456"),
+            Some(&hub.system_token("lifecare")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
+    // The receipt names the order the decision made: the one the hub lists for it.
+    let order = receipt["order_id"].as_str().expect("an order id").to_owned();
+    assert_eq!(hub.order_of("lifecare:LC-77812").await, order);
     Mock::given(method("POST"))
         .and(path("/lifecare/api/acknowledgements"))
         .and(header("authorization", "Bearer lc-t1"))
@@ -57,16 +67,6 @@ async fn a_lifecare_decision_reaches_lifecare_mobil_and_the_answers_return() {
         .expect(1)
         .mount(&lifecare)
         .await;
-
-    let (status, receipt) = hub
-        .post(
-            "lifecare",
-            lifecare_decision("LC-77812", "19360101-6987", "556012-3456"),
-            Some(&hub.system_token("lifecare")),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
-    assert_eq!(receipt["order_id"], order.as_str());
     hub.wait_for_order_status(&order, "delivered").await;
     let sent = mobil.received_requests().await.expect("recorded");
     let assignment: serde_json::Value =
@@ -143,14 +143,14 @@ async fn a_refused_token_is_renewed_within_the_attempt_and_an_expired_one_before
 
     let (s, _) = hub.post("lifecare", lifecare_decision("LC-1", &pnrs[300], PROVIDER_C), Some(&cm)).await;
     assert_eq!(s, StatusCode::ACCEPTED);
-    let first = carehub_core::flows::decision::order_id_for("lifecare:LC-1");
+    let first = hub.order_of("lifecare:LC-1").await;
     let delivered = hub.wait_for_order_status(&first, "delivered").await;
     assert!(delivered["delivered_at"].is_string());
     let trace = hub.trace(&first).await;
     assert_eq!(trace["deliveries"][0]["attempts"], 1, "the 401 was cured inside the first attempt");
     let (s, _) = hub.post("lifecare", lifecare_decision("LC-2", &pnrs[301], PROVIDER_C), Some(&cm)).await;
     assert_eq!(s, StatusCode::ACCEPTED);
-    let second = carehub_core::flows::decision::order_id_for("lifecare:LC-2");
+    let second = hub.order_of("lifecare:LC-2").await;
     hub.wait_for_order_status(&second, "delivered").await;
     let token_calls = mobil
         .received_requests()

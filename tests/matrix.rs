@@ -79,7 +79,7 @@ async fn every_case_management_system_reaches_every_provider_system_and_back() {
                     .drop_file(&format!("beslut-{id}.xml"), &decision_file(&id, pnr, org))
                     .expect("drop a file"),
             }
-            let order = carehub_core::flows::decision::order_id_for(&format!("{cm}:{id}"));
+            let order = hub.order_of(&format!("{cm}:{id}")).await;
             pairs.push((*cm, *provider_system, *org, order));
         }
     }

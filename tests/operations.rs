@@ -529,7 +529,7 @@ async fn metrics_answer_the_classic_format_with_request_delivery_build_and_poll_
     let hub = TestHub::start_with(&vendor.uri(), &vendor.uri(), options).await;
     let (status, body) = hub.post("combine", SPEC_DECISION, Some(&hub.system_token("combine"))).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let order = order_id("DEC-2026-0001");
+    let order = hub.order_id("DEC-2026-0001").await;
     hub.wait_for_order_status(&order, "delivered").await;
 
     // Scraped without asking for OpenMetrics (as a classic Prometheus does): the classic

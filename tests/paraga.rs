@@ -43,7 +43,7 @@ async fn orders_and_confirmations_at(at: chrono::DateTime<chrono::Utc>) {
         let (s, _) = hub.post("combine", decision_xml(id, pnr, PROVIDER_D, None), Some(&cm)).await;
         assert_eq!(s, StatusCode::ACCEPTED);
     }
-    let (o1, o2) = (order_id("DEC-P1"), order_id("DEC-P2"));
+    let (o1, o2) = (hub.order_id("DEC-P1").await, hub.order_id("DEC-P2").await);
     hub.wait_for_order_status(&o1, "delivered").await;
     hub.wait_for_order_status(&o2, "delivered").await;
     let today = hub.clock.today();

@@ -34,7 +34,7 @@ async fn a_procapita_file_becomes_an_order_and_the_answers_return_as_files() {
     // Taken: archived, receipted, ordered.
     wait_for_file(&sshd, "archive", "the file is archived", |f| f.ends_with("-beslut-118.xml")).await;
     assert!(sshd.files("inbox").is_empty());
-    let order = carehub_core::flows::decision::order_id_for("procapita:PC-2026-118");
+    let order = hub.order_of("procapita:PC-2026-118").await;
     hub.wait_for_order_status(&order, "delivered").await;
     let receipt = wait_for_file(&sshd, "outbox", "a receipt is uploaded", |f| f.starts_with("kvitto-")).await;
     let text = std::fs::read(sshd.root.join("outbox").join(&receipt)).expect("receipt");
@@ -144,7 +144,7 @@ async fn partial_unreadable_and_repeated_files_and_a_restarting_server() {
     door.close();
     sshd.restart().expect("restart sshd");
     wait_for_file(&sshd, "archive", "the waiting file is archived", |f| f.ends_with("-beslut-4.xml")).await;
-    hub.wait_for_order_status(&carehub_core::flows::decision::order_id_for("procapita:PC-4"), "delivered").await;
+    hub.wait_for_order_status(&hub.order_of("procapita:PC-4").await, "delivered").await;
 }
 
 #[tokio::test]

@@ -125,8 +125,8 @@ async fn acks_for_unknown_or_foreign_orders_are_refused() {
     assert_eq!(got, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(answer["code"], "UNKNOWN_ORDER");
 
-    hub.post("combine", SPEC_DECISION, Some(&hub.system_token("combine"))).await;
-    let order = order_id("DEC-2026-0001");
+    let (_, receipt) = hub.post("combine", SPEC_DECISION, Some(&hub.system_token("combine"))).await;
+    let order = receipt["order_id"].as_str().expect("an order id").to_owned();
     // Provider B may not confirm provider A's order.
     let (got, answer) = hub.post("phoniro", phoniro_ack(&order, "ACCEPTED"), Some(&hub.provider(PROVIDER_B))).await;
     assert_eq!(got, StatusCode::FORBIDDEN, "{answer}");

@@ -50,7 +50,7 @@ async fn a_treserva_decision_reaches_phoniro_and_the_ack_returns_as_a_soap_call(
     assert_eq!(answer.name, "RegistreraBeslutResponse");
     assert_eq!(answer.namespace.as_deref(), Some("urn:carehub:vendor:treserva:1"));
     assert_eq!(answer.child("Status").map(|s| s.text.as_str()), Some("accepted"));
-    let order = carehub_core::flows::decision::order_id_for("treserva:TRE-4411");
+    let order = hub.order_of("treserva:TRE-4411").await;
     assert_eq!(answer.child("OrderId").map(|s| s.text.as_str()), Some(order.as_str()));
     hub.wait_for_order_status(&order, "delivered").await;
 
@@ -156,7 +156,7 @@ async fn treserva_server_faults_are_retried_and_client_faults_dead_letter() {
         .await
         .expect("post");
     assert_eq!(resp.status(), StatusCode::OK);
-    let order = carehub_core::flows::decision::order_id_for("treserva:TRE-9");
+    let order = hub.order_of("treserva:TRE-9").await;
     hub.wait_for_order_status(&order, "delivered").await;
     let p = hub.provider(PROVIDER_A);
     hub.post("phoniro", phoniro_ack(&order, "ACCEPTED"), Some(&p)).await;

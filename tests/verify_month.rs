@@ -34,7 +34,7 @@ async fn client_with_visits(hub: &TestHub, n: usize, visits: u32) -> String {
         let (s, r) = hub.post("phoniro", v.to_string(), Some(&token)).await;
         assert_eq!((s, r["visits"][0]["outcome"].as_str()), (StatusCode::ACCEPTED, Some("accepted")), "{r}");
     }
-    order_id(&decision)
+    hub.order_id(&decision).await
 }
 
 #[tokio::test]

@@ -26,7 +26,7 @@ async fn a_lifecare_mobil_webhook_visit_is_validated_stored_and_reported_to_comb
         .await;
     assert_eq!(s, StatusCode::ACCEPTED);
     register_tag(&hub, "04A50001", &client, "2026-11-01").await;
-    let order = order_id("DEC-LM1");
+    let order = hub.order_id("DEC-LM1").await;
     let webhook = |id: &str| {
         let reg = |time: &str| json!({"time": time, "registration": "NFC", "tagId": "04A50001"});
         json!({"event": "visit.completed", "eventId": format!("evt-{id}"), "timestamp": "2026-11-12T08:40:00Z",

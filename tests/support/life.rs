@@ -75,7 +75,7 @@ impl Vendors {
             _ => decision_file(id, pnr, org),
         };
         self.send(cm, &format!("beslut-{id}.xml"), body, "RegistreraBeslut").await;
-        carehub_core::flows::decision::order_id_for(&format!("{cm}:{id}"))
+        self.hub.order_of(&format!("{cm}:{id}")).await
     }
 
     /// Sends version `version` of decision `id` from `cm`: `change` in its format, over its

@@ -552,6 +552,23 @@ impl TestHub {
         .await
     }
 
+    /// The ids of the orders decision `decision` (namespaced: `combine:DEC-1`) made, by
+    /// start date, once it has made one (`GET /v1/orders?decision=`). An order's id is the
+    /// hub's own, made when the decision came in: it is found, never worked out.
+    pub async fn orders_of(&self, decision: &str) -> Vec<String> {
+        orders_of_decision(&self.http, &self.url, &self.admin(), decision).await
+    }
+
+    /// The order decision `decision` (namespaced) made first.
+    pub async fn order_of(&self, decision: &str) -> String {
+        self.orders_of(decision).await.swap_remove(0)
+    }
+
+    /// The order Combine decision `id` made first.
+    pub async fn order_id(&self, id: &str) -> String {
+        self.order_of(&format!("combine:{id}")).await
+    }
+
     /// Polls the order until its status is `want`.
     pub async fn wait_for_order_status(&self, order_id: &str, want: &str) -> Value {
         let admin = self.admin();
@@ -890,9 +907,23 @@ pub fn decision_xml(id: &str, pnr: &str, provider: &str, decided_at: Option<&str
     )
 }
 
-/// The hub's order id for a Combine decision id.
-pub fn order_id(decision: &str) -> String {
-    carehub_core::flows::decision::order_id_for(&format!("combine:{decision}"))
+/// The ids of the orders decision `decision` (namespaced) made, by start date, from the hub
+/// at `url` (any node of a cluster), once it has made one.
+pub async fn orders_of_decision(http: &reqwest::Client, url: &str, token: &str, decision: &str) -> Vec<String> {
+    eventually(&format!("decision {decision} has made an order"), || async {
+        let resp = http
+            .get(format!("{url}/v1/orders"))
+            .query(&[("decision", decision)])
+            .bearer_auth(token)
+            .send()
+            .await
+            .ok()?;
+        let body: Value = resp.json().await.ok()?;
+        let ids: Vec<String> =
+            body["orders"].as_array()?.iter().filter_map(|o| o["order"]["id"].as_str().map(str::to_owned)).collect();
+        (!ids.is_empty()).then_some(ids)
+    })
+    .await
 }
 
 /// A Phoniro order confirmation.
@@ -1072,6 +1103,7 @@ pub async fn order_with_visits(
     let (s, r) =
         hub.post("combine", november_decision(decision, client, provider), Some(&hub.system_token("combine"))).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    let order = r["order_id"].as_str().expect("an order id").to_owned();
     register_tag(hub, tag, client, "2026-11-01").await;
     let token = hub.provider(provider);
     for day in days {
@@ -1088,7 +1120,7 @@ pub async fn order_with_visits(
         let (s, r) = hub.post("phoniro", v.to_string(), Some(&token)).await;
         assert_eq!((s, r["visits"][0]["outcome"].as_str()), (StatusCode::ACCEPTED, Some("accepted")), "{r}");
     }
-    order_id(decision)
+    order
 }
 
 /// The first verification report sent back to Phoniro (`/api/invoice-verifications`, JSON)

@@ -539,7 +539,7 @@ impl Shared {
                 };
                 let xml = send::decision_change(&id, version, &from, &stamp, &change);
                 self.inject(CASE_MANAGEMENT_COUNTERPART, xml, "application/xml").await?;
-                let order = carehub_core::flows::decision::order_id_for(&format!("combine:{id}"));
+                let order = self.first_order_of(&format!("combine:{id}")).await?;
                 self.await_delivery(head, &order, Some(kind), command.twice).await
             }
             (Side::CaseManagement, kind @ ("order_ack" | "plan_notice")) => {
@@ -547,7 +547,7 @@ impl Shared {
                 // or the latest made from the vendor's decisions.
                 let order = match (f.opt("order_id"), f.opt("decision")) {
                     (Some(o), _) => o,
-                    (None, Some(d)) => carehub_core::flows::decision::order_id_for(&d),
+                    (None, Some(d)) => self.first_order_of(&d).await?,
                     (None, None) => self.latest_order().await?,
                 };
                 let body = if kind == "order_ack" {
@@ -570,7 +570,7 @@ impl Shared {
                 // report to the case-management system the order came from.
                 let order = match (f.opt("order_id"), f.opt("decision")) {
                     (Some(o), _) => o,
-                    (None, Some(d)) => carehub_core::flows::decision::order_id_for(&d),
+                    (None, Some(d)) => self.first_order_of(&d).await?,
                     (None, None) => self.latest_order().await?,
                 };
                 let provider = f.text("provider", &self.providers[0]);
@@ -707,8 +707,7 @@ impl Shared {
                 && x.status.is_some_and(|s| (200..300).contains(&s))
         });
         if let Some(decision) = sent.and_then(|x| x.key.as_deref()) {
-            let order = carehub_core::flows::decision::order_id_for(decision);
-            if self.hub.store().order(&order).await.map_err(|e| MockError::Store(e.to_string()))?.is_some() {
+            if let Some(order) = self.orders_of(decision).await?.into_iter().next() {
                 return Ok(order);
             }
         }
@@ -726,6 +725,23 @@ impl Shared {
             .ok_or_else(|| {
                 MockError::Send("no order from this system yet: post a decision first, or give fields.order_id".into())
             })
+    }
+
+    /// The ids of the orders decision `decision` (`combine:DEC-1`) made, in the order they
+    /// apply: an order's id is the hub's, made when the decision came in.
+    async fn orders_of(&self, decision: &str) -> Result<Vec<String>, MockError> {
+        let filter = OrderFilter { decision_id: Some(decision.to_owned()), limit: 100, ..OrderFilter::default() };
+        let orders = self.hub.store().orders(filter).await.map_err(|e| MockError::Store(e.to_string()))?;
+        Ok(orders.into_iter().map(|o| o.order.id).collect())
+    }
+
+    /// The order decision `decision` made first.
+    async fn first_order_of(&self, decision: &str) -> Result<String, MockError> {
+        self.orders_of(decision)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| MockError::Send(format!("decision {decision} has made no order: post it first")))
     }
 
     /// Waits until the hub has attempted a delivery to the vendor about `key` after the

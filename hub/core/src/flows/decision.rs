@@ -10,18 +10,35 @@
 //! [`super::answer`]'s.
 
 use carehub_model::{Decision, ErrorCode, MessageType, Order};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tracing::info;
 
 use super::{logged_id, outbound_entry, store_unavailable, Correlation, Flows};
 use crate::intake::{Inbound, Receipt, Rejection};
-use crate::store::{DecisionRecord, LogRef, LogStatus, Op, OrderRecord, OrderStatus, StoreError};
+use crate::store::{DecisionRecord, LogRef, LogStatus, Op, OrderFilter, OrderRecord, OrderStatus, StoreError};
 
-/// The hub's order id for a decision: stable, so a decision can never yield two orders.
-pub fn order_id_for(decision_id: &str) -> String {
-    let digest = Sha256::digest(decision_id.as_bytes());
-    format!("O-{}", hex::encode_upper(&digest[..8]))
+/// The id of an order made at `at` (the hub's clock) from `source`: the decision's id, or
+/// the decision's id and the version that made the order (`id@version`).
+///
+/// `O-`, the instant's milliseconds in 12 hex digits, then 12 of a SHA-256 of `source`
+/// (`O-01A202DEB7002FD54EB2443A`). Orders made later get ids that sort later, so an order's
+/// entries in the indexes keyed by order id (the orders table's own, the outbox's, the
+/// message log's) go in at the end of each index, a page or two a commit. An id that was
+/// a hash alone put each one on a page of its own: the bare SQLite loop with the hub's
+/// keys wrote 50 KiB per decision with hashed ids and 12 with these (`carehub bench
+/// decisions`, BENCHMARKS.md). The hash keeps apart orders made in the same millisecond.
+///
+/// An order's id is stored with it and found by its decision ([`OrderFilter::decision_id`]),
+/// never worked out again; that a decision yields one order is the store's to hold (a
+/// decision is stored once, in the commit that stores its order).
+///
+/// [`OrderFilter::decision_id`]: crate::store::OrderFilter::decision_id
+pub fn new_order_id(source: &str, at: DateTime<Utc>) -> String {
+    let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0) & 0xFFFF_FFFF_FFFF;
+    let digest = Sha256::digest(source.as_bytes());
+    format!("O-{millis:012X}{}", hex::encode_upper(&digest[..6]))
 }
 
 fn content_hash(canonical: &str) -> String {
@@ -30,24 +47,34 @@ fn content_hash(canonical: &str) -> String {
 
 impl Flows {
     pub(crate) async fn on_decision(&self, inbound: &Inbound<'_>, d: Decision) -> Result<Receipt, Rejection> {
-        let order_id = order_id_for(d.id.as_str());
-        let corr = Correlation {
+        let mut corr = Correlation {
             decision_id: Some(d.id.as_str().to_owned()),
-            order_id: Some(order_id.clone()),
+            order_id: None,
             client: Some(d.client.expose().to_owned()),
             provider: Some(d.provider.as_str().to_owned()),
         };
         let canonical = serde_json::to_string(&d).map_err(|e| Rejection::new(ErrorCode::Internal, e.to_string()))?;
         let hash = content_hash(&canonical);
-        for _ in 0..2 {
-            if let Some(existing) = self.store.decision(d.id.as_str()).await.map_err(store_unavailable)? {
-                if existing.content_hash == hash {
-                    return self.duplicate(inbound, MessageType::Decision, corr).await;
+        for pass in 0..2 {
+            let route = self.routes.get(d.provider.as_str());
+            // A decision received before is answered from its record. The first pass does
+            // not look when the decision can be stored: the store refuses a second copy
+            // (`Conflict`, below) and the next pass looks then. Repeats are rare, and the
+            // look-up was a read of its own on every decision.
+            if pass > 0 || route.is_none() {
+                if let Some(existing) = self.store.decision(d.id.as_str()).await.map_err(store_unavailable)? {
+                    // The answer names the order the decision made first.
+                    let filter = OrderFilter { decision_id: Some(existing.id), limit: 1, ..OrderFilter::default() };
+                    let orders = self.store.orders(filter).await.map_err(store_unavailable)?;
+                    corr.order_id = orders.into_iter().next().map(|o| o.order.id);
+                    if existing.content_hash == hash {
+                        return self.duplicate(inbound, MessageType::Decision, corr).await;
+                    }
+                    let reason = format!("decision {} was received before with different content", d.id);
+                    return Err(self.reject(inbound, ErrorCode::DecisionConflict, reason, corr).await);
                 }
-                let reason = format!("decision {} was received before with different content", d.id);
-                return Err(self.reject(inbound, ErrorCode::DecisionConflict, reason, corr).await);
             }
-            let Some(route) = self.routes.get(d.provider.as_str()) else {
+            let Some(route) = route else {
                 let reason = format!("no provider with organisation number {} is configured", d.provider);
                 return Err(self.reject(inbound, ErrorCode::UnknownProvider, reason, corr).await);
             };
@@ -56,6 +83,8 @@ impl Flows {
                 .get(&route.system)
                 .ok_or_else(|| Rejection::new(ErrorCode::Internal, "the provider's system is not configured"))?;
             let order_date = d.decided_at.map(carehub_model::local_date).unwrap_or_else(|| self.clock.today());
+            let order_id = new_order_id(d.id.as_str(), self.clock.now());
+            corr.order_id = Some(order_id.clone());
             let order = Order::from_decision(order_id.clone(), &d, order_date, self.deadlines);
             let context = json!({ "order": order, "decision": d });
             let rendered = match target.encode(MessageType::Order, &context) {
@@ -115,12 +144,36 @@ impl Flows {
                         code: None,
                     });
                 }
-                // Another request stored the same decision between our look-up and our
-                // commit: look again, and answer as for a repeat.
+                // The decision is stored (received before, or by a request racing this
+                // one): look it up, and answer as for a repeat.
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(store_unavailable(e)),
             }
         }
         Err(Rejection::new(ErrorCode::Unavailable, "the decision is being stored concurrently; send it again"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn order_ids_sort_by_the_time_they_were_made_and_differ_by_decision() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 22, 10, 48, 0).single().expect("a time");
+        let id = new_order_id("combine:DEC-2026-0001", at);
+        assert_eq!(id, "O-01A202DEB7002FD54EB2443A", "O-, 12 hex digits of milliseconds, 12 of the hash");
+        // Made a millisecond later from a decision whose hash is smaller: later still.
+        let later = at + chrono::Duration::milliseconds(1);
+        let mut ids: Vec<String> = (0..50).map(|n| new_order_id(&format!("combine:DEC-{n}"), at)).collect();
+        let next: Vec<String> = (0..50).map(|n| new_order_id(&format!("combine:DEC-{n}"), later)).collect();
+        assert!(ids.iter().all(|a| next.iter().all(|b| a < b)), "every id of a later millisecond sorts after");
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 50, "decisions in the same millisecond get ids of their own");
+        // The same decision at another time: another id (the store keeps one order a decision).
+        assert_ne!(new_order_id("combine:DEC-2026-0001", later), id);
     }
 }

@@ -25,7 +25,7 @@ use chrono::NaiveDate;
 use serde_json::{json, Value};
 use tracing::info;
 
-use super::decision::order_id_for;
+use super::decision::new_order_id;
 use super::{logged_id, outbound_entry, store_unavailable, Correlation, Flows};
 use crate::adapter::System;
 use crate::intake::{Inbound, Receipt, Rejection, Sender};
@@ -119,7 +119,8 @@ impl Flows {
             })
             .collect();
         let order_date = change.decided_at.map(carehub_model::local_date).unwrap_or_else(|| self.clock.today());
-        let new_id = || order_id_for(&format!("{id}@{}", change.version));
+        let now = self.clock.now();
+        let new_id = || new_order_id(&format!("{id}@{}", change.version), now);
         let derived = match derive(&decision, &live, &change, order_date, self.deadlines, new_id) {
             Ok(d) => d,
             Err(e) => return Err(self.reject(inbound, e.code, e.reason, corr).await),

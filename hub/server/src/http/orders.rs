@@ -138,6 +138,10 @@ pub struct OrderQuery {
     /// orders over time, by start date.
     #[param(format = "personnummer")]
     pub client: Option<String>,
+    /// A decision's orders (its namespaced id, `combine:DEC-2026-0001`), by start date:
+    /// one, or several once its client switched provider. An order's id is the hub's own,
+    /// made when the decision came in; this is how to find it from the decision.
+    pub decision: Option<String>,
     /// At most this many: 1 to 10000, 1000 by default (`BAD_REQUEST` outside the range).
     #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
@@ -150,7 +154,8 @@ pub struct OrderList {
 }
 
 /// List orders; `overdue=true` lists those past a deadline, `client=` a client's orders
-/// over time (by start date; several once the client switched provider).
+/// over time (by start date; several once the client switched provider), `decision=` the
+/// orders a decision made.
 #[utoipa::path(get, path = "/v1/orders", tag = "orders", params(OrderQuery),
     responses(
         (status = 200, body = OrderList),
@@ -178,6 +183,7 @@ pub(super) async fn list_orders(
         provider,
         client,
         status: q.status.clone(),
+        decision_id: q.decision.clone(),
         overdue_on: q.overdue.unwrap_or(false).then(|| state.hub.today()),
         limit: limit_param(q.limit, 1000, 10_000)?,
         ..OrderFilter::default()
@@ -186,6 +192,7 @@ pub(super) async fn list_orders(
         .with("provider", filter.provider.as_ref())
         .with("client", filter.client.as_ref())
         .with("status", filter.status.as_ref())
+        .with("decision", filter.decision_id.as_ref())
         .with("overdue", q.overdue)
         .with("limit", Some(filter.limit));
     let orders = state.hub.store().orders(filter).await?;
