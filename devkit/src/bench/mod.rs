@@ -217,7 +217,7 @@ async fn one_run(
     let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = accepted.clone();
     let cpu_before = (cpu_ticks("self"), writer_ticks());
-    let written_before = written_bytes();
+    let written_before = carehub_core::store::sqlite::bytes_written("self");
     let run = closed_loop(clients, seconds, move |n| {
         let (http, url, token, counter) = (http.clone(), url.clone(), token.clone(), counter.clone());
         let body = decision(n, pnrs[n % pnrs.len()]);
@@ -233,7 +233,7 @@ async fn one_run(
     })
     .await;
     let cpu_after = (cpu_ticks("self"), writer_ticks());
-    let written = written_bytes().saturating_sub(written_before);
+    let written = carehub_core::store::sqlite::bytes_written("self").saturating_sub(written_before);
     let accepted = accepted.load(std::sync::atomic::Ordering::Relaxed).max(1) as f64;
     let per_decision = |before: Option<u64>, after: Option<u64>| match (before, after) {
         (Some(b), Some(a)) => a.saturating_sub(b) as f64 * TICK * 1e6 / accepted,
@@ -257,16 +257,6 @@ async fn one_run(
         writer_us,
         written_kib,
     })
-}
-
-/// Bytes this process has sent to the disk (`write_bytes` of `/proc/self/io`): the WAL's
-/// frames and the checkpoints' copies into the database file; 0 where it cannot be read.
-fn written_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/io")
-        .ok()
-        .and_then(|io| io.lines().find_map(|l| l.strip_prefix("write_bytes:").map(|v| v.trim().parse().ok())))
-        .flatten()
-        .unwrap_or(0)
 }
 
 /// Seconds of one `/proc` clock tick (USER_HZ, 100 a second wherever Linux runs).

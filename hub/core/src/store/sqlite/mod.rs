@@ -778,7 +778,7 @@ pub fn bare_insert_loop(
         commit(&mut conn, done, to)?;
         done = to;
     }
-    let written_before = thread_write_bytes();
+    let written_before = bytes_written("thread-self");
     let started = std::time::Instant::now();
     let end = prefill + decisions;
     while done < end {
@@ -787,13 +787,14 @@ pub fn bare_insert_loop(
         done = to;
     }
     let elapsed = started.elapsed();
-    Ok((elapsed, thread_write_bytes().saturating_sub(written_before)))
+    Ok((elapsed, bytes_written("thread-self").saturating_sub(written_before)))
 }
 
-/// Bytes this thread has sent to the disk (`write_bytes` of `/proc/thread-self/io`): the
-/// WAL's frames and what checkpoints copy into the database file; 0 where it cannot be read.
-fn thread_write_bytes() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/io")
+/// Bytes a process or thread has sent to the disk (`write_bytes` of `/proc/{which}/io`;
+/// `self`, `thread-self`): for a store, the WAL's frames and what checkpoints copy into the
+/// database file. 0 where it cannot be read. The benchmarks' measure of write volume.
+pub fn bytes_written(which: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{which}/io"))
         .ok()
         .and_then(|io| io.lines().find_map(|l| l.strip_prefix("write_bytes:").map(|v| v.trim().parse().ok())))
         .flatten()
