@@ -707,8 +707,10 @@ impl Shared {
                 && x.status.is_some_and(|s| (200..300).contains(&s))
         });
         if let Some(decision) = sent.and_then(|x| x.key.as_deref()) {
-            if let Some(order) = self.orders_of(decision).await?.into_iter().next() {
-                return Ok(order);
+            if let Some(order) =
+                self.hub.store().first_order_of(decision).await.map_err(|e| MockError::Store(e.to_string()))?
+            {
+                return Ok(order.order.id);
             }
         }
         let orders = self
@@ -727,20 +729,12 @@ impl Shared {
             })
     }
 
-    /// The ids of the orders decision `decision` (`combine:DEC-1`) made, in the order they
-    /// apply: an order's id is the hub's, made when the decision came in.
-    async fn orders_of(&self, decision: &str) -> Result<Vec<String>, MockError> {
-        let filter = OrderFilter { decision_id: Some(decision.to_owned()), limit: 100, ..OrderFilter::default() };
-        let orders = self.hub.store().orders(filter).await.map_err(|e| MockError::Store(e.to_string()))?;
-        Ok(orders.into_iter().map(|o| o.order.id).collect())
-    }
-
-    /// The order decision `decision` made first.
+    /// The order decision `decision` (`combine:DEC-1`) made first: an order's id is the
+    /// hub's, made when the decision came in.
     async fn first_order_of(&self, decision: &str) -> Result<String, MockError> {
-        self.orders_of(decision)
-            .await?
-            .into_iter()
-            .next()
+        let first = self.hub.store().first_order_of(decision).await.map_err(|e| MockError::Store(e.to_string()))?;
+        first
+            .map(|o| o.order.id)
             .ok_or_else(|| MockError::Send(format!("decision {decision} has made no order: post it first")))
     }
 

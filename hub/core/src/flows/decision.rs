@@ -17,7 +17,7 @@ use tracing::info;
 
 use super::{logged_id, outbound_entry, store_unavailable, Correlation, Flows};
 use crate::intake::{Inbound, Receipt, Rejection};
-use crate::store::{DecisionRecord, LogRef, LogStatus, Op, OrderFilter, OrderRecord, OrderStatus, StoreError};
+use crate::store::{DecisionRecord, LogRef, LogStatus, Op, OrderRecord, OrderStatus, StoreError};
 
 /// The id of an order made at `at` (the hub's clock) from `source`: the decision's id, or
 /// the decision's id and the version that made the order (`id@version`).
@@ -30,11 +30,11 @@ use crate::store::{DecisionRecord, LogRef, LogStatus, Op, OrderFilter, OrderReco
 /// keys wrote 50 KiB per decision with hashed ids and 12 with these (`carehub bench
 /// decisions`, BENCHMARKS.md). The hash keeps apart orders made in the same millisecond.
 ///
-/// An order's id is stored with it and found by its decision ([`OrderFilter::decision_id`]),
+/// An order's id is stored with it and found by its decision ([`OrderStore::first_order_of`]),
 /// never worked out again; that a decision yields one order is the store's to hold (a
 /// decision is stored once, in the commit that stores its order).
 ///
-/// [`OrderFilter::decision_id`]: crate::store::OrderFilter::decision_id
+/// [`OrderStore::first_order_of`]: crate::store::OrderStore::first_order_of
 pub fn new_order_id(source: &str, at: DateTime<Utc>) -> String {
     let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0) & 0xFFFF_FFFF_FFFF;
     let digest = Sha256::digest(source.as_bytes());
@@ -64,9 +64,8 @@ impl Flows {
             if pass > 0 || route.is_none() {
                 if let Some(existing) = self.store.decision(d.id.as_str()).await.map_err(store_unavailable)? {
                     // The answer names the order the decision made first.
-                    let filter = OrderFilter { decision_id: Some(existing.id), limit: 1, ..OrderFilter::default() };
-                    let orders = self.store.orders(filter).await.map_err(store_unavailable)?;
-                    corr.order_id = orders.into_iter().next().map(|o| o.order.id);
+                    let first = self.store.first_order_of(&existing.id).await.map_err(store_unavailable)?;
+                    corr.order_id = first.map(|o| o.order.id);
                     if existing.content_hash == hash {
                         return self.duplicate(inbound, MessageType::Decision, corr).await;
                     }

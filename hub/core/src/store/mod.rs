@@ -892,6 +892,12 @@ pub trait OrderStore: Send + Sync {
     async fn decision(&self, id: &str) -> Result<Option<DecisionRecord>, StoreError>;
     async fn order(&self, id: &str) -> Result<Option<OrderRecord>, StoreError>;
     async fn orders(&self, filter: OrderFilter) -> Result<Vec<OrderRecord>, StoreError>;
+    /// The order decision `decision_id` made first (its orders read as they apply). An
+    /// order's id is made when its decision comes in, so this is how to find it again.
+    async fn first_order_of(&self, decision_id: &str) -> Result<Option<OrderRecord>, StoreError> {
+        let filter = OrderFilter { decision_id: Some(decision_id.to_owned()), limit: 1, ..OrderFilter::default() };
+        Ok(self.orders(filter).await?.into_iter().next())
+    }
     async fn overdue_counts(&self, today: NaiveDate) -> Result<OverdueCounts, StoreError>;
     /// The providers with an order for `client` active on `day` (by the order's dates, and
     /// not rejected: the orders VIS009 counts), in order.
