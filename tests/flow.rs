@@ -163,7 +163,9 @@ async fn a_repeated_decision_is_acknowledged_as_a_duplicate_and_sent_once() {
     let token = hub.system_token("combine");
     let (s1, r1) = hub.post("combine", SPEC_DECISION, Some(&token)).await;
     // An order's id carries the time it was made: the repeat, a minute later, still names
-    // the order made the first time.
+    // the order made the first time. The clock moves once the order is delivered, so no
+    // delivery in flight outlives its lease and goes out again.
+    hub.wait_for_order_status(r1["order_id"].as_str().expect("an order id"), "delivered").await;
     hub.clock.advance(chrono::Duration::minutes(1));
     let (s2, r2) = hub.post("combine", SPEC_DECISION, Some(&token)).await;
     assert_eq!(s1, StatusCode::ACCEPTED);
